@@ -1,0 +1,254 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Lake } from '../connectors/lake/lake.js';
+import { DuckDbStaging } from '../dialects/duckdb/duckdb-staging.js';
+import type { FerryConfig } from './config.js';
+import { emptyCounts, type RunCounts } from './counts.js';
+import { describeError, FerryError, isRetryable } from './errors.js';
+import { killPoint } from './kill-points.js';
+import type { Logger } from './log.js';
+import type { PipelineDefinition, RunMode, StageSpec } from './pipeline.js';
+import type { RejectRecord } from './rejects.js';
+import type { PlanContext, Progress, RunServices, StageContext, StageImpl } from './stage.js';
+import type { StagingEngine } from './staging.js';
+import type { RunRecord, RunStatus, StateStore } from './state-store.js';
+import type { RunWindow } from './window.js';
+
+export interface StageRegistry {
+  get(kind: string): StageImpl | undefined;
+}
+
+export interface RunOptions {
+  readonly mode: RunMode;
+  readonly config: FerryConfig;
+  readonly lake: Lake;
+  readonly state: StateStore;
+  readonly registry: StageRegistry;
+  readonly services?: RunServices;
+  readonly log: Logger;
+  readonly progress?: Progress;
+  /** Aborting asks the run to stop after the current batch. */
+  readonly signal?: AbortSignal;
+  readonly range?: { readonly from: string; readonly to: string };
+  readonly reprocess?: boolean;
+  /** A window fixed by the caller (backfill windows, replays) instead of planning one. */
+  readonly window?: RunWindow;
+  /** Lease time to live; renewed while the run goes on. Default 2 minutes. */
+  readonly leaseTtlMs?: number;
+  /** Opens the staging engine. Default: an in-memory DuckDB that spills to the run folder. */
+  readonly openStaging?: (runDir: string) => Promise<StagingEngine>;
+  /** Seeds `ctx.shared` (replay passes the rows to re-send this way). */
+  readonly shared?: ReadonlyMap<string, unknown>;
+  readonly parentRunId?: string;
+}
+
+/** What `ferry run --json` prints for one run. */
+export interface RunReport {
+  readonly runId: string;
+  readonly pipeline: string;
+  readonly mode: RunMode;
+  readonly status: RunStatus;
+  readonly window: {
+    readonly source: string;
+    readonly items: number;
+    readonly first: string | null;
+    readonly last: string | null;
+    readonly cursorBefore: string | null;
+    readonly cursorAfter: string | null;
+  };
+  readonly counts: RunCounts;
+  readonly rejectsByReason: Record<string, number>;
+  readonly durationMs: number;
+  readonly error?: { readonly code: string; readonly message: string; readonly retryable: boolean };
+  readonly metrics: Record<string, unknown>;
+}
+
+const noProgress: Progress = { update() {} };
+
+/** The lease name that keeps two runs of one pipeline apart. */
+export function pipelineLeaseName(pipeline: string): string {
+  return `pipeline:${pipeline}`;
+}
+
+export function holderName(): string {
+  return `${os.hostname()}:${process.pid}`;
+}
+
+/**
+ * Runs one pipeline once: takes its lease, plans (or takes) a fixed window, runs the stages, and only then
+ * records the items as processed and moves the cursor. A killed run leaves the cursor where it was, so the next
+ * run repeats the window; every sink is idempotent, so repeating is safe.
+ */
+export async function runPipeline(def: PipelineDefinition, options: RunOptions): Promise<RunReport> {
+  const { state, log } = options;
+  const holder = holderName();
+  const ttl = options.leaseTtlMs ?? 120_000;
+  const leaseName = pipelineLeaseName(def.name);
+  const lease = state.acquireLease(leaseName, holder, ttl);
+  if (!lease) {
+    const current = state.getLease(leaseName);
+    const reason = `Pipeline \`${def.name}\` is already running (lease held by \`${current?.holder ?? 'unknown'}\` until ${current ? new Date(current.expiresAtMs).toISOString() : '?'}); skipped.`;
+    const skipped = state.recordSkipped(def.name, options.mode, holder, reason);
+    log.info(reason, { pipeline: def.name, runId: skipped.id });
+    return toReport(skipped);
+  }
+
+  const leaseTimer = setInterval(() => {
+    if (!state.renewLease(leaseName, lease.token, ttl)) {
+      log.error(`Lost the lease of \`${def.name}\`; stopping after the current batch.`);
+      leaseLost.abort();
+    }
+  }, Math.max(1000, Math.floor(ttl / 3)));
+  leaseTimer.unref();
+  const leaseLost = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, leaseLost.signal]) : leaseLost.signal;
+
+  let staging: StagingEngine | undefined;
+  let run: RunRecord | undefined;
+  const counts = emptyCounts();
+  const metrics: Record<string, unknown> = {};
+  const rejectsByReason: Record<string, number> = {};
+  try {
+    // We hold the lease, so any run still marked running belongs to a process that died.
+    const abandoned = state.abandonRunningRuns(def.name);
+    if (abandoned.length) log.warn(`Earlier run(s) ${abandoned.join(', ')} of \`${def.name}\` did not finish; repeating their window.`);
+
+    const window = options.window ?? (await planWindow(def, options));
+    run = state.startRun({ pipeline: def.name, mode: options.mode, window, holder, parentRunId: options.parentRunId ?? null });
+    const runDir = path.join(options.config.state, 'runs', run.id);
+    await fs.mkdir(runDir, { recursive: true });
+    const runId = run.id;
+    const ctxBase = {
+      runId,
+      pipeline: def,
+      mode: options.mode,
+      window,
+      config: options.config,
+      lake: options.lake,
+      state,
+      services: options.services ?? {},
+      counts,
+      metrics,
+      log,
+      progress: options.progress ?? noProgress,
+      signal,
+      runDir,
+      shared: new Map<string, unknown>(options.shared ?? []),
+      reject(records: readonly RejectRecord[]) {
+        if (records.length === 0) return;
+        state.addRejects(runId, def.name, records);
+        counts.rejected += records.length;
+        for (const r of records) rejectsByReason[r.reason] = (rejectsByReason[r.reason] ?? 0) + 1;
+      },
+    };
+
+    if (window.items.length > 0 || options.window) {
+      staging = await (options.openStaging ?? defaultStaging)(runDir);
+      const ctx: StageContext = { ...ctxBase, staging };
+      for (const spec of def.stages) {
+        if (signal.aborted) throw new FerryError('run.interrupted', `Run of \`${def.name}\` was stopped before stage \`${spec.kind}\`; the next run repeats its window.`, { disposition: 'retry' });
+        await stageImpl(options.registry, spec).run(spec, ctx);
+        killPoint(`after-stage:${spec.kind}`);
+      }
+    }
+
+    const withinThreshold = rejectsWithinThreshold(def, counts);
+    const status: RunStatus = withinThreshold ? 'succeeded' : 'rejects_exceeded';
+    const movesState = withinThreshold && (options.mode === 'scheduled' || options.mode === 'manual');
+    // Rejects of earlier, unfinished or repeated runs over the same items are replaced by this run's.
+    if (options.mode !== 'replay') state.supersedeRejects(def.name, window.items.map((i) => i.id), runId);
+    killPoint('before-commit');
+    const finished = state.finishRun(runId, {
+      status,
+      counts,
+      rejectsByReason,
+      metrics,
+      markProcessed: movesState,
+      moveCursor: movesState,
+      error: withinThreshold
+        ? null
+        : { code: 'rejects.threshold', message: `Rejected ${counts.rejected} of ${counts.read} rows, over the pipeline's threshold (${def.rejectThreshold.maxRejectedRatio * 100}%); the window will be repeated. Inspect with \`ferry rejects --run ${runId}\`.` },
+    });
+    killPoint('after-commit');
+    return toReport(finished);
+  } catch (error) {
+    const code = error instanceof FerryError ? error.code : 'run.failed';
+    const message = describeError(error);
+    if (!run) {
+      log.error(`Planning \`${def.name}\` failed: ${message}`);
+      throw error;
+    }
+    const finished = state.finishRun(run.id, {
+      status: 'failed',
+      counts,
+      rejectsByReason,
+      metrics,
+      markProcessed: false,
+      moveCursor: false,
+      error: { code, message },
+    });
+    return { ...toReport(finished), error: { code, message, retryable: isRetryable(error) } };
+  } finally {
+    clearInterval(leaseTimer);
+    if (staging) await staging.close().catch(() => undefined);
+    state.releaseLease(leaseName, lease.token);
+  }
+}
+
+/** Plans the window by asking the pipeline's source stage (the first stage that plans). */
+export async function planWindow(def: PipelineDefinition, options: Omit<RunOptions, 'window'>): Promise<RunWindow> {
+  const source = def.stages.find((s) => stageImpl(options.registry, s).plan);
+  if (!source) throw new FerryError('pipeline.no_source', `Pipeline \`${def.name}\` has no source stage that can plan a window.`);
+  const ctx: PlanContext = {
+    pipeline: def,
+    mode: options.mode,
+    config: options.config,
+    lake: options.lake,
+    state: options.state,
+    log: options.log,
+    ...(options.range ? { range: options.range } : {}),
+    ...(options.reprocess ? { reprocess: true } : {}),
+  };
+  return stageImpl(options.registry, source).plan!(source, ctx);
+}
+
+function stageImpl(registry: StageRegistry, spec: StageSpec): StageImpl {
+  const impl = registry.get(spec.kind);
+  if (!impl) throw new FerryError('pipeline.unknown_stage', `Stage kind \`${spec.kind}\` is not registered; check the pipeline definition.`);
+  return impl;
+}
+
+function rejectsWithinThreshold(def: PipelineDefinition, counts: RunCounts): boolean {
+  const { maxRejectedRatio, maxRejected } = def.rejectThreshold;
+  if (maxRejected !== undefined && counts.rejected > maxRejected) return false;
+  if (counts.read === 0) return true;
+  return counts.rejected / counts.read <= maxRejectedRatio;
+}
+
+async function defaultStaging(runDir: string): Promise<StagingEngine> {
+  return DuckDbStaging.open({ memoryLimit: process.env.FERRY_STAGING_MEMORY ?? '1GB', tempDirectory: path.join(runDir, 'spill') });
+}
+
+export function toReport(run: RunRecord): RunReport {
+  const items = run.window.items ?? [];
+  return {
+    runId: run.id,
+    pipeline: run.pipeline,
+    mode: run.mode,
+    status: run.status,
+    window: {
+      source: run.window.source,
+      items: items.length,
+      first: items[0]?.id ?? null,
+      last: items.at(-1)?.id ?? null,
+      cursorBefore: run.window.cursorBefore,
+      cursorAfter: run.window.cursorAfter,
+    },
+    counts: run.counts,
+    rejectsByReason: run.rejectsByReason,
+    durationMs: run.durationMs ?? 0,
+    ...(run.error ? { error: { ...run.error, retryable: false } } : {}),
+    metrics: run.metrics,
+  };
+}
