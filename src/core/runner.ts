@@ -119,6 +119,7 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
     const runDir = path.join(options.config.state, 'runs', run.id);
     await fs.mkdir(runDir, { recursive: true });
     const runId = run.id;
+    const commitHooks: Array<() => Promise<void>> = [];
     const ctxBase = {
       runId,
       pipeline: def,
@@ -141,6 +142,9 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
         counts.rejected += records.length;
         for (const r of records) rejectsByReason[r.reason] = (rejectsByReason[r.reason] ?? 0) + 1;
       },
+      onCommit(hook: () => Promise<void>) {
+        commitHooks.push(hook);
+      },
     };
 
     if (window.items.length > 0 || options.window) {
@@ -154,6 +158,7 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
     }
 
     const withinThreshold = rejectsWithinThreshold(def, counts);
+    if (withinThreshold) for (const hook of commitHooks) await hook();
     const status: RunStatus = withinThreshold ? 'succeeded' : 'rejects_exceeded';
     const movesState = withinThreshold && (options.mode === 'scheduled' || options.mode === 'manual');
     // Rejects of earlier, unfinished or repeated runs over the same items are replaced by this run's.

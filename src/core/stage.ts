@@ -63,6 +63,11 @@ export interface StageContext {
   readonly shared: Map<string, unknown>;
   /** Stores rejected rows in the error store and counts them by reason. */
   reject(records: readonly RejectRecord[]): void;
+  /**
+   * Registers work to do after every stage succeeded and before the run's state is committed (e.g. saving the
+   * versions applied per key). It must be idempotent: a kill after it and before the commit repeats the run.
+   */
+  onCommit(hook: () => Promise<void>): void;
 }
 
 /**
