@@ -13,7 +13,7 @@ import type { RejectRecord } from './rejects.js';
 import type { PlanContext, Progress, RunServices, StageContext, StageImpl } from './stage.js';
 import type { StagingEngine } from './staging.js';
 import type { RunRecord, RunStatus, StateStore } from './state-store.js';
-import type { RunWindow } from './window.js';
+import { HELD_BACK_ITEMS, type RunWindow } from './window.js';
 
 export interface StageRegistry {
   get(kind: string): StageImpl | undefined;
@@ -147,6 +147,7 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
       },
     };
 
+    const ctx0 = ctxBase;
     if (window.items.length > 0 || options.window) {
       staging = await (options.openStaging ?? defaultStaging)(runDir);
       const ctx: StageContext = { ...ctxBase, staging };
@@ -164,7 +165,9 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
     // Rejects of earlier, unfinished or repeated runs over the same items are replaced by this run's.
     if (options.mode !== 'replay') state.supersedeRejects(def.name, window.items.map((i) => i.id), runId);
     killPoint('before-commit');
+    const heldBack = ctx0.shared.get(HELD_BACK_ITEMS) as Set<string> | undefined;
     const finished = state.finishRun(runId, {
+      heldBack: heldBack ? [...heldBack] : [],
       status,
       counts,
       rejectsByReason,

@@ -51,6 +51,8 @@ export interface RunOutcome {
   readonly markProcessed: boolean;
   /** Save the window's `cursorAfter`. */
   readonly moveCursor: boolean;
+  /** Items a stage could not process: never marked processed, so the next run tries them again. */
+  readonly heldBack?: readonly string[];
 }
 
 export interface Lease {

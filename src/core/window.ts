@@ -28,3 +28,9 @@ export interface RunWindow {
 export function isEmptyWindow(window: RunWindow): boolean {
   return window.items.length === 0;
 }
+
+/**
+ * `ctx.shared` key of a `Set<string>` of window item ids a stage could not process (a corrupt or incompatible
+ * file). The runner leaves them unmarked so the next run tries them again; their reason is in the error store.
+ */
+export const HELD_BACK_ITEMS = 'window.heldBack';

@@ -196,7 +196,9 @@ export class SqliteStateStore implements StateStore {
            ON CONFLICT (pipeline, source, item_id) DO UPDATE SET size = excluded.size, modified_ms = excluded.modified_ms,
              item_timestamp = excluded.item_timestamp, run_id = excluded.run_id, processed_at = excluded.processed_at`,
         );
+        const heldBack = new Set(outcome.heldBack ?? []);
         for (const item of run.window.items) {
+          if (heldBack.has(item.id)) continue;
           insert.run(run.pipeline, run.window.source, item.id, item.size ?? null, item.modifiedMs ?? null, item.timestamp ?? null, runId, finishedAt.toISOString());
         }
       }

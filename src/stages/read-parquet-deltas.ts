@@ -1,0 +1,243 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { lakeJoin } from '../connectors/lake/lake.js';
+import { duckIdent, duckLiteral } from '../dialects/duckdb/duckdb-staging.js';
+import { FerryError } from '../core/errors.js';
+import { killPoint } from '../core/kill-points.js';
+import type { PipelineDefinition, StageSpec } from '../core/pipeline.js';
+import type { PlanContext, StageContext, StageImpl } from '../core/stage.js';
+import { LINEAGE_COLUMNS, STAGING_TABLES } from '../core/staging-contract.js';
+import { HELD_BACK_ITEMS, type RunWindow, type WindowItem } from '../core/window.js';
+
+export interface ReadParquetDeltasSpec extends StageSpec {
+  readonly kind: 'read-parquet-deltas';
+  /** Lake folder the delta files arrive in (searched recursively), e.g. `inbound/accounts`. */
+  readonly folder: string;
+  /** File names to take. Default `*.parquet`. */
+  readonly pattern: string;
+  /**
+   * Source columns the pipeline needs. Default: every column the pipeline's convert stage reads. A file lacking one
+   * is held back with a clear reject; extra columns are ignored with a warning.
+   */
+  readonly columns?: readonly string[];
+}
+
+/**
+ * Discovers new Parquet delta files under a lake folder and loads them set-based into the `staged` table, with
+ * lineage (run id, file, row number) on every row.
+ *
+ * @example
+ * readParquetDeltas({ folder: 'inbound/accounts' })
+ */
+export function readParquetDeltas(options: {
+  folder: string;
+  pattern?: string;
+  columns?: readonly string[];
+}): ReadParquetDeltasSpec {
+  return {
+    kind: 'read-parquet-deltas',
+    folder: options.folder,
+    pattern: options.pattern ?? '*.parquet',
+    ...(options.columns ? { columns: [...options.columns] } : {}),
+  };
+}
+
+/** Compiles a `*`/`?` glob on file names into a RegExp. */
+function globToRegExp(glob: string): RegExp {
+  const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replaceAll('*', '.*').replaceAll('?', '.');
+  return new RegExp(`^${body}$`);
+}
+
+/**
+ * The time of a delta file: a timestamp in its name (`2026-11-26T17-15-00Z`, `20261126T171500Z`, `2026-11-26T17:15:00Z`)
+ * or, failing that, its modification time. Backfill ranges select on it.
+ */
+export function fileTimestamp(name: string, modifiedMs: number): string {
+  const m = /(\d{4})-?(\d{2})-?(\d{2})[T_ ]?(\d{2})[-:.]?(\d{2})[-:.]?(\d{2})Z?/.exec(name);
+  if (m) {
+    const iso = `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}Z`;
+    if (!Number.isNaN(Date.parse(iso))) return iso;
+  }
+  return new Date(modifiedMs).toISOString();
+}
+
+/** The source columns a pipeline's convert stage reads (mapping `from`, `tableFrom`, `changeTimestamp`). */
+export function sourceColumnsOf(pipeline: PipelineDefinition): string[] {
+  const out = new Set<string>();
+  for (const stage of pipeline.stages) {
+    const spec = stage as unknown as { changeTimestamp?: string; columns?: Record<string, unknown> };
+    if (stage.kind !== 'convert-to-dataverse' || !spec.columns) continue;
+    if (spec.changeTimestamp) out.add(spec.changeTimestamp);
+    for (const value of Object.values(spec.columns)) {
+      if (typeof value === 'string') out.add(value);
+      else if (value && typeof value === 'object') {
+        const v = value as { from?: string; lookup?: { tableFrom?: string } };
+        if (v.from) out.add(v.from);
+        if (v.lookup?.tableFrom) out.add(v.lookup.tableFrom);
+      }
+    }
+  }
+  return [...out];
+}
+
+async function plan(spec: ReadParquetDeltasSpec, ctx: PlanContext): Promise<RunWindow> {
+  const source = `lake:${lakeJoin(spec.folder)}`;
+  const pattern = globToRegExp(spec.pattern);
+  const entries = (await ctx.lake.list(spec.folder, { recursive: true })).filter(
+    (e) => !e.isDirectory && pattern.test(e.path.split('/').at(-1)!) && !e.path.split('/').some((p) => p.startsWith('_') || p.startsWith('.')),
+  );
+  const processed = ctx.reprocess || ctx.range ? new Map<string, WindowItem>() : ctx.state.processedItems(ctx.pipeline.name, source);
+  const items: WindowItem[] = [];
+  for (const e of entries) {
+    const timestamp = fileTimestamp(e.path.split('/').at(-1)!, e.modifiedMs);
+    if (ctx.range && !(timestamp >= ctx.range.from && timestamp < ctx.range.to)) continue;
+    const seen = processed.get(e.path);
+    if (seen && seen.size === e.size && seen.modifiedMs === e.modifiedMs) continue;
+    if (seen) ctx.log.warn(`Delta file \`${e.path}\` changed since it was processed (size or time differ); processing it again.`);
+    items.push({ id: e.path, size: e.size, modifiedMs: e.modifiedMs, timestamp });
+  }
+  // Oldest first, so later versions of a key are read last.
+  items.sort((a, b) => (a.timestamp! < b.timestamp! ? -1 : a.timestamp! > b.timestamp! ? 1 : a.id < b.id ? -1 : 1));
+  return { source, items, cursorBefore: null, cursorAfter: null, ...(ctx.range ? { range: ctx.range } : {}) };
+}
+
+interface ColumnInfo {
+  readonly name: string;
+  readonly type: string;
+}
+
+async function run(spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<void> {
+  const wanted = spec.columns ? [...spec.columns] : sourceColumnsOf(ctx.pipeline);
+  const lineage = new Set<string>(LINEAGE_COLUMNS);
+  const table = duckIdent(STAGING_TABLES.staged);
+  const heldBack = (ctx.shared.get(HELD_BACK_ITEMS) as Set<string> | undefined) ?? new Set<string>();
+  ctx.shared.set(HELD_BACK_ITEMS, heldBack);
+
+  // Pass 1: read each file's schema (Parquet footers only) and hold back the files that cannot be used.
+  const files: Array<{ item: WindowItem; index: number; sql: string; columns: Map<string, string> }> = [];
+  for (const [index, item] of ctx.window.items.entries()) {
+    const local = await ctx.lake.toLocalPath(item.id);
+    const sql = `read_parquet(${duckLiteral(local)}, file_row_number = true)`;
+    let columns: Map<string, string>;
+    try {
+      const described = await ctx.staging.all<{ column_name: string; column_type: string }>(`DESCRIBE SELECT * FROM ${sql}`);
+      columns = new Map(described.filter((c) => c.column_name !== 'file_row_number').map((c) => [c.column_name, c.column_type]));
+    } catch (error) {
+      holdBack(ctx, heldBack, item.id, 'file.corrupt', `Delta file \`${item.id}\` cannot be read as Parquet (${firstLine(error)}); it was skipped and will be tried again next run. Replace the file or remove it from the folder.`);
+      continue;
+    }
+    const reserved = [...columns.keys()].find((c) => lineage.has(c));
+    if (reserved) {
+      holdBack(ctx, heldBack, item.id, 'file.reserved_column', `Delta file \`${item.id}\` has a column named \`${reserved}\`, which ferry reserves for lineage; rename it at the source.`);
+      continue;
+    }
+    const missing = wanted.filter((c) => !columns.has(c));
+    if (missing.length) {
+      holdBack(ctx, heldBack, item.id, 'file.missing_column', `Delta file \`${item.id}\` lacks mapped column(s) ${missing.map((m) => `\`${m}\``).join(', ')}; the file was skipped and will be tried again next run. Fix the extract or the mapping.`);
+      continue;
+    }
+    const extra = [...columns.keys()].filter((c) => !wanted.includes(c));
+    if (extra.length && wanted.length) {
+      ctx.log.warn(`Delta file \`${item.id}\` has unmapped column(s) ${extra.map((e) => `\`${e}\``).join(', ')}; ignored.`, { file: item.id });
+    }
+    files.push({ item, index, sql, columns });
+  }
+
+  // One staged type per column that every file's type fits in exactly (widest decimal, BIGINT for integers).
+  const names = wanted.length ? wanted : [...new Set(files.flatMap((f) => [...f.columns.keys()]))];
+  const schema = names.map((name) => ({ name, type: commonType(files.map((f) => f.columns.get(name)).filter((t): t is string => !!t)) }));
+  const defs = schema.map((c) => `${duckIdent(c.name)} ${c.type}, `).join('');
+  await ctx.staging.run(`CREATE OR REPLACE TABLE ${table} (${defs}__row_id BIGINT, __run_id VARCHAR, __source_file VARCHAR, __row_number BIGINT)`);
+
+  // Pass 2: load set-based, one INSERT per file so a bad file is held back without losing the others' rows.
+  for (const file of files) {
+    if (ctx.signal.aborted) {
+      throw new FerryError('run.interrupted', 'Stopped while loading delta files; the next run repeats this window.', { disposition: 'retry' });
+    }
+    const select = schema
+      .map((c) => {
+        const own = file.columns.get(c.name);
+        if (!own) return `NULL::${c.type}`;
+        return own === c.type ? duckIdent(c.name) : `CAST(${duckIdent(c.name)} AS ${c.type})`;
+      })
+      .map((e) => `${e}, `)
+      .join('');
+    const before = await countRows(ctx, table);
+    try {
+      await ctx.staging.run(
+        `INSERT INTO ${table} SELECT ${select}(${file.index}::BIGINT << 40) + file_row_number, ${duckLiteral(ctx.runId)}, ${duckLiteral(file.item.id)}, file_row_number + 1 FROM ${file.sql}`,
+      );
+    } catch (error) {
+      await ctx.staging.run(`DELETE FROM ${table} WHERE __source_file = ${duckLiteral(file.item.id)}`);
+      holdBack(ctx, heldBack, file.item.id, 'file.corrupt', `Delta file \`${file.item.id}\` could not be loaded (${firstLine(error)}); it was skipped and will be tried again next run.`);
+      continue;
+    }
+    const loaded = (await countRows(ctx, table)) - before;
+    ctx.counts.read += loaded;
+    ctx.counts.staged += loaded;
+    ctx.progress.update('staging', ctx.counts);
+    killPoint('between-files');
+  }
+  ctx.metrics.filesLoaded = files.length - [...heldBack].filter((id) => files.some((f) => f.item.id === id)).length;
+  ctx.metrics.filesHeldBack = heldBack.size;
+  ctx.shared.set('staged.table', STAGING_TABLES.staged);
+
+  // Keep the staged rows of a run with rejects, so `ferry replay` can rebuild the same requests later.
+  ctx.onCommit(async () => {
+    if (ctx.counts.rejected === 0) return;
+    const target = path.join(ctx.runDir, 'staged.parquet');
+    await ctx.staging.run(`COPY ${table} TO ${duckLiteral(`${target}.tmp`)} (FORMAT PARQUET, COMPRESSION zstd)`);
+    await fs.rename(`${target}.tmp`, target);
+  });
+}
+
+async function countRows(ctx: StageContext, table: string): Promise<number> {
+  const [row] = await ctx.staging.all<{ n: bigint }>(`SELECT count(*) AS n FROM ${table}`);
+  return Number(row!.n);
+}
+
+/**
+ * The narrowest DuckDB type that holds every file's values exactly: equal types stay; decimals widen to the largest
+ * integer and fraction digits; integers widen to BIGINT (HUGEINT past it); anything else falls back to VARCHAR,
+ * which the conversion parses and validates.
+ */
+export function commonType(types: readonly string[]): string {
+  const distinct = [...new Set(types)];
+  if (distinct.length === 0) return 'VARCHAR';
+  if (distinct.length === 1) return distinct[0]!;
+  const ints = ['TINYINT', 'SMALLINT', 'INTEGER', 'BIGINT', 'UTINYINT', 'USMALLINT', 'UINTEGER'];
+  const decimal = /^DECIMAL\((\d+),\s*(\d+)\)$/;
+  if (distinct.every((t) => ints.includes(t))) return 'BIGINT';
+  if (distinct.every((t) => decimal.test(t) || ints.includes(t) || t === 'UBIGINT' || t === 'HUGEINT')) {
+    let intDigits = 0;
+    let scale = 0;
+    for (const t of distinct) {
+      const m = decimal.exec(t);
+      if (m) {
+        intDigits = Math.max(intDigits, Number(m[1]) - Number(m[2]));
+        scale = Math.max(scale, Number(m[2]));
+      } else intDigits = Math.max(intDigits, t === 'HUGEINT' ? 38 : t === 'UBIGINT' || t === 'BIGINT' ? 20 : 10);
+    }
+    return `DECIMAL(${Math.min(38, intDigits + scale)}, ${scale})`;
+  }
+  if (distinct.every((t) => t.startsWith('TIMESTAMP') || t === 'DATE')) return distinct.includes('TIMESTAMP WITH TIME ZONE') ? 'TIMESTAMP WITH TIME ZONE' : 'TIMESTAMP';
+  if (distinct.every((t) => t === 'FLOAT' || t === 'DOUBLE')) return 'DOUBLE';
+  return 'VARCHAR';
+}
+
+function firstLine(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
+}
+
+/**
+ * A file that cannot be used is recorded in the error store (so `ferry rejects` shows it) but not counted as a
+ * rejected row: its rows were never read, and the file is tried again next run.
+ */
+function holdBack(ctx: StageContext, heldBack: Set<string>, file: string, reason: string, message: string): void {
+  heldBack.add(file);
+  ctx.log.warn(message, { file, reason });
+  ctx.state.addRejects(ctx.runId, ctx.pipeline.name, [{ stage: 'read-parquet-deltas', reason, message, sourceFile: file, rowNumber: null, key: null }]);
+}
+
+/** The `read-parquet-deltas` stage. */
+export const readParquetDeltasStage: StageImpl<ReadParquetDeltasSpec> = { kind: 'read-parquet-deltas', plan, run };
