@@ -1,0 +1,38 @@
+import { UsageError } from '../../core/errors.js';
+import { bigintSafe } from '../../core/log.js';
+import type { Command } from '../command.js';
+import { openState } from '../services.js';
+
+/** `ferry rejects --run <id>`: the rows a run could not deliver, with why. */
+export const rejectsCommand: Command = {
+  name: 'rejects',
+  summary: 'show the rejected rows of a run (or the open rejects of a pipeline)',
+  usage: 'rejects (--run <id> | --pipeline <name>) [--reason <code>] [--json]',
+  options: { run: { type: 'string' }, pipeline: { type: 'string' }, reason: { type: 'string' }, limit: { type: 'string' } },
+  async run(input) {
+    const runId = typeof input.values.run === 'string' ? input.values.run : undefined;
+    const pipeline = typeof input.values.pipeline === 'string' ? input.values.pipeline : undefined;
+    if (!runId && !pipeline) throw new UsageError('Say which rejects: --run <id> (see `ferry runs`) or --pipeline <name>.');
+    const state = openState(input.config);
+    try {
+      if (runId && !state.getRun(runId)) throw new UsageError(`Run \`${runId}\` is not in the state store; list runs with \`ferry runs\`.`);
+      const rejects = state.listRejects({
+        ...(runId ? { runId } : { pipeline: pipeline!, status: 'open' as const }),
+        ...(typeof input.values.reason === 'string' ? { reason: input.values.reason } : {}),
+        limit: Number(input.values.limit ?? 1000),
+      });
+      for (const r of rejects) {
+        if (input.json) {
+          input.print(JSON.stringify(r, bigintSafe));
+        } else {
+          const where = r.sourceFile ? ` ${r.sourceFile}${r.rowNumber ? `:${r.rowNumber}` : ''}` : '';
+          input.print(`#${r.id} [${r.reason}] ${r.status}${where}${r.key ? ` key ${r.key}` : ''}\n    ${r.message}`);
+        }
+      }
+      if (!input.json) input.print(`${rejects.length} reject(s).`);
+      return 0;
+    } finally {
+      state.close();
+    }
+  },
+};

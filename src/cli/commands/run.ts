@@ -1,0 +1,44 @@
+import { loadPipelines, selectPipelines } from '../../core/pipeline-loader.js';
+import { runPipeline } from '../../core/runner.js';
+import { UsageError } from '../../core/errors.js';
+import { stageRegistry } from '../../stages/registry.js';
+import type { Command } from '../command.js';
+import { exitCodeForReport, reportJson, reportLine } from '../format.js';
+import { createProgress } from '../progress.js';
+import { openDataverse, openLake, openState } from '../services.js';
+
+/** `ferry run <pipeline>`: one run now, on the pipeline's next window. */
+export const runCommand: Command = {
+  name: 'run',
+  summary: 'run a pipeline once on its next window',
+  usage: 'run <pipeline> [--reprocess] [--json]',
+  options: { reprocess: { type: 'boolean', default: false } },
+  async run(input) {
+    const [name, ...extra] = input.positionals;
+    if (!name || extra.length) throw new UsageError('Name exactly one pipeline: ferry run <pipeline>.');
+    const [def] = selectPipelines(await loadPipelines(input.pipelinesDir), [name]);
+    const state = openState(input.config);
+    const dataverse = def!.direction === 'inbound' ? await openDataverse(input.config, input.log) : undefined;
+    const progress = input.json ? undefined : createProgress(def!.name);
+    try {
+      const report = await runPipeline(def!, {
+        mode: 'manual',
+        config: input.config,
+        lake: openLake(input.config),
+        state,
+        registry: stageRegistry,
+        services: dataverse ? { dataverse: dataverse.endpoint } : {},
+        log: input.log,
+        ...(progress ? { progress } : {}),
+        signal: input.signal,
+        reprocess: Boolean(input.values.reprocess),
+      });
+      progress?.done();
+      input.print(input.json ? JSON.stringify(reportJson(report)) : reportLine(report));
+      return exitCodeForReport(report);
+    } finally {
+      await dataverse?.close();
+      state.close();
+    }
+  },
+};
