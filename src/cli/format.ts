@@ -1,5 +1,5 @@
-import type { RunReport } from '../core/runner.js';
 import { EXIT } from '../core/errors.js';
+import type { RunReport } from '../core/runner.js';
 
 /** The `--json` object of one run, as the issue specifies. */
 export function reportJson(report: RunReport): Record<string, unknown> {
@@ -42,7 +42,11 @@ export function reportLine(report: RunReport): string {
   const reasons = Object.entries(report.rejectsByReason)
     .map(([k, v]) => `${k}=${v}`)
     .join(' ');
-  return parts.join(', ') + (reasons ? `\n  rejects: ${reasons}` : '') + (report.error ? `\n  error: ${report.error.message}` : '');
+  return (
+    parts.join(', ') +
+    (reasons ? `\n  rejects: ${reasons}` : '') +
+    (report.error ? `\n  error: ${report.error.message}` : '')
+  );
 }
 
 /** Exit code for a run outcome: 0 ok, 1 failed, 3 reject threshold exceeded, 75 try again later. */

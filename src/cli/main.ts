@@ -59,7 +59,12 @@ export async function main(argv: readonly string[]): Promise<number> {
   const { command, rest } = found;
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args: rest, options: { ...GLOBAL_OPTIONS, ...command.options }, allowPositionals: true, strict: true });
+    parsed = parseArgs({
+      args: rest,
+      options: { ...GLOBAL_OPTIONS, ...command.options },
+      allowPositionals: true,
+      strict: true,
+    });
   } catch (error) {
     process.stderr.write(`${describeError(error)}\nUsage: ferry ${command.usage}\n`);
     return EXIT.usage;
@@ -108,7 +113,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     const code = exitCodeFor(error);
     const prefix = error instanceof UsageError ? '' : error instanceof FerryError ? `[${error.code}] ` : '';
     process.stderr.write(`${prefix}${describeError(error)}\n`);
-    if (!(error instanceof FerryError) && values.verbose && error instanceof Error) process.stderr.write(`${error.stack}\n`);
+    if (!(error instanceof FerryError) && values.verbose && error instanceof Error)
+      process.stderr.write(`${error.stack}\n`);
     return code;
   }
 }

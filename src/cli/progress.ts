@@ -5,7 +5,10 @@ import type { Progress } from '../core/stage.js';
  * Live run progress: on a terminal one line redrawn in place (rows read / staged / converted / sent / rejected,
  * rate, ETA); elsewhere a plain line at most every few seconds.
  */
-export function createProgress(pipeline: string, stream: NodeJS.WriteStream = process.stderr): Progress & { done(): void } {
+export function createProgress(
+  pipeline: string,
+  stream: NodeJS.WriteStream = process.stderr,
+): Progress & { done(): void } {
   const started = Date.now();
   let last = 0;
   let drawn = false;

@@ -1,6 +1,6 @@
 import path from 'node:path';
-import { LocalLake } from '../connectors/lake/local-lake.js';
 import type { Lake } from '../connectors/lake/lake.js';
+import { LocalLake } from '../connectors/lake/local-lake.js';
 import { SqliteStateStore } from '../connectors/state/sqlite-state-store.js';
 import type { FerryConfig } from '../core/config.js';
 import { UsageError } from '../core/errors.js';
@@ -23,7 +23,9 @@ export interface OpenDataverse {
 export async function openDataverse(config: FerryConfig, log: Logger): Promise<OpenDataverse> {
   if (config.dataverse) {
     if (!/^https?:\/\//.test(config.dataverse)) {
-      throw new UsageError(`Dataverse URL \`${config.dataverse}\` is not an http(s) URL; pass e.g. --dataverse https://org.crm.dynamics.com.`);
+      throw new UsageError(
+        `Dataverse URL \`${config.dataverse}\` is not an http(s) URL; pass e.g. --dataverse https://org.crm.dynamics.com.`,
+      );
     }
     const url = config.dataverse.replace(/\/+$/, '');
     const loopback = /^http:\/\/(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?$/.test(url);
@@ -45,7 +47,9 @@ export async function openDataverse(config: FerryConfig, log: Logger): Promise<O
 /** The lake named by the config. */
 export function openLake(config: FerryConfig): Lake {
   if (/^[a-z]+:\/\//i.test(config.lake)) {
-    throw new UsageError(`Lake \`${config.lake}\` is a URL; ADLS Gen2 lakes are not wired into the CLI yet. Use a local folder.`);
+    throw new UsageError(
+      `Lake \`${config.lake}\` is a URL; ADLS Gen2 lakes are not wired into the CLI yet. Use a local folder.`,
+    );
   }
   return new LocalLake(config.lake);
 }

@@ -32,6 +32,7 @@ export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.Proce
   const dataverse = overrides.dataverse ?? env.FERRY_DATAVERSE_URL ?? undefined;
   const metadata = overrides.metadata ?? env.FERRY_METADATA ?? 'fixtures/metadata';
   const isUrl = /^[a-z]+:\/\//i.test(lake);
-  const warehouse = overrides.warehouse ?? env.FERRY_WAREHOUSE ?? (isUrl ? `${lake}/warehouse` : path.join(lake, 'warehouse'));
+  const warehouse =
+    overrides.warehouse ?? env.FERRY_WAREHOUSE ?? (isUrl ? `${lake}/warehouse` : path.join(lake, 'warehouse'));
   return { lake, state, dataverse: dataverse === '' ? undefined : dataverse, metadata, warehouse };
 }

@@ -10,8 +10,10 @@ export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 const ORDER: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
 /** Writes log lines to stderr (stdout is kept for results), plain or JSON. Default level `info`. */
-export function createLogger(options: { json?: boolean; level?: LogLevel; write?: (line: string) => void } = {}): Logger {
-  const min = ORDER[options.level ?? ((process.env.FERRY_LOG_LEVEL as LogLevel | undefined) ?? 'info')] ?? 1;
+export function createLogger(
+  options: { json?: boolean; level?: LogLevel; write?: (line: string) => void } = {},
+): Logger {
+  const min = ORDER[options.level ?? (process.env.FERRY_LOG_LEVEL as LogLevel | undefined) ?? 'info'] ?? 1;
   const write = options.write ?? ((line: string) => process.stderr.write(`${line}\n`));
   const emit = (level: LogLevel, message: string, fields?: Record<string, unknown>) => {
     if (ORDER[level] < min) return;

@@ -13,7 +13,9 @@ export async function loadPipelines(dir = path.resolve('pipelines')): Promise<Pi
   try {
     names = (await fs.readdir(dir)).filter((n) => /\.(ts|js|mjs)$/.test(n) && !n.endsWith('.d.ts')).sort();
   } catch {
-    throw new UsageError(`Pipeline folder \`${dir}\` does not exist; run ferry from the project root or pass --pipelines-dir.`);
+    throw new UsageError(
+      `Pipeline folder \`${dir}\` does not exist; run ferry from the project root or pass --pipelines-dir.`,
+    );
   }
   const defs: PipelineDefinition[] = [];
   for (const name of names) {
@@ -34,7 +36,10 @@ export function orderByDependencies(defs: readonly PipelineDefinition[]): Pipeli
   const visit = (d: PipelineDefinition, trail: string[]) => {
     if (state.get(d.name) === 'done') return;
     if (state.get(d.name) === 'visiting') {
-      throw new FerryError('pipeline.cycle', `Pipelines depend on each other in a cycle: ${[...trail, d.name].join(' → ')}.`);
+      throw new FerryError(
+        'pipeline.cycle',
+        `Pipelines depend on each other in a cycle: ${[...trail, d.name].join(' → ')}.`,
+      );
     }
     state.set(d.name, 'visiting');
     for (const dep of d.dependsOn) {
@@ -49,7 +54,10 @@ export function orderByDependencies(defs: readonly PipelineDefinition[]): Pipeli
 }
 
 /** Picks pipelines by name, with a clear error for an unknown one. */
-export function selectPipelines(all: readonly PipelineDefinition[], names: readonly string[] | undefined): PipelineDefinition[] {
+export function selectPipelines(
+  all: readonly PipelineDefinition[],
+  names: readonly string[] | undefined,
+): PipelineDefinition[] {
   if (!names || names.length === 0) return [...all];
   const known = new Set(all.map((p) => p.name));
   for (const n of names) {

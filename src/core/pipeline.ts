@@ -65,7 +65,9 @@ export function definePipeline(input: PipelineInput): PipelineDefinition {
   parseDuration(every);
   const maxRejectedRatio = input.rejectThreshold?.maxRejectedRatio ?? 0.05;
   if (!(maxRejectedRatio >= 0 && maxRejectedRatio <= 1)) {
-    throw new UsageError(`Pipeline \`${input.name}\` rejectThreshold.maxRejectedRatio \`${maxRejectedRatio}\` must be between 0 and 1.`);
+    throw new UsageError(
+      `Pipeline \`${input.name}\` rejectThreshold.maxRejectedRatio \`${maxRejectedRatio}\` must be between 0 and 1.`,
+    );
   }
   return deepFreeze({
     name: input.name,
@@ -73,7 +75,10 @@ export function definePipeline(input: PipelineInput): PipelineDefinition {
     direction: input.direction,
     every,
     dependsOn: [...(input.dependsOn ?? [])],
-    rejectThreshold: { maxRejectedRatio, ...(input.rejectThreshold?.maxRejected === undefined ? {} : { maxRejected: input.rejectThreshold.maxRejected }) },
+    rejectThreshold: {
+      maxRejectedRatio,
+      ...(input.rejectThreshold?.maxRejected === undefined ? {} : { maxRejected: input.rejectThreshold.maxRejected }),
+    },
     stages: input.stages.map((s) => structuredClone(s)),
   });
 }
@@ -81,7 +86,10 @@ export function definePipeline(input: PipelineInput): PipelineDefinition {
 /** Parses `90s`, `15m`, `1h`, `1d` into milliseconds. */
 export function parseDuration(text: string): number {
   const match = /^(\d+)(ms|s|m|h|d)$/.exec(text.trim());
-  if (!match) throw new UsageError(`Duration \`${text}\` is not valid; write a number and a unit, e.g. \`15m\`, \`1h\`, \`90s\`.`);
+  if (!match)
+    throw new UsageError(
+      `Duration \`${text}\` is not valid; write a number and a unit, e.g. \`15m\`, \`1h\`, \`90s\`.`,
+    );
   const n = Number(match[1]);
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
   if (n <= 0) throw new UsageError(`Duration \`${text}\` must be greater than zero.`);

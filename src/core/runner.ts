@@ -94,12 +94,15 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
     return toReport(skipped);
   }
 
-  const leaseTimer = setInterval(() => {
-    if (!state.renewLease(leaseName, lease.token, ttl)) {
-      log.error(`Lost the lease of \`${def.name}\`; stopping after the current batch.`);
-      leaseLost.abort();
-    }
-  }, Math.max(1000, Math.floor(ttl / 3)));
+  const leaseTimer = setInterval(
+    () => {
+      if (!state.renewLease(leaseName, lease.token, ttl)) {
+        log.error(`Lost the lease of \`${def.name}\`; stopping after the current batch.`);
+        leaseLost.abort();
+      }
+    },
+    Math.max(1000, Math.floor(ttl / 3)),
+  );
   leaseTimer.unref();
   const leaseLost = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, leaseLost.signal]) : leaseLost.signal;
@@ -112,10 +115,17 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
   try {
     // We hold the lease, so any run still marked running belongs to a process that died.
     const abandoned = state.abandonRunningRuns(def.name);
-    if (abandoned.length) log.warn(`Earlier run(s) ${abandoned.join(', ')} of \`${def.name}\` did not finish; repeating their window.`);
+    if (abandoned.length)
+      log.warn(`Earlier run(s) ${abandoned.join(', ')} of \`${def.name}\` did not finish; repeating their window.`);
 
     const window = options.window ?? (await planWindow(def, options));
-    run = state.startRun({ pipeline: def.name, mode: options.mode, window, holder, parentRunId: options.parentRunId ?? null });
+    run = state.startRun({
+      pipeline: def.name,
+      mode: options.mode,
+      window,
+      holder,
+      parentRunId: options.parentRunId ?? null,
+    });
     const runDir = path.join(options.config.state, 'runs', run.id);
     await fs.mkdir(runDir, { recursive: true });
     const runId = run.id;
@@ -152,7 +162,12 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
       staging = await (options.openStaging ?? defaultStaging)(runDir);
       const ctx: StageContext = { ...ctxBase, staging };
       for (const spec of def.stages) {
-        if (signal.aborted) throw new FerryError('run.interrupted', `Run of \`${def.name}\` was stopped before stage \`${spec.kind}\`; the next run repeats its window.`, { disposition: 'retry' });
+        if (signal.aborted)
+          throw new FerryError(
+            'run.interrupted',
+            `Run of \`${def.name}\` was stopped before stage \`${spec.kind}\`; the next run repeats its window.`,
+            { disposition: 'retry' },
+          );
         await stageImpl(options.registry, spec).run(spec, ctx);
         killPoint(`after-stage:${spec.kind}`);
       }
@@ -163,7 +178,12 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
     const status: RunStatus = withinThreshold ? 'succeeded' : 'rejects_exceeded';
     const movesState = withinThreshold && (options.mode === 'scheduled' || options.mode === 'manual');
     // Rejects of earlier, unfinished or repeated runs over the same items are replaced by this run's.
-    if (options.mode !== 'replay') state.supersedeRejects(def.name, window.items.map((i) => i.id), runId);
+    if (options.mode !== 'replay')
+      state.supersedeRejects(
+        def.name,
+        window.items.map((i) => i.id),
+        runId,
+      );
     killPoint('before-commit');
     const heldBack = ctx0.shared.get(HELD_BACK_ITEMS) as Set<string> | undefined;
     const finished = state.finishRun(runId, {
@@ -176,7 +196,10 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
       moveCursor: movesState,
       error: withinThreshold
         ? null
-        : { code: 'rejects.threshold', message: `Rejected ${counts.rejected} of ${counts.read} rows, over the pipeline's threshold (${def.rejectThreshold.maxRejectedRatio * 100}%); the window will be repeated. Inspect with \`ferry rejects --run ${runId}\`.` },
+        : {
+            code: 'rejects.threshold',
+            message: `Rejected ${counts.rejected} of ${counts.read} rows, over the pipeline's threshold (${def.rejectThreshold.maxRejectedRatio * 100}%); the window will be repeated. Inspect with \`ferry rejects --run ${runId}\`.`,
+          },
     });
     killPoint('after-commit');
     return toReport(finished);
@@ -207,7 +230,8 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
 /** Plans the window by asking the pipeline's source stage (the first stage that plans). */
 export async function planWindow(def: PipelineDefinition, options: Omit<RunOptions, 'window'>): Promise<RunWindow> {
   const source = def.stages.find((s) => stageImpl(options.registry, s).plan);
-  if (!source) throw new FerryError('pipeline.no_source', `Pipeline \`${def.name}\` has no source stage that can plan a window.`);
+  if (!source)
+    throw new FerryError('pipeline.no_source', `Pipeline \`${def.name}\` has no source stage that can plan a window.`);
   const ctx: PlanContext = {
     pipeline: def,
     mode: options.mode,
@@ -223,7 +247,11 @@ export async function planWindow(def: PipelineDefinition, options: Omit<RunOptio
 
 function stageImpl(registry: StageRegistry, spec: StageSpec): StageImpl {
   const impl = registry.get(spec.kind);
-  if (!impl) throw new FerryError('pipeline.unknown_stage', `Stage kind \`${spec.kind}\` is not registered; check the pipeline definition.`);
+  if (!impl)
+    throw new FerryError(
+      'pipeline.unknown_stage',
+      `Stage kind \`${spec.kind}\` is not registered; check the pipeline definition.`,
+    );
   return impl;
 }
 
@@ -235,7 +263,10 @@ function rejectsWithinThreshold(def: PipelineDefinition, counts: RunCounts): boo
 }
 
 async function defaultStaging(runDir: string): Promise<StagingEngine> {
-  return DuckDbStaging.open({ memoryLimit: process.env.FERRY_STAGING_MEMORY ?? '1GB', tempDirectory: path.join(runDir, 'spill') });
+  return DuckDbStaging.open({
+    memoryLimit: process.env.FERRY_STAGING_MEMORY ?? '1GB',
+    tempDirectory: path.join(runDir, 'spill'),
+  });
 }
 
 export function toReport(run: RunRecord): RunReport {

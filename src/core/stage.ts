@@ -1,3 +1,4 @@
+import type { Lake } from '../connectors/lake/lake.js';
 import type { FerryConfig } from './config.js';
 import type { RunCounts } from './counts.js';
 import type { Logger } from './log.js';
@@ -6,7 +7,6 @@ import type { RejectRecord } from './rejects.js';
 import type { StagingEngine } from './staging.js';
 import type { StateStore } from './state-store.js';
 import type { RunWindow } from './window.js';
-import type { Lake } from '../connectors/lake/lake.js';
 
 /** Where Dataverse is and how to authenticate. The emulator needs no token. */
 export interface DataverseEndpoint {

@@ -3,14 +3,7 @@ import type { RunMode } from './pipeline.js';
 import type { RejectRecord, StoredReject } from './rejects.js';
 import type { RunWindow, WindowItem } from './window.js';
 
-export const RUN_STATUSES = [
-  'running',
-  'succeeded',
-  'failed',
-  'rejects_exceeded',
-  'abandoned',
-  'skipped',
-] as const;
+export const RUN_STATUSES = ['running', 'succeeded', 'failed', 'rejects_exceeded', 'abandoned', 'skipped'] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
 
 export interface RunRecord {

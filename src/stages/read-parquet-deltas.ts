@@ -1,13 +1,13 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { lakeJoin } from '../connectors/lake/lake.js';
-import { duckIdent, duckLiteral } from '../dialects/duckdb/duckdb-staging.js';
 import { FerryError } from '../core/errors.js';
 import { killPoint } from '../core/kill-points.js';
 import type { PipelineDefinition, StageSpec } from '../core/pipeline.js';
 import type { PlanContext, StageContext, StageImpl } from '../core/stage.js';
 import { LINEAGE_COLUMNS, STAGING_TABLES } from '../core/staging-contract.js';
 import { HELD_BACK_ITEMS, type RunWindow, type WindowItem } from '../core/window.js';
+import { duckIdent, duckLiteral } from '../dialects/duckdb/duckdb-staging.js';
 
 export interface ReadParquetDeltasSpec extends StageSpec {
   readonly kind: 'read-parquet-deltas';
@@ -44,7 +44,10 @@ export function readParquetDeltas(options: {
 
 /** Compiles a `*`/`?` glob on file names into a RegExp. */
 function globToRegExp(glob: string): RegExp {
-  const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replaceAll('*', '.*').replaceAll('?', '.');
+  const body = glob
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replaceAll('*', '.*')
+    .replaceAll('?', '.');
   return new RegExp(`^${body}$`);
 }
 
@@ -84,26 +87,28 @@ async function plan(spec: ReadParquetDeltasSpec, ctx: PlanContext): Promise<RunW
   const source = `lake:${lakeJoin(spec.folder)}`;
   const pattern = globToRegExp(spec.pattern);
   const entries = (await ctx.lake.list(spec.folder, { recursive: true })).filter(
-    (e) => !e.isDirectory && pattern.test(e.path.split('/').at(-1)!) && !e.path.split('/').some((p) => p.startsWith('_') || p.startsWith('.')),
+    (e) =>
+      !e.isDirectory &&
+      pattern.test(e.path.split('/').at(-1)!) &&
+      !e.path.split('/').some((p) => p.startsWith('_') || p.startsWith('.')),
   );
-  const processed = ctx.reprocess || ctx.range ? new Map<string, WindowItem>() : ctx.state.processedItems(ctx.pipeline.name, source);
+  const processed =
+    ctx.reprocess || ctx.range ? new Map<string, WindowItem>() : ctx.state.processedItems(ctx.pipeline.name, source);
   const items: WindowItem[] = [];
   for (const e of entries) {
     const timestamp = fileTimestamp(e.path.split('/').at(-1)!, e.modifiedMs);
     if (ctx.range && !(timestamp >= ctx.range.from && timestamp < ctx.range.to)) continue;
     const seen = processed.get(e.path);
     if (seen && seen.size === e.size && seen.modifiedMs === e.modifiedMs) continue;
-    if (seen) ctx.log.warn(`Delta file \`${e.path}\` changed since it was processed (size or time differ); processing it again.`);
+    if (seen)
+      ctx.log.warn(
+        `Delta file \`${e.path}\` changed since it was processed (size or time differ); processing it again.`,
+      );
     items.push({ id: e.path, size: e.size, modifiedMs: e.modifiedMs, timestamp });
   }
   // Oldest first, so later versions of a key are read last.
   items.sort((a, b) => (a.timestamp! < b.timestamp! ? -1 : a.timestamp! > b.timestamp! ? 1 : a.id < b.id ? -1 : 1));
   return { source, items, cursorBefore: null, cursorAfter: null, ...(ctx.range ? { range: ctx.range } : {}) };
-}
-
-interface ColumnInfo {
-  readonly name: string;
-  readonly type: string;
 }
 
 async function run(spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<void> {
@@ -120,39 +125,71 @@ async function run(spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<void
     const sql = `read_parquet(${duckLiteral(local)}, file_row_number = true)`;
     let columns: Map<string, string>;
     try {
-      const described = await ctx.staging.all<{ column_name: string; column_type: string }>(`DESCRIBE SELECT * FROM ${sql}`);
-      columns = new Map(described.filter((c) => c.column_name !== 'file_row_number').map((c) => [c.column_name, c.column_type]));
+      const described = await ctx.staging.all<{ column_name: string; column_type: string }>(
+        `DESCRIBE SELECT * FROM ${sql}`,
+      );
+      columns = new Map(
+        described.filter((c) => c.column_name !== 'file_row_number').map((c) => [c.column_name, c.column_type]),
+      );
     } catch (error) {
-      holdBack(ctx, heldBack, item.id, 'file.corrupt', `Delta file \`${item.id}\` cannot be read as Parquet (${firstLine(error)}); it was skipped and will be tried again next run. Replace the file or remove it from the folder.`);
+      holdBack(
+        ctx,
+        heldBack,
+        item.id,
+        'file.corrupt',
+        `Delta file \`${item.id}\` cannot be read as Parquet (${firstLine(error)}); it was skipped and will be tried again next run. Replace the file or remove it from the folder.`,
+      );
       continue;
     }
     const reserved = [...columns.keys()].find((c) => lineage.has(c));
     if (reserved) {
-      holdBack(ctx, heldBack, item.id, 'file.reserved_column', `Delta file \`${item.id}\` has a column named \`${reserved}\`, which ferry reserves for lineage; rename it at the source.`);
+      holdBack(
+        ctx,
+        heldBack,
+        item.id,
+        'file.reserved_column',
+        `Delta file \`${item.id}\` has a column named \`${reserved}\`, which ferry reserves for lineage; rename it at the source.`,
+      );
       continue;
     }
     const missing = wanted.filter((c) => !columns.has(c));
     if (missing.length) {
-      holdBack(ctx, heldBack, item.id, 'file.missing_column', `Delta file \`${item.id}\` lacks mapped column(s) ${missing.map((m) => `\`${m}\``).join(', ')}; the file was skipped and will be tried again next run. Fix the extract or the mapping.`);
+      holdBack(
+        ctx,
+        heldBack,
+        item.id,
+        'file.missing_column',
+        `Delta file \`${item.id}\` lacks mapped column(s) ${missing.map((m) => `\`${m}\``).join(', ')}; the file was skipped and will be tried again next run. Fix the extract or the mapping.`,
+      );
       continue;
     }
     const extra = [...columns.keys()].filter((c) => !wanted.includes(c));
     if (extra.length && wanted.length) {
-      ctx.log.warn(`Delta file \`${item.id}\` has unmapped column(s) ${extra.map((e) => `\`${e}\``).join(', ')}; ignored.`, { file: item.id });
+      ctx.log.warn(
+        `Delta file \`${item.id}\` has unmapped column(s) ${extra.map((e) => `\`${e}\``).join(', ')}; ignored.`,
+        { file: item.id },
+      );
     }
     files.push({ item, index, sql, columns });
   }
 
   // One staged type per column that every file's type fits in exactly (widest decimal, BIGINT for integers).
   const names = wanted.length ? wanted : [...new Set(files.flatMap((f) => [...f.columns.keys()]))];
-  const schema = names.map((name) => ({ name, type: commonType(files.map((f) => f.columns.get(name)).filter((t): t is string => !!t)) }));
+  const schema = names.map((name) => ({
+    name,
+    type: commonType(files.map((f) => f.columns.get(name)).filter((t): t is string => !!t)),
+  }));
   const defs = schema.map((c) => `${duckIdent(c.name)} ${c.type}, `).join('');
-  await ctx.staging.run(`CREATE OR REPLACE TABLE ${table} (${defs}__row_id BIGINT, __run_id VARCHAR, __source_file VARCHAR, __row_number BIGINT)`);
+  await ctx.staging.run(
+    `CREATE OR REPLACE TABLE ${table} (${defs}__row_id BIGINT, __run_id VARCHAR, __source_file VARCHAR, __row_number BIGINT)`,
+  );
 
   // Pass 2: load set-based, one INSERT per file so a bad file is held back without losing the others' rows.
   for (const file of files) {
     if (ctx.signal.aborted) {
-      throw new FerryError('run.interrupted', 'Stopped while loading delta files; the next run repeats this window.', { disposition: 'retry' });
+      throw new FerryError('run.interrupted', 'Stopped while loading delta files; the next run repeats this window.', {
+        disposition: 'retry',
+      });
     }
     const select = schema
       .map((c) => {
@@ -169,7 +206,13 @@ async function run(spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<void
       );
     } catch (error) {
       await ctx.staging.run(`DELETE FROM ${table} WHERE __source_file = ${duckLiteral(file.item.id)}`);
-      holdBack(ctx, heldBack, file.item.id, 'file.corrupt', `Delta file \`${file.item.id}\` could not be loaded (${firstLine(error)}); it was skipped and will be tried again next run.`);
+      holdBack(
+        ctx,
+        heldBack,
+        file.item.id,
+        'file.corrupt',
+        `Delta file \`${file.item.id}\` could not be loaded (${firstLine(error)}); it was skipped and will be tried again next run.`,
+      );
       continue;
     }
     const loaded = (await countRows(ctx, table)) - before;
@@ -220,7 +263,8 @@ export function commonType(types: readonly string[]): string {
     }
     return `DECIMAL(${Math.min(38, intDigits + scale)}, ${scale})`;
   }
-  if (distinct.every((t) => t.startsWith('TIMESTAMP') || t === 'DATE')) return distinct.includes('TIMESTAMP WITH TIME ZONE') ? 'TIMESTAMP WITH TIME ZONE' : 'TIMESTAMP';
+  if (distinct.every((t) => t.startsWith('TIMESTAMP') || t === 'DATE'))
+    return distinct.includes('TIMESTAMP WITH TIME ZONE') ? 'TIMESTAMP WITH TIME ZONE' : 'TIMESTAMP';
   if (distinct.every((t) => t === 'FLOAT' || t === 'DOUBLE')) return 'DOUBLE';
   return 'VARCHAR';
 }
@@ -236,7 +280,9 @@ function firstLine(error: unknown): string {
 function holdBack(ctx: StageContext, heldBack: Set<string>, file: string, reason: string, message: string): void {
   heldBack.add(file);
   ctx.log.warn(message, { file, reason });
-  ctx.state.addRejects(ctx.runId, ctx.pipeline.name, [{ stage: 'read-parquet-deltas', reason, message, sourceFile: file, rowNumber: null, key: null }]);
+  ctx.state.addRejects(ctx.runId, ctx.pipeline.name, [
+    { stage: 'read-parquet-deltas', reason, message, sourceFile: file, rowNumber: null, key: null },
+  ]);
 }
 
 /** The `read-parquet-deltas` stage. */

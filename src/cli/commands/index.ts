@@ -4,8 +4,4 @@ import { runCommand } from './run.js';
 import { runsCommand } from './runs.js';
 
 /** Every CLI command, one line each. */
-export const COMMANDS: readonly Command[] = [
-  runCommand,
-  runsCommand,
-  rejectsCommand,
-];
+export const COMMANDS: readonly Command[] = [runCommand, runsCommand, rejectsCommand];

@@ -8,14 +8,21 @@ export const rejectsCommand: Command = {
   name: 'rejects',
   summary: 'show the rejected rows of a run (or the open rejects of a pipeline)',
   usage: 'rejects (--run <id> | --pipeline <name>) [--reason <code>] [--json]',
-  options: { run: { type: 'string' }, pipeline: { type: 'string' }, reason: { type: 'string' }, limit: { type: 'string' } },
+  options: {
+    run: { type: 'string' },
+    pipeline: { type: 'string' },
+    reason: { type: 'string' },
+    limit: { type: 'string' },
+  },
   async run(input) {
     const runId = typeof input.values.run === 'string' ? input.values.run : undefined;
     const pipeline = typeof input.values.pipeline === 'string' ? input.values.pipeline : undefined;
-    if (!runId && !pipeline) throw new UsageError('Say which rejects: --run <id> (see `ferry runs`) or --pipeline <name>.');
+    if (!runId && !pipeline)
+      throw new UsageError('Say which rejects: --run <id> (see `ferry runs`) or --pipeline <name>.');
     const state = openState(input.config);
     try {
-      if (runId && !state.getRun(runId)) throw new UsageError(`Run \`${runId}\` is not in the state store; list runs with \`ferry runs\`.`);
+      if (runId && !state.getRun(runId))
+        throw new UsageError(`Run \`${runId}\` is not in the state store; list runs with \`ferry runs\`.`);
       const rejects = state.listRejects({
         ...(runId ? { runId } : { pipeline: pipeline!, status: 'open' as const }),
         ...(typeof input.values.reason === 'string' ? { reason: input.values.reason } : {}),

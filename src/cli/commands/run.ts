@@ -1,6 +1,6 @@
+import { UsageError } from '../../core/errors.js';
 import { loadPipelines, selectPipelines } from '../../core/pipeline-loader.js';
 import { runPipeline } from '../../core/runner.js';
-import { UsageError } from '../../core/errors.js';
 import { stageRegistry } from '../../stages/registry.js';
 import type { Command } from '../command.js';
 import { exitCodeForReport, reportJson, reportLine } from '../format.js';

@@ -16,7 +16,24 @@ export const runsCommand: Command = {
         limit: Number(input.values.limit ?? 20),
       });
       if (input.json) {
-        for (const r of runs) input.print(JSON.stringify({ runId: r.id, pipeline: r.pipeline, mode: r.mode, status: r.status, startedAt: r.startedAt, durationMs: r.durationMs, items: r.window.items.length, counts: r.counts, rejectsByReason: r.rejectsByReason, error: r.error }, bigintSafe));
+        for (const r of runs)
+          input.print(
+            JSON.stringify(
+              {
+                runId: r.id,
+                pipeline: r.pipeline,
+                mode: r.mode,
+                status: r.status,
+                startedAt: r.startedAt,
+                durationMs: r.durationMs,
+                items: r.window.items.length,
+                counts: r.counts,
+                rejectsByReason: r.rejectsByReason,
+                error: r.error,
+              },
+              bigintSafe,
+            ),
+          );
         return 0;
       }
       if (runs.length === 0) input.print('No runs yet. Start one with `ferry run <pipeline>` or `npm start`.');

@@ -14,7 +14,10 @@ export class LocalLake implements Lake {
   #abs(p: string): string {
     const abs = path.resolve(this.root, p);
     if (abs !== this.root && !abs.startsWith(this.root + path.sep)) {
-      throw new FerryError('lake.path', `Lake path \`${p}\` leaves the lake root \`${this.root}\`; use a path inside it.`);
+      throw new FerryError(
+        'lake.path',
+        `Lake path \`${p}\` leaves the lake root \`${this.root}\`; use a path inside it.`,
+      );
     }
     return abs;
   }
@@ -27,7 +30,8 @@ export class LocalLake implements Lake {
       try {
         names = await fs.readdir(dir, { withFileTypes: true });
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return;
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR')
+          return;
         throw error;
       }
       for (const d of names) {
@@ -35,7 +39,12 @@ export class LocalLake implements Lake {
         const st = await fs.stat(abs).catch(() => undefined);
         if (!st) continue;
         const rel = path.relative(this.root, abs).split(path.sep).join('/');
-        out.push({ path: rel, isDirectory: st.isDirectory(), size: st.isDirectory() ? 0 : st.size, modifiedMs: Math.trunc(st.mtimeMs) });
+        out.push({
+          path: rel,
+          isDirectory: st.isDirectory(),
+          size: st.isDirectory() ? 0 : st.size,
+          modifiedMs: Math.trunc(st.mtimeMs),
+        });
         if (options.recursive && st.isDirectory()) await walk(abs);
       }
     };
@@ -46,7 +55,12 @@ export class LocalLake implements Lake {
   async stat(p: string): Promise<LakeEntry | undefined> {
     const st = await fs.stat(this.#abs(p)).catch(() => undefined);
     if (!st) return undefined;
-    return { path: p, isDirectory: st.isDirectory(), size: st.isDirectory() ? 0 : st.size, modifiedMs: Math.trunc(st.mtimeMs) };
+    return {
+      path: p,
+      isDirectory: st.isDirectory(),
+      size: st.isDirectory() ? 0 : st.size,
+      modifiedMs: Math.trunc(st.mtimeMs),
+    };
   }
 
   readText(p: string): Promise<string> {

@@ -144,7 +144,11 @@ export class SqliteStateStore implements StateStore {
     try {
       this.#db = new Database(file);
     } catch (error) {
-      throw new FerryError('state.open', `Cannot open the state store \`${file}\`: ${(error as Error).message}. Check --state / FERRY_STATE.`, { cause: error });
+      throw new FerryError(
+        'state.open',
+        `Cannot open the state store \`${file}\`: ${(error as Error).message}. Check --state / FERRY_STATE.`,
+        { cause: error },
+      );
     }
     this.#db.pragma('journal_mode = WAL');
     this.#db.pragma('busy_timeout = 10000');
@@ -165,7 +169,16 @@ export class SqliteStateStore implements StateStore {
         `INSERT INTO runs (id, pipeline, mode, status, window_json, started_at, counts_json, holder, parent_run_id)
          VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)`,
       )
-      .run(id, run.pipeline, run.mode, JSON.stringify(run.window), startedAt, JSON.stringify(emptyCounts()), run.holder, run.parentRunId ?? null);
+      .run(
+        id,
+        run.pipeline,
+        run.mode,
+        JSON.stringify(run.window),
+        startedAt,
+        JSON.stringify(emptyCounts()),
+        run.holder,
+        run.parentRunId ?? null,
+      );
     return this.getRun(id)!;
   }
 
@@ -199,7 +212,16 @@ export class SqliteStateStore implements StateStore {
         const heldBack = new Set(outcome.heldBack ?? []);
         for (const item of run.window.items) {
           if (heldBack.has(item.id)) continue;
-          insert.run(run.pipeline, run.window.source, item.id, item.size ?? null, item.modifiedMs ?? null, item.timestamp ?? null, runId, finishedAt.toISOString());
+          insert.run(
+            run.pipeline,
+            run.window.source,
+            item.id,
+            item.size ?? null,
+            item.modifiedMs ?? null,
+            item.timestamp ?? null,
+            runId,
+            finishedAt.toISOString(),
+          );
         }
       }
       if (outcome.moveCursor && run.window.cursorAfter !== null) {
@@ -268,7 +290,14 @@ export class SqliteStateStore implements StateStore {
     );
     const tx = this.#db.transaction(() => {
       for (const { id } of rows) {
-        update.run(now, JSON.stringify({ code: 'run.abandoned', message: 'The process running it stopped before it finished; the next run repeats its window.' }), id);
+        update.run(
+          now,
+          JSON.stringify({
+            code: 'run.abandoned',
+            message: 'The process running it stopped before it finished; the next run repeats its window.',
+          }),
+          id,
+        );
       }
     });
     tx.immediate();
@@ -277,8 +306,15 @@ export class SqliteStateStore implements StateStore {
 
   processedItems(pipeline: string, source: string): Map<string, WindowItem> {
     const rows = this.#db
-      .prepare('SELECT item_id, size, modified_ms, item_timestamp FROM processed_items WHERE pipeline = ? AND source = ?')
-      .all(pipeline, source) as Array<{ item_id: string; size: number | null; modified_ms: number | null; item_timestamp: string | null }>;
+      .prepare(
+        'SELECT item_id, size, modified_ms, item_timestamp FROM processed_items WHERE pipeline = ? AND source = ?',
+      )
+      .all(pipeline, source) as Array<{
+      item_id: string;
+      size: number | null;
+      modified_ms: number | null;
+      item_timestamp: string | null;
+    }>;
     const map = new Map<string, WindowItem>();
     for (const r of rows) {
       map.set(r.item_id, {
@@ -304,10 +340,14 @@ export class SqliteStateStore implements StateStore {
         | { holder: string; token: number; expires_at_ms: number }
         | undefined;
       if (current && current.expires_at_ms > nowMs) return null;
-      const last = this.#db.prepare('SELECT last_token FROM lease_tokens WHERE name = ?').get(name) as { last_token: number } | undefined;
+      const last = this.#db.prepare('SELECT last_token FROM lease_tokens WHERE name = ?').get(name) as
+        | { last_token: number }
+        | undefined;
       const token = (last?.last_token ?? 0) + 1;
       this.#db
-        .prepare(`INSERT INTO lease_tokens (name, last_token) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET last_token = excluded.last_token`)
+        .prepare(
+          `INSERT INTO lease_tokens (name, last_token) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET last_token = excluded.last_token`,
+        )
         .run(name, token);
       this.#db
         .prepare(
@@ -391,7 +431,9 @@ export class SqliteStateStore implements StateStore {
   }
 
   countOpenRejects(pipeline: string): number {
-    const row = this.#db.prepare(`SELECT count(*) AS n FROM rejects WHERE pipeline = ? AND status = 'open'`).get(pipeline) as { n: number };
+    const row = this.#db
+      .prepare(`SELECT count(*) AS n FROM rejects WHERE pipeline = ? AND status = 'open'`)
+      .get(pipeline) as { n: number };
     return row.n;
   }
 
@@ -416,7 +458,9 @@ export class SqliteStateStore implements StateStore {
   }
 
   getValue(namespace: string, key: string): string | null {
-    const row = this.#db.prepare('SELECT value FROM kv WHERE namespace = ? AND key = ?').get(namespace, key) as { value: string } | undefined;
+    const row = this.#db.prepare('SELECT value FROM kv WHERE namespace = ? AND key = ?').get(namespace, key) as
+      | { value: string }
+      | undefined;
     return row?.value ?? null;
   }
 
@@ -426,12 +470,17 @@ export class SqliteStateStore implements StateStore {
       return;
     }
     this.#db
-      .prepare('INSERT INTO kv (namespace, key, value) VALUES (?, ?, ?) ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value')
+      .prepare(
+        'INSERT INTO kv (namespace, key, value) VALUES (?, ?, ?) ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value',
+      )
       .run(namespace, key, value);
   }
 
   listValues(namespace: string): Array<{ key: string; value: string }> {
-    return this.#db.prepare('SELECT key, value FROM kv WHERE namespace = ? ORDER BY key').all(namespace) as Array<{ key: string; value: string }>;
+    return this.#db.prepare('SELECT key, value FROM kv WHERE namespace = ? ORDER BY key').all(namespace) as Array<{
+      key: string;
+      value: string;
+    }>;
   }
 
   close(): void {

@@ -1,4 +1,10 @@
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import {
+  type DuckDBConnection,
+  DuckDBInstance,
+  DuckDBTypeId,
+  type DuckDBValueConverter,
+  JSDuckDBValueConverter,
+} from '@duckdb/node-api';
 import { FerryError } from '../../core/errors.js';
 import type { Row, StagingEngine } from '../../core/staging.js';
 
@@ -52,7 +58,7 @@ export class DuckDbStaging implements StagingEngine {
   async all<T extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<T[]> {
     try {
       const reader = await this.#connection.runAndReadAll(sql, params as never);
-      return reader.getRowObjectsJS() as T[];
+      return reader.convertRowObjects(exactJsConverter) as T[];
     } catch (error) {
       throw mapDuckDbError(error, sql);
     }
@@ -65,7 +71,7 @@ export class DuckDbStaging implements StagingEngine {
     } catch (error) {
       throw mapDuckDbError(error, sql);
     }
-    for await (const rows of result.yieldRowObjectJs()) {
+    for await (const rows of result.yieldConvertedRowObjects(exactJsConverter)) {
       yield rows as T[];
     }
   }
@@ -80,6 +86,26 @@ export class DuckDbStaging implements StagingEngine {
     this.#instance.closeSync();
   }
 }
+
+const EXACT_AS_TEXT = new Set<number>([
+  DuckDBTypeId.DECIMAL,
+  DuckDBTypeId.TIMESTAMP,
+  DuckDBTypeId.TIMESTAMP_TZ,
+  DuckDBTypeId.TIMESTAMP_S,
+  DuckDBTypeId.TIMESTAMP_MS,
+  DuckDBTypeId.TIMESTAMP_NS,
+  DuckDBTypeId.DATE,
+]);
+
+/**
+ * JavaScript values, except that DECIMAL and date/time values come back as their exact text: the stock JS
+ * converter turns decimals into doubles (123456789012345678.0000000001 → 123456789012345680) and timestamps into
+ * millisecond Dates.
+ */
+const exactJsConverter: DuckDBValueConverter<unknown> = (value, type, converter) =>
+  value !== null && EXACT_AS_TEXT.has(type.typeId)
+    ? String(value)
+    : JSDuckDBValueConverter(value, type, converter as never);
 
 /** DuckDB errors become FerryErrors naming the statement, so a failing generated query can be found. */
 export function mapDuckDbError(error: unknown, sql: string): FerryError {
