@@ -1,7 +1,8 @@
 import type { Command } from '../command.js';
+import { demoCommand } from './demo.js';
 import { rejectsCommand } from './rejects.js';
 import { runCommand } from './run.js';
 import { runsCommand } from './runs.js';
 
 /** Every CLI command, one line each. */
-export const COMMANDS: readonly Command[] = [runCommand, runsCommand, rejectsCommand];
+export const COMMANDS: readonly Command[] = [demoCommand, runCommand, runsCommand, rejectsCommand];
