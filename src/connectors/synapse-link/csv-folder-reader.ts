@@ -1,0 +1,187 @@
+import fs from 'node:fs/promises';
+import { FerryError } from '../../core/errors.js';
+import type { StagingEngine } from '../../core/staging.js';
+import { duckIdent, duckLiteral } from '../../dialects/duckdb/duckdb-staging.js';
+import type { Lake } from '../lake/lake.js';
+import type { CdmAttribute } from './cdm-model.js';
+import { typedColumn } from './cdm-sql-types.js';
+import { csvRecords, lineCount, lineOfRecord } from './csv-locator.js';
+
+/** One folder's CSV files of one table, with the column list of that folder's own `model.json`. */
+export interface CsvFolderInput {
+  /** Folder name (timestamp folder, or `root` for the non-incremental layout); stored in `__folder`. */
+  readonly folder: string;
+  readonly attributes: readonly CdmAttribute[];
+  /** Lake paths of the table's CSV files in this folder. */
+  readonly files: readonly string[];
+}
+
+/** System columns the reader adds to every staged Synapse Link table. */
+export const SYNAPSE_LINK_LINEAGE = ['__folder', '__source_file'] as const;
+
+/**
+ * Stages one table's CSVs from several folders into a typed DuckDB table, set-based (`read_csv`, all VARCHAR,
+ * then typed in SQL). `columns` is the union of all folders' attributes: a folder whose `model.json` predates an
+ * added column gets NULL there. Fails (FerryError naming file and line) on a row wider than its folder's schema,
+ * an unterminated quote, a file cut short, or a value that does not parse as its column's type.
+ */
+export class CsvFolderReader {
+  #staging: StagingEngine;
+  #lake: Lake;
+
+  constructor(staging: StagingEngine, lake: Lake) {
+    this.#staging = staging;
+    this.#lake = lake;
+  }
+
+  /** Creates `target` with the union schema and loads every folder; returns the number of rows read. */
+  async stage(target: string, columns: readonly CdmAttribute[], folders: readonly CsvFolderInput[]): Promise<number> {
+    const typed = columns.map((a) => typedColumn(a));
+    const defs = typed.map((t) => `${duckIdent(t.name)} ${t.sqlType}`);
+    await this.#staging.run(
+      `CREATE OR REPLACE TABLE ${duckIdent(target)} (${[...defs, '__folder VARCHAR', '__source_file VARCHAR', '__bad VARCHAR'].join(', ')})`,
+    );
+    let total = 0;
+    for (const folder of folders) {
+      if (folder.files.length === 0) continue;
+      total += await this.#stageFolder(target, folder);
+    }
+    return total;
+  }
+
+  async #stageFolder(target: string, input: CsvFolderInput): Promise<number> {
+    const locals = new Map<string, string>();
+    for (const f of input.files) {
+      const local = await this.#lake.toLocalPath(f);
+      locals.set(local, f);
+      await assertEndsWithNewline(local, f);
+    }
+    const typed = input.attributes.map((a) => typedColumn(a));
+    const checks = typed
+      .filter((t) => t.canFail)
+      .map((t) => `WHEN ${duckIdent(t.name)} IS NOT NULL AND ${t.expression} IS NULL THEN ${duckLiteral(t.name)}`);
+    const bad = checks.length ? `CASE ${checks.join(' ')} END` : 'NULL::VARCHAR';
+    const sourceFile = `CASE filename ${[...locals].map(([l, f]) => `WHEN ${duckLiteral(l)} THEN ${duckLiteral(f)}`).join(' ')} END`;
+    const select = [
+      ...typed.map((t) => `${t.expression} AS ${duckIdent(t.name)}`),
+      `${duckLiteral(input.folder)} AS __folder`,
+      `${sourceFile} AS __source_file`,
+      `${bad} AS __bad`,
+    ];
+    const before = await this.#count(target);
+    try {
+      await this.#staging.run(
+        `INSERT INTO ${duckIdent(target)} BY NAME SELECT ${select.join(', ')} FROM ${readCsvSql([...locals.keys()], input.attributes, true)}`,
+      );
+    } catch (error) {
+      throw await this.#csvError(error, locals);
+    }
+    const badRow = await this.#staging.all<{ f: string; c: string }>(
+      `SELECT __source_file AS f, __bad AS c FROM ${duckIdent(target)} WHERE __folder = ${duckLiteral(input.folder)} AND __bad IS NOT NULL LIMIT 1`,
+    );
+    if (badRow.length > 0) throw await this.#valueError(badRow[0]!.f, badRow[0]!.c, input.attributes);
+    return (await this.#count(target)) - before;
+  }
+
+  async #count(target: string): Promise<number> {
+    const [row] = await this.#staging.all<{ n: bigint }>(`SELECT count(*) AS n FROM ${duckIdent(target)}`);
+    return Number(row?.n ?? 0);
+  }
+
+  // DuckDB reports the record number ("CSV Error on Line: N") and the local file; say the lake file and physical line.
+  async #csvError(error: unknown, locals: ReadonlyMap<string, string>): Promise<FerryError> {
+    const message = error instanceof Error ? error.message : String(error);
+    const fileMatch = /\n\s*file = (.+)\n/.exec(message);
+    const local = fileMatch?.[1]?.trim();
+    const lakeFile = (local && locals.get(local)) ?? local ?? '(unknown file)';
+    const recordMatch = /CSV Error on Line: (\d+)/.exec(message);
+    let line: number | undefined;
+    if (recordMatch && local && locals.has(local)) {
+      line = lineOfRecord(await fs.readFile(local, 'utf8'), Number(recordMatch[1]));
+    }
+    const where = `\`${lakeFile}\`${line ? ` line ${line}` : recordMatch ? ` record ${recordMatch[1]}` : ''}`;
+    const wider = /Expected Number of Columns: (\d+) Found: (\d+)/.exec(message);
+    if (wider) {
+      return new FerryError(
+        'synapse_link.row_too_wide',
+        `${where} has more fields than the ${wider[1]} columns of its folder's model.json; the folder is not committed. Check that the CSV belongs to this folder's schema, then run again.`,
+        { cause: error, details: { file: lakeFile, line } },
+      );
+    }
+    if (/unterminated quote/i.test(message)) {
+      return new FerryError(
+        'synapse_link.truncated_file',
+        `${where} has a quoted value that never ends (the file looks cut short); the folder is not committed. Re-export or re-copy the file, then run again.`,
+        { cause: error, details: { file: lakeFile, line } },
+      );
+    }
+    const first = message.split('\n')[0];
+    return new FerryError(
+      'synapse_link.csv',
+      `Reading ${where} failed: ${first}. The folder is not committed; fix the file and run again.`,
+      { cause: error, details: { file: lakeFile, line } },
+    );
+  }
+
+  async #valueError(lakeFile: string, column: string, attributes: readonly CdmAttribute[]): Promise<FerryError> {
+    const index = attributes.findIndex((a) => a.name === column);
+    const attr = attributes[index]!;
+    const t = typedColumn(attr, '$v');
+    const text = await fs.readFile(await this.#lake.toLocalPath(lakeFile), 'utf8');
+    for (const r of csvRecords(text)) {
+      const value = r.fields[index];
+      if (value === null || value === undefined) continue;
+      const [ok] = await this.#staging.all<{ bad: boolean }>(
+        `SELECT ${t.expression.replaceAll('$v', '$1::VARCHAR')} IS NULL AS bad`,
+        [value],
+      );
+      if (ok?.bad) {
+        return new FerryError(
+          'synapse_link.bad_value',
+          `\`${lakeFile}\` line ${r.line}: column \`${column}\` (${attr.dataType}) value \`${value}\` is not ${t.expected}; the folder is not committed. Fix the export (or the model.json type) and run again.`,
+          { details: { file: lakeFile, line: r.line, column, value } },
+        );
+      }
+    }
+    return new FerryError(
+      'synapse_link.bad_value',
+      `\`${lakeFile}\`: column \`${column}\` (${attr.dataType}) has a value that is not ${t.expected}; the folder is not committed.`,
+      { details: { file: lakeFile, column } },
+    );
+  }
+}
+
+/**
+ * The `read_csv` call for headerless Synapse Link CSVs: all VARCHAR, `"` quotes doubled inside values, quoted
+ * line breaks, short rows padded with NULL. `parallel=false` because DuckDB's parallel scanner cannot combine
+ * null padding with quoted newlines; several files are still read side by side.
+ */
+export function readCsvSql(
+  localFiles: readonly string[],
+  attributes: readonly CdmAttribute[],
+  filename = false,
+): string {
+  const columns = attributes.map((a) => `${duckLiteral(a.name)}: 'VARCHAR'`).join(', ');
+  const files = `[${localFiles.map(duckLiteral).join(', ')}]`;
+  return `read_csv(${files}, columns = {${columns}}, header = false, delim = ',', quote = '"', escape = '"', null_padding = true, auto_detect = false, parallel = false, strict_mode = true${filename ? ', filename = true' : ''})`;
+}
+
+// Synapse Link ends every row with a line break, so a file without one at the end was cut short.
+async function assertEndsWithNewline(local: string, lakeFile: string): Promise<void> {
+  const handle = await fs.open(local, 'r');
+  try {
+    const { size } = await handle.stat();
+    if (size === 0) return;
+    const buf = Buffer.alloc(1);
+    await handle.read(buf, 0, 1, size - 1);
+    if (buf[0] === 0x0a) return;
+  } finally {
+    await handle.close();
+  }
+  const lines = lineCount(await fs.readFile(local, 'utf8'));
+  throw new FerryError(
+    'synapse_link.truncated_file',
+    `\`${lakeFile}\` line ${lines} ends without a line break: the file is truncated (still being written or cut short); the folder is not committed. Re-copy the file or wait for Synapse Link to finish, then run again.`,
+    { details: { file: lakeFile, line: lines } },
+  );
+}

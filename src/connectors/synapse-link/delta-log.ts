@@ -1,0 +1,315 @@
+import { FerryError } from '../../core/errors.js';
+import type { StagingEngine } from '../../core/staging.js';
+import { duckLiteral } from '../../dialects/duckdb/duckdb-staging.js';
+import type { Lake } from '../lake/lake.js';
+import { lakeJoin } from '../lake/lake.js';
+
+/** A field of the table schema (`metaData.schemaString`, Spark JSON schema). */
+export interface DeltaField {
+  readonly name: string;
+  readonly type: string;
+  readonly nullable: boolean;
+}
+
+/** A live data file of a snapshot: lake path and its partition values taken from the log (never from the path). */
+export interface DeltaFile {
+  readonly path: string;
+  readonly partitionValues: Readonly<Record<string, string | null>>;
+}
+
+/** What a reader needs of a Delta table at one version. */
+export interface DeltaSnapshot {
+  readonly version: number;
+  readonly fields: readonly DeltaField[];
+  readonly partitionColumns: readonly string[];
+  readonly files: readonly DeltaFile[];
+}
+
+/** Reader features this reader implements (or that need no reader behaviour). `v2Checkpoint` only with a JSON fallback. */
+const SUPPORTED_READER_FEATURES = new Set([
+  'timestampNtz',
+  'vacuumProtocolCheck',
+  'v2Checkpoint',
+  'deletionVectors',
+  'columnMapping',
+]);
+
+const COMMIT = /^(\d{20})\.json$/;
+const CLASSIC_CHECKPOINT = /^(\d{20})\.checkpoint\.parquet$/;
+const MULTIPART_CHECKPOINT = /^(\d{20})\.checkpoint\.(\d{10})\.(\d{10})\.parquet$/;
+const V2_CHECKPOINT = /^(\d{20})\.checkpoint\.[0-9a-fA-F-]{36}\.(json|parquet)$/;
+
+interface LogListing {
+  readonly commits: Map<number, string>;
+  /** Complete classic or multi-part checkpoints: version → files. */
+  readonly checkpoints: Map<number, string[]>;
+  readonly v2Checkpoints: Map<number, string>;
+}
+
+async function listLog(lake: Lake, tableRoot: string): Promise<LogListing> {
+  const entries = await lake.list(lakeJoin(tableRoot, '_delta_log'));
+  const commits = new Map<number, string>();
+  const checkpoints = new Map<number, string[]>();
+  const parts = new Map<number, { total: number; files: string[] }>();
+  const v2Checkpoints = new Map<number, string>();
+  for (const e of entries) {
+    if (e.isDirectory) continue;
+    const name = e.path.split('/').at(-1)!;
+    let m: RegExpExecArray | null;
+    if ((m = COMMIT.exec(name))) commits.set(Number(m[1]), e.path);
+    else if ((m = CLASSIC_CHECKPOINT.exec(name))) checkpoints.set(Number(m[1]), [e.path]);
+    else if ((m = MULTIPART_CHECKPOINT.exec(name))) {
+      const v = Number(m[1]);
+      const p = parts.get(v) ?? { total: Number(m[3]), files: [] };
+      p.files.push(e.path);
+      parts.set(v, p);
+    } else if ((m = V2_CHECKPOINT.exec(name))) v2Checkpoints.set(Number(m[1]), e.path);
+  }
+  // An incomplete multi-part set is ignored (protocol: a writer may have died half-way).
+  for (const [v, p] of parts) if (p.files.length === p.total && !checkpoints.has(v)) checkpoints.set(v, p.files.sort());
+  return { commits, checkpoints, v2Checkpoints };
+}
+
+/** The newest version of a Delta table (highest commit or checkpoint), or null when `_delta_log` is empty. */
+export async function latestDeltaVersion(lake: Lake, tableRoot: string): Promise<number | null> {
+  const { commits, checkpoints } = await listLog(lake, tableRoot);
+  const all = [...commits.keys(), ...checkpoints.keys()];
+  return all.length ? Math.max(...all) : null;
+}
+
+/**
+ * Reconstructs the snapshot of a Delta table at `version` (default: the latest): the newest classic checkpoint at
+ * or below it, read with DuckDB `read_parquet`, then the JSON commits after it (delta-io PROTOCOL.md "Action
+ * Reconciliation"). Refuses, naming the feature, what it does not implement: deletion vectors in use, column
+ * mapping, v2 checkpoints when the JSON commits needed instead are gone, and unknown reader features.
+ */
+export async function readDeltaSnapshot(
+  lake: Lake,
+  staging: StagingEngine,
+  tableRoot: string,
+  version?: number,
+): Promise<DeltaSnapshot> {
+  const log = await listLog(lake, tableRoot);
+  const target = version ?? Math.max(-1, ...log.commits.keys(), ...log.checkpoints.keys());
+  if (target < 0) {
+    throw new FerryError(
+      'delta.empty',
+      `Delta table \`${tableRoot}\` has no commits in \`_delta_log\`; check the path (expected \`deltalake/<table>_partitioned\`).`,
+    );
+  }
+  const checkpointVersion = Math.max(-1, ...[...log.checkpoints.keys()].filter((v) => v <= target));
+  const actions: Array<Record<string, unknown>> = [];
+  if (checkpointVersion >= 0) {
+    const files = await Promise.all(log.checkpoints.get(checkpointVersion)!.map((p) => lake.toLocalPath(p)));
+    const rows = await staging.all<{ j: string }>(
+      `SELECT to_json(t)::VARCHAR AS j FROM read_parquet([${files.map(duckLiteral).join(', ')}], union_by_name = true) t`,
+    );
+    for (const r of rows) actions.push(JSON.parse(r.j) as Record<string, unknown>);
+  }
+  for (let v = checkpointVersion + 1; v <= target; v++) {
+    const file = log.commits.get(v);
+    if (!file) {
+      const v2 = [...log.v2Checkpoints.keys()].filter((k) => k <= target).length > 0;
+      throw new FerryError(
+        v2 ? 'delta.unsupported_feature' : 'delta.missing_commit',
+        v2
+          ? `Delta table \`${tableRoot}\` needs reader feature \`v2Checkpoint\`: commit ${v} is gone and only a v2 checkpoint covers it, which this reader does not implement. Write a classic checkpoint (or keep the JSON log) and run again.`
+          : `Delta table \`${tableRoot}\` is missing commit \`${String(v).padStart(20, '0')}.json\` and no checkpoint covers it; the log is incomplete.`,
+        { details: { table: tableRoot, version: v } },
+      );
+    }
+    const text = await lake.readText(file);
+    let lineNo = 0;
+    for (const line of text.split('\n')) {
+      lineNo += 1;
+      if (line.trim() === '') continue;
+      try {
+        actions.push(JSON.parse(line) as Record<string, unknown>);
+      } catch (error) {
+        throw new FerryError(
+          'delta.bad_log',
+          `\`${file}\` line ${lineNo} is not valid JSON; the Delta log is damaged.`,
+          {
+            cause: error,
+            details: { file, line: lineNo },
+          },
+        );
+      }
+    }
+  }
+  return reconcile(tableRoot, target, actions);
+}
+
+function reconcile(tableRoot: string, version: number, actions: readonly Record<string, unknown>[]): DeltaSnapshot {
+  let protocol: Record<string, unknown> | undefined;
+  let metaData: Record<string, unknown> | undefined;
+  const live = new Map<string, Record<string, unknown>>();
+  for (const a of actions) {
+    if (isObj(a.protocol)) protocol = a.protocol;
+    if (isObj(a.metaData)) metaData = a.metaData;
+    if (isObj(a.add)) live.set(fileKey(a.add), a.add);
+    if (isObj(a.remove)) live.delete(fileKey(a.remove));
+  }
+  if (!protocol || !metaData) {
+    throw new FerryError(
+      'delta.bad_log',
+      `Delta table \`${tableRoot}\` has no ${protocol ? 'metaData' : 'protocol'} action up to version ${version}; the log is damaged.`,
+    );
+  }
+  checkProtocol(tableRoot, protocol, metaData, [...live.values()]);
+  const fields = parseSchema(tableRoot, String(metaData.schemaString ?? ''));
+  const partitionColumns = Array.isArray(metaData.partitionColumns) ? metaData.partitionColumns.map(String) : [];
+  const files = [...live.values()]
+    .map((add) => ({
+      path: resolvePath(tableRoot, String(add.path)),
+      partitionValues: partitionValuesOf(add.partitionValues),
+    }))
+    .sort((x, y) => (x.path < y.path ? -1 : 1));
+  return { version, fields, partitionColumns, files };
+}
+
+function checkProtocol(
+  tableRoot: string,
+  protocol: Record<string, unknown>,
+  metaData: Record<string, unknown>,
+  adds: readonly Record<string, unknown>[],
+): void {
+  const refuse = (feature: string, why: string): never => {
+    throw new FerryError(
+      'delta.unsupported_feature',
+      `Delta table \`${tableRoot}\` uses reader feature \`${feature}\`, which this reader does not implement: ${why}`,
+      { details: { table: tableRoot, feature } },
+    );
+  };
+  const readerVersion = Number(protocol.minReaderVersion ?? 1);
+  if (readerVersion > 3)
+    refuse(
+      `minReaderVersion ${readerVersion}`,
+      'only reader versions 1 to 3 are known. Read it with Spark or a newer delta reader.',
+    );
+  const features =
+    readerVersion === 3 && Array.isArray(protocol.readerFeatures) ? protocol.readerFeatures.map(String) : [];
+  for (const f of features) {
+    if (!SUPPORTED_READER_FEATURES.has(f))
+      refuse(f, 'rows could be read wrongly. Read it with Spark, or ask for the feature to be added.');
+  }
+  const config = isObj(metaData.configuration) ? metaData.configuration : {};
+  const mapping = String(config['delta.columnMapping.mode'] ?? 'none');
+  if ((readerVersion === 2 || features.includes('columnMapping')) && mapping !== 'none') {
+    refuse(
+      'columnMapping',
+      `mode \`${mapping}\` renames physical columns. Disable column mapping on the table or read it with Spark.`,
+    );
+  }
+  const withDv = adds.find((a) => isObj(a.deletionVector));
+  if (withDv) {
+    refuse(
+      'deletionVectors',
+      `live file \`${String(withDv.path)}\` has a deletion vector, so some of its rows are deleted without being rewritten (Synapse serverless refuses these tables too). Run \`REORG TABLE ... APPLY (PURGE)\` in Spark or disable \`delta.enableDeletionVectors\`, then run again.`,
+    );
+  }
+}
+
+const SIMPLE_TYPES = new Set([
+  'string',
+  'long',
+  'integer',
+  'short',
+  'byte',
+  'float',
+  'double',
+  'boolean',
+  'binary',
+  'date',
+  'timestamp',
+  'timestamp_ntz',
+]);
+
+function parseSchema(tableRoot: string, schemaString: string): DeltaField[] {
+  let schema: unknown;
+  try {
+    schema = JSON.parse(schemaString);
+  } catch (error) {
+    throw new FerryError(
+      'delta.bad_log',
+      `Delta table \`${tableRoot}\` has a schemaString that is not JSON; the log is damaged.`,
+      { cause: error },
+    );
+  }
+  const fields = isObj(schema) && Array.isArray(schema.fields) ? schema.fields : [];
+  return fields.map((f: unknown) => {
+    const field = f as Record<string, unknown>;
+    const type = typeof field.type === 'string' ? field.type : 'complex';
+    if (!SIMPLE_TYPES.has(type) && !/^decimal\(\d+,\s*\d+\)$/.test(type)) {
+      throw new FerryError(
+        'delta.unsupported_type',
+        `Delta table \`${tableRoot}\` column \`${String(field.name)}\` has type \`${typeof field.type === 'string' ? field.type : JSON.stringify(field.type)}\`, which this reader does not map; Synapse Link tables use flat columns only.`,
+      );
+    }
+    return { name: String(field.name), type, nullable: field.nullable !== false };
+  });
+}
+
+/** The DuckDB type of a Delta (Spark) primitive type. */
+export function duckTypeOfDelta(type: string): string {
+  const dec = /^decimal\((\d+),\s*(\d+)\)$/.exec(type);
+  if (dec) return `DECIMAL(${dec[1]},${dec[2]})`;
+  const map: Record<string, string> = {
+    string: 'VARCHAR',
+    long: 'BIGINT',
+    integer: 'INTEGER',
+    short: 'SMALLINT',
+    byte: 'TINYINT',
+    float: 'FLOAT',
+    double: 'DOUBLE',
+    boolean: 'BOOLEAN',
+    binary: 'BLOB',
+    date: 'DATE',
+    timestamp: 'TIMESTAMPTZ',
+    timestamp_ntz: 'TIMESTAMP',
+  };
+  return map[type] ?? 'VARCHAR';
+}
+
+function fileKey(action: Record<string, unknown>): string {
+  const dv = isObj(action.deletionVector)
+    ? `${String(action.deletionVector.storageType)}${String(action.deletionVector.pathOrInlineDv)}@${String(action.deletionVector.offset ?? '')}`
+    : '';
+  return `${decodePath(String(action.path))}#${dv}`;
+}
+
+// Paths in the log are URI-encoded (PROTOCOL.md "Path"); relative ones are relative to the table root.
+function resolvePath(tableRoot: string, raw: string): string {
+  const decoded = decodePath(raw);
+  if (/^[a-z]+:/i.test(decoded)) {
+    throw new FerryError(
+      'delta.absolute_path',
+      `Delta file path \`${decoded}\` is absolute; only files inside the table folder \`${tableRoot}\` are supported.`,
+    );
+  }
+  return lakeJoin(tableRoot, decoded);
+}
+
+function decodePath(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
+}
+
+function partitionValuesOf(value: unknown): Record<string, string | null> {
+  const out: Record<string, string | null> = {};
+  // JSON commits carry an object; a checkpoint's MAP arrives through to_json as an object too (or key/value pairs).
+  if (Array.isArray(value)) {
+    for (const kv of value)
+      if (isObj(kv)) out[String(kv.key)] = kv.value === null || kv.value === '' ? null : String(kv.value);
+  } else if (isObj(value)) {
+    for (const [k, v] of Object.entries(value)) out[k] = v === null || v === '' ? null : String(v);
+  }
+  return out;
+}
+
+function isObj(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

@@ -1,0 +1,71 @@
+import { timestampFolder } from './timestamp-folder.js';
+
+/** A timestamp folder as listed, with what planning needs to know about it. */
+export interface ListedFolder {
+  readonly name: string;
+  /** True when `<folder>/model.json` exists and is not empty (Synapse Link writes it when the folder is final). */
+  readonly hasModel: boolean;
+}
+
+export interface FolderPlanInput {
+  readonly folders: readonly ListedFolder[];
+  /** Trimmed content of `Changelog/changelog.info`: the folder being written now. */
+  readonly inProgress: string | null;
+  /** Last fully processed folder name (the cursor). */
+  readonly cursor: string | null;
+  /** Backfill: select folders whose time is in [from, to), ignoring the cursor. */
+  readonly range?: { readonly from: string; readonly to: string };
+  /** Ignore the cursor (process every completed folder again). */
+  readonly reprocess?: boolean;
+  /** Largest number of folders one window may take. Default: no limit. */
+  readonly maxFolders?: number;
+}
+
+export interface PlannedFolder {
+  readonly name: string;
+  readonly timestamp: string;
+}
+
+export interface FolderPlan {
+  readonly folders: readonly PlannedFolder[];
+  /** Why the window stops where it does (for the log), or null when it simply ran out of folders. */
+  readonly stoppedAt: { readonly folder: string; readonly reason: 'in_progress' | 'no_model_json' } | null;
+}
+
+/**
+ * Decides which timestamp folders a run processes, in time order. A folder named in `changelog.info`, any folder
+ * at or after it, and a folder without `model.json` stop the window: the cursor must never pass a folder that was
+ * still being written when the run was planned, or its late rows would be skipped for good (FastTrack FT#368).
+ */
+export function planFolders(input: FolderPlanInput): FolderPlan {
+  const parsed = input.folders
+    .map((f) => ({ ...f, timestamp: timestampFolder(f.name) }))
+    .filter((f): f is ListedFolder & { timestamp: string } => f.timestamp !== undefined)
+    .sort((a, b) => (a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : a.name < b.name ? -1 : 1));
+  const inProgressTime = input.inProgress ? (timestampFolder(input.inProgress) ?? null) : null;
+  const cursorTime = input.cursor ? (timestampFolder(input.cursor) ?? null) : null;
+  const out: PlannedFolder[] = [];
+  for (const f of parsed) {
+    if (f.name === input.inProgress || (inProgressTime !== null && f.timestamp >= inProgressTime)) {
+      return { folders: out, stoppedAt: { folder: f.name, reason: 'in_progress' } };
+    }
+    const selected = input.range
+      ? f.timestamp >= isoOf(input.range.from) && f.timestamp < isoOf(input.range.to)
+      : input.reprocess || cursorTime === null || f.timestamp > cursorTime;
+    if (input.range && f.timestamp >= isoOf(input.range.to)) break;
+    if (!f.hasModel) {
+      // Only a folder the window would take blocks it; older unfinished ones were handled (or skipped) before.
+      if (selected) return { folders: out, stoppedAt: { folder: f.name, reason: 'no_model_json' } };
+      continue;
+    }
+    if (!selected) continue;
+    if (input.maxFolders !== undefined && out.length >= input.maxFolders) break;
+    out.push({ name: f.name, timestamp: f.timestamp });
+  }
+  return { folders: out, stoppedAt: null };
+}
+
+function isoOf(text: string): string {
+  const t = Date.parse(text);
+  return Number.isNaN(t) ? text : new Date(t).toISOString();
+}
