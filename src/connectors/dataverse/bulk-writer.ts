@@ -1,0 +1,588 @@
+import { randomUUID } from 'node:crypto';
+import { FerryError } from '../../core/errors.js';
+import { killPoint } from '../../core/kill-points.js';
+import type { Logger } from '../../core/log.js';
+import type { RejectRecord } from '../../core/rejects.js';
+import { AdaptiveConcurrency, type AdaptiveConcurrencyOptions } from './adaptive-concurrency.js';
+import type { DataverseClient, DataverseResponse } from './dataverse-client.js';
+import { isMissingLookupTarget, parseServiceError, rejectReasonFor, type ServiceError } from './dataverse-errors.js';
+import type { BatchOperation, BatchResponsePart } from './odata-batch.js';
+import { keyFilter, keyIdentity, keySegment, parseKeyPredicate } from './odata-key.js';
+
+/** One row to write, as the `converted` staging table holds it (src/core/staging-contract.ts). */
+export interface WriteRow {
+  readonly rowId: number | bigint;
+  /** Readable business key, e.g. `accountnumber=A'1`. */
+  readonly key: string;
+  /** OData key predicate, quotes doubled: `accountnumber='A''1'`. */
+  readonly keyPredicate: string;
+  /** False when a key value cannot go into a URL: the row is found by `$filter` and written by GUID. */
+  readonly keySafe: boolean;
+  /** JSON object text: attributes and `nav@odata.bind` entries, without `@odata.type`/`@odata.id`. */
+  readonly payload: string;
+  readonly sourceFile?: string | null;
+  readonly rowNumber?: number | null;
+}
+
+/** The table the writer targets, from its metadata snapshot. */
+export interface WriterTable {
+  readonly logicalName: string;
+  readonly entitySet: string;
+  readonly primaryId: string;
+  /** `SupportsBulk: false` in the snapshot: skip the probe and use `$batch`. */
+  readonly supportsBulk?: boolean;
+}
+
+export const WRITE_MODES = ['upsert-multiple', 'batch', 'auto'] as const;
+export type WriteMode = (typeof WRITE_MODES)[number];
+
+export interface BulkWriterOptions {
+  readonly client: DataverseClient;
+  readonly table: WriterTable;
+  /** `auto` probes bulk support per table (TV8) and falls back to `$batch`. Default `auto`. */
+  readonly mode?: WriteMode;
+  /** Rows per request. Default `100`. */
+  readonly batchSize?: number;
+  /** Cap on parallel requests. Default `32` (the service's `x-ms-dop-hint` usually decides first). */
+  readonly maxConcurrency?: number;
+  /** Client timeout per request, used to keep batches small enough. Default `120000` ms. */
+  readonly timeoutMs?: number;
+  /** Tuning of the adaptive controller (servers, headroom, budget). */
+  readonly adaptive?: Omit<AdaptiveConcurrencyOptions, 'maxConcurrency' | 'batchSize' | 'timeoutMs' | 'dopHint'>;
+  /** Stage name written into rejects. Default `upsert-dataverse`. */
+  readonly stage?: string;
+  readonly signal?: AbortSignal;
+  readonly log?: Logger;
+  /** Called with rows Dataverse accepted (each row once). */
+  readonly onUpserted?: (rows: readonly WriteRow[]) => void;
+  /** Called with rows that end rejected (each row once). */
+  readonly onRejected?: (rejects: readonly RejectRecord[]) => void;
+}
+
+/** What a write did. */
+export interface WriteResult {
+  readonly upserted: number;
+  readonly rejected: number;
+  readonly mode: 'upsert-multiple' | 'batch';
+  readonly deferredRounds: number;
+  readonly metrics: Record<string, unknown>;
+}
+
+interface PendingRow {
+  readonly row: WriteRow;
+  readonly identity: string;
+  /** Requeues after a part-level 429/5xx inside a `$batch`. */
+  tries: number;
+  /** Caller-chosen GUID for creating an unsafe-key row, fixed before the first try so a retry cannot duplicate. */
+  newId?: string;
+  /** Why the row was last deferred (kept for its reject if the target never appears). */
+  lastError?: unknown;
+  lastPayload?: unknown;
+}
+
+type RowOutcome =
+  | { readonly kind: 'ok' }
+  | { readonly kind: 'defer'; readonly error: ServiceError; readonly status: number; readonly requestPayload: unknown }
+  | {
+      readonly kind: 'reject';
+      readonly reason: string;
+      readonly message: string;
+      readonly status: number;
+      readonly error: unknown;
+      readonly requestPayload: unknown;
+    }
+  | { readonly kind: 'again' };
+
+const MAX_PART_TRIES = 5;
+
+/**
+ * Writes rows to one Dataverse table by alternate key: `UpsertMultiple` requests (or `$batch` PATCH upserts for
+ * tables without bulk support), adaptive concurrency, isolation of bad rows, deferred lookups. Every row ends
+ * upserted or rejected.
+ *
+ * Only upserts by key are sent, never plain creates: an upsert that timed out after the server applied it is
+ * simply applied again on retry, so retries cannot duplicate rows. Rows whose key cannot go into a URL are looked
+ * up by `$filter` and then written with PATCH by GUID; a missing row gets a caller-chosen GUID, so a repeated
+ * create lands on the same id (and a rerun finds it by `$filter` first).
+ */
+export class BulkWriter {
+  readonly #client: DataverseClient;
+  readonly #table: WriterTable;
+  readonly #options: BulkWriterOptions;
+  readonly #stage: string;
+  #controller!: AdaptiveConcurrency;
+  #mode: 'upsert-multiple' | 'batch' = 'upsert-multiple';
+  #inFlightKeys = new Set<string>();
+  #inFlight = 0;
+  #deferred: PendingRow[] = [];
+  #upserted = 0;
+  #rejected = 0;
+  #progressThisRound = 0;
+  #bulkFailures = 0;
+  #batchReplays = 0;
+
+  constructor(options: BulkWriterOptions) {
+    this.#client = options.client;
+    this.#table = options.table;
+    this.#options = options;
+    this.#stage = options.stage ?? 'upsert-dataverse';
+  }
+
+  /** The adaptive controller (for the run report and the benchmark). */
+  get controller(): AdaptiveConcurrency {
+    return this.#controller;
+  }
+
+  /** Called by the client on each 429; lowers concurrency for every lane. */
+  onThrottled(kind: Parameters<AdaptiveConcurrency['recordThrottle']>[0]): void {
+    this.#controller?.recordThrottle(kind, this.#inFlight);
+  }
+
+  /** Called by the client on each timed-out attempt. */
+  onTimeout(): void {
+    this.#controller?.recordTimeout();
+  }
+
+  /** Writes every row from `source` (chunks of rows), then retries deferred lookups while that makes progress. */
+  async write(source: AsyncIterable<readonly WriteRow[]>): Promise<WriteResult> {
+    const started = performance.now();
+    this.#mode = await this.#resolveMode();
+    const dopHint = await this.#client
+      .whoAmI()
+      .then((w) => w.dopHint)
+      .catch((error: unknown) => {
+        this.#options.log?.warn('WhoAmI failed; starting from 4 parallel requests', {
+          error: error instanceof Error ? error.message : String(error),
+        });
+        return undefined;
+      });
+    this.#controller = new AdaptiveConcurrency({
+      ...this.#options.adaptive,
+      maxConcurrency: this.#options.maxConcurrency ?? 32,
+      batchSize: this.#options.batchSize ?? 100,
+      timeoutMs: this.#options.timeoutMs ?? 120_000,
+      ...(dopHint ? { dopHint } : {}),
+    });
+    this.#options.log?.debug('Writing to Dataverse', {
+      table: this.#table.logicalName,
+      mode: this.#mode,
+      dopHint,
+      concurrency: this.#controller.limit,
+    });
+    const unsubscribe = this.#client.subscribe({
+      onThrottled: (kind) => this.onThrottled(kind),
+      onTimeout: () => this.onTimeout(),
+    });
+    let rounds = 0;
+    try {
+      await this.#pass(pendingFrom(source));
+      // Rows whose lookup target was missing go again after the rest (parents later in the run, accounts before
+      // contacts); repeat while a round lands something, reject what is still missing.
+      while (this.#deferred.length > 0) {
+        rounds += 1;
+        const again = this.#deferred;
+        this.#deferred = [];
+        this.#progressThisRound = 0;
+        await this.#pass(pendingFromArray(again));
+        if (this.#progressThisRound === 0 && this.#deferred.length > 0) {
+          this.#rejectRows(
+            this.#deferred.map((p) => ({
+              pending: p,
+              reason: 'lookup.target_missing',
+              message: '',
+              error: p.lastError,
+              requestPayload: p.lastPayload,
+            })),
+          );
+          this.#deferred = [];
+        }
+      }
+    } finally {
+      unsubscribe();
+    }
+    const seconds = (performance.now() - started) / 1000;
+    const stats = this.#client.stats;
+    const metrics: Record<string, unknown> = {
+      mode: this.#mode,
+      requests: stats.requests,
+      retries: stats.retries,
+      throttled429: { ...stats.throttled },
+      throttled429Total: Object.values(stats.throttled).reduce((a, b) => a + b, 0),
+      maxRetryAfterSec: stats.maxRetryAfterSec,
+      timeouts: stats.timeouts,
+      transientFailures: stats.transientFailures,
+      meanServerTimeMs:
+        this.#controller.meanServerTimeMs === undefined
+          ? null
+          : Math.round(this.#controller.meanServerTimeMs * 10) / 10,
+      rowsPerSec: seconds > 0 ? Math.round((this.#upserted / seconds) * 10) / 10 : null,
+      batchSize: this.#controller.batchSize,
+      concurrency: this.#controller.limit,
+      maxConcurrencyUsed: this.#controller.maxLimitSeen,
+      dopHint: dopHint ?? null,
+      bulkFailures: this.#bulkFailures,
+      batchReplays: this.#batchReplays,
+      deferredRounds: rounds,
+    };
+    return { upserted: this.#upserted, rejected: this.#rejected, mode: this.#mode, deferredRounds: rounds, metrics };
+  }
+
+  async #resolveMode(): Promise<'upsert-multiple' | 'batch'> {
+    const mode = this.#options.mode ?? 'auto';
+    if (mode !== 'auto') return mode;
+    if (this.#table.supportsBulk === false) return 'batch';
+    return (await this.#client.supportsBulk(this.#table.logicalName)) ? 'upsert-multiple' : 'batch';
+  }
+
+  /** One pass over the rows: dispatch batches to lanes, keep one key out of two concurrent requests. */
+  async #pass(source: AsyncIterator<PendingRow[]>): Promise<void> {
+    const queue: PendingRow[] = [];
+    const unsafe: PendingRow[] = [];
+    let sourceDone = false;
+    const running = new Set<Promise<void>>();
+    let failure: unknown;
+    const signal = this.#options.signal;
+
+    const refill = async () => {
+      while (!sourceDone && queue.length < this.#controller.batchSize * (this.#controller.limit + 1) * 2) {
+        const next = await source.next();
+        if (next.done) {
+          sourceDone = true;
+          break;
+        }
+        for (const p of next.value) (p.row.keySafe ? queue : unsafe).push(p);
+      }
+    };
+
+    const launch = (work: () => Promise<void>, keys: readonly string[]) => {
+      for (const k of keys) this.#inFlightKeys.add(k);
+      this.#inFlight += 1;
+      const task = work()
+        .catch((error: unknown) => {
+          failure ??= error;
+        })
+        .finally(() => {
+          for (const k of keys) this.#inFlightKeys.delete(k);
+          this.#inFlight -= 1;
+          running.delete(task);
+          killPoint('between-batches');
+        });
+      running.add(task);
+    };
+
+    for (;;) {
+      if (failure || signal?.aborted) break;
+      await refill();
+      let launched = false;
+      while (running.size < this.#controller.limit && queue.length > 0 && !failure && !signal?.aborted) {
+        const chunk = takeChunk(queue, this.#controller.batchSize, this.#inFlightKeys);
+        if (chunk.length === 0) break;
+        launched = true;
+        launch(
+          () => this.#sendChunk(chunk, queue),
+          chunk.map((p) => p.identity),
+        );
+        if (queue.length < this.#controller.batchSize) await refill();
+      }
+      if (running.size === 0 && queue.length === 0 && sourceDone) break;
+      if (running.size > 0 && (!launched || running.size >= this.#controller.limit || queue.length === 0))
+        await Promise.race(running);
+    }
+    // Rows with unsafe keys: find by $filter, then PATCH by GUID. Few in practice; same lanes, one row each.
+    while (unsafe.length > 0 && !failure && !signal?.aborted) {
+      const p = unsafe.shift()!;
+      if (this.#inFlightKeys.has(p.identity)) {
+        unsafe.push(p);
+        await Promise.race(running);
+        continue;
+      }
+      launch(() => this.#sendUnsafe(p), [p.identity]);
+      if (running.size >= this.#controller.limit) await Promise.race(running);
+    }
+    // Finish what is in flight before stopping (a stop or a failure never abandons a sent request).
+    await Promise.all([...running]);
+    if (failure) throw failure;
+    if (signal?.aborted) {
+      throw new FerryError(
+        'run.interrupted',
+        `Stopped writing to \`${this.#table.entitySet}\` after the requests in flight; the next run repeats the window (upserts by key are idempotent).`,
+        {
+          disposition: 'retry',
+        },
+      );
+    }
+  }
+
+  async #sendChunk(chunk: PendingRow[], queue: PendingRow[]): Promise<void> {
+    if (this.#mode === 'batch' || chunk.length === 0) {
+      await this.#sendBatch(chunk, queue);
+      return;
+    }
+    const targets = chunk.map((p) => this.#target(p.row));
+    const response = await this.#client.upsertMultiple(this.#table.entitySet, targets);
+    killPoint('mid-request');
+    if (response.status < 300) {
+      this.#recordTiming(response, chunk.length);
+      this.#accept(chunk);
+      return;
+    }
+    this.#bulkFailures += 1;
+    const error = parseServiceError(response.body);
+    if (chunk.length === 1) {
+      this.#settle([
+        { pending: chunk[0]!, outcome: this.#outcomeOf(response.status, error, response.body, targets[0]) },
+      ]);
+      return;
+    }
+    // Standard tables roll a failed bulk request back whole (reference §2.2): replay the chunk as single upserts
+    // in one $batch with continue-on-error, which applies the good rows and names each bad one.
+    this.#batchReplays += 1;
+    await this.#sendBatch(chunk, queue);
+  }
+
+  async #sendBatch(chunk: PendingRow[], queue: PendingRow[]): Promise<void> {
+    const operations: BatchOperation[] = chunk.map((p) => ({
+      method: 'PATCH',
+      url: keySegment(this.#table.entitySet, p.row.keyPredicate),
+      body: p.row.payload,
+    }));
+    const { response, parts } = await this.#client.batch(operations, { continueOnError: true });
+    killPoint('mid-request');
+    this.#recordTiming(response, chunk.length);
+    if (parts.length !== chunk.length) {
+      throw new FerryError(
+        'dataverse.batch_response',
+        `A \`$batch\` of ${chunk.length} upserts to \`${this.#table.entitySet}\` came back with ${parts.length} parts; the service did not run every operation. Run again; if it repeats, lower the batch size.`,
+        {
+          disposition: 'retry',
+        },
+      );
+    }
+    const settled = chunk.map((pending, i) => {
+      const part = parts[i]!;
+      return { pending, outcome: this.#partOutcome(part, operations[i]!.body) };
+    });
+    for (const { pending, outcome } of settled) {
+      if (outcome.kind === 'again') {
+        pending.tries += 1;
+        if (pending.tries < MAX_PART_TRIES) queue.push(pending);
+      }
+    }
+    this.#settle(
+      settled.map((s) =>
+        s.outcome.kind === 'again' && s.pending.tries >= MAX_PART_TRIES
+          ? {
+              pending: s.pending,
+              outcome: {
+                kind: 'reject',
+                reason: 'dataverse.unavailable',
+                message: `Dataverse kept failing this row's upsert inside \`$batch\` (${MAX_PART_TRIES} tries); replay it later.`,
+                status: 503,
+                error: null,
+                requestPayload: s.pending.row.payload,
+              },
+            }
+          : s,
+      ),
+    );
+  }
+
+  /** Unsafe key: find the row by `$filter`, then upsert by its GUID (or a caller-chosen one when absent). */
+  async #sendUnsafe(p: PendingRow): Promise<void> {
+    const parts = parseKeyPredicate(p.row.keyPredicate);
+    const filter = encodeURIComponent(keyFilter(parts));
+    const found = await this.#client.getJson<{ value?: Array<Record<string, unknown>> }>(
+      `${this.#table.entitySet}?$select=${this.#table.primaryId}&$filter=${filter}&$top=2`,
+    );
+    const matches = found.value ?? [];
+    if (matches.length > 1) {
+      this.#settle([
+        {
+          pending: p,
+          outcome: {
+            kind: 'reject',
+            reason: 'dataverse.key_ambiguous',
+            message: `Key \`${p.row.key}\` matches ${matches.length} rows of \`${this.#table.logicalName}\`; make the key unique in Dataverse.`,
+            status: 0,
+            error: null,
+            requestPayload: null,
+          },
+        },
+      ]);
+      return;
+    }
+    const existing = matches[0]?.[this.#table.primaryId];
+    let id: string;
+    const body = JSON.parse(p.row.payload) as Record<string, unknown>;
+    if (typeof existing === 'string') {
+      id = existing;
+    } else {
+      p.newId ??= randomUUID();
+      id = p.newId;
+      // A create must carry the key values itself; the URL names the GUID, not the key (reference §1.2).
+      for (const part of parts) if (part.name && !part.name.startsWith('_')) body[part.name] ??= part.value;
+    }
+    const response = await this.#client.send('PATCH', `${this.#table.entitySet}(${id})`, {
+      body,
+      returnDataErrors: true,
+    });
+    killPoint('mid-request');
+    this.#recordTiming(response, 1);
+    const outcome: RowOutcome =
+      response.status < 300
+        ? { kind: 'ok' }
+        : this.#outcomeOf(response.status, parseServiceError(response.body), response.body, body);
+    this.#settle([{ pending: p, outcome }]);
+  }
+
+  #target(row: WriteRow): Record<string, unknown> {
+    const payload = JSON.parse(row.payload) as Record<string, unknown>;
+    return {
+      ...payload,
+      '@odata.type': `Microsoft.Dynamics.CRM.${this.#table.logicalName}`,
+      '@odata.id': keySegment(this.#table.entitySet, row.keyPredicate),
+    };
+  }
+
+  #partOutcome(part: BatchResponsePart, requestPayload: unknown): RowOutcome {
+    if (part.status < 300) return { kind: 'ok' };
+    if (part.status === 429 || part.status >= 500) return { kind: 'again' };
+    return this.#outcomeOf(part.status, parseServiceError(part.body), part.body, requestPayload);
+  }
+
+  #outcomeOf(status: number, error: ServiceError | undefined, body: string, requestPayload: unknown): RowOutcome {
+    if (isMissingLookupTarget(error)) return { kind: 'defer', error: error!, status, requestPayload };
+    return {
+      kind: 'reject',
+      reason: rejectReasonFor(status, error),
+      message: error?.message || `Dataverse answered ${status}.`,
+      status,
+      error: error ?? (body ? body.slice(0, 2000) : null),
+      requestPayload,
+    };
+  }
+
+  #settle(items: ReadonlyArray<{ pending: PendingRow; outcome: RowOutcome }>): void {
+    const ok: PendingRow[] = [];
+    const rejects: Array<{
+      pending: PendingRow;
+      reason: string;
+      message: string;
+      error: unknown;
+      requestPayload: unknown;
+    }> = [];
+    for (const { pending, outcome } of items) {
+      if (outcome.kind === 'ok') ok.push(pending);
+      else if (outcome.kind === 'defer') {
+        pending.lastError = outcome.error;
+        pending.lastPayload = outcome.requestPayload;
+        this.#deferred.push(pending);
+      } else if (outcome.kind === 'reject') {
+        rejects.push({
+          pending,
+          reason: outcome.reason,
+          message: outcome.message,
+          error: outcome.error,
+          requestPayload: outcome.requestPayload,
+        });
+      }
+    }
+    this.#accept(ok);
+    this.#rejectRows(rejects);
+  }
+
+  #accept(rows: readonly PendingRow[]): void {
+    if (rows.length === 0) return;
+    this.#upserted += rows.length;
+    this.#progressThisRound += rows.length;
+    this.#options.onUpserted?.(rows.map((p) => p.row));
+  }
+
+  #rejectRows(
+    items: ReadonlyArray<{
+      pending: PendingRow;
+      reason: string;
+      message: string;
+      error: unknown;
+      requestPayload: unknown;
+    }>,
+  ): void {
+    if (items.length === 0) return;
+    this.#rejected += items.length;
+    this.#options.onRejected?.(
+      items.map(({ pending, reason, message, error, requestPayload }) => {
+        const row = pending.row;
+        const serviceMessage = (error as ServiceError | undefined)?.message;
+        const text =
+          reason === 'lookup.target_missing'
+            ? `A lookup target of \`${row.key}\` does not exist in Dataverse, even after the rest of the run was written${serviceMessage ? ` (${serviceMessage})` : ''}; load the referenced row first, then replay.`
+            : `Dataverse rejected \`${row.key}\`: ${message} Fix the value, then replay the row.`;
+        return {
+          stage: this.#stage,
+          reason,
+          message: text,
+          key: row.key,
+          sourceFile: row.sourceFile ?? null,
+          rowNumber: row.rowNumber ?? null,
+          row: {
+            __row_id: String(row.rowId),
+            __key: row.key,
+            __key_predicate: row.keyPredicate,
+            payload: safeParse(row.payload),
+          },
+          requestPayload: typeof requestPayload === 'string' ? safeParse(requestPayload) : requestPayload,
+          serviceError: error,
+        };
+      }),
+    );
+  }
+
+  #recordTiming(response: DataverseResponse, rows: number): void {
+    this.#controller.recordSuccess({ rows, elapsedMs: response.elapsedMs, serverTimeMs: response.serverTimeMs });
+  }
+}
+
+/** Takes up to `size` rows from the front of the queue whose keys are not in flight nor already in the chunk. */
+function takeChunk(queue: PendingRow[], size: number, inFlight: ReadonlySet<string>): PendingRow[] {
+  const chunk: PendingRow[] = [];
+  const inChunk = new Set<string>();
+  const held: PendingRow[] = [];
+  while (queue.length > 0 && chunk.length < size) {
+    const p = queue.shift()!;
+    // Rows of one key never share a request (the service refuses duplicate keys) nor travel in two concurrent
+    // requests (SQL deadlocks, reference §2.2); they wait, in order, for a later chunk.
+    if (inFlight.has(p.identity) || inChunk.has(p.identity)) {
+      held.push(p);
+      if (held.length > size * 4) break;
+      continue;
+    }
+    inChunk.add(p.identity);
+    chunk.push(p);
+  }
+  queue.unshift(...held);
+  return chunk;
+}
+
+async function* pendingFromGen(source: AsyncIterable<readonly WriteRow[]>): AsyncGenerator<PendingRow[]> {
+  for await (const rows of source)
+    yield rows.map((row) => ({ row, identity: keyIdentity(row.keyPredicate), tries: 0 }));
+}
+
+function pendingFrom(source: AsyncIterable<readonly WriteRow[]>): AsyncIterator<PendingRow[]> {
+  return pendingFromGen(source);
+}
+
+function pendingFromArray(rows: PendingRow[]): AsyncIterator<PendingRow[]> {
+  return (async function* () {
+    for (const p of rows) p.tries = 0;
+    yield rows;
+  })();
+}
+
+function safeParse(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}

@@ -1,0 +1,363 @@
+import { FerryError } from '../../core/errors.js';
+import type { Logger } from '../../core/log.js';
+import { mapDataverseError, parseServiceError } from './dataverse-errors.js';
+import { type BatchItem, type BatchResponsePart, buildBatch, parseBatchResponse } from './odata-batch.js';
+import { RetryPolicy, type RetryPolicyOptions, type ThrottleKind, throttleKindOf } from './retry-policy.js';
+import { sleep, ThrottleGate } from './throttle-gate.js';
+
+/** Headers that skip custom business logic during bulk loads (reference §10). */
+export interface BypassOptions {
+  /** `MSCRM.BypassBusinessLogicExecution`: `CustomSync`, `CustomAsync` or both. Needs `prvBypassCustomBusinessLogic`. */
+  readonly businessLogic?: 'CustomSync' | 'CustomAsync' | 'CustomSync,CustomAsync';
+  /** `MSCRM.BypassBusinessLogicExecutionStepIds`: plug-in step GUIDs to skip. */
+  readonly stepIds?: readonly string[];
+  /** `MSCRM.SuppressCallbackRegistrationExpanderJob: true`: do not trigger Power Automate flows. */
+  readonly suppressFlows?: boolean;
+}
+
+export interface DataverseClientOptions {
+  /** Environment root, e.g. `https://org.crm.dynamics.com` or the emulator's `http://127.0.0.1:port`. */
+  readonly url: string;
+  /** Bearer token source; omitted for the emulator. */
+  readonly getToken?: () => Promise<string>;
+  /** Timeout of one HTTP attempt. Default `120000` ms (the CrmServiceClient default is 2 minutes). */
+  readonly timeoutMs?: number;
+  readonly retry?: RetryPolicy | RetryPolicyOptions;
+  readonly bypass?: BypassOptions;
+  /** Web API version segment. Default `v9.2`. */
+  readonly apiVersion?: string;
+  readonly log?: Logger;
+  /** Told about every 429 (all lanes pause anyway); the adaptive writer lowers its concurrency. */
+  readonly onThrottled?: (kind: ThrottleKind, retryAfterMs: number) => void;
+  /** Told about every attempt that timed out; the adaptive writer shrinks its batches. */
+  readonly onTimeout?: (path: string) => void;
+  /** Aborts waits between retries (not requests in flight). */
+  readonly signal?: AbortSignal;
+}
+
+/** Hears about throttling and timeouts, e.g. the adaptive writer. */
+export interface ClientListener {
+  onThrottled?(kind: ThrottleKind, retryAfterMs: number): void;
+  onTimeout?(path: string): void;
+}
+
+export interface SendOptions {
+  readonly body?: unknown;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly timeoutMs?: number;
+  /**
+   * Return data errors (400/403/404/412 and other non-retryable 4xx) as responses instead of throwing, so the
+   * caller can turn them into rejects. Default `false`.
+   */
+  readonly returnDataErrors?: boolean;
+}
+
+export interface DataverseResponse {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly body: string;
+  /** Wall time of the successful (last) attempt. */
+  readonly elapsedMs: number;
+  /** Server time of the request when the server reports it, else undefined. */
+  readonly serverTimeMs: number | undefined;
+  readonly attempts: number;
+}
+
+/** Figures the client keeps for the run report. */
+export interface ClientStats {
+  requests: number;
+  retries: number;
+  throttled: Record<ThrottleKind, number>;
+  maxRetryAfterSec: number;
+  transientFailures: number;
+  timeouts: number;
+}
+
+/** Response headers a server may use to report its own time per request (the emulator's first). */
+const SERVER_TIME_HEADERS = ['x-ferry-server-time-ms', 'x-ms-server-time-ms'];
+
+/**
+ * A thin `fetch` client for the Dataverse Web API. It owns the retry (429 with a global pause for `Retry-After`,
+ * exponential backoff with jitter for 5xx, resets and timeouts, never for data errors), sends the standard OData
+ * headers, and keeps no cookies: Node's `fetch` has no cookie jar, and we never echo `Set-Cookie`, so the ARR
+ * affinity cookie is dropped and requests spread over the web servers (reference §4.2).
+ */
+export class DataverseClient {
+  readonly url: string;
+  readonly apiPath: string;
+  readonly gate = new ThrottleGate();
+  readonly stats: ClientStats = {
+    requests: 0,
+    retries: 0,
+    throttled: { requests: 0, executionTime: 0, concurrency: 0, unknown: 0 },
+    maxRetryAfterSec: 0,
+    transientFailures: 0,
+    timeouts: 0,
+  };
+  readonly #options: DataverseClientOptions;
+  readonly #retry: RetryPolicy;
+  readonly #baseHeaders: Record<string, string>;
+  readonly #listeners = new Set<ClientListener>();
+
+  constructor(options: DataverseClientOptions) {
+    if (!/^https?:\/\//i.test(options.url)) {
+      throw new FerryError(
+        'dataverse.url',
+        `Dataverse URL \`${options.url}\` is not an http(s) URL; pass e.g. https://org.crm.dynamics.com.`,
+        {
+          disposition: 'fatal',
+        },
+      );
+    }
+    this.#options = options;
+    this.url = options.url.replace(/\/+$/, '');
+    this.apiPath = `/api/data/${options.apiVersion ?? 'v9.2'}/`;
+    this.#retry = options.retry instanceof RetryPolicy ? options.retry : new RetryPolicy(options.retry);
+    this.#baseHeaders = {
+      Accept: 'application/json',
+      'OData-MaxVersion': '4.0',
+      'OData-Version': '4.0',
+      // Defeats caching only; the service treats it as no precondition (reference §1.1).
+      'If-None-Match': 'null',
+      ...bypassHeaders(options.bypass),
+    };
+  }
+
+  /** Adds a listener for 429s and timeouts; returns the function that removes it. */
+  subscribe(listener: ClientListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** The absolute URL of a Web API path (`accounts(...)`). */
+  apiUrl(path: string): string {
+    return `${this.url}${this.apiPath}${path.replace(/^\/+/, '')}`;
+  }
+
+  /** Sends one request with the retry policy; throws a mapped `FerryError` unless the caller asked for data errors. */
+  async send(method: string, path: string, options: SendOptions = {}): Promise<DataverseResponse> {
+    const url = this.apiUrl(path);
+    const body =
+      options.body === undefined
+        ? undefined
+        : typeof options.body === 'string'
+          ? options.body
+          : JSON.stringify(options.body);
+    const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs ?? 120_000;
+    for (let attempt = 0; ; attempt += 1) {
+      await this.gate.wait(this.#options.signal);
+      const headers: Record<string, string> = { ...this.#baseHeaders };
+      if (body !== undefined) headers['Content-Type'] = 'application/json; charset=utf-8';
+      Object.assign(headers, options.headers);
+      if (this.#options.getToken) headers.Authorization = `Bearer ${await this.#options.getToken()}`;
+      const started = performance.now();
+      let response: Response;
+      let text: string;
+      this.stats.requests += 1;
+      try {
+        response = await fetch(url, {
+          method,
+          headers,
+          body,
+          signal: AbortSignal.timeout(timeoutMs),
+          redirect: 'manual',
+        });
+        text = await response.text();
+      } catch (error) {
+        const timedOut = isTimeout(error);
+        if (timedOut) {
+          this.stats.timeouts += 1;
+          this.#options.onTimeout?.(path);
+          for (const l of this.#listeners) l.onTimeout?.(path);
+        }
+        this.stats.transientFailures += 1;
+        // Resets, refused connections and timeouts: the request may or may not have been applied. Everything this
+        // client sends is an upsert by key (or a read), so sending it again cannot create a second row.
+        if (!this.#retry.shouldRetry('transient', attempt)) {
+          throw mapDataverseError({
+            method,
+            url,
+            cause: timedOut ? new Error(`no answer within ${timeoutMs} ms`) : error,
+            attempts: attempt + 1,
+          });
+        }
+        this.#options.log?.debug('Dataverse request failed; retrying', {
+          method,
+          path: shortPath(path),
+          attempt,
+          reason: describe(error),
+        });
+        this.stats.retries += 1;
+        await sleep(this.#retry.backoffMs(attempt), this.#options.signal);
+        continue;
+      }
+      const elapsedMs = performance.now() - started;
+      const serviceError = response.status >= 400 ? parseServiceError(text) : undefined;
+      const kind = this.#retry.classify(response.status, serviceError?.code);
+      if (kind === 'success') {
+        return {
+          status: response.status,
+          headers: response.headers,
+          body: text,
+          elapsedMs,
+          serverTimeMs: serverTimeOf(response.headers),
+          attempts: attempt + 1,
+        };
+      }
+      if (kind === 'throttled') {
+        const throttleKind = throttleKindOf(serviceError?.code);
+        const waitMs = this.#retry.throttleDelayMs(response.headers.get('retry-after'), attempt);
+        this.stats.throttled[throttleKind] += 1;
+        this.stats.maxRetryAfterSec = Math.max(this.stats.maxRetryAfterSec, waitMs / 1000);
+        // Every lane pauses, not only this one: the limits are per user, so others would only be refused too.
+        this.gate.pause(waitMs);
+        this.#options.onThrottled?.(throttleKind, waitMs);
+        for (const l of this.#listeners) l.onThrottled?.(throttleKind, waitMs);
+      } else if (kind === 'transient') {
+        this.stats.transientFailures += 1;
+      } else if (kind === 'data' && options.returnDataErrors) {
+        return {
+          status: response.status,
+          headers: response.headers,
+          body: text,
+          elapsedMs,
+          serverTimeMs: serverTimeOf(response.headers),
+          attempts: attempt + 1,
+        };
+      }
+      if (!this.#retry.shouldRetry(kind, attempt)) {
+        throw mapDataverseError({ method, url, status: response.status, body: text, attempts: attempt + 1 });
+      }
+      this.stats.retries += 1;
+      if (kind === 'transient') await sleep(this.#retry.backoffMs(attempt), this.#options.signal);
+    }
+  }
+
+  /** `GET` returning parsed JSON. */
+  async getJson<T = unknown>(path: string, options: SendOptions = {}): Promise<T> {
+    const response = await this.send('GET', path, options);
+    return parseJson<T>(response.body, path);
+  }
+
+  /** `GET WhoAmI`; the `x-ms-dop-hint` header is the service's recommended degree of parallelism (reference §4.2). */
+  async whoAmI(): Promise<{ userId: string | undefined; dopHint: number | undefined }> {
+    const response = await this.send('GET', 'WhoAmI');
+    const hint = Number(response.headers.get('x-ms-dop-hint'));
+    const body = safeJson(response.body) as { UserId?: string } | undefined;
+    return { userId: body?.UserId, dopHint: Number.isInteger(hint) && hint > 0 ? hint : undefined };
+  }
+
+  /**
+   * True when the table supports the bulk messages: the TV8 `sdkmessagefilters` probe for CreateMultiple and
+   * UpdateMultiple (a table with both supports UpsertMultiple, reference §2.2).
+   */
+  async supportsBulk(logicalName: string): Promise<boolean> {
+    for (const message of ['CreateMultiple', 'UpdateMultiple']) {
+      const query =
+        `sdkmessagefilters?$select=sdkmessagefilterid&$filter=${encodeURIComponent('sdkmessageid/name eq @message and primaryobjecttypecode eq @table')}` +
+        `&@message=${encodeURIComponent(`'${message}'`)}&@table=${encodeURIComponent(`'${logicalName}'`)}`;
+      const result = await this.getJson<{ value?: unknown[] }>(query);
+      if (!Array.isArray(result.value) || result.value.length === 0) return false;
+    }
+    return true;
+  }
+
+  /** `POST <set>/Microsoft.Dynamics.CRM.UpsertMultiple`; data errors come back as the response (whole request rolled back). */
+  upsertMultiple(
+    entitySet: string,
+    targets: readonly unknown[],
+    options: { timeoutMs?: number } = {},
+  ): Promise<DataverseResponse> {
+    return this.send('POST', `${entitySet}/Microsoft.Dynamics.CRM.UpsertMultiple`, {
+      body: { Targets: targets },
+      returnDataErrors: true,
+      ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
+    });
+  }
+
+  /**
+   * Sends a `$batch` and returns its parts in request order. With `continueOnError` every part runs and carries
+   * its own status (reference §3.3).
+   */
+  async batch(
+    items: readonly BatchItem[],
+    options: { continueOnError?: boolean; timeoutMs?: number } = {},
+  ): Promise<{ response: DataverseResponse; parts: BatchResponsePart[] }> {
+    const built = buildBatch(items, { apiPath: this.apiPath });
+    const response = await this.send('POST', '$batch', {
+      body: built.body,
+      headers: {
+        'Content-Type': built.contentType,
+        ...(options.continueOnError ? { Prefer: 'odata.continue-on-error' } : {}),
+      },
+      returnDataErrors: true,
+      ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
+    });
+    const contentType = response.headers.get('content-type') ?? '';
+    if (!/multipart\/mixed/i.test(contentType)) {
+      // A batch the service refused as a whole (e.g. malformed) answers with a plain JSON error.
+      throw mapDataverseError({
+        method: 'POST',
+        url: this.apiUrl('$batch'),
+        status: response.status,
+        body: response.body,
+      });
+    }
+    return { response, parts: parseBatchResponse(contentType, response.body) };
+  }
+}
+
+function bypassHeaders(bypass: BypassOptions | undefined): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (!bypass) return headers;
+  if (bypass.businessLogic) headers['MSCRM.BypassBusinessLogicExecution'] = bypass.businessLogic;
+  if (bypass.stepIds?.length) headers['MSCRM.BypassBusinessLogicExecutionStepIds'] = bypass.stepIds.join(',');
+  if (bypass.suppressFlows) headers['MSCRM.SuppressCallbackRegistrationExpanderJob'] = 'true';
+  return headers;
+}
+
+function serverTimeOf(headers: Headers): number | undefined {
+  for (const name of SERVER_TIME_HEADERS) {
+    const value = Number(headers.get(name));
+    if (headers.has(name) && Number.isFinite(value)) return value;
+  }
+  return undefined;
+}
+
+function isTimeout(error: unknown): boolean {
+  return error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError');
+}
+
+function describe(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = (error as { cause?: { code?: string } }).cause;
+  return cause?.code ? `${error.message} (${cause.code})` : error.message;
+}
+
+function shortPath(path: string): string {
+  const q = path.indexOf('?');
+  return q < 0 ? path : path.slice(0, q);
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return text ? JSON.parse(text) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function parseJson<T>(text: string, path: string): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch (error) {
+    throw new FerryError(
+      'dataverse.bad_json',
+      `Dataverse answered \`GET ${shortPath(path)}\` with a body that is not JSON; check the URL points at a Dataverse environment.`,
+      {
+        disposition: 'fatal',
+        cause: error,
+      },
+    );
+  }
+}
