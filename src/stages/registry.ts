@@ -1,12 +1,14 @@
 import type { StageRegistry } from '../core/runner.js';
 import type { StageImpl } from '../core/stage.js';
 import { readParquetDeltasStage } from './read-parquet-deltas.js';
+import { upsertDataverseStage } from './upsert-dataverse.js';
 
 /**
  * The one explicit map from stage kind to its code. Add a stage: write `src/stages/<kind>.ts` exporting its spec
  * factory and implementation, then add one line here.
  */
 const STAGES: readonly StageImpl[] = [
+  upsertDataverseStage as StageImpl,
   readParquetDeltasStage as StageImpl,
 ];
 
