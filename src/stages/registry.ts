@@ -1,6 +1,9 @@
 import type { StageRegistry } from '../core/runner.js';
 import type { StageImpl } from '../core/stage.js';
 import { readParquetDeltasStage } from './read-parquet-deltas.js';
+import { readSynapseLinkStage } from './read-synapse-link.js';
+import { runSqlExtractStage } from './run-sql-extract.js';
+import { writeParquetStage } from './write-parquet.js';
 import { upsertDataverseStage } from './upsert-dataverse.js';
 
 /**
@@ -10,6 +13,9 @@ import { upsertDataverseStage } from './upsert-dataverse.js';
 const STAGES: readonly StageImpl[] = [
   upsertDataverseStage as StageImpl,
   readParquetDeltasStage as StageImpl,
+  readSynapseLinkStage as StageImpl,
+  runSqlExtractStage as StageImpl,
+  writeParquetStage as StageImpl,
 ];
 
 const byKind = new Map(STAGES.map((s) => [s.kind, s]));

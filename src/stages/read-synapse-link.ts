@@ -1,0 +1,341 @@
+import { lakeJoin } from '../connectors/lake/lake.js';
+import type { Lake } from '../connectors/lake/lake.js';
+import { type CdmAttribute, type CdmModel, findEntity, parseCdmModel } from '../connectors/synapse-link/cdm-model.js';
+import { typedColumn } from '../connectors/synapse-link/cdm-sql-types.js';
+import { CsvFolderReader, type CsvFolderInput } from '../connectors/synapse-link/csv-folder-reader.js';
+import { latestDeltaVersion, readDeltaSnapshot } from '../connectors/synapse-link/delta-log.js';
+import { stageDeltaSnapshot } from '../connectors/synapse-link/delta-table-reader.js';
+import { type ListedFolder, planFolders } from '../connectors/synapse-link/folder-plan.js';
+import { timestampFolder } from '../connectors/synapse-link/timestamp-folder.js';
+import { loadOptionSetLabels } from '../connectors/synapse-link/option-set-labels.js';
+import { FerryError, UsageError } from '../core/errors.js';
+import type { StageSpec } from '../core/pipeline.js';
+import type { PlanContext, StageContext, StageImpl } from '../core/stage.js';
+import type { RunWindow, WindowItem } from '../core/window.js';
+import { duckIdent } from '../dialects/duckdb/duckdb-staging.js';
+
+export const SYNAPSE_LINK_FORMATS = ['csv', 'delta'] as const;
+export type SynapseLinkFormat = (typeof SYNAPSE_LINK_FORMATS)[number];
+
+export interface ReadSynapseLinkSpec extends StageSpec {
+  readonly kind: 'read-synapse-link';
+  /** Lake folder of the Synapse Link container, e.g. `synapse-link/dataverse-demo`. */
+  readonly folder: string;
+  readonly format: SynapseLinkFormat;
+  /** Dataverse tables (logical names) to read. */
+  readonly tables: readonly string[];
+  /** Largest number of timestamp folders one run takes (CSV). Default: all completed ones. */
+  readonly maxFolders?: number;
+}
+
+/**
+ * `ctx.shared` key under which this stage describes what it staged: {@link StagedSynapseLink}.
+ * Each table is a view named after the table (`account`), with typed columns plus `__folder` (timestamp folder or
+ * `delta@<version>`) and `__source_file` (lake path); choice labels are the views `OptionsetMetadata`,
+ * `GlobalOptionsetMetadata`, `StateMetadata`, `StatusMetadata`, `TargetMetadata`.
+ */
+export const SYNAPSE_LINK_SHARED_KEY = 'synapse-link';
+
+export interface StagedSynapseLinkTable {
+  readonly table: string;
+  /** The view extract SQL reads. */
+  readonly relation: string;
+  readonly rows: number;
+  readonly columns: ReadonlyArray<{ readonly name: string; readonly sqlType: string }>;
+  readonly sourceFolders: readonly string[];
+}
+
+export interface StagedSynapseLink {
+  readonly format: SynapseLinkFormat;
+  readonly tables: readonly StagedSynapseLinkTable[];
+}
+
+/**
+ * Reads a Synapse Link for Dataverse export: the completed incremental timestamp folders (CSV + each folder's
+ * `model.json`; also the non-incremental layout with table folders at the root), or `deltalake/<table>_partitioned`
+ * Delta tables. Rows are staged set-based in DuckDB and typed from the CDM types.
+ *
+ * @example
+ * readSynapseLink({ folder: 'synapse-link/dataverse-demo', format: 'csv', tables: ['account'] })
+ */
+export function readSynapseLink(options: {
+  folder: string;
+  format?: SynapseLinkFormat;
+  tables: readonly string[];
+  maxFolders?: number;
+}): ReadSynapseLinkSpec {
+  const format = options.format ?? 'csv';
+  if (!(SYNAPSE_LINK_FORMATS as readonly string[]).includes(format)) {
+    throw new UsageError(`Synapse Link format \`${format}\` is not known; use \`csv\` or \`delta\`.`);
+  }
+  if (options.tables.length === 0)
+    throw new UsageError(`readSynapseLink for \`${options.folder}\` names no tables; list at least one.`);
+  return {
+    kind: 'read-synapse-link',
+    folder: options.folder,
+    format,
+    tables: [...options.tables],
+    ...(options.maxFolders === undefined ? {} : { maxFolders: options.maxFolders }),
+  };
+}
+
+const ROOT_ITEM = 'root';
+
+/** Plans and stages a Synapse Link export; see {@link readSynapseLink}. */
+export const readSynapseLinkStage: StageImpl<ReadSynapseLinkSpec> = {
+  kind: 'read-synapse-link',
+
+  async plan(spec, ctx) {
+    return spec.format === 'delta' ? planDelta(spec, ctx) : planCsv(spec, ctx);
+  },
+
+  async run(spec, ctx) {
+    await ctx.staging.run(`SET TimeZone = 'UTC'`);
+    const staged = spec.format === 'delta' ? await runDelta(spec, ctx) : await runCsv(spec, ctx);
+    ctx.shared.set(SYNAPSE_LINK_SHARED_KEY, staged);
+  },
+};
+
+function sourceOf(spec: ReadSynapseLinkSpec): string {
+  return `synapse-link:${spec.folder}`;
+}
+
+async function planCsv(spec: ReadSynapseLinkSpec, ctx: PlanContext): Promise<RunWindow> {
+  const source = sourceOf(spec);
+  const cursor = ctx.state.getCursor(ctx.pipeline.name, source);
+  const entries = await ctx.lake.list(spec.folder);
+  const dirs = entries.filter((e) => e.isDirectory).map((e) => e.path.split('/').at(-1)!);
+  const listed: ListedFolder[] = [];
+  for (const name of dirs) {
+    const model = await ctx.lake.stat(lakeJoin(spec.folder, name, 'model.json'));
+    listed.push({ name, hasModel: model !== undefined && !model.isDirectory && model.size > 0 });
+  }
+  const inProgress = await readChangelog(ctx.lake, spec.folder);
+  const plan = planFolders({
+    folders: listed,
+    inProgress,
+    cursor: cursor === ROOT_ITEM ? null : cursor,
+    ...(ctx.range ? { range: ctx.range } : {}),
+    ...(ctx.reprocess ? { reprocess: true } : {}),
+    ...(spec.maxFolders === undefined ? {} : { maxFolders: spec.maxFolders }),
+  });
+  if (plan.stoppedAt) {
+    ctx.log.info(
+      `Synapse Link window of \`${spec.folder}\` stops before \`${plan.stoppedAt.folder}\` (${plan.stoppedAt.reason === 'in_progress' ? 'still being written' : 'no model.json yet'}).`,
+    );
+  }
+  if (!listed.some((f) => timestampFolder(f.name) !== undefined)) return planSnapshotLayout(spec, ctx, cursor);
+  const items: WindowItem[] = plan.folders.map((f) => ({ id: f.name, timestamp: f.timestamp }));
+  return {
+    source,
+    items,
+    cursorBefore: cursor,
+    cursorAfter: ctx.range || items.length === 0 ? null : items.at(-1)!.id,
+    ...(ctx.range ? { range: ctx.range } : {}),
+  };
+}
+
+// The non-incremental layout (table folders at the root, rows replaced in place): each run reads the whole
+// snapshot when any table file changed since the last run.
+async function planSnapshotLayout(
+  spec: ReadSynapseLinkSpec,
+  ctx: PlanContext,
+  cursor: string | null,
+): Promise<RunWindow> {
+  const source = sourceOf(spec);
+  let latest = 0;
+  for (const table of spec.tables) {
+    const dir = await findChildFolder(ctx.lake, spec.folder, table);
+    if (!dir) continue;
+    for (const f of await ctx.lake.list(dir))
+      if (!f.isDirectory && f.path.endsWith('.csv')) latest = Math.max(latest, f.modifiedMs);
+  }
+  if (latest === 0) return { source, items: [], cursorBefore: cursor, cursorAfter: null };
+  const stamp = new Date(latest).toISOString();
+  if (!ctx.reprocess && !ctx.range && cursor === `${ROOT_ITEM}@${stamp}`)
+    return { source, items: [], cursorBefore: cursor, cursorAfter: null };
+  return {
+    source,
+    items: [{ id: ROOT_ITEM, timestamp: stamp }],
+    cursorBefore: cursor,
+    cursorAfter: ctx.range ? null : `${ROOT_ITEM}@${stamp}`,
+  };
+}
+
+async function readChangelog(lake: Lake, folder: string): Promise<string | null> {
+  const file = lakeJoin(folder, 'Changelog', 'changelog.info');
+  if (!(await lake.stat(file))) return null;
+  const text = (await lake.readText(file)).trim();
+  return text === '' ? null : text;
+}
+
+// Folder names follow the table's name as exported; match case-insensitively.
+async function findChildFolder(lake: Lake, parent: string, name: string): Promise<string | undefined> {
+  const lower = name.toLowerCase();
+  const hit = (await lake.list(parent)).find((e) => e.isDirectory && e.path.split('/').at(-1)!.toLowerCase() === lower);
+  return hit?.path;
+}
+
+async function readModel(lake: Lake, file: string): Promise<CdmModel> {
+  return parseCdmModel(await lake.readText(file), file);
+}
+
+async function runCsv(spec: ReadSynapseLinkSpec, ctx: StageContext): Promise<StagedSynapseLink> {
+  const folders = ctx.window.items.map((i) => i.id);
+  const isRoot = folders.length === 1 && folders[0] === ROOT_ITEM;
+  // Each folder binds its CSV columns by position from its own model.json (columns are appended over time).
+  const models = new Map<string, CdmModel>();
+  for (const f of folders) {
+    models.set(
+      f,
+      await readModel(ctx.lake, isRoot ? lakeJoin(spec.folder, 'model.json') : lakeJoin(spec.folder, f, 'model.json')),
+    );
+  }
+  const reader = new CsvFolderReader(ctx.staging, ctx.lake);
+  const tables: StagedSynapseLinkTable[] = [];
+  for (const table of spec.tables) {
+    const inputs: CsvFolderInput[] = [];
+    const union: CdmAttribute[] = [];
+    const indexOf = new Map<string, number>();
+    const addColumns = (attrs: readonly CdmAttribute[]) => {
+      for (const a of attrs) {
+        const i = indexOf.get(a.name.toLowerCase());
+        if (i === undefined) {
+          indexOf.set(a.name.toLowerCase(), union.length);
+          union.push(a);
+        } else union[i] = a; // the later folder's definition wins
+      }
+    };
+    for (const f of folders) {
+      const entity = findEntity(models.get(f)!, table);
+      if (!entity) continue;
+      addColumns(entity.attributes);
+      const base = isRoot ? spec.folder : lakeJoin(spec.folder, f);
+      const dir = await findChildFolder(ctx.lake, base, entity.name);
+      const files = dir
+        ? (await ctx.lake.list(dir))
+            .filter((e) => !e.isDirectory && e.path.toLowerCase().endsWith('.csv'))
+            .map((e) => e.path)
+        : [];
+      inputs.push({ folder: f, attributes: entity.attributes, files });
+    }
+    if (union.length === 0) {
+      // No folder of this window exported the table: take its columns from the root model.json so the output has a schema.
+      const rootModel = lakeJoin(spec.folder, 'model.json');
+      const entity = (await ctx.lake.stat(rootModel))
+        ? findEntity(await readModel(ctx.lake, rootModel), table)
+        : undefined;
+      if (!entity) {
+        throw new FerryError(
+          'synapse_link.table_missing',
+          `Table \`${table}\` is in no model.json of \`${spec.folder}\`; check the table name or add it to the Synapse Link profile.`,
+        );
+      }
+      addColumns(entity.attributes);
+    }
+    const target = `__sl_${table}`;
+    const rows = await reader.stage(target, union, inputs);
+    await ctx.staging.run(
+      `CREATE OR REPLACE VIEW ${duckIdent(table)} AS SELECT * EXCLUDE (__bad) FROM ${duckIdent(target)}`,
+    );
+    ctx.counts.read += rows;
+    ctx.counts.staged += rows;
+    tables.push({
+      table,
+      relation: table,
+      rows,
+      columns: union.map((a) => ({ name: a.name, sqlType: typedColumn(a).sqlType })),
+      sourceFolders: inputs.filter((i) => i.files.length > 0).map((i) => i.folder),
+    });
+    ctx.progress.update(`read ${table}`, ctx.counts);
+  }
+  // Labels of the newest folder that has them (choice labels change rarely; the newest is the truth).
+  let labels: string | null = null;
+  for (const f of [...folders].reverse()) {
+    const dir = await findChildFolder(ctx.lake, isRoot ? spec.folder : lakeJoin(spec.folder, f), 'OptionsetMetadata');
+    if (dir) {
+      labels = dir;
+      break;
+    }
+  }
+  labels ??= (await findChildFolder(ctx.lake, spec.folder, 'OptionsetMetadata')) ?? null;
+  await loadOptionSetLabels(ctx.staging, ctx.lake, labels);
+  return { format: 'csv', tables };
+}
+
+function deltaRoot(spec: ReadSynapseLinkSpec, table: string): string {
+  return lakeJoin(spec.folder, 'deltalake', `${table}_partitioned`);
+}
+
+/** Delta cursor: the last version processed per table, as JSON. */
+function parseDeltaCursor(cursor: string | null): Record<string, number> {
+  if (!cursor) return {};
+  try {
+    const v = JSON.parse(cursor) as unknown;
+    return v && typeof v === 'object' ? (v as Record<string, number>) : {};
+  } catch {
+    return {};
+  }
+}
+
+async function planDelta(spec: ReadSynapseLinkSpec, ctx: PlanContext): Promise<RunWindow> {
+  const source = sourceOf(spec);
+  const cursor = ctx.state.getCursor(ctx.pipeline.name, source);
+  const done = parseDeltaCursor(cursor);
+  const next: Record<string, number> = { ...done };
+  const items: WindowItem[] = [];
+  for (const table of spec.tables) {
+    const version = await latestDeltaVersion(ctx.lake, deltaRoot(spec, table));
+    if (version === null) {
+      throw new FerryError(
+        'delta.missing_table',
+        `Delta table \`${deltaRoot(spec, table)}\` has no \`_delta_log\`; check the folder and table name.`,
+      );
+    }
+    if (!ctx.reprocess && !ctx.range && done[table] !== undefined && done[table]! >= version) continue;
+    items.push({ id: `delta:${table}@${version}` });
+    next[table] = version;
+  }
+  return {
+    source,
+    items,
+    cursorBefore: cursor,
+    cursorAfter: items.length === 0 || ctx.range ? null : JSON.stringify(next),
+  };
+}
+
+async function runDelta(spec: ReadSynapseLinkSpec, ctx: StageContext): Promise<StagedSynapseLink> {
+  const tables: StagedSynapseLinkTable[] = [];
+  for (const item of ctx.window.items) {
+    const m = /^delta:(.+)@(\d+)$/.exec(item.id);
+    if (!m)
+      throw new FerryError(
+        'delta.bad_item',
+        `Window item \`${item.id}\` is not a Delta version (\`delta:<table>@<version>\`).`,
+      );
+    const table = m[1]!;
+    const snapshot = await readDeltaSnapshot(ctx.lake, ctx.staging, deltaRoot(spec, table), Number(m[2]));
+    const target = `__sl_${table}`;
+    const rows = await stageDeltaSnapshot(ctx.staging, ctx.lake, snapshot, target);
+    await ctx.staging.run(
+      `CREATE OR REPLACE VIEW ${duckIdent(table)} AS SELECT * EXCLUDE (__bad) FROM ${duckIdent(target)}`,
+    );
+    ctx.counts.read += rows;
+    ctx.counts.staged += rows;
+    const described = await ctx.staging.all<{ column_name: string; column_type: string }>(
+      `DESCRIBE ${duckIdent(table)}`,
+    );
+    tables.push({
+      table,
+      relation: table,
+      rows,
+      columns: described
+        .filter((d) => !d.column_name.startsWith('__'))
+        .map((d) => ({ name: d.column_name, sqlType: d.column_type })),
+      sourceFolders: [`delta@${snapshot.version}`],
+    });
+  }
+  const labelsRoot = lakeJoin(spec.folder, 'OptionsetMetadata');
+  await loadOptionSetLabels(ctx.staging, ctx.lake, (await ctx.lake.stat(labelsRoot)) ? labelsRoot : null);
+  return { format: 'delta', tables };
+}

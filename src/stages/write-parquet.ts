@@ -1,0 +1,217 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { FerryError, UsageError } from '../core/errors.js';
+import { killPoint } from '../core/kill-points.js';
+import type { StageSpec } from '../core/pipeline.js';
+import type { StageContext, StageImpl } from '../core/stage.js';
+import type { RunWindow } from '../core/window.js';
+import { duckIdent, duckLiteral } from '../dialects/duckdb/duckdb-staging.js';
+import { EXTRACT_SHARED_KEY, type ExtractResult } from './run-sql-extract.js';
+
+export const DELETE_MODES = ['flag-column', 'separate-file'] as const;
+export type DeleteMode = (typeof DELETE_MODES)[number];
+export const UUID_MODES = ['string', 'uuid'] as const;
+export type UuidMode = (typeof UUID_MODES)[number];
+
+export interface WriteParquetSpec extends StageSpec {
+  readonly kind: 'write-parquet';
+  /** `warehouse` writes under the configured warehouse root (`--warehouse`, default `<lake>/warehouse`). */
+  readonly target: 'warehouse';
+  /** Deletes as rows with the delete column true (`flag-column`) or in their own `deletes-*.parquet` file. */
+  readonly deletes: DeleteMode;
+  /** `string` writes GUIDs as text (what Spark and Synapse serverless read without help); `uuid` keeps Parquet UUID. */
+  readonly uuidAs: UuidMode;
+  /** Parquet compression. Default `zstd`. */
+  readonly compression: 'zstd' | 'snappy' | 'gzip' | 'uncompressed';
+}
+
+/** The manifest file of a window folder; present only once the window is complete. */
+export const MANIFEST_FILE = '_manifest.json';
+
+/** What `_manifest.json` holds. */
+export interface WarehouseManifest {
+  readonly format: 'ferry-warehouse-manifest/1';
+  readonly pipeline: string;
+  readonly runId: string;
+  readonly table: string;
+  readonly sourceTable: string;
+  readonly window: {
+    readonly name: string;
+    readonly source: string;
+    readonly items: readonly string[];
+    readonly cursorBefore: string | null;
+    readonly cursorAfter: string | null;
+  };
+  readonly sourceFolders: readonly string[];
+  readonly deletes: DeleteMode;
+  readonly uuidAs: UuidMode;
+  readonly rows: number;
+  readonly deleted: number;
+  readonly schema: ReadonlyArray<{ readonly name: string; readonly type: string }>;
+  readonly files: ReadonlyArray<{
+    readonly path: string;
+    readonly kind: 'rows' | 'deletes';
+    readonly rows: number;
+    readonly bytes: number;
+    readonly sha256: string;
+  }>;
+}
+
+/**
+ * Writes each extract result as Parquet for the warehouse: `<warehouse>/<table>/<window>/part-00000.parquet`
+ * (plus `deletes-00000.parquet` with `deletes: 'separate-file'`) and then `_manifest.json`. Files go to a temporary
+ * folder that is renamed into place before the manifest is written, so a window without a manifest is incomplete;
+ * the same window always gives the same file names and bytes, so a repeated run replaces them with equal files.
+ *
+ * @example
+ * writeParquet({ target: 'warehouse', deletes: 'flag-column', uuidAs: 'string' })
+ */
+export function writeParquet(
+  options: {
+    target?: 'warehouse';
+    deletes?: DeleteMode;
+    uuidAs?: UuidMode;
+    compression?: WriteParquetSpec['compression'];
+  } = {},
+): WriteParquetSpec {
+  const deletes = options.deletes ?? 'flag-column';
+  const uuidAs = options.uuidAs ?? 'string';
+  if (!(DELETE_MODES as readonly string[]).includes(deletes))
+    throw new UsageError(`writeParquet deletes \`${deletes}\` is not known; use ${DELETE_MODES.join(' or ')}.`);
+  if (!(UUID_MODES as readonly string[]).includes(uuidAs))
+    throw new UsageError(`writeParquet uuidAs \`${uuidAs}\` is not known; use ${UUID_MODES.join(' or ')}.`);
+  return {
+    kind: 'write-parquet',
+    target: options.target ?? 'warehouse',
+    deletes,
+    uuidAs,
+    compression: options.compression ?? 'zstd',
+  };
+}
+
+/** The folder name of a window: its single item, or `<first>_<last>`; safe on every file system. */
+export function windowFolderName(window: RunWindow): string {
+  const ids = window.items.map((i) => i.id);
+  const raw = ids.length === 0 ? 'empty' : ids.length === 1 ? ids[0]! : `${ids[0]}_${ids.at(-1)}`;
+  return raw.replace(/[:/\\@]/g, (c) => (c === ':' ? '.' : c === '@' ? '-v' : '-'));
+}
+
+/** Writes the extract results; see {@link writeParquet}. */
+export const writeParquetStage: StageImpl<WriteParquetSpec> = {
+  kind: 'write-parquet',
+  async run(spec, ctx) {
+    const results = (ctx.shared.get(EXTRACT_SHARED_KEY) as ExtractResult[] | undefined) ?? [];
+    const root = ctx.config.warehouse;
+    if (/^[a-z]+:\/\//i.test(root)) {
+      throw new UsageError(
+        `Warehouse \`${root}\` is a URL; write-parquet writes to a local folder only so far. Pass --warehouse <dir>.`,
+      );
+    }
+    for (const result of results) await writeOne(spec, ctx, path.resolve(root), result);
+  },
+};
+
+async function writeOne(spec: WriteParquetSpec, ctx: StageContext, root: string, result: ExtractResult): Promise<void> {
+  const name = windowFolderName(ctx.window);
+  const tableDir = path.join(root, result.output);
+  const finalDir = path.join(tableDir, name);
+  const tmpDir = path.join(tableDir, `.${name}.tmp-${ctx.runId}`);
+  await fs.rm(tmpDir, { recursive: true, force: true });
+  await fs.mkdir(tmpDir, { recursive: true });
+
+  const described = await ctx.staging.all<{ column_name: string; column_type: string }>(
+    `DESCRIBE ${duckIdent(result.relation)}`,
+  );
+  const columns = described.filter((c) => !c.column_name.startsWith('__'));
+  const select = columns.map((c) =>
+    spec.uuidAs === 'string' && c.column_type === 'UUID'
+      ? `CAST(${duckIdent(c.column_name)} AS VARCHAR) AS ${duckIdent(c.column_name)}`
+      : duckIdent(c.column_name),
+  );
+  const schema = columns.map((c) => ({
+    name: c.column_name,
+    type: spec.uuidAs === 'string' && c.column_type === 'UUID' ? 'VARCHAR' : c.column_type,
+  }));
+  // Sorted output makes the files byte-identical when the same window is written again.
+  const idCol = columns.find((c) => c.column_name.toLowerCase() === 'id');
+  const orderBy = idCol ? `ORDER BY ${duckIdent(idCol.column_name)}` : 'ORDER BY ALL';
+  const del = result.deleteColumn ? `coalesce(${duckIdent(result.deleteColumn)}, false)` : 'false';
+
+  const parts: Array<{ file: string; kind: 'rows' | 'deletes'; where: string }> =
+    spec.deletes === 'separate-file'
+      ? [
+          { file: 'part-00000.parquet', kind: 'rows', where: `NOT ${del}` },
+          ...(result.deleteColumn ? [{ file: 'deletes-00000.parquet', kind: 'deletes' as const, where: del }] : []),
+        ]
+      : [{ file: 'part-00000.parquet', kind: 'rows', where: 'true' }];
+  const files: Array<WarehouseManifest['files'][number]> = [];
+  for (const part of parts) {
+    const tmpFile = path.join(tmpDir, part.file);
+    const query = `SELECT ${select.join(', ')} FROM ${duckIdent(result.relation)} WHERE ${part.where} ${orderBy}`;
+    await ctx.staging.run(
+      `COPY (${query}) TO ${duckLiteral(tmpFile)} (FORMAT PARQUET, COMPRESSION ${spec.compression}, ROW_GROUP_SIZE 122880)`,
+    );
+    const [count] = await ctx.staging.all<{ n: bigint }>(
+      `SELECT count(*) AS n FROM ${duckIdent(result.relation)} WHERE ${part.where}`,
+    );
+    const bytes = await fs.readFile(tmpFile);
+    files.push({
+      path: part.file,
+      kind: part.kind,
+      rows: Number(count?.n ?? 0),
+      bytes: bytes.length,
+      sha256: createHash('sha256').update(bytes).digest('hex'),
+    });
+  }
+  const [totals] = await ctx.staging.all<{ rows: bigint; deleted: bigint }>(
+    `SELECT count(*) FILTER (WHERE NOT ${del}) AS rows, count(*) FILTER (WHERE ${del}) AS deleted FROM ${duckIdent(result.relation)}`,
+  );
+  const rows = Number(totals?.rows ?? 0);
+  const deleted = Number(totals?.deleted ?? 0);
+  killPoint('write-parquet:before-rename');
+
+  // Replace an earlier attempt of the same window: its manifest goes first, so it never describes other files.
+  await fs.rm(path.join(finalDir, MANIFEST_FILE), { force: true });
+  await fs.rm(finalDir, { recursive: true, force: true });
+  try {
+    await fs.rename(tmpDir, finalDir);
+  } catch (error) {
+    throw new FerryError(
+      'warehouse.rename',
+      `Moving \`${tmpDir}\` to \`${finalDir}\` failed: ${(error as Error).message}. The window is not marked complete; run again.`,
+      {
+        cause: error,
+        disposition: 'retry',
+      },
+    );
+  }
+  killPoint('write-parquet:before-manifest');
+  const manifest: WarehouseManifest = {
+    format: 'ferry-warehouse-manifest/1',
+    pipeline: ctx.pipeline.name,
+    runId: ctx.runId,
+    table: result.output,
+    sourceTable: result.table,
+    window: {
+      name,
+      source: ctx.window.source,
+      items: ctx.window.items.map((i) => i.id),
+      cursorBefore: ctx.window.cursorBefore,
+      cursorAfter: ctx.window.cursorAfter,
+    },
+    sourceFolders: result.sourceFolders,
+    deletes: spec.deletes,
+    uuidAs: spec.uuidAs,
+    rows,
+    deleted,
+    schema,
+    files,
+  };
+  const tmpManifest = path.join(finalDir, `.${MANIFEST_FILE}.tmp`);
+  await fs.writeFile(tmpManifest, `${JSON.stringify(manifest, null, 2)}\n`);
+  await fs.rename(tmpManifest, path.join(finalDir, MANIFEST_FILE));
+  ctx.counts.written += rows;
+  ctx.counts.deleted += deleted;
+  ctx.log.info(`Wrote \`${result.output}\` window \`${name}\`: ${rows} rows, ${deleted} deletes.`, { dir: finalDir });
+}
