@@ -1,0 +1,447 @@
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { FerryError } from '../../core/errors.js';
+
+/**
+ * Dataverse table metadata as snapshotted into the repository (`fixtures/metadata/<logicalname>.json`): a simplified
+ * `EntityDefinitions` response. Simplifications (kept stable, the emulator and `ferry metadata pull` share them):
+ * `RequiredLevel` is a plain string, labels are plain strings (the user's language), Boolean options use
+ * `OptionSet.TrueOption`/`FalseOption`, state options carry `DefaultStatus`, status options carry `State`.
+ */
+
+/** `AttributeTypeName.Value` values the toolkit knows. Authoritative over the legacy `AttributeType` (reference §6). */
+export const ATTRIBUTE_TYPE_NAMES = [
+  'StringType',
+  'MemoType',
+  'IntegerType',
+  'BigIntType',
+  'DecimalType',
+  'DoubleType',
+  'MoneyType',
+  'BooleanType',
+  'DateTimeType',
+  'PicklistType',
+  'MultiSelectPicklistType',
+  'StateType',
+  'StatusType',
+  'UniqueidentifierType',
+  'LookupType',
+  'CustomerType',
+  'OwnerType',
+  'EntityNameType',
+  'VirtualType',
+  'ImageType',
+  'FileType',
+  'ManagedPropertyType',
+  'PartyListType',
+  'CalendarRulesType',
+] as const;
+export type AttributeTypeName = (typeof ATTRIBUTE_TYPE_NAMES)[number];
+
+export const REQUIRED_LEVELS = ['None', 'Recommended', 'ApplicationRequired', 'SystemRequired'] as const;
+export type RequiredLevel = (typeof REQUIRED_LEVELS)[number];
+
+export const DATE_TIME_BEHAVIORS = ['UserLocal', 'DateOnly', 'TimeZoneIndependent'] as const;
+export type DateTimeBehavior = (typeof DATE_TIME_BEHAVIORS)[number];
+
+export const KEY_INDEX_STATUSES = ['Pending', 'InProgress', 'Active', 'Failed'] as const;
+export type KeyIndexStatus = (typeof KEY_INDEX_STATUSES)[number];
+
+/** Fields every attribute has. */
+export interface AttributeBase<T extends AttributeTypeName> {
+  readonly LogicalName: string;
+  readonly SchemaName: string;
+  /** Legacy enum (`String`, `Lookup`, `Virtual` for multi-select...). */
+  readonly AttributeType: string;
+  readonly AttributeTypeName: { readonly Value: T };
+  readonly DisplayName?: string;
+  readonly RequiredLevel?: RequiredLevel;
+  /** Columns not valid for create/update are silently ignored by the server (reference §1.3). Default `true`. */
+  readonly IsValidForCreate?: boolean;
+  readonly IsValidForUpdate?: boolean;
+  readonly IsValidForRead?: boolean;
+  readonly IsCustomAttribute?: boolean;
+}
+
+export interface StringAttribute extends AttributeBase<'StringType'> {
+  readonly MaxLength: number;
+  readonly FormatName?: string;
+}
+
+export interface MemoAttribute extends AttributeBase<'MemoType'> {
+  readonly MaxLength: number;
+  readonly Format?: string;
+}
+
+export interface IntegerAttribute extends AttributeBase<'IntegerType'> {
+  readonly MinValue: number;
+  readonly MaxValue: number;
+  readonly Format?: string;
+}
+
+/** Int64 limits may not survive a JS number; the resolver clamps them to the Int64 range. */
+export interface BigIntAttribute extends AttributeBase<'BigIntType'> {
+  readonly MinValue?: number;
+  readonly MaxValue?: number;
+}
+
+export interface DecimalAttribute extends AttributeBase<'DecimalType'> {
+  readonly MinValue: number;
+  readonly MaxValue: number;
+  /** Fractional digits allowed, 0..10. */
+  readonly Precision: number;
+}
+
+export interface DoubleAttribute extends AttributeBase<'DoubleType'> {
+  readonly MinValue: number;
+  readonly MaxValue: number;
+  readonly Precision: number;
+}
+
+export interface MoneyAttribute extends AttributeBase<'MoneyType'> {
+  readonly MinValue: number;
+  readonly MaxValue: number;
+  /** Fractional digits allowed, 0..4. */
+  readonly Precision: number;
+  /** 0 attribute, 1 organization pricing precision, 2 record currency precision. */
+  readonly PrecisionSource?: 0 | 1 | 2;
+}
+
+export interface BooleanOption {
+  readonly Value: 0 | 1;
+  readonly Label: string;
+}
+
+export interface BooleanAttribute extends AttributeBase<'BooleanType'> {
+  readonly OptionSet?: {
+    readonly Name?: string;
+    readonly TrueOption: BooleanOption;
+    readonly FalseOption: BooleanOption;
+  };
+  readonly DefaultValue?: boolean;
+}
+
+export interface DateTimeAttribute extends AttributeBase<'DateTimeType'> {
+  readonly DateTimeBehavior: { readonly Value: DateTimeBehavior };
+  /** Display only: `DateOnly` or `DateAndTime`. */
+  readonly Format?: string;
+}
+
+export interface ChoiceOption {
+  readonly Value: number;
+  readonly Label: string;
+}
+
+export interface ChoiceOptionSet<O extends ChoiceOption = ChoiceOption> {
+  readonly Name?: string;
+  readonly IsGlobal?: boolean;
+  readonly Options: readonly O[];
+}
+
+export interface PicklistAttribute extends AttributeBase<'PicklistType'> {
+  readonly OptionSet: ChoiceOptionSet;
+  readonly DefaultFormValue?: number;
+}
+
+/** `AttributeType` is `Virtual` for these (reference §6); the Web API takes a comma-separated string of values. */
+export interface MultiSelectPicklistAttribute extends AttributeBase<'MultiSelectPicklistType'> {
+  readonly OptionSet: ChoiceOptionSet;
+}
+
+export interface StateOption extends ChoiceOption {
+  readonly DefaultStatus?: number;
+  readonly InvariantName?: string;
+}
+
+export interface StateAttribute extends AttributeBase<'StateType'> {
+  readonly OptionSet: ChoiceOptionSet<StateOption>;
+  readonly DefaultFormValue?: number;
+}
+
+export interface StatusOption extends ChoiceOption {
+  /** The statecode value this status belongs to. */
+  readonly State: number;
+}
+
+export interface StatusAttribute extends AttributeBase<'StatusType'> {
+  readonly OptionSet: ChoiceOptionSet<StatusOption>;
+  readonly DefaultFormValue?: number;
+}
+
+export interface UniqueidentifierAttribute extends AttributeBase<'UniqueidentifierType'> {}
+
+/** Lookup, Customer (polymorphic account/contact) and Owner (systemuser/team). */
+export interface LookupAttribute extends AttributeBase<'LookupType' | 'CustomerType' | 'OwnerType'> {
+  readonly Targets: readonly string[];
+}
+
+/** Types the conversion does not write (EntityName, Virtual, Image, File...). */
+export interface OtherAttribute
+  extends AttributeBase<
+    | 'EntityNameType'
+    | 'VirtualType'
+    | 'ImageType'
+    | 'FileType'
+    | 'ManagedPropertyType'
+    | 'PartyListType'
+    | 'CalendarRulesType'
+  > {}
+
+/** One column of a table, discriminated by `AttributeTypeName.Value`. */
+export type AttributeMetadata =
+  | StringAttribute
+  | MemoAttribute
+  | IntegerAttribute
+  | BigIntAttribute
+  | DecimalAttribute
+  | DoubleAttribute
+  | MoneyAttribute
+  | BooleanAttribute
+  | DateTimeAttribute
+  | PicklistAttribute
+  | MultiSelectPicklistAttribute
+  | StateAttribute
+  | StatusAttribute
+  | UniqueidentifierAttribute
+  | LookupAttribute
+  | OtherAttribute;
+
+/** An alternate key (EntityKeyMetadata). Only `Active` keys can address rows. */
+export interface KeyMetadata {
+  readonly LogicalName: string;
+  readonly SchemaName: string;
+  readonly KeyAttributes: readonly string[];
+  readonly EntityKeyIndexStatus: KeyIndexStatus;
+}
+
+/** A many-to-one relationship: where a lookup column points, and the navigation property to bind it with. */
+export interface ManyToOneRelationship {
+  readonly SchemaName: string;
+  readonly ReferencedEntity: string;
+  readonly ReferencedAttribute: string;
+  readonly ReferencingEntity: string;
+  readonly ReferencingAttribute: string;
+  /** Case-sensitive; custom lookups follow SchemaName casing (`ferry_RegionId`). */
+  readonly ReferencingEntityNavigationPropertyName: string;
+}
+
+/** One table snapshot. */
+export interface TableMetadata {
+  readonly LogicalName: string;
+  readonly SchemaName: string;
+  readonly EntitySetName: string;
+  readonly LogicalCollectionName?: string;
+  readonly CollectionSchemaName?: string;
+  readonly PrimaryIdAttribute: string;
+  readonly PrimaryNameAttribute: string;
+  readonly OwnershipType?: string;
+  readonly IsCustomEntity?: boolean;
+  /** Whether `CreateMultiple`/`UpdateMultiple`/`UpsertMultiple` are available. Default `true`. */
+  readonly SupportsBulk?: boolean;
+  readonly Keys: readonly KeyMetadata[];
+  readonly Attributes: readonly AttributeMetadata[];
+  readonly ManyToOneRelationships: readonly ManyToOneRelationship[];
+}
+
+/** The attribute interface for one `AttributeTypeName.Value` (`AttributeOfType<'OwnerType'>` is `LookupAttribute`). */
+export type AttributeOfType<T extends AttributeTypeName> = AttributeMetadata extends infer A
+  ? A extends AttributeBase<infer U>
+    ? T extends U
+      ? A
+      : never
+    : never
+  : never;
+
+/** Narrows an attribute by its type name (TypeScript does not narrow on the nested `AttributeTypeName.Value`). */
+export function isAttributeType<T extends AttributeTypeName>(
+  attribute: AttributeMetadata,
+  ...types: readonly T[]
+): attribute is AttributeOfType<T> {
+  return (types as readonly string[]).includes(attribute.AttributeTypeName.Value);
+}
+
+/** Snapshots by logical name. */
+export type MetadataSet = ReadonlyMap<string, TableMetadata>;
+
+/** True when the table accepts the bulk messages (default `true` when the snapshot does not say). */
+export function supportsBulk(table: TableMetadata): boolean {
+  return table.SupportsBulk !== false;
+}
+
+/** The attribute with this logical name, or undefined. */
+export function findAttribute(table: TableMetadata, logicalName: string): AttributeMetadata | undefined {
+  return table.Attributes.find((a) => a.LogicalName === logicalName);
+}
+
+/** Reads `<dir>/<logicalName>.json` and checks its shape. */
+export async function loadMetadata(dir: string, logicalName: string): Promise<TableMetadata> {
+  if (!/^[a-z][a-z0-9_]*$/.test(logicalName)) {
+    throw new FerryError(
+      'metadata.name',
+      `Table name \`${logicalName}\` is not a Dataverse logical name; use the lower-case logical name, e.g. \`account\`.`,
+    );
+  }
+  const file = path.join(dir, `${logicalName}.json`);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new FerryError(
+      'metadata.missing',
+      `No metadata snapshot for table \`${logicalName}\` at \`${file}\`; run \`ferry metadata pull --table ${logicalName} --out ${dir}\` or add the file.`,
+      { cause: error },
+    );
+  }
+  const table = parseMetadata(text, file);
+  if (table.LogicalName !== logicalName) {
+    throw new FerryError(
+      'metadata.invalid',
+      `Snapshot \`${file}\` describes table \`${table.LogicalName}\`, not \`${logicalName}\`; rename the file after its LogicalName.`,
+    );
+  }
+  return table;
+}
+
+/** Reads every `*.json` snapshot in a folder, by logical name. */
+export async function loadAllMetadata(dir: string): Promise<Map<string, TableMetadata>> {
+  let names: string[];
+  try {
+    names = (await readdir(dir)).filter((n) => n.endsWith('.json')).sort();
+  } catch (error) {
+    throw new FerryError(
+      'metadata.missing',
+      `Metadata folder \`${dir}\` cannot be read; pass --metadata <dir> holding one <table>.json snapshot per table.`,
+      { cause: error },
+    );
+  }
+  const out = new Map<string, TableMetadata>();
+  for (const name of names) {
+    const table = await loadMetadata(dir, name.slice(0, -'.json'.length));
+    out.set(table.LogicalName, table);
+  }
+  return out;
+}
+
+/** Parses and checks one snapshot's text; `source` names it in errors. */
+export function parseMetadata(text: string, source: string): TableMetadata {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (error) {
+    throw new FerryError('metadata.invalid', `Metadata snapshot \`${source}\` is not valid JSON; fix or re-pull it.`, {
+      cause: error,
+    });
+  }
+  const bad = (what: string): never => {
+    throw new FerryError('metadata.invalid', `Metadata snapshot \`${source}\`: ${what}; fix or re-pull it.`);
+  };
+  if (!isObject(data)) return bad('the document is not a JSON object');
+  for (const field of ['LogicalName', 'SchemaName', 'EntitySetName', 'PrimaryIdAttribute', 'PrimaryNameAttribute']) {
+    if (typeof data[field] !== 'string' || data[field] === '') bad(`\`${field}\` is missing or not a string`);
+  }
+  for (const field of ['Keys', 'Attributes', 'ManyToOneRelationships']) {
+    if (!Array.isArray(data[field])) bad(`\`${field}\` is missing or not an array`);
+  }
+  const known = new Set<string>(ATTRIBUTE_TYPE_NAMES);
+  const seen = new Set<string>();
+  for (const attribute of data.Attributes as unknown[]) {
+    if (!isObject(attribute) || typeof attribute.LogicalName !== 'string')
+      return bad('an attribute has no `LogicalName`');
+    const name = attribute.LogicalName;
+    if (seen.has(name)) bad(`attribute \`${name}\` appears twice`);
+    seen.add(name);
+    const typeName = isObject(attribute.AttributeTypeName) ? attribute.AttributeTypeName.Value : undefined;
+    if (typeof typeName !== 'string' || !known.has(typeName)) {
+      bad(`attribute \`${name}\` has unknown AttributeTypeName.Value \`${String(typeName)}\``);
+    }
+    checkAttribute(attribute, typeName as AttributeTypeName, bad);
+  }
+  for (const key of data.Keys as unknown[]) {
+    if (!isObject(key) || typeof key.LogicalName !== 'string' || !Array.isArray(key.KeyAttributes)) {
+      bad('a key lacks `LogicalName` or `KeyAttributes`');
+    }
+    const k = key as Record<string, unknown>;
+    if (!(KEY_INDEX_STATUSES as readonly unknown[]).includes(k.EntityKeyIndexStatus)) {
+      bad(`key \`${String(k.LogicalName)}\` has EntityKeyIndexStatus \`${String(k.EntityKeyIndexStatus)}\``);
+    }
+    for (const a of k.KeyAttributes as unknown[]) {
+      if (typeof a !== 'string' || !seen.has(a))
+        bad(`key \`${String(k.LogicalName)}\` names unknown attribute \`${String(a)}\``);
+    }
+  }
+  for (const rel of data.ManyToOneRelationships as unknown[]) {
+    if (
+      !isObject(rel) ||
+      typeof rel.ReferencingAttribute !== 'string' ||
+      typeof rel.ReferencedEntity !== 'string' ||
+      typeof rel.ReferencingEntityNavigationPropertyName !== 'string'
+    ) {
+      bad(
+        'a many-to-one relationship lacks ReferencingAttribute, ReferencedEntity or ReferencingEntityNavigationPropertyName',
+      );
+    }
+  }
+  return data as unknown as TableMetadata;
+}
+
+function checkAttribute(a: Record<string, unknown>, type: AttributeTypeName, bad: (what: string) => never): void {
+  const name = String(a.LogicalName);
+  const num = (field: string) => {
+    if (typeof a[field] !== 'number') bad(`attribute \`${name}\` (${type}) needs a numeric \`${field}\``);
+  };
+  const options = () => {
+    const set = a.OptionSet;
+    if (!isObject(set) || !Array.isArray(set.Options))
+      return bad(`attribute \`${name}\` (${type}) needs \`OptionSet.Options\``);
+    for (const o of set.Options as unknown[]) {
+      if (!isObject(o) || typeof o.Value !== 'number' || !Number.isInteger(o.Value) || typeof o.Label !== 'string') {
+        bad(`attribute \`${name}\` has an option without an integer Value and a Label`);
+      }
+    }
+  };
+  switch (type) {
+    case 'StringType':
+    case 'MemoType':
+      num('MaxLength');
+      break;
+    case 'IntegerType':
+    case 'DecimalType':
+    case 'DoubleType':
+    case 'MoneyType':
+      num('MinValue');
+      num('MaxValue');
+      if (type !== 'IntegerType') num('Precision');
+      break;
+    case 'PicklistType':
+    case 'MultiSelectPicklistType':
+    case 'StateType':
+      options();
+      break;
+    case 'StatusType':
+      options();
+      for (const o of (a.OptionSet as { Options: Array<Record<string, unknown>> }).Options) {
+        if (typeof o.State !== 'number') bad(`status option \`${String(o.Value)}\` of \`${name}\` has no \`State\``);
+      }
+      break;
+    case 'DateTimeType': {
+      const b = isObject(a.DateTimeBehavior) ? a.DateTimeBehavior.Value : undefined;
+      if (!(DATE_TIME_BEHAVIORS as readonly unknown[]).includes(b)) {
+        bad(
+          `attribute \`${name}\` has DateTimeBehavior \`${String(b)}\`; expected UserLocal, DateOnly or TimeZoneIndependent`,
+        );
+      }
+      break;
+    }
+    case 'LookupType':
+    case 'CustomerType':
+    case 'OwnerType':
+      if (!Array.isArray(a.Targets) || a.Targets.length === 0) bad(`lookup \`${name}\` has no \`Targets\``);
+      break;
+    default:
+      break;
+  }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
