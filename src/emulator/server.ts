@@ -1,0 +1,205 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { FerryError } from '../core/errors.js';
+import { type Logger, silentLogger } from '../core/log.js';
+import { BatchHandler } from './batch-handler.js';
+import { EmulatorCatalog } from './emulator-catalog.js';
+import { faults, ServiceFault } from './service-fault.js';
+import { EmulatorStore } from './store.js';
+import { type ApiRequest, type ApiResponse, errorResponse, WebApi } from './web-api.js';
+
+/** How to start the emulator. */
+export interface EmulatorOptions {
+  /** TCP port; `0` picks an ephemeral port. Default `0`. */
+  port?: number;
+  /** Interface to listen on. Default `'127.0.0.1'`. */
+  host?: string;
+  /** Folder of metadata snapshots (one `<table>.json` per table). */
+  metadataDir: string;
+  /** If set: the store is loaded from it at start and saved to it (tmp + rename) on close and ≤ every 500 ms. */
+  storeFile?: string;
+  /** Every Nth write request (POST/PATCH/PUT/DELETE, a `$batch` counts once) answers 503. Default off. */
+  failEvery?: number;
+  /** Every Nth request answers 429 with `Retry-After: retryAfterSec`. Default off. */
+  throttleEvery?: number;
+  /** Seconds in `Retry-After` for `throttleEvery`. Default `1`. */
+  retryAfterSec?: number;
+  /** Extra server time per record written or read, in ms, so a benchmark can see server time. Default `0`. */
+  perRecordDelayMs?: number;
+  /** Sent as `x-ms-dop-hint` on every response. Default `4`. */
+  dopHint?: number;
+  log?: Logger;
+}
+
+/** A started emulator. */
+export interface RunningEmulator {
+  /** Environment root, e.g. `http://127.0.0.1:54321`; the Web API is under `${url}/api/data/v9.2/`. */
+  url: string;
+  store: EmulatorStore;
+  close(): Promise<void>;
+}
+
+const API_PREFIX = /^\/api\/data\/v9\.\d\/?/;
+const SAVE_DELAY_MS = 500;
+
+/** Starts the Dataverse Web API emulator on loopback and resolves once it listens. */
+export async function startEmulator(options: EmulatorOptions): Promise<RunningEmulator> {
+  const log = options.log ?? silentLogger;
+  const catalog = await EmulatorCatalog.load(options.metadataDir);
+  const store = new EmulatorStore();
+  for (const table of catalog.tables()) {
+    store.defineTable(
+      table.logicalName,
+      table.keys.map((k) => ({ name: k.LogicalName, attributes: k.KeyAttributes })),
+    );
+  }
+  if (options.storeFile && (await store.loadFrom(options.storeFile))) {
+    log.info('Emulator store loaded', { file: options.storeFile, tables: store.tables().length });
+  }
+
+  const host = options.host ?? '127.0.0.1';
+  const dopHint = options.dopHint ?? 4;
+  let api: WebApi | undefined;
+  let batch: BatchHandler | undefined;
+  let requests = 0;
+  let writes = 0;
+
+  // Debounced save: at most one write per 500 ms after changes, and one final save on close.
+  let saveTimer: NodeJS.Timeout | undefined;
+  let saving: Promise<void> = Promise.resolve();
+  let dirty = false;
+  const save = () => {
+    if (!options.storeFile || !dirty) return saving;
+    dirty = false;
+    const file = options.storeFile;
+    saving = saving
+      .then(() => store.saveTo(file))
+      .catch((error) => log.error('Emulator store could not be saved', { file, error: String(error) }));
+    return saving;
+  };
+  if (options.storeFile) {
+    store.onChange(() => {
+      dirty = true;
+      if (!saveTimer) {
+        saveTimer = setTimeout(() => {
+          saveTimer = undefined;
+          void save();
+        }, SAVE_DELAY_MS);
+        saveTimer.unref();
+      }
+    });
+  }
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const body = Buffer.concat(chunks).toString('utf8');
+    const rawUrl = req.url ?? '/';
+    const q = rawUrl.indexOf('?');
+    const rawPath = q < 0 ? rawUrl : rawUrl.slice(0, q);
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers))
+      if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+    const method = (req.method ?? 'GET').toUpperCase();
+    let response: ApiResponse;
+    try {
+      response = await dispatch(method, rawPath, q < 0 ? '' : rawUrl.slice(q + 1), headers, body);
+    } catch (error) {
+      response = errorResponse(error);
+    }
+    const out: Record<string, string> = {
+      'OData-Version': '4.0',
+      'x-ms-dop-hint': String(dopHint),
+      ...response.headers,
+    };
+    if (response.body === '') delete out['Content-Type'];
+    res.writeHead(response.status, out);
+    res.end(response.body);
+    log.debug('emulator', { method, path: rawPath, status: response.status });
+  };
+
+  const dispatch = async (
+    method: string,
+    rawPath: string,
+    query: string,
+    headers: Record<string, string>,
+    body: string,
+  ): Promise<ApiResponse> => {
+    requests += 1;
+    if (options.throttleEvery && requests % options.throttleEvery === 0) {
+      const retryAfter = String(options.retryAfterSec ?? 1);
+      throw new ServiceFault(
+        429,
+        '0x80072322',
+        'Number of requests exceeded the limit of 6000 over time window of 300 seconds.',
+        { 'Retry-After': retryAfter },
+      );
+    }
+    if (method !== 'GET' && method !== 'HEAD') {
+      writes += 1;
+      if (options.failEvery && writes % options.failEvery === 0) {
+        throw new ServiceFault(
+          503,
+          '',
+          `Service Unavailable (fault injected by the emulator: every ${options.failEvery}th write).`,
+        );
+      }
+    }
+    const m = API_PREFIX.exec(rawPath);
+    if (!m) throw faults.notFoundSegment(rawPath.replace(/^\/+/, '').split('/')[0] ?? '');
+    const path = rawPath.slice(m[0].length);
+    const request: ApiRequest = { method, path, query, headers, body };
+    const response = path === '$batch' ? batch!.handle(request) : api!.handle(request);
+    const records = response.work?.records ?? 0;
+    if (options.perRecordDelayMs && records > 0) await sleep(options.perRecordDelayMs * records);
+    return response;
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((error) => {
+      log.error('Emulator request failed', { error: String(error) });
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) =>
+      reject(
+        new FerryError(
+          'emulator.listen',
+          `The emulator cannot listen on \`${host}:${options.port ?? 0}\` (${error.code}); pick another --port or stop the process using it.`,
+          { cause: error },
+        ),
+      ),
+    );
+    server.listen(options.port ?? 0, host, () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const url = `http://${host}:${port}`;
+  api = new WebApi(catalog, store, url);
+  batch = new BatchHandler(api, store);
+  log.info('Dataverse emulator started', { url, tables: catalog.tables().length });
+
+  let closed: Promise<void> | undefined;
+  return {
+    url,
+    store,
+    close() {
+      closed ??= (async () => {
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+        });
+        if (saveTimer) clearTimeout(saveTimer);
+        saveTimer = undefined;
+        dirty = true;
+        await save();
+      })();
+      return closed;
+    },
+  };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,602 @@
+import { randomUUID } from 'node:crypto';
+import type { CatalogTable, EmulatorCatalog } from './emulator-catalog.js';
+import { stableGuid } from './emulator-catalog.js';
+import { MetadataApi } from './metadata-api.js';
+import {
+  isGuid,
+  type KeyPredicate,
+  ODataSyntaxError,
+  type PathSegment,
+  parseFilter,
+  parseODataPath,
+  parseQueryString,
+  percentDecode,
+} from './odata-path.js';
+import { lookupKeyName, RecordValidator, type ReferenceResolver } from './record-validator.js';
+import { faults, ServiceFault } from './service-fault.js';
+import { type EmulatorStore, keyIndexText, type StoredRow } from './store.js';
+
+/** One Web API request, as the HTTP server or a `$batch` part hands it over. */
+export interface ApiRequest {
+  readonly method: string;
+  /** Raw (still percent-encoded) path relative to `/api/data/v9.2/`, without the query. */
+  readonly path: string;
+  /** Raw query string without `?`. */
+  readonly query: string;
+  /** Lower-cased header names. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string;
+}
+
+/** What a write did, for server-time and throttling models. */
+export type WorkKind = 'read' | 'create' | 'update' | 'upsert' | 'delete' | 'metadata';
+
+/** A Web API response. */
+export interface ApiResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+  /** Records written or read, and the kind of work (not sent on the wire). */
+  work?: { readonly kind: WorkKind; readonly records: number };
+}
+
+/** Per-request context inside a `$batch` change set. */
+export interface ApiContext {
+  readonly resolve?: ReferenceResolver;
+  readonly inBatch?: boolean;
+}
+
+const JSON_TYPE = 'application/json; odata.metadata=minimal';
+const BULK_ACTIONS = ['CreateMultiple', 'UpdateMultiple', 'UpsertMultiple'] as const;
+type BulkAction = (typeof BULK_ACTIONS)[number];
+
+/** Fixed identity the emulator answers WhoAmI with. */
+export const EMULATOR_USER = {
+  UserId: stableGuid('emulator:user'),
+  BusinessUnitId: stableGuid('emulator:businessunit'),
+  OrganizationId: stableGuid('emulator:organization'),
+};
+
+/**
+ * The emulator's Web API: routes a request to metadata, entity reads and writes, or bulk actions, applies the
+ * documented semantics (reference §1–§2, §5–§8) to the store and builds the wire response.
+ */
+export class WebApi {
+  readonly #catalog: EmulatorCatalog;
+  readonly #store: EmulatorStore;
+  readonly #validator: RecordValidator;
+  readonly #metadata: MetadataApi;
+  readonly #base: string;
+
+  /** `root` is the environment URL, e.g. `http://127.0.0.1:5555`. */
+  constructor(catalog: EmulatorCatalog, store: EmulatorStore, root: string) {
+    this.#catalog = catalog;
+    this.#store = store;
+    this.#validator = new RecordValidator(catalog, store);
+    this.#base = `${root}/api/data/v9.2/`;
+    this.#metadata = new MetadataApi(catalog, this.#base);
+  }
+
+  /** The service root, `<env>/api/data/v9.2/`. */
+  get base(): string {
+    return this.#base;
+  }
+
+  /** Handles one request; service errors become their JSON error responses. */
+  handle(request: ApiRequest, context: ApiContext = {}): ApiResponse {
+    try {
+      return this.#route(request, context);
+    } catch (error) {
+      return errorResponse(error);
+    }
+  }
+
+  #route(request: ApiRequest, context: ApiContext): ApiResponse {
+    const segments = parseODataPath(percentDecode(request.path));
+    const query = parseQueryString(request.query);
+    const first = segments[0];
+    if (!first) return json(200, { '@odata.context': `${this.#base}$metadata`, value: [] });
+    const method = request.method.toUpperCase();
+    if (first.name === 'EntityDefinitions') {
+      if (method !== 'GET') throw faults.methodNotAllowed(method, request.path);
+      return {
+        ...json(200, this.#metadata.entityDefinitions(segments, query)),
+        work: { kind: 'metadata', records: 1 },
+      };
+    }
+    if (first.name === 'WhoAmI' || first.name === 'WhoAmI()') {
+      return json(200, {
+        '@odata.context': `${this.#base}$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse`,
+        ...EMULATOR_USER,
+      });
+    }
+    if (first.name === 'sdkmessagefilters') return json(200, this.#metadata.messageFilters(query));
+    const table = this.#catalog.byEntitySet(first.name);
+    if (!table) throw faults.notFoundSegment(first.name);
+
+    if (segments.length === 1 && !first.key) {
+      if (method === 'GET') return this.#query(table, query);
+      if (method === 'POST') return this.#create(table, request, query, context);
+      throw faults.methodNotAllowed(method, request.path);
+    }
+    if (segments.length === 2 && !first.key && segments[1].name.startsWith('Microsoft.Dynamics.CRM.')) {
+      const action = segments[1].name.slice('Microsoft.Dynamics.CRM.'.length);
+      if (!(BULK_ACTIONS as readonly string[]).includes(action)) throw faults.notFoundSegment(segments[1].name);
+      if (method !== 'POST') throw faults.methodNotAllowed(method, request.path);
+      return this.#bulk(table, action as BulkAction, request, context);
+    }
+    if (first.key && segments.length === 1) {
+      if (method === 'GET') return this.#retrieve(table, first, query);
+      if (method === 'PATCH') return this.#upsert(table, first, request, query, context);
+      if (method === 'DELETE') return this.#delete(table, first.key);
+      throw faults.methodNotAllowed(method, request.path);
+    }
+    if (first.key && segments.length === 2 && method === 'GET') {
+      const collection = table.collections.get(segments[1].name);
+      if (!collection) throw faults.notFoundSegment(segments[1].name);
+      const parent = this.#mustLocate(table, first.key);
+      const child = this.#catalog.byLogicalName(collection.childTable)!;
+      const rows = this.#store
+        .rows(child.logicalName)
+        .filter((r) => r.attributes[collection.childAttribute] === parent);
+      return this.#collection(child, rows, query);
+    }
+    throw faults.notFoundSegment(segments[segments.length - 1].name);
+  }
+
+  // ---- reads -------------------------------------------------------------------------------------------------
+
+  #retrieve(table: CatalogTable, segment: PathSegment, query: Map<string, string>): ApiResponse {
+    const id = this.#mustLocate(table, segment.key!);
+    const row = this.#store.get(table.logicalName, id)!;
+    const select = readSelect(query);
+    const context = `${this.#base}$metadata#${table.entitySetName}${select ? `(${select.join(',')})` : ''}/$entity`;
+    return {
+      ...json(200, { '@odata.context': context, ...this.serialize(table, row, select) }, { ETag: etag(row) }),
+      work: { kind: 'read', records: 1 },
+    };
+  }
+
+  #query(table: CatalogTable, query: Map<string, string>): ApiResponse {
+    let rows = this.#store.rows(table.logicalName);
+    const filter = query.get('$filter');
+    if (filter) {
+      const aliases = new Map([...query].filter(([k]) => k.startsWith('@')));
+      let clauses: ReturnType<typeof parseFilter>;
+      try {
+        clauses = parseFilter(filter, aliases);
+      } catch (error) {
+        if (error instanceof ODataSyntaxError) throw faults.querySyntax(error.message);
+        throw error;
+      }
+      for (const clause of clauses) {
+        const name = lookupKeyName(clause.property);
+        if (
+          name !== table.primaryId &&
+          !table.attributes.has(name) &&
+          !['createdon', 'modifiedon', 'versionnumber'].includes(name)
+        ) {
+          throw new ServiceFault(
+            400,
+            '0x0',
+            `Could not find a property named '${clause.property}' on type 'Microsoft.Dynamics.CRM.${table.logicalName}'.`,
+          );
+        }
+      }
+      rows = rows.filter((row) =>
+        clauses.every((c) => sameValue(fieldOf(table, row, lookupKeyName(c.property)), c.value)),
+      );
+    }
+    const top = query.get('$top');
+    if (top !== undefined) {
+      const n = Number(top);
+      if (!Number.isInteger(n) || n < 0)
+        throw faults.querySyntax(`Invalid value \`${top}\` for $top; use a whole number.`);
+      rows = rows.slice(0, n);
+    }
+    return this.#collection(table, rows, query);
+  }
+
+  #collection(table: CatalogTable, rows: StoredRow[], query: Map<string, string>): ApiResponse {
+    const select = readSelect(query);
+    return {
+      ...json(200, {
+        '@odata.context': `${this.#base}$metadata#${table.entitySetName}${select ? `(${select.join(',')})` : ''}`,
+        value: rows.map((row) => this.serialize(table, row, select)),
+      }),
+      work: { kind: 'read', records: rows.length },
+    };
+  }
+
+  /** The Web API JSON of a row: `@odata.etag`, the (selected) columns with lookups as `_<attr>_value`, the id. */
+  serialize(table: CatalogTable, row: StoredRow, select?: readonly string[]): Record<string, unknown> {
+    const out: Record<string, unknown> = { '@odata.etag': etag(row) };
+    const put = (name: string) => {
+      if (name === table.primaryId) return;
+      if (name === 'versionnumber') out.versionnumber = row.versionNumber;
+      else if (name === 'createdon' && !('createdon' in row.attributes)) out.createdon = row.createdOn;
+      else if (name === 'modifiedon' && !('modifiedon' in row.attributes)) out.modifiedon = row.modifiedOn;
+      else if (table.navigationByAttribute.has(name) || isLookup(table, name)) {
+        out[`_${name}_value`] = row.attributes[name] ?? null;
+      } else out[name] = row.attributes[name] ?? null;
+    };
+    if (select) {
+      for (const name of select) put(lookupKeyName(name));
+    } else {
+      for (const name of Object.keys(row.attributes)) if (!name.endsWith('@target')) put(name);
+      put('versionnumber');
+      put('createdon');
+      put('modifiedon');
+    }
+    out[table.primaryId] = row.id;
+    return out;
+  }
+
+  // ---- writes ------------------------------------------------------------------------------------------------
+
+  #create(table: CatalogTable, request: ApiRequest, query: Map<string, string>, context: ApiContext): ApiResponse {
+    const body = parseBody(table, request.body);
+    const row = this.#createRow(table, body, request.headers, context.resolve);
+    const url = `${this.#base}${table.entitySetName}(${row.id})`;
+    if (wantsRepresentation(request.headers)) {
+      return {
+        ...this.#representation(table, row, query, 201),
+        work: { kind: 'create', records: 1 },
+      };
+    }
+    const headers: Record<string, string> = { 'OData-EntityId': url };
+    if (context.inBatch) headers.Location = url;
+    return { status: 204, headers, body: '', work: { kind: 'create', records: 1 } };
+  }
+
+  #upsert(
+    table: CatalogTable,
+    segment: PathSegment,
+    request: ApiRequest,
+    query: Map<string, string>,
+    context: ApiContext,
+  ): ApiResponse {
+    const key = segment.key!;
+    const located = this.#validator.locate(table, key);
+    const ifMatch = request.headers['if-match'];
+    // `If-None-Match: null` only defeats browser caching: no precondition (reference §1.1).
+    const ifNoneMatch = request.headers['if-none-match'] === 'null' ? undefined : request.headers['if-none-match'];
+    const existing = located.id === undefined ? undefined : this.#store.get(table.logicalName, located.id);
+    if (ifMatch !== undefined) {
+      if (!existing) {
+        if (key.kind === 'id') throw faults.recordNotFound(table.logicalName, key.id);
+        throw faults.keyNotFound(table.logicalName);
+      }
+      if (ifMatch.trim() !== '*' && ifMatch.trim() !== etag(existing)) throw faults.versionMismatch();
+    }
+    if (ifNoneMatch !== undefined && ifNoneMatch.trim() === '*' && existing) throw faults.matchingKeyExists();
+    const body = parseBody(table, request.body);
+    const row = this.#upsertRow(table, key, located.byKey, existing, body, request.headers, context.resolve);
+    const created = !existing;
+    if (wantsRepresentation(request.headers)) {
+      return {
+        ...this.#representation(table, row, query, created ? 201 : 200),
+        work: { kind: 'upsert', records: 1 },
+      };
+    }
+    return {
+      status: 204,
+      headers: { 'OData-EntityId': `${this.#base}${table.entitySetName}(${segment.keyText})` },
+      body: '',
+      work: { kind: 'upsert', records: 1 },
+    };
+  }
+
+  #delete(table: CatalogTable, key: KeyPredicate): ApiResponse {
+    const id = this.#mustLocate(table, key);
+    this.#store.delete(table.logicalName, id);
+    return { status: 204, headers: {}, body: '', work: { kind: 'delete', records: 1 } };
+  }
+
+  #representation(table: CatalogTable, row: StoredRow, query: Map<string, string>, status: 200 | 201): ApiResponse {
+    const select = readSelect(query);
+    const context = `${this.#base}$metadata#${table.entitySetName}${select ? `(${select.join(',')})` : ''}/$entity`;
+    const headers: Record<string, string> = { ETag: etag(row) };
+    // The doc's 201 example carries Preference-Applied, its 200 example does not (reference §1.3).
+    if (status === 201) headers['Preference-Applied'] = 'return=representation';
+    return json(status, { '@odata.context': context, ...this.serialize(table, row, select) }, headers);
+  }
+
+  #bulk(table: CatalogTable, action: BulkAction, request: ApiRequest, context: ApiContext): ApiResponse {
+    if (!table.supportsBulk) {
+      throw new ServiceFault(
+        400,
+        '0x80040219',
+        `The '${action}' message is not supported for the '${table.logicalName}' entity. Send these rows with $batch instead.`,
+      );
+    }
+    const body = parseBody(table, request.body);
+    const targets = body.Targets;
+    if (!Array.isArray(targets)) {
+      throw faults.payload(
+        table.entitySetName,
+        `Microsoft.OData.ODataException: The parameter 'Targets' is missing or is not an array.`,
+      );
+    }
+    const type = `Microsoft.Dynamics.CRM.${table.logicalName}`;
+    const point = this.#store.savepoint();
+    const ids: string[] = [];
+    const seen = new Set<string>();
+    try {
+      for (const target of targets as unknown[]) {
+        if (!target || typeof target !== 'object' || Array.isArray(target)) {
+          throw faults.payload(
+            table.entitySetName,
+            'Microsoft.OData.ODataException: Every item in Targets must be an entity.',
+          );
+        }
+        const t = target as Record<string, unknown>;
+        const odataType =
+          typeof t['@odata.type'] === 'string' ? (t['@odata.type'] as string).replace(/^#/, '') : undefined;
+        if (odataType !== type) {
+          throw faults.payload(
+            table.entitySetName,
+            `Microsoft.OData.ODataException: Every item in Targets needs "@odata.type": "${type}"; got ${JSON.stringify(t['@odata.type'] ?? null)}.`,
+          );
+        }
+        if (action === 'CreateMultiple') {
+          ids.push(this.#createRow(table, t, request.headers, context.resolve).id);
+        } else if (action === 'UpdateMultiple') {
+          const id = t[table.primaryId];
+          if (typeof id !== 'string' || !isGuid(id)) {
+            throw faults.payload(
+              table.entitySetName,
+              `Microsoft.OData.ODataException: UpdateMultiple needs the primary key '${table.primaryId}' in every target; alternate keys are not supported.`,
+            );
+          }
+          // Duplicate ids in UpdateMultiple: only the first is processed, the rest ignored (reference §2.1).
+          if (seen.has(id.toLowerCase())) continue;
+          seen.add(id.toLowerCase());
+          const existing = this.#store.get(table.logicalName, id);
+          if (!existing) throw faults.recordsNotFound(table.logicalName, id.toLowerCase());
+          this.#upsertRow(
+            table,
+            { kind: 'id', id: id.toLowerCase() },
+            undefined,
+            existing,
+            t,
+            request.headers,
+            context.resolve,
+          );
+        } else {
+          const key = this.#targetKey(table, t);
+          const located = this.#validator.locate(table, key);
+          const identity =
+            located.byKey !== undefined
+              ? `k:${located.byKey.name}:${keyIndexText(located.byKey.values)}`
+              : `i:${(key as { id: string }).id}`;
+          if (seen.has(identity)) {
+            throw new ServiceFault(
+              400,
+              '0x80040237',
+              `UpsertMultiple Targets contain the record ${describeKey(key)} more than once; send each key once per request.`,
+            );
+          }
+          seen.add(identity);
+          const existing = located.id === undefined ? undefined : this.#store.get(table.logicalName, located.id);
+          this.#upsertRow(table, key, located.byKey, existing, t, request.headers, context.resolve);
+        }
+      }
+    } catch (error) {
+      this.#store.rollback(point);
+      throw error;
+    }
+    this.#store.release(point);
+    const kind = action === 'CreateMultiple' ? 'create' : action === 'UpdateMultiple' ? 'update' : 'upsert';
+    if (action === 'CreateMultiple') {
+      return {
+        ...json(200, {
+          '@odata.context': `${this.#base}$metadata#Microsoft.Dynamics.CRM.CreateMultipleResponse`,
+          Ids: ids,
+        }),
+        work: { kind, records: targets.length },
+      };
+    }
+    return { status: 204, headers: {}, body: '', work: { kind, records: targets.length } };
+  }
+
+  /** How an UpsertMultiple target names its row: `@odata.id`, else the primary id, else a full alternate key in the body. */
+  #targetKey(table: CatalogTable, target: Record<string, unknown>): KeyPredicate {
+    const ref = target['@odata.id'];
+    if (typeof ref === 'string') {
+      const text = ref
+        .replace(/^[a-z]+:\/\/[^/]+/i, '')
+        .replace(/^\/?api\/data\/v\d+\.\d+\//i, '')
+        .replace(/^\/+/, '');
+      let segments: PathSegment[];
+      try {
+        segments = parseODataPath(text);
+      } catch (error) {
+        if (error instanceof ODataSyntaxError) throw faults.querySyntax(error.message);
+        throw error;
+      }
+      if (segments.length !== 1 || !segments[0].key || segments[0].name !== table.entitySetName) {
+        throw faults.payload(
+          table.entitySetName,
+          `Microsoft.OData.ODataException: The @odata.id '${ref}' does not address a '${table.entitySetName}' record.`,
+        );
+      }
+      return segments[0].key;
+    }
+    const id = target[table.primaryId];
+    if (typeof id === 'string' && isGuid(id)) return { kind: 'id', id: id.toLowerCase() };
+    for (const key of table.keys) {
+      if (key.KeyAttributes.every((a) => target[a] !== undefined && target[a] !== null)) {
+        return { kind: 'key', pairs: key.KeyAttributes.map((a) => ({ name: a, value: target[a] as string | number })) };
+      }
+    }
+    throw faults.payload(
+      table.entitySetName,
+      `Microsoft.OData.ODataException: An UpsertMultiple target needs "@odata.id" with an alternate key, the primary key '${table.primaryId}', or all columns of an alternate key.`,
+    );
+  }
+
+  #createRow(
+    table: CatalogTable,
+    body: Record<string, unknown>,
+    headers: Readonly<Record<string, string>>,
+    resolve?: ReferenceResolver,
+    keyValues?: Record<string, unknown>,
+    urlId?: string,
+  ): StoredRow {
+    const attributes = this.#validator.read(table, body, 'create', undefined, resolve);
+    // Key values from the URL are copied only when the body lacks them (reference §1.2).
+    for (const [name, value] of Object.entries(keyValues ?? {})) if (!(name in attributes)) attributes[name] = value;
+    const bodyId = attributes[table.primaryId];
+    delete attributes[table.primaryId];
+    const id = urlId ?? (typeof bodyId === 'string' ? bodyId : randomUUID());
+    if (this.#store.get(table.logicalName, id)) throw faults.duplicateId();
+    this.#checkUnique(table, id, attributes, headers);
+    return this.#store.put(table.logicalName, id, attributes);
+  }
+
+  #upsertRow(
+    table: CatalogTable,
+    key: KeyPredicate,
+    byKey: { readonly attributes: readonly string[]; readonly values: readonly unknown[] } | undefined,
+    existing: StoredRow | undefined,
+    body: Record<string, unknown>,
+    headers: Readonly<Record<string, string>>,
+    resolve?: ReferenceResolver,
+  ): StoredRow {
+    if (!existing) {
+      const keyValues: Record<string, unknown> = {};
+      if (byKey) {
+        byKey.attributes.forEach((a, i) => {
+          keyValues[a] = byKey.values[i];
+          const nav = table.navigationByAttribute.get(a);
+          if (nav && nav.length === 1) keyValues[`${a}@target`] = nav[0].target;
+        });
+      }
+      return this.#createRow(table, body, headers, resolve, keyValues, key.kind === 'id' ? key.id : undefined);
+    }
+    const patch = this.#validator.read(table, body, 'update', existing, resolve);
+    delete patch[table.primaryId];
+    // Existing row: body attributes that duplicate the URL's key attributes are dropped (reference §1.2).
+    for (const a of byKey?.attributes ?? []) {
+      delete patch[a];
+      delete patch[`${a}@target`];
+    }
+    const merged = { ...existing.attributes, ...patch };
+    this.#checkUnique(table, existing.id, merged, headers);
+    return this.#store.put(table.logicalName, existing.id, merged);
+  }
+
+  #checkUnique(
+    table: CatalogTable,
+    id: string,
+    attributes: Readonly<Record<string, unknown>>,
+    headers: Readonly<Record<string, string>>,
+  ): void {
+    const conflict = this.#store.keyConflict(table.logicalName, id, attributes);
+    if (conflict) {
+      const key = table.keys.find((k) => k.LogicalName === conflict.name);
+      throw faults.entityKeyViolated(key?.SchemaName ?? conflict.name, conflict.attributes);
+    }
+    // Web API writes suppress duplicate detection unless the caller asks for it (reference §10, TV13).
+    if (headers['mscrm.suppressduplicatedetection']?.trim().toLowerCase() === 'false' && table.primaryName) {
+      const name = attributes[table.primaryName];
+      if (typeof name === 'string') {
+        const lower = name.toLowerCase();
+        for (const row of this.#store.rows(table.logicalName)) {
+          const other = row.attributes[table.primaryName];
+          if (row.id !== id && typeof other === 'string' && other.toLowerCase() === lower)
+            throw faults.duplicateDetected();
+        }
+      }
+    }
+  }
+
+  #mustLocate(table: CatalogTable, key: KeyPredicate): string {
+    const located = this.#validator.locate(table, key);
+    if (located.id !== undefined) return located.id;
+    if (key.kind === 'id') throw faults.recordNotFound(table.logicalName, key.id);
+    if (!located.byKey) throw faults.recordNotFound(table.logicalName, String(key.pairs[0].value));
+    throw faults.keyNotFound(table.logicalName);
+  }
+}
+
+function isLookup(table: CatalogTable, name: string): boolean {
+  const type = table.attributes.get(name)?.AttributeTypeName?.Value;
+  return type === 'LookupType' || type === 'CustomerType' || type === 'OwnerType';
+}
+
+function fieldOf(table: CatalogTable, row: StoredRow, name: string): unknown {
+  if (name === table.primaryId) return row.id;
+  if (name === 'versionnumber') return row.versionNumber;
+  if (name === 'createdon' && !('createdon' in row.attributes)) return row.createdOn;
+  if (name === 'modifiedon' && !('modifiedon' in row.attributes)) return row.modifiedOn;
+  return row.attributes[name] ?? null;
+}
+
+function sameValue(stored: unknown, literal: unknown): boolean {
+  if (stored === null || stored === undefined) return literal === null;
+  // String comparisons follow the database's case-insensitive collation.
+  if (typeof stored === 'string' && typeof literal === 'string') return stored.toLowerCase() === literal.toLowerCase();
+  return stored === literal;
+}
+
+function readSelect(query: Map<string, string>): string[] | undefined {
+  const select = query.get('$select');
+  if (!select) return undefined;
+  return select
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
+function wantsRepresentation(headers: Readonly<Record<string, string>>): boolean {
+  return /(^|[,;\s])return=representation\b/i.test(headers.prefer ?? '');
+}
+
+function etag(row: StoredRow): string {
+  return `W/"${row.versionNumber}"`;
+}
+
+function describeKey(key: KeyPredicate): string {
+  if (key.kind === 'id') return `(${key.id})`;
+  return `(${key.pairs.map((p) => `${p.name}=${typeof p.value === 'string' ? `'${p.value}'` : String(p.value)}`).join(',')})`;
+}
+
+function parseBody(table: CatalogTable, text: string): Record<string, unknown> {
+  let body: unknown;
+  try {
+    body = text.trim() === '' ? {} : JSON.parse(text);
+  } catch (error) {
+    throw faults.payload(
+      table.entitySetName,
+      `Microsoft.OData.ODataException: The payload is not valid JSON (${(error as Error).message}).`,
+    );
+  }
+  if (!body || typeof body !== 'object' || Array.isArray(body)) {
+    throw faults.payload(table.entitySetName, 'Microsoft.OData.ODataException: The payload must be a JSON object.');
+  }
+  return body as Record<string, unknown>;
+}
+
+/** A JSON response with the OData content type. */
+export function json(status: number, body: unknown, headers: Record<string, string> = {}): ApiResponse {
+  return { status, headers: { 'Content-Type': JSON_TYPE, ...headers }, body: JSON.stringify(body) };
+}
+
+/** Maps any thrown value to a Web API error response (500 for emulator bugs, with the message). */
+export function errorResponse(error: unknown): ApiResponse {
+  if (error instanceof ServiceFault) {
+    return { status: error.status, headers: { 'Content-Type': JSON_TYPE, ...error.headers }, body: error.body() };
+  }
+  if (error instanceof ODataSyntaxError) {
+    const fault = faults.querySyntax(error.message);
+    return { status: fault.status, headers: { 'Content-Type': JSON_TYPE }, body: fault.body() };
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return {
+    status: 500,
+    headers: { 'Content-Type': JSON_TYPE },
+    body: JSON.stringify({ error: { code: '0x80040216', message: `Emulator internal error: ${message}` } }),
+  };
+}
