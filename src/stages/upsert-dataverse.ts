@@ -1,14 +1,13 @@
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import {
-  type BulkWriterOptions,
   BulkWriter,
+  type BulkWriterOptions,
   WRITE_MODES,
   type WriteMode,
   type WriteRow,
   type WriterTable,
 } from '../connectors/dataverse/bulk-writer.js';
 import { type BypassOptions, DataverseClient } from '../connectors/dataverse/dataverse-client.js';
+import { loadMetadata, supportsBulk } from '../connectors/dataverse/metadata-snapshot.js';
 import { FerryError, UsageError } from '../core/errors.js';
 import type { StageSpec } from '../core/pipeline.js';
 import type { StageContext, StageImpl } from '../core/stage.js';
@@ -160,30 +159,11 @@ async function recordUpserted(ctx: StageContext, ids: ReadonlyArray<bigint | num
 
 /** Entity set, primary id and bulk flag from the table's metadata snapshot. */
 export async function loadWriterTable(metadataDir: string, logicalName: string): Promise<WriterTable> {
-  const file = path.join(metadataDir, `${logicalName}.json`);
-  let snapshot: { LogicalName?: string; EntitySetName?: string; PrimaryIdAttribute?: string; SupportsBulk?: boolean };
-  try {
-    snapshot = JSON.parse(await fs.readFile(file, 'utf8'));
-  } catch (error) {
-    throw new FerryError(
-      'metadata.missing',
-      `No readable metadata snapshot for table \`${logicalName}\` at \`${file}\`; run \`ferry metadata pull --table ${logicalName} --out ${metadataDir}\`.`,
-      {
-        disposition: 'fatal',
-        cause: error,
-      },
-    );
-  }
-  if (!snapshot.EntitySetName || !snapshot.PrimaryIdAttribute) {
-    throw new FerryError(
-      'metadata.invalid',
-      `Metadata snapshot \`${file}\` lacks EntitySetName or PrimaryIdAttribute; pull it again with \`ferry metadata pull --table ${logicalName}\`.`,
-    );
-  }
+  const snapshot = await loadMetadata(metadataDir, logicalName);
   return {
-    logicalName: snapshot.LogicalName ?? logicalName,
+    logicalName: snapshot.LogicalName,
     entitySet: snapshot.EntitySetName,
     primaryId: snapshot.PrimaryIdAttribute,
-    ...(snapshot.SupportsBulk === false ? { supportsBulk: false } : {}),
+    ...(supportsBulk(snapshot) ? {} : { supportsBulk: false }),
   };
 }
