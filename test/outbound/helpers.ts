@@ -37,7 +37,11 @@ export class OutboundSandbox {
     return path.join(this.config.lake, p);
   }
 
-  run(def: PipelineDefinition, mode: RunMode = 'manual', extra: { range?: { from: string; to: string } } = {}): Promise<RunReport> {
+  run(
+    def: PipelineDefinition,
+    mode: RunMode = 'manual',
+    extra: { range?: { from: string; to: string } } = {},
+  ): Promise<RunReport> {
     return runPipeline(def, {
       mode,
       config: this.config,
@@ -75,7 +79,9 @@ export async function readParquetRows(files: string | string[], select = '*', or
 export async function parquetSchema(file: string): Promise<Record<string, string>> {
   const db = await DuckDbStaging.open();
   try {
-    const rows = await db.all<{ column_name: string; column_type: string }>(`DESCRIBE SELECT * FROM read_parquet('${file}')`);
+    const rows = await db.all<{ column_name: string; column_type: string }>(
+      `DESCRIBE SELECT * FROM read_parquet('${file}')`,
+    );
     return Object.fromEntries(rows.map((r) => [r.column_name, r.column_type]));
   } finally {
     await db.close();
