@@ -1,3 +1,4 @@
+import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import { FerryError } from '../../core/errors.js';
 import type { StagingEngine } from '../../core/staging.js';
@@ -54,7 +55,7 @@ export class CsvFolderReader {
     for (const f of input.files) {
       const local = await this.#lake.toLocalPath(f);
       locals.set(local, f);
-      await assertEndsWithNewline(local, f);
+      await assertComplete(local, f);
     }
     const typed = input.attributes.map((a) => typedColumn(a));
     const checks = typed
@@ -166,22 +167,33 @@ export function readCsvSql(
   return `read_csv(${files}, columns = {${columns}}, header = false, delim = ',', quote = '"', escape = '"', null_padding = true, auto_detect = false, parallel = false, strict_mode = true${filename ? ', filename = true' : ''})`;
 }
 
-// Synapse Link ends every row with a line break, so a file without one at the end was cut short.
-async function assertEndsWithNewline(local: string, lakeFile: string): Promise<void> {
-  const handle = await fs.open(local, 'r');
-  try {
-    const { size } = await handle.stat();
-    if (size === 0) return;
-    const buf = Buffer.alloc(1);
-    await handle.read(buf, 0, 1, size - 1);
-    if (buf[0] === 0x0a) return;
-  } finally {
-    await handle.close();
+// Synapse Link ends every row with a line break, so a file without one at the end was cut short; an odd number
+// of `"` means it was cut inside a quoted value (DuckDB would read the rest of the file as that value).
+async function assertComplete(local: string, lakeFile: string): Promise<void> {
+  let quotes = 0;
+  let last = -1;
+  const stream = createReadStream(local, { highWaterMark: 4 << 20 });
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    for (let i = chunk.indexOf(0x22); i !== -1; i = chunk.indexOf(0x22, i + 1)) quotes += 1;
+    if (chunk.length > 0) last = chunk[chunk.length - 1]!;
   }
-  const lines = lineCount(await fs.readFile(local, 'utf8'));
-  throw new FerryError(
-    'synapse_link.truncated_file',
-    `\`${lakeFile}\` line ${lines} ends without a line break: the file is truncated (still being written or cut short); the folder is not committed. Re-copy the file or wait for Synapse Link to finish, then run again.`,
-    { details: { file: lakeFile, line: lines } },
-  );
+  if (last === -1) return;
+  if (last !== 0x0a) {
+    const lines = lineCount(await fs.readFile(local, 'utf8'));
+    throw new FerryError(
+      'synapse_link.truncated_file',
+      `\`${lakeFile}\` line ${lines} ends without a line break: the file is truncated (still being written or cut short); the folder is not committed. Re-copy the file or wait for Synapse Link to finish, then run again.`,
+      { details: { file: lakeFile, line: lines } },
+    );
+  }
+  if (quotes % 2 === 1) {
+    const text = await fs.readFile(local, 'utf8');
+    let line = lineCount(text);
+    for (const r of csvRecords(text)) line = r.line;
+    throw new FerryError(
+      'synapse_link.truncated_file',
+      `\`${lakeFile}\` line ${line} starts a quoted value that never ends: the file is truncated; the folder is not committed. Re-copy the file or re-export the folder, then run again.`,
+      { details: { file: lakeFile, line } },
+    );
+  }
 }
