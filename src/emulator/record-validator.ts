@@ -269,7 +269,9 @@ export class RecordValidator {
         if (typeof value !== 'number' || !Number.isFinite(value)) bad();
         this.#range(table, attribute, type, value as number);
         const precision = attribute.Precision ?? (type === 'MoneyType' ? 4 : type === 'DoubleType' ? 5 : 2);
-        if (decimals(value as number) > precision) throw faults.precision(value, name, entity, precision);
+        // The service rounds to the column's precision rather than rejecting: TV3 sends latitude 47.639583 (6
+        // decimals) to a precision-5 column and gets 204. So extra decimals are rounded, like SQL decimal(p,s).
+        if (decimals(value as number) > precision) return roundTo(value as number, precision);
         return value;
       }
       case 'BooleanType':
@@ -382,6 +384,12 @@ function setLookup(out: Record<string, unknown>, attribute: string, id: string |
 export function lookupKeyName(name: string): string {
   const m = /^_(.+)_value$/.exec(name);
   return m ? m[1] : name;
+}
+
+function roundTo(value: number, precision: number): number {
+  // Shifting through the decimal exponent avoids binary artefacts (1.005 → 1.01, not 1); tiny values fall back.
+  const shifted = Number(`${Math.round(Number(`${value}e${precision}`))}e-${precision}`);
+  return Number.isNaN(shifted) ? Math.round(value * 10 ** precision) / 10 ** precision : shifted;
 }
 
 function decimals(value: number): number {

@@ -96,12 +96,6 @@ export const faults = {
       '0x80044331',
       `A validation error occurred. The value ${String(value)} of '${attribute}' on record of type '${table}' is outside the valid range. Accepted Values: ${min} to ${max}`,
     ),
-  precision: (value: unknown, attribute: string, table: string, precision: number) =>
-    new ServiceFault(
-      400,
-      '0x80044331',
-      `A validation error occurred. The value ${String(value)} of '${attribute}' on record of type '${table}' has more than ${precision} decimal places.`,
-    ),
   optionOutOfRange: (value: unknown, attribute: string, table: string, allowed: readonly number[]) =>
     new ServiceFault(
       400,

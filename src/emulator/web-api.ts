@@ -67,6 +67,8 @@ export class WebApi {
   readonly #validator: RecordValidator;
   readonly #metadata: MetadataApi;
   readonly #base: string;
+  /** Formatted values for the request being handled; `handle` is synchronous, so one field is enough. */
+  #annotations = false;
 
   /** `root` is the environment URL, e.g. `http://127.0.0.1:5555`. */
   constructor(catalog: EmulatorCatalog, store: EmulatorStore, root: string) {
@@ -84,6 +86,7 @@ export class WebApi {
 
   /** Handles one request; service errors become their JSON error responses. */
   handle(request: ApiRequest, context: ApiContext = {}): ApiResponse {
+    this.#annotations = wantsAnnotations(request.headers);
     try {
       return this.#route(request, context);
     } catch (error) {
@@ -152,7 +155,7 @@ export class WebApi {
     const select = readSelect(query);
     const context = `${this.#base}$metadata#${table.entitySetName}${select ? `(${select.join(',')})` : ''}/$entity`;
     return {
-      ...json(200, { '@odata.context': context, ...this.serialize(table, row, select) }, { ETag: etag(row) }),
+      ...json(200, { '@odata.context': context, ...this.serialize(table, row, select, this.#annotations) }, { ETag: etag(row) }),
       work: { kind: 'read', records: 1 },
     };
   }
@@ -202,14 +205,19 @@ export class WebApi {
     return {
       ...json(200, {
         '@odata.context': `${this.#base}$metadata#${table.entitySetName}${select ? `(${select.join(',')})` : ''}`,
-        value: rows.map((row) => this.serialize(table, row, select)),
+        value: rows.map((row) => this.serialize(table, row, select, this.#annotations)),
       }),
       work: { kind: 'read', records: rows.length },
     };
   }
 
   /** The Web API JSON of a row: `@odata.etag`, the (selected) columns with lookups as `_<attr>_value`, the id. */
-  serialize(table: CatalogTable, row: StoredRow, select?: readonly string[]): Record<string, unknown> {
+  serialize(
+    table: CatalogTable,
+    row: StoredRow,
+    select?: readonly string[],
+    annotations = false,
+  ): Record<string, unknown> {
     const out: Record<string, unknown> = { '@odata.etag': etag(row) };
     const put = (name: string) => {
       if (name === table.primaryId) return;
@@ -217,8 +225,24 @@ export class WebApi {
       else if (name === 'createdon' && !('createdon' in row.attributes)) out.createdon = row.createdOn;
       else if (name === 'modifiedon' && !('modifiedon' in row.attributes)) out.modifiedon = row.modifiedOn;
       else if (table.navigationByAttribute.has(name) || isLookup(table, name)) {
-        out[`_${name}_value`] = row.attributes[name] ?? null;
-      } else out[name] = row.attributes[name] ?? null;
+        const value = row.attributes[name] ?? null;
+        const target = row.attributes[`${name}@target`];
+        if (annotations && value !== null && typeof target === 'string') {
+          out[`_${name}_value@Microsoft.Dynamics.CRM.lookuplogicalname`] = target;
+          const named = this.#catalog.byLogicalName(target);
+          const targetRow = named ? this.#store.get(target, value as string) : undefined;
+          const label = named?.primaryName ? targetRow?.attributes[named.primaryName] : undefined;
+          if (typeof label === 'string') out[`_${name}_value${FORMATTED}`] = label;
+        }
+        out[`_${name}_value`] = value;
+      } else {
+        const value = row.attributes[name] ?? null;
+        if (annotations && value !== null) {
+          const label = formattedValue(table, name, value);
+          if (label !== undefined) out[`${name}${FORMATTED}`] = label;
+        }
+        out[name] = value;
+      }
     };
     if (select) {
       for (const name of select) put(lookupKeyName(name));
@@ -299,7 +323,7 @@ export class WebApi {
     const headers: Record<string, string> = { ETag: etag(row) };
     // The doc's 201 example carries Preference-Applied, its 200 example does not (reference §1.3).
     if (status === 201) headers['Preference-Applied'] = 'return=representation';
-    return json(status, { '@odata.context': context, ...this.serialize(table, row, select) }, headers);
+    return json(status, { '@odata.context': context, ...this.serialize(table, row, select, this.#annotations) }, headers);
   }
 
   #bulk(table: CatalogTable, action: BulkAction, request: ApiRequest, context: ApiContext): ApiResponse {
@@ -519,6 +543,29 @@ export class WebApi {
     if (!located.byKey) throw faults.recordNotFound(table.logicalName, String(key.pairs[0].value));
     throw faults.keyNotFound(table.logicalName);
   }
+}
+
+const FORMATTED = '@OData.Community.Display.V1.FormattedValue';
+
+/** The display label of a choice, multi-select choice or Yes/No value (`"Swimming; Camping"`, TV14). */
+function formattedValue(table: CatalogTable, name: string, value: unknown): string | undefined {
+  const os = table.attributes.get(name)?.OptionSet;
+  if (!os) return undefined;
+  const text = (label: unknown) => (typeof label === 'string' ? label : undefined);
+  if (typeof value === 'boolean') return text(value ? os.TrueOption?.Label : os.FalseOption?.Label);
+  const options = os.Options ?? [];
+  if (typeof value === 'number') return text(options.find((o) => o.Value === value)?.Label);
+  if (typeof value === 'string') {
+    return value
+      .split(',')
+      .map((v) => text(options.find((o) => o.Value === Number(v))?.Label) ?? v)
+      .join('; ');
+  }
+  return undefined;
+}
+
+function wantsAnnotations(headers: Readonly<Record<string, string>>): boolean {
+  return /odata\.include-annotations="?[^"]*(\*|FormattedValue|lookuplogicalname)/i.test(headers.prefer ?? '');
 }
 
 function isLookup(table: CatalogTable, name: string): boolean {
