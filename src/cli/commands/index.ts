@@ -1,6 +1,7 @@
 import type { Command } from '../command.js';
 import { demoCommand } from './demo.js';
 import { emulatorCommand } from './emulator.js';
+import { exportSynapseCommand } from './export-synapse.js';
 import { metadataPullCommand } from './metadata-pull.js';
 import { rejectsCommand } from './rejects.js';
 import { runCommand } from './run.js';
@@ -14,4 +15,5 @@ export const COMMANDS: readonly Command[] = [
   rejectsCommand,
   metadataPullCommand,
   emulatorCommand,
+  exportSynapseCommand,
 ];

@@ -1,0 +1,83 @@
+import path from 'node:path';
+import { EXIT, UsageError } from '../../core/errors.js';
+import { loadPipelines, selectPipelines } from '../../core/pipeline-loader.js';
+import { loadExportSettings } from '../../export/synapse/export-settings.js';
+import { isUpToDate, runSynapseExport } from '../../export/synapse/synapse-export-run.js';
+import type { Command } from '../command.js';
+
+/** `ferry export synapse`: pipeline definitions → Synapse artifacts + T-SQL; `--check` fails when they are stale. */
+export const exportSynapseCommand: Command = {
+  name: 'export synapse',
+  summary: 'write Synapse pipeline JSON and T-SQL from the pipeline definitions (--check: fail if stale)',
+  usage: 'export synapse [--pipelines a,b] [--out synapse/] [--sql-out sql/tsql/] [--settings file] [--check] [--json]',
+  options: {
+    pipelines: { type: 'string' },
+    out: { type: 'string' },
+    'sql-out': { type: 'string' },
+    settings: { type: 'string' },
+    check: { type: 'boolean', default: false },
+  },
+  async run(input) {
+    if (input.positionals.length > 0)
+      throw new UsageError(`Unexpected argument \`${input.positionals[0]}\`; name pipelines with --pipelines a,b.`);
+    const root = process.cwd();
+    const out = typeof input.values.out === 'string' ? input.values.out : 'synapse';
+    // With a custom --out the SQL goes next to the artifacts, so an export to a temp folder touches nothing else.
+    const sqlOut =
+      typeof input.values['sql-out'] === 'string'
+        ? input.values['sql-out']
+        : out === 'synapse'
+          ? 'sql/tsql'
+          : path.join(out, 'sql', 'tsql');
+    const names =
+      typeof input.values.pipelines === 'string'
+        ? input.values.pipelines
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean)
+        : undefined;
+    const pipelines = selectPipelines(await loadPipelines(input.pipelinesDir), names);
+    const settingsFile =
+      typeof input.values.settings === 'string' ? input.values.settings : path.join('synapse', 'settings.json');
+    const settings = await loadExportSettings(settingsFile);
+    const check = Boolean(input.values.check);
+    const outcome = await runSynapseExport({
+      pipelines,
+      settings,
+      metadataDir: input.config.metadata,
+      root,
+      layout: { synapseDir: rel(root, out), sqlDir: rel(root, sqlOut) },
+      check,
+    });
+    if (!outcome.validated)
+      input.log.warn('ARM schemas not found (synapse/schemas or FERRY_SCHEMAS); artifacts were not validated.');
+    const { diff } = outcome;
+    if (input.json) {
+      input.print(
+        JSON.stringify({
+          check,
+          upToDate: isUpToDate(diff),
+          artifacts: outcome.result.artifacts.length,
+          sqlFiles: outcome.result.sqlFiles.length,
+          ...diff,
+        }),
+      );
+    } else {
+      for (const p of diff.added) input.print(`${check ? 'missing' : 'added'}   ${p}`);
+      for (const p of diff.changed) input.print(`${check ? 'stale' : 'changed'}   ${p}`);
+      for (const p of diff.removed) input.print(`${check ? 'extra' : 'removed'}   ${p}`);
+      input.print(
+        check
+          ? isUpToDate(diff)
+            ? `up to date: ${outcome.files.length} files for ${pipelines.length} pipelines`
+            : `out of date: ${diff.added.length + diff.changed.length + diff.removed.length} files differ; run \`ferry export synapse\` and commit the result`
+          : `${outcome.result.artifacts.length} artifacts and ${outcome.result.sqlFiles.length} SQL files for ${pipelines.length} pipelines (${diff.added.length} added, ${diff.changed.length} changed, ${diff.removed.length} removed)`,
+      );
+    }
+    return check && !isUpToDate(diff) ? EXIT.failed : EXIT.ok;
+  },
+};
+
+function rel(root: string, p: string): string {
+  return path.relative(root, path.resolve(root, p)).split(path.sep).join('/');
+}

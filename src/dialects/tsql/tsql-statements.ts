@@ -1,0 +1,196 @@
+/**
+ * Pure T-SQL text builders for the Azure SQL / SQL Server dialect: quoting, staging DDL, set-based loads, the state
+ * and error-store schema (mirrors `src/connectors/state/sqlite-state-store.ts`), leases via `sp_getapplock`, and
+ * MERGE upserts. Nothing here talks to a server; `tsql-staging.ts` runs the text with `mssql`.
+ */
+
+/** What T-SQL allows, as data: code asks the capability, never the dialect's name. */
+export const TSQL_CAPABILITIES = {
+  name: 'tsql',
+  /** SQL Server rejects a request with more than 2,100 parameters. */
+  maxParameters: 2100,
+  /** A table value constructor (`INSERT ... VALUES`) takes at most 1,000 rows. */
+  maxRowsPerInsertValues: 1000,
+  /** Identifiers are at most 128 characters. */
+  maxIdentifierLength: 128,
+  /** Largest length an index key column may have (bytes in NVARCHAR = 2 × characters): 1,700 bytes → 850. */
+  maxIndexedNvarcharLength: 850,
+  supportsMerge: true,
+  supportsForJsonPath: true,
+} as const;
+
+export type TsqlCapabilities = typeof TSQL_CAPABILITIES;
+
+/** Quoted T-SQL identifier (`]` doubled). */
+export function tsqlIdent(name: string): string {
+  return `[${name.replaceAll(']', ']]')}]`;
+}
+
+/** Two-part name `[schema].[table]`. */
+export function tsqlTable(schema: string, table: string): string {
+  return `${tsqlIdent(schema)}.${tsqlIdent(table)}`;
+}
+
+/** Unicode string literal (`N'...'`, single quotes doubled). */
+export function tsqlLiteral(value: string): string {
+  return `N'${value.replaceAll("'", "''")}'`;
+}
+
+/** A T-SQL literal for a JavaScript value; `null`/`undefined` → `NULL`. */
+export function tsqlValue(value: unknown): string {
+  if (value === null || value === undefined) return 'NULL';
+  if (typeof value === 'bigint') return value.toString();
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) return 'NULL';
+    return String(value);
+  }
+  if (typeof value === 'boolean') return value ? '1' : '0';
+  if (value instanceof Date) return tsqlLiteral(value.toISOString());
+  return tsqlLiteral(String(value));
+}
+
+/** A staging column: name and T-SQL type text. */
+export interface TsqlColumn {
+  readonly name: string;
+  readonly type: string;
+  readonly nullable?: boolean;
+}
+
+/** `DROP TABLE IF EXISTS` then `CREATE TABLE` for a staging table; one statement each. */
+export function stagingTableDdl(schema: string, table: string, columns: readonly TsqlColumn[]): string[] {
+  const cols = columns.map((c) => `${tsqlIdent(c.name)} ${c.type} ${c.nullable === false ? 'NOT NULL' : 'NULL'}`);
+  return [
+    `DROP TABLE IF EXISTS ${tsqlTable(schema, table)}`,
+    `CREATE TABLE ${tsqlTable(schema, table)} (${cols.join(', ')})`,
+  ];
+}
+
+/**
+ * Set-based load of rows into a table: `INSERT ... VALUES` statements of at most
+ * `min(maxRowsPerInsertValues, floor(maxParameters / columns))` rows, so the same plan also fits parameterised sends.
+ */
+export function insertValuesStatements(
+  schema: string,
+  table: string,
+  columns: readonly string[],
+  rows: readonly (readonly unknown[])[],
+  capabilities: Pick<TsqlCapabilities, 'maxParameters' | 'maxRowsPerInsertValues'> = TSQL_CAPABILITIES,
+): string[] {
+  if (columns.length === 0 || rows.length === 0) return [];
+  const perStatement = rowsPerInsert(columns.length, capabilities);
+  const head = `INSERT INTO ${tsqlTable(schema, table)} (${columns.map(tsqlIdent).join(', ')}) VALUES `;
+  const out: string[] = [];
+  for (let i = 0; i < rows.length; i += perStatement) {
+    const chunk = rows.slice(i, i + perStatement);
+    out.push(head + chunk.map((r) => `(${columns.map((_, j) => tsqlValue(r[j])).join(', ')})`).join(', '));
+  }
+  return out;
+}
+
+/** Rows per `INSERT ... VALUES` for a column count, bounded by both the row and the parameter limit. */
+export function rowsPerInsert(
+  columnCount: number,
+  capabilities: Pick<TsqlCapabilities, 'maxParameters' | 'maxRowsPerInsertValues'> = TSQL_CAPABILITIES,
+): number {
+  return Math.max(
+    1,
+    Math.min(capabilities.maxRowsPerInsertValues, Math.floor(capabilities.maxParameters / Math.max(1, columnCount))),
+  );
+}
+
+/** Options of a MERGE upsert from a source table into a target on key columns. */
+export interface MergeOptions {
+  readonly target: { readonly schema: string; readonly table: string };
+  readonly source: { readonly schema: string; readonly table: string };
+  readonly keys: readonly string[];
+  /** Non-key columns to update and insert. */
+  readonly columns: readonly string[];
+  /**
+   * Column that orders versions: an existing row is updated only when the source's value is greater or equal (an
+   * equal version is re-applied so a repeated run after a crash converges).
+   */
+  readonly versionColumn?: string;
+}
+
+/**
+ * A MERGE upsert (`WITH (HOLDLOCK)` so two concurrent merges cannot both insert the same key — the documented
+ * race of MERGE without a serialisable range lock).
+ */
+export function mergeStatement(options: MergeOptions): string {
+  const on = options.keys.map((k) => `tgt.${tsqlIdent(k)} = src.${tsqlIdent(k)}`).join(' AND ');
+  const all = [...options.keys, ...options.columns];
+  const set = options.columns.map((c) => `tgt.${tsqlIdent(c)} = src.${tsqlIdent(c)}`).join(', ');
+  const version = options.versionColumn
+    ? ` AND src.${tsqlIdent(options.versionColumn)} >= tgt.${tsqlIdent(options.versionColumn)}`
+    : '';
+  const matched = options.columns.length > 0 ? ` WHEN MATCHED${version} THEN UPDATE SET ${set}` : '';
+  return (
+    `MERGE INTO ${tsqlTable(options.target.schema, options.target.table)} WITH (HOLDLOCK) AS tgt` +
+    ` USING ${tsqlTable(options.source.schema, options.source.table)} AS src ON ${on}${matched}` +
+    ` WHEN NOT MATCHED BY TARGET THEN INSERT (${all.map(tsqlIdent).join(', ')})` +
+    ` VALUES (${all.map((c) => `src.${tsqlIdent(c)}`).join(', ')});`
+  );
+}
+
+/** The schema that holds ferry's state and error store in Azure SQL. Default `ferry`. */
+export const STATE_SCHEMA = 'ferry';
+
+/**
+ * The state store and error store as T-SQL tables, column for column the SQLite schema of
+ * `sqlite-state-store.ts` (TEXT → NVARCHAR, INTEGER → BIGINT, JSON text → NVARCHAR(MAX)). Idempotent.
+ */
+export function stateSchemaStatements(schema = STATE_SCHEMA): string[] {
+  const t = (name: string) => tsqlTable(schema, name);
+  const exists = (name: string) => `IF OBJECT_ID(${tsqlLiteral(`${schema}.${name}`)}, N'U') IS NULL`;
+  // Key columns are NVARCHAR(450/850) because index keys are limited to 1,700 bytes; JSON stays NVARCHAR(MAX).
+  return [
+    `IF SCHEMA_ID(${tsqlLiteral(schema)}) IS NULL EXEC(${tsqlLiteral(`CREATE SCHEMA ${tsqlIdent(schema)}`)})`,
+    `${exists('runs')} CREATE TABLE ${t('runs')} ([id] NVARCHAR(200) NOT NULL, [pipeline] NVARCHAR(200) NOT NULL, [mode] NVARCHAR(20) NOT NULL, [status] NVARCHAR(30) NOT NULL, [window_json] NVARCHAR(MAX) NOT NULL, [started_at] NVARCHAR(40) NOT NULL, [finished_at] NVARCHAR(40) NULL, [duration_ms] BIGINT NULL, [counts_json] NVARCHAR(MAX) NOT NULL, [rejects_by_reason_json] NVARCHAR(MAX) NOT NULL DEFAULT N'{}', [error_json] NVARCHAR(MAX) NULL, [holder] NVARCHAR(200) NOT NULL, [parent_run_id] NVARCHAR(200) NULL, [metrics_json] NVARCHAR(MAX) NOT NULL DEFAULT N'{}', CONSTRAINT [pk_runs] PRIMARY KEY ([id]))`,
+    `IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'runs_pipeline' AND object_id = OBJECT_ID(${tsqlLiteral(`${schema}.runs`)})) CREATE INDEX [runs_pipeline] ON ${t('runs')} ([pipeline], [started_at])`,
+    `${exists('processed_items')} CREATE TABLE ${t('processed_items')} ([pipeline] NVARCHAR(200) NOT NULL, [source] NVARCHAR(200) NOT NULL, [item_id] NVARCHAR(400) NOT NULL, [size] BIGINT NULL, [modified_ms] BIGINT NULL, [item_timestamp] NVARCHAR(40) NULL, [run_id] NVARCHAR(200) NOT NULL, [processed_at] NVARCHAR(40) NOT NULL, CONSTRAINT [pk_processed_items] PRIMARY KEY ([pipeline], [source], [item_id]))`,
+    `${exists('cursors')} CREATE TABLE ${t('cursors')} ([pipeline] NVARCHAR(200) NOT NULL, [source] NVARCHAR(400) NOT NULL, [value] NVARCHAR(400) NOT NULL, [run_id] NVARCHAR(200) NOT NULL, [updated_at] NVARCHAR(40) NOT NULL, CONSTRAINT [pk_cursors] PRIMARY KEY ([pipeline], [source]))`,
+    `${exists('leases')} CREATE TABLE ${t('leases')} ([name] NVARCHAR(400) NOT NULL, [holder] NVARCHAR(200) NOT NULL, [token] BIGINT NOT NULL, [expires_at_ms] BIGINT NOT NULL, CONSTRAINT [pk_leases] PRIMARY KEY ([name]))`,
+    `${exists('lease_tokens')} CREATE TABLE ${t('lease_tokens')} ([name] NVARCHAR(400) NOT NULL, [last_token] BIGINT NOT NULL, CONSTRAINT [pk_lease_tokens] PRIMARY KEY ([name]))`,
+    `${exists('rejects')} CREATE TABLE ${t('rejects')} ([id] BIGINT IDENTITY(1,1) NOT NULL, [run_id] NVARCHAR(200) NOT NULL, [pipeline] NVARCHAR(200) NOT NULL, [stage] NVARCHAR(100) NOT NULL, [reason] NVARCHAR(100) NOT NULL, [message] NVARCHAR(MAX) NOT NULL, [key] NVARCHAR(MAX) NULL, [source_file] NVARCHAR(400) NULL, [row_number] BIGINT NULL, [row_json] NVARCHAR(MAX) NULL, [request_json] NVARCHAR(MAX) NULL, [service_error_json] NVARCHAR(MAX) NULL, [status] NVARCHAR(20) NOT NULL DEFAULT N'open', [resolved_by_run] NVARCHAR(200) NULL, [created_at] NVARCHAR(40) NOT NULL, CONSTRAINT [pk_rejects] PRIMARY KEY ([id]))`,
+    `IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'rejects_run' AND object_id = OBJECT_ID(${tsqlLiteral(`${schema}.rejects`)})) CREATE INDEX [rejects_run] ON ${t('rejects')} ([run_id])`,
+    `IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'rejects_open' AND object_id = OBJECT_ID(${tsqlLiteral(`${schema}.rejects`)})) CREATE INDEX [rejects_open] ON ${t('rejects')} ([pipeline], [status], [source_file])`,
+    `${exists('kv')} CREATE TABLE ${t('kv')} ([namespace] NVARCHAR(200) NOT NULL, [key] NVARCHAR(400) NOT NULL, [value] NVARCHAR(MAX) NOT NULL, CONSTRAINT [pk_kv] PRIMARY KEY ([namespace], [key]))`,
+    `${exists('keymap')} CREATE TABLE ${t('keymap')} ([entity_set] NVARCHAR(128) NOT NULL, [key_predicate] NVARCHAR(850) NOT NULL, [id] UNIQUEIDENTIFIER NOT NULL, [refreshed_at] DATETIME2(3) NOT NULL DEFAULT SYSUTCDATETIME(), CONSTRAINT [pk_keymap] PRIMARY KEY ([entity_set], [key_predicate]))`,
+  ];
+}
+
+/** Lease resource name for a pipeline, shared by the local runner's lease names. */
+export function leaseResource(pipeline: string): string {
+  return `ferry:pipeline:${pipeline}`;
+}
+
+/**
+ * Takes a pipeline lease with `sp_getapplock` (session-owned, no wait). The result set has one row
+ * `{ acquired: 0 | 1 }`: `sp_getapplock` returns 0 (granted) or 1 (granted after wait), negative when not granted.
+ * The lock lives as long as the session, so a crashed process releases it with its connection.
+ */
+export function acquireLeaseSql(resource: string, timeoutMs = 0): string {
+  return (
+    `DECLARE @ferry_lock_result INT; ` +
+    `EXEC @ferry_lock_result = sp_getapplock @Resource = ${tsqlLiteral(resource)}, @LockMode = 'Exclusive', @LockOwner = 'Session', @LockTimeout = ${Math.max(0, Math.trunc(timeoutMs))}; ` +
+    `SELECT CASE WHEN @ferry_lock_result >= 0 THEN 1 ELSE 0 END AS acquired`
+  );
+}
+
+/** Releases a lease taken by `acquireLeaseSql` on the same session. */
+export function releaseLeaseSql(resource: string): string {
+  return `EXEC sp_releaseapplock @Resource = ${tsqlLiteral(resource)}, @LockOwner = 'Session'`;
+}
+
+/**
+ * Saves a pipeline cursor (upsert by pipeline and source). Parameters `@pipeline`, `@source`, `@value`, `@run_id`.
+ */
+export function saveCursorSql(schema = STATE_SCHEMA): string {
+  return (
+    `MERGE INTO ${tsqlTable(schema, 'cursors')} WITH (HOLDLOCK) AS tgt` +
+    ` USING (SELECT @pipeline AS [pipeline], @source AS [source], @value AS [value], @run_id AS [run_id], CONVERT(NVARCHAR(40), SYSUTCDATETIME(), 127) AS [updated_at]) AS src` +
+    ` ON tgt.[pipeline] = src.[pipeline] AND tgt.[source] = src.[source]` +
+    ` WHEN MATCHED THEN UPDATE SET tgt.[value] = src.[value], tgt.[run_id] = src.[run_id], tgt.[updated_at] = src.[updated_at]` +
+    ` WHEN NOT MATCHED BY TARGET THEN INSERT ([pipeline], [source], [value], [run_id], [updated_at]) VALUES (src.[pipeline], src.[source], src.[value], src.[run_id], src.[updated_at]);`
+  );
+}

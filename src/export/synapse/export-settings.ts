@@ -1,0 +1,106 @@
+import fs from 'node:fs/promises';
+import { UsageError } from '../../core/errors.js';
+
+/**
+ * Where the exported artifacts point in Azure. None of these is a secret: credentials are managed identity or
+ * Key Vault secret *names*. The defaults are placeholders for the demo; a project keeps its own values in
+ * `synapse/settings.json` (read by `ferry export synapse`).
+ */
+export interface SynapseExportSettings {
+  /** ADLS Gen2 endpoint, e.g. `https://contosolake.dfs.core.windows.net/`. */
+  readonly storageUrl: string;
+  /** File system (container) the inbound Parquet deltas live in; pipeline folders are relative to it. */
+  readonly lakeFileSystem: string;
+  /** File system the Synapse Link profile writes to (`dataverse-<env>-<org>`). */
+  readonly synapseLinkFileSystem: string;
+  /** File system the warehouse Parquet is written to. */
+  readonly warehouseFileSystem: string;
+  /** Azure SQL server host for staging, state and error store. */
+  readonly sqlServer: string;
+  readonly sqlDatabase: string;
+  /** `managed-identity` (default) or `key-vault-password` (SQL login whose password is a Key Vault secret). */
+  readonly sqlAuthentication: 'managed-identity' | 'key-vault-password';
+  /** SQL login for `key-vault-password`. */
+  readonly sqlUserName?: string;
+  /** Key Vault secret holding the SQL password for `key-vault-password`. */
+  readonly sqlPasswordSecretName?: string;
+  /** Synapse serverless SQL endpoint, `<workspace>-ondemand.sql.azuresynapse.net`. */
+  readonly serverlessSqlServer: string;
+  /** Serverless database holding the external data sources and file format used by CETAS. */
+  readonly serverlessDatabase: string;
+  /** Dataverse environment URL. */
+  readonly dataverseUrl: string;
+  /** Application (client) id of the service principal ferry writes to Dataverse as. Not a secret. */
+  readonly dataverseServicePrincipalId: string;
+  /** Key Vault secret holding that service principal's client secret. */
+  readonly dataverseSecretName: string;
+  /** Key Vault base URL. */
+  readonly keyVaultUrl: string;
+  /** First window of the tumbling-window (backfill) triggers and start of the schedules. Fixed so output is stable. */
+  readonly triggerStartTime: string;
+  /** Parallel windows a backfill trigger may run. Default `4`. */
+  readonly backfillMaxConcurrency: number;
+  /** How long after a window ends its run starts, so Synapse Link can finish writing. Default `00:05:00`. */
+  readonly windowDelay: string;
+}
+
+/** Demo defaults: resolvable names of an example workspace, never secrets. */
+export const DEFAULT_SETTINGS: SynapseExportSettings = {
+  storageUrl: 'https://ferrylake.dfs.core.windows.net/',
+  lakeFileSystem: 'lake',
+  synapseLinkFileSystem: 'dataverse-ferrydemo-unq00000000',
+  warehouseFileSystem: 'warehouse',
+  sqlServer: 'ferry-sql.database.windows.net',
+  sqlDatabase: 'ferry',
+  sqlAuthentication: 'managed-identity',
+  serverlessSqlServer: 'ferry-ws-ondemand.sql.azuresynapse.net',
+  serverlessDatabase: 'ferry_extract',
+  dataverseUrl: 'https://ferrydemo.crm.dynamics.com',
+  dataverseServicePrincipalId: '00000000-0000-0000-0000-000000000000',
+  dataverseSecretName: 'ferry-dataverse-client-secret',
+  keyVaultUrl: 'https://ferry-kv.vault.azure.net/',
+  triggerStartTime: '2026-01-01T00:00:00Z',
+  backfillMaxConcurrency: 4,
+  windowDelay: '00:05:00',
+};
+
+const KEYS = Object.keys(DEFAULT_SETTINGS) as (keyof SynapseExportSettings)[];
+
+/** Reads settings from a JSON file over the defaults; a missing file means the defaults. */
+export async function loadExportSettings(file: string | undefined): Promise<SynapseExportSettings> {
+  if (!file) return DEFAULT_SETTINGS;
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch {
+    return DEFAULT_SETTINGS;
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`Export settings \`${file}\` are not valid JSON (${(error as Error).message}); fix the file.`);
+  }
+  return mergeSettings(parsed, file);
+}
+
+/** Applies overrides to the defaults, refusing unknown keys (a typo would silently keep a placeholder). */
+export function mergeSettings(overrides: unknown, where = 'settings'): SynapseExportSettings {
+  if (!overrides || typeof overrides !== 'object' || Array.isArray(overrides)) {
+    throw new UsageError(`Export settings in \`${where}\` must be a JSON object.`);
+  }
+  for (const key of Object.keys(overrides)) {
+    if (key === '$comment') continue;
+    if (!(KEYS as string[]).includes(key)) {
+      throw new UsageError(`Export setting \`${key}\` in \`${where}\` is unknown; known settings: ${KEYS.join(', ')}.`);
+    }
+  }
+  const { $comment: _ignored, ...rest } = overrides as Record<string, unknown>;
+  const merged = { ...DEFAULT_SETTINGS, ...rest } as SynapseExportSettings;
+  if (merged.sqlAuthentication === 'key-vault-password' && (!merged.sqlUserName || !merged.sqlPasswordSecretName)) {
+    throw new UsageError(
+      `Export setting \`sqlAuthentication\` is \`key-vault-password\` but \`sqlUserName\` or \`sqlPasswordSecretName\` is missing in \`${where}\`; set both.`,
+    );
+  }
+  return merged;
+}
