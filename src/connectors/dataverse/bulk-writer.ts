@@ -440,7 +440,9 @@ export class BulkWriter {
     return {
       ...payload,
       '@odata.type': `Microsoft.Dynamics.CRM.${this.#table.logicalName}`,
-      '@odata.id': keySegment(this.#table.entitySet, row.keyPredicate),
+      // Not percent-encoded: Microsoft's own SDK (PowerPlatform-DataverseClient-Python `_upsert_multiple`) sends the
+      // key predicate as is, and the emulator reads it that way. URL-breaking characters never get here (keySafe).
+      '@odata.id': `${this.#table.entitySet}(${row.keyPredicate})`,
     };
   }
 
