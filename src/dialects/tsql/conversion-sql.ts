@@ -303,8 +303,8 @@ function compileColumn(
     case 'Integer':
     case 'BigInt': {
       const big = type === 'BigInt';
-      const min = num(a.MinValue, big ? -9223372036854775807 : -2147483648);
-      const max = num(a.MaxValue, big ? 9223372036854775807 : 2147483647);
+      const min = num(a.MinValue, big ? Number.MIN_SAFE_INTEGER : -2147483648);
+      const max = num(a.MaxValue, big ? Number.MAX_SAFE_INTEGER : 2147483647);
       const v = `TRY_CONVERT(BIGINT, ${s})`;
       return {
         value: `CASE WHEN ${v} BETWEEN ${BigInt(Math.trunc(min))} AND ${BigInt(Math.trunc(max))} THEN ${v} END`,
