@@ -155,7 +155,11 @@ export class WebApi {
     const select = readSelect(query);
     const context = `${this.#base}$metadata#${table.entitySetName}${select ? `(${select.join(',')})` : ''}/$entity`;
     return {
-      ...json(200, { '@odata.context': context, ...this.serialize(table, row, select, this.#annotations) }, { ETag: etag(row) }),
+      ...json(
+        200,
+        { '@odata.context': context, ...this.serialize(table, row, select, this.#annotations) },
+        { ETag: etag(row) },
+      ),
       work: { kind: 'read', records: 1 },
     };
   }
@@ -323,7 +327,11 @@ export class WebApi {
     const headers: Record<string, string> = { ETag: etag(row) };
     // The doc's 201 example carries Preference-Applied, its 200 example does not (reference §1.3).
     if (status === 201) headers['Preference-Applied'] = 'return=representation';
-    return json(status, { '@odata.context': context, ...this.serialize(table, row, select, this.#annotations) }, headers);
+    return json(
+      status,
+      { '@odata.context': context, ...this.serialize(table, row, select, this.#annotations) },
+      headers,
+    );
   }
 
   #bulk(table: CatalogTable, action: BulkAction, request: ApiRequest, context: ApiContext): ApiResponse {

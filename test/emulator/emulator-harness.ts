@@ -90,9 +90,12 @@ export function httpRequest(method: string, url: string, body?: unknown): string
 }
 
 /** Splits a multipart response body into its `application/http` parts (status line, headers, body). */
-export function responseParts(text: string): Array<{ status: number; headers: Record<string, string>; body: string; contentId?: string }> {
+export function responseParts(
+  text: string,
+): Array<{ status: number; headers: Record<string, string>; body: string; contentId?: string }> {
   const out: Array<{ status: number; headers: Record<string, string>; body: string; contentId?: string }> = [];
-  const re = /Content-Type: application\/http\r\nContent-Transfer-Encoding: binary\r\n(?:Content-ID: (\d+)\r\n)?\r\nHTTP\/1\.1 (\d{3})[^\r]*\r\n([\s\S]*?)\r\n\r\n([\s\S]*?)\r\n--/g;
+  const re =
+    /Content-Type: application\/http\r\nContent-Transfer-Encoding: binary\r\n(?:Content-ID: (\d+)\r\n)?\r\nHTTP\/1\.1 (\d{3})[^\r]*\r\n([\s\S]*?)\r\n\r\n([\s\S]*?)\r\n--/g;
   for (let m = re.exec(text); m; m = re.exec(text)) {
     const headers: Record<string, string> = {};
     for (const line of m[3].split('\r\n')) {

@@ -20,13 +20,19 @@ describe('test vectors TV1–TV18', () => {
     assert.equal(first.headers.get('odata-version'), '4.0');
     assert.equal(first.headers.get('odata-entityid'), `${h.api}example_records(example_key1=2,example_key2=2)`);
     assert.equal(first.text, '');
-    const second = await h.call('PATCH', 'example_records(example_key1=2,example_key2=2)', { example_name: '2:2 Updated' });
+    const second = await h.call('PATCH', 'example_records(example_key1=2,example_key2=2)', {
+      example_name: '2:2 Updated',
+    });
     assert.equal(second.status, 204);
     assert.equal(second.headers.get('odata-entityid'), first.headers.get('odata-entityid'));
     const rows = h.emulator.store.rows('example_record').filter((r) => r.attributes.example_key1 === 2);
     assert.equal(rows.length, 1);
     assert.deepEqual(
-      { name: rows[0].attributes.example_name, k1: rows[0].attributes.example_key1, k2: rows[0].attributes.example_key2 },
+      {
+        name: rows[0].attributes.example_name,
+        k1: rows[0].attributes.example_key1,
+        k2: rows[0].attributes.example_key2,
+      },
       { name: '2:2 Updated', k1: 2, k2: 2 },
     );
   });
@@ -53,7 +59,13 @@ describe('test vectors TV1–TV18', () => {
   });
 
   it('TV3: If-Match: * on a missing row → 404 with the documented message; on an existing row → 204', async () => {
-    const body = { name: 'Updated Sample Account ', creditonhold: true, address1_latitude: 47.639583, revenue: 6000000, accountcategorycode: 2 };
+    const body = {
+      name: 'Updated Sample Account ',
+      creditonhold: true,
+      address1_latitude: 47.639583,
+      revenue: 6000000,
+      accountcategorycode: 2,
+    };
     const missing = await h.call('PATCH', `accounts(${ACCOUNT1.replace(/1$/, '9')})`, body, { 'If-Match': '*' });
     assert.equal(missing.status, 404);
     assert.equal(missing.headers.get('content-type'), 'application/json; odata.metadata=minimal');
@@ -73,7 +85,9 @@ describe('test vectors TV1–TV18', () => {
     assert.equal(absent.status, 204);
     const present = await h.call('PATCH', `accounts(${id})`, { name: 'four again' }, { 'If-None-Match': '*' });
     assert.equal(present.status, 412);
-    assert.deepEqual(present.json, { error: { code: '', message: 'A record with matching key values already exists.' } });
+    assert.deepEqual(present.json, {
+      error: { code: '', message: 'A record with matching key values already exists.' },
+    });
     assert.equal(h.emulator.store.get('account', id)?.attributes.name, 'four');
   });
 
@@ -103,7 +117,9 @@ describe('test vectors TV1–TV18', () => {
     const r = await h.call('POST', 'sample_examples/Microsoft.Dynamics.CRM.UpdateMultiple', { Targets: targets });
     assert.equal(r.status, 204);
     assert.equal(r.headers.get('odata-version'), '4.0');
-    ids.forEach((id, i) => assert.equal(h.emulator.store.get('sample_example', id)?.attributes.sample_name, `sample record ${i} Updated`));
+    ids.forEach((id, i) =>
+      assert.equal(h.emulator.store.get('sample_example', id)?.attributes.sample_name, `sample record ${i} Updated`),
+    );
   });
 
   it('TV7: UpsertMultiple with @odata.id alternate keys → 204 and both rows stored by key', async () => {
@@ -115,7 +131,9 @@ describe('test vectors TV1–TV18', () => {
     const r = await h.call('POST', 'sample_examples/Microsoft.Dynamics.CRM.UpsertMultiple', { Targets: targets });
     assert.equal(r.status, 204);
     assert.equal(r.text, '');
-    const byKey = h.emulator.store.rows('sample_example').filter((row) => row.attributes.sample_keyattribute !== undefined);
+    const byKey = h.emulator.store
+      .rows('sample_example')
+      .filter((row) => row.attributes.sample_keyattribute !== undefined);
     assert.deepEqual(
       byKey.map((row) => [row.attributes.sample_keyattribute, row.attributes.sample_name]),
       [
@@ -169,7 +187,10 @@ describe('test vectors TV1–TV18', () => {
     assert.match(parts[0].headers.location, new RegExp(`^${h.api.replace(/[.$]/g, '\\$&')}tasks\\([0-9a-f-]{36}\\)$`));
     assert.equal(parts[0].headers['odata-entityid'], parts[0].headers.location);
     assert.equal(parts[1].status, 200);
-    assert.match(parts[1].headers['content-type'], /^application\/json; odata\.metadata=minimal; odata\.streaming=true$/);
+    assert.match(
+      parts[1].headers['content-type'],
+      /^application\/json; odata\.metadata=minimal; odata\.streaming=true$/,
+    );
     const got = JSON.parse(parts[1].body);
     const taskId = /tasks\(([^)]+)\)/.exec(parts[0].headers.location)![1];
     assert.equal(got['@odata.context'], `${h.api}$metadata#tasks(subject)`);
@@ -229,7 +250,10 @@ describe('test vectors TV1–TV18', () => {
       {
         changeset: 'changeset_tv11',
         parts: [
-          httpRequest('POST', '/api/data/v9.2/tasks', { subject: 'refers ahead', 'regardingobjectid_contact_task@odata.bind': '$2' }),
+          httpRequest('POST', '/api/data/v9.2/tasks', {
+            subject: 'refers ahead',
+            'regardingobjectid_contact_task@odata.bind': '$2',
+          }),
           httpRequest('POST', '/api/data/v9.2/contacts', { firstname: 'later' }),
         ],
       },
@@ -239,7 +263,10 @@ describe('test vectors TV1–TV18', () => {
     const parts = responseParts(r.text);
     assert.equal(parts.length, 1);
     assert.equal(parts[0].status, 400);
-    assert.equal(JSON.parse(parts[0].body).error.message, "Content-ID Reference: '$2' does not exist in the batch context.");
+    assert.equal(
+      JSON.parse(parts[0].body).error.message,
+      "Content-ID Reference: '$2' does not exist in the batch context.",
+    );
   });
 
   it('TV12: a wrong navigation property name → 400 0x80048d19 with the OData message', async () => {
@@ -272,7 +299,12 @@ describe('test vectors TV1–TV18', () => {
   it('TV13: duplicate detection on create with MSCRM.SuppressDuplicateDetection: false → 412 0x80040333', async () => {
     const first = await h.call('POST', 'accounts', { name: 'Sample Account' });
     assert.equal(first.status, 204);
-    const dup = await h.call('POST', 'accounts', { name: 'Sample Account' }, { 'MSCRM.SuppressDuplicateDetection': 'false' });
+    const dup = await h.call(
+      'POST',
+      'accounts',
+      { name: 'Sample Account' },
+      { 'MSCRM.SuppressDuplicateDetection': 'false' },
+    );
     assert.equal(dup.status, 412);
     assert.equal(dup.headers.get('content-type'), 'application/json; odata.metadata=minimal');
     assert.deepEqual(dup.json, {
@@ -309,9 +341,15 @@ describe('test vectors TV1–TV18', () => {
     const parent = '00000000-0000-0000-0000-0000000000f1';
     const child = '00000000-0000-0000-0000-0000000000f2';
     await h.call('PATCH', `accounts(${parent})`, { name: 'parent' });
-    await h.call('PATCH', `accounts(${child})`, { name: 'child', 'parentaccountid@odata.bind': `/accounts(${parent})` });
+    await h.call('PATCH', `accounts(${child})`, {
+      name: 'child',
+      'parentaccountid@odata.bind': `/accounts(${parent})`,
+    });
     assert.equal(h.emulator.store.get('account', child)?.attributes.parentaccountid, parent);
-    const r = await h.call('PATCH', `accounts(${child})`, { 'parentaccountid@odata.bind': null, 'primarycontactid@odata.bind': null });
+    const r = await h.call('PATCH', `accounts(${child})`, {
+      'parentaccountid@odata.bind': null,
+      'primarycontactid@odata.bind': null,
+    });
     assert.equal(r.status, 204);
     assert.equal(h.emulator.store.get('account', child)?.attributes.parentaccountid, null);
     await h.call('PATCH', `accounts(${child})`, { 'parentaccountid@odata.bind': `accounts(${parent})` });
@@ -338,7 +376,11 @@ describe('test vectors TV1–TV18', () => {
     assert.equal(r.json.LogicalName, 'accountcategorycode');
     assert.match(r.json.OptionSet.MetadataId, GUID);
     assert.deepEqual(
-      r.json.OptionSet.Options.map((o: any) => [o.Value, o.Label.UserLocalizedLabel.Label, o.Label.LocalizedLabels[0].LanguageCode]),
+      r.json.OptionSet.Options.map((o: any) => [
+        o.Value,
+        o.Label.UserLocalizedLabel.Label,
+        o.Label.LocalizedLabels[0].LanguageCode,
+      ]),
       [
         [1, 'Preferred Customer', 1033],
         [2, 'Standard', 1033],
@@ -361,7 +403,10 @@ describe('test vectors TV1–TV18', () => {
       assert.equal(throttled.headers.get('retry-after'), '30');
       assert.equal(throttled.headers.get('content-type'), 'application/json; odata.metadata=minimal');
       assert.deepEqual(throttled.json, {
-        error: { code: '0x80072322', message: 'Number of requests exceeded the limit of 6000 over time window of 300 seconds.' },
+        error: {
+          code: '0x80072322',
+          message: 'Number of requests exceeded the limit of 6000 over time window of 300 seconds.',
+        },
       });
     } finally {
       await t.close();
