@@ -117,9 +117,9 @@ describe('test vectors TV1–TV18', () => {
     const r = await h.call('POST', 'sample_examples/Microsoft.Dynamics.CRM.UpdateMultiple', { Targets: targets });
     assert.equal(r.status, 204);
     assert.equal(r.headers.get('odata-version'), '4.0');
-    ids.forEach((id, i) =>
-      assert.equal(h.emulator.store.get('sample_example', id)?.attributes.sample_name, `sample record ${i} Updated`),
-    );
+    ids.forEach((id, i) => {
+      assert.equal(h.emulator.store.get('sample_example', id)?.attributes.sample_name, `sample record ${i} Updated`);
+    });
   });
 
   it('TV7: UpsertMultiple with @odata.id alternate keys → 204 and both rows stored by key', async () => {
