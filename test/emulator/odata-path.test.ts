@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ODataSyntaxError, parseFilter, parseODataPath, parseQueryString } from '../../src/emulator/odata-path.js';
+
+describe('emulator OData path reading', () => {
+  it('reads GUID, alternate, composite and doubled-quote keys', () => {
+    assert.deepEqual(parseODataPath('accounts(00000000-0000-0000-0000-00000000000A)')[0].key, {
+      kind: 'id',
+      id: '00000000-0000-0000-0000-00000000000a',
+    });
+    assert.deepEqual(parseODataPath("accounts(name='Men''s Shoes')")[0].key, {
+      kind: 'key',
+      pairs: [{ name: 'name', value: "Men's Shoes" }],
+    });
+    const composite = parseODataPath("contacts(firstname='Joe',ferry_legacyid=2)/Account_Tasks");
+    assert.deepEqual(composite[0].key, {
+      kind: 'key',
+      pairs: [
+        { name: 'firstname', value: 'Joe' },
+        { name: 'ferry_legacyid', value: 2 },
+      ],
+    });
+    assert.equal(composite[0].keyText, "firstname='Joe',ferry_legacyid=2");
+    assert.equal(composite[1].name, 'Account_Tasks');
+  });
+
+  it('keeps `/`, `)` and `,` inside quoted literals', () => {
+    const segments = parseODataPath("accounts(accountnumber='A/B),C')/x");
+    assert.equal(segments.length, 2);
+    assert.deepEqual(segments[0].key, { kind: 'key', pairs: [{ name: 'accountnumber', value: 'A/B),C' }] });
+  });
+
+  it('rejects unterminated strings and unbalanced parentheses', () => {
+    assert.throws(() => parseODataPath("accounts(name='x)"), ODataSyntaxError);
+    assert.throws(() => parseODataPath('accounts(name=)'), ODataSyntaxError);
+  });
+
+  it('query strings keep `+` and decode percent escapes; $filter reads eq/and with aliases', () => {
+    const q = parseQueryString("$filter=name%20eq%20'a+b'&@p='x'");
+    assert.equal(q.get('$filter'), "name eq 'a+b'");
+    assert.deepEqual(parseFilter("name eq 'a and b' and n eq 5 and r eq @p", new Map([['@p', "'x'"]])), [
+      { property: 'name', value: 'a and b' },
+      { property: 'n', value: 5 },
+      { property: 'r', value: 'x' },
+    ]);
+    assert.throws(() => parseFilter('n gt 5'), ODataSyntaxError);
+  });
+});
