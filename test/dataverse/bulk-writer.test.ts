@@ -271,3 +271,26 @@ describe('bulk writer under faults', () => {
     }
   });
 });
+
+describe('bulk writer: forced UpsertMultiple on a table without bulk support', () => {
+  it('switches to $batch when the service says the message is not implemented', async () => {
+    const meta = await metadataCopy({ account: (t) => (t.SupportsBulk = false) });
+    const emu = await emulator({ metadataDir: meta.dir });
+    try {
+      const { result, rejects, client } = await write(emu.url, manyAccounts(90, 'N'), {
+        batchSize: 30,
+        mode: 'upsert-multiple',
+        maxConcurrency: 1,
+      });
+      assert.equal(rejects.length, 0);
+      assert.equal(result.upserted, 90);
+      assert.equal(result.mode, 'batch');
+      // WhoAmI, one refused UpsertMultiple, then three $batch requests.
+      assert.equal(client.stats.requests, 1 + 1 + 3);
+      assert.equal(accountsByNumber(emu).size, 90);
+    } finally {
+      await emu.close();
+      await meta.cleanup();
+    }
+  });
+});

@@ -328,6 +328,13 @@ export class BulkWriter {
     }
     this.#bulkFailures += 1;
     const error = parseServiceError(response.body);
+    if (response.status === 501 || error?.code.toLowerCase() === '0x80040219') {
+      // The table has no bulk messages after all (NotImplemented): send this chunk and the rest with $batch.
+      this.#options.log?.warn(`\`${this.#table.entitySet}\` does not support UpsertMultiple; falling back to $batch.`);
+      this.#mode = 'batch';
+      await this.#sendBatch(chunk, queue);
+      return;
+    }
     if (chunk.length === 1) {
       this.#settle([
         { pending: chunk[0]!, outcome: this.#outcomeOf(response.status, error, response.body, targets[0]) },
