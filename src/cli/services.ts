@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type { Lake } from '../connectors/lake/lake.js';
+import { createTokenProvider } from '../connectors/dataverse/token-provider.js';
 import { LocalLake } from '../connectors/lake/local-lake.js';
 import { SqliteStateStore } from '../connectors/state/sqlite-state-store.js';
 import type { FerryConfig } from '../core/config.js';
@@ -28,10 +29,9 @@ export async function openDataverse(config: FerryConfig, log: Logger): Promise<O
       );
     }
     const url = config.dataverse.replace(/\/+$/, '');
-    const loopback = /^http:\/\/(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?$/.test(url);
-    if (loopback) return { endpoint: { url }, close: async () => undefined };
-    const { createTokenProvider } = await import('../connectors/dataverse/token-provider.js');
-    return { endpoint: { url, getToken: createTokenProvider(url) }, close: async () => undefined };
+    // Loopback URLs (an emulator in another process) need no token.
+    const getToken = createTokenProvider(url);
+    return { endpoint: getToken ? { url, getToken } : { url }, close: async () => undefined };
   }
   const { startEmulator } = await import('../emulator/server.js');
   const emulator = await startEmulator({
