@@ -12,7 +12,7 @@ import type { PipelineDefinition, RunMode, StageSpec } from './pipeline.js';
 import type { RejectRecord } from './rejects.js';
 import type { PlanContext, Progress, RunServices, StageContext, StageImpl } from './stage.js';
 import type { StagingEngine } from './staging.js';
-import type { RunRecord, RunStatus, StateStore } from './state-store.js';
+import type { Lease, RunRecord, RunStatus, StateStore } from './state-store.js';
 import { HELD_BACK_ITEMS, type RunWindow } from './window.js';
 
 export interface StageRegistry {
@@ -76,6 +76,48 @@ export function holderName(): string {
 }
 
 /**
+ * True when a lease's holder is a process on this machine that no longer exists (killed with SIGKILL, so it could
+ * not release it). Holders on other machines are never judged: their lease simply expires.
+ */
+export function isDeadHolder(lease: Lease): boolean {
+  const [host, pidText] = [
+    lease.holder.slice(0, lease.holder.lastIndexOf(':')),
+    lease.holder.slice(lease.holder.lastIndexOf(':') + 1),
+  ];
+  const pid = Number(pidText);
+  if (host !== os.hostname() || !Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+/**
+ * Takes a lease whose holder died on this machine instead of waiting for it to expire, so the run after a crash
+ * does not skip for a whole TTL. Acquiring "as of" the dead lease's expiry is atomic in the store: of two
+ * processes racing for it, only the first sees it expired.
+ */
+function takeOverDeadLease(
+  state: StateStore,
+  leaseName: string,
+  holder: string,
+  ttl: number,
+  log: Logger,
+): Lease | null {
+  const current = state.getLease(leaseName);
+  if (!current || !isDeadHolder(current)) return null;
+  const lease = state.acquireLease(leaseName, holder, ttl, current.expiresAtMs);
+  if (lease) {
+    // Expiry counted from the dead lease's, so renew at once to count it from now.
+    state.renewLease(leaseName, lease.token, ttl);
+    log.warn(`Took over the lease of \`${leaseName}\` from \`${current.holder}\`, which is no longer running.`);
+  }
+  return lease;
+}
+
+/**
  * Runs one pipeline once: takes its lease, plans (or takes) a fixed window, runs the stages, and only then
  * records the items as processed and moves the cursor. A killed run leaves the cursor where it was, so the next
  * run repeats the window; every sink is idempotent, so repeating is safe.
@@ -85,7 +127,7 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
   const holder = holderName();
   const ttl = options.leaseTtlMs ?? 120_000;
   const leaseName = pipelineLeaseName(def.name);
-  const lease = state.acquireLease(leaseName, holder, ttl);
+  const lease = state.acquireLease(leaseName, holder, ttl) ?? takeOverDeadLease(state, leaseName, holder, ttl, log);
   if (!lease) {
     const current = state.getLease(leaseName);
     const reason = `Pipeline \`${def.name}\` is already running (lease held by \`${current?.holder ?? 'unknown'}\` until ${current ? new Date(current.expiresAtMs).toISOString() : '?'}); skipped.`;
