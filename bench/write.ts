@@ -1,0 +1,303 @@
+/**
+ * `npm run bench -- write --profile default --rows 200000 [--time-scale 60]`: writes the same generated accounts to
+ * a fresh, time-scaled emulator twice — with ferry's adaptive bulk writer and with a baseline client configured like
+ * Azure Data Factory's defaults (batches of 10 via `$batch`, 10 in parallel, fixed retry) — and prints for each the
+ * achieved rows/s against the emulator's ceiling for the profile, the 429s and the longest Retry-After, and the rows
+ * lost or written twice (the emulator's store is checked row by row). The last line is one JSON object.
+ */
+import { parseArgs } from 'node:util';
+import { BulkWriter, type WriteRow } from '../src/connectors/dataverse/bulk-writer.js';
+import { DataverseClient } from '../src/connectors/dataverse/dataverse-client.js';
+import { parseServiceError } from '../src/connectors/dataverse/dataverse-errors.js';
+import { buildBatch, parseBatchResponse } from '../src/connectors/dataverse/odata-batch.js';
+import { keySegment } from '../src/connectors/dataverse/odata-key.js';
+import { parseRetryAfter, throttleKindOf } from '../src/connectors/dataverse/retry-policy.js';
+import * as emulatorServer from '../src/emulator/server.js';
+
+interface Emulator {
+  url: string;
+  store: { rows(table: string): ReadonlyArray<{ attributes: Readonly<Record<string, unknown>> }> };
+  close(): Promise<void>;
+}
+
+interface Figures {
+  rows: number;
+  seconds: number;
+  rowsPerSec: number;
+  requests: number;
+  throttled: number;
+  throttledByKind: Record<string, number>;
+  maxRetryAfterSec: number;
+  rejected: number;
+  lost: number;
+  duplicated: number;
+}
+
+/** The bench entry the coordinator wires into `bench/main.ts`. */
+export async function runWriteBench(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      profile: { type: 'string', default: 'default' },
+      rows: { type: 'string', default: '200000' },
+      'baseline-rows': { type: 'string' },
+      'time-scale': { type: 'string', default: '60' },
+      'batch-size': { type: 'string', default: '100' },
+      'max-concurrency': { type: 'string', default: '64' },
+      metadata: { type: 'string', default: 'fixtures/metadata' },
+      'no-baseline': { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  const profile = values.profile!;
+  const rows = Number(values.rows);
+  const baselineRows = Number(values['baseline-rows'] ?? rows);
+  const timeScale = Number(values['time-scale']);
+  const batchSize = Number(values['batch-size']);
+  const maxConcurrency = Number(values['max-concurrency']);
+  const metadataDir = values.metadata!;
+  const start = (emulatorServer as unknown as { startEmulator: (o: Record<string, unknown>) => Promise<Emulator> })
+    .startEmulator;
+  const emulatorOptions = { port: 0, metadataDir, profile, timeScale };
+
+  const ceiling = await ceilingOf(profile, { operation: 'upsert', batchSize, timeScale });
+  print(`profile ${profile}, time scale ${timeScale}, ${rows} rows (baseline ${baselineRows})`);
+  print(
+    ceiling === undefined
+      ? 'ceiling: not reported by the emulator (no ceilingFor export)'
+      : `ceiling: ${fmt(ceiling)} rows/s (scaled)`,
+  );
+
+  const ferry = await withEmulator(start, emulatorOptions, (emu) => runFerry(emu, rows, { batchSize, maxConcurrency }));
+  print(
+    `ferry:    ${fmt(ferry.rowsPerSec)} rows/s in ${ferry.seconds.toFixed(1)} s, ${ferry.requests} requests, ${ferry.throttled} × 429 ${JSON.stringify(ferry.throttledByKind)}, longest Retry-After ${ferry.maxRetryAfterSec} s, rejected ${ferry.rejected}, lost ${ferry.lost}, duplicated ${ferry.duplicated}`,
+  );
+  if (ceiling !== undefined) print(`ferry / ceiling: ${(ferry.rowsPerSec / ceiling).toFixed(3)}`);
+
+  let baseline: Figures | undefined;
+  if (!values['no-baseline']) {
+    baseline = await withEmulator(start, emulatorOptions, (emu) => runBaseline(emu, baselineRows, timeScale));
+    print(
+      `baseline: ${fmt(baseline.rowsPerSec)} rows/s in ${baseline.seconds.toFixed(1)} s, ${baseline.requests} requests, ${baseline.throttled} × 429, longest Retry-After ${baseline.maxRetryAfterSec} s, lost ${baseline.lost}, duplicated ${baseline.duplicated}`,
+    );
+    print(`ferry / baseline: ${(ferry.rowsPerSec / baseline.rowsPerSec).toFixed(2)}×`);
+  }
+  const result = {
+    profile,
+    rows,
+    ceilingRowsPerSec: ceiling === undefined ? null : round(ceiling),
+    ferryRowsPerSec: round(ferry.rowsPerSec),
+    ratioToCeiling: ceiling === undefined ? null : round(ferry.rowsPerSec / ceiling, 3),
+    baselineRowsPerSec: baseline ? round(baseline.rowsPerSec) : null,
+    speedupVsBaseline: baseline ? round(ferry.rowsPerSec / baseline.rowsPerSec, 2) : null,
+    requests: ferry.requests,
+    throttled: ferry.throttled,
+    maxRetryAfterSec: ferry.maxRetryAfterSec,
+    lost: ferry.lost,
+    duplicated: ferry.duplicated,
+  };
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+/** The emulator's best sustainable rows/s for the profile, from its `ceilingFor` (the emulator owns the model). */
+async function ceilingOf(profile: string, workload: Record<string, unknown>): Promise<number | undefined> {
+  const candidates = [
+    '../src/emulator/server.js',
+    '../src/emulator/throttling.js',
+    '../src/emulator/throttle-model.js',
+    '../src/emulator/profiles.js',
+  ];
+  for (const file of candidates) {
+    let mod: Record<string, unknown>;
+    try {
+      mod = (await import(file)) as Record<string, unknown>;
+    } catch {
+      continue;
+    }
+    const fn = mod.ceilingFor as ((p: unknown, w: unknown) => unknown) | undefined;
+    if (typeof fn !== 'function') continue;
+    const value = fn(profile, workload);
+    if (typeof value === 'number') return value;
+    if (value && typeof value === 'object') {
+      const v = value as Record<string, unknown>;
+      const n = v.scaledRecordsPerSec ?? v.recordsPerSec ?? v.rowsPerSec ?? v.ceiling;
+      if (typeof n === 'number') return n;
+    }
+  }
+  return undefined;
+}
+
+async function withEmulator<T>(
+  start: (o: Record<string, unknown>) => Promise<Emulator>,
+  options: Record<string, unknown>,
+  work: (emu: Emulator) => Promise<T>,
+): Promise<T> {
+  const emu = await start(options);
+  try {
+    return await work(emu);
+  } finally {
+    await emu.close();
+  }
+}
+
+function accountRows(n: number): WriteRow[] {
+  return Array.from({ length: n }, (_, i) => ({
+    rowId: i + 1,
+    key: `accountnumber=W${i}`,
+    keyPredicate: `accountnumber='W${i}'`,
+    keySafe: true,
+    payload: JSON.stringify({ name: `Bench account ${i}`, numberofemployees: i % 5000, creditonhold: i % 3 === 0 }),
+  }));
+}
+
+async function runFerry(
+  emu: Emulator,
+  n: number,
+  options: { batchSize: number; maxConcurrency: number },
+): Promise<Figures> {
+  const rows = accountRows(n);
+  const client = new DataverseClient({ url: emu.url, timeoutMs: 120_000 });
+  let rejected = 0;
+  const writer = new BulkWriter({
+    client,
+    table: { logicalName: 'account', entitySet: 'accounts', primaryId: 'accountid' },
+    mode: 'upsert-multiple',
+    batchSize: options.batchSize,
+    maxConcurrency: options.maxConcurrency,
+    onRejected: (r) => {
+      rejected += r.length;
+    },
+  });
+  const started = performance.now();
+  const result = await writer.write(
+    (async function* () {
+      for (let i = 0; i < rows.length; i += 2048) yield rows.slice(i, i + 2048);
+    })(),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  const check = verify(emu, rows);
+  const byKind = client.stats.throttled;
+  return {
+    rows: n,
+    seconds,
+    rowsPerSec: result.upserted / seconds,
+    requests: client.stats.requests,
+    throttled: Object.values(byKind).reduce((a, b) => a + b, 0),
+    throttledByKind: { ...byKind },
+    maxRetryAfterSec: client.stats.maxRetryAfterSec,
+    rejected,
+    ...check,
+  };
+}
+
+/**
+ * A client set up like ADF's Dataverse sink defaults: `writeBatchSize` 10 (one `$batch` of 10 upserts, continue on
+ * error like ExecuteMultiple), 10 parallel copies, and a fixed retry wait (`sinkRetryWait`-style, here 10 s of
+ * service time, i.e. divided by the time scale) that ignores Retry-After and never slows down.
+ */
+async function runBaseline(emu: Emulator, n: number, timeScale: number): Promise<Figures> {
+  const rows = accountRows(n);
+  const apiPath = '/api/data/v9.2/';
+  const fixedWaitMs = 10_000 / timeScale;
+  const batches: WriteRow[][] = [];
+  for (let i = 0; i < rows.length; i += 10) batches.push(rows.slice(i, i + 10));
+  let next = 0;
+  const figures = { requests: 0, throttled: 0, maxRetryAfterSec: 0, rejected: 0, byKind: {} as Record<string, number> };
+  const lane = async () => {
+    for (;;) {
+      const batch = batches[next++];
+      if (!batch) return;
+      const built = buildBatch(
+        batch.map((r) => ({ method: 'PATCH' as const, url: keySegment('accounts', r.keyPredicate), body: r.payload })),
+        { apiPath },
+      );
+      for (let attempt = 0; attempt < 60; attempt += 1) {
+        figures.requests += 1;
+        let response: Response;
+        try {
+          response = await fetch(`${emu.url}${apiPath}$batch`, {
+            method: 'POST',
+            headers: {
+              'Content-Type': built.contentType,
+              Prefer: 'odata.continue-on-error',
+              'OData-Version': '4.0',
+              Accept: 'application/json',
+            },
+            body: built.body,
+          });
+        } catch {
+          await sleep(fixedWaitMs);
+          continue;
+        }
+        const text = await response.text();
+        if (response.status === 429 || response.status >= 500) {
+          if (response.status === 429) {
+            figures.throttled += 1;
+            const kind = throttleKindOf(parseServiceError(text)?.code);
+            figures.byKind[kind] = (figures.byKind[kind] ?? 0) + 1;
+            const ra = parseRetryAfter(response.headers.get('retry-after'));
+            if (ra !== undefined) figures.maxRetryAfterSec = Math.max(figures.maxRetryAfterSec, ra / 1000);
+          }
+          await sleep(fixedWaitMs);
+          continue;
+        }
+        const parts = parseBatchResponse(response.headers.get('content-type') ?? '', text);
+        figures.rejected += parts.filter((p) => p.status >= 400).length;
+        break;
+      }
+    }
+  };
+  const started = performance.now();
+  await Promise.all(Array.from({ length: 10 }, lane));
+  const seconds = (performance.now() - started) / 1000;
+  const check = verify(emu, rows);
+  return {
+    rows: n,
+    seconds,
+    rowsPerSec: (n - check.lost) / seconds,
+    requests: figures.requests,
+    throttled: figures.throttled,
+    throttledByKind: figures.byKind,
+    maxRetryAfterSec: figures.maxRetryAfterSec,
+    rejected: figures.rejected,
+    ...check,
+  };
+}
+
+/** Row-by-row check of the store: each generated key exactly once, with the values sent. */
+function verify(emu: Emulator, rows: readonly WriteRow[]): { lost: number; duplicated: number } {
+  const seen = new Map<string, Array<Readonly<Record<string, unknown>>>>();
+  for (const r of emu.store.rows('account')) {
+    const key = String(r.attributes.accountnumber);
+    const list = seen.get(key);
+    if (list) list.push(r.attributes);
+    else seen.set(key, [r.attributes]);
+  }
+  let lost = 0;
+  let duplicated = 0;
+  for (const row of rows) {
+    const number = row.key.slice('accountnumber='.length);
+    const stored = seen.get(number) ?? [];
+    const expected = JSON.parse(row.payload) as Record<string, unknown>;
+    if (stored.length === 0 || stored[0]!.name !== expected.name) lost += 1;
+    if (stored.length > 1) duplicated += stored.length - 1;
+  }
+  return { lost, duplicated };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function round(n: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
+
+function fmt(n: number): string {
+  return n.toFixed(1);
+}
+
+function print(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
