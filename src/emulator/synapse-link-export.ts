@@ -1,4 +1,4 @@
-import { type TableMetadata, loadMetadata } from '../connectors/dataverse/metadata-snapshot.js';
+import { loadMetadata, type TableMetadata } from '../connectors/dataverse/metadata-snapshot.js';
 import type { Lake } from '../connectors/lake/lake.js';
 import { lakeJoin } from '../connectors/lake/lake.js';
 import { folderNameFor, timestampFolder } from '../connectors/synapse-link/timestamp-folder.js';

@@ -1,13 +1,13 @@
-import { lakeJoin } from '../connectors/lake/lake.js';
 import type { Lake } from '../connectors/lake/lake.js';
+import { lakeJoin } from '../connectors/lake/lake.js';
 import { type CdmAttribute, type CdmModel, findEntity, parseCdmModel } from '../connectors/synapse-link/cdm-model.js';
 import { typedColumn } from '../connectors/synapse-link/cdm-sql-types.js';
-import { CsvFolderReader, type CsvFolderInput } from '../connectors/synapse-link/csv-folder-reader.js';
+import { type CsvFolderInput, CsvFolderReader } from '../connectors/synapse-link/csv-folder-reader.js';
 import { latestDeltaVersion, readDeltaSnapshot } from '../connectors/synapse-link/delta-log.js';
 import { stageDeltaSnapshot } from '../connectors/synapse-link/delta-table-reader.js';
 import { type ListedFolder, planFolders } from '../connectors/synapse-link/folder-plan.js';
-import { timestampFolder } from '../connectors/synapse-link/timestamp-folder.js';
 import { loadOptionSetLabels } from '../connectors/synapse-link/option-set-labels.js';
+import { timestampFolder } from '../connectors/synapse-link/timestamp-folder.js';
 import { FerryError, UsageError } from '../core/errors.js';
 import type { StageSpec } from '../core/pipeline.js';
 import type { PlanContext, StageContext, StageImpl } from '../core/stage.js';

@@ -4,7 +4,7 @@ import { FerryError, UsageError } from '../core/errors.js';
 import type { StageSpec } from '../core/pipeline.js';
 import type { StageContext, StageImpl } from '../core/stage.js';
 import { duckIdent } from '../dialects/duckdb/duckdb-staging.js';
-import { SYNAPSE_LINK_SHARED_KEY, type StagedSynapseLink } from './read-synapse-link.js';
+import { type StagedSynapseLink, SYNAPSE_LINK_SHARED_KEY } from './read-synapse-link.js';
 
 export interface RunSqlExtractSpec extends StageSpec {
   readonly kind: 'run-sql-extract';

@@ -55,15 +55,18 @@ async function listLog(lake: Lake, tableRoot: string): Promise<LogListing> {
   for (const e of entries) {
     if (e.isDirectory) continue;
     const name = e.path.split('/').at(-1)!;
-    let m: RegExpExecArray | null;
-    if ((m = COMMIT.exec(name))) commits.set(Number(m[1]), e.path);
-    else if ((m = CLASSIC_CHECKPOINT.exec(name))) checkpoints.set(Number(m[1]), [e.path]);
-    else if ((m = MULTIPART_CHECKPOINT.exec(name))) {
-      const v = Number(m[1]);
-      const p = parts.get(v) ?? { total: Number(m[3]), files: [] };
+    const commit = COMMIT.exec(name);
+    const classic = CLASSIC_CHECKPOINT.exec(name);
+    const multi = MULTIPART_CHECKPOINT.exec(name);
+    const v2 = V2_CHECKPOINT.exec(name);
+    if (commit) commits.set(Number(commit[1]), e.path);
+    else if (classic) checkpoints.set(Number(classic[1]), [e.path]);
+    else if (multi) {
+      const v = Number(multi[1]);
+      const p = parts.get(v) ?? { total: Number(multi[3]), files: [] };
       p.files.push(e.path);
       parts.set(v, p);
-    } else if ((m = V2_CHECKPOINT.exec(name))) v2Checkpoints.set(Number(m[1]), e.path);
+    } else if (v2) v2Checkpoints.set(Number(v2[1]), e.path);
   }
   // An incomplete multi-part set is ignored (protocol: a writer may have died half-way).
   for (const [v, p] of parts) if (p.files.length === p.total && !checkpoints.has(v)) checkpoints.set(v, p.files.sort());
