@@ -95,14 +95,27 @@ describe('adaptive concurrency', () => {
   it('derives the ceiling from the execution-time budget and stays below it', () => {
     // dop 8 ⇒ 2 servers; all latency is server time ⇒ ceiling = 0.8·4·2 = 6 lanes.
     const c = new AdaptiveConcurrency({ dopHint: 8, maxConcurrency: 32 });
-    for (let i = 0; i < 200; i += 1) c.recordSuccess({ rows: 100, elapsedMs: 1000, serverTimeMs: 1000 });
+    for (let i = 0; i < 20; i += 1) c.recordSuccess({ rows: 100, elapsedMs: 1000, serverTimeMs: 1000 });
     assert.equal(c.ceiling, 6);
     assert.equal(c.limit, 6);
     // Half of each request is network time: lanes only spend half their time executing ⇒ twice the lanes.
     const d = new AdaptiveConcurrency({ dopHint: 8, maxConcurrency: 32 });
-    for (let i = 0; i < 400; i += 1) d.recordSuccess({ rows: 100, elapsedMs: 1000, serverTimeMs: 500 });
+    for (let i = 0; i < 100; i += 1) d.recordSuccess({ rows: 100, elapsedMs: 1000, serverTimeMs: 500 });
     assert.equal(d.ceiling, 12);
     assert.equal(d.limit, 12);
+  });
+
+  it('probes above the ceiling after a clean stretch, and a 429 brings it back below the level that drew it', () => {
+    const c = new AdaptiveConcurrency({ dopHint: 4, maxConcurrency: 32 });
+    for (let i = 0; i < 2000; i += 1) c.recordSuccess({ rows: 100, elapsedMs: 100, serverTimeMs: 100 });
+    const probed = c.limit;
+    assert.ok(probed > 3, `climbed above the first estimate (${probed})`);
+    c.recordThrottle('executionTime', probed);
+    assert.equal(c.limit, Math.floor(probed * 0.8));
+    assert.ok(c.servers < probed / 4 + 1e-9);
+    // The other lanes that were in flight get their 429 too: one episode, one cut.
+    c.recordThrottle('executionTime', probed);
+    assert.equal(c.limit, Math.floor(probed * 0.8));
   });
 
   it('cuts below the level that drew a 429 and climbs back slowly', () => {

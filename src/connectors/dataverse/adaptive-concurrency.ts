@@ -38,18 +38,23 @@ export class AdaptiveConcurrency {
   readonly configuredBatchSize: number;
   #limit: number;
   #batchSize: number;
-  #learnedCeiling: number;
   #budgetCeiling: number;
   #streak = 0;
+  /** Successes at the ceiling before probing one lane above it; doubles after each probe that drew a 429. */
+  #probeInterval: number;
+  #atCeiling = 0;
+  #busyShare = 1;
   #serverTimeEwma: number | undefined;
   #latencyEwma: number | undefined;
   #serverTimeSum = 0;
   #samples = 0;
   #maxLimitSeen: number;
+  #successes = 0;
+  #lastThrottleAt: number | undefined;
   readonly #maxBatch: number;
   readonly #timeoutMs: number;
   readonly #budget: number;
-  readonly #servers: number;
+  #servers: number;
   readonly #headroom: number;
 
   constructor(options: AdaptiveConcurrencyOptions = {}) {
@@ -64,8 +69,8 @@ export class AdaptiveConcurrency {
     this.#limit = Math.min(this.maxConcurrency, Math.max(1, hint));
     this.#maxLimitSeen = this.#limit;
     this.#batchSize = this.configuredBatchSize;
-    this.#learnedCeiling = this.maxConcurrency;
-    this.#budgetCeiling = this.maxConcurrency;
+    this.#budgetCeiling = this.#deriveCeiling();
+    this.#probeInterval = 50;
   }
 
   /** Requests that may be in flight now. */
@@ -78,9 +83,14 @@ export class AdaptiveConcurrency {
     return this.#batchSize;
   }
 
-  /** The current concurrency ceiling (execution-time budget and what 429s taught). */
+  /** The current concurrency ceiling: the execution-time budget of the servers we believe we reach. */
   get ceiling(): number {
-    return Math.max(1, Math.min(this.maxConcurrency, this.#budgetCeiling, this.#learnedCeiling));
+    return Math.max(1, Math.min(this.maxConcurrency, this.#budgetCeiling));
+  }
+
+  /** Web servers the budget is currently estimated for (learned from 429s and probes). */
+  get servers(): number {
+    return this.#servers;
   }
 
   get maxLimitSeen(): number {
@@ -95,13 +105,14 @@ export class AdaptiveConcurrency {
   /** Records a completed request of `rows` rows. */
   recordSuccess(sample: { rows: number; elapsedMs: number; serverTimeMs?: number | undefined }): void {
     const server = sample.serverTimeMs ?? sample.elapsedMs;
+    this.#successes += 1;
     this.#serverTimeSum += server;
     this.#samples += 1;
     this.#serverTimeEwma = ewma(this.#serverTimeEwma, server);
     this.#latencyEwma = ewma(this.#latencyEwma, Math.max(sample.elapsedMs, server));
     if (this.#serverTimeEwma > 0) {
-      const busyShare = this.#serverTimeEwma / this.#latencyEwma;
-      this.#budgetCeiling = Math.max(1, Math.floor((this.#headroom * this.#budget * this.#servers) / busyShare));
+      this.#busyShare = Math.min(1, this.#serverTimeEwma / this.#latencyEwma);
+      this.#budgetCeiling = this.#deriveCeiling();
     }
     // Keep each request well under the client timeout (SQL 4 CDS and PPDS aim for ~10 s requests).
     const target = this.#timeoutMs / 4;
@@ -114,30 +125,56 @@ export class AdaptiveConcurrency {
     // Additive increase: one more lane after a clean round at the current level, never past the ceiling.
     if (this.#streak >= this.#limit * 2) {
       this.#streak = 0;
-      if (this.#learnedCeiling < this.maxConcurrency && this.#limit >= this.#learnedCeiling) {
-        // Limits change (other users, a profile switch): probe above what a 429 once taught, slowly.
-        this.#learnedCeiling += 1;
-      }
       if (this.#limit < this.ceiling) this.#limit += 1;
     }
     if (this.#limit > this.ceiling) this.#limit = this.ceiling;
+    // Running at the ceiling without a 429 for a while: the environment may have more servers (or a user less
+    // sharing them) than we think; probe one lane higher. A 429 teaches us the real level again.
+    if (this.#limit >= this.ceiling && this.ceiling < this.maxConcurrency) {
+      this.#atCeiling += 1;
+      if (this.#atCeiling >= this.#probeInterval) {
+        this.#atCeiling = 0;
+        this.#servers += 1 / this.#budget;
+        this.#budgetCeiling = this.#deriveCeiling();
+      }
+    } else {
+      this.#atCeiling = 0;
+    }
     this.#maxLimitSeen = Math.max(this.#maxLimitSeen, this.#limit);
   }
 
-  /** Records a 429: cut below the level that drew it; request-count limits also get fewer, bigger requests. */
+  /**
+   * Records a 429 drawn with `inFlight` requests running. Execution-time and concurrency limits say the budget
+   * holds fewer lanes than that: re-estimate the servers from it and resume below (headroom). Request-count limits
+   * also get fewer, bigger requests.
+   */
   recordThrottle(kind: ThrottleKind, inFlight: number): void {
-    this.#streak = -this.#limit * 4;
     const level = Math.max(1, Math.min(this.#limit, inFlight));
-    this.#learnedCeiling = Math.max(1, Math.floor(level * this.#headroom));
-    this.#limit = Math.max(1, Math.min(this.#limit, this.#learnedCeiling));
-    if (kind === 'requests' && this.#batchSize < this.#maxBatch) {
-      this.#batchSize = Math.min(this.#maxBatch, this.#batchSize * 2);
+    this.#streak = -this.#limit * 4;
+    this.#atCeiling = 0;
+    if (this.#lastThrottleAt !== undefined && this.#successes - this.#lastThrottleAt < 4) {
+      // The lanes that were already in flight answer 429 together: one episode, one cut.
+      return;
     }
+    this.#lastThrottleAt = this.#successes;
+    this.#probeInterval = Math.min(this.#probeInterval * 2, 10_000);
+    if (kind === 'requests') {
+      if (this.#batchSize < this.#maxBatch) this.#batchSize = Math.min(this.#maxBatch, this.#batchSize * 2);
+      this.#limit = Math.max(1, Math.floor(this.#limit * this.#headroom));
+      return;
+    }
+    this.#servers = Math.max(1 / this.#budget, (level * this.#busyShare) / this.#budget);
+    this.#budgetCeiling = this.#deriveCeiling();
+    this.#limit = Math.max(1, Math.min(this.#limit, this.ceiling));
   }
 
   /** Records a request that timed out: halve the batch so the next requests finish in time. */
   recordTimeout(): void {
     this.#batchSize = Math.max(1, Math.floor(this.#batchSize / 2));
+  }
+
+  #deriveCeiling(): number {
+    return Math.max(1, Math.floor((this.#headroom * this.#budget * this.#servers) / this.#busyShare));
   }
 }
 
