@@ -94,11 +94,13 @@ export class BatchHandler {
     const parts: string[] = [];
     let status = 200;
     let records = 0;
+    let operations = 0;
     let kind: WorkKind = 'read';
     for (const item of items) {
       if (item.kind === 'op') {
         const response = this.#execute(item.op, outer, new Map(), false);
         records += response.work?.records ?? 0;
+        operations += 1;
         if (response.work && response.work.kind !== 'read') kind = response.work.kind;
         parts.push(httpPart(response));
         if (response.status >= 400 && !continueOnError) {
@@ -115,6 +117,7 @@ export class BatchHandler {
       let setRecords = 0;
       for (const op of item.ops) {
         const response = this.#execute(op, outer, ids, true);
+        operations += 1;
         if (response.status >= 400) {
           failed = httpPart(response, op.contentId);
           failedStatus = response.status;
@@ -150,7 +153,7 @@ export class BatchHandler {
       status,
       headers: { 'Content-Type': `multipart/mixed; boundary=${boundaryOut}` },
       body,
-      work: { kind, records },
+      work: { kind, records, operations },
     };
   }
 

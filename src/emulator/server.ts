@@ -6,6 +6,7 @@ import { BatchHandler } from './batch-handler.js';
 import { EmulatorCatalog } from './emulator-catalog.js';
 import { faults, ServiceFault } from './service-fault.js';
 import { EmulatorStore } from './store.js';
+import { type Admission, profileNamed, ThrottleModel } from './throttle-model.js';
 import { type ApiRequest, type ApiResponse, errorResponse, WebApi } from './web-api.js';
 
 /** How to start the emulator. */
@@ -26,8 +27,15 @@ export interface EmulatorOptions {
   retryAfterSec?: number;
   /** Extra server time per record written or read, in ms, so a benchmark can see server time. Default `0`. */
   perRecordDelayMs?: number;
-  /** Sent as `x-ms-dop-hint` on every response. Default `4`. */
+  /** Sent as `x-ms-dop-hint` on every response. Default `4`, or the profile's. */
   dopHint?: number;
+  /**
+   * Service-protection model: `default`, `trial` or `heavy-plugins` (see `throttle-model.ts`). Default off: no
+   * throttling and no server time, so functional tests stay fast.
+   */
+  profile?: string;
+  /** How much faster than the service time runs (60 ⇒ a 300 s window lasts 5 s). Default `1`. */
+  timeScale?: number;
   log?: Logger;
 }
 
@@ -36,6 +44,8 @@ export interface RunningEmulator {
   /** Environment root, e.g. `http://127.0.0.1:54321`; the Web API is under `${url}/api/data/v9.2/`. */
   url: string;
   store: EmulatorStore;
+  /** The service-protection model when a profile is set (counters, mid-run limit changes). */
+  throttle?: ThrottleModel;
   close(): Promise<void>;
 }
 
@@ -58,7 +68,10 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
   }
 
   const host = options.host ?? '127.0.0.1';
-  const dopHint = options.dopHint ?? 4;
+  const throttle = options.profile
+    ? new ThrottleModel(profileNamed(options.profile), options.timeScale ?? 1)
+    : undefined;
+  const dopHint = () => options.dopHint ?? throttle?.profile.dopHint ?? 4;
   let api: WebApi | undefined;
   let batch: BatchHandler | undefined;
   let requests = 0;
@@ -109,7 +122,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
     }
     const out: Record<string, string> = {
       'OData-Version': '4.0',
-      'x-ms-dop-hint': String(dopHint),
+      'x-ms-dop-hint': String(dopHint()),
       ...response.headers,
     };
     if (response.body === '') delete out['Content-Type'];
@@ -148,10 +161,23 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
     const m = API_PREFIX.exec(rawPath);
     if (!m) throw faults.notFoundSegment(rawPath.replace(/^\/+/, '').split('/')[0] ?? '');
     const path = rawPath.slice(m[0].length);
+    // Throws the 429 when a limit is hit; otherwise the request holds a concurrency slot until it is answered.
+    const admission: Admission | undefined = throttle?.admit(headers);
     const request: ApiRequest = { method, path, query, headers, body };
     const response = path === '$batch' ? batch!.handle(request) : api!.handle(request);
     const records = response.work?.records ?? 0;
     if (options.perRecordDelayMs && records > 0) await sleep(options.perRecordDelayMs * records);
+    if (throttle && admission) {
+      const work = response.work;
+      const serviceMs = throttle.serverTimeMs(work?.kind, records, work?.bulk ?? false, work?.operations ?? 1);
+      const wallMs = throttle.wallMs(serviceMs);
+      // The write is already applied: a client that times out now sees the "applied but unanswered" case.
+      await sleep(wallMs);
+      throttle.finish(admission, serviceMs);
+      response.headers['x-ferry-server-time-ms'] = wallMs.toFixed(1);
+      Object.assign(response.headers, throttle.remaining(admission));
+      if (admission.setCookie) response.headers['Set-Cookie'] = admission.setCookie;
+    }
     return response;
   };
 
@@ -184,6 +210,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
   return {
     url,
     store,
+    ...(throttle ? { throttle } : {}),
     close() {
       closed ??= (async () => {
         await new Promise<void>((resolve) => {

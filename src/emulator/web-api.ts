@@ -37,7 +37,7 @@ export interface ApiResponse {
   headers: Record<string, string>;
   body: string;
   /** Records written or read, and the kind of work (not sent on the wire). */
-  work?: { readonly kind: WorkKind; readonly records: number };
+  work?: { readonly kind: WorkKind; readonly records: number; readonly bulk?: boolean; readonly operations?: number };
 }
 
 /** Per-request context inside a `$batch` change set. */
@@ -426,10 +426,10 @@ export class WebApi {
           '@odata.context': `${this.#base}$metadata#Microsoft.Dynamics.CRM.CreateMultipleResponse`,
           Ids: ids,
         }),
-        work: { kind, records: targets.length },
+        work: { kind, records: targets.length, bulk: true },
       };
     }
-    return { status: 204, headers: {}, body: '', work: { kind, records: targets.length } };
+    return { status: 204, headers: {}, body: '', work: { kind, records: targets.length, bulk: true } };
   }
 
   /** How an UpsertMultiple target names its row: `@odata.id`, else the primary id, else a full alternate key in the body. */

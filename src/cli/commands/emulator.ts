@@ -14,6 +14,15 @@ function wholeNumber(input: CommandInput, flag: string, min: number): number | u
   return n;
 }
 
+function positiveNumber(input: CommandInput, flag: string): number | undefined {
+  const raw = input.values[flag];
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (typeof raw !== 'string' || !(n > 0))
+    throw new UsageError(`--${flag} \`${String(raw)}\` must be a number above 0, e.g. --${flag} 60.`);
+  return n;
+}
+
 /**
  * `ferry emulator`: runs the Dataverse Web API emulator in the foreground until SIGINT/SIGTERM, printing
  * `Dataverse emulator listening on <url>` on stdout (the crash harness reads that line).
@@ -31,6 +40,8 @@ export const emulatorCommand: Command = {
     'throttle-every': { type: 'string' },
     'retry-after': { type: 'string' },
     'per-record-delay-ms': { type: 'string' },
+    profile: { type: 'string' },
+    'time-scale': { type: 'string' },
   },
   async run(input) {
     const options: EmulatorOptions = {
@@ -42,8 +53,13 @@ export const emulatorCommand: Command = {
       throttleEvery: wholeNumber(input, 'throttle-every', 1),
       retryAfterSec: wholeNumber(input, 'retry-after', 0),
       perRecordDelayMs: wholeNumber(input, 'per-record-delay-ms', 0),
+      profile: typeof input.values.profile === 'string' ? input.values.profile : undefined,
+      timeScale: positiveNumber(input, 'time-scale'),
       log: input.log,
     };
+    if (options.timeScale !== undefined && !options.profile) {
+      throw new UsageError('--time-scale only applies with --profile; add e.g. --profile default.');
+    }
     const emulator = await startEmulator(options);
     input.print(`Dataverse emulator listening on ${emulator.url}`);
     await new Promise<void>((resolve) => {

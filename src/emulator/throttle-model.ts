@@ -1,0 +1,341 @@
+import { createHash } from 'node:crypto';
+import { UsageError } from '../core/errors.js';
+import { ServiceFault } from './service-fault.js';
+import type { WorkKind } from './web-api.js';
+
+/** Operations a write workload may consist of. */
+export const WRITE_OPERATIONS = ['create', 'update', 'upsert'] as const;
+export type WriteOperationKind = (typeof WRITE_OPERATIONS)[number];
+
+/**
+ * Service-protection limits and server-time costs of a simulated environment. Limits are per user, per web server,
+ * over a sliding window (reference §4.1); times are service time (before `timeScale`).
+ */
+export interface ThrottleProfile {
+  readonly name: string;
+  /** Simulated web servers; requests without the affinity cookie are spread over them. */
+  readonly servers: number;
+  /** Sliding window length in seconds. Default `300`. */
+  readonly windowSec: number;
+  /** Requests per user per server per window. Default `6000`. */
+  readonly maxRequests: number;
+  /** Combined execution seconds per user per server per window. Default `1200`. */
+  readonly maxExecutionSec: number;
+  /** Concurrent requests per user per server. Default `52`. */
+  readonly maxConcurrent: number;
+  /** Sent as `x-ms-dop-hint`. */
+  readonly dopHint: number;
+  /** Fixed server time of every request (`t0`), ms. */
+  readonly baseMs: number;
+  /** Server time per record by kind of work (`c`), ms. */
+  readonly perRecordMs: Readonly<Record<WriteOperationKind | 'delete' | 'read', number>>;
+  /** Synchronous plug-in time added per written record, ms. */
+  readonly pluginMsPerRecord: number;
+  /** Extra time per operation that is not part of a bulk message (single requests, `$batch` parts), ms. */
+  readonly nonBulkOverheadMs: number;
+  /** Service seconds added to `Retry-After` for each request sent while already throttled ("hammering"). */
+  readonly hammerPenaltySec: number;
+}
+
+const LIMITS = { windowSec: 300, maxRequests: 6000, maxExecutionSec: 1200, maxConcurrent: 52, hammerPenaltySec: 5 };
+const COSTS = {
+  baseMs: 50,
+  perRecordMs: { create: 60, update: 50, upsert: 75, delete: 30, read: 1 },
+  pluginMsPerRecord: 0,
+  nonBulkOverheadMs: 20,
+};
+
+/**
+ * Named profiles. The limits are the documented defaults; the costs are assumptions chosen to match the published
+ * benchmark THROUGHPUT.md cites (batches of 100 creates in ~7.5 s, i.e. ~75 ms per record): `default` is a production
+ * environment with two web servers, `trial` has one server, `heavy-plugins` adds 150 ms of synchronous plug-in time
+ * per written record.
+ */
+export const PROFILES: Readonly<Record<string, ThrottleProfile>> = {
+  default: { name: 'default', servers: 2, dopHint: 8, ...LIMITS, ...COSTS },
+  trial: { name: 'trial', servers: 1, dopHint: 4, ...LIMITS, ...COSTS },
+  'heavy-plugins': { name: 'heavy-plugins', servers: 2, dopHint: 8, ...LIMITS, ...COSTS, pluginMsPerRecord: 150 },
+};
+
+/** Looks a profile up by name; throws a usage error naming the known ones. */
+export function profileNamed(name: string): ThrottleProfile {
+  const profile = PROFILES[name];
+  if (!profile) {
+    throw new UsageError(
+      `Unknown emulator profile \`${name}\`; use one of ${Object.keys(PROFILES)
+        .map((p) => `\`${p}\``)
+        .join(', ')}.`,
+    );
+  }
+  return profile;
+}
+
+/** A write workload for {@link ceilingFor}. */
+export interface Workload {
+  readonly operation: WriteOperationKind;
+  /** Records per request. */
+  readonly batchSize: number;
+  /** Bulk message (`*Multiple`, default) or one operation per record (`$batch` parts / single requests). */
+  readonly bulk?: boolean;
+  /** Emulator time scale: the result is in records per wall-clock second at this scale. Default `1`. */
+  readonly timeScale?: number;
+}
+
+/** Service time in ms of one request of `records` records (THROUGHPUT.md: `t(b) = t0 + b·c`). */
+export function serverTimeMs(
+  profile: ThrottleProfile,
+  kind: WorkKind,
+  records: number,
+  options: { bulk?: boolean; operations?: number } = {},
+): number {
+  const writes = kind === 'create' || kind === 'update' || kind === 'upsert' || kind === 'delete';
+  const perRecord =
+    kind === 'metadata' ? 0 : profile.perRecordMs[kind] + (writes && kind !== 'delete' ? profile.pluginMsPerRecord : 0);
+  const overhead = writes && !options.bulk ? (options.operations ?? records) * profile.nonBulkOverheadMs : 0;
+  return profile.baseMs + records * perRecord + overhead;
+}
+
+/**
+ * The best sustainable records/s a profile's limits allow for a workload (THROUGHPUT.md), in wall-clock seconds of
+ * an emulator running at `workload.timeScale`:
+ * `servers · min(E/W · b/t(b), R/W · b, C · b/t(b)) · timeScale` with `t(b) = t0 + b·c` in seconds, `E` the execution
+ * seconds, `R` the requests and `C` the concurrent requests allowed per window `W`.
+ */
+export function ceilingFor(profile: string | ThrottleProfile, workload: Workload): number {
+  const p = typeof profile === 'string' ? profileNamed(profile) : profile;
+  const b = Math.max(1, workload.batchSize);
+  const t = serverTimeMs(p, workload.operation, b, { bulk: workload.bulk ?? true, operations: b }) / 1000;
+  const byExecution = ((p.maxExecutionSec / p.windowSec) * b) / t;
+  const byRequests = (p.maxRequests / p.windowSec) * b;
+  const byConcurrency = (p.maxConcurrent * b) / t;
+  return p.servers * Math.min(byExecution, byRequests, byConcurrency) * (workload.timeScale ?? 1);
+}
+
+/** Which limit a 429 was for. */
+export type ThrottleKind = 'requests' | 'execution' | 'concurrency';
+
+/** Counters a benchmark can read. */
+export interface ThrottleStats {
+  requests: number;
+  throttled: Record<ThrottleKind, number>;
+  maxRetryAfterSec: number;
+  serverTimeMs: number;
+  perServer: number[];
+}
+
+/** A request let through: which server and user it counts against. */
+export interface Admission {
+  readonly server: number;
+  readonly user: string;
+  readonly setCookie?: string;
+}
+
+interface Budget {
+  inFlight: number;
+  requests: number[];
+  exec: Array<{ at: number; ms: number }>;
+  execSum: number;
+  blockedUntil: number;
+  blockedKind: ThrottleKind;
+  strikes: number;
+}
+
+const COOKIE = 'ARRAffinity';
+
+/**
+ * The service-protection model: per user and web server, a sliding window of request count and execution time and a
+ * concurrency limit, each answered with 429, its documented code and message, and `Retry-After`; requests sent while
+ * throttled lengthen the wait. Time runs `timeScale` times faster than the service's (60 ⇒ a 300 s window lasts 5 s).
+ */
+export class ThrottleModel {
+  #profile: ThrottleProfile;
+  readonly #timeScale: number;
+  readonly #now: () => number;
+  readonly #budgets = new Map<string, Budget>();
+  readonly #cookies: string[];
+  #next = 0;
+  readonly #stats: ThrottleStats;
+
+  constructor(profile: ThrottleProfile, timeScale = 1, now: () => number = () => performance.now()) {
+    if (!(timeScale > 0)) throw new UsageError(`Time scale \`${timeScale}\` must be a number above 0, e.g. 60.`);
+    this.#profile = profile;
+    this.#timeScale = timeScale;
+    this.#now = now;
+    this.#cookies = Array.from({ length: profile.servers }, (_, i) =>
+      createHash('sha1').update(`ferry-emulator-server-${i}`).digest('hex'),
+    );
+    this.#stats = {
+      requests: 0,
+      throttled: { requests: 0, execution: 0, concurrency: 0 },
+      maxRetryAfterSec: 0,
+      serverTimeMs: 0,
+      perServer: this.#cookies.map(() => 0),
+    };
+  }
+
+  /** The active profile. */
+  get profile(): ThrottleProfile {
+    return this.#profile;
+  }
+
+  /** Wall-clock ms per service ms. */
+  get timeScale(): number {
+    return this.#timeScale;
+  }
+
+  /** Changes limits or costs mid-run (the number of servers stays). */
+  update(changes: Partial<Omit<ThrottleProfile, 'servers'>>): void {
+    this.#profile = { ...this.#profile, ...changes, servers: this.#profile.servers };
+  }
+
+  /** A copy of the counters. */
+  stats(): ThrottleStats {
+    return structuredClone(this.#stats);
+  }
+
+  /**
+   * Lets a request in or throws the 429 {@link ServiceFault}. The server is the one named by the `ARRAffinity`
+   * cookie, else the next in turn (and the response sets the cookie, as the service does).
+   */
+  admit(headers: Readonly<Record<string, string>>): Admission {
+    const p = this.#profile;
+    const now = this.#now();
+    const windowMs = (p.windowSec * 1000) / this.#timeScale;
+    const user = userOf(headers);
+    const cookie = /(?:^|;\s*)ARRAffinity=([0-9a-f]+)/.exec(headers.cookie ?? '')?.[1];
+    let server = cookie === undefined ? -1 : this.#cookies.indexOf(cookie);
+    const setCookie =
+      server < 0 ? `${COOKIE}=${this.#cookies[(server = this.#next++ % p.servers)]}; Path=/; HttpOnly` : undefined;
+    const budget = this.#budget(user, server);
+    while (budget.requests.length && budget.requests[0] <= now - windowMs) budget.requests.shift();
+    while (budget.exec.length && budget.exec[0].at <= now - windowMs) budget.execSum -= budget.exec.shift()!.ms;
+
+    let kind: ThrottleKind | undefined;
+    let waitMs = 0;
+    if (now < budget.blockedUntil) {
+      // Still inside a Retry-After: the client is hammering, which extends the wait (reference §4.1).
+      budget.strikes += 1;
+      budget.blockedUntil += (p.hammerPenaltySec * 1000 * budget.strikes) / this.#timeScale;
+      kind = budget.blockedKind;
+      waitMs = budget.blockedUntil - now;
+    } else if (budget.inFlight >= p.maxConcurrent) {
+      kind = 'concurrency';
+      waitMs = 1000 / this.#timeScale;
+    } else if (budget.requests.length >= p.maxRequests) {
+      kind = 'requests';
+      waitMs = budget.requests[budget.requests.length - p.maxRequests] + windowMs - now;
+    } else if (budget.execSum >= p.maxExecutionSec * 1000) {
+      kind = 'execution';
+      // The wait ends when enough of the oldest execution time has left the window to go below the limit.
+      const over = budget.execSum - p.maxExecutionSec * 1000;
+      let removed = 0;
+      let i = 0;
+      while (i < budget.exec.length - 1) {
+        removed += budget.exec[i].ms;
+        if (removed > over) break;
+        i += 1;
+      }
+      waitMs = budget.exec[i].at + windowMs - now;
+    }
+    if (kind !== undefined) {
+      if (kind !== 'concurrency') {
+        budget.blockedUntil = Math.max(budget.blockedUntil, now + waitMs);
+        budget.blockedKind = kind;
+      }
+      const retryAfterSec = Math.max(0.001, waitMs / 1000);
+      this.#stats.throttled[kind] += 1;
+      this.#stats.maxRetryAfterSec = Math.max(this.#stats.maxRetryAfterSec, retryAfterSec);
+      throw throttleFault(kind, p, retryAfterSec);
+    }
+    budget.strikes = 0;
+    budget.inFlight += 1;
+    budget.requests.push(now);
+    this.#stats.requests += 1;
+    this.#stats.perServer[server] += 1;
+    return { server, user, ...(setCookie ? { setCookie } : {}) };
+  }
+
+  /** Service time of a finished request, ms (before scaling). */
+  serverTimeMs(kind: WorkKind | undefined, records: number, bulk: boolean, operations: number): number {
+    return serverTimeMs(this.#profile, kind ?? 'read', kind ? records : 0, { bulk, operations });
+  }
+
+  /** Wall-clock ms to hold a response for `serviceMs` of service time. */
+  wallMs(serviceMs: number): number {
+    return serviceMs / this.#timeScale;
+  }
+
+  /** Books the request's execution time and frees its concurrency slot. */
+  finish(admission: Admission, serviceMs: number): void {
+    const budget = this.#budget(admission.user, admission.server);
+    budget.inFlight -= 1;
+    budget.exec.push({ at: this.#now(), ms: serviceMs });
+    budget.execSum += serviceMs;
+    this.#stats.serverTimeMs += serviceMs;
+  }
+
+  /** Debug headers like the service's (which say not to steer by them): remaining requests and execution ms. */
+  remaining(admission: Admission): Record<string, string> {
+    const budget = this.#budget(admission.user, admission.server);
+    return {
+      'x-ms-ratelimit-burst-remaining-xrm-requests': String(
+        Math.max(0, this.#profile.maxRequests - budget.requests.length),
+      ),
+      'x-ms-ratelimit-time-remaining-xrm-requests': String(
+        Math.max(0, Math.round(this.#profile.maxExecutionSec * 1000 - budget.execSum)),
+      ),
+    };
+  }
+
+  #budget(user: string, server: number): Budget {
+    const key = `${user}\u0000${server}`;
+    let budget = this.#budgets.get(key);
+    if (!budget) {
+      budget = {
+        inFlight: 0,
+        requests: [],
+        exec: [],
+        execSum: 0,
+        blockedUntil: 0,
+        blockedKind: 'requests',
+        strikes: 0,
+      };
+      this.#budgets.set(key, budget);
+    }
+    return budget;
+  }
+}
+
+function userOf(headers: Readonly<Record<string, string>>): string {
+  const identity = headers.authorization ?? headers.callerobjectid ?? 'anonymous';
+  return createHash('sha1').update(identity).digest('hex').slice(0, 16);
+}
+
+function throttleFault(kind: ThrottleKind, p: ThrottleProfile, retryAfterSec: number): ServiceFault {
+  // Retry-After is in wall-clock seconds of the emulator, with fractions when time is scaled (the client accepts
+  // delta-seconds with fractions); whole seconds otherwise.
+  const retryAfter = Number.isInteger(retryAfterSec) ? String(retryAfterSec) : retryAfterSec.toFixed(3);
+  const headers = { 'Retry-After': retryAfter };
+  if (kind === 'requests') {
+    return new ServiceFault(
+      429,
+      '0x80072322',
+      `Number of requests exceeded the limit of ${p.maxRequests} over time window of ${p.windowSec} seconds.`,
+      headers,
+    );
+  }
+  if (kind === 'execution') {
+    return new ServiceFault(
+      429,
+      '0x80072321',
+      `Combined execution time of incoming requests exceeded limit of ${(p.maxExecutionSec * 1000).toLocaleString('en-US')} milliseconds over time window of ${p.windowSec} seconds. Decrease number of concurrent requests or reduce the duration of requests and try again later.`,
+      headers,
+    );
+  }
+  return new ServiceFault(
+    429,
+    '0x80072326',
+    `Number of concurrent requests exceeded the limit of ${p.maxConcurrent}.`,
+    headers,
+  );
+}
