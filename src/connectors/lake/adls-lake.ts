@@ -1,0 +1,213 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
+import { BlobServiceClient, type ContainerClient, RestError, StorageSharedKeyCredential } from '@azure/storage-blob';
+import { FerryError } from '../../core/errors.js';
+import { type Lake, type LakeEntry, lakeJoin } from './lake.js';
+
+export interface AdlsLakeOptions {
+  /** Blob endpoint of the account, e.g. `https://acct.blob.core.windows.net` or Azurite's `http://127.0.0.1:10000/devstoreaccount1`. */
+  readonly accountUrl: string;
+  /** Container (ADLS Gen2 file system). */
+  readonly container: string;
+  /** Folder inside the container that is the lake root. Default: the container root. */
+  readonly prefix?: string;
+  /** Shared key (Azurite, tests). Without it: `credential`, or `DefaultAzureCredential` (managed identity). */
+  readonly sharedKey?: { readonly accountName: string; readonly accountKey: string };
+  readonly credential?: TokenCredential;
+  /** Where files DuckDB must read are downloaded to. Default: a folder under the OS temp dir. */
+  readonly cacheDir?: string;
+}
+
+/**
+ * The lake on ADLS Gen2, through its blob endpoint: every operation the toolkit needs works there and on Azurite
+ * (which has no dfs endpoint). DuckDB reads local files only, so `toLocalPath` downloads a file into a cache keyed by
+ * its ETag. Rename is copy + delete (atomic rename needs the dfs endpoint).
+ */
+export class AdlsLake implements Lake {
+  readonly root: string;
+  #container: ContainerClient;
+  #prefix: string;
+  #cacheDir: string;
+
+  constructor(options: AdlsLakeOptions) {
+    const credential = options.sharedKey
+      ? new StorageSharedKeyCredential(options.sharedKey.accountName, options.sharedKey.accountKey)
+      : (options.credential ?? new DefaultAzureCredential());
+    const service = new BlobServiceClient(options.accountUrl, credential);
+    this.#container = service.getContainerClient(options.container);
+    this.#prefix = lakeJoin(options.prefix ?? '');
+    this.root = `${options.accountUrl.replace(/\/+$/, '')}/${options.container}${this.#prefix ? `/${this.#prefix}` : ''}`;
+    this.#cacheDir =
+      options.cacheDir ??
+      path.join(
+        os.tmpdir(),
+        'ferry-adls-cache',
+        crypto.createHash('sha1').update(this.root).digest('hex').slice(0, 12),
+      );
+  }
+
+  /** Creates the container if it does not exist (deploy-time convenience; tests use it). */
+  async ensureContainer(): Promise<void> {
+    await this.#call('create the container', () => this.#container.createIfNotExists());
+  }
+
+  #blob(p: string): string {
+    return lakeJoin(this.#prefix, p);
+  }
+
+  #relative(blobName: string): string {
+    return this.#prefix ? blobName.slice(this.#prefix.length + 1) : blobName;
+  }
+
+  async list(prefix: string, options: { recursive?: boolean } = {}): Promise<LakeEntry[]> {
+    const base = this.#blob(prefix);
+    const search = base ? `${base}/` : '';
+    const out: LakeEntry[] = [];
+    await this.#call(`list \`${prefix}\``, async () => {
+      if (options.recursive) {
+        const dirs = new Set<string>();
+        for await (const b of this.#container.listBlobsFlat({ prefix: search })) {
+          const rel = this.#relative(b.name);
+          out.push({
+            path: rel,
+            isDirectory: false,
+            size: b.properties.contentLength ?? 0,
+            modifiedMs: b.properties.lastModified?.getTime() ?? 0,
+          });
+          // Blob storage has no folders: derive them from the names, as a file system listing would show them.
+          const parts = rel.split('/');
+          for (let i = lakeJoin(prefix).split('/').filter(Boolean).length + 1; i < parts.length; i++)
+            dirs.add(parts.slice(0, i).join('/'));
+        }
+        for (const d of dirs) out.push({ path: d, isDirectory: true, size: 0, modifiedMs: 0 });
+      } else {
+        for await (const item of this.#container.listBlobsByHierarchy('/', { prefix: search })) {
+          if (item.kind === 'prefix') {
+            out.push({ path: this.#relative(item.name.replace(/\/$/, '')), isDirectory: true, size: 0, modifiedMs: 0 });
+          } else {
+            out.push({
+              path: this.#relative(item.name),
+              isDirectory: false,
+              size: item.properties.contentLength ?? 0,
+              modifiedMs: item.properties.lastModified?.getTime() ?? 0,
+            });
+          }
+        }
+      }
+    });
+    return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  }
+
+  async stat(p: string): Promise<LakeEntry | undefined> {
+    try {
+      const props = await this.#container.getBlobClient(this.#blob(p)).getProperties();
+      return {
+        path: p,
+        isDirectory: false,
+        size: props.contentLength ?? 0,
+        modifiedMs: props.lastModified?.getTime() ?? 0,
+      };
+    } catch (error) {
+      if (error instanceof RestError && error.statusCode === 404) {
+        const children = await this.list(p);
+        return children.length ? { path: p, isDirectory: true, size: 0, modifiedMs: 0 } : undefined;
+      }
+      throw this.#map(error, `stat \`${p}\``);
+    }
+  }
+
+  async readText(p: string): Promise<string> {
+    return (await this.readBytes(p)).toString('utf8');
+  }
+
+  async readBytes(p: string): Promise<Buffer> {
+    return this.#call(`read \`${p}\``, () => this.#container.getBlobClient(this.#blob(p)).downloadToBuffer());
+  }
+
+  async write(p: string, data: Buffer | string): Promise<void> {
+    const body = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    await this.#call(`write \`${p}\``, () => this.#container.getBlockBlobClient(this.#blob(p)).uploadData(body));
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    const source = this.#container.getBlobClient(this.#blob(from));
+    const target = this.#container.getBlobClient(this.#blob(to));
+    await this.#call(`rename \`${from}\` to \`${to}\``, async () => {
+      const poller = await target.beginCopyFromURL(source.url);
+      await poller.pollUntilDone();
+      await source.delete();
+    });
+  }
+
+  async delete(p: string, options: { recursive?: boolean } = {}): Promise<void> {
+    await this.#call(`delete \`${p}\``, async () => {
+      await this.#container.getBlobClient(this.#blob(p)).deleteIfExists();
+      if (options.recursive) {
+        for (const entry of await this.list(p, { recursive: true })) {
+          if (!entry.isDirectory) await this.#container.getBlobClient(this.#blob(entry.path)).deleteIfExists();
+        }
+      }
+    });
+  }
+
+  async toLocalPath(p: string): Promise<string> {
+    const blob = this.#container.getBlobClient(this.#blob(p));
+    const props = await this.#call(`read \`${p}\``, () => blob.getProperties());
+    const etag = (props.etag ?? '').replaceAll('"', '');
+    const local = path.join(this.#cacheDir, 'read', `${p}.${etag}`);
+    const exists = await fs.stat(local).then(
+      () => true,
+      () => false,
+    );
+    if (!exists) {
+      await fs.mkdir(path.dirname(local), { recursive: true });
+      await this.#call(`download \`${p}\``, () => blob.downloadToFile(`${local}.part`));
+      await fs.rename(`${local}.part`, local);
+    }
+    return local;
+  }
+
+  async localWritePath(p: string): Promise<string> {
+    const local = path.join(this.#cacheDir, 'write', p);
+    await fs.mkdir(path.dirname(local), { recursive: true });
+    return local;
+  }
+
+  async publish(p: string): Promise<void> {
+    const local = path.join(this.#cacheDir, 'write', p);
+    await this.#call(`upload \`${p}\``, () => this.#container.getBlockBlobClient(this.#blob(p)).uploadFile(local));
+    await fs.rm(local, { force: true });
+  }
+
+  async #call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      throw this.#map(error, what);
+    }
+  }
+
+  /** Storage errors become FerryErrors in this one place; throttling and server errors are worth retrying. */
+  #map(error: unknown, what: string): FerryError {
+    const status = error instanceof RestError ? error.statusCode : undefined;
+    const code = error instanceof RestError ? error.code : undefined;
+    const retry = status === undefined || status === 408 || status === 429 || status >= 500;
+    const hint =
+      status === 403 || status === 401
+        ? ' Grant the identity "Storage Blob Data Contributor" on the container.'
+        : status === 404
+          ? ' Check the account URL, container and path.'
+          : '';
+    return new FerryError(
+      'lake.adls',
+      `Could not ${what} in \`${this.root}\` (${status ?? 'network'} ${code ?? ''}).${hint}`,
+      {
+        disposition: retry ? 'retry' : 'fatal',
+        cause: error,
+      },
+    );
+  }
+}
