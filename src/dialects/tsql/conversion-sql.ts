@@ -11,12 +11,12 @@ import { mergeStatement, TSQL_CAPABILITIES, tsqlIdent, tsqlLiteral, tsqlTable } 
 /** A mapped column as the compiler reads it (structural: the mapping type lives in `src/core/mapping.ts`). */
 export interface TsqlColumnMapping {
   readonly attribute: string;
-  readonly from: string;
+  readonly from: string | readonly string[];
   readonly lookup?: {
     readonly table?: string;
     readonly key?: string | readonly string[];
     readonly tableFrom?: string;
-    readonly keys?: Readonly<Record<string, string | readonly string[]>>;
+    readonly keys?: Readonly<Record<string, unknown>>;
   };
 }
 
@@ -135,8 +135,8 @@ export function compileConversion(
   const keyValue = (k: string) => {
     const c = byAttr.get(k)!;
     return ['Integer', 'BigInt'].includes(keyType(k))
-      ? `CAST(TRY_CONVERT(BIGINT, ${src(c.from)}) AS NVARCHAR(40))`
-      : text(c.from);
+      ? `CAST(TRY_CONVERT(BIGINT, ${src(first(c.from))}) AS NVARCHAR(40))`
+      : text(first(c.from));
   };
   const keyText = `CONCAT(${keyCols.map((c, i) => `${i ? "N','," : ''}N'${c.attribute}=', ${keyValue(c.attribute)}`).join(', ')})`;
   const keyPredicate = `CONCAT(${keyCols
@@ -149,7 +149,7 @@ export function compileConversion(
     .join(', ')})`;
   const keySafe = `CASE WHEN ${keyCols.map((c) => `${keyValue(c.attribute)} LIKE ${UNSAFE_LIKE}`).join(' OR ')} THEN 0 ELSE 1 END`;
   const keyChecks = keyCols.map((c) => ({
-    cond: `${src(c.from)} IS NULL OR LTRIM(RTRIM(${text(c.from)})) = N''`,
+    cond: `${src(first(c.from))} IS NULL OR LTRIM(RTRIM(${text(first(c.from))})) = N''`,
     reason: 'key.missing',
     message: `N'Key column \`${c.attribute}\` (source \`${c.from}\`) is empty; every row needs its key — fix the source row.'`,
   }));
@@ -277,12 +277,12 @@ function compileColumn(
   src: (col: string) => string,
   text: (col: string) => string,
 ): Compiled {
-  const s = src(c.from);
-  const t = text(c.from);
+  const s = src(first(c.from));
+  const t = text(first(c.from));
   const type = String(a.AttributeType ?? 'String');
   const typeName = String((a.AttributeTypeName as { Value?: string } | undefined)?.Value ?? '');
   const notNull = `${s} IS NOT NULL`;
-  const m = (rest: string) => msg(c.attribute, c.from, t, rest);
+  const m = (rest: string) => msg(c.attribute, first(c.from), t, rest);
   switch (type) {
     case 'String':
     case 'Memo': {
@@ -480,15 +480,21 @@ function compileLookup(
   m: (rest: string) => string,
 ): Compiled {
   const lookup = c.lookup ?? {};
-  // Per-target key: `{ table, key }` has one target; `{ tableFrom, keys }` picks the target per row.
-  const targets: { table: string; key: readonly string[] }[] = lookup.tableFrom
-    ? Object.entries(lookup.keys ?? {}).map(([table, key]) => ({ table, key: typeof key === 'string' ? [key] : key }))
-    : [
-        {
-          table: lookup.table ?? String((a.Targets as string[] | undefined)?.[0] ?? ''),
-          key: lookup.key === undefined ? [] : typeof lookup.key === 'string' ? [lookup.key] : lookup.key,
-        },
-      ];
+  // Per-target key: `{ table, key }` has one target; `{ tableFrom, keys }` picks the target per row. A key may be
+  // composite, its values from several source columns (`{ key: [...], from: [...] }`); no key binds by GUID.
+  const fromList = Array.isArray(c.from) ? (c.from as string[]) : [c.from as string];
+  const partsOf = (key: unknown): { attr: string; source: string }[] => {
+    if (key === null || key === undefined) return [];
+    if (typeof key === 'string') return [{ attr: key, source: fromList[0] }];
+    if (Array.isArray(key)) return key.map((k, i) => ({ attr: String(k), source: fromList[i] ?? fromList[0] }));
+    const spec = key as { key?: string | string[]; from?: string | string[] };
+    const keys = spec.key === undefined ? [] : Array.isArray(spec.key) ? spec.key : [spec.key];
+    const froms = spec.from === undefined ? fromList : Array.isArray(spec.from) ? spec.from : [spec.from];
+    return keys.map((k, i) => ({ attr: k, source: froms[i] ?? froms[0] }));
+  };
+  const targets: { table: string; parts: { attr: string; source: string }[] }[] = lookup.tableFrom
+    ? Object.entries(lookup.keys ?? {}).map(([table, key]) => ({ table, parts: partsOf(key) }))
+    : [{ table: lookup.table ?? String((a.Targets as string[] | undefined)?.[0] ?? ''), parts: partsOf(lookup.key) }];
   const nav = (table: string) => {
     const rel = (meta.ManyToOneRelationships ?? []).find(
       (r) => r.ReferencingAttribute === c.attribute && r.ReferencedEntity === table,
@@ -509,6 +515,8 @@ function compileLookup(
     : tsqlLiteral(targets[0].table);
   const setCase: string[] = [];
   const predCase: string[] = [];
+  const partText = (source: string) => `CAST(r.${tsqlIdent(source)} AS NVARCHAR(4000))`;
+  const unsafe: string[] = [];
   for (const target of targets) {
     const tm = metadata.get(target.table);
     if (!tm)
@@ -516,26 +524,32 @@ function compileLookup(
         'mapping.metadata',
         `No metadata for lookup target \`${target.table}\`; pull it with \`ferry metadata pull --table ${target.table}\`.`,
       );
-    if (target.key.length > 1) {
-      throw new FerryError(
-        'export.lookup_composite',
-        `Lookup \`${c.attribute}\` → \`${target.table}\` uses a composite key (${target.key.join(', ')}); the T-SQL export resolves single-column keys only — map a single-column key or a GUID for this lookup.`,
-      );
-    }
     const when = lookup.tableFrom ? `WHEN ${targetExpr} = ${tsqlLiteral(target.table)}` : 'WHEN 1 = 1';
     setCase.push(`${when} THEN ${tsqlLiteral(tm.EntitySetName)}`);
-    if (target.key.length === 0) {
+    if (target.parts.length === 0) {
       predCase.push(`${when} THEN LOWER(CONVERT(NVARCHAR(36), TRY_CONVERT(UNIQUEIDENTIFIER, ${s})))`);
     } else {
-      predCase.push(`${when} THEN CONCAT(N'${target.key[0]}=''', REPLACE(${t}, N'''', N''''''), N'''')`);
-      const prev = keymapTargets.get(target.table);
-      if (!prev)
+      const isInt = (attr: string) =>
+        ['Integer', 'BigInt'].includes(String(tm.Attributes.find((x) => x.LogicalName === attr)?.AttributeType ?? ''));
+      const pieces = target.parts.map((p, i) => {
+        const sep = i ? "N','," : '';
+        return isInt(p.attr)
+          ? `${sep}N'${p.attr}=', CAST(TRY_CONVERT(BIGINT, r.${tsqlIdent(p.source)}) AS NVARCHAR(40))`
+          : `${sep}N'${p.attr}=''', REPLACE(${partText(p.source)}, N'''', N''''''), N''''`;
+      });
+      // A composite key with any part missing binds nothing (like a NULL single-column source).
+      const allPresent = target.parts.map((p) => `r.${tsqlIdent(p.source)} IS NOT NULL`).join(' AND ');
+      predCase.push(`${when} AND ${allPresent} THEN CONCAT(${pieces.join(', ')})`);
+      for (const p of target.parts)
+        if (!isInt(p.attr)) unsafe.push(`(${when.replace('WHEN ', '')} AND ${partText(p.source)} LIKE ${UNSAFE_LIKE})`);
+      if (!keymapTargets.has(target.table)) {
         keymapTargets.set(target.table, {
           table: target.table,
           entitySet: tm.EntitySetName,
           idAttribute: tm.PrimaryIdAttribute,
-          keyAttributes: [...target.key],
+          keyAttributes: target.parts.map((p) => p.attr),
         });
+      }
     }
   }
   const set = `CASE WHEN ${s} IS NULL THEN NULL ${setCase.join(' ')} END`;
@@ -554,19 +568,19 @@ function compileLookup(
           },
         ]
       : []),
-    ...(targets.some((x) => x.key.length === 0)
+    ...(targets.some((x) => x.parts.length === 0)
       ? [
           {
-            cond: `${s} IS NOT NULL AND ${set} IS NOT NULL AND ${pred} IS NULL`,
+            cond: `${s} IS NOT NULL AND ${set} IS NOT NULL AND ${pred} IS NULL AND TRY_CONVERT(UNIQUEIDENTIFIER, ${s}) IS NULL`,
             reason: 'guid.invalid',
             message: m('is not a GUID; a lookup without a key takes the target row id.'),
           },
         ]
       : []),
-    ...(targets.some((x) => x.key.length > 0)
+    ...(unsafe.length
       ? [
           {
-            cond: `${s} IS NOT NULL AND ${t} LIKE ${UNSAFE_LIKE}`,
+            cond: `${s} IS NOT NULL AND (${unsafe.join(' OR ')})`,
             reason: 'lookup.key_unsafe',
             message: m(
               'holds a character Dataverse key URLs cannot carry (/ \\ < > * % & : ?); map the target by GUID instead.',
@@ -588,4 +602,9 @@ function compileLookup(
       polymorphic,
     },
   };
+}
+
+/** The first source column of a mapped column (several only for composite lookup keys). */
+function first(from: string | readonly string[]): string {
+  return typeof from === 'string' ? from : (from[0] ?? '');
 }

@@ -52,11 +52,11 @@ export function compileExtract(input: ExtractInput): string[] {
           ', ',
         )}${input.deletes === 'flag-column' ? ', l.[__deleted]' : ''} FROM (${latest}) AS l${input.deletes === 'flag-column' ? '' : ' WHERE l.[__deleted] = 0'}`;
   const statements = [
-    `CREATE EXTERNAL TABLE [ferry_out].${external} WITH (LOCATION = ${tsqlLiteral(`${t}/@{variables('windowEnd')}/`)}, DATA_SOURCE = [ferry_warehouse], FILE_FORMAT = [ferry_parquet]) AS ${select}`,
+    `CREATE EXTERNAL TABLE [ferry_out].${external} WITH (LOCATION = ${windowLocation(`${t}/`, '/')}, DATA_SOURCE = [ferry_warehouse], FILE_FORMAT = [ferry_parquet]) AS ${select}`,
   ];
   if (input.deletes === 'separate-file') {
     statements.push(
-      `CREATE EXTERNAL TABLE [ferry_out].${tsqlIdent(`${t}_deletes_${windowTag}`)} WITH (LOCATION = ${tsqlLiteral(`${t}/@{variables('windowEnd')}/deletes/`)}, DATA_SOURCE = [ferry_warehouse], FILE_FORMAT = [ferry_parquet]) AS SELECT l.[Id], l.[versionnumber] FROM (${latest}) AS l WHERE l.[__deleted] = 1`,
+      `CREATE EXTERNAL TABLE [ferry_out].${tsqlIdent(`${t}_deletes_${windowTag}`)} WITH (LOCATION = ${windowLocation(`${t}/`, '/deletes/')}, DATA_SOURCE = [ferry_warehouse], FILE_FORMAT = [ferry_parquet]) AS SELECT l.[Id], l.[versionnumber] FROM (${latest}) AS l WHERE l.[__deleted] = 1`,
     );
   }
   // The external table is only a name for the files; dropping it keeps the Parquet and frees the name.
@@ -64,4 +64,12 @@ export function compileExtract(input: ExtractInput): string[] {
   if (input.deletes === 'separate-file')
     statements.push(`DROP EXTERNAL TABLE [ferry_out].${tsqlIdent(`${t}_deletes_${windowTag}`)}`);
   return statements;
+}
+
+/**
+ * `N'<prefix>@{variables('windowEnd')}<suffix>'`: the quotes inside the pipeline expression must stay single (the
+ * expression is replaced before SQL sees the text), so this literal is built by hand; table names carry no quotes.
+ */
+function windowLocation(prefix: string, suffix: string): string {
+  return `N'${prefix.replaceAll("'", "''")}@{variables('windowEnd')}${suffix}'`;
 }

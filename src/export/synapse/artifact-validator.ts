@@ -69,6 +69,7 @@ export class ArtifactValidator {
       strict: false,
       allErrors: true,
       validateFormats: false,
+      verbose: true,
     });
     ajv.addSchema(common);
     ajv.addSchema(arm);
@@ -121,7 +122,7 @@ export class ArtifactValidator {
     const v = this.#get(b.ref);
     if (v(value)) return [];
     return summarise(v.errors ?? []).map((e) => ({
-      path: `${at}${e.path}`,
+      path: `${at}${e.path === '/' ? '' : e.path}`,
       message: `(${String(type)}) ${e.message}`,
     }));
   }
@@ -146,9 +147,13 @@ export class ArtifactValidator {
 
 /** Keeps the deepest, de-duplicated errors and says what value was wrong. */
 function summarise(errors: readonly ErrorObject[]): { path: string; message: string }[] {
+  // Each typed field also accepts an ARM expression (`[...]`); errors from that alternative are noise.
   const relevant = errors.filter(
     (e) =>
-      e.keyword !== 'oneOf' && e.keyword !== 'anyOf' && !(e.keyword === 'type' && e.schemaPath.includes('expression')),
+      e.keyword !== 'oneOf' &&
+      e.keyword !== 'anyOf' &&
+      !e.schemaPath.includes('expression') &&
+      !e.schemaPath.includes('common/definitions'),
   );
   const seen = new Set<string>();
   const out: { path: string; message: string }[] = [];
@@ -166,7 +171,7 @@ function summarise(errors: readonly ErrorObject[]): { path: string; message: str
     seen.add(key);
     out.push({
       path: e.instancePath || '/',
-      message: `${e.instancePath || '/'} ${detail}${e.keyword === 'enum' || e.keyword === 'type' ? ` (got \`${JSON.stringify(e.data)}\`)` : ''}`,
+      message: `${detail}${e.keyword === 'enum' || e.keyword === 'type' ? ` (got \`${JSON.stringify(e.data)}\`)` : ''}`,
     });
   }
   return out.slice(0, 10);
@@ -174,5 +179,5 @@ function summarise(errors: readonly ErrorObject[]): { path: string; message: str
 
 /** One line per problem, for the CLI and test failures. */
 export function formatProblems(problems: readonly ValidationProblem[]): string {
-  return problems.map((p) => `${p.artifact}: ${p.message}`).join('\n');
+  return problems.map((p) => `${p.artifact}: ${p.path} ${p.message}`).join('\n');
 }

@@ -64,7 +64,11 @@ export const DEFAULT_SETTINGS: SynapseExportSettings = {
   windowDelay: '00:05:00',
 };
 
-const KEYS = Object.keys(DEFAULT_SETTINGS) as (keyof SynapseExportSettings)[];
+const KEYS = [
+  ...Object.keys(DEFAULT_SETTINGS),
+  'sqlUserName',
+  'sqlPasswordSecretName',
+] as (keyof SynapseExportSettings)[];
 
 /** Reads settings from a JSON file over the defaults; a missing file means the defaults. */
 export async function loadExportSettings(file: string | undefined): Promise<SynapseExportSettings> {

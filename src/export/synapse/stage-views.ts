@@ -17,13 +17,13 @@ export interface LookupView {
   readonly table?: string;
   readonly key?: string | readonly string[];
   readonly tableFrom?: string;
-  readonly keys?: Readonly<Record<string, string | readonly string[]>>;
+  readonly keys?: Readonly<Record<string, unknown>>;
 }
 
 /** A mapped column: target attribute ← source column. */
 export interface ColumnView {
   readonly attribute: string;
-  readonly from: string;
+  readonly from: string | readonly string[];
   readonly lookup?: LookupView;
 }
 
@@ -162,7 +162,11 @@ function viewMapping(spec: AnySpec, pipeline: string): MappingView {
     if (typeof value === 'string') return { attribute, from: value };
     const v = (value ?? {}) as Record<string, unknown>;
     const lookup = v.lookup && typeof v.lookup === 'object' ? (v.lookup as LookupView) : undefined;
-    return { attribute, from: typeof v.from === 'string' ? v.from : attribute, ...(lookup ? { lookup } : {}) };
+    return {
+      attribute,
+      from: typeof v.from === 'string' || Array.isArray(v.from) ? (v.from as string | string[]) : attribute,
+      ...(lookup ? { lookup } : {}),
+    };
   });
   return {
     table,

@@ -1,0 +1,343 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { definePipeline, type PipelineDefinition } from '../../src/core/pipeline.js';
+import { loadPipelines } from '../../src/core/pipeline-loader.js';
+import { ArtifactValidator, formatProblems } from '../../src/export/synapse/artifact-validator.js';
+import { DEFAULT_SETTINGS, mergeSettings } from '../../src/export/synapse/export-settings.js';
+import type { SynapseArtifact, SynapseExport } from '../../src/export/synapse/synapse-artifacts.js';
+import { isUpToDate, runSynapseExport } from '../../src/export/synapse/synapse-export-run.js';
+import { exportSynapse } from '../../src/export/synapse/synapse-exporter.js';
+import { metadataFromDir } from '../../src/export/synapse/table-metadata.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..', '..');
+const fixtures = path.join(here, 'fixtures');
+const metadataDir = path.join(fixtures, 'metadata');
+const schemaDir = path.join(root, 'synapse', 'schemas');
+
+let defs: PipelineDefinition[];
+let out: SynapseExport;
+let validator: ArtifactValidator;
+
+before(async () => {
+  defs = await loadPipelines(path.join(fixtures, 'pipelines'));
+  out = await exportSynapse(defs, { settings: DEFAULT_SETTINGS, metadata: metadataFromDir(metadataDir) });
+  validator = ArtifactValidator.load(schemaDir);
+});
+
+const find = (kind: SynapseArtifact['kind'], name: string) => {
+  const a = out.artifacts.find((x) => x.kind === kind && x.name === name);
+  assert.ok(a, `${kind} ${name} exists`);
+  return a;
+};
+const activities = (a: SynapseArtifact) => a.properties.activities as Record<string, any>[];
+
+describe('export synapse: artifacts', () => {
+  test('every generated artifact validates against the Data Factory ARM schema', () => {
+    assert.ok(out.artifacts.length >= 20);
+    const problems = validator.validateAll(out.artifacts);
+    assert.equal(formatProblems(problems), '');
+    for (const kind of ['linkedService', 'dataset', 'pipeline', 'trigger']) {
+      assert.ok(
+        out.artifacts.some((a) => a.kind === kind),
+        `has ${kind}`,
+      );
+    }
+  });
+
+  test('inbound pipeline: Copy Parquet → SQL staging → Script (T-SQL conversion) → Copy to Dataverse upsert by alternate key', () => {
+    const p = find('pipeline', 'pl_accounts_inbound');
+    const acts = activities(p);
+    const names = acts.map((a) => a.name);
+    for (const n of [
+      'BeginRun',
+      'LookupWatermark',
+      'CopyParquetToStaging',
+      'CopyKeyMap_account',
+      'ConvertToDataverse',
+      'CopyStagingToDataverse',
+      'FinishRun',
+      'MarkRunFailed',
+    ]) {
+      assert.ok(names.includes(n), `activity ${n}`);
+    }
+    const copyIn = acts.find((a) => a.name === 'CopyParquetToStaging')!;
+    assert.equal(copyIn.typeProperties.source.type, 'ParquetSource');
+    assert.equal(copyIn.typeProperties.source.storeSettings.wildcardFolderPath, 'inbound/accounts');
+    assert.equal(copyIn.typeProperties.sink.type, 'AzureSqlSink');
+    const script = acts.find((a) => a.name === 'ConvertToDataverse')!;
+    assert.deepEqual(script.dependsOn.map((d: any) => d.activity).sort(), [
+      'CopyKeyMap_account',
+      'CopyParquetToStaging',
+    ]);
+    const convertSql = out.sqlFiles.find((f) => f.path === 'sql/tsql/accounts-inbound/convert.sql')!;
+    // The Script embeds exactly the statements written to sql/tsql (the file adds a header and line breaks).
+    const embedded: string = script.typeProperties.scripts[0].text;
+    for (const line of embedded.split('\n'))
+      assert.ok(convertSql.content.includes(line), `convert.sql holds: ${line.slice(0, 60)}`);
+    assert.match(embedded, /FOR JSON PATH, WITHOUT_ARRAY_WRAPPER/);
+    assert.match(embedded, /N'string\.too_long'/);
+    const copyOut = acts.find((a) => a.name === 'CopyStagingToDataverse')!;
+    assert.deepEqual(
+      {
+        type: copyOut.typeProperties.sink.type,
+        writeBehavior: copyOut.typeProperties.sink.writeBehavior,
+        key: copyOut.typeProperties.sink.alternateKeyName,
+        batch: copyOut.typeProperties.sink.writeBatchSize,
+      },
+      { type: 'CommonDataServiceForAppsSink', writeBehavior: 'Upsert', key: 'ferry_accountnumber_key', batch: 100 },
+    );
+    assert.equal(p.properties.concurrency, 1);
+  });
+
+  test('lookups by alternate key are resolved to GUIDs in SQL from the key map, unresolved ones become rejects', () => {
+    const sink = out.sqlFiles.find((f) => f.path === 'sql/tsql/contacts-inbound/convert.sql')!.content;
+    assert.match(sink, /LEFT JOIN \[ferry\]\.\[keymap\] AS km\d+ ON/);
+    assert.match(sink, /N'lookup\.target_missing'/);
+    assert.match(sink, /\[parentcustomerid@EntityReference\]/);
+    assert.match(sink, /MERGE INTO \[ferry\]\.\[keymap\] WITH \(HOLDLOCK\)/);
+  });
+
+  test('outbound pipelines: OPENROWSET over Synapse Link CSV / Delta into Parquet by CETAS in a folder per window', () => {
+    const csv = out.sqlFiles.find((f) => f.path === 'sql/tsql/accounts-outbound/extract-account.sql')!.content;
+    assert.match(csv, /OPENROWSET\(BULK N'\*\/account\/\*\.csv'.*FORMAT = 'CSV'/);
+    assert.match(csv, /r\.filepath\(1\) > N'@\{variables\('windowStart'\)\}'/);
+    assert.match(csv, /CREATE EXTERNAL TABLE .* WITH \(LOCATION = N'account\/@\{variables\('windowEnd'\)\}\/'/);
+    const delta = out.sqlFiles.find((f) => f.path === 'sql/tsql/contacts-outbound/extract-contact.sql')!.content;
+    assert.match(delta, /FORMAT = 'DELTA'/);
+    assert.match(delta, /deletes\//, 'separate-file deletes get their own folder');
+    const p = find('pipeline', 'pl_accounts_outbound');
+    assert.ok(
+      activities(p).some((a) => a.name === 'LookupChangelog'),
+      'CSV window stops before the folder in changelog.info',
+    );
+  });
+
+  test('triggers: schedule every 15 minutes in dependency order; tumbling 15-minute backfill windows with self-dependency', () => {
+    const sched = find('trigger', 'tr_ferry_every_15m');
+    assert.deepEqual((sched.properties.typeProperties as any).recurrence, {
+      frequency: 'Minute',
+      interval: 15,
+      startTime: DEFAULT_SETTINGS.triggerStartTime,
+      timeZone: 'UTC',
+    });
+    const orchestrator = find('pipeline', 'pl_ferry_every_15m');
+    const contacts = activities(orchestrator).find((a) => a.name === 'Run_contacts_inbound')!;
+    assert.deepEqual(contacts.dependsOn, [{ activity: 'Run_accounts_inbound', dependencyConditions: ['Succeeded'] }]);
+    assert.ok(
+      out.artifacts.some((a) => a.name === 'tr_ferry_every_60m'),
+      'a 1h pipeline gets its own schedule',
+    );
+    const tw = find('trigger', 'tr_contacts_inbound_backfill').properties as any;
+    assert.equal(tw.type, 'TumblingWindowTrigger');
+    assert.equal(tw.typeProperties.interval, 15);
+    assert.equal(tw.typeProperties.maxConcurrency, DEFAULT_SETTINGS.backfillMaxConcurrency);
+    assert.deepEqual(tw.typeProperties.retryPolicy, { count: 2, intervalInSeconds: 120 });
+    assert.deepEqual(tw.typeProperties.dependsOn[0], {
+      type: 'SelfDependencyTumblingWindowTriggerReference',
+      offset: '-00:15:00',
+      size: '00:15:00',
+    });
+    assert.equal(tw.typeProperties.dependsOn[1].referenceTrigger.referenceName, 'tr_accounts_inbound_backfill');
+    assert.deepEqual(tw.pipeline.parameters, {
+      windowStart: '@trigger().outputs.windowStartTime',
+      windowEnd: '@trigger().outputs.windowEndTime',
+      mode: 'backfill',
+    });
+  });
+
+  test('secrets appear only as Key Vault references or managed identity', async () => {
+    const settings = mergeSettings({
+      sqlAuthentication: 'key-vault-password',
+      sqlUserName: 'ferry_loader',
+      sqlPasswordSecretName: 'ferry-sql-password',
+    });
+    const kv = await exportSynapse(defs, { settings, metadata: metadataFromDir(metadataDir) });
+    for (const result of [out, kv]) {
+      const text = JSON.stringify(result);
+      for (const bad of [
+        /AccountKey=/i,
+        /Password=/i,
+        /SharedAccessSignature|[?&]sig=/i,
+        /"SecureString"/,
+        /"accountKey"/,
+        /"servicePrincipalKey"/,
+        /"sasUri"/,
+        /eyJ[A-Za-z0-9_-]{10,}\./,
+        /client_secret/i,
+      ]) {
+        assert.doesNotMatch(text, bad);
+      }
+      // Every credential-bearing property is a Key Vault reference.
+      const walk = (v: unknown, at: string) => {
+        if (Array.isArray(v)) return v.forEach((x, i) => walk(x, `${at}/${i}`));
+        if (!v || typeof v !== 'object') return;
+        for (const [k, x] of Object.entries(v)) {
+          if (
+            /^(password|accountKey|servicePrincipalKey|servicePrincipalCredential|functionKey|sasToken|connectionString)$/.test(
+              k,
+            )
+          ) {
+            assert.equal((x as any)?.type, 'AzureKeyVaultSecret', `${at}/${k} is a Key Vault reference`);
+          }
+          walk(x, `${at}/${k}`);
+        }
+      };
+      walk(result.artifacts, '');
+    }
+    const sql = kv.artifacts.find((a) => a.name === 'ls_ferry_sql')!.properties as any;
+    assert.equal(sql.typeProperties.password.secretName, 'ferry-sql-password');
+    assert.equal(
+      (out.artifacts.find((a) => a.name === 'ls_ferry_sql')!.properties as any).typeProperties.authenticationType,
+      'SystemAssignedManagedIdentity',
+    );
+  });
+
+  test('output is deterministic', async () => {
+    const again = await exportSynapse([...defs].reverse(), {
+      settings: DEFAULT_SETTINGS,
+      metadata: metadataFromDir(metadataDir),
+    });
+    assert.deepEqual(again, out);
+  });
+});
+
+describe('export synapse: validation errors are readable', () => {
+  const mutate = (a: SynapseArtifact, f: (p: any) => void): SynapseArtifact => {
+    const properties = structuredClone(a.properties);
+    f(properties);
+    return { ...a, properties };
+  };
+  const cases: { what: string; artifact: () => SynapseArtifact; expect: RegExp }[] = [
+    {
+      what: 'pipeline: Dataverse sink writeBehavior Insert',
+      artifact: () =>
+        mutate(find('pipeline', 'pl_accounts_inbound'), (p) => {
+          p.activities.find((a: any) => a.name === 'CopyStagingToDataverse').typeProperties.sink.writeBehavior =
+            'Insert';
+        }),
+      expect:
+        /activities\/\d+\(CopyStagingToDataverse\)\/typeProperties\/sink\/writeBehavior \(CommonDataServiceForAppsSink\) must be one of `Upsert` \(got `"Insert"`\)/,
+    },
+    {
+      what: 'pipeline: unknown activity type',
+      artifact: () =>
+        mutate(find('pipeline', 'pl_accounts_inbound'), (p) => {
+          p.activities[0].type = 'Scrpt';
+        }),
+      expect: /\(BeginRun\)\/type `Scrpt` is not a known Activity type/,
+    },
+    {
+      what: 'dataset: Parquet without location',
+      artifact: () =>
+        mutate(find('dataset', 'ds_ferry_lake_parquet'), (p) => {
+          delete p.typeProperties.location;
+        }),
+      expect: /dataset `ds_ferry_lake_parquet`: .*\(Parquet\).*missing required property `location`/,
+    },
+    {
+      what: 'linked service: Dataverse without authenticationType',
+      artifact: () =>
+        mutate(find('linkedService', 'ls_ferry_dataverse'), (p) => {
+          delete p.typeProperties.authenticationType;
+        }),
+      expect:
+        /linkedService `ls_ferry_dataverse`: .*\(CommonDataServiceForApps\).*missing required property `authenticationType`/,
+    },
+    {
+      what: 'trigger: tumbling window without maxConcurrency',
+      artifact: () =>
+        mutate(find('trigger', 'tr_accounts_inbound_backfill'), (p) => {
+          delete p.typeProperties.maxConcurrency;
+        }),
+      expect:
+        /trigger `tr_accounts_inbound_backfill`: .*\(TumblingWindowTrigger\).*missing required property `maxConcurrency`/,
+    },
+  ];
+  for (const c of cases) {
+    test(c.what, () => {
+      const problems = validator.validate(c.artifact());
+      assert.ok(
+        problems.length > 0 && problems.length <= 3,
+        `a few focused problems, got ${problems.length}: ${formatProblems(problems)}`,
+      );
+      assert.match(formatProblems(problems), c.expect);
+    });
+  }
+});
+
+describe('export synapse: --check', () => {
+  let dir: string;
+  before(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ferry-export-'));
+  });
+  after(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  test('a changed mapping changes the exported T-SQL, and --check catches the stale folder', async () => {
+    const layout = { synapseDir: 'synapse', sqlDir: 'sql/tsql' };
+    const base = { settings: DEFAULT_SETTINGS, metadataDir, root: dir, layout, schemaDir };
+    const first = await runSynapseExport({ ...base, pipelines: defs, check: false });
+    assert.ok(first.diff.added.length > 20);
+    assert.ok(isUpToDate((await runSynapseExport({ ...base, pipelines: defs, check: true })).diff));
+    // Map `name` from another source column: the conversion SQL must change.
+    const accounts = defs.find((d) => d.name === 'accounts-inbound')!;
+    const changed = definePipeline({
+      ...accounts,
+      stages: accounts.stages.map((s) =>
+        s.kind === 'convert-to-dataverse'
+          ? ({ ...s, columns: { ...(s as any).columns, name: 'legal_name' } } as typeof s)
+          : s,
+      ),
+    });
+    const defs2 = defs.map((d) => (d.name === accounts.name ? changed : d));
+    const stale = await runSynapseExport({ ...base, pipelines: defs2, check: true });
+    assert.ok(!isUpToDate(stale.diff));
+    assert.deepEqual(stale.diff.changed.sort(), [
+      'sql/tsql/accounts-inbound/convert.sql',
+      'synapse/pipeline/pl_accounts_inbound.json',
+    ]);
+    const convert = stale.files.find((f) => f.path === 'sql/tsql/accounts-inbound/convert.sql')!.content;
+    assert.match(convert, /\[legal_name\]/);
+    // A pipeline that disappears leaves files --check reports as extra.
+    const fewer = await runSynapseExport({
+      ...base,
+      pipelines: defs.filter((d) => d.name !== 'contacts-outbound'),
+      check: true,
+    });
+    assert.ok(fewer.diff.removed.includes('synapse/pipeline/pl_contacts_outbound.json'));
+    assert.ok(fewer.diff.removed.includes('sql/tsql/contacts-outbound/extract-contact.sql'));
+  });
+
+  test('the CLI exits 1 with the stale files listed', async () => {
+    const run = promisify(execFile);
+    const args = [
+      '--import',
+      'tsx',
+      path.join(root, 'src/cli/main.ts'),
+      'export',
+      'synapse',
+      '--pipelines-dir',
+      path.join(fixtures, 'pipelines'),
+      '--metadata',
+      metadataDir,
+    ];
+    const outDir = path.join(dir, 'cli', 'synapse');
+    await run(process.execPath, [...args, '--out', outDir], { cwd: root });
+    const ok = await run(process.execPath, [...args, '--out', outDir, '--check'], { cwd: root });
+    assert.match(ok.stdout, /up to date/);
+    await fs.appendFile(path.join(outDir, 'trigger', 'tr_ferry_every_15m.json'), ' ');
+    await assert.rejects(run(process.execPath, [...args, '--out', outDir, '--check'], { cwd: root }), (e: any) => {
+      assert.equal(e.code, 1);
+      assert.match(e.stdout, /stale .*tr_ferry_every_15m\.json/);
+      return true;
+    });
+  });
+});
