@@ -1,4 +1,5 @@
 import type { Command } from '../command.js';
+import { backfillCommand } from './backfill.js';
 import { demoCommand } from './demo.js';
 import { emulatorCommand } from './emulator.js';
 import { exportSynapseCommand } from './export-synapse.js';
@@ -6,6 +7,8 @@ import { metadataPullCommand } from './metadata-pull.js';
 import { rejectsCommand } from './rejects.js';
 import { runCommand } from './run.js';
 import { runsCommand } from './runs.js';
+import { scheduleCommand } from './schedule.js';
+import { statusCommand } from './status.js';
 
 /** Every CLI command, one line each. */
 export const COMMANDS: readonly Command[] = [
@@ -13,6 +16,9 @@ export const COMMANDS: readonly Command[] = [
   runCommand,
   runsCommand,
   rejectsCommand,
+  scheduleCommand,
+  statusCommand,
+  backfillCommand,
   metadataPullCommand,
   emulatorCommand,
   exportSynapseCommand,

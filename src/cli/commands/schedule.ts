@@ -1,0 +1,110 @@
+import { WebhookAlerts } from '../../alerts/webhook-alerts.js';
+import { UsageError } from '../../core/errors.js';
+import { bigintSafe } from '../../core/log.js';
+import { parseDuration } from '../../core/pipeline.js';
+import { loadPipelines, selectPipelines } from '../../core/pipeline-loader.js';
+import { runPipeline } from '../../core/runner.js';
+import { type ScheduleEvent, Scheduler } from '../../schedule/scheduler.js';
+import { stageRegistry } from '../../stages/registry.js';
+import type { Command } from '../command.js';
+import { openDataverse, openLake, openState } from '../services.js';
+
+/** Splits `a,b` flags into names. */
+export function listFlag(value: unknown): string[] | undefined {
+  if (typeof value !== 'string' || value.trim() === '') return undefined;
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+/** One plain line per scheduler event (the `--json` form is the event object itself). */
+export function scheduleEventLine(e: ScheduleEvent): string {
+  switch (e.event) {
+    case 'tick':
+      return `tick ${e.at}: ${e.due.join(', ')}${e.missedTicks ? ` (${e.missedTicks} tick(s) missed while busy, not repeated)` : ''}`;
+    case 'run': {
+      const c = e.counts;
+      const counts = `read ${c.read} upserted ${c.upserted} skipped-stale ${c.skippedStale} rejected ${c.rejected}${c.written ? ` written ${c.written}` : ''}`;
+      const retry = e.attempt > 1 ? ` (attempt ${e.attempt})` : '';
+      const error = e.error ? ` — ${e.error.code}: ${e.error.message}` : '';
+      return `run ${e.pipeline} ${e.runId ?? '-'} ${e.status}${retry}: ${counts}, ${(e.durationMs / 1000).toFixed(1)}s${error}`;
+    }
+    case 'dependency-skipped':
+      return `run ${e.pipeline} skipped: its dependency \`${e.dependsOn}\` did not complete in this tick`;
+    case 'stopped':
+      return `scheduler stopped after ${e.ticks} tick(s) (${e.reason})`;
+  }
+}
+
+/**
+ * `ferry schedule`: runs pipelines on their cadence in the foreground until SIGINT/SIGTERM (the current batch
+ * finishes and commits; a second signal aborts).
+ */
+export const scheduleCommand: Command = {
+  name: 'schedule',
+  summary: 'run pipelines every 15 minutes (or --every) until stopped',
+  usage: 'schedule [--pipelines a,b] [--every 15m] [--alert-webhook <url>] [--stale-after 1h] [--json]',
+  options: {
+    pipelines: { type: 'string' },
+    every: { type: 'string' },
+    ticks: { type: 'string' },
+    retries: { type: 'string' },
+    'alert-webhook': { type: 'string' },
+    'stale-after': { type: 'string' },
+  },
+  async run(input) {
+    const every = typeof input.values.every === 'string' ? input.values.every : undefined;
+    if (every) parseDuration(every);
+    const maxTicks = typeof input.values.ticks === 'string' ? Number(input.values.ticks) : undefined;
+    if (maxTicks !== undefined && !(Number.isInteger(maxTicks) && maxTicks > 0)) {
+      throw new UsageError(`--ticks \`${input.values.ticks}\` must be a positive whole number.`);
+    }
+    const retries = typeof input.values.retries === 'string' ? Number(input.values.retries) : 2;
+    const staleAfter =
+      typeof input.values['stale-after'] === 'string' ? parseDuration(input.values['stale-after']) : undefined;
+    const pipelines = selectPipelines(await loadPipelines(input.pipelinesDir), listFlag(input.values.pipelines));
+    if (pipelines.length === 0) throw new UsageError(`No pipelines in \`${input.pipelinesDir}\` to schedule.`);
+    const webhook =
+      (typeof input.values['alert-webhook'] === 'string' ? input.values['alert-webhook'] : undefined) ??
+      process.env.FERRY_ALERT_WEBHOOK;
+    const state = openState(input.config);
+    const lake = openLake(input.config);
+    const dataverse = pipelines.some((p) => p.direction === 'inbound')
+      ? await openDataverse(input.config, input.log)
+      : undefined;
+    try {
+      const scheduler = new Scheduler({
+        pipelines,
+        state,
+        ...(every ? { every } : {}),
+        signal: input.signal,
+        ...(maxTicks ? { maxTicks } : {}),
+        retry: { attempts: retries, delayMs: 5000 },
+        ...(webhook ? { alerts: new WebhookAlerts({ url: webhook, state, log: input.log }) } : {}),
+        ...(staleAfter ? { staleAfterMs: () => staleAfter } : {}),
+        onEvent: (e) => input.print(input.json ? JSON.stringify(e, bigintSafe) : scheduleEventLine(e)),
+        runOne: (def, options) =>
+          runPipeline(def, {
+            ...options,
+            config: input.config,
+            lake,
+            state,
+            registry: stageRegistry,
+            services: dataverse ? { dataverse: dataverse.endpoint } : {},
+            log: input.log,
+          }),
+      });
+      if (!input.json) {
+        input.print(
+          `Scheduling ${pipelines.map((p) => `${p.name} every ${every ?? p.every}`).join(', ')}. Stop with Ctrl-C.`,
+        );
+      }
+      await scheduler.run();
+      return 0;
+    } finally {
+      await dataverse?.close();
+      state.close();
+    }
+  },
+};

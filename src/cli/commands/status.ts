@@ -1,0 +1,44 @@
+import { loadPipelines, selectPipelines } from '../../core/pipeline-loader.js';
+import { pipelineStatuses } from '../../schedule/pipeline-status.js';
+import type { Command } from '../command.js';
+import { openState } from '../services.js';
+import { listFlag } from './schedule.js';
+
+/** `ferry status`: each pipeline's last run, next run, cursor, lease holder and open rejects. */
+export const statusCommand: Command = {
+  name: 'status',
+  summary: "show each pipeline's last run, next run, cursor, lease holder and open rejects",
+  usage: 'status [--pipelines a,b] [--every 15m] [--json]',
+  options: { pipelines: { type: 'string' }, every: { type: 'string' } },
+  async run(input) {
+    const pipelines = selectPipelines(await loadPipelines(input.pipelinesDir), listFlag(input.values.pipelines));
+    const state = openState(input.config);
+    try {
+      const every = typeof input.values.every === 'string' ? input.values.every : undefined;
+      const rows = pipelineStatuses(pipelines, state, { nowMs: Date.now(), ...(every ? { every } : {}) });
+      if (input.json) {
+        input.print(JSON.stringify({ pipelines: rows }));
+        return 0;
+      }
+      for (const s of rows) {
+        const last = s.lastRun
+          ? `${s.lastRun.status} (${s.lastRun.mode}) ${s.lastRun.runId} at ${s.lastRun.finishedAt ?? s.lastRun.startedAt}, read ${s.lastRun.counts.read} rejected ${s.lastRun.counts.rejected}`
+          : 'never ran';
+        input.print(`${s.pipeline} (${s.direction}, every ${s.every})`);
+        input.print(`  last run:   ${last}${s.lastRun?.error ? ` — ${s.lastRun.error.code}` : ''}`);
+        input.print(`  succeeded:  ${s.lastSucceededAt ?? 'never'}`);
+        input.print(`  next run:   ${s.nextRun}`);
+        input.print(
+          `  cursor:     ${s.cursor ? `${s.cursor.source} = ${s.cursor.value ?? '(none)'}, ${s.cursor.processedItems} item(s) processed` : '(none)'}`,
+        );
+        input.print(`  lease:      ${s.lease ? `held by ${s.lease.holder} until ${s.lease.expiresAt}` : 'free'}`);
+        input.print(
+          `  rejects:    ${s.openRejects} open${s.openRejects ? ` (ferry rejects --pipeline ${s.pipeline})` : ''}`,
+        );
+      }
+      return 0;
+    } finally {
+      state.close();
+    }
+  },
+};
