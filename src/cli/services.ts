@@ -1,6 +1,7 @@
 import path from 'node:path';
 import type { Lake } from '../connectors/lake/lake.js';
 import { createTokenProvider } from '../connectors/dataverse/token-provider.js';
+import { AdlsLake } from '../connectors/lake/adls-lake.js';
 import { LocalLake } from '../connectors/lake/local-lake.js';
 import { SqliteStateStore } from '../connectors/state/sqlite-state-store.js';
 import type { FerryConfig } from '../core/config.js';
