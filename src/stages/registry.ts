@@ -1,5 +1,6 @@
 import type { StageRegistry } from '../core/runner.js';
 import type { StageImpl } from '../core/stage.js';
+import { convertToDataverseStage } from './convert-to-dataverse.js';
 import { readParquetDeltasStage } from './read-parquet-deltas.js';
 import { readSynapseLinkStage } from './read-synapse-link.js';
 import { runSqlExtractStage } from './run-sql-extract.js';
@@ -13,6 +14,7 @@ import { upsertDataverseStage } from './upsert-dataverse.js';
 const STAGES: readonly StageImpl[] = [
   upsertDataverseStage as StageImpl,
   readParquetDeltasStage as StageImpl,
+  convertToDataverseStage as StageImpl,
   readSynapseLinkStage as StageImpl,
   runSqlExtractStage as StageImpl,
   writeParquetStage as StageImpl,

@@ -1,0 +1,496 @@
+import type {
+  ChoiceOptionPlan,
+  ColumnPlan,
+  ConversionReason,
+  KeyPartPlan,
+  LookupTargetPlan,
+} from '../../core/mapping.js';
+import { MIN_DATE } from '../../core/mapping.js';
+import type {
+  AliasNames,
+  AppliedVersionsSource,
+  ColumnSql,
+  ConversionBuilders,
+  SourceColumn,
+  SourceType,
+  SqlDialect,
+} from '../sql-dialect.js';
+import { duckIdent, duckLiteral } from './duckdb-staging.js';
+
+/*
+ * Text rules shared with the reference converter (src/core/reference-converter.ts), written once here as regexes:
+ * - "trim" removes spaces only (DuckDB `trim`), blank = null or empty after trim;
+ * - numbers in text: optional sign, digits, optional fraction; no exponent (except for Double columns);
+ * - date/times in text: `YYYY-MM-DD`, optional `T`/space + `HH:MM[:SS[.fff]]`, optional `Z` or `±HH[[:]MM]`.
+ */
+const NUMBER_RE = '^(([+-]?)0*([0-9]*)(?:\\.([0-9]*?)0*)?)$';
+const NO_DIGITS = "('+', '-', '.', '+.', '-.')";
+const INTEGER_RE = '[+-]?[0-9]+';
+const DOUBLE_RE = '[+-]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][+-]?[0-9]+)?';
+const GUID_RE = '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}';
+const DATETIME_RE =
+  '^([0-9]{4}-[0-9]{2}-[0-9]{2})(?:[T ]([01][0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9])(?:\\.([0-9]+))?)?)? ?(Z|[+-](?:[01][0-9]|2[0-3])(?::?[0-5][0-9])?)?$';
+const UNSAFE_RE = '[/\\\\<>*%&:?]';
+const SUPPLEMENTARY_RE = '[^\\x{10000}-\\x{10FFFF}]';
+
+const L = duckLiteral;
+const reason = (code: ConversionReason) => L(code);
+
+/** The embedded default dialect: DuckDB. */
+export const duckdbDialect: SqlDialect = {
+  name: 'duckdb',
+  capabilities: {
+    maxParameters: null,
+    maxRowsPerInsertValues: null,
+    readsParquet: true,
+    listLambdas: true,
+    regex: true,
+    jsonPayload: 'concat',
+  },
+  ident: duckIdent,
+  literal: duckLiteral,
+  classifyType: classifyDuckType,
+  describeTableSql: (table) =>
+    `SELECT column_name AS name, data_type AS type FROM information_schema.columns WHERE table_name = ${L(table)} ORDER BY ordinal_position`,
+  tableExistsSql: (table) => `SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_name = ${L(table)}`,
+  castText: (expr) => `CAST(${expr} AS VARCHAR)`,
+  concat: (parts) => (parts.length ? parts.map((p) => `(${p})`).join(' || ') : "''"),
+  concatSkipNulls: (separator, parts) => `concat_ws(${L(separator)}, ${parts.join(', ')})`,
+  createTableAs: (name, select) => `CREATE OR REPLACE TABLE ${duckIdent(name)} AS\n${select}`,
+  dropTable: (name) => `DROP TABLE IF EXISTS ${duckIdent(name)}`,
+  appliedVersionsRelation: relation,
+  saveAppliedVersionsSql(previous, target) {
+    if (target.kind !== 'parquet') throw new Error('DuckDB saves applied versions to a Parquet file');
+    const fresh = `SELECT c.__key_predicate AS key, c.__version AS version
+    FROM converted c JOIN upserted u ON u.__row_id = c.__row_id WHERE c.__version IS NOT NULL`;
+    const union = previous ? `SELECT key, version FROM ${relation(previous)}\n    UNION ALL ${fresh}` : fresh;
+    return `COPY (SELECT key, max(version) AS version FROM (${union}) GROUP BY key ORDER BY key) TO ${L(target.path)} (FORMAT PARQUET, COMPRESSION zstd)`;
+  },
+  conversion: {
+    column: buildColumn,
+    version: buildVersion,
+    unsafeKey: (text) => `regexp_matches(${text}, ${L(UNSAFE_RE)})`,
+    quoteKeyLiteral: (text) => `'''' || replace(${text}, '''', '''''') || ''''`,
+    jsonString: (text) => `CAST(to_json(${text}) AS VARCHAR)`,
+    rowNumber: (partitionBy, orderBy) => `row_number() OVER (PARTITION BY ${partitionBy} ORDER BY ${orderBy})`,
+  } satisfies ConversionBuilders,
+};
+
+function relation(source: AppliedVersionsSource): string {
+  return source.kind === 'parquet' ? `read_parquet(${L(source.path)})` : duckIdent(source.name);
+}
+
+/** Maps a DuckDB type name (`DECIMAL(18,2)`, `TIMESTAMP WITH TIME ZONE`...) to a source kind. */
+export function classifyDuckType(typeText: string): SourceType {
+  const t = typeText.trim().toUpperCase();
+  const dec = /^DECIMAL\((\d+),\s*(\d+)\)$/.exec(t);
+  if (dec) return { kind: 'decimal', precision: Number(dec[1]), scale: Number(dec[2]) };
+  if (t === 'VARCHAR' || t.startsWith('VARCHAR(') || t === 'TEXT' || t === 'STRING') return { kind: 'text' };
+  if (/^(TINYINT|SMALLINT|INTEGER|INT|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT)$/.test(t))
+    return { kind: 'integer' };
+  if (t === 'DOUBLE' || t === 'FLOAT' || t === 'REAL') return { kind: 'float' };
+  if (t === 'BOOLEAN') return { kind: 'boolean' };
+  if (t === 'TIMESTAMP WITH TIME ZONE' || t === 'TIMESTAMPTZ') return { kind: 'timestamptz' };
+  if (/^TIMESTAMP(_S|_MS|_NS)?$/.test(t) || t === 'DATETIME') return { kind: 'timestamp' };
+  if (t === 'DATE') return { kind: 'date' };
+  if (t === 'UUID') return { kind: 'uuid' };
+  return { kind: 'other' };
+}
+
+type Prep = Array<readonly [string, string]>;
+
+function sourceRef(sources: ReadonlyMap<string, SourceColumn>, name: string): { ref: string; col: SourceColumn } {
+  const col = sources.get(name);
+  if (!col) throw new Error(`conversion: source column ${name} is not staged`);
+  return { ref: `s.${duckIdent(name)}`, col };
+}
+
+const text = (ref: string, col: SourceType) => (col.kind === 'text' ? ref : `CAST(${ref} AS VARCHAR)`);
+const trimmed = (ref: string, col: SourceType) => `NULLIF(trim(${text(ref, col)}), '')`;
+
+function buildColumn(column: ColumnPlan, sources: ReadonlyMap<string, SourceColumn>, n: AliasNames): ColumnSql {
+  const a = (name: string) => n.alias(name);
+  const Q = (name: string) => duckIdent(a(name));
+  const nullJson = column.nullMeans === 'clear' ? "'null'" : 'NULL';
+  const { ref, col } = sourceRef(sources, column.sources[0]!);
+  switch (column.rule) {
+    case 'string': {
+      const t = Q('t');
+      const max = column.maxLength;
+      return {
+        prepare: [[a('t'), text(ref, col)]],
+        // Bytes bound UTF-16 units from above, so the regex count runs only for long values; Dataverse counts
+        // UTF-16 code units (.NET string length), so characters beyond U+FFFF count twice.
+        reason: `CASE WHEN ${t} IS NOT NULL AND strlen(${t}) > ${max} AND length(${t}) + length(regexp_replace(${t}, ${L(SUPPLEMENTARY_RE)}, '', 'g')) > ${max} THEN ${reason('string.too_long')} END`,
+        value: `CASE WHEN ${t} IS NULL THEN ${nullJson} ELSE CAST(to_json(${t}) AS VARCHAR) END`,
+        keyText: t,
+        blank: `(${t} IS NULL OR trim(${t}) = '')`,
+      };
+    }
+    case 'integer': {
+      const num = Q('n');
+      const range = `${num} < ${column.min} OR ${num} > ${column.max}`;
+      if (col.kind === 'integer') {
+        return {
+          prepare: [[a('n'), `CAST(${ref} AS HUGEINT)`]],
+          reason: `CASE WHEN ${range} THEN ${reason('number.out_of_range')} END`,
+          value: `CASE WHEN ${num} IS NULL THEN ${nullJson} ELSE CAST(${num} AS VARCHAR) END`,
+          keyText: `CAST(${num} AS VARCHAR)`,
+          blank: `(${num} IS NULL)`,
+        };
+      }
+      if (col.kind === 'float') {
+        const d = Q('d');
+        return {
+          prepare: [
+            [a('d'), `CAST(${ref} AS DOUBLE)`],
+            [a('n'), `CASE WHEN isfinite(${ref}) AND ${ref} = trunc(${ref}) THEN TRY_CAST(${ref} AS HUGEINT) END`],
+          ],
+          reason: `CASE WHEN ${d} IS NULL THEN NULL WHEN isnan(${d}) THEN ${reason('number.unparsable')} WHEN isfinite(${d}) AND ${d} <> trunc(${d}) THEN ${reason('number.precision')} WHEN ${num} IS NULL OR ${range} THEN ${reason('number.out_of_range')} END`,
+          value: `CASE WHEN ${d} IS NULL THEN ${nullJson} ELSE CAST(${num} AS VARCHAR) END`,
+          keyText: `CAST(${num} AS VARCHAR)`,
+          blank: `(${d} IS NULL)`,
+        };
+      }
+      const { prep, t, ok, i, f } = numberText(a, Q, ref, col);
+      return {
+        prepare: [
+          ...prep,
+          [
+            a('n'),
+            `CASE WHEN ${ok} AND ${f} = '' AND length(${i}) <= 38 THEN CAST(${Q('m')}['s'] || CASE WHEN ${i} = '' THEN '0' ELSE ${i} END AS HUGEINT) END`,
+          ],
+        ],
+        reason: `CASE WHEN ${t} IS NULL THEN NULL WHEN NOT ${ok} THEN ${reason('number.unparsable')} WHEN ${f} <> '' THEN ${reason('number.precision')} WHEN ${num} IS NULL OR ${range} THEN ${reason('number.out_of_range')} END`,
+        value: `CASE WHEN ${t} IS NULL THEN ${nullJson} ELSE CAST(${num} AS VARCHAR) END`,
+        keyText: `CAST(${num} AS VARCHAR)`,
+        blank: `(${t} IS NULL)`,
+      };
+    }
+    case 'decimal': {
+      const p = column.precision;
+      const scaledMin = scaled(column.min);
+      const scaledMax = scaled(column.max);
+      // Float sources are rounded to 10 fractional digits first (DOUBLE has no exact decimal digits to keep).
+      const isFloat = col.kind === 'float';
+      const src = isFloat ? `CAST(TRY_CAST(${ref} AS DECIMAL(38,10)) AS VARCHAR)` : text(ref, col);
+      const { prep, t, ok, i, f } = numberText(a, Q, ref, col, src);
+      const sc = Q('sc');
+      const sign = `${Q('m')}['s']`;
+      // HUGEINT, not DECIMAL(>18): DuckDB's VARCHAR→DECIMAL(>18) cast is ~90× slower (dependency evaluation §2).
+      const floatReasons = isFloat
+        ? `WHEN ${ref} IS NOT NULL AND ${t} IS NULL THEN CASE WHEN isnan(${ref}) THEN ${reason('number.unparsable')} ELSE ${reason('number.out_of_range')} END `
+        : '';
+      const blankTest = isFloat ? `${ref} IS NULL` : `${t} IS NULL`;
+      return {
+        prepare: [
+          ...prep,
+          [
+            a('sc'),
+            `CASE WHEN ${ok} AND length(${f}) <= ${p} AND length(${i}) <= 28 THEN CAST(${sign} || CASE WHEN ${i} = '' THEN '0' ELSE ${i} END || rpad(${f}, ${p}, '0') AS HUGEINT) END`,
+          ],
+        ],
+        reason: `CASE WHEN ${blankTest} THEN NULL ${floatReasons}WHEN NOT ${ok} THEN ${reason('number.unparsable')} WHEN length(${f}) > ${p} THEN ${reason('number.precision')} WHEN ${sc} IS NULL OR ${sc} < ${scaledMin} OR ${sc} > ${scaledMax} THEN ${reason('number.out_of_range')} END`,
+        value: `CASE WHEN ${blankTest} THEN ${nullJson} WHEN ${sc} IS NULL THEN NULL ELSE (CASE WHEN ${sc} < 0 THEN '-' ELSE '' END) || (CASE WHEN ${i} = '' THEN '0' ELSE ${i} END) || (CASE WHEN ${f} = '' THEN '' ELSE '.' || ${f} END) END`,
+      };
+    }
+    case 'double': {
+      const d = Q('d');
+      const range = `isinf(${d}) OR ${d} < ${column.min} OR ${d} > ${column.max}`;
+      if (col.kind === 'integer' || col.kind === 'decimal' || col.kind === 'float') {
+        return {
+          prepare: [[a('d'), `CAST(${ref} AS DOUBLE)`]],
+          reason: `CASE WHEN ${d} IS NULL THEN NULL WHEN isnan(${d}) THEN ${reason('number.unparsable')} WHEN ${range} THEN ${reason('number.out_of_range')} END`,
+          value: `CASE WHEN ${d} IS NULL THEN ${nullJson} ELSE CAST(${d} AS VARCHAR) END`,
+        };
+      }
+      const t = Q('t');
+      return {
+        prepare: [
+          [a('t'), trimmed(ref, col)],
+          [
+            a('d'),
+            `CASE WHEN regexp_full_match(${trimmed(ref, col)}, ${L(DOUBLE_RE)}) THEN TRY_CAST(${trimmed(ref, col)} AS DOUBLE) END`,
+          ],
+        ],
+        reason: `CASE WHEN ${t} IS NULL THEN NULL WHEN NOT regexp_full_match(${t}, ${L(DOUBLE_RE)}) THEN ${reason('number.unparsable')} WHEN ${d} IS NULL OR ${range} THEN ${reason('number.out_of_range')} END`,
+        value: `CASE WHEN ${t} IS NULL THEN ${nullJson} ELSE CAST(${d} AS VARCHAR) END`,
+      };
+    }
+    case 'boolean': {
+      const bv = Q('b');
+      const blank = Q('blank');
+      let b: string;
+      let isBlank: string;
+      if (col.kind === 'boolean') {
+        b = ref;
+        isBlank = `${ref} IS NULL`;
+      } else if (col.kind === 'integer') {
+        b = `CASE WHEN ${ref} = 1 THEN TRUE WHEN ${ref} = 0 THEN FALSE END`;
+        isBlank = `${ref} IS NULL`;
+      } else {
+        const l = `lower(${trimmed(ref, col)})`;
+        b = `CASE WHEN ${l} IN ('true', '1', 'yes') THEN TRUE WHEN ${l} IN ('false', '0', 'no') THEN FALSE END`;
+        isBlank = `${trimmed(ref, col)} IS NULL`;
+      }
+      return {
+        prepare: [
+          [a('b'), b],
+          [a('blank'), isBlank],
+        ],
+        reason: `CASE WHEN ${blank} THEN NULL WHEN ${bv} IS NULL THEN ${reason('boolean.invalid')} END`,
+        value: `CASE WHEN ${blank} THEN ${nullJson} WHEN ${bv} IS NULL THEN NULL WHEN ${bv} THEN 'true' ELSE 'false' END`,
+      };
+    }
+    case 'datetime': {
+      const dateOnly = column.behavior === 'DateOnly';
+      const ts = Q('ts');
+      const blank = Q('blank');
+      const prep: Prep = [];
+      let parsed: string;
+      if (col.kind === 'timestamp' || col.kind === 'date' || col.kind === 'timestamptz') {
+        const utc = col.kind === 'timestamptz' ? `timezone('UTC', ${ref})` : `CAST(${ref} AS TIMESTAMP)`;
+        prep.push([a('ts'), utc], [a('blank'), `${ref} IS NULL`]);
+        // Typed values: the UTC instant (DateOnly takes its UTC date).
+        prep.push([a('local'), utc]);
+        parsed = `${ts} IS NOT NULL`;
+      } else {
+        const dt = dateTimeText(a, Q, trimmed(ref, col));
+        prep.push(...dt.prep, [a('blank'), `${Q('t')} IS NULL`]);
+        parsed = `${Q('local')} IS NOT NULL`;
+      }
+      const shown = dateOnly
+        ? `strftime(CAST(${Q('local')} AS DATE), '%Y-%m-%d')`
+        : `strftime(${ts}, '%Y-%m-%dT%H:%M:%SZ')`;
+      const early = dateOnly
+        ? `CAST(${Q('local')} AS DATE) < DATE '${MIN_DATE}'`
+        : `${ts} < TIMESTAMP '${MIN_DATE} 00:00:00'`;
+      return {
+        prepare: prep,
+        reason: `CASE WHEN ${blank} THEN NULL WHEN NOT (${parsed}) THEN ${reason('date.unparsable')} WHEN ${early} THEN ${reason('date.before_min')} END`,
+        value: `CASE WHEN ${blank} THEN ${nullJson} WHEN NOT (${parsed}) THEN NULL ELSE '"' || ${shown} || '"' END`,
+      };
+    }
+    case 'guid': {
+      const t = Q('t');
+      return {
+        prepare: [[a('t'), col.kind === 'uuid' ? `CAST(${ref} AS VARCHAR)` : trimmed(ref, col)]],
+        reason: `CASE WHEN ${t} IS NULL THEN NULL WHEN NOT regexp_full_match(${t}, ${L(GUID_RE)}) THEN ${reason('guid.invalid')} END`,
+        value: `CASE WHEN ${t} IS NULL THEN ${nullJson} ELSE '"' || lower(${t}) || '"' END`,
+      };
+    }
+    case 'choice': {
+      const t = Q('t');
+      const r = Q('r');
+      const unknown =
+        column.mode === 'value'
+          ? reason('choice.unknown_value')
+          : column.mode === 'label'
+            ? reason('choice.unknown_label')
+            : `CASE WHEN regexp_full_match(${t}, ${L(INTEGER_RE)}) THEN ${reason('choice.unknown_value')} ELSE ${reason('choice.unknown_label')} END`;
+      let stateCheck = '';
+      if (column.stateCheck) {
+        const stateR = duckIdent(n.aliasOf(column.stateCheck.stateColumn, 'r'));
+        const stateOf = `CASE ${r} ${column.stateCheck.stateOf.map(([s, st]) => `WHEN ${s} THEN ${st}`).join(' ')} END`;
+        stateCheck = ` WHEN ${stateR} IS NOT NULL AND ${stateOf} <> ${stateR} THEN ${reason('status.invalid_for_state')}`;
+      }
+      return {
+        prepare: [
+          [a('t'), trimmed(ref, col)],
+          [a('r'), resolveChoice(trimmed(ref, col), column.mode, column.options)],
+        ],
+        reason: `CASE WHEN ${t} IS NULL THEN NULL WHEN ${r} IS NULL THEN ${unknown}${stateCheck} END`,
+        value: `CASE WHEN ${t} IS NULL THEN ${nullJson} ELSE CAST(${r} AS VARCHAR) END`,
+      };
+    }
+    case 'multiselect': {
+      const t = Q('t');
+      const m = Q('m');
+      const parts = `list_filter(list_transform(string_split(${text(ref, col)}, ${L(column.separator)}), x -> trim(x)), x -> x <> '')`;
+      return {
+        prepare: [
+          [a('t'), text(ref, col)],
+          [a('m'), `list_transform(${parts}, x -> ${resolveChoice('x', column.mode, column.options)})`],
+        ],
+        reason: `CASE WHEN ${t} IS NULL THEN NULL WHEN len(list_filter(${m}, y -> y IS NULL)) > 0 THEN ${reason('multiselect.invalid_member')} END`,
+        // Source order, first occurrence kept (list_distinct does not keep order).
+        value: `CASE WHEN ${t} IS NULL OR len(${m}) = 0 THEN ${nullJson} ELSE '"' || array_to_string(list_filter(${m}, (y, i) -> list_position(${m}, y) = i), ',') || '"' END`,
+      };
+    }
+    case 'lookup':
+      return buildLookup(column, sources, a, Q);
+  }
+}
+
+/** Parses number text into sign, integer digits (no leading zeros) and fraction digits (no trailing zeros). */
+function numberText(
+  a: (name: string) => string,
+  Q: (name: string) => string,
+  ref: string,
+  col: SourceType,
+  source?: string,
+): { prep: Prep; t: string; ok: string; i: string; f: string } {
+  const t = Q('t');
+  const m = Q('m');
+  const src = source ? `NULLIF(trim(${source}), '')` : trimmed(ref, col);
+  return {
+    prep: [
+      [a('t'), src],
+      [a('m'), `regexp_extract(${src}, ${L(NUMBER_RE)}, ['w', 's', 'i', 'f'])`],
+    ],
+    t,
+    ok: `(${m}['w'] <> '' AND ${t} NOT IN ${NO_DIGITS})`,
+    i: `${m}['i']`,
+    f: `${m}['f']`,
+  };
+}
+
+/** Date/time text → `local` (the wall time as written) and `ts` (UTC instant); NULL when unparsable. */
+function dateTimeText(a: (name: string) => string, Q: (name: string) => string, src: string): { prep: Prep } {
+  const m = Q('m');
+  const g = (k: string) => `${m}['${k}']`;
+  const hms = `coalesce(nullif(${g('H')}, ''), '00') || ':' || coalesce(nullif(${g('M')}, ''), '00') || ':' || coalesce(nullif(${g('S')}, ''), '00')`;
+  const zz = `replace(${g('z')}, ':', '')`;
+  const offset = `CASE WHEN ${g('z')} IN ('', 'Z') THEN 0 ELSE (CASE WHEN left(${g('z')}, 1) = '-' THEN -1 ELSE 1 END) * (CAST(substr(${zz}, 2, 2) AS INTEGER) * 60 + CASE WHEN length(${zz}) = 5 THEN CAST(substr(${zz}, 4, 2) AS INTEGER) ELSE 0 END) END`;
+  return {
+    prep: [
+      [a('t'), src],
+      [a('m'), `regexp_extract(${src}, ${L(DATETIME_RE)}, ['d', 'H', 'M', 'S', 'F', 'z'])`],
+      [a('local'), `CASE WHEN ${g('d')} <> '' THEN TRY_CAST(${g('d')} || ' ' || ${hms} AS TIMESTAMP) END`],
+      [a('off'), offset],
+      [a('ts'), `${Q('local')} - to_minutes(${Q('off')})`],
+    ],
+  };
+}
+
+function scaled(decimal: string): string {
+  return String(BigInt(decimal.replace('.', '')));
+}
+
+/** The option value a text resolves to by value and/or label, NULL when none. */
+function resolveChoice(t: string, mode: 'label' | 'value' | 'auto', options: readonly ChoiceOptionPlan[]): string {
+  const values = options.map((o) => o.value).join(', ');
+  const byValue = `CASE WHEN regexp_full_match(${t}, ${L(INTEGER_RE)}) AND length(${t}) <= 12 AND TRY_CAST(${t} AS BIGINT) IN (${values}) THEN CAST(TRY_CAST(${t} AS BIGINT) AS INTEGER) END`;
+  // First label wins when two options share a label case-insensitively.
+  const seen = new Set<string>();
+  const labels = options.filter((o) => {
+    const k = o.label.trim().toLowerCase();
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+  const byLabel = labels.length
+    ? `CASE lower(${t}) ${labels.map((o) => `WHEN ${L(o.label.trim().toLowerCase())} THEN ${o.value}`).join(' ')} END`
+    : 'NULL';
+  if (mode === 'value') return byValue;
+  if (mode === 'label') return byLabel;
+  return `COALESCE(${byValue}, ${byLabel})`;
+}
+
+function buildLookup(
+  column: ColumnPlan & { rule: 'lookup' },
+  sources: ReadonlyMap<string, SourceColumn>,
+  a: (name: string) => string,
+  Q: (name: string) => string,
+): ColumnSql {
+  const prepare: Prep = [];
+  const perTarget = column.targets.map((target, ti) => lookupTarget(target, ti, sources, a, Q, prepare));
+  const nullFragment = (t: LookupTargetPlan) =>
+    column.nullMeans === 'clear' ? L(`${JSON.stringify(`${t.navigationProperty}@odata.bind`)}:null`) : 'NULL';
+  const bound = (t: (typeof perTarget)[number]) =>
+    `CASE WHEN ${t.allBlank} THEN ${nullFragment(t.target)} ELSE ${L(`${JSON.stringify(`${t.target.navigationProperty}@odata.bind`)}:`)} || CAST(to_json(${t.bind}) AS VARCHAR) END`;
+  if (!column.tableFrom) {
+    const t = perTarget[0]!;
+    return { prepare, reason: t.reason, value: 'NULL', fragment: bound(t) };
+  }
+  const { ref, col } = sourceRef(sources, column.tableFrom);
+  prepare.push([a('tt'), `lower(${trimmed(ref, col)})`]);
+  const tt = Q('tt');
+  const allBlank = perTarget.map((t) => `(${t.allBlank})`).join(' AND ');
+  const names = column.targets.map((t) => L(t.table)).join(', ');
+  return {
+    prepare,
+    reason: `CASE WHEN ${tt} IS NULL AND ${allBlank} THEN NULL WHEN ${tt} IS NULL OR ${tt} NOT IN (${names}) THEN ${reason('lookup.target_unknown')} ${perTarget.map((t) => `WHEN ${tt} = ${L(t.target.table)} THEN ${t.reason}`).join(' ')} END`,
+    value: 'NULL',
+    fragment: `CASE WHEN ${tt} IS NULL AND ${allBlank} THEN ${nullFragment(column.targets[0]!)} ${perTarget.map((t) => `WHEN ${tt} = ${L(t.target.table)} THEN ${bound(t)}`).join(' ')} END`,
+  };
+}
+
+function lookupTarget(
+  target: LookupTargetPlan,
+  ti: number,
+  sources: ReadonlyMap<string, SourceColumn>,
+  a: (name: string) => string,
+  Q: (name: string) => string,
+  prepare: Prep,
+): { target: LookupTargetPlan; allBlank: string; reason: string; bind: string } {
+  const set = target.entitySetName;
+  if (target.key === null) {
+    const { ref, col } = sourceRef(sources, target.guidSource!);
+    prepare.push([a(`g${ti}`), col.kind === 'uuid' ? `CAST(${ref} AS VARCHAR)` : trimmed(ref, col)]);
+    const g = Q(`g${ti}`);
+    return {
+      target,
+      allBlank: `${g} IS NULL`,
+      reason: `CASE WHEN ${g} IS NULL THEN NULL WHEN NOT regexp_full_match(${g}, ${L(GUID_RE)}) THEN ${reason('guid.invalid')} END`,
+      bind: `${L(`/${set}(`)} || lower(${g}) || ')'`,
+    };
+  }
+  const parts = target.key.map((part: KeyPartPlan, pi) => {
+    const { ref, col } = sourceRef(sources, part.source);
+    const raw = Q(`k${ti}_${pi}`);
+    if (part.literal === 'string') {
+      prepare.push([a(`k${ti}_${pi}`), text(ref, col)]);
+      return {
+        part,
+        blank: `(${raw} IS NULL OR trim(${raw}) = '')`,
+        bad: 'FALSE',
+        unsafe: `regexp_matches(${raw}, ${L(UNSAFE_RE)})`,
+        literal: `'''' || replace(${raw}, '''', '''''') || ''''`,
+      };
+    }
+    prepare.push([a(`k${ti}_${pi}`), trimmed(ref, col)]);
+    const num = `CASE WHEN regexp_full_match(${raw}, ${L(INTEGER_RE)}) AND length(${raw}) <= 38 THEN CAST(CAST(${raw} AS HUGEINT) AS VARCHAR) END`;
+    return { part, blank: `(${raw} IS NULL)`, bad: `(${num}) IS NULL`, unsafe: 'FALSE', literal: num };
+  });
+  const allBlank = parts.map((p) => p.blank).join(' AND ');
+  const anyBlank = parts.map((p) => p.blank).join(' OR ');
+  const bad = parts.map((p) => p.bad).join(' OR ');
+  const unsafe = parts.map((p) => p.unsafe).join(' OR ');
+  const bind = [
+    L(`/${set}(`),
+    ...parts.flatMap((p, i) => [L(`${i ? ',' : ''}${p.part.attribute}=`), `(${p.literal})`]),
+    "')'",
+  ].join(' || ');
+  return {
+    target,
+    allBlank,
+    reason: `CASE WHEN ${allBlank} THEN NULL WHEN ${anyBlank} THEN ${reason('key.missing')} WHEN ${bad} THEN ${reason('number.unparsable')} WHEN ${unsafe} THEN ${reason('lookup.key_unsafe')} END`,
+    bind,
+  };
+}
+
+function buildVersion(source: SourceColumn): { prepare: Prep; version: string } {
+  const ref = `s.${duckIdent(source.name)}`;
+  const iso = (ts: string) => `strftime(${ts}, '%Y-%m-%dT%H:%M:%S.%fZ')`;
+  switch (source.kind) {
+    case 'timestamp':
+    case 'date':
+      return { prepare: [], version: iso(`CAST(${ref} AS TIMESTAMP)`) };
+    case 'timestamptz':
+      return { prepare: [], version: iso(`timezone('UTC', ${ref})`) };
+    case 'integer':
+      // Zero-padded so text order is number order (non-negative versions, e.g. a rowversion).
+      return { prepare: [], version: `lpad(CAST(${ref} AS VARCHAR), 20, '0')` };
+    default: {
+      const a = (name: string) => `v_${name}`;
+      const Q = (name: string) => duckIdent(a(name));
+      const dt = dateTimeText(a, Q, trimmed(ref, source));
+      const fraction = `rpad(left(${Q('m')}['F'], 6), 6, '0')`;
+      return {
+        prepare: dt.prep,
+        version: `CASE WHEN ${Q('local')} IS NOT NULL THEN strftime(${Q('local')} - to_minutes(${Q('off')}), '%Y-%m-%dT%H:%M:%S') || '.' || ${fraction} || 'Z' END`,
+      };
+    }
+  }
+}

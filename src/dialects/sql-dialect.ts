@@ -1,0 +1,257 @@
+import type { ColumnPlan, ConversionPlan, ConversionReason, KeyPartPlan } from '../core/mapping.js';
+import { STAGING_TABLES } from '../core/staging-contract.js';
+
+/**
+ * A SQL dialect: quoting, literals, what the engine can do (as data), and the expression builders the conversion
+ * needs. `src/dialects/<name>/conversion-sql.ts` implements it; `compileConversion` below assembles the statements
+ * the same way for every dialect, so reason codes, their order and the payload shape cannot drift apart.
+ */
+export interface SqlDialect {
+  readonly name: string;
+  readonly capabilities: DialectCapabilities;
+  /** Quoted identifier. */
+  ident(name: string): string;
+  /** String literal. */
+  literal(value: string): string;
+  /** Classifies a column type as the engine names it (`DESCRIBE`, `INFORMATION_SCHEMA`). */
+  classifyType(typeText: string): SourceType;
+  /** Query returning `(name, type)` rows for a table's columns. */
+  describeTableSql(table: string): string;
+  /** Query returning one row `(n)` with n > 0 when the table exists. */
+  tableExistsSql(table: string): string;
+  /** An expression cast to the engine's text type. */
+  castText(expr: string): string;
+  /** NULL-propagating string concatenation. */
+  concat(parts: readonly string[]): string;
+  /** Concatenation with a separator that skips NULL parts. */
+  concatSkipNulls(separator: string, parts: readonly string[]): string;
+  /** `CREATE OR REPLACE TABLE name AS select` (or the dialect's drop-and-create). */
+  createTableAs(name: string, select: string): string;
+  dropTable(name: string): string;
+  /** A relation `(key, version)` over the applied versions. */
+  appliedVersionsRelation(source: AppliedVersionsSource): string;
+  /** Statement saving `(key, max(version))` of `previous ∪ converted ⋈ upserted` into `target`. */
+  saveAppliedVersionsSql(previous: AppliedVersionsSource | null, target: AppliedVersionsSource): string;
+  /** The per-rule expression builders. */
+  readonly conversion: ConversionBuilders;
+}
+
+/** Engine differences as data: code asks the capability, never the dialect's name. */
+export interface DialectCapabilities {
+  /** Most bind parameters in one statement (T-SQL: 2,100); null = no practical limit. */
+  readonly maxParameters: number | null;
+  /** Most rows in one `INSERT ... VALUES` (T-SQL: 1,000); null = no limit. */
+  readonly maxRowsPerInsertValues: number | null;
+  /** Reads Parquet files directly in SQL (`read_parquet`). */
+  readonly readsParquet: boolean;
+  /** List values and lambdas (multi-select without a split-and-aggregate subquery). */
+  readonly listLambdas: boolean;
+  /** Regular expressions in SQL. */
+  readonly regex: boolean;
+  /** How the payload JSON is built: string concatenation, or `FOR JSON PATH`. */
+  readonly jsonPayload: 'concat' | 'for-json-path';
+}
+
+export const SOURCE_KINDS = [
+  'text',
+  'integer',
+  'decimal',
+  'float',
+  'boolean',
+  'timestamp',
+  'timestamptz',
+  'date',
+  'uuid',
+  'other',
+] as const;
+export type SourceKind = (typeof SOURCE_KINDS)[number];
+
+/** A staged column's type, reduced to what the conversion cares about. */
+export interface SourceType {
+  readonly kind: SourceKind;
+  readonly precision?: number;
+  readonly scale?: number;
+}
+
+export interface SourceColumn extends SourceType {
+  readonly name: string;
+}
+
+/** Where the versions applied in earlier runs are kept: a Parquet file (DuckDB) or a table (Azure SQL). */
+export type AppliedVersionsSource =
+  | { readonly kind: 'parquet'; readonly path: string }
+  | { readonly kind: 'table'; readonly name: string };
+
+/**
+ * SQL for one mapped column. `prepare` expressions are computed first, over the staged row `s`; `reason`,
+ * `fragment`, `keyText` and `blank` are computed next, over the prepared aliases (and may use other columns' aliases).
+ */
+export interface ColumnSql {
+  readonly prepare: readonly (readonly [alias: string, sql: string])[];
+  /** Yields a reason code, or NULL when the value is fine. */
+  readonly reason: string;
+  /** The JSON value text (`"a"`, `12`, `null`), or NULL to leave the attribute out. Ignored for lookups. */
+  readonly value: string;
+  /** Lookups: the whole `"nav@odata.bind":"..."` member (the name varies per row), or NULL to leave it out. */
+  readonly fragment?: string;
+  /** Own-key columns: the key value as text (NULL when it cannot be had). */
+  readonly keyText?: string;
+  /** Own-key columns: true when the source is null or blank (reason `key.missing`). */
+  readonly blank?: string;
+}
+
+/** The rule builders a dialect implements. Each must produce exactly the reason codes the reference converter does. */
+export interface ConversionBuilders {
+  /** Builds one column; `alias(name)` makes a column-local alias, `aliasOf(index, name)` refers to another column's. */
+  column(column: ColumnPlan, sources: ReadonlyMap<string, SourceColumn>, names: AliasNames): ColumnSql;
+  /** The change timestamp as sortable ISO-8601 text (`YYYY-MM-DDTHH:MM:SS.ffffffZ`), NULL when unparsable. */
+  version(source: SourceColumn): { readonly prepare: readonly (readonly [string, string])[]; readonly version: string };
+  /** True when a key text holds a character that breaks key URLs (`/ \ < > * % & : ?`). */
+  unsafeKey(text: string): string;
+  /** OData string literal of a key text: quoted, single quotes doubled. */
+  quoteKeyLiteral(text: string): string;
+  /** JSON string text of a SQL string (`"..."`, escaped). */
+  jsonString(text: string): string;
+  /** `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...)`. */
+  rowNumber(partitionBy: string, orderBy: string): string;
+}
+
+export interface AliasNames {
+  alias(name: string): string;
+  aliasOf(index: number, name: string): string;
+}
+
+/** Names of the work table and the outcome values the compiled statements use. */
+export const CONVERSION_WORK_TABLE = '__ferry_convert';
+export const OUTCOMES = ['ok', 'reject', 'superseded', 'stale'] as const;
+export type Outcome = (typeof OUTCOMES)[number];
+
+export interface CompileOptions {
+  /** The staged source columns with their types (from `describeTableSql`). */
+  readonly sources: readonly SourceColumn[];
+  /** Versions applied by earlier runs; absent on the first run. */
+  readonly appliedVersions?: AppliedVersionsSource | null;
+}
+
+/** The statements of one conversion, in the order to run them. */
+export interface CompiledConversion {
+  /** Builds the work table: one row per staged row with its outcome, reason, key, version and payload. */
+  readonly classify: string;
+  /** Builds `converted` from the work table (contract in `src/core/staging-contract.ts`). */
+  readonly converted: string;
+  /** Rows `(outcome, n)`. */
+  readonly counts: string;
+  /** The rejected rows: reason, reason column index, key, lineage and every staged source column as text. */
+  readonly rejects: string;
+  /** Drops the work table. */
+  readonly cleanup: string;
+}
+
+/**
+ * Compiles a conversion plan to SQL for a dialect. One pass classifies every staged row (first failing column wins,
+ * in mapping order; versions of one key collapse to the latest; versions older than the applied one are stale);
+ * `converted` then holds the rows to send.
+ */
+export function compileConversion(
+  plan: ConversionPlan,
+  dialect: SqlDialect,
+  options: CompileOptions,
+): CompiledConversion {
+  const b = dialect.conversion;
+  const q = (name: string) => dialect.ident(name);
+  const sources = new Map(options.sources.map((s) => [s.name, s]));
+  const staged = STAGING_TABLES.staged;
+  const names = (index: number): AliasNames => ({
+    alias: (name) => `c${index}_${name}`,
+    aliasOf: (other, name) => `c${other}_${name}`,
+  });
+
+  const built = plan.columns.map((c) => ({ plan: c, sql: b.column(c, sources, names(c.index)) }));
+  const changeSource = sources.get(plan.changeTimestamp);
+  if (!changeSource)
+    throw new Error(`compileConversion: change timestamp column ${plan.changeTimestamp} is not staged`);
+  const version = b.version(changeSource);
+
+  const prepare = [
+    ...built.flatMap((c) => c.sql.prepare.map(([alias, sql]) => `${sql} AS ${q(alias)}`)),
+    ...version.prepare.map(([alias, sql]) => `${sql} AS ${q(alias)}`),
+    `${version.version} AS __version`,
+  ];
+
+  const keyOf = (part: KeyPartPlan & { column: number }) => {
+    const sql = built[part.column]!.sql;
+    if (sql.keyText === undefined || sql.blank === undefined) {
+      throw new Error(`compileConversion: key column ${part.attribute} has no key text`);
+    }
+    return { part, text: sql.keyText, blank: sql.blank };
+  };
+  const keys = plan.key.map(keyOf);
+  const anyBlank = keys.map((k) => `(${k.blank})`).join(' OR ');
+  const keyJoin = (render: (k: (typeof keys)[number]) => string) =>
+    dialect.concat(
+      keys.flatMap((k, i) => [
+        ...(i ? [dialect.literal(',')] : []),
+        dialect.literal(`${k.part.attribute}=`),
+        render(k),
+      ]),
+    );
+  const readable = keyJoin((k) => k.text);
+  const predicate = keyJoin((k) => (k.part.literal === 'string' ? b.quoteKeyLiteral(k.text) : k.text));
+  const unsafe = keys.filter((k) => k.part.literal === 'string').map((k) => `COALESCE(${b.unsafeKey(k.text)}, FALSE)`);
+  const safe = unsafe.length ? `NOT (${unsafe.join(' OR ')})` : 'TRUE';
+
+  const reasonCols = built.map((c) => `r${c.plan.index}`);
+  const fragments = built
+    .filter((c) => c.plan.inPayload)
+    .map((c) =>
+      c.sql.fragment !== undefined
+        ? c.sql.fragment
+        : dialect.concat([dialect.literal(`${JSON.stringify(c.plan.attribute)}:`), `(${c.sql.value})`]),
+    );
+  const firstBlank = keys.map((k) => `WHEN ${k.blank} THEN ${k.part.column}`).join(' ');
+  const missing: ConversionReason = 'key.missing';
+
+  const classify = `WITH p AS (
+  SELECT s.__row_id, s.__source_file, s.__row_number,
+    ${prepare.join(',\n    ')}
+  FROM ${q(staged)} s
+), k AS (
+  SELECT p.*,
+    CASE WHEN ${anyBlank} THEN NULL ELSE ${readable} END AS __key,
+    CASE WHEN ${anyBlank} THEN NULL ELSE ${predicate} END AS __key_predicate,
+    ${safe} AS __key_safe,
+    ${built.map((c) => `${c.sql.reason} AS r${c.plan.index}`).join(',\n    ')},
+    ${fragments.length ? fragments.map((f, i) => `${f} AS f${i}`).join(',\n    ') : 'NULL AS f0'},
+    CASE ${firstBlank} ${reasonCols.map((r, i) => `WHEN ${r} IS NOT NULL THEN ${built[i]!.plan.index}`).join(' ')} END AS __reason_column,
+    COALESCE(CASE WHEN ${anyBlank} THEN ${dialect.literal(missing)} END, ${reasonCols.join(', ')}) AS __reason
+  FROM p
+)
+SELECT k.__row_id, k.__source_file, k.__row_number, k.__key, k.__key_predicate, k.__key_safe, k.__version,
+  k.__reason, k.__reason_column,
+  CASE
+    WHEN k.__key_predicate IS NULL THEN 'reject'
+    WHEN ${b.rowNumber('k.__key_predicate', 'k.__version DESC NULLS LAST, k.__row_id DESC')} > 1 THEN 'superseded'
+    ${options.appliedVersions ? "WHEN a.version IS NOT NULL AND k.__version < a.version THEN 'stale'" : ''}
+    WHEN k.__reason IS NOT NULL THEN 'reject'
+    ELSE 'ok'
+  END AS __outcome,
+  CASE WHEN k.__reason IS NULL THEN ${dialect.concat([dialect.literal('{'), dialect.concatSkipNulls(',', fragments.length ? fragments.map((_, i) => `k.f${i}`) : ['k.f0']), dialect.literal('}')])} END AS __payload
+FROM k${options.appliedVersions ? `\nLEFT JOIN ${dialect.appliedVersionsRelation(options.appliedVersions)} a ON a.key = k.__key_predicate` : ''}`;
+
+  const work = CONVERSION_WORK_TABLE;
+  const sourceList = options.sources.filter((s) => !s.name.startsWith('__'));
+  return {
+    classify: dialect.createTableAs(work, classify),
+    converted: dialect.createTableAs(
+      STAGING_TABLES.converted,
+      `SELECT __row_id, __source_file, __row_number, __key, __key_predicate, __key_safe, __version, __payload
+FROM ${q(work)} WHERE __outcome = 'ok' ORDER BY __row_id`,
+    ),
+    counts: `SELECT __outcome AS outcome, COUNT(*) AS n FROM ${q(work)} GROUP BY __outcome`,
+    rejects: `SELECT c.__reason, c.__reason_column, c.__key, c.__source_file, c.__row_number,
+  ${sourceList.map((s) => `${dialect.castText(`s.${q(s.name)}`)} AS ${q(s.name)}`).join(',\n  ') || 'NULL AS __none'}
+FROM ${q(work)} c JOIN ${q(staged)} s ON s.__row_id = c.__row_id
+WHERE c.__outcome = 'reject' ORDER BY c.__row_id`,
+    cleanup: dialect.dropTable(work),
+  };
+}
