@@ -174,7 +174,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
       // The write is already applied: a client that times out now sees the "applied but unanswered" case.
       await sleep(wallMs);
       throttle.finish(admission, serviceMs);
-      response.headers['x-ferry-server-time-ms'] = wallMs.toFixed(1);
+      response.headers['x-ferry-server-time-ms'] = String(Math.round(wallMs * 1000) / 1000);
       Object.assign(response.headers, throttle.remaining(admission));
       if (admission.setCookie) response.headers['Set-Cookie'] = admission.setCookie;
     }

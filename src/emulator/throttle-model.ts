@@ -242,7 +242,7 @@ export class ThrottleModel {
         budget.blockedUntil = Math.max(budget.blockedUntil, now + waitMs);
         budget.blockedKind = kind;
       }
-      const retryAfterSec = Math.max(0.001, waitMs / 1000);
+      const retryAfterSec = Math.max(0.001, Math.round(waitMs) / 1000);
       this.#stats.throttled[kind] += 1;
       this.#stats.maxRetryAfterSec = Math.max(this.#stats.maxRetryAfterSec, retryAfterSec);
       throw throttleFault(kind, p, retryAfterSec);
@@ -314,7 +314,7 @@ function userOf(headers: Readonly<Record<string, string>>): string {
 function throttleFault(kind: ThrottleKind, p: ThrottleProfile, retryAfterSec: number): ServiceFault {
   // Retry-After is in wall-clock seconds of the emulator, with fractions when time is scaled (the client accepts
   // delta-seconds with fractions); whole seconds otherwise.
-  const retryAfter = Number.isInteger(retryAfterSec) ? String(retryAfterSec) : retryAfterSec.toFixed(3);
+  const retryAfter = String(retryAfterSec);
   const headers = { 'Retry-After': retryAfter };
   if (kind === 'requests') {
     return new ServiceFault(
