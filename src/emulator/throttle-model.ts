@@ -204,8 +204,11 @@ export class ThrottleModel {
     const user = userOf(headers);
     const cookie = /(?:^|;\s*)ARRAffinity=([0-9a-f]+)/.exec(headers.cookie ?? '')?.[1];
     let server = cookie === undefined ? -1 : this.#cookies.indexOf(cookie);
-    const setCookie =
-      server < 0 ? `${COOKIE}=${this.#cookies[(server = this.#next++ % p.servers)]}; Path=/; HttpOnly` : undefined;
+    let setCookie: string | undefined;
+    if (server < 0) {
+      server = this.#next++ % p.servers;
+      setCookie = `${COOKIE}=${this.#cookies[server]}; Path=/; HttpOnly`;
+    }
     const budget = this.#budget(user, server);
     while (budget.requests.length && budget.requests[0] <= now - windowMs) budget.requests.shift();
     while (budget.exec.length && budget.exec[0].at <= now - windowMs) budget.execSum -= budget.exec.shift()!.ms;
