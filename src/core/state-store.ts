@@ -92,6 +92,8 @@ export interface StateStore {
   /** A later run reprocessed the same items: earlier open rejects of those items are superseded. */
   supersedeRejects(pipeline: string, sourceFiles: readonly string[], byRunId: string): number;
   resolveRejects(ids: readonly number[], byRunId: string): void;
+  /** A replay rejected these rows again: the replay's own rejects (with the new reason) replace them. */
+  supersedeRejectsById(ids: readonly number[], byRunId: string): void;
 
   /** Small namespaced key/value slots for features that need a bit of state (alerts, backfill progress). */
   getValue(namespace: string, key: string): string | null;

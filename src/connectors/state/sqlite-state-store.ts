@@ -457,6 +457,14 @@ export class SqliteStateStore implements StateStore {
     tx.immediate();
   }
 
+  supersedeRejectsById(ids: readonly number[], byRunId: string): void {
+    const update = this.#db.prepare(`UPDATE rejects SET status = 'superseded', resolved_by_run = ? WHERE id = ? AND status = 'open'`);
+    const tx = this.#db.transaction(() => {
+      for (const id of ids) update.run(byRunId, id);
+    });
+    tx.immediate();
+  }
+
   getValue(namespace: string, key: string): string | null {
     const row = this.#db.prepare('SELECT value FROM kv WHERE namespace = ? AND key = ?').get(namespace, key) as
       | { value: string }
