@@ -47,6 +47,7 @@ export interface ApiContext {
 }
 
 const JSON_TYPE = 'application/json; odata.metadata=minimal';
+const DEFAULT_PAGE_SIZE = 5000;
 const BULK_ACTIONS = ['CreateMultiple', 'UpdateMultiple', 'UpsertMultiple'] as const;
 type BulkAction = (typeof BULK_ACTIONS)[number];
 
@@ -118,7 +119,7 @@ export class WebApi {
     if (!table) throw faults.notFoundSegment(first.name);
 
     if (segments.length === 1 && !first.key) {
-      if (method === 'GET') return this.#query(table, query);
+      if (method === 'GET') return this.#query(table, query, request);
       if (method === 'POST') return this.#create(table, request, query, context);
       throw faults.methodNotAllowed(method, request.path);
     }
@@ -164,8 +165,8 @@ export class WebApi {
     };
   }
 
-  #query(table: CatalogTable, query: Map<string, string>): ApiResponse {
-    let rows = this.#store.rows(table.logicalName);
+  #query(table: CatalogTable, query: Map<string, string>, request: ApiRequest): ApiResponse {
+    let rows: StoredRow[] | undefined;
     const filter = query.get('$filter');
     if (filter) {
       const aliases = new Map([...query].filter(([k]) => k.startsWith('@')));
@@ -190,18 +191,58 @@ export class WebApi {
           );
         }
       }
-      rows = rows.filter((row) =>
+      // A filter on the primary id or on every column of an alternate key uses the index, not a scan: clients look
+      // rows up this way when a key value cannot go into a URL (reference §1.1).
+      const candidates = this.#indexed(table, clauses) ?? this.#store.rows(table.logicalName);
+      rows = candidates.filter((row) =>
         clauses.every((c) => sameValue(fieldOf(table, row, lookupKeyName(c.property)), c.value)),
       );
     }
+    rows ??= this.#store.rows(table.logicalName);
     const top = query.get('$top');
     if (top !== undefined) {
       const n = Number(top);
-      if (!Number.isInteger(n) || n < 0)
+      if (!Number.isInteger(n) || n < 0) {
         throw faults.querySyntax(`Invalid value \`${top}\` for $top; use a whole number.`);
-      rows = rows.slice(0, n);
+      }
+      return this.#collection(table, rows.slice(0, n), query);
     }
-    return this.#collection(table, rows, query);
+    // Paging as the service does: 5,000 rows per page unless `Prefer: odata.maxpagesize=N`, then @odata.nextLink.
+    const asked = /odata\.maxpagesize=(\d+)/i.exec(request.headers.prefer ?? '')?.[1];
+    const pageSize = asked ? Math.max(1, Number(asked)) : DEFAULT_PAGE_SIZE;
+    const offset = Number(/offset="(\d+)"/.exec(query.get('$skiptoken') ?? '')?.[1] ?? 0);
+    const page = rows.slice(offset, offset + pageSize);
+    const response = this.#collection(table, page, query);
+    if (asked) response.headers['Preference-Applied'] = `odata.maxpagesize=${pageSize}`;
+    if (offset + pageSize < rows.length) {
+      const rest = request.query
+        .split('&')
+        .filter((p) => p !== '' && !p.startsWith('$skiptoken=') && !p.startsWith('%24skiptoken='));
+      const token = encodeURIComponent(
+        `<cookie pagenumber="${offset / pageSize + 2}" offset="${offset + pageSize}" />`,
+      );
+      const body = JSON.parse(response.body) as Record<string, unknown>;
+      body['@odata.nextLink'] = `${this.#base}${table.entitySetName}?${[...rest, `$skiptoken=${token}`].join('&')}`;
+      response.body = JSON.stringify(body);
+    }
+    return response;
+  }
+
+  #indexed(table: CatalogTable, clauses: ReturnType<typeof parseFilter>): StoredRow[] | undefined {
+    const value = (name: string) => clauses.find((c) => lookupKeyName(c.property) === name)?.value;
+    const id = value(table.primaryId);
+    if (typeof id === 'string') {
+      const row = this.#store.get(table.logicalName, id);
+      return row ? [row] : [];
+    }
+    for (const key of table.keys) {
+      const values = key.KeyAttributes.map(value);
+      if (values.some((v) => v === undefined || v === null)) continue;
+      const found = this.#store.findByKey(table.logicalName, key.LogicalName, values);
+      const row = found === undefined ? undefined : this.#store.get(table.logicalName, found);
+      return row ? [row] : [];
+    }
+    return undefined;
   }
 
   #collection(table: CatalogTable, rows: StoredRow[], query: Map<string, string>): ApiResponse {

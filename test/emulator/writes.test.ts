@@ -97,6 +97,34 @@ describe('emulator reads and keys', () => {
     assert.match(unknown.json.error.message, /Could not find a property named 'Name'/);
   });
 
+  it('collections page with Prefer: odata.maxpagesize and @odata.nextLink until every row was seen once', async () => {
+    for (let i = 0; i < 5; i++)
+      await h.call('PATCH', `contacts(ferry_legacysource='PAGE',ferry_legacyid=${i})`, { firstname: `p${i}` });
+    const seen: string[] = [];
+    let url: string | undefined = `contacts?$select=firstname&$filter=ferry_legacysource eq 'PAGE'`;
+    let pages = 0;
+    while (url) {
+      const r = await h.call('GET', url, undefined, { Prefer: 'odata.maxpagesize=2' });
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get('preference-applied'), 'odata.maxpagesize=2');
+      assert.ok(r.json.value.length <= 2);
+      seen.push(...r.json.value.map((v: { firstname: string }) => v.firstname));
+      const next: string | undefined = r.json['@odata.nextLink'];
+      url = next === undefined ? undefined : next.slice(h.api.length);
+      pages += 1;
+    }
+    assert.equal(pages, 3);
+    assert.deepEqual(seen.sort(), ['p0', 'p1', 'p2', 'p3', 'p4']);
+    const byKey = await h.call(
+      'GET',
+      `contacts?$filter=ferry_legacyid eq 3 and ferry_legacysource eq 'page'&$select=firstname`,
+    );
+    assert.deepEqual(
+      byKey.json.value.map((v: { firstname: string }) => v.firstname),
+      ['p3'],
+    );
+  });
+
   it('DELETE by id removes the row and journals a delete; a second DELETE → 404', async () => {
     const created = await h.call('POST', 'accounts', { name: 'to delete' });
     const id = idOf(created.headers.get('odata-entityid'));
