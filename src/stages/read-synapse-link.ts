@@ -40,6 +40,8 @@ export interface StagedSynapseLinkTable {
   readonly table: string;
   /** The view extract SQL reads. */
   readonly relation: string;
+  /** The table behind the view (typed rows plus `__bad`); its insertion order is folder, file, line. */
+  readonly stagedTable: string;
   readonly rows: number;
   readonly columns: ReadonlyArray<{ readonly name: string; readonly sqlType: string }>;
   readonly sourceFolders: readonly string[];
@@ -243,6 +245,7 @@ async function runCsv(spec: ReadSynapseLinkSpec, ctx: StageContext): Promise<Sta
     tables.push({
       table,
       relation: table,
+      stagedTable: target,
       rows,
       columns: union.map((a) => ({ name: a.name, sqlType: typedColumn(a).sqlType })),
       sourceFolders: inputs.filter((i) => i.files.length > 0).map((i) => i.folder),
@@ -328,6 +331,7 @@ async function runDelta(spec: ReadSynapseLinkSpec, ctx: StageContext): Promise<S
     tables.push({
       table,
       relation: table,
+      stagedTable: target,
       rows,
       columns: described
         .filter((d) => !d.column_name.startsWith('__'))

@@ -31,6 +31,8 @@ export interface ExtractResult {
   readonly relation: string;
   readonly deleteColumn: string | null;
   readonly sourceFolders: readonly string[];
+  /** True when the relation's row order is deterministic (the default extract), so the writer need not sort. */
+  readonly ordered: boolean;
 }
 
 /**
@@ -65,25 +67,28 @@ export function runSqlExtract(options: {
  * The default extract: Synapse Link append-only rows reduced to the latest state per `Id` — highest
  * `versionnumber`, then latest `SinkModifiedOn` (retries duplicate version numbers, per the Synapse Link FAQ),
  * then the later folder and file. `IsDelete` is normalised to true/false so the writer can route deletes.
+ * It picks the winning `rowid` per `Id` with `arg_max` (a hash aggregate over a few columns, cheaper than a window
+ * over whole rows) and keeps the staged order (folder, file, line), so the output order is deterministic.
  */
-export function defaultExtractSql(relation: string, columns: readonly string[]): string {
+export function defaultExtractSql(stagedTable: string, columns: readonly string[]): string {
   const has = (c: string) => columns.some((x) => x.toLowerCase() === c.toLowerCase());
   const name = (c: string) => duckIdent(columns.find((x) => x.toLowerCase() === c.toLowerCase()) ?? c);
-  if (!has('Id'))
+  if (!has('Id')) {
     throw new FerryError(
       'extract.no_id',
-      `Staged table \`${relation}\` has no \`Id\` column; the default extract needs it. Write a custom query instead.`,
+      `Staged table \`${stagedTable}\` has no \`Id\` column; the default extract needs it. Write a custom query instead.`,
     );
+  }
   const order = [
-    has('versionnumber') ? `${name('versionnumber')} DESC NULLS LAST` : null,
-    has('SinkModifiedOn') ? `${name('SinkModifiedOn')} DESC NULLS LAST` : null,
-    '__folder DESC',
-    '__source_file DESC',
+    has('versionnumber') ? `coalesce(${name('versionnumber')}, -9223372036854775808)` : null,
+    has('SinkModifiedOn') ? `coalesce(${name('SinkModifiedOn')}, '-infinity'::TIMESTAMPTZ)` : null,
+    `coalesce(__folder, '')`,
+    `coalesce(__source_file, '')`,
   ].filter(Boolean);
   const replace = has('IsDelete') ? ` REPLACE (coalesce(${name('IsDelete')}, false) AS ${name('IsDelete')})` : '';
-  return `SELECT * EXCLUDE (__rn)${replace} FROM (
-  SELECT *, row_number() OVER (PARTITION BY ${name('Id')} ORDER BY ${order.join(', ')}) AS __rn FROM ${duckIdent(relation)}
-) WHERE __rn = 1`;
+  const t = duckIdent(stagedTable);
+  return `SELECT * EXCLUDE (__bad)${replace} FROM ${t}
+WHERE rowid IN (SELECT arg_max(rowid, (${order.join(', ')})) FROM ${t} GROUP BY ${name('Id')})`;
 }
 
 /** Runs the extract; see {@link runSqlExtract}. */
@@ -107,12 +112,14 @@ export const runSqlExtractStage: StageImpl<RunSqlExtractSpec> = {
     const sql =
       spec.query === 'default'
         ? defaultExtractSql(
-            table.relation,
-            (await describe(ctx, table.relation)).map((c) => c.name),
+            table.stagedTable,
+            (await describe(ctx, table.stagedTable)).map((c) => c.name),
           )
         : await readQuery(spec.query);
     try {
-      await ctx.staging.run(`CREATE OR REPLACE TABLE ${duckIdent(relation)} AS ${sql}`);
+      // A view: the writer's COPY runs it once per file, so the result is never held in memory as a whole.
+      await ctx.staging.run(`CREATE OR REPLACE VIEW ${duckIdent(relation)} AS ${sql}`);
+      await ctx.staging.all(`DESCRIBE ${duckIdent(relation)}`);
     } catch (error) {
       const where = spec.query === 'default' ? 'the default extract' : `\`${spec.query}\``;
       throw new FerryError(
@@ -133,7 +140,14 @@ export const runSqlExtractStage: StageImpl<RunSqlExtractSpec> = {
     const results = (ctx.shared.get(EXTRACT_SHARED_KEY) as ExtractResult[] | undefined) ?? [];
     ctx.shared.set(EXTRACT_SHARED_KEY, [
       ...results.filter((r) => r.output !== output),
-      { output, table: spec.table, relation, deleteColumn: del?.name ?? null, sourceFolders: table.sourceFolders },
+      {
+        output,
+        table: spec.table,
+        relation,
+        deleteColumn: del?.name ?? null,
+        sourceFolders: table.sourceFolders,
+        ordered: spec.query === 'default',
+      },
     ]);
   },
 };

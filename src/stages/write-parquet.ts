@@ -22,7 +22,7 @@ export interface WriteParquetSpec extends StageSpec {
   readonly deletes: DeleteMode;
   /** `string` writes GUIDs as text (what Spark and Synapse serverless read without help); `uuid` keeps Parquet UUID. */
   readonly uuidAs: UuidMode;
-  /** Parquet compression. Default `zstd`. */
+  /** Parquet compression. Default `snappy` (what Spark and Synapse write by default). */
   readonly compression: 'zstd' | 'snappy' | 'gzip' | 'uncompressed';
 }
 
@@ -86,7 +86,7 @@ export function writeParquet(
     target: options.target ?? 'warehouse',
     deletes,
     uuidAs,
-    compression: options.compression ?? 'zstd',
+    compression: options.compression ?? 'snappy',
   };
 }
 
@@ -133,9 +133,9 @@ async function writeOne(spec: WriteParquetSpec, ctx: StageContext, root: string,
     name: c.column_name,
     type: spec.uuidAs === 'string' && c.column_type === 'UUID' ? 'VARCHAR' : c.column_type,
   }));
-  // Sorted output makes the files byte-identical when the same window is written again.
+  // The same window must give byte-identical files: keep a deterministic relation's order, sort any other.
   const idCol = columns.find((c) => c.column_name.toLowerCase() === 'id');
-  const orderBy = idCol ? `ORDER BY ${duckIdent(idCol.column_name)}` : 'ORDER BY ALL';
+  const orderBy = result.ordered ? '' : idCol ? `ORDER BY ${duckIdent(idCol.column_name)}` : 'ORDER BY ALL';
   const del = result.deleteColumn ? `coalesce(${duckIdent(result.deleteColumn)}, false)` : 'false';
 
   const parts: Array<{ file: string; kind: 'rows' | 'deletes'; where: string }> =
@@ -146,29 +146,36 @@ async function writeOne(spec: WriteParquetSpec, ctx: StageContext, root: string,
         ]
       : [{ file: 'part-00000.parquet', kind: 'rows', where: 'true' }];
   const files: Array<WarehouseManifest['files'][number]> = [];
+  let rows = 0;
+  let deleted = 0;
   for (const part of parts) {
     const tmpFile = path.join(tmpDir, part.file);
     const query = `SELECT ${select.join(', ')} FROM ${duckIdent(result.relation)} WHERE ${part.where} ${orderBy}`;
     await ctx.staging.run(
       `COPY (${query}) TO ${duckLiteral(tmpFile)} (FORMAT PARQUET, COMPRESSION ${spec.compression}, ROW_GROUP_SIZE 122880)`,
     );
-    const [count] = await ctx.staging.all<{ n: bigint }>(
-      `SELECT count(*) AS n FROM ${duckIdent(result.relation)} WHERE ${part.where}`,
+    // Count from the written file (footer metadata and one column), not by running the extract again.
+    const flag =
+      result.deleteColumn && part.kind === 'rows' ? `count(*) FILTER (WHERE ${duckIdent(result.deleteColumn)})` : '0';
+    const [count] = await ctx.staging.all<{ n: bigint; d: bigint }>(
+      `SELECT count(*) AS n, ${flag} AS d FROM read_parquet(${duckLiteral(tmpFile)})`,
     );
+    const n = Number(count?.n ?? 0);
+    const d = Number(count?.d ?? 0);
+    if (part.kind === 'deletes') deleted += n;
+    else {
+      rows += n - d;
+      deleted += d;
+    }
     const bytes = await fs.readFile(tmpFile);
     files.push({
       path: part.file,
       kind: part.kind,
-      rows: Number(count?.n ?? 0),
+      rows: n,
       bytes: bytes.length,
       sha256: createHash('sha256').update(bytes).digest('hex'),
     });
   }
-  const [totals] = await ctx.staging.all<{ rows: bigint; deleted: bigint }>(
-    `SELECT count(*) FILTER (WHERE NOT ${del}) AS rows, count(*) FILTER (WHERE ${del}) AS deleted FROM ${duckIdent(result.relation)}`,
-  );
-  const rows = Number(totals?.rows ?? 0);
-  const deleted = Number(totals?.deleted ?? 0);
   killPoint('write-parquet:before-rename');
 
   // Replace an earlier attempt of the same window: its manifest goes first, so it never describes other files.

@@ -43,44 +43,53 @@ export class CsvFolderReader {
       `CREATE OR REPLACE TABLE ${duckIdent(target)} (${[...defs, '__folder VARCHAR', '__source_file VARCHAR', '__bad VARCHAR'].join(', ')})`,
     );
     let total = 0;
+    // Folders with the same column list are read by one read_csv, so DuckDB reads their files side by side.
+    const groups = new Map<string, CsvFolderInput[]>();
     for (const folder of folders) {
       if (folder.files.length === 0) continue;
-      total += await this.#stageFolder(target, folder);
+      const key = JSON.stringify(folder.attributes.map((a) => [a.name, a.dataType, a.precision, a.scale]));
+      groups.set(key, [...(groups.get(key) ?? []), folder]);
     }
+    for (const group of groups.values()) total += await this.#stageGroup(target, group);
     return total;
   }
 
-  async #stageFolder(target: string, input: CsvFolderInput): Promise<number> {
-    const locals = new Map<string, string>();
-    for (const f of input.files) {
-      const local = await this.#lake.toLocalPath(f);
-      locals.set(local, f);
-      await assertComplete(local, f);
+  async #stageGroup(target: string, group: readonly CsvFolderInput[]): Promise<number> {
+    const attributes = group[0]!.attributes;
+    const locals = new Map<string, { file: string; folder: string }>();
+    for (const input of group) {
+      for (const f of input.files) {
+        const local = await this.#lake.toLocalPath(f);
+        locals.set(local, { file: f, folder: input.folder });
+        await assertComplete(local, f);
+      }
     }
-    const typed = input.attributes.map((a) => typedColumn(a));
+    const typed = attributes.map((a) => typedColumn(a));
     const checks = typed
       .filter((t) => t.canFail)
       .map((t) => `WHEN ${duckIdent(t.name)} IS NOT NULL AND ${t.expression} IS NULL THEN ${duckLiteral(t.name)}`);
     const bad = checks.length ? `CASE ${checks.join(' ')} END` : 'NULL::VARCHAR';
-    const sourceFile = `CASE filename ${[...locals].map(([l, f]) => `WHEN ${duckLiteral(l)} THEN ${duckLiteral(f)}`).join(' ')} END`;
+    const byFile = (pick: 'file' | 'folder') =>
+      `CASE filename ${[...locals].map(([l, v]) => `WHEN ${duckLiteral(l)} THEN ${duckLiteral(v[pick])}`).join(' ')} END`;
     const select = [
       ...typed.map((t) => `${t.expression} AS ${duckIdent(t.name)}`),
-      `${duckLiteral(input.folder)} AS __folder`,
-      `${sourceFile} AS __source_file`,
+      group.length === 1 ? `${duckLiteral(group[0]!.folder)} AS __folder` : `${byFile('folder')} AS __folder`,
+      `${byFile('file')} AS __source_file`,
       `${bad} AS __bad`,
     ];
     const before = await this.#count(target);
     try {
       await this.#staging.run(
-        `INSERT INTO ${duckIdent(target)} BY NAME SELECT ${select.join(', ')} FROM ${readCsvSql([...locals.keys()], input.attributes, true)}`,
+        `INSERT INTO ${duckIdent(target)} BY NAME SELECT ${select.join(', ')} FROM ${readCsvSql([...locals.keys()], attributes, true)}`,
       );
     } catch (error) {
-      throw await this.#csvError(error, locals);
+      throw await this.#csvError(error, new Map([...locals].map(([l, v]) => [l, v.file])));
     }
+    const folderList = group.map((g) => duckLiteral(g.folder)).join(', ');
     const badRow = await this.#staging.all<{ f: string; c: string }>(
-      `SELECT __source_file AS f, __bad AS c FROM ${duckIdent(target)} WHERE __folder = ${duckLiteral(input.folder)} AND __bad IS NOT NULL LIMIT 1`,
+      `SELECT __source_file AS f, __bad AS c FROM ${duckIdent(target)} WHERE __folder IN (${folderList}) AND __bad IS NOT NULL LIMIT 1`,
     );
-    if (badRow.length > 0) throw await this.#valueError(badRow[0]!.f, badRow[0]!.c, input.attributes);
+    if (badRow.length > 0) throw await this.#valueError(badRow[0]!.f, badRow[0]!.c, attributes);
     return (await this.#count(target)) - before;
   }
 
