@@ -100,3 +100,86 @@ export async function runConversion(
 export function openStaging(): Promise<DuckDbStaging> {
   return DuckDbStaging.open({ threads: 1, memoryLimit: '256MB' });
 }
+
+/** Flat JSON object text → [name, raw value text] pairs, numbers kept as written (JSON.parse would round them). */
+export function rawMembers(json: string): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  let i = 1;
+  const str = () => {
+    const start = i;
+    i++;
+    while (json[i] !== '"') i += json[i] === '\\' ? 2 : 1;
+    i++;
+    return json.slice(start, i);
+  };
+  while (i < json.length - 1) {
+    if (json[i] === ',') i++;
+    const name = JSON.parse(str()) as string;
+    i++; // ':'
+    let value: string;
+    if (json[i] === '"') value = JSON.stringify(JSON.parse(str()));
+    else {
+      const start = i;
+      while (i < json.length - 1 && json[i] !== ',') i++;
+      value = json.slice(start, i);
+    }
+    out.push([name, value]);
+  }
+  return out;
+}
+
+/** Compares two payloads: same members in the same order, same text, except Double columns compared as numbers. */
+export function samePayload(a: string, b: string, doubles: ReadonlySet<string> = new Set()): boolean {
+  const x = rawMembers(a);
+  const y = rawMembers(b);
+  if (x.length !== y.length) return false;
+  return x.every(([n, v], i) => {
+    const [m, w] = y[i]!;
+    if (n !== m) return false;
+    return doubles.has(n) ? Number(v) === Number(w) : v === w;
+  });
+}
+
+export type RowOutcome =
+  | { reason: string; column: number | null }
+  | { payload: string; key: string; predicate: string; safe: boolean };
+
+/**
+ * Stages the rows (each must have its own key), runs the SQL conversion, and returns each row's outcome; also checks
+ * the reference converter agrees on every row.
+ */
+export async function convertRows(
+  staging: DuckDbStaging,
+  mapping: DataverseMapping,
+  types: ColumnTypes,
+  rows: readonly Record<string, unknown>[],
+  referenceRows?: readonly Record<string, unknown>[],
+): Promise<RowOutcome[]> {
+  const { referenceConvert } = await import('../../src/core/reference-converter.js');
+  const p = await plan(mapping);
+  await stage(staging, types, rows);
+  const result = await runConversion(staging, p);
+  const byRow = new Map<number, RowOutcome>();
+  for (const c of result.converted)
+    byRow.set(c.row, { payload: c.payload, key: c.key, predicate: c.predicate, safe: c.safe });
+  for (const r of result.rejects) byRow.set(r.row, { reason: r.reason, column: r.column });
+  const doubles = new Set(p.columns.filter((c) => c.rule === 'double').map((c) => c.attribute));
+  return rows.map((row, i) => {
+    const got = byRow.get(i + 1);
+    if (!got) throw new Error(`row ${i + 1} was neither converted nor rejected (superseded?)`);
+    const ref = referenceConvert(p, (referenceRows ?? rows)[i]!);
+    const agree = ref.ok
+      ? 'payload' in got &&
+        samePayload(got.payload, ref.payload, doubles) &&
+        got.key === ref.key &&
+        got.predicate === ref.keyPredicate &&
+        got.safe === ref.keySafe
+      : 'reason' in got && got.reason === ref.reason && got.column === ref.column;
+    if (!agree) {
+      throw new Error(
+        `SQL and reference disagree on row ${i + 1} ${JSON.stringify(row, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v))}:\n  sql ${JSON.stringify(got)}\n  ref ${JSON.stringify(ref)}`,
+      );
+    }
+    return got;
+  });
+}
