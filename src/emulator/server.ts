@@ -21,6 +21,11 @@ export interface EmulatorOptions {
   storeFile?: string;
   /** Every Nth write request (POST/PATCH/PUT/DELETE, a `$batch` counts once) answers 503. Default off. */
   failEvery?: number;
+  /**
+   * Every Nth write request is applied, then its connection is destroyed without an answer (the "applied but
+   * unanswered" case a client must retry idempotently). Counted like `failEvery`, which wins on a tie. Default off.
+   */
+  resetEvery?: number;
   /** Every Nth request answers 429 with `Retry-After: retryAfterSec`. Default off. */
   throttleEvery?: number;
   /** Seconds in `Retry-After` for `throttleEvery`. Default `1`. */
@@ -76,6 +81,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
   let batch: BatchHandler | undefined;
   let requests = 0;
   let writes = 0;
+  const toReset = new WeakSet<ApiResponse>();
 
   // Debounced save: at most one write per 500 ms after changes, and one final save on close.
   let saveTimer: NodeJS.Timeout | undefined;
@@ -120,6 +126,11 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
     } catch (error) {
       response = errorResponse(error);
     }
+    if (toReset.delete(response)) {
+      log.debug('emulator reset a connection after applying the request', { method, path: rawPath });
+      req.socket.destroy();
+      return;
+    }
     const out: Record<string, string> = {
       'OData-Version': '4.0',
       'x-ms-dop-hint': String(dopHint()),
@@ -148,6 +159,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
         { 'Retry-After': retryAfter },
       );
     }
+    let reset = false;
     if (method !== 'GET' && method !== 'HEAD') {
       writes += 1;
       if (options.failEvery && writes % options.failEvery === 0) {
@@ -157,6 +169,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
           `Service Unavailable (fault injected by the emulator: every ${options.failEvery}th write).`,
         );
       }
+      reset = Boolean(options.resetEvery && writes % options.resetEvery === 0);
     }
     const m = API_PREFIX.exec(rawPath);
     if (!m) throw faults.notFoundSegment(rawPath.replace(/^\/+/, '').split('/')[0] ?? '');
@@ -178,6 +191,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
       Object.assign(response.headers, throttle.remaining(admission));
       if (admission.setCookie) response.headers['Set-Cookie'] = admission.setCookie;
     }
+    if (reset) toReset.add(response);
     return response;
   };
 

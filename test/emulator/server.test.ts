@@ -76,6 +76,21 @@ describe('emulator persistence, fault injection and CLI', () => {
     }
   });
 
+  it('resetEvery: every Nth write is applied, then the connection drops without an answer', async () => {
+    const h = await startHarness({ resetEvery: 2 });
+    try {
+      assert.equal((await h.call('PATCH', "accounts(accountnumber='R-1')", { name: 'r1' })).status, 204);
+      await assert.rejects(h.call('PATCH', "accounts(accountnumber='R-2')", { name: 'r2' }), TypeError);
+      const numbers = h.emulator.store.rows('account').map((r) => r.attributes.accountnumber);
+      assert.deepEqual(numbers, ['R-1', 'R-2'], 'the unanswered write was applied');
+      // Retrying the upsert by key is idempotent: still one row for R-2.
+      assert.equal((await h.call('PATCH', "accounts(accountnumber='R-2')", { name: 'r2' })).status, 204);
+      assert.equal(h.emulator.store.count('account'), 2);
+    } finally {
+      await h.close();
+    }
+  });
+
   it('throttleEvery: every Nth request of any kind answers 429 with Retry-After and writes nothing', async () => {
     const h = await startHarness({ throttleEvery: 2, retryAfterSec: 7 });
     try {
