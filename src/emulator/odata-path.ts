@@ -78,7 +78,9 @@ export function parseODataPath(decodedPath: string): PathSegment[] {
     }
     if (text[i] === '/') i += 1;
     if (name === '' && keyText === undefined) continue;
-    segments.push(keyText === undefined ? { name } : { name, keyText, key: parseKeyPredicate(keyText) });
+    // `WhoAmI()`: empty parentheses call a function; there is no key.
+    if (keyText === undefined || keyText.trim() === '') segments.push({ name });
+    else segments.push({ name, keyText, key: parseKeyPredicate(keyText) });
   }
   return segments;
 }

@@ -108,7 +108,7 @@ export class WebApi {
         work: { kind: 'metadata', records: 1 },
       };
     }
-    if (first.name === 'WhoAmI' || first.name === 'WhoAmI()') {
+    if (first.name === 'WhoAmI') {
       return json(200, {
         '@odata.context': `${this.#base}$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse`,
         ...EMULATOR_USER,

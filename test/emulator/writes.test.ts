@@ -141,6 +141,7 @@ describe('emulator reads and keys', () => {
   });
 
   it('WhoAmI answers with x-ms-dop-hint and ids; EntityDefinitions by $filter and with $expand', async () => {
+    assert.equal((await h.call('GET', 'WhoAmI()')).status, 200);
     const who = await h.call('GET', 'WhoAmI');
     assert.equal(who.status, 200);
     assert.equal(who.headers.get('x-ms-dop-hint'), '4');
