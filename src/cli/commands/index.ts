@@ -5,6 +5,7 @@ import { emulatorCommand } from './emulator.js';
 import { exportSynapseCommand } from './export-synapse.js';
 import { metadataPullCommand } from './metadata-pull.js';
 import { rejectsCommand } from './rejects.js';
+import { replayCommand } from './replay.js';
 import { runCommand } from './run.js';
 import { runsCommand } from './runs.js';
 import { scheduleCommand } from './schedule.js';
@@ -19,6 +20,7 @@ export const COMMANDS: readonly Command[] = [
   scheduleCommand,
   statusCommand,
   backfillCommand,
+  replayCommand,
   metadataPullCommand,
   emulatorCommand,
   exportSynapseCommand,

@@ -1,0 +1,259 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { FerryError, UsageError } from '../core/errors.js';
+import type { PipelineDefinition, StageSpec } from '../core/pipeline.js';
+import type { StoredReject } from '../core/rejects.js';
+import { type RunOptions, type RunReport, runPipeline, type StageRegistry } from '../core/runner.js';
+import type { StageContext, StageImpl } from '../core/stage.js';
+import { STAGING_TABLES } from '../core/staging-contract.js';
+import type { RunRecord } from '../core/state-store.js';
+import type { RunWindow } from '../core/window.js';
+
+/** Where a replay takes the rows from: the run's kept staged input, or the rows stored with the rejects. */
+export type ReplaySource = 'staged-parquet' | 'reject-rows';
+
+export interface ReplayPlan {
+  readonly run: RunRecord;
+  readonly rejects: readonly StoredReject[];
+  /** Rejects that cannot be re-sent: no staged input and no source row stored with them. */
+  readonly notReplayable: readonly StoredReject[];
+  readonly source: ReplaySource;
+  readonly stagedFile: string | null;
+}
+
+export interface ReplayResult {
+  readonly plan: ReplayPlan;
+  readonly report: RunReport;
+  /** Original rejects resolved: their rows are now in Dataverse (`upserted`) or a newer version is (`stale`). */
+  readonly resolved: number;
+  readonly upserted: number;
+  /** Original rejects rejected again; the replay run's rejects carry the new reasons. */
+  readonly stillRejected: number;
+}
+
+export interface ReplayOptions extends Omit<RunOptions, 'mode' | 'window' | 'range' | 'parentRunId'> {
+  readonly runId: string;
+  readonly reason?: string;
+}
+
+const REPLAY_SOURCE = 'replay-source';
+const REPLAY_OUTCOME = 'replay-outcome';
+
+/** The staged input a run kept for replays (written by the inbound reader when a run has rejects). */
+export function stagedInputOf(stateDir: string, runId: string): string {
+  return path.join(stateDir, 'runs', runId, 'staged.parquet');
+}
+
+/** Decides what a replay re-sends; changes nothing (`--dry-run` prints this). */
+export async function planReplay(def: PipelineDefinition, options: ReplayOptions): Promise<ReplayPlan> {
+  const run = options.state.getRun(options.runId);
+  if (!run) throw new UsageError(`Run \`${options.runId}\` is not in the state store; list runs with \`ferry runs\`.`);
+  if (run.pipeline !== def.name)
+    throw new UsageError(`Run \`${run.id}\` belongs to \`${run.pipeline}\`, not \`${def.name}\`.`);
+  if (def.direction !== 'inbound') {
+    throw new UsageError(
+      `Run \`${run.id}\` is of outbound pipeline \`${def.name}\`; replay re-sends rows to Dataverse (inbound only). Backfill its window instead.`,
+    );
+  }
+  let open = options.state.listRejects({
+    runId: run.id,
+    status: 'open',
+    ...(options.reason ? { reason: options.reason } : {}),
+  });
+  // Rows an earlier replay rejected again live on in that replay's rejects: follow the chain to them.
+  let target = run;
+  while (open.length === 0) {
+    const child = options.state
+      .listRuns({ pipeline: def.name, limit: 500 })
+      .find((r) => r.mode === 'replay' && r.parentRunId === target.id && r.status !== 'running');
+    if (!child) break;
+    target = child;
+    open = options.state.listRejects({
+      runId: target.id,
+      status: 'open',
+      ...(options.reason ? { reason: options.reason } : {}),
+    });
+  }
+  if (target !== run)
+    options.log.info(`Run \`${run.id}\` was replayed before; replaying the rows still open in \`${target.id}\`.`);
+  const stagedFile = stagedInputOf(options.config.state, target.id);
+  const hasStaged = await fs.stat(stagedFile).then(
+    (s) => s.isFile(),
+    () => false,
+  );
+  const locatable = (r: StoredReject) =>
+    (r.sourceFile && r.rowNumber !== null && r.rowNumber !== undefined) || rowIdOf(r) !== null;
+  const hasSourceRow = (r: StoredReject) =>
+    r.row !== null && typeof r.row === 'object' && !('payload' in (r.row as object)) && Boolean(r.sourceFile);
+  const replayable = open.filter((r) => (hasStaged ? locatable(r) : hasSourceRow(r)));
+  return {
+    run: target,
+    rejects: replayable,
+    notReplayable: open.filter((r) => !replayable.includes(r)),
+    source: hasStaged ? 'staged-parquet' : 'reject-rows',
+    stagedFile: hasStaged ? stagedFile : null,
+  };
+}
+
+/**
+ * Re-sends the rejected rows of a run through the pipeline's own conversion and upsert stages, as a run in
+ * `replay` mode with `parentRunId`: the rows come from the run's kept staged input (same values, same lineage, so
+ * the same request is built), or else from the source rows stored with the rejects. Afterwards the original
+ * rejects of rows that went through are resolved; those rejected again are superseded by the replay's own rejects,
+ * which carry the new reason and can be replayed in turn.
+ */
+export async function runReplay(def: PipelineDefinition, options: ReplayOptions): Promise<ReplayResult> {
+  const plan = await planReplay(def, options);
+  if (plan.rejects.length === 0) {
+    throw new FerryError(
+      'replay.nothing',
+      `Run \`${plan.run.id}\` has no open rejects${options.reason ? ` with reason \`${options.reason}\`` : ''} that can be replayed; see \`ferry rejects --run ${plan.run.id}\`.`,
+      { disposition: 'skip' },
+    );
+  }
+  const sourceIndex = def.stages.findIndex((s) => options.registry.get(s.kind)?.plan);
+  if (sourceIndex < 0)
+    throw new FerryError(
+      'replay.no_source',
+      `Pipeline \`${def.name}\` has no source stage to replace with the replayed rows.`,
+    );
+  const passed: Array<{ file: string | null; row: number | null; rowId: string }> = [];
+  const replayDef: PipelineDefinition = {
+    ...def,
+    stages: [
+      { kind: REPLAY_SOURCE } as StageSpec,
+      ...def.stages.slice(sourceIndex + 1),
+      { kind: REPLAY_OUTCOME } as StageSpec,
+    ],
+  };
+  const registry: StageRegistry = {
+    get: (kind) =>
+      kind === REPLAY_SOURCE
+        ? replaySourceStage(plan)
+        : kind === REPLAY_OUTCOME
+          ? replayOutcomeStage(passed)
+          : options.registry.get(kind),
+  };
+  const files = [...new Set(plan.rejects.map((r) => r.sourceFile).filter((f): f is string => Boolean(f)))];
+  const window: RunWindow = {
+    source: plan.run.window.source,
+    items: files.map((id) => ({ id })),
+    cursorBefore: null,
+    cursorAfter: null,
+  };
+  const report = await runPipeline(replayDef, {
+    ...options,
+    registry,
+    mode: 'replay',
+    window,
+    parentRunId: plan.run.id,
+  });
+  if (report.status !== 'succeeded' && report.status !== 'rejects_exceeded') {
+    return { plan, report, resolved: 0, upserted: 0, stillRejected: 0 };
+  }
+  const again = options.state.listRejects({ runId: report.runId });
+  const againKeys = new Set(again.flatMap((r) => locators(r)));
+  const resolved: number[] = [];
+  const superseded: number[] = [];
+  for (const r of plan.rejects) (locators(r).some((k) => againKeys.has(k)) ? superseded : resolved).push(r.id);
+  options.state.resolveRejects(resolved, report.runId);
+  options.state.supersedeRejectsById(superseded, report.runId);
+  const passedKeys = new Set(passed.map((p) => `${p.file}#${p.row}`));
+  const upserted = plan.rejects.filter(
+    (r) => resolved.includes(r.id) && locators(r).some((k) => passedKeys.has(k)),
+  ).length;
+  return { plan, report, resolved: resolved.length, upserted, stillRejected: superseded.length };
+}
+
+function rowIdOf(r: StoredReject): string | null {
+  const row = r.row as { __row_id?: unknown } | null | undefined;
+  return row && row.__row_id !== undefined && row.__row_id !== null ? String(row.__row_id) : null;
+}
+
+/** Keys that find a row again: its place in the source file, and its staged row id. */
+function locators(r: StoredReject): string[] {
+  const out: string[] = [];
+  if (r.sourceFile && r.rowNumber !== null && r.rowNumber !== undefined) out.push(`${r.sourceFile}#${r.rowNumber}`);
+  return out;
+}
+
+function sqlText(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
+/** Stands in for the source stage: fills `staged` with exactly the rows to re-send, lineage kept. */
+function replaySourceStage(plan: ReplayPlan): StageImpl {
+  return {
+    kind: REPLAY_SOURCE,
+    async run(_spec, ctx: StageContext) {
+      const staged = STAGING_TABLES.staged;
+      if (plan.stagedFile) {
+        // Same values and lineage as the original run: the conversion builds the same request.
+        const wanted = plan.rejects.filter((r) => r.sourceFile && r.rowNumber !== null && r.rowNumber !== undefined);
+        const byRowId = plan.rejects
+          .filter((r) => !wanted.includes(r))
+          .map(rowIdOf)
+          .filter((x): x is string => x !== null);
+        await ctx.staging.run('CREATE TEMP TABLE __replay_rows (f VARCHAR, n BIGINT)');
+        for (let i = 0; i < wanted.length; i += 1000) {
+          const values = wanted.slice(i, i + 1000).map((r) => `(${sqlText(r.sourceFile!)}, ${Number(r.rowNumber)})`);
+          await ctx.staging.run(`INSERT INTO __replay_rows VALUES ${values.join(',')}`);
+        }
+        const idFilter = byRowId.length
+          ? ` OR __row_id IN (${byRowId.map((id) => BigInt(id).toString()).join(',')})`
+          : '';
+        await ctx.staging.run(
+          `CREATE TABLE ${staged} AS SELECT * FROM read_parquet(${sqlText(plan.stagedFile)})
+           WHERE EXISTS (SELECT 1 FROM __replay_rows r WHERE r.f = __source_file AND r.n = __row_number)${idFilter}
+           ORDER BY __row_id`,
+        );
+      } else {
+        // No staged input kept: rebuild the rows from what the error store holds (source values, lineage).
+        const file = path.join(ctx.runDir, 'replay-rows.jsonl');
+        const lines = plan.rejects.map((r, i) =>
+          JSON.stringify({
+            ...(r.row as object),
+            __row_id: i + 1,
+            __run_id: ctx.runId,
+            __source_file: r.sourceFile,
+            __row_number: r.rowNumber,
+          }),
+        );
+        await fs.writeFile(file, `${lines.join('\n')}\n`);
+        await ctx.staging.run(
+          `CREATE TABLE ${staged} AS SELECT * FROM read_json_auto(${sqlText(file)}) ORDER BY __row_id`,
+        );
+      }
+      const [row] = await ctx.staging.all<{ n: bigint }>(`SELECT count(*) AS n FROM ${staged}`);
+      const n = Number(row?.n ?? 0);
+      ctx.counts.read += n;
+      ctx.counts.staged += n;
+      ctx.metrics.replayOf = plan.run.id;
+      ctx.metrics.replaySource = plan.source;
+      ctx.shared.set('staged.table', staged);
+      ctx.progress.update('staging', ctx.counts);
+      // Keep this run's input too (whatever the outcome), so rows rejected again can be replayed from it.
+      const target = path.join(ctx.runDir, 'staged.parquet');
+      await ctx.staging.run(`COPY ${staged} TO ${sqlText(`${target}.tmp`)} (FORMAT PARQUET)`);
+      await fs.rename(`${target}.tmp`, target);
+    },
+  };
+}
+
+/** Runs last: notes which replayed rows Dataverse accepted (the upsert stage lists them in `upserted`). */
+function replayOutcomeStage(passed: Array<{ file: string | null; row: number | null; rowId: string }>): StageImpl {
+  return {
+    kind: REPLAY_OUTCOME,
+    async run(_spec, ctx: StageContext) {
+      const [exists] = await ctx.staging.all<{ n: bigint }>(
+        `SELECT count(*) AS n FROM information_schema.tables WHERE table_name = '${STAGING_TABLES.upserted}'`,
+      );
+      if (!exists || Number(exists.n) === 0) return;
+      const rows = await ctx.staging.all<{ f: string | null; n: bigint | null; id: bigint }>(
+        `SELECT s.__source_file AS f, s.__row_number AS n, s.__row_id AS id FROM ${STAGING_TABLES.upserted} u JOIN ${STAGING_TABLES.staged} s USING (__row_id)`,
+      );
+      for (const r of rows) passed.push({ file: r.f, row: r.n === null ? null : Number(r.n), rowId: String(r.id) });
+      ctx.metrics.replayUpserted = rows.length;
+    },
+  };
+}
