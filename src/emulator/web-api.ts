@@ -153,7 +153,7 @@ export class WebApi {
   #retrieve(table: CatalogTable, segment: PathSegment, query: Map<string, string>): ApiResponse {
     const id = this.#mustLocate(table, segment.key!);
     const row = this.#store.get(table.logicalName, id)!;
-    const select = readSelect(query);
+    const select = readSelect(query, table);
     const context = `${this.#base}$metadata#${table.entitySetName}${select ? `(${select.join(',')})` : ''}/$entity`;
     return {
       ...json(
@@ -246,7 +246,7 @@ export class WebApi {
   }
 
   #collection(table: CatalogTable, rows: StoredRow[], query: Map<string, string>): ApiResponse {
-    const select = readSelect(query);
+    const select = readSelect(query, table);
     return {
       ...json(200, {
         '@odata.context': `${this.#base}$metadata#${table.entitySetName}${select ? `(${select.join(',')})` : ''}`,
@@ -292,7 +292,11 @@ export class WebApi {
     if (select) {
       for (const name of select) put(lookupKeyName(name));
     } else {
-      for (const name of Object.keys(row.attributes)) if (!name.endsWith('@target')) put(name);
+      // Without $select the service returns every column, null when empty.
+      for (const name of table.attributes.keys()) put(name);
+      for (const name of Object.keys(row.attributes)) {
+        if (!name.endsWith('@target') && !table.attributes.has(name)) put(name);
+      }
       put('versionnumber');
       put('createdon');
       put('modifiedon');
@@ -363,7 +367,7 @@ export class WebApi {
   }
 
   #representation(table: CatalogTable, row: StoredRow, query: Map<string, string>, status: 200 | 201): ApiResponse {
-    const select = readSelect(query);
+    const select = readSelect(query, table);
     const context = `${this.#base}$metadata#${table.entitySetName}${select ? `(${select.join(',')})` : ''}/$entity`;
     const headers: Record<string, string> = { ETag: etag(row) };
     // The doc's 201 example carries Preference-Applied, its 200 example does not (reference §1.3).
@@ -637,13 +641,29 @@ function sameValue(stored: unknown, literal: unknown): boolean {
   return stored === literal;
 }
 
-function readSelect(query: Map<string, string>): string[] | undefined {
+function readSelect(query: Map<string, string>, table?: CatalogTable): string[] | undefined {
   const select = query.get('$select');
   if (!select) return undefined;
-  return select
+  const names = select
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '');
+  for (const name of table ? names : []) {
+    const attribute = lookupKeyName(name);
+    const known =
+      table!.attributes.has(attribute) ||
+      attribute === table!.primaryId ||
+      ['versionnumber', 'createdon', 'modifiedon'].includes(attribute);
+    // A lookup is selected by its `_<attr>_value` name; the bare lookup name is a navigation property.
+    if (!known || (name === attribute && isLookup(table!, attribute))) {
+      throw new ServiceFault(
+        400,
+        '0x0',
+        `Could not find a property named '${name}' on type 'Microsoft.Dynamics.CRM.${table!.logicalName}'.`,
+      );
+    }
+  }
+  return names;
 }
 
 function wantsRepresentation(headers: Readonly<Record<string, string>>): boolean {

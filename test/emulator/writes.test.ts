@@ -125,6 +125,26 @@ describe('emulator reads and keys', () => {
     );
   });
 
+  it('GET without $select returns every column (null when empty); unknown or bare-lookup $select → 400', async () => {
+    const r = await h.call('POST', 'accounts', { name: 'all columns' });
+    const id = idOf(r.headers.get('odata-entityid'));
+    const got = await h.call('GET', `accounts(${id})`);
+    assert.equal(got.json.name, 'all columns');
+    assert.equal(got.json.description, null);
+    assert.equal(got.json._parentaccountid_value, null);
+    assert.equal(got.json.statecode, 0);
+    assert.match(String(got.json.versionnumber), /^\d+$/);
+    assert.equal(got.json.accountid, id);
+    const bad = await h.call('GET', `accounts(${id})?$select=nosuch`);
+    assert.equal(bad.status, 400);
+    assert.equal(
+      bad.json.error.message,
+      "Could not find a property named 'nosuch' on type 'Microsoft.Dynamics.CRM.account'.",
+    );
+    assert.equal((await h.call('GET', `accounts(${id})?$select=parentaccountid`)).status, 400);
+    assert.equal((await h.call('GET', `accounts(${id})?$select=_parentaccountid_value`)).status, 200);
+  });
+
   it('DELETE by id removes the row and journals a delete; a second DELETE → 404', async () => {
     const created = await h.call('POST', 'accounts', { name: 'to delete' });
     const id = idOf(created.headers.get('odata-entityid'));
