@@ -194,8 +194,8 @@ function convertColumn(
       const t = trimmedText(v);
       if (t === null) return { json: nullJson };
       const l = t.toLowerCase();
-      if (l === 'true' || l === '1' || l === 'yes') return { json: 'true' };
-      if (l === 'false' || l === '0' || l === 'no') return { json: 'false' };
+      if (l === 'true' || l === '1' || l === 'yes' || l === 'y') return { json: 'true' };
+      if (l === 'false' || l === '0' || l === 'no' || l === 'n') return { json: 'false' };
       return { reason: 'boolean.invalid' };
     }
     case 'datetime': {

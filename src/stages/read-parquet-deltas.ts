@@ -3,6 +3,7 @@ import path from 'node:path';
 import { lakeJoin } from '../connectors/lake/lake.js';
 import { FerryError } from '../core/errors.js';
 import { killPoint } from '../core/kill-points.js';
+import { asList, type ColumnSpec, isPerRowLookup, type LookupKeySpec } from '../core/mapping.js';
 import type { PipelineDefinition, StageSpec } from '../core/pipeline.js';
 import type { PlanContext, StageContext, StageImpl } from '../core/stage.js';
 import { LINEAGE_COLUMNS, STAGING_TABLES } from '../core/staging-contract.js';
@@ -74,9 +75,14 @@ export function sourceColumnsOf(pipeline: PipelineDefinition): string[] {
     for (const value of Object.values(spec.columns)) {
       if (typeof value === 'string') out.add(value);
       else if (value && typeof value === 'object') {
-        const v = value as { from?: string; lookup?: { tableFrom?: string } };
-        if (v.from) out.add(v.from);
-        if (v.lookup?.tableFrom) out.add(v.lookup.tableFrom);
+        const v = value as ColumnSpec;
+        for (const c of asList(v.from)) out.add(c);
+        if (v.lookup && isPerRowLookup(v.lookup)) {
+          out.add(v.lookup.tableFrom);
+          for (const key of Object.values(v.lookup.keys)) {
+            if (key && typeof key === 'object' && !Array.isArray(key)) for (const c of asList((key as LookupKeySpec).from)) out.add(c);
+          }
+        }
       }
     }
   }

@@ -230,7 +230,7 @@ function buildColumn(column: ColumnPlan, sources: ReadonlyMap<string, SourceColu
         isBlank = `${ref} IS NULL`;
       } else {
         const l = `lower(${trimmed(ref, col)})`;
-        b = `CASE WHEN ${l} IN ('true', '1', 'yes') THEN TRUE WHEN ${l} IN ('false', '0', 'no') THEN FALSE END`;
+        b = `CASE WHEN ${l} IN ('true', '1', 'yes', 'y') THEN TRUE WHEN ${l} IN ('false', '0', 'no', 'n') THEN FALSE END`;
         isBlank = `${trimmed(ref, col)} IS NULL`;
       }
       return {

@@ -369,11 +369,11 @@ function compileColumn(
     case 'Boolean': {
       const low = `LOWER(LTRIM(RTRIM(${t})))`;
       return {
-        value: `CASE WHEN ${low} IN (N'true', N'1', N'yes') THEN CAST(1 AS BIT) WHEN ${low} IN (N'false', N'0', N'no') THEN CAST(0 AS BIT) END`,
+        value: `CASE WHEN ${low} IN (N'true', N'1', N'yes', N'y') THEN CAST(1 AS BIT) WHEN ${low} IN (N'false', N'0', N'no', N'n') THEN CAST(0 AS BIT) END`,
         jsonName: c.attribute,
         checks: [
           {
-            cond: `${notNull} AND ${low} NOT IN (N'true', N'1', N'yes', N'false', N'0', N'no')`,
+            cond: `${notNull} AND ${low} NOT IN (N'true', N'1', N'yes', N'y', N'false', N'0', N'no', N'n')`,
             reason: 'boolean.invalid',
             message: m('is not a boolean (true/false/1/0/yes/no); fix the source value.'),
           },
