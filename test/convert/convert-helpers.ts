@@ -136,7 +136,7 @@ export function samePayload(a: string, b: string, doubles: ReadonlySet<string> =
   return x.every(([n, v], i) => {
     const [m, w] = y[i]!;
     if (n !== m) return false;
-    return doubles.has(n) ? Number(v) === Number(w) : v === w;
+    return v === w || (doubles.has(n) && Number(v) === Number(w));
   });
 }
 
