@@ -246,6 +246,13 @@ describe('emulator write rules', () => {
       /Cannot convert the literal '5' to the expected type 'Edm\.String'/,
     );
     await expectError({ creditonhold: 'yes' }, 400, '0x80048d19', /Edm\.Boolean/);
+    await expectError({ ferry_bignumber: 2 ** 60 }, 400, '0x80044331', /ferry_bignumber/);
+    const big = await h.call('POST', 'accounts', { name: 'big', ferry_bignumber: '9007199254740991' });
+    assert.equal(big.status, 204);
+    assert.equal(
+      h.emulator.store.get('account', idOf(big.headers.get('odata-entityid')))!.attributes.ferry_bignumber,
+      9007199254740991,
+    );
   });
 
   it('decimals beyond the column precision are rounded (as TV3 implies), not rejected', async () => {
@@ -335,6 +342,9 @@ describe('emulator write rules', () => {
     );
     assert.equal((await h.call('PATCH', `accounts(${id})`, { statecode: 0 })).status, 204);
     assert.equal(h.emulator.store.get('account', id)!.attributes.statuscode, 1);
+    const nullState = await h.call('PATCH', `accounts(${id})`, { statecode: null });
+    assert.equal(nullState.status, 400, 'statecode is SystemRequired');
+    assert.match(nullState.json.error.message, /'statecode' of entity 'account' is system required/);
   });
 
   it('alternate-key uniqueness → 412 0x80060892; keys compare case-insensitively', async () => {
