@@ -263,3 +263,44 @@ describe('outbound CSV: incremental Synapse Link folders → warehouse Parquet',
     ]);
   });
 });
+
+describe('outbound CSV: the non-incremental layout (table folders at the root, rows replaced in place)', () => {
+  let box: OutboundSandbox;
+  beforeEach(() => {
+    box = new OutboundSandbox();
+    box.copy('synapse-link/non-incremental', FOLDER);
+  });
+  afterEach(() => box.close());
+
+  it('reads every year file, then again only after a file changed', async () => {
+    const first = await box.run(pipeline());
+    assert.equal(first.status, 'succeeded', first.error?.message);
+    assert.equal(first.window.first, 'root');
+    const rows = await readParquetRows(
+      box.warehouse('account', 'root', 'part-00000.parquet'),
+      'Id, name, description, numberofemployees',
+      'Id',
+    );
+    assert.deepEqual(rows, [
+      {
+        Id: 'b0000001-0000-4000-8000-000000000001',
+        name: 'Adatum "North"',
+        description: 'In place,\nupdated',
+        numberofemployees: 12n,
+      },
+      { Id: 'b0000002-0000-4000-8000-000000000002', name: 'Litware', description: null, numberofemployees: 3n },
+      { Id: 'b0000003-0000-4000-8000-000000000003', name: 'Wingtip', description: 'Ωμέγα', numberofemployees: 1n },
+    ]);
+    assert.equal((await box.run(pipeline())).window.items, 0);
+    const file = box.lakePath(`${FOLDER}/account/2026.csv`);
+    fs.writeFileSync(file, fs.readFileSync(file, 'utf8').replace('"Wingtip"', '"Wingtip Toys"'));
+    fs.utimesSync(file, new Date(), new Date(Date.now() + 60_000));
+    const again = await box.run(pipeline());
+    assert.equal(again.window.items, 1);
+    const changed = await readParquetRows(box.warehouse('account', 'root', 'part-00000.parquet'), 'name', 'name');
+    assert.deepEqual(
+      changed.map((r) => r.name),
+      ['Adatum "North"', 'Litware', 'Wingtip Toys'],
+    );
+  });
+});

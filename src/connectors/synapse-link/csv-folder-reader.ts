@@ -58,33 +58,37 @@ export class CsvFolderReader {
     const attributes = group[0]!.attributes;
     const locals = new Map<string, { file: string; folder: string }>();
     for (const input of group) {
-      for (const f of input.files) {
-        const local = await this.#lake.toLocalPath(f);
-        locals.set(local, { file: f, folder: input.folder });
-        await assertComplete(local, f);
-      }
+      for (const f of input.files) locals.set(await this.#lake.toLocalPath(f), { file: f, folder: input.folder });
     }
+    // The completeness scan (JS, I/O bound) runs while DuckDB reads the same files on its own threads.
+    const complete = Promise.allSettled([...locals].map(([local, v]) => assertComplete(local, v.file)));
     const typed = attributes.map((a) => typedColumn(a));
+    const t = (name: string) => duckIdent(`__t_${name}`);
+    // Each typed value is computed once in the inner query; the outer one names the first column that failed.
     const checks = typed
-      .filter((t) => t.canFail)
-      .map((t) => `WHEN ${duckIdent(t.name)} IS NOT NULL AND ${t.expression} IS NULL THEN ${duckLiteral(t.name)}`);
+      .filter((c) => c.canFail)
+      .map((c) => `WHEN ${duckIdent(c.name)} IS NOT NULL AND ${t(c.name)} IS NULL THEN ${duckLiteral(c.name)}`);
     const bad = checks.length ? `CASE ${checks.join(' ')} END` : 'NULL::VARCHAR';
     const byFile = (pick: 'file' | 'folder') =>
       `CASE filename ${[...locals].map(([l, v]) => `WHEN ${duckLiteral(l)} THEN ${duckLiteral(v[pick])}`).join(' ')} END`;
     const select = [
-      ...typed.map((t) => `${t.expression} AS ${duckIdent(t.name)}`),
+      ...typed.map((c) => `${t(c.name)} AS ${duckIdent(c.name)}`),
       group.length === 1 ? `${duckLiteral(group[0]!.folder)} AS __folder` : `${byFile('folder')} AS __folder`,
       `${byFile('file')} AS __source_file`,
       `${bad} AS __bad`,
     ];
+    const inner = `SELECT *, ${typed.map((c) => `${c.expression} AS ${t(c.name)}`).join(', ')} FROM ${readCsvSql([...locals.keys()], attributes, true)}`;
     const before = await this.#count(target);
+    let readError: unknown;
     try {
-      await this.#staging.run(
-        `INSERT INTO ${duckIdent(target)} BY NAME SELECT ${select.join(', ')} FROM ${readCsvSql([...locals.keys()], attributes, true)}`,
-      );
+      await this.#staging.run(`INSERT INTO ${duckIdent(target)} BY NAME SELECT ${select.join(', ')} FROM (${inner})`);
     } catch (error) {
-      throw await this.#csvError(error, new Map([...locals].map(([l, v]) => [l, v.file])));
+      readError = error;
     }
+    // A cut-off file explains any read error it causes, so its message wins.
+    const incomplete = (await complete).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (incomplete) throw incomplete.reason;
+    if (readError) throw await this.#csvError(readError, new Map([...locals].map(([l, v]) => [l, v.file])));
     const folderList = group.map((g) => duckLiteral(g.folder)).join(', ');
     const badRow = await this.#staging.all<{ f: string; c: string }>(
       `SELECT __source_file AS f, __bad AS c FROM ${duckIdent(target)} WHERE __folder IN (${folderList}) AND __bad IS NOT NULL LIMIT 1`,
