@@ -23,6 +23,7 @@ export interface Harness {
     relative: string,
     body?: unknown,
     headers?: Record<string, string>,
+    // biome-ignore lint/suspicious/noExplicitAny: response JSON is asserted field by field in tests
   ): Promise<{ status: number; headers: Headers; text: string; json: any }>;
   close(): Promise<void>;
 }

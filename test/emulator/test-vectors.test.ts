@@ -376,11 +376,12 @@ describe('test vectors TV1–TV18', () => {
     assert.equal(r.json.LogicalName, 'accountcategorycode');
     assert.match(r.json.OptionSet.MetadataId, GUID);
     assert.deepEqual(
-      r.json.OptionSet.Options.map((o: any) => [
-        o.Value,
-        o.Label.UserLocalizedLabel.Label,
-        o.Label.LocalizedLabels[0].LanguageCode,
-      ]),
+      r.json.OptionSet.Options.map(
+        (o: {
+          Value: number;
+          Label: { UserLocalizedLabel: { Label: string }; LocalizedLabels: Array<{ LanguageCode: number }> };
+        }) => [o.Value, o.Label.UserLocalizedLabel.Label, o.Label.LocalizedLabels[0].LanguageCode],
+      ),
       [
         [1, 'Preferred Customer', 1033],
         [2, 'Standard', 1033],

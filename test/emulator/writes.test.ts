@@ -81,10 +81,10 @@ describe('emulator reads and keys', () => {
     );
     assert.equal(r.status, 200);
     assert.equal(r.json['@odata.context'], `${h.api}$metadata#accounts(name,accountnumber)`);
-    assert.deepEqual(r.json.value.map((v: any) => v.accountnumber).sort(), ['Q-0', 'Q-1']);
+    assert.deepEqual(r.json.value.map((v: { accountnumber: string }) => v.accountnumber).sort(), ['Q-0', 'Q-1']);
     const ci = await h.call('GET', `accounts?$filter=accountnumber eq 'q-2'&$select=name`);
     assert.deepEqual(
-      ci.json.value.map((v: any) => v.name),
+      ci.json.value.map((v: { name: string }) => v.name),
       ['Query 2'],
     );
     const top = await h.call('GET', `accounts?$filter=_parentaccountid_value eq ${parent}&$top=1`);
@@ -182,14 +182,16 @@ describe('emulator reads and keys', () => {
     assert.equal(one.json.PrimaryIdAttribute, 'contactid');
     assert.equal(one.json.LogicalName, undefined, '$select limits the top-level properties');
     assert.deepEqual(
-      one.json.Keys.map((k: any) => k.KeyAttributes),
+      one.json.Keys.map((k: { KeyAttributes: string[] }) => k.KeyAttributes),
       [['ferry_legacysource', 'ferry_legacyid'], ['emailaddress1']],
     );
-    const msp = one.json.Attributes.find((a: any) => a.LogicalName === 'sample_outdooractivities');
+    const msp = one.json.Attributes.find((a: { LogicalName: string }) => a.LogicalName === 'sample_outdooractivities');
     assert.equal(msp['@odata.type'], '#Microsoft.Dynamics.CRM.MultiSelectPicklistAttributeMetadata');
     assert.equal(msp.AttributeType, 'Virtual');
     assert.deepEqual(
-      one.json.ManyToOneRelationships.map((r: any) => r.ReferencingEntityNavigationPropertyName),
+      one.json.ManyToOneRelationships.map(
+        (r: { ReferencingEntityNavigationPropertyName: string }) => r.ReferencingEntityNavigationPropertyName,
+      ),
       ['parentcustomerid_account', 'parentcustomerid_contact', 'ownerid'],
     );
     const missing = await h.call('GET', `EntityDefinitions(LogicalName='nosuch')`);
