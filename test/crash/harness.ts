@@ -255,8 +255,9 @@ async function endState(ws: Workspace, pipelines: readonly PipelineDefinition[])
   for (const [table, rows] of Object.entries(saved.tables)) {
     for (const row of rows) {
       const id = identityOf(table, row);
-      dataverse[table] ??= {};
-      (dataverse[table]![id] ??= []).push(normaliseRow(row.attributes, identities));
+      const byId = dataverse[table] ?? {};
+      dataverse[table] = byId;
+      byId[id] = [...(byId[id] ?? []), normaliseRow(row.attributes, identities)];
     }
   }
 
@@ -272,7 +273,8 @@ async function endState(ws: Workspace, pipelines: readonly PipelineDefinition[])
       const rows = await duck.all<{ j: string }>(
         `SELECT to_json(t)::VARCHAR AS j FROM read_parquet('${path.join(root, file).replaceAll("'", "''")}') t`,
       );
-      const counts = (warehouse[table] ??= {});
+      const counts = warehouse[table] ?? {};
+      warehouse[table] = counts;
       for (const r of rows) {
         const key = normaliseRow(JSON.parse(r.j) as Record<string, unknown>, identities);
         counts[key] = (counts[key] ?? 0) + 1;
