@@ -117,7 +117,9 @@ async function writeOne(spec: WriteParquetSpec, ctx: StageContext, root: string,
   const tableDir = path.join(root, result.output);
   const finalDir = path.join(tableDir, name);
   const tmpDir = path.join(tableDir, `.${name}.tmp-${ctx.runId}`);
-  await fs.rm(tmpDir, { recursive: true, force: true });
+  // Temp folders of this window left by a killed run are garbage: the pipeline's lease says that run is gone.
+  const stale = (await fs.readdir(tableDir).catch(() => [] as string[])).filter((n) => n.startsWith(`.${name}.tmp-`));
+  for (const n of stale) await fs.rm(path.join(tableDir, n), { recursive: true, force: true });
   await fs.mkdir(tmpDir, { recursive: true });
 
   const described = await ctx.staging.all<{ column_name: string; column_type: string }>(
