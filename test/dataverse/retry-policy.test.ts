@@ -7,6 +7,7 @@ import {
   rejectReasonFor,
 } from '../../src/connectors/dataverse/dataverse-errors.js';
 import { parseRetryAfter, RetryPolicy, throttleKindOf } from '../../src/connectors/dataverse/retry-policy.js';
+import { ThrottleGate } from '../../src/connectors/dataverse/throttle-gate.js';
 
 describe('retry policy', () => {
   const policy = new RetryPolicy({
@@ -92,40 +93,77 @@ describe('adaptive concurrency', () => {
     assert.equal(new AdaptiveConcurrency({ dopHint: 50, maxConcurrency: 10 }).limit, 10);
   });
 
-  it('derives the ceiling from the execution-time budget and stays below it', () => {
-    // dop 8 ⇒ 2 servers; all latency is server time ⇒ ceiling = 0.8·4·2 = 6 lanes.
-    const c = new AdaptiveConcurrency({ dopHint: 8, maxConcurrency: 32 });
-    for (let i = 0; i < 20; i += 1) c.recordSuccess({ rows: 100, elapsedMs: 1000, serverTimeMs: 1000 });
-    assert.equal(c.ceiling, 6);
-    assert.equal(c.limit, 6);
-    // Half of each request is network time: lanes only spend half their time executing ⇒ twice the lanes.
-    const d = new AdaptiveConcurrency({ dopHint: 8, maxConcurrency: 32 });
-    for (let i = 0; i < 100; i += 1) d.recordSuccess({ rows: 100, elapsedMs: 1000, serverTimeMs: 500 });
-    assert.equal(d.ceiling, 12);
-    assert.equal(d.limit, 12);
+  it('paces requests to the execution-time budget of the servers the dop hint implies', () => {
+    let now = 0;
+    // dop 8 ⇒ 2 servers ⇒ 0.95 · 4 · 2 = 7.6 server-ms per wall-ms.
+    const c = new AdaptiveConcurrency({ dopHint: 8, maxConcurrency: 64, now: () => now });
+    assert.equal(c.reserve(100).waitMs, 0, 'nothing is paced before a measurement');
+    c.recordSuccess({ rows: 100, elapsedMs: 76, serverTimeMs: 76 });
+    assert.equal(c.executionRate, 7.6);
+    // 100 rows at 0.76 ms each = 76 server-ms ⇒ one request per 10 wall-ms, after a burst of three.
+    const waits = Array.from({ length: 8 }, () => c.reserve(100).waitMs);
+    assert.deepEqual(
+      waits.map((w) => Math.round(w)),
+      [0, 0, 0, 10, 20, 30, 40, 50],
+    );
+    // Over a long stretch the booked rate equals the budget share, whatever the number of lanes.
+    now = 10_000;
+    let booked = 0;
+    let last = 0;
+    for (let i = 0; i < 1000; i += 1) {
+      const r = c.reserve(100);
+      booked += r.expectedMs;
+      last = now + r.waitMs;
+    }
+    assert.ok(Math.abs(booked / (last - 10_000) - 7.6) < 0.1, `rate ${booked / (last - 10_000)}`);
   });
 
-  it('probes above the ceiling after a clean stretch, and a 429 brings it back below the level that drew it', () => {
-    const c = new AdaptiveConcurrency({ dopHint: 4, maxConcurrency: 32 });
-    for (let i = 0; i < 2000; i += 1) c.recordSuccess({ rows: 100, elapsedMs: 100, serverTimeMs: 100 });
-    const probed = c.limit;
-    assert.ok(probed > 3, `climbed above the first estimate (${probed})`);
-    c.recordThrottle('executionTime', probed);
-    assert.equal(c.limit, Math.floor(probed * 0.8));
-    assert.ok(c.servers < probed / 4 + 1e-9);
-    // The other lanes that were in flight get their 429 too: one episode, one cut.
-    c.recordThrottle('executionTime', probed);
-    assert.equal(c.limit, Math.floor(probed * 0.8));
+  it('corrects bookings by the measured server time', () => {
+    const now = 0;
+    const c = new AdaptiveConcurrency({ dopHint: 4, now: () => now, headroom: 1 });
+    c.recordSuccess({ rows: 10, elapsedMs: 40, serverTimeMs: 40 });
+    for (let i = 0; i < 3; i += 1) c.reserve(10);
+    const slow = c.reserve(10);
+    assert.equal(Math.round(slow.waitMs), 10);
+    c.settle(slow.expectedMs, slow.expectedMs + 40);
+    assert.equal(Math.round(c.reserve(10).waitMs), 30, 'the 40 extra server-ms push the next slot 10 ms later');
   });
 
-  it('cuts below the level that drew a 429 and climbs back slowly', () => {
-    const c = new AdaptiveConcurrency({ dopHint: 10, maxConcurrency: 32, servers: 10 });
+  it('keeps enough lanes to hold the pace and no more than the cap', () => {
+    const c = new AdaptiveConcurrency({ dopHint: 8, maxConcurrency: 64 });
+    for (let i = 0; i < 400; i += 1) c.recordSuccess({ rows: 100, elapsedMs: 200, serverTimeMs: 100 });
+    // 7.6 busy lanes at a busy share of 0.5 ⇒ 15.2 lanes, plus a quarter for waiting (19), plus one.
+    assert.equal(c.ceiling, 20);
+    assert.equal(c.limit, 20);
+    assert.equal(new AdaptiveConcurrency({ dopHint: 8, maxConcurrency: 6 }).ceiling, 6);
+  });
+
+  it('lowers the servers estimate on an execution-time 429, once per episode', () => {
+    const c = new AdaptiveConcurrency({ dopHint: 8, maxConcurrency: 64 });
+    c.recordSuccess({ rows: 100, elapsedMs: 100, serverTimeMs: 100 });
+    c.recordThrottle('executionTime', 8);
+    assert.equal(c.servers, 1.6);
+    // The other lanes in flight answer 429 too: no further cut.
+    c.recordThrottle('executionTime', 8);
+    c.recordThrottle('executionTime', 8);
+    assert.equal(c.servers, 1.6);
+    // A later, separate episode cuts again.
+    for (let i = 0; i < 100; i += 1) c.recordSuccess({ rows: 100, elapsedMs: 100, serverTimeMs: 100 });
+    c.recordThrottle('executionTime', 8);
+    assert.equal(Math.round(c.servers * 100) / 100, 1.28);
+  });
+
+  it('probes a little above after a long clean stretch and steps back when the probe draws a 429', () => {
+    const c = new AdaptiveConcurrency({ dopHint: 8, maxConcurrency: 64 });
+    for (let i = 0; i < 1000; i += 1) c.recordSuccess({ rows: 100, elapsedMs: 100, serverTimeMs: 100 });
+    assert.equal(c.servers, 2 * 1.03);
     c.recordThrottle('executionTime', 10);
-    assert.equal(c.limit, 8);
-    for (let i = 0; i < 10; i += 1) c.recordSuccess({ rows: 100, elapsedMs: 10, serverTimeMs: 10 });
-    assert.equal(c.limit, 8, 'no climb right after a 429');
-    for (let i = 0; i < 500; i += 1) c.recordSuccess({ rows: 100, elapsedMs: 10, serverTimeMs: 10 });
-    assert.ok(c.limit > 8);
+    assert.equal(c.servers, 2 * 0.97);
+    // The next probe comes four times later.
+    for (let i = 0; i < 3999; i += 1) c.recordSuccess({ rows: 100, elapsedMs: 100, serverTimeMs: 100 });
+    assert.equal(c.servers, 2 * 0.97);
+    c.recordSuccess({ rows: 100, elapsedMs: 100, serverTimeMs: 100 });
+    assert.equal(c.servers, 2 * 0.97 * 1.03);
   });
 
   it('sends fewer, bigger requests when the request-count limit bites', () => {
@@ -142,5 +180,31 @@ describe('adaptive concurrency', () => {
     assert.equal(c.batchSize, 100);
     c.recordSuccess({ rows: 100, elapsedMs: 100 });
     assert.equal(c.batchSize, 150);
+  });
+});
+
+describe('throttle gate', () => {
+  it('holds every lane for the pause, then lets one request go first and the rest after its answer', async () => {
+    const gate = new ThrottleGate();
+    gate.pause(30);
+    const order: string[] = [];
+    const lanes = ['a', 'b', 'c'].map(async (name) => {
+      await gate.wait();
+      order.push(name);
+    });
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(order.length, 1, 'only the first lane went after the pause');
+    gate.open();
+    await Promise.all(lanes);
+    assert.equal(order.length, 3);
+  });
+
+  it('never shortens a longer pause', () => {
+    let now = 0;
+    const gate = new ThrottleGate(() => now);
+    gate.pause(1000);
+    gate.pause(10);
+    now = 500;
+    assert.equal(gate.remainingMs(), 500);
   });
 });

@@ -18,44 +18,53 @@ export interface AdaptiveConcurrencyOptions {
   readonly executionBudgetPerSec?: number;
   /**
    * Web servers the load spreads over (no affinity cookie). Default: `dopHint / executionBudgetPerSec`, at least 1,
-   * since the hint reflects the environment's size.
+   * since the hint reflects the environment's size. Learned from 429s and probes as the run goes.
    */
   readonly servers?: number;
-  /** Share of the derived ceiling to run at. PPDS found 100% lengthens `Retry-After`; default `0.8`. */
+  /**
+   * Share of the execution-time budget to spend. Running at 100% lengthens `Retry-After` (PPDS); just below it is
+   * sustainable because the budget is paced, not guessed. Default `0.95`.
+   */
   readonly headroom?: number;
+  /** Clock in ms, replaceable for tests. Default `performance.now`. */
+  readonly now?: () => number;
 }
 
 /**
- * Decides how many requests run at once and how many rows each carries, from what the service says and how long
- * requests take. Throughput under the service-protection limits is bounded by the execution-time budget
- * (THROUGHPUT.md): each lane that is always busy spends `serverTime / latency` server-seconds per second, so the
- * ceiling is `headroom · budget · servers · latency / serverTime` lanes. Starts at the `x-ms-dop-hint`, climbs
- * one lane at a time while no 429 arrives, cuts to below the level that drew a 429, and keeps every request well
- * under the client timeout.
+ * Decides how many requests run at once, how many rows each carries and when each may start, from what the service
+ * says and how long requests take. Under the service-protection limits throughput is bounded by the execution-time
+ * budget (THROUGHPUT.md: 4 server-seconds per second per web server), so the controller paces requests by their
+ * server time (a GCRA over the measured server time per row) at `headroom` of the budget of the servers it believes
+ * it reaches; concurrency starts at the `x-ms-dop-hint` and only needs to be high enough to keep that pace. A 429
+ * for execution time or concurrency lowers the servers estimate (all lanes pause for `Retry-After` in the client);
+ * a long clean stretch probes a little higher. Requests stay well under the client timeout.
  */
 export class AdaptiveConcurrency {
   readonly maxConcurrency: number;
   readonly configuredBatchSize: number;
   #limit: number;
   #batchSize: number;
-  #budgetCeiling: number;
+  #servers: number;
   #streak = 0;
-  /** Successes at the ceiling before probing one lane above it; doubles after each probe that drew a 429. */
-  #probeInterval: number;
-  #atCeiling = 0;
+  #clean = 0;
+  #probeInterval = 1000;
+  /** The servers estimate before the latest probe, while that probe has not been proven safe or unsafe. */
+  #beforeProbe: number | undefined;
+  #successes = 0;
+  #lastThrottleAt: number | undefined;
   #busyShare = 1;
-  #serverTimeEwma: number | undefined;
+  #perRowEwma: number | undefined;
+  #serverEwma: number | undefined;
   #latencyEwma: number | undefined;
   #serverTimeSum = 0;
   #samples = 0;
   #maxLimitSeen: number;
-  #successes = 0;
-  #lastThrottleAt: number | undefined;
+  #tat = 0;
   readonly #maxBatch: number;
   readonly #timeoutMs: number;
   readonly #budget: number;
-  #servers: number;
   readonly #headroom: number;
+  readonly #now: () => number;
 
   constructor(options: AdaptiveConcurrencyOptions = {}) {
     this.maxConcurrency = Math.max(1, options.maxConcurrency ?? 32);
@@ -65,12 +74,11 @@ export class AdaptiveConcurrency {
     this.#budget = options.executionBudgetPerSec ?? 4;
     const hint = options.dopHint ?? 4;
     this.#servers = options.servers ?? Math.max(1, hint / this.#budget);
-    this.#headroom = options.headroom ?? 0.8;
+    this.#headroom = options.headroom ?? 0.95;
+    this.#now = options.now ?? (() => performance.now());
     this.#limit = Math.min(this.maxConcurrency, Math.max(1, hint));
     this.#maxLimitSeen = this.#limit;
     this.#batchSize = this.configuredBatchSize;
-    this.#budgetCeiling = this.#deriveCeiling();
-    this.#probeInterval = 50;
   }
 
   /** Requests that may be in flight now. */
@@ -83,12 +91,21 @@ export class AdaptiveConcurrency {
     return this.#batchSize;
   }
 
-  /** The current concurrency ceiling: the execution-time budget of the servers we believe we reach. */
-  get ceiling(): number {
-    return Math.max(1, Math.min(this.maxConcurrency, this.#budgetCeiling));
+  /** Server-seconds per second the writer spends: `headroom · budget · servers`. */
+  get executionRate(): number {
+    return this.#headroom * this.#budget * this.#servers;
   }
 
-  /** Web servers the budget is currently estimated for (learned from 429s and probes). */
+  /**
+   * Most lanes worth running: enough to keep the paced rate busy (each lane executes `busyShare` of its time, and
+   * some time goes to waiting for its slot), never above the configured cap.
+   */
+  get ceiling(): number {
+    const lanes = Math.ceil((this.executionRate / this.#busyShare) * 1.25) + 1;
+    return Math.max(1, Math.min(this.maxConcurrency, lanes));
+  }
+
+  /** Web servers the budget is currently estimated for. */
   get servers(): number {
     return this.#servers;
   }
@@ -102,18 +119,40 @@ export class AdaptiveConcurrency {
     return this.#samples === 0 ? undefined : this.#serverTimeSum / this.#samples;
   }
 
+  /**
+   * Books a request of `rows` rows on the execution budget and returns how long to wait before sending it, with
+   * the server time it is expected to take (pass both back to `settle`). Before any measurement nothing is paced.
+   */
+  reserve(rows: number): { waitMs: number; expectedMs: number } {
+    if (this.#perRowEwma === undefined) return { waitMs: 0, expectedMs: 0 };
+    const expectedMs = this.#perRowEwma * rows;
+    const interval = expectedMs / this.executionRate;
+    const now = this.#now();
+    // A few requests' worth of unused budget may be caught up after a stall (the limit is a sliding window, so
+    // a short lull leaves room); more would risk a burst over the window.
+    const start = Math.max(this.#tat, now - 4 * interval);
+    // Tolerate a small burst (two requests' worth) so lanes starting together are not serialised.
+    const waitMs = Math.max(0, start - now - 2 * interval);
+    this.#tat = start + interval;
+    return { waitMs, expectedMs };
+  }
+
+  /** Corrects the booking of a request once its real server time is known. */
+  settle(expectedMs: number, actualMs: number): void {
+    if (expectedMs === 0) return;
+    this.#tat += (actualMs - expectedMs) / this.executionRate;
+  }
+
   /** Records a completed request of `rows` rows. */
   recordSuccess(sample: { rows: number; elapsedMs: number; serverTimeMs?: number | undefined }): void {
     const server = sample.serverTimeMs ?? sample.elapsedMs;
     this.#successes += 1;
     this.#serverTimeSum += server;
     this.#samples += 1;
-    this.#serverTimeEwma = ewma(this.#serverTimeEwma, server);
+    if (sample.rows > 0) this.#perRowEwma = ewma(this.#perRowEwma, server / sample.rows);
+    this.#serverEwma = ewma(this.#serverEwma, server);
     this.#latencyEwma = ewma(this.#latencyEwma, Math.max(sample.elapsedMs, server));
-    if (this.#serverTimeEwma > 0) {
-      this.#busyShare = Math.min(1, this.#serverTimeEwma / this.#latencyEwma);
-      this.#budgetCeiling = this.#deriveCeiling();
-    }
+    if (this.#latencyEwma > 0) this.#busyShare = Math.max(0.05, Math.min(1, this.#serverEwma / this.#latencyEwma));
     // Keep each request well under the client timeout (SQL 4 CDS and PPDS aim for ~10 s requests).
     const target = this.#timeoutMs / 4;
     if (sample.elapsedMs > target && this.#batchSize > 1) {
@@ -121,60 +160,59 @@ export class AdaptiveConcurrency {
     } else if (sample.elapsedMs < target / 4 && this.#batchSize < this.configuredBatchSize) {
       this.#batchSize = Math.min(this.configuredBatchSize, Math.ceil(this.#batchSize * 1.5));
     }
-    this.#streak += 1;
     // Additive increase: one more lane after a clean round at the current level, never past the ceiling.
+    this.#streak += 1;
     if (this.#streak >= this.#limit * 2) {
       this.#streak = 0;
       if (this.#limit < this.ceiling) this.#limit += 1;
     }
-    if (this.#limit > this.ceiling) this.#limit = this.ceiling;
-    // Running at the ceiling without a 429 for a while: the environment may have more servers (or a user less
-    // sharing them) than we think; probe one lane higher. A 429 teaches us the real level again.
-    if (this.#limit >= this.ceiling && this.ceiling < this.maxConcurrency) {
-      this.#atCeiling += 1;
-      if (this.#atCeiling >= this.#probeInterval) {
-        this.#atCeiling = 0;
-        this.#servers += 1 / this.#budget;
-        this.#budgetCeiling = this.#deriveCeiling();
-      }
-    } else {
-      this.#atCeiling = 0;
+    // A long clean stretch: the environment may have more servers (or fewer users sharing them) than we think.
+    this.#clean += 1;
+    if (this.#clean >= this.#probeInterval) {
+      this.#clean = 0;
+      this.#beforeProbe = this.#servers;
+      this.#servers *= 1.03;
     }
+    if (this.#limit > this.ceiling) this.#limit = this.ceiling;
     this.#maxLimitSeen = Math.max(this.#maxLimitSeen, this.#limit);
   }
 
   /**
-   * Records a 429 drawn with `inFlight` requests running. Execution-time and concurrency limits say the budget
-   * holds fewer lanes than that: re-estimate the servers from it and resume below (headroom). Request-count limits
-   * also get fewer, bigger requests.
+   * Records a 429 drawn with `inFlight` requests running. Execution-time and concurrency limits say we spend more
+   * than the servers give: lower the estimate (once per episode: the lanes already in flight answer 429 together)
+   * and probe less often. Request-count limits get fewer, bigger requests.
    */
   recordThrottle(kind: ThrottleKind, inFlight: number): void {
-    const level = Math.max(1, Math.min(this.#limit, inFlight));
     this.#streak = -this.#limit * 4;
-    this.#atCeiling = 0;
-    if (this.#lastThrottleAt !== undefined && this.#successes - this.#lastThrottleAt < 4) {
-      // The lanes that were already in flight answer 429 together: one episode, one cut.
-      return;
-    }
+    this.#clean = 0;
+    // The lanes in flight answer 429 together, and the window stays full until the excess has left it: 429s that
+    // follow within a couple of rounds of the last one belong to the same episode and are not cut again.
+    const sameEpisode =
+      this.#lastThrottleAt !== undefined && this.#successes - this.#lastThrottleAt < Math.max(4, this.#limit * 2);
     this.#lastThrottleAt = this.#successes;
-    this.#probeInterval = Math.min(this.#probeInterval * 2, 10_000);
+    if (sameEpisode) return;
     if (kind === 'requests') {
       if (this.#batchSize < this.#maxBatch) this.#batchSize = Math.min(this.#maxBatch, this.#batchSize * 2);
-      this.#limit = Math.max(1, Math.floor(this.#limit * this.#headroom));
       return;
     }
-    this.#servers = Math.max(1 / this.#budget, (level * this.#busyShare) / this.#budget);
-    this.#budgetCeiling = this.#deriveCeiling();
+    if (kind === 'concurrency') {
+      this.#limit = Math.max(1, Math.min(this.#limit, Math.floor(inFlight * 0.8)));
+      return;
+    }
+    if (this.#beforeProbe !== undefined) {
+      // The probe overdrew the budget: go back just below the level that held, and probe much less often.
+      this.#servers = this.#beforeProbe * 0.97;
+      this.#probeInterval = Math.min(this.#probeInterval * 4, 1_000_000);
+    } else {
+      this.#servers = Math.max(1 / this.#budget, this.#servers * 0.8);
+    }
+    this.#beforeProbe = undefined;
     this.#limit = Math.max(1, Math.min(this.#limit, this.ceiling));
   }
 
   /** Records a request that timed out: halve the batch so the next requests finish in time. */
   recordTimeout(): void {
     this.#batchSize = Math.max(1, Math.floor(this.#batchSize / 2));
-  }
-
-  #deriveCeiling(): number {
-    return Math.max(1, Math.floor((this.#headroom * this.#budget * this.#servers) / this.#busyShare));
   }
 }
 

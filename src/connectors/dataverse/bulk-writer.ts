@@ -8,6 +8,7 @@ import type { DataverseClient, DataverseResponse } from './dataverse-client.js';
 import { isMissingLookupTarget, parseServiceError, rejectReasonFor, type ServiceError } from './dataverse-errors.js';
 import type { BatchOperation, BatchResponsePart } from './odata-batch.js';
 import { keyFilter, keyIdentity, keySegment, parseKeyPredicate } from './odata-key.js';
+import { sleep } from './throttle-gate.js';
 
 /** One row to write, as the `converted` staging table holds it (src/core/staging-contract.ts). */
 export interface WriteRow {
@@ -319,13 +320,15 @@ export class BulkWriter {
       return;
     }
     const targets = chunk.map((p) => this.#target(p.row));
+    const slot = await this.#pace(chunk.length);
     const response = await this.#client.upsertMultiple(this.#table.entitySet, targets);
     killPoint('mid-request');
     if (response.status < 300) {
-      this.#recordTiming(response, chunk.length);
+      this.#recordTiming(response, chunk.length, slot);
       this.#accept(chunk);
       return;
     }
+    this.#recordTiming(response, chunk.length, slot);
     this.#bulkFailures += 1;
     const error = parseServiceError(response.body);
     if (response.status === 501 || error?.code.toLowerCase() === '0x80040219') {
@@ -353,9 +356,10 @@ export class BulkWriter {
       url: keySegment(this.#table.entitySet, p.row.keyPredicate),
       body: p.row.payload,
     }));
+    const slot = await this.#pace(chunk.length);
     const { response, parts } = await this.#client.batch(operations, { continueOnError: true });
     killPoint('mid-request');
-    this.#recordTiming(response, chunk.length);
+    this.#recordTiming(response, chunk.length, slot);
     if (parts.length !== chunk.length) {
       throw new FerryError(
         'dataverse.batch_response',
@@ -429,12 +433,13 @@ export class BulkWriter {
       // A create must carry the key values itself; the URL names the GUID, not the key (reference §1.2).
       for (const part of parts) if (part.name && !part.name.startsWith('_')) body[part.name] ??= part.value;
     }
+    const slot = await this.#pace(1);
     const response = await this.#client.send('PATCH', `${this.#table.entitySet}(${id})`, {
       body,
       returnDataErrors: true,
     });
     killPoint('mid-request');
-    this.#recordTiming(response, 1);
+    this.#recordTiming(response, 1, slot);
     const outcome: RowOutcome =
       response.status < 300
         ? { kind: 'ok' }
@@ -546,8 +551,19 @@ export class BulkWriter {
     );
   }
 
-  #recordTiming(response: DataverseResponse, rows: number): void {
-    this.#controller.recordSuccess({ rows, elapsedMs: response.elapsedMs, serverTimeMs: response.serverTimeMs });
+  /** Waits for this request's turn on the execution-time budget (see AdaptiveConcurrency). */
+  async #pace(rows: number): Promise<{ expectedMs: number }> {
+    const { waitMs, expectedMs } = this.#controller.reserve(rows);
+    if (waitMs > 0) await sleep(waitMs, this.#options.signal);
+    return { expectedMs };
+  }
+
+  #recordTiming(response: DataverseResponse, rows: number, slot: { expectedMs: number }): void {
+    const actual = response.serverTimeMs ?? response.elapsedMs;
+    this.#controller.settle(slot.expectedMs, actual);
+    // A refused bulk request costs little server time and says nothing about the per-row cost.
+    if (response.status < 300)
+      this.#controller.recordSuccess({ rows, elapsedMs: response.elapsedMs, serverTimeMs: response.serverTimeMs });
   }
 }
 

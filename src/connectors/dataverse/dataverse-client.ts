@@ -164,6 +164,8 @@ export class DataverseClient {
         });
         text = await response.text();
       } catch (error) {
+        // No 429: whatever went wrong, the gate need not hold the other lanes back for it.
+        this.gate.open();
         const timedOut = isTimeout(error);
         if (timedOut) {
           this.stats.timeouts += 1;
@@ -194,6 +196,7 @@ export class DataverseClient {
       const elapsedMs = performance.now() - started;
       const serviceError = response.status >= 400 ? parseServiceError(text) : undefined;
       const kind = this.#retry.classify(response.status, serviceError?.code);
+      if (kind !== 'throttled') this.gate.open();
       if (kind === 'success') {
         return {
           status: response.status,

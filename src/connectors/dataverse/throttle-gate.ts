@@ -7,6 +7,10 @@ import { FerryError } from '../../core/errors.js';
  */
 export class ThrottleGate {
   #until = 0;
+  /** After a pause, one request goes first; the others wait for its answer instead of all hitting the server. */
+  #halfOpen = false;
+  #probing = false;
+  #waiters: Array<() => void> = [];
   readonly #now: () => number;
 
   constructor(now: () => number = Date.now) {
@@ -16,6 +20,17 @@ export class ThrottleGate {
   /** Closes the gate for `ms` from now (never shortens a longer pause already in force). */
   pause(ms: number): void {
     this.#until = Math.max(this.#until, this.#now() + Math.max(0, ms));
+    this.#halfOpen = true;
+    this.#probing = false;
+    this.#wake();
+  }
+
+  /** Says a request got an answer other than 429: the gate opens for everyone. */
+  open(): void {
+    if (!this.#halfOpen) return;
+    this.#halfOpen = false;
+    this.#probing = false;
+    this.#wake();
   }
 
   /** Milliseconds until the gate opens; 0 when open. */
@@ -23,9 +38,31 @@ export class ThrottleGate {
     return Math.max(0, this.#until - this.#now());
   }
 
-  /** Waits until the gate is open (re-checking, since another 429 may extend the pause meanwhile). */
+  /**
+   * Waits until this caller may send: after the pause, the first caller goes alone; the rest follow once it was
+   * answered (re-checking, since another 429 may extend the pause meanwhile).
+   */
   async wait(signal?: AbortSignal): Promise<void> {
-    for (let left = this.remainingMs(); left > 0; left = this.remainingMs()) await sleep(left, signal);
+    for (;;) {
+      const left = this.remainingMs();
+      if (left > 0) {
+        await sleep(left, signal);
+        continue;
+      }
+      if (!this.#halfOpen) return;
+      if (!this.#probing) {
+        this.#probing = true;
+        return;
+      }
+      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+      if (signal?.aborted) await sleep(0, signal);
+    }
+  }
+
+  #wake(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w();
   }
 }
 
