@@ -34,7 +34,7 @@ function sourceSql(rows: number): string {
       (i % 3 = 0) AS credit_hold,
       CASE WHEN i % 5 = 0 THEN NULL ELSE 'Notes for account ' || i || ', with "quotes" and unicode é ✓' END AS notes,
       ((hash(i * 11) % 18000000)::DOUBLE / 100000 - 90)::DOUBLE AS latitude,
-      ((hash(i * 13) % 1000000)::DECIMAL(9,4) / 10000)::DECIMAL(9,4) AS risk_score,
+      ((hash(i * 13) % 1000000)::DECIMAL(18,4) / 10000)::DECIMAL(9,4) AS risk_score,
       DATE '2020-01-01' + (i % 2000)::INTEGER AS last_audit,
       TIMESTAMP '2015-01-01 00:00:00' + INTERVAL (i % 100000000) SECOND AS onboarded_at,
       ['EUR', 'USD', 'GBP'][(i % 3)::INTEGER + 1] AS currency,
@@ -106,6 +106,7 @@ export async function runInboundBench(argv: string[]): Promise<void> {
   state.close();
   if (report.status !== 'succeeded') throw new Error(`bench run ${report.status}: ${report.error?.message ?? JSON.stringify(report.rejectsByReason)}`);
   const ferryRowsPerSec = Math.round(rows / ferrySeconds);
+  out(`ferry stages (ms): ${JSON.stringify(report.metrics.stageMs)}`);
   out(`ferry: ${rows} rows → ${report.counts.converted} payloads, ${report.counts.rejected} rejected, ${report.counts.skippedStale} skipped, in ${ferrySeconds.toFixed(2)} s = ${ferryRowsPerSec} rows/s`);
 
   // Reference: DuckDB alone, read_parquet → to_json, materialised like ferry's payload table.

@@ -154,6 +154,9 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
   const counts = emptyCounts();
   const metrics: Record<string, unknown> = {};
   const rejectsByReason: Record<string, number> = {};
+  // Wall time per stage, kept with the run (`metrics.stageMs`).
+  const stageMs: Record<string, number> = {};
+  metrics.stageMs = stageMs;
   try {
     // We hold the lease, so any run still marked running belongs to a process that died.
     const abandoned = state.abandonRunningRuns(def.name);
@@ -210,13 +213,17 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
             `Run of \`${def.name}\` was stopped before stage \`${spec.kind}\`; the next run repeats its window.`,
             { disposition: 'retry' },
           );
+        const stageStarted = performance.now();
         await stageImpl(options.registry, spec).run(spec, ctx);
+        stageMs[spec.kind] = Math.round(performance.now() - stageStarted);
         killPoint(`after-stage:${spec.kind}`);
       }
     }
 
     const withinThreshold = rejectsWithinThreshold(def, counts);
+    const commitStarted = performance.now();
     if (withinThreshold) for (const hook of commitHooks) await hook();
+    stageMs.commitHooks = Math.round(performance.now() - commitStarted);
     const status: RunStatus = withinThreshold ? 'succeeded' : 'rejects_exceeded';
     const movesState = withinThreshold && (options.mode === 'scheduled' || options.mode === 'manual');
     // Rejects of earlier, unfinished or repeated runs over the same items are replaced by this run's.
