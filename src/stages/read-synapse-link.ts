@@ -40,7 +40,7 @@ export interface StagedSynapseLinkTable {
   readonly table: string;
   /** The view extract SQL reads. */
   readonly relation: string;
-  /** The table behind the view (typed rows plus `__bad`); its insertion order is folder, file, line. */
+  /** The table behind the view (typed rows plus internal `__` columns); its insertion order is folder, file, line. */
   readonly stagedTable: string;
   readonly rows: number;
   readonly columns: ReadonlyArray<{ readonly name: string; readonly sqlType: string }>;
@@ -237,9 +237,7 @@ async function runCsv(spec: ReadSynapseLinkSpec, ctx: StageContext): Promise<Sta
     }
     const target = `__sl_${table}`;
     const rows = await reader.stage(target, union, inputs);
-    await ctx.staging.run(
-      `CREATE OR REPLACE VIEW ${duckIdent(table)} AS SELECT * EXCLUDE (__bad) FROM ${duckIdent(target)}`,
-    );
+    await ctx.staging.run(`CREATE OR REPLACE VIEW ${duckIdent(table)} AS ${CsvFolderReader.viewSql(target)}`);
     ctx.counts.read += rows;
     ctx.counts.staged += rows;
     tables.push({

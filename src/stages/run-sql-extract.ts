@@ -79,15 +79,19 @@ export function defaultExtractSql(stagedTable: string, columns: readonly string[
       `Staged table \`${stagedTable}\` has no \`Id\` column; the default extract needs it. Write a custom query instead.`,
     );
   }
+  // CSV staging keeps `__file_id` (folder then file order); Delta staging keeps `__folder`/`__source_file`.
   const order = [
     has('versionnumber') ? `coalesce(${name('versionnumber')}, -9223372036854775808)` : null,
     has('SinkModifiedOn') ? `coalesce(${name('SinkModifiedOn')}, '-infinity'::TIMESTAMPTZ)` : null,
-    `coalesce(__folder, '')`,
-    `coalesce(__source_file, '')`,
+    has('__file_id') ? 'coalesce(__file_id, 0)' : null,
+    has('__folder') ? `coalesce(__folder, '')` : null,
+    has('__source_file') ? `coalesce(__source_file, '')` : null,
   ].filter(Boolean);
+  const internal = columns.filter((c) => c.startsWith('__'));
+  const exclude = internal.length ? ` EXCLUDE (${internal.map(duckIdent).join(', ')})` : '';
   const replace = has('IsDelete') ? ` REPLACE (coalesce(${name('IsDelete')}, false) AS ${name('IsDelete')})` : '';
   const t = duckIdent(stagedTable);
-  return `SELECT * EXCLUDE (__bad)${replace} FROM ${t}
+  return `SELECT *${exclude}${replace} FROM ${t}
 WHERE rowid IN (SELECT arg_max(rowid, (${order.join(', ')})) FROM ${t} GROUP BY ${name('Id')})`;
 }
 

@@ -76,7 +76,7 @@ export async function loadOptionSetLabels(
       exists && file ? [{ folder: optionSetFolder!, attributes, files: [file] }] : [],
     );
     await staging.run(
-      `CREATE OR REPLACE VIEW ${duckIdent(name)} AS SELECT * EXCLUDE (__folder, __source_file, __bad) FROM ${duckIdent(staged)}`,
+      `CREATE OR REPLACE VIEW ${duckIdent(name)} AS SELECT * EXCLUDE (__file_id, __bad) FROM ${duckIdent(staged)}`,
     );
   }
   return counts;
