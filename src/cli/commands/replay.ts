@@ -84,7 +84,10 @@ export const replayCommand: Command = {
             `replay of ${result.plan.run.id}: ${result.resolved} reject(s) resolved (${result.upserted} upserted), ${result.stillRejected} rejected again${result.stillRejected ? ` — see \`ferry rejects --run ${result.report.runId}\`` : ''}.`,
           );
         }
-        return exitCodeForReport(result.report) === 3 ? 0 : exitCodeForReport(result.report);
+        // 3 (like a reject threshold) when rows were rejected again, so a script can tell "still failing" apart.
+        if (result.report.status === 'succeeded' || result.report.status === 'rejects_exceeded')
+          return result.stillRejected > 0 ? 3 : 0;
+        return exitCodeForReport(result.report);
       } finally {
         await dataverse.close();
       }
