@@ -112,6 +112,14 @@ async function planCsv(spec: ReadSynapseLinkSpec, ctx: PlanContext): Promise<Run
     const model = await ctx.lake.stat(lakeJoin(spec.folder, name, 'model.json'));
     listed.push({ name, hasModel: model !== undefined && !model.isDirectory && model.size > 0 });
   }
+  const waiting = await initialSyncPending(ctx.lake, spec);
+  if (waiting) {
+    // Reading before the initial sync finished gives a partial table (powerapps-docs#4052): wait, move nothing.
+    ctx.log.warn(
+      `Synapse Link initial sync of \`${waiting.table}\` in \`${spec.folder}\` is \`${waiting.state}\`, not \`Completed\`; nothing is read until it completes.`,
+    );
+    return { source, items: [], cursorBefore: cursor, cursorAfter: null };
+  }
   const inProgress = await readChangelog(ctx.lake, spec.folder);
   const plan = planFolders({
     folders: listed,
@@ -162,6 +170,22 @@ async function planSnapshotLayout(
     cursorBefore: cursor,
     cursorAfter: ctx.range ? null : `${ROOT_ITEM}@${stamp}`,
   };
+}
+
+/** The first wanted table whose root `model.json` says its initial sync has not completed, if any. */
+async function initialSyncPending(
+  lake: Lake,
+  spec: ReadSynapseLinkSpec,
+): Promise<{ table: string; state: string } | undefined> {
+  const file = lakeJoin(spec.folder, 'model.json');
+  const st = await lake.stat(file);
+  if (!st || st.size === 0) return undefined;
+  const model = await readModel(lake, file);
+  for (const table of spec.tables) {
+    const state = findEntity(model, table)?.annotations['Athena:InitialSyncState'];
+    if (state !== undefined && state !== 'Completed') return { table, state };
+  }
+  return undefined;
 }
 
 async function readChangelog(lake: Lake, folder: string): Promise<string | null> {

@@ -170,6 +170,18 @@ describe('outbound CSV: incremental Synapse Link folders → warehouse Parquet',
     assert.deepEqual(rows, [{ Id: A(4), name: 'Northwind late', numberofemployees: 5001n, versionnumber: 1020n }]);
   });
 
+  it('waits while the root model.json says the initial sync of a table is not completed', async () => {
+    const file = box.lakePath(`${FOLDER}/model.json`);
+    const good = fs.readFileSync(file, 'utf8');
+    fs.writeFileSync(file, good.replace('"value": "Completed"', '"value": "InProgress"'));
+    const waiting = await box.run(pipeline());
+    assert.equal(waiting.status, 'succeeded');
+    assert.equal(waiting.window.items, 0);
+    assert.equal(box.state.getCursor('accounts-outbound-test', `synapse-link:${FOLDER}`), null);
+    fs.writeFileSync(file, good);
+    assert.equal((await box.run(pipeline())).window.items, 3);
+  });
+
   it('writes the same window to the same, byte-identical files (backfill repeats it without moving the cursor)', async () => {
     const first = await box.run(pipeline());
     const dir = box.warehouse('account', `${F1}_${F3}`);
