@@ -6,7 +6,8 @@
  * uninterrupted sequence. Prints a table; the last line is one JSON object
  * `{ killPoints, recovered, lost, duplicated, skippedWindows }`.
  *
- * Flags: `--only <n,m>` run some scenarios, `--keep` keep the temp folder, `--verbose` print differences.
+ * Flags: `--only <n,m>` run some scenarios, `--jobs <n>` run n scenarios at once (default 1), `--keep` keep the temp
+ * folder, `--verbose` print differences.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
@@ -318,6 +319,7 @@ async function main(): Promise<void> {
   const started = Date.now();
   const keep = process.argv.includes('--keep');
   const verbose = process.argv.includes('--verbose');
+  const jobs = Math.max(1, Number(flag('--jobs') ?? 1));
   const only = flag('--only')
     ?.split(',')
     .map((n) => Number(n));
@@ -353,17 +355,15 @@ async function main(): Promise<void> {
       `baseline: ${Object.values(expected.dataverse).reduce((n, t) => n + Object.keys(t).length, 0)} Dataverse records, ${Object.values(expected.warehouse).reduce((n, t) => n + Object.values(t).reduce((a, b) => a + b, 0), 0)} warehouse rows, ${Object.values(expected.rejects).reduce((a, b) => a + b, 0)} open rejects, ${Object.values(expected.windows).reduce((n, w) => n + w.length, 0)} processed window items (steps exit ${baselineCodes.join(',')})\n`,
     );
 
-    const rows: Array<{
+    type Row = {
       n: number;
       scenario: Scenario;
       killed: boolean;
       rerun: number | null;
       diff: Difference;
       outcome: string;
-    }> = [];
-    for (const [index, scenario] of SCENARIOS.entries()) {
-      const n = index + 1;
-      if (only && !only.includes(n)) continue;
+    };
+    const runScenario = async (n: number, scenario: Scenario): Promise<Row> => {
       const at = steps.findIndex((s) => s.kind === 'run' && s.def.name === scenario.pipeline);
       if (at < 0) throw new Error(`Scenario pipeline \`${scenario.pipeline}\` is not a demo pipeline.`);
       const ws = await snapshots[at]!.copyTo(path.join(tmp, `scenario-${n}`));
@@ -374,13 +374,10 @@ async function main(): Promise<void> {
         if (i === at) {
           killed = outcome.killed;
           rerun = outcome.killed ? outcome.rerunCode : outcome.code;
-          if (verbose && outcome.killed)
-            process.stderr.write(
-              `[${n}] ${outcome.log
-                .split('\n')
-                .filter((l) => /FERRY_KILL_AT|Took over|did not finish/.test(l))
-                .join('\n')}\n`,
-            );
+          if (verbose && outcome.killed) {
+            const lines = outcome.log.split('\n').filter((l) => /FERRY_KILL_AT|Took over|did not finish/.test(l));
+            process.stderr.write(`[${n}] ${lines.join(`\n[${n}] `)}\n`);
+          }
         }
       }
       const diff = compareEndStates(expected, await endState(ws, demo));
@@ -392,12 +389,19 @@ async function main(): Promise<void> {
           : clean
             ? 'recovered'
             : 'DIFFERS';
-      rows.push({ n, scenario, killed, rerun, diff, outcome });
       process.stderr.write(`[${n}/${SCENARIOS.length}] ${scenario.pipeline} ${scenario.point}: ${outcome}\n`);
       if (verbose || !clean) for (const d of diff.details.slice(0, 10)) process.stderr.write(`    ${d}\n`);
       if (!keep) await fs.rm(ws.dir, { recursive: true, force: true });
-    }
-
+      return { n, scenario, killed, rerun, diff, outcome };
+    };
+    // Scenarios are independent (own folders, own emulator process, ephemeral ports), so they may run side by side.
+    const queue = SCENARIOS.map((scenario, i) => ({ n: i + 1, scenario })).filter(({ n }) => !only || only.includes(n));
+    const rows: Row[] = [];
+    const worker = async () => {
+      for (let next = queue.shift(); next; next = queue.shift()) rows.push(await runScenario(next.n, next.scenario));
+    };
+    await Promise.all(Array.from({ length: jobs }, worker));
+    rows.sort((a, b) => a.n - b.n);
     const line = (cells: readonly (string | number)[]) =>
       cells.map((c, i) => String(c).padEnd([3, 22, 36, 7, 6, 5, 11, 15, 12][i] ?? 10)).join(' ');
     console.log(
