@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { definePipeline } from '../../src/core/pipeline.js';
+import { DuckDbStaging } from '../../src/dialects/duckdb/duckdb-staging.js';
 import { readSynapseLink } from '../../src/stages/read-synapse-link.js';
 import { runSqlExtract } from '../../src/stages/run-sql-extract.js';
 import { type WarehouseManifest, writeParquet } from '../../src/stages/write-parquet.js';
@@ -124,8 +125,8 @@ describe('outbound Delta: _delta_log replay (checkpoint + commits) → warehouse
     const cases: Array<[string, string, RegExp]> = [
       [
         '{"protocol":{"minReaderVersion":2,"minWriterVersion":5}}',
-        meta({ 'delta.columnMapping.mode': 'name' }),
-        /reader feature `columnMapping`.*mode `name`/,
+        meta({ 'delta.columnMapping.mode': 'id' }),
+        /reader feature `columnMapping`.*mode `id`/,
       ],
       [
         '{"protocol":{"minReaderVersion":3,"minWriterVersion":7,"readerFeatures":["variantType"],"writerFeatures":[]}}',
@@ -138,8 +139,67 @@ describe('outbound Delta: _delta_log replay (checkpoint + commits) → warehouse
       fs.mkdirSync(box.lakePath(LOG), { recursive: true });
       fs.writeFileSync(box.lakePath(`${LOG}/00000000000000000000.json`), `${protocol}\n${metaData}\n`);
       const report = await box.run(pipeline('account'));
-      assert.equal(report.error?.code, 'delta.unsupported_feature');
+      assert.equal(report.error?.code, 'delta.unsupported_feature', report.error?.message);
       assert.match(report.error!.message, expected);
     }
+  });
+
+  it('reads a table with column mapping in `name` mode (physical column names in files and partition values)', async () => {
+    const root = `${FOLDER}/deltalake/account_partitioned`;
+    fs.rmSync(box.lakePath(root), { recursive: true });
+    fs.mkdirSync(box.lakePath(`${root}/_delta_log`), { recursive: true });
+    fs.mkdirSync(box.lakePath(`${root}/col-p=2026`), { recursive: true });
+    const db = await DuckDbStaging.open();
+    await db.run(
+      `COPY (SELECT * FROM (VALUES ('${A(1)}', 7::BIGINT, 'Renamed'), ('${A(2)}', 8::BIGINT, 'Mapped')) t("col-id", "col-v", "col-n")) TO '${box.lakePath(`${root}/col-p=2026/f.parquet`)}' (FORMAT PARQUET)`,
+    );
+    await db.close();
+    const field = (name: string, type: string, physical: string) => ({
+      name,
+      type,
+      nullable: true,
+      metadata: { 'delta.columnMapping.id': 1, 'delta.columnMapping.physicalName': physical },
+    });
+    const schema = {
+      type: 'struct',
+      fields: [
+        field('Id', 'string', 'col-id'),
+        field('versionnumber', 'long', 'col-v'),
+        field('name', 'string', 'col-n'),
+        field('PartitionId', 'string', 'col-p'),
+      ],
+    };
+    const log = [
+      { protocol: { minReaderVersion: 2, minWriterVersion: 5 } },
+      {
+        metaData: {
+          id: 'm',
+          format: { provider: 'parquet', options: {} },
+          schemaString: JSON.stringify(schema),
+          partitionColumns: ['PartitionId'],
+          configuration: { 'delta.columnMapping.mode': 'name' },
+        },
+      },
+      {
+        add: {
+          path: 'col-p=2026/f.parquet',
+          partitionValues: { 'col-p': '2026' },
+          size: 1,
+          modificationTime: 0,
+          dataChange: true,
+        },
+      },
+    ];
+    fs.writeFileSync(
+      box.lakePath(`${root}/_delta_log/00000000000000000000.json`),
+      `${log.map((l) => JSON.stringify(l)).join('\n')}\n`,
+    );
+    const report = await box.run(pipeline('account'));
+    assert.equal(report.status, 'succeeded', report.error?.message);
+    const rows = await readParquetRows(box.warehouse('account', 'delta.account-v0', 'part-00000.parquet'), '*', 'Id');
+    assert.deepEqual(rows, [
+      { Id: A(1), versionnumber: 7n, name: 'Renamed', PartitionId: '2026' },
+      { Id: A(2), versionnumber: 8n, name: 'Mapped', PartitionId: '2026' },
+    ]);
   });
 });

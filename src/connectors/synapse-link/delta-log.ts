@@ -7,6 +7,8 @@ import { lakeJoin } from '../lake/lake.js';
 /** A field of the table schema (`metaData.schemaString`, Spark JSON schema). */
 export interface DeltaField {
   readonly name: string;
+  /** Column name in the Parquet files and in `partitionValues`: the logical name unless column mapping renames it. */
+  readonly physicalName: string;
   readonly type: string;
   readonly nullable: boolean;
 }
@@ -160,7 +162,9 @@ function reconcile(tableRoot: string, version: number, actions: readonly Record<
     );
   }
   checkProtocol(tableRoot, protocol, metaData, [...live.values()]);
-  const fields = parseSchema(tableRoot, String(metaData.schemaString ?? ''));
+  const config = isObj(metaData.configuration) ? metaData.configuration : {};
+  const mapped = String(config['delta.columnMapping.mode'] ?? 'none') === 'name';
+  const fields = parseSchema(tableRoot, String(metaData.schemaString ?? ''), mapped);
   const partitionColumns = Array.isArray(metaData.partitionColumns) ? metaData.partitionColumns.map(String) : [];
   const files = [...live.values()]
     .map((add) => ({
@@ -198,10 +202,11 @@ function checkProtocol(
   }
   const config = isObj(metaData.configuration) ? metaData.configuration : {};
   const mapping = String(config['delta.columnMapping.mode'] ?? 'none');
-  if ((readerVersion === 2 || features.includes('columnMapping')) && mapping !== 'none') {
+  // `name` mode is implemented (physical names from the schema metadata); `id` mode binds Parquet field ids.
+  if ((readerVersion === 2 || features.includes('columnMapping')) && mapping !== 'none' && mapping !== 'name') {
     refuse(
       'columnMapping',
-      `mode \`${mapping}\` renames physical columns. Disable column mapping on the table or read it with Spark.`,
+      `mode \`${mapping}\` binds Parquet columns by field id, which this reader does not do (only \`name\` mode). Read it with Spark.`,
     );
   }
   const withDv = adds.find((a) => isObj(a.deletionVector));
@@ -228,7 +233,7 @@ const SIMPLE_TYPES = new Set([
   'timestamp_ntz',
 ]);
 
-function parseSchema(tableRoot: string, schemaString: string): DeltaField[] {
+function parseSchema(tableRoot: string, schemaString: string, mapped: boolean): DeltaField[] {
   let schema: unknown;
   try {
     schema = JSON.parse(schemaString);
@@ -249,7 +254,20 @@ function parseSchema(tableRoot: string, schemaString: string): DeltaField[] {
         `Delta table \`${tableRoot}\` column \`${String(field.name)}\` has type \`${typeof field.type === 'string' ? field.type : JSON.stringify(field.type)}\`, which this reader does not map; Synapse Link tables use flat columns only.`,
       );
     }
-    return { name: String(field.name), type, nullable: field.nullable !== false };
+    const meta = isObj(field.metadata) ? field.metadata : {};
+    const physical = mapped ? meta['delta.columnMapping.physicalName'] : undefined;
+    if (mapped && typeof physical !== 'string') {
+      throw new FerryError(
+        'delta.bad_log',
+        `Delta table \`${tableRoot}\` uses column mapping but column \`${String(field.name)}\` has no physical name; the log is damaged.`,
+      );
+    }
+    return {
+      name: String(field.name),
+      physicalName: typeof physical === 'string' ? physical : String(field.name),
+      type,
+      nullable: field.nullable !== false,
+    };
   });
 }
 

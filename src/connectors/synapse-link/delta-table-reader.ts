@@ -15,8 +15,6 @@ export async function stageDeltaSnapshot(
   target: string,
 ): Promise<number> {
   const label = `delta@${snapshot.version}`;
-  const partition = new Set(snapshot.partitionColumns);
-  const dataFields = snapshot.fields.filter((f) => !partition.has(f.name));
   const defs = snapshot.fields.map((f) => `${duckIdent(f.name)} ${duckTypeOfDelta(f.type)}`);
   await staging.run(
     `CREATE OR REPLACE TABLE ${duckIdent(target)} (${[...defs, '__folder VARCHAR', '__source_file VARCHAR', '__bad VARCHAR'].join(', ')})`,
@@ -31,20 +29,21 @@ export async function stageDeltaSnapshot(
     ).map((r) => r.column_name),
   );
   // One VALUES row per live file: its lake path and partition values, joined on the file name DuckDB reports.
-  const valuesRows = snapshot.files.map(
-    (f, i) =>
-      `(${[duckLiteral(locals[i]!), duckLiteral(f.path), ...snapshot.partitionColumns.map((p) => (f.partitionValues[p] == null ? 'NULL' : duckLiteral(f.partitionValues[p]!)))].join(', ')})`,
-  );
+  // With column mapping, partition values are keyed by physical name too.
+  const physicalOf = (logical: string) => snapshot.fields.find((x) => x.name === logical)?.physicalName ?? logical;
+  const valuesRows = snapshot.files.map((f, i) => {
+    const parts = snapshot.partitionColumns.map((p) => f.partitionValues[physicalOf(p)] ?? null);
+    return `(${[duckLiteral(locals[i]!), duckLiteral(f.path), ...parts.map((v) => (v === null ? 'NULL' : duckLiteral(v)))].join(', ')})`;
+  });
   const pvCols = ['__local', '__lake', ...snapshot.partitionColumns.map((_, i) => `__p${i}`)];
   const select = snapshot.fields.map((f) => {
     const type = duckTypeOfDelta(f.type);
     const pi = snapshot.partitionColumns.indexOf(f.name);
     if (pi >= 0) return `CAST(v.__p${pi} AS ${type}) AS ${duckIdent(f.name)}`;
-    return present.has(f.name)
-      ? `CAST(d.${duckIdent(f.name)} AS ${type}) AS ${duckIdent(f.name)}`
+    return present.has(f.physicalName)
+      ? `CAST(d.${duckIdent(f.physicalName)} AS ${type}) AS ${duckIdent(f.name)}`
       : `NULL::${type} AS ${duckIdent(f.name)}`;
   });
-  void dataFields;
   await staging.run(
     `INSERT INTO ${duckIdent(target)} BY NAME SELECT ${select.join(', ')}, ${duckLiteral(label)} AS __folder, v.__lake AS __source_file
      FROM read_parquet(${list}, union_by_name = true, filename = true) d
