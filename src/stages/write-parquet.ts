@@ -153,9 +153,18 @@ async function writeOne(spec: WriteParquetSpec, ctx: StageContext, root: string,
   for (const part of parts) {
     const tmpFile = path.join(tmpDir, part.file);
     const query = `SELECT ${select.join(', ')} FROM ${duckIdent(result.relation)} WHERE ${part.where} ${orderBy}`;
-    await ctx.staging.run(
-      `COPY (${query}) TO ${duckLiteral(tmpFile)} (FORMAT PARQUET, COMPRESSION ${spec.compression}, ROW_GROUP_SIZE 122880)`,
-    );
+    try {
+      await ctx.staging.run(
+        `COPY (${query}) TO ${duckLiteral(tmpFile)} (FORMAT PARQUET, COMPRESSION ${spec.compression}, ROW_GROUP_SIZE 122880)`,
+      );
+    } catch (error) {
+      // The extract is a view, so a query that binds but fails on some row fails here, while it runs.
+      throw new FerryError(
+        'extract.sql',
+        `Writing \`${result.output}\` (extract of \`${result.table}\`) failed: ${(error as Error).message.split('\n')[0]}. Fix the extract query; the window will be repeated.`,
+        { cause: error },
+      );
+    }
     // Count from the written file (footer metadata and one column), not by running the extract again.
     const flag =
       result.deleteColumn && part.kind === 'rows' ? `count(*) FILTER (WHERE ${duckIdent(result.deleteColumn)})` : '0';

@@ -141,3 +141,36 @@ describe('outbound CSV: bad input fails the run with file and line, commits noth
     ]);
   });
 });
+
+describe('outbound extract errors', () => {
+  let box: OutboundSandbox;
+  beforeEach(() => {
+    box = new OutboundSandbox();
+    box.copy('synapse-link/incremental-with-deletes', FOLDER);
+  });
+  afterEach(() => box.close());
+
+  it('a custom query that fails on a row names the extract; nothing is committed', async () => {
+    const sqlFile = `${box.dir}/bad.sql`;
+    fs.writeFileSync(sqlFile, 'SELECT Id, CAST(accountnumber AS INTEGER) AS n, false AS IsDelete FROM account\n');
+    const def = definePipeline({
+      name: 'bad-extract-test',
+      direction: 'outbound',
+      stages: [
+        readSynapseLink({ folder: FOLDER, tables: ['account'] }),
+        runSqlExtract({ table: 'account', query: sqlFile, output: 'numbers' }),
+        writeParquet(),
+      ],
+    });
+    const report = await box.run(def);
+    assert.equal(report.status, 'failed');
+    assert.equal(report.error?.code, 'extract.sql');
+    assert.match(report.error!.message, /`numbers` \(extract of `account`\)/);
+    assert.match(report.error!.message, /A-001/);
+    assert.equal(box.state.getCursor('bad-extract-test', SOURCE), null);
+    assert.equal(
+      fs.existsSync(box.warehouse('numbers', '2026-01-01T00.15.00Z_2026-01-01T00.45.00Z', '_manifest.json')),
+      false,
+    );
+  });
+});
