@@ -81,7 +81,13 @@ export function defaultExtractSql(stagedTable: string, columns: readonly string[
   }
   // CSV staging keeps `__file_id` (folder then file order); Delta staging keeps `__folder`/`__source_file`.
   const order = [
-    has('versionnumber') ? `coalesce(${name('versionnumber')}, -9223372036854775808)` : null,
+    // A delete row without a versionnumber (some exports write only Id and the Sink columns) must not lose to an
+    // older version of the row, or the delete is lost (FT#440): it ranks above every version.
+    has('versionnumber')
+      ? has('IsDelete')
+        ? `CASE WHEN ${name('versionnumber')} IS NULL AND ${name('IsDelete')} THEN 9223372036854775807 ELSE coalesce(${name('versionnumber')}, -9223372036854775808) END`
+        : `coalesce(${name('versionnumber')}, -9223372036854775808)`
+      : null,
     has('SinkModifiedOn') ? `coalesce(${name('SinkModifiedOn')}, '-infinity'::TIMESTAMPTZ)` : null,
     has('__file_id') ? 'coalesce(__file_id, 0)' : null,
     has('__folder') ? `coalesce(__folder, '')` : null,
