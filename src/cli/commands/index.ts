@@ -1,11 +1,13 @@
 import type { Command } from '../command.js';
 import { backfillCommand } from './backfill.js';
 import { demoCommand } from './demo.js';
+import { deploySynapseCommand } from './deploy-synapse.js';
 import { emulatorCommand } from './emulator.js';
 import { exportSynapseCommand } from './export-synapse.js';
 import { metadataPullCommand } from './metadata-pull.js';
 import { rejectsCommand } from './rejects.js';
 import { replayCommand } from './replay.js';
+import { runRemoteCommand } from './run-remote.js';
 import { runCommand } from './run.js';
 import { runsCommand } from './runs.js';
 import { scheduleCommand } from './schedule.js';
@@ -24,4 +26,6 @@ export const COMMANDS: readonly Command[] = [
   metadataPullCommand,
   emulatorCommand,
   exportSynapseCommand,
+  deploySynapseCommand,
+  runRemoteCommand,
 ];

@@ -1,0 +1,201 @@
+import { bearerTokenAuthenticationPolicyName } from '@azure/core-rest-pipeline';
+import { DefaultAzureCredential } from '@azure/identity';
+import { ArtifactsClient } from '@azure/synapse-artifacts';
+import { FerryError } from '../../core/errors.js';
+
+/** The artifact kinds this client deploys (same names as the Synapse Git folders). */
+export type WorkspaceArtifactKind = 'linkedService' | 'dataset' | 'pipeline' | 'trigger';
+
+/** An artifact as the workspace holds it: its `properties`, exactly as JSON (plus a trigger's runtime state). */
+export interface WorkspaceArtifact {
+  readonly properties: Record<string, unknown>;
+  /** Triggers: `Started` | `Stopped` | `Disabled`. */
+  readonly runtimeState?: string;
+}
+
+/** A pipeline run's state as the workspace reports it. */
+export interface RemoteRunStatus {
+  readonly runId: string;
+  /** `Queued` | `InProgress` | `Succeeded` | `Failed` | `Canceling` | `Cancelled`. */
+  readonly status: string;
+  readonly message?: string;
+}
+
+/**
+ * The few workspace operations deploy and run-remote need; the exporter depends on this shape, not on the SDK,
+ * so tests can use the real SDK against a loopback server.
+ */
+export interface SynapseWorkspace {
+  readonly endpoint: string;
+  get(kind: WorkspaceArtifactKind, name: string): Promise<WorkspaceArtifact | undefined>;
+  put(kind: WorkspaceArtifactKind, name: string, properties: Record<string, unknown>): Promise<void>;
+  startTrigger(name: string): Promise<void>;
+  stopTrigger(name: string): Promise<void>;
+  createRun(pipeline: string, parameters: Record<string, unknown>): Promise<string>;
+  getRun(runId: string): Promise<RemoteRunStatus>;
+}
+
+/** How to reach a workspace. */
+export interface SynapseClientOptions {
+  /** Workspace name → `https://<name>.dev.azuresynapse.net`. */
+  readonly workspace?: string;
+  /** Full endpoint; wins over `workspace`. */
+  readonly endpoint?: string;
+  /**
+   * Loopback test servers only: plain http on 127.0.0.1 without a token. The SDK's bearer policy refuses non-TLS
+   * URLs, so it is removed and a fixed `Authorization` header is sent instead (reference §7.6).
+   */
+  readonly insecureLoopback?: boolean;
+  /** SDK retries; tests set 0 so a failure shows at once. Default: the SDK's. */
+  readonly maxRetries?: number;
+}
+
+const LOOPBACK = /^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?(\/|$)/;
+
+/** Resolves the endpoint for a workspace name (or checks a given one). */
+export function synapseEndpoint(options: SynapseClientOptions): string {
+  if (options.endpoint) return options.endpoint.replace(/\/$/, '');
+  if (!options.workspace || !/^[a-z0-9][a-z0-9-]{0,49}$/i.test(options.workspace)) {
+    throw new FerryError(
+      'synapse.workspace',
+      `Synapse workspace name \`${options.workspace ?? ''}\` is not valid; pass --workspace <name> (letters, digits, dashes).`,
+      { disposition: 'fatal' },
+    );
+  }
+  return `https://${options.workspace}.dev.azuresynapse.net`;
+}
+
+/** `@azure/synapse-artifacts` behind `SynapseWorkspace`, authenticated with `DefaultAzureCredential`. */
+export class SynapseArtifactsClient implements SynapseWorkspace {
+  readonly endpoint: string;
+  #client: ArtifactsClient;
+
+  constructor(options: SynapseClientOptions) {
+    this.endpoint = synapseEndpoint(options);
+    const loopback = options.insecureLoopback === true;
+    if (loopback && !LOOPBACK.test(this.endpoint)) {
+      throw new FerryError(
+        'synapse.insecure',
+        `Plain-http access is only for loopback test servers, not \`${this.endpoint}\`.`,
+      );
+    }
+    const credential = loopback
+      ? { getToken: async () => ({ token: 'loopback', expiresOnTimestamp: Date.now() + 3_600_000 }) }
+      : new DefaultAzureCredential();
+    this.#client = new ArtifactsClient(credential, this.endpoint, {
+      ...(loopback ? { allowInsecureConnection: true } : {}),
+      ...(options.maxRetries === undefined ? {} : { retryOptions: { maxRetries: options.maxRetries } }),
+    });
+    if (loopback) {
+      this.#client.pipeline.removePolicy({ name: bearerTokenAuthenticationPolicyName });
+      this.#client.pipeline.addPolicy({
+        name: 'ferryLoopbackAuth',
+        sendRequest: (request, next) => {
+          request.headers.set('Authorization', 'Bearer loopback');
+          return next(request);
+        },
+      });
+    }
+  }
+
+  async get(kind: WorkspaceArtifactKind, name: string): Promise<WorkspaceArtifact | undefined> {
+    // The SDK flattens known types into its own model; the raw JSON body is what deploy compares with.
+    let raw: unknown;
+    const onResponse = (response: { parsedBody?: unknown; bodyAsText?: string | null }) => {
+      raw = response.bodyAsText ? JSON.parse(response.bodyAsText) : response.parsedBody;
+    };
+    try {
+      const ops = this.#client;
+      if (kind === 'linkedService') await ops.linkedServiceOperations.getLinkedService(name, { onResponse });
+      else if (kind === 'dataset') await ops.datasetOperations.getDataset(name, { onResponse });
+      else if (kind === 'pipeline') await ops.pipelineOperations.getPipeline(name, { onResponse });
+      else await ops.triggerOperations.getTrigger(name, { onResponse });
+    } catch (error) {
+      if (statusOf(error) === 404) return undefined;
+      throw mapSynapseError(error, `reading ${kind} \`${name}\``);
+    }
+    const body = (raw ?? {}) as { properties?: Record<string, unknown> };
+    const properties = { ...(body.properties ?? {}) };
+    const runtimeState = typeof properties.runtimeState === 'string' ? properties.runtimeState : undefined;
+    delete properties.runtimeState;
+    return { properties, ...(runtimeState ? { runtimeState } : {}) };
+  }
+
+  async put(kind: WorkspaceArtifactKind, name: string, properties: Record<string, unknown>): Promise<void> {
+    try {
+      const ops = this.#client;
+      // Raw ADF JSON reaches the wire unchanged: pipelines take their `properties` object, the rest `{ properties }`.
+      if (kind === 'linkedService')
+        await ops.linkedServiceOperations.beginCreateOrUpdateLinkedServiceAndWait(name, { properties } as never);
+      else if (kind === 'dataset')
+        await ops.datasetOperations.beginCreateOrUpdateDatasetAndWait(name, { properties } as never);
+      else if (kind === 'pipeline')
+        await ops.pipelineOperations.beginCreateOrUpdatePipelineAndWait(name, properties as never);
+      else await ops.triggerOperations.beginCreateOrUpdateTriggerAndWait(name, { properties } as never);
+    } catch (error) {
+      throw mapSynapseError(error, `writing ${kind} \`${name}\``);
+    }
+  }
+
+  async startTrigger(name: string): Promise<void> {
+    try {
+      await this.#client.triggerOperations.beginStartTriggerAndWait(name);
+    } catch (error) {
+      throw mapSynapseError(error, `starting trigger \`${name}\``);
+    }
+  }
+
+  async stopTrigger(name: string): Promise<void> {
+    try {
+      await this.#client.triggerOperations.beginStopTriggerAndWait(name);
+    } catch (error) {
+      throw mapSynapseError(error, `stopping trigger \`${name}\``);
+    }
+  }
+
+  async createRun(pipeline: string, parameters: Record<string, unknown>): Promise<string> {
+    try {
+      const response = await this.#client.pipelineOperations.createPipelineRun(pipeline, { parameters });
+      if (!response.runId) throw new Error('the service answered without a runId');
+      return response.runId;
+    } catch (error) {
+      throw mapSynapseError(error, `starting a run of pipeline \`${pipeline}\``);
+    }
+  }
+
+  async getRun(runId: string): Promise<RemoteRunStatus> {
+    try {
+      const run = await this.#client.pipelineRunOperations.getPipelineRun(runId);
+      return { runId, status: run.status ?? 'Unknown', ...(run.message ? { message: run.message } : {}) };
+    } catch (error) {
+      throw mapSynapseError(error, `reading pipeline run \`${runId}\``);
+    }
+  }
+}
+
+function statusOf(error: unknown): number | undefined {
+  return (error as { statusCode?: number } | undefined)?.statusCode;
+}
+
+/** SDK errors → FerryError: 429/5xx and network errors are retryable, the rest fatal, the service's message kept. */
+export function mapSynapseError(error: unknown, doing: string): FerryError {
+  if (error instanceof FerryError) return error;
+  const status = statusOf(error);
+  const message = error instanceof Error ? error.message : String(error);
+  const retry = status === undefined || status === 429 || status >= 500;
+  const hint =
+    status === 401 || status === 403
+      ? 'check that your identity (DefaultAzureCredential: az login, managed identity or environment) has the Synapse Artifact Publisher role'
+      : retry
+        ? 'try again later'
+        : 'fix the artifact and deploy again';
+  return new FerryError(
+    'synapse.request',
+    `Synapse failed ${doing}${status ? ` (HTTP ${status})` : ''}: ${message}; ${hint}.`,
+    {
+      disposition: retry ? 'retry' : 'fatal',
+      cause: error,
+      details: status ? { status } : {},
+    },
+  );
+}
