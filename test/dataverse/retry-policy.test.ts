@@ -100,11 +100,12 @@ describe('adaptive concurrency', () => {
     assert.equal(c.reserve(100).waitMs, 0, 'nothing is paced before a measurement');
     c.recordSuccess({ rows: 100, elapsedMs: 76, serverTimeMs: 76 });
     assert.equal(c.executionRate, 7.6);
-    // 100 rows at 0.76 ms each = 76 server-ms ⇒ one request per 10 wall-ms, after a burst of three.
+    // 100 rows at 0.76 ms each = 76 server-ms ⇒ one request per 10 wall-ms, after a burst of two more; the
+    // unpaced first request is booked too.
     const waits = Array.from({ length: 8 }, () => c.reserve(100).waitMs);
     assert.deepEqual(
       waits.map((w) => Math.round(w)),
-      [0, 0, 0, 10, 20, 30, 40, 50],
+      [0, 0, 10, 20, 30, 40, 50, 60],
     );
     // Over a long stretch the booked rate equals the budget share, whatever the number of lanes.
     now = 10_000;

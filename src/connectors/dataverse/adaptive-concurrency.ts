@@ -60,6 +60,9 @@ export class AdaptiveConcurrency {
   #samples = 0;
   #maxLimitSeen: number;
   #tat = 0;
+  /** Rows sent before the first measurement; booked on the budget once the cost per row is known. */
+  #unbookedRows = 0;
+  #firstReserveAt: number | undefined;
   readonly #maxBatch: number;
   readonly #timeoutMs: number;
   readonly #budget: number;
@@ -124,7 +127,11 @@ export class AdaptiveConcurrency {
    * the server time it is expected to take (pass both back to `settle`). Before any measurement nothing is paced.
    */
   reserve(rows: number): { waitMs: number; expectedMs: number } {
-    if (this.#perRowEwma === undefined) return { waitMs: 0, expectedMs: 0 };
+    if (this.#perRowEwma === undefined) {
+      this.#firstReserveAt ??= this.#now();
+      this.#unbookedRows += rows;
+      return { waitMs: 0, expectedMs: 0 };
+    }
     const expectedMs = this.#perRowEwma * rows;
     const interval = expectedMs / this.executionRate;
     const now = this.#now();
@@ -149,7 +156,16 @@ export class AdaptiveConcurrency {
     this.#successes += 1;
     this.#serverTimeSum += server;
     this.#samples += 1;
-    if (sample.rows > 0) this.#perRowEwma = ewma(this.#perRowEwma, server / sample.rows);
+    if (sample.rows > 0) {
+      const first = this.#perRowEwma === undefined;
+      this.#perRowEwma = ewma(this.#perRowEwma, server / sample.rows);
+      if (first && this.#unbookedRows > 0) {
+        // The first requests went out unpaced; their server time counts against the same window.
+        const since = this.#firstReserveAt ?? this.#now();
+        this.#tat = Math.max(this.#tat, since) + (this.#unbookedRows * this.#perRowEwma) / this.executionRate;
+        this.#unbookedRows = 0;
+      }
+    }
     this.#serverEwma = ewma(this.#serverEwma, server);
     this.#latencyEwma = ewma(this.#latencyEwma, Math.max(sample.elapsedMs, server));
     if (this.#latencyEwma > 0) this.#busyShare = Math.max(0.05, Math.min(1, this.#serverEwma / this.#latencyEwma));
