@@ -1,14 +1,16 @@
 /**
- * `npm run bench -- outbound [--rows 1000000] [--folders 4] [--files 2] [--keep]`: writes Synapse Link CSV (incremental
+ * `npm run bench -- outbound [--rows 1000000] [--folders 4] [--files 2] [--repeat 1] [--keep]`: writes Synapse Link CSV (incremental
  * folders, headerless, quoted text with some line breaks, ~1% deletes, ~5% rows updated in a later folder), runs the
  * outbound pipeline (read → default extract → Parquet) through the real runner, then DuckDB's bare
  * `COPY (SELECT * FROM read_csv(...)) TO ... (FORMAT PARQUET)` over the same files in the same process. Prints both
  * times, the ratio and the peak RSS; the last line is one JSON object.
  */
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { LocalLake } from '../src/connectors/lake/local-lake.js';
 import { SqliteStateStore } from '../src/connectors/state/sqlite-state-store.js';
@@ -166,22 +168,45 @@ export async function runOutboundBench(argv: string[]): Promise<void> {
       rows: { type: 'string', default: '1000000' },
       folders: { type: 'string', default: '4' },
       files: { type: 'string', default: '2' },
+      repeat: { type: 'string', default: '1' },
       keep: { type: 'boolean', default: false },
     },
   });
   const rows = Number(values.rows);
+  const repeat = Math.max(1, Number(values.repeat));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-outbound-'));
-  const config = resolveConfig({ lake: path.join(dir, 'lake'), state: path.join(dir, 'state') }, {});
+  const lakeRoot = path.join(dir, 'lake');
   const folder = 'synapse-link/bench';
   try {
+    // Generated in a child process, so its garbage and memory do not count against the measured run.
     let t = performance.now();
-    const files = await generate(config.lake, folder, rows, Number(values.folders), Number(values.files));
+    const child = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        fileURLToPath(import.meta.url),
+        GENERATE_FLAG,
+        lakeRoot,
+        folder,
+        String(rows),
+        values.folders!,
+        values.files!,
+      ],
+      { stdio: 'inherit' },
+    );
+    if (child.status !== 0) throw new Error(`generator failed with ${child.status ?? child.signal}`);
+    const files = fs
+      .readdirSync(path.join(lakeRoot, folder), { recursive: true })
+      .map(String)
+      .filter((f) => f.endsWith('.csv') && !f.startsWith('Changelog'))
+      .sort()
+      .map((f) => path.join(lakeRoot, folder, f));
     const bytes = files.reduce((n, f) => n + fs.statSync(f).size, 0);
     console.log(
       `generated ${rows} rows in ${files.length} CSV files (${(bytes / 2 ** 20).toFixed(0)} MiB) across ${values.folders} folders in ${((performance.now() - t) / 1000).toFixed(2)} s`,
     );
 
-    const state = SqliteStateStore.openIn(config.state);
     const def = definePipeline({
       name: 'bench-outbound',
       direction: 'outbound',
@@ -191,38 +216,48 @@ export async function runOutboundBench(argv: string[]): Promise<void> {
         writeParquet({ deletes: 'flag-column' }),
       ],
     });
-    t = performance.now();
-    const report = await runPipeline(def, {
-      mode: 'manual',
-      config,
-      lake: new LocalLake(config.lake),
-      state,
-      registry: stageRegistry,
-      log: silentLogger,
-    });
-    const ferrySeconds = (performance.now() - t) / 1000;
-    state.close();
-    const ferryRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
-    if (report.status !== 'succeeded') throw new Error(`outbound run ${report.status}: ${report.error?.message}`);
-    console.log(
-      `ferry outbound: ${ferrySeconds.toFixed(2)} s (${Math.round(rows / ferrySeconds).toLocaleString('en')} rows/s); read ${report.counts.read}, written ${report.counts.written}, deletes ${report.counts.deleted}; peak RSS so far ${ferryRssMiB} MiB`,
-    );
+    let ferrySeconds = Number.POSITIVE_INFINITY;
+    let copySeconds = Number.POSITIVE_INFINITY;
+    let ferryRssMiB = 0;
+    for (let i = 0; i < repeat; i++) {
+      // A fresh state folder per repeat: otherwise the second run finds its window already processed.
+      const config = resolveConfig({ lake: lakeRoot, state: path.join(dir, `state-${i}`) }, {});
+      const state = SqliteStateStore.openIn(config.state);
+      t = performance.now();
+      const report = await runPipeline(def, {
+        mode: 'manual',
+        config,
+        lake: new LocalLake(config.lake),
+        state,
+        registry: stageRegistry,
+        log: silentLogger,
+      });
+      const seconds = (performance.now() - t) / 1000;
+      state.close();
+      if (report.status !== 'succeeded') throw new Error(`outbound run ${report.status}: ${report.error?.message}`);
+      if (i === 0) ferryRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
+      ferrySeconds = Math.min(ferrySeconds, seconds);
+      console.log(
+        `ferry outbound: ${seconds.toFixed(2)} s (${Math.round(rows / seconds).toLocaleString('en')} rows/s); read ${report.counts.read}, written ${report.counts.written}, deletes ${report.counts.deleted}; peak RSS so far ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB`,
+      );
 
-    const db = await DuckDbStaging.open({ memoryLimit: process.env.FERRY_STAGING_MEMORY ?? '1GB' });
-    const target = path.join(dir, 'bare-copy.parquet');
-    t = performance.now();
-    await db.run(
-      `COPY (SELECT * FROM ${readCsvSql(files, ATTRIBUTES as CdmAttribute[])}) TO '${target}' (FORMAT PARQUET)`,
-    );
-    const copySeconds = (performance.now() - t) / 1000;
-    await db.close();
-    console.log(
-      `bare DuckDB COPY read_csv → Parquet: ${copySeconds.toFixed(2)} s (${Math.round(rows / copySeconds).toLocaleString('en')} rows/s)`,
-    );
+      const db = await DuckDbStaging.open({ memoryLimit: process.env.FERRY_STAGING_MEMORY ?? '1GB' });
+      const target = path.join(dir, 'bare-copy.parquet');
+      t = performance.now();
+      await db.run(
+        `COPY (SELECT * FROM ${readCsvSql(files, ATTRIBUTES as CdmAttribute[])}) TO '${target}' (FORMAT PARQUET)`,
+      );
+      const copy = (performance.now() - t) / 1000;
+      await db.close();
+      copySeconds = Math.min(copySeconds, copy);
+      console.log(
+        `bare DuckDB COPY read_csv → Parquet: ${copy.toFixed(2)} s (${Math.round(rows / copy).toLocaleString('en')} rows/s)`,
+      );
+    }
     const ratio = ferrySeconds / copySeconds;
-    const peakRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
+    const processRss = Math.round(process.resourceUsage().maxRSS / 1024);
     console.log(
-      `ratio ferry/copy ${ratio.toFixed(2)}× (target ≤ 2×); peak RSS ${peakRssMiB} MiB for the process, ${ferryRssMiB} MiB up to the end of the ferry run (target ≤ 1024)`,
+      `best of ${repeat}: ferry ${ferrySeconds.toFixed(2)} s, copy ${copySeconds.toFixed(2)} s, ratio ${ratio.toFixed(2)}× (target ≤ 2×); peak RSS of the ferry run ${ferryRssMiB} MiB (target ≤ 1024), of the whole process ${processRss} MiB`,
     );
     console.log(
       JSON.stringify({
@@ -230,7 +265,7 @@ export async function runOutboundBench(argv: string[]): Promise<void> {
         ferrySeconds: round(ferrySeconds),
         copySeconds: round(copySeconds),
         ratio: round(ratio),
-        peakRssMiB,
+        peakRssMiB: ferryRssMiB,
       }),
     );
   } finally {
@@ -240,4 +275,12 @@ export async function runOutboundBench(argv: string[]): Promise<void> {
 
 function round(n: number): number {
   return Math.round(n * 100) / 100;
+}
+
+const GENERATE_FLAG = '--generate-synapse-link-csv';
+
+// Child-process entry: `node --import tsx bench/outbound.ts --generate-synapse-link-csv <lake> <folder> <rows> <folders> <files>`.
+if (process.argv[2] === GENERATE_FLAG && path.resolve(process.argv[1] ?? '') === fileURLToPath(import.meta.url)) {
+  const [lakeRoot, folder, rows, folders, files] = process.argv.slice(3);
+  await generate(lakeRoot!, folder!, Number(rows), Number(folders), Number(files));
 }
