@@ -17,10 +17,19 @@ import * as emulatorServer from '../src/emulator/server.js';
 interface Emulator {
   url: string;
   store: { rows(table: string): ReadonlyArray<{ attributes: Readonly<Record<string, unknown>> }> };
+  /** The emulator's throttling model, when a profile is set. */
+  throttle?: { profile: Record<string, unknown>; update(changes: Record<string, unknown>): void };
   close(): Promise<void>;
 }
 
+/** A mid-run change of limits: at `at` (share of rows written), the execution-time budget becomes `execSec`. */
+interface LimitChange {
+  readonly at: number;
+  readonly execSec: number;
+}
+
 interface Figures {
+  afterChange?: { rowsPerSec: number; ceiling: number | undefined; throttled: number };
   rows: number;
   seconds: number;
   rowsPerSec: number;
@@ -46,6 +55,8 @@ export async function runWriteBench(argv: string[]): Promise<void> {
       'max-concurrency': { type: 'string', default: '64' },
       metadata: { type: 'string', default: 'fixtures/metadata' },
       'no-baseline': { type: 'boolean', default: false },
+      'change-at': { type: 'string' },
+      'change-exec-sec': { type: 'string', default: '600' },
     },
     strict: true,
   });
@@ -68,7 +79,19 @@ export async function runWriteBench(argv: string[]): Promise<void> {
       : `ceiling: ${fmt(ceiling)} rows/s (scaled)`,
   );
 
-  const ferry = await withEmulator(start, emulatorOptions, (emu) => runFerry(emu, rows, { batchSize, maxConcurrency }));
+  const change: LimitChange | undefined =
+    values['change-at'] === undefined
+      ? undefined
+      : { at: Number(values['change-at']), execSec: Number(values['change-exec-sec']) };
+  const ferry = await withEmulator(start, emulatorOptions, (emu) =>
+    runFerry(emu, rows, { batchSize, maxConcurrency, timeScale, change }),
+  );
+  if (ferry.afterChange) {
+    const a = ferry.afterChange;
+    print(
+      `after the limit change (execution ${change!.execSec} s per window at ${Math.round(change!.at * 100)}% of rows): ${fmt(a.rowsPerSec)} rows/s vs ceiling ${a.ceiling === undefined ? 'n/a' : fmt(a.ceiling)} (${a.ceiling === undefined ? 'n/a' : (a.rowsPerSec / a.ceiling).toFixed(3)}), ${a.throttled} × 429 after the change`,
+    );
+  }
   print(
     `ferry:    ${fmt(ferry.rowsPerSec)} rows/s in ${ferry.seconds.toFixed(1)} s, ${ferry.requests} requests, ${ferry.throttled} × 429 ${JSON.stringify(ferry.throttledByKind)}, longest Retry-After ${ferry.maxRetryAfterSec} s, rejected ${ferry.rejected}, lost ${ferry.lost}, duplicated ${ferry.duplicated}`,
   );
@@ -100,7 +123,10 @@ export async function runWriteBench(argv: string[]): Promise<void> {
 }
 
 /** The emulator's best sustainable rows/s for the profile, from its `ceilingFor` (the emulator owns the model). */
-async function ceilingOf(profile: string, workload: Record<string, unknown>): Promise<number | undefined> {
+async function ceilingOf(
+  profile: string | Record<string, unknown>,
+  workload: Record<string, unknown>,
+): Promise<number | undefined> {
   const candidates = [
     '../src/emulator/server.js',
     '../src/emulator/throttling.js',
@@ -153,11 +179,14 @@ function accountRows(n: number): WriteRow[] {
 async function runFerry(
   emu: Emulator,
   n: number,
-  options: { batchSize: number; maxConcurrency: number },
+  options: { batchSize: number; maxConcurrency: number; timeScale: number; change: LimitChange | undefined },
 ): Promise<Figures> {
   const rows = accountRows(n);
   const client = new DataverseClient({ url: emu.url, timeoutMs: 120_000 });
   let rejected = 0;
+  let written = 0;
+  let changedAt: { ms: number; rows: number; throttled: number } | undefined;
+  const throttledNow = () => Object.values(client.stats.throttled).reduce((a, b) => a + b, 0);
   const writer = new BulkWriter({
     client,
     table: { logicalName: 'account', entitySet: 'accounts', primaryId: 'accountid' },
@@ -167,6 +196,13 @@ async function runFerry(
     onRejected: (r) => {
       rejected += r.length;
     },
+    onUpserted: (r) => {
+      written += r.length;
+      if (options.change && !changedAt && written >= n * options.change.at && emu.throttle) {
+        emu.throttle.update({ maxExecutionSec: options.change.execSec });
+        changedAt = { ms: performance.now(), rows: written, throttled: throttledNow() };
+      }
+    },
   });
   const started = performance.now();
   const result = await writer.write(
@@ -174,10 +210,25 @@ async function runFerry(
       for (let i = 0; i < rows.length; i += 2048) yield rows.slice(i, i + 2048);
     })(),
   );
-  const seconds = (performance.now() - started) / 1000;
+  const ended = performance.now();
+  const seconds = (ended - started) / 1000;
   const check = verify(emu, rows);
   const byKind = client.stats.throttled;
+  let afterChange: Figures['afterChange'];
+  if (changedAt && emu.throttle) {
+    const ceiling = await ceilingOf(emu.throttle.profile, {
+      operation: 'upsert',
+      batchSize: options.batchSize,
+      timeScale: options.timeScale,
+    });
+    afterChange = {
+      rowsPerSec: (written - changedAt.rows) / ((ended - changedAt.ms) / 1000),
+      ceiling,
+      throttled: throttledNow() - changedAt.throttled,
+    };
+  }
   return {
+    ...(afterChange ? { afterChange } : {}),
     rows: n,
     seconds,
     rowsPerSec: result.upserted / seconds,
