@@ -211,7 +211,29 @@ export function compileConversion(
   const firstBlank = keys.map((k) => `WHEN ${k.blank} THEN ${k.part.column}`).join(' ');
   const missing: ConversionReason = 'key.missing';
 
-  const classify = `WITH p AS (
+  // The latest version per key is picked on a narrow relation (row id, key, version): a window over the wide
+  // row (every payload fragment) costs several times more.
+  const keyPrepare = [
+    ...new Map(
+      keys.flatMap((k) =>
+        built[k.part.column]!.sql.prepare.map(([alias, sql]) => [alias, `${sql} AS ${q(alias)}`] as const),
+      ),
+    ).values(),
+    ...version.prepare.map(([alias, sql]) => `${sql} AS ${q(alias)}`),
+  ];
+
+  const classify = `WITH kp AS (
+  SELECT s.__row_id,
+    ${[...keyPrepare, `${version.version} AS __version`].join(',\n    ')}
+  FROM ${q(staged)} s
+), kk AS (
+  SELECT __row_id, __version, CASE WHEN ${anyBlank} THEN NULL ELSE ${predicate} END AS __key_predicate FROM kp
+), latest AS (
+  SELECT __row_id FROM (
+    SELECT __row_id, ${b.rowNumber('__key_predicate', '__version DESC NULLS LAST, __row_id DESC')} AS __rank
+    FROM kk WHERE __key_predicate IS NOT NULL
+  ) ranked WHERE __rank = 1
+), p AS (
   SELECT s.__row_id, s.__source_file, s.__row_number,
     ${prepare.join(',\n    ')}
   FROM ${q(staged)} s
@@ -230,13 +252,14 @@ SELECT k.__row_id, k.__source_file, k.__row_number, k.__key, k.__key_predicate, 
   k.__reason, k.__reason_column,
   CASE
     WHEN k.__key_predicate IS NULL THEN 'reject'
-    WHEN ${b.rowNumber('k.__key_predicate', 'k.__version DESC NULLS LAST, k.__row_id DESC')} > 1 THEN 'superseded'
+    WHEN w.__row_id IS NULL THEN 'superseded'
     ${options.appliedVersions ? "WHEN a.version IS NOT NULL AND k.__version < a.version THEN 'stale'" : ''}
     WHEN k.__reason IS NOT NULL THEN 'reject'
     ELSE 'ok'
   END AS __outcome,
   CASE WHEN k.__reason IS NULL THEN ${dialect.concat([dialect.literal('{'), dialect.concatSkipNulls(',', fragments.length ? fragments.map((_, i) => `k.f${i}`) : ['k.f0']), dialect.literal('}')])} END AS __payload
-FROM k${options.appliedVersions ? `\nLEFT JOIN ${dialect.appliedVersionsRelation(options.appliedVersions)} a ON a.key = k.__key_predicate` : ''}`;
+FROM k
+LEFT JOIN latest w ON w.__row_id = k.__row_id${options.appliedVersions ? `\nLEFT JOIN ${dialect.appliedVersionsRelation(options.appliedVersions)} a ON a.key = k.__key_predicate` : ''}`;
 
   const work = CONVERSION_WORK_TABLE;
   const sourceList = options.sources.filter((s) => !s.name.startsWith('__'));
@@ -245,7 +268,7 @@ FROM k${options.appliedVersions ? `\nLEFT JOIN ${dialect.appliedVersionsRelation
     converted: dialect.createTableAs(
       STAGING_TABLES.converted,
       `SELECT __row_id, __source_file, __row_number, __key, __key_predicate, __key_safe, __version, __payload
-FROM ${q(work)} WHERE __outcome = 'ok' ORDER BY __row_id`,
+FROM ${q(work)} WHERE __outcome = 'ok'`,
     ),
     counts: `SELECT __outcome AS outcome, COUNT(*) AS n FROM ${q(work)} GROUP BY __outcome`,
     rejects: `SELECT c.__reason, c.__reason_column, c.__key, c.__source_file, c.__row_number,

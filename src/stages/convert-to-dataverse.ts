@@ -128,8 +128,10 @@ export const convertToDataverseStage: StageImpl<ConvertToDataverseSpec> = {
     const file = versionsFile(ctx.config.state, ctx.pipeline.name);
     const previous: AppliedVersionsSource | null = (await exists(file)) ? { kind: 'parquet', path: file } : null;
     const sql = compileConversion(plan, dialect, { sources, appliedVersions: previous });
+    const started = performance.now();
     await ctx.staging.run(sql.classify);
     await ctx.staging.run(sql.converted);
+    ctx.metrics['convert.sqlMs'] = Math.round(performance.now() - started);
 
     const outcomes = new Map<string, number>();
     for (const row of await ctx.staging.all<{ outcome: string; n: bigint | number }>(sql.counts)) {

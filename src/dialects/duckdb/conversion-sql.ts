@@ -171,6 +171,7 @@ function buildColumn(column: ColumnPlan, sources: ReadonlyMap<string, SourceColu
       const p = column.precision;
       const scaledMin = scaled(column.min);
       const scaledMax = scaled(column.max);
+      if (col.kind === 'decimal' && (col.scale ?? 0) <= 17) return typedDecimal(column, ref, col, a, Q, nullJson);
       // Float sources are rounded to 10 fractional digits first (DOUBLE has no exact decimal digits to keep).
       const isFloat = col.kind === 'float';
       const src = isFloat ? `CAST(TRY_CAST(${ref} AS DECIMAL(38,10)) AS VARCHAR)` : text(ref, col);
@@ -178,12 +179,14 @@ function buildColumn(column: ColumnPlan, sources: ReadonlyMap<string, SourceColu
       const sc = Q('sc');
       const sign = `${Q('m')}['s']`;
       // HUGEINT, not DECIMAL(>18): DuckDB's VARCHAR→DECIMAL(>18) cast is ~90× slower (dependency evaluation §2).
+      const raw = Q('raw');
       const floatReasons = isFloat
-        ? `WHEN ${ref} IS NOT NULL AND ${t} IS NULL THEN CASE WHEN isnan(${ref}) THEN ${reason('number.unparsable')} ELSE ${reason('number.out_of_range')} END `
+        ? `WHEN ${raw} IS NOT NULL AND ${t} IS NULL THEN CASE WHEN isnan(${raw}) THEN ${reason('number.unparsable')} ELSE ${reason('number.out_of_range')} END `
         : '';
-      const blankTest = isFloat ? `${ref} IS NULL` : `${t} IS NULL`;
+      const blankTest = isFloat ? `${raw} IS NULL` : `${t} IS NULL`;
       return {
         prepare: [
+          ...(isFloat ? ([[a('raw'), ref]] as Prep) : []),
           ...prep,
           [
             a('sc'),
@@ -320,6 +323,48 @@ function buildColumn(column: ColumnPlan, sources: ReadonlyMap<string, SourceColu
     case 'lookup':
       return buildLookup(column, sources, a, Q);
   }
+}
+
+/**
+ * A typed DECIMAL(p,s) source into a Decimal/Money column, computed on DECIMAL(18,s): DuckDB works on DECIMAL(>18)
+ * through HUGEINT and is ~10× slower there (casts to text, rounding). Values that need more than 18 digits take the
+ * exact text route, evaluated only for those rows.
+ */
+function typedDecimal(
+  column: ColumnPlan & { rule: 'decimal' },
+  ref: string,
+  col: SourceType,
+  a: (name: string) => string,
+  Q: (name: string) => string,
+  nullJson: string,
+): ColumnSql {
+  const p = column.precision;
+  const scale = col.scale ?? 0;
+  const wide = (col.precision ?? 38) > 18;
+  const d = Q('d');
+  const narrow = wide ? `TRY_CAST(${ref} AS DECIMAL(18,${scale}))` : ref;
+  const slowText = wide
+    ? `CASE WHEN ${ref} IS NOT NULL AND ${narrow} IS NULL THEN CAST(${ref} AS VARCHAR) END`
+    : 'NULL';
+  const { prep, i, f } = numberText(a, Q, ref, col, slowText);
+  const sc = Q('sc');
+  const sign = `${Q('m')}['s']`;
+  const fastText = scale > 0 ? `rtrim(rtrim(CAST(${d} AS VARCHAR), '0'), '.')` : `CAST(${d} AS VARCHAR)`;
+  const fastReason = `CASE ${scale > p ? `WHEN ${d} <> round(${d}, ${p}) THEN ${reason('number.precision')} ` : ''}WHEN ${d} < ${column.min} OR ${d} > ${column.max} THEN ${reason('number.out_of_range')} END`;
+  const slowReason = `CASE WHEN length(${f}) > ${p} THEN ${reason('number.precision')} WHEN ${sc} IS NULL OR ${sc} < ${scaled(column.min)} OR ${sc} > ${scaled(column.max)} THEN ${reason('number.out_of_range')} END`;
+  return {
+    prepare: [
+      [a('raw'), ref],
+      [a('d'), narrow],
+      ...prep,
+      [
+        a('sc'),
+        `CASE WHEN length(${f}) <= ${p} AND length(${i}) <= 28 THEN CAST(${sign} || CASE WHEN ${i} = '' THEN '0' ELSE ${i} END || rpad(${f}, ${p}, '0') AS HUGEINT) END`,
+      ],
+    ],
+    reason: `CASE WHEN ${Q('raw')} IS NULL THEN NULL WHEN ${d} IS NOT NULL THEN ${fastReason} ELSE ${slowReason} END`,
+    value: `CASE WHEN ${Q('raw')} IS NULL THEN ${nullJson} WHEN ${d} IS NOT NULL THEN ${fastText} WHEN ${sc} IS NULL THEN NULL ELSE (CASE WHEN ${sc} < 0 THEN '-' ELSE '' END) || (CASE WHEN ${i} = '' THEN '0' ELSE ${i} END) || (CASE WHEN ${f} = '' THEN '' ELSE '.' || ${f} END) END`,
+  };
 }
 
 /** Parses number text into sign, integer digits (no leading zeros) and fraction digits (no trailing zeros). */
