@@ -149,7 +149,15 @@ export class DataverseClient {
       const headers: Record<string, string> = { ...this.#baseHeaders };
       if (body !== undefined) headers['Content-Type'] = 'application/json; charset=utf-8';
       Object.assign(headers, options.headers);
-      if (this.#options.getToken) headers.Authorization = `Bearer ${await this.#options.getToken()}`;
+      if (this.#options.getToken) {
+        try {
+          headers.Authorization = `Bearer ${await this.#options.getToken()}`;
+        } catch (error) {
+          // This caller may be the one the gate let through first after a pause; the others must not wait on it.
+          this.gate.open();
+          throw error;
+        }
+      }
       const started = performance.now();
       let response: Response;
       let text: string;
