@@ -371,6 +371,13 @@ async function main(): Promise<void> {
       let rerun: number | null = null;
       for (let i = at; i < steps.length; i++) {
         const outcome = await runStep(ws, steps[i]!, i === at ? scenario.point : undefined);
+        const code = outcome.killed ? outcome.rerunCode : outcome.code;
+        if (code !== baselineCodes[i]) {
+          const step = steps[i]!;
+          const what = step.kind === 'run' ? step.def.name : 'export';
+          const tail = outcome.log.split('\n').slice(-15).join('\n');
+          process.stderr.write(`[${n}] ${what} exited ${code} (uninterrupted: ${baselineCodes[i]}):\n${tail}\n`);
+        }
         if (i === at) {
           killed = outcome.killed;
           rerun = outcome.killed ? outcome.rerunCode : outcome.code;
@@ -383,7 +390,9 @@ async function main(): Promise<void> {
       const diff = compareEndStates(expected, await endState(ws, demo));
       const clean = diff.lost === 0 && diff.duplicated === 0 && diff.skippedWindows === 0;
       const outcome = !killed
-        ? 'NOT REACHED'
+        ? rerun === baselineCodes[at]
+          ? 'NOT REACHED'
+          : `FAILED (exit ${rerun})`
         : rerun !== baselineCodes[at]
           ? `RERUN EXIT ${rerun}`
           : clean
