@@ -50,13 +50,12 @@ export function typedColumn(attr: CdmAttribute, source = duckIdent(attr.name)): 
           ? `split_part(${c}, '.', 1)`
           : `split_part(${c}, '.', 1) || rpad(split_part(${c}, '.', 2), ${scale}, '0')`;
       const unit = scale === 0 ? '1' : `0.${'0'.repeat(scale - 1)}1::DECIMAL(${scale + 1},${scale})`;
-      const guard = `regexp_full_match(${c}, '-?[0-9]+(\\.[0-9]*)?')`;
-      return col(
-        attr,
-        type,
-        `CASE WHEN ${guard} THEN (TRY_CAST(${digits} AS HUGEINT)::DECIMAL(38,0) * ${unit})::${type} END`,
-        `a decimal number (${precision},${scale})`,
-      );
+      // The DOUBLE parse rejects text like `1.2.3` that the digit splice would accept.
+      const wide = `CASE WHEN TRY_CAST(${c} AS DOUBLE) IS NOT NULL THEN (TRY_CAST(${digits} AS HUGEINT)::DECIMAL(38,0) * ${unit})::${type} END`;
+      // Most values fit 18 digits, and that cast is ~4× cheaper again; COALESCE only evaluates the wide route for the
+      // rest. (Synapse Link writes at most `scale` fraction digits; more would be rounded here and cut there.)
+      const expression = scale <= 18 ? `coalesce(TRY_CAST(${c} AS DECIMAL(18,${scale}))::${type}, ${wide})` : wide;
+      return col(attr, type, expression, `a decimal number (${precision},${scale})`);
     }
     case 'dateTime':
     case 'dateTimeOffset':
