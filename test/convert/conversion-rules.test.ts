@@ -441,3 +441,82 @@ test('first failing column wins, in mapping order', async () => {
     { reason: 'number.unparsable', column: 2 },
   ]);
 });
+
+test('typed numeric sources: DOUBLE into Decimal/Integer, wide DECIMAL beyond 18 digits takes the exact route', async () => {
+  const fromDouble = await account('ferry_riskscore', 'v', 'DOUBLE', [12.5, 0.1, 100.5, 1.23456, Number.NaN, null]);
+  assert.deepEqual(payloads(fromDouble), [
+    '{"ferry_riskscore":12.5}',
+    '{"ferry_riskscore":0.1}',
+    'number.out_of_range',
+    'number.precision',
+    'number.unparsable',
+    '{"ferry_riskscore":null}',
+  ]);
+  const intFromDouble = await account('numberofemployees', 'v', 'DOUBLE', [12, 12.5, -3]);
+  assert.deepEqual(payloads(intFromDouble), ['{"numberofemployees":12}', 'number.precision', 'number.out_of_range']);
+  // opportunity.ferry_weightedamount: Money, ±922337203685477, precision 4; DECIMAL(38,6) values past 18 digits.
+  const out = await convertRows(
+    s,
+    {
+      table: 'opportunity',
+      key: ['ferry_legacyid'],
+      changeTimestamp: 'ts',
+      columns: { ferry_legacyid: 'id', ferry_weightedamount: 'amount' },
+    },
+    { id: 'VARCHAR', ts: 'VARCHAR', amount: 'DECIMAL(38,6)' },
+    [
+      { id: 'O1', ts: '2024-01-01', amount: '922337203685477.000000' },
+      { id: 'O2', ts: '2024-01-01', amount: '922337203685477.000100' },
+      { id: 'O3', ts: '2024-01-01', amount: '-922337203685477.123400' },
+      { id: 'O4', ts: '2024-01-01', amount: '12.345670' },
+      { id: 'O5', ts: '2024-01-01', amount: '-0.500000' },
+    ],
+  );
+  assert.deepEqual(payloads(out), [
+    '{"ferry_weightedamount":922337203685477}',
+    'number.out_of_range',
+    'number.out_of_range',
+    'number.precision',
+    '{"ferry_weightedamount":-0.5}',
+  ]);
+});
+
+test('versions: text timestamps with offsets and fractions, and integer versions, order the same key', async () => {
+  const { plan: planOf, runConversion, stage } = await import('./convert-helpers.js');
+  const p = await planOf({
+    table: 'account',
+    key: ['accountnumber'],
+    changeTimestamp: 'ts',
+    columns: { accountnumber: 'no', name: 'n' },
+  });
+  await stage(s, { no: 'VARCHAR', ts: 'VARCHAR', n: 'VARCHAR' }, [
+    { no: 'A', ts: '2024-05-31T10:00:00.5+02:00', n: 'later (08:00:00.5Z)' },
+    { no: 'A', ts: '2024-05-31T08:00:00Z', n: 'earlier' },
+    { no: 'B', ts: 'garbage', n: 'unparsable version' },
+    { no: 'B', ts: '2024-01-01', n: 'dated' },
+  ]);
+  const r = await runConversion(s, p);
+  assert.deepEqual(
+    r.converted.map((c) => [c.key, c.version, c.payload]),
+    [
+      ['accountnumber=A', '2024-05-31T08:00:00.500000Z', '{"name":"later (08:00:00.5Z)"}'],
+      ['accountnumber=B', '2024-01-01T00:00:00.000000Z', '{"name":"dated"}'],
+    ],
+  );
+  assert.equal(r.counts.superseded, 2);
+  const q = await planOf({
+    table: 'account',
+    key: ['accountnumber'],
+    changeTimestamp: 'rv',
+    columns: { accountnumber: 'no', name: 'n' },
+  });
+  await stage(s, { no: 'VARCHAR', rv: 'BIGINT', n: 'VARCHAR' }, [
+    { no: 'A', rv: 9, n: 'nine' },
+    { no: 'A', rv: 10, n: 'ten' },
+  ]);
+  const r2 = await runConversion(s, q);
+  assert.deepEqual(
+    r2.converted.map((c) => [c.version, c.payload]),
+    [['00000000000000000010', '{"name":"ten"}']],
+  );
+});

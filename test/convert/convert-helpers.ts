@@ -23,6 +23,7 @@ export type ColumnTypes = Record<string, string>;
 
 function sqlValue(v: unknown): string {
   if (v === null || v === undefined) return 'NULL';
+  if (typeof v === 'number' && !Number.isFinite(v)) return `'${String(v)}'`;
   if (typeof v === 'number' || typeof v === 'bigint') return String(v);
   if (typeof v === 'boolean') return v ? 'TRUE' : 'FALSE';
   return duckLiteral(String(v));
