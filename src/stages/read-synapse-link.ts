@@ -110,7 +110,12 @@ async function planCsv(spec: ReadSynapseLinkSpec, ctx: PlanContext): Promise<Run
   const listed: ListedFolder[] = [];
   for (const name of dirs) {
     const model = await ctx.lake.stat(lakeJoin(spec.folder, name, 'model.json'));
-    listed.push({ name, hasModel: model !== undefined && !model.isDirectory && model.size > 0 });
+    const hasModel = model !== undefined && !model.isDirectory && model.size > 0;
+    // Only folders without model.json are listed further: an empty one may be a retry leftover (see planFolders).
+    const isEmpty = hasModel
+      ? false
+      : (await ctx.lake.list(lakeJoin(spec.folder, name), { recursive: true })).every((e) => e.isDirectory);
+    listed.push({ name, hasModel, isEmpty });
   }
   const waiting = await initialSyncPending(ctx.lake, spec);
   if (waiting) {
@@ -129,6 +134,8 @@ async function planCsv(spec: ReadSynapseLinkSpec, ctx: PlanContext): Promise<Run
     ...(ctx.reprocess ? { reprocess: true } : {}),
     ...(spec.maxFolders === undefined ? {} : { maxFolders: spec.maxFolders }),
   });
+  if (plan.skippedEmpty.length)
+    ctx.log.info(`Synapse Link folders without data skipped: ${plan.skippedEmpty.join(', ')}.`);
   if (plan.stoppedAt) {
     ctx.log.info(
       `Synapse Link window of \`${spec.folder}\` stops before \`${plan.stoppedAt.folder}\` (${plan.stoppedAt.reason === 'in_progress' ? 'still being written' : 'no model.json yet'}).`,

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseCdmModel } from '../../src/connectors/synapse-link/cdm-model.js';
 import { csvRecords } from '../../src/connectors/synapse-link/csv-locator.js';
-import { planFolders } from '../../src/connectors/synapse-link/folder-plan.js';
+import { type ListedFolder, planFolders } from '../../src/connectors/synapse-link/folder-plan.js';
 import { folderNameFor, timestampFolder } from '../../src/connectors/synapse-link/timestamp-folder.js';
 
 describe('Synapse Link folder names and window planning', () => {
@@ -14,7 +14,7 @@ describe('Synapse Link folder names and window planning', () => {
     assert.equal(folderNameFor(new Date('2026-03-04T05:06:07.890Z')), '2026-03-04T05.06.07Z');
   });
 
-  const folders = [
+  const folders: ListedFolder[] = [
     { name: '2026-01-01T00.45.00Z', hasModel: true },
     { name: '2026-01-01T00.15.00Z', hasModel: true },
     { name: 'Changelog', hasModel: false },
@@ -39,6 +39,31 @@ describe('Synapse Link folder names and window planning', () => {
       ['2026-01-01T00.15.00Z', '2026-01-01T00:30:00Z', '2026-01-01T00.45.00Z'],
     );
     assert.deepEqual(plan.stoppedAt, { folder: '2026-01-01T01.00.00Z', reason: 'no_model_json' });
+  });
+
+  it('passes over an empty folder older than the in-progress one, but not when changelog.info is missing', () => {
+    const withEmpty = [
+      ...folders.filter((f) => f.name !== '2026-01-01T01.00.00Z'),
+      { name: '2026-01-01T00.20.00Z', hasModel: false, isEmpty: true },
+    ];
+    const plan = planFolders({ folders: withEmpty, inProgress: '2026-01-01T01.15.00Z', cursor: null });
+    assert.deepEqual(
+      plan.folders.map((f) => f.name),
+      ['2026-01-01T00.15.00Z', '2026-01-01T00:30:00Z', '2026-01-01T00.45.00Z'],
+    );
+    assert.deepEqual(plan.skippedEmpty, ['2026-01-01T00.20.00Z']);
+    const unknown = planFolders({ folders: withEmpty, inProgress: null, cursor: null });
+    assert.deepEqual(
+      unknown.folders.map((f) => f.name),
+      ['2026-01-01T00.15.00Z'],
+    );
+    assert.deepEqual(unknown.stoppedAt, { folder: '2026-01-01T00.20.00Z', reason: 'no_model_json' });
+    const withFiles = planFolders({
+      folders: withEmpty.map((f) => (f.isEmpty ? { ...f, isEmpty: false } : f)),
+      inProgress: '2026-01-01T01.15.00Z',
+      cursor: null,
+    });
+    assert.deepEqual(withFiles.stoppedAt, { folder: '2026-01-01T00.20.00Z', reason: 'no_model_json' });
   });
 
   it('backfill ranges ignore the cursor; maxFolders caps the window', () => {

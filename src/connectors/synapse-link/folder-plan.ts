@@ -5,6 +5,8 @@ export interface ListedFolder {
   readonly name: string;
   /** True when `<folder>/model.json` exists and is not empty (Synapse Link writes it when the folder is final). */
   readonly hasModel: boolean;
+  /** True when the folder holds no file at all (Synapse Link can leave an empty folder behind after a retry). */
+  readonly isEmpty?: boolean;
 }
 
 export interface FolderPlanInput {
@@ -30,6 +32,8 @@ export interface FolderPlan {
   readonly folders: readonly PlannedFolder[];
   /** Why the window stops where it does (for the log), or null when it simply ran out of folders. */
   readonly stoppedAt: { readonly folder: string; readonly reason: 'in_progress' | 'no_model_json' } | null;
+  /** Empty folders without model.json older than the in-progress folder: passed over, they hold no rows. */
+  readonly skippedEmpty: readonly string[];
 }
 
 /**
@@ -45,9 +49,10 @@ export function planFolders(input: FolderPlanInput): FolderPlan {
   const inProgressTime = input.inProgress ? (timestampFolder(input.inProgress) ?? null) : null;
   const cursorTime = input.cursor ? (timestampFolder(input.cursor) ?? null) : null;
   const out: PlannedFolder[] = [];
+  const skippedEmpty: string[] = [];
   for (const f of parsed) {
     if (f.name === input.inProgress || (inProgressTime !== null && f.timestamp >= inProgressTime)) {
-      return { folders: out, stoppedAt: { folder: f.name, reason: 'in_progress' } };
+      return { folders: out, stoppedAt: { folder: f.name, reason: 'in_progress' }, skippedEmpty };
     }
     const selected = input.range
       ? f.timestamp >= isoOf(input.range.from) && f.timestamp < isoOf(input.range.to)
@@ -55,14 +60,20 @@ export function planFolders(input: FolderPlanInput): FolderPlan {
     if (input.range && f.timestamp >= isoOf(input.range.to)) break;
     if (!f.hasModel) {
       // Only a folder the window would take blocks it; older unfinished ones were handled (or skipped) before.
-      if (selected) return { folders: out, stoppedAt: { folder: f.name, reason: 'no_model_json' } };
-      continue;
+      if (!selected) continue;
+      // An empty retry leftover older than the folder being written will never get data: passing it loses nothing.
+      // Without changelog.info nothing says it is not about to be written, so it blocks like any other.
+      if (f.isEmpty && inProgressTime !== null && f.timestamp < inProgressTime) {
+        skippedEmpty.push(f.name);
+        continue;
+      }
+      return { folders: out, stoppedAt: { folder: f.name, reason: 'no_model_json' }, skippedEmpty };
     }
     if (!selected) continue;
     if (input.maxFolders !== undefined && out.length >= input.maxFolders) break;
     out.push({ name: f.name, timestamp: f.timestamp });
   }
-  return { folders: out, stoppedAt: null };
+  return { folders: out, stoppedAt: null, skippedEmpty };
 }
 
 function isoOf(text: string): string {
