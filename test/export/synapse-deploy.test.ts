@@ -14,7 +14,6 @@ import { DEFAULT_SETTINGS } from '../../src/export/synapse/export-settings.js';
 import type { SynapseArtifact } from '../../src/export/synapse/synapse-artifacts.js';
 import { applyDeploy, formatEvent, partialDeployError, planDeploy } from '../../src/export/synapse/synapse-deployer.js';
 import { exportSynapse } from '../../src/export/synapse/synapse-exporter.js';
-import { metadataFromDir } from '../../src/export/synapse/table-metadata.js';
 import { type RecordedRequest, startFakeSynapse } from './fake-synapse-server.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -37,7 +36,7 @@ before(async () => {
     ...(
       await exportSynapse(defs, {
         settings: DEFAULT_SETTINGS,
-        metadata: metadataFromDir(path.join(fixtures, 'metadata')),
+        metadataDir: path.join(root, 'fixtures', 'metadata'),
       })
     ).artifacts,
   ];

@@ -13,12 +13,11 @@ import { DEFAULT_SETTINGS, mergeSettings } from '../../src/export/synapse/export
 import type { SynapseArtifact, SynapseExport } from '../../src/export/synapse/synapse-artifacts.js';
 import { isUpToDate, runSynapseExport } from '../../src/export/synapse/synapse-export-run.js';
 import { exportSynapse } from '../../src/export/synapse/synapse-exporter.js';
-import { metadataFromDir } from '../../src/export/synapse/table-metadata.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
 const fixtures = path.join(here, 'fixtures');
-const metadataDir = path.join(fixtures, 'metadata');
+const metadataDir = path.join(root, 'fixtures', 'metadata');
 const schemaDir = path.join(root, 'synapse', 'schemas');
 
 let defs: PipelineDefinition[];
@@ -27,7 +26,7 @@ let validator: ArtifactValidator;
 
 before(async () => {
   defs = await loadPipelines(path.join(fixtures, 'pipelines'));
-  out = await exportSynapse(defs, { settings: DEFAULT_SETTINGS, metadata: metadataFromDir(metadataDir) });
+  out = await exportSynapse(defs, { settings: DEFAULT_SETTINGS, metadataDir });
   validator = ArtifactValidator.load(schemaDir);
 });
 
@@ -158,7 +157,7 @@ describe('export synapse: artifacts', () => {
       sqlUserName: 'ferry_loader',
       sqlPasswordSecretName: 'ferry-sql-password',
     });
-    const kv = await exportSynapse(defs, { settings, metadata: metadataFromDir(metadataDir) });
+    const kv = await exportSynapse(defs, { settings, metadataDir });
     for (const result of [out, kv]) {
       const text = JSON.stringify(result);
       for (const bad of [
@@ -202,7 +201,7 @@ describe('export synapse: artifacts', () => {
   test('output is deterministic', async () => {
     const again = await exportSynapse([...defs].reverse(), {
       settings: DEFAULT_SETTINGS,
-      metadata: metadataFromDir(metadataDir),
+      metadataDir,
     });
     assert.deepEqual(again, out);
   });

@@ -3,8 +3,10 @@ import { tsqlIdent, tsqlLiteral } from './tsql-statements.js';
 /** What an outbound extract compiles from. */
 export interface ExtractInput {
   readonly table: string;
+  /** Warehouse folder (and external table) name. Default: the table. */
+  readonly output?: string;
   /** Attributes in metadata order; Synapse Link's CSV columns are bound by position in this order. */
-  readonly metadata: { readonly Attributes: readonly Record<string, unknown>[] };
+  readonly metadata: { readonly Attributes: readonly { readonly LogicalName: string }[] };
   readonly format: 'csv' | 'delta';
   /** The Synapse Link folder of the pipeline (informational; the data source points at the container). */
   readonly synapseLinkFolder: string;
@@ -23,12 +25,13 @@ const SYSTEM_TAIL = ['versionnumber', 'createdon', 'modifiedon', 'IsDelete'];
  */
 export function compileExtract(input: ExtractInput): string[] {
   const t = input.table;
+  const out = input.output ?? t;
   const attrs = input.metadata.Attributes.map((a) => String(a.LogicalName)).filter(
     (n) => !SYSTEM_HEAD.includes(n) && !SYSTEM_TAIL.includes(n),
   );
   const columns = [...SYSTEM_HEAD, ...attrs, ...SYSTEM_TAIL];
   const windowTag = `@{replace(replace(replace(variables('windowEnd'), '-', ''), ':', ''), '.', '')}`;
-  const external = tsqlIdent(`${t}_${windowTag}`);
+  const external = tsqlIdent(`${out}_${windowTag}`);
   let from: string;
   let where: string;
   if (input.format === 'csv') {
@@ -52,17 +55,17 @@ export function compileExtract(input: ExtractInput): string[] {
           ', ',
         )}${input.deletes === 'flag-column' ? ', l.[__deleted]' : ''} FROM (${latest}) AS l${input.deletes === 'flag-column' ? '' : ' WHERE l.[__deleted] = 0'}`;
   const statements = [
-    `CREATE EXTERNAL TABLE [ferry_out].${external} WITH (LOCATION = ${windowLocation(`${t}/`, '/')}, DATA_SOURCE = [ferry_warehouse], FILE_FORMAT = [ferry_parquet]) AS ${select}`,
+    `CREATE EXTERNAL TABLE [ferry_out].${external} WITH (LOCATION = ${windowLocation(`${out}/`, '/')}, DATA_SOURCE = [ferry_warehouse], FILE_FORMAT = [ferry_parquet]) AS ${select}`,
   ];
   if (input.deletes === 'separate-file') {
     statements.push(
-      `CREATE EXTERNAL TABLE [ferry_out].${tsqlIdent(`${t}_deletes_${windowTag}`)} WITH (LOCATION = ${windowLocation(`${t}/`, '/deletes/')}, DATA_SOURCE = [ferry_warehouse], FILE_FORMAT = [ferry_parquet]) AS SELECT l.[Id], l.[versionnumber] FROM (${latest}) AS l WHERE l.[__deleted] = 1`,
+      `CREATE EXTERNAL TABLE [ferry_out].${tsqlIdent(`${out}_deletes_${windowTag}`)} WITH (LOCATION = ${windowLocation(`${out}/`, '/deletes/')}, DATA_SOURCE = [ferry_warehouse], FILE_FORMAT = [ferry_parquet]) AS SELECT l.[Id], l.[versionnumber] FROM (${latest}) AS l WHERE l.[__deleted] = 1`,
     );
   }
   // The external table is only a name for the files; dropping it keeps the Parquet and frees the name.
   statements.push(`DROP EXTERNAL TABLE [ferry_out].${external}`);
   if (input.deletes === 'separate-file')
-    statements.push(`DROP EXTERNAL TABLE [ferry_out].${tsqlIdent(`${t}_deletes_${windowTag}`)}`);
+    statements.push(`DROP EXTERNAL TABLE [ferry_out].${tsqlIdent(`${out}_deletes_${windowTag}`)}`);
   return statements;
 }
 

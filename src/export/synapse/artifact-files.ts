@@ -45,7 +45,9 @@ export async function diffFiles(
   const wanted = new Set(files.map((f) => f.path));
   const existing = [
     ...(await listGenerated(root, layout.synapseDir, ARTIFACT_KINDS.map(String), '.json')),
-    ...(await listGenerated(root, layout.sqlDir, undefined, '.sql')),
+    ...(await listGenerated(root, layout.sqlDir, undefined, '.sql')).filter(
+      (p) => !p.startsWith(`${layout.sqlDir}/extract/`),
+    ),
   ];
   const removed = existing.filter((p) => !wanted.has(p)).sort();
   return { added, changed, removed };

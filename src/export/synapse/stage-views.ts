@@ -54,6 +54,8 @@ export interface SynapseLinkView {
 export interface ExtractView {
   readonly table: string;
   readonly query: string;
+  /** Warehouse folder name. Default: the table name. */
+  readonly output?: string;
 }
 
 /** Outbound sink: `write-parquet`. */
@@ -132,10 +134,10 @@ export function viewPipeline(def: PipelineDefinition): InboundView | OutboundVie
     );
   }
   const tables = Array.isArray(src.tables) ? (src.tables as unknown[]).map(String) : [];
-  const views: ExtractView[] = extracts.map((e) => ({
-    table: str(e, 'table', def.name),
-    query: optStr(e, 'query') ?? 'default',
-  }));
+  const views: ExtractView[] = extracts.map((e) => {
+    const output = optStr(e, 'output');
+    return { table: str(e, 'table', def.name), query: optStr(e, 'query') ?? 'default', ...(output ? { output } : {}) };
+  });
   // Without an explicit extract every table is written as read (the default extract).
   const effective = views.length > 0 ? views : tables.map((t) => ({ table: t, query: 'default' }));
   const deletes = optStr(sinks[0], 'deletes') ?? 'flag-column';

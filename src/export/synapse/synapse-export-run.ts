@@ -7,7 +7,6 @@ import { ArtifactValidator, defaultSchemaDir, formatProblems } from './artifact-
 import type { SynapseExportSettings } from './export-settings.js';
 import type { GeneratedFile, SynapseExport } from './synapse-artifacts.js';
 import { exportSynapse } from './synapse-exporter.js';
-import { metadataFromDir } from './table-metadata.js';
 
 /** Inputs of one `ferry export synapse`. */
 export interface SynapseExportRun {
@@ -38,7 +37,7 @@ export interface SynapseExportOutcome {
 export async function runSynapseExport(run: SynapseExportRun): Promise<SynapseExportOutcome> {
   const result = await exportSynapse(run.pipelines, {
     settings: run.settings,
-    metadata: metadataFromDir(run.metadataDir),
+    metadataDir: run.metadataDir,
     readExtract: (file) => fs.readFile(path.resolve(run.root, file), 'utf8').catch(() => undefined),
   });
   const schemaDir = run.schemaDir ?? defaultSchemaDir();

@@ -1,6 +1,13 @@
+import { loadMetadata } from '../../connectors/dataverse/metadata-snapshot.js';
 import { FerryError } from '../../core/errors.js';
+import type { DataverseMapping } from '../../core/mapping.js';
 import { type PipelineDefinition, parseDuration } from '../../core/pipeline.js';
-import { type ConversionNames, compileConversion } from '../../dialects/tsql/conversion-sql.js';
+import {
+  type ConversionNames,
+  compileConversion,
+  type KeymapTarget,
+  keymapRefreshFor,
+} from '../../dialects/tsql/conversion-sql.js';
 import { compileExtract } from '../../dialects/tsql/extract-sql.js';
 import {
   STATE_SCHEMA,
@@ -10,20 +17,23 @@ import {
   tsqlLiteral,
   tsqlTable,
 } from '../../dialects/tsql/tsql-statements.js';
+import { loadConversionPlan } from '../../stages/convert-to-dataverse.js';
 import type { SynapseExportSettings } from './export-settings.js';
 import { type InboundView, type OutboundView, viewPipeline } from './stage-views.js';
 import { type GeneratedFile, NAMES, type SynapseArtifact, type SynapseExport, snake } from './synapse-artifacts.js';
-import { alternateKeyName, type MetadataSource, type TableMetadataView } from './table-metadata.js';
 
 /** What the exporter needs besides the definitions. */
 export interface ExportOptions {
   readonly settings: SynapseExportSettings;
-  readonly metadata: MetadataSource;
+  /** Dataverse metadata snapshots (`fixtures/metadata` by default). */
+  readonly metadataDir: string;
   /** Extract SQL files by path (for `run-sql-extract` queries other than `default`); the T-SQL twin is `<name>.tsql.sql`. */
   readonly readExtract?: (file: string) => Promise<string | undefined>;
 }
 
 const STAGING_SCHEMA = 'stg';
+/** Hand-written T-SQL twins of custom extract queries (not generated; `--check` leaves them alone). */
+export const TSQL_EXTRACT_DIR = 'sql/tsql/extract';
 const ANNOTATION = 'generated-by-dataverse-ferry';
 
 /**
@@ -372,33 +382,34 @@ async function inboundPipeline(
   const { settings } = options;
   const base = snake(def.name);
   const table = view.upsert.table;
-  const metaByTable = new Map<string, TableMetadataView>();
-  metaByTable.set(view.mapping.table, await options.metadata(view.mapping.table));
-  for (const c of view.mapping.columns) {
-    const targets = c.lookup?.table ? [c.lookup.table] : Object.keys(c.lookup?.keys ?? {});
-    for (const t of targets) if (!metaByTable.has(t)) metaByTable.set(t, await options.metadata(t));
-  }
-  const meta = metaByTable.get(view.mapping.table)!;
-  const keyName = alternateKeyName(meta, view.mapping.key);
-  if (!keyName) {
-    throw new FerryError(
-      'export.alternate_key',
-      `Table \`${view.mapping.table}\` has no alternate key on \`${view.mapping.key.join(', ')}\` in its metadata snapshot; define the key in Dataverse and pull metadata again, or map the key columns of an existing key.`,
-    );
-  }
+  // The same plan the local runner converts with: one definition, two executors.
+  const plan = await loadConversionPlan(view.mapping.spec as unknown as DataverseMapping, options.metadataDir);
   const names: ConversionNames = {
     staged: { schema: STAGING_SCHEMA, table: `${base}_staged` },
     rows: { schema: STAGING_SCHEMA, table: `${base}_rows` },
+    work: { schema: STAGING_SCHEMA, table: `${base}_work` },
     converted: { schema: STAGING_SCHEMA, table: `${base}_converted` },
     sink: { schema: STAGING_SCHEMA, table: `${base}_sink` },
     rejects: { schema: STATE_SCHEMA, table: 'rejects' },
     keymap: { schema: STATE_SCHEMA, table: 'keymap' },
   };
-  const compiled = compileConversion(view.mapping, metaByTable, names);
+  const compiled = compileConversion(plan, names);
+  const keymapTargets: KeymapTarget[] = [];
+  for (const t of compiled.keymapTargets) {
+    keymapTargets.push({ ...t, idAttribute: (await loadMetadata(options.metadataDir, t.table)).PrimaryIdAttribute });
+  }
+  const keyName = plan.keyName;
+  const refresh = keymapTargets.flatMap((t) => keymapRefreshFor(t, names));
+  const convertStatements = [
+    ...refresh,
+    ...compiled.lineage,
+    ...compiled.classify,
+    ...compiled.converted,
+    ...compiled.rejects,
+    ...compiled.sink,
+  ];
   const source = `lake:${view.source.folder}`;
   const sqlPath = (f: string) => `sql/tsql/${def.name}/${f}`;
-  const convertSql = scriptText(compiled.convert);
-  const keymapTargets = compiled.keymapTargets;
 
   const activities: Record<string, unknown>[] = [
     scriptActivity(
@@ -497,7 +508,7 @@ async function inboundPipeline(
     scriptActivity(
       'ConvertToDataverse',
       NAMES.sql,
-      scriptTextWithRefresh(compiled.keymapRefresh, convertSql),
+      scriptText(convertStatements),
       [after('CopyParquetToStaging'), ...keymapActivities.map((a) => after(a))],
       runParams(def.name),
     ),
@@ -572,7 +583,7 @@ async function inboundPipeline(
       path: sqlPath('convert.sql'),
       content: sqlFile(
         `Conversion of \`${def.name}\` (${view.mapping.table}) to Dataverse column types. Parameters: @run_id, @pipeline.`,
-        [...compiled.keymapRefresh, ...compiled.convert],
+        convertStatements,
       ),
     },
     {
@@ -580,12 +591,8 @@ async function inboundPipeline(
       content: sqlFile(`Rows the Copy activity sends to Dataverse for \`${def.name}\`.`, [compiled.sinkQuery]),
     },
   ];
-  const dataverseTables = [table, ...keymapTargets.map((t) => t.table)];
+  const dataverseTables = [table, ...keymapTargets.map((t: KeymapTarget) => t.table)];
   return { pipeline, sql, dataverseTables };
-}
-
-function scriptTextWithRefresh(refresh: readonly string[], convertSql: string): string {
-  return [scriptText(refresh), convertSql].filter((s) => s.length > 0).join('\n');
 }
 
 async function outboundPipeline(
@@ -657,20 +664,28 @@ async function outboundPipeline(
   const sql: GeneratedFile[] = [];
   const extractNames: string[] = [];
   for (const x of view.extracts) {
-    const meta = await options.metadata(x.table);
+    const meta = await loadMetadata(options.metadataDir, x.table);
     let custom: string | undefined;
     if (x.query !== 'default') {
-      const twin = x.query.replace(/\.sql$/, '.tsql.sql');
+      // Custom extracts are DuckDB SQL; serverless SQL runs a hand-written T-SQL twin reading from `src`.
+      const twin = `${TSQL_EXTRACT_DIR}/${x.query.split('/').pop()}`;
       custom = await options.readExtract?.(twin);
       if (custom === undefined) {
         throw new FerryError(
           'export.extract_not_portable',
-          `Extract query \`${x.query}\` of pipeline \`${def.name}\` is DuckDB SQL; write its T-SQL twin \`${twin}\` (reading from \`src\`) so the export can run it on serverless SQL.`,
+          `Extract query \`${x.query}\` of pipeline \`${def.name}\` is DuckDB SQL; write its T-SQL twin \`${twin}\` (a SELECT reading from \`src\`, the latest row per Id) so the export can run it on serverless SQL.`,
         );
       }
+      custom = custom
+        .split('\n')
+        .filter((line) => !line.trim().startsWith('--'))
+        .join('\n')
+        .trim();
     }
+    const output = x.output ?? x.table;
     const statements = compileExtract({
       table: x.table,
+      output,
       metadata: meta,
       format: view.source.format,
       synapseLinkFolder: view.source.folder,
@@ -678,13 +693,13 @@ async function outboundPipeline(
       ...(custom === undefined ? {} : { customSelect: custom }),
     });
     sql.push({
-      path: `sql/tsql/${def.name}/extract-${x.table}.sql`,
+      path: `sql/tsql/${def.name}/extract-${output}.sql`,
       content: sqlFile(
         `Extract of \`${x.table}\` for \`${def.name}\` (serverless SQL; @{...} are pipeline expressions).`,
         statements,
       ),
     });
-    const name = `ExtractToParquet_${x.table}`;
+    const name = `ExtractToParquet_${output}`;
     activities.push(scriptActivity(name, NAMES.serverless, expr(scriptText(statements)), [after(prev)], [], 1));
     extractNames.push(name);
   }
