@@ -135,9 +135,9 @@ export class AdaptiveConcurrency {
     const expectedMs = this.#perRowEwma * rows;
     const interval = expectedMs / this.executionRate;
     const now = this.#now();
-    // A few requests' worth of unused budget may be caught up after a stall (the limit is a sliding window, so
-    // a short lull leaves room); more would risk a burst over the window.
-    const start = Math.max(this.#tat, now - 4 * interval);
+    // Two requests' worth of unused budget may be caught up after a stall (the limit is a sliding window, so a
+    // short lull leaves room); more, on top of a probe, would push the window over the limit.
+    const start = Math.max(this.#tat, now - 2 * interval);
     // Tolerate a small burst (two requests' worth) so lanes starting together are not serialised.
     const waitMs = Math.max(0, start - now - 2 * interval);
     this.#tat = start + interval;
