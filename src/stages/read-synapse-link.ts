@@ -109,6 +109,10 @@ async function planCsv(spec: ReadSynapseLinkSpec, ctx: PlanContext): Promise<Run
   const dirs = entries.filter((e) => e.isDirectory).map((e) => e.path.split('/').at(-1)!);
   const listed: ListedFolder[] = [];
   for (const name of dirs) {
+    if (timestampFolder(name) === undefined) {
+      listed.push({ name, hasModel: false });
+      continue;
+    }
     const model = await ctx.lake.stat(lakeJoin(spec.folder, name, 'model.json'));
     const hasModel = model !== undefined && !model.isDirectory && model.size > 0;
     // Only folders without model.json are listed further: an empty one may be a retry leftover (see planFolders).
