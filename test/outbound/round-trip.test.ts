@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
+import accountsOutbound from '../../pipelines/accounts-outbound.js';
 import { definePipeline } from '../../src/core/pipeline.js';
 import { type RunningEmulator, startEmulator } from '../../src/emulator/server.js';
 import { exportSynapseLink } from '../../src/emulator/synapse-link-export.js';
@@ -136,5 +137,33 @@ describe('closing the loop: emulator → Synapse Link export → outbound pipeli
     assert.equal(rows[0]!.description, ACCOUNTS[0]!.description);
     const deletes = await readParquetRows(`${dir}/deletes-00000.parquet`, 'Id, IsDelete');
     assert.deepEqual(deletes, [{ Id: ACCOUNTS[2]!.id, IsDelete: true }]);
+  });
+
+  it('the accounts-outbound demo pipeline labels choices from the exported OptionsetMetadata', async () => {
+    await send(em, 'PATCH', `accounts(${ACCOUNTS[0]!.id})`, {
+      name: 'Labelled',
+      industrycode: 1,
+      statecode: 0,
+      statuscode: 1,
+    });
+    await send(em, 'PATCH', `accounts(${ACCOUNTS[1]!.id})`, { name: 'Unlabelled' });
+    const exported = await exportSynapseLink(em.store, box.lake, 'synapse-link/dataverse-demo', {
+      metadataDir: `${FIXTURES}/metadata`,
+      now: new Date('2026-02-01T11:00:00Z'),
+    });
+    assert.equal(exported.folder, '2026-02-01T11.00.00Z');
+    assert.equal(em.store.get('account', ACCOUNTS[1]!.id)?.attributes.statecode, 0);
+    const report = await box.run(accountsOutbound);
+    assert.equal(report.status, 'succeeded', report.error?.message);
+    const rows = await readParquetRows(
+      box.warehouse('account_labelled', '2026-02-01T11.00.00Z', 'part-00000.parquet'),
+      'Id, name, industrycode_label, statecode_label',
+      'Id',
+    );
+    assert.deepEqual(rows, [
+      { Id: ACCOUNTS[0]!.id, name: 'Labelled', industrycode_label: 'Accounting', statecode_label: 'Active' },
+      // The emulator gives new rows statecode 0 (Active), like Dataverse.
+      { Id: ACCOUNTS[1]!.id, name: 'Unlabelled', industrycode_label: null, statecode_label: 'Active' },
+    ]);
   });
 });
