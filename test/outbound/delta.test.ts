@@ -202,4 +202,21 @@ describe('outbound Delta: _delta_log replay (checkpoint + commits) → warehouse
       { Id: A(2), versionnumber: 8n, name: 'Mapped', PartitionId: '2026' },
     ]);
   });
+
+  it('uses the JSON commits when a v2 checkpoint stands next to them, and refuses when they are gone', async () => {
+    const logDir = box.lakePath(LOG);
+    const v2 = '00000000000000000003.checkpoint.80a083e8-7026-4e79-81be-64bd76c43a11.json';
+    fs.writeFileSync(`${logDir}/${v2}`, '{"checkpointMetadata":{"version":3}}\n');
+    const ok = await box.run(pipeline('account'));
+    assert.equal(ok.status, 'succeeded', ok.error?.message);
+    assert.equal(ok.counts.read, 4);
+    // Without the classic checkpoint and commit 3, only the v2 checkpoint covers version 3.
+    fs.rmSync(`${logDir}/00000000000000000002.checkpoint.parquet`);
+    fs.rmSync(`${logDir}/00000000000000000003.json`);
+    fs.writeFileSync(`${logDir}/00000000000000000004.json`, '{"commitInfo":{"operation":"WRITE"}}\n');
+    const refused = await box.run(pipeline('account'));
+    assert.equal(refused.status, 'failed');
+    assert.equal(refused.error?.code, 'delta.unsupported_feature');
+    assert.match(refused.error!.message, /reader feature `v2Checkpoint`/);
+  });
 });
