@@ -350,7 +350,8 @@ function typedDecimal(
   const sc = Q('sc');
   const sign = `${Q('m')}['s']`;
   const fastText = scale > 0 ? `rtrim(rtrim(CAST(${d} AS VARCHAR), '0'), '.')` : `CAST(${d} AS VARCHAR)`;
-  const fastReason = `CASE ${scale > p ? `WHEN ${d} <> round(${d}, ${p}) THEN ${reason('number.precision')} ` : ''}WHEN ${d} < ${column.min} OR ${d} > ${column.max} THEN ${reason('number.out_of_range')} END`;
+  const range = [bound(d, '<', column.min, scale), bound(d, '>', column.max, scale)].filter((x) => x !== null);
+  const fastReason = `CASE ${scale > p ? `WHEN ${d} <> round(${d}, ${p}) THEN ${reason('number.precision')} ` : ''}${range.length ? `WHEN ${range.join(' OR ')} THEN ${reason('number.out_of_range')} ` : ''}END`;
   const slowReason = `CASE WHEN length(${f}) > ${p} THEN ${reason('number.precision')} WHEN ${sc} IS NULL OR ${sc} < ${scaled(column.min)} OR ${sc} > ${scaled(column.max)} THEN ${reason('number.out_of_range')} END`;
   return {
     prepare: [
@@ -365,6 +366,25 @@ function typedDecimal(
     reason: `CASE WHEN ${Q('raw')} IS NULL THEN NULL WHEN ${d} IS NOT NULL THEN ${fastReason} ELSE ${slowReason} END`,
     value: `CASE WHEN ${Q('raw')} IS NULL THEN ${nullJson} WHEN ${d} IS NOT NULL THEN ${fastText} WHEN ${sc} IS NULL THEN NULL ELSE (CASE WHEN ${sc} < 0 THEN '-' ELSE '' END) || (CASE WHEN ${i} = '' THEN '0' ELSE ${i} END) || (CASE WHEN ${f} = '' THEN '' ELSE '.' || ${f} END) END`,
   };
+}
+
+/**
+ * `d < limit` / `d > limit` for a DECIMAL(18,scale) value, with the limit as a DECIMAL(18,scale) literal: a wider
+ * literal would make DuckDB compare every row as DECIMAL(>18), ~10× slower. A limit beyond 18 digits cannot be
+ * crossed (null: no check); one with digits beyond `scale` keeps the exact (slower) literal.
+ */
+function bound(d: string, op: '<' | '>', limit: string, scale: number): string | null {
+  const [int = '', frac = ''] = limit.replace('-', '').split('.');
+  const extra = frac.slice(scale);
+  if (/[1-9]/.test(extra)) return `${d} ${op} ${limit}`;
+  if (int.replace(/^0+/, '').length > 18 - scale) {
+    // |limit| ≥ 10^(18-scale) > |d|: `d > max` with a positive max (or `d < min` with a negative min) never holds.
+    const negative = limit.startsWith('-');
+    if ((op === '>' && !negative) || (op === '<' && negative)) return null;
+    return 'TRUE';
+  }
+  const kept = scale > 0 ? `${limit.split('.')[0]}.${frac.slice(0, scale).padEnd(scale, '0')}` : limit.split('.')[0]!;
+  return `${d} ${op} CAST(${L(kept)} AS DECIMAL(18,${scale}))`;
 }
 
 /** Parses number text into sign, integer digits (no leading zeros) and fraction digits (no trailing zeros). */
