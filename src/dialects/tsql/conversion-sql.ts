@@ -23,6 +23,7 @@ export const TSQL_DIALECT_CAPABILITIES: DialectCapabilities = {
   jsonPayload: 'for-json-path',
 };
 
+/** A table: `schema` empty means the connection's default schema (one-part name). */
 interface TableName {
   readonly schema: string;
   readonly table: string;
@@ -30,6 +31,8 @@ interface TableName {
 
 /** Tables the compiled statements use. */
 export interface ConversionNames {
+  /** Prefix of shared staging tables (the key map copies), e.g. `stg_`. */
+  readonly prefix: string;
   /** Source rows as copied (source columns + `__source_file`). */
   readonly staged: TableName;
   /** Source rows with `__row_id` and `__row_number` (the staging contract's `staged`). */
@@ -76,7 +79,9 @@ const UNSAFE = "N'%[/\\<>*%&:?]%'";
 const GUID_LIKE = `'[0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F]-[0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F]-[0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F]-[0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F]-[0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F][0-9a-fA-F]'`;
 
 const q = tsqlIdent;
-const T = (n: TableName) => tsqlTable(n.schema, n.table);
+// Staging tables use one-part names (the connection's default schema): `SELECT ... INTO` then stays within what
+// common T-SQL tooling parses (node-sql-parser rejects two-part names after INTO).
+const T = (n: TableName) => (n.schema ? tsqlTable(n.schema, n.table) : q(n.table));
 /** Source value as text (datetime2 converts in ODBC canonical form). */
 const text = (source: string) => `CONVERT(NVARCHAR(MAX), s.${q(source)})`;
 /** Trimmed text, NULL when NULL or blank (spaces only, like the reference converter). */
@@ -150,7 +155,7 @@ export function compileConversion(plan: ConversionPlan, names: ConversionNames):
       `SELECT @run_id, @pipeline, N'convert-to-dataverse', c.[__reason], CONCAT(N'Column \`', CASE c.[__reason_column] ${plan.columns.map((col) => `WHEN ${col.index} THEN ${tsqlLiteral(col.attribute)}`).join(' ')} END, N'\` (source \`', CASE c.[__reason_column] ${plan.columns.map((col) => `WHEN ${col.index} THEN ${tsqlLiteral(col.sources.join(', '))}`).join(' ')} END, N'\`) was rejected: ', c.[__reason], N'; fix the source row or the mapping, then replay it.'), c.[__key], c.[__source_file], c.[__row_number], (SELECT s.* FOR JSON PATH, WITHOUT_ARRAY_WRAPPER), ${NOW} ` +
       `FROM ${T(work)} AS c INNER JOIN ${p} AS s ON s.[__row_id] = c.[__row_id] WHERE c.[__outcome] = N'reject'`,
   ];
-  const counts = `SELECT [__outcome] AS [outcome], COUNT_BIG(*) AS [n] FROM ${T(work)} GROUP BY [__outcome]`;
+  const counts = `SELECT [__outcome] AS [outcome], COUNT(*) AS [n] FROM ${T(work)} GROUP BY [__outcome]`;
 
   // Sink for the Copy activity: lookups by alternate key become GUIDs from the key map (the Copy sink cannot bind
   // `@odata.bind` by key); a lookup whose target is not in the map is rejected as `lookup.target_missing`.
@@ -226,8 +231,8 @@ export function compileConversion(plan: ConversionPlan, names: ConversionNames):
 
 /** Statements that refresh the key map of one lookup target from its raw copy (`stg.keymap_<table>_raw`). */
 export function keymapRefreshFor(t: KeymapTarget, names: ConversionNames): string[] {
-  const raw = { schema: names.sink.schema, table: `keymap_${t.table}_raw` };
-  const fresh = { schema: names.sink.schema, table: `keymap_${t.table}` };
+  const raw = { schema: names.sink.schema, table: `${names.prefix}keymap_${t.table}_raw` };
+  const fresh = { schema: names.sink.schema, table: `${names.prefix}keymap_${t.table}` };
   const pred = `CONCAT(${t.keyAttributes.map((k, i) => `${i ? "N',', " : ''}N'${k}=''', REPLACE(CONVERT(NVARCHAR(4000), s.${q(k)}), N'''', N''''''), N''''`).join(', ')})`;
   return [
     `DROP TABLE IF EXISTS ${T(fresh)}`,
@@ -386,7 +391,8 @@ function column(c: ColumnPlan, alias: (n: string) => string): ColumnSql {
           // Source order, first occurrence of each member kept.
           [
             v,
-            `(SELECT STRING_AGG(CONVERT(NVARCHAR(20), u.[member]), N',') WITHIN GROUP (ORDER BY u.[first]) FROM (SELECT ${member(item)} AS [member], MIN(m.[ordinal]) AS [first] FROM ${split} WHERE ${item} <> N'' GROUP BY ${member(item)}) AS u)`,
+            // Source order, first occurrence of each member kept: an ordered FOR JSON list of integers, unwrapped.
+            `NULLIF(REPLACE(REPLACE(REPLACE(REPLACE((SELECT u.[member] FROM (SELECT ${member(item)} AS [member], MIN(m.[ordinal]) AS [first] FROM ${split} WHERE ${item} <> N'' GROUP BY ${member(item)}) AS u ORDER BY u.[first] FOR JSON PATH), N'{"member":', N''), N'}', N''), N'[', N''), N']', N''), N'')`,
           ],
         ],
         reason: `CASE WHEN ${ref('t')} IS NOT NULL AND ${ref('bad')} = 1 THEN N'multiselect.invalid_member' END`,
@@ -424,7 +430,7 @@ function lookupColumn(
       [alias('set'), `CASE WHEN NOT (${allBlank}) THEN ${pick((p) => tsqlLiteral(p.target.entitySetName))} END`],
       [alias('pred'), `CASE WHEN NOT (${allBlank}) THEN ${pick((p) => p.pred)} END`],
       [alias('target'), `CASE WHEN NOT (${allBlank}) THEN ${pick((p) => tsqlLiteral(p.target.table))} END`],
-      [alias('reason'), `CASE ${unknown}ELSE ${reason} END`],
+      [alias('reason'), unknown ? `CASE ${unknown}ELSE ${reason} END` : reason],
       ...c.targets.map(
         (t, i) =>
           [

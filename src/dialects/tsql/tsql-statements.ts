@@ -26,9 +26,9 @@ export function tsqlIdent(name: string): string {
   return `[${name.replaceAll(']', ']]')}]`;
 }
 
-/** Two-part name `[schema].[table]`. */
+/** Two-part name `[schema].[table]`; an empty schema gives the one-part name (the connection's default schema). */
 export function tsqlTable(schema: string, table: string): string {
-  return `${tsqlIdent(schema)}.${tsqlIdent(table)}`;
+  return schema ? `${tsqlIdent(schema)}.${tsqlIdent(table)}` : tsqlIdent(table);
 }
 
 /** Unicode string literal (`N'...'`, single quotes doubled). */

@@ -31,7 +31,9 @@ export interface ExportOptions {
   readonly readExtract?: (file: string) => Promise<string | undefined>;
 }
 
-const STAGING_SCHEMA = 'stg';
+/** Staging tables live in the SQL user's default schema (`dbo`) with this prefix; see conversion-sql.ts for why. */
+const STAGING_SCHEMA = 'dbo';
+const STAGING_PREFIX = 'stg_';
 /** Hand-written T-SQL twins of custom extract queries (not generated; `--check` leaves them alone). */
 export const TSQL_EXTRACT_DIR = 'sql/tsql/extract';
 const ANNOTATION = 'generated-by-dataverse-ferry';
@@ -385,11 +387,12 @@ async function inboundPipeline(
   // The same plan the local runner converts with: one definition, two executors.
   const plan = await loadConversionPlan(view.mapping.spec as unknown as DataverseMapping, options.metadataDir);
   const names: ConversionNames = {
-    staged: { schema: STAGING_SCHEMA, table: `${base}_staged` },
-    rows: { schema: STAGING_SCHEMA, table: `${base}_rows` },
-    work: { schema: STAGING_SCHEMA, table: `${base}_work` },
-    converted: { schema: STAGING_SCHEMA, table: `${base}_converted` },
-    sink: { schema: STAGING_SCHEMA, table: `${base}_sink` },
+    prefix: STAGING_PREFIX,
+    staged: { schema: '', table: `${STAGING_PREFIX}${base}_staged` },
+    rows: { schema: '', table: `${STAGING_PREFIX}${base}_rows` },
+    work: { schema: '', table: `${STAGING_PREFIX}${base}_work` },
+    converted: { schema: '', table: `${STAGING_PREFIX}${base}_converted` },
+    sink: { schema: '', table: `${STAGING_PREFIX}${base}_sink` },
     rejects: { schema: STATE_SCHEMA, table: 'rejects' },
     keymap: { schema: STATE_SCHEMA, table: 'keymap' },
   };
@@ -415,12 +418,7 @@ async function inboundPipeline(
     scriptActivity(
       'BeginRun',
       NAMES.sql,
-      expr(
-        scriptText([
-          beginRunSql(def.name),
-          `DROP TABLE IF EXISTS ${tsqlTable(names.staged.schema, names.staged.table)}`,
-        ]),
-      ),
+      expr(scriptText([beginRunSql(def.name), `DROP TABLE IF EXISTS ${tsqlIdent(names.staged.table)}`])),
       [],
       [],
       2,
@@ -473,13 +471,13 @@ async function inboundPipeline(
           parameters: { fileSystem: settings.lakeFileSystem, folderPath: view.source.folder },
         },
       ],
-      outputs: [sqlTableRef(names.staged.schema, names.staged.table)],
+      outputs: [sqlTableRef(STAGING_SCHEMA, names.staged.table)],
     },
   ];
   // Key maps: Dataverse GUIDs of lookup targets by alternate key, so lookups become GUID columns the Copy sink takes.
   const keymapActivities: string[] = [];
   for (const t of keymapTargets) {
-    const raw = `keymap_${t.table}_raw`;
+    const raw = `${STAGING_PREFIX}keymap_${t.table}_raw`;
     activities.push({
       name: `CopyKeyMap_${t.table}`,
       type: 'Copy',
@@ -540,7 +538,7 @@ async function inboundPipeline(
           path: `${settings.lakeFileSystem}/errors/${def.name}`,
         },
       },
-      inputs: [sqlTableRef(names.sink.schema, names.sink.table)],
+      inputs: [sqlTableRef(STAGING_SCHEMA, names.sink.table)],
       outputs: [{ referenceName: NAMES.dataverseEntity(table), type: 'DatasetReference' }],
     },
     scriptActivity(
