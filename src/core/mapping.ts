@@ -14,6 +14,7 @@ import { FerryError } from './errors.js';
 
 /** How a choice column reads its source: by option label (case-insensitive, trimmed), by option value, or both. */
 export const CHOICE_MODES = ['label', 'value', 'auto'] as const;
+/** One of `CHOICE_MODES`. */
 export type ChoiceMode = (typeof CHOICE_MODES)[number];
 
 /**
@@ -22,6 +23,7 @@ export type ChoiceMode = (typeof CHOICE_MODES)[number];
  * lookups (a missing reference in a delta rarely means "disassociate").
  */
 export const NULL_MEANINGS = ['omit', 'clear'] as const;
+/** One of `NULL_MEANINGS`. */
 export type NullMeaning = (typeof NULL_MEANINGS)[number];
 
 /**
@@ -50,6 +52,7 @@ export interface PerRowLookupSpec {
   readonly keys: Readonly<Record<string, string | readonly string[] | LookupKeySpec | null>>;
 }
 
+/** Where a lookup points: a fixed table, or a target chosen per row. */
 export type LookupSpec = FixedLookupSpec | PerRowLookupSpec;
 
 /** Multi-select choice read from one delimited text column. */
@@ -126,6 +129,7 @@ export const CONVERSION_REASONS = [
   'lookup.key_unsafe',
   'lookup.target_unknown',
 ] as const;
+/** One of `CONVERSION_REASONS`. */
 export type ConversionReason = (typeof CONVERSION_REASONS)[number];
 
 /** Characters that break alternate-key URLs even percent-encoded (reference §1.1). */
@@ -134,6 +138,7 @@ export const UNSAFE_KEY_CHARACTERS = ['/', '\\', '<', '>', '*', '%', '&', ':', '
 /** Earliest DateTime Dataverse stores (reference §6). */
 export const MIN_DATE = '1753-01-01';
 
+/** One option of a choice column: its integer value and its label. */
 export interface ChoiceOptionPlan {
   readonly value: number;
   readonly label: string;
@@ -160,6 +165,7 @@ export interface LookupTargetPlan {
   readonly guidSource: string | null;
 }
 
+/** The conversion rule of one column with everything it needs from the metadata, as plain data. */
 export type RulePlan =
   | { readonly rule: 'string'; readonly maxLength: number }
   | { readonly rule: 'integer'; readonly min: string; readonly max: string }

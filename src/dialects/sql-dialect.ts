@@ -52,6 +52,7 @@ export interface DialectCapabilities {
   readonly jsonPayload: 'concat' | 'for-json-path';
 }
 
+/** Kinds of staged column types the conversion distinguishes. */
 export const SOURCE_KINDS = [
   'text',
   'integer',
@@ -64,6 +65,7 @@ export const SOURCE_KINDS = [
   'uuid',
   'other',
 ] as const;
+/** One of `SOURCE_KINDS`. */
 export type SourceKind = (typeof SOURCE_KINDS)[number];
 
 /** A staged column's type, reduced to what the conversion cares about. */
@@ -73,6 +75,7 @@ export interface SourceType {
   readonly scale?: number;
 }
 
+/** A staged column: its name and type. */
 export interface SourceColumn extends SourceType {
   readonly name: string;
 }
@@ -116,6 +119,7 @@ export interface ConversionBuilders {
   rowNumber(partitionBy: string, orderBy: string): string;
 }
 
+/** Naming of the column-local aliases in the compiled SQL. */
 export interface AliasNames {
   alias(name: string): string;
   aliasOf(index: number, name: string): string;
@@ -123,9 +127,12 @@ export interface AliasNames {
 
 /** Names of the work table and the outcome values the compiled statements use. */
 export const CONVERSION_WORK_TABLE = '__ferry_convert';
+/** What happened to a staged row: sent, rejected, an older version in the same run, or older than the applied one. */
 export const OUTCOMES = ['ok', 'reject', 'superseded', 'stale'] as const;
+/** One of `OUTCOMES`. */
 export type Outcome = (typeof OUTCOMES)[number];
 
+/** Inputs of `compileConversion` besides the plan and the dialect. */
 export interface CompileOptions {
   /** The staged source columns with their types (from `describeTableSql`). */
   readonly sources: readonly SourceColumn[];

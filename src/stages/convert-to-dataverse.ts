@@ -27,6 +27,7 @@ import {
   type SqlDialect,
 } from '../dialects/sql-dialect.js';
 
+/** The stage kind. */
 export const CONVERT_TO_DATAVERSE = 'convert-to-dataverse' as const;
 
 /** The stage spec: the mapping itself, plain data. */
@@ -45,6 +46,7 @@ export interface DataverseTarget {
   readonly keyAttributes: readonly string[];
   readonly supportsBulk: boolean;
 }
+/** Key of the `DataverseTarget` in `ctx.shared`. */
 export const SHARED_TARGET_KEY = 'dataverse.target';
 
 /**
@@ -96,7 +98,16 @@ export async function describeStaged(staging: StagingEngine, dialect: SqlDialect
 /** Dialects by the staging engine's name. */
 const DIALECTS: Readonly<Record<string, SqlDialect>> = { duckdb: duckdbDialect };
 
-/** The convert-to-dataverse stage: one set-based pass in the staging engine, rejects read back as data. */
+/**
+ * The convert-to-dataverse stage: one set-based pass in the staging engine, rejects read back as data.
+ *
+ * Every staged row ends as exactly one of: converted (in `converted`, `counts.converted`); rejected (first failing
+ * column in mapping order, `ctx.reject`); superseded by a later version of its key in the same run, or older than the
+ * version applied for that key by an earlier run (both `counts.skippedStale`, not rejects: they must not be sent).
+ * Versions of one key collapse before validation, so an invalid older version is skipped, not rejected, and an
+ * invalid latest version is rejected without sending an older one. Equal versions are not stale (a rerun after a
+ * crash re-sends). Applied versions live in `<state>/versions/<pipeline>.parquet`, updated on commit from `upserted`.
+ */
 export const convertToDataverseStage: StageImpl<ConvertToDataverseSpec> = {
   kind: CONVERT_TO_DATAVERSE,
   async run(spec, ctx) {

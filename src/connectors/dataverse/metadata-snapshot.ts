@@ -36,15 +36,22 @@ export const ATTRIBUTE_TYPE_NAMES = [
   'PartyListType',
   'CalendarRulesType',
 ] as const;
+/** One of `ATTRIBUTE_TYPE_NAMES`. */
 export type AttributeTypeName = (typeof ATTRIBUTE_TYPE_NAMES)[number];
 
+/** Values of the (simplified) `RequiredLevel`. */
 export const REQUIRED_LEVELS = ['None', 'Recommended', 'ApplicationRequired', 'SystemRequired'] as const;
+/** One of `REQUIRED_LEVELS`. */
 export type RequiredLevel = (typeof REQUIRED_LEVELS)[number];
 
+/** DateTime behaviours: how Dataverse stores and converts the value. */
 export const DATE_TIME_BEHAVIORS = ['UserLocal', 'DateOnly', 'TimeZoneIndependent'] as const;
+/** One of `DATE_TIME_BEHAVIORS`. */
 export type DateTimeBehavior = (typeof DATE_TIME_BEHAVIORS)[number];
 
+/** States of an alternate key index; only `Active` keys address rows. */
 export const KEY_INDEX_STATUSES = ['Pending', 'InProgress', 'Active', 'Failed'] as const;
+/** One of `KEY_INDEX_STATUSES`. */
 export type KeyIndexStatus = (typeof KEY_INDEX_STATUSES)[number];
 
 /** Fields every attribute has. */
@@ -63,16 +70,19 @@ export interface AttributeBase<T extends AttributeTypeName> {
   readonly IsCustomAttribute?: boolean;
 }
 
+/** Single-line text; `MaxLength` in UTF-16 code units. */
 export interface StringAttribute extends AttributeBase<'StringType'> {
   readonly MaxLength: number;
   readonly FormatName?: string;
 }
 
+/** Multi-line text; `MaxLength` up to 1,048,576. */
 export interface MemoAttribute extends AttributeBase<'MemoType'> {
   readonly MaxLength: number;
   readonly Format?: string;
 }
 
+/** Whole number (Int32) with its own range. */
 export interface IntegerAttribute extends AttributeBase<'IntegerType'> {
   readonly MinValue: number;
   readonly MaxValue: number;
@@ -85,6 +95,7 @@ export interface BigIntAttribute extends AttributeBase<'BigIntType'> {
   readonly MaxValue?: number;
 }
 
+/** Exact decimal number. */
 export interface DecimalAttribute extends AttributeBase<'DecimalType'> {
   readonly MinValue: number;
   readonly MaxValue: number;
@@ -92,12 +103,14 @@ export interface DecimalAttribute extends AttributeBase<'DecimalType'> {
   readonly Precision: number;
 }
 
+/** Floating point number. */
 export interface DoubleAttribute extends AttributeBase<'DoubleType'> {
   readonly MinValue: number;
   readonly MaxValue: number;
   readonly Precision: number;
 }
 
+/** Currency amount, sent as an exact JSON number. */
 export interface MoneyAttribute extends AttributeBase<'MoneyType'> {
   readonly MinValue: number;
   readonly MaxValue: number;
@@ -107,11 +120,13 @@ export interface MoneyAttribute extends AttributeBase<'MoneyType'> {
   readonly PrecisionSource?: 0 | 1 | 2;
 }
 
+/** One side of a yes/no column. */
 export interface BooleanOption {
   readonly Value: 0 | 1;
   readonly Label: string;
 }
 
+/** Yes/no column. */
 export interface BooleanAttribute extends AttributeBase<'BooleanType'> {
   readonly OptionSet?: {
     readonly Name?: string;
@@ -121,23 +136,27 @@ export interface BooleanAttribute extends AttributeBase<'BooleanType'> {
   readonly DefaultValue?: boolean;
 }
 
+/** Date and time with a behaviour (UserLocal, DateOnly, TimeZoneIndependent). */
 export interface DateTimeAttribute extends AttributeBase<'DateTimeType'> {
   readonly DateTimeBehavior: { readonly Value: DateTimeBehavior };
   /** Display only: `DateOnly` or `DateAndTime`. */
   readonly Format?: string;
 }
 
+/** One option of a choice. */
 export interface ChoiceOption {
   readonly Value: number;
   readonly Label: string;
 }
 
+/** The options of a choice column (local or global option set). */
 export interface ChoiceOptionSet<O extends ChoiceOption = ChoiceOption> {
   readonly Name?: string;
   readonly IsGlobal?: boolean;
   readonly Options: readonly O[];
 }
 
+/** Single choice. */
 export interface PicklistAttribute extends AttributeBase<'PicklistType'> {
   readonly OptionSet: ChoiceOptionSet;
   readonly DefaultFormValue?: number;
@@ -148,26 +167,31 @@ export interface MultiSelectPicklistAttribute extends AttributeBase<'MultiSelect
   readonly OptionSet: ChoiceOptionSet;
 }
 
+/** A statecode option and its default status. */
 export interface StateOption extends ChoiceOption {
   readonly DefaultStatus?: number;
   readonly InvariantName?: string;
 }
 
+/** The `statecode` column. */
 export interface StateAttribute extends AttributeBase<'StateType'> {
   readonly OptionSet: ChoiceOptionSet<StateOption>;
   readonly DefaultFormValue?: number;
 }
 
+/** A statuscode option and the state it belongs to. */
 export interface StatusOption extends ChoiceOption {
   /** The statecode value this status belongs to. */
   readonly State: number;
 }
 
+/** The `statuscode` column. */
 export interface StatusAttribute extends AttributeBase<'StatusType'> {
   readonly OptionSet: ChoiceOptionSet<StatusOption>;
   readonly DefaultFormValue?: number;
 }
 
+/** A GUID column (primary ids). */
 export interface UniqueidentifierAttribute extends AttributeBase<'UniqueidentifierType'> {}
 
 /** Lookup, Customer (polymorphic account/contact) and Owner (systemuser/team). */
