@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { type Lake, lakeJoin } from '../connectors/lake/lake.js';
+import { LocalLake } from '../connectors/lake/local-lake.js';
 import { FerryError, UsageError } from '../core/errors.js';
 import { killPoint } from '../core/kill-points.js';
 import type { StageSpec } from '../core/pipeline.js';
@@ -102,25 +104,53 @@ export const writeParquetStage: StageImpl<WriteParquetSpec> = {
   kind: 'write-parquet',
   async run(spec, ctx) {
     const results = (ctx.shared.get(EXTRACT_SHARED_KEY) as ExtractResult[] | undefined) ?? [];
-    const root = ctx.config.warehouse;
-    if (/^[a-z]+:\/\//i.test(root)) {
-      throw new UsageError(
-        `Warehouse \`${root}\` is a URL; write-parquet writes to a local folder only so far. Pass --warehouse <dir>.`,
-      );
-    }
-    for (const result of results) await writeOne(spec, ctx, path.resolve(root), result);
+    const store = warehouseStore(ctx);
+    for (const result of results) await writeOne(spec, ctx, store, result);
   },
 };
 
-async function writeOne(spec: WriteParquetSpec, ctx: StageContext, root: string, result: ExtractResult): Promise<void> {
+/** Where window files go: a lake (with a path prefix) — the configured lake when the warehouse lies inside it. */
+interface WarehouseStore {
+  readonly lake: Lake;
+  readonly prefix: string;
+}
+
+// The default warehouse is `<lake>/warehouse`, so on ADLS the files go through the lake's blob API; a local folder
+// elsewhere gets its own LocalLake. Both write a file locally first (DuckDB writes local files only), then publish.
+function warehouseStore(ctx: StageContext): WarehouseStore {
+  const { lake, warehouse } = ctx.config;
+  const isUrl = (t: string) => /^[a-z]+:\/\//i.test(t);
+  if (isUrl(warehouse)) {
+    const base = lake.replace(/\/+$/, '');
+    if (isUrl(lake) && warehouse.startsWith(`${base}/`))
+      return { lake: ctx.lake, prefix: warehouse.slice(base.length + 1) };
+    throw new UsageError(
+      `Warehouse \`${warehouse}\` is a URL outside the lake \`${lake}\`; put it inside the lake or pass --warehouse <local dir>.`,
+    );
+  }
+  if (!isUrl(lake)) {
+    const rel = path.relative(path.resolve(lake), path.resolve(warehouse));
+    if (rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel))
+      return { lake: ctx.lake, prefix: rel.split(path.sep).join('/') };
+  }
+  return { lake: new LocalLake(warehouse), prefix: '' };
+}
+
+async function writeOne(
+  spec: WriteParquetSpec,
+  ctx: StageContext,
+  store: WarehouseStore,
+  result: ExtractResult,
+): Promise<void> {
+  const { lake } = store;
   const name = windowFolderName(ctx.window);
-  const tableDir = path.join(root, result.output);
-  const finalDir = path.join(tableDir, name);
-  const tmpDir = path.join(tableDir, `.${name}.tmp-${ctx.runId}`);
+  const tableDir = lakeJoin(store.prefix, result.output);
+  const finalDir = lakeJoin(tableDir, name);
+  const tmpDir = lakeJoin(tableDir, `.${name}.tmp-${ctx.runId}`);
   // Temp folders of this window left by a killed run are garbage: the pipeline's lease says that run is gone.
-  const stale = (await fs.readdir(tableDir).catch(() => [] as string[])).filter((n) => n.startsWith(`.${name}.tmp-`));
-  for (const n of stale) await fs.rm(path.join(tableDir, n), { recursive: true, force: true });
-  await fs.mkdir(tmpDir, { recursive: true });
+  for (const e of await lake.list(tableDir)) {
+    if (e.path.split('/').at(-1)!.startsWith(`.${name}.tmp-`)) await lake.delete(e.path, { recursive: true });
+  }
 
   const described = await ctx.staging.all<{ column_name: string; column_type: string }>(
     `DESCRIBE ${duckIdent(result.relation)}`,
@@ -151,7 +181,8 @@ async function writeOne(spec: WriteParquetSpec, ctx: StageContext, root: string,
   let rows = 0;
   let deleted = 0;
   for (const part of parts) {
-    const tmpFile = path.join(tmpDir, part.file);
+    const tmpPath = lakeJoin(tmpDir, part.file);
+    const tmpFile = await lake.localWritePath(tmpPath);
     const query = `SELECT ${select.join(', ')} FROM ${duckIdent(result.relation)} WHERE ${part.where} ${orderBy}`;
     try {
       await ctx.staging.run(
@@ -186,22 +217,21 @@ async function writeOne(spec: WriteParquetSpec, ctx: StageContext, root: string,
       bytes: bytes.length,
       sha256: createHash('sha256').update(bytes).digest('hex'),
     });
+    await lake.publish(tmpPath);
   }
   killPoint('write-parquet:before-rename');
 
   // Replace an earlier attempt of the same window: its manifest goes first, so it never describes other files.
-  await fs.rm(path.join(finalDir, MANIFEST_FILE), { force: true });
-  await fs.rm(finalDir, { recursive: true, force: true });
+  await lake.delete(lakeJoin(finalDir, MANIFEST_FILE));
+  await lake.delete(finalDir, { recursive: true });
   try {
-    await fs.rename(tmpDir, finalDir);
+    for (const f of files) await lake.rename(lakeJoin(tmpDir, f.path), lakeJoin(finalDir, f.path));
+    await lake.delete(tmpDir, { recursive: true });
   } catch (error) {
     throw new FerryError(
       'warehouse.rename',
-      `Moving \`${tmpDir}\` to \`${finalDir}\` failed: ${(error as Error).message}. The window is not marked complete; run again.`,
-      {
-        cause: error,
-        disposition: 'retry',
-      },
+      `Moving \`${tmpDir}\` to \`${finalDir}\` in \`${lake.root}\` failed: ${(error as Error).message}. The window is not marked complete; run again.`,
+      { cause: error, disposition: 'retry' },
     );
   }
   killPoint('write-parquet:before-manifest');
@@ -226,10 +256,12 @@ async function writeOne(spec: WriteParquetSpec, ctx: StageContext, root: string,
     schema,
     files,
   };
-  const tmpManifest = path.join(finalDir, `.${MANIFEST_FILE}.tmp`);
-  await fs.writeFile(tmpManifest, `${JSON.stringify(manifest, null, 2)}\n`);
-  await fs.rename(tmpManifest, path.join(finalDir, MANIFEST_FILE));
+  const tmpManifest = lakeJoin(finalDir, `.${MANIFEST_FILE}.tmp`);
+  await lake.write(tmpManifest, `${JSON.stringify(manifest, null, 2)}\n`);
+  await lake.rename(tmpManifest, lakeJoin(finalDir, MANIFEST_FILE));
   ctx.counts.written += rows;
   ctx.counts.deleted += deleted;
-  ctx.log.info(`Wrote \`${result.output}\` window \`${name}\`: ${rows} rows, ${deleted} deletes.`, { dir: finalDir });
+  ctx.log.info(`Wrote \`${result.output}\` window \`${name}\`: ${rows} rows, ${deleted} deletes.`, {
+    dir: `${lake.root}/${finalDir}`,
+  });
 }

@@ -20,9 +20,17 @@ export class OutboundSandbox {
   readonly lake: LocalLake;
   readonly state: SqliteStateStore;
 
-  constructor() {
+  /** `warehouseOutsideLake` puts the warehouse in `<tmp>/dw` instead of the default `<lake>/warehouse`. */
+  constructor(options: { warehouseOutsideLake?: boolean } = {}) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-outbound-'));
-    this.config = resolveConfig({ lake: path.join(this.dir, 'lake'), state: path.join(this.dir, 'state') }, {});
+    this.config = resolveConfig(
+      {
+        lake: path.join(this.dir, 'lake'),
+        state: path.join(this.dir, 'state'),
+        ...(options.warehouseOutsideLake ? { warehouse: path.join(this.dir, 'dw') } : {}),
+      },
+      {},
+    );
     fs.mkdirSync(this.config.lake, { recursive: true });
     this.lake = new LocalLake(this.config.lake);
     this.state = SqliteStateStore.openIn(this.config.state);

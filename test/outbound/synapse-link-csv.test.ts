@@ -316,3 +316,21 @@ describe('outbound CSV: the non-incremental layout (table folders at the root, r
     );
   });
 });
+
+describe('outbound CSV: warehouse outside the lake', () => {
+  it('writes the window files and manifest under --warehouse', async () => {
+    const box = new OutboundSandbox({ warehouseOutsideLake: true });
+    try {
+      box.copy('synapse-link/incremental-with-deletes', FOLDER);
+      const report = await box.run(pipeline());
+      assert.equal(report.status, 'succeeded', report.error?.message);
+      assert.ok(box.config.warehouse.startsWith(box.dir) && !box.config.warehouse.startsWith(box.config.lake));
+      const dir = box.warehouse('account', `${F1}_${F3}`);
+      assert.deepEqual(fs.readdirSync(dir).sort(), ['_manifest.json', 'part-00000.parquet']);
+      assert.equal((await readParquetRows(`${dir}/part-00000.parquet`, 'count(*) AS n'))[0]!.n, 5n);
+      assert.equal(fs.existsSync(box.lakePath('warehouse')), false);
+    } finally {
+      box.close();
+    }
+  });
+});
