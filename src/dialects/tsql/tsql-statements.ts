@@ -165,16 +165,15 @@ export function leaseResource(pipeline: string): string {
 }
 
 /**
- * Takes a pipeline lease with `sp_getapplock` (session-owned, no wait). The result set has one row
- * `{ acquired: 0 | 1 }`: `sp_getapplock` returns 0 (granted) or 1 (granted after wait), negative when not granted.
- * The lock lives as long as the session, so a crashed process releases it with its connection.
+ * Takes a pipeline lease with `sp_getapplock` (exclusive, session-owned, no wait): two statements on the same
+ * session, the second returning one row `{ acquired: 0 | 1 }` (`APPLOCK_MODE` is `Exclusive` only when granted).
+ * The lock lives as long as the session, so a crashed process releases it with its connection — no expiry needed.
  */
-export function acquireLeaseSql(resource: string, timeoutMs = 0): string {
-  return (
-    `DECLARE @ferry_lock_result INT; ` +
-    `EXEC @ferry_lock_result = sp_getapplock @Resource = ${tsqlLiteral(resource)}, @LockMode = 'Exclusive', @LockOwner = 'Session', @LockTimeout = ${Math.max(0, Math.trunc(timeoutMs))}; ` +
-    `SELECT CASE WHEN @ferry_lock_result >= 0 THEN 1 ELSE 0 END AS acquired`
-  );
+export function acquireLeaseSql(resource: string, timeoutMs = 0): string[] {
+  return [
+    `EXEC sp_getapplock @Resource = ${tsqlLiteral(resource)}, @LockMode = 'Exclusive', @LockOwner = 'Session', @LockTimeout = ${Math.max(0, Math.trunc(timeoutMs))}`,
+    `SELECT CASE WHEN APPLOCK_MODE(N'public', ${tsqlLiteral(resource)}, N'Session') = N'Exclusive' THEN 1 ELSE 0 END AS [acquired]`,
+  ];
 }
 
 /** Releases a lease taken by `acquireLeaseSql` on the same session. */
