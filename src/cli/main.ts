@@ -21,7 +21,7 @@ const GLOBAL_OPTIONS: ParseArgsConfig['options'] = {
 };
 
 function usage(): string {
-  const lines = COMMANDS.map((c) => `  ferry ${c.usage.padEnd(58)} ${c.summary}`);
+  const lines = COMMANDS.flatMap((c) => [`  ferry ${c.usage}`, `      ${c.summary}`]);
   return [
     'Usage: ferry <command> [options]',
     '',
