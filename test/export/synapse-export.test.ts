@@ -6,13 +6,17 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import type { DataverseMapping } from '../../src/core/mapping.js';
 import { definePipeline, type PipelineDefinition } from '../../src/core/pipeline.js';
 import { loadPipelines } from '../../src/core/pipeline-loader.js';
+import { duckdbDialect } from '../../src/dialects/duckdb/conversion-sql.js';
+import { compileConversion as compileDuck } from '../../src/dialects/sql-dialect.js';
 import { ArtifactValidator, formatProblems } from '../../src/export/synapse/artifact-validator.js';
-import { DEFAULT_SETTINGS, mergeSettings } from '../../src/export/synapse/export-settings.js';
+import { DEFAULT_SETTINGS, loadExportSettings, mergeSettings } from '../../src/export/synapse/export-settings.js';
 import type { SynapseArtifact, SynapseExport } from '../../src/export/synapse/synapse-artifacts.js';
 import { isUpToDate, runSynapseExport } from '../../src/export/synapse/synapse-export-run.js';
 import { exportSynapse } from '../../src/export/synapse/synapse-exporter.js';
+import { loadConversionPlan } from '../../src/stages/convert-to-dataverse.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
@@ -305,6 +309,19 @@ describe('export synapse: --check', () => {
     ]);
     const convert = stale.files.find((f) => f.path === 'sql/tsql/accounts-inbound/convert.sql')!.content;
     assert.match(convert, /\[legal_name\]/);
+    assert.doesNotMatch(convert, /\[account_name\]/);
+    // The local runner's DuckDB SQL, compiled from the same definition through the same plan, changes the same way.
+    const duckSql = async (d: PipelineDefinition) => {
+      const spec = d.stages.find((x) => x.kind === 'convert-to-dataverse') as unknown as DataverseMapping;
+      const plan = await loadConversionPlan(spec, metadataDir);
+      const sources = [...plan.sourceColumns].map((name) => ({ name, kind: 'text' as const }));
+      return compileDuck(plan, duckdbDialect, { sources }).classify;
+    };
+    const before = await duckSql(accounts);
+    const afterChange = await duckSql(changed);
+    assert.match(before, /"account_name"/);
+    assert.doesNotMatch(afterChange, /"account_name"/);
+    assert.match(afterChange, /"legal_name"/);
     // A pipeline that disappears leaves files --check reports as extra.
     const fewer = await runSynapseExport({
       ...base,
@@ -313,6 +330,23 @@ describe('export synapse: --check', () => {
     });
     assert.ok(fewer.diff.removed.includes('synapse/pipeline/pl_contacts_outbound.json'));
     assert.ok(fewer.diff.removed.includes('sql/tsql/contacts-outbound/extract-contact.sql'));
+  });
+
+  test('the checked-in synapse/ and sql/tsql/ match the pipelines in pipelines/', async () => {
+    const outcome = await runSynapseExport({
+      pipelines: await loadPipelines(path.join(root, 'pipelines')),
+      settings: await loadExportSettings(path.join(root, 'synapse', 'settings.json')),
+      metadataDir,
+      root,
+      layout: { synapseDir: 'synapse', sqlDir: 'sql/tsql' },
+      schemaDir,
+      check: true,
+    });
+    assert.deepEqual(
+      outcome.diff,
+      { added: [], changed: [], removed: [] },
+      'run `ferry export synapse` and commit synapse/ and sql/tsql/',
+    );
   });
 
   test('the CLI exits 1 with the stale files listed', async () => {
