@@ -27,6 +27,8 @@ export interface SqlDialect {
   concatSkipNulls(separator: string, parts: readonly string[]): string;
   /** `CREATE OR REPLACE TABLE name AS select` (or the dialect's drop-and-create). */
   createTableAs(name: string, select: string): string;
+  /** `CREATE OR REPLACE VIEW name AS select`. */
+  createViewAs(name: string, select: string): string;
   dropTable(name: string): string;
   /** A relation `(key, version)` over the applied versions. */
   appliedVersionsRelation(source: AppliedVersionsSource): string;
@@ -144,14 +146,15 @@ export interface CompileOptions {
 export interface CompiledConversion {
   /** Builds the work table: one row per staged row with its outcome, reason, key, version and payload. */
   readonly classify: string;
-  /** Builds `converted` from the work table (contract in `src/core/staging-contract.ts`). */
+  /**
+   * Makes `converted` (contract in `src/core/staging-contract.ts`) a view of the work table's `ok` rows: a copy would
+   * hold every payload twice (measured: up to a second and a few hundred MB per million rows).
+   */
   readonly converted: string;
   /** Rows `(outcome, n)`. */
   readonly counts: string;
   /** The rejected rows: reason, reason column index, key, lineage and every staged source column as text. */
   readonly rejects: string;
-  /** Drops the work table. */
-  readonly cleanup: string;
 }
 
 /**
@@ -229,6 +232,8 @@ export function compileConversion(
     ...version.prepare.map(([alias, sql]) => `${sql} AS ${q(alias)}`),
   ];
 
+  // Older than the version applied by an earlier run; equal is not stale (a rerun after a crash must re-send).
+  const stale = 'COALESCE(a.version IS NOT NULL AND k.__version < a.version, FALSE)';
   const classify = `WITH kp AS (
   SELECT s.__row_id,
     ${[...keyPrepare, `${version.version} AS __version`].join(',\n    ')}
@@ -260,11 +265,11 @@ SELECT k.__row_id, k.__source_file, k.__row_number, k.__key, k.__key_predicate, 
   CASE
     WHEN k.__key_predicate IS NULL THEN 'reject'
     WHEN w.__row_id IS NULL THEN 'superseded'
-    ${options.appliedVersions ? "WHEN a.version IS NOT NULL AND k.__version < a.version THEN 'stale'" : ''}
+    ${options.appliedVersions ? `WHEN ${stale} THEN 'stale'` : ''}
     WHEN k.__reason IS NOT NULL THEN 'reject'
     ELSE 'ok'
   END AS __outcome,
-  CASE WHEN k.__reason IS NULL THEN ${dialect.concat([dialect.literal('{'), dialect.concatSkipNulls(',', fragments.length ? fragments.map((_, i) => `k.f${i}`) : ['k.f0']), dialect.literal('}')])} END AS __payload
+  CASE WHEN k.__reason IS NULL AND w.__row_id IS NOT NULL${options.appliedVersions ? ` AND NOT ${stale}` : ''} THEN ${dialect.concat([dialect.literal('{'), dialect.concatSkipNulls(',', fragments.length ? fragments.map((_, i) => `k.f${i}`) : ['k.f0']), dialect.literal('}')])} END AS __payload
 FROM k
 LEFT JOIN latest w ON w.__row_id = k.__row_id${options.appliedVersions ? `\nLEFT JOIN ${dialect.appliedVersionsRelation(options.appliedVersions)} a ON a.key = k.__key_predicate` : ''}`;
 
@@ -272,7 +277,7 @@ LEFT JOIN latest w ON w.__row_id = k.__row_id${options.appliedVersions ? `\nLEFT
   const sourceList = options.sources.filter((s) => !s.name.startsWith('__'));
   return {
     classify: dialect.createTableAs(work, classify),
-    converted: dialect.createTableAs(
+    converted: dialect.createViewAs(
       STAGING_TABLES.converted,
       `SELECT __row_id, __source_file, __row_number, __key, __key_predicate, __key_safe, __version, __payload
 FROM ${q(work)} WHERE __outcome = 'ok'`,
@@ -282,6 +287,5 @@ FROM ${q(work)} WHERE __outcome = 'ok'`,
   ${sourceList.map((s) => `${dialect.castText(`s.${q(s.name)}`)} AS ${q(s.name)}`).join(',\n  ') || 'NULL AS __none'}
 FROM ${q(work)} c JOIN ${q(staged)} s ON s.__row_id = c.__row_id
 WHERE c.__outcome = 'reject' ORDER BY c.__row_id`,
-    cleanup: dialect.dropTable(work),
   };
 }

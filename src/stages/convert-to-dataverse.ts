@@ -160,7 +160,6 @@ export const convertToDataverseStage: StageImpl<ConvertToDataverseSpec> = {
         ctx.reject(chunk.map((r) => toReject(r, plan, sourceNames)));
       }
     }
-    await ctx.staging.run(sql.cleanup);
 
     ctx.shared.set(SHARED_TARGET_KEY, {
       table: own.LogicalName,

@@ -93,7 +93,6 @@ export async function runConversion(
   rejects.forEach((r, i) => {
     r.row = Number(ids[i]!.__row_id);
   });
-  await staging.run(sql.cleanup);
   return { converted, rejects, counts };
 }
 

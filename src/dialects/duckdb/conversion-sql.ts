@@ -57,6 +57,7 @@ export const duckdbDialect: SqlDialect = {
   concat: (parts) => (parts.length ? parts.map((p) => `(${p})`).join(' || ') : "''"),
   concatSkipNulls: (separator, parts) => `concat_ws(${L(separator)}, ${parts.join(', ')})`,
   createTableAs: (name, select) => `CREATE OR REPLACE TABLE ${duckIdent(name)} AS\n${select}`,
+  createViewAs: (name, select) => `CREATE OR REPLACE VIEW ${duckIdent(name)} AS\n${select}`,
   dropTable: (name) => `DROP TABLE IF EXISTS ${duckIdent(name)}`,
   appliedVersionsRelation: relation,
   saveAppliedVersionsSql(previous, target) {
