@@ -14,9 +14,12 @@ import type { PlanContext, StageContext, StageImpl } from '../core/stage.js';
 import type { RunWindow, WindowItem } from '../core/window.js';
 import { duckIdent } from '../dialects/duckdb/duckdb-staging.js';
 
+/** The two Synapse Link export formats: CSV incremental folders, or Delta tables. */
 export const SYNAPSE_LINK_FORMATS = ['csv', 'delta'] as const;
+/** One of {@link SYNAPSE_LINK_FORMATS}. */
 export type SynapseLinkFormat = (typeof SYNAPSE_LINK_FORMATS)[number];
 
+/** The `read-synapse-link` stage spec (plain data). */
 export interface ReadSynapseLinkSpec extends StageSpec {
   readonly kind: 'read-synapse-link';
   /** Lake folder of the Synapse Link container, e.g. `synapse-link/dataverse-demo`. */
@@ -36,6 +39,7 @@ export interface ReadSynapseLinkSpec extends StageSpec {
  */
 export const SYNAPSE_LINK_SHARED_KEY = 'synapse-link';
 
+/** One staged table, as the extract stage finds it. */
 export interface StagedSynapseLinkTable {
   readonly table: string;
   /** The view extract SQL reads. */
@@ -47,6 +51,7 @@ export interface StagedSynapseLinkTable {
   readonly sourceFolders: readonly string[];
 }
 
+/** Everything the stage staged in this run. */
 export interface StagedSynapseLink {
   readonly format: SynapseLinkFormat;
   readonly tables: readonly StagedSynapseLinkTable[];

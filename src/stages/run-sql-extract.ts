@@ -6,6 +6,7 @@ import type { StageContext, StageImpl } from '../core/stage.js';
 import { duckIdent } from '../dialects/duckdb/duckdb-staging.js';
 import { type StagedSynapseLink, SYNAPSE_LINK_SHARED_KEY } from './read-synapse-link.js';
 
+/** The `run-sql-extract` stage spec (plain data). */
 export interface RunSqlExtractSpec extends StageSpec {
   readonly kind: 'run-sql-extract';
   /** The staged table the extract is about (skipped when the window did not stage it). */
@@ -24,6 +25,7 @@ export interface RunSqlExtractSpec extends StageSpec {
 /** `ctx.shared` key listing the extract results for the writer: {@link ExtractResult}[]. */
 export const EXTRACT_SHARED_KEY = 'extracts';
 
+/** One extract result handed to the writer. */
 export interface ExtractResult {
   readonly output: string;
   readonly table: string;

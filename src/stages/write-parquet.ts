@@ -11,11 +11,16 @@ import type { RunWindow } from '../core/window.js';
 import { duckIdent, duckLiteral } from '../dialects/duckdb/duckdb-staging.js';
 import { EXTRACT_SHARED_KEY, type ExtractResult } from './run-sql-extract.js';
 
+/** How deletes reach the warehouse: a flag column on the rows, or their own file. */
 export const DELETE_MODES = ['flag-column', 'separate-file'] as const;
+/** One of {@link DELETE_MODES}. */
 export type DeleteMode = (typeof DELETE_MODES)[number];
+/** How GUID columns are written: as text, or as Parquet UUID. */
 export const UUID_MODES = ['string', 'uuid'] as const;
+/** One of {@link UUID_MODES}. */
 export type UuidMode = (typeof UUID_MODES)[number];
 
+/** The `write-parquet` stage spec (plain data). */
 export interface WriteParquetSpec extends StageSpec {
   readonly kind: 'write-parquet';
   /** `warehouse` writes under the configured warehouse root (`--warehouse`, default `<lake>/warehouse`). */

@@ -15,8 +15,10 @@ export const CDM_DATA_TYPES = [
   'guid',
   'json',
 ] as const;
+/** One of {@link CDM_DATA_TYPES}. */
 export type CdmDataType = (typeof CDM_DATA_TYPES)[number];
 
+/** One attribute (CSV column) of a CDM entity. */
 export interface CdmAttribute {
   readonly name: string;
   readonly dataType: CdmDataType;
@@ -27,6 +29,7 @@ export interface CdmAttribute {
   readonly scale?: number;
 }
 
+/** One table of a `model.json`. */
 export interface CdmEntity {
   readonly name: string;
   /** In CSV column order: the CSVs are headerless and bind by position. */
@@ -36,6 +39,7 @@ export interface CdmEntity {
   readonly annotations: Readonly<Record<string, string>>;
 }
 
+/** A parsed `model.json`: the tables it lists. */
 export interface CdmModel {
   readonly name: string;
   readonly entities: readonly CdmEntity[];

@@ -9,6 +9,7 @@ export interface ListedFolder {
   readonly isEmpty?: boolean;
 }
 
+/** What {@link planFolders} decides from. */
 export interface FolderPlanInput {
   readonly folders: readonly ListedFolder[];
   /** Trimmed content of `Changelog/changelog.info`: the folder being written now. */
@@ -23,11 +24,13 @@ export interface FolderPlanInput {
   readonly maxFolders?: number;
 }
 
+/** A folder the window takes, with its time as ISO-8601. */
 export interface PlannedFolder {
   readonly name: string;
   readonly timestamp: string;
 }
 
+/** The folders of the window, in time order, and why it stops where it does. */
 export interface FolderPlan {
   readonly folders: readonly PlannedFolder[];
   /** Why the window stops where it does (for the log), or null when it simply ran out of folders. */
