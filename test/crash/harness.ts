@@ -216,7 +216,7 @@ async function runStep(ws: Workspace, step: Step, killAt?: string): Promise<Step
   if (step.def.direction === 'outbound') await ws.stopEmulator();
   const first = await ws.run(step.def, killAt);
   if (first.signal !== 'SIGKILL') {
-    return { step: -1, killed: false, code: first.code, rerunCode: null, log: first.stderr };
+    return { step: -1, killed: false, code: first.code, rerunCode: null, log: `${first.stderr}${first.stdout}` };
   }
   const rerun = await ws.run(step.def);
   return {
@@ -224,7 +224,7 @@ async function runStep(ws: Workspace, step: Step, killAt?: string): Promise<Step
     killed: true,
     code: null,
     rerunCode: rerun.code,
-    log: `${first.stderr}\n--- rerun ---\n${rerun.stderr}`,
+    log: `${first.stderr}\n--- rerun ---\n${rerun.stderr}${rerun.stdout}`,
   };
 }
 
