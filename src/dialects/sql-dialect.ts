@@ -1,3 +1,4 @@
+import { FerryError } from '../core/errors.js';
 import type { ColumnPlan, ConversionPlan, ConversionReason, KeyPartPlan } from '../core/mapping.js';
 import { STAGING_TABLES } from '../core/staging-contract.js';
 
@@ -288,4 +289,40 @@ FROM ${q(work)} WHERE __outcome = 'ok'`,
 FROM ${q(work)} c JOIN ${q(staged)} s ON s.__row_id = c.__row_id
 WHERE c.__outcome = 'reject' ORDER BY c.__row_id`,
   };
+}
+
+/** Source kinds each rule can read; others are refused up front instead of rejecting every row. */
+const READABLE: Readonly<Record<ColumnPlan['rule'], readonly SourceKind[]>> = {
+  string: SOURCE_KINDS,
+  integer: ['text', 'integer', 'decimal', 'float', 'other'],
+  decimal: ['text', 'integer', 'decimal', 'float', 'other'],
+  double: ['text', 'integer', 'decimal', 'float', 'other'],
+  boolean: ['text', 'integer', 'boolean', 'other'],
+  datetime: ['text', 'timestamp', 'timestamptz', 'date', 'other'],
+  guid: ['text', 'uuid', 'other'],
+  choice: ['text', 'integer', 'other'],
+  multiselect: ['text', 'other'],
+  lookup: ['text', 'integer', 'uuid', 'other'],
+};
+
+/** Checks that every mapped source column has a type its rule can read; throws `mapping.source_type` otherwise. */
+export function checkSourceTypes(plan: ConversionPlan, sources: readonly SourceColumn[]): void {
+  const byName = new Map(sources.map((s) => [s.name, s]));
+  for (const column of plan.columns) {
+    for (const name of column.sources) {
+      const source = byName.get(name);
+      if (!source || READABLE[column.rule].includes(source.kind)) continue;
+      throw new FerryError(
+        'mapping.source_type',
+        `Source column \`${name}\` is ${source.kind}, which cannot become ${column.attributeType} \`${plan.table}.${column.attribute}\`; map another column or cast it in the source.`,
+      );
+    }
+  }
+  const change = byName.get(plan.changeTimestamp);
+  if (change && !['text', 'timestamp', 'timestamptz', 'date', 'integer', 'other'].includes(change.kind)) {
+    throw new FerryError(
+      'mapping.change_timestamp',
+      `Change timestamp \`${plan.changeTimestamp}\` is ${change.kind}; use a timestamp, date, ISO text or integer version column.`,
+    );
+  }
 }

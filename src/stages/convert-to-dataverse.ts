@@ -22,6 +22,7 @@ import { STAGING_TABLES } from '../core/staging-contract.js';
 import { duckdbDialect } from '../dialects/duckdb/conversion-sql.js';
 import {
   type AppliedVersionsSource,
+  checkSourceTypes,
   compileConversion,
   type SourceColumn,
   type SqlDialect,
@@ -135,6 +136,8 @@ export const convertToDataverseStage: StageImpl<ConvertToDataverseSpec> = {
         `Source column(s) \`${missing.join('`, `')}\` of the \`${spec.table}\` mapping are not in the staged data (columns: ${[...staged].filter((s) => !s.startsWith('__')).join(', ')}); fix the mapping or the source.`,
       );
     }
+
+    checkSourceTypes(plan, sources);
 
     const file = versionsFile(ctx.config.state, ctx.pipeline.name);
     const previous: AppliedVersionsSource | null = (await exists(file)) ? { kind: 'parquet', path: file } : null;

@@ -520,3 +520,29 @@ test('versions: text timestamps with offsets and fractions, and integer versions
     [['00000000000000000010', '{"name":"ten"}']],
   );
 });
+
+test('a source type a rule cannot read is refused up front (mapping.source_type)', async () => {
+  const { plan: planOf, stage } = await import('./convert-helpers.js');
+  const { checkSourceTypes } = await import('../../src/dialects/sql-dialect.js');
+  const { describeStaged } = await import('../../src/stages/convert-to-dataverse.js');
+  const { duckdbDialect } = await import('../../src/dialects/duckdb/conversion-sql.js');
+  await stage(s, { no: 'VARCHAR', ts: 'TIMESTAMP', flag: 'BOOLEAN' }, []);
+  const sources = await describeStaged(s, duckdbDialect);
+  const ok = await planOf({
+    table: 'account',
+    key: ['accountnumber'],
+    changeTimestamp: 'ts',
+    columns: { accountnumber: 'no', creditonhold: 'flag' },
+  });
+  checkSourceTypes(ok, sources);
+  const bad = await planOf({
+    table: 'account',
+    key: ['accountnumber'],
+    changeTimestamp: 'ts',
+    columns: { accountnumber: 'no', ferry_onboardedon: 'flag' },
+  });
+  assert.throws(() => checkSourceTypes(bad, sources), {
+    code: 'mapping.source_type',
+    message: /`flag` is boolean, which cannot become DateTimeType `account.ferry_onboardedon`/,
+  });
+});
