@@ -179,7 +179,10 @@ describe('export synapse: artifacts', () => {
       }
       // Every credential-bearing property is a Key Vault reference.
       const walk = (v: unknown, at: string) => {
-        if (Array.isArray(v)) return v.forEach((x, i) => walk(x, `${at}/${i}`));
+        if (Array.isArray(v)) {
+          for (const [i, x] of v.entries()) walk(x, `${at}/${i}`);
+          return;
+        }
         if (!v || typeof v !== 'object') return;
         for (const [k, x] of Object.entries(v)) {
           if (

@@ -47,7 +47,10 @@ function parseTsql(statement: string): void {
 /** Every statement parses, or is a known gap checked another way. */
 function assertParses(statement: string): void {
   const gap = PARSER_GAPS.find((g) => g.pattern.test(statement));
-  if (gap?.pattern.source.startsWith('^MERGE')) return assertMergeParts(statement);
+  if (gap?.pattern.source.startsWith('^MERGE')) {
+    assertMergeParts(statement);
+    return;
+  }
   if (gap) return;
   try {
     parseTsql(statement);

@@ -31,7 +31,7 @@ export class TsqlStaging implements StagingEngine {
 
   #request(params?: readonly unknown[]): sql.Request {
     const request = this.#pool.request();
-    params?.forEach((p, i) => request.input(`p${i + 1}`, p as never));
+    for (const [i, p] of (params ?? []).entries()) request.input(`p${i + 1}`, p as never);
     return request;
   }
 
