@@ -479,6 +479,22 @@ test('typed numeric sources: DOUBLE into Decimal/Integer, wide DECIMAL beyond 18
     'number.precision',
     '{"ferry_weightedamount":-0.5}',
   ]);
+  // Same scale as the column and limits beyond DECIMAL(18,4): no check is needed on the fast route.
+  const same = await convertRows(
+    s,
+    {
+      table: 'opportunity',
+      key: ['ferry_legacyid'],
+      changeTimestamp: 'ts',
+      columns: { ferry_legacyid: 'id', ferry_weightedamount: 'amount' },
+    },
+    { id: 'VARCHAR', ts: 'VARCHAR', amount: 'DECIMAL(18,4)' },
+    [
+      { id: 'O1', ts: '2024-01-01', amount: '12.3400' },
+      { id: 'O2', ts: '2024-01-01', amount: '-99999999999999.9999' },
+    ],
+  );
+  assert.deepEqual(payloads(same), ['{"ferry_weightedamount":12.34}', '{"ferry_weightedamount":-99999999999999.9999}']);
 });
 
 test('versions: text timestamps with offsets and fractions, and integer versions, order the same key', async () => {

@@ -352,7 +352,8 @@ function typedDecimal(
   const sign = `${Q('m')}['s']`;
   const fastText = scale > 0 ? `rtrim(rtrim(CAST(${d} AS VARCHAR), '0'), '.')` : `CAST(${d} AS VARCHAR)`;
   const range = [bound(d, '<', column.min, scale), bound(d, '>', column.max, scale)].filter((x) => x !== null);
-  const fastReason = `CASE ${scale > p ? `WHEN ${d} <> round(${d}, ${p}) THEN ${reason('number.precision')} ` : ''}${range.length ? `WHEN ${range.join(' OR ')} THEN ${reason('number.out_of_range')} ` : ''}END`;
+  const fastChecks = `${scale > p ? `WHEN ${d} <> round(${d}, ${p}) THEN ${reason('number.precision')} ` : ''}${range.length ? `WHEN ${range.join(' OR ')} THEN ${reason('number.out_of_range')} ` : ''}`;
+  const fastReason = fastChecks ? `CASE ${fastChecks}END` : 'NULL';
   const slowReason = `CASE WHEN length(${f}) > ${p} THEN ${reason('number.precision')} WHEN ${sc} IS NULL OR ${sc} < ${scaled(column.min)} OR ${sc} > ${scaled(column.max)} THEN ${reason('number.out_of_range')} END`;
   return {
     prepare: [
