@@ -29,7 +29,17 @@ export interface ReadSynapseLinkSpec extends StageSpec {
   readonly tables: readonly string[];
   /** Largest number of timestamp folders one run takes (CSV). Default: all completed ones. */
   readonly maxFolders?: number;
+  /**
+   * Delta: `snapshot` stages every live row of the new version; `changes` only the rows of live files added after
+   * the last processed version (a superset of the changed rows: a MERGE rewrites whole files). Default `snapshot`.
+   */
+  readonly deltaMode?: DeltaMode;
 }
+
+/** How a Delta window is read; see {@link ReadSynapseLinkSpec.deltaMode}. */
+export const DELTA_MODES = ['snapshot', 'changes'] as const;
+/** One of {@link DELTA_MODES}. */
+export type DeltaMode = (typeof DELTA_MODES)[number];
 
 /**
  * `ctx.shared` key under which this stage describes what it staged: {@link StagedSynapseLink}.
@@ -70,6 +80,7 @@ export function readSynapseLink(options: {
   format?: SynapseLinkFormat;
   tables: readonly string[];
   maxFolders?: number;
+  deltaMode?: DeltaMode;
 }): ReadSynapseLinkSpec {
   const format = options.format ?? 'csv';
   if (!(SYNAPSE_LINK_FORMATS as readonly string[]).includes(format)) {
@@ -83,6 +94,7 @@ export function readSynapseLink(options: {
     format,
     tables: [...options.tables],
     ...(options.maxFolders === undefined ? {} : { maxFolders: options.maxFolders }),
+    ...(options.deltaMode === undefined ? {} : { deltaMode: options.deltaMode }),
   };
 }
 
@@ -347,6 +359,7 @@ async function planDelta(spec: ReadSynapseLinkSpec, ctx: PlanContext): Promise<R
 
 async function runDelta(spec: ReadSynapseLinkSpec, ctx: StageContext): Promise<StagedSynapseLink> {
   const tables: StagedSynapseLinkTable[] = [];
+  const done = parseDeltaCursor(ctx.window.cursorBefore);
   for (const item of ctx.window.items) {
     const m = /^delta:(.+)@(\d+)$/.exec(item.id);
     if (!m)
@@ -356,8 +369,11 @@ async function runDelta(spec: ReadSynapseLinkSpec, ctx: StageContext): Promise<S
       );
     const table = m[1]!;
     const snapshot = await readDeltaSnapshot(ctx.lake, ctx.staging, deltaRoot(spec, table), Number(m[2]));
+    // `changes`: only files added after the version the cursor names (backfills and first runs take everything).
+    const since = spec.deltaMode === 'changes' && ctx.mode !== 'backfill' ? done[table] : undefined;
+    const files = since === undefined ? snapshot.files : snapshot.files.filter((f) => f.addedVersion > since);
     const target = `__sl_${table}`;
-    const rows = await stageDeltaSnapshot(ctx.staging, ctx.lake, snapshot, target);
+    const rows = await stageDeltaSnapshot(ctx.staging, ctx.lake, { ...snapshot, files }, target);
     await ctx.staging.run(
       `CREATE OR REPLACE VIEW ${duckIdent(table)} AS SELECT * EXCLUDE (__bad) FROM ${duckIdent(target)}`,
     );
@@ -374,7 +390,7 @@ async function runDelta(spec: ReadSynapseLinkSpec, ctx: StageContext): Promise<S
       columns: described
         .filter((d) => !d.column_name.startsWith('__'))
         .map((d) => ({ name: d.column_name, sqlType: d.column_type })),
-      sourceFolders: [`delta@${snapshot.version}`],
+      sourceFolders: [since === undefined ? `delta@${snapshot.version}` : `delta@${since + 1}..${snapshot.version}`],
     });
   }
   const labelsRoot = lakeJoin(spec.folder, 'OptionsetMetadata');

@@ -219,4 +219,31 @@ describe('outbound Delta: _delta_log replay (checkpoint + commits) → warehouse
     assert.equal(refused.error?.code, 'delta.unsupported_feature');
     assert.match(refused.error!.message, /reader feature `v2Checkpoint`/);
   });
+
+  it('changes mode: after the first run, only rows of files added since the last processed version', async () => {
+    const def = definePipeline({
+      name: 'account-delta-changes',
+      direction: 'outbound',
+      stages: [
+        readSynapseLink({ folder: FOLDER, format: 'delta', tables: ['account'], deltaMode: 'changes' }),
+        runSqlExtract({ table: 'account' }),
+        writeParquet(),
+      ],
+    });
+    const first = await box.run(def);
+    assert.equal(first.counts.read, 4);
+    fs.writeFileSync(
+      box.lakePath(`${LOG}/00000000000000000004.json`),
+      '{"add":{"path":"PartitionId=2026/part-00003.snappy.parquet","partitionValues":{"PartitionId":"2026"},"size":1,"modificationTime":0,"dataChange":true}}\n',
+    );
+    const next = await box.run(def);
+    assert.equal(next.status, 'succeeded', next.error?.message);
+    assert.equal(next.counts.read, 1);
+    const dir = box.warehouse('account', 'delta.account-v4');
+    assert.deepEqual(await readParquetRows(`${dir}/part-00000.parquet`, 'Id, name, versionnumber'), [
+      { Id: A(4), name: 'Tailspin', versionnumber: 1010n },
+    ]);
+    const manifest = JSON.parse(fs.readFileSync(`${dir}/_manifest.json`, 'utf8')) as WarehouseManifest;
+    assert.deepEqual(manifest.sourceFolders, ['delta@4..4']);
+  });
 });

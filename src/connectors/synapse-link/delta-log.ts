@@ -17,6 +17,8 @@ export interface DeltaField {
 export interface DeltaFile {
   readonly path: string;
   readonly partitionValues: Readonly<Record<string, string | null>>;
+  /** Version whose commit added the file; files known only from a checkpoint get the checkpoint's version. */
+  readonly addedVersion: number;
 }
 
 /** What a reader needs of a Delta table at one version. */
@@ -109,7 +111,8 @@ export async function readDeltaSnapshot(
     const rows = await staging.all<{ j: string }>(
       `SELECT to_json(t)::VARCHAR AS j FROM read_parquet([${files.map(duckLiteral).join(', ')}], union_by_name = true) t`,
     );
-    for (const r of rows) actions.push(JSON.parse(r.j) as Record<string, unknown>);
+    for (const r of rows)
+      actions.push({ ...(JSON.parse(r.j) as Record<string, unknown>), __version: checkpointVersion });
   }
   for (let v = checkpointVersion + 1; v <= target; v++) {
     const file = log.commits.get(v);
@@ -129,7 +132,7 @@ export async function readDeltaSnapshot(
       lineNo += 1;
       if (line.trim() === '') continue;
       try {
-        actions.push(JSON.parse(line) as Record<string, unknown>);
+        actions.push({ ...(JSON.parse(line) as Record<string, unknown>), __version: v });
       } catch (error) {
         throw new FerryError(
           'delta.bad_log',
@@ -152,7 +155,7 @@ function reconcile(tableRoot: string, version: number, actions: readonly Record<
   for (const a of actions) {
     if (isObj(a.protocol)) protocol = a.protocol;
     if (isObj(a.metaData)) metaData = a.metaData;
-    if (isObj(a.add)) live.set(fileKey(a.add), a.add);
+    if (isObj(a.add)) live.set(fileKey(a.add), { ...a.add, __version: a.__version });
     if (isObj(a.remove)) live.delete(fileKey(a.remove));
   }
   if (!protocol || !metaData) {
@@ -170,6 +173,7 @@ function reconcile(tableRoot: string, version: number, actions: readonly Record<
     .map((add) => ({
       path: resolvePath(tableRoot, String(add.path)),
       partitionValues: partitionValuesOf(add.partitionValues),
+      addedVersion: Number(add.__version),
     }))
     .sort((x, y) => (x.path < y.path ? -1 : 1));
   return { version, fields, partitionColumns, files };
