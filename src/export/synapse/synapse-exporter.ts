@@ -633,7 +633,8 @@ async function outboundPipeline(
         firstRowOnly: true,
       },
     });
-    windowEndExpr = `@if(empty(pipeline().parameters.windowEnd), activity('LookupChangelog').output.firstRow.Prop_0, formatDateTime(pipeline().parameters.windowEnd, 'yyyy-MM-ddTHH.mm.ssZ'))`;
+    // A requested window end never reaches past the in-progress folder either (a backfill of the current window).
+    windowEndExpr = `@if(or(empty(pipeline().parameters.windowEnd), less(activity('LookupChangelog').output.firstRow.Prop_0, formatDateTime(pipeline().parameters.windowEnd, 'yyyy-MM-ddTHH.mm.ssZ'))), activity('LookupChangelog').output.firstRow.Prop_0, formatDateTime(pipeline().parameters.windowEnd, 'yyyy-MM-ddTHH.mm.ssZ'))`;
   } else {
     windowEndExpr = `@if(empty(pipeline().parameters.windowEnd), utcNow('yyyy-MM-ddTHH:mm:ssZ'), pipeline().parameters.windowEnd)`;
   }
@@ -782,7 +783,8 @@ function schedules(defs: readonly PipelineDefinition[], s: SynapseExportSettings
           waitOnCompletion: true,
           parameters: {
             windowStart: '',
-            windowEnd: expr('@pipeline().parameters.scheduledTime'),
+            // Empty: each pipeline runs from its watermark to now (inbound) or to the in-progress folder (outbound).
+            windowEnd: '',
             mode: 'scheduled',
           },
         },
