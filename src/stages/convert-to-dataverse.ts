@@ -247,8 +247,15 @@ export function rejectMessage(
     case 'choice.unknown_label':
     case 'choice.unknown_value':
     case 'multiselect.invalid_member': {
-      const options = 'options' in column ? column.options.map((o) => `${o.value} ${o.label}`).join(', ') : '';
-      return `${where} is not an option of \`${column.attribute}\` (${options}); add the option in Dataverse and re-pull the metadata, or fix the source.`;
+      const all = 'options' in column ? column.options.map((o) => `${o.value} ${o.label}`) : [];
+      const options = all.length > 8 ? `${all.slice(0, 8).join(', ')}, … ${all.length - 8} more` : all.join(', ');
+      const what =
+        reason === 'choice.unknown_label'
+          ? 'an option label'
+          : reason === 'choice.unknown_value'
+            ? 'an option value'
+            : 'all options';
+      return `${where} is not ${what} of \`${column.attribute}\` (${options}); add the option in Dataverse and re-pull the metadata, or fix the source.`;
     }
     case 'status.invalid_for_state':
       return `${where} does not belong to the mapped statecode; pick a status reason of that state.`;
