@@ -11,8 +11,14 @@ import { FerryError } from '../../src/core/errors.js';
 import { loadPipelines } from '../../src/core/pipeline-loader.js';
 import { exportFiles, writeFiles } from '../../src/export/synapse/artifact-files.js';
 import { DEFAULT_SETTINGS } from '../../src/export/synapse/export-settings.js';
-import type { SynapseArtifact } from '../../src/export/synapse/synapse-artifacts.js';
-import { applyDeploy, formatEvent, partialDeployError, planDeploy } from '../../src/export/synapse/synapse-deployer.js';
+import { NAMES, type SynapseArtifact } from '../../src/export/synapse/synapse-artifacts.js';
+import {
+  applyDeploy,
+  deployOrder,
+  formatEvent,
+  partialDeployError,
+  planDeploy,
+} from '../../src/export/synapse/synapse-deployer.js';
 import { exportSynapse } from '../../src/export/synapse/synapse-exporter.js';
 import { type RecordedRequest, startFakeSynapse } from './fake-synapse-server.js';
 
@@ -213,5 +219,28 @@ describe('ferry deploy synapse / run-remote CLI', () => {
       windowEnd: '2026-01-01T00:15:00Z',
       mode: 'backfill',
     });
+  });
+});
+
+describe('deploy order', () => {
+  test('within a kind, referenced artifacts come first (orchestrator after its pipelines, dependent backfill triggers after their parents)', async () => {
+    const defs = await loadPipelines(path.join(root, 'pipelines'));
+    const demo = (
+      await exportSynapse(defs, {
+        settings: DEFAULT_SETTINGS,
+        metadataDir: path.join(root, 'fixtures', 'metadata'),
+        readExtract: (f) => fs.readFile(path.join(root, f), 'utf8').catch(() => undefined),
+      })
+    ).artifacts;
+    const order = deployOrder(demo).map((a) => `${a.kind}/${a.name}`);
+    const at = (n: string) => order.indexOf(n);
+    const orchestrator = at('pipeline/pl_ferry_every_15m');
+    for (const d of defs)
+      assert.ok(at(`pipeline/${NAMES.pipeline(d.name)}`) < orchestrator, `${d.name} before the orchestrator`);
+    assert.ok(at('trigger/tr_currencies_inbound_backfill') < at('trigger/tr_accounts_inbound_backfill'));
+    assert.ok(at('trigger/tr_regions_inbound_backfill') < at('trigger/tr_accounts_inbound_backfill'));
+    assert.ok(at('trigger/tr_accounts_inbound_backfill') < at('trigger/tr_contacts_inbound_backfill'));
+    assert.ok(at('dataset/ds_ferry_sql_table') > at('linkedService/ls_ferry_sql'));
+    assert.ok(at('trigger/tr_ferry_every_15m') > orchestrator);
   });
 });

@@ -34,11 +34,60 @@ export interface DeployReport {
   readonly failed?: { readonly event: DeployEvent; readonly error: string };
 }
 
-/** Artifacts in deploy order: linked services → datasets → pipelines → triggers, by name within a kind. */
+/**
+ * Artifacts in deploy order: linked services → datasets → pipelines → triggers, and within a kind after the
+ * artifacts of that kind they reference (an orchestrator after the pipelines it executes, a tumbling-window trigger
+ * after the triggers it depends on) — the service refuses a reference to an artifact that does not exist yet.
+ */
 export function deployOrder(artifacts: readonly SynapseArtifact[]): SynapseArtifact[] {
-  return [...artifacts].sort(
-    (a, b) => ARTIFACT_KINDS.indexOf(a.kind) - ARTIFACT_KINDS.indexOf(b.kind) || a.name.localeCompare(b.name),
-  );
+  const out: SynapseArtifact[] = [];
+  for (const kind of ARTIFACT_KINDS) {
+    const ofKind = artifacts.filter((a) => a.kind === kind).sort((a, b) => a.name.localeCompare(b.name));
+    const byName = new Map(ofKind.map((a) => [a.name, a]));
+    const done = new Set<string>();
+    const visit = (a: SynapseArtifact, trail: readonly string[]) => {
+      if (done.has(a.name)) return;
+      if (trail.includes(a.name)) {
+        throw new FerryError(
+          'deploy.cycle',
+          `Artifacts reference each other in a cycle: ${[...trail, a.name].join(' → ')}; fix the definitions.`,
+        );
+      }
+      for (const r of sameKindReferences(a)) {
+        const target = byName.get(r);
+        if (target && r !== a.name) visit(target, [...trail, a.name]);
+      }
+      done.add(a.name);
+      out.push(a);
+    };
+    for (const a of ofKind) visit(a, []);
+  }
+  return out;
+}
+
+const REFERENCE_TYPE: Record<SynapseArtifact['kind'], string> = {
+  linkedService: 'LinkedServiceReference',
+  dataset: 'DatasetReference',
+  pipeline: 'PipelineReference',
+  trigger: 'TriggerReference',
+};
+
+/** Names of same-kind artifacts an artifact references (`{ referenceName, type: '<Kind>Reference' }`). */
+function sameKindReferences(a: SynapseArtifact): string[] {
+  const want = REFERENCE_TYPE[a.kind];
+  const found = new Set<string>();
+  const walk = (v: unknown) => {
+    if (Array.isArray(v)) {
+      for (const x of v) walk(x);
+      return;
+    }
+    if (!v || typeof v !== 'object') return;
+    const o = v as Record<string, unknown>;
+    if (o.type === want && typeof o.referenceName === 'string') found.add(o.referenceName);
+    for (const x of Object.values(o)) walk(x);
+  };
+  walk(a.properties);
+  return [...found].sort();
 }
 
 /** Reads what the workspace has and decides the step for each artifact (a dry run stops here). */
