@@ -11,8 +11,10 @@ import { silentLogger } from '../../src/core/log.js';
 import type { PipelineDefinition } from '../../src/core/pipeline.js';
 import { loadPipelines } from '../../src/core/pipeline-loader.js';
 import { type RunReport, runPipeline } from '../../src/core/runner.js';
+import { DuckDbStaging } from '../../src/dialects/duckdb/duckdb-staging.js';
 import { type RunningEmulator, startEmulator } from '../../src/emulator/server.js';
 import type { EmulatorStore } from '../../src/emulator/store.js';
+import { exportSynapseLink } from '../../src/emulator/synapse-link-export.js';
 import { stageRegistry } from '../../src/stages/registry.js';
 
 const INBOUND = [
@@ -88,6 +90,21 @@ function snapshot(store: EmulatorStore, table: string, keyOf: (a: Record<string,
     out[keyOf(row.attributes)] = a;
   }
   return out;
+}
+
+/** A value as the emulator stores it and as the warehouse Parquet holds it (decimals as text, dates as timestamps). */
+function sameValue(stored: unknown, warehouse: unknown): boolean {
+  if (stored === null || stored === undefined) return warehouse === null || warehouse === undefined;
+  if (typeof stored === 'number') return Number(warehouse) === stored;
+  if (typeof stored === 'boolean') return warehouse === stored;
+  const text = String(stored);
+  const w = String(warehouse);
+  if (/^\d{4}-\d{2}-\d{2}(T[\d:.]+Z)?$/.test(text))
+    return (
+      Date.parse(w.replace(' ', 'T').replace(/(\+00(:00)?)?$/, 'Z')) ===
+      Date.parse(text.length === 10 ? `${text}T00:00:00Z` : text)
+    );
+  return w.toLowerCase() === text.toLowerCase();
 }
 
 describe('inbound demo pipelines end to end against the emulator', () => {
@@ -265,6 +282,59 @@ describe('inbound demo pipelines end to end against the emulator', () => {
     const serviceReject = env.state.listRejects({ reason: 'dataverse.0x80040203' })[0]!;
     assert.ok(serviceReject.requestPayload, 'a Dataverse reject keeps the request payload');
     assert.ok(serviceReject.serviceError, 'and the service error body');
+  });
+
+  it('closes the loop: what went in comes out of the Synapse Link export and the outbound pipelines unchanged', async () => {
+    const lake = new LocalLake(env.config.lake);
+    const exported = await exportSynapseLink(env.emulator.store, lake, 'synapse-link/dataverse-demo', {
+      metadataDir: env.config.metadata,
+      state: env.state,
+    });
+    assert.ok(exported.folder);
+    assert.deepEqual(exported.rows, {
+      account: 9,
+      contact: 4,
+      ferry_region: 4,
+      opportunity: 2,
+      transactioncurrency: 3,
+    });
+    for (const name of ['accounts-outbound', 'contacts-outbound']) {
+      const report = await runPipeline(defs.find((d) => d.name === name)!, {
+        mode: 'manual',
+        config: env.config,
+        lake,
+        state: env.state,
+        registry: stageRegistry,
+        log: silentLogger,
+      });
+      assert.equal(report.status, 'succeeded', report.error?.message);
+    }
+    const db = await DuckDbStaging.open();
+    try {
+      for (const table of ['account', 'contact']) {
+        const files = path.join(env.config.warehouse, table, '*', 'part-*.parquet');
+        const out = new Map((await db.all(`SELECT * FROM read_parquet('${files}')`)).map((r) => [String(r.Id), r]));
+        const stored = env.emulator.store.rows(table);
+        assert.equal(out.size, stored.length, `${table}: one warehouse row per stored row`);
+        let compared = 0;
+        for (const row of stored) {
+          const w = out.get(row.id);
+          assert.ok(w, `${table} ${row.id} reached the warehouse`);
+          for (const [attr, value] of Object.entries(row.attributes)) {
+            if (attr.includes('@') || !(attr in w)) continue;
+            assert.equal(
+              sameValue(value, w[attr]),
+              true,
+              `${table}.${attr} of ${row.id}: stored ${JSON.stringify(value)}, warehouse ${String(w[attr])} (${typeof w[attr]})`,
+            );
+            compared += 1;
+          }
+        }
+        assert.ok(compared > stored.length * 10, `${table}: compared ${compared} values`);
+      }
+    } finally {
+      await db.close();
+    }
   });
 
   it('a second run finds nothing new and changes nothing', async () => {
