@@ -1,7 +1,7 @@
 import { bearerTokenAuthenticationPolicyName } from '@azure/core-rest-pipeline';
 import { DefaultAzureCredential } from '@azure/identity';
 import { ArtifactsClient } from '@azure/synapse-artifacts';
-import { FerryError } from '../../core/errors.js';
+import { FerryError, UsageError } from '../../core/errors.js';
 
 /** The artifact kinds this client deploys (same names as the Synapse Git folders). */
 export type WorkspaceArtifactKind = 'linkedService' | 'dataset' | 'pipeline' | 'trigger';
@@ -56,10 +56,8 @@ const LOOPBACK = /^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?(\/|$)/;
 export function synapseEndpoint(options: SynapseClientOptions): string {
   if (options.endpoint) return options.endpoint.replace(/\/$/, '');
   if (!options.workspace || !/^[a-z0-9][a-z0-9-]{0,49}$/i.test(options.workspace)) {
-    throw new FerryError(
-      'synapse.workspace',
+    throw new UsageError(
       `Synapse workspace name \`${options.workspace ?? ''}\` is not valid; pass --workspace <name> (letters, digits, dashes).`,
-      { disposition: 'fatal' },
     );
   }
   return `https://${options.workspace}.dev.azuresynapse.net`;
@@ -182,6 +180,19 @@ export function mapSynapseError(error: unknown, doing: string): FerryError {
   if (error instanceof FerryError) return error;
   const status = statusOf(error);
   const message = error instanceof Error ? error.message : String(error);
+  const name = error instanceof Error ? error.name : '';
+  if (
+    name === 'CredentialUnavailableError' ||
+    name === 'AuthenticationError' ||
+    name === 'AggregateAuthenticationError'
+  ) {
+    // No usable identity is not a transient failure: say how to get one.
+    return new FerryError(
+      'synapse.credential',
+      `No Azure identity for ${doing}: ${message.split('\n')[0]}; sign in with \`az login\`, or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, or run where a managed identity is available.`,
+      { disposition: 'fatal', cause: error },
+    );
+  }
   const retry = status === undefined || status === 429 || status >= 500;
   const hint =
     status === 401 || status === 403
