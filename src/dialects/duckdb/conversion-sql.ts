@@ -119,13 +119,17 @@ function buildColumn(column: ColumnPlan, sources: ReadonlyMap<string, SourceColu
       const t = Q('t');
       const max = column.maxLength;
       return {
-        prepare: [[a('t'), text(ref, col)]],
+        // Own-key columns test blankness in several places; prepared once.
+        prepare: [
+          [a('t'), text(ref, col)],
+          [a('blank'), `(${text(ref, col)} IS NULL OR trim(${text(ref, col)}) = '')`],
+        ],
         // Bytes bound UTF-16 units from above, so the regex count runs only for long values; Dataverse counts
         // UTF-16 code units (.NET string length), so characters beyond U+FFFF count twice.
         reason: `CASE WHEN ${t} IS NOT NULL AND strlen(${t}) > ${max} AND length(${t}) + length(regexp_replace(${t}, ${L(SUPPLEMENTARY_RE)}, '', 'g')) > ${max} THEN ${reason('string.too_long')} END`,
         value: `CASE WHEN ${t} IS NULL THEN ${nullJson} ELSE CAST(to_json(${t}) AS VARCHAR) END`,
         keyText: t,
-        blank: `(${t} IS NULL OR trim(${t}) = '')`,
+        blank: Q('blank'),
       };
     }
     case 'integer': {
@@ -506,33 +510,41 @@ function lookupTarget(
   const parts = target.key.map((part: KeyPartPlan, pi) => {
     const { ref, col } = sourceRef(sources, part.source);
     const raw = Q(`k${ti}_${pi}`);
+    // The blank test is prepared once: the reason and the fragment both need it.
+    const blank = Q(`k${ti}_${pi}_blank`);
     if (part.literal === 'string') {
-      prepare.push([a(`k${ti}_${pi}`), text(ref, col)]);
+      const t = text(ref, col);
+      prepare.push([a(`k${ti}_${pi}`), t], [a(`k${ti}_${pi}_blank`), `(${t} IS NULL OR trim(${t}) = '')`]);
       return {
         part,
-        blank: `(${raw} IS NULL OR trim(${raw}) = '')`,
-        bad: 'FALSE',
+        blank,
+        bad: null,
         unsafe: `regexp_matches(${raw}, ${L(UNSAFE_RE)})`,
         literal: `'''' || replace(${raw}, '''', '''''') || ''''`,
       };
     }
-    prepare.push([a(`k${ti}_${pi}`), trimmed(ref, col)]);
+    prepare.push([a(`k${ti}_${pi}`), trimmed(ref, col)], [a(`k${ti}_${pi}_blank`), `(${trimmed(ref, col)} IS NULL)`]);
     const num = `CASE WHEN regexp_full_match(${raw}, ${L(INTEGER_RE)}) AND length(${raw}) <= 38 THEN CAST(CAST(${raw} AS HUGEINT) AS VARCHAR) END`;
-    return { part, blank: `(${raw} IS NULL)`, bad: `(${num}) IS NULL`, unsafe: 'FALSE', literal: num };
+    return { part, blank, bad: `(${num}) IS NULL`, unsafe: null, literal: num };
   });
   const allBlank = parts.map((p) => p.blank).join(' AND ');
   const anyBlank = parts.map((p) => p.blank).join(' OR ');
-  const bad = parts.map((p) => p.bad).join(' OR ');
-  const unsafe = parts.map((p) => p.unsafe).join(' OR ');
+  const bad = parts.flatMap((p) => (p.bad ? [p.bad] : [])).join(' OR ');
+  const unsafe = parts.flatMap((p) => (p.unsafe ? [p.unsafe] : [])).join(' OR ');
   const bind = [
     L(`/${set}(`),
     ...parts.flatMap((p, i) => [L(`${i ? ',' : ''}${p.part.attribute}=`), `(${p.literal})`]),
     "')'",
   ].join(' || ');
+  const checks = [
+    parts.length > 1 ? `WHEN ${anyBlank} THEN ${reason('key.missing')}` : '',
+    bad ? `WHEN ${bad} THEN ${reason('number.unparsable')}` : '',
+    unsafe ? `WHEN ${unsafe} THEN ${reason('lookup.key_unsafe')}` : '',
+  ].filter((x) => x !== '');
   return {
     target,
     allBlank,
-    reason: `CASE WHEN ${allBlank} THEN NULL WHEN ${anyBlank} THEN ${reason('key.missing')} WHEN ${bad} THEN ${reason('number.unparsable')} WHEN ${unsafe} THEN ${reason('lookup.key_unsafe')} END`,
+    reason: checks.length ? `CASE WHEN ${allBlank} THEN NULL ${checks.join(' ')} END` : 'NULL',
     bind,
   };
 }
