@@ -185,6 +185,7 @@ const names = (base: string): ConversionNames => ({
   sink: { schema: '', table: `stg_${base}_sink` },
   rejects: { schema: 'ferry', table: 'rejects' },
   keymap: { schema: 'ferry', table: 'keymap' },
+  appliedVersions: { schema: 'ferry', table: 'applied_versions' },
 });
 
 /** The T-SQL conversion of a case, compiled from the same plan the DuckDB conversion runs. */
@@ -194,6 +195,6 @@ export async function compileCase(name: string, mapping: DataverseMapping) {
   return {
     plan,
     compiled: c,
-    statements: [...c.lineage, ...c.classify, ...c.converted, ...c.rejects, c.counts, ...c.sink],
+    statements: [...c.lineage, ...c.classify, ...c.converted, ...c.rejects, c.counts, ...c.sink, ...c.saveVersions],
   };
 }

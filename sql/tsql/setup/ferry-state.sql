@@ -23,4 +23,6 @@ IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'rejects_open' AND object
 
 IF OBJECT_ID(N'ferry.kv', N'U') IS NULL CREATE TABLE [ferry].[kv] ([namespace] NVARCHAR(200) NOT NULL, [key] NVARCHAR(400) NOT NULL, [value] NVARCHAR(MAX) NOT NULL, CONSTRAINT [pk_kv] PRIMARY KEY ([namespace], [key]));
 
+IF OBJECT_ID(N'ferry.applied_versions', N'U') IS NULL CREATE TABLE [ferry].[applied_versions] ([pipeline] NVARCHAR(200) NOT NULL, [key] NVARCHAR(850) NOT NULL, [version] NVARCHAR(40) NOT NULL, [run_id] NVARCHAR(200) NOT NULL, CONSTRAINT [pk_applied_versions] PRIMARY KEY ([pipeline], [key]));
+
 IF OBJECT_ID(N'ferry.keymap', N'U') IS NULL CREATE TABLE [ferry].[keymap] ([entity_set] NVARCHAR(128) NOT NULL, [key_predicate] NVARCHAR(850) NOT NULL, [id] UNIQUEIDENTIFIER NOT NULL, [refreshed_at] DATETIME2(3) NOT NULL DEFAULT SYSUTCDATETIME(), CONSTRAINT [pk_keymap] PRIMARY KEY ([entity_set], [key_predicate]));

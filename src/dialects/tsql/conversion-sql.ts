@@ -45,6 +45,8 @@ export interface ConversionNames {
   readonly sink: TableName;
   readonly rejects: TableName;
   readonly keymap: TableName;
+  /** `(pipeline, key, version)` of the versions applied per key (`ferry.applied_versions`). */
+  readonly appliedVersions: TableName;
 }
 
 /** A lookup target whose alternate-key → GUID map the pipeline copies from Dataverse before converting. */
@@ -67,6 +69,11 @@ export interface CompiledConversion {
   readonly rejects: string[];
   /** Rows `(outcome, n)`. */
   readonly counts: string;
+  /**
+   * Saves the version of every row sent as the applied version of its key (run after the sink succeeded), so an
+   * older version arriving later is skipped as `stale`; an equal one is sent again (a repeated window converges).
+   */
+  readonly saveVersions: string[];
   /** Builds the sink table for the Copy activity and rejects rows whose lookup target is not in the key map. */
   readonly sink: string[];
   /** The query the Copy activity reads. */
@@ -140,9 +147,10 @@ export function compileConversion(plan: ConversionPlan, names: ConversionNames):
       `k AS (SELECT p.*, CASE WHEN ${anyBlank.replaceAll('s.', 'x.')} THEN NULL ELSE ${readable} END AS [__key], CASE WHEN ${anyBlank.replaceAll('s.', 'x.')} THEN NULL ELSE ${predicate} END AS [__key_predicate], ${unsafe.length ? `CASE WHEN ${unsafe.join(' OR ')} THEN 0 ELSE 1 END` : '1'} AS [__key_safe], ${reasons.join(', ')}, CASE ${firstBlank} END AS [__blank_column] FROM p INNER JOIN ${p} AS x ON x.[__row_id] = p.[__row_id]), ` +
       `r AS (SELECT k.*, COALESCE(k.[__blank_column], CASE ${reasonOrder} END) AS [__reason_column], COALESCE(CASE WHEN k.[__blank_column] IS NOT NULL THEN N'key.missing' END, ${[...built.map((b) => `k.${q(`r${b.plan.index}`)}`), 'NULL'].join(', ')}) AS [__reason], ROW_NUMBER() OVER (PARTITION BY k.[__key_predicate] ORDER BY CASE WHEN k.[__version] IS NULL THEN 1 ELSE 0 END, k.[__version] DESC, k.[__row_id] DESC) AS [__rank] FROM k) ` +
       `SELECT r.[__row_id], r.[__source_file], r.[__row_number], r.[__key], r.[__key_predicate], r.[__key_safe], r.[__version], r.[__reason], r.[__reason_column], ` +
-      `CASE WHEN r.[__key_predicate] IS NULL THEN N'reject' WHEN r.[__rank] > 1 THEN N'superseded' WHEN r.[__reason] IS NOT NULL THEN N'reject' ELSE N'ok' END AS [__outcome], ` +
+      // Same outcome order as the DuckDB compiler: reject (no key) → superseded → stale → reject → ok.
+      `CASE WHEN r.[__key_predicate] IS NULL THEN N'reject' WHEN r.[__rank] > 1 THEN N'superseded' WHEN av.[version] IS NOT NULL AND r.[__version] < av.[version] THEN N'stale' WHEN r.[__reason] IS NOT NULL THEN N'reject' ELSE N'ok' END AS [__outcome], ` +
       `${[...new Set([...memberValues.map(q), ...carried])].map((v) => `r.${v}, `).join('')}` +
-      `CAST(NULL AS NVARCHAR(MAX)) AS [__payload] INTO ${T(work)} FROM r`,
+      `CAST(NULL AS NVARCHAR(MAX)) AS [__payload] INTO ${T(work)} FROM r LEFT JOIN ${T(names.appliedVersions)} AS av ON av.[pipeline] = @pipeline AND av.[key] = r.[__key_predicate]`,
     // The payload is built once the outcome is known, only for rows that will be sent.
     `UPDATE k SET k.[__payload] = ${payload} FROM ${T(work)} AS k WHERE k.[__outcome] = N'ok'`,
   ];
@@ -156,6 +164,18 @@ export function compileConversion(plan: ConversionPlan, names: ConversionNames):
       `FROM ${T(work)} AS c INNER JOIN ${p} AS s ON s.[__row_id] = c.[__row_id] WHERE c.[__outcome] = N'reject'`,
   ];
   const counts = `SELECT [__outcome] AS [outcome], COUNT(*) AS [n] FROM ${T(work)} GROUP BY [__outcome]`;
+  const fresh = { schema: '', table: `${names.work.table}_versions` };
+  const saveVersions = [
+    `DROP TABLE IF EXISTS ${T(fresh)}`,
+    `SELECT @pipeline AS [pipeline], c.[__key_predicate] AS [key], MAX(c.[__version]) AS [version], @run_id AS [run_id] INTO ${T(fresh)} FROM ${T(names.converted)} AS c INNER JOIN ${T(names.sink)} AS s ON s.[__row_id] = c.[__row_id] WHERE c.[__version] IS NOT NULL GROUP BY c.[__key_predicate]`,
+    mergeStatement({
+      target: names.appliedVersions,
+      source: fresh,
+      keys: ['pipeline', 'key'],
+      columns: ['version', 'run_id'],
+      versionColumn: 'version',
+    }),
+  ];
 
   // Sink for the Copy activity: lookups by alternate key become GUIDs from the key map (the Copy sink cannot bind
   // `@odata.bind` by key); a lookup whose target is not in the map is rejected as `lookup.target_missing`.
@@ -223,6 +243,7 @@ export function compileConversion(plan: ConversionPlan, names: ConversionNames):
     converted,
     rejects,
     counts,
+    saveVersions,
     sink,
     sinkQuery: `SELECT ${sinkNames.map(q).join(', ')} FROM ${T(names.sink)}`,
     keymapTargets: targets,

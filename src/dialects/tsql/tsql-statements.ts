@@ -155,6 +155,8 @@ export function stateSchemaStatements(schema = STATE_SCHEMA): string[] {
     `IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'rejects_run' AND object_id = OBJECT_ID(${tsqlLiteral(`${schema}.rejects`)})) CREATE INDEX [rejects_run] ON ${t('rejects')} ([run_id])`,
     `IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'rejects_open' AND object_id = OBJECT_ID(${tsqlLiteral(`${schema}.rejects`)})) CREATE INDEX [rejects_open] ON ${t('rejects')} ([pipeline], [status], [source_file])`,
     `${exists('kv')} CREATE TABLE ${t('kv')} ([namespace] NVARCHAR(200) NOT NULL, [key] NVARCHAR(400) NOT NULL, [value] NVARCHAR(MAX) NOT NULL, CONSTRAINT [pk_kv] PRIMARY KEY ([namespace], [key]))`,
+    // SQLite keeps applied versions in a Parquet file per pipeline; Azure SQL keeps them in a table.
+    `${exists('applied_versions')} CREATE TABLE ${t('applied_versions')} ([pipeline] NVARCHAR(200) NOT NULL, [key] NVARCHAR(850) NOT NULL, [version] NVARCHAR(40) NOT NULL, [run_id] NVARCHAR(200) NOT NULL, CONSTRAINT [pk_applied_versions] PRIMARY KEY ([pipeline], [key]))`,
     `${exists('keymap')} CREATE TABLE ${t('keymap')} ([entity_set] NVARCHAR(128) NOT NULL, [key_predicate] NVARCHAR(850) NOT NULL, [id] UNIQUEIDENTIFIER NOT NULL, [refreshed_at] DATETIME2(3) NOT NULL DEFAULT SYSUTCDATETIME(), CONSTRAINT [pk_keymap] PRIMARY KEY ([entity_set], [key_predicate]))`,
   ];
 }

@@ -395,6 +395,7 @@ async function inboundPipeline(
     sink: { schema: '', table: `${STAGING_PREFIX}${base}_sink` },
     rejects: { schema: STATE_SCHEMA, table: 'rejects' },
     keymap: { schema: STATE_SCHEMA, table: 'keymap' },
+    appliedVersions: { schema: STATE_SCHEMA, table: 'applied_versions' },
   };
   const compiled = compileConversion(plan, names);
   const keymapTargets: KeymapTarget[] = [];
@@ -541,6 +542,15 @@ async function inboundPipeline(
       inputs: [sqlTableRef(STAGING_SCHEMA, names.sink.table)],
       outputs: [{ referenceName: NAMES.dataverseEntity(table), type: 'DatasetReference' }],
     },
+    // Versions sent become the applied versions per key, so a later, older version is skipped as stale.
+    scriptActivity(
+      'SaveAppliedVersions',
+      NAMES.sql,
+      scriptText(compiled.saveVersions),
+      [after('CopyStagingToDataverse')],
+      runParams(def.name),
+      2,
+    ),
     scriptActivity(
       'FinishRun',
       NAMES.sql,
@@ -555,7 +565,7 @@ async function inboundPipeline(
           ),
         ]),
       ),
-      [after('CopyStagingToDataverse')],
+      [after('SaveAppliedVersions')],
     ),
     failRunActivity('CopyStagingToDataverse'),
   );
@@ -582,6 +592,13 @@ async function inboundPipeline(
       content: sqlFile(
         `Conversion of \`${def.name}\` (${view.mapping.table}) to Dataverse column types. Parameters: @run_id, @pipeline.`,
         convertStatements,
+      ),
+    },
+    {
+      path: sqlPath('save-versions.sql'),
+      content: sqlFile(
+        `Applied versions of \`${def.name}\` after the Copy to Dataverse succeeded. Parameters: @run_id, @pipeline.`,
+        compiled.saveVersions,
       ),
     },
     {
