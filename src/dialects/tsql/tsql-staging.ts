@@ -37,7 +37,9 @@ export class TsqlStaging implements StagingEngine {
 
   async run(text: string, params?: readonly unknown[]): Promise<void> {
     try {
-      await this.#request(params).batch(text);
+      // `batch` runs the text as is (needed for DDL batches); bound parameters need `query` (sp_executesql).
+      if (params && params.length > 0) await this.#request(params).query(text);
+      else await this.#request().batch(text);
     } catch (error) {
       throw mapMssqlError(error, text);
     }
