@@ -286,6 +286,7 @@ function scriptActivity(
   dependsOn: unknown[],
   parameters: unknown[] = [],
   retry = 0,
+  scriptType: 'NonQuery' | 'Query' = 'NonQuery',
 ) {
   return {
     name,
@@ -295,7 +296,7 @@ function scriptActivity(
     userProperties: [],
     linkedServiceName: ref(linkedService),
     typeProperties: {
-      scripts: [{ type: 'NonQuery', text, ...(parameters.length ? { parameters } : {}) }],
+      scripts: [{ type: scriptType, text, ...(parameters.length ? { parameters } : {}) }],
       scriptBlockExecutionTimeout: '02:00:00',
     },
   };
@@ -342,21 +343,51 @@ function watermarkLookup(name: string, source: string, fallback: string) {
 function finishRunSql(def: PipelineDefinition, source: string, rowsExpr: string, cursorExpr: string): string[] {
   const ratio = def.rejectThreshold.maxRejectedRatio;
   const cap = def.rejectThreshold.maxRejected;
+  // The cursor moves only within the threshold and never for backfills: the condition sits in MERGE's source.
   const saveCursor = saveCursorSql()
     .replace('@pipeline AS', `${tsqlLiteral(def.name)} AS`)
     .replace('@source AS', `${tsqlLiteral(source)} AS`)
     .replace('@value AS', `N'${cursorExpr}' AS`)
-    .replace('@run_id AS', `N'@{pipeline().RunId}' AS`);
+    .replace('@run_id AS', `N'@{pipeline().RunId}' AS`)
+    .replace(') AS src', ` WHERE @over = 0 AND N'@{pipeline().parameters.mode}' <> N'backfill') AS src`);
   const runs = tsqlTable(STATE_SCHEMA, 'runs');
   const rejects = tsqlTable(STATE_SCHEMA, 'rejects');
   return [
     `DECLARE @rows BIGINT = ${rowsExpr}`,
-    `DECLARE @rejected BIGINT = (SELECT COUNT_BIG(*) FROM ${rejects} WHERE [run_id] = N'@{pipeline().RunId}')`,
+    `DECLARE @rejected BIGINT = (SELECT COUNT(*) FROM ${rejects} WHERE [run_id] = N'@{pipeline().RunId}')`,
     `DECLARE @over BIT = CASE WHEN @rejected > ${ratio} * (@rows + @rejected)${cap === undefined ? '' : ` OR @rejected > ${cap}`} THEN 1 ELSE 0 END`,
     `UPDATE ${runs} SET [status] = CASE WHEN @over = 1 THEN N'rejects_exceeded' ELSE N'succeeded' END, [finished_at] = CONVERT(NVARCHAR(40), SYSUTCDATETIME(), 127), [counts_json] = CONCAT(N'{"written":', @rows, N',"rejected":', @rejected, N'}') WHERE [id] = N'@{pipeline().RunId}'`,
-    `IF @over = 0 AND N'@{pipeline().parameters.mode}' <> N'backfill' ${saveCursor.replace(/;$/, '')}`,
-    `IF @over = 1 THROW 50003, N'Rejected rows exceed the pipeline threshold; see ${STATE_SCHEMA}.rejects for this run id and fix the source or the mapping.', 1`,
+    saveCursor,
+    // The pipeline fails through a Fail activity on this result (readable in monitoring; exit code 3 locally).
+    `SELECT CAST(@over AS INT) AS [over_threshold], @rejected AS [rejected], @rows AS [written]`,
   ];
+}
+
+/** Fails the run (a Fail activity) when FinishRun reported rejects beyond the pipeline's threshold. */
+function thresholdCheck(def: PipelineDefinition) {
+  return {
+    name: 'CheckRejectThreshold',
+    type: 'IfCondition',
+    dependsOn: [after('FinishRun')],
+    userProperties: [],
+    typeProperties: {
+      expression: expr(`@equals(activity('FinishRun').output.resultSets[0].rows[0].over_threshold, 1)`),
+      ifTrueActivities: [
+        {
+          name: 'RejectThresholdExceeded',
+          type: 'Fail',
+          dependsOn: [],
+          userProperties: [],
+          typeProperties: {
+            message: expr(
+              `@concat('Rejected rows (', string(activity('FinishRun').output.resultSets[0].rows[0].rejected), ') exceed the threshold of ${def.name}; see ${STATE_SCHEMA}.rejects for run ', pipeline().RunId, ', fix the source or the mapping, then replay.')`,
+            ),
+            errorCode: '3',
+          },
+        },
+      ],
+    },
+  };
 }
 
 function failRunActivity(dependsOnActivity: string) {
@@ -566,7 +597,11 @@ async function inboundPipeline(
         ]),
       ),
       [after('SaveAppliedVersions')],
+      [],
+      0,
+      'Query',
     ),
+    thresholdCheck(def),
     failRunActivity('CopyStagingToDataverse'),
   );
   const pipeline: SynapseArtifact = {
@@ -725,7 +760,11 @@ async function outboundPipeline(
       NAMES.sql,
       expr(scriptText(finishRunSql(def, source, '0', `@{variables('windowEnd')}`))),
       extractNames.map((n) => after(n)),
+      [],
+      0,
+      'Query',
     ),
+    thresholdCheck(def),
     failRunActivity(extractNames[extractNames.length - 1] ?? 'SetWindowStart'),
   );
   const pipeline: SynapseArtifact = {
