@@ -80,7 +80,30 @@ export async function exportSynapse(
   }
   for (const t of [...dataverseTables].sort()) artifacts.push(dataverseDataset(t));
   artifacts.push(...schedules(defs, settings));
+  for (const a of artifacts) checkExpressionLengths(a);
   return { artifacts: sortArtifacts(artifacts), sqlFiles: [...sqlFiles].sort((a, b) => a.path.localeCompare(b.path)) };
+}
+
+/** Data Factory / Synapse refuse expressions longer than 8,192 characters; say so at export, not at deploy. */
+export const MAX_EXPRESSION_LENGTH = 8192;
+
+function checkExpressionLengths(a: SynapseArtifact): void {
+  const walk = (v: unknown, at: string) => {
+    if (Array.isArray(v)) {
+      for (const [i, x] of v.entries()) walk(x, `${at}/${i}`);
+      return;
+    }
+    if (!v || typeof v !== 'object') return;
+    const o = v as Record<string, unknown>;
+    if (o.type === 'Expression' && typeof o.value === 'string' && o.value.length > MAX_EXPRESSION_LENGTH) {
+      throw new FerryError(
+        'export.expression_too_long',
+        `${a.kind} \`${a.name}\` has an expression of ${o.value.length} characters at \`${at}\` (limit ${MAX_EXPRESSION_LENGTH}); extract fewer columns (a custom extract listing the needed ones) or split the table.`,
+      );
+    }
+    for (const [k, x] of Object.entries(o)) walk(x, `${at}/${k}`);
+  };
+  walk(a.properties, '/properties');
 }
 
 function sortArtifacts(list: SynapseArtifact[]): SynapseArtifact[] {
