@@ -263,3 +263,107 @@ function normaliseDecimal(text: string, scale: number): string {
   const [i, f = ''] = text.split('.');
   return `${i}.${f.padEnd(scale, '0')}`;
 }
+
+test('differential: opportunity with an integer own key, per-row polymorphic lookups and wide DECIMAL sources', async () => {
+  const rnd = prng(SEED + 1);
+  const int = (lo: number, hi: number) => lo + Math.floor(rnd() * (hi - lo + 1));
+  const pick = <T>(xs: readonly T[]): T => xs[int(0, xs.length - 1)]!;
+  const digits = (n: number) => Array.from({ length: n }, () => int(0, 9)).join('');
+  const rows = Array.from({ length: Math.ceil(ROWS / 3) }, (_, i) => ({
+    // Unique integer keys, written in several ways; some rows without a usable key.
+    no: pick([
+      String(i + 1),
+      ` ${i + 1} `,
+      `+${i + 1}`,
+      `00${i + 1}`,
+      `${i + 1}.0`,
+      `${i + 1}.5`,
+      '',
+      'x',
+      String(i + 1),
+    ]),
+    ts: '2024-01-01',
+    ctype: pick(['account', 'Contact', ' contact ', 'lead', '', null, 'account']),
+    cref: pick([`A${i}`, `C'${i}`, `X/${i}`, '', null, `C${i}`]),
+    csrc: pick(['CRM1', 'CRM2', '', null, 'CRM:3']),
+    owner: pick(['0a0b0c0d-0000-0000-0000-00000000000f', '0A0B0C0D-0000-0000-0000-00000000000F', 'nope', null]),
+    amount: pick([
+      null,
+      `${pick(['', '-'])}${digits(int(1, 15))}.${digits(6)}`,
+      `${pick(['', '-'])}${digits(int(16, 20))}.${digits(2)}0000`,
+      `${digits(int(1, 5))}.${digits(2)}0000`,
+    ]),
+    margin: pick([null, `${pick(['', '-'])}${int(0, 120)}.${digits(pick([1, 2, 3]))}`]),
+    close: pick([null, '2024-02-29', '2023-02-29', '1753-01-01', '1752-12-31T23:59:59Z', '2024-12-31T23:30:00-02:00']),
+    products: pick([null, 'Cloud;Software', 'cloud; CLOUD', '100000002;100000009', 'Hardware;;', '']),
+  }));
+  const mapping: DataverseMapping = {
+    table: 'opportunity',
+    key: ['ferry_legacynumber'],
+    changeTimestamp: 'ts',
+    columns: {
+      ferry_legacynumber: 'no',
+      customerid: {
+        from: 'cref',
+        lookup: {
+          tableFrom: 'ctype',
+          keys: {
+            account: 'accountnumber',
+            contact: { key: ['ferry_legacysource', 'ferry_legacyid'], from: ['csrc', 'cref'] },
+          },
+        },
+        nullMeans: 'clear',
+      },
+      ownerid: { from: 'owner', lookup: { table: 'team' } },
+      ferry_weightedamount: 'amount',
+      ferry_marginpercent: 'margin',
+      estimatedclosedate: 'close',
+      ferry_lastsyncedon: 'close',
+      ferry_productlines: { from: 'products', multiSelect: { choice: 'auto' } },
+    },
+  };
+  const types = {
+    no: 'VARCHAR',
+    ts: 'VARCHAR',
+    ctype: 'VARCHAR',
+    cref: 'VARCHAR',
+    csrc: 'VARCHAR',
+    owner: 'VARCHAR',
+    amount: 'DECIMAL(38,6)',
+    margin: 'VARCHAR',
+    close: 'VARCHAR',
+    products: 'VARCHAR',
+  };
+  // Integer keys written differently may collide (`1` and `001`): keep the first of each so no row is superseded.
+  const seen = new Set<string>();
+  const unique = rows.filter((r) => {
+    const t = r.no.trim();
+    const k = /^[+-]?\d+$/.test(t) ? String(BigInt(t)) : `raw:${r.no}`;
+    if (seen.has(k) && /^[+-]?\d+$/.test(t)) return false;
+    seen.add(k);
+    return true;
+  });
+  const referenceRows = unique.map((r) => ({ ...r, amount: r.amount === null ? null : normaliseDecimal(r.amount, 6) }));
+  const s = await openStaging();
+  try {
+    const out = await convertRows(s, mapping, types, unique, referenceRows);
+    const kinds = new Set(out.map((o) => ('reason' in o ? o.reason : 'ok')));
+    for (const r of [
+      'ok',
+      'key.missing',
+      'number.unparsable',
+      'number.precision',
+      'lookup.target_unknown',
+      'lookup.key_unsafe',
+      'guid.invalid',
+      'number.out_of_range',
+      'date.before_min',
+      'date.unparsable',
+      'multiselect.invalid_member',
+    ]) {
+      assert.ok(kinds.has(r), `hit ${r}: ${[...kinds].join(', ')}`);
+    }
+  } finally {
+    await s.close();
+  }
+});
