@@ -264,7 +264,7 @@ export function rejectMessage(
     case 'date.unparsable':
       return `${where} is not a date/time; write \`YYYY-MM-DD\` or \`YYYY-MM-DDTHH:MM:SS\` with an optional \`Z\`/\`±HH:MM\`.`;
     case 'boolean.invalid':
-      return `${where} is not a yes/no value; write true/false, 1/0 or yes/no.`;
+      return `${where} is not a yes/no value; write true/false, 1/0, yes/no or y/n.`;
     case 'key.missing':
       return `${where} is empty but is part of ${column.inPayload ? 'the lookup key' : `the key of \`${plan.table}\``}; fill it in the source.`;
     case 'lookup.key_unsafe':
