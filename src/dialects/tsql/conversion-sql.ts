@@ -94,6 +94,14 @@ const text = (source: string) => `CONVERT(NVARCHAR(MAX), s.${q(source)})`;
 /** Trimmed text, NULL when NULL or blank (spaces only, like the reference converter). */
 const trimmed = (source: string) => `NULLIF(LTRIM(RTRIM(${text(source)})), N'')`;
 
+/**
+ * Text → DATETIMEOFFSET: ISO 8601 (`T`, `Z`, `±hh:mm`; style 127) or the ODBC form a DATETIME2 column converts to
+ * (`yyyy-mm-dd hh:mi:ss.fffffff`, the default style). NULL when neither parses (`date.unparsable`).
+ */
+function dateTimeOffset(text: string): string {
+  return `COALESCE(TRY_CONVERT(DATETIMEOFFSET(7), ${text}, 127), TRY_CONVERT(DATETIMEOFFSET(7), ${text}))`;
+}
+
 /** Per column: expressions over the staged row `s` (prepare) and the reason / JSON value over those aliases. */
 interface ColumnSql {
   readonly prepare: [alias: string, sql: string][];
@@ -119,7 +127,7 @@ export function compileConversion(plan: ConversionPlan, names: ConversionNames):
     k.part.literal === 'string' ? `CONCAT(N'''', REPLACE(${keyText(k)}, N'''', N''''''), N'''')` : keyText(k),
   );
   const unsafe = keys.filter((k) => k.part.literal === 'string').map((k) => `${keyText(k)} LIKE ${UNSAFE}`);
-  const version = `CONVERT(NVARCHAR(40), TRY_CONVERT(DATETIME2(6), SWITCHOFFSET(TRY_CONVERT(DATETIMEOFFSET(6), ${trimmed(plan.changeTimestamp)}, 127), '+00:00')), 126)`;
+  const version = `CONVERT(NVARCHAR(40), TRY_CONVERT(DATETIME2(6), SWITCHOFFSET(${dateTimeOffset(trimmed(plan.changeTimestamp))}, '+00:00')), 126)`;
   const prepare = built.flatMap((b) => b.sql.prepare.map(([alias, sql]) => `${sql} AS ${q(alias)}`));
   const reasons = built.map((b) => `${b.sql.reason} AS ${q(`r${b.plan.index}`)}`);
   const firstBlank = keys.map((k) => `WHEN ${blank(k).replaceAll('s.', 'x.')} THEN ${k.part.column}`).join(' ');
@@ -345,7 +353,7 @@ function column(c: ColumnPlan, alias: (n: string) => string): ColumnSql {
       };
     }
     case 'datetime': {
-      const dto = `TRY_CONVERT(DATETIMEOFFSET(7), ${tt}, 127)`;
+      const dto = dateTimeOffset(tt);
       const out =
         c.behavior === 'DateOnly'
           ? `CONVERT(NVARCHAR(10), CAST(${dto} AS DATE), 23)`
