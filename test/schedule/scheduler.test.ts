@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import os from 'node:os';
 import { afterEach, beforeEach, test } from 'node:test';
 import { FerryError } from '../../src/core/errors.js';
 import { pipelineLeaseName } from '../../src/core/runner.js';
@@ -227,4 +229,18 @@ test('stopping: the current run finishes and commits, the lease is released, the
   assert.equal(run?.event === 'run' && run.status, 'succeeded');
   assert.equal(env.state.processedItems('accounts', 'lake:in/accounts').size, 1);
   assert.equal(env.state.getLease(pipelineLeaseName('accounts')), undefined);
+});
+
+test('a lease left by a process that died on this machine is taken over, one held by a live process is not', async () => {
+  const p = filePipeline('accounts');
+  await addFile(env, 'accounts', '2026-11-26T09:00:00Z', 2);
+  const dead = spawnSync(process.execPath, ['-e', 'process.pid']).pid;
+  assert.ok(env.state.acquireLease(pipelineLeaseName('accounts'), `${os.hostname()}:${dead}`, 120_000));
+  const taken = await env.run(p);
+  assert.equal(taken.status, 'succeeded');
+  // The parent of this test process is alive: its lease is respected.
+  await addFile(env, 'accounts', '2026-11-26T09:15:00Z', 1);
+  assert.ok(env.state.acquireLease(pipelineLeaseName('accounts'), `${os.hostname()}:${process.ppid}`, 120_000));
+  const skipped = await env.run(p);
+  assert.equal(skipped.status, 'skipped');
 });
