@@ -101,6 +101,54 @@ describe('conversion contract on SQL Server (live)', {
           `reasons of ${c.name}`,
         );
       }
+      // Generated rows: T-SQL reasons equal the reference converter's on every row.
+      const accounts = CASES.find((c) => c.name === 'account-rules')!;
+      const { compiled: gen, plan } = await compileCase('generated', accounts.mapping);
+      const pools: Record<string, readonly (string | null)[]> = {
+        account_name: ['Contoso', 'x'.repeat(160), 'x'.repeat(161), "O'Brien", null],
+        revenue: ['10.5', '0', '1.234', 'abc', '-1', '100000000000000', '100000000000001', null],
+        employees: ['12', '-5', '1000000001', '3.5', 'x', null],
+        industry: ['Accounting', 'accounting ', 'Nonsense', '1', null],
+        credit_hold: ['yes', 'N', '0', 'maybe', null],
+        parent_no: ['P1', "P'1", 'P/1', null],
+        onboarded: ['2024-01-02T03:04:05+02:00', '2024-01-02T03:04:05Z', 'yesterday', '1700-01-01T00:00:00Z', null],
+        audit: ['2024-05-06', '1700-01-01', '2024-13-01', null],
+        interests: ['Software;Hardware', 'Software;Gardening', ';', null],
+        latitude: ['47.5', '91', '-90', 'n/a', null],
+      };
+      let seed = 7;
+      const rnd = () => {
+        seed = (seed * 1103515245 + 12345) % 2147483648;
+        return seed / 2147483648;
+      };
+      const rows = Array.from({ length: 400 }, (_, i) => {
+        const values: Record<string, string | null> = { account_no: `G${i}`, modified_at: '2026-01-01T00:00:00Z' };
+        for (const [k, pool] of Object.entries(pools)) values[k] = pool[Math.floor(rnd() * pool.length)] ?? null;
+        return values;
+      });
+      const cols = Object.keys(rows[0]!);
+      await a.run('DROP TABLE IF EXISTS [stg_generated_staged]');
+      await a.run(
+        `CREATE TABLE [stg_generated_staged] (${cols.map((n) => `${tsqlIdent(n)} NVARCHAR(4000) NULL`).join(', ')}, [__source_file] NVARCHAR(400) NULL)`,
+      );
+      for (let i = 0; i < rows.length; i += 100) {
+        const chunk = rows.slice(i, i + 100);
+        await a.run(
+          `INSERT INTO [stg_generated_staged] VALUES ${chunk.map((r) => `(${cols.map((n) => (r[n] == null ? 'NULL' : tsqlLiteral(r[n]!))).join(', ')}, N'g.parquet')`).join(', ')}`,
+        );
+      }
+      for (const s of [...gen.lineage, ...gen.classify]) await a.run(s);
+      const generated = await a.all<{ __reason: string | null }>(
+        'SELECT [__reason] FROM [stg_generated_work] ORDER BY [__row_id]',
+      );
+      rows.forEach((r, i) => {
+        const ref = referenceConvert(plan, r);
+        assert.equal(
+          generated[i]?.__reason ?? null,
+          ref.ok ? null : ref.reason,
+          `generated row ${i + 1}: ${JSON.stringify(r)}`,
+        );
+      });
       const resource = leaseResource('contract-test');
       // One batch each: the lock belongs to the session that ran sp_getapplock.
       const lease = acquireLeaseSql(resource).join(';\n');
