@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -173,6 +174,7 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
     });
     const runDir = path.join(options.config.state, 'runs', run.id);
     await fs.mkdir(runDir, { recursive: true });
+    if (options.mode !== 'replay') await keepRunInputs(runDir, def, options.config, metrics, log);
     const runId = run.id;
     const commitHooks: Array<() => Promise<void>> = [];
     const ctxBase = {
@@ -275,6 +277,68 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
     clearInterval(leaseTimer);
     if (staging) await staging.close().catch(() => undefined);
     state.releaseLease(leaseName, lease.token);
+  }
+}
+
+/** The definition a run used, kept in its run folder so a replay builds the same requests. */
+export const RUN_DEFINITION_FILE = 'definition.json';
+
+/** Where content-addressed copies of the Dataverse metadata snapshots runs used are kept (`<state>/<this>/<hash>`). */
+export const METADATA_SNAPSHOTS_DIR = 'metadata-snapshots';
+
+/**
+ * Keeps what a replay needs to rebuild a run's requests: the pipeline definition (mapping) in the run folder and,
+ * for inbound pipelines, the metadata snapshots, stored once per content hash (runs every 15 minutes share one
+ * copy until the metadata changes). The hash goes into the run's metrics as `metadataSnapshot`. Best effort: a
+ * failure here is logged and never fails the run.
+ */
+async function keepRunInputs(
+  runDir: string,
+  def: PipelineDefinition,
+  config: FerryConfig,
+  metrics: Record<string, unknown>,
+  log: Logger,
+): Promise<void> {
+  try {
+    await fs.writeFile(path.join(runDir, RUN_DEFINITION_FILE), JSON.stringify(def, null, 2));
+    if (def.direction !== 'inbound') return;
+    const names = (await fs.readdir(config.metadata).catch(() => [] as string[]))
+      .filter((n) => n.endsWith('.json'))
+      .sort();
+    if (names.length === 0) return;
+    const hash = createHash('sha256');
+    const files: Array<[string, Buffer]> = [];
+    for (const name of names) {
+      const bytes = await fs.readFile(path.join(config.metadata, name));
+      hash.update(name).update('\0').update(bytes).update('\0');
+      files.push([name, bytes]);
+    }
+    const id = hash.digest('hex').slice(0, 16);
+    const target = path.join(config.state, METADATA_SNAPSHOTS_DIR, id);
+    const exists = await fs.stat(target).then(
+      () => true,
+      () => false,
+    );
+    if (!exists) {
+      // Written aside and renamed, so a snapshot folder is complete or absent.
+      const temp = `${target}.${process.pid}.tmp`;
+      await fs.mkdir(temp, { recursive: true });
+      for (const [name, bytes] of files) await fs.writeFile(path.join(temp, name), bytes);
+      await fs.rename(temp, target).catch(async (error: NodeJS.ErrnoException) => {
+        await fs.rm(temp, { recursive: true, force: true });
+        // Another process kept the same snapshot first.
+        if (
+          !(await fs.stat(target).then(
+            () => true,
+            () => false,
+          ))
+        )
+          throw error;
+      });
+    }
+    metrics.metadataSnapshot = id;
+  } catch (error) {
+    log.warn(`Could not keep the definition/metadata of this run for replays: ${describeError(error)}`);
   }
 }
 
