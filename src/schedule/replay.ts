@@ -3,7 +3,14 @@ import path from 'node:path';
 import { FerryError, UsageError } from '../core/errors.js';
 import type { PipelineDefinition, StageSpec } from '../core/pipeline.js';
 import type { StoredReject } from '../core/rejects.js';
-import { type RunOptions, type RunReport, runPipeline, type StageRegistry } from '../core/runner.js';
+import {
+  METADATA_SNAPSHOTS_DIR,
+  RUN_DEFINITION_FILE,
+  type RunOptions,
+  type RunReport,
+  runPipeline,
+  type StageRegistry,
+} from '../core/runner.js';
 import type { StageContext, StageImpl } from '../core/stage.js';
 import { STAGING_TABLES } from '../core/staging-contract.js';
 import type { RunRecord } from '../core/state-store.js';
@@ -23,6 +30,7 @@ export interface ReplayPlan {
 
 export interface ReplayResult {
   readonly plan: ReplayPlan;
+  readonly inputs: ReplayInputs;
   readonly report: RunReport;
   /** Original rejects resolved: their rows are now in Dataverse (`upserted`) or a newer version is (`stale`). */
   readonly resolved: number;
@@ -34,6 +42,19 @@ export interface ReplayResult {
 export interface ReplayOptions extends Omit<RunOptions, 'mode' | 'window' | 'range' | 'parentRunId'> {
   readonly runId: string;
   readonly reason?: string;
+  /**
+   * Use the pipeline definition and metadata snapshots as they are now, instead of those the original run used
+   * (kept by the runner), e.g. after a mapping fix. Default `false`: the replay builds the same requests.
+   */
+  readonly reResolve?: boolean;
+}
+
+/** What a replay builds its requests from. */
+export interface ReplayInputs {
+  /** The definition (mapping) used: the original run's kept copy, or the current one. */
+  readonly definition: 'original' | 'current';
+  /** The metadata snapshot folder used (the original run's kept copy), or null for the configured one. */
+  readonly metadata: string | null;
 }
 
 const REPLAY_SOURCE = 'replay-source';
@@ -102,8 +123,8 @@ export async function planReplay(def: PipelineDefinition, options: ReplayOptions
  * rejects of rows that went through are resolved; those rejected again are superseded by the replay's own rejects,
  * which carry the new reason and can be replayed in turn.
  */
-export async function runReplay(def: PipelineDefinition, options: ReplayOptions): Promise<ReplayResult> {
-  const plan = await planReplay(def, options);
+export async function runReplay(current: PipelineDefinition, options: ReplayOptions): Promise<ReplayResult> {
+  const plan = await planReplay(current, options);
   if (plan.rejects.length === 0) {
     throw new FerryError(
       'replay.nothing',
@@ -111,6 +132,12 @@ export async function runReplay(def: PipelineDefinition, options: ReplayOptions)
       { disposition: 'skip' },
     );
   }
+  const pinned: { def: PipelineDefinition; metadata: string | null; snapshotId?: string } = options.reResolve
+    ? { def: current, metadata: null }
+    : await originalInputs(current, plan.run, options);
+  const def = pinned.def;
+  const config = pinned.metadata ? { ...options.config, metadata: pinned.metadata } : options.config;
+  const inputs: ReplayInputs = { definition: def === current ? 'current' : 'original', metadata: pinned.metadata };
   const sourceIndex = def.stages.findIndex((s) => options.registry.get(s.kind)?.plan);
   if (sourceIndex < 0)
     throw new FerryError(
@@ -129,7 +156,7 @@ export async function runReplay(def: PipelineDefinition, options: ReplayOptions)
   const registry: StageRegistry = {
     get: (kind) =>
       kind === REPLAY_SOURCE
-        ? replaySourceStage(plan)
+        ? replaySourceStage(plan, pinned.snapshotId)
         : kind === REPLAY_OUTCOME
           ? replayOutcomeStage(passed)
           : options.registry.get(kind),
@@ -143,13 +170,14 @@ export async function runReplay(def: PipelineDefinition, options: ReplayOptions)
   };
   const report = await runPipeline(replayDef, {
     ...options,
+    config,
     registry,
     mode: 'replay',
     window,
     parentRunId: plan.run.id,
   });
   if (report.status !== 'succeeded' && report.status !== 'rejects_exceeded') {
-    return { plan, report, resolved: 0, upserted: 0, stillRejected: 0 };
+    return { plan, inputs, report, resolved: 0, upserted: 0, stillRejected: 0 };
   }
   const again = options.state.listRejects({ runId: report.runId });
   const againKeys = new Set(again.flatMap((r) => locators(r)));
@@ -162,7 +190,47 @@ export async function runReplay(def: PipelineDefinition, options: ReplayOptions)
   const upserted = plan.rejects.filter(
     (r) => resolved.includes(r.id) && locators(r).some((k) => passedKeys.has(k)),
   ).length;
-  return { plan, report, resolved: resolved.length, upserted, stillRejected: superseded.length };
+  return { plan, inputs, report, resolved: resolved.length, upserted, stillRejected: superseded.length };
+}
+
+/**
+ * The definition and metadata snapshot the first run of the chain used (a replay of a replay goes back to it), as
+ * kept by the runner; the current ones where nothing was kept (runs from before this existed).
+ */
+async function originalInputs(
+  current: PipelineDefinition,
+  run: RunRecord,
+  options: ReplayOptions,
+): Promise<{ def: PipelineDefinition; metadata: string | null; snapshotId?: string }> {
+  let root = run;
+  while (root.mode === 'replay' && root.parentRunId) {
+    const parent = options.state.getRun(root.parentRunId);
+    if (!parent) break;
+    root = parent;
+  }
+  let def = current;
+  const text = await fs
+    .readFile(path.join(options.config.state, 'runs', root.id, RUN_DEFINITION_FILE), 'utf8')
+    .catch(() => null);
+  if (text) {
+    const kept = JSON.parse(text) as PipelineDefinition;
+    if (kept.name === current.name && Array.isArray(kept.stages)) def = kept;
+  } else {
+    options.log.warn(
+      `Run \`${root.id}\` kept no definition; the replay uses the current mapping of \`${current.name}\`.`,
+    );
+  }
+  const snapshotId = typeof root.metrics.metadataSnapshot === 'string' ? root.metrics.metadataSnapshot : undefined;
+  const dir = snapshotId ? path.join(options.config.state, METADATA_SNAPSHOTS_DIR, snapshotId) : null;
+  const exists = dir
+    ? await fs.stat(dir).then(
+        (s) => s.isDirectory(),
+        () => false,
+      )
+    : false;
+  if (!exists)
+    options.log.warn(`Run \`${root.id}\` kept no metadata snapshot; the replay uses \`${options.config.metadata}\`.`);
+  return { def, metadata: exists ? dir : null, ...(exists && snapshotId ? { snapshotId } : {}) };
 }
 
 function rowIdOf(r: StoredReject): string | null {
@@ -182,7 +250,7 @@ function sqlText(value: string): string {
 }
 
 /** Stands in for the source stage: fills `staged` with exactly the rows to re-send, lineage kept. */
-function replaySourceStage(plan: ReplayPlan): StageImpl {
+function replaySourceStage(plan: ReplayPlan, snapshotId: string | undefined): StageImpl {
   return {
     kind: REPLAY_SOURCE,
     async run(_spec, ctx: StageContext) {
@@ -230,6 +298,7 @@ function replaySourceStage(plan: ReplayPlan): StageImpl {
       ctx.counts.staged += n;
       ctx.metrics.replayOf = plan.run.id;
       ctx.metrics.replaySource = plan.source;
+      if (snapshotId) ctx.metrics.metadataSnapshot = snapshotId;
       ctx.shared.set('staged.table', staged);
       ctx.progress.update('staging', ctx.counts);
       // Keep this run's input too (whatever the outcome), so rows rejected again can be replayed from it.

@@ -67,8 +67,10 @@ async function getAccount(no: string): Promise<Record<string, unknown> | undefin
 
 before(async () => {
   dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ferry-replay-'));
-  const metadata = path.join(ROOT, 'fixtures', 'metadata');
-  emulator = await startEmulator({ metadataDir: metadata });
+  // A copy of the metadata snapshots, so a test can change them after a run (as a metadata pull would).
+  const metadata = path.join(dir, 'metadata');
+  await fs.cp(path.join(ROOT, 'fixtures', 'metadata'), metadata, { recursive: true });
+  emulator = await startEmulator({ metadataDir: path.join(ROOT, 'fixtures', 'metadata') });
   const config = resolveConfig({ lake: path.join(dir, 'lake'), state: path.join(dir, 'state'), metadata }, {});
   state = SqliteStateStore.openIn(config.state);
   base = {
@@ -152,4 +154,45 @@ test('replay after fixing the cause: the rejected row is upserted and its reject
       undefined,
     true,
   );
+});
+
+test('a replay builds the request from the metadata the run used; --re-resolve uses the current metadata', async () => {
+  await writeParquet(
+    'in/accounts/2026-11-26T11-00-00Z.parquet',
+    `SELECT * FROM (VALUES
+       ('A-5', 'Five', NULL::VARCHAR, TIMESTAMP '2026-11-26 11:00:00'),
+       ('A-6', 'Six', NULL::VARCHAR, TIMESTAMP '2026-11-26 11:00:00'),
+       ('A-4', 'Four', 'NORTH', TIMESTAMP '2026-11-26 11:00:00')) t(account_no, account_name, region_code, modified_at)`,
+  );
+  const run = await runPipeline(accounts, { ...base, mode: 'manual' });
+  assert.equal(run.status, 'succeeded', JSON.stringify(run.error));
+  assert.equal(run.counts.rejected, 1);
+  assert.equal(typeof run.metrics.metadataSnapshot, 'string', 'the runner kept the metadata it used');
+
+  // Later the metadata changes (account name shortened to 3 characters) and the missing region arrives.
+  const file = path.join(base.config.metadata, 'account.json');
+  const account = JSON.parse(await fs.readFile(file, 'utf8')) as {
+    Attributes: Array<{ LogicalName: string; MaxLength?: number }>;
+  };
+  account.Attributes.find((a) => a.LogicalName === 'name')!.MaxLength = 3;
+  await fs.writeFile(file, JSON.stringify(account));
+  await writeParquet(
+    'inbound/regions/2026-11-26T11-00-00Z.parquet',
+    `SELECT * FROM (VALUES ('NORTH', 'North', NULL::VARCHAR, TIMESTAMP '2026-11-26 11:00:00')) t(region_code, region_name, parent_region_code, modified_at)`,
+  );
+  assert.equal((await runPipeline(regions, { ...base, mode: 'manual' })).counts.upserted, 1);
+
+  // Re-resolved against today's metadata, `Four` no longer fits.
+  const resolvedNow = await runReplay(accounts, { ...base, runId: run.runId, reResolve: true });
+  assert.deepEqual(resolvedNow.inputs, { definition: 'current', metadata: null });
+  assert.equal(resolvedNow.stillRejected, 1);
+  assert.deepEqual(Object.keys(resolvedNow.report.rejectsByReason), ['string.too_long']);
+
+  // By default the replay uses what the run used: the same request as then, now accepted.
+  const same = await runReplay(accounts, { ...base, runId: run.runId });
+  assert.equal(same.inputs.definition, 'original');
+  assert.ok(same.inputs.metadata?.endsWith(String(run.metrics.metadataSnapshot)));
+  assert.equal(same.resolved, 1);
+  assert.equal(same.upserted, 1);
+  assert.equal((await getAccount('A-4'))?.name, 'Four');
 });

@@ -10,8 +10,13 @@ import { openDataverse, openLake, openState } from '../services.js';
 export const replayCommand: Command = {
   name: 'replay',
   summary: "re-send a run's rejected rows (after fixing the cause); resolves the rejects that go through",
-  usage: 'replay --run <id> [--reason <code>] [--dry-run] [--json]',
-  options: { run: { type: 'string' }, reason: { type: 'string' }, 'dry-run': { type: 'boolean', default: false } },
+  usage: 'replay --run <id> [--reason <code>] [--re-resolve] [--dry-run] [--json]',
+  options: {
+    run: { type: 'string' },
+    reason: { type: 'string' },
+    're-resolve': { type: 'boolean', default: false },
+    'dry-run': { type: 'boolean', default: false },
+  },
   async run(input) {
     const runId = input.values.run;
     if (typeof runId !== 'string') throw new UsageError('Say which run: ferry replay --run <id> (see `ferry runs`).');
@@ -67,12 +72,17 @@ export const replayCommand: Command = {
       }
       const dataverse = await openDataverse(input.config, input.log);
       try {
-        const result = await runReplay(def!, { ...base, services: { dataverse: dataverse.endpoint } });
+        const result = await runReplay(def!, {
+          ...base,
+          services: { dataverse: dataverse.endpoint },
+          reResolve: Boolean(input.values['re-resolve']),
+        });
         if (input.json) {
           input.print(
             JSON.stringify({
               ...reportJson(result.report),
               replayOf: result.plan.run.id,
+              inputs: result.inputs,
               resolved: result.resolved,
               upserted: result.upserted,
               stillRejected: result.stillRejected,
@@ -80,6 +90,9 @@ export const replayCommand: Command = {
           );
         } else {
           input.print(reportLine(result.report));
+          input.print(
+            `built from the ${result.inputs.definition} mapping and ${result.inputs.metadata ? `the metadata kept with the run (${result.inputs.metadata})` : `the metadata in ${input.config.metadata}`}.`,
+          );
           input.print(
             `replay of ${result.plan.run.id}: ${result.resolved} reject(s) resolved (${result.upserted} upserted), ${result.stillRejected} rejected again${result.stillRejected ? ` — see \`ferry rejects --run ${result.report.runId}\`` : ''}.`,
           );
