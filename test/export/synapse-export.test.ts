@@ -109,12 +109,50 @@ describe('export synapse: artifacts', () => {
 
   test('outbound pipelines: OPENROWSET over Synapse Link CSV / Delta into Parquet by CETAS in a folder per window', () => {
     const csv = out.sqlFiles.find((f) => f.path === 'sql/tsql/accounts-outbound/extract-account.sql')!.content;
-    assert.match(csv, /OPENROWSET\(BULK N'\*\/account\/\*\.csv'.*FORMAT = 'CSV'/);
-    assert.match(csv, /r\.filepath\(1\) > N'@\{variables\('windowStart'\)\}'/);
-    assert.match(csv, /CREATE EXTERNAL TABLE .* WITH \(LOCATION = N'account\/@\{variables\('windowEnd'\)\}\/'/);
+    // The CETAS statements are built at run time from the window parameters: evaluate them for one window.
+    const vars = {
+      '@window_start': '2026-01-01T00.00.00Z',
+      '@window_end': '2026-01-01T00.15.00Z',
+      '@window_tag': '20260101T001500Z',
+    };
+    const built = evaluateDynamicSql(csv, vars);
+    assert.match(
+      built[0]!,
+      /^CREATE EXTERNAL TABLE \[ferry_out\]\.\[account_20260101T001500Z\] WITH \(LOCATION = N'account\/2026-01-01T00\.15\.00Z\/'/,
+    );
+    assert.match(
+      built[0]!,
+      /OPENROWSET\(BULK N'\*\/account\/\*\.csv', DATA_SOURCE = 'ferry_synapse_link', FORMAT = 'CSV'/,
+    );
+    assert.match(
+      built[0]!,
+      /r\.filepath\(1\) > N'2026-01-01T00\.00\.00Z' AND r\.filepath\(1\) < N'2026-01-01T00\.15\.00Z'/,
+    );
+    assert.equal(built.at(-1), 'DROP EXTERNAL TABLE [ferry_out].[account_20260101T001500Z]');
     const delta = out.sqlFiles.find((f) => f.path === 'sql/tsql/contacts-outbound/extract-contact.sql')!.content;
-    assert.match(delta, /FORMAT = 'DELTA'/);
-    assert.match(delta, /deletes\//, 'separate-file deletes get their own folder');
+    const builtDelta = evaluateDynamicSql(delta, vars);
+    assert.match(
+      builtDelta[0]!,
+      /OPENROWSET\(BULK N'deltalake\/contact_partitioned\/', DATA_SOURCE = 'ferry_synapse_link', FORMAT = 'DELTA'\)/,
+    );
+    assert.match(
+      builtDelta[1]!,
+      /LOCATION = N'contact\/2026-01-01T00\.15\.00Z\/deletes\/'/,
+      'separate-file deletes get their own folder',
+    );
+    const extract = activities(find('pipeline', 'pl_accounts_outbound')).find(
+      (a) => a.name === 'ExtractToParquet_account',
+    )!;
+    assert.deepEqual(
+      extract.typeProperties.scripts[0].parameters.map((p: { name: string; value: { value: string } }) => [
+        p.name,
+        p.value.value,
+      ]),
+      [
+        ['window_start', "@variables('windowStart')"],
+        ['window_end', "@variables('windowEnd')"],
+      ],
+    );
     const p = find('pipeline', 'pl_accounts_outbound');
     assert.ok(
       activities(p).some((a) => a.name === 'LookupChangelog'),
@@ -384,3 +422,16 @@ describe('export synapse: --check', () => {
     });
   });
 });
+
+/** Evaluates the `DECLARE @sqlN NVARCHAR(MAX) = CONCAT(...)` statements of an extract script for given variables. */
+function evaluateDynamicSql(script: string, vars: Record<string, string>): string[] {
+  const out: string[] = [];
+  for (const m of script.matchAll(/DECLARE @sql\d+ NVARCHAR\(MAX\) = CONCAT\((.*)\);$/gm)) {
+    let text = '';
+    for (const part of m[1]!.matchAll(/REPLACE\((@\w+), N'''', N''''''\)|N'((?:[^']|'')*)'/g)) {
+      text += part[1] !== undefined ? (vars[part[1]] ?? '').replaceAll("'", "''") : part[2]!.replaceAll("''", "'");
+    }
+    out.push(text);
+  }
+  return out;
+}

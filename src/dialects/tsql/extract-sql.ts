@@ -30,8 +30,11 @@ export function compileExtract(input: ExtractInput): string[] {
     (n) => !SYSTEM_HEAD.includes(n) && !SYSTEM_TAIL.includes(n),
   );
   const columns = [...SYSTEM_HEAD, ...attrs, ...SYSTEM_TAIL];
-  const windowTag = `@{replace(replace(replace(variables('windowEnd'), '-', ''), ':', ''), '.', '')}`;
-  const external = tsqlIdent(`${out}_${windowTag}`);
+  // Window values enter as the Script parameters @window_start / @window_end. CETAS takes no variables in its
+  // LOCATION, so each CETAS is built as text and run with EXEC(); the tokens below mark where the values go.
+  const START = '\u0001start\u0001';
+  const END = '\u0001end\u0001';
+  const TAG = '\u0001tag\u0001';
   let from: string;
   let where: string;
   if (input.format === 'csv') {
@@ -39,10 +42,10 @@ export function compileExtract(input: ExtractInput): string[] {
     // before the folder Synapse Link is still writing (or up to the requested window end).
     const withList = columns.map((c, i) => `${tsqlIdent(c)} NVARCHAR(4000) ${i + 1}`).join(', ');
     from = `OPENROWSET(BULK ${tsqlLiteral(`*/${t}/*.csv`)}, DATA_SOURCE = 'ferry_synapse_link', FORMAT = 'CSV', PARSER_VERSION = '1.0', FIELDQUOTE = '"') WITH (${withList}) AS r`;
-    where = `r.filepath(1) > N'@{variables('windowStart')}' AND r.filepath(1) < N'@{variables('windowEnd')}'`;
+    where = `r.filepath(1) > N'${START}' AND r.filepath(1) < N'${END}'`;
   } else {
     from = `OPENROWSET(BULK ${tsqlLiteral(`deltalake/${t}_partitioned/`)}, DATA_SOURCE = 'ferry_synapse_link', FORMAT = 'DELTA') AS r`;
-    where = `(N'@{variables('windowStart')}' = N'' OR r.[SinkModifiedOn] > N'@{variables('windowStart')}') AND r.[SinkModifiedOn] <= N'@{variables('windowEnd')}'`;
+    where = `(N'${START}' = N'' OR r.[SinkModifiedOn] > N'${START}') AND r.[SinkModifiedOn] <= N'${END}'`;
   }
   const deleted = `CASE WHEN LOWER(CAST(x.[IsDelete] AS NVARCHAR(10))) IN (N'true', N'1') THEN 1 ELSE 0 END`;
   const latest = `SELECT x.*, ${deleted} AS [__deleted] FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.[Id] ORDER BY TRY_CONVERT(BIGINT, r.[versionnumber]) DESC) AS [__rn] FROM ${from} WHERE ${where}) AS x WHERE x.[__rn] = 1`;
@@ -54,25 +57,56 @@ export function compileExtract(input: ExtractInput): string[] {
         .join(
           ', ',
         )}${input.deletes === 'flag-column' ? ', l.[__deleted]' : ''} FROM (${latest}) AS l${input.deletes === 'flag-column' ? '' : ' WHERE l.[__deleted] = 0'}`;
-  const statements = [
-    `CREATE EXTERNAL TABLE [ferry_out].${external} WITH (LOCATION = ${windowLocation(`${out}/`, '/')}, DATA_SOURCE = [ferry_warehouse], FILE_FORMAT = [ferry_parquet]) AS ${select}`,
-  ];
+  const cetas = (name: string, folder: string, body: string) =>
+    `CREATE EXTERNAL TABLE [ferry_out].[${name}_${TAG}] WITH (LOCATION = N'${folder}', DATA_SOURCE = [ferry_warehouse], FILE_FORMAT = [ferry_parquet]) AS ${body}`;
+  const texts = [cetas(out, `${out}/${END}/`, select)];
   if (input.deletes === 'separate-file') {
-    statements.push(
-      `CREATE EXTERNAL TABLE [ferry_out].${tsqlIdent(`${out}_deletes_${windowTag}`)} WITH (LOCATION = ${windowLocation(`${out}/`, '/deletes/')}, DATA_SOURCE = [ferry_warehouse], FILE_FORMAT = [ferry_parquet]) AS SELECT l.[Id], l.[versionnumber] FROM (${latest}) AS l WHERE l.[__deleted] = 1`,
+    texts.push(
+      cetas(
+        `${out}_deletes`,
+        `${out}/${END}/deletes/`,
+        `SELECT l.[Id], l.[versionnumber] FROM (${latest}) AS l WHERE l.[__deleted] = 1`,
+      ),
     );
   }
   // The external table is only a name for the files; dropping it keeps the Parquet and frees the name.
-  statements.push(`DROP EXTERNAL TABLE [ferry_out].${external}`);
-  if (input.deletes === 'separate-file')
-    statements.push(`DROP EXTERNAL TABLE [ferry_out].${tsqlIdent(`${out}_deletes_${windowTag}`)}`);
+  const drops = [`DROP EXTERNAL TABLE [ferry_out].[${out}_${TAG}]`];
+  if (input.deletes === 'separate-file') drops.push(`DROP EXTERNAL TABLE [ferry_out].[${out}_deletes_${TAG}]`);
+  const statements = [
+    `DECLARE @window_tag NVARCHAR(64) = REPLACE(REPLACE(REPLACE(@window_end, N'-', N''), N':', N''), N'.', N'')`,
+  ];
+  [...texts, ...drops].forEach((text, i) => {
+    statements.push(
+      `DECLARE @sql${i + 1} NVARCHAR(MAX) = ${dynamicText(text, { [START]: '@window_start', [END]: '@window_end', [TAG]: '@window_tag' })}`,
+    );
+    statements.push(`EXEC(@sql${i + 1})`);
+  });
   return statements;
 }
 
 /**
- * `N'<prefix>@{variables('windowEnd')}<suffix>'`: the quotes inside the pipeline expression must stay single (the
- * expression is replaced before SQL sees the text), so this literal is built by hand; table names carry no quotes.
+ * A `CONCAT(...)` building `text`, with each token replaced by a variable whose quotes are doubled (the values sit
+ * inside string literals of the built statement).
  */
-function windowLocation(prefix: string, suffix: string): string {
-  return `N'${prefix.replaceAll("'", "''")}@{variables('windowEnd')}${suffix}'`;
+function dynamicText(text: string, vars: Record<string, string>): string {
+  const tokens = Object.keys(vars);
+  const pieces: string[] = [];
+  let rest = text;
+  for (;;) {
+    let at = -1;
+    let token = '';
+    for (const t of tokens) {
+      const i = rest.indexOf(t);
+      if (i >= 0 && (at < 0 || i < at)) {
+        at = i;
+        token = t;
+      }
+    }
+    if (at < 0) break;
+    if (at > 0) pieces.push(tsqlLiteral(rest.slice(0, at)));
+    pieces.push(`REPLACE(${vars[token]}, N'''', N'''''')`);
+    rest = rest.slice(at + token.length);
+  }
+  if (rest) pieces.push(tsqlLiteral(rest));
+  return `CONCAT(${pieces.join(', ')})`;
 }

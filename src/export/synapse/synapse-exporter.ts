@@ -769,12 +769,17 @@ async function outboundPipeline(
     sql.push({
       path: `sql/tsql/${def.name}/extract-${output}.sql`,
       content: sqlFile(
-        `Extract of \`${x.table}\` for \`${def.name}\` (serverless SQL; @{...} are pipeline expressions).`,
+        `Extract of \`${x.table}\` for \`${def.name}\` (serverless SQL). Parameters: @window_start, @window_end.`,
         statements,
       ),
     });
     const name = `ExtractToParquet_${output}`;
-    activities.push(scriptActivity(name, NAMES.serverless, expr(scriptText(statements)), [after(prev)], [], 1));
+    // Plain text (no pipeline expression, so no 8,192-character limit); the window comes in as parameters.
+    const windowParams = [
+      { name: 'window_start', type: 'String', value: expr(`@variables('windowStart')`), direction: 'Input', size: 64 },
+      { name: 'window_end', type: 'String', value: expr(`@variables('windowEnd')`), direction: 'Input', size: 64 },
+    ];
+    activities.push(scriptActivity(name, NAMES.serverless, scriptText(statements), [after(prev)], windowParams, 1));
     extractNames.push(name);
   }
   activities.push(
