@@ -1,5 +1,5 @@
 import type { RunCounts } from '../core/counts.js';
-import { describeError, FerryError } from '../core/errors.js';
+import { describeError, UsageError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { StateStore } from '../core/state-store.js';
 
@@ -58,9 +58,8 @@ export class WebhookAlerts implements AlertSink {
     try {
       new URL(options.url);
     } catch {
-      throw new FerryError(
-        'alerts.url',
-        `Alert webhook \`${options.url}\` is not a URL; set FERRY_ALERT_WEBHOOK to e.g. \`https://hooks.example/ferry\`.`,
+      throw new UsageError(
+        `Alert webhook \`${options.url}\` is not a URL; set FERRY_ALERT_WEBHOOK (or --alert-webhook) to e.g. \`https://hooks.example/ferry\`.`,
       );
     }
     this.#url = options.url;
