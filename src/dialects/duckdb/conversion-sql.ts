@@ -124,9 +124,10 @@ function buildColumn(column: ColumnPlan, sources: ReadonlyMap<string, SourceColu
           [a('t'), text(ref, col)],
           [a('blank'), `(${text(ref, col)} IS NULL OR trim(${text(ref, col)}) = '')`],
         ],
-        // Bytes bound UTF-16 units from above, so the regex count runs only for long values; Dataverse counts
-        // UTF-16 code units (.NET string length), so characters beyond U+FFFF count twice.
-        reason: `CASE WHEN ${t} IS NOT NULL AND strlen(${t}) > ${max} AND length(${t}) + length(regexp_replace(${t}, ${L(SUPPLEMENTARY_RE)}, '', 'g')) > ${max} THEN ${reason('string.too_long')} END`,
+        // Dataverse counts UTF-16 code units (.NET string length), so characters beyond U+FFFF count twice. Bytes
+        // bound UTF-16 units from above, so the regex count is needed only for long values: a nested CASE keeps it
+        // from running on the others (DuckDB evaluates both sides of AND; measured 1.2 s per 1M values vs 5 ms).
+        reason: `CASE WHEN ${t} IS NULL OR strlen(${t}) <= ${max} THEN NULL WHEN length(${t}) + length(regexp_replace(${t}, ${L(SUPPLEMENTARY_RE)}, '', 'g')) > ${max} THEN ${reason('string.too_long')} END`,
         value: `CASE WHEN ${t} IS NULL THEN ${nullJson} ELSE CAST(to_json(${t}) AS VARCHAR) END`,
         keyText: t,
         blank: Q('blank'),
