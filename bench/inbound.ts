@@ -71,7 +71,10 @@ const MAPPING = {
 };
 
 export async function runInboundBench(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { rows: { type: 'string', default: '1000000' }, keep: { type: 'boolean', default: false } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: { rows: { type: 'string', default: '1000000' }, keep: { type: 'boolean', default: false } },
+  });
   const rows = Number(values.rows);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-inbound-'));
   const lakeDir = path.join(dir, 'lake');
@@ -83,10 +86,15 @@ export async function runInboundBench(argv: string[]): Promise<void> {
   const gen = await DuckDbStaging.open();
   await gen.run(`COPY (${sourceSql(rows)}) TO '${file}' (FORMAT PARQUET, COMPRESSION zstd, ROW_GROUP_SIZE 122880)`);
   await gen.close();
-  out(`generated ${rows} rows (${(fs.statSync(file).size / 1048576).toFixed(1)} MiB Parquet) in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  out(
+    `generated ${rows} rows (${(fs.statSync(file).size / 1048576).toFixed(1)} MiB Parquet) in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+  );
 
   // ferry: the real runner with the two local stages.
-  const config = resolveConfig({ lake: lakeDir, state: path.join(dir, 'state'), metadata: path.resolve('fixtures/metadata') }, {});
+  const config = resolveConfig(
+    { lake: lakeDir, state: path.join(dir, 'state'), metadata: path.resolve('fixtures/metadata') },
+    {},
+  );
   const state = SqliteStateStore.openIn(config.state);
   const pipeline = definePipeline({
     name: 'bench-inbound',
@@ -104,10 +112,14 @@ export async function runInboundBench(argv: string[]): Promise<void> {
   });
   const ferrySeconds = (performance.now() - started) / 1000;
   state.close();
-  if (report.status !== 'succeeded') throw new Error(`bench run ${report.status}: ${report.error?.message ?? JSON.stringify(report.rejectsByReason)}`);
+  if (report.status !== 'succeeded')
+    throw new Error(`bench run ${report.status}: ${report.error?.message ?? JSON.stringify(report.rejectsByReason)}`);
   const ferryRowsPerSec = Math.round(rows / ferrySeconds);
+  const ferryPeakRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
   out(`ferry stages (ms): ${JSON.stringify(report.metrics.stageMs)}`);
-  out(`ferry: ${rows} rows → ${report.counts.converted} payloads, ${report.counts.rejected} rejected, ${report.counts.skippedStale} skipped, in ${ferrySeconds.toFixed(2)} s = ${ferryRowsPerSec} rows/s`);
+  out(
+    `ferry: ${rows} rows → ${report.counts.converted} payloads, ${report.counts.rejected} rejected, ${report.counts.skippedStale} skipped, in ${ferrySeconds.toFixed(2)} s = ${ferryRowsPerSec} rows/s, peak RSS so far ${ferryPeakRssMiB} MiB`,
+  );
 
   // Reference: DuckDB alone, read_parquet → to_json, materialised like ferry's payload table.
   started = performance.now();
@@ -117,7 +129,9 @@ export async function runInboundBench(argv: string[]): Promise<void> {
   await ref.close();
   const referenceSeconds = (performance.now() - started) / 1000;
   const referenceRowsPerSec = Math.round(Number(n) / referenceSeconds);
-  out(`reference (read_parquet → to_json): ${n} rows in ${referenceSeconds.toFixed(2)} s = ${referenceRowsPerSec} rows/s`);
+  out(
+    `reference (read_parquet → to_json): ${n} rows in ${referenceSeconds.toFixed(2)} s = ${referenceRowsPerSec} rows/s`,
+  );
 
   const peakRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
   const ratio = Number((ferryRowsPerSec / referenceRowsPerSec).toFixed(3));

@@ -120,6 +120,8 @@ export interface ConversionBuilders {
   jsonString(text: string): string;
   /** `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...)`. */
   rowNumber(partitionBy: string, orderBy: string): string;
+  /** A fixed-width hash of a text (equal texts, equal hashes): grouping on it is cheaper than on the text. */
+  keyHash(text: string): string;
 }
 
 /** Naming of the column-local aliases in the compiled SQL. */
@@ -145,7 +147,10 @@ export interface CompileOptions {
 
 /** The statements of one conversion, in the order to run them. */
 export interface CompiledConversion {
-  /** Builds the work table: one row per staged row with its outcome, reason, key, version and payload. */
+  /**
+   * Builds the work table: one row per staged row with its outcome, reason, key, version and payload. Two
+   * statements separated by `;` (run them with one `run`): build, then mark the superseded versions.
+   */
   readonly classify: string;
   /**
    * Makes `converted` (contract in `src/core/staging-contract.ts`) a view of the work table's `ok` rows: a copy would
@@ -222,31 +227,15 @@ export function compileConversion(
   const firstBlank = keys.map((k) => `WHEN ${k.blank} THEN ${k.part.column}`).join(' ');
   const missing: ConversionReason = 'key.missing';
 
-  // The latest version per key is picked on a narrow relation (row id, key, version): a window over the wide
-  // row (every payload fragment) costs several times more.
-  const keyPrepare = [
-    ...new Map(
-      keys.flatMap((k) =>
-        built[k.part.column]!.sql.prepare.map(([alias, sql]) => [alias, `${sql} AS ${q(alias)}`] as const),
-      ),
-    ).values(),
-    ...version.prepare.map(([alias, sql]) => `${sql} AS ${q(alias)}`),
-  ];
-
   // Older than the version applied by an earlier run; equal is not stale (a rerun after a crash must re-send).
   const stale = 'COALESCE(a.version IS NOT NULL AND k.__version < a.version, FALSE)';
-  const classify = `WITH kp AS (
-  SELECT s.__row_id,
-    ${[...keyPrepare, `${version.version} AS __version`].join(',\n    ')}
-  FROM ${q(staged)} s
-), kk AS (
-  SELECT __row_id, __version, CASE WHEN ${anyBlank} THEN NULL ELSE ${predicate} END AS __key_predicate FROM kp
-), latest AS (
-  SELECT __row_id FROM (
-    SELECT __row_id, ${b.rowNumber('__key_predicate', '__version DESC NULLS LAST, __row_id DESC')} AS __rank
-    FROM kk WHERE __key_predicate IS NOT NULL
-  ) ranked WHERE __rank = 1
-), p AS (
+  const work = CONVERSION_WORK_TABLE;
+  // One pass over the staged rows builds the work table as if every row were the latest of its key; a second
+  // statement then marks the older versions superseded. Keys rarely repeat, so the ranking runs only on the keys
+  // that occur more than once (found by grouping a hash of the key over the narrow work-table column): ranking
+  // every row and joining the ranks back cost a second scan of `staged`, a window and a hash join over all rows
+  // (measured ~0.4 s per 1M rows, a fifth of the conversion). A hash collision only adds a key to the ranking.
+  const classify = `WITH p AS (
   SELECT s.__row_id, s.__source_file, s.__row_number,
     ${prepare.join(',\n    ')}
   FROM ${q(staged)} s
@@ -265,19 +254,27 @@ SELECT k.__row_id, k.__source_file, k.__row_number, k.__key, k.__key_predicate, 
   k.__reason, k.__reason_column,
   CASE
     WHEN k.__key_predicate IS NULL THEN 'reject'
-    WHEN w.__row_id IS NULL THEN 'superseded'
     ${options.appliedVersions ? `WHEN ${stale} THEN 'stale'` : ''}
     WHEN k.__reason IS NOT NULL THEN 'reject'
     ELSE 'ok'
   END AS __outcome,
-  CASE WHEN k.__reason IS NULL AND w.__row_id IS NOT NULL${options.appliedVersions ? ` AND NOT ${stale}` : ''} THEN ${dialect.concat([dialect.literal('{'), dialect.concatSkipNulls(',', fragments.length ? fragments.map((_, i) => `k.f${i}`) : ['k.f0']), dialect.literal('}')])} END AS __payload
-FROM k
-LEFT JOIN latest w ON w.__row_id = k.__row_id${options.appliedVersions ? `\nLEFT JOIN ${dialect.appliedVersionsRelation(options.appliedVersions)} a ON a.key = k.__key_predicate` : ''}`;
+  CASE WHEN k.__reason IS NULL${options.appliedVersions ? ` AND NOT ${stale}` : ''} THEN ${dialect.concat([dialect.literal('{'), dialect.concatSkipNulls(',', fragments.length ? fragments.map((_, i) => `k.f${i}`) : ['k.f0']), dialect.literal('}')])} END AS __payload
+FROM k${options.appliedVersions ? `\nLEFT JOIN ${dialect.appliedVersionsRelation(options.appliedVersions)} a ON a.key = k.__key_predicate` : ''}`;
+  const superseded = `UPDATE ${q(work)} SET __outcome = 'superseded', __payload = NULL
+WHERE __row_id IN (
+  SELECT __row_id FROM (
+    SELECT __row_id, ${b.rowNumber('__key_predicate', '__version DESC NULLS LAST, __row_id DESC')} AS __rank
+    FROM ${q(work)}
+    WHERE __key_predicate IS NOT NULL AND ${b.keyHash('__key_predicate')} IN (
+      SELECT ${b.keyHash('__key_predicate')} FROM ${q(work)} WHERE __key_predicate IS NOT NULL
+      GROUP BY ${b.keyHash('__key_predicate')} HAVING COUNT(*) > 1
+    )
+  ) ranked WHERE __rank > 1
+)`;
 
-  const work = CONVERSION_WORK_TABLE;
   const sourceList = options.sources.filter((s) => !s.name.startsWith('__'));
   return {
-    classify: dialect.createTableAs(work, classify),
+    classify: `${dialect.createTableAs(work, classify)};\n${superseded}`,
     converted: dialect.createViewAs(
       STAGING_TABLES.converted,
       `SELECT __row_id, __source_file, __row_number, __key, __key_predicate, __key_safe, __version, __payload

@@ -74,6 +74,7 @@ export const duckdbDialect: SqlDialect = {
     quoteKeyLiteral: (text) => `'''' || replace(${text}, '''', '''''') || ''''`,
     jsonString: (text) => `CAST(to_json(${text}) AS VARCHAR)`,
     rowNumber: (partitionBy, orderBy) => `row_number() OVER (PARTITION BY ${partitionBy} ORDER BY ${orderBy})`,
+    keyHash: (text) => `hash(${text})`,
   } satisfies ConversionBuilders,
 };
 
