@@ -220,7 +220,10 @@ export class AdaptiveConcurrency {
       this.#servers = this.#beforeProbe * 0.97;
       this.#probeInterval = Math.min(this.#probeInterval * 4, 1_000_000);
     } else {
+      // The limits dropped (or the hint was optimistic): cut well below, then probe back up soon, since a 20% cut
+      // may overshoot what is left.
       this.#servers = Math.max(1 / this.#budget, this.#servers * 0.8);
+      this.#probeInterval = Math.min(this.#probeInterval, 200);
     }
     this.#beforeProbe = undefined;
     this.#limit = Math.max(1, Math.min(this.#limit, this.ceiling));
