@@ -116,7 +116,7 @@ export async function runInboundBench(argv: string[]): Promise<void> {
     throw new Error(`bench run ${report.status}: ${report.error?.message ?? JSON.stringify(report.rejectsByReason)}`);
   const ferryRowsPerSec = Math.round(rows / ferrySeconds);
   const ferryPeakRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
-  out(`ferry stages (ms): ${JSON.stringify(report.metrics.stageMs)}`);
+  out(`ferry stages (ms): ${JSON.stringify(report.metrics.stageMs)}, convert SQL ${report.metrics["convert.sqlMs"]} ms`);
   out(
     `ferry: ${rows} rows → ${report.counts.converted} payloads, ${report.counts.rejected} rejected, ${report.counts.skippedStale} skipped, in ${ferrySeconds.toFixed(2)} s = ${ferryRowsPerSec} rows/s, peak RSS so far ${ferryPeakRssMiB} MiB`,
   );
