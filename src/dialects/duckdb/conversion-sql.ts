@@ -110,6 +110,12 @@ function sourceRef(sources: ReadonlyMap<string, SourceColumn>, name: string): { 
 
 const text = (ref: string, col: SourceType) => (col.kind === 'text' ? ref : `CAST(${ref} AS VARCHAR)`);
 const trimmed = (ref: string, col: SourceType) => `NULLIF(trim(${text(ref, col)}), '')`;
+/**
+ * True when a text is NULL or blank (`trim(t) = ''`). `trim` copies every value (measured ~90 ms per 1M distinct
+ * values); it can only remove a leading space or non-ASCII space, so it runs only for values starting with one.
+ */
+const blankText = (t: string) =>
+  `(CASE WHEN ${t} IS NULL OR ${t} = '' THEN TRUE WHEN starts_with(${t}, ' ') OR ascii(${t}) > 127 THEN trim(${t}) = '' ELSE FALSE END)`;
 
 function buildColumn(column: ColumnPlan, sources: ReadonlyMap<string, SourceColumn>, n: AliasNames): ColumnSql {
   const a = (name: string) => n.alias(name);
@@ -124,7 +130,7 @@ function buildColumn(column: ColumnPlan, sources: ReadonlyMap<string, SourceColu
         // Own-key columns test blankness in several places; prepared once.
         prepare: [
           [a('t'), text(ref, col)],
-          [a('blank'), `(${text(ref, col)} IS NULL OR trim(${text(ref, col)}) = '')`],
+          [a('blank'), blankText(text(ref, col))],
         ],
         // Dataverse counts UTF-16 code units (.NET string length), so characters beyond U+FFFF count twice. Bytes
         // bound UTF-16 units from above, so the regex count is needed only for long values: a nested CASE keeps it
@@ -270,16 +276,17 @@ function buildColumn(column: ColumnPlan, sources: ReadonlyMap<string, SourceColu
         prep.push(...dt.prep, [a('blank'), `${Q('t')} IS NULL`]);
         parsed = `${Q('local')} IS NOT NULL`;
       }
-      const shown = dateOnly
-        ? `strftime(CAST(${Q('local')} AS DATE), '%Y-%m-%d')`
-        : `strftime(${ts}, '%Y-%m-%dT%H:%M:%SZ')`;
+      // The JSON quotes are part of the format: one string built per value instead of three.
+      const quoted = dateOnly
+        ? `strftime(CAST(${Q('local')} AS DATE), '"%Y-%m-%d"')`
+        : `strftime(${ts}, '"%Y-%m-%dT%H:%M:%SZ"')`;
       const early = dateOnly
         ? `CAST(${Q('local')} AS DATE) < DATE '${MIN_DATE}'`
         : `${ts} < TIMESTAMP '${MIN_DATE} 00:00:00'`;
       return {
         prepare: prep,
         reason: `CASE WHEN ${blank} THEN NULL WHEN NOT (${parsed}) THEN ${reason('date.unparsable')} WHEN ${early} THEN ${reason('date.before_min')} END`,
-        value: `CASE WHEN ${blank} THEN ${nullJson} WHEN NOT (${parsed}) THEN NULL ELSE '"' || ${shown} || '"' END`,
+        value: `CASE WHEN ${blank} THEN ${nullJson} WHEN NOT (${parsed}) THEN NULL ELSE ${quoted} END`,
       };
     }
     case 'guid': {
@@ -535,7 +542,7 @@ function lookupTarget(
     const blank = Q(`k${ti}_${pi}_blank`);
     if (part.literal === 'string') {
       const t = text(ref, col);
-      prepare.push([a(`k${ti}_${pi}`), t], [a(`k${ti}_${pi}_blank`), `(${t} IS NULL OR trim(${t}) = '')`]);
+      prepare.push([a(`k${ti}_${pi}`), t], [a(`k${ti}_${pi}_blank`), blankText(t)]);
       return {
         part,
         blank,
