@@ -364,7 +364,8 @@ function typedDecimal(
   const { prep, i, f } = numberText(a, Q, ref, col, slowText);
   const sc = Q('sc');
   const sign = `${Q('m')}['s']`;
-  const fastText = scale > 0 ? trimFraction(`CAST(${d} AS VARCHAR)`, scale) : `CAST(${d} AS VARCHAR)`;
+  // The text is prepared once: the suffix tests would each cast again (no common-subexpression reuse in CASE).
+  const fastText = scale > 0 ? trimFraction(Q('dt'), scale) : `CAST(${d} AS VARCHAR)`;
   const range = [bound(d, '<', column.min, scale), bound(d, '>', column.max, scale)].filter((x) => x !== null);
   const fastChecks = `${scale > p ? `WHEN ${d} <> round(${d}, ${p}) THEN ${reason('number.precision')} ` : ''}${range.length ? `WHEN ${range.join(' OR ')} THEN ${reason('number.out_of_range')} ` : ''}`;
   const fastReason = fastChecks ? `CASE ${fastChecks}END` : 'NULL';
@@ -373,6 +374,7 @@ function typedDecimal(
     prepare: [
       [a('raw'), ref],
       [a('d'), narrow],
+      ...(scale > 0 ? ([[a('dt'), `CAST(${narrow} AS VARCHAR)`]] as Prep) : []),
       ...prep,
       [
         a('sc'),
