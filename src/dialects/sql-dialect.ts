@@ -114,8 +114,8 @@ export interface ConversionBuilders {
   version(source: SourceColumn): { readonly prepare: readonly (readonly [string, string])[]; readonly version: string };
   /** True when a key text holds a character that breaks key URLs (`/ \ < > * % & : ?`). */
   unsafeKey(text: string): string;
-  /** OData string literal of a key text: quoted, single quotes doubled. */
-  quoteKeyLiteral(text: string): string;
+  /** A key text for an OData string literal: single quotes doubled (the caller adds the quotes). */
+  escapeKeyText(text: string): string;
   /** JSON string text of a SQL string (`"..."`, escaped). */
   jsonString(text: string): string;
   /** `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...)`. */
@@ -203,16 +203,26 @@ export function compileConversion(
   };
   const keys = plan.key.map(keyOf);
   const anyBlank = keys.map((k) => `(${k.blank})`).join(' OR ');
-  const keyJoin = (render: (k: (typeof keys)[number]) => string) =>
-    dialect.concat(
-      keys.flatMap((k, i) => [
-        ...(i ? [dialect.literal(',')] : []),
-        dialect.literal(`${k.part.attribute}=`),
-        render(k),
-      ]),
-    );
-  const readable = keyJoin((k) => k.text);
-  const predicate = keyJoin((k) => (k.part.literal === 'string' ? b.quoteKeyLiteral(k.text) : k.text));
+  // Adjacent literals are merged: every `||` copies each row's string once more.
+  type Segment = { readonly text: string } | { readonly sql: string };
+  const keyJoin = (render: (k: (typeof keys)[number]) => Segment[]) => {
+    const parts: string[] = [];
+    let pending = '';
+    for (const segment of keys.flatMap((k, i) => [{ text: `${i ? ',' : ''}${k.part.attribute}=` }, ...render(k)])) {
+      if ('text' in segment) pending += segment.text;
+      else {
+        if (pending) parts.push(dialect.literal(pending));
+        pending = '';
+        parts.push(segment.sql);
+      }
+    }
+    if (pending) parts.push(dialect.literal(pending));
+    return dialect.concat(parts);
+  };
+  const readable = keyJoin((k) => [{ sql: k.text }]);
+  const predicate = keyJoin((k) =>
+    k.part.literal === 'string' ? [{ text: "'" }, { sql: b.escapeKeyText(k.text) }, { text: "'" }] : [{ sql: k.text }],
+  );
   const unsafe = keys.filter((k) => k.part.literal === 'string').map((k) => `COALESCE(${b.unsafeKey(k.text)}, FALSE)`);
   const safe = unsafe.length ? `NOT (${unsafe.join(' OR ')})` : 'TRUE';
 

@@ -72,7 +72,7 @@ export const duckdbDialect: SqlDialect = {
     column: buildColumn,
     version: buildVersion,
     unsafeKey: (text) => `regexp_matches(${text}, ${L(UNSAFE_RE)})`,
-    quoteKeyLiteral: (text) => `'''' || replace(${text}, '''', '''''') || ''''`,
+    escapeKeyText: (text) => `replace(${text}, '''', '''''')`,
     jsonString: (text) => `CAST(to_json(${text}) AS VARCHAR)`,
     rowNumber: (partitionBy, orderBy) => `row_number() OVER (PARTITION BY ${partitionBy} ORDER BY ${orderBy})`,
     keyHash: (text) => `hash(${text})`,
@@ -276,9 +276,10 @@ function buildColumn(column: ColumnPlan, sources: ReadonlyMap<string, SourceColu
         prep.push(...dt.prep, [a('blank'), `${Q('t')} IS NULL`]);
         parsed = `${Q('local')} IS NOT NULL`;
       }
-      // The JSON quotes are part of the format: one string built per value instead of three.
+      // One string built per value, not three (`'"' || x || '"'`). DateOnly: the DATE cast writes what strftime's
+      // `%Y-%m-%d` does for every date from 1753-01-01 on (earlier ones are rejected), ~2× faster.
       const quoted = dateOnly
-        ? `strftime(CAST(${Q('local')} AS DATE), '"%Y-%m-%d"')`
+        ? `concat('"', CAST(CAST(${Q('local')} AS DATE) AS VARCHAR), '"')`
         : `strftime(${ts}, '"%Y-%m-%dT%H:%M:%SZ"')`;
       const early = dateOnly
         ? `CAST(${Q('local')} AS DATE) < DATE '${MIN_DATE}'`
