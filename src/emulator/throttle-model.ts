@@ -216,9 +216,11 @@ export class ThrottleModel {
     let kind: ThrottleKind | undefined;
     let waitMs = 0;
     if (now < budget.blockedUntil) {
-      // Still inside a Retry-After: the client is hammering, which extends the wait (reference §4.1).
+      // Still inside a Retry-After: the client is hammering, which extends the wait (reference §4.1). The growth
+      // is bounded (two windows at most): published observations show Retry-After lengthening from ~37 s to ~81 s
+      // under sustained pressure, not without end.
       budget.strikes += 1;
-      budget.blockedUntil += (p.hammerPenaltySec * 1000 * budget.strikes) / this.#timeScale;
+      budget.blockedUntil = Math.min(budget.blockedUntil + (p.hammerPenaltySec * 1000) / this.#timeScale, now + 2 * windowMs);
       kind = budget.blockedKind;
       waitMs = budget.blockedUntil - now;
     } else if (budget.inFlight >= p.maxConcurrent) {
