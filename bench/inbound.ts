@@ -10,11 +10,11 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { LocalLake } from '../src/connectors/lake/local-lake.js';
 import { SqliteStateStore } from '../src/connectors/state/sqlite-state-store.js';
-import { DuckDbStaging } from '../src/dialects/duckdb/duckdb-staging.js';
 import { resolveConfig } from '../src/core/config.js';
 import { silentLogger } from '../src/core/log.js';
 import { definePipeline } from '../src/core/pipeline.js';
 import { runPipeline } from '../src/core/runner.js';
+import { DuckDbStaging } from '../src/dialects/duckdb/duckdb-staging.js';
 import { convertToDataverse } from '../src/stages/convert-to-dataverse.js';
 import { readParquetDeltas } from '../src/stages/read-parquet-deltas.js';
 import { stageRegistry } from '../src/stages/registry.js';
@@ -116,7 +116,9 @@ export async function runInboundBench(argv: string[]): Promise<void> {
     throw new Error(`bench run ${report.status}: ${report.error?.message ?? JSON.stringify(report.rejectsByReason)}`);
   const ferryRowsPerSec = Math.round(rows / ferrySeconds);
   const ferryPeakRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
-  out(`ferry stages (ms): ${JSON.stringify(report.metrics.stageMs)}, convert SQL ${report.metrics["convert.sqlMs"]} ms`);
+  out(
+    `ferry stages (ms): ${JSON.stringify(report.metrics.stageMs)}, convert SQL ${report.metrics['convert.sqlMs']} ms`,
+  );
   out(
     `ferry: ${rows} rows → ${report.counts.converted} payloads, ${report.counts.rejected} rejected, ${report.counts.skippedStale} skipped, in ${ferrySeconds.toFixed(2)} s = ${ferryRowsPerSec} rows/s, peak RSS so far ${ferryPeakRssMiB} MiB`,
   );
