@@ -136,6 +136,8 @@ interface Budget {
   exec: Array<{ at: number; ms: number }>;
   execSum: number;
   blockedUntil: number;
+  /** When the current block began; hammering cannot extend it past two windows from then. */
+  blockedSince: number;
   blockedKind: ThrottleKind;
   strikes: number;
 }
@@ -217,10 +219,13 @@ export class ThrottleModel {
     let waitMs = 0;
     if (now < budget.blockedUntil) {
       // Still inside a Retry-After: the client is hammering, which extends the wait (reference §4.1). The growth
-      // is bounded (two windows at most): published observations show Retry-After lengthening from ~37 s to ~81 s
-      // under sustained pressure, not without end.
+      // is bounded (a block lasts two windows at most): published observations show Retry-After lengthening from
+      // ~37 s to ~81 s under sustained pressure, not without end.
       budget.strikes += 1;
-      budget.blockedUntil = Math.min(budget.blockedUntil + (p.hammerPenaltySec * 1000) / this.#timeScale, now + 2 * windowMs);
+      budget.blockedUntil = Math.min(
+        budget.blockedUntil + (p.hammerPenaltySec * 1000) / this.#timeScale,
+        budget.blockedSince + 2 * windowMs,
+      );
       kind = budget.blockedKind;
       waitMs = budget.blockedUntil - now;
     } else if (budget.inFlight >= p.maxConcurrent) {
@@ -244,6 +249,7 @@ export class ThrottleModel {
     }
     if (kind !== undefined) {
       if (kind !== 'concurrency') {
+        if (now >= budget.blockedUntil) budget.blockedSince = now;
         budget.blockedUntil = Math.max(budget.blockedUntil, now + waitMs);
         budget.blockedKind = kind;
       }
@@ -302,6 +308,7 @@ export class ThrottleModel {
         exec: [],
         execSum: 0,
         blockedUntil: 0,
+        blockedSince: 0,
         blockedKind: 'requests',
         strikes: 0,
       };
