@@ -165,7 +165,7 @@ export interface CompiledConversion {
 
 /**
  * Compiles a conversion plan to SQL for a dialect. One pass classifies every staged row (first failing column wins,
- * in mapping order; versions of one key collapse to the latest; versions older than the applied one are stale);
+ * in mapping order; versions of one key collapse to the latest; versions not newer than the applied one are stale);
  * `converted` then holds the rows to send.
  */
 export function compileConversion(
@@ -263,8 +263,10 @@ export function compileConversion(
   const firstBlank = keys.map((k) => `WHEN ${k.blank} THEN ${k.part.column}`).join(' ');
   const missing: ConversionReason = 'key.missing';
 
-  // Older than the version applied by an earlier run; equal is not stale (a rerun after a crash must re-send).
-  const stale = 'COALESCE(a.version IS NOT NULL AND k.__version < a.version, FALSE)';
+  // Not newer than the version an earlier run applied: skipped. Equal counts as applied because applied versions are
+  // saved only for rows Dataverse accepted (the `upserted` table) after every stage succeeded, so a repeated window
+  // (a rerun after a crash, a backfill over processed files) sends nothing Dataverse already has.
+  const stale = 'COALESCE(a.version IS NOT NULL AND k.__version <= a.version, FALSE)';
   const work = CONVERSION_WORK_TABLE;
   // One pass over the staged rows builds the work table as if every row were the latest of its key; a second
   // statement then marks the older versions superseded. Keys rarely repeat, so the ranking runs only on the keys

@@ -103,11 +103,12 @@ const DIALECTS: Readonly<Record<string, SqlDialect>> = { duckdb: duckdbDialect }
  * The convert-to-dataverse stage: one set-based pass in the staging engine, rejects read back as data.
  *
  * Every staged row ends as exactly one of: converted (in `converted`, `counts.converted`); rejected (first failing
- * column in mapping order, `ctx.reject`); superseded by a later version of its key in the same run, or older than the
- * version applied for that key by an earlier run (both `counts.skippedStale`, not rejects: they must not be sent).
+ * column in mapping order, `ctx.reject`); superseded by a later version of its key in the same run, or not newer than
+ * the version applied for that key by an earlier run (both `counts.skippedStale`, not rejects: they must not be sent).
  * Versions of one key collapse before validation, so an invalid older version is skipped, not rejected, and an
- * invalid latest version is rejected without sending an older one. Equal versions are not stale (a rerun after a
- * crash re-sends). Applied versions live in `<state>/versions/<pipeline>.parquet`, updated on commit from `upserted`.
+ * invalid latest version is rejected without sending an older one. An equal version counts as applied: versions are
+ * saved only for rows Dataverse accepted (`upserted`), after every stage succeeded, so a repeated window re-sends
+ * only what did not land. Applied versions live in `<state>/versions/<pipeline>.parquet`, updated on commit.
  */
 export const convertToDataverseStage: StageImpl<ConvertToDataverseSpec> = {
   kind: CONVERT_TO_DATAVERSE,

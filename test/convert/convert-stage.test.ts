@@ -119,7 +119,7 @@ describe('convert-to-dataverse through the runner', () => {
     };
   }
 
-  it('collapses versions, rejects bad rows as data, skips stale versions across runs, keeps equal versions', async () => {
+  it('collapses versions, rejects bad rows as data, skips stale versions across runs, skips versions already applied', async () => {
     await writeParquet(
       path.join(dir, 'lake/in/2026-11-26T10-00-00Z.parquet'),
       rowsSql([
@@ -186,8 +186,8 @@ describe('convert-to-dataverse through the runner', () => {
       ["accountnumber='A2'", '2026-11-26T10:00:00.000000Z'],
     ]);
 
-    // Run 2: an older version of A'1 (stale), the same version of A2 (re-sent: a rerun after a crash must send),
-    // A3 fixed. Dataverse "refuses" A3, so its version is not recorded.
+    // Run 2: an older version of A'1 (stale), the same version of A2 (already applied: skipped), A3 fixed.
+    // Dataverse "refuses" A3, so its version is not recorded.
     await writeParquet(
       path.join(dir, 'lake/in/2026-11-26T12-00-00Z.parquet'),
       rowsSql([
@@ -200,14 +200,11 @@ describe('convert-to-dataverse through the runner', () => {
     assert.equal(second.status, 'succeeded');
     assert.deepEqual(
       { converted: second.counts.converted, skippedStale: second.counts.skippedStale },
-      { converted: 2, skippedStale: 1 },
+      { converted: 1, skippedStale: 2 },
     );
     assert.deepEqual(
       sent[1]!.map((s) => [s.key, s.payload]),
-      [
-        ['accountnumber=A2', '{"name":"Two again"}'],
-        ['accountnumber=A3', '{"name":"Three"}'],
-      ],
+      [['accountnumber=A3', '{"name":"Three"}']],
     );
     assert.deepEqual(await versions(file), [
       ["accountnumber='A''1'", '2026-11-26T11:00:00.000000Z'],

@@ -71,7 +71,9 @@ export interface CompiledConversion {
   readonly counts: string;
   /**
    * Saves the version of every row sent as the applied version of its key (run after the sink succeeded), so an
-   * older version arriving later is skipped as `stale`; an equal one is sent again (a repeated window converges).
+   * older version arriving later is skipped as `stale`; an equal one is sent again. Unlike the local runner (which
+   * knows each accepted row and skips equal versions too), the Copy activity does not say which rows Dataverse
+   * accepted, so here an equal version must be re-sent for a repeated window to converge.
    */
   readonly saveVersions: string[];
   /** Builds the sink table for the Copy activity and rejects rows whose lookup target is not in the key map. */
