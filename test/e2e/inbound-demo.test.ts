@@ -129,9 +129,9 @@ describe('inbound demo pipelines end to end against the emulator', () => {
       [
         ['currencies-inbound', 3, 3, 0, 0],
         ['regions-inbound', 4, 4, 0, 0],
-        ['accounts-inbound', 30, 9, 5, 16],
+        ['accounts-inbound', 30, 10, 5, 15],
         ['contacts-inbound', 8, 4, 1, 3],
-        ['opportunities-inbound', 6, 2, 1, 3],
+        ['opportunities-inbound', 6, 4, 1, 1],
       ],
     );
   });
@@ -145,12 +145,19 @@ describe('inbound demo pipelines end to end against the emulator', () => {
       'A-1003',
       'A-1004',
       'A-1005',
+      'A-1006',
       'A-1007',
       'A-1010',
       'A-1011',
     ]);
     const pick = (key: string, ...cols: string[]) =>
       Object.fromEntries(cols.map((c) => [c, accounts[key]![c] ?? null]));
+    // An inactive account cannot be created inactive: it was created, then its state set by an update.
+    assert.deepEqual(pick('A-1006', 'name', 'statecode', 'statuscode'), {
+      name: 'Tailspin Toys',
+      statecode: 1,
+      statuscode: 2,
+    });
     // A-1001: the 09:15 delta's version wins over the 09:00 one.
     assert.deepEqual(
       pick(
@@ -225,7 +232,11 @@ describe('inbound demo pipelines end to end against the emulator', () => {
       { job: 'Head of Purchasing', channels: '3,1', birthdate: '1980-04-12' },
     );
     const opportunities = snapshot(env.emulator.store, 'opportunity', (a) => String(a.ferry_legacyid));
-    assert.deepEqual(Object.keys(opportunities).sort(), ['O-1', 'O-2']);
+    assert.deepEqual(Object.keys(opportunities).sort(), ['O-1', 'O-2', 'O-3', 'O-4']);
+    assert.deepEqual(
+      [opportunities['O-3']!.statecode, opportunities['O-3']!.statuscode, opportunities['O-3']!.customerid],
+      [1, 3, 'CRM1|C-1'],
+    );
     assert.deepEqual(
       Object.fromEntries(
         ['name', 'customerid', 'estimatedvalue', 'closeprobability', 'ferry_productlines', 'estimatedclosedate'].map(
@@ -266,20 +277,17 @@ describe('inbound demo pipelines end to end against the emulator', () => {
         ['accounts-inbound', 'accountnumber=A-2012', 'boolean.invalid'],
         ['accounts-inbound', 'accountnumber=A-2013', 'number.unparsable'],
         ['accounts-inbound', 'accountnumber=A-2014', 'status.invalid_for_state'],
-        ['accounts-inbound', 'accountnumber=A-1006', 'dataverse.0x80040203'],
         ['accounts-inbound', 'accountnumber=A-1012', 'lookup.target_missing'],
         ['contacts-inbound', 'ferry_legacysource=CRM1,ferry_legacyid=C-4', 'number.out_of_range'],
         ['contacts-inbound', 'ferry_legacysource=CRM1,ferry_legacyid=C-5', 'lookup.target_unknown'],
         ['contacts-inbound', 'ferry_legacysource=CRM1,ferry_legacyid=C-6', 'lookup.target_missing'],
         ['opportunities-inbound', 'ferry_legacyid=O-5', 'number.out_of_range'],
-        ['opportunities-inbound', 'ferry_legacyid=O-3', 'dataverse.0x80040203'],
-        ['opportunities-inbound', 'ferry_legacyid=O-4', 'dataverse.0x80040203'],
       ]),
     );
     const tooLong = env.state.listRejects({ reason: 'string.too_long' })[0]!;
     assert.equal(tooLong.sourceFile, 'inbound/accounts/2026-11-20T09-15-00Z.parquet');
     assert.equal(tooLong.rowNumber, 5);
-    const serviceReject = env.state.listRejects({ reason: 'dataverse.0x80040203' })[0]!;
+    const serviceReject = env.state.listRejects({ reason: 'lookup.target_missing' })[0]!;
     assert.ok(serviceReject.requestPayload, 'a Dataverse reject keeps the request payload');
     assert.ok(serviceReject.serviceError, 'and the service error body');
   });
@@ -291,11 +299,12 @@ describe('inbound demo pipelines end to end against the emulator', () => {
       state: env.state,
     });
     assert.ok(exported.folder);
+    // Append-only export: a record created and then given its state is two rows (A-1006, O-3, O-4).
     assert.deepEqual(exported.rows, {
-      account: 9,
+      account: 11,
       contact: 4,
       ferry_region: 4,
-      opportunity: 2,
+      opportunity: 6,
       transactioncurrency: 3,
     });
     for (const name of ['accounts-outbound', 'contacts-outbound']) {

@@ -79,7 +79,18 @@ interface PendingRow {
   /** Why the row was last deferred (kept for its reject if the target never appears). */
   lastError?: unknown;
   lastPayload?: unknown;
+  /**
+   * Set when a new record could not be created in a non-default state (statecode is not valid for create, so the
+   * service checks statuscode against the default state and refuses): `create` while the row is written without its
+   * state columns, `state` while only statecode/statuscode are sent as an update. `original` is the row as converted.
+   */
+  stateStep?: 'create' | 'state';
+  original?: WriteRow;
 }
+
+/** Dataverse: "<statuscode> is not a valid status code for state code <statecode>". */
+const STATUS_NOT_VALID_FOR_STATE = '0x80040203';
+const STATE_COLUMNS = ['statecode', 'statuscode'] as const;
 
 type RowOutcome =
   | { readonly kind: 'ok' }
@@ -116,6 +127,7 @@ export class BulkWriter {
   #inFlightKeys = new Set<string>();
   #inFlight = 0;
   #deferred: PendingRow[] = [];
+  #stateSplits = 0;
   #upserted = 0;
   #rejected = 0;
   #progressThisRound = 0;
@@ -224,6 +236,7 @@ export class BulkWriter {
       bulkFailures: this.#bulkFailures,
       batchReplays: this.#batchReplays,
       deferredRounds: rounds,
+      stateSetAfterCreate: this.#stateSplits,
     };
     return { upserted: this.#upserted, rejected: this.#rejected, mode: this.#mode, deferredRounds: rounds, metrics };
   }
@@ -491,6 +504,8 @@ export class BulkWriter {
         pending.lastError = outcome.error;
         pending.lastPayload = outcome.requestPayload;
         this.#deferred.push(pending);
+      } else if (outcome.kind === 'reject' && this.#splitState(pending, outcome)) {
+        // Written again in the next round: first without its state, then the state as an update.
       } else if (outcome.kind === 'reject') {
         rejects.push({
           pending,
@@ -507,9 +522,39 @@ export class BulkWriter {
 
   #accept(rows: readonly PendingRow[]): void {
     if (rows.length === 0) return;
-    this.#upserted += rows.length;
+    const done: PendingRow[] = [];
+    for (const p of rows) {
+      if (p.stateStep === 'create') {
+        // The record exists now; its state goes next round as an update.
+        const state = pickState(p.original!.payload);
+        this.#deferred.push({ ...p, row: { ...p.original!, payload: state }, stateStep: 'state', tries: 0 });
+      } else done.push(p);
+    }
     this.#progressThisRound += rows.length;
-    this.#options.onUpserted?.(rows.map((p) => p.row));
+    this.#upserted += done.length;
+    if (done.length) this.#options.onUpserted?.(done.map((p) => p.original ?? p.row));
+  }
+
+  /**
+   * A new record cannot be created in a closed or inactive state: Dataverse ignores statecode on create and then
+   * refuses a statuscode of another state (0x80040203). Such a row is written again without its state columns, and
+   * its state is set by an update once the record exists. Returns false when the rule does not apply.
+   */
+  #splitState(pending: PendingRow, outcome: Extract<RowOutcome, { kind: 'reject' }>): boolean {
+    if (pending.stateStep !== undefined) return false;
+    if (outcome.reason !== `dataverse.${STATUS_NOT_VALID_FOR_STATE}`) return false;
+    const payload = safeParse(pending.row.payload);
+    if (!payload || typeof payload !== 'object' || !('statecode' in payload)) return false;
+    const rest = Object.fromEntries(Object.entries(payload).filter(([k]) => !(STATE_COLUMNS as readonly string[]).includes(k)));
+    this.#deferred.push({
+      ...pending,
+      row: { ...pending.row, payload: JSON.stringify(rest) },
+      original: pending.row,
+      stateStep: 'create',
+      tries: 0,
+    });
+    this.#stateSplits += 1;
+    return true;
   }
 
   #rejectRows(
@@ -525,12 +570,14 @@ export class BulkWriter {
     this.#rejected += items.length;
     this.#options.onRejected?.(
       items.map(({ pending, reason, message, error, requestPayload }) => {
-        const row = pending.row;
+        const row = pending.original ?? pending.row;
         const serviceMessage = (error as ServiceError | undefined)?.message;
         const text =
           reason === 'lookup.target_missing'
             ? `A lookup target of \`${row.key}\` does not exist in Dataverse, even after the rest of the run was written${serviceMessage ? ` (${serviceMessage})` : ''}; load the referenced row first, then replay.`
-            : `Dataverse rejected \`${row.key}\`: ${message} Fix the value, then replay the row.`;
+            : pending.stateStep === 'state'
+              ? `Dataverse created \`${row.key}\` but refused to set its state: ${message} Fix statecode/statuscode, then replay the row.`
+              : `Dataverse rejected \`${row.key}\`: ${message} Fix the value, then replay the row.`;
         return {
           stage: this.#stage,
           reason,
@@ -610,4 +657,10 @@ function safeParse(text: string): unknown {
   } catch {
     return text;
   }
+}
+
+/** The state columns of a payload, as the JSON text of an update. */
+function pickState(payload: string): string {
+  const parsed = safeParse(payload) as Record<string, unknown>;
+  return JSON.stringify(Object.fromEntries(STATE_COLUMNS.filter((k) => k in parsed).map((k) => [k, parsed[k]])));
 }
