@@ -545,7 +545,9 @@ export class BulkWriter {
     if (outcome.reason !== `dataverse.${STATUS_NOT_VALID_FOR_STATE}`) return false;
     const payload = safeParse(pending.row.payload);
     if (!payload || typeof payload !== 'object' || !('statecode' in payload)) return false;
-    const rest = Object.fromEntries(Object.entries(payload).filter(([k]) => !(STATE_COLUMNS as readonly string[]).includes(k)));
+    const rest = Object.fromEntries(
+      Object.entries(payload).filter(([k]) => !(STATE_COLUMNS as readonly string[]).includes(k)),
+    );
     this.#deferred.push({
       ...pending,
       row: { ...pending.row, payload: JSON.stringify(rest) },
