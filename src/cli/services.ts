@@ -1,7 +1,7 @@
 import path from 'node:path';
-import type { Lake } from '../connectors/lake/lake.js';
 import { createTokenProvider } from '../connectors/dataverse/token-provider.js';
 import { AdlsLake } from '../connectors/lake/adls-lake.js';
+import type { Lake } from '../connectors/lake/lake.js';
 import { LocalLake } from '../connectors/lake/local-lake.js';
 import { SqliteStateStore } from '../connectors/state/sqlite-state-store.js';
 import type { FerryConfig } from '../core/config.js';
@@ -45,14 +45,29 @@ export async function openDataverse(config: FerryConfig, log: Logger): Promise<O
   return { endpoint: { url: emulator.url }, emulator, close: () => emulator.close() };
 }
 
-/** The lake named by the config. */
+/**
+ * The lake named by the config: a local folder, or ADLS Gen2 as `abfss://<container>@<account>.dfs.core.windows.net/<path>`
+ * or `https://<account>.blob.core.windows.net/<container>/<path>`, signed in with `DefaultAzureCredential`.
+ */
 export function openLake(config: FerryConfig): Lake {
+  const url = parseAdlsUrl(config.lake);
+  if (url) return new AdlsLake(url);
   if (/^[a-z]+:\/\//i.test(config.lake)) {
     throw new UsageError(
-      `Lake \`${config.lake}\` is a URL; ADLS Gen2 lakes are not wired into the CLI yet. Use a local folder.`,
+      `Lake \`${config.lake}\` is neither a folder nor an ADLS Gen2 URL; use e.g. ./lake or abfss://container@account.dfs.core.windows.net/path.`,
     );
   }
   return new LocalLake(config.lake);
+}
+
+/** Account URL, container and folder of an ADLS Gen2 lake URL; undefined for anything else. */
+export function parseAdlsUrl(text: string): { accountUrl: string; container: string; prefix: string } | undefined {
+  const abfss = /^abfss:\/\/([^@/]+)@([^./]+)\.dfs\.core\.windows\.net\/?(.*)$/i.exec(text);
+  if (abfss)
+    return { accountUrl: `https://${abfss[2]}.blob.core.windows.net`, container: abfss[1]!, prefix: abfss[3] ?? '' };
+  const https = /^(https:\/\/[^./]+\.(?:blob|dfs)\.core\.windows\.net)\/([^/]+)\/?(.*)$/i.exec(text);
+  if (https) return { accountUrl: https[1]!.replace('.dfs.', '.blob.'), container: https[2]!, prefix: https[3] ?? '' };
+  return undefined;
 }
 
 /** The state store in the state directory. */

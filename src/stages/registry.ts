@@ -4,8 +4,8 @@ import { convertToDataverseStage } from './convert-to-dataverse.js';
 import { readParquetDeltasStage } from './read-parquet-deltas.js';
 import { readSynapseLinkStage } from './read-synapse-link.js';
 import { runSqlExtractStage } from './run-sql-extract.js';
-import { writeParquetStage } from './write-parquet.js';
 import { upsertDataverseStage } from './upsert-dataverse.js';
+import { writeParquetStage } from './write-parquet.js';
 
 /**
  * The one explicit map from stage kind to its code. Add a stage: write `src/stages/<kind>.ts` exporting its spec

@@ -110,7 +110,7 @@ export function int96ParquetFile(name: string, rows: ReadonlyArray<{ id: number;
     offset += bytes.length;
   };
   const ids = Buffer.alloc(4 * rows.length);
-  rows.forEach((r, i) => ids.writeInt32LE(r.id, i * 4));
+  for (const [i, r] of rows.entries()) ids.writeInt32LE(r.id, i * 4);
   page('id', 1, ids);
   page(name, 3, Buffer.concat(rows.map((r) => int96(r.epochMicros))));
 

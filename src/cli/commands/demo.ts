@@ -2,8 +2,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { RunCounts } from '../../core/counts.js';
 import { EXIT } from '../../core/errors.js';
-import { loadPipelines } from '../../core/pipeline-loader.js';
 import type { PipelineDefinition } from '../../core/pipeline.js';
+import { loadPipelines } from '../../core/pipeline-loader.js';
 import { type RunReport, runPipeline } from '../../core/runner.js';
 import { stageRegistry } from '../../stages/registry.js';
 import type { Command, CommandInput } from '../command.js';
@@ -27,7 +27,8 @@ export const demoCommand: Command = {
   async run(input) {
     const lake = openLake(input.config);
     const copied = await seedLake(input.config.lake);
-    if (copied) input.log.info(`Copied ${copied} bundled delta file(s) into ${path.join(input.config.lake, 'inbound')}.`);
+    if (copied)
+      input.log.info(`Copied ${copied} bundled delta file(s) into ${path.join(input.config.lake, 'inbound')}.`);
     const pipelines = await loadPipelines(input.pipelinesDir);
     const state = openState(input.config);
     let dataverse: OpenDataverse | undefined;
@@ -80,7 +81,10 @@ async function seedLake(lakeRoot: string): Promise<number> {
       }
       if (!entry.name.endsWith('.parquet')) continue;
       const to = path.join(lakeRoot, 'inbound', path.relative(FIXTURE_INBOUND, from));
-      const exists = await fs.stat(to).then(() => true, () => false);
+      const exists = await fs.stat(to).then(
+        () => true,
+        () => false,
+      );
       if (exists) continue;
       await fs.mkdir(path.dirname(to), { recursive: true });
       // Keep the fixture's time so the file's identity (size, time) is the same on every machine.
@@ -95,7 +99,11 @@ async function seedLake(lakeRoot: string): Promise<number> {
 }
 
 /** Writes what Synapse Link would export for the emulator's tables since the last demo export. */
-async function exportDemoSynapseLink(input: CommandInput, dataverse: OpenDataverse, state: ReturnType<typeof openState>): Promise<string> {
+async function exportDemoSynapseLink(
+  input: CommandInput,
+  dataverse: OpenDataverse,
+  state: ReturnType<typeof openState>,
+): Promise<string> {
   const { exportSynapseLink } = await import('../../emulator/synapse-link-export.js');
   const result = await exportSynapseLink(dataverse.emulator!.store, openLake(input.config), DEMO_SYNAPSE_LINK_FOLDER, {
     metadataDir: input.config.metadata,
@@ -112,11 +120,19 @@ function printSummary(input: CommandInput, runs: ReadonlyArray<{ direction: stri
   for (const { direction, report: r } of runs) {
     const c = r.counts;
     const accounted = c.upserted + c.skippedStale + c.rejected;
-    const check = direction === 'inbound' ? (accounted === c.read ? 'all rows accounted for' : `MISMATCH: ${accounted} accounted of ${c.read} read`) : '';
+    const check =
+      direction === 'inbound'
+        ? accounted === c.read
+          ? 'all rows accounted for'
+          : `MISMATCH: ${accounted} accounted of ${c.read} read`
+        : '';
     input.print(
       `  ${r.pipeline.padEnd(24)} ${r.status.padEnd(17)} read ${String(c.read).padStart(5)}  upserted ${String(c.upserted).padStart(5)}  skipped ${String(c.skippedStale).padStart(3)}  rejected ${String(c.rejected).padStart(3)}  written ${String(c.written).padStart(5)}  ${check}`,
     );
   }
-  input.print(`  total read ${total((c) => c.read)}, upserted ${total((c) => c.upserted)}, skipped-stale ${total((c) => c.skippedStale)}, rejected ${total((c) => c.rejected)}, written ${total((c) => c.written)}`);
-  if (reports.some((r) => r.counts.rejected > 0)) input.print('  Inspect rejects with: npx ferry rejects --run <runId>');
+  input.print(
+    `  total read ${total((c) => c.read)}, upserted ${total((c) => c.upserted)}, skipped-stale ${total((c) => c.skippedStale)}, rejected ${total((c) => c.rejected)}, written ${total((c) => c.written)}`,
+  );
+  if (reports.some((r) => r.counts.rejected > 0))
+    input.print('  Inspect rejects with: npx ferry rejects --run <runId>');
 }

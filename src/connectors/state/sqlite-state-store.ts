@@ -458,7 +458,9 @@ export class SqliteStateStore implements StateStore {
   }
 
   supersedeRejectsById(ids: readonly number[], byRunId: string): void {
-    const update = this.#db.prepare(`UPDATE rejects SET status = 'superseded', resolved_by_run = ? WHERE id = ? AND status = 'open'`);
+    const update = this.#db.prepare(
+      `UPDATE rejects SET status = 'superseded', resolved_by_run = ? WHERE id = ? AND status = 'open'`,
+    );
     const tx = this.#db.transaction(() => {
       for (const id of ids) update.run(byRunId, id);
     });
