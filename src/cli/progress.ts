@@ -10,7 +10,8 @@ export function createProgress(
   stream: NodeJS.WriteStream = process.stderr,
 ): Progress & { done(): void } {
   const started = Date.now();
-  let last = 0;
+  // Off a terminal, short runs print nothing here (the run's own line follows); long ones a line every 5 s.
+  let last = stream.isTTY ? 0 : started;
   let drawn = false;
   const tty = Boolean(stream.isTTY);
   return {
