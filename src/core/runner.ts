@@ -137,6 +137,7 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
     return toReport(skipped);
   }
 
+  const leaseLost = new AbortController();
   const leaseTimer = setInterval(
     () => {
       if (!state.renewLease(leaseName, lease.token, ttl)) {
@@ -147,7 +148,6 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
     Math.max(1000, Math.floor(ttl / 3)),
   );
   leaseTimer.unref();
-  const leaseLost = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, leaseLost.signal]) : leaseLost.signal;
 
   let staging: StagingEngine | undefined;
@@ -204,7 +204,6 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
       },
     };
 
-    const ctx0 = ctxBase;
     if (window.items.length > 0 || options.window) {
       staging = await (options.openStaging ?? defaultStaging)(runDir);
       const ctx: StageContext = { ...ctxBase, staging };
@@ -238,7 +237,7 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
         runId,
       );
     killPoint('before-commit');
-    const heldBack = ctx0.shared.get(HELD_BACK_ITEMS) as Set<string> | undefined;
+    const heldBack = ctxBase.shared.get(HELD_BACK_ITEMS) as Set<string> | undefined;
     const finished = state.finishRun(runId, {
       heldBack: heldBack ? [...heldBack] : [],
       status,
