@@ -173,8 +173,10 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
       parentRunId: options.parentRunId ?? null,
     });
     const runDir = path.join(options.config.state, 'runs', run.id);
-    await fs.mkdir(runDir, { recursive: true });
-    if (options.mode !== 'replay') await keepRunInputs(runDir, def, options.config, metrics, log);
+    const hasWork = window.items.length > 0 || options.window !== undefined;
+    // A run folder only for runs with work: an empty tick every 15 minutes leaves nothing behind.
+    if (hasWork) await fs.mkdir(runDir, { recursive: true });
+    if (hasWork && options.mode !== 'replay') await keepRunInputs(runDir, def, options.config, metrics, log);
     const runId = run.id;
     const commitHooks: Array<() => Promise<void>> = [];
     const ctxBase = {
@@ -204,7 +206,7 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
       },
     };
 
-    if (window.items.length > 0 || options.window) {
+    if (hasWork) {
       staging = await (options.openStaging ?? defaultStaging)(runDir);
       const ctx: StageContext = { ...ctxBase, staging };
       for (const spec of def.stages) {
