@@ -27,6 +27,7 @@ import {
   type SourceColumn,
   type SqlDialect,
 } from '../dialects/sql-dialect.js';
+import { STAGED_VALIDATOR, type StagedValidator } from './read-parquet-deltas.js';
 
 /** The stage kind. */
 export const CONVERT_TO_DATAVERSE = 'convert-to-dataverse' as const;
@@ -144,7 +145,15 @@ export const convertToDataverseStage: StageImpl<ConvertToDataverseSpec> = {
     const previous: AppliedVersionsSource | null = (await exists(file)) ? { kind: 'parquet', path: file } : null;
     const sql = compileConversion(plan, dialect, { sources, appliedVersions: previous });
     const started = performance.now();
-    await ctx.staging.run(sql.classify);
+    try {
+      await ctx.staging.run(sql.classify);
+    } catch (error) {
+      // A delta file whose pages cannot be decoded shows up here; the read stage can find it, hold it back and
+      // rebuild `staged` without it, and the conversion then runs on the other files.
+      const validate = ctx.shared.get(STAGED_VALIDATOR) as StagedValidator | undefined;
+      if (!validate || (await validate()) === 0) throw error;
+      await ctx.staging.run(sql.classify);
+    }
     await ctx.staging.run(sql.converted);
     ctx.metrics['convert.sqlMs'] = Math.round(performance.now() - started);
 

@@ -187,10 +187,12 @@ async function run(spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<void
     type: commonType(files.map((f) => f.columns.get(name)).filter((t): t is string => !!t)),
   }));
   // `staged` is a view over the files, not a copy: a copy held every row in memory for the whole run (~380 MB per
-  // million rows of the bench's accounts) and cost a pass of its own; the conversion reads the files directly, as
-  // fast as the copy (Parquet decodes quicker than the copy's text columns scan). Each file is still read whole
-  // here, every mapped column decoded and cast, so a file that cannot be loaded is held back as before.
-  const parts: string[] = [];
+  // million rows of the bench's accounts) and cost a pass of its own; the conversion reads the files directly. Row
+  // counts come from the Parquet footers. Decoding every page here as well would read each file twice, so a file
+  // whose pages cannot be decoded is found when a later stage reads `staged` and fails: that stage calls the
+  // validator this stage leaves in `ctx.shared` (STAGED_VALIDATOR), which decodes each file, holds back the bad ones
+  // and rebuilds the view, and then tries again.
+  const loadedFiles: Array<{ id: string; sql: string; part: string; decode: string; rows: number }> = [];
   for (const file of files) {
     if (ctx.signal.aborted) {
       throw new FerryError('run.interrupted', 'Stopped while loading delta files; the next run repeats this window.', {
@@ -204,9 +206,7 @@ async function run(spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<void
     const select = exprs.map((e, i) => `${e} AS ${duckIdent(schema[i]!.name)}`);
     let loaded: number;
     try {
-      const [row] = await ctx.staging.all<{ n: bigint }>(
-        `SELECT count(*) AS n${exprs.length ? `, min(hash(${exprs.join(', ')})) AS h` : ''} FROM ${file.sql}`,
-      );
+      const [row] = await ctx.staging.all<{ n: bigint }>(`SELECT count(*) AS n FROM ${file.sql}`);
       loaded = Number(row!.n);
     } catch (error) {
       holdBack(
@@ -218,22 +218,54 @@ async function run(spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<void
       );
       continue;
     }
-    parts.push(
-      `SELECT ${select.map((e) => `${e}, `).join('')}(${file.index}::BIGINT << 40) + file_row_number AS __row_id, CAST(${duckLiteral(ctx.runId)} AS VARCHAR) AS __run_id, CAST(${duckLiteral(file.item.id)} AS VARCHAR) AS __source_file, file_row_number + 1 AS __row_number FROM ${file.sql}`,
-    );
+    loadedFiles.push({
+      id: file.item.id,
+      sql: file.sql,
+      rows: loaded,
+      part: `SELECT ${select.map((e) => `${e}, `).join('')}(${file.index}::BIGINT << 40) + file_row_number AS __row_id, CAST(${duckLiteral(ctx.runId)} AS VARCHAR) AS __run_id, CAST(${duckLiteral(file.item.id)} AS VARCHAR) AS __source_file, file_row_number + 1 AS __row_number FROM ${file.sql}`,
+      // Decodes and casts every mapped column of every row.
+      decode: `SELECT count(*) AS n${exprs.length ? `, min(hash(${exprs.join(', ')})) AS h` : ''} FROM ${file.sql}`,
+    });
     ctx.counts.read += loaded;
     ctx.counts.staged += loaded;
     ctx.progress.update('staging', ctx.counts);
     killPoint('between-files');
   }
-  if (!parts.length) {
-    const defs = schema.map((c) => `NULL::${c.type} AS ${duckIdent(c.name)}, `).join('');
-    parts.push(
-      `SELECT ${defs}NULL::BIGINT AS __row_id, NULL::VARCHAR AS __run_id, NULL::VARCHAR AS __source_file, NULL::BIGINT AS __row_number WHERE false`,
-    );
-  }
-  await dropStaged(ctx);
-  await ctx.staging.run(`CREATE VIEW ${table} AS\n${parts.join('\nUNION ALL\n')}`);
+  const createView = async () => {
+    const parts = loadedFiles.map((f) => f.part);
+    if (!parts.length) {
+      const defs = schema.map((c) => `NULL::${c.type} AS ${duckIdent(c.name)}, `).join('');
+      parts.push(
+        `SELECT ${defs}NULL::BIGINT AS __row_id, NULL::VARCHAR AS __run_id, NULL::VARCHAR AS __source_file, NULL::BIGINT AS __row_number WHERE false`,
+      );
+    }
+    await dropStaged(ctx);
+    await ctx.staging.run(`CREATE VIEW ${table} AS\n${parts.join('\nUNION ALL\n')}`);
+  };
+  await createView();
+  const validate: StagedValidator = async () => {
+    let removed = 0;
+    for (const file of [...loadedFiles]) {
+      try {
+        await ctx.staging.all(file.decode);
+      } catch (error) {
+        loadedFiles.splice(loadedFiles.indexOf(file), 1);
+        ctx.counts.read -= file.rows;
+        ctx.counts.staged -= file.rows;
+        removed += 1;
+        holdBack(
+          ctx,
+          heldBack,
+          file.id,
+          'file.corrupt',
+          `Delta file \`${file.id}\` could not be decoded (${firstLine(error)}); it was skipped and will be tried again next run.`,
+        );
+      }
+    }
+    if (removed) await createView();
+    return removed;
+  };
+  ctx.shared.set(STAGED_VALIDATOR, validate);
   ctx.metrics.filesLoaded = files.length - [...heldBack].filter((id) => files.some((f) => f.item.id === id)).length;
   ctx.metrics.filesHeldBack = heldBack.size;
   ctx.shared.set('staged.table', STAGING_TABLES.staged);
@@ -246,6 +278,14 @@ async function run(spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<void
     await fs.rename(`${target}.tmp`, target);
   });
 }
+
+/**
+ * `ctx.shared` key of the function a stage calls when reading `staged` failed: it decodes every delta file, holds
+ * back those that cannot be decoded, rebuilds `staged` without them and returns how many it removed (0: the failure
+ * was not a bad file, so the caller should rethrow).
+ */
+export const STAGED_VALIDATOR = 'staged.validate';
+export type StagedValidator = () => Promise<number>;
 
 /** Drops an earlier `staged` (a table, e.g. left by a replay source, or this stage's view) so the view can be made. */
 async function dropStaged(ctx: StageContext): Promise<void> {
