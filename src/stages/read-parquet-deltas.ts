@@ -192,7 +192,7 @@ async function run(spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<void
   // whose pages cannot be decoded is found when a later stage reads `staged` and fails: that stage calls the
   // validator this stage leaves in `ctx.shared` (STAGED_VALIDATOR), which decodes each file, holds back the bad ones
   // and rebuilds the view, and then tries again.
-  const loadedFiles: Array<{ id: string; sql: string; part: string; decode: string; rows: number }> = [];
+  const loadedFiles: Array<{ id: string; part: string; decode: string; rows: number }> = [];
   for (const file of files) {
     if (ctx.signal.aborted) {
       throw new FerryError('run.interrupted', 'Stopped while loading delta files; the next run repeats this window.', {
@@ -220,7 +220,6 @@ async function run(spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<void
     }
     loadedFiles.push({
       id: file.item.id,
-      sql: file.sql,
       rows: loaded,
       part: `SELECT ${select.map((e) => `${e}, `).join('')}(${file.index}::BIGINT << 40) + file_row_number AS __row_id, CAST(${duckLiteral(ctx.runId)} AS VARCHAR) AS __run_id, CAST(${duckLiteral(file.item.id)} AS VARCHAR) AS __source_file, file_row_number + 1 AS __row_number FROM ${file.sql}`,
       // Decodes and casts every mapped column of every row.
@@ -263,10 +262,12 @@ async function run(spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<void
       }
     }
     if (removed) await createView();
+    ctx.metrics.filesLoaded = loadedFiles.length;
+    ctx.metrics.filesHeldBack = heldBack.size;
     return removed;
   };
   ctx.shared.set(STAGED_VALIDATOR, validate);
-  ctx.metrics.filesLoaded = files.length - [...heldBack].filter((id) => files.some((f) => f.item.id === id)).length;
+  ctx.metrics.filesLoaded = loadedFiles.length;
   ctx.metrics.filesHeldBack = heldBack.size;
   ctx.shared.set('staged.table', STAGING_TABLES.staged);
 
