@@ -17,9 +17,6 @@ export interface CsvFolderInput {
   readonly files: readonly string[];
 }
 
-/** Lineage columns every staged Synapse Link view has (the table behind it keeps a small `__file_id` instead). */
-export const SYNAPSE_LINK_LINEAGE = ['__folder', '__source_file'] as const;
-
 /**
  * Stages one table's CSVs from several folders into a typed DuckDB table, set-based (`read_csv`, all VARCHAR,
  * then typed in SQL). `columns` is the union of all folders' attributes: a folder whose `model.json` predates an
