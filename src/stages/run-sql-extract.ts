@@ -128,10 +128,11 @@ export const runSqlExtractStage: StageImpl<RunSqlExtractSpec> = {
             (await describe(ctx, table.stagedTable)).map((c) => c.name),
           )
         : await readQuery(spec.query);
+    let columns: Array<{ name: string; type: string }>;
     try {
       // A view: the writer's COPY runs it once per file, so the result is never held in memory as a whole.
       await ctx.staging.run(`CREATE OR REPLACE VIEW ${duckIdent(relation)} AS ${sql}`);
-      await ctx.staging.all(`DESCRIBE ${duckIdent(relation)}`);
+      columns = await describe(ctx, relation);
     } catch (error) {
       const where = spec.query === 'default' ? 'the default extract' : `\`${spec.query}\``;
       throw new FerryError(
@@ -140,7 +141,6 @@ export const runSqlExtractStage: StageImpl<RunSqlExtractSpec> = {
         { cause: error },
       );
     }
-    const columns = await describe(ctx, relation);
     const wanted = spec.deleteColumn ?? 'IsDelete';
     const del = columns.find((c) => c.name.toLowerCase() === wanted.toLowerCase());
     if (del && del.type !== 'BOOLEAN') {
