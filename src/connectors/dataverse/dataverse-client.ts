@@ -27,10 +27,6 @@ export interface DataverseClientOptions {
   /** Web API version segment. Default `v9.2`. */
   readonly apiVersion?: string;
   readonly log?: Logger;
-  /** Told about every 429 (all lanes pause anyway); the adaptive writer lowers its concurrency. */
-  readonly onThrottled?: (kind: ThrottleKind, retryAfterMs: number) => void;
-  /** Told about every attempt that timed out; the adaptive writer shrinks its batches. */
-  readonly onTimeout?: (path: string) => void;
   /** Aborts waits between retries (not requests in flight). */
   readonly signal?: AbortSignal;
 }
@@ -177,7 +173,6 @@ export class DataverseClient {
         const timedOut = isTimeout(error);
         if (timedOut) {
           this.stats.timeouts += 1;
-          this.#options.onTimeout?.(path);
           for (const l of this.#listeners) l.onTimeout?.(path);
         }
         this.stats.transientFailures += 1;
@@ -205,7 +200,7 @@ export class DataverseClient {
       const serviceError = response.status >= 400 ? parseServiceError(text) : undefined;
       const kind = this.#retry.classify(response.status, serviceError?.code);
       if (kind !== 'throttled') this.gate.open();
-      if (kind === 'success') {
+      if (kind === 'success' || (kind === 'data' && options.returnDataErrors)) {
         return {
           status: response.status,
           headers: response.headers,
@@ -222,19 +217,9 @@ export class DataverseClient {
         this.stats.maxRetryAfterSec = Math.max(this.stats.maxRetryAfterSec, waitMs / 1000);
         // Every lane pauses, not only this one: the limits are per user, so others would only be refused too.
         this.gate.pause(waitMs);
-        this.#options.onThrottled?.(throttleKind, waitMs);
         for (const l of this.#listeners) l.onThrottled?.(throttleKind, waitMs);
       } else if (kind === 'transient') {
         this.stats.transientFailures += 1;
-      } else if (kind === 'data' && options.returnDataErrors) {
-        return {
-          status: response.status,
-          headers: response.headers,
-          body: text,
-          elapsedMs,
-          serverTimeMs: serverTimeOf(response.headers),
-          attempts: attempt + 1,
-        };
       }
       if (!this.#retry.shouldRetry(kind, attempt)) {
         throw mapDataverseError({ method, url, status: response.status, body: text, attempts: attempt + 1 });
