@@ -15,6 +15,7 @@ import type { StageContext, StageImpl } from '../core/stage.js';
 import { STAGING_TABLES } from '../core/staging-contract.js';
 import type { RunRecord } from '../core/state-store.js';
 import type { RunWindow } from '../core/window.js';
+import { duckLiteral } from '../dialects/duckdb/duckdb-staging.js';
 
 /** Where a replay takes the rows from: the run's kept staged input, or the rows stored with the rejects. */
 export type ReplaySource = 'staged-parquet' | 'reject-rows';
@@ -245,10 +246,6 @@ function locators(r: StoredReject): string[] {
   return out;
 }
 
-function sqlText(value: string): string {
-  return `'${value.replaceAll("'", "''")}'`;
-}
-
 /** Stands in for the source stage: fills `staged` with exactly the rows to re-send, lineage kept. */
 function replaySourceStage(plan: ReplayPlan, snapshotId: string | undefined): StageImpl {
   return {
@@ -264,14 +261,16 @@ function replaySourceStage(plan: ReplayPlan, snapshotId: string | undefined): St
           .filter((x): x is string => x !== null);
         await ctx.staging.run('CREATE TEMP TABLE __replay_rows (f VARCHAR, n BIGINT)');
         for (let i = 0; i < wanted.length; i += 1000) {
-          const values = wanted.slice(i, i + 1000).map((r) => `(${sqlText(r.sourceFile!)}, ${Number(r.rowNumber)})`);
+          const values = wanted
+            .slice(i, i + 1000)
+            .map((r) => `(${duckLiteral(r.sourceFile!)}, ${Number(r.rowNumber)})`);
           await ctx.staging.run(`INSERT INTO __replay_rows VALUES ${values.join(',')}`);
         }
         const idFilter = byRowId.length
           ? ` OR __row_id IN (${byRowId.map((id) => BigInt(id).toString()).join(',')})`
           : '';
         await ctx.staging.run(
-          `CREATE TABLE ${staged} AS SELECT * FROM read_parquet(${sqlText(plan.stagedFile)})
+          `CREATE TABLE ${staged} AS SELECT * FROM read_parquet(${duckLiteral(plan.stagedFile)})
            WHERE EXISTS (SELECT 1 FROM __replay_rows r WHERE r.f = __source_file AND r.n = __row_number)${idFilter}
            ORDER BY __row_id`,
         );
@@ -289,7 +288,7 @@ function replaySourceStage(plan: ReplayPlan, snapshotId: string | undefined): St
         );
         await fs.writeFile(file, `${lines.join('\n')}\n`);
         await ctx.staging.run(
-          `CREATE TABLE ${staged} AS SELECT * FROM read_json_auto(${sqlText(file)}) ORDER BY __row_id`,
+          `CREATE TABLE ${staged} AS SELECT * FROM read_json_auto(${duckLiteral(file)}) ORDER BY __row_id`,
         );
       }
       const [row] = await ctx.staging.all<{ n: bigint }>(`SELECT count(*) AS n FROM ${staged}`);
@@ -303,7 +302,7 @@ function replaySourceStage(plan: ReplayPlan, snapshotId: string | undefined): St
       ctx.progress.update('staging', ctx.counts);
       // Keep this run's input too (whatever the outcome), so rows rejected again can be replayed from it.
       const target = path.join(ctx.runDir, 'staged.parquet');
-      await ctx.staging.run(`COPY ${staged} TO ${sqlText(`${target}.tmp`)} (FORMAT PARQUET)`);
+      await ctx.staging.run(`COPY ${staged} TO ${duckLiteral(`${target}.tmp`)} (FORMAT PARQUET)`);
       await fs.rename(`${target}.tmp`, target);
     },
   };
