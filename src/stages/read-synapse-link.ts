@@ -1,4 +1,4 @@
-import type { Lake } from '../connectors/lake/lake.js';
+import type { Lake, LakeEntry } from '../connectors/lake/lake.js';
 import { lakeJoin } from '../connectors/lake/lake.js';
 import { type CdmAttribute, type CdmModel, findEntity, parseCdmModel } from '../connectors/synapse-link/cdm-model.js';
 import { typedColumn } from '../connectors/synapse-link/cdm-sql-types.js';
@@ -223,10 +223,21 @@ async function readChangelog(lake: Lake, folder: string): Promise<string | null>
   return text === '' ? null : text;
 }
 
-// Folder names follow the table's name as exported; match case-insensitively.
-async function findChildFolder(lake: Lake, parent: string, name: string): Promise<string | undefined> {
+// Folder names follow the table's name as exported; match case-insensitively. `listings` lets lookups in the same
+// parent share one listing (a CSV run looks up every table and the labels folder in each timestamp folder).
+async function findChildFolder(
+  lake: Lake,
+  parent: string,
+  name: string,
+  listings?: Map<string, Promise<LakeEntry[]>>,
+): Promise<string | undefined> {
   const lower = name.toLowerCase();
-  const hit = (await lake.list(parent)).find((e) => e.isDirectory && e.path.split('/').at(-1)!.toLowerCase() === lower);
+  let listing = listings?.get(parent);
+  if (!listing) {
+    listing = lake.list(parent);
+    listings?.set(parent, listing);
+  }
+  const hit = (await listing).find((e) => e.isDirectory && e.path.split('/').at(-1)!.toLowerCase() === lower);
   return hit?.path;
 }
 
@@ -246,6 +257,7 @@ async function runCsv(spec: ReadSynapseLinkSpec, ctx: StageContext): Promise<Sta
     );
   }
   const reader = new CsvFolderReader(ctx.staging, ctx.lake);
+  const listings = new Map<string, Promise<LakeEntry[]>>();
   const tables: StagedSynapseLinkTable[] = [];
   for (const table of spec.tables) {
     const inputs: CsvFolderInput[] = [];
@@ -265,7 +277,7 @@ async function runCsv(spec: ReadSynapseLinkSpec, ctx: StageContext): Promise<Sta
       if (!entity) continue;
       addColumns(entity.attributes);
       const base = isRoot ? spec.folder : lakeJoin(spec.folder, f);
-      const dir = await findChildFolder(ctx.lake, base, entity.name);
+      const dir = await findChildFolder(ctx.lake, base, entity.name, listings);
       const files = dir
         ? (await ctx.lake.list(dir))
             .filter((e) => !e.isDirectory && e.path.toLowerCase().endsWith('.csv'))
@@ -305,13 +317,14 @@ async function runCsv(spec: ReadSynapseLinkSpec, ctx: StageContext): Promise<Sta
   // Labels of the newest folder that has them (choice labels change rarely; the newest is the truth).
   let labels: string | null = null;
   for (const f of [...folders].reverse()) {
-    const dir = await findChildFolder(ctx.lake, isRoot ? spec.folder : lakeJoin(spec.folder, f), 'OptionsetMetadata');
+    const base = isRoot ? spec.folder : lakeJoin(spec.folder, f);
+    const dir = await findChildFolder(ctx.lake, base, 'OptionsetMetadata', listings);
     if (dir) {
       labels = dir;
       break;
     }
   }
-  labels ??= (await findChildFolder(ctx.lake, spec.folder, 'OptionsetMetadata')) ?? null;
+  labels ??= (await findChildFolder(ctx.lake, spec.folder, 'OptionsetMetadata', listings)) ?? null;
   await loadOptionSetLabels(ctx.staging, ctx.lake, labels);
   return { format: 'csv', tables };
 }
