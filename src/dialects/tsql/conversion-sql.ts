@@ -1,6 +1,5 @@
 import type { ColumnPlan, ConversionPlan, LookupTargetPlan } from '../../core/mapping.js';
 import { MIN_DATE } from '../../core/mapping.js';
-import type { DialectCapabilities } from '../sql-dialect.js';
 import { mergeStatement, TSQL_CAPABILITIES, tsqlIdent, tsqlLiteral, tsqlTable } from './tsql-statements.js';
 
 /**
@@ -12,16 +11,6 @@ import { mergeStatement, TSQL_CAPABILITIES, tsqlIdent, tsqlLiteral, tsqlTable } 
  * The generic `compileConversion` of `src/dialects/sql-dialect.ts` cannot be reused for T-SQL as it stands: it writes
  * `TRUE`/`FALSE`, `NULLS LAST` and concatenated JSON, none of which T-SQL has; this compiler follows its steps.
  */
-
-/** T-SQL abilities in the shape of the dialect interface. */
-export const TSQL_DIALECT_CAPABILITIES: DialectCapabilities = {
-  maxParameters: TSQL_CAPABILITIES.maxParameters,
-  maxRowsPerInsertValues: TSQL_CAPABILITIES.maxRowsPerInsertValues,
-  readsParquet: false,
-  listLambdas: false,
-  regex: false,
-  jsonPayload: 'for-json-path',
-};
 
 /** A table: `schema` empty means the connection's default schema (one-part name). */
 interface TableName {
