@@ -72,6 +72,14 @@ export function convertToDataverse(mapping: DataverseMapping): ConvertToDatavers
 
 /** Loads the snapshots a mapping needs (its table, every lookup target) and checks the mapping against them. */
 export async function loadConversionPlan(mapping: DataverseMapping, metadataDir: string): Promise<ConversionPlan> {
+  return (await loadPlanAndTable(mapping, metadataDir)).plan;
+}
+
+/** `loadConversionPlan`, also handing back the mapping's own table snapshot so it is read once. */
+async function loadPlanAndTable(
+  mapping: DataverseMapping,
+  metadataDir: string,
+): Promise<{ plan: ConversionPlan; own: TableMetadata }> {
   const own = await loadMetadata(metadataDir, mapping.table);
   const targetsOf = (attribute: string) => {
     const a = own.Attributes.find((x) => x.LogicalName === attribute);
@@ -83,7 +91,7 @@ export async function loadConversionPlan(mapping: DataverseMapping, metadataDir:
   for (const name of tablesNeeded(mapping, targetsOf)) {
     if (!tables.has(name)) tables.set(name, await loadMetadata(metadataDir, name));
   }
-  return planConversion(mapping, tables);
+  return { plan: planConversion(mapping, tables), own };
 }
 
 /** Where the versions applied per key are kept for a pipeline. */
@@ -121,8 +129,7 @@ export const convertToDataverseStage: StageImpl<ConvertToDataverseSpec> = {
         `No conversion SQL for staging dialect \`${ctx.staging.dialect}\`; use the DuckDB staging engine.`,
       );
     }
-    const plan = await loadConversionPlan(spec, ctx.config.metadata);
-    const own = await loadMetadata(ctx.config.metadata, spec.table);
+    const { plan, own } = await loadPlanAndTable(spec, ctx.config.metadata);
     const sources = await describeStaged(ctx.staging, dialect);
     if (sources.length === 0) {
       throw new FerryError(
