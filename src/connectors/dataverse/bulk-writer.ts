@@ -336,12 +336,11 @@ export class BulkWriter {
     const slot = await this.#pace(chunk.length);
     const response = await this.#client.upsertMultiple(this.#table.entitySet, targets);
     killPoint('mid-request');
+    this.#recordTiming(response, chunk.length, slot);
     if (response.status < 300) {
-      this.#recordTiming(response, chunk.length, slot);
       this.#accept(chunk);
       return;
     }
-    this.#recordTiming(response, chunk.length, slot);
     this.#bulkFailures += 1;
     const error = parseServiceError(response.body);
     if (response.status === 501 || error?.code.toLowerCase() === '0x80040219') {
@@ -637,13 +636,9 @@ function takeChunk(queue: PendingRow[], size: number, inFlight: ReadonlySet<stri
   return chunk;
 }
 
-async function* pendingFromGen(source: AsyncIterable<readonly WriteRow[]>): AsyncGenerator<PendingRow[]> {
+async function* pendingFrom(source: AsyncIterable<readonly WriteRow[]>): AsyncGenerator<PendingRow[]> {
   for await (const rows of source)
     yield rows.map((row) => ({ row, identity: keyIdentity(row.keyPredicate), tries: 0 }));
-}
-
-function pendingFrom(source: AsyncIterable<readonly WriteRow[]>): AsyncIterator<PendingRow[]> {
-  return pendingFromGen(source);
 }
 
 function pendingFromArray(rows: PendingRow[]): AsyncIterator<PendingRow[]> {
