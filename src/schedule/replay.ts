@@ -298,7 +298,6 @@ function replaySourceStage(plan: ReplayPlan, snapshotId: string | undefined): St
       ctx.metrics.replayOf = plan.run.id;
       ctx.metrics.replaySource = plan.source;
       if (snapshotId) ctx.metrics.metadataSnapshot = snapshotId;
-      ctx.shared.set('staged.table', staged);
       ctx.progress.update('staging', ctx.counts);
       // Keep this run's input too (whatever the outcome), so rows rejected again can be replayed from it.
       const target = path.join(ctx.runDir, 'staged.parquet');

@@ -269,7 +269,6 @@ async function run(spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<void
   ctx.shared.set(STAGED_VALIDATOR, validate);
   ctx.metrics.filesLoaded = loadedFiles.length;
   ctx.metrics.filesHeldBack = heldBack.size;
-  ctx.shared.set('staged.table', STAGING_TABLES.staged);
 
   // Keep the staged rows of a run with rejects, so `ferry replay` can rebuild the same requests later.
   ctx.onCommit(async () => {
