@@ -10,7 +10,6 @@ export interface DeltaField {
   /** Column name in the Parquet files and in `partitionValues`: the logical name unless column mapping renames it. */
   readonly physicalName: string;
   readonly type: string;
-  readonly nullable: boolean;
 }
 
 /** A live data file of a snapshot: lake path and its partition values taken from the log (never from the path). */
@@ -270,7 +269,6 @@ function parseSchema(tableRoot: string, schemaString: string, mapped: boolean): 
       name: String(field.name),
       physicalName: typeof physical === 'string' ? physical : String(field.name),
       type,
-      nullable: field.nullable !== false,
     };
   });
 }
