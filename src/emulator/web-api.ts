@@ -153,16 +153,7 @@ export class WebApi {
   #retrieve(table: CatalogTable, segment: PathSegment, query: Map<string, string>): ApiResponse {
     const id = this.#mustLocate(table, segment.key!);
     const row = this.#store.get(table.logicalName, id)!;
-    const select = readSelect(query, table);
-    const context = `${this.#base}$metadata#${table.entitySetName}${select ? `(${select.join(',')})` : ''}/$entity`;
-    return {
-      ...json(
-        200,
-        { '@odata.context': context, ...this.serialize(table, row, select, this.#annotations) },
-        { ETag: etag(row) },
-      ),
-      work: { kind: 'read', records: 1 },
-    };
+    return { ...this.#representation(table, row, query, 200), work: { kind: 'read', records: 1 } };
   }
 
   #query(table: CatalogTable, query: Map<string, string>, request: ApiRequest): ApiResponse {
@@ -170,13 +161,8 @@ export class WebApi {
     const filter = query.get('$filter');
     if (filter) {
       const aliases = new Map([...query].filter(([k]) => k.startsWith('@')));
-      let clauses: ReturnType<typeof parseFilter>;
-      try {
-        clauses = parseFilter(filter, aliases);
-      } catch (error) {
-        if (error instanceof ODataSyntaxError) throw faults.querySyntax(error.message);
-        throw error;
-      }
+      // A syntax error becomes the service's query-syntax fault in `handle`.
+      const clauses = parseFilter(filter, aliases);
       for (const clause of clauses) {
         const name = lookupKeyName(clause.property);
         if (
@@ -485,13 +471,7 @@ export class WebApi {
         .replace(/^[a-z]+:\/\/[^/]+/i, '')
         .replace(/^\/?api\/data\/v\d+\.\d+\//i, '')
         .replace(/^\/+/, '');
-      let segments: PathSegment[];
-      try {
-        segments = parseODataPath(text);
-      } catch (error) {
-        if (error instanceof ODataSyntaxError) throw faults.querySyntax(error.message);
-        throw error;
-      }
+      const segments = parseODataPath(text);
       if (segments.length !== 1 || !segments[0].key || segments[0].name !== table.entitySetName) {
         throw faults.payload(
           table.entitySetName,
