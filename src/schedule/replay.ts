@@ -107,11 +107,11 @@ export async function planReplay(def: PipelineDefinition, options: ReplayOptions
     (r.sourceFile && r.rowNumber !== null && r.rowNumber !== undefined) || rowIdOf(r) !== null;
   const hasSourceRow = (r: StoredReject) =>
     r.row !== null && typeof r.row === 'object' && !('payload' in (r.row as object)) && Boolean(r.sourceFile);
-  const replayable = open.filter((r) => (hasStaged ? locatable(r) : hasSourceRow(r)));
+  const replayable = (r: StoredReject) => (hasStaged ? locatable(r) : hasSourceRow(r));
   return {
     run: target,
-    rejects: replayable,
-    notReplayable: open.filter((r) => !replayable.includes(r)),
+    rejects: open.filter(replayable),
+    notReplayable: open.filter((r) => !replayable(r)),
     source: hasStaged ? 'staged-parquet' : 'reject-rows',
     stagedFile: hasStaged ? stagedFile : null,
   };
@@ -188,8 +188,9 @@ export async function runReplay(current: PipelineDefinition, options: ReplayOpti
   options.state.resolveRejects(resolved, report.runId);
   options.state.supersedeRejectsById(superseded, report.runId);
   const passedKeys = new Set(passed.map((p) => `${p.file}#${p.row}`));
+  const resolvedIds = new Set(resolved);
   const upserted = plan.rejects.filter(
-    (r) => resolved.includes(r.id) && locators(r).some((k) => passedKeys.has(k)),
+    (r) => resolvedIds.has(r.id) && locators(r).some((k) => passedKeys.has(k)),
   ).length;
   return { plan, inputs, report, resolved: resolved.length, upserted, stillRejected: superseded.length };
 }
@@ -254,9 +255,11 @@ function replaySourceStage(plan: ReplayPlan, snapshotId: string | undefined): St
       const staged = STAGING_TABLES.staged;
       if (plan.stagedFile) {
         // Same values and lineage as the original run: the conversion builds the same request.
-        const wanted = plan.rejects.filter((r) => r.sourceFile && r.rowNumber !== null && r.rowNumber !== undefined);
+        const hasPlace = (r: StoredReject) =>
+          Boolean(r.sourceFile && r.rowNumber !== null && r.rowNumber !== undefined);
+        const wanted = plan.rejects.filter(hasPlace);
         const byRowId = plan.rejects
-          .filter((r) => !wanted.includes(r))
+          .filter((r) => !hasPlace(r))
           .map(rowIdOf)
           .filter((x): x is string => x !== null);
         await ctx.staging.run('CREATE TEMP TABLE __replay_rows (f VARCHAR, n BIGINT)');
