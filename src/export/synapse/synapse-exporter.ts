@@ -701,7 +701,8 @@ async function outboundPipeline(
           type: 'DatasetReference',
           parameters: {
             fileSystem: settings.synapseLinkFileSystem,
-            folderPath: folderUnder(view.source.folder, 'Changelog'),
+            // Relative to the Synapse Link container's root; the local lake folder only names the container.
+            folderPath: 'Changelog',
             fileName: 'changelog.info',
           },
         },
@@ -812,11 +813,6 @@ async function outboundPipeline(
     },
   };
   return { pipeline, sql, dataverseTables: [] };
-}
-
-/** Inside the Synapse Link container paths are relative to its root; the local lake folder only names it. */
-function folderUnder(_localFolder: string, child: string): string {
-  return child;
 }
 
 function serverlessSetup(s: SynapseExportSettings): string[] {
