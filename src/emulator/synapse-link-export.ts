@@ -65,8 +65,9 @@ export async function exportSynapseLink(
     }
   }
   const afterSeq = await lastSeq(lake, folder, options.state);
-  const entries = store.journal(afterSeq).filter((e) => metas.has(e.table));
-  const seq = store.journal(afterSeq).at(-1)?.seq ?? afterSeq;
+  const journal = store.journal(afterSeq);
+  const entries = journal.filter((e) => metas.has(e.table));
+  const seq = journal.at(-1)?.seq ?? afterSeq;
   const columns = new Map([...metas].map(([t, m]) => [t, columnsOf(m)]));
   if (entries.length === 0) {
     await saveSeq(lake, folder, options.state, seq);
