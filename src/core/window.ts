@@ -24,11 +24,6 @@ export interface RunWindow {
   readonly range?: { readonly from: string; readonly to: string };
 }
 
-/** An empty window: nothing new to do. */
-export function isEmptyWindow(window: RunWindow): boolean {
-  return window.items.length === 0;
-}
-
 /**
  * `ctx.shared` key of a `Set<string>` of window item ids a stage could not process (a corrupt or incompatible
  * file). The runner leaves them unmarked so the next run tries them again; their reason is in the error store.
