@@ -57,7 +57,6 @@ export class AdaptiveConcurrency {
   #serverEwma: number | undefined;
   #latencyEwma: number | undefined;
   #serverTimeSum = 0;
-  #samples = 0;
   #maxLimitSeen: number;
   #tat = 0;
   /** Rows sent before the first measurement; booked on the budget once the cost per row is known. */
@@ -119,7 +118,7 @@ export class AdaptiveConcurrency {
 
   /** Mean server time per request over the run (the server's own figure when reported, else latency). */
   get meanServerTimeMs(): number | undefined {
-    return this.#samples === 0 ? undefined : this.#serverTimeSum / this.#samples;
+    return this.#successes === 0 ? undefined : this.#serverTimeSum / this.#successes;
   }
 
   /**
@@ -155,7 +154,6 @@ export class AdaptiveConcurrency {
     const server = sample.serverTimeMs ?? sample.elapsedMs;
     this.#successes += 1;
     this.#serverTimeSum += server;
-    this.#samples += 1;
     if (sample.rows > 0) {
       const first = this.#perRowEwma === undefined;
       this.#perRowEwma = ewma(this.#perRowEwma, server / sample.rows);
