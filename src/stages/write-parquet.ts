@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import fs from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import { type Lake, lakeJoin } from '../connectors/lake/lake.js';
 import { LocalLake } from '../connectors/lake/local-lake.js';
@@ -214,14 +214,7 @@ async function writeOne(
       rows += n - d;
       deleted += d;
     }
-    const bytes = await fs.readFile(tmpFile);
-    files.push({
-      path: part.file,
-      kind: part.kind,
-      rows: n,
-      bytes: bytes.length,
-      sha256: createHash('sha256').update(bytes).digest('hex'),
-    });
+    files.push({ path: part.file, kind: part.kind, rows: n, ...(await digest(tmpFile)) });
     await lake.publish(tmpPath);
   }
   killPoint('write-parquet:before-rename');
@@ -269,4 +262,15 @@ async function writeOne(
   ctx.log.info(`Wrote \`${result.output}\` window \`${name}\`: ${rows} rows, ${deleted} deletes.`, {
     dir: `${lake.root}/${finalDir}`,
   });
+}
+
+// Streamed: a window's Parquet file can be large, and the manifest needs only its size and hash.
+async function digest(file: string): Promise<{ bytes: number; sha256: string }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of createReadStream(file) as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    bytes += chunk.length;
+  }
+  return { bytes, sha256: hash.digest('hex') };
 }
