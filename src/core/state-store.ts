@@ -76,7 +76,7 @@ export interface StateStore {
   getRun(runId: string): RunRecord | undefined;
   listRuns(query?: { readonly pipeline?: string; readonly limit?: number; readonly status?: RunStatus }): RunRecord[];
   /** Runs left `running` by a process that died; the caller decides (lease expiry) when to call this. */
-  abandonRunningRuns(pipeline: string, exceptRunId?: string): string[];
+  abandonRunningRuns(pipeline: string): string[];
 
   processedItems(pipeline: string, source: string): Map<string, WindowItem>;
   getCursor(pipeline: string, source: string): string | null;

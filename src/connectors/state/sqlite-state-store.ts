@@ -280,10 +280,10 @@ export class SqliteStateStore implements StateStore {
     return (this.#db.prepare(sql).all(...params) as RunRow[]).map(toRunRecord);
   }
 
-  abandonRunningRuns(pipeline: string, exceptRunId?: string): string[] {
+  abandonRunningRuns(pipeline: string): string[] {
     const rows = this.#db
-      .prepare(`SELECT id FROM runs WHERE pipeline = ? AND status = 'running' AND id != ?`)
-      .all(pipeline, exceptRunId ?? '') as Array<{ id: string }>;
+      .prepare(`SELECT id FROM runs WHERE pipeline = ? AND status = 'running'`)
+      .all(pipeline) as Array<{ id: string }>;
     const now = new Date().toISOString();
     const update = this.#db.prepare(
       `UPDATE runs SET status = 'abandoned', finished_at = ?, error_json = ? WHERE id = ? AND status = 'running'`,
