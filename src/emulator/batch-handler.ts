@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { serviceRelativePath } from './odata-path.js';
 import { faults, ServiceFault } from './service-fault.js';
 import type { EmulatorStore } from './store.js';
 import { type ApiRequest, type ApiResponse, errorResponse, type WebApi, type WorkKind } from './web-api.js';
@@ -175,7 +176,7 @@ export class BatchHandler {
           throw new ServiceFault(400, '', `Content-ID Reference: '${ref[0]}' does not exist in the batch context.`);
         url = target + url.slice(ref[0].length);
       }
-      const relative = relativePath(url);
+      const relative = serviceRelativePath(url.trim());
       const q = relative.indexOf('?');
       if (relative.replace(/\?.*$/, '') === '$batch')
         throw new ServiceFault(400, '0x80048d19', 'Nested $batch requests are not allowed.');
@@ -212,15 +213,6 @@ function boundaryOf(contentType: string): string | undefined {
   if (!/^\s*multipart\/mixed/i.test(contentType)) return undefined;
   const m = /boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType);
   return m ? (m[1] ?? m[2]) : undefined;
-}
-
-/** Path relative to the service root from an absolute, server-relative or relative URL. */
-function relativePath(url: string): string {
-  return url
-    .trim()
-    .replace(/^[a-z]+:\/\/[^/]+/i, '')
-    .replace(/^\/?api\/data\/v\d+\.\d+\//i, '')
-    .replace(/^\/+/, '');
 }
 
 function splitMultipart(body: string, boundary: string): string[] {

@@ -43,6 +43,14 @@ export function percentDecode(text: string): string {
   }
 }
 
+/** A URL (absolute, server-relative or already relative) as a path relative to the service root `api/data/vX.Y/`. */
+export function serviceRelativePath(url: string): string {
+  return url
+    .replace(/^[a-z]+:\/\/[^/]+/i, '')
+    .replace(/^\/?api\/data\/v\d+\.\d+\//i, '')
+    .replace(/^\/+/, '');
+}
+
 /** Splits a decoded resource path into segments, ignoring `/` inside quoted literals and parentheses. */
 export function parseODataPath(decodedPath: string): PathSegment[] {
   const segments: PathSegment[] = [];

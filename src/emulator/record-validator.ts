@@ -1,6 +1,6 @@
 import type { CatalogAttribute, CatalogTable, EmulatorCatalog, NavigationProperty } from './emulator-catalog.js';
 import { PRINCIPAL_SETS } from './emulator-catalog.js';
-import { isGuid, type KeyPredicate, ODataSyntaxError, parseODataPath } from './odata-path.js';
+import { isGuid, type KeyPredicate, ODataSyntaxError, parseODataPath, serviceRelativePath } from './odata-path.js';
 import { faults, ServiceFault } from './service-fault.js';
 import type { EmulatorStore, StoredRow } from './store.js';
 
@@ -177,10 +177,7 @@ export class RecordValidator {
         throw new ServiceFault(400, '0x0', `Content-ID Reference: '${text}' does not exist in the batch context.`);
       text = resolve(text);
     }
-    text = text
-      .replace(/^[a-z]+:\/\/[^/]+/i, '')
-      .replace(/^\/?api\/data\/v\d+\.\d+\//i, '')
-      .replace(/^\/+/, '');
+    text = serviceRelativePath(text);
     let segments: ReturnType<typeof parseODataPath>;
     try {
       segments = parseODataPath(text);

@@ -11,6 +11,7 @@ import {
   parseODataPath,
   parseQueryString,
   percentDecode,
+  serviceRelativePath,
 } from './odata-path.js';
 import { lookupKeyName, RecordValidator, type ReferenceResolver } from './record-validator.js';
 import { faults, ServiceFault } from './service-fault.js';
@@ -467,11 +468,7 @@ export class WebApi {
   #targetKey(table: CatalogTable, target: Record<string, unknown>): KeyPredicate {
     const ref = target['@odata.id'];
     if (typeof ref === 'string') {
-      const text = ref
-        .replace(/^[a-z]+:\/\/[^/]+/i, '')
-        .replace(/^\/?api\/data\/v\d+\.\d+\//i, '')
-        .replace(/^\/+/, '');
-      const segments = parseODataPath(text);
+      const segments = parseODataPath(serviceRelativePath(ref));
       if (segments.length !== 1 || !segments[0].key || segments[0].name !== table.entitySetName) {
         throw faults.payload(
           table.entitySetName,
