@@ -4,6 +4,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { emptyCounts } from '../../core/counts.js';
 import { FerryError } from '../../core/errors.js';
+import { bigintSafe } from '../../core/log.js';
 import type { RunMode } from '../../core/pipeline.js';
 import type { RejectRecord, StoredReject } from '../../core/rejects.js';
 import type {
@@ -499,7 +500,7 @@ export class SqliteStateStore implements StateStore {
 }
 
 function jsonText(value: unknown): string {
-  return JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
+  return JSON.stringify(value, bigintSafe);
 }
 
 function parseJson(text: string | null): unknown {
