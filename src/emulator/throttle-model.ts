@@ -139,7 +139,6 @@ interface Budget {
   /** When the current block began; hammering cannot extend it past two windows from then. */
   blockedSince: number;
   blockedKind: ThrottleKind;
-  strikes: number;
 }
 
 const COOKIE = 'ARRAffinity';
@@ -221,7 +220,6 @@ export class ThrottleModel {
       // Still inside a Retry-After: the client is hammering, which extends the wait (reference §4.1). The growth
       // is bounded (a block lasts two windows at most): published observations show Retry-After lengthening from
       // ~37 s to ~81 s under sustained pressure, not without end.
-      budget.strikes += 1;
       budget.blockedUntil = Math.min(
         budget.blockedUntil + (p.hammerPenaltySec * 1000) / this.#timeScale,
         budget.blockedSince + 2 * windowMs,
@@ -258,7 +256,6 @@ export class ThrottleModel {
       this.#stats.maxRetryAfterSec = Math.max(this.#stats.maxRetryAfterSec, retryAfterSec);
       throw throttleFault(kind, p, retryAfterSec);
     }
-    budget.strikes = 0;
     budget.inFlight += 1;
     budget.requests.push(now);
     this.#stats.requests += 1;
@@ -310,7 +307,6 @@ export class ThrottleModel {
         blockedUntil: 0,
         blockedSince: 0,
         blockedKind: 'requests',
-        strikes: 0,
       };
       this.#budgets.set(key, budget);
     }
