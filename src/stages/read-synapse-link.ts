@@ -5,7 +5,7 @@ import { typedColumn } from '../connectors/synapse-link/cdm-sql-types.js';
 import { type CsvFolderInput, CsvFolderReader } from '../connectors/synapse-link/csv-folder-reader.js';
 import { latestDeltaVersion, readDeltaSnapshot } from '../connectors/synapse-link/delta-log.js';
 import { stageDeltaSnapshot } from '../connectors/synapse-link/delta-table-reader.js';
-import { type ListedFolder, planFolders } from '../connectors/synapse-link/folder-plan.js';
+import { isSelected, type ListedFolder, planFolders } from '../connectors/synapse-link/folder-plan.js';
 import { loadOptionSetLabels } from '../connectors/synapse-link/option-set-labels.js';
 import { timestampFolder } from '../connectors/synapse-link/timestamp-folder.js';
 import { FerryError, UsageError } from '../core/errors.js';
@@ -125,9 +125,21 @@ async function planCsv(spec: ReadSynapseLinkSpec, ctx: PlanContext): Promise<Run
   const entries = await ctx.lake.list(spec.folder);
   const dirs = entries.filter((e) => e.isDirectory).map((e) => e.path.split('/').at(-1)!);
   const listed: ListedFolder[] = [];
+  const selection = {
+    cursor: cursor === ROOT_ITEM ? null : cursor,
+    ...(ctx.range ? { range: ctx.range } : {}),
+    ...(ctx.reprocess ? { reprocess: true } : {}),
+  };
   for (const name of dirs) {
-    if (timestampFolder(name) === undefined) {
+    const time = timestampFolder(name);
+    if (time === undefined) {
       listed.push({ name, hasModel: false });
+      continue;
+    }
+    // Folders at or before the cursor (or outside a backfill range) are never taken: months of 15-minute folders
+    // would otherwise cost one model.json lookup each on every run (a network call on ADLS).
+    if (!isSelected(time, selection)) {
+      listed.push({ name, hasModel: true });
       continue;
     }
     const model = await ctx.lake.stat(lakeJoin(spec.folder, name, 'model.json'));
@@ -150,9 +162,7 @@ async function planCsv(spec: ReadSynapseLinkSpec, ctx: PlanContext): Promise<Run
   const plan = planFolders({
     folders: listed,
     inProgress,
-    cursor: cursor === ROOT_ITEM ? null : cursor,
-    ...(ctx.range ? { range: ctx.range } : {}),
-    ...(ctx.reprocess ? { reprocess: true } : {}),
+    ...selection,
     ...(spec.maxFolders === undefined ? {} : { maxFolders: spec.maxFolders }),
   });
   if (plan.skippedEmpty.length)

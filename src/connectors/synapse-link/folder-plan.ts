@@ -40,6 +40,16 @@ export interface FolderPlan {
 }
 
 /**
+ * Whether a folder of this time is one the window would take (in the backfill range, or after the cursor), leaving
+ * aside whether it is complete. Folders it rules out need no further look (their model.json is never consulted).
+ */
+export function isSelected(timestamp: string, input: Pick<FolderPlanInput, 'cursor' | 'range' | 'reprocess'>): boolean {
+  if (input.range) return timestamp >= isoOf(input.range.from) && timestamp < isoOf(input.range.to);
+  const cursorTime = input.cursor ? (timestampFolder(input.cursor) ?? null) : null;
+  return Boolean(input.reprocess) || cursorTime === null || timestamp > cursorTime;
+}
+
+/**
  * Decides which timestamp folders a run processes, in time order. A folder named in `changelog.info`, any folder
  * at or after it, and a folder without `model.json` stop the window: the cursor must never pass a folder that was
  * still being written when the run was planned, or its late rows would be skipped for good (FastTrack FT#368).
@@ -50,16 +60,13 @@ export function planFolders(input: FolderPlanInput): FolderPlan {
     .filter((f): f is ListedFolder & { timestamp: string } => f.timestamp !== undefined)
     .sort((a, b) => (a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : a.name < b.name ? -1 : 1));
   const inProgressTime = input.inProgress ? (timestampFolder(input.inProgress) ?? null) : null;
-  const cursorTime = input.cursor ? (timestampFolder(input.cursor) ?? null) : null;
   const out: PlannedFolder[] = [];
   const skippedEmpty: string[] = [];
   for (const f of parsed) {
     if (f.name === input.inProgress || (inProgressTime !== null && f.timestamp >= inProgressTime)) {
       return { folders: out, stoppedAt: { folder: f.name, reason: 'in_progress' }, skippedEmpty };
     }
-    const selected = input.range
-      ? f.timestamp >= isoOf(input.range.from) && f.timestamp < isoOf(input.range.to)
-      : input.reprocess || cursorTime === null || f.timestamp > cursorTime;
+    const selected = isSelected(f.timestamp, input);
     if (input.range && f.timestamp >= isoOf(input.range.to)) break;
     if (!f.hasModel) {
       // Only a folder the window would take blocks it; older unfinished ones were handled (or skipped) before.
