@@ -242,6 +242,10 @@ async function run(spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<void
     await ctx.staging.run(`CREATE VIEW ${table} AS\n${parts.join('\nUNION ALL\n')}`);
   };
   await createView();
+  const countFiles = () => {
+    ctx.metrics.filesLoaded = loadedFiles.length;
+    ctx.metrics.filesHeldBack = heldBack.size;
+  };
   const validate: StagedValidator = async () => {
     let removed = 0;
     for (const file of [...loadedFiles]) {
@@ -262,13 +266,11 @@ async function run(spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<void
       }
     }
     if (removed) await createView();
-    ctx.metrics.filesLoaded = loadedFiles.length;
-    ctx.metrics.filesHeldBack = heldBack.size;
+    countFiles();
     return removed;
   };
   ctx.shared.set(STAGED_VALIDATOR, validate);
-  ctx.metrics.filesLoaded = loadedFiles.length;
-  ctx.metrics.filesHeldBack = heldBack.size;
+  countFiles();
 
   // Keep the staged rows of a run with rejects, so `ferry replay` can rebuild the same requests later.
   ctx.onCommit(async () => {
