@@ -141,21 +141,6 @@ export class BulkWriter {
     this.#stage = options.stage ?? 'upsert-dataverse';
   }
 
-  /** The adaptive controller (for the run report and the benchmark). */
-  get controller(): AdaptiveConcurrency {
-    return this.#controller;
-  }
-
-  /** Called by the client on each 429; lowers concurrency for every lane. */
-  onThrottled(kind: Parameters<AdaptiveConcurrency['recordThrottle']>[0]): void {
-    this.#controller?.recordThrottle(kind, this.#inFlight);
-  }
-
-  /** Called by the client on each timed-out attempt. */
-  onTimeout(): void {
-    this.#controller?.recordTimeout();
-  }
-
   /** Writes every row from `source` (chunks of rows), then retries deferred lookups while that makes progress. */
   async write(source: AsyncIterable<readonly WriteRow[]>): Promise<WriteResult> {
     const started = performance.now();
@@ -182,9 +167,10 @@ export class BulkWriter {
       dopHint,
       concurrency: this.#controller.limit,
     });
+    // Every 429 lowers concurrency for all lanes; every timed-out attempt shrinks the batches.
     const unsubscribe = this.#client.subscribe({
-      onThrottled: (kind) => this.onThrottled(kind),
-      onTimeout: () => this.onTimeout(),
+      onThrottled: (kind) => this.#controller.recordThrottle(kind, this.#inFlight),
+      onTimeout: () => this.#controller.recordTimeout(),
     });
     let rounds = 0;
     try {
