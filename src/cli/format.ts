@@ -1,3 +1,4 @@
+import type { RunCounts } from '../core/counts.js';
 import { EXIT } from '../core/errors.js';
 import type { RunReport } from '../core/runner.js';
 
@@ -24,6 +25,11 @@ export function reportJson(report: RunReport): Record<string, unknown> {
     ...(report.error ? { error: report.error } : {}),
     ...(Object.keys(report.metrics).length ? { metrics: report.metrics } : {}),
   };
+}
+
+/** The counts of a scheduled run or backfill window, as one phrase. */
+export function countsText(c: RunCounts): string {
+  return `read ${c.read} upserted ${c.upserted} skipped-stale ${c.skippedStale} rejected ${c.rejected}${c.written ? ` written ${c.written}` : ''}`;
 }
 
 /** One readable line per run. */

@@ -7,6 +7,7 @@ import { DuckDbStaging } from '../../dialects/duckdb/duckdb-staging.js';
 import { type BackfillOptions, planBackfill, runBackfill } from '../../schedule/backfill.js';
 import { stageRegistry } from '../../stages/registry.js';
 import type { Command } from '../command.js';
+import { countsText } from '../format.js';
 import { openDataverse, openLake, openState } from '../services.js';
 
 /**
@@ -109,10 +110,7 @@ export const backfillCommand: Command = {
                 }),
               );
             } else {
-              const c = w.counts;
-              const counts = c
-                ? `, read ${c.read} upserted ${c.upserted} skipped-stale ${c.skippedStale} rejected ${c.rejected}${c.written ? ` written ${c.written}` : ''}`
-                : '';
+              const counts = w.counts ? `, ${countsText(w.counts)}` : '';
               input.print(
                 `window ${w.index + 1} ${w.from}..${w.to}: ${w.outcome}, run ${w.runId ?? '-'}, ${w.items} item(s)${counts}${w.error ? ` — ${w.error.message}` : ''}`,
               );

@@ -7,6 +7,7 @@ import { runPipeline } from '../../core/runner.js';
 import { type ScheduleEvent, Scheduler } from '../../schedule/scheduler.js';
 import { stageRegistry } from '../../stages/registry.js';
 import type { Command } from '../command.js';
+import { countsText } from '../format.js';
 import { openDataverse, openLake, openState } from '../services.js';
 
 /** Splits `a,b` flags into names. */
@@ -24,8 +25,7 @@ export function scheduleEventLine(e: ScheduleEvent): string {
     case 'tick':
       return `tick ${e.at}: ${e.due.join(', ')}${e.missedTicks ? ` (${e.missedTicks} tick(s) missed while busy, not repeated)` : ''}`;
     case 'run': {
-      const c = e.counts;
-      const counts = `read ${c.read} upserted ${c.upserted} skipped-stale ${c.skippedStale} rejected ${c.rejected}${c.written ? ` written ${c.written}` : ''}`;
+      const counts = countsText(e.counts);
       const retry = e.attempt > 1 ? ` (attempt ${e.attempt})` : '';
       const error = e.error ? ` — ${e.error.code}: ${e.error.message}` : '';
       return `run ${e.pipeline} ${e.runId ?? '-'} ${e.status}${retry}: ${counts}, ${(e.durationMs / 1000).toFixed(1)}s${error}`;
