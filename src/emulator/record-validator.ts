@@ -84,6 +84,15 @@ export class RecordValidator {
     };
   }
 
+  /** The id of the row the key names; throws the service's not-found fault when there is none. */
+  mustLocate(table: CatalogTable, key: KeyPredicate): string {
+    const located = this.locate(table, key);
+    if (located.id !== undefined) return located.id;
+    if (key.kind === 'id') throw faults.recordNotFound(table.logicalName, key.id);
+    if (!located.byKey) throw faults.recordNotFound(table.logicalName, String(key.pairs[0].value));
+    throw faults.keyNotFound(table.logicalName);
+  }
+
   /**
    * Reads a payload for `op` on `table`. `existing` is the row an update applies to (for status-for-state).
    * The result holds only attributes the operation may set.
@@ -214,14 +223,7 @@ export class RecordValidator {
       throw faults.notFoundSegment(segment.name);
     }
     if (target.logicalName !== nav.target) this.#wrongTarget(table, nav, segment.name);
-    const located = this.locate(target, segment.key);
-    if (located.id === undefined) {
-      if (segment.key.kind === 'id') throw faults.recordNotFound(target.logicalName, segment.key.id);
-      if (located.byKey === undefined)
-        throw faults.recordNotFound(target.logicalName, String(segment.key.pairs[0].value));
-      throw faults.keyNotFound(target.logicalName);
-    }
-    return { id: located.id, table: target.logicalName };
+    return { id: this.mustLocate(target, segment.key), table: target.logicalName };
   }
 
   #wrongTarget(table: CatalogTable, nav: NavigationProperty, set: string): never {

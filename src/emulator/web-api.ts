@@ -139,7 +139,7 @@ export class WebApi {
     if (first.key && segments.length === 2 && method === 'GET') {
       const collection = table.collections.get(segments[1].name);
       if (!collection) throw faults.notFoundSegment(segments[1].name);
-      const parent = this.#mustLocate(table, first.key);
+      const parent = this.#validator.mustLocate(table, first.key);
       const child = this.#catalog.byLogicalName(collection.childTable)!;
       const rows = this.#store
         .rows(child.logicalName)
@@ -152,7 +152,7 @@ export class WebApi {
   // ---- reads -------------------------------------------------------------------------------------------------
 
   #retrieve(table: CatalogTable, segment: PathSegment, query: Map<string, string>): ApiResponse {
-    const id = this.#mustLocate(table, segment.key!);
+    const id = this.#validator.mustLocate(table, segment.key!);
     const row = this.#store.get(table.logicalName, id)!;
     return { ...this.#representation(table, row, query, 200), work: { kind: 'read', records: 1 } };
   }
@@ -348,7 +348,7 @@ export class WebApi {
   }
 
   #delete(table: CatalogTable, key: KeyPredicate): ApiResponse {
-    const id = this.#mustLocate(table, key);
+    const id = this.#validator.mustLocate(table, key);
     this.#store.delete(table.logicalName, id);
     return { status: 204, headers: {}, body: '', work: { kind: 'delete', records: 1 } };
   }
@@ -564,14 +564,6 @@ export class WebApi {
         }
       }
     }
-  }
-
-  #mustLocate(table: CatalogTable, key: KeyPredicate): string {
-    const located = this.#validator.locate(table, key);
-    if (located.id !== undefined) return located.id;
-    if (key.kind === 'id') throw faults.recordNotFound(table.logicalName, key.id);
-    if (!located.byKey) throw faults.recordNotFound(table.logicalName, String(key.pairs[0].value));
-    throw faults.keyNotFound(table.logicalName);
   }
 }
 
