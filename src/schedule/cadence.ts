@@ -8,11 +8,6 @@ export function nextBoundary(afterMs: number, everyMs: number): number {
   return (Math.floor(afterMs / everyMs) + 1) * everyMs;
 }
 
-/** The boundary at or before `atMs`: the tick a run started at `atMs` belongs to. */
-export function boundaryAtOrBefore(atMs: number, everyMs: number): number {
-  return Math.floor(atMs / everyMs) * everyMs;
-}
-
 /** A pipeline's cadence in milliseconds: `override` (the `--every` flag) wins over the definition's `every`. */
 export function cadenceMs(every: string, override?: string): number {
   return parseDuration(override ?? every);
