@@ -50,7 +50,7 @@ export class MetadataApi {
       let tables = this.#catalog.tables();
       const filter = query.get('$filter');
       if (filter) {
-        const clauses = parseFilter(filter, new Map([...query].filter(([k]) => k.startsWith('@'))));
+        const clauses = parseFilter(filter, query);
         tables = tables.filter((t) =>
           clauses.every(
             (c) => String((this.#entity(t, undefined, []) as Record<string, unknown>)[c.property]) === String(c.value),
@@ -100,7 +100,7 @@ export class MetadataApi {
 
   /** TV8: `sdkmessagefilters?$filter=sdkmessageid/name eq @message and primaryobjecttypecode eq @table&...`. */
   messageFilters(query: Map<string, string>): Record<string, unknown> {
-    const clauses = parseFilter(query.get('$filter') ?? '', new Map([...query].filter(([k]) => k.startsWith('@'))));
+    const clauses = parseFilter(query.get('$filter') ?? '', query);
     const message = clauses.find((c) => c.property === 'sdkmessageid/name')?.value;
     const tableName = clauses.find((c) => c.property === 'primaryobjecttypecode')?.value;
     const table = typeof tableName === 'string' ? this.#catalog.byLogicalName(tableName) : undefined;

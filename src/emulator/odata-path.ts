@@ -212,7 +212,8 @@ export interface FilterClause {
 
 /**
  * Reads a `$filter` made of `eq` comparisons joined by `and` (what the toolkit sends). Parameter aliases (`@p`) are
- * resolved from `aliases`. Anything else throws {@link ODataSyntaxError}.
+ * resolved from `aliases`, which may be the whole query (only `@` names are looked up). Anything else throws
+ * {@link ODataSyntaxError}.
  */
 export function parseFilter(filter: string, aliases: ReadonlyMap<string, string> = new Map()): FilterClause[] {
   const clauses: FilterClause[] = [];

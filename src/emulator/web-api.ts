@@ -161,9 +161,8 @@ export class WebApi {
     let rows: StoredRow[] | undefined;
     const filter = query.get('$filter');
     if (filter) {
-      const aliases = new Map([...query].filter(([k]) => k.startsWith('@')));
       // A syntax error becomes the service's query-syntax fault in `handle`.
-      const clauses = parseFilter(filter, aliases);
+      const clauses = parseFilter(filter, query);
       for (const clause of clauses) {
         const name = lookupKeyName(clause.property);
         if (
