@@ -1,5 +1,6 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import type { Lake } from '../../connectors/lake/lake.js';
 import type { RunCounts } from '../../core/counts.js';
 import { EXIT } from '../../core/errors.js';
 import type { PipelineDefinition } from '../../core/pipeline.js';
@@ -55,7 +56,7 @@ export const demoCommand: Command = {
       };
       for (const def of pipelines.filter((p) => p.direction === 'inbound')) await run(def);
       if (dataverse.emulator) {
-        const exported = await exportDemoSynapseLink(input, dataverse, state);
+        const exported = await exportDemoSynapseLink(input, dataverse, lake, state);
         if (!input.json) input.print(`synapse-link export: ${exported}`);
       }
       for (const def of pipelines.filter((p) => p.direction === 'outbound')) await run(def);
@@ -102,10 +103,11 @@ async function seedLake(lakeRoot: string): Promise<number> {
 async function exportDemoSynapseLink(
   input: CommandInput,
   dataverse: OpenDataverse,
+  lake: Lake,
   state: ReturnType<typeof openState>,
 ): Promise<string> {
   const { exportSynapseLink } = await import('../../emulator/synapse-link-export.js');
-  const result = await exportSynapseLink(dataverse.emulator!.store, openLake(input.config), DEMO_SYNAPSE_LINK_FOLDER, {
+  const result = await exportSynapseLink(dataverse.emulator!.store, lake, DEMO_SYNAPSE_LINK_FOLDER, {
     metadataDir: input.config.metadata,
     state,
   });
