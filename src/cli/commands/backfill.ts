@@ -1,5 +1,5 @@
 import type { Lake } from '../../connectors/lake/lake.js';
-import { UsageError } from '../../core/errors.js';
+import { EXIT, UsageError } from '../../core/errors.js';
 import { parseDuration } from '../../core/pipeline.js';
 import { loadPipelines, selectPipelines } from '../../core/pipeline-loader.js';
 import type { WindowItem } from '../../core/window.js';
@@ -127,10 +127,10 @@ export const backfillCommand: Command = {
         input.print(
           input.json ? JSON.stringify(summary) : `backfill ${result.status}: ${result.windows.length} window(s).`,
         );
-        if (result.status === 'succeeded') return 0;
-        if (result.status === 'rejects_exceeded') return 3;
+        if (result.status === 'succeeded') return EXIT.ok;
+        if (result.status === 'rejects_exceeded') return EXIT.rejectThresholdExceeded;
         const last = result.windows.at(-1);
-        return result.status === 'stopped' || last?.error?.retryable ? 75 : 1;
+        return result.status === 'stopped' || last?.error?.retryable ? EXIT.temporaryFailure : EXIT.failed;
       } finally {
         await dataverse?.close();
       }

@@ -1,4 +1,4 @@
-import { UsageError } from '../../core/errors.js';
+import { EXIT, UsageError } from '../../core/errors.js';
 import { loadPipelines, selectPipelines } from '../../core/pipeline-loader.js';
 import { planReplay, runReplay } from '../../schedule/replay.js';
 import { stageRegistry } from '../../stages/registry.js';
@@ -99,7 +99,7 @@ export const replayCommand: Command = {
         }
         // 3 (like a reject threshold) when rows were rejected again, so a script can tell "still failing" apart.
         if (result.report.status === 'succeeded' || result.report.status === 'rejects_exceeded')
-          return result.stillRejected > 0 ? 3 : 0;
+          return result.stillRejected > 0 ? EXIT.rejectThresholdExceeded : EXIT.ok;
         return exitCodeForReport(result.report);
       } finally {
         await dataverse.close();
