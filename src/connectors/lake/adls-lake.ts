@@ -69,6 +69,8 @@ export class AdlsLake implements Lake {
     await this.#call(`list \`${prefix}\``, async () => {
       if (options.recursive) {
         const dirs = new Set<string>();
+        // Folders below `prefix` start this many segments in.
+        const firstDir = lakeJoin(prefix).split('/').filter(Boolean).length + 1;
         for await (const b of this.#container.listBlobsFlat({ prefix: search })) {
           const rel = this.#relative(b.name);
           out.push({
@@ -79,8 +81,7 @@ export class AdlsLake implements Lake {
           });
           // Blob storage has no folders: derive them from the names, as a file system listing would show them.
           const parts = rel.split('/');
-          for (let i = lakeJoin(prefix).split('/').filter(Boolean).length + 1; i < parts.length; i++)
-            dirs.add(parts.slice(0, i).join('/'));
+          for (let i = firstDir; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
         }
         for (const d of dirs) out.push({ path: d, isDirectory: true, size: 0, modifiedMs: 0 });
       } else {
