@@ -72,7 +72,7 @@ export function pipelineLeaseName(pipeline: string): string {
   return `pipeline:${pipeline}`;
 }
 
-export function holderName(): string {
+function holderName(): string {
   return `${os.hostname()}:${process.pid}`;
 }
 
@@ -385,7 +385,7 @@ async function defaultStaging(runDir: string): Promise<StagingEngine> {
   });
 }
 
-export function toReport(run: RunRecord): RunReport {
+function toReport(run: RunRecord): RunReport {
   const items = run.window.items ?? [];
   return {
     runId: run.id,
