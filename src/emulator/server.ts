@@ -134,6 +134,8 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
     const out: Record<string, string> = {
       'OData-Version': '4.0',
       'x-ms-dop-hint': String(dopHint()),
+      // Emulator only: how much faster than the service's its clock runs, so a client can size the 300 s window.
+      ...(throttle ? { 'x-ferry-time-scale': String(throttle.timeScale) } : {}),
       ...response.headers,
     };
     if (response.body === '') delete out['Content-Type'];

@@ -242,6 +242,32 @@ describe('bulk writer under faults', () => {
     }
   });
 
+  it('takes the execution-time limit a 429 states when the limit drops mid-run, each row once', async () => {
+    // Time runs 600× faster: the 300 s window lasts 0.5 s. Half-way the limit drops from 1,200 s to 30 s per window.
+    const emu = await emulator({ profile: 'default', timeScale: 600 });
+    try {
+      let written = 0;
+      const { result, rejects, client } = await write(emu.url, manyAccounts(2000, 'L'), {
+        batchSize: 100,
+        onUpserted: (r) => {
+          written += r.length;
+          if (written >= 1000) emu.throttle!.update({ maxExecutionSec: 30 });
+        },
+      });
+      assert.equal(rejects.length, 0);
+      assert.equal(result.upserted, 2000);
+      assert.ok(client.stats.throttled.executionTime > 0, 'the drop was felt');
+      // 30 s per 300 s window = 0.1 server-seconds per second, taken from the message in one step instead of
+      // cut down to by 20% per 429 episode (that would take some 17 episodes).
+      assert.equal(result.metrics.executionBudgetPerSec, 0.1);
+      const stored = accountsByNumber(emu);
+      assert.equal(stored.size, 2000);
+      for (const [, list] of stored) assert.equal(list.length, 1);
+    } finally {
+      await emu.close();
+    }
+  });
+
   it('stops after the requests in flight when aborted, with a retryable error', async () => {
     const emu = await emulator({ perRecordDelayMs: 1 });
     try {

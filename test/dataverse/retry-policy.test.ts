@@ -1,12 +1,21 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AdaptiveConcurrency } from '../../src/connectors/dataverse/adaptive-concurrency.js';
+import {
+  AdaptiveConcurrency,
+  ExecutionUsage,
+  executionUsageFor,
+} from '../../src/connectors/dataverse/adaptive-concurrency.js';
 import {
   isMissingLookupTarget,
   parseServiceError,
   rejectReasonFor,
 } from '../../src/connectors/dataverse/dataverse-errors.js';
-import { parseRetryAfter, RetryPolicy, throttleKindOf } from '../../src/connectors/dataverse/retry-policy.js';
+import {
+  parseRetryAfter,
+  RetryPolicy,
+  statedExecutionBudget,
+  throttleKindOf,
+} from '../../src/connectors/dataverse/retry-policy.js';
 import { ThrottleGate } from '../../src/connectors/dataverse/throttle-gate.js';
 
 describe('retry policy', () => {
@@ -93,41 +102,90 @@ describe('adaptive concurrency', () => {
     assert.equal(new AdaptiveConcurrency({ dopHint: 50, maxConcurrency: 10 }).limit, 10);
   });
 
-  it('paces requests to the execution-time budget of the servers the dop hint implies', () => {
+  it('books requests on a sliding window of the execution-time budget and waits only when it is full', () => {
     let now = 0;
-    // dop 8 ⇒ 2 servers ⇒ 0.95 · 4 · 2 = 7.6 server-ms per wall-ms.
-    const c = new AdaptiveConcurrency({ dopHint: 8, maxConcurrency: 64, now: () => now });
-    assert.equal(c.reserve(100).waitMs, 0, 'nothing is paced before a measurement');
+    // dop 8 ⇒ 2 servers ⇒ 0.95 · 4 · 2 = 7.6 server-ms per wall-ms, i.e. 7,600 server-ms per 1,000 ms window.
+    const c = new AdaptiveConcurrency({ dopHint: 8, maxConcurrency: 64, windowMs: 1000, now: () => now });
+    assert.equal(c.capacityMs, 7600);
+    const first = c.reserve(100);
+    assert.deepEqual([first.waitMs, first.booking.ms], [0, 0], 'nothing is paced before a measurement');
+    c.settle(first.booking, 76);
     c.recordSuccess({ rows: 100, elapsedMs: 76, serverTimeMs: 76 });
-    assert.equal(c.executionRate, 7.6);
-    // 100 rows at 0.76 ms each = 76 server-ms ⇒ one request per 10 wall-ms, after a burst of two more; the
-    // unpaced first request is booked too.
-    const waits = Array.from({ length: 8 }, () => c.reserve(100).waitMs);
-    assert.deepEqual(
-      waits.map((w) => Math.round(w)),
-      [0, 0, 10, 20, 30, 40, 50, 60],
-    );
-    // Over a long stretch the booked rate equals the budget share, whatever the number of lanes.
+    // An unused window is spent at once: 99 more requests of 76 server-ms fill it to 7,600 ...
+    const waits = Array.from({ length: 100 }, () => c.reserve(100).waitMs);
+    assert.deepEqual(waits.slice(0, 99), Array(99).fill(0));
+    // ... and the 100th starts when the first request (ended at 0) has left the window it would end in.
+    assert.equal(waits[99], 924);
+    // Over a long stretch no window holds more than the capacity, and every window is used to it.
     now = 10_000;
-    let booked = 0;
-    let last = 0;
-    for (let i = 0; i < 1000; i += 1) {
-      const r = c.reserve(100);
-      booked += r.expectedMs;
-      last = now + r.waitMs;
-    }
-    assert.ok(Math.abs(booked / (last - 10_000) - 7.6) < 0.1, `rate ${booked / (last - 10_000)}`);
+    const ends: Array<{ at: number; ms: number }> = [];
+    for (let i = 0; i < 2000; i += 1) ends.push(c.reserve(100).booking);
+    const fullest = Math.max(
+      ...ends.map((e) => ends.filter((o) => o.at > e.at - 1000 && o.at <= e.at).reduce((a, o) => a + o.ms, 0)),
+    );
+    assert.ok(fullest <= 7600 + 1e-6, `fullest window ${fullest}`);
+    const rate = (2000 * 76) / (ends.at(-1)!.at - 10_000 + 1000);
+    assert.ok(Math.abs(rate - 7.6) < 0.1, `rate ${rate}`);
   });
 
-  it('corrects bookings by the measured server time', () => {
+  it('moves a booking to the real end and server time of the request', () => {
     const now = 0;
-    const c = new AdaptiveConcurrency({ dopHint: 4, now: () => now, headroom: 1 });
+    const c = new AdaptiveConcurrency({ dopHint: 4, windowMs: 1000, headroom: 1, now: () => now });
     c.recordSuccess({ rows: 10, elapsedMs: 40, serverTimeMs: 40 });
-    for (let i = 0; i < 3; i += 1) c.reserve(10);
-    const slow = c.reserve(10);
-    assert.equal(Math.round(slow.waitMs), 10);
-    c.settle(slow.expectedMs, slow.expectedMs + 40);
-    assert.equal(Math.round(c.reserve(10).waitMs), 30, 'the 40 extra server-ms push the next slot 10 ms later');
+    const bookings = Array.from({ length: 100 }, () => c.reserve(10));
+    assert.ok(
+      bookings.every((b) => b.waitMs === 0),
+      '100 × 40 server-ms fill the 4,000 of one server',
+    );
+    // Two requests the server refused ran for no time: settling them frees their share at once.
+    c.settle(bookings[0]!.booking, 0);
+    c.settle(bookings[1]!.booking, 0);
+    assert.deepEqual(
+      [c.reserve(10).waitMs, c.reserve(10).waitMs, c.reserve(10).waitMs],
+      [0, 0, 1000],
+      'then full again: wait for the oldest real bookings to leave the window',
+    );
+    const other = new AdaptiveConcurrency({ dopHint: 4, windowMs: 1000, headroom: 1, now: () => now });
+    assert.equal(other.reserve(10).waitMs, 0, 'each controller has its own window unless given a shared one');
+  });
+
+  it('shares one window between the writers of a process to the same service', () => {
+    const now = 0;
+    const usage = new ExecutionUsage();
+    const a = new AdaptiveConcurrency({ dopHint: 4, windowMs: 1000, headroom: 1, usage, now: () => now });
+    const b = new AdaptiveConcurrency({ dopHint: 4, windowMs: 1000, headroom: 1, usage, now: () => now });
+    a.recordSuccess({ rows: 10, elapsedMs: 400, serverTimeMs: 400 });
+    b.recordSuccess({ rows: 10, elapsedMs: 400, serverTimeMs: 400 });
+    for (let i = 0; i < 10; i += 1) assert.equal(a.reserve(10).waitMs, 0);
+    assert.equal(b.reserve(10).waitMs, 1000, "the second writer waits for the first one's server time to age out");
+    assert.equal(executionUsageFor('https://x.example'), executionUsageFor('https://x.example'));
+  });
+
+  it('takes the limit an execution-time 429 states, and waits for the window to drain to it', () => {
+    let now = 0;
+    const c = new AdaptiveConcurrency({ dopHint: 8, maxConcurrency: 64, windowMs: 1000, now: () => now });
+    c.recordSuccess({ rows: 100, elapsedMs: 76, serverTimeMs: 76 });
+    for (let i = 0; i < 100; i += 1) c.reserve(100);
+    now = 76;
+    const halved =
+      'Combined execution time of incoming requests exceeded limit of 600,000 milliseconds over time window of 300 seconds. Decrease number of concurrent requests or reduce the duration of requests and try again later.';
+    c.recordThrottle('executionTime', 8, halved);
+    assert.equal(c.executionBudgetPerSec, 2);
+    assert.equal(c.servers, 2, 'an explained 429 does not cut the servers estimate');
+    assert.equal(c.capacityMs, 3800);
+    // 7,600 booked ending at 76: nothing more until they have left the window.
+    assert.equal(c.reserve(100).waitMs, 1000 - 76);
+    c.recordThrottle('executionTime', 8, halved);
+    assert.equal(c.servers, 2);
+    assert.equal(statedExecutionBudget(halved), 2);
+    assert.equal(
+      statedExecutionBudget(
+        'Combined execution time of incoming requests exceeded limit of 1,200,000 milliseconds over time window of 300 seconds.',
+      ),
+      4,
+    );
+    assert.equal(statedExecutionBudget('Number of concurrent requests exceeded the limit of 52.'), undefined);
+    assert.equal(statedExecutionBudget(undefined), undefined);
   });
 
   it('keeps enough lanes to hold the pace and no more than the cap', () => {

@@ -1,4 +1,4 @@
-import type { ThrottleKind } from './retry-policy.js';
+import { statedExecutionBudget, type ThrottleKind } from './retry-policy.js';
 
 export interface AdaptiveConcurrencyOptions {
   /** Hard cap on parallel requests (config). Default `32`. */
@@ -13,9 +13,14 @@ export interface AdaptiveConcurrencyOptions {
   readonly timeoutMs?: number;
   /**
    * Server-seconds the execution-time limit allows per wall-second per web server: 1,200 s per 300 s window = `4`
-   * (reference §4.1, THROUGHPUT.md).
+   * (reference §4.1, THROUGHPUT.md). Replaced by the limit a 429 states when it states another.
    */
   readonly executionBudgetPerSec?: number;
+  /**
+   * Length of the service's sliding window in wall-clock ms. Default `300000` (reference §4.1); shorter against a
+   * time-scaled emulator, which says its scale in `x-ferry-time-scale`.
+   */
+  readonly windowMs?: number;
   /**
    * Web servers the load spreads over (no affinity cookie). Default: `dopHint / executionBudgetPerSec`, at least 1,
    * since the hint reflects the environment's size. Learned from 429s and probes as the run goes.
@@ -23,21 +28,105 @@ export interface AdaptiveConcurrencyOptions {
   readonly servers?: number;
   /**
    * Share of the execution-time budget to spend. Running at 100% lengthens `Retry-After` (PPDS); just below it is
-   * sustainable because the budget is paced, not guessed. Default `0.95`.
+   * sustainable because every request is booked on the window, not guessed. Default `0.95`.
    */
   readonly headroom?: number;
+  /**
+   * Server time already booked on the same service by this user, shared by the writers of one process (one run's
+   * writer follows another's within the same window). Default: a window of this controller's own.
+   */
+  readonly usage?: ExecutionUsage;
   /** Clock in ms, replaceable for tests. Default `performance.now`. */
   readonly now?: () => number;
+}
+
+/** A request's server time on the window: where it ends (`at`, ms) and how long it ran (`ms`). */
+export interface Booking {
+  at: number;
+  ms: number;
+}
+
+/**
+ * The client's own record of the server time it spent, by completion time: the same sums the service keeps for its
+ * sliding window (it books a request's execution time when the request ends). Kept sorted by `at`.
+ */
+export class ExecutionUsage {
+  readonly #bookings: Booking[] = [];
+
+  /** Books `ms` of server time ending at `at`. */
+  book(at: number, ms: number): Booking {
+    const booking = { at, ms };
+    this.#insert(booking);
+    return booking;
+  }
+
+  /** Moves a booking to the request's real end and server time. */
+  rebook(booking: Booking, at: number, ms: number): void {
+    const i = this.#bookings.indexOf(booking);
+    if (i >= 0) this.#bookings.splice(i, 1);
+    booking.at = at;
+    booking.ms = ms;
+    this.#insert(booking);
+  }
+
+  /**
+   * Earliest time from `now` at which a request of `ms` server time can start so that, when it ends, the window
+   * ending then holds at most `capacity` (everything booked to end later counts too: it will be in that window).
+   */
+  earliestStart(now: number, ms: number, capacity: number, windowMs: number): number {
+    const bookings = this.#bookings;
+    // Bookings that ended before any window we can still reach are gone for good.
+    let drop = 0;
+    while (drop < bookings.length && bookings[drop]!.at <= now - windowMs) drop += 1;
+    if (drop > 0) bookings.splice(0, drop);
+    let inWindow = 0;
+    let first = bookings.length;
+    for (let i = bookings.length - 1; i >= 0 && bookings[i]!.at > now + ms - windowMs; i -= 1) {
+      inWindow += bookings[i]!.ms;
+      first = i;
+    }
+    const excess = inWindow + ms - capacity;
+    if (excess <= 0) return now;
+    // Wait until enough of the oldest bookings have left the window the request would end in.
+    let removed = 0;
+    for (let i = first; i < bookings.length; i += 1) {
+      removed += bookings[i]!.ms;
+      if (removed >= excess) return bookings[i]!.at + windowMs - ms;
+    }
+    // The request alone is over the capacity: send it once the window is empty.
+    return Math.max(now, (bookings.at(-1)?.at ?? now) + windowMs - ms);
+  }
+
+  #insert(booking: Booking): void {
+    let i = this.#bookings.length;
+    while (i > 0 && this.#bookings[i - 1]!.at > booking.at) i -= 1;
+    this.#bookings.splice(i, 0, booking);
+  }
+}
+
+const sharedUsage = new Map<string, ExecutionUsage>();
+
+/** The usage record of one service (by URL) in this process, shared by every writer of a user to it. */
+export function executionUsageFor(serviceUrl: string): ExecutionUsage {
+  let usage = sharedUsage.get(serviceUrl);
+  if (!usage) {
+    usage = new ExecutionUsage();
+    sharedUsage.set(serviceUrl, usage);
+  }
+  return usage;
 }
 
 /**
  * Decides how many requests run at once, how many rows each carries and when each may start, from what the service
  * says and how long requests take. Under the service-protection limits throughput is bounded by the execution-time
- * budget (THROUGHPUT.md: 4 server-seconds per second per web server), so the controller paces requests by their
- * server time (a GCRA over the measured server time per row) at `headroom` of the budget of the servers it believes
- * it reaches; concurrency starts at the `x-ms-dop-hint` and only needs to be high enough to keep that pace. A 429
- * for execution time or concurrency lowers the servers estimate (all lanes pause for `Retry-After` in the client);
- * a long clean stretch probes a little higher. Requests stay well under the client timeout.
+ * budget (THROUGHPUT.md: 4 server-seconds per second per web server, over a sliding 300 s window), so the controller
+ * books every request's server time on its own copy of that window and starts a request only when, at its end, the
+ * window will hold at most `headroom` of the budget of the servers it believes it reaches. This is the service's own
+ * rule, so an unused window (the start of a run, or after a lull) is spent at once and a lowered limit is waited out
+ * exactly as long as the window needs to drain. Concurrency starts at the `x-ms-dop-hint` and only needs to be high
+ * enough to keep that pace. A 429 for execution time that states a new limit sets the budget to it; one that does not
+ * lowers the servers estimate (all lanes pause for `Retry-After` in the client); a long clean stretch probes a little
+ * higher. Requests stay well under the client timeout.
  */
 export class AdaptiveConcurrency {
   readonly maxConcurrency: number;
@@ -45,6 +134,7 @@ export class AdaptiveConcurrency {
   #limit: number;
   #batchSize: number;
   #servers: number;
+  #budget: number;
   #streak = 0;
   #clean = 0;
   #probeInterval = 1000;
@@ -58,13 +148,10 @@ export class AdaptiveConcurrency {
   #latencyEwma: number | undefined;
   #serverTimeSum = 0;
   #maxLimitSeen: number;
-  #tat = 0;
-  /** Rows sent before the first measurement; booked on the budget once the cost per row is known. */
-  #unbookedRows = 0;
-  #firstReserveAt: number | undefined;
+  readonly #usage: ExecutionUsage;
+  readonly #windowMs: number;
   readonly #maxBatch: number;
   readonly #timeoutMs: number;
-  readonly #budget: number;
   readonly #headroom: number;
   readonly #now: () => number;
 
@@ -74,9 +161,11 @@ export class AdaptiveConcurrency {
     this.#maxBatch = Math.max(this.configuredBatchSize, options.maxBatchSize ?? 1000);
     this.#timeoutMs = options.timeoutMs ?? 120_000;
     this.#budget = options.executionBudgetPerSec ?? 4;
+    this.#windowMs = options.windowMs ?? 300_000;
     const hint = options.dopHint ?? 4;
     this.#servers = options.servers ?? Math.max(1, hint / this.#budget);
     this.#headroom = options.headroom ?? 0.95;
+    this.#usage = options.usage ?? new ExecutionUsage();
     this.#now = options.now ?? (() => performance.now());
     this.#limit = Math.min(this.maxConcurrency, Math.max(1, hint));
     this.#maxLimitSeen = this.#limit;
@@ -96,6 +185,16 @@ export class AdaptiveConcurrency {
   /** Server-seconds per second the writer spends: `headroom · budget · servers`. */
   get executionRate(): number {
     return this.#headroom * this.#budget * this.#servers;
+  }
+
+  /** Server-ms the writer lets the window hold: `executionRate · window`. */
+  get capacityMs(): number {
+    return this.executionRate * this.#windowMs;
+  }
+
+  /** Server-seconds per second per web server the execution-time limit allows, as last stated by the service. */
+  get executionBudgetPerSec(): number {
+    return this.#budget;
   }
 
   /**
@@ -122,31 +221,20 @@ export class AdaptiveConcurrency {
   }
 
   /**
-   * Books a request of `rows` rows on the execution budget and returns how long to wait before sending it, with
-   * the server time it is expected to take (pass both back to `settle`). Before any measurement nothing is paced.
+   * Books a request of `rows` rows on the window and returns how long to wait before sending it, with its booking
+   * (pass it to `settle` once the request ends). Before any measurement the expected server time is 0: the first
+   * requests go at once and are booked at their real cost when they end.
    */
-  reserve(rows: number): { waitMs: number; expectedMs: number } {
-    if (this.#perRowEwma === undefined) {
-      this.#firstReserveAt ??= this.#now();
-      this.#unbookedRows += rows;
-      return { waitMs: 0, expectedMs: 0 };
-    }
-    const expectedMs = this.#perRowEwma * rows;
-    const interval = expectedMs / this.executionRate;
+  reserve(rows: number): { waitMs: number; booking: Booking } {
+    const expectedMs = this.#perRowEwma === undefined ? 0 : this.#perRowEwma * rows;
     const now = this.#now();
-    // Two requests' worth of unused budget may be caught up after a stall (the limit is a sliding window, so a
-    // short lull leaves room); more, on top of a probe, would push the window over the limit.
-    const start = Math.max(this.#tat, now - 2 * interval);
-    // Tolerate a small burst (two requests' worth) so lanes starting together are not serialised.
-    const waitMs = Math.max(0, start - now - 2 * interval);
-    this.#tat = start + interval;
-    return { waitMs, expectedMs };
+    const start = this.#usage.earliestStart(now, expectedMs, this.capacityMs, this.#windowMs);
+    return { waitMs: start - now, booking: this.#usage.book(start + expectedMs, expectedMs) };
   }
 
-  /** Corrects the booking of a request once its real server time is known. */
-  settle(expectedMs: number, actualMs: number): void {
-    if (expectedMs === 0) return;
-    this.#tat += (actualMs - expectedMs) / this.executionRate;
+  /** Moves a request's booking to its real end (now) and server time. */
+  settle(booking: Booking, actualMs: number): void {
+    this.#usage.rebook(booking, this.#now(), actualMs);
   }
 
   /** Records a completed request of `rows` rows. */
@@ -154,16 +242,7 @@ export class AdaptiveConcurrency {
     const server = sample.serverTimeMs ?? sample.elapsedMs;
     this.#successes += 1;
     this.#serverTimeSum += server;
-    if (sample.rows > 0) {
-      const first = this.#perRowEwma === undefined;
-      this.#perRowEwma = ewma(this.#perRowEwma, server / sample.rows);
-      if (first && this.#unbookedRows > 0) {
-        // The first requests went out unpaced; their server time counts against the same window.
-        const since = this.#firstReserveAt ?? this.#now();
-        this.#tat = Math.max(this.#tat, since) + (this.#unbookedRows * this.#perRowEwma) / this.executionRate;
-        this.#unbookedRows = 0;
-      }
-    }
+    if (sample.rows > 0) this.#perRowEwma = ewma(this.#perRowEwma, server / sample.rows);
     this.#serverEwma = ewma(this.#serverEwma, server);
     this.#latencyEwma = ewma(this.#latencyEwma, Math.max(sample.elapsedMs, server));
     if (this.#latencyEwma > 0) this.#busyShare = Math.max(0.05, Math.min(1, this.#serverEwma / this.#latencyEwma));
@@ -192,13 +271,23 @@ export class AdaptiveConcurrency {
   }
 
   /**
-   * Records a 429 drawn with `inFlight` requests running. Execution-time and concurrency limits say we spend more
-   * than the servers give: lower the estimate (once per episode: the lanes already in flight answer 429 together)
-   * and probe less often. Request-count limits get fewer, bigger requests.
+   * Records a 429 drawn with `inFlight` requests running, with the service's message. An execution-time 429 whose
+   * message states another limit sets the budget to it. Otherwise execution-time and concurrency limits say we spend
+   * more than the servers give: lower the estimate (once per episode: the lanes already in flight answer 429
+   * together) and probe less often. Request-count limits get fewer, bigger requests.
    */
-  recordThrottle(kind: ThrottleKind, inFlight: number): void {
+  recordThrottle(kind: ThrottleKind, inFlight: number, message?: string): void {
     this.#streak = -this.#limit * 4;
     this.#clean = 0;
+    const stated = kind === 'executionTime' ? statedExecutionBudget(message) : undefined;
+    if (stated !== undefined && Math.abs(stated - this.#budget) > this.#budget * 0.01) {
+      // The service says what the limit is now: take it as is; the window booked so far drains before more is sent.
+      this.#budget = stated;
+      this.#lastThrottleAt = this.#successes;
+      this.#beforeProbe = undefined;
+      this.#limit = Math.max(1, Math.min(this.#limit, this.ceiling));
+      return;
+    }
     // The lanes in flight answer 429 together, and the window stays full until the excess has left it: 429s that
     // follow within a couple of rounds of the last one belong to the same episode and are not cut again.
     const sameEpisode =

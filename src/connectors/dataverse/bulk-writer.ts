@@ -3,7 +3,12 @@ import { FerryError } from '../../core/errors.js';
 import { killPoint } from '../../core/kill-points.js';
 import type { Logger } from '../../core/log.js';
 import type { RejectRecord } from '../../core/rejects.js';
-import { AdaptiveConcurrency, type AdaptiveConcurrencyOptions } from './adaptive-concurrency.js';
+import {
+  AdaptiveConcurrency,
+  type AdaptiveConcurrencyOptions,
+  type Booking,
+  executionUsageFor,
+} from './adaptive-concurrency.js';
 import type { DataverseClient, DataverseResponse } from './dataverse-client.js';
 import { isMissingLookupTarget, parseServiceError, rejectReasonFor, type ServiceError } from './dataverse-errors.js';
 import type { BatchOperation, BatchResponsePart } from './odata-batch.js';
@@ -145,16 +150,17 @@ export class BulkWriter {
   async write(source: AsyncIterable<readonly WriteRow[]>): Promise<WriteResult> {
     const started = performance.now();
     this.#mode = await this.#resolveMode();
-    const dopHint = await this.#client
-      .whoAmI()
-      .then((w) => w.dopHint)
-      .catch((error: unknown) => {
-        this.#options.log?.warn('WhoAmI failed; starting from 4 parallel requests', {
-          error: error instanceof Error ? error.message : String(error),
-        });
-        return undefined;
+    const { dopHint, timeScale } = await this.#client.whoAmI().catch((error: unknown) => {
+      this.#options.log?.warn('WhoAmI failed; starting from 4 parallel requests', {
+        error: error instanceof Error ? error.message : String(error),
       });
+      return { dopHint: undefined, timeScale: undefined };
+    });
     this.#controller = new AdaptiveConcurrency({
+      // Every writer of this process to the same service books on one window: the limits are per user, and the
+      // next pipeline's writer starts while the previous one's server time is still in the window.
+      usage: executionUsageFor(`${this.#client.url}${timeScale ? `#${timeScale}` : ''}`),
+      ...(timeScale ? { windowMs: 300_000 / timeScale } : {}),
       ...this.#options.adaptive,
       maxConcurrency: this.#options.maxConcurrency ?? 32,
       batchSize: this.#options.batchSize ?? 100,
@@ -169,7 +175,7 @@ export class BulkWriter {
     });
     // Every 429 lowers concurrency for all lanes; every timed-out attempt shrinks the batches.
     const unsubscribe = this.#client.subscribe({
-      onThrottled: (kind) => this.#controller.recordThrottle(kind, this.#inFlight),
+      onThrottled: (kind, _waitMs, message) => this.#controller.recordThrottle(kind, this.#inFlight, message),
       onTimeout: () => this.#controller.recordTimeout(),
     });
     let rounds = 0;
@@ -218,6 +224,8 @@ export class BulkWriter {
       batchSize: this.#controller.batchSize,
       concurrency: this.#controller.limit,
       maxConcurrencyUsed: this.#controller.maxLimitSeen,
+      // 4 unless a 429 stated another execution-time limit (server-seconds per second per web server).
+      executionBudgetPerSec: this.#controller.executionBudgetPerSec,
       dopHint: dopHint ?? null,
       bulkFailures: this.#bulkFailures,
       batchReplays: this.#batchReplays,
@@ -586,15 +594,14 @@ export class BulkWriter {
   }
 
   /** Waits for this request's turn on the execution-time budget (see AdaptiveConcurrency). */
-  async #pace(rows: number): Promise<{ expectedMs: number }> {
-    const { waitMs, expectedMs } = this.#controller.reserve(rows);
+  async #pace(rows: number): Promise<Booking> {
+    const { waitMs, booking } = this.#controller.reserve(rows);
     if (waitMs > 0) await sleep(waitMs, this.#options.signal);
-    return { expectedMs };
+    return booking;
   }
 
-  #recordTiming(response: DataverseResponse, rows: number, slot: { expectedMs: number }): void {
-    const actual = response.serverTimeMs ?? response.elapsedMs;
-    this.#controller.settle(slot.expectedMs, actual);
+  #recordTiming(response: DataverseResponse, rows: number, booking: Booking): void {
+    this.#controller.settle(booking, response.serverTimeMs ?? response.elapsedMs);
     // A refused bulk request costs little server time and says nothing about the per-row cost.
     if (response.status < 300)
       this.#controller.recordSuccess({ rows, elapsedMs: response.elapsedMs, serverTimeMs: response.serverTimeMs });

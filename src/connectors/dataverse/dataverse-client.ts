@@ -33,7 +33,8 @@ export interface DataverseClientOptions {
 
 /** Hears about throttling and timeouts, e.g. the adaptive writer. */
 export interface ClientListener {
-  onThrottled?(kind: ThrottleKind, retryAfterMs: number): void;
+  /** `message` is the service's (an execution-time 429 states the limit in it). */
+  onThrottled?(kind: ThrottleKind, retryAfterMs: number, message: string | undefined): void;
   onTimeout?(path: string): void;
 }
 
@@ -217,7 +218,7 @@ export class DataverseClient {
         this.stats.maxRetryAfterSec = Math.max(this.stats.maxRetryAfterSec, waitMs / 1000);
         // Every lane pauses, not only this one: the limits are per user, so others would only be refused too.
         this.gate.pause(waitMs);
-        for (const l of this.#listeners) l.onThrottled?.(throttleKind, waitMs);
+        for (const l of this.#listeners) l.onThrottled?.(throttleKind, waitMs, serviceError?.message);
       } else if (kind === 'transient') {
         this.stats.transientFailures += 1;
       }
@@ -235,12 +236,21 @@ export class DataverseClient {
     return parseJson<T>(response.body, path);
   }
 
-  /** `GET WhoAmI`; the `x-ms-dop-hint` header is the service's recommended degree of parallelism (reference §4.2). */
-  async whoAmI(): Promise<{ userId: string | undefined; dopHint: number | undefined }> {
+  /**
+   * `GET WhoAmI`; the `x-ms-dop-hint` header is the service's recommended degree of parallelism (reference §4.2).
+   * `timeScale` is set only by ferry's emulator (`x-ferry-time-scale`), whose clock runs that many times faster than
+   * the service's, so its 300 s window lasts 300 / timeScale wall-clock seconds.
+   */
+  async whoAmI(): Promise<{ userId: string | undefined; dopHint: number | undefined; timeScale: number | undefined }> {
     const response = await this.send('GET', 'WhoAmI');
     const hint = Number(response.headers.get('x-ms-dop-hint'));
+    const scale = Number(response.headers.get('x-ferry-time-scale'));
     const body = safeJson(response.body) as { UserId?: string } | undefined;
-    return { userId: body?.UserId, dopHint: Number.isInteger(hint) && hint > 0 ? hint : undefined };
+    return {
+      userId: body?.UserId,
+      dopHint: Number.isInteger(hint) && hint > 0 ? hint : undefined,
+      timeScale: response.headers.has('x-ferry-time-scale') && scale > 0 ? scale : undefined,
+    };
   }
 
   /**

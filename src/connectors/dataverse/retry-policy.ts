@@ -98,3 +98,16 @@ export function throttleKindOf(serviceCode: string | undefined): ThrottleKind {
   if (!serviceCode) return 'unknown';
   return (THROTTLE_CODES as Record<string, ThrottleKind>)[serviceCode.toLowerCase()] ?? 'unknown';
 }
+
+/**
+ * The execution-time budget an execution-time 429 states, in server-seconds per second: its message names the limit
+ * and the window ("… exceeded limit of 1,200,000 milliseconds over time window of 300 seconds …", reference §4.1).
+ * Undefined when the message does not say.
+ */
+export function statedExecutionBudget(message: string | undefined): number | undefined {
+  const match = /limit of ([\d,.]+) milliseconds over time window of (\d+) seconds/i.exec(message ?? '');
+  if (!match) return undefined;
+  const limitMs = Number(match[1]!.replace(/[,.]/g, ''));
+  const windowSec = Number(match[2]);
+  return limitMs > 0 && windowSec > 0 ? limitMs / 1000 / windowSec : undefined;
+}
