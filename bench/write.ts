@@ -6,7 +6,9 @@
  * lost or written twice (the emulator's store is checked row by row). The last line is one JSON object.
  * Options: `--time-scale` (default 60), `--batch-size` (100), `--max-concurrency` (64), `--baseline-rows` (same as
  * `--rows`), `--baseline-max-sec` (300: a throttled baseline stops taking batches then), `--no-baseline`,
- * `--change-at 0.5 --change-exec-sec 600` (halve the execution budget half-way and report the figures after it).
+ * `--baseline-affinity keep|drop` (keep: the baseline sends the ARR affinity cookie back, as the SDK ADF is built on
+ * does by default; drop: it spreads over the servers like ferry), `--change-at 0.5 --change-exec-sec 600` (halve the
+ * execution budget half-way and report the figures after it).
  */
 import { parseArgs } from 'node:util';
 import { BulkWriter, type WriteRow } from '../src/connectors/dataverse/bulk-writer.js';
@@ -15,15 +17,8 @@ import { parseServiceError } from '../src/connectors/dataverse/dataverse-errors.
 import { buildBatch, parseBatchResponse } from '../src/connectors/dataverse/odata-batch.js';
 import { keySegment } from '../src/connectors/dataverse/odata-key.js';
 import { parseRetryAfter, throttleKindOf } from '../src/connectors/dataverse/retry-policy.js';
-import * as emulatorServer from '../src/emulator/server.js';
-
-interface Emulator {
-  url: string;
-  store: { rows(table: string): ReadonlyArray<{ attributes: Readonly<Record<string, unknown>> }> };
-  /** The emulator's throttling model, when a profile is set. */
-  throttle?: { profile: Record<string, unknown>; update(changes: Record<string, unknown>): void };
-  close(): Promise<void>;
-}
+import { type RunningEmulator as Emulator, type EmulatorOptions, startEmulator } from '../src/emulator/server.js';
+import { ceilingFor } from '../src/emulator/throttle-model.js';
 
 /** A mid-run change of limits: at `at` (share of rows written), the execution-time budget becomes `execSec`. */
 interface LimitChange {
@@ -32,7 +27,7 @@ interface LimitChange {
 }
 
 interface Figures {
-  afterChange?: { rowsPerSec: number; ceiling: number | undefined; throttled: number };
+  afterChange?: { rowsPerSec: number; ceiling: number; throttled: number };
   rows: number;
   seconds: number;
   rowsPerSec: number;
@@ -59,6 +54,7 @@ export async function runWriteBench(argv: string[]): Promise<void> {
       metadata: { type: 'string', default: 'fixtures/metadata' },
       'no-baseline': { type: 'boolean', default: false },
       'baseline-max-sec': { type: 'string', default: '300' },
+      'baseline-affinity': { type: 'string', default: 'keep' },
       'change-at': { type: 'string' },
       'change-exec-sec': { type: 'string', default: '600' },
     },
@@ -71,52 +67,50 @@ export async function runWriteBench(argv: string[]): Promise<void> {
   const batchSize = Number(values['batch-size']);
   const maxConcurrency = Number(values['max-concurrency']);
   const metadataDir = values.metadata!;
-  const start = (emulatorServer as unknown as { startEmulator: (o: Record<string, unknown>) => Promise<Emulator> })
-    .startEmulator;
-  const emulatorOptions = { port: 0, metadataDir, profile, timeScale };
+  const affinity = values['baseline-affinity'];
+  if (affinity !== 'keep' && affinity !== 'drop') {
+    throw new Error(`--baseline-affinity \`${affinity}\` is not known; use keep (ADF's default) or drop.`);
+  }
+  const emulatorOptions: EmulatorOptions = { port: 0, metadataDir, profile, timeScale };
 
-  const ceiling = await ceilingOf(profile, { operation: 'upsert', batchSize, timeScale });
+  const ceiling = ceilingFor(profile, { operation: 'upsert', batchSize, timeScale });
   print(`profile ${profile}, time scale ${timeScale}, ${rows} rows (baseline ${baselineRows})`);
-  print(
-    ceiling === undefined
-      ? 'ceiling: not reported by the emulator (no ceilingFor export)'
-      : `ceiling: ${fmt(ceiling)} rows/s (scaled)`,
-  );
+  print(`ceiling: ${fmt(ceiling)} rows/s (scaled)`);
 
   const change: LimitChange | undefined =
     values['change-at'] === undefined
       ? undefined
       : { at: Number(values['change-at']), execSec: Number(values['change-exec-sec']) };
-  const ferry = await withEmulator(start, emulatorOptions, (emu) =>
+  const ferry = await withEmulator(emulatorOptions, (emu) =>
     runFerry(emu, rows, { batchSize, maxConcurrency, timeScale, change }),
   );
   if (ferry.afterChange) {
     const a = ferry.afterChange;
     print(
-      `after the limit change (execution ${change!.execSec} s per window at ${Math.round(change!.at * 100)}% of rows): ${fmt(a.rowsPerSec)} rows/s vs ceiling ${a.ceiling === undefined ? 'n/a' : fmt(a.ceiling)} (${a.ceiling === undefined ? 'n/a' : (a.rowsPerSec / a.ceiling).toFixed(3)}), ${a.throttled} × 429 after the change`,
+      `after the limit change (execution ${change!.execSec} s per window at ${Math.round(change!.at * 100)}% of rows): ${fmt(a.rowsPerSec)} rows/s vs ceiling ${fmt(a.ceiling)} (${(a.rowsPerSec / a.ceiling).toFixed(3)}), ${a.throttled} × 429 after the change`,
     );
   }
   print(
     `ferry:    ${fmt(ferry.rowsPerSec)} rows/s in ${ferry.seconds.toFixed(1)} s, ${ferry.requests} requests, ${ferry.throttled} × 429 ${JSON.stringify(ferry.throttledByKind)}, longest Retry-After ${ferry.maxRetryAfterSec} s, rejected ${ferry.rejected}, lost ${ferry.lost}, duplicated ${ferry.duplicated}`,
   );
-  if (ceiling !== undefined) print(`ferry / ceiling: ${(ferry.rowsPerSec / ceiling).toFixed(3)}`);
+  print(`ferry / ceiling: ${(ferry.rowsPerSec / ceiling).toFixed(3)}`);
 
   let baseline: Figures | undefined;
   if (!values['no-baseline']) {
-    baseline = await withEmulator(start, emulatorOptions, (emu) =>
-      runBaseline(emu, baselineRows, timeScale, Number(values['baseline-max-sec'])),
+    baseline = await withEmulator(emulatorOptions, (emu) =>
+      runBaseline(emu, baselineRows, timeScale, Number(values['baseline-max-sec']), affinity === 'keep'),
     );
     print(
-      `baseline: ${fmt(baseline.rowsPerSec)} rows/s in ${baseline.seconds.toFixed(1)} s, ${baseline.requests} requests, ${baseline.throttled} × 429, longest Retry-After ${baseline.maxRetryAfterSec} s, lost ${baseline.lost}, duplicated ${baseline.duplicated}`,
+      `baseline (affinity cookie ${affinity === 'keep' ? 'kept' : 'dropped'}): ${fmt(baseline.rowsPerSec)} rows/s in ${baseline.seconds.toFixed(1)} s, ${baseline.requests} requests, ${baseline.throttled} × 429, longest Retry-After ${baseline.maxRetryAfterSec} s, lost ${baseline.lost}, duplicated ${baseline.duplicated}`,
     );
     print(`ferry / baseline: ${(ferry.rowsPerSec / baseline.rowsPerSec).toFixed(2)}×`);
   }
   const result = {
     profile,
     rows,
-    ceilingRowsPerSec: ceiling === undefined ? null : round(ceiling),
+    ceilingRowsPerSec: round(ceiling),
     ferryRowsPerSec: round(ferry.rowsPerSec),
-    ratioToCeiling: ceiling === undefined ? null : round(ferry.rowsPerSec / ceiling, 3),
+    ratioToCeiling: round(ferry.rowsPerSec / ceiling, 3),
     baselineRowsPerSec: baseline ? round(baseline.rowsPerSec) : null,
     speedupVsBaseline: baseline ? round(ferry.rowsPerSec / baseline.rowsPerSec, 2) : null,
     requests: ferry.requests,
@@ -124,47 +118,24 @@ export async function runWriteBench(argv: string[]): Promise<void> {
     maxRetryAfterSec: ferry.maxRetryAfterSec,
     lost: ferry.lost,
     duplicated: ferry.duplicated,
+    ...(baseline ? { baselineAffinityCookie: affinity === 'keep' } : {}),
+    ...(ferry.afterChange
+      ? {
+          afterChange: {
+            executionSec: change!.execSec,
+            ceilingRowsPerSec: round(ferry.afterChange.ceiling),
+            ferryRowsPerSec: round(ferry.afterChange.rowsPerSec),
+            ratioToCeiling: round(ferry.afterChange.rowsPerSec / ferry.afterChange.ceiling, 3),
+            throttled: ferry.afterChange.throttled,
+          },
+        }
+      : {}),
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
-/** The emulator's best sustainable rows/s for the profile, from its `ceilingFor` (the emulator owns the model). */
-async function ceilingOf(
-  profile: string | Record<string, unknown>,
-  workload: Record<string, unknown>,
-): Promise<number | undefined> {
-  const candidates = [
-    '../src/emulator/server.js',
-    '../src/emulator/throttling.js',
-    '../src/emulator/throttle-model.js',
-    '../src/emulator/profiles.js',
-  ];
-  for (const file of candidates) {
-    let mod: Record<string, unknown>;
-    try {
-      mod = (await import(file)) as Record<string, unknown>;
-    } catch {
-      continue;
-    }
-    const fn = mod.ceilingFor as ((p: unknown, w: unknown) => unknown) | undefined;
-    if (typeof fn !== 'function') continue;
-    const value = fn(profile, workload);
-    if (typeof value === 'number') return value;
-    if (value && typeof value === 'object') {
-      const v = value as Record<string, unknown>;
-      const n = v.scaledRecordsPerSec ?? v.recordsPerSec ?? v.rowsPerSec ?? v.ceiling;
-      if (typeof n === 'number') return n;
-    }
-  }
-  return undefined;
-}
-
-async function withEmulator<T>(
-  start: (o: Record<string, unknown>) => Promise<Emulator>,
-  options: Record<string, unknown>,
-  work: (emu: Emulator) => Promise<T>,
-): Promise<T> {
-  const emu = await start(options);
+async function withEmulator<T>(options: EmulatorOptions, work: (emu: Emulator) => Promise<T>): Promise<T> {
+  const emu = await startEmulator(options);
   try {
     return await work(emu);
   } finally {
@@ -222,7 +193,7 @@ async function runFerry(
   const byKind = client.stats.throttled;
   let afterChange: Figures['afterChange'];
   if (changedAt && emu.throttle) {
-    const ceiling = await ceilingOf(emu.throttle.profile, {
+    const ceiling = ceilingFor(emu.throttle.profile, {
       operation: 'upsert',
       batchSize: options.batchSize,
       timeScale: options.timeScale,
@@ -250,9 +221,17 @@ async function runFerry(
 /**
  * A client set up like ADF's Dataverse sink defaults: `writeBatchSize` 10 (one `$batch` of 10 upserts, continue on
  * error like ExecuteMultiple), 10 parallel copies, and a fixed retry wait (`sinkRetryWait`-style, here 10 s of
- * service time, i.e. divided by the time scale) that ignores Retry-After and never slows down.
+ * service time, i.e. divided by the time scale) that ignores Retry-After and never slows down. With `keepAffinity`
+ * its lanes share one cookie jar and send the `ARRAffinity` cookie back, so they settle on one web server: ADF's
+ * connector is built on the XRM tooling (`CrmServiceClient`), whose `EnableAffinityCookie` defaults to true.
  */
-async function runBaseline(emu: Emulator, n: number, timeScale: number, maxSec: number): Promise<Figures> {
+async function runBaseline(
+  emu: Emulator,
+  n: number,
+  timeScale: number,
+  maxSec: number,
+  keepAffinity: boolean,
+): Promise<Figures> {
   const rows = accountRows(n);
   // Under heavy throttling the baseline can take very long; after `maxSec` its lanes stop taking new batches and
   // the figures cover the batches it started (lost/duplicated are checked for those rows only).
@@ -262,6 +241,7 @@ async function runBaseline(emu: Emulator, n: number, timeScale: number, maxSec: 
   const batches: WriteRow[][] = [];
   for (let i = 0; i < rows.length; i += 10) batches.push(rows.slice(i, i + 10));
   let next = 0;
+  let affinityCookie: string | undefined;
   const figures = { requests: 0, throttled: 0, maxRetryAfterSec: 0, rejected: 0, byKind: {} as Record<string, number> };
   const lane = async () => {
     for (;;) {
@@ -283,9 +263,12 @@ async function runBaseline(emu: Emulator, n: number, timeScale: number, maxSec: 
               Prefer: 'odata.continue-on-error',
               'OData-Version': '4.0',
               Accept: 'application/json',
+              ...(affinityCookie ? { Cookie: affinityCookie } : {}),
             },
             body: built.body,
           });
+          const setCookie = response.headers.get('set-cookie');
+          if (keepAffinity && setCookie) affinityCookie = setCookie.split(';')[0];
         } catch {
           await sleep(fixedWaitMs);
           continue;
