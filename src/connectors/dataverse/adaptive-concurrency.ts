@@ -13,7 +13,7 @@ export interface AdaptiveConcurrencyOptions {
   readonly timeoutMs?: number;
   /**
    * Server-seconds the execution-time limit allows per wall-second per web server: 1,200 s per 300 s window = `4`
-   * (reference §4.1, THROUGHPUT.md). Replaced by the limit a 429 states when it states another.
+   * (reference §4.1, THROUGHPUT.md). Replaced by the limit a 429 states when it states a lower one.
    */
   readonly executionBudgetPerSec?: number;
   /**
@@ -124,7 +124,7 @@ export function executionUsageFor(serviceUrl: string): ExecutionUsage {
  * window will hold at most `headroom` of the budget of the servers it believes it reaches. This is the service's own
  * rule, so an unused window (the start of a run, or after a lull) is spent at once and a lowered limit is waited out
  * exactly as long as the window needs to drain. Concurrency starts at the `x-ms-dop-hint` and only needs to be high
- * enough to keep that pace. A 429 for execution time that states a new limit sets the budget to it; one that does not
+ * enough to keep that pace. A 429 for execution time that states a lower limit sets the budget to it; one that does not
  * lowers the servers estimate (all lanes pause for `Retry-After` in the client); a long clean stretch probes a little
  * higher. Requests stay well under the client timeout.
  */
@@ -272,7 +272,7 @@ export class AdaptiveConcurrency {
 
   /**
    * Records a 429 drawn with `inFlight` requests running, with the service's message. An execution-time 429 whose
-   * message states another limit sets the budget to it. Otherwise execution-time and concurrency limits say we spend
+   * message states a lower limit sets the budget to it. Otherwise execution-time and concurrency limits say we spend
    * more than the servers give: lower the estimate (once per episode: the lanes already in flight answer 429
    * together) and probe less often. Request-count limits get fewer, bigger requests.
    */
@@ -280,8 +280,9 @@ export class AdaptiveConcurrency {
     this.#streak = -this.#limit * 4;
     this.#clean = 0;
     const stated = kind === 'executionTime' ? statedExecutionBudget(message) : undefined;
-    if (stated !== undefined && Math.abs(stated - this.#budget) > this.#budget * 0.01) {
-      // The service says what the limit is now: take it as is; the window booked so far drains before more is sent.
+    if (stated !== undefined && stated < this.#budget * 0.99) {
+      // The service says the limit is lower now: take it as is; the window booked so far drains before more is
+      // sent. (A stated limit above ours explains nothing: someone else spends the budget, so fall through.)
       this.#budget = stated;
       this.#lastThrottleAt = this.#successes;
       this.#beforeProbe = undefined;
