@@ -158,6 +158,11 @@ describe('adaptive concurrency', () => {
     b.recordSuccess({ rows: 10, elapsedMs: 400, serverTimeMs: 400 });
     for (let i = 0; i < 10; i += 1) assert.equal(a.reserve(10).waitMs, 0);
     assert.equal(b.reserve(10).waitMs, 1000, "the second writer waits for the first one's server time to age out");
+    // A writer that has measured nothing yet expects the cost per row measured on the window, not zero.
+    const c = new AdaptiveConcurrency({ dopHint: 4, windowMs: 1000, headroom: 1, usage, now: () => now });
+    const first = c.reserve(10);
+    assert.equal(first.booking.ms, 400);
+    assert.ok(first.waitMs > 0);
     assert.equal(executionUsageFor('https://x.example'), executionUsageFor('https://x.example'));
   });
 

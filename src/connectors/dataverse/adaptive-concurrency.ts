@@ -52,6 +52,11 @@ export interface Booking {
  */
 export class ExecutionUsage {
   readonly #bookings: Booking[] = [];
+  /**
+   * The latest measured server ms per row of any writer on this window: the first guess of a writer that has not
+   * measured its own yet, so it does not start unbooked into a window another writer has filled.
+   */
+  perRowMs: number | undefined;
 
   /** Books `ms` of server time ending at `at`. */
   book(at: number, ms: number): Booking {
@@ -222,11 +227,12 @@ export class AdaptiveConcurrency {
 
   /**
    * Books a request of `rows` rows on the window and returns how long to wait before sending it, with its booking
-   * (pass it to `settle` once the request ends). Before any measurement the expected server time is 0: the first
-   * requests go at once and are booked at their real cost when they end.
+   * (pass it to `settle` once the request ends). Before its own measurement a writer expects the cost per row
+   * another writer measured on the same window, or 0 when none did: then the first requests go at once and are
+   * booked at their real cost when they end.
    */
   reserve(rows: number): { waitMs: number; booking: Booking } {
-    const expectedMs = this.#perRowEwma === undefined ? 0 : this.#perRowEwma * rows;
+    const expectedMs = (this.#perRowEwma ?? this.#usage.perRowMs ?? 0) * rows;
     const now = this.#now();
     const start = this.#usage.earliestStart(now, expectedMs, this.capacityMs, this.#windowMs);
     return { waitMs: start - now, booking: this.#usage.book(start + expectedMs, expectedMs) };
@@ -242,7 +248,10 @@ export class AdaptiveConcurrency {
     const server = sample.serverTimeMs ?? sample.elapsedMs;
     this.#successes += 1;
     this.#serverTimeSum += server;
-    if (sample.rows > 0) this.#perRowEwma = ewma(this.#perRowEwma, server / sample.rows);
+    if (sample.rows > 0) {
+      this.#perRowEwma = ewma(this.#perRowEwma, server / sample.rows);
+      this.#usage.perRowMs = this.#perRowEwma;
+    }
     this.#serverEwma = ewma(this.#serverEwma, server);
     this.#latencyEwma = ewma(this.#latencyEwma, Math.max(sample.elapsedMs, server));
     if (this.#latencyEwma > 0) this.#busyShare = Math.max(0.05, Math.min(1, this.#serverEwma / this.#latencyEwma));
