@@ -174,13 +174,13 @@ describe('adaptive concurrency', () => {
     now = 76;
     const halved =
       'Combined execution time of incoming requests exceeded limit of 600,000 milliseconds over time window of 300 seconds. Decrease number of concurrent requests or reduce the duration of requests and try again later.';
-    c.recordThrottle('executionTime', 8, halved);
+    c.recordThrottle('executionTime', 8, { message: halved, retryAfterMs: 500 });
     assert.equal(c.executionBudgetPerSec, 2);
     assert.equal(c.servers, 2, 'an explained 429 does not cut the servers estimate');
     assert.equal(c.capacityMs, 3800);
     // 7,600 booked ending at 76: nothing more until they have left the window.
     assert.equal(c.reserve(100).waitMs, 1000 - 76);
-    c.recordThrottle('executionTime', 8, halved);
+    c.recordThrottle('executionTime', 8, { message: halved, retryAfterMs: 500 });
     assert.equal(c.servers, 2);
     assert.equal(statedExecutionBudget(halved), 2);
     assert.equal(
@@ -215,6 +215,18 @@ describe('adaptive concurrency', () => {
     for (let i = 0; i < 100; i += 1) c.recordSuccess({ rows: 100, elapsedMs: 100, serverTimeMs: 100 });
     c.recordThrottle('executionTime', 8);
     assert.equal(Math.round(c.servers * 100) / 100, 1.28);
+  });
+
+  it('cuts the servers estimate by as much as Retry-After says the window was overdrawn', () => {
+    const c = new AdaptiveConcurrency({ dopHint: 8, maxConcurrency: 64, windowMs: 1000 });
+    c.recordSuccess({ rows: 100, elapsedMs: 100, serverTimeMs: 100 });
+    // One request too many on one server: over by a few ms of a 1,000 ms window.
+    c.recordThrottle('executionTime', 8, { retryAfterMs: 5 });
+    assert.equal(c.servers, 2 * (1 - 0.01));
+    // A drop of the limits: a long wait, the full 20% cut.
+    for (let i = 0; i < 100; i += 1) c.recordSuccess({ rows: 100, elapsedMs: 100, serverTimeMs: 100 });
+    c.recordThrottle('executionTime', 8, { retryAfterMs: 400 });
+    assert.equal(Math.round(c.servers * 1000) / 1000, Math.round(2 * 0.99 * 0.8 * 1000) / 1000);
   });
 
   it('probes a little above after a long clean stretch and steps back when the probe draws a 429', () => {

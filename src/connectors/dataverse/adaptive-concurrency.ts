@@ -280,12 +280,18 @@ export class AdaptiveConcurrency {
   }
 
   /**
-   * Records a 429 drawn with `inFlight` requests running, with the service's message. An execution-time 429 whose
-   * message states a lower limit sets the budget to it. Otherwise execution-time and concurrency limits say we spend
-   * more than the servers give: lower the estimate (once per episode: the lanes already in flight answer 429
-   * together) and probe less often. Request-count limits get fewer, bigger requests.
+   * Records a 429 drawn with `inFlight` requests running, with the service's message and the wait it asked for. An
+   * execution-time 429 whose message states a lower limit sets the budget to it. Otherwise an execution-time 429
+   * says we spend more than the servers give: lower the estimate by as much as the wait says we overdrew (once per
+   * episode: the lanes already in flight answer 429 together). A concurrency 429 cuts lanes; request-count limits
+   * get fewer, bigger requests.
    */
-  recordThrottle(kind: ThrottleKind, inFlight: number, message?: string): void {
+  recordThrottle(
+    kind: ThrottleKind,
+    inFlight: number,
+    answer: { message?: string | undefined; retryAfterMs?: number | undefined } = {},
+  ): void {
+    const { message, retryAfterMs } = answer;
     this.#streak = -this.#limit * 4;
     this.#clean = 0;
     const stated = kind === 'executionTime' ? statedExecutionBudget(message) : undefined;
@@ -317,10 +323,13 @@ export class AdaptiveConcurrency {
       this.#servers = this.#beforeProbe * 0.97;
       this.#probeInterval = Math.min(this.#probeInterval * 4, 1_000_000);
     } else {
-      // The limits dropped (or the hint was optimistic): cut well below, then probe back up soon, since a 20% cut
-      // may overshoot what is left.
-      this.#servers = Math.max(1 / this.#budget, this.#servers * 0.8);
-      this.#probeInterval = Math.min(this.#probeInterval, 200);
+      // We spend more than we get. Retry-After says by how much: it is the time until enough of the window has
+      // left it, so an overdraw of x·window waits about x·window. Cut twice that, at most 20%: a hair over (one
+      // request too many on one server, Retry-After of a few ms) costs a hair, while the limits dropping (or an
+      // optimistic hint) cuts well below, and then the writer probes back up soon, since the cut may overshoot.
+      const cut = retryAfterMs === undefined ? 0.2 : Math.min(0.2, (2 * retryAfterMs) / this.#windowMs);
+      this.#servers = Math.max(1 / this.#budget, this.#servers * (1 - cut));
+      if (cut >= 0.1) this.#probeInterval = Math.min(this.#probeInterval, 200);
     }
     this.#beforeProbe = undefined;
     this.#limit = Math.max(1, Math.min(this.#limit, this.ceiling));

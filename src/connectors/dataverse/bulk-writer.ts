@@ -175,7 +175,8 @@ export class BulkWriter {
     });
     // Every 429 lowers concurrency for all lanes; every timed-out attempt shrinks the batches.
     const unsubscribe = this.#client.subscribe({
-      onThrottled: (kind, _waitMs, message) => this.#controller.recordThrottle(kind, this.#inFlight, message),
+      onThrottled: (kind, retryAfterMs, message) =>
+        this.#controller.recordThrottle(kind, this.#inFlight, { message, retryAfterMs }),
       onTimeout: () => this.#controller.recordTimeout(),
     });
     let rounds = 0;
