@@ -102,13 +102,55 @@ export function serverTimeMs(
  * seconds, `R` the requests and `C` the concurrent requests allowed per window `W`.
  */
 export function ceilingFor(profile: string | ThrottleProfile, workload: Workload): number {
+  return ceilingBreakdown(profile, workload).recordsPerSec;
+}
+
+/** {@link ceilingFor} with its terms: the server time of one request and the records/s each limit allows. */
+export interface CeilingBreakdown {
+  readonly profile: string;
+  readonly servers: number;
+  readonly operation: WriteOperationKind;
+  readonly batchSize: number;
+  readonly bulk: boolean;
+  readonly timeScale: number;
+  /** `t(b)` in service seconds. */
+  readonly serverTimeSec: number;
+  /** Records per wall-clock second each limit allows over all servers, at the time scale. */
+  readonly byExecution: number;
+  readonly byRequests: number;
+  readonly byConcurrency: number;
+  /** The lowest of the three: the ceiling. */
+  readonly recordsPerSec: number;
+  readonly boundBy: ThrottleKind;
+}
+
+export function ceilingBreakdown(profile: string | ThrottleProfile, workload: Workload): CeilingBreakdown {
   const p = typeof profile === 'string' ? profileNamed(profile) : profile;
   const b = Math.max(1, workload.batchSize);
-  const t = serverTimeMs(p, workload.operation, b, { bulk: workload.bulk ?? true, operations: b }) / 1000;
-  const byExecution = ((p.maxExecutionSec / p.windowSec) * b) / t;
-  const byRequests = (p.maxRequests / p.windowSec) * b;
-  const byConcurrency = (p.maxConcurrent * b) / t;
-  return p.servers * Math.min(byExecution, byRequests, byConcurrency) * (workload.timeScale ?? 1);
+  const bulk = workload.bulk ?? true;
+  const scale = workload.timeScale ?? 1;
+  const t = serverTimeMs(p, workload.operation, b, { bulk, operations: b }) / 1000;
+  const perServerAndScale = p.servers * scale;
+  const byExecution = (((p.maxExecutionSec / p.windowSec) * b) / t) * perServerAndScale;
+  const byRequests = (p.maxRequests / p.windowSec) * b * perServerAndScale;
+  const byConcurrency = ((p.maxConcurrent * b) / t) * perServerAndScale;
+  const recordsPerSec = Math.min(byExecution, byRequests, byConcurrency);
+  const boundBy: ThrottleKind =
+    recordsPerSec === byExecution ? 'execution' : recordsPerSec === byRequests ? 'requests' : 'concurrency';
+  return {
+    profile: p.name,
+    servers: p.servers,
+    operation: workload.operation,
+    batchSize: b,
+    bulk,
+    timeScale: scale,
+    serverTimeSec: t,
+    byExecution,
+    byRequests,
+    byConcurrency,
+    recordsPerSec,
+    boundBy,
+  };
 }
 
 /** Which limit a 429 was for. */

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { ceilingFor, PROFILES, serverTimeMs, ThrottleModel } from '../../src/emulator/throttle-model.js';
 import { type Harness, startHarness } from './emulator-harness.js';
@@ -49,6 +50,33 @@ describe('throttling model: ceiling', () => {
       p.baseMs + 10 * (p.perRecordMs.create + p.pluginMsPerRecord + p.nonBulkOverheadMs),
     );
     assert.equal(serverTimeMs(p, 'metadata', 1), p.baseMs);
+  });
+});
+
+describe('throttling model: `ferry emulator --ceiling`', () => {
+  const ferry = (...args: string[]) =>
+    spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'emulator', ...args], { encoding: 'utf8' });
+
+  it('reports the ceiling of a profile and workload, with the limit that binds', () => {
+    const out = ferry('--profile', 'heavy-plugins', '--time-scale', '60', '--ceiling', '--json');
+    assert.equal(out.status, 0, out.stderr);
+    const c = JSON.parse(out.stdout);
+    assert.equal(c.recordsPerSec, ceilingFor('heavy-plugins', { operation: 'upsert', batchSize: 100, timeScale: 60 }));
+    assert.equal(c.boundBy, 'execution');
+    assert.equal(c.serverTimeSec, 22.55);
+    const batch = JSON.parse(
+      ferry('--profile', 'trial', '--ceiling', '--mode', 'batch', '--batch-size', '10', '--json').stdout,
+    );
+    assert.deepEqual([batch.recordsPerSec, batch.bulk, batch.serverTimeSec], [40, false, 1]);
+  });
+
+  it('refuses a ceiling without a profile, or an unknown operation, naming what to pass', () => {
+    const noProfile = ferry('--ceiling');
+    assert.equal(noProfile.status, 2);
+    assert.match(noProfile.stderr, /add e\.g\. --profile default/);
+    const badOperation = ferry('--profile', 'default', '--ceiling', '--operation', 'merge');
+    assert.equal(badOperation.status, 2);
+    assert.match(badOperation.stderr, /--operation `merge` is not one of create, update, upsert/);
   });
 });
 

@@ -1,5 +1,11 @@
 import { EXIT, UsageError } from '../../core/errors.js';
 import { type EmulatorOptions, startEmulator } from '../../emulator/server.js';
+import {
+  type CeilingBreakdown,
+  ceilingBreakdown,
+  WRITE_OPERATIONS,
+  type WriteOperationKind,
+} from '../../emulator/throttle-model.js';
 import type { Command, CommandInput } from '../command.js';
 
 function wholeNumber(input: CommandInput, flag: string, min: number): number | undefined {
@@ -23,15 +29,48 @@ function positiveNumber(input: CommandInput, flag: string): number | undefined {
   return n;
 }
 
+/** The workload `--ceiling` reports on: `--operation` (default upsert), `--batch-size` (100), `--mode bulk|batch`. */
+function ceilingOf(input: CommandInput, profile: string, timeScale: number | undefined): CeilingBreakdown {
+  const operation = input.values.operation ?? 'upsert';
+  if (typeof operation !== 'string' || !(WRITE_OPERATIONS as readonly string[]).includes(operation)) {
+    throw new UsageError(
+      `--operation \`${String(operation)}\` is not one of ${WRITE_OPERATIONS.join(', ')}; pass e.g. --operation upsert.`,
+    );
+  }
+  const mode = input.values.mode ?? 'bulk';
+  if (mode !== 'bulk' && mode !== 'batch') {
+    throw new UsageError(
+      `--mode \`${String(mode)}\` is not bulk (CreateMultiple/UpdateMultiple/UpsertMultiple) or batch (one operation per record); pass e.g. --mode bulk.`,
+    );
+  }
+  return ceilingBreakdown(profile, {
+    operation: operation as WriteOperationKind,
+    batchSize: wholeNumber(input, 'batch-size', 1) ?? 100,
+    bulk: mode === 'bulk',
+    timeScale: timeScale ?? 1,
+  });
+}
+
+function describeCeiling(c: CeilingBreakdown): string[] {
+  const fmt = (n: number) => n.toFixed(1);
+  return [
+    `ceiling for profile ${c.profile} (${c.servers} web server${c.servers === 1 ? '' : 's'}), ${c.operation} in ${c.bulk ? 'bulk requests' : '$batch parts'} of ${c.batchSize}, time scale ${c.timeScale}: ${fmt(c.recordsPerSec)} records/s, bound by ${c.boundBy}`,
+    `  t(b) = ${c.serverTimeSec.toFixed(3)} s of service time per request`,
+    `  execution time ${fmt(c.byExecution)}, requests ${fmt(c.byRequests)}, concurrency ${fmt(c.byConcurrency)} records/s`,
+    '  = servers · min(E/W · b/t(b), R/W · b, C · b/t(b)) · time scale (src/emulator/README.md)',
+  ];
+}
+
 /**
  * `ferry emulator`: runs the Dataverse Web API emulator in the foreground until SIGINT/SIGTERM, printing
- * `Dataverse emulator listening on <url>` on stdout (the crash harness reads that line).
+ * `Dataverse emulator listening on <url>` on stdout (the crash harness reads that line). With `--ceiling` it prints
+ * the best sustainable records/s the profile's limits allow for a workload and exits.
  */
 export const emulatorCommand: Command = {
   name: 'emulator',
   summary: 'run the built-in Dataverse Web API emulator in the foreground',
   usage:
-    'emulator [--port N] [--metadata <dir>] [--store <file>] [--fail-every N] [--throttle-every N --retry-after S]',
+    'emulator [--port N] [--metadata <dir>] [--store <file>] [--fail-every N] [--reset-every N] [--throttle-every N --retry-after S] [--profile default|trial|heavy-plugins [--time-scale N]] [--ceiling [--operation upsert|create|update] [--batch-size N] [--mode bulk|batch] [--json]]',
   options: {
     port: { type: 'string' },
     host: { type: 'string' },
@@ -43,6 +82,10 @@ export const emulatorCommand: Command = {
     'per-record-delay-ms': { type: 'string' },
     profile: { type: 'string' },
     'time-scale': { type: 'string' },
+    ceiling: { type: 'boolean' },
+    operation: { type: 'string' },
+    'batch-size': { type: 'string' },
+    mode: { type: 'string' },
   },
   async run(input) {
     const options: EmulatorOptions = {
@@ -62,8 +105,21 @@ export const emulatorCommand: Command = {
     if (options.timeScale !== undefined && !options.profile) {
       throw new UsageError('--time-scale only applies with --profile; add e.g. --profile default.');
     }
+    if (input.values.ceiling) {
+      if (!options.profile) {
+        throw new UsageError('--ceiling reports on a throttling profile; add e.g. --profile default.');
+      }
+      const ceiling = ceilingOf(input, options.profile, options.timeScale);
+      if (input.json) input.print(JSON.stringify(ceiling));
+      else for (const line of describeCeiling(ceiling)) input.print(line);
+      return EXIT.ok;
+    }
     const emulator = await startEmulator(options);
     input.print(`Dataverse emulator listening on ${emulator.url}`);
+    if (options.profile) {
+      const [summary] = describeCeiling(ceilingOf(input, options.profile, options.timeScale));
+      input.log.info(summary!);
+    }
     await new Promise<void>((resolve) => {
       if (input.signal.aborted) resolve();
       else input.signal.addEventListener('abort', () => resolve(), { once: true });
