@@ -225,7 +225,7 @@ export class BulkWriter {
       batchSize: this.#controller.batchSize,
       concurrency: this.#controller.limit,
       maxConcurrencyUsed: this.#controller.maxLimitSeen,
-      // 4 unless a 429 stated another execution-time limit (server-seconds per second per web server).
+      // 4 unless a 429 stated a lower execution-time limit (server-seconds per second per web server).
       executionBudgetPerSec: this.#controller.executionBudgetPerSec,
       dopHint: dopHint ?? null,
       bulkFailures: this.#bulkFailures,
