@@ -4,7 +4,15 @@ import { BulkWriter, type BulkWriterOptions, type WriteRow } from '../../src/con
 import { DataverseClient } from '../../src/connectors/dataverse/dataverse-client.js';
 import type { RejectRecord } from '../../src/core/rejects.js';
 import type { RunningEmulator } from '../../src/emulator/server.js';
-import { accountRow, accountsByNumber, chunks, emulator, faultyProxy, metadataCopy } from './helpers.js';
+import {
+  accountRow,
+  accountsByNumber,
+  assertEachAccountOnce,
+  chunks,
+  emulator,
+  faultyProxy,
+  metadataCopy,
+} from './helpers.js';
 
 const ACCOUNT = { logicalName: 'account', entitySet: 'accounts', primaryId: 'accountid' } as const;
 
@@ -188,9 +196,7 @@ describe('bulk writer under faults', () => {
       assert.ok(client.stats.throttled.requests > 0, 'saw 429s');
       assert.ok(client.stats.transientFailures > 0, 'saw 503s');
       assert.equal(result.metrics.maxRetryAfterSec, 0.05);
-      const stored = accountsByNumber(emu);
-      assert.equal(stored.size, 300);
-      for (const [, list] of stored) assert.equal(list.length, 1);
+      assertEachAccountOnce(emu, 300);
     } finally {
       await emu.close();
     }
@@ -216,9 +222,7 @@ describe('bulk writer under faults', () => {
       assert.equal(result.upserted, 60);
       assert.equal(proxy.spoiled, 2);
       assert.ok(client.stats.timeouts >= 1);
-      const stored = accountsByNumber(emu);
-      assert.equal(stored.size, 60);
-      for (const [, list] of stored) assert.equal(list.length, 1);
+      assertEachAccountOnce(emu, 60);
     } finally {
       await proxy.close();
       await emu.close();
@@ -260,9 +264,7 @@ describe('bulk writer under faults', () => {
       // 30 s per 300 s window = 0.1 server-seconds per second, taken from the message in one step instead of
       // cut down to by 20% per 429 episode (that would take some 17 episodes).
       assert.equal(result.metrics.executionBudgetPerSec, 0.1);
-      const stored = accountsByNumber(emu);
-      assert.equal(stored.size, 2000);
-      for (const [, list] of stored) assert.equal(list.length, 1);
+      assertEachAccountOnce(emu, 2000);
     } finally {
       await emu.close();
     }

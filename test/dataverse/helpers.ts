@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -59,6 +60,13 @@ export function accountsByNumber(
     out.set(n, [...(out.get(n) ?? []), row]);
   }
   return out;
+}
+
+/** Asserts the emulator holds exactly `count` accounts, each key once (nothing lost, nothing written twice). */
+export function assertEachAccountOnce(emu: RunningEmulator, count: number): void {
+  const stored = accountsByNumber(emu);
+  assert.equal(stored.size, count);
+  for (const [, list] of stored) assert.equal(list.length, 1);
 }
 
 /**
