@@ -103,8 +103,7 @@ export async function planReplay(def: PipelineDefinition, options: ReplayOptions
     (s) => s.isFile(),
     () => false,
   );
-  const locatable = (r: StoredReject) =>
-    (r.sourceFile && r.rowNumber !== null && r.rowNumber !== undefined) || rowIdOf(r) !== null;
+  const locatable = (r: StoredReject) => placeOf(r) !== null || rowIdOf(r) !== null;
   const hasSourceRow = (r: StoredReject) =>
     r.row !== null && typeof r.row === 'object' && !('payload' in (r.row as object)) && Boolean(r.sourceFile);
   const replayable = (r: StoredReject) => (hasStaged ? locatable(r) : hasSourceRow(r));
@@ -180,18 +179,21 @@ export async function runReplay(current: PipelineDefinition, options: ReplayOpti
   if (report.status !== 'succeeded' && report.status !== 'rejects_exceeded') {
     return { plan, inputs, report, resolved: 0, upserted: 0, stillRejected: 0 };
   }
-  const again = options.state.listRejects({ runId: report.runId });
-  const againKeys = new Set(again.flatMap((r) => locators(r)));
+  const againPlaces = new Set(options.state.listRejects({ runId: report.runId }).map(placeOf));
+  const passedPlaces = new Set(passed.map((p) => `${p.file}#${p.row}`));
   const resolved: number[] = [];
   const superseded: number[] = [];
-  for (const r of plan.rejects) (locators(r).some((k) => againKeys.has(k)) ? superseded : resolved).push(r.id);
+  let upserted = 0;
+  for (const r of plan.rejects) {
+    const place = placeOf(r);
+    if (place !== null && againPlaces.has(place)) superseded.push(r.id);
+    else {
+      resolved.push(r.id);
+      if (place !== null && passedPlaces.has(place)) upserted += 1;
+    }
+  }
   options.state.resolveRejects(resolved, report.runId);
   options.state.supersedeRejectsById(superseded, report.runId);
-  const passedKeys = new Set(passed.map((p) => `${p.file}#${p.row}`));
-  const resolvedIds = new Set(resolved);
-  const upserted = plan.rejects.filter(
-    (r) => resolvedIds.has(r.id) && locators(r).some((k) => passedKeys.has(k)),
-  ).length;
   return { plan, inputs, report, resolved: resolved.length, upserted, stillRejected: superseded.length };
 }
 
@@ -240,11 +242,9 @@ function rowIdOf(r: StoredReject): string | null {
   return row && row.__row_id !== undefined && row.__row_id !== null ? String(row.__row_id) : null;
 }
 
-/** Keys that find a row again: its place in the source file, and its staged row id. */
-function locators(r: StoredReject): string[] {
-  const out: string[] = [];
-  if (r.sourceFile && r.rowNumber !== null && r.rowNumber !== undefined) out.push(`${r.sourceFile}#${r.rowNumber}`);
-  return out;
+/** The key that finds a rejected row again: its place in the source file (`<file>#<row>`), or null if not recorded. */
+function placeOf(r: StoredReject): string | null {
+  return r.sourceFile && r.rowNumber !== null && r.rowNumber !== undefined ? `${r.sourceFile}#${r.rowNumber}` : null;
 }
 
 /** Stands in for the source stage: fills `staged` with exactly the rows to re-send, lineage kept. */
@@ -255,8 +255,7 @@ function replaySourceStage(plan: ReplayPlan, snapshotId: string | undefined): St
       const staged = STAGING_TABLES.staged;
       if (plan.stagedFile) {
         // Same values and lineage as the original run: the conversion builds the same request.
-        const hasPlace = (r: StoredReject) =>
-          Boolean(r.sourceFile && r.rowNumber !== null && r.rowNumber !== undefined);
+        const hasPlace = (r: StoredReject) => placeOf(r) !== null;
         const wanted = plan.rejects.filter(hasPlace);
         const byRowId = plan.rejects
           .filter((r) => !hasPlace(r))
