@@ -5,6 +5,7 @@ import { MetadataApi } from './metadata-api.js';
 import {
   isGuid,
   type KeyPredicate,
+  type ODataLiteral,
   ODataSyntaxError,
   type PathSegment,
   parseFilter,
@@ -45,6 +46,12 @@ export interface ApiResponse {
 export interface ApiContext {
   readonly resolve?: ReferenceResolver;
   readonly inBatch?: boolean;
+}
+
+/** A `$filter` comparison with its property resolved to the column it reads (`_x_value` → `x`). */
+interface ColumnClause {
+  readonly name: string;
+  readonly value: ODataLiteral;
 }
 
 const JSON_TYPE = 'application/json; odata.metadata=minimal';
@@ -161,28 +168,17 @@ export class WebApi {
     let rows: StoredRow[] | undefined;
     const filter = query.get('$filter');
     if (filter) {
-      // A syntax error becomes the service's query-syntax fault in `handle`.
-      const clauses = parseFilter(filter, query);
-      for (const clause of clauses) {
+      // A syntax error becomes the service's query-syntax fault in `handle`. Column names are resolved once here,
+      // not once per row scanned.
+      const clauses = parseFilter(filter, query).map((clause) => {
         const name = lookupKeyName(clause.property);
-        if (
-          name !== table.primaryId &&
-          !table.attributes.has(name) &&
-          !['createdon', 'modifiedon', 'versionnumber'].includes(name)
-        ) {
-          throw new ServiceFault(
-            400,
-            '0x0',
-            `Could not find a property named '${clause.property}' on type 'Microsoft.Dynamics.CRM.${table.logicalName}'.`,
-          );
-        }
-      }
+        if (!isColumn(table, name)) throw unknownProperty(table, clause.property);
+        return { name, value: clause.value };
+      });
       // A filter on the primary id or on every column of an alternate key uses the index, not a scan: clients look
       // rows up this way when a key value cannot go into a URL (reference §1.1).
       const candidates = this.#indexed(table, clauses) ?? this.#store.rows(table.logicalName);
-      rows = candidates.filter((row) =>
-        clauses.every((c) => sameValue(fieldOf(table, row, lookupKeyName(c.property)), c.value)),
-      );
+      rows = candidates.filter((row) => clauses.every((c) => sameValue(fieldOf(table, row, c.name), c.value)));
     }
     rows ??= this.#store.rows(table.logicalName);
     const top = query.get('$top');
@@ -214,8 +210,8 @@ export class WebApi {
     return response;
   }
 
-  #indexed(table: CatalogTable, clauses: ReturnType<typeof parseFilter>): StoredRow[] | undefined {
-    const value = (name: string) => clauses.find((c) => lookupKeyName(c.property) === name)?.value;
+  #indexed(table: CatalogTable, clauses: readonly ColumnClause[]): StoredRow[] | undefined {
+    const value = (name: string) => clauses.find((c) => c.name === name)?.value;
     const id = value(table.primaryId);
     if (typeof id === 'string') {
       const row = this.#store.get(table.logicalName, id);
@@ -609,26 +605,36 @@ function sameValue(stored: unknown, literal: unknown): boolean {
   return stored === literal;
 }
 
-function readSelect(query: Map<string, string>, table?: CatalogTable): string[] | undefined {
+/** True for a column a query may name: an attribute, the primary id, or a system column every row has. */
+function isColumn(table: CatalogTable, name: string): boolean {
+  return (
+    table.attributes.has(name) ||
+    name === table.primaryId ||
+    ['versionnumber', 'createdon', 'modifiedon'].includes(name)
+  );
+}
+
+/** The service's answer to a `$select` or `$filter` naming a property the table does not have. */
+function unknownProperty(table: CatalogTable, property: string): ServiceFault {
+  return new ServiceFault(
+    400,
+    '0x0',
+    `Could not find a property named '${property}' on type 'Microsoft.Dynamics.CRM.${table.logicalName}'.`,
+  );
+}
+
+function readSelect(query: Map<string, string>, table: CatalogTable): string[] | undefined {
   const select = query.get('$select');
   if (!select) return undefined;
   const names = select
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '');
-  for (const name of table ? names : []) {
+  for (const name of names) {
     const attribute = lookupKeyName(name);
-    const known =
-      table!.attributes.has(attribute) ||
-      attribute === table!.primaryId ||
-      ['versionnumber', 'createdon', 'modifiedon'].includes(attribute);
     // A lookup is selected by its `_<attr>_value` name; the bare lookup name is a navigation property.
-    if (!known || (name === attribute && isLookup(table!, attribute))) {
-      throw new ServiceFault(
-        400,
-        '0x0',
-        `Could not find a property named '${name}' on type 'Microsoft.Dynamics.CRM.${table!.logicalName}'.`,
-      );
+    if (!isColumn(table, attribute) || (name === attribute && isLookup(table, attribute))) {
+      throw unknownProperty(table, name);
     }
   }
   return names;
