@@ -15,6 +15,7 @@ import type { StageContext, StageImpl } from '../core/stage.js';
 import { STAGING_TABLES } from '../core/staging-contract.js';
 import type { RunRecord } from '../core/state-store.js';
 import type { RunWindow } from '../core/window.js';
+import { duckdbDialect } from '../dialects/duckdb/conversion-sql.js';
 import { duckLiteral } from '../dialects/duckdb/duckdb-staging.js';
 
 /** Where a replay takes the rows from: the run's kept staged input, or the rows stored with the rejects. */
@@ -314,9 +315,7 @@ function replayOutcomeStage(passed: Array<{ file: string | null; row: number | n
   return {
     kind: REPLAY_OUTCOME,
     async run(_spec, ctx: StageContext) {
-      const [exists] = await ctx.staging.all<{ n: bigint }>(
-        `SELECT count(*) AS n FROM information_schema.tables WHERE table_name = '${STAGING_TABLES.upserted}'`,
-      );
+      const [exists] = await ctx.staging.all<{ n: bigint }>(duckdbDialect.tableExistsSql(STAGING_TABLES.upserted));
       if (!exists || Number(exists.n) === 0) return;
       const rows = await ctx.staging.all<{ f: string | null; n: bigint | null; id: bigint }>(
         `SELECT s.__source_file AS f, s.__row_number AS n, s.__row_id AS id FROM ${STAGING_TABLES.upserted} u JOIN ${STAGING_TABLES.staged} s USING (__row_id)`,
