@@ -193,9 +193,7 @@ export class WebApi {
     const asked = /odata\.maxpagesize=(\d+)/i.exec(request.headers.prefer ?? '')?.[1];
     const pageSize = asked ? Math.max(1, Number(asked)) : DEFAULT_PAGE_SIZE;
     const offset = Number(/offset="(\d+)"/.exec(query.get('$skiptoken') ?? '')?.[1] ?? 0);
-    const page = rows.slice(offset, offset + pageSize);
-    const response = this.#collection(table, page, query);
-    if (asked) response.headers['Preference-Applied'] = `odata.maxpagesize=${pageSize}`;
+    let nextLink: string | undefined;
     if (offset + pageSize < rows.length) {
       const rest = request.query
         .split('&')
@@ -203,10 +201,10 @@ export class WebApi {
       const token = encodeURIComponent(
         `<cookie pagenumber="${offset / pageSize + 2}" offset="${offset + pageSize}" />`,
       );
-      const body = JSON.parse(response.body) as Record<string, unknown>;
-      body['@odata.nextLink'] = `${this.#base}${table.entitySetName}?${[...rest, `$skiptoken=${token}`].join('&')}`;
-      response.body = JSON.stringify(body);
+      nextLink = `${this.#base}${table.entitySetName}?${[...rest, `$skiptoken=${token}`].join('&')}`;
     }
+    const response = this.#collection(table, rows.slice(offset, offset + pageSize), query, nextLink);
+    if (asked) response.headers['Preference-Applied'] = `odata.maxpagesize=${pageSize}`;
     return response;
   }
 
@@ -227,12 +225,13 @@ export class WebApi {
     return undefined;
   }
 
-  #collection(table: CatalogTable, rows: StoredRow[], query: Map<string, string>): ApiResponse {
+  #collection(table: CatalogTable, rows: StoredRow[], query: Map<string, string>, nextLink?: string): ApiResponse {
     const select = readSelect(query, table);
     return {
       ...json(200, {
         '@odata.context': `${this.#base}$metadata#${table.entitySetName}${select ? `(${select.join(',')})` : ''}`,
         value: rows.map((row) => this.serialize(table, row, select, this.#annotations)),
+        ...(nextLink === undefined ? {} : { '@odata.nextLink': nextLink }),
       }),
       work: { kind: 'read', records: rows.length },
     };
