@@ -130,6 +130,25 @@ export interface AliasNames {
   aliasOf(index: number, name: string): string;
 }
 
+/** A piece of a NULL-propagating concatenation: literal text or an SQL expression. */
+export type Segment = { readonly text: string } | { readonly sql: string };
+
+/** The parts to concatenate for `segments`, adjacent literals merged into one (each `||` copies every row's string once more). */
+export function mergeLiterals(segments: readonly Segment[], literal: (text: string) => string): string[] {
+  const parts: string[] = [];
+  let pending = '';
+  for (const segment of segments) {
+    if ('text' in segment) pending += segment.text;
+    else {
+      if (pending) parts.push(literal(pending));
+      pending = '';
+      parts.push(segment.sql);
+    }
+  }
+  if (pending) parts.push(literal(pending));
+  return parts;
+}
+
 /** Names of the work table and the outcome values the compiled statements use. */
 export const CONVERSION_WORK_TABLE = '__ferry_convert';
 /** What happened to a staged row: sent, rejected, an older version in the same run, or older than the applied one. */
@@ -203,22 +222,13 @@ export function compileConversion(
   };
   const keys = plan.key.map(keyOf);
   const anyBlank = keys.map((k) => `(${k.blank})`).join(' OR ');
-  // Adjacent literals are merged: every `||` copies each row's string once more.
-  type Segment = { readonly text: string } | { readonly sql: string };
-  const keyJoin = (render: (k: (typeof keys)[number]) => Segment[]) => {
-    const parts: string[] = [];
-    let pending = '';
-    for (const segment of keys.flatMap((k, i) => [{ text: `${i ? ',' : ''}${k.part.attribute}=` }, ...render(k)])) {
-      if ('text' in segment) pending += segment.text;
-      else {
-        if (pending) parts.push(dialect.literal(pending));
-        pending = '';
-        parts.push(segment.sql);
-      }
-    }
-    if (pending) parts.push(dialect.literal(pending));
-    return dialect.concat(parts);
-  };
+  const keyJoin = (render: (k: (typeof keys)[number]) => Segment[]) =>
+    dialect.concat(
+      mergeLiterals(
+        keys.flatMap((k, i) => [{ text: `${i ? ',' : ''}${k.part.attribute}=` }, ...render(k)]),
+        (text) => dialect.literal(text),
+      ),
+    );
   const readable = keyJoin((k) => [{ sql: k.text }]);
   const predicate = keyJoin((k) =>
     k.part.literal === 'string' ? [{ text: "'" }, { sql: b.escapeKeyText(k.text) }, { text: "'" }] : [{ sql: k.text }],

@@ -6,14 +6,16 @@ import type {
   LookupTargetPlan,
 } from '../../core/mapping.js';
 import { MIN_DATE } from '../../core/mapping.js';
-import type {
-  AliasNames,
-  AppliedVersionsSource,
-  ColumnSql,
-  ConversionBuilders,
-  SourceColumn,
-  SourceType,
-  SqlDialect,
+import {
+  type AliasNames,
+  type AppliedVersionsSource,
+  type ColumnSql,
+  type ConversionBuilders,
+  mergeLiterals,
+  type Segment,
+  type SourceColumn,
+  type SourceType,
+  type SqlDialect,
 } from '../sql-dialect.js';
 import { duckIdent, duckLiteral } from './duckdb-staging.js';
 
@@ -562,11 +564,14 @@ function lookupTarget(
   const anyBlank = parts.map((p) => p.blank).join(' OR ');
   const bad = parts.flatMap((p) => (p.bad ? [p.bad] : [])).join(' OR ');
   const unsafe = parts.flatMap((p) => (p.unsafe ? [p.unsafe] : [])).join(' OR ');
-  const bind = joinSegments([
-    { text: `/${set}(` },
-    ...parts.flatMap((p, i) => [{ text: `${i ? ',' : ''}${p.part.attribute}=` }, ...p.literal]),
-    { text: ')' },
-  ]);
+  const bind = mergeLiterals(
+    [
+      { text: `/${set}(` },
+      ...parts.flatMap((p, i) => [{ text: `${i ? ',' : ''}${p.part.attribute}=` }, ...p.literal]),
+      { text: ')' },
+    ],
+    L,
+  ).join(' || ');
   const checks = [
     parts.length > 1 ? `WHEN ${anyBlank} THEN ${reason('key.missing')}` : '',
     bad ? `WHEN ${bad} THEN ${reason('number.unparsable')}` : '',
@@ -578,25 +583,6 @@ function lookupTarget(
     reason: checks.length ? `CASE WHEN ${allBlank} THEN NULL ${checks.join(' ')} END` : 'NULL',
     bind,
   };
-}
-
-/** A piece of a NULL-propagating concatenation: literal text or an SQL expression. */
-type Segment = { readonly text: string } | { readonly sql: string };
-
-/** `a || b || ...` with adjacent literals merged into one (each `||` copies every row's string once more). */
-function joinSegments(segments: readonly Segment[]): string {
-  const out: string[] = [];
-  let pending: string | null = null;
-  for (const segment of segments) {
-    if ('text' in segment) pending = (pending ?? '') + segment.text;
-    else {
-      if (pending !== null) out.push(L(pending));
-      pending = null;
-      out.push(segment.sql);
-    }
-  }
-  if (pending !== null) out.push(L(pending));
-  return out.join(' || ');
 }
 
 function buildVersion(source: SourceColumn): { prepare: Prep; version: string } {
