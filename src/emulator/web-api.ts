@@ -88,11 +88,6 @@ export class WebApi {
     this.#metadata = new MetadataApi(catalog, this.#base);
   }
 
-  /** The service root, `<env>/api/data/v9.2/`. */
-  get base(): string {
-    return this.#base;
-  }
-
   /** Handles one request; service errors become their JSON error responses. */
   handle(request: ApiRequest, context: ApiContext = {}): ApiResponse {
     this.#annotations = wantsAnnotations(request.headers);
