@@ -4,6 +4,7 @@ import { loadPipelines, selectPipelines } from '../../core/pipeline-loader.js';
 import { loadExportSettings } from '../../export/synapse/export-settings.js';
 import { isUpToDate, runSynapseExport } from '../../export/synapse/synapse-export-run.js';
 import type { Command } from '../command.js';
+import { listFlag } from './schedule.js';
 
 /** `ferry export synapse`: pipeline definitions → Synapse artifacts + T-SQL; `--check` fails when they are stale. */
 export const exportSynapseCommand: Command = {
@@ -29,14 +30,7 @@ export const exportSynapseCommand: Command = {
         : out === 'synapse'
           ? 'sql/tsql'
           : path.join(out, 'sql', 'tsql');
-    const names =
-      typeof input.values.pipelines === 'string'
-        ? input.values.pipelines
-            .split(',')
-            .map((s) => s.trim())
-            .filter(Boolean)
-        : undefined;
-    const pipelines = selectPipelines(await loadPipelines(input.pipelinesDir), names);
+    const pipelines = selectPipelines(await loadPipelines(input.pipelinesDir), listFlag(input.values.pipelines));
     const settingsFile =
       typeof input.values.settings === 'string' ? input.values.settings : path.join('synapse', 'settings.json');
     const settings = await loadExportSettings(settingsFile);
