@@ -30,7 +30,6 @@ export interface SqlDialect {
   createTableAs(name: string, select: string): string;
   /** `CREATE OR REPLACE VIEW name AS select`. */
   createViewAs(name: string, select: string): string;
-  dropTable(name: string): string;
   /** A relation `(key, version)` over the applied versions. */
   appliedVersionsRelation(source: AppliedVersionsSource): string;
   /** Statement saving `(key, max(version))` of `previous ∪ converted ⋈ upserted` into `target`. */
@@ -116,8 +115,6 @@ export interface ConversionBuilders {
   unsafeKey(text: string): string;
   /** A key text for an OData string literal: single quotes doubled (the caller adds the quotes). */
   escapeKeyText(text: string): string;
-  /** JSON string text of a SQL string (`"..."`, escaped). */
-  jsonString(text: string): string;
   /** `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...)`. */
   rowNumber(partitionBy: string, orderBy: string): string;
   /** A fixed-width hash of a text (equal texts, equal hashes): grouping on it is cheaper than on the text. */
@@ -149,12 +146,8 @@ export function mergeLiterals(segments: readonly Segment[], literal: (text: stri
   return parts;
 }
 
-/** Names of the work table and the outcome values the compiled statements use. */
+/** Name of the work table the compiled statements build. */
 export const CONVERSION_WORK_TABLE = '__ferry_convert';
-/** What happened to a staged row: sent, rejected, an older version in the same run, or older than the applied one. */
-export const OUTCOMES = ['ok', 'reject', 'superseded', 'stale'] as const;
-/** One of `OUTCOMES`. */
-export type Outcome = (typeof OUTCOMES)[number];
 
 /** Inputs of `compileConversion` besides the plan and the dialect. */
 export interface CompileOptions {

@@ -61,7 +61,6 @@ export const duckdbDialect: SqlDialect = {
     separator === '' ? `concat(${parts.join(', ')})` : `concat_ws(${L(separator)}, ${parts.join(', ')})`,
   createTableAs: (name, select) => `CREATE OR REPLACE TABLE ${duckIdent(name)} AS\n${select}`,
   createViewAs: (name, select) => `CREATE OR REPLACE VIEW ${duckIdent(name)} AS\n${select}`,
-  dropTable: (name) => `DROP TABLE IF EXISTS ${duckIdent(name)}`,
   appliedVersionsRelation: relation,
   saveAppliedVersionsSql(previous, target) {
     if (target.kind !== 'parquet') throw new Error('DuckDB saves applied versions to a Parquet file');
@@ -75,7 +74,6 @@ export const duckdbDialect: SqlDialect = {
     version: buildVersion,
     unsafeKey: (text) => `regexp_matches(${text}, ${L(UNSAFE_RE)})`,
     escapeKeyText: (text) => `replace(${text}, '''', '''''')`,
-    jsonString: (text) => `CAST(to_json(${text}) AS VARCHAR)`,
     rowNumber: (partitionBy, orderBy) => `row_number() OVER (PARTITION BY ${partitionBy} ORDER BY ${orderBy})`,
     keyHash: (text) => `hash(${text})`,
   } satisfies ConversionBuilders,
