@@ -159,6 +159,15 @@ export class BatchHandler {
   }
 
   #execute(op: Operation, outer: Record<string, string>, ids: Map<string, string>, inChangeSet: boolean): ApiResponse {
+    // A Content-ID reference (`$1`) names the entity an earlier operation of the change set created, whether it starts
+    // the part's URL or is an `@odata.bind` value in its body.
+    const resolve = (reference: string): string => {
+      const target = ids.get(reference);
+      if (target === undefined) {
+        throw new ServiceFault(400, '', `Content-ID Reference: '${reference}' does not exist in the batch context.`);
+      }
+      return target;
+    };
     try {
       const method = op.method.toUpperCase();
       if (inChangeSet && method === 'GET') {
@@ -170,12 +179,7 @@ export class BatchHandler {
       }
       let url = op.url;
       const ref = /^\$(\d+)/.exec(url);
-      if (ref) {
-        const target = ids.get(ref[0]);
-        if (target === undefined)
-          throw new ServiceFault(400, '', `Content-ID Reference: '${ref[0]}' does not exist in the batch context.`);
-        url = target + url.slice(ref[0].length);
-      }
+      if (ref) url = resolve(ref[0]) + url.slice(ref[0].length);
       const relative = serviceRelativePath(url.trim());
       const q = relative.indexOf('?');
       if (relative.replace(/\?.*$/, '') === '$batch')
@@ -188,20 +192,7 @@ export class BatchHandler {
           headers: { ...outer, ...op.headers },
           body: op.body,
         },
-        {
-          inBatch: true,
-          resolve: (reference) => {
-            const target = ids.get(reference);
-            if (target === undefined) {
-              throw new ServiceFault(
-                400,
-                '',
-                `Content-ID Reference: '${reference}' does not exist in the batch context.`,
-              );
-            }
-            return target;
-          },
-        },
+        { inBatch: true, resolve },
       );
     } catch (error) {
       return errorResponse(error);
