@@ -2,6 +2,7 @@ import type {
   AttributeMetadata,
   AttributeOfType,
   AttributeTypeName,
+  KeyMetadata,
   MetadataSet,
   TableMetadata,
 } from '../connectors/dataverse/metadata-snapshot.js';
@@ -267,13 +268,11 @@ export function planConversion(mapping: DataverseMapping, tables: MetadataSet): 
   }
 
   // The own key must be an Active alternate key, compared as a set (order comes from the key definition).
-  const wanted = [...mapping.key].sort().join(',');
-  const key = table.Keys.find((k) => [...k.KeyAttributes].sort().join(',') === wanted);
+  const key = keyOf(table, mapping.key);
   if (!key) {
-    const known = table.Keys.map((k) => `${k.LogicalName} (${k.KeyAttributes.join(', ')})`).join('; ') || 'none';
     fail(
       'key_undefined',
-      `Key \`${mapping.key.join(', ')}\` is not an alternate key of \`${table.LogicalName}\` (keys: ${known}); define it in Dataverse and re-pull the metadata, or map another key.`,
+      `Key \`${mapping.key.join(', ')}\` is not an alternate key of \`${table.LogicalName}\` (keys: ${keysText(table)}); define it in Dataverse and re-pull the metadata, or map another key.`,
     );
   }
   if (key!.EntityKeyIndexStatus !== 'Active') {
@@ -546,13 +545,11 @@ function planLookup(
         guidSource: keySources[0]!,
       };
     }
-    const tk = targetTable!.Keys.find((k) => [...k.KeyAttributes].sort().join(',') === [...keyAttrs].sort().join(','));
+    const tk = keyOf(targetTable!, keyAttrs);
     if (tk?.EntityKeyIndexStatus !== 'Active') {
-      const known =
-        targetTable!.Keys.map((k) => `${k.LogicalName} (${k.KeyAttributes.join(', ')})`).join('; ') || 'none';
       fail(
         'lookup_key',
-        `Lookup \`${name}\` binds \`${target}\` by \`${keyAttrs.join(', ')}\`, which is not an Active alternate key of \`${target}\` (keys: ${known}).`,
+        `Lookup \`${name}\` binds \`${target}\` by \`${keyAttrs.join(', ')}\`, which is not an Active alternate key of \`${target}\` (keys: ${keysText(targetTable!)}).`,
       );
     }
     if (keySources.length !== keyAttrs.length) {
@@ -592,6 +589,17 @@ function planLookup(
     };
   }
   return { rule: 'lookup', targets: [targetPlan(lookup.table, lookup.key ?? null)], tableFrom: null };
+}
+
+/** The alternate key of `table` made of exactly `attributes`, in any order. */
+function keyOf(table: TableMetadata, attributes: readonly string[]): KeyMetadata | undefined {
+  const wanted = [...attributes].sort().join(',');
+  return table.Keys.find((k) => [...k.KeyAttributes].sort().join(',') === wanted);
+}
+
+/** A table's alternate keys for a message: `name (a, b); ...`, or `none`. */
+function keysText(table: TableMetadata): string {
+  return table.Keys.map((k) => `${k.LogicalName} (${k.KeyAttributes.join(', ')})`).join('; ') || 'none';
 }
 
 function checkMode(mode: string, name: string, fail: (code: string, message: string) => never): ChoiceMode {
