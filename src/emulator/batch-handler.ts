@@ -239,8 +239,9 @@ function splitHeaders(text: string): { headers: Record<string, string>; rest: st
   return { headers, rest };
 }
 
-function parseOperation(text: string, contentId?: string): Operation {
-  const { headers: partHeaders, rest } = splitHeaders(text);
+/** One `application/http` part, given as its split MIME headers and the HTTP request after them. */
+function parseOperation(part: { headers: Record<string, string>; rest: string }): Operation {
+  const { headers: partHeaders, rest } = part;
   if (!/application\/http/i.test(partHeaders['content-type'] ?? '')) {
     throw new ServiceFault(400, '0x80048d19', 'Every $batch part needs Content-Type: application/http.');
   }
@@ -255,16 +256,16 @@ function parseOperation(text: string, contentId?: string): Operation {
     url: m[2],
     headers,
     body: body.replace(/(\r\n)+$/, ''),
-    contentId: contentId ?? partHeaders['content-id'],
+    contentId: partHeaders['content-id'],
   };
 }
 
 function parseBatch(body: string, boundary: string): Item[] {
-  return splitMultipart(body, boundary).map((part): Item => {
-    const { headers, rest } = splitHeaders(part);
-    const inner = boundaryOf(headers['content-type'] ?? '');
+  return splitMultipart(body, boundary).map((text): Item => {
+    const part = splitHeaders(text);
+    const inner = boundaryOf(part.headers['content-type'] ?? '');
     if (!inner) return { kind: 'op', op: parseOperation(part) };
-    const ops = splitMultipart(rest, inner).map((p) => parseOperation(p));
+    const ops = splitMultipart(part.rest, inner).map((p) => parseOperation(splitHeaders(p)));
     return { kind: 'changeset', ops };
   });
 }
