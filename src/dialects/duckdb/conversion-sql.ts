@@ -37,6 +37,10 @@ const SUPPLEMENTARY_RE = '[^\\x{10000}-\\x{10FFFF}]';
 
 const L = duckLiteral;
 const reason = (code: ConversionReason) => L(code);
+/** True when a key text holds a character that breaks key URLs (own keys and lookup keys alike). */
+const unsafeKey = (text: string) => `regexp_matches(${text}, ${L(UNSAFE_RE)})`;
+/** A key text for an OData string literal: single quotes doubled. */
+const escapeKeyText = (text: string) => `replace(${text}, '''', '''''')`;
 
 /** The embedded default dialect: DuckDB. */
 export const duckdbDialect: SqlDialect = {
@@ -72,8 +76,8 @@ export const duckdbDialect: SqlDialect = {
   conversion: {
     column: buildColumn,
     version: buildVersion,
-    unsafeKey: (text) => `regexp_matches(${text}, ${L(UNSAFE_RE)})`,
-    escapeKeyText: (text) => `replace(${text}, '''', '''''')`,
+    unsafeKey,
+    escapeKeyText,
     rowNumber: (partitionBy, orderBy) => `row_number() OVER (PARTITION BY ${partitionBy} ORDER BY ${orderBy})`,
     keyHash: (text) => `hash(${text})`,
   } satisfies ConversionBuilders,
@@ -550,8 +554,8 @@ function lookupTarget(
         part,
         blank,
         bad: null,
-        unsafe: `regexp_matches(${raw}, ${L(UNSAFE_RE)})`,
-        literal: [{ text: "'" }, { sql: `replace(${raw}, '''', '''''')` }, { text: "'" }] as Segment[],
+        unsafe: unsafeKey(raw),
+        literal: [{ text: "'" }, { sql: escapeKeyText(raw) }, { text: "'" }] as Segment[],
       };
     }
     prepare.push([a(`k${ti}_${pi}`), trimmed(ref, col)], [a(`k${ti}_${pi}_blank`), `(${trimmed(ref, col)} IS NULL)`]);
