@@ -137,8 +137,7 @@ export async function pullMetadata(client: DataverseClient, logicalName: string)
     // The probe needs read access to sdkmessagefilters; without it the writer probes again at run time.
     supportsBulk = undefined;
   }
-  const snapshot: Json = {};
-  for (const f of TABLE_FIELDS) if (table[f] !== undefined && table[f] !== null) snapshot[f] = table[f];
+  const snapshot = pick(table, TABLE_FIELDS);
   if (supportsBulk !== undefined) snapshot.SupportsBulk = supportsBulk;
   snapshot.Keys = ((table.Keys as Json[] | undefined) ?? []).map((k) =>
     pick(k, ['LogicalName', 'SchemaName', 'KeyAttributes', 'EntityKeyIndexStatus']),
@@ -189,9 +188,7 @@ function simplifyOptionSet(os: Json): Json {
 }
 
 function simplifyOption(o: Json): Json {
-  const out: Json = { Value: o.Value, Label: labelText(o.Label) ?? '' };
-  for (const f of ['State', 'DefaultStatus', 'InvariantName']) if (o[f] !== undefined && o[f] !== null) out[f] = o[f];
-  return out;
+  return { Value: o.Value, Label: labelText(o.Label) ?? '', ...pick(o, ['State', 'DefaultStatus', 'InvariantName']) };
 }
 
 /** The user's label of a Label object (`UserLocalizedLabel`, else the first localized one), or a plain string as is. */
