@@ -221,20 +221,22 @@ function checkProtocol(
   }
 }
 
-const SIMPLE_TYPES = new Set([
-  'string',
-  'long',
-  'integer',
-  'short',
-  'byte',
-  'float',
-  'double',
-  'boolean',
-  'binary',
-  'date',
-  'timestamp',
-  'timestamp_ntz',
+/** DuckDB type of each flat Delta (Spark) type this reader maps, besides `decimal(p,s)`. */
+const DUCK_TYPES = new Map([
+  ['string', 'VARCHAR'],
+  ['long', 'BIGINT'],
+  ['integer', 'INTEGER'],
+  ['short', 'SMALLINT'],
+  ['byte', 'TINYINT'],
+  ['float', 'FLOAT'],
+  ['double', 'DOUBLE'],
+  ['boolean', 'BOOLEAN'],
+  ['binary', 'BLOB'],
+  ['date', 'DATE'],
+  ['timestamp', 'TIMESTAMPTZ'],
+  ['timestamp_ntz', 'TIMESTAMP'],
 ]);
+const DECIMAL_TYPE = /^decimal\((\d+),\s*(\d+)\)$/;
 
 function parseSchema(tableRoot: string, schemaString: string, mapped: boolean): DeltaField[] {
   let schema: unknown;
@@ -251,7 +253,7 @@ function parseSchema(tableRoot: string, schemaString: string, mapped: boolean): 
   return fields.map((f: unknown) => {
     const field = f as Record<string, unknown>;
     const type = typeof field.type === 'string' ? field.type : 'complex';
-    if (!SIMPLE_TYPES.has(type) && !/^decimal\(\d+,\s*\d+\)$/.test(type)) {
+    if (!DUCK_TYPES.has(type) && !DECIMAL_TYPE.test(type)) {
       throw new FerryError(
         'delta.unsupported_type',
         `Delta table \`${tableRoot}\` column \`${String(field.name)}\` has type \`${typeof field.type === 'string' ? field.type : JSON.stringify(field.type)}\`, which this reader does not map; Synapse Link tables use flat columns only.`,
@@ -275,23 +277,9 @@ function parseSchema(tableRoot: string, schemaString: string, mapped: boolean): 
 
 /** The DuckDB type of a Delta (Spark) primitive type. */
 export function duckTypeOfDelta(type: string): string {
-  const dec = /^decimal\((\d+),\s*(\d+)\)$/.exec(type);
+  const dec = DECIMAL_TYPE.exec(type);
   if (dec) return `DECIMAL(${dec[1]},${dec[2]})`;
-  const map: Record<string, string> = {
-    string: 'VARCHAR',
-    long: 'BIGINT',
-    integer: 'INTEGER',
-    short: 'SMALLINT',
-    byte: 'TINYINT',
-    float: 'FLOAT',
-    double: 'DOUBLE',
-    boolean: 'BOOLEAN',
-    binary: 'BLOB',
-    date: 'DATE',
-    timestamp: 'TIMESTAMPTZ',
-    timestamp_ntz: 'TIMESTAMP',
-  };
-  return map[type] ?? 'VARCHAR';
+  return DUCK_TYPES.get(type) ?? 'VARCHAR';
 }
 
 function fileKey(action: Record<string, unknown>): string {
