@@ -4,7 +4,7 @@ import { AdlsLake } from '../connectors/lake/adls-lake.js';
 import type { Lake } from '../connectors/lake/lake.js';
 import { LocalLake } from '../connectors/lake/local-lake.js';
 import { SqliteStateStore } from '../connectors/state/sqlite-state-store.js';
-import type { FerryConfig } from '../core/config.js';
+import { type FerryConfig, isUrlLocation } from '../core/config.js';
 import { UsageError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { DataverseEndpoint } from '../core/stage.js';
@@ -52,7 +52,7 @@ export async function openDataverse(config: FerryConfig, log: Logger): Promise<O
 export function openLake(config: FerryConfig): Lake {
   const url = parseAdlsUrl(config.lake);
   if (url) return new AdlsLake(url);
-  if (/^[a-z]+:\/\//i.test(config.lake)) {
+  if (isUrlLocation(config.lake)) {
     throw new UsageError(
       `Lake \`${config.lake}\` is neither a folder nor an ADLS Gen2 URL; use e.g. ./lake or abfss://container@account.dfs.core.windows.net/path.`,
     );

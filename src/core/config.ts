@@ -31,8 +31,14 @@ export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.Proce
   const state = overrides.state ?? env.FERRY_STATE ?? './.ferry';
   const dataverse = overrides.dataverse ?? env.FERRY_DATAVERSE_URL ?? undefined;
   const metadata = overrides.metadata ?? env.FERRY_METADATA ?? 'fixtures/metadata';
-  const isUrl = /^[a-z]+:\/\//i.test(lake);
   const warehouse =
-    overrides.warehouse ?? env.FERRY_WAREHOUSE ?? (isUrl ? `${lake}/warehouse` : path.join(lake, 'warehouse'));
+    overrides.warehouse ??
+    env.FERRY_WAREHOUSE ??
+    (isUrlLocation(lake) ? `${lake}/warehouse` : path.join(lake, 'warehouse'));
   return { lake, state, dataverse: dataverse === '' ? undefined : dataverse, metadata, warehouse };
+}
+
+/** True when a lake or warehouse location is a URL (`abfss://...`, `https://...`) rather than a local folder. */
+export function isUrlLocation(location: string): boolean {
+  return /^[a-z]+:\/\//i.test(location);
 }

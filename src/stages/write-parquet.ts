@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import { type Lake, lakeJoin } from '../connectors/lake/lake.js';
 import { LocalLake } from '../connectors/lake/local-lake.js';
+import { isUrlLocation } from '../core/config.js';
 import { FerryError, UsageError } from '../core/errors.js';
 import { killPoint } from '../core/kill-points.js';
 import type { StageSpec } from '../core/pipeline.js';
@@ -124,16 +125,15 @@ interface WarehouseStore {
 // elsewhere gets its own LocalLake. Both write a file locally first (DuckDB writes local files only), then publish.
 function warehouseStore(ctx: StageContext): WarehouseStore {
   const { lake, warehouse } = ctx.config;
-  const isUrl = (t: string) => /^[a-z]+:\/\//i.test(t);
-  if (isUrl(warehouse)) {
+  if (isUrlLocation(warehouse)) {
     const base = lake.replace(/\/+$/, '');
-    if (isUrl(lake) && warehouse.startsWith(`${base}/`))
+    if (isUrlLocation(lake) && warehouse.startsWith(`${base}/`))
       return { lake: ctx.lake, prefix: warehouse.slice(base.length + 1) };
     throw new UsageError(
       `Warehouse \`${warehouse}\` is a URL outside the lake \`${lake}\`; put it inside the lake or pass --warehouse <local dir>.`,
     );
   }
-  if (!isUrl(lake)) {
+  if (!isUrlLocation(lake)) {
     const rel = path.relative(path.resolve(lake), path.resolve(warehouse));
     if (rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel))
       return { lake: ctx.lake, prefix: rel.split(path.sep).join('/') };
