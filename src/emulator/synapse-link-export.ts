@@ -91,8 +91,11 @@ export async function exportSynapseLink(
     rows[entry.table] = (rows[entry.table] ?? 0) + 1;
   }
   for (const [file, lines] of byFile) await lake.write(file, `${lines.join('\n')}\n`);
-  await writeOptionSets(lake, lakeJoin(folder, name, 'OptionsetMetadata'), [...metas.values()]);
-  await writeOptionSets(lake, lakeJoin(folder, 'OptionsetMetadata'), [...metas.values()]);
+  // The same option-set files go into the new folder and the root.
+  const optionSets = optionSetFiles([...metas.values()]);
+  for (const dir of [lakeJoin(folder, name, 'OptionsetMetadata'), lakeJoin(folder, 'OptionsetMetadata')]) {
+    for (const [file, text] of optionSets) await lake.write(lakeJoin(dir, file), text);
+  }
   const model = modelJson(metas, columns, new Set(Object.keys(rows)), sink);
   await lake.write(lakeJoin(folder, name, 'model.json'), model);
   await lake.write(lakeJoin(folder, 'model.json'), modelJson(metas, columns, new Set(metas.keys()), sink));
@@ -265,7 +268,8 @@ function modelJson(
   return `${JSON.stringify({ name: 'cdm', description: 'cdm', version: '1.0', entities }, null, 2)}\n`;
 }
 
-async function writeOptionSets(lake: Lake, dir: string, metas: readonly TableMetadata[]): Promise<void> {
+/** The `OptionsetMetadata/*.csv` files of the tables, as [file name, text] pairs. */
+function optionSetFiles(metas: readonly TableMetadata[]): Array<[string, string]> {
   const q = (s: string) => `"${s.replaceAll('"', '""')}"`;
   const optionSet: string[] = [];
   const global: string[] = [];
@@ -301,11 +305,13 @@ async function writeOptionSets(lake: Lake, dir: string, metas: readonly TableMet
       targets.push([t, r.ReferencingAttribute, r.ReferencedEntity, r.ReferencedAttribute].join(','));
   }
   const body = (lines: string[]) => (lines.length ? `${lines.join('\n')}\n` : '');
-  await lake.write(lakeJoin(dir, 'OptionsetMetadata.csv'), body(optionSet));
-  await lake.write(lakeJoin(dir, 'GlobalOptionsetMetadata.csv'), body(global));
-  await lake.write(lakeJoin(dir, 'StateMetadata.csv'), body(states));
-  await lake.write(lakeJoin(dir, 'StatusMetadata.csv'), body(statuses));
-  await lake.write(lakeJoin(dir, 'TargetMetadata.csv'), body(targets));
+  return [
+    ['OptionsetMetadata.csv', body(optionSet)],
+    ['GlobalOptionsetMetadata.csv', body(global)],
+    ['StateMetadata.csv', body(states)],
+    ['StatusMetadata.csv', body(statuses)],
+    ['TargetMetadata.csv', body(targets)],
+  ];
 }
 
 // Folder names have whole seconds; two exports in one second (tests, demos) move on to the next free second.
