@@ -163,10 +163,10 @@ function reconcile(tableRoot: string, version: number, actions: readonly Record<
       `Delta table \`${tableRoot}\` has no ${protocol ? 'metaData' : 'protocol'} action up to version ${version}; the log is damaged.`,
     );
   }
-  checkProtocol(tableRoot, protocol, metaData, [...live.values()]);
   const config = isObj(metaData.configuration) ? metaData.configuration : {};
-  const mapped = String(config['delta.columnMapping.mode'] ?? 'none') === 'name';
-  const fields = parseSchema(tableRoot, String(metaData.schemaString ?? ''), mapped);
+  const mapping = String(config['delta.columnMapping.mode'] ?? 'none');
+  checkProtocol(tableRoot, protocol, mapping, [...live.values()]);
+  const fields = parseSchema(tableRoot, String(metaData.schemaString ?? ''), mapping === 'name');
   const partitionColumns = Array.isArray(metaData.partitionColumns) ? metaData.partitionColumns.map(String) : [];
   const files = [...live.values()]
     .map((add) => ({
@@ -181,7 +181,7 @@ function reconcile(tableRoot: string, version: number, actions: readonly Record<
 function checkProtocol(
   tableRoot: string,
   protocol: Record<string, unknown>,
-  metaData: Record<string, unknown>,
+  mapping: string,
   adds: readonly Record<string, unknown>[],
 ): void {
   const refuse = (feature: string, why: string): never => {
@@ -203,8 +203,6 @@ function checkProtocol(
     if (!SUPPORTED_READER_FEATURES.has(f))
       refuse(f, 'rows could be read wrongly. Read it with Spark, or ask for the feature to be added.');
   }
-  const config = isObj(metaData.configuration) ? metaData.configuration : {};
-  const mapping = String(config['delta.columnMapping.mode'] ?? 'none');
   // `name` mode is implemented (physical names from the schema metadata); `id` mode binds Parquet field ids.
   if ((readerVersion === 2 || features.includes('columnMapping')) && mapping !== 'none' && mapping !== 'name') {
     refuse(
