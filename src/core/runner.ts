@@ -316,11 +316,12 @@ async function keepRunInputs(
     }
     const id = hash.digest('hex').slice(0, 16);
     const target = path.join(config.state, METADATA_SNAPSHOTS_DIR, id);
-    const exists = await fs.stat(target).then(
-      () => true,
-      () => false,
-    );
-    if (!exists) {
+    const kept = () =>
+      fs.stat(target).then(
+        () => true,
+        () => false,
+      );
+    if (!(await kept())) {
       // Written aside and renamed, so a snapshot folder is complete or absent.
       const temp = `${target}.${process.pid}.tmp`;
       await fs.mkdir(temp, { recursive: true });
@@ -328,13 +329,7 @@ async function keepRunInputs(
       await fs.rename(temp, target).catch(async (error: NodeJS.ErrnoException) => {
         await fs.rm(temp, { recursive: true, force: true });
         // Another process kept the same snapshot first.
-        if (
-          !(await fs.stat(target).then(
-            () => true,
-            () => false,
-          ))
-        )
-          throw error;
+        if (!(await kept())) throw error;
       });
     }
     metrics.metadataSnapshot = id;
