@@ -51,11 +51,10 @@ export class MetadataApi {
       const filter = query.get('$filter');
       if (filter) {
         const clauses = parseFilter(filter, query);
-        tables = tables.filter((t) =>
-          clauses.every(
-            (c) => String((this.#entity(t, undefined, []) as Record<string, unknown>)[c.property]) === String(c.value),
-          ),
-        );
+        tables = tables.filter((t) => {
+          const entity = this.#entity(t, undefined, []);
+          return clauses.every((c) => String(entity[c.property]) === String(c.value));
+        });
       }
       return {
         '@odata.context': `${this.#base}$metadata#EntityDefinitions${shape(select, expand)}`,
