@@ -681,7 +681,6 @@ async function outboundPipeline(
     watermarkLookup(def.name, source, ''),
   ];
   let windowEndExpr: string;
-  let prev = 'LookupWatermark';
   if (csv) {
     // Synapse Link names the folder it is still writing in Changelog/changelog.info: the window stops before it.
     activities.push({
@@ -735,7 +734,6 @@ async function outboundPipeline(
       ),
     },
   });
-  prev = 'SetWindowStart';
   const sql: GeneratedFile[] = [];
   const extractNames: string[] = [];
   for (const x of view.extracts) {
@@ -780,7 +778,9 @@ async function outboundPipeline(
       { name: 'window_start', type: 'String', value: expr(`@variables('windowStart')`), direction: 'Input', size: 64 },
       { name: 'window_end', type: 'String', value: expr(`@variables('windowEnd')`), direction: 'Input', size: 64 },
     ];
-    activities.push(scriptActivity(name, NAMES.serverless, scriptText(statements), [after(prev)], windowParams, 1));
+    activities.push(
+      scriptActivity(name, NAMES.serverless, scriptText(statements), [after('SetWindowStart')], windowParams, 1),
+    );
     extractNames.push(name);
   }
   activities.push(
