@@ -266,19 +266,9 @@ export class SqliteStateStore implements StateStore {
   }
 
   listRuns(query: { pipeline?: string; limit?: number; status?: RunStatus } = {}): RunRecord[] {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (query.pipeline) {
-      where.push('pipeline = ?');
-      params.push(query.pipeline);
-    }
-    if (query.status) {
-      where.push('status = ?');
-      params.push(query.status);
-    }
-    const sql = `SELECT * FROM runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY started_at DESC, id DESC LIMIT ?`;
-    params.push(query.limit ?? 50);
-    return (this.#db.prepare(sql).all(...params) as RunRow[]).map(toRunRecord);
+    const { where, params } = whereEqual({ pipeline: query.pipeline, status: query.status });
+    const sql = `SELECT * FROM runs ${where} ORDER BY started_at DESC, id DESC LIMIT ?`;
+    return (this.#db.prepare(sql).all(...params, query.limit ?? 50) as RunRow[]).map(toRunRecord);
   }
 
   abandonRunningRuns(pipeline: string): string[] {
@@ -408,27 +398,14 @@ export class SqliteStateStore implements StateStore {
   }
 
   listRejects(query: RejectQuery): StoredReject[] {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (query.runId) {
-      where.push('run_id = ?');
-      params.push(query.runId);
-    }
-    if (query.pipeline) {
-      where.push('pipeline = ?');
-      params.push(query.pipeline);
-    }
-    if (query.reason) {
-      where.push('reason = ?');
-      params.push(query.reason);
-    }
-    if (query.status) {
-      where.push('status = ?');
-      params.push(query.status);
-    }
-    const sql = `SELECT * FROM rejects ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id LIMIT ?`;
-    params.push(query.limit ?? 1_000_000);
-    return (this.#db.prepare(sql).all(...params) as RejectRow[]).map(toStoredReject);
+    const { where, params } = whereEqual({
+      run_id: query.runId,
+      pipeline: query.pipeline,
+      reason: query.reason,
+      status: query.status,
+    });
+    const sql = `SELECT * FROM rejects ${where} ORDER BY id LIMIT ?`;
+    return (this.#db.prepare(sql).all(...params, query.limit ?? 1_000_000) as RejectRow[]).map(toStoredReject);
   }
 
   countOpenRejects(pipeline: string): number {
@@ -497,6 +474,15 @@ export class SqliteStateStore implements StateStore {
   close(): void {
     this.#db.close();
   }
+}
+
+/** `WHERE column = ? AND ...` over the filters that are set (empty when none), with their values in order. */
+function whereEqual(filters: Readonly<Record<string, string | undefined>>): { where: string; params: string[] } {
+  const set = Object.entries(filters).filter((entry): entry is [string, string] => Boolean(entry[1]));
+  return {
+    where: set.length ? `WHERE ${set.map(([column]) => `${column} = ?`).join(' AND ')}` : '',
+    params: set.map(([, value]) => value),
+  };
 }
 
 function jsonText(value: unknown): string {
