@@ -73,12 +73,7 @@ export class AdlsLake implements Lake {
         const firstDir = lakeJoin(prefix).split('/').filter(Boolean).length + 1;
         for await (const b of this.#container.listBlobsFlat({ prefix: search })) {
           const rel = this.#relative(b.name);
-          out.push({
-            path: rel,
-            isDirectory: false,
-            size: b.properties.contentLength ?? 0,
-            modifiedMs: b.properties.lastModified?.getTime() ?? 0,
-          });
+          out.push(fileEntry(rel, b.properties));
           // Blob storage has no folders: derive them from the names, as a file system listing would show them.
           const parts = rel.split('/');
           for (let i = firstDir; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
@@ -89,12 +84,7 @@ export class AdlsLake implements Lake {
           if (item.kind === 'prefix') {
             out.push({ path: this.#relative(item.name.replace(/\/$/, '')), isDirectory: true, size: 0, modifiedMs: 0 });
           } else {
-            out.push({
-              path: this.#relative(item.name),
-              isDirectory: false,
-              size: item.properties.contentLength ?? 0,
-              modifiedMs: item.properties.lastModified?.getTime() ?? 0,
-            });
+            out.push(fileEntry(this.#relative(item.name), item.properties));
           }
         }
       }
@@ -104,13 +94,7 @@ export class AdlsLake implements Lake {
 
   async stat(p: string): Promise<LakeEntry | undefined> {
     try {
-      const props = await this.#container.getBlobClient(this.#blob(p)).getProperties();
-      return {
-        path: p,
-        isDirectory: false,
-        size: props.contentLength ?? 0,
-        modifiedMs: props.lastModified?.getTime() ?? 0,
-      };
+      return fileEntry(p, await this.#container.getBlobClient(this.#blob(p)).getProperties());
     } catch (error) {
       if (error instanceof RestError && error.statusCode === 404) {
         const children = await this.list(p);
@@ -211,4 +195,14 @@ export class AdlsLake implements Lake {
       },
     );
   }
+}
+
+/** A blob as a lake file entry (listing items and `getProperties` both carry length and last-modified). */
+function fileEntry(p: string, props: { readonly contentLength?: number; readonly lastModified?: Date }): LakeEntry {
+  return {
+    path: p,
+    isDirectory: false,
+    size: props.contentLength ?? 0,
+    modifiedMs: props.lastModified?.getTime() ?? 0,
+  };
 }

@@ -1,3 +1,4 @@
+import type { Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { FerryError } from '../../core/errors.js';
@@ -38,13 +39,7 @@ export class LocalLake implements Lake {
         const abs = path.join(dir, d.name);
         const st = await fs.stat(abs).catch(() => undefined);
         if (!st) continue;
-        const rel = path.relative(this.root, abs).split(path.sep).join('/');
-        out.push({
-          path: rel,
-          isDirectory: st.isDirectory(),
-          size: st.isDirectory() ? 0 : st.size,
-          modifiedMs: Math.trunc(st.mtimeMs),
-        });
+        out.push(entryOf(path.relative(this.root, abs).split(path.sep).join('/'), st));
         if (options.recursive && st.isDirectory()) await walk(abs);
       }
     };
@@ -54,13 +49,7 @@ export class LocalLake implements Lake {
 
   async stat(p: string): Promise<LakeEntry | undefined> {
     const st = await fs.stat(this.#abs(p)).catch(() => undefined);
-    if (!st) return undefined;
-    return {
-      path: p,
-      isDirectory: st.isDirectory(),
-      size: st.isDirectory() ? 0 : st.size,
-      modifiedMs: Math.trunc(st.mtimeMs),
-    };
+    return st ? entryOf(p, st) : undefined;
   }
 
   readText(p: string): Promise<string> {
@@ -100,4 +89,14 @@ export class LocalLake implements Lake {
   async publish(_p: string): Promise<void> {
     // Written in place: nothing to upload.
   }
+}
+
+/** A stat result as a lake entry (a folder has no size), for list and stat alike. */
+function entryOf(p: string, st: Stats): LakeEntry {
+  return {
+    path: p,
+    isDirectory: st.isDirectory(),
+    size: st.isDirectory() ? 0 : st.size,
+    modifiedMs: Math.trunc(st.mtimeMs),
+  };
 }
