@@ -30,9 +30,11 @@ export async function stageDeltaSnapshot(
   );
   // One VALUES row per live file: its lake path and partition values, joined on the file name DuckDB reports.
   // With column mapping, partition values are keyed by physical name too.
-  const physicalOf = (logical: string) => snapshot.fields.find((x) => x.name === logical)?.physicalName ?? logical;
+  const physical = snapshot.partitionColumns.map(
+    (logical) => snapshot.fields.find((x) => x.name === logical)?.physicalName ?? logical,
+  );
   const valuesRows = snapshot.files.map((f, i) => {
-    const parts = snapshot.partitionColumns.map((p) => f.partitionValues[physicalOf(p)] ?? null);
+    const parts = physical.map((p) => f.partitionValues[p] ?? null);
     return `(${[duckLiteral(locals[i]!), duckLiteral(f.path), ...parts.map((v) => (v === null ? 'NULL' : duckLiteral(v)))].join(', ')})`;
   });
   const pvCols = ['__local', '__lake', ...snapshot.partitionColumns.map((_, i) => `__p${i}`)];
