@@ -12,7 +12,9 @@ const TICKS_PER_MS = 10_000n;
 const EPOCH_TICKS = 621_355_968_000_000_000n;
 
 export function ticksFromMs(ms: number): Ticks {
-  return BigInt(ms) * TICKS_PER_MS + EPOCH_TICKS;
+  const whole = Math.floor(ms);
+  // File times carry sub-millisecond precision; keep it in ticks.
+  return BigInt(whole) * TICKS_PER_MS + EPOCH_TICKS + BigInt(Math.round((ms - whole) * 10_000));
 }
 
 export function msFromTicks(ticks: Ticks): number {
