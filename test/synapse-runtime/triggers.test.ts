@@ -103,7 +103,7 @@ describe('triggers over ticks', () => {
   });
 
   it('computes schedule occurrences in a time zone across a DST change', () => {
-    const rec = readRecurrence(TRIGGERS[1]!.properties.typeProperties.recurrence, 'tr_daily_local');
+    const rec = readRecurrence(((TRIGGERS[1]!.properties as JsonObject).typeProperties as JsonObject).recurrence, 'tr_daily_local');
     const got = occurrences(rec, Date.parse('2026-03-27T00:00:00Z'), Date.parse('2026-03-30T00:00:00Z')).map(iso);
     // CET is UTC+1 until 29 March 2026 02:00, then CEST UTC+2.
     assert.deepEqual(got, ['2026-03-28T05:00:00Z', '2026-03-28T05:30:00Z', '2026-03-29T04:00:00Z', '2026-03-29T04:30:00Z']);

@@ -75,10 +75,10 @@ export class ArtifactStore {
   }
 
   /** Builds a store from in-memory artifacts (tests). */
-  static fromObjects(objects: Partial<Record<ArtifactKind, readonly { name: string; properties: JsonObject }[]>>): ArtifactStore {
+  static fromObjects(objects: Partial<Record<ArtifactKind, readonly { name: string; properties: object }[]>>): ArtifactStore {
     const byKind = {} as Record<ArtifactKind, Map<string, Artifact>>;
     for (const kind of ARTIFACT_KINDS) {
-      byKind[kind] = new Map((objects[kind] ?? []).map((a) => [a.name, { ...a, file: `<memory>/${kind}/${a.name}.json` }]));
+      byKind[kind] = new Map((objects[kind] ?? []).map((a) => [a.name, { name: a.name, properties: a.properties as JsonObject, file: `<memory>/${kind}/${a.name}.json` }]));
     }
     return new ArtifactStore('<memory>', byKind);
   }

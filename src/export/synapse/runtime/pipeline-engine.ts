@@ -59,9 +59,9 @@ export interface RunHandle {
   readonly done: Promise<PipelineRun>;
 }
 
-const CONTROL_TYPES = ['SetVariable', 'AppendVariable', 'IfCondition', 'ForEach', 'Until', 'Switch', 'Wait', 'Fail', 'Filter', 'ExecutePipeline'] as const;
+export const CONTROL_TYPES = ['SetVariable', 'AppendVariable', 'IfCondition', 'ForEach', 'Until', 'Switch', 'Wait', 'Fail', 'Filter', 'ExecutePipeline'] as const;
 
-const TYPE_PROPERTIES: Record<string, readonly string[]> = {
+export const TYPE_PROPERTIES: Record<string, readonly string[]> = {
   SetVariable: ['variableName', 'value', 'setSystemVariable'],
   AppendVariable: ['variableName', 'value'],
   IfCondition: ['expression', 'ifTrueActivities', 'ifFalseActivities'],
@@ -74,8 +74,8 @@ const TYPE_PROPERTIES: Record<string, readonly string[]> = {
   ExecutePipeline: ['pipeline', 'parameters', 'waitOnCompletion'],
 };
 
-const PIPELINE_KEYS = ['activities', 'parameters', 'variables', 'concurrency', 'annotations', 'description', 'folder'];
-const POLICY_KEYS = ['timeout', 'retry', 'retryIntervalInSeconds', 'secureInput', 'secureOutput'];
+export const PIPELINE_KEYS = ['activities', 'parameters', 'variables', 'concurrency', 'annotations', 'description', 'folder'];
+export const POLICY_KEYS = ['timeout', 'retry', 'retryIntervalInSeconds', 'secureInput', 'secureOutput'];
 
 interface Frame {
   readonly results: Map<string, { status: ActivityStatus; output: Json; error: ActivityRunError | null }>;

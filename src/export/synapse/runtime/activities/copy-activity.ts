@@ -13,8 +13,8 @@ import { ActivityError, UnsupportedError } from '../runtime-error.js';
 import { lakeLocation, type ResolvedDataset, resolveDataset, resolveLinkedService, type RuntimeServices } from './runtime-services.js';
 import { dropSource, loadSource, type TabularData } from './tabular-source.js';
 
-const COPY_KEYS = ['source', 'sink', 'enableStaging', 'enableSkipIncompatibleRow', 'redirectIncompatibleRowSettings', 'translator', 'parallelCopies', 'dataIntegrationUnits'];
-const SINK_KEYS: Record<string, readonly string[]> = {
+export const COPY_KEYS = ['source', 'sink', 'enableStaging', 'enableSkipIncompatibleRow', 'redirectIncompatibleRowSettings', 'translator', 'parallelCopies', 'dataIntegrationUnits'];
+export const SINK_KEYS: Record<string, readonly string[]> = {
   AzureSqlSink: ['type', 'preCopyScript', 'tableOption', 'writeBehavior', 'upsertSettings', 'writeBatchSize', 'writeBatchTimeout', 'sqlWriterUseTableLock', 'maxConcurrentConnections', 'disableMetricsCollection'],
   ParquetSink: ['type', 'storeSettings', 'formatSettings'],
   CommonDataServiceForAppsSink: ['type', 'writeBehavior', 'alternateKeyName', 'ignoreNullValues', 'writeBatchSize', 'maxConcurrentConnections', 'sinkRetryCount', 'sinkRetryWait', 'writeBatchTimeout'],

@@ -14,6 +14,13 @@ import { copyActivity } from './copy-activity.js';
 import { lakeLocation, resolveDataset, resolveLinkedService, type RuntimeServices } from './runtime-services.js';
 import { dropSource, loadSource } from './tabular-source.js';
 
+/** typeProperties each data activity implements (Copy's are in copy-activity.ts). */
+export const DATA_TYPE_PROPERTIES: Readonly<Record<string, readonly string[]>> = {
+  Lookup: ['dataset', 'source', 'firstRowOnly'],
+  Script: ['scripts', 'scriptBlockExecutionTimeout'],
+  GetMetadata: ['dataset', 'fieldList', 'storeSettings', 'formatSettings'],
+};
+
 /** The data activities by type: Lookup, Script, GetMetadata, Copy. */
 export function dataActivityHandlers(services: RuntimeServices): Record<string, ActivityHandler> {
   return {
@@ -32,7 +39,7 @@ function typeProperties(ctx: ActivityContext, known: readonly string[]): JsonObj
 
 /** Lookup (control-flow-lookup-activity): `firstRow`, or `count` + `value`; at most 5,000 rows. */
 async function lookup(services: RuntimeServices, ctx: ActivityContext): Promise<Json> {
-  const tp = typeProperties(ctx, ['dataset', 'source', 'firstRowOnly']);
+  const tp = typeProperties(ctx, DATA_TYPE_PROPERTIES.Lookup!);
   const dataset = resolveDataset(services, tp.dataset, ctx);
   if (!isObject(tp.source)) throw new UsageError(`Lookup \`${ctx.name}\` has no source.`);
   const data = await loadSource(services, tp.source, dataset, ctx);
@@ -53,9 +60,7 @@ async function lookup(services: RuntimeServices, ctx: ActivityContext): Promise<
 
 /** Script (transform-data-using-script): every block runs; outputs merged into one. */
 async function script(services: RuntimeServices, ctx: ActivityContext): Promise<Json> {
-  const tp = typeProperties(ctx, ['scripts', 'scriptBlockExecutionTimeout', 'logSettings', 'returnMultistatementResult']);
-  if (tp.logSettings !== undefined) throw new UnsupportedError(`logSettings of Script \`${ctx.name}\` is not implemented by the local runtime.`);
-  if (tp.returnMultistatementResult !== undefined) throw new UnsupportedError(`returnMultistatementResult of Script \`${ctx.name}\` is not implemented.`);
+  const tp = typeProperties(ctx, DATA_TYPE_PROPERTIES.Script!);
   const ls = resolveLinkedService(services, ctx.activity.linkedServiceName, ctx);
   if (ls.type !== 'AzureSqlDatabase') throw new UnsupportedError(`Script \`${ctx.name}\` runs on linked service type \`${ls.type}\`; the runtime runs Script on AzureSqlDatabase only.`);
   if (!Array.isArray(tp.scripts)) throw new UsageError(`Script \`${ctx.name}\` has no scripts.`);
@@ -87,7 +92,7 @@ const FIELDS = ['itemName', 'itemType', 'size', 'created', 'lastModified', 'chil
 
 /** GetMetadata over the lake (control-flow-get-metadata-activity). */
 async function getMetadata(services: RuntimeServices, ctx: ActivityContext): Promise<Json> {
-  const tp = typeProperties(ctx, ['dataset', 'fieldList', 'storeSettings', 'formatSettings']);
+  const tp = typeProperties(ctx, DATA_TYPE_PROPERTIES.GetMetadata!);
   const dataset = resolveDataset(services, tp.dataset, ctx);
   const location = lakeLocation(dataset);
   const fields = ctx.evaluate(tp.fieldList ?? []);

@@ -38,8 +38,16 @@ export interface ResolvedDataset {
   readonly linkedService: ResolvedLinkedService;
 }
 
-const DATASET_KEYS = ['linkedServiceName', 'parameters', 'annotations', 'type', 'typeProperties', 'schema', 'structure', 'description', 'folder'];
-const LINKED_SERVICE_KEYS = ['type', 'typeProperties', 'annotations', 'description', 'parameters', 'connectVia'];
+/** typeProperties of the dataset types the runtime reads and writes. */
+export const DATASET_TYPE_PROPERTIES: Readonly<Record<string, readonly string[]>> = {
+  Parquet: ['location', 'compressionCodec'],
+  DelimitedText: ['location', 'columnDelimiter', 'rowDelimiter', 'quoteChar', 'escapeChar', 'firstRowAsHeader', 'nullValue', 'encodingName', 'compressionCodec'],
+  AzureSqlTable: ['schema', 'table'],
+  CommonDataServiceForAppsEntity: ['entityName'],
+};
+
+export const DATASET_KEYS = ['linkedServiceName', 'parameters', 'annotations', 'type', 'typeProperties', 'schema', 'structure', 'description', 'folder'];
+export const LINKED_SERVICE_KEYS = ['type', 'typeProperties', 'annotations', 'description', 'parameters', 'connectVia'];
 export const LINKED_SERVICE_TYPES = ['AzureBlobFS', 'AzureSqlDatabase', 'CommonDataServiceForApps', 'AzureKeyVault'];
 
 /** Resolves a linked-service reference: parameters bound (defaults + given), `linkedService()` expressions evaluated. */
@@ -66,6 +74,9 @@ export function resolveDataset(services: RuntimeServices, reference: unknown, ct
   const artifact = services.artifacts.get('dataset', reference.referenceName);
   const props = artifact.properties;
   checkKeys(props, DATASET_KEYS, `dataset \`${artifact.name}\``);
+  const known = DATASET_TYPE_PROPERTIES[String(props.type)];
+  if (!known) throw new UnsupportedError(`Dataset type \`${props.type}\` (\`${artifact.name}\`) is not implemented by the local runtime; supported: ${Object.keys(DATASET_TYPE_PROPERTIES).join(', ')}.`);
+  checkKeys(isObject(props.typeProperties) ? props.typeProperties : {}, known, `the typeProperties of dataset \`${artifact.name}\``);
   const params = bind(declarations(props.parameters, 'parameter', `dataset \`${artifact.name}\``), ctx.evaluate(reference.parameters ?? {}), `dataset \`${artifact.name}\``);
   const scope = { ...ctx.scope, dataset: () => params };
   const typeProperties = evaluateValue(props.typeProperties ?? {}, scope) as JsonObject;

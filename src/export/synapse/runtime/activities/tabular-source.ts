@@ -20,8 +20,8 @@ export interface TabularData {
   readonly dataRead: number;
 }
 
-const STORE_SETTINGS_KEYS = ['type', 'recursive', 'wildcardFolderPath', 'wildcardFileName', 'modifiedDatetimeStart', 'modifiedDatetimeEnd', 'fileListPath', 'enablePartitionDiscovery', 'partitionRootPath', 'maxConcurrentConnections', 'deleteFilesAfterCompletion'];
-const SOURCE_KEYS: Record<string, readonly string[]> = {
+export const STORE_SETTINGS_KEYS = ['type', 'recursive', 'wildcardFolderPath', 'wildcardFileName', 'modifiedDatetimeStart', 'modifiedDatetimeEnd', 'fileListPath', 'enablePartitionDiscovery', 'partitionRootPath', 'maxConcurrentConnections', 'deleteFilesAfterCompletion'];
+export const SOURCE_KEYS: Record<string, readonly string[]> = {
   ParquetSource: ['type', 'storeSettings', 'additionalColumns', 'formatSettings'],
   DelimitedTextSource: ['type', 'storeSettings', 'formatSettings', 'additionalColumns'],
   AzureSqlSource: ['type', 'sqlReaderQuery', 'queryTimeout', 'partitionOption', 'additionalColumns', 'isolationLevel'],
