@@ -12,6 +12,7 @@ import { runRemoteCommand } from './run-remote.js';
 import { runsCommand } from './runs.js';
 import { scheduleCommand } from './schedule.js';
 import { statusCommand } from './status.js';
+import { synapseRunCommand } from './synapse-run.js';
 
 /** Every CLI command, one line each. */
 export const COMMANDS: readonly Command[] = [
@@ -28,4 +29,5 @@ export const COMMANDS: readonly Command[] = [
   exportSynapseCommand,
   deploySynapseCommand,
   runRemoteCommand,
+  synapseRunCommand,
 ];

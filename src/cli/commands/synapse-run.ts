@@ -1,0 +1,106 @@
+import path from 'node:path';
+import { isUrlLocation } from '../../core/config.js';
+import { EXIT, UsageError } from '../../core/errors.js';
+import { ArtifactStore } from '../../export/synapse/runtime/artifact-store.js';
+import type { Json } from '../../export/synapse/runtime/expression/json-value.js';
+import { formatMonitoringView } from '../../export/synapse/runtime/run-records.js';
+import { SynapseRuntime } from '../../export/synapse/runtime/synapse-runtime.js';
+import type { Command } from '../command.js';
+import { openDataverse } from '../services.js';
+
+/** `ferry synapse run`: executes exported Synapse artifacts locally (a pipeline once, or a trigger over ticks). */
+export const synapseRunCommand: Command = {
+  name: 'synapse run',
+  summary: 'run an exported Synapse pipeline or trigger on the local runtime (lake, DuckDB, Dataverse over HTTP)',
+  usage:
+    'synapse run <pipeline|trigger> [--from <time>] [--ticks N] [--tick 15m] [--param k=v]... [--fs name=dir]... [--artifacts synapse/] [--workspace dir] [--json]',
+  options: {
+    from: { type: 'string' },
+    ticks: { type: 'string' },
+    tick: { type: 'string' },
+    param: { type: 'string', multiple: true },
+    fs: { type: 'string', multiple: true },
+    artifacts: { type: 'string' },
+    workspace: { type: 'string' },
+  },
+  async run(input) {
+    const [name, extra] = input.positionals;
+    if (!name) throw new UsageError('Name a pipeline or trigger: `ferry synapse run pl_accounts_inbound` or `ferry synapse run tr_ferry_every_15m --ticks 8`.');
+    if (extra) throw new UsageError(`Unexpected argument \`${extra}\`; run one pipeline or trigger at a time.`);
+    const artifactsDir = typeof input.values.artifacts === 'string' ? input.values.artifacts : 'synapse';
+    const store = await ArtifactStore.load(artifactsDir);
+    const isTrigger = store.has('trigger', name);
+    if (!isTrigger && !store.has('pipeline', name)) {
+      throw new UsageError(`\`${name}\` is neither a pipeline nor a trigger under \`${artifactsDir}\`; pipelines: ${store.names('pipeline').join(', ')}; triggers: ${store.names('trigger').join(', ')}.`);
+    }
+    const from = typeof input.values.from === 'string' ? input.values.from : new Date().toISOString();
+    if (Number.isNaN(Date.parse(from))) throw new UsageError(`--from \`${from}\` is not an ISO 8601 time; e.g. 2026-11-20T09:00:00Z.`);
+    const ticks = input.values.ticks === undefined ? (isTrigger ? 1 : 0) : Number(input.values.ticks);
+    if (!Number.isInteger(ticks) || ticks < 0) throw new UsageError(`--ticks \`${input.values.ticks}\` must be a non-negative integer.`);
+    if (!isTrigger && input.values.ticks !== undefined) throw new UsageError('--ticks drives triggers; a pipeline runs once. Name a trigger to run ticks.');
+    const tickMs = durationMs(typeof input.values.tick === 'string' ? input.values.tick : '15m');
+    const parameters = keyValues(input.values.param, '--param');
+    if (isTrigger && Object.keys(parameters).length) throw new UsageError('--param sets pipeline parameters; a trigger passes its own.');
+    const fileSystems: Record<string, string> = {};
+    if (!isUrlLocation(input.config.lake)) fileSystems.lake = input.config.lake;
+    for (const [k, v] of Object.entries(keyValues(input.values.fs, '--fs'))) fileSystems[k] = String(v);
+    const dataverse = await openDataverse(input.config, input.log);
+    try {
+      const url = dataverse.endpoint.url;
+      if (!/^https?:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/.test(url)) {
+        throw new UsageError(`The local Synapse runtime talks only to a local Dataverse (the emulator); \`${url}\` is remote. Drop --dataverse to use the built-in emulator.`);
+      }
+      const runtime = await SynapseRuntime.open({
+        artifacts: store,
+        workspaceDir: typeof input.values.workspace === 'string' ? input.values.workspace : path.join(input.config.state, 'synapse-runtime'),
+        fileSystems,
+        startTime: from,
+        dataverseUrl: url,
+      });
+      try {
+        if (isTrigger) {
+          runtime.startTrigger(name);
+          await runtime.runTicks(ticks, tickMs);
+        } else {
+          await runtime.runPipeline(name, parameters);
+        }
+        const runs = runtime.runs;
+        if (input.json) input.print(JSON.stringify({ ticks, runs }));
+        else for (const line of formatMonitoringView(runs)) input.print(line);
+        if (isTrigger && runs.length === 0) input.log.warn(`Trigger \`${name}\` fired no run in ${ticks} tick(s) of ${tickMs / 60_000} min from ${from}.`);
+        return runs.every((r) => r.status === 'Succeeded') ? EXIT.ok : EXIT.failed;
+      } finally {
+        await runtime.close();
+      }
+    } finally {
+      await dataverse.close();
+    }
+  },
+};
+
+function keyValues(values: unknown, flag: string): Record<string, Json> {
+  const out: Record<string, Json> = {};
+  for (const item of Array.isArray(values) ? values : []) {
+    const text = String(item);
+    const eq = text.indexOf('=');
+    if (eq <= 0) throw new UsageError(`${flag} \`${text}\` must be name=value.`);
+    const raw = text.slice(eq + 1);
+    // Values that read as JSON numbers, booleans, arrays or objects keep that type (Int/Bool/Array parameters).
+    let value: Json = raw;
+    if (/^(-?\d+(\.\d+)?|true|false|\[.*\]|\{.*\})$/s.test(raw)) {
+      try {
+        value = JSON.parse(raw) as Json;
+      } catch {
+        value = raw;
+      }
+    }
+    out[text.slice(0, eq)] = value;
+  }
+  return out;
+}
+
+function durationMs(text: string): number {
+  const m = /^(\d+)(s|m|h|d)$/.exec(text);
+  if (!m) throw new UsageError(`--tick \`${text}\` must be a duration like 15m, 1h, 30s or 1d.`);
+  return Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 's']!;
+}
