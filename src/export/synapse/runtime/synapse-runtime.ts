@@ -80,6 +80,8 @@ export class SynapseRuntime {
     let sql = options.sqlEngine;
     if (!sql) {
       owned = await DuckDbStaging.open({ path: path.join(options.workspaceDir, 'workspace.duckdb'), threads: 2, memoryLimit: '512MB' });
+      // Azure SQL databases always have the `dbo` schema.
+      await owned.run('CREATE SCHEMA IF NOT EXISTS dbo');
       sql = new DuckDbSqlEngine(owned, options.stepRenderings);
     }
     const startMs = options.startTime ? Date.parse(options.startTime) : Date.now();

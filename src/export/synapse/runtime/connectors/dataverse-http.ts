@@ -156,8 +156,8 @@ export class DataverseHttp {
       let message = text.slice(0, 500);
       try {
         const parsed = JSON.parse(text) as { error?: { code?: string; message?: string } };
-        code = parsed.error?.code ?? code;
-        message = parsed.error?.message ?? message;
+        code = parsed.error?.code || code;
+        message = parsed.error?.message || message;
       } catch {
         // not JSON: keep the text
       }
