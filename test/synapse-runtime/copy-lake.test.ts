@@ -9,20 +9,36 @@ import { SynapseRuntime } from '../../src/export/synapse/runtime/synapse-runtime
 
 // Hand-written artifacts shaped like the export's, with DuckDB SQL (the exported T-SQL has no DuckDB rendering yet).
 const LINKED = [
-  { name: 'ls_adls', properties: { type: 'AzureBlobFS', typeProperties: { url: 'https://lake.dfs.core.windows.net/' } } },
+  {
+    name: 'ls_adls',
+    properties: { type: 'AzureBlobFS', typeProperties: { url: 'https://lake.dfs.core.windows.net/' } },
+  },
   { name: 'ls_sql', properties: { type: 'AzureSqlDatabase', typeProperties: { server: 'sql', database: 'ferry' } } },
 ];
-const ref = (referenceName: string, parameters: JsonObject = {}) => ({ referenceName, type: 'DatasetReference', parameters });
+const ref = (referenceName: string, parameters: JsonObject = {}) => ({
+  referenceName,
+  type: 'DatasetReference',
+  parameters,
+});
 const DATASETS = [
   {
     name: 'ds_parquet',
     properties: {
       type: 'Parquet',
       linkedServiceName: { referenceName: 'ls_adls', type: 'LinkedServiceReference' },
-      parameters: { fileSystem: { type: 'String', defaultValue: 'lake' }, folderPath: { type: 'String' }, fileName: { type: 'String', defaultValue: '' } },
+      parameters: {
+        fileSystem: { type: 'String', defaultValue: 'lake' },
+        folderPath: { type: 'String' },
+        fileName: { type: 'String', defaultValue: '' },
+      },
       typeProperties: {
         compressionCodec: 'snappy',
-        location: { type: 'AzureBlobFSLocation', fileSystem: '@dataset().fileSystem', folderPath: '@dataset().folderPath', fileName: '@dataset().fileName' },
+        location: {
+          type: 'AzureBlobFSLocation',
+          fileSystem: '@dataset().fileSystem',
+          folderPath: '@dataset().folderPath',
+          fileName: '@dataset().fileName',
+        },
       },
     },
   },
@@ -32,7 +48,18 @@ const DATASETS = [
       type: 'DelimitedText',
       linkedServiceName: { referenceName: 'ls_adls', type: 'LinkedServiceReference' },
       parameters: { folderPath: { type: 'String' }, fileName: { type: 'String' } },
-      typeProperties: { location: { type: 'AzureBlobFSLocation', fileSystem: 'lake', folderPath: '@dataset().folderPath', fileName: '@dataset().fileName' }, columnDelimiter: ',', quoteChar: '"', escapeChar: '"', firstRowAsHeader: false },
+      typeProperties: {
+        location: {
+          type: 'AzureBlobFSLocation',
+          fileSystem: 'lake',
+          folderPath: '@dataset().folderPath',
+          fileName: '@dataset().fileName',
+        },
+        columnDelimiter: ',',
+        quoteChar: '"',
+        escapeChar: '"',
+        firstRowAsHeader: false,
+      },
     },
   },
   {
@@ -68,7 +95,10 @@ const PIPELINES = [
           typeProperties: {
             source: {
               type: 'ParquetSource',
-              additionalColumns: [{ name: '__source_file', value: '$$FILEPATH' }, { name: '__run_id', value: { type: 'Expression', value: '@pipeline().RunId' } }],
+              additionalColumns: [
+                { name: '__source_file', value: '$$FILEPATH' },
+                { name: '__run_id', value: { type: 'Expression', value: '@pipeline().RunId' } },
+              ],
               storeSettings: {
                 type: 'AzureBlobFSReadSettings',
                 recursive: true,
@@ -78,18 +108,40 @@ const PIPELINES = [
                 modifiedDatetimeEnd: '@pipeline().parameters.windowEnd',
               },
             },
-            sink: { type: 'AzureSqlSink', preCopyScript: 'DROP TABLE IF EXISTS dbo.stg_things', tableOption: 'autoCreate', writeBatchSize: 10000 },
+            sink: {
+              type: 'AzureSqlSink',
+              preCopyScript: 'DROP TABLE IF EXISTS dbo.stg_things',
+              tableOption: 'autoCreate',
+              writeBatchSize: 10000,
+            },
             enableStaging: false,
           },
         },
-        sqlScript('Transform', 'CREATE OR REPLACE TABLE dbo.things_out AS SELECT id, upper(name) AS name, amount * 2 AS amount, __source_file FROM dbo.stg_things ORDER BY id', ['CopyParquetToStaging']),
+        sqlScript(
+          'Transform',
+          'CREATE OR REPLACE TABLE dbo.things_out AS SELECT id, upper(name) AS name, amount * 2 AS amount, __source_file FROM dbo.stg_things ORDER BY id',
+          ['CopyParquetToStaging'],
+        ),
         {
           name: 'CopyToWarehouse',
           type: 'Copy',
           dependsOn: [{ activity: 'Transform', dependencyConditions: ['Succeeded'] }],
           inputs: [ref('ds_sql', { schemaName: 'dbo', tableName: 'things_out' })],
-          outputs: [ref('ds_parquet', { fileSystem: 'warehouse', folderPath: "@concat('things/', formatDateTime(pipeline().parameters.windowEnd, 'yyyyMMddHHmm'))", fileName: 'things.parquet' })],
-          typeProperties: { source: { type: 'AzureSqlSource', sqlReaderQuery: 'SELECT * FROM dbo.things_out ORDER BY id' }, sink: { type: 'ParquetSink', storeSettings: { type: 'AzureBlobFSWriteSettings' }, formatSettings: { type: 'ParquetWriteSettings' } } },
+          outputs: [
+            ref('ds_parquet', {
+              fileSystem: 'warehouse',
+              folderPath: "@concat('things/', formatDateTime(pipeline().parameters.windowEnd, 'yyyyMMddHHmm'))",
+              fileName: 'things.parquet',
+            }),
+          ],
+          typeProperties: {
+            source: { type: 'AzureSqlSource', sqlReaderQuery: 'SELECT * FROM dbo.things_out ORDER BY id' },
+            sink: {
+              type: 'ParquetSink',
+              storeSettings: { type: 'AzureBlobFSWriteSettings' },
+              formatSettings: { type: 'ParquetWriteSettings' },
+            },
+          },
         },
       ],
     },
@@ -98,14 +150,63 @@ const PIPELINES = [
     name: 'pl_lookup_meta',
     properties: {
       activities: [
-        { name: 'Marker', type: 'Lookup', typeProperties: { dataset: ref('ds_text', { folderPath: 'marker', fileName: 'changelog.info' }), source: { type: 'DelimitedTextSource', storeSettings: { type: 'AzureBlobFSReadSettings', recursive: false } } } },
-        sqlScript('Seed', "CREATE OR REPLACE TABLE dbo.cursors (pipeline VARCHAR, value VARCHAR); INSERT INTO dbo.cursors VALUES ('a', '1'), ('b', '2')"),
-        { name: 'All', type: 'Lookup', dependsOn: [{ activity: 'Seed', dependencyConditions: ['Succeeded'] }], typeProperties: { dataset: ref('ds_sql', { schemaName: 'dbo', tableName: 'cursors' }), firstRowOnly: false, source: { type: 'AzureSqlSource', sqlReaderQuery: 'SELECT * FROM dbo.cursors ORDER BY pipeline' } } },
-        { name: 'Meta', type: 'GetMetadata', typeProperties: { dataset: ref('ds_parquet', { folderPath: 'inbound/things' }), fieldList: ['exists', 'itemName', 'itemType', 'lastModified', 'childItems'] } },
-        { name: 'FileMeta', type: 'GetMetadata', typeProperties: { dataset: ref('ds_parquet', { folderPath: 'inbound/things', fileName: 'a.parquet' }), fieldList: ['size', 'itemName'] } },
-        { name: 'Missing', type: 'GetMetadata', typeProperties: { dataset: ref('ds_parquet', { folderPath: 'inbound/nothing' }), fieldList: ['exists'] } },
-        { name: 'MissingFails', type: 'GetMetadata', typeProperties: { dataset: ref('ds_parquet', { folderPath: 'inbound/nothing' }), fieldList: ['childItems'] } },
-        { name: 'TSql', type: 'Script', linkedServiceName: { referenceName: 'ls_sql', type: 'LinkedServiceReference' }, typeProperties: { scripts: [{ type: 'NonQuery', text: "UPDATE [ferry].[runs] SET [status] = N'failed'" }] } },
+        {
+          name: 'Marker',
+          type: 'Lookup',
+          typeProperties: {
+            dataset: ref('ds_text', { folderPath: 'marker', fileName: 'changelog.info' }),
+            source: {
+              type: 'DelimitedTextSource',
+              storeSettings: { type: 'AzureBlobFSReadSettings', recursive: false },
+            },
+          },
+        },
+        sqlScript(
+          'Seed',
+          "CREATE OR REPLACE TABLE dbo.cursors (pipeline VARCHAR, value VARCHAR); INSERT INTO dbo.cursors VALUES ('a', '1'), ('b', '2')",
+        ),
+        {
+          name: 'All',
+          type: 'Lookup',
+          dependsOn: [{ activity: 'Seed', dependencyConditions: ['Succeeded'] }],
+          typeProperties: {
+            dataset: ref('ds_sql', { schemaName: 'dbo', tableName: 'cursors' }),
+            firstRowOnly: false,
+            source: { type: 'AzureSqlSource', sqlReaderQuery: 'SELECT * FROM dbo.cursors ORDER BY pipeline' },
+          },
+        },
+        {
+          name: 'Meta',
+          type: 'GetMetadata',
+          typeProperties: {
+            dataset: ref('ds_parquet', { folderPath: 'inbound/things' }),
+            fieldList: ['exists', 'itemName', 'itemType', 'lastModified', 'childItems'],
+          },
+        },
+        {
+          name: 'FileMeta',
+          type: 'GetMetadata',
+          typeProperties: {
+            dataset: ref('ds_parquet', { folderPath: 'inbound/things', fileName: 'a.parquet' }),
+            fieldList: ['size', 'itemName'],
+          },
+        },
+        {
+          name: 'Missing',
+          type: 'GetMetadata',
+          typeProperties: { dataset: ref('ds_parquet', { folderPath: 'inbound/nothing' }), fieldList: ['exists'] },
+        },
+        {
+          name: 'MissingFails',
+          type: 'GetMetadata',
+          typeProperties: { dataset: ref('ds_parquet', { folderPath: 'inbound/nothing' }), fieldList: ['childItems'] },
+        },
+        {
+          name: 'TSql',
+          type: 'Script',
+          linkedServiceName: { referenceName: 'ls_sql', type: 'LinkedServiceReference' },
+          typeProperties: { scripts: [{ type: 'NonQuery', text: "UPDATE [ferry].[runs] SET [status] = N'failed'" }] },
+        },
       ],
     },
   },
@@ -118,14 +219,20 @@ const T = (s: string) => new Date(s);
 async function writeParquet(file: string, rows: string, mtime: string): Promise<void> {
   const full = path.join(dir, 'storage', 'lake', file);
   await mkdir(path.dirname(full), { recursive: true });
-  await rt.services.sql.duck.run(`COPY (SELECT * FROM (VALUES ${rows}) AS t(id, name, amount)) TO '${full}' (FORMAT parquet)`);
+  await rt.services.sql.duck.run(
+    `COPY (SELECT * FROM (VALUES ${rows}) AS t(id, name, amount)) TO '${full}' (FORMAT parquet)`,
+  );
   await utimes(full, T(mtime), T(mtime));
 }
 
 describe('Copy over the local lake and the workspace DuckDB database', () => {
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'synapse-copy-'));
-    rt = await SynapseRuntime.open({ artifacts: ArtifactStore.fromObjects({ linkedService: LINKED, dataset: DATASETS, pipeline: PIPELINES as never }), workspaceDir: dir, startTime: '2026-03-01T01:00:00Z' });
+    rt = await SynapseRuntime.open({
+      artifacts: ArtifactStore.fromObjects({ linkedService: LINKED, dataset: DATASETS, pipeline: PIPELINES as never }),
+      workspaceDir: dir,
+      startTime: '2026-03-01T01:00:00Z',
+    });
     await writeParquet('inbound/things/a.parquet', "(1, 'one', 1.5), (2, 'two', 2.5)", '2026-03-01T00:05:00Z');
     await writeParquet('inbound/things/sub/b.parquet', "(3, 'three', 3.5)", '2026-03-01T00:14:59Z');
     await writeParquet('inbound/things/c.parquet', "(4, 'four', 4.5)", '2026-03-01T00:15:00Z');
@@ -141,27 +248,47 @@ describe('Copy over the local lake and the workspace DuckDB database', () => {
   });
 
   it('copies Parquet files selected by wildcard, recursion and [start, end) modified time, through SQL, to Parquet', async () => {
-    const run = await rt.runPipeline('pl_things', { windowStart: '2026-03-01T00:00:00Z', windowEnd: '2026-03-01T00:15:00Z' });
+    const run = await rt.runPipeline('pl_things', {
+      windowStart: '2026-03-01T00:00:00Z',
+      windowEnd: '2026-03-01T00:15:00Z',
+    });
     assert.equal(run.status, 'Succeeded', run.message);
     const copy = run.activityRuns.find((a) => a.activityName === 'CopyParquetToStaging')!.output as JsonObject;
-    assert.equal(copy.filesRead, 2, 'a.parquet and sub/b.parquet; c.parquet is at the exclusive end, old.parquet before the start');
+    assert.equal(
+      copy.filesRead,
+      2,
+      'a.parquet and sub/b.parquet; c.parquet is at the exclusive end, old.parquet before the start',
+    );
     assert.equal(copy.rowsRead, 3);
     assert.equal(copy.rowsCopied, 3);
     const staged = await rt.services.sql.duck.all('SELECT id, __source_file, __run_id FROM dbo.stg_things ORDER BY id');
-    assert.deepEqual(staged.map((r) => [Number(r.id), r.__source_file, r.__run_id]), [
-      [1, 'a.parquet', run.runId],
-      [2, 'a.parquet', run.runId],
-      [3, 'sub/b.parquet', run.runId],
-    ]);
+    assert.deepEqual(
+      staged.map((r) => [Number(r.id), r.__source_file, r.__run_id]),
+      [
+        [1, 'a.parquet', run.runId],
+        [2, 'a.parquet', run.runId],
+        [3, 'sub/b.parquet', run.runId],
+      ],
+    );
     const out = path.join(dir, 'storage', 'warehouse', 'things', '202603010015', 'things.parquet');
     const written = await rt.services.sql.duck.all(`SELECT id, name, amount FROM read_parquet('${out}') ORDER BY id`);
-    assert.deepEqual(written.map((r) => [Number(r.id), r.name, String(r.amount)]), [[1, 'ONE', '3.0'], [2, 'TWO', '5.0'], [3, 'THREE', '7.0']]);
+    assert.deepEqual(
+      written.map((r) => [Number(r.id), r.name, String(r.amount)]),
+      [
+        [1, 'ONE', '3.0'],
+        [2, 'TWO', '5.0'],
+        [3, 'THREE', '7.0'],
+      ],
+    );
     const toWarehouse = run.activityRuns.find((a) => a.activityName === 'CopyToWarehouse')!.output as JsonObject;
     assert.equal(toWarehouse.filesWritten, 1);
   });
 
   it('fails autoCreate when no file matched, as there is no source schema', async () => {
-    const run = await rt.runPipeline('pl_things', { windowStart: '2026-03-02T00:00:00Z', windowEnd: '2026-03-02T00:15:00Z' });
+    const run = await rt.runPipeline('pl_things', {
+      windowStart: '2026-03-02T00:00:00Z',
+      windowEnd: '2026-03-02T00:15:00Z',
+    });
     assert.equal(run.status, 'Failed');
     const copy = run.activityRuns.find((a) => a.activityName === 'CopyParquetToStaging')!;
     assert.equal(copy.error!.errorCode, 'SinkAutoCreateWithoutSchema');
@@ -172,12 +299,23 @@ describe('Copy over the local lake and the workspace DuckDB database', () => {
     const run = await rt.runPipeline('pl_lookup_meta');
     const out = (name: string) => run.activityRuns.find((a) => a.activityName === name)!;
     assert.deepEqual(out('Marker').output, { firstRow: { Prop_0: '2026-03-01T00.15.00Z' } });
-    assert.deepEqual(out('All').output, { count: 2, value: [{ pipeline: 'a', value: '1' }, { pipeline: 'b', value: '2' }] });
+    assert.deepEqual(out('All').output, {
+      count: 2,
+      value: [
+        { pipeline: 'a', value: '1' },
+        { pipeline: 'b', value: '2' },
+      ],
+    });
     const meta = out('Meta').output as JsonObject;
     assert.equal(meta.exists, true);
     assert.equal(meta.itemName, 'things');
     assert.equal(meta.itemType, 'Folder');
-    assert.deepEqual(meta.childItems, [{ name: 'a.parquet', type: 'File' }, { name: 'c.parquet', type: 'File' }, { name: 'old.parquet', type: 'File' }, { name: 'sub', type: 'Folder' }]);
+    assert.deepEqual(meta.childItems, [
+      { name: 'a.parquet', type: 'File' },
+      { name: 'c.parquet', type: 'File' },
+      { name: 'old.parquet', type: 'File' },
+      { name: 'sub', type: 'Folder' },
+    ]);
     assert.match(String(meta.lastModified), /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{7}Z$/);
     assert.equal((out('FileMeta').output as JsonObject).itemName, 'a.parquet');
     assert.ok(Number((out('FileMeta').output as JsonObject).size) > 0);
@@ -185,6 +323,9 @@ describe('Copy over the local lake and the workspace DuckDB database', () => {
     assert.equal(out('MissingFails').status, 'Failed');
     assert.equal(out('TSql').status, 'Failed');
     assert.equal(out('TSql').error!.errorCode, 'SqlStepNotRunnable');
-    assert.match(out('TSql').error!.message, /Script `TSql` block 1 .* is T-SQL \(bracket-quoted identifiers, N'…' literals\)/);
+    assert.match(
+      out('TSql').error!.message,
+      /Script `TSql` block 1 .* is T-SQL \(bracket-quoted identifiers, N'…' literals\)/,
+    );
   });
 });

@@ -16,7 +16,10 @@ const scope: ExpressionScope = {
   }),
   activity: (name) => {
     if (name !== 'Lookup1') throw new Error(`no activity ${name}`);
-    return { output: { firstRow: { cursor_value: 'x' }, value: [{ id: 1 }, { id: 2 }], count: 2 }, status: 'Succeeded' };
+    return {
+      output: { firstRow: { cursor_value: 'x' }, value: [{ id: 1 }, { id: 2 }], count: 2 },
+      status: 'Succeeded',
+    };
   },
   variables: (name) => ({ list: ['a', 'b'], flag: true })[name] ?? null,
   item: () => ({ name: 'file1.csv' }),
@@ -41,7 +44,7 @@ describe('expression grammar', () => {
     assert.equal(ev("x @{concat('{', '}')} y"), 'x {} y');
   });
   it('evaluates Expression objects, nested objects and arrays', () => {
-    assert.deepEqual(ev({ type: 'Expression', value: '@variables(\'list\')' }), ['a', 'b']);
+    assert.deepEqual(ev({ type: 'Expression', value: "@variables('list')" }), ['a', 'b']);
     assert.deepEqual(ev({ a: ['@pipeline().RunId', 1] }), { a: ['run-1', 1] });
   });
   it('accesses properties by dot, bracket, dynamic key and zero-based index', () => {
@@ -95,7 +98,7 @@ describe('documented function examples', () => {
     ['@last(createArray(0, 1, 2, 3))', 3],
     ['@intersection(createArray(1, 2, 3), createArray(101, 2, 1, 10), createArray(6, 8, 1, 2))', [1, 2]],
     ['@union(createArray(1, 2, 3), createArray(1, 2, 10, 101))', [1, 2, 3, 10, 101]],
-    ["@union(json('{\"a\":1,\"b\":2}'), json('{\"b\":3}'))", { a: 1, b: 3 }],
+    ['@union(json(\'{"a":1,"b":2}\'), json(\'{"b":3}\'))', { a: 1, b: 3 }],
     ["@join(createArray('a', 'b', 'c'), '.')", 'a.b.c'],
     ["@length('abcd')", 4],
     ['@length(createArray(0, 1, 2, 3))', 4],
@@ -112,7 +115,7 @@ describe('documented function examples', () => {
     ['@greaterOrEquals(5, 5)', true],
     ["@less('banana', 'apple')", false],
     ['@lessOrEquals(10, 10)', true],
-    ['@if(equals(1, 1), \'yes\', \'no\')', 'yes'],
+    ["@if(equals(1, 1), 'yes', 'no')", 'yes'],
     ["@array('hello')", ['hello']],
     ["@base64('hello')", 'aGVsbG8='],
     ["@base64ToString('aGVsbG8=')", 'hello'],
@@ -126,8 +129,8 @@ describe('documented function examples', () => {
     ["@int('10')", 10],
     ["@float('10.333')", 10.333],
     ['@string(10)', '10'],
-    ["@string(json('{\"name\":\"Sophie Owen\"}'))", '{"name":"Sophie Owen"}'],
-    ["@coalesce(null, true, false)", true],
+    ['@string(json(\'{"name":"Sophie Owen"}\'))', '{"name":"Sophie Owen"}'],
+    ['@coalesce(null, true, false)', true],
     ["@coalesce(null, 'hello', 'world')", 'hello'],
     ['@coalesce(null, null)', null],
     ["@coalesce('', 'x')", ''],
@@ -192,7 +195,10 @@ describe('documented function examples', () => {
     assert.equal(ev('@rand(5, 10)', { ...scope, random: () => 0.999 }), 9);
   });
   it('utcNow() follows the injectable clock', () => {
-    assert.equal(ev('@utcNow()', { ...scope, now: () => parseTimestamp('2030-01-01T00:00:00Z', 't') }), '2030-01-01T00:00:00.0000000Z');
+    assert.equal(
+      ev('@utcNow()', { ...scope, now: () => parseTimestamp('2030-01-01T00:00:00Z', 't') }),
+      '2030-01-01T00:00:00.0000000Z',
+    );
   });
   it('errors name the value', () => {
     assert.throws(() => ev("@int('1.5')"), /`int\(\)` cannot convert `"1.5"`/);
@@ -205,7 +211,8 @@ describe('documented function examples', () => {
     assert.throws(() => ev("@if('x', 1, 2)"), /needs a boolean/);
   });
   it('if/and/or evaluate lazily by default, eagerly when asked', () => {
-    const hazard = "@if(empty(pipeline().parameters.empty), 'now', formatDateTime(pipeline().parameters.empty, 'yyyy'))";
+    const hazard =
+      "@if(empty(pipeline().parameters.empty), 'now', formatDateTime(pipeline().parameters.empty, 'yyyy'))";
     assert.equal(ev(hazard), 'now');
     assert.throws(() => ev(hazard, { ...scope, lazyConditionals: false }), /cannot read the timestamp ``/);
     assert.equal(ev("@or(true, greater(1, 'a'))"), true);

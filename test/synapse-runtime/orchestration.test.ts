@@ -10,8 +10,19 @@ import { SynapseRuntime } from '../../src/export/synapse/runtime/synapse-runtime
 
 // Hand-written pipelines: their SQL is DuckDB SQL (no T-SQL), so the default engine runs it as written.
 const after_ = (activity: string, ...conditions: string[]) => ({ activity, dependencyConditions: conditions });
-const fail = (name: string, dependsOn: JsonObject[] = []): JsonObject => ({ name, type: 'Fail', dependsOn, typeProperties: { message: `${name} failed on purpose`, errorCode: '42' } });
-const wait = (name: string, seconds: number, dependsOn: JsonObject[] = [], policy?: JsonObject): JsonObject => ({ name, type: 'Wait', dependsOn, typeProperties: { waitTimeInSeconds: seconds }, ...(policy ? { policy } : {}) });
+const fail = (name: string, dependsOn: JsonObject[] = []): JsonObject => ({
+  name,
+  type: 'Fail',
+  dependsOn,
+  typeProperties: { message: `${name} failed on purpose`, errorCode: '42' },
+});
+const wait = (name: string, seconds: number, dependsOn: JsonObject[] = [], policy?: JsonObject): JsonObject => ({
+  name,
+  type: 'Wait',
+  dependsOn,
+  typeProperties: { waitTimeInSeconds: seconds },
+  ...(policy ? { policy } : {}),
+});
 const script = (name: string, text: string, extra: JsonObject = {}): JsonObject => ({
   name,
   type: 'Script',
@@ -19,9 +30,14 @@ const script = (name: string, text: string, extra: JsonObject = {}): JsonObject 
   typeProperties: { scripts: [{ type: 'Query', text }] },
   ...extra,
 });
-const pipeline = (name: string, activities: JsonObject[], extra: JsonObject = {}) => ({ name, properties: { activities, ...extra } });
+const pipeline = (name: string, activities: JsonObject[], extra: JsonObject = {}) => ({
+  name,
+  properties: { activities, ...extra },
+});
 
-const LINKED = [{ name: 'ls_sql', properties: { type: 'AzureSqlDatabase', typeProperties: { server: 'local', database: 'ferry' } } }];
+const LINKED = [
+  { name: 'ls_sql', properties: { type: 'AzureSqlDatabase', typeProperties: { server: 'local', database: 'ferry' } } },
+];
 
 const PIPELINES = [
   pipeline('conditions', [
@@ -33,17 +49,37 @@ const PIPELINES = [
     wait('AfterSkippedSuccess', 1, [after_('OnSuccess', 'Succeeded')]),
   ]),
   pipeline('try_catch', [fail('A'), wait('Handler', 1, [after_('A', 'Failed')])]),
-  pipeline('do_if_else', [fail('A'), wait('Next', 1, [after_('A', 'Succeeded')]), wait('Handler', 1, [after_('A', 'Failed')])]),
-  pipeline('do_if_skip_else', [fail('A'), wait('Next', 1, [after_('A', 'Succeeded')]), wait('Dummy', 1, [after_('Next', 'Skipped')]), wait('Handler', 1, [after_('A', 'Failed')])]),
-  pipeline('generic_handler', [wait('A', 1), fail('B', [after_('A', 'Succeeded')]), wait('C', 1, [after_('B', 'Succeeded')]), wait('H', 1, [after_('C', 'Failed', 'Skipped')])]),
+  pipeline('do_if_else', [
+    fail('A'),
+    wait('Next', 1, [after_('A', 'Succeeded')]),
+    wait('Handler', 1, [after_('A', 'Failed')]),
+  ]),
+  pipeline('do_if_skip_else', [
+    fail('A'),
+    wait('Next', 1, [after_('A', 'Succeeded')]),
+    wait('Dummy', 1, [after_('Next', 'Skipped')]),
+    wait('Handler', 1, [after_('A', 'Failed')]),
+  ]),
+  pipeline('generic_handler', [
+    wait('A', 1),
+    fail('B', [after_('A', 'Succeeded')]),
+    wait('C', 1, [after_('B', 'Succeeded')]),
+    wait('H', 1, [after_('C', 'Failed', 'Skipped')]),
+  ]),
   pipeline('retries', [
     script('Setup', 'CREATE TABLE IF NOT EXISTS attempts (n INTEGER)'),
-    script('Flaky', "INSERT INTO attempts VALUES (1); SELECT CASE WHEN (SELECT count(*) FROM attempts) < 3 THEN error('not yet') ELSE 1 END AS ok", {
-      dependsOn: [after_('Setup', 'Succeeded')],
-      policy: { retry: 2, retryIntervalInSeconds: 60, timeout: '0.00:10:00' },
-    }),
+    script(
+      'Flaky',
+      "INSERT INTO attempts VALUES (1); SELECT CASE WHEN (SELECT count(*) FROM attempts) < 3 THEN error('not yet') ELSE 1 END AS ok",
+      {
+        dependsOn: [after_('Setup', 'Succeeded')],
+        policy: { retry: 2, retryIntervalInSeconds: 60, timeout: '0.00:10:00' },
+      },
+    ),
   ]),
-  pipeline('retries_exhausted', [script('AlwaysFails', "SELECT error('always')", { policy: { retry: 1, retryIntervalInSeconds: 30 } })]),
+  pipeline('retries_exhausted', [
+    script('AlwaysFails', "SELECT error('always')", { policy: { retry: 1, retryIntervalInSeconds: 30 } }),
+  ]),
   pipeline('timeout', [wait('TooLong', 600, [], { timeout: '0.00:01:00', retry: 0 })]),
   pipeline(
     'foreach',
@@ -57,12 +93,20 @@ const PIPELINES = [
           batchCount: 3,
           activities: [
             wait('Pause', 60),
-            { name: 'Collect', type: 'AppendVariable', dependsOn: [after_('Pause', 'Succeeded')], typeProperties: { variableName: 'seen', value: '@item()' } },
+            {
+              name: 'Collect',
+              type: 'AppendVariable',
+              dependsOn: [after_('Pause', 'Succeeded')],
+              typeProperties: { variableName: 'seen', value: '@item()' },
+            },
           ],
         },
       },
     ],
-    { parameters: { n: { type: 'Int', defaultValue: 10 }, sequential: { type: 'Bool', defaultValue: false } }, variables: { seen: { type: 'Array' } } },
+    {
+      parameters: { n: { type: 'Int', defaultValue: 10 }, sequential: { type: 'Bool', defaultValue: false } },
+      variables: { seen: { type: 'Array' } },
+    },
   ),
   pipeline(
     'until',
@@ -73,25 +117,54 @@ const PIPELINES = [
         typeProperties: {
           expression: { type: 'Expression', value: "@greaterOrEquals(length(variables('ticks')), 3)" },
           timeout: '0.01:00:00',
-          activities: [{ name: 'Tick', type: 'AppendVariable', typeProperties: { variableName: 'ticks', value: 'x' } }, fail('AlsoFails')],
+          activities: [
+            { name: 'Tick', type: 'AppendVariable', typeProperties: { variableName: 'ticks', value: 'x' } },
+            fail('AlsoFails'),
+          ],
         },
       },
     ],
     { variables: { ticks: { type: 'Array' } } },
   ),
-  pipeline(
-    'until_timeout',
-    [{ name: 'Forever', type: 'Until', typeProperties: { expression: { type: 'Expression', value: '@equals(1, 2)' }, timeout: '0.00:05:00', activities: [wait('Pause', 60)] } }],
-  ),
+  pipeline('until_timeout', [
+    {
+      name: 'Forever',
+      type: 'Until',
+      typeProperties: {
+        expression: { type: 'Expression', value: '@equals(1, 2)' },
+        timeout: '0.00:05:00',
+        activities: [wait('Pause', 60)],
+      },
+    },
+  ]),
   pipeline(
     'child',
     [
-      { name: 'Check', type: 'IfCondition', typeProperties: { expression: { type: 'Expression', value: "@equals(pipeline().parameters.mode, 'fail')" }, ifTrueActivities: [fail('ChildFail')] } },
+      {
+        name: 'Check',
+        type: 'IfCondition',
+        typeProperties: {
+          expression: { type: 'Expression', value: "@equals(pipeline().parameters.mode, 'fail')" },
+          ifTrueActivities: [fail('ChildFail')],
+        },
+      },
       {
         name: 'Return',
         type: 'SetVariable',
         dependsOn: [after_('Check', 'Succeeded')],
-        typeProperties: { variableName: 'pipelineReturnValue', setSystemVariable: true, value: [{ key: 'echo', value: { type: 'Expression', content: "@concat(pipeline().parameters.mode, '/', pipeline()?.TriggeredByPipelineName)" } }] },
+        typeProperties: {
+          variableName: 'pipelineReturnValue',
+          setSystemVariable: true,
+          value: [
+            {
+              key: 'echo',
+              value: {
+                type: 'Expression',
+                content: "@concat(pipeline().parameters.mode, '/', pipeline()?.TriggeredByPipelineName)",
+              },
+            },
+          ],
+        },
       },
     ],
     { parameters: { mode: { type: 'String' } } },
@@ -99,8 +172,21 @@ const PIPELINES = [
   pipeline(
     'parent',
     [
-      { name: 'RunChild', type: 'ExecutePipeline', typeProperties: { pipeline: { referenceName: 'child', type: 'PipelineReference' }, parameters: { mode: '@pipeline().parameters.mode' }, waitOnCompletion: true } },
-      { name: 'Keep', type: 'SetVariable', dependsOn: [after_('RunChild', 'Succeeded')], typeProperties: { variableName: 'got', value: "@activity('RunChild').output.pipelineReturnValue.echo" } },
+      {
+        name: 'RunChild',
+        type: 'ExecutePipeline',
+        typeProperties: {
+          pipeline: { referenceName: 'child', type: 'PipelineReference' },
+          parameters: { mode: '@pipeline().parameters.mode' },
+          waitOnCompletion: true,
+        },
+      },
+      {
+        name: 'Keep',
+        type: 'SetVariable',
+        dependsOn: [after_('RunChild', 'Succeeded')],
+        typeProperties: { variableName: 'got', value: "@activity('RunChild').output.pipelineReturnValue.echo" },
+      },
     ],
     { parameters: { mode: { type: 'String', defaultValue: 'ok' } }, variables: { got: { type: 'String' } } },
   ),
@@ -108,14 +194,25 @@ const PIPELINES = [
   pipeline(
     'switch_filter',
     [
-      { name: 'Pick', type: 'Filter', typeProperties: { items: '@createArray(1, 5, 10, 15)', condition: '@greater(item(), 4)' } },
+      {
+        name: 'Pick',
+        type: 'Filter',
+        typeProperties: { items: '@createArray(1, 5, 10, 15)', condition: '@greater(item(), 4)' },
+      },
       {
         name: 'Route',
         type: 'Switch',
         dependsOn: [after_('Pick', 'Succeeded')],
         typeProperties: {
           on: "@string(activity('Pick').output.FilteredItemsCount)",
-          cases: [{ value: '3', activities: [{ name: 'Three', type: 'SetVariable', typeProperties: { variableName: 'route', value: 'three' } }] }],
+          cases: [
+            {
+              value: '3',
+              activities: [
+                { name: 'Three', type: 'SetVariable', typeProperties: { variableName: 'route', value: 'three' } },
+              ],
+            },
+          ],
           defaultActivities: [fail('Other')],
         },
       },
@@ -124,9 +221,20 @@ const PIPELINES = [
   ),
   pipeline('unknown_type', [{ name: 'Hook', type: 'WebHook', typeProperties: { url: 'http://x' } }]),
   pipeline('unknown_property', [{ name: 'W', type: 'Wait', typeProperties: { waitTimeInSeconds: 1, jitter: true } }]),
-  pipeline('unknown_function', [{ name: 'S', type: 'SetVariable', typeProperties: { variableName: 'v', value: '@frobnicate()' } }], { variables: { v: { type: 'String' } } }),
+  pipeline(
+    'unknown_function',
+    [{ name: 'S', type: 'SetVariable', typeProperties: { variableName: 'v', value: '@frobnicate()' } }],
+    { variables: { v: { type: 'String' } } },
+  ),
   pipeline('nested_foreach', [
-    { name: 'Outer', type: 'ForEach', typeProperties: { items: '@range(0, 2)', activities: [{ name: 'Inner', type: 'ForEach', typeProperties: { items: '@range(0, 2)', activities: [] } }] } },
+    {
+      name: 'Outer',
+      type: 'ForEach',
+      typeProperties: {
+        items: '@range(0, 2)',
+        activities: [{ name: 'Inner', type: 'ForEach', typeProperties: { items: '@range(0, 2)', activities: [] } }],
+      },
+    },
   ]),
 ];
 
@@ -180,7 +288,14 @@ describe('orchestration on hand-written pipelines', () => {
   it('retries per policy with the retry interval on the clock', async () => {
     const run = await rt.runPipeline('retries');
     const flaky = run.activityRuns.filter((a) => a.activityName === 'Flaky');
-    assert.deepEqual(flaky.map((a) => [a.attempt, a.status]), [[1, 'Failed'], [2, 'Failed'], [3, 'Succeeded']]);
+    assert.deepEqual(
+      flaky.map((a) => [a.attempt, a.status]),
+      [
+        [1, 'Failed'],
+        [2, 'Failed'],
+        [3, 'Succeeded'],
+      ],
+    );
     assert.match(flaky[0]!.error!.message, /not yet/);
     assert.equal(run.status, 'Succeeded');
     assert.ok(durationS(run) >= 120, `two 60 s retry intervals elapsed on the clock, got ${durationS(run)} s`);
@@ -226,7 +341,10 @@ describe('orchestration on hand-written pipelines', () => {
     assert.deepEqual(child.output, { echo: 'ok/parent' });
     const failing = await rt.runPipeline('parent', { mode: 'fail' });
     assert.equal(failing.status, 'Failed');
-    assert.equal(failing.activityRuns.find((a) => a.activityName === 'RunChild')!.error!.errorCode, 'PipelineRunFailed');
+    assert.equal(
+      failing.activityRuns.find((a) => a.activityName === 'RunChild')!.error!.errorCode,
+      'PipelineRunFailed',
+    );
     assert.match(failing.message, /ChildFail failed on purpose/);
   });
 
@@ -243,7 +361,11 @@ describe('orchestration on hand-written pipelines', () => {
   it('runs Filter and Switch', async () => {
     const run = await rt.runPipeline('switch_filter');
     assert.equal(run.status, 'Succeeded', run.message);
-    assert.deepEqual(run.activityRuns.find((a) => a.activityName === 'Pick')!.output, { ItemsCount: 4, FilteredItemsCount: 3, Value: [5, 10, 15] });
+    assert.deepEqual(run.activityRuns.find((a) => a.activityName === 'Pick')!.output, {
+      ItemsCount: 4,
+      FilteredItemsCount: 3,
+      Value: [5, 10, 15],
+    });
     assert.equal(statuses(run).Three, 'Succeeded');
   });
 

@@ -29,7 +29,11 @@ describe('the real exported artifacts under synapse/', () => {
   it('lists every SQL step it cannot run on DuckDB by name, and nothing else it does not implement', () => {
     const findings = inspectArtifacts(store);
     const unsupported = findings.filter((f) => f.kind !== 'sql-without-duckdb-rendering');
-    assert.deepEqual(unsupported, [], 'every activity type, property and expression function of the export is implemented');
+    assert.deepEqual(
+      unsupported,
+      [],
+      'every activity type, property and expression function of the export is implemented',
+    );
     const sql = findings.filter((f) => f.kind === 'sql-without-duckdb-rendering').map((f) => f.where);
     // Every Script block, source query and preCopyScript of the export is T-SQL without a step id today.
     let expected = 0;
@@ -64,7 +68,11 @@ describe('the real exported artifacts under synapse/', () => {
             activities: [
               ...(p.activities as JsonObject[]),
               { name: 'Notify', type: 'WebActivity', typeProperties: { url: 'https://example.org' } },
-              { name: 'Odd', type: 'Wait', typeProperties: { waitTimeInSeconds: "@xpath(xml('<a/>'), '/a')", jitter: 1 } },
+              {
+                name: 'Odd',
+                type: 'Wait',
+                typeProperties: { waitTimeInSeconds: "@xpath(xml('<a/>'), '/a')", jitter: 1 },
+              },
             ],
           },
         },
@@ -83,7 +91,11 @@ describe('the real exported artifacts under synapse/', () => {
   });
 
   it('runs a real pipeline until its first T-SQL step and fails there, naming it — never a silent pass', async () => {
-    const rt = await SynapseRuntime.open({ artifacts: store, workspaceDir: path.join(dir, 'ws'), startTime: '2026-11-20T10:00:00Z' });
+    const rt = await SynapseRuntime.open({
+      artifacts: store,
+      workspaceDir: path.join(dir, 'ws'),
+      startTime: '2026-11-20T10:00:00Z',
+    });
     try {
       const run = await rt.runPipeline('pl_accounts_inbound', { mode: 'manual' });
       assert.equal(run.status, 'Failed');

@@ -16,10 +16,21 @@ import { SynapseRuntime } from '../../src/export/synapse/runtime/synapse-runtime
 
 const MIN = 60_000;
 const START = '2026-03-01T00:00:00Z';
-const ref = (referenceName: string, parameters: JsonObject = {}) => ({ referenceName, type: 'DatasetReference', parameters });
+const ref = (referenceName: string, parameters: JsonObject = {}) => ({
+  referenceName,
+  type: 'DatasetReference',
+  parameters,
+});
 const ls = (referenceName: string) => ({ referenceName, type: 'LinkedServiceReference' });
 const dep = (activity: string, condition = 'Succeeded') => ({ activity, dependencyConditions: [condition] });
-const script = (name: string, text: string, dependsOn: JsonObject[] = []) => ({ name, type: 'Script', dependsOn, linkedServiceName: ls('ls_sql'), policy: { retry: 1, retryIntervalInSeconds: 30 }, typeProperties: { scripts: [{ type: 'NonQuery', text }] } });
+const script = (name: string, text: string, dependsOn: JsonObject[] = []) => ({
+  name,
+  type: 'Script',
+  dependsOn,
+  linkedServiceName: ls('ls_sql'),
+  policy: { retry: 1, retryIntervalInSeconds: 30 },
+  typeProperties: { scripts: [{ type: 'NonQuery', text }] },
+});
 
 function artifacts(sinkRetryCount?: number) {
   const cursorLookup = (pipeline: string) => ({
@@ -28,22 +39,77 @@ function artifacts(sinkRetryCount?: number) {
     dependsOn: [dep('Setup')],
     typeProperties: {
       dataset: ref('ds_sql', { tableName: 'cursors' }),
-      source: { type: 'AzureSqlSource', sqlReaderQuery: `SELECT coalesce(max(value), '1900-01-01T00:00:00Z') AS cursor_value FROM ferry.cursors WHERE pipeline = '${pipeline}'` },
+      source: {
+        type: 'AzureSqlSource',
+        sqlReaderQuery: `SELECT coalesce(max(value), '1900-01-01T00:00:00Z') AS cursor_value FROM ferry.cursors WHERE pipeline = '${pipeline}'`,
+      },
     },
   });
-  const setWindowEnd = { name: 'SetWindowEnd', type: 'SetVariable', dependsOn: [dep('LookupWatermark')], typeProperties: { variableName: 'windowEnd', value: "@formatDateTime(utcNow(), 'yyyy-MM-ddTHH:mm:ssZ')" } };
+  const setWindowEnd = {
+    name: 'SetWindowEnd',
+    type: 'SetVariable',
+    dependsOn: [dep('LookupWatermark')],
+    typeProperties: { variableName: 'windowEnd', value: "@formatDateTime(utcNow(), 'yyyy-MM-ddTHH:mm:ssZ')" },
+  };
   const saveCursor = (pipeline: string, after: string) =>
-    script('SaveCursor', `INSERT INTO ferry.cursors VALUES ('${pipeline}', '@{variables('windowEnd')}', '@{pipeline().RunId}')`, [dep(after)]);
+    script(
+      'SaveCursor',
+      `INSERT INTO ferry.cursors VALUES ('${pipeline}', '@{variables('windowEnd')}', '@{pipeline().RunId}')`,
+      [dep(after)],
+    );
   return ArtifactStore.fromObjects({
     linkedService: [
-      { name: 'ls_adls', properties: { type: 'AzureBlobFS', typeProperties: { url: 'https://lake.dfs.core.windows.net/' } } },
+      {
+        name: 'ls_adls',
+        properties: { type: 'AzureBlobFS', typeProperties: { url: 'https://lake.dfs.core.windows.net/' } },
+      },
       { name: 'ls_sql', properties: { type: 'AzureSqlDatabase', typeProperties: {} } },
-      { name: 'ls_dataverse', properties: { type: 'CommonDataServiceForApps', typeProperties: { serviceUri: 'https://example.crm.dynamics.com' } } },
+      {
+        name: 'ls_dataverse',
+        properties: {
+          type: 'CommonDataServiceForApps',
+          typeProperties: { serviceUri: 'https://example.crm.dynamics.com' },
+        },
+      },
     ],
     dataset: [
-      { name: 'ds_parquet', properties: { type: 'Parquet', linkedServiceName: ls('ls_adls'), parameters: { fileSystem: { type: 'String', defaultValue: 'lake' }, folderPath: { type: 'String' }, fileName: { type: 'String', defaultValue: '' } }, typeProperties: { location: { type: 'AzureBlobFSLocation', fileSystem: '@dataset().fileSystem', folderPath: '@dataset().folderPath', fileName: '@dataset().fileName' } } } },
-      { name: 'ds_sql', properties: { type: 'AzureSqlTable', linkedServiceName: ls('ls_sql'), parameters: { tableName: { type: 'String' } }, typeProperties: { schema: 'dbo', table: '@dataset().tableName' } } },
-      { name: 'ds_account', properties: { type: 'CommonDataServiceForAppsEntity', linkedServiceName: ls('ls_dataverse'), typeProperties: { entityName: 'account' } } },
+      {
+        name: 'ds_parquet',
+        properties: {
+          type: 'Parquet',
+          linkedServiceName: ls('ls_adls'),
+          parameters: {
+            fileSystem: { type: 'String', defaultValue: 'lake' },
+            folderPath: { type: 'String' },
+            fileName: { type: 'String', defaultValue: '' },
+          },
+          typeProperties: {
+            location: {
+              type: 'AzureBlobFSLocation',
+              fileSystem: '@dataset().fileSystem',
+              folderPath: '@dataset().folderPath',
+              fileName: '@dataset().fileName',
+            },
+          },
+        },
+      },
+      {
+        name: 'ds_sql',
+        properties: {
+          type: 'AzureSqlTable',
+          linkedServiceName: ls('ls_sql'),
+          parameters: { tableName: { type: 'String' } },
+          typeProperties: { schema: 'dbo', table: '@dataset().tableName' },
+        },
+      },
+      {
+        name: 'ds_account',
+        properties: {
+          type: 'CommonDataServiceForAppsEntity',
+          linkedServiceName: ls('ls_dataverse'),
+          typeProperties: { entityName: 'account' },
+        },
+      },
     ],
     pipeline: [
       {
@@ -52,7 +118,10 @@ function artifacts(sinkRetryCount?: number) {
           concurrency: 1,
           variables: { windowEnd: { type: 'String' } },
           activities: [
-            script('Setup', 'CREATE SCHEMA IF NOT EXISTS ferry; CREATE TABLE IF NOT EXISTS ferry.cursors (pipeline VARCHAR, value VARCHAR, run_id VARCHAR); CREATE TABLE IF NOT EXISTS dbo.stg_accounts (accountnumber VARCHAR, name VARCHAR, __source_file VARCHAR)'),
+            script(
+              'Setup',
+              'CREATE SCHEMA IF NOT EXISTS ferry; CREATE TABLE IF NOT EXISTS ferry.cursors (pipeline VARCHAR, value VARCHAR, run_id VARCHAR); CREATE TABLE IF NOT EXISTS dbo.stg_accounts (accountnumber VARCHAR, name VARCHAR, __source_file VARCHAR)',
+            ),
             cursorLookup('inbound'),
             setWindowEnd,
             {
@@ -66,7 +135,13 @@ function artifacts(sinkRetryCount?: number) {
                 source: {
                   type: 'ParquetSource',
                   additionalColumns: [{ name: '__source_file', value: '$$FILEPATH' }],
-                  storeSettings: { type: 'AzureBlobFSReadSettings', recursive: true, wildcardFileName: '*.parquet', modifiedDatetimeStart: "@activity('LookupWatermark').output.firstRow.cursor_value", modifiedDatetimeEnd: "@variables('windowEnd')" },
+                  storeSettings: {
+                    type: 'AzureBlobFSReadSettings',
+                    recursive: true,
+                    wildcardFileName: '*.parquet',
+                    modifiedDatetimeStart: "@activity('LookupWatermark').output.firstRow.cursor_value",
+                    modifiedDatetimeEnd: "@variables('windowEnd')",
+                  },
                 },
                 // The typed staging table exists; each run empties it, so a window without files copies 0 rows.
                 sink: { type: 'AzureSqlSink', preCopyScript: 'DELETE FROM dbo.stg_accounts' },
@@ -81,7 +156,13 @@ function artifacts(sinkRetryCount?: number) {
               policy: { retry: 0 },
               typeProperties: {
                 source: { type: 'AzureSqlSource', sqlReaderQuery: 'SELECT accountnumber, name FROM dbo.stg_accounts' },
-                sink: { type: 'CommonDataServiceForAppsSink', writeBehavior: 'Upsert', alternateKeyName: 'ferry_accountnumber_key', writeBatchSize: 10, ...(sinkRetryCount === undefined ? {} : { sinkRetryCount }) },
+                sink: {
+                  type: 'CommonDataServiceForAppsSink',
+                  writeBehavior: 'Upsert',
+                  alternateKeyName: 'ferry_accountnumber_key',
+                  writeBatchSize: 10,
+                  ...(sinkRetryCount === undefined ? {} : { sinkRetryCount }),
+                },
               },
             },
             saveCursor('inbound', 'CopyStagingToDataverse'),
@@ -92,22 +173,42 @@ function artifacts(sinkRetryCount?: number) {
         name: 'pl_outbound',
         properties: {
           concurrency: 1,
-          parameters: { windowStart: { type: 'String', defaultValue: '' }, windowEnd: { type: 'String', defaultValue: '' } },
+          parameters: {
+            windowStart: { type: 'String', defaultValue: '' },
+            windowEnd: { type: 'String', defaultValue: '' },
+          },
           variables: { windowEnd: { type: 'String' } },
           activities: [
-            script('Setup', 'CREATE SCHEMA IF NOT EXISTS ferry; CREATE TABLE IF NOT EXISTS ferry.cursors (pipeline VARCHAR, value VARCHAR, run_id VARCHAR); CREATE TABLE IF NOT EXISTS dbo.changes (id INTEGER, name VARCHAR, changed_at VARCHAR)'),
+            script(
+              'Setup',
+              'CREATE SCHEMA IF NOT EXISTS ferry; CREATE TABLE IF NOT EXISTS ferry.cursors (pipeline VARCHAR, value VARCHAR, run_id VARCHAR); CREATE TABLE IF NOT EXISTS dbo.changes (id INTEGER, name VARCHAR, changed_at VARCHAR)',
+            ),
             cursorLookup('outbound'),
-            { ...setWindowEnd, typeProperties: { variableName: 'windowEnd', value: "@if(empty(pipeline().parameters.windowEnd), formatDateTime(utcNow(), 'yyyy-MM-ddTHH:mm:ssZ'), pipeline().parameters.windowEnd)" } },
+            {
+              ...setWindowEnd,
+              typeProperties: {
+                variableName: 'windowEnd',
+                value:
+                  "@if(empty(pipeline().parameters.windowEnd), formatDateTime(utcNow(), 'yyyy-MM-ddTHH:mm:ssZ'), pipeline().parameters.windowEnd)",
+              },
+            },
             {
               name: 'ExtractToParquet',
               type: 'Copy',
               dependsOn: [dep('SetWindowEnd')],
               inputs: [ref('ds_sql', { tableName: 'changes' })],
-              outputs: [ref('ds_parquet', { fileSystem: 'warehouse', folderPath: "@concat('accounts/', replace(replace(variables('windowEnd'), ':', ''), '-', ''))", fileName: '@concat(pipeline().RunId, \'.parquet\')' })],
+              outputs: [
+                ref('ds_parquet', {
+                  fileSystem: 'warehouse',
+                  folderPath: "@concat('accounts/', replace(replace(variables('windowEnd'), ':', ''), '-', ''))",
+                  fileName: "@concat(pipeline().RunId, '.parquet')",
+                }),
+              ],
               typeProperties: {
                 source: {
                   type: 'AzureSqlSource',
-                  sqlReaderQuery: "SELECT id, name, changed_at FROM dbo.changes WHERE changed_at > '@{if(empty(pipeline().parameters.windowStart), activity('LookupWatermark').output.firstRow.cursor_value, pipeline().parameters.windowStart)}' AND changed_at <= '@{variables('windowEnd')}'",
+                  sqlReaderQuery:
+                    "SELECT id, name, changed_at FROM dbo.changes WHERE changed_at > '@{if(empty(pipeline().parameters.windowStart), activity('LookupWatermark').output.firstRow.cursor_value, pipeline().parameters.windowStart)}' AND changed_at <= '@{variables('windowEnd')}'",
                 },
                 sink: { type: 'ParquetSink' },
               },
@@ -118,7 +219,12 @@ function artifacts(sinkRetryCount?: number) {
               dependsOn: [dep('ExtractToParquet')],
               typeProperties: {
                 expression: '@empty(pipeline().parameters.windowStart)',
-                ifTrueActivities: [script('SaveCursor', "INSERT INTO ferry.cursors VALUES ('outbound', '@{variables('windowEnd')}', '@{pipeline().RunId}')")],
+                ifTrueActivities: [
+                  script(
+                    'SaveCursor',
+                    "INSERT INTO ferry.cursors VALUES ('outbound', '@{variables('windowEnd')}', '@{pipeline().RunId}')",
+                  ),
+                ],
               },
             },
           ],
@@ -126,14 +232,46 @@ function artifacts(sinkRetryCount?: number) {
       },
     ],
     trigger: [
-      { name: 'tr_inbound_15m', properties: { type: 'ScheduleTrigger', typeProperties: { recurrence: { frequency: 'Minute', interval: 15, startTime: START, timeZone: 'UTC' } }, pipelines: [{ pipelineReference: { referenceName: 'pl_inbound', type: 'PipelineReference' }, parameters: {} }] } },
-      { name: 'tr_outbound_15m', properties: { type: 'ScheduleTrigger', typeProperties: { recurrence: { frequency: 'Minute', interval: 15, startTime: START, timeZone: 'UTC' } }, pipelines: [{ pipelineReference: { referenceName: 'pl_outbound', type: 'PipelineReference' }, parameters: {} }] } },
+      {
+        name: 'tr_inbound_15m',
+        properties: {
+          type: 'ScheduleTrigger',
+          typeProperties: { recurrence: { frequency: 'Minute', interval: 15, startTime: START, timeZone: 'UTC' } },
+          pipelines: [
+            { pipelineReference: { referenceName: 'pl_inbound', type: 'PipelineReference' }, parameters: {} },
+          ],
+        },
+      },
+      {
+        name: 'tr_outbound_15m',
+        properties: {
+          type: 'ScheduleTrigger',
+          typeProperties: { recurrence: { frequency: 'Minute', interval: 15, startTime: START, timeZone: 'UTC' } },
+          pipelines: [
+            { pipelineReference: { referenceName: 'pl_outbound', type: 'PipelineReference' }, parameters: {} },
+          ],
+        },
+      },
       {
         name: 'tr_outbound_backfill',
         properties: {
           type: 'TumblingWindowTrigger',
-          pipeline: { pipelineReference: { referenceName: 'pl_outbound', type: 'PipelineReference' }, parameters: { windowStart: "@formatDateTime(trigger().outputs.windowStartTime, 'yyyy-MM-ddTHH:mm:ssZ')", windowEnd: "@formatDateTime(trigger().outputs.windowEndTime, 'yyyy-MM-ddTHH:mm:ssZ')" } },
-          typeProperties: { frequency: 'Minute', interval: 30, startTime: START, endTime: '2026-03-01T02:00:00Z', maxConcurrency: 2, retryPolicy: { count: 1, intervalInSeconds: 60 }, dependsOn: [{ type: 'SelfDependencyTumblingWindowTriggerReference', offset: '-00:30:00' }] },
+          pipeline: {
+            pipelineReference: { referenceName: 'pl_outbound', type: 'PipelineReference' },
+            parameters: {
+              windowStart: "@formatDateTime(trigger().outputs.windowStartTime, 'yyyy-MM-ddTHH:mm:ssZ')",
+              windowEnd: "@formatDateTime(trigger().outputs.windowEndTime, 'yyyy-MM-ddTHH:mm:ssZ')",
+            },
+          },
+          typeProperties: {
+            frequency: 'Minute',
+            interval: 30,
+            startTime: START,
+            endTime: '2026-03-01T02:00:00Z',
+            maxConcurrency: 2,
+            retryPolicy: { count: 1, intervalInSeconds: 60 },
+            dependsOn: [{ type: 'SelfDependencyTumblingWindowTriggerReference', offset: '-00:30:00' }],
+          },
         },
       },
     ],
@@ -149,15 +287,30 @@ interface Figures {
   stuckRuns: number;
   unsupported: number;
 }
-const totals: Figures = { scenarios: 0, ticks: 0, activitiesRun: 0, lost: 0, duplicated: 0, stuckRuns: 0, unsupported: 0 };
+const totals: Figures = {
+  scenarios: 0,
+  ticks: 0,
+  activitiesRun: 0,
+  lost: 0,
+  duplicated: 0,
+  stuckRuns: 0,
+  unsupported: 0,
+};
 let failures = 0;
 
-async function scenario(name: string, body: (root: string) => Promise<{ rt: SynapseRuntime; lost: number; duplicated: number; ok: boolean; note: string }>): Promise<void> {
+async function scenario(
+  name: string,
+  body: (root: string) => Promise<{ rt: SynapseRuntime; lost: number; duplicated: number; ok: boolean; note: string }>,
+): Promise<void> {
   const root = await mkdtemp(path.join(tmpdir(), 'synapse-scn-'));
   try {
     const { rt, lost, duplicated, ok, note } = await body(root);
     const stuck = rt.engine.unfinishedRuns().length;
-    const unsupported = rt.runs.flatMap((r) => r.activityRuns).filter((a) => a.error?.errorCode === 'UnsupportedByLocalRuntime' || a.error?.errorCode === 'SqlStepNotRunnable').length;
+    const unsupported = rt.runs
+      .flatMap((r) => r.activityRuns)
+      .filter(
+        (a) => a.error?.errorCode === 'UnsupportedByLocalRuntime' || a.error?.errorCode === 'SqlStepNotRunnable',
+      ).length;
     const pass = ok && lost === 0 && duplicated === 0 && stuck === 0 && unsupported === 0;
     if (!pass) failures++;
     totals.scenarios++;
@@ -167,8 +320,12 @@ async function scenario(name: string, body: (root: string) => Promise<{ rt: Syna
     totals.duplicated += duplicated;
     totals.stuckRuns += stuck;
     totals.unsupported += unsupported;
-    if (!pass) for (const r of rt.runs.filter((x) => x.status === "Failed").slice(0, 2)) console.log(`  ${r.pipelineName}: ${r.message.slice(0, 300)}`);
-    console.log(`${pass ? 'ok  ' : 'FAIL'} ${name}: ${rt.runs.length} runs (${rt.runs.filter((r) => r.status === 'Failed').length} failed), ${rt.triggers.ticks} ticks, lost ${lost}, duplicated ${duplicated}, stuck ${stuck} — ${note}`);
+    if (!pass)
+      for (const r of rt.runs.filter((x) => x.status === 'Failed').slice(0, 2))
+        console.log(`  ${r.pipelineName}: ${r.message.slice(0, 300)}`);
+    console.log(
+      `${pass ? 'ok  ' : 'FAIL'} ${name}: ${rt.runs.length} runs (${rt.runs.filter((r) => r.status === 'Failed').length} failed), ${rt.triggers.ticks} ticks, lost ${lost}, duplicated ${duplicated}, stuck ${stuck} — ${note}`,
+    );
     await rt.close();
   } finally {
     await rm(root, { recursive: true, force: true });
@@ -179,14 +336,22 @@ async function writeAccounts(rt: SynapseRuntime, root: string, file: string, key
   const full = path.join(root, 'storage', 'lake', 'inbound', 'accounts', file);
   await mkdir(path.dirname(full), { recursive: true });
   const values = keys.map((k) => `('${k}', 'Account ${k}')`).join(', ');
-  await rt.services.sql.duck.run(`COPY (SELECT * FROM (VALUES ${values}) t(accountnumber, name)) TO '${full}' (FORMAT parquet)`);
+  await rt.services.sql.duck.run(
+    `COPY (SELECT * FROM (VALUES ${values}) t(accountnumber, name)) TO '${full}' (FORMAT parquet)`,
+  );
   // The file appears a minute after the last tick (its last-modified time drives the copy window).
   const at = new Date(rt.clock.nowMs() + MIN);
   await utimes(full, at, at);
 }
 
 async function inboundOverTicks(root: string, emulator: RunningEmulator, sinkRetryCount?: number) {
-  const rt = await SynapseRuntime.open({ artifacts: artifacts(sinkRetryCount), workspaceDir: root, startTime: START, dataverseUrl: emulator.url, dataverseSleep: async () => undefined });
+  const rt = await SynapseRuntime.open({
+    artifacts: artifacts(sinkRetryCount),
+    workspaceDir: root,
+    startTime: START,
+    dataverseUrl: emulator.url,
+    dataverseSleep: async () => undefined,
+  });
   rt.startTrigger('tr_inbound_15m');
   const expected: string[] = [];
   for (let tick = 0; tick < 8; tick++) {
@@ -209,14 +374,20 @@ async function main(): Promise<void> {
   const realUnsupported = real.filter((f) => f.kind !== 'sql-without-duckdb-rendering');
   const realSql = real.filter((f) => f.kind === 'sql-without-duckdb-rendering');
   for (const f of realUnsupported) console.log(`unsupported in synapse/: ${f.kind} ${f.detail} at ${f.where}`);
-  console.log(`synapse/: ${realUnsupported.length} unsupported activity types/properties/functions; ${realSql.length} T-SQL steps without a DuckDB rendering (refused by name until they carry plan step ids)`);
+  console.log(
+    `synapse/: ${realUnsupported.length} unsupported activity types/properties/functions; ${realSql.length} T-SQL steps without a DuckDB rendering (refused by name until they carry plan step ids)`,
+  );
   totals.unsupported += realUnsupported.length;
 
   await scenario('inbound: 8 ticks of 15 min, files between ticks, two ticks with nothing new', async (root) => {
     const emulator = await startEmulator({ metadataDir: 'fixtures/metadata' });
     try {
       const r = await inboundOverTicks(root, emulator);
-      return { ...r, ok: r.rt.runs.every((x) => x.status === 'Succeeded'), note: `${emulator.store.count('account')} accounts in Dataverse` };
+      return {
+        ...r,
+        ok: r.rt.runs.every((x) => x.status === 'Succeeded'),
+        note: `${emulator.store.count('account')} accounts in Dataverse`,
+      };
     } finally {
       await emulator.close();
     }
@@ -226,51 +397,84 @@ async function main(): Promise<void> {
     const emulator = await startEmulator({ metadataDir: 'fixtures/metadata', throttleEvery: 4, retryAfterSec: 0.01 });
     try {
       const r = await inboundOverTicks(root, emulator);
-      return { ...r, ok: r.rt.runs.every((x) => x.status === 'Succeeded') && r.rt.services.dataverse!.stats.throttled > 0, note: `${r.rt.services.dataverse!.stats.throttled} throttled answers` };
+      return {
+        ...r,
+        ok: r.rt.runs.every((x) => x.status === 'Succeeded') && r.rt.services.dataverse!.stats.throttled > 0,
+        note: `${r.rt.services.dataverse!.stats.throttled} throttled answers`,
+      };
     } finally {
       await emulator.close();
     }
   });
 
-  await scenario('inbound: a 503 fails the Dataverse copy mid-pipeline (no connector retry); the next tick repeats the window', async (root) => {
-    const emulator = await startEmulator({ metadataDir: 'fixtures/metadata', failEvery: 25 });
-    try {
-      const r = await inboundOverTicks(root, emulator, 0);
-      const failed = r.rt.runs.filter((x) => x.status === 'Failed').length;
-      return { ...r, ok: failed > 0, note: `${failed} run(s) failed and were caught up by later ticks` };
-    } finally {
-      await emulator.close();
-    }
-  });
+  await scenario(
+    'inbound: a 503 fails the Dataverse copy mid-pipeline (no connector retry); the next tick repeats the window',
+    async (root) => {
+      const emulator = await startEmulator({ metadataDir: 'fixtures/metadata', failEvery: 25 });
+      try {
+        const r = await inboundOverTicks(root, emulator, 0);
+        const failed = r.rt.runs.filter((x) => x.status === 'Failed').length;
+        return { ...r, ok: failed > 0, note: `${failed} run(s) failed and were caught up by later ticks` };
+      } finally {
+        await emulator.close();
+      }
+    },
+  );
 
-  await scenario('outbound: 8 ticks, then a bounded backfill over a range the schedule covered, and two overlapping manual runs', async (root) => {
-    const rt = await SynapseRuntime.open({ artifacts: artifacts(), workspaceDir: root, startTime: START });
-    await rt.services.sql.duck.run('CREATE TABLE IF NOT EXISTS dbo.changes (id INTEGER, name VARCHAR, changed_at VARCHAR)');
-    rt.startTrigger('tr_outbound_15m');
-    let id = 0;
-    for (let tick = 0; tick < 8; tick++) {
-      const at = new Date(rt.clock.nowMs() + 7 * MIN).toISOString().replace('.000', '');
-      if (tick % 3 !== 2) for (let i = 0; i < 4; i++) await rt.services.sql.duck.run(`INSERT INTO dbo.changes VALUES (${id++}, 'n${id}', '${at}')`);
-      await rt.runTicks(1, 15 * MIN);
-    }
-    const scheduledFiles = await rt.services.sql.duck.all(`SELECT id FROM read_parquet('${path.join(root, 'storage', 'warehouse', 'accounts', '*', '*.parquet')}')`);
-    const ids = scheduledFiles.map((r) => Number(r.id));
-    const lost = Array.from({ length: id }, (_, i) => i).filter((i) => !ids.includes(i)).length;
-    const duplicated = ids.length - new Set(ids).size;
-    // Backfill: tumbling windows over the first 2 hours, written to their own window folders; the cursor does not move.
-    rt.startTrigger('tr_outbound_backfill');
-    await rt.triggers.evaluateNow();
-    const windows = rt.triggers.windows('tr_outbound_backfill');
-    // Two overlapping manual runs: the second queues behind the first (concurrency 1).
-    const a = rt.engine.startRun('pl_outbound');
-    const b = rt.engine.startRun('pl_outbound');
-    const queued = b.run.status === 'Queued';
-    await Promise.all([a.done, b.done]);
-    const ok = rt.runs.every((x) => x.status === 'Succeeded') && windows.length === 4 && windows.every((w) => w.status === 'Succeeded') && queued;
-    return { rt, lost, duplicated, ok, note: `${id} changes, ${ids.length} rows in scheduled outputs, ${windows.length} backfill windows` };
-  });
+  await scenario(
+    'outbound: 8 ticks, then a bounded backfill over a range the schedule covered, and two overlapping manual runs',
+    async (root) => {
+      const rt = await SynapseRuntime.open({ artifacts: artifacts(), workspaceDir: root, startTime: START });
+      await rt.services.sql.duck.run(
+        'CREATE TABLE IF NOT EXISTS dbo.changes (id INTEGER, name VARCHAR, changed_at VARCHAR)',
+      );
+      rt.startTrigger('tr_outbound_15m');
+      let id = 0;
+      for (let tick = 0; tick < 8; tick++) {
+        const at = new Date(rt.clock.nowMs() + 7 * MIN).toISOString().replace('.000', '');
+        if (tick % 3 !== 2)
+          for (let i = 0; i < 4; i++)
+            await rt.services.sql.duck.run(`INSERT INTO dbo.changes VALUES (${id++}, 'n${id}', '${at}')`);
+        await rt.runTicks(1, 15 * MIN);
+      }
+      const scheduledFiles = await rt.services.sql.duck.all(
+        `SELECT id FROM read_parquet('${path.join(root, 'storage', 'warehouse', 'accounts', '*', '*.parquet')}')`,
+      );
+      const ids = scheduledFiles.map((r) => Number(r.id));
+      const lost = Array.from({ length: id }, (_, i) => i).filter((i) => !ids.includes(i)).length;
+      const duplicated = ids.length - new Set(ids).size;
+      // Backfill: tumbling windows over the first 2 hours, written to their own window folders; the cursor does not move.
+      rt.startTrigger('tr_outbound_backfill');
+      await rt.triggers.evaluateNow();
+      const windows = rt.triggers.windows('tr_outbound_backfill');
+      // Two overlapping manual runs: the second queues behind the first (concurrency 1).
+      const a = rt.engine.startRun('pl_outbound');
+      const b = rt.engine.startRun('pl_outbound');
+      const queued = b.run.status === 'Queued';
+      await Promise.all([a.done, b.done]);
+      const ok =
+        rt.runs.every((x) => x.status === 'Succeeded') &&
+        windows.length === 4 &&
+        windows.every((w) => w.status === 'Succeeded') &&
+        queued;
+      return {
+        rt,
+        lost,
+        duplicated,
+        ok,
+        note: `${id} changes, ${ids.length} rows in scheduled outputs, ${windows.length} backfill windows`,
+      };
+    },
+  );
 
-  console.log(JSON.stringify({ ...totals, mismatchesVsLocal: 0, comparedWithLocal: 0, sqlStepsWithoutDuckDbRendering: realSql.length }));
+  console.log(
+    JSON.stringify({
+      ...totals,
+      mismatchesVsLocal: 0,
+      comparedWithLocal: 0,
+      sqlStepsWithoutDuckDbRendering: realSql.length,
+    }),
+  );
   if (failures) process.exitCode = 1;
 }
 

@@ -15,14 +15,23 @@ const iso = (ms: number) => new Date(ms).toISOString().replace('.000', '');
 const PIPELINE = {
   name: 'pl_window',
   properties: {
-    parameters: { windowStart: { type: 'String' }, windowEnd: { type: 'String', defaultValue: '' }, failAt: { type: 'String', defaultValue: '' } },
+    parameters: {
+      windowStart: { type: 'String' },
+      windowEnd: { type: 'String', defaultValue: '' },
+      failAt: { type: 'String', defaultValue: '' },
+    },
     activities: [
       {
         name: 'Record',
         type: 'Script',
         linkedServiceName: { referenceName: 'ls_sql', type: 'LinkedServiceReference' },
         typeProperties: {
-          scripts: [{ type: 'NonQuery', text: "CREATE TABLE IF NOT EXISTS fired (trigger VARCHAR, window_start VARCHAR, window_end VARCHAR); INSERT INTO fired VALUES ('@{pipeline().TriggerName}', '@{pipeline().parameters.windowStart}', '@{pipeline().parameters.windowEnd}')" }],
+          scripts: [
+            {
+              type: 'NonQuery',
+              text: "CREATE TABLE IF NOT EXISTS fired (trigger VARCHAR, window_start VARCHAR, window_end VARCHAR); INSERT INTO fired VALUES ('@{pipeline().TriggerName}', '@{pipeline().parameters.windowStart}', '@{pipeline().parameters.windowEnd}')",
+            },
+          ],
         },
       },
       {
@@ -30,8 +39,13 @@ const PIPELINE = {
         type: 'IfCondition',
         dependsOn: [{ activity: 'Record', dependencyConditions: ['Succeeded'] }],
         typeProperties: {
-          expression: { type: 'Expression', value: '@equals(pipeline().parameters.windowStart, pipeline().parameters.failAt)' },
-          ifTrueActivities: [{ name: 'Boom', type: 'Fail', typeProperties: { message: 'window refused', errorCode: '1' } }],
+          expression: {
+            type: 'Expression',
+            value: '@equals(pipeline().parameters.windowStart, pipeline().parameters.failAt)',
+          },
+          ifTrueActivities: [
+            { name: 'Boom', type: 'Fail', typeProperties: { message: 'window refused', errorCode: '1' } },
+          ],
         },
       },
     ],
@@ -43,7 +57,12 @@ const schedule = (name: string, recurrence: JsonObject): JsonObject => ({
   properties: {
     type: 'ScheduleTrigger',
     typeProperties: { recurrence },
-    pipelines: [{ pipelineReference: { referenceName: 'pl_window', type: 'PipelineReference' }, parameters: { windowStart: '@trigger().scheduledTime' } }],
+    pipelines: [
+      {
+        pipelineReference: { referenceName: 'pl_window', type: 'PipelineReference' },
+        parameters: { windowStart: '@trigger().scheduledTime' },
+      },
+    ],
   },
 });
 
@@ -53,19 +72,60 @@ const tumbling = (name: string, extra: JsonObject, failAt = ''): JsonObject => (
     type: 'TumblingWindowTrigger',
     pipeline: {
       pipelineReference: { referenceName: 'pl_window', type: 'PipelineReference' },
-      parameters: { windowStart: '@trigger().outputs.windowStartTime', windowEnd: '@trigger().outputs.windowEndTime', failAt },
+      parameters: {
+        windowStart: '@trigger().outputs.windowStartTime',
+        windowEnd: '@trigger().outputs.windowEndTime',
+        failAt,
+      },
     },
-    typeProperties: { frequency: 'Minute', interval: 15, startTime: '2026-03-01T00:00:00Z', maxConcurrency: 2, ...extra },
+    typeProperties: {
+      frequency: 'Minute',
+      interval: 15,
+      startTime: '2026-03-01T00:00:00Z',
+      maxConcurrency: 2,
+      ...extra,
+    },
   },
 });
 
 const TRIGGERS = [
-  schedule('tr_15m', { frequency: 'Minute', interval: 15, startTime: '2026-03-01T00:00:00Z', endTime: '2026-03-01T01:30:00Z', timeZone: 'UTC' }),
-  schedule('tr_daily_local', { frequency: 'Day', interval: 1, startTime: '2026-03-28T06:00:00', timeZone: 'W. Europe Standard Time', schedule: { hours: [6], minutes: [0, 30] } }),
-  tumbling('tr_backfill', { endTime: '2026-03-01T01:00:00Z', dependsOn: [{ type: 'SelfDependencyTumblingWindowTriggerReference', offset: '-00:15:00' }] }),
-  tumbling('tr_failing', { retryPolicy: { count: 1, intervalInSeconds: 120 }, dependsOn: [{ type: 'SelfDependencyTumblingWindowTriggerReference', offset: '-00:15:00' }] }, '2026-03-01T00:15:00Z'),
+  schedule('tr_15m', {
+    frequency: 'Minute',
+    interval: 15,
+    startTime: '2026-03-01T00:00:00Z',
+    endTime: '2026-03-01T01:30:00Z',
+    timeZone: 'UTC',
+  }),
+  schedule('tr_daily_local', {
+    frequency: 'Day',
+    interval: 1,
+    startTime: '2026-03-28T06:00:00',
+    timeZone: 'W. Europe Standard Time',
+    schedule: { hours: [6], minutes: [0, 30] },
+  }),
+  tumbling('tr_backfill', {
+    endTime: '2026-03-01T01:00:00Z',
+    dependsOn: [{ type: 'SelfDependencyTumblingWindowTriggerReference', offset: '-00:15:00' }],
+  }),
+  tumbling(
+    'tr_failing',
+    {
+      retryPolicy: { count: 1, intervalInSeconds: 120 },
+      dependsOn: [{ type: 'SelfDependencyTumblingWindowTriggerReference', offset: '-00:15:00' }],
+    },
+    '2026-03-01T00:15:00Z',
+  ),
   tumbling('tr_upstream', { endTime: '2026-03-01T00:30:00Z' }),
-  tumbling('tr_downstream', { endTime: '2026-03-01T00:30:00Z', delay: '00:05:00', dependsOn: [{ type: 'TumblingWindowTriggerDependencyReference', referenceTrigger: { referenceName: 'tr_upstream', type: 'TriggerReference' } }] }),
+  tumbling('tr_downstream', {
+    endTime: '2026-03-01T00:30:00Z',
+    delay: '00:05:00',
+    dependsOn: [
+      {
+        type: 'TumblingWindowTriggerDependencyReference',
+        referenceTrigger: { referenceName: 'tr_upstream', type: 'TriggerReference' },
+      },
+    ],
+  }),
 ];
 
 const artifacts = () =>
@@ -83,7 +143,9 @@ async function open(startTime: string): Promise<SynapseRuntime> {
   return rt;
 }
 async function fired(r: SynapseRuntime, trigger: string): Promise<string[]> {
-  const rows = await r.services.sql.duck.all(`SELECT window_start FROM fired WHERE trigger = '${trigger}' ORDER BY window_start`);
+  const rows = await r.services.sql.duck.all(
+    `SELECT window_start FROM fired WHERE trigger = '${trigger}' ORDER BY window_start`,
+  );
   return rows.map((x) => String(x.window_start));
 }
 
@@ -98,22 +160,41 @@ describe('triggers over ticks', () => {
     const r = await open('2026-03-01T00:20:00Z');
     r.startTrigger('tr_15m');
     await r.runTicks(8, 15 * MIN);
-    assert.deepEqual(await fired(r, 'tr_15m'), ['2026-03-01T00:30:00Z', '2026-03-01T00:45:00Z', '2026-03-01T01:00:00Z', '2026-03-01T01:15:00Z', '2026-03-01T01:30:00Z']);
+    assert.deepEqual(await fired(r, 'tr_15m'), [
+      '2026-03-01T00:30:00Z',
+      '2026-03-01T00:45:00Z',
+      '2026-03-01T01:00:00Z',
+      '2026-03-01T01:15:00Z',
+      '2026-03-01T01:30:00Z',
+    ]);
     assert.ok(r.runs.every((x) => x.invokedBy.invokedByType === 'ScheduleTrigger' && x.status === 'Succeeded'));
   });
 
   it('computes schedule occurrences in a time zone across a DST change', () => {
-    const rec = readRecurrence(((TRIGGERS[1]!.properties as JsonObject).typeProperties as JsonObject).recurrence, 'tr_daily_local');
+    const rec = readRecurrence(
+      ((TRIGGERS[1]!.properties as JsonObject).typeProperties as JsonObject).recurrence,
+      'tr_daily_local',
+    );
     const got = occurrences(rec, Date.parse('2026-03-27T00:00:00Z'), Date.parse('2026-03-30T00:00:00Z')).map(iso);
     // CET is UTC+1 until 29 March 2026 02:00, then CEST UTC+2.
-    assert.deepEqual(got, ['2026-03-28T05:00:00Z', '2026-03-28T05:30:00Z', '2026-03-29T04:00:00Z', '2026-03-29T04:30:00Z']);
+    assert.deepEqual(got, [
+      '2026-03-28T05:00:00Z',
+      '2026-03-28T05:30:00Z',
+      '2026-03-29T04:00:00Z',
+      '2026-03-29T04:30:00Z',
+    ]);
   });
 
   it('backfills tumbling windows oldest first, bounded by endTime', async () => {
     const r = await open('2026-03-01T02:00:00Z');
     r.startTrigger('tr_backfill');
     await r.triggers.evaluateNow();
-    assert.deepEqual(await fired(r, 'tr_backfill'), ['2026-03-01T00:00:00Z', '2026-03-01T00:15:00Z', '2026-03-01T00:30:00Z', '2026-03-01T00:45:00Z']);
+    assert.deepEqual(await fired(r, 'tr_backfill'), [
+      '2026-03-01T00:00:00Z',
+      '2026-03-01T00:15:00Z',
+      '2026-03-01T00:30:00Z',
+      '2026-03-01T00:45:00Z',
+    ]);
     await r.runTicks(4, 15 * MIN);
     assert.equal(r.triggers.windows('tr_backfill').length, 4, 'no window after endTime');
     assert.ok(r.triggers.windows('tr_backfill').every((w) => w.status === 'Succeeded'));
@@ -124,9 +205,21 @@ describe('triggers over ticks', () => {
     r.startTrigger('tr_failing');
     await r.triggers.evaluateNow();
     const windows = r.triggers.windows('tr_failing');
-    assert.deepEqual(windows.map((w) => [w.status, w.attempts]), [['Succeeded', 1], ['Failed', 2], ['Waiting', 0], ['Waiting', 0]]);
+    assert.deepEqual(
+      windows.map((w) => [w.status, w.attempts]),
+      [
+        ['Succeeded', 1],
+        ['Failed', 2],
+        ['Waiting', 0],
+        ['Waiting', 0],
+      ],
+    );
     await r.runTicks(2, 15 * MIN);
-    assert.equal(r.triggers.windows('tr_failing').filter((w) => w.status === 'Waiting').length, 4, 'later windows keep waiting');
+    assert.equal(
+      r.triggers.windows('tr_failing').filter((w) => w.status === 'Waiting').length,
+      4,
+      'later windows keep waiting',
+    );
   });
 
   it('waits for a dependency trigger and honours delay', async () => {

@@ -25,22 +25,31 @@ export const synapseRunCommand: Command = {
   },
   async run(input) {
     const [name, extra] = input.positionals;
-    if (!name) throw new UsageError('Name a pipeline or trigger: `ferry synapse run pl_accounts_inbound` or `ferry synapse run tr_ferry_every_15m --ticks 8`.');
+    if (!name)
+      throw new UsageError(
+        'Name a pipeline or trigger: `ferry synapse run pl_accounts_inbound` or `ferry synapse run tr_ferry_every_15m --ticks 8`.',
+      );
     if (extra) throw new UsageError(`Unexpected argument \`${extra}\`; run one pipeline or trigger at a time.`);
     const artifactsDir = typeof input.values.artifacts === 'string' ? input.values.artifacts : 'synapse';
     const store = await ArtifactStore.load(artifactsDir);
     const isTrigger = store.has('trigger', name);
     if (!isTrigger && !store.has('pipeline', name)) {
-      throw new UsageError(`\`${name}\` is neither a pipeline nor a trigger under \`${artifactsDir}\`; pipelines: ${store.names('pipeline').join(', ')}; triggers: ${store.names('trigger').join(', ')}.`);
+      throw new UsageError(
+        `\`${name}\` is neither a pipeline nor a trigger under \`${artifactsDir}\`; pipelines: ${store.names('pipeline').join(', ')}; triggers: ${store.names('trigger').join(', ')}.`,
+      );
     }
     const from = typeof input.values.from === 'string' ? input.values.from : new Date().toISOString();
-    if (Number.isNaN(Date.parse(from))) throw new UsageError(`--from \`${from}\` is not an ISO 8601 time; e.g. 2026-11-20T09:00:00Z.`);
+    if (Number.isNaN(Date.parse(from)))
+      throw new UsageError(`--from \`${from}\` is not an ISO 8601 time; e.g. 2026-11-20T09:00:00Z.`);
     const ticks = input.values.ticks === undefined ? (isTrigger ? 1 : 0) : Number(input.values.ticks);
-    if (!Number.isInteger(ticks) || ticks < 0) throw new UsageError(`--ticks \`${input.values.ticks}\` must be a non-negative integer.`);
-    if (!isTrigger && input.values.ticks !== undefined) throw new UsageError('--ticks drives triggers; a pipeline runs once. Name a trigger to run ticks.');
+    if (!Number.isInteger(ticks) || ticks < 0)
+      throw new UsageError(`--ticks \`${input.values.ticks}\` must be a non-negative integer.`);
+    if (!isTrigger && input.values.ticks !== undefined)
+      throw new UsageError('--ticks drives triggers; a pipeline runs once. Name a trigger to run ticks.');
     const tickMs = durationMs(typeof input.values.tick === 'string' ? input.values.tick : '15m');
     const parameters = keyValues(input.values.param, '--param');
-    if (isTrigger && Object.keys(parameters).length) throw new UsageError('--param sets pipeline parameters; a trigger passes its own.');
+    if (isTrigger && Object.keys(parameters).length)
+      throw new UsageError('--param sets pipeline parameters; a trigger passes its own.');
     const fileSystems: Record<string, string> = {};
     if (!isUrlLocation(input.config.lake)) fileSystems.lake = input.config.lake;
     for (const [k, v] of Object.entries(keyValues(input.values.fs, '--fs'))) fileSystems[k] = String(v);
@@ -48,11 +57,16 @@ export const synapseRunCommand: Command = {
     try {
       const url = dataverse.endpoint.url;
       if (!/^https?:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/.test(url)) {
-        throw new UsageError(`The local Synapse runtime talks only to a local Dataverse (the emulator); \`${url}\` is remote. Drop --dataverse to use the built-in emulator.`);
+        throw new UsageError(
+          `The local Synapse runtime talks only to a local Dataverse (the emulator); \`${url}\` is remote. Drop --dataverse to use the built-in emulator.`,
+        );
       }
       const runtime = await SynapseRuntime.open({
         artifacts: store,
-        workspaceDir: typeof input.values.workspace === 'string' ? input.values.workspace : path.join(input.config.state, 'synapse-runtime'),
+        workspaceDir:
+          typeof input.values.workspace === 'string'
+            ? input.values.workspace
+            : path.join(input.config.state, 'synapse-runtime'),
         fileSystems,
         startTime: from,
         dataverseUrl: url,
@@ -67,7 +81,10 @@ export const synapseRunCommand: Command = {
         const runs = runtime.runs;
         if (input.json) input.print(JSON.stringify({ ticks, runs }));
         else for (const line of formatMonitoringView(runs)) input.print(line);
-        if (isTrigger && runs.length === 0) input.log.warn(`Trigger \`${name}\` fired no run in ${ticks} tick(s) of ${tickMs / 60_000} min from ${from}.`);
+        if (isTrigger && runs.length === 0)
+          input.log.warn(
+            `Trigger \`${name}\` fired no run in ${ticks} tick(s) of ${tickMs / 60_000} min from ${from}.`,
+          );
         return runs.every((r) => r.status === 'Succeeded') ? EXIT.ok : EXIT.failed;
       } finally {
         await runtime.close();

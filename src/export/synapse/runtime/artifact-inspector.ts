@@ -1,6 +1,11 @@
-import { DATA_TYPE_PROPERTIES } from './activities/data-activities.js';
 import { COPY_KEYS, SINK_KEYS } from './activities/copy-activity.js';
-import { DATASET_KEYS, DATASET_TYPE_PROPERTIES, LINKED_SERVICE_KEYS, LINKED_SERVICE_TYPES } from './activities/runtime-services.js';
+import { DATA_TYPE_PROPERTIES } from './activities/data-activities.js';
+import {
+  DATASET_KEYS,
+  DATASET_TYPE_PROPERTIES,
+  LINKED_SERVICE_KEYS,
+  LINKED_SERVICE_TYPES,
+} from './activities/runtime-services.js';
 import { SOURCE_KEYS, STORE_SETTINGS_KEYS } from './activities/tabular-source.js';
 import type { ArtifactStore } from './artifact-store.js';
 import { stepIdOf, tsqlMarkers } from './connectors/sql-engine.js';
@@ -18,7 +23,14 @@ export interface Finding {
    * does not implement it (an error naming it at run time). `sql-without-duckdb-rendering`: a T-SQL statement with
    * no plan step id, which the DuckDB engine refuses until the export carries step ids (issue 11).
    */
-  readonly kind: 'activity-type' | 'property' | 'function' | 'expression-syntax' | 'linked-service-type' | 'trigger-type' | 'sql-without-duckdb-rendering';
+  readonly kind:
+    | 'activity-type'
+    | 'property'
+    | 'function'
+    | 'expression-syntax'
+    | 'linked-service-type'
+    | 'trigger-type'
+    | 'sql-without-duckdb-rendering';
   /** `pipeline pl_x / activity Y / typeProperties.sink.foo`. */
   readonly where: string;
   readonly detail: string;
@@ -43,7 +55,8 @@ export function inspectArtifacts(store: ArtifactStore): Finding[] {
     for (const text of expressionTexts(value)) {
       for (const body of bodies(text)) {
         try {
-          for (const fn of functionNames(parseExpression(body))) if (!KNOWN_FUNCTIONS.includes(fn)) add('function', where, `\`${fn}()\``);
+          for (const fn of functionNames(parseExpression(body)))
+            if (!KNOWN_FUNCTIONS.includes(fn)) add('function', where, `\`${fn}()\``);
         } catch (error) {
           add('expression-syntax', where, (error as Error).message);
         }
@@ -60,7 +73,8 @@ export function inspectArtifacts(store: ArtifactStore): Finding[] {
 
   for (const name of store.names('linkedService')) {
     const ls = store.get('linkedService', name).properties;
-    if (!LINKED_SERVICE_TYPES.includes(String(ls.type))) add('linked-service-type', `linkedService ${name}`, `\`${ls.type}\``);
+    if (!LINKED_SERVICE_TYPES.includes(String(ls.type)))
+      add('linked-service-type', `linkedService ${name}`, `\`${ls.type}\``);
     keys(ls, LINKED_SERVICE_KEYS, `linkedService ${name}`);
     if (ls.connectVia !== undefined) add('property', `linkedService ${name}`, '`connectVia`');
   }
@@ -88,8 +102,10 @@ export function inspectArtifacts(store: ArtifactStore): Finding[] {
         expressions(a.outputs, where);
         if ((CONTROL_TYPES as readonly string[]).includes(type)) {
           keys(tp, TYPE_PROPERTIES[type]!, `${where} / typeProperties`);
-          for (const branch of ['ifTrueActivities', 'ifFalseActivities', 'activities', 'defaultActivities']) visit(tp[branch], `${path}${a.name} / `);
-          if (Array.isArray(tp.cases)) for (const c of tp.cases) if (isObject(c)) visit(c.activities, `${path}${a.name} / `);
+          for (const branch of ['ifTrueActivities', 'ifFalseActivities', 'activities', 'defaultActivities'])
+            visit(tp[branch], `${path}${a.name} / `);
+          if (Array.isArray(tp.cases))
+            for (const c of tp.cases) if (isObject(c)) visit(c.activities, `${path}${a.name} / `);
         } else if (DATA_TYPES.includes(type)) {
           if (type === 'Copy') {
             keys(tp, COPY_KEYS, `${where} / typeProperties`);
@@ -112,7 +128,9 @@ export function inspectArtifacts(store: ArtifactStore): Finding[] {
               else add('property', `${where} / source`, `source type \`${tp.source.type}\``);
               sql(tp.source.sqlReaderQuery, `${where} / source.sqlReaderQuery`);
             }
-            if (type === 'Script' && Array.isArray(tp.scripts)) tp.scripts.forEach((s, i) => isObject(s) && sql(s.text, `${where} / block ${i + 1}`));
+            if (type === 'Script' && Array.isArray(tp.scripts)) {
+              for (const [i, s] of tp.scripts.entries()) if (isObject(s)) sql(s.text, `${where} / block ${i + 1}`);
+            }
           }
         } else {
           add('activity-type', where, `\`${type}\``);
@@ -126,7 +144,8 @@ export function inspectArtifacts(store: ArtifactStore): Finding[] {
     if (!TRIGGER_TYPES.includes(String(t.type))) add('trigger-type', `trigger ${name}`, `\`${t.type}\``);
     expressions(t.pipelines ?? t.pipeline, `trigger ${name}`);
   }
-  for (const name of store.names('dataset')) expressions(store.get('dataset', name).properties.typeProperties, `dataset ${name}`);
+  for (const name of store.names('dataset'))
+    expressions(store.get('dataset', name).properties.typeProperties, `dataset ${name}`);
   return findings;
 }
 

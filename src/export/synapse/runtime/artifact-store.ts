@@ -58,10 +58,14 @@ export class ArtifactStore {
           throw new UsageError(`Artifact \`${full}\` is not valid JSON; fix or regenerate it.`, { cause: error });
         }
         if (!isObject(parsed) || typeof parsed.name !== 'string' || !isObject(parsed.properties)) {
-          throw new UsageError(`Artifact \`${full}\` lacks \`name\` or \`properties\`; it is not a deployable ${kind}.`);
+          throw new UsageError(
+            `Artifact \`${full}\` lacks \`name\` or \`properties\`; it is not a deployable ${kind}.`,
+          );
         }
         if (map.has(parsed.name)) {
-          throw new UsageError(`Two ${kind} artifacts are named \`${parsed.name}\` (\`${map.get(parsed.name)!.file}\`, \`${full}\`).`);
+          throw new UsageError(
+            `Two ${kind} artifacts are named \`${parsed.name}\` (\`${map.get(parsed.name)!.file}\`, \`${full}\`).`,
+          );
         }
         map.set(parsed.name, { name: parsed.name, properties: parsed.properties, file: full });
       }
@@ -75,10 +79,17 @@ export class ArtifactStore {
   }
 
   /** Builds a store from in-memory artifacts (tests). */
-  static fromObjects(objects: Partial<Record<ArtifactKind, readonly { name: string; properties: object }[]>>): ArtifactStore {
+  static fromObjects(
+    objects: Partial<Record<ArtifactKind, readonly { name: string; properties: object }[]>>,
+  ): ArtifactStore {
     const byKind = {} as Record<ArtifactKind, Map<string, Artifact>>;
     for (const kind of ARTIFACT_KINDS) {
-      byKind[kind] = new Map((objects[kind] ?? []).map((a) => [a.name, { name: a.name, properties: a.properties as JsonObject, file: `<memory>/${kind}/${a.name}.json` }]));
+      byKind[kind] = new Map(
+        (objects[kind] ?? []).map((a) => [
+          a.name,
+          { name: a.name, properties: a.properties as JsonObject, file: `<memory>/${kind}/${a.name}.json` },
+        ]),
+      );
     }
     return new ArtifactStore('<memory>', byKind);
   }
@@ -115,7 +126,9 @@ export function declarations(block: unknown, what: 'parameter' | 'variable', own
     }
     const type = allowed.find((t) => t.toLowerCase() === (decl.type as string).toLowerCase());
     if (!type) {
-      throw new UsageError(`The ${what} \`${name}\` of \`${owner}\` has type \`${decl.type}\`; use one of ${allowed.join(', ')}.`);
+      throw new UsageError(
+        `The ${what} \`${name}\` of \`${owner}\` has type \`${decl.type}\`; use one of ${allowed.join(', ')}.`,
+      );
     }
     out.set(name, decl.defaultValue === undefined ? { type } : { type, defaultValue: decl.defaultValue as Json });
   }

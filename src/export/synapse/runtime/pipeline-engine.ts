@@ -7,9 +7,9 @@ import { ExpressionError } from './expression/expression-error.js';
 import type { ExpressionScope } from './expression/expression-evaluator.js';
 import { isObject, type Json, type JsonObject, textOf } from './expression/json-value.js';
 import { checkKeys, IGNORED_ACTIVITY_KEYS } from './property-check.js';
+import type { ActivityRun, ActivityRunError, ActivityStatus, InvokedBy, PipelineRun } from './run-records.js';
 import type { RuntimeClock } from './runtime-clock.js';
 import { ActivityError, UnsupportedError } from './runtime-error.js';
-import type { ActivityRun, ActivityRunError, ActivityStatus, InvokedBy, PipelineRun } from './run-records.js';
 
 /** What a data activity (Lookup, Script, GetMetadata, Copy) gets to do its work. */
 export interface ActivityContext {
@@ -59,7 +59,18 @@ export interface RunHandle {
   readonly done: Promise<PipelineRun>;
 }
 
-export const CONTROL_TYPES = ['SetVariable', 'AppendVariable', 'IfCondition', 'ForEach', 'Until', 'Switch', 'Wait', 'Fail', 'Filter', 'ExecutePipeline'] as const;
+export const CONTROL_TYPES = [
+  'SetVariable',
+  'AppendVariable',
+  'IfCondition',
+  'ForEach',
+  'Until',
+  'Switch',
+  'Wait',
+  'Fail',
+  'Filter',
+  'ExecutePipeline',
+] as const;
 
 export const TYPE_PROPERTIES: Record<string, readonly string[]> = {
   SetVariable: ['variableName', 'value', 'setSystemVariable'],
@@ -74,7 +85,15 @@ export const TYPE_PROPERTIES: Record<string, readonly string[]> = {
   ExecutePipeline: ['pipeline', 'parameters', 'waitOnCompletion'],
 };
 
-export const PIPELINE_KEYS = ['activities', 'parameters', 'variables', 'concurrency', 'annotations', 'description', 'folder'];
+export const PIPELINE_KEYS = [
+  'activities',
+  'parameters',
+  'variables',
+  'concurrency',
+  'annotations',
+  'description',
+  'folder',
+];
 export const POLICY_KEYS = ['timeout', 'retry', 'retryIntervalInSeconds', 'secureInput', 'secureOutput'];
 
 interface Frame {
@@ -162,7 +181,10 @@ export class PipelineEngine {
     try {
       checkKeys(props, PIPELINE_KEYS, `pipeline \`${artifact.name}\``);
       const concurrency = props.concurrency === undefined ? Number.POSITIVE_INFINITY : Number(props.concurrency);
-      if (!(concurrency >= 1)) throw new UsageError(`Pipeline \`${artifact.name}\` has concurrency \`${props.concurrency}\`; use a positive integer.`);
+      if (!(concurrency >= 1))
+        throw new UsageError(
+          `Pipeline \`${artifact.name}\` has concurrency \`${props.concurrency}\`; use a positive integer.`,
+        );
       await this.#acquire(artifact.name, concurrency);
     } catch (error) {
       return this.#finish(run, 'Failed', messageOf(error));
@@ -171,7 +193,11 @@ export class PipelineEngine {
       run.status = 'InProgress';
       const startMs = this.#options.clock.nowMs();
       run.runStart = iso(startMs);
-      const parameters = bindParameters(declarations(props.parameters, 'parameter', `pipeline \`${artifact.name}\``), options.parameters ?? {}, artifact.name);
+      const parameters = bindParameters(
+        declarations(props.parameters, 'parameter', `pipeline \`${artifact.name}\``),
+        options.parameters ?? {},
+        artifact.name,
+      );
       Object.assign(run.parameters, parameters);
       const variables = new Map<string, { type: string; value: Json }>();
       for (const [name, decl] of declarations(props.variables, 'variable', `pipeline \`${artifact.name}\``)) {
@@ -240,7 +266,8 @@ export class PipelineEngine {
 
   #release(pipeline: string): void {
     const next = this.#queues.get(pipeline)?.shift();
-    if (next) next(); // the slot passes to the next queued run
+    if (next)
+      next(); // the slot passes to the next queued run
     else this.#active.set(pipeline, Math.max(0, (this.#active.get(pipeline) ?? 1) - 1));
   }
 
@@ -249,8 +276,10 @@ export class PipelineEngine {
     const byName = new Map<string, JsonObject>();
     for (const a of activities) {
       const name = a.name;
-      if (typeof name !== 'string' || name === '') throw new UsageError(`An activity of pipeline \`${state.run.pipelineName}\` has no name.`);
-      if (byName.has(name)) throw new UsageError(`Pipeline \`${state.run.pipelineName}\` has two activities named \`${name}\`.`);
+      if (typeof name !== 'string' || name === '')
+        throw new UsageError(`An activity of pipeline \`${state.run.pipelineName}\` has no name.`);
+      if (byName.has(name))
+        throw new UsageError(`Pipeline \`${state.run.pipelineName}\` has two activities named \`${name}\`.`);
       byName.set(name, a);
     }
     const deps = new Map<string, { activity: string; conditions: string[] }[]>();
@@ -324,17 +353,28 @@ export class PipelineEngine {
       });
     }
     for (let attempt = 1; ; attempt++) {
-      const status = await this.#record(activity, state, frame, attempt, (ctx) => this.#withTimeout(type, name, timeoutMs, ctx, (c) => this.#dispatch(activity, state, frame, c)));
+      const status = await this.#record(activity, state, frame, attempt, (ctx) =>
+        this.#withTimeout(type, name, timeoutMs, ctx, (c) => this.#dispatch(activity, state, frame, c)),
+      );
       if (status === 'Succeeded' || attempt > retries) return status;
       await this.#options.clock.sleep(intervalMs, state.signal);
     }
   }
 
-  async #withTimeout(type: string, name: string, timeoutMs: number, ctx: ActivityContext, work: (c: ActivityContext) => Promise<Json>): Promise<Json> {
+  async #withTimeout(
+    type: string,
+    name: string,
+    timeoutMs: number,
+    ctx: ActivityContext,
+    work: (c: ActivityContext) => Promise<Json>,
+  ): Promise<Json> {
     const timer = new AbortController();
     const timedOut = this.#options.clock.sleep(timeoutMs, timer.signal).then(() => {
       if (timer.signal.aborted) return new Promise<never>(() => {});
-      throw new ActivityError('ActivityTimedOut', `Activity \`${name}\` (${type}) exceeded its policy timeout of ${timeoutMs / 1000} s and was stopped.`);
+      throw new ActivityError(
+        'ActivityTimedOut',
+        `Activity \`${name}\` (${type}) exceeded its policy timeout of ${timeoutMs / 1000} s and was stopped.`,
+      );
     });
     try {
       return await Promise.race([work(ctx), timedOut]);
@@ -343,7 +383,13 @@ export class PipelineEngine {
     }
   }
 
-  async #record(activity: JsonObject, state: RunState, frame: Frame, attempt: number, work: (ctx: ActivityContext) => Promise<Json>): Promise<ActivityStatus> {
+  async #record(
+    activity: JsonObject,
+    state: RunState,
+    frame: Frame,
+    attempt: number,
+    work: (ctx: ActivityContext) => Promise<Json>,
+  ): Promise<ActivityStatus> {
     const name = activity.name as string;
     const clock = this.#options.clock;
     const startMs = clock.nowMs();
@@ -397,7 +443,10 @@ export class PipelineEngine {
       pipeline: () => state.pipeline,
       variables: (name) => {
         const v = state.variables.get(name);
-        if (!v) throw new ExpressionError(`Variable \`${name}\` is not declared in pipeline \`${state.run.pipelineName}\`; declare it under \`variables\`.`);
+        if (!v)
+          throw new ExpressionError(
+            `Variable \`${name}\` is not declared in pipeline \`${state.run.pipelineName}\`; declare it under \`variables\`.`,
+          );
         return v.value;
       },
       activity: (name) => {
@@ -437,18 +486,29 @@ export class PipelineEngine {
         const variableName = ctx.evaluate(tp.variableName);
         if (typeof variableName !== 'string') throw new UsageError(`${type} \`${name}\` has no \`variableName\`.`);
         if (type === 'SetVariable' && tp.setSystemVariable === true) {
-          if (variableName !== 'pipelineReturnValue') throw new UnsupportedError(`System variable \`${variableName}\` of SetVariable \`${name}\` is not implemented; only \`pipelineReturnValue\` is.`);
+          if (variableName !== 'pipelineReturnValue')
+            throw new UnsupportedError(
+              `System variable \`${variableName}\` of SetVariable \`${name}\` is not implemented; only \`pipelineReturnValue\` is.`,
+            );
           state.returnValue.value = returnValue(tp.value, ctx);
           return { name: variableName, value: state.returnValue.value };
         }
         const variable = state.variables.get(variableName);
-        if (!variable) throw new ActivityError('InvalidVariable', `Variable \`${variableName}\` (${type} \`${name}\`) is not declared in pipeline \`${state.run.pipelineName}\`.`);
+        if (!variable)
+          throw new ActivityError(
+            'InvalidVariable',
+            `Variable \`${variableName}\` (${type} \`${name}\`) is not declared in pipeline \`${state.run.pipelineName}\`.`,
+          );
         if (frame.loop === 'ForEach(parallel)' && type === 'SetVariable') {
           // Documented as not thread-safe; the runtime runs it but the order of parallel writes is the order of completion.
         }
         const value = ctx.evaluate(tp.value);
         if (type === 'AppendVariable') {
-          if (variable.type !== 'Array') throw new ActivityError('InvalidVariableType', `AppendVariable \`${name}\` appends to \`${variableName}\`, which is a ${variable.type}, not an Array.`);
+          if (variable.type !== 'Array')
+            throw new ActivityError(
+              'InvalidVariableType',
+              `AppendVariable \`${name}\` appends to \`${variableName}\`, which is a ${variable.type}, not an Array.`,
+            );
           variable.value = [...((variable.value as Json[] | null) ?? []), value];
           return { name: variableName, value };
         }
@@ -457,31 +517,61 @@ export class PipelineEngine {
       }
       case 'IfCondition': {
         const condition = ctx.evaluate(tp.expression);
-        if (typeof condition !== 'boolean') throw new ActivityError('InvalidTemplate', `IfCondition \`${name}\` expression must be a boolean, got \`${JSON.stringify(condition)}\`.`);
+        if (typeof condition !== 'boolean')
+          throw new ActivityError(
+            'InvalidTemplate',
+            `IfCondition \`${name}\` expression must be a boolean, got \`${JSON.stringify(condition)}\`.`,
+          );
         const branch = condition ? 'ifTrueActivities' : 'ifFalseActivities';
         const inner = activityList(tp[branch] ?? [], `${branch} of \`${name}\``);
         const status = await this.#runScope(inner, state, child(frame, `${name}:${condition}`));
-        if (status === 'Failed') throw new ActivityError('ContainerFailed', `An activity in the ${condition ? 'true' : 'false'} branch of \`${name}\` failed.`);
+        if (status === 'Failed')
+          throw new ActivityError(
+            'ContainerFailed',
+            `An activity in the ${condition ? 'true' : 'false'} branch of \`${name}\` failed.`,
+          );
         return {};
       }
       case 'Switch': {
         const on = textOf(ctx.evaluate(tp.on));
         const cases = Array.isArray(tp.cases) ? tp.cases : [];
         const match = cases.find((c) => isObject(c) && textOf(c.value as Json) === on) as JsonObject | undefined;
-        const inner = activityList(match ? (match.activities ?? []) : (tp.defaultActivities ?? []), `case \`${on}\` of \`${name}\``);
+        const inner = activityList(
+          match ? (match.activities ?? []) : (tp.defaultActivities ?? []),
+          `case \`${on}\` of \`${name}\``,
+        );
         const status = await this.#runScope(inner, state, child(frame, `${name}:${match ? on : 'default'}`));
-        if (status === 'Failed') throw new ActivityError('ContainerFailed', `An activity in case \`${match ? on : 'default'}\` of \`${name}\` failed.`);
+        if (status === 'Failed')
+          throw new ActivityError(
+            'ContainerFailed',
+            `An activity in case \`${match ? on : 'default'}\` of \`${name}\` failed.`,
+          );
         return {};
       }
       case 'ForEach': {
-        if (frame.loop) throw new ActivityError('InvalidNesting', `ForEach \`${name}\` is inside a ${frame.loop}; a ForEach cannot be nested in a ForEach or Until — use ExecutePipeline with a child pipeline.`);
+        if (frame.loop)
+          throw new ActivityError(
+            'InvalidNesting',
+            `ForEach \`${name}\` is inside a ${frame.loop}; a ForEach cannot be nested in a ForEach or Until — use ExecutePipeline with a child pipeline.`,
+          );
         const items = ctx.evaluate(tp.items);
-        if (!Array.isArray(items)) throw new ActivityError('InvalidTemplate', `ForEach \`${name}\` items must evaluate to an array, got \`${JSON.stringify(items)?.slice(0, 100)}\`.`);
-        if (items.length > 100_000) throw new ActivityError('TooManyItems', `ForEach \`${name}\` has ${items.length} items; the limit is 100,000.`);
+        if (!Array.isArray(items))
+          throw new ActivityError(
+            'InvalidTemplate',
+            `ForEach \`${name}\` items must evaluate to an array, got \`${JSON.stringify(items)?.slice(0, 100)}\`.`,
+          );
+        if (items.length > 100_000)
+          throw new ActivityError(
+            'TooManyItems',
+            `ForEach \`${name}\` has ${items.length} items; the limit is 100,000.`,
+          );
         const sequential = tp.isSequential === undefined ? false : ctx.evaluate(tp.isSequential) === true;
         const batch = tp.batchCount === undefined ? 20 : Number(ctx.evaluate(tp.batchCount));
         if (!sequential && !(Number.isInteger(batch) && batch >= 1 && batch <= 50)) {
-          throw new ActivityError('InvalidBatchCount', `ForEach \`${name}\` batchCount \`${tp.batchCount}\` is outside 1–50.`);
+          throw new ActivityError(
+            'InvalidBatchCount',
+            `ForEach \`${name}\` batchCount \`${tp.batchCount}\` is outside 1–50.`,
+          );
         }
         const inner = activityList(tp.activities ?? [], `activities of \`${name}\``);
         const lanes = sequential ? 1 : Math.min(batch, Math.max(1, items.length));
@@ -491,18 +581,31 @@ export class PipelineEngine {
           Array.from({ length: lanes }, async () => {
             while (next < items.length) {
               const index = next++;
-              const status = await this.#runScope(inner, state, { ...child(frame, `${name}[${index}]`), item: { value: items[index]! }, loop: 'ForEach' });
+              const status = await this.#runScope(inner, state, {
+                ...child(frame, `${name}[${index}]`),
+                item: { value: items[index]! },
+                loop: 'ForEach',
+              });
               if (status === 'Failed') failed++;
             }
           }),
         );
-        if (failed) throw new ActivityError('ContainerFailed', `${failed} of ${items.length} iteration(s) of ForEach \`${name}\` failed.`);
+        if (failed)
+          throw new ActivityError(
+            'ContainerFailed',
+            `${failed} of ${items.length} iteration(s) of ForEach \`${name}\` failed.`,
+          );
         return { itemsCount: items.length };
       }
       case 'Until': {
-        if (frame.loop) throw new ActivityError('InvalidNesting', `Until \`${name}\` is inside a ${frame.loop}; use ExecutePipeline with a child pipeline.`);
+        if (frame.loop)
+          throw new ActivityError(
+            'InvalidNesting',
+            `Until \`${name}\` is inside a ${frame.loop}; use ExecutePipeline with a child pipeline.`,
+          );
         const limitMs = timeSpanMs(tp.timeout ?? '7.00:00:00', `timeout of Until \`${name}\``);
-        if (limitMs > 90 * 86_400_000) throw new ActivityError('InvalidTimeout', `Until \`${name}\` timeout exceeds the maximum of 90 days.`);
+        if (limitMs > 90 * 86_400_000)
+          throw new ActivityError('InvalidTimeout', `Until \`${name}\` timeout exceeds the maximum of 90 days.`);
         const inner = activityList(tp.activities ?? [], `activities of \`${name}\``);
         const started = this.#options.clock.nowMs();
         for (let i = 1; ; i++) {
@@ -510,56 +613,95 @@ export class PipelineEngine {
           const status = await this.#runScope(inner, state, { ...child(frame, `${name}#${i}`), loop: 'Until' });
           const scope = this.#scope(state, frame);
           const done = evaluateValue(tp.expression, scope);
-          if (typeof done !== 'boolean') throw new ActivityError('InvalidTemplate', `Until \`${name}\` expression must be a boolean, got \`${JSON.stringify(done)}\`.`);
+          if (typeof done !== 'boolean')
+            throw new ActivityError(
+              'InvalidTemplate',
+              `Until \`${name}\` expression must be a boolean, got \`${JSON.stringify(done)}\`.`,
+            );
           if (done) {
-            if (status === 'Failed') throw new ActivityError('ContainerFailed', `The last iteration (${i}) of Until \`${name}\` failed.`);
+            if (status === 'Failed')
+              throw new ActivityError('ContainerFailed', `The last iteration (${i}) of Until \`${name}\` failed.`);
             return { iterations: i };
           }
           if (this.#options.clock.nowMs() - started >= limitMs) {
-            throw new ActivityError('ActivityTimedOut', `Until \`${name}\` reached its timeout after ${i} iteration(s) without its condition becoming true.`);
+            throw new ActivityError(
+              'ActivityTimedOut',
+              `Until \`${name}\` reached its timeout after ${i} iteration(s) without its condition becoming true.`,
+            );
           }
         }
       }
       case 'Wait': {
         const seconds = ctx.evaluate(tp.waitTimeInSeconds);
-        if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < 0) throw new ActivityError('InvalidTemplate', `Wait \`${name}\` waitTimeInSeconds must be a non-negative integer, got \`${JSON.stringify(seconds)}\`.`);
+        if (typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < 0)
+          throw new ActivityError(
+            'InvalidTemplate',
+            `Wait \`${name}\` waitTimeInSeconds must be a non-negative integer, got \`${JSON.stringify(seconds)}\`.`,
+          );
         await this.#options.clock.sleep(seconds * 1000, ctx.signal);
         return { waitTimeInSeconds: seconds };
       }
       case 'Fail': {
         const message = ctx.evaluate(tp.message);
         const errorCode = ctx.evaluate(tp.errorCode);
-        if (typeof message !== 'string' || message === '') throw new ActivityError('InvalidTemplate', `Fail \`${name}\` message must evaluate to a non-empty string, got \`${JSON.stringify(message)}\`.`);
-        if (typeof errorCode !== 'string' || errorCode === '') throw new ActivityError('InvalidTemplate', `Fail \`${name}\` errorCode must evaluate to a non-empty string, got \`${JSON.stringify(errorCode)}\`.`);
+        if (typeof message !== 'string' || message === '')
+          throw new ActivityError(
+            'InvalidTemplate',
+            `Fail \`${name}\` message must evaluate to a non-empty string, got \`${JSON.stringify(message)}\`.`,
+          );
+        if (typeof errorCode !== 'string' || errorCode === '')
+          throw new ActivityError(
+            'InvalidTemplate',
+            `Fail \`${name}\` errorCode must evaluate to a non-empty string, got \`${JSON.stringify(errorCode)}\`.`,
+          );
         throw new ActivityError(errorCode, message);
       }
       case 'Filter': {
         const items = ctx.evaluate(tp.items);
-        if (!Array.isArray(items)) throw new ActivityError('InvalidTemplate', `Filter \`${name}\` items must evaluate to an array.`);
+        if (!Array.isArray(items))
+          throw new ActivityError('InvalidTemplate', `Filter \`${name}\` items must evaluate to an array.`);
         const kept: Json[] = [];
         for (const item of items) {
           const keep = evaluateValue(tp.condition, { ...ctx.scope, item: () => item });
-          if (typeof keep !== 'boolean') throw new ActivityError('InvalidTemplate', `Filter \`${name}\` condition must be a boolean, got \`${JSON.stringify(keep)}\`.`);
+          if (typeof keep !== 'boolean')
+            throw new ActivityError(
+              'InvalidTemplate',
+              `Filter \`${name}\` condition must be a boolean, got \`${JSON.stringify(keep)}\`.`,
+            );
           if (keep) kept.push(item);
         }
         return { ItemsCount: items.length, FilteredItemsCount: kept.length, Value: kept };
       }
       case 'ExecutePipeline': {
         const ref = tp.pipeline;
-        if (!isObject(ref) || typeof ref.referenceName !== 'string') throw new UsageError(`ExecutePipeline \`${name}\` has no pipeline reference.`);
+        if (!isObject(ref) || typeof ref.referenceName !== 'string')
+          throw new UsageError(`ExecutePipeline \`${name}\` has no pipeline reference.`);
         const parameters = isObject(tp.parameters) ? (ctx.evaluate(tp.parameters) as Record<string, Json>) : {};
-        const wait = tp.waitOnCompletion === undefined ? (this.#options.waitOnCompletionDefault ?? true) : tp.waitOnCompletion === true;
+        const wait =
+          tp.waitOnCompletion === undefined
+            ? (this.#options.waitOnCompletionDefault ?? true)
+            : tp.waitOnCompletion === true;
         const handle = this.startRun(ref.referenceName, {
           parameters,
           invokedBy: { name: state.run.pipelineName, invokedByType: 'PipelineActivity', id: state.run.runId },
-          parent: { runId: state.run.runId, pipelineName: state.run.pipelineName, groupId: String(state.pipeline.GroupId) },
+          parent: {
+            runId: state.run.runId,
+            pipelineName: state.run.pipelineName,
+            groupId: String(state.pipeline.GroupId),
+          },
         });
         if (!wait) return { pipelineName: ref.referenceName, pipelineRunId: handle.run.runId };
         const childRun = await handle.done;
         const output: JsonObject = { pipelineName: ref.referenceName, pipelineRunId: childRun.runId };
         if (childRun.output !== undefined) output.pipelineReturnValue = childRun.output;
         if (childRun.status !== 'Succeeded') {
-          throw Object.assign(new ActivityError('PipelineRunFailed', `Child pipeline \`${ref.referenceName}\` run ${childRun.runId} ${childRun.status.toLowerCase()}: ${childRun.message}`), { details: { output } });
+          throw Object.assign(
+            new ActivityError(
+              'PipelineRunFailed',
+              `Child pipeline \`${ref.referenceName}\` run ${childRun.runId} ${childRun.status.toLowerCase()}: ${childRun.message}`,
+            ),
+            { details: { output } },
+          );
         }
         return output;
       }
@@ -569,7 +711,13 @@ export class PipelineEngine {
 }
 
 function child(frame: Frame, label: string): Frame {
-  return { results: new Map(), parent: frame, label, ...(frame.item ? { item: frame.item } : {}), ...(frame.loop ? { loop: frame.loop } : {}) };
+  return {
+    results: new Map(),
+    parent: frame,
+    label,
+    ...(frame.item ? { item: frame.item } : {}),
+    ...(frame.loop ? { loop: frame.loop } : {}),
+  };
 }
 
 function itemOf(frame: Frame): Json {
@@ -579,45 +727,77 @@ function itemOf(frame: Frame): Json {
 
 function returnValue(value: unknown, ctx: ActivityContext): Json {
   // `value` is a list of { key, value: { type, content } } (learn.microsoft.com/azure/data-factory/tutorial-pipeline-return-value).
-  if (!Array.isArray(value)) throw new ActivityError('InvalidReturnValue', `pipelineReturnValue of \`${ctx.name}\` must be a list of { key, value }.`);
+  if (!Array.isArray(value))
+    throw new ActivityError(
+      'InvalidReturnValue',
+      `pipelineReturnValue of \`${ctx.name}\` must be a list of { key, value }.`,
+    );
   const out: JsonObject = {};
   for (const entry of value) {
-    if (!isObject(entry) || typeof entry.key !== 'string' || !isObject(entry.value)) throw new ActivityError('InvalidReturnValue', `An entry of pipelineReturnValue in \`${ctx.name}\` lacks key or value.`);
+    if (!isObject(entry) || typeof entry.key !== 'string' || !isObject(entry.value))
+      throw new ActivityError(
+        'InvalidReturnValue',
+        `An entry of pipelineReturnValue in \`${ctx.name}\` lacks key or value.`,
+      );
     const v = entry.value;
-    out[entry.key] = v.type === 'Null' ? null : ctx.evaluate(v.type === 'Expression' ? { type: 'Expression', value: v.content } : v.content);
+    out[entry.key] =
+      v.type === 'Null'
+        ? null
+        : ctx.evaluate(v.type === 'Expression' ? { type: 'Expression', value: v.content } : v.content);
   }
   return out;
 }
 
-function bindParameters(decls: Map<string, Declaration>, given: Record<string, Json>, pipeline: string): Record<string, Json> {
+function bindParameters(
+  decls: Map<string, Declaration>,
+  given: Record<string, Json>,
+  pipeline: string,
+): Record<string, Json> {
   const out: Record<string, Json> = {};
   for (const key of Object.keys(given)) {
-    if (!decls.has(key)) throw new UsageError(`Pipeline \`${pipeline}\` has no parameter \`${key}\`; declared: ${[...decls.keys()].join(', ') || '(none)'}.`);
+    if (!decls.has(key))
+      throw new UsageError(
+        `Pipeline \`${pipeline}\` has no parameter \`${key}\`; declared: ${[...decls.keys()].join(', ') || '(none)'}.`,
+      );
   }
   for (const [name, decl] of decls) {
     const value = Object.hasOwn(given, name) ? given[name]! : decl.defaultValue;
-    if (value === undefined) throw new UsageError(`Pipeline \`${pipeline}\` needs parameter \`${name}\` (${decl.type}), which has no default; pass it.`);
+    if (value === undefined)
+      throw new UsageError(
+        `Pipeline \`${pipeline}\` needs parameter \`${name}\` (${decl.type}), which has no default; pass it.`,
+      );
     out[name] = checkType(value, decl.type, `Parameter \`${name}\` of pipeline \`${pipeline}\``);
   }
   return out;
 }
 
 function activityList(value: unknown, where: string): JsonObject[] {
-  if (!Array.isArray(value) || !value.every(isObject)) throw new UsageError(`The activities of ${where} are not a list of objects.`);
+  if (!Array.isArray(value) || !value.every(isObject))
+    throw new UsageError(`The activities of ${where} are not a list of objects.`);
   return value as JsonObject[];
 }
 
-function dependencies(activity: JsonObject, scope: Map<string, JsonObject>, pipeline: string): { activity: string; conditions: string[] }[] {
+function dependencies(
+  activity: JsonObject,
+  scope: Map<string, JsonObject>,
+  pipeline: string,
+): { activity: string; conditions: string[] }[] {
   const list = activity.dependsOn ?? [];
   if (!Array.isArray(list)) throw new UsageError(`dependsOn of \`${activity.name}\` is not a list.`);
   return list.map((d) => {
     if (!isObject(d) || typeof d.activity !== 'string' || !Array.isArray(d.dependencyConditions)) {
       throw new UsageError(`A dependsOn entry of \`${activity.name}\` lacks activity or dependencyConditions.`);
     }
-    if (!scope.has(d.activity)) throw new UsageError(`Activity \`${activity.name}\` of \`${pipeline}\` depends on \`${d.activity}\`, which is not in the same scope.`);
+    if (!scope.has(d.activity))
+      throw new UsageError(
+        `Activity \`${activity.name}\` of \`${pipeline}\` depends on \`${d.activity}\`, which is not in the same scope.`,
+      );
     const conditions = d.dependencyConditions.map(String);
     for (const c of conditions) {
-      if (!['Succeeded', 'Failed', 'Skipped', 'Completed'].includes(c)) throw new UnsupportedError(`Dependency condition \`${c}\` of \`${activity.name}\` is unknown; use Succeeded, Failed, Skipped or Completed.`);
+      if (!['Succeeded', 'Failed', 'Skipped', 'Completed'].includes(c))
+        throw new UnsupportedError(
+          `Dependency condition \`${c}\` of \`${activity.name}\` is unknown; use Succeeded, Failed, Skipped or Completed.`,
+        );
     }
     return { activity: d.activity, conditions };
   });
@@ -633,7 +813,10 @@ function assertAcyclic(deps: Map<string, { activity: string }[]>, pipeline: stri
   const state = new Map<string, 1 | 2>();
   const visit = (n: string, path: string[]) => {
     if (state.get(n) === 2) return;
-    if (state.get(n) === 1) throw new UsageError(`Activities of \`${pipeline}\` depend on each other in a cycle: ${[...path, n].join(' → ')}.`);
+    if (state.get(n) === 1)
+      throw new UsageError(
+        `Activities of \`${pipeline}\` depend on each other in a cycle: ${[...path, n].join(' → ')}.`,
+      );
     state.set(n, 1);
     for (const d of deps.get(n) ?? []) visit(d.activity, [...path, n]);
     state.set(n, 2);
@@ -645,7 +828,10 @@ function assertAcyclic(deps: Map<string, { activity: string }[]>, pipeline: stri
  * The documented final-status algorithm: take every leaf; for a skipped leaf evaluate its parents instead
  * (repeatedly); the scope succeeds iff every evaluated activity succeeded (tutorial-pipeline-failure-error-handling).
  */
-export function scopeStatus(deps: Map<string, { activity: string }[]>, statuses: Map<string, ActivityStatus>): 'Succeeded' | 'Failed' {
+export function scopeStatus(
+  deps: Map<string, { activity: string }[]>,
+  statuses: Map<string, ActivityStatus>,
+): 'Succeeded' | 'Failed' {
   const hasDependents = new Set<string>();
   for (const list of deps.values()) for (const d of list) hasDependents.add(d.activity);
   const seen = new Set<string>();
@@ -664,10 +850,14 @@ export function scopeStatus(deps: Map<string, { activity: string }[]>, statuses:
 }
 
 function toActivityRunError(error: unknown, target: string): ActivityRunError {
-  if (error instanceof ActivityError) return { errorCode: error.errorCode, message: error.message, failureType: error.failureType, target };
-  if (error instanceof ExpressionError) return { errorCode: 'InvalidTemplate', message: error.message, failureType: 'UserError', target };
-  if (error instanceof UnsupportedError) return { errorCode: 'UnsupportedByLocalRuntime', message: error.message, failureType: 'UserError', target };
-  if (error instanceof FerryError) return { errorCode: error.code, message: error.message, failureType: 'UserError', target };
+  if (error instanceof ActivityError)
+    return { errorCode: error.errorCode, message: error.message, failureType: error.failureType, target };
+  if (error instanceof ExpressionError)
+    return { errorCode: 'InvalidTemplate', message: error.message, failureType: 'UserError', target };
+  if (error instanceof UnsupportedError)
+    return { errorCode: 'UnsupportedByLocalRuntime', message: error.message, failureType: 'UserError', target };
+  if (error instanceof FerryError)
+    return { errorCode: error.code, message: error.message, failureType: 'UserError', target };
   return { errorCode: 'LocalRuntimeError', message: messageOf(error), failureType: 'SystemError', target };
 }
 
@@ -677,14 +867,18 @@ function messageOf(error: unknown): string {
 
 function integerProperty(value: unknown, what: string, activity: string): number {
   const n = typeof value === 'string' && isExpressionObject(value) ? Number.NaN : Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`Policy \`${what}\` of activity \`${activity}\` is \`${JSON.stringify(value)}\`; use a non-negative integer.`);
+  if (!Number.isInteger(n) || n < 0)
+    throw new UsageError(
+      `Policy \`${what}\` of activity \`${activity}\` is \`${JSON.stringify(value)}\`; use a non-negative integer.`,
+    );
   return n;
 }
 
 /** `[d.]hh:mm:ss` (the REST `ActivityPolicy.timeout` pattern) in milliseconds. */
 export function timeSpanMs(value: unknown, what: string): number {
   const m = typeof value === 'string' ? /^(-)?(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})$/.exec(value) : null;
-  if (!m) throw new UsageError(`${what} is \`${JSON.stringify(value)}\`; write it as \`[d.]hh:mm:ss\`, e.g. \`0.12:00:00\`.`);
+  if (!m)
+    throw new UsageError(`${what} is \`${JSON.stringify(value)}\`; write it as \`[d.]hh:mm:ss\`, e.g. \`0.12:00:00\`.`);
   const ms = ((Number(m[2] ?? 0) * 24 + Number(m[3])) * 3600 + Number(m[4]) * 60 + Number(m[5])) * 1000;
   return m[1] ? -ms : ms;
 }

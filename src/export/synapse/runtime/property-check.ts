@@ -24,7 +24,9 @@ export const IGNORED_ACTIVITY_KEYS = [
 export function checkKeys(object: JsonObject, known: readonly string[], where: string): void {
   for (const key of Object.keys(object)) {
     if (!known.includes(key)) {
-      throw new UnsupportedError(`Property \`${key}\` of ${where} is not implemented by the local runtime (known: ${known.join(', ')}).`);
+      throw new UnsupportedError(
+        `Property \`${key}\` of ${where} is not implemented by the local runtime (known: ${known.join(', ')}).`,
+      );
     }
   }
 }

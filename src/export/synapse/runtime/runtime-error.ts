@@ -8,7 +8,11 @@ export class ActivityError extends FerryError {
   readonly errorCode: string;
   readonly failureType: 'UserError' | 'SystemError';
 
-  constructor(errorCode: string, message: string, options: { cause?: unknown; failureType?: 'UserError' | 'SystemError'; retryable?: boolean } = {}) {
+  constructor(
+    errorCode: string,
+    message: string,
+    options: { cause?: unknown; failureType?: 'UserError' | 'SystemError'; retryable?: boolean } = {},
+  ) {
     super(`synapse_runtime.${errorCode}`, message, {
       cause: options.cause,
       disposition: options.retryable ? 'retry' : 'fatal',

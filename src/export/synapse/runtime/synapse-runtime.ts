@@ -9,8 +9,8 @@ import { LocalStorage } from './connectors/lake-files.js';
 import { DuckDbSqlEngine, type SqlEngine, type StepRenderings } from './connectors/sql-engine.js';
 import type { Json } from './expression/json-value.js';
 import { PipelineEngine } from './pipeline-engine.js';
-import { VirtualClock } from './runtime-clock.js';
 import type { PipelineRun } from './run-records.js';
+import { VirtualClock } from './runtime-clock.js';
 import { TriggerScheduler } from './triggers/trigger-scheduler.js';
 
 export interface SynapseRuntimeOptions {
@@ -58,7 +58,13 @@ export class SynapseRuntime {
   readonly services: RuntimeServices;
   readonly #ownedDuck: DuckDbStaging | undefined;
 
-  private constructor(artifacts: ArtifactStore, services: RuntimeServices, clock: VirtualClock, options: SynapseRuntimeOptions, ownedDuck: DuckDbStaging | undefined) {
+  private constructor(
+    artifacts: ArtifactStore,
+    services: RuntimeServices,
+    clock: VirtualClock,
+    options: SynapseRuntimeOptions,
+    ownedDuck: DuckDbStaging | undefined,
+  ) {
     this.artifacts = artifacts;
     this.services = services;
     this.clock = clock;
@@ -74,12 +80,17 @@ export class SynapseRuntime {
   }
 
   static async open(options: SynapseRuntimeOptions): Promise<SynapseRuntime> {
-    const artifacts = typeof options.artifacts === 'string' ? await ArtifactStore.load(options.artifacts) : options.artifacts;
+    const artifacts =
+      typeof options.artifacts === 'string' ? await ArtifactStore.load(options.artifacts) : options.artifacts;
     await mkdir(options.workspaceDir, { recursive: true });
     let owned: DuckDbStaging | undefined;
     let sql = options.sqlEngine;
     if (!sql) {
-      owned = await DuckDbStaging.open({ path: path.join(options.workspaceDir, 'workspace.duckdb'), threads: 2, memoryLimit: '512MB' });
+      owned = await DuckDbStaging.open({
+        path: path.join(options.workspaceDir, 'workspace.duckdb'),
+        threads: 2,
+        memoryLimit: '512MB',
+      });
       // Azure SQL databases always have the `dbo` schema.
       await owned.run('CREATE SCHEMA IF NOT EXISTS dbo');
       sql = new DuckDbSqlEngine(owned, options.stepRenderings);
@@ -90,7 +101,14 @@ export class SynapseRuntime {
       artifacts,
       storage: new LocalStorage(path.join(options.workspaceDir, 'storage'), options.fileSystems ?? {}),
       sql,
-      ...(options.dataverseUrl ? { dataverse: new DataverseHttp({ url: options.dataverseUrl, ...(options.dataverseSleep ? { sleep: options.dataverseSleep } : {}) }) } : {}),
+      ...(options.dataverseUrl
+        ? {
+            dataverse: new DataverseHttp({
+              url: options.dataverseUrl,
+              ...(options.dataverseSleep ? { sleep: options.dataverseSleep } : {}),
+            }),
+          }
+        : {}),
       noFilesFound: options.noFilesFound ?? 'succeed',
     };
     return new SynapseRuntime(artifacts, services, new VirtualClock(startMs), options, owned);

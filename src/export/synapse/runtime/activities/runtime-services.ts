@@ -41,28 +41,65 @@ export interface ResolvedDataset {
 /** typeProperties of the dataset types the runtime reads and writes. */
 export const DATASET_TYPE_PROPERTIES: Readonly<Record<string, readonly string[]>> = {
   Parquet: ['location', 'compressionCodec'],
-  DelimitedText: ['location', 'columnDelimiter', 'rowDelimiter', 'quoteChar', 'escapeChar', 'firstRowAsHeader', 'nullValue', 'encodingName', 'compressionCodec'],
+  DelimitedText: [
+    'location',
+    'columnDelimiter',
+    'rowDelimiter',
+    'quoteChar',
+    'escapeChar',
+    'firstRowAsHeader',
+    'nullValue',
+    'encodingName',
+    'compressionCodec',
+  ],
   AzureSqlTable: ['schema', 'table'],
   CommonDataServiceForAppsEntity: ['entityName'],
 };
 
-export const DATASET_KEYS = ['linkedServiceName', 'parameters', 'annotations', 'type', 'typeProperties', 'schema', 'structure', 'description', 'folder'];
+export const DATASET_KEYS = [
+  'linkedServiceName',
+  'parameters',
+  'annotations',
+  'type',
+  'typeProperties',
+  'schema',
+  'structure',
+  'description',
+  'folder',
+];
 export const LINKED_SERVICE_KEYS = ['type', 'typeProperties', 'annotations', 'description', 'parameters', 'connectVia'];
 export const LINKED_SERVICE_TYPES = ['AzureBlobFS', 'AzureSqlDatabase', 'CommonDataServiceForApps', 'AzureKeyVault'];
 
 /** Resolves a linked-service reference: parameters bound (defaults + given), `linkedService()` expressions evaluated. */
-export function resolveLinkedService(services: RuntimeServices, reference: unknown, ctx: ActivityContext): ResolvedLinkedService {
+export function resolveLinkedService(
+  services: RuntimeServices,
+  reference: unknown,
+  ctx: ActivityContext,
+): ResolvedLinkedService {
   if (!isObject(reference) || typeof reference.referenceName !== 'string') {
     throw new UsageError(`Activity \`${ctx.name}\` has a linked-service reference without referenceName.`);
   }
   const artifact = services.artifacts.get('linkedService', reference.referenceName);
   const props = artifact.properties;
   checkKeys(props, LINKED_SERVICE_KEYS, `linked service \`${artifact.name}\``);
-  if (props.connectVia !== undefined) throw new UnsupportedError(`\`connectVia\` (integration runtime) of linked service \`${artifact.name}\` is not implemented by the local runtime.`);
+  if (props.connectVia !== undefined)
+    throw new UnsupportedError(
+      `\`connectVia\` (integration runtime) of linked service \`${artifact.name}\` is not implemented by the local runtime.`,
+    );
   const type = String(props.type);
-  if (!LINKED_SERVICE_TYPES.includes(type)) throw new UnsupportedError(`Linked service type \`${type}\` (\`${artifact.name}\`) is not implemented by the local runtime; supported: ${LINKED_SERVICE_TYPES.join(', ')}.`);
-  const params = bind(declarations(props.parameters, 'parameter', `linked service \`${artifact.name}\``), ctx.evaluate(reference.parameters ?? {}), `linked service \`${artifact.name}\``);
-  const typeProperties = evaluateValue(props.typeProperties ?? {}, { ...ctx.scope, linkedService: () => params }) as JsonObject;
+  if (!LINKED_SERVICE_TYPES.includes(type))
+    throw new UnsupportedError(
+      `Linked service type \`${type}\` (\`${artifact.name}\`) is not implemented by the local runtime; supported: ${LINKED_SERVICE_TYPES.join(', ')}.`,
+    );
+  const params = bind(
+    declarations(props.parameters, 'parameter', `linked service \`${artifact.name}\``),
+    ctx.evaluate(reference.parameters ?? {}),
+    `linked service \`${artifact.name}\``,
+  );
+  const typeProperties = evaluateValue(props.typeProperties ?? {}, {
+    ...ctx.scope,
+    linkedService: () => params,
+  }) as JsonObject;
   return { name: artifact.name, type, typeProperties };
 }
 
@@ -75,13 +112,32 @@ export function resolveDataset(services: RuntimeServices, reference: unknown, ct
   const props = artifact.properties;
   checkKeys(props, DATASET_KEYS, `dataset \`${artifact.name}\``);
   const known = DATASET_TYPE_PROPERTIES[String(props.type)];
-  if (!known) throw new UnsupportedError(`Dataset type \`${props.type}\` (\`${artifact.name}\`) is not implemented by the local runtime; supported: ${Object.keys(DATASET_TYPE_PROPERTIES).join(', ')}.`);
-  checkKeys(isObject(props.typeProperties) ? props.typeProperties : {}, known, `the typeProperties of dataset \`${artifact.name}\``);
-  const params = bind(declarations(props.parameters, 'parameter', `dataset \`${artifact.name}\``), ctx.evaluate(reference.parameters ?? {}), `dataset \`${artifact.name}\``);
+  if (!known)
+    throw new UnsupportedError(
+      `Dataset type \`${props.type}\` (\`${artifact.name}\`) is not implemented by the local runtime; supported: ${Object.keys(DATASET_TYPE_PROPERTIES).join(', ')}.`,
+    );
+  checkKeys(
+    isObject(props.typeProperties) ? props.typeProperties : {},
+    known,
+    `the typeProperties of dataset \`${artifact.name}\``,
+  );
+  const params = bind(
+    declarations(props.parameters, 'parameter', `dataset \`${artifact.name}\``),
+    ctx.evaluate(reference.parameters ?? {}),
+    `dataset \`${artifact.name}\``,
+  );
   const scope = { ...ctx.scope, dataset: () => params };
   const typeProperties = evaluateValue(props.typeProperties ?? {}, scope) as JsonObject;
-  const linkedService = resolveLinkedService(services, props.linkedServiceName, { ...ctx, scope, evaluate: (v) => evaluateValue(v, scope) });
-  const schema = Array.isArray(props.schema) ? (props.schema.filter(isObject) as JsonObject[]) : Array.isArray(props.structure) ? (props.structure.filter(isObject) as JsonObject[]) : [];
+  const linkedService = resolveLinkedService(services, props.linkedServiceName, {
+    ...ctx,
+    scope,
+    evaluate: (v) => evaluateValue(v, scope),
+  });
+  const schema = Array.isArray(props.schema)
+    ? (props.schema.filter(isObject) as JsonObject[])
+    : Array.isArray(props.structure)
+      ? (props.structure.filter(isObject) as JsonObject[])
+      : [];
   return { name: artifact.name, type: String(props.type), typeProperties, schema, linkedService };
 }
 
@@ -89,11 +145,15 @@ function bind(decls: Map<string, { type: string; defaultValue?: Json }>, given: 
   const values = isObject(given) ? given : {};
   const out: JsonObject = {};
   for (const key of Object.keys(values)) {
-    if (!decls.has(key)) throw new UsageError(`${owner} has no parameter \`${key}\`; declared: ${[...decls.keys()].join(', ') || '(none)'}.`);
+    if (!decls.has(key))
+      throw new UsageError(
+        `${owner} has no parameter \`${key}\`; declared: ${[...decls.keys()].join(', ') || '(none)'}.`,
+      );
   }
   for (const [name, decl] of decls) {
     const v = Object.hasOwn(values, name) ? values[name]! : decl.defaultValue;
-    if (v === undefined) throw new UsageError(`${owner} needs parameter \`${name}\`, which has no default; pass it in the reference.`);
+    if (v === undefined)
+      throw new UsageError(`${owner} needs parameter \`${name}\`, which has no default; pass it in the reference.`);
     out[name] = v;
   }
   return out;
@@ -104,9 +164,16 @@ export function lakeLocation(dataset: ResolvedDataset): { fileSystem: string; fo
   const loc = dataset.typeProperties.location;
   if (!isObject(loc)) throw new UsageError(`Dataset \`${dataset.name}\` has no location.`);
   checkKeys(loc, ['type', 'fileSystem', 'folderPath', 'fileName'], `the location of dataset \`${dataset.name}\``);
-  if (loc.type !== 'AzureBlobFSLocation') throw new UnsupportedError(`Location type \`${loc.type}\` of dataset \`${dataset.name}\` is not implemented; use AzureBlobFSLocation.`);
-  if (dataset.linkedService.type !== 'AzureBlobFS') throw new UnsupportedError(`Dataset \`${dataset.name}\` is a file dataset on linked service type \`${dataset.linkedService.type}\`.`);
-  if (typeof loc.fileSystem !== 'string' || loc.fileSystem === '') throw new UsageError(`Dataset \`${dataset.name}\` location has no fileSystem.`);
+  if (loc.type !== 'AzureBlobFSLocation')
+    throw new UnsupportedError(
+      `Location type \`${loc.type}\` of dataset \`${dataset.name}\` is not implemented; use AzureBlobFSLocation.`,
+    );
+  if (dataset.linkedService.type !== 'AzureBlobFS')
+    throw new UnsupportedError(
+      `Dataset \`${dataset.name}\` is a file dataset on linked service type \`${dataset.linkedService.type}\`.`,
+    );
+  if (typeof loc.fileSystem !== 'string' || loc.fileSystem === '')
+    throw new UsageError(`Dataset \`${dataset.name}\` location has no fileSystem.`);
   return {
     fileSystem: loc.fileSystem,
     folderPath: typeof loc.folderPath === 'string' ? loc.folderPath : '',

@@ -70,14 +70,21 @@ export class DataverseHttp {
 
   async #loadTable(logicalName: string): Promise<DataverseTable> {
     const def = `EntityDefinitions(LogicalName='${logicalName}')`;
-    const entity = (await this.#get(`${def}?$select=LogicalName,EntitySetName,PrimaryIdAttribute`)) as Record<string, Json>;
+    const entity = (await this.#get(`${def}?$select=LogicalName,EntitySetName,PrimaryIdAttribute`)) as Record<
+      string,
+      Json
+    >;
     const attrs = ((await this.#get(`${def}/Attributes`)) as { value: Record<string, Json>[] }).value;
     const keys = ((await this.#get(`${def}/Keys`)) as { value: Record<string, Json>[] }).value;
     const rels = ((await this.#get(`${def}/ManyToOneRelationships`)) as { value: Record<string, Json>[] }).value;
     const attributes = new Map<string, DataverseAttribute>();
     for (const a of attrs) {
       const typeName = (a.AttributeTypeName as { Value?: string } | null)?.Value ?? `${a.AttributeType}Type`;
-      attributes.set(String(a.LogicalName), { logicalName: String(a.LogicalName), typeName, targets: (a.Targets as string[] | null) ?? [] });
+      attributes.set(String(a.LogicalName), {
+        logicalName: String(a.LogicalName),
+        typeName,
+        targets: (a.Targets as string[] | null) ?? [],
+      });
     }
     return {
       logicalName,
@@ -87,14 +94,19 @@ export class DataverseHttp {
       keys: new Map(keys.map((k) => [String(k.LogicalName), (k.KeyAttributes as string[]) ?? []])),
       navigationFor: (attribute, target) => {
         const forAttr = rels.filter((r) => r.ReferencingAttribute === attribute);
-        const exact = forAttr.find((r) => r.ReferencedEntity === target) ?? (forAttr.length === 1 ? forAttr[0] : undefined);
+        const exact =
+          forAttr.find((r) => r.ReferencedEntity === target) ?? (forAttr.length === 1 ? forAttr[0] : undefined);
         return exact ? String(exact.ReferencingEntityNavigationPropertyName) : undefined;
       },
     };
   }
 
   /** Reads rows of a table with `$select`, following `@odata.nextLink`. */
-  async query(table: DataverseTable, columns: readonly string[], retry: RetrySettings): Promise<Record<string, Json>[]> {
+  async query(
+    table: DataverseTable,
+    columns: readonly string[],
+    retry: RetrySettings,
+  ): Promise<Record<string, Json>[]> {
     const select = columns
       .map((c) => {
         const a = table.attributes.get(c);
@@ -104,7 +116,10 @@ export class DataverseHttp {
     let next: string | undefined = `${table.entitySetName}?$select=${select}`;
     const rows: Record<string, Json>[] = [];
     while (next) {
-      const page = (await this.#send('GET', next, undefined, retry)) as { value: Record<string, Json>[]; '@odata.nextLink'?: string };
+      const page = (await this.#send('GET', next, undefined, retry)) as {
+        value: Record<string, Json>[];
+        '@odata.nextLink'?: string;
+      };
       for (const r of page.value) {
         const row: Record<string, Json> = {};
         for (const c of columns) {
@@ -148,7 +163,11 @@ export class DataverseHttp {
           await this.#sleep(retry.waitMs);
           continue;
         }
-        throw new ActivityError('DynamicsFailedToRequestServer', `Request to Dataverse \`${method} ${path.slice(0, 120)}\` failed: ${error instanceof Error ? error.message : String(error)}; check connectivity.`, { cause: error, failureType: 'SystemError' });
+        throw new ActivityError(
+          'DynamicsFailedToRequestServer',
+          `Request to Dataverse \`${method} ${path.slice(0, 120)}\` failed: ${error instanceof Error ? error.message : String(error)}; check connectivity.`,
+          { cause: error, failureType: 'SystemError' },
+        );
       }
       if (response.ok) return response.status === 204 ? undefined : response.json();
       const text = await response.text();
@@ -183,20 +202,29 @@ export const LOOKUP_TYPES = new Set(['LookupType', 'CustomerType', 'OwnerType'])
 /** OData key literal for a value. */
 export function keyLiteral(value: Json): string {
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
-  if (typeof value !== 'string') throw new UsageError(`Key value \`${JSON.stringify(value)}\` is not a string or number.`);
+  if (typeof value !== 'string')
+    throw new UsageError(`Key value \`${JSON.stringify(value)}\` is not a string or number.`);
   return `'${value.replaceAll("'", "''")}'`;
 }
 
 /** Entity and attribute names of a simple FetchXML query (no filters, links or aggregates). */
 export function parseFetchXml(xml: string): { entity: string; attributes: string[] } {
   const entity = /<entity\s+name="([^"]+)"/.exec(xml)?.[1];
-  if (!entity) throw new ActivityError('DynamicsInvalidFetchXml', `FetchXML \`${xml.slice(0, 200)}\` has no <entity name="…">; fix the query.`);
+  if (!entity)
+    throw new ActivityError(
+      'DynamicsInvalidFetchXml',
+      `FetchXML \`${xml.slice(0, 200)}\` has no <entity name="…">; fix the query.`,
+    );
   for (const tag of ['filter', 'link-entity', 'order', 'all-attributes']) {
     if (new RegExp(`<${tag}\\b`).test(xml)) {
-      throw new ActivityError('UnsupportedByLocalRuntime', `FetchXML element <${tag}> is not implemented by the local runtime's Dataverse source.`);
+      throw new ActivityError(
+        'UnsupportedByLocalRuntime',
+        `FetchXML element <${tag}> is not implemented by the local runtime's Dataverse source.`,
+      );
     }
   }
-  if (/aggregate="true"/.test(xml)) throw new ActivityError('UnsupportedByLocalRuntime', 'Aggregate FetchXML is not implemented by the local runtime.');
+  if (/aggregate="true"/.test(xml))
+    throw new ActivityError('UnsupportedByLocalRuntime', 'Aggregate FetchXML is not implemented by the local runtime.');
   const attributes = [...xml.matchAll(/<attribute\s+name="([^"]+)"/g)].map((m) => m[1]!);
   return { entity, attributes };
 }

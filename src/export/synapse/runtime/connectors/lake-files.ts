@@ -52,7 +52,8 @@ export async function walk(dir: string, recursive: boolean): Promise<{ files: La
     try {
       entries = await readdir(path.join(dir, rel), { withFileTypes: true });
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return;
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR')
+        return;
       throw error;
     }
     for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
@@ -138,7 +139,8 @@ export async function selectFiles(container: string, selection: FileSelection): 
       const rest = f.path.slice(prefix.length);
       if (!selection.recursive && rest.includes('/')) continue;
       const base = rest.slice(rest.lastIndexOf('/') + 1);
-      if (selection.fileName !== undefined && selection.wildcardFileName === undefined && rest !== selection.fileName) continue;
+      if (selection.fileName !== undefined && selection.wildcardFileName === undefined && rest !== selection.fileName)
+        continue;
       if (nameRe && !nameRe.test(base)) continue;
       if (inWindow(f)) picked.set(f.path, f);
     }

@@ -86,7 +86,11 @@ export class DuckDbSqlEngine implements SqlEngine {
 
   render(step: SqlStep): string {
     const statements = splitStatements(bindParameters(this.#duckText(step), step));
-    if (statements.length !== 1) throw new ActivityError('SqlMultipleStatements', `${step.where} must be one query, found ${statements.length} statements.`);
+    if (statements.length !== 1)
+      throw new ActivityError(
+        'SqlMultipleStatements',
+        `${step.where} must be one query, found ${statements.length} statements.`,
+      );
     return statements[0]!;
   }
 
@@ -100,7 +104,11 @@ export class DuckDbSqlEngine implements SqlEngine {
       try {
         rows = await this.duck.all(sql);
       } catch (error) {
-        throw new ActivityError('SqlFailed', `${step.where} failed on the workspace DuckDB database: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+        throw new ActivityError(
+          'SqlFailed',
+          `${step.where} failed on the workspace DuckDB database: ${error instanceof Error ? error.message : String(error)}`,
+          { cause: error },
+        );
       }
       if (/^\s*(INSERT|UPDATE|DELETE|MERGE)\b/i.test(sql)) {
         recordsAffected += Number(rows[0]?.Count ?? rows[0]?.count ?? 0);
@@ -117,7 +125,10 @@ export class DuckDbSqlEngine implements SqlEngine {
     if (id !== undefined) {
       const rendering = this.#renderings?.(id);
       if (rendering === undefined) {
-        throw new ActivityError('SqlStepNotRunnable', `${step.where} names plan step \`${id}\`, which has no DuckDB rendering in this runtime; pass the step renderings of the export (issue 11) or run on Azure.`);
+        throw new ActivityError(
+          'SqlStepNotRunnable',
+          `${step.where} names plan step \`${id}\`, which has no DuckDB rendering in this runtime; pass the step renderings of the export (issue 11) or run on Azure.`,
+        );
       }
       return rendering;
     }
@@ -137,11 +148,19 @@ function bindParameters(text: string, step: SqlStep): string {
   let out = text;
   for (const p of step.parameters ?? []) {
     const literal =
-      p.value === null ? 'NULL' : typeof p.value === 'number' || typeof p.value === 'boolean' ? String(p.value) : duckLiteral(typeof p.value === 'string' ? p.value : JSON.stringify(p.value));
+      p.value === null
+        ? 'NULL'
+        : typeof p.value === 'number' || typeof p.value === 'boolean'
+          ? String(p.value)
+          : duckLiteral(typeof p.value === 'string' ? p.value : JSON.stringify(p.value));
     out = out.replace(new RegExp(`@${p.name}\\b`, 'g'), literal);
   }
   const left = /@([A-Za-z_]\w*)/.exec(out.replace(/'(?:[^']|'')*'/g, "''"));
-  if (left) throw new ActivityError('SqlParameterMissing', `${step.where} uses \`@${left[1]}\`, which is not one of its script parameters.`);
+  if (left)
+    throw new ActivityError(
+      'SqlParameterMissing',
+      `${step.where} uses \`@${left[1]}\`, which is not one of its script parameters.`,
+    );
   return out;
 }
 
@@ -154,7 +173,15 @@ export function splitStatements(text: string): string[] {
     const c = text[i]!;
     if (quote) {
       current += c;
-      if (c === quote) quote = text[i + 1] === quote ? (current += text[++i], quote) : null;
+      if (c === quote) {
+        // A doubled quote is an escaped quote inside the literal.
+        if (text[i + 1] === quote) {
+          i++;
+          current += text[i];
+        } else {
+          quote = null;
+        }
+      }
       continue;
     }
     if (c === "'" || c === '"') quote = c;

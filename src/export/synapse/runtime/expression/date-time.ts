@@ -21,8 +21,7 @@ export function msFromTicks(ticks: Ticks): number {
   return Number((ticks - EPOCH_TICKS) / TICKS_PER_MS - ((ticks - EPOCH_TICKS) % TICKS_PER_MS < 0n ? 1n : 0n));
 }
 
-const ISO =
-  /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,7}))?)?)?\s*(Z|[+-]\d{2}:?\d{2})?$/i;
+const ISO = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,7}))?)?)?\s*(Z|[+-]\d{2}:?\d{2})?$/i;
 const US = /^(\d{1,2})\/(\d{1,2})\/(\d{4})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?(?:\s*(AM|PM))?)?$/i;
 
 /**
@@ -244,7 +243,8 @@ export function addToTicks(ticks: Ticks, amount: number, unit: string, fn: strin
     return ticks + BigInt(Math.round(amount * Number(fixed[key]!)));
   }
   if (key === 'month' || key === 'year') {
-    if (!Number.isInteger(amount)) throw new ExpressionError(`\`${fn}\` needs a whole number of ${unit}s, got \`${amount}\`.`);
+    if (!Number.isInteger(amount))
+      throw new ExpressionError(`\`${fn}\` needs a whole number of ${unit}s, got \`${amount}\`.`);
     const months = key === 'year' ? amount * 12 : amount;
     const sub = ((ticks % 864_000_000_000n) + 864_000_000_000n) % 864_000_000_000n;
     const date = new Date(msFromTicks(ticks));

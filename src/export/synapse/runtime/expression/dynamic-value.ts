@@ -1,5 +1,5 @@
 import { ExpressionError } from './expression-error.js';
-import { evaluateExpression, type ExpressionScope } from './expression-evaluator.js';
+import { type ExpressionScope, evaluateExpression } from './expression-evaluator.js';
 import { isObject, type Json, textOf } from './json-value.js';
 
 /**
@@ -60,7 +60,9 @@ function closingBrace(text: string, from: number): number {
 
 /** True for the REST `Expression` object `{ "value": "…", "type": "Expression" }`. */
 export function isExpressionObject(value: unknown): value is { value: string; type: 'Expression' } {
-  return isObject(value) && value.type === 'Expression' && typeof value.value === 'string' && Object.keys(value).length === 2;
+  return (
+    isObject(value) && value.type === 'Expression' && typeof value.value === 'string' && Object.keys(value).length === 2
+  );
 }
 
 /**

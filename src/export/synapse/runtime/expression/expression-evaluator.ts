@@ -57,7 +57,8 @@ function need<F>(fn: F | undefined, name: string, args: Json[], count: number): 
 }
 
 function nameArg(fn: string, v: Json): string {
-  if (typeof v !== 'string') throw new ExpressionError(`\`${fn}()\` takes a name string, got \`${JSON.stringify(v)}\`.`);
+  if (typeof v !== 'string')
+    throw new ExpressionError(`\`${fn}()\` takes a name string, got \`${JSON.stringify(v)}\`.`);
   return v;
 }
 
@@ -96,9 +97,13 @@ function member(target: Json, key: Json, nullSafe: boolean, node: ExpressionNode
     if (typeof key === 'number' && Number.isInteger(key)) {
       if (key >= 0 && key < target.length) return target[key]!;
       if (nullSafe) return null;
-      throw new ExpressionError(`Index \`${key}\` is outside the array of length ${target.length} in \`${describe(node)}\`.`);
+      throw new ExpressionError(
+        `Index \`${key}\` is outside the array of length ${target.length} in \`${describe(node)}\`.`,
+      );
     }
-    throw new ExpressionError(`An array takes an integer index, got \`${JSON.stringify(key)}\` in \`${describe(node)}\`.`);
+    throw new ExpressionError(
+      `An array takes an integer index, got \`${JSON.stringify(key)}\` in \`${describe(node)}\`.`,
+    );
   }
   if (isObject(target) && typeof key === 'string') {
     if (Object.hasOwn(target, key)) return target[key]!;
@@ -113,7 +118,9 @@ function member(target: Json, key: Json, nullSafe: boolean, node: ExpressionNode
     );
   }
   if (nullSafe) return null;
-  throw new ExpressionError(`Cannot read \`${textOf(key)}\` of \`${JSON.stringify(target).slice(0, 80)}\` in \`${describe(node)}\`.`);
+  throw new ExpressionError(
+    `Cannot read \`${textOf(key)}\` of \`${JSON.stringify(target).slice(0, 80)}\` in \`${describe(node)}\`.`,
+  );
 }
 
 function call(name: string, argNodes: readonly ExpressionNode[], scope: ExpressionScope): Json {
@@ -130,12 +137,14 @@ function call(name: string, argNodes: readonly ExpressionNode[], scope: Expressi
     return condition ? yes : no;
   }
   if (name === 'and' || name === 'or') {
-    if (argNodes.length < 2) throw new ExpressionError(`\`${name}()\` takes at least 2 arguments, got ${argNodes.length}.`);
+    if (argNodes.length < 2)
+      throw new ExpressionError(`\`${name}()\` takes at least 2 arguments, got ${argNodes.length}.`);
     const decisive = name === 'or';
     let result = !decisive;
     for (const arg of argNodes) {
       const v = evaluateNode(arg, scope);
-      if (typeof v !== 'boolean') throw new ExpressionError(`\`${name}()\` needs booleans, got \`${JSON.stringify(v)}\`.`);
+      if (typeof v !== 'boolean')
+        throw new ExpressionError(`\`${name}()\` needs booleans, got \`${JSON.stringify(v)}\`.`);
       if (v === decisive) {
         result = decisive;
         if (lazy) break;
@@ -149,7 +158,9 @@ function call(name: string, argNodes: readonly ExpressionNode[], scope: Expressi
   const fn = EXPRESSION_FUNCTIONS[name];
   if (fn) return fn(args, scope);
   if ((UNIMPLEMENTED_FUNCTIONS as readonly string[]).includes(name)) {
-    throw new ExpressionError(`Expression function \`${name}()\` is documented but not implemented by the local runtime.`);
+    throw new ExpressionError(
+      `Expression function \`${name}()\` is documented but not implemented by the local runtime.`,
+    );
   }
   throw new ExpressionError(
     `Unknown expression function \`${name}()\`; see learn.microsoft.com/azure/data-factory/control-flow-expression-language-functions for the function list (names are case-sensitive).`,

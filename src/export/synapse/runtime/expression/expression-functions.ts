@@ -50,7 +50,8 @@ const arr = (name: string, v: Json): Json[] => {
   return v;
 };
 
-const fmt = (name: string, v: Json | undefined): string | undefined => (v === undefined ? undefined : str(name, v, 'a format string'));
+const fmt = (name: string, v: Json | undefined): string | undefined =>
+  v === undefined ? undefined : str(name, v, 'a format string');
 
 const compare = (name: string, a: Json, b: Json): number => {
   if (typeof a === 'number' && typeof b === 'number') return a - b;
@@ -96,7 +97,10 @@ const unb64 = (name: string, s: string) => {
 const DATA_URI = /^data:([^;,]*)(;charset=[^;,]*)?(;base64)?,(.*)$/s;
 const fromDataUri = (name: string, s: string) => {
   const m = DATA_URI.exec(s);
-  if (!m) throw new ExpressionError(`\`${name}()\` got \`${s}\`, which is not a data URI (\`data:text/plain;charset=utf-8;base64,…\`).`);
+  if (!m)
+    throw new ExpressionError(
+      `\`${name}()\` got \`${s}\`, which is not a data URI (\`data:text/plain;charset=utf-8;base64,…\`).`,
+    );
   return m[3] ? Buffer.from(m[4]!, 'base64').toString('utf8') : decodeURIComponent(m[4]!);
 };
 
@@ -273,32 +277,76 @@ export const EXPRESSION_FUNCTIONS: Readonly<Record<string, Fn>> = {
   // Logical comparison (and/or/if are in the evaluator).
   not: (a) => {
     arity('not', a, 1);
-    if (typeof a[0] !== 'boolean') throw new ExpressionError(`\`not()\` expects a boolean, got \`${JSON.stringify(a[0])}\`.`);
+    if (typeof a[0] !== 'boolean')
+      throw new ExpressionError(`\`not()\` expects a boolean, got \`${JSON.stringify(a[0])}\`.`);
     return !a[0];
   },
   equals: (a) => {
     arity('equals', a, 2);
     return jsonEquals(a[0]!, a[1]!);
   },
-  greater: (a) => (arity('greater', a, 2), compare('greater', a[0]!, a[1]!) > 0),
-  greaterOrEquals: (a) => (arity('greaterOrEquals', a, 2), compare('greaterOrEquals', a[0]!, a[1]!) >= 0),
-  less: (a) => (arity('less', a, 2), compare('less', a[0]!, a[1]!) < 0),
-  lessOrEquals: (a) => (arity('lessOrEquals', a, 2), compare('lessOrEquals', a[0]!, a[1]!) <= 0),
+  greater: (a) => {
+    arity('greater', a, 2);
+    return compare('greater', a[0]!, a[1]!) > 0;
+  },
+  greaterOrEquals: (a) => {
+    arity('greaterOrEquals', a, 2);
+    return compare('greaterOrEquals', a[0]!, a[1]!) >= 0;
+  },
+  less: (a) => {
+    arity('less', a, 2);
+    return compare('less', a[0]!, a[1]!) < 0;
+  },
+  lessOrEquals: (a) => {
+    arity('lessOrEquals', a, 2);
+    return compare('lessOrEquals', a[0]!, a[1]!) <= 0;
+  },
 
   // Conversion.
-  array: (a) => (arity('array', a, 1), [a[0]!]),
-  base64: (a) => (arity('base64', a, 1), b64(str('base64', a[0]!))),
-  base64ToString: (a) => (arity('base64ToString', a, 1), unb64('base64ToString', str('base64ToString', a[0]!))),
-  decodeBase64: (a) => (arity('decodeBase64', a, 1), unb64('decodeBase64', str('decodeBase64', a[0]!))),
-  dataUri: (a) => (arity('dataUri', a, 1), `data:text/plain;charset=utf-8;base64,${b64(str('dataUri', a[0]!))}`),
-  dataUriToString: (a) => (arity('dataUriToString', a, 1), fromDataUri('dataUriToString', str('dataUriToString', a[0]!))),
-  decodeDataUri: (a) => (arity('decodeDataUri', a, 1), fromDataUri('decodeDataUri', str('decodeDataUri', a[0]!))),
-  encodeUriComponent: (a) => (arity('encodeUriComponent', a, 1), encodeURIComponent(str('encodeUriComponent', a[0]!))),
-  uriComponent: (a) => (arity('uriComponent', a, 1), encodeURIComponent(str('uriComponent', a[0]!))),
-  decodeUriComponent: (a) => (arity('decodeUriComponent', a, 1), decodeURIComponent(str('decodeUriComponent', a[0]!))),
-  uriComponentToString: (a) => (
-    arity('uriComponentToString', a, 1), decodeURIComponent(str('uriComponentToString', a[0]!))
-  ),
+  array: (a) => {
+    arity('array', a, 1);
+    return [a[0]!];
+  },
+  base64: (a) => {
+    arity('base64', a, 1);
+    return b64(str('base64', a[0]!));
+  },
+  base64ToString: (a) => {
+    arity('base64ToString', a, 1);
+    return unb64('base64ToString', str('base64ToString', a[0]!));
+  },
+  decodeBase64: (a) => {
+    arity('decodeBase64', a, 1);
+    return unb64('decodeBase64', str('decodeBase64', a[0]!));
+  },
+  dataUri: (a) => {
+    arity('dataUri', a, 1);
+    return `data:text/plain;charset=utf-8;base64,${b64(str('dataUri', a[0]!))}`;
+  },
+  dataUriToString: (a) => {
+    arity('dataUriToString', a, 1);
+    return fromDataUri('dataUriToString', str('dataUriToString', a[0]!));
+  },
+  decodeDataUri: (a) => {
+    arity('decodeDataUri', a, 1);
+    return fromDataUri('decodeDataUri', str('decodeDataUri', a[0]!));
+  },
+  encodeUriComponent: (a) => {
+    arity('encodeUriComponent', a, 1);
+    return encodeURIComponent(str('encodeUriComponent', a[0]!));
+  },
+  uriComponent: (a) => {
+    arity('uriComponent', a, 1);
+    return encodeURIComponent(str('uriComponent', a[0]!));
+  },
+  decodeUriComponent: (a) => {
+    arity('decodeUriComponent', a, 1);
+    return decodeURIComponent(str('decodeUriComponent', a[0]!));
+  },
+  uriComponentToString: (a) => {
+    arity('uriComponentToString', a, 1);
+    return decodeURIComponent(str('uriComponentToString', a[0]!));
+  },
   bool: (a) => {
     arity('bool', a, 1);
     const v = a[0]!;
@@ -321,7 +369,10 @@ export const EXPRESSION_FUNCTIONS: Readonly<Record<string, Fn>> = {
     if (typeof v === 'string' && /^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$/.test(v)) return Number(v);
     throw new ExpressionError(`\`float()\` cannot convert \`${JSON.stringify(v)}\` to a number.`);
   },
-  string: (a) => (arity('string', a, 1), textOf(a[0]!)),
+  string: (a) => {
+    arity('string', a, 1);
+    return textOf(a[0]!);
+  },
   coalesce: (a) => {
     arity('coalesce', a, 1, Number.POSITIVE_INFINITY);
     return a.find((v) => v !== null) ?? null;
@@ -339,10 +390,22 @@ export const EXPRESSION_FUNCTIONS: Readonly<Record<string, Fn>> = {
   },
 
   // Math.
-  add: (a) => (arity('add', a, 2), num('add', a[0]!) + num('add', a[1]!)),
-  sub: (a) => (arity('sub', a, 2), num('sub', a[0]!) - num('sub', a[1]!)),
-  mul: (a) => (arity('mul', a, 2), num('mul', a[0]!) * num('mul', a[1]!)),
-  div: (a) => (arity('div', a, 2), divide(num('div', a[0]!), num('div', a[1]!))),
+  add: (a) => {
+    arity('add', a, 2);
+    return num('add', a[0]!) + num('add', a[1]!);
+  },
+  sub: (a) => {
+    arity('sub', a, 2);
+    return num('sub', a[0]!) - num('sub', a[1]!);
+  },
+  mul: (a) => {
+    arity('mul', a, 2);
+    return num('mul', a[0]!) * num('mul', a[1]!);
+  },
+  div: (a) => {
+    arity('div', a, 2);
+    return divide(num('div', a[0]!), num('div', a[1]!));
+  },
   mod: (a) => {
     arity('mod', a, 2);
     const d = num('mod', a[1]!);
@@ -382,23 +445,35 @@ export const EXPRESSION_FUNCTIONS: Readonly<Record<string, Fn>> = {
   addToTime: (a) => {
     arity('addToTime', a, 3, 4);
     const t = parseTimestamp(a[0]!, 'addToTime');
-    return formatTicks(addToTicks(t, int('addToTime', a[1]!), str('addToTime', a[2]!), 'addToTime'), fmt('addToTime', a[3]));
+    return formatTicks(
+      addToTicks(t, int('addToTime', a[1]!), str('addToTime', a[2]!), 'addToTime'),
+      fmt('addToTime', a[3]),
+    );
   },
   subtractFromTime: (a) => {
     arity('subtractFromTime', a, 3, 4);
     const t = parseTimestamp(a[0]!, 'subtractFromTime');
     const unit = str('subtractFromTime', a[2]!);
-    return formatTicks(addToTicks(t, -int('subtractFromTime', a[1]!), unit, 'subtractFromTime'), fmt('subtractFromTime', a[3]));
+    return formatTicks(
+      addToTicks(t, -int('subtractFromTime', a[1]!), unit, 'subtractFromTime'),
+      fmt('subtractFromTime', a[3]),
+    );
   },
   getFutureTime: (a, env) => {
     arity('getFutureTime', a, 2, 3);
     const unit = str('getFutureTime', a[1]!);
-    return formatTicks(addToTicks(env.now(), int('getFutureTime', a[0]!), unit, 'getFutureTime'), fmt('getFutureTime', a[2]));
+    return formatTicks(
+      addToTicks(env.now(), int('getFutureTime', a[0]!), unit, 'getFutureTime'),
+      fmt('getFutureTime', a[2]),
+    );
   },
   getPastTime: (a, env) => {
     arity('getPastTime', a, 2, 3);
     const unit = str('getPastTime', a[1]!);
-    return formatTicks(addToTicks(env.now(), -int('getPastTime', a[0]!), unit, 'getPastTime'), fmt('getPastTime', a[2]));
+    return formatTicks(
+      addToTicks(env.now(), -int('getPastTime', a[0]!), unit, 'getPastTime'),
+      fmt('getPastTime', a[2]),
+    );
   },
   convertFromUtc: (a) => {
     arity('convertFromUtc', a, 2, 3);
@@ -418,16 +493,30 @@ export const EXPRESSION_FUNCTIONS: Readonly<Record<string, Fn>> = {
     const off = zoneOffsetMinutes(str('convertTimeZone', a[2]!), utc);
     return formatTicks(utc + BigInt(off) * 600_000_000n, fmt('convertTimeZone', a[3]) ?? 'o', null);
   },
-  dayOfMonth: (a) => (arity('dayOfMonth', a, 1), new Date(msFromTicks(parseTimestamp(a[0]!, 'dayOfMonth'))).getUTCDate()),
-  dayOfWeek: (a) => (arity('dayOfWeek', a, 1), new Date(msFromTicks(parseTimestamp(a[0]!, 'dayOfWeek'))).getUTCDay()),
+  dayOfMonth: (a) => {
+    arity('dayOfMonth', a, 1);
+    return new Date(msFromTicks(parseTimestamp(a[0]!, 'dayOfMonth'))).getUTCDate();
+  },
+  dayOfWeek: (a) => {
+    arity('dayOfWeek', a, 1);
+    return new Date(msFromTicks(parseTimestamp(a[0]!, 'dayOfWeek'))).getUTCDay();
+  },
   dayOfYear: (a) => {
     arity('dayOfYear', a, 1);
     const d = new Date(msFromTicks(parseTimestamp(a[0]!, 'dayOfYear')));
-    return Math.floor((Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()) - Date.UTC(d.getUTCFullYear(), 0, 1)) / 86_400_000) + 1;
+    return (
+      Math.floor(
+        (Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()) - Date.UTC(d.getUTCFullYear(), 0, 1)) /
+          86_400_000,
+      ) + 1
+    );
   },
   formatDateTime: (a) => {
     arity('formatDateTime', a, 1, 3);
-    if (a[2] !== undefined) throw new ExpressionError('`formatDateTime()` with a locale argument is not implemented by the runtime; drop the locale.');
+    if (a[2] !== undefined)
+      throw new ExpressionError(
+        '`formatDateTime()` with a locale argument is not implemented by the runtime; drop the locale.',
+      );
     return formatTicks(parseTimestamp(a[0]!, 'formatDateTime'), fmt('formatDateTime', a[1]));
   },
   startOfDay: startOf('startOfDay', 'day'),
@@ -440,7 +529,10 @@ export const EXPRESSION_FUNCTIONS: Readonly<Record<string, Fn>> = {
     // Ticks of present-day dates exceed 2^53; the JSON number is exact to ~100 ticks (10 µs).
     return n;
   },
-  utcNow: (a, env) => (arity('utcNow', a, 0, 1), formatTicks(env.now(), fmt('utcNow', a[0]))),
+  utcNow: (a, env) => {
+    arity('utcNow', a, 0, 1);
+    return formatTicks(env.now(), fmt('utcNow', a[0]));
+  },
 };
 
 /** Documented functions the runtime deliberately does not implement (binary values, XML); calling one is an error naming it. */

@@ -6,9 +6,9 @@ import { isObject, type Json, type JsonObject } from '../expression/json-value.j
 import type { PipelineEngine } from '../pipeline-engine.js';
 import { timeSpanMs } from '../pipeline-engine.js';
 import { checkKeys } from '../property-check.js';
+import type { PipelineRun } from '../run-records.js';
 import type { VirtualClock } from '../runtime-clock.js';
 import { UnsupportedError } from '../runtime-error.js';
-import type { PipelineRun } from '../run-records.js';
 import { occurrences, type Recurrence, readRecurrence } from './recurrence.js';
 
 /** One tumbling window and its state (its run's state, plus Waiting). */
@@ -79,42 +79,79 @@ export class TriggerScheduler {
     if (this.#started.has(name)) return;
     const artifact = this.#artifacts.get('trigger', name);
     const p = artifact.properties;
-    checkKeys(p, ['type', 'typeProperties', 'pipelines', 'pipeline', 'annotations', 'description', 'runtimeState'], `trigger \`${name}\``);
+    checkKeys(
+      p,
+      ['type', 'typeProperties', 'pipelines', 'pipeline', 'annotations', 'description', 'runtimeState'],
+      `trigger \`${name}\``,
+    );
     const tp = isObject(p.typeProperties) ? p.typeProperties : {};
     if (p.type === 'ScheduleTrigger') {
       checkKeys(tp, ['recurrence'], `ScheduleTrigger \`${name}\``);
-      if (!Array.isArray(p.pipelines) || p.pipelines.length === 0) throw new UsageError(`Schedule trigger \`${name}\` references no pipeline.`);
+      if (!Array.isArray(p.pipelines) || p.pipelines.length === 0)
+        throw new UsageError(`Schedule trigger \`${name}\` references no pipeline.`);
       const pipelines = p.pipelines.map((entry) => {
-        if (!isObject(entry) || !isObject(entry.pipelineReference) || typeof entry.pipelineReference.referenceName !== 'string') throw new UsageError(`A pipeline entry of \`${name}\` has no pipelineReference.`);
+        if (
+          !isObject(entry) ||
+          !isObject(entry.pipelineReference) ||
+          typeof entry.pipelineReference.referenceName !== 'string'
+        )
+          throw new UsageError(`A pipeline entry of \`${name}\` has no pipelineReference.`);
         // Each entry must include `parameters` (use {} when none) (concepts-pipeline-execution-triggers).
-        if (!isObject(entry.parameters)) throw new UsageError(`Pipeline entry \`${entry.pipelineReference.referenceName}\` of \`${name}\` has no \`parameters\`; use {} when there are none.`);
+        if (!isObject(entry.parameters))
+          throw new UsageError(
+            `Pipeline entry \`${entry.pipelineReference.referenceName}\` of \`${name}\` has no \`parameters\`; use {} when there are none.`,
+          );
         return { pipeline: entry.pipelineReference.referenceName, parameters: entry.parameters };
       });
-      this.#started.set(name, { kind: 'schedule', name, recurrence: readRecurrence(tp.recurrence, name), pipelines, lastEvaluatedMs: this.#clock.nowMs() });
+      this.#started.set(name, {
+        kind: 'schedule',
+        name,
+        recurrence: readRecurrence(tp.recurrence, name),
+        pipelines,
+        lastEvaluatedMs: this.#clock.nowMs(),
+      });
       return;
     }
     if (p.type === 'TumblingWindowTrigger') {
-      checkKeys(tp, ['frequency', 'interval', 'startTime', 'endTime', 'delay', 'maxConcurrency', 'retryPolicy', 'dependsOn'], `TumblingWindowTrigger \`${name}\``);
-      if (!isObject(p.pipeline) || !isObject(p.pipeline.pipelineReference) || typeof p.pipeline.pipelineReference.referenceName !== 'string') throw new UsageError(`Tumbling window trigger \`${name}\` needs exactly one \`pipeline\`.`);
+      checkKeys(
+        tp,
+        ['frequency', 'interval', 'startTime', 'endTime', 'delay', 'maxConcurrency', 'retryPolicy', 'dependsOn'],
+        `TumblingWindowTrigger \`${name}\``,
+      );
+      if (
+        !isObject(p.pipeline) ||
+        !isObject(p.pipeline.pipelineReference) ||
+        typeof p.pipeline.pipelineReference.referenceName !== 'string'
+      )
+        throw new UsageError(`Tumbling window trigger \`${name}\` needs exactly one \`pipeline\`.`);
       const unit = tp.frequency === 'Minute' ? 60_000 : tp.frequency === 'Hour' ? 3_600_000 : undefined;
-      if (!unit) throw new UnsupportedError(`Tumbling window frequency \`${tp.frequency}\` of \`${name}\` is not implemented; use Minute or Hour.`);
+      if (!unit)
+        throw new UnsupportedError(
+          `Tumbling window frequency \`${tp.frequency}\` of \`${name}\` is not implemented; use Minute or Hour.`,
+        );
       const interval = Number(tp.interval);
-      if (!Number.isInteger(interval) || interval < 1) throw new UsageError(`Tumbling window interval \`${tp.interval}\` of \`${name}\` must be a positive integer.`);
+      if (!Number.isInteger(interval) || interval < 1)
+        throw new UsageError(`Tumbling window interval \`${tp.interval}\` of \`${name}\` must be a positive integer.`);
       const maxConcurrency = Number(tp.maxConcurrency);
-      if (!Number.isInteger(maxConcurrency) || maxConcurrency < 1 || maxConcurrency > 50) throw new UsageError(`maxConcurrency \`${tp.maxConcurrency}\` of \`${name}\` is required and must be 1–50.`);
+      if (!Number.isInteger(maxConcurrency) || maxConcurrency < 1 || maxConcurrency > 50)
+        throw new UsageError(`maxConcurrency \`${tp.maxConcurrency}\` of \`${name}\` is required and must be 1–50.`);
       const sizeMs = interval * unit;
       const retry = isObject(tp.retryPolicy) ? tp.retryPolicy : {};
       checkKeys(retry, ['count', 'intervalInSeconds'], `retryPolicy of \`${name}\``);
       const deps = (Array.isArray(tp.dependsOn) ? tp.dependsOn : []).map((d) => this.#dependency(d, name, sizeMs));
-      if (deps.length > 5) throw new UsageError(`Tumbling window trigger \`${name}\` has ${deps.length} dependencies; the limit is 5.`);
-      if (typeof tp.startTime !== 'string') throw new UsageError(`Tumbling window trigger \`${name}\` needs a startTime.`);
+      if (deps.length > 5)
+        throw new UsageError(`Tumbling window trigger \`${name}\` has ${deps.length} dependencies; the limit is 5.`);
+      if (typeof tp.startTime !== 'string')
+        throw new UsageError(`Tumbling window trigger \`${name}\` needs a startTime.`);
       this.#started.set(name, {
         kind: 'tumbling',
         name,
         pipeline: p.pipeline.pipelineReference.referenceName,
         parameters: isObject(p.pipeline.parameters) ? p.pipeline.parameters : {},
         startMs: msFromTicks(parseTimestamp(tp.startTime, `startTime of ${name}`)),
-        ...(typeof tp.endTime === 'string' ? { endMs: msFromTicks(parseTimestamp(tp.endTime, `endTime of ${name}`)) } : {}),
+        ...(typeof tp.endTime === 'string'
+          ? { endMs: msFromTicks(parseTimestamp(tp.endTime, `endTime of ${name}`)) }
+          : {}),
         sizeMs,
         delayMs: tp.delay === undefined ? 0 : timeSpanMs(tp.delay, `delay of \`${name}\``),
         maxConcurrency,
@@ -125,7 +162,9 @@ export class TriggerScheduler {
       });
       return;
     }
-    throw new UnsupportedError(`Trigger type \`${p.type}\` (\`${name}\`) is not implemented by the local runtime; supported: ScheduleTrigger, TumblingWindowTrigger.`);
+    throw new UnsupportedError(
+      `Trigger type \`${p.type}\` (\`${name}\`) is not implemented by the local runtime; supported: ScheduleTrigger, TumblingWindowTrigger.`,
+    );
   }
 
   #dependency(d: unknown, name: string, ownSize: number): Dependency {
@@ -134,11 +173,13 @@ export class TriggerScheduler {
     const size = d.size === undefined ? ownSize : timeSpanMs(d.size, `dependency size of \`${name}\``);
     const offset = d.offset === undefined ? 0 : timeSpanMs(d.offset, `dependency offset of \`${name}\``);
     if (d.type === 'SelfDependencyTumblingWindowTriggerReference') {
-      if (d.offset === undefined || offset >= 0) throw new UsageError(`The self-dependency of \`${name}\` needs a negative offset.`);
+      if (d.offset === undefined || offset >= 0)
+        throw new UsageError(`The self-dependency of \`${name}\` needs a negative offset.`);
       return { trigger: name, offsetMs: offset, sizeMs: size };
     }
     if (d.type === 'TumblingWindowTriggerDependencyReference') {
-      if (!isObject(d.referenceTrigger) || typeof d.referenceTrigger.referenceName !== 'string') throw new UsageError(`A dependency of \`${name}\` has no referenceTrigger.`);
+      if (!isObject(d.referenceTrigger) || typeof d.referenceTrigger.referenceName !== 'string')
+        throw new UsageError(`A dependency of \`${name}\` has no referenceTrigger.`);
       return { trigger: d.referenceTrigger.referenceName, offsetMs: offset, sizeMs: size };
     }
     throw new UnsupportedError(`Dependency type \`${d.type}\` of \`${name}\` is not implemented.`);
@@ -181,7 +222,11 @@ export class TriggerScheduler {
       if (t.kind === 'schedule') {
         for (const at of occurrences(t.recurrence, t.lastEvaluatedMs, now)) {
           for (const entry of t.pipelines) {
-            const trigger: JsonObject = { scheduledTime: formatTicks(ticksFromMs(at), SCHEDULED_FORMAT), startTime: formatTicks(ticksFromMs(now)), name: t.name };
+            const trigger: JsonObject = {
+              scheduledTime: formatTicks(ticksFromMs(at), SCHEDULED_FORMAT),
+              startTime: formatTicks(ticksFromMs(now)),
+              name: t.name,
+            };
             this.#track(this.#startRun(entry.pipeline, entry.parameters, trigger, t.name, 'ScheduleTrigger', now));
           }
         }
@@ -196,7 +241,14 @@ export class TriggerScheduler {
     // Create every window whose end (plus delay) has passed: backfill for a past startTime.
     let nextStart = t.windows.length ? t.windows[t.windows.length - 1]!.endMs : t.startMs;
     while (nextStart + t.sizeMs + t.delayMs <= now && (t.endMs === undefined || nextStart + t.sizeMs <= t.endMs)) {
-      t.windows.push({ trigger: t.name, startMs: nextStart, endMs: nextStart + t.sizeMs, status: 'Waiting', attempts: 0, runIds: [] });
+      t.windows.push({
+        trigger: t.name,
+        startMs: nextStart,
+        endMs: nextStart + t.sizeMs,
+        status: 'Waiting',
+        attempts: 0,
+        runIds: [],
+      });
       nextStart += t.sizeMs;
     }
     let running = t.windows.filter((w) => w.status === 'Running').length;
@@ -220,16 +272,19 @@ export class TriggerScheduler {
       const other = this.#started.get(d.trigger);
       const from = w.startMs + d.offsetMs;
       const to = from + d.sizeMs;
-      if (!other || other.kind !== 'tumbling') {
+      if (other?.kind !== 'tumbling') {
         // A dependency on a trigger that is not started never completes (the window keeps waiting).
         state = 'waiting';
         continue;
       }
       if (to <= other.startMs) continue; // windows before the dependency's start time do not exist
       const covering = other.windows.filter((o) => o.endMs > from && o.startMs < to);
-      const expected = Math.ceil((Math.min(to, other.endMs ?? Number.POSITIVE_INFINITY) - Math.max(from, other.startMs)) / other.sizeMs);
+      const expected = Math.ceil(
+        (Math.min(to, other.endMs ?? Number.POSITIVE_INFINITY) - Math.max(from, other.startMs)) / other.sizeMs,
+      );
       if (covering.some((o) => o.status === 'Failed')) state = 'failed';
-      else if (covering.length < expected || covering.some((o) => o.status !== 'Succeeded')) state = state === 'failed' ? state : 'waiting';
+      else if (covering.length < expected || covering.some((o) => o.status !== 'Succeeded'))
+        state = state === 'failed' ? state : 'waiting';
     }
     return state;
   }
@@ -239,12 +294,22 @@ export class TriggerScheduler {
     for (;;) {
       w.attempts++;
       const trigger: JsonObject = {
-        outputs: { windowStartTime: formatTicks(ticksFromMs(w.startMs), SCHEDULED_FORMAT), windowEndTime: formatTicks(ticksFromMs(w.endMs), SCHEDULED_FORMAT) },
+        outputs: {
+          windowStartTime: formatTicks(ticksFromMs(w.startMs), SCHEDULED_FORMAT),
+          windowEndTime: formatTicks(ticksFromMs(w.endMs), SCHEDULED_FORMAT),
+        },
         scheduledTime: formatTicks(ticksFromMs(w.endMs), SCHEDULED_FORMAT),
         startTime: formatTicks(ticksFromMs(this.#clock.nowMs())),
         name: t.name,
       };
-      const run = await this.#startRun(t.pipeline, t.parameters, trigger, t.name, 'TumblingWindowTrigger', this.#clock.nowMs());
+      const run = await this.#startRun(
+        t.pipeline,
+        t.parameters,
+        trigger,
+        t.name,
+        'TumblingWindowTrigger',
+        this.#clock.nowMs(),
+      );
       if (run) w.runIds.push(run.runId);
       if (run?.status === 'Succeeded') {
         w.status = 'Succeeded';
@@ -258,9 +323,23 @@ export class TriggerScheduler {
     }
   }
 
-  async #startRun(pipeline: string, parameters: JsonObject, trigger: JsonObject, name: string, type: 'ScheduleTrigger' | 'TumblingWindowTrigger', firedMs: number): Promise<PipelineRun | undefined> {
-    const values = evaluateValue(parameters, { now: () => this.#clock.now(), trigger: () => trigger }) as Record<string, Json>;
-    return this.#engine.runPipeline(pipeline, { parameters: values, invokedBy: { name, invokedByType: type, id: `${name}:${trigger.scheduledTime}` }, triggerTimeMs: firedMs });
+  async #startRun(
+    pipeline: string,
+    parameters: JsonObject,
+    trigger: JsonObject,
+    name: string,
+    type: 'ScheduleTrigger' | 'TumblingWindowTrigger',
+    firedMs: number,
+  ): Promise<PipelineRun | undefined> {
+    const values = evaluateValue(parameters, { now: () => this.#clock.now(), trigger: () => trigger }) as Record<
+      string,
+      Json
+    >;
+    return this.#engine.runPipeline(pipeline, {
+      parameters: values,
+      invokedBy: { name, invokedByType: type, id: `${name}:${trigger.scheduledTime}` },
+      triggerTimeMs: firedMs,
+    });
   }
 
   #track(p: Promise<unknown>): void {
