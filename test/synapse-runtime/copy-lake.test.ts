@@ -63,6 +63,20 @@ const DATASETS = [
     },
   },
   {
+    name: 'ds_csv',
+    properties: {
+      type: 'DelimitedText',
+      linkedServiceName: { referenceName: 'ls_adls', type: 'LinkedServiceReference' },
+      typeProperties: {
+        location: { type: 'AzureBlobFSLocation', fileSystem: 'lake', folderPath: 'people' },
+        columnDelimiter: ';',
+        quoteChar: '"',
+        escapeChar: '"',
+        firstRowAsHeader: true,
+      },
+    },
+  },
+  {
     name: 'ds_sql',
     properties: {
       type: 'AzureSqlTable',
@@ -141,6 +155,36 @@ const PIPELINES = [
               storeSettings: { type: 'AzureBlobFSWriteSettings' },
               formatSettings: { type: 'ParquetWriteSettings' },
             },
+          },
+        },
+      ],
+    },
+  },
+  {
+    name: 'pl_csv_upsert',
+    properties: {
+      parameters: { list: { type: 'String' } },
+      activities: [
+        sqlScript(
+          'Table',
+          'CREATE TABLE IF NOT EXISTS dbo.people (id VARCHAR PRIMARY KEY, name VARCHAR, city VARCHAR)',
+        ),
+        {
+          name: 'CopyCsv',
+          type: 'Copy',
+          dependsOn: [{ activity: 'Table', dependencyConditions: ['Succeeded'] }],
+          inputs: [ref('ds_csv')],
+          outputs: [ref('ds_sql', { schemaName: 'dbo', tableName: 'people' })],
+          typeProperties: {
+            source: {
+              type: 'DelimitedTextSource',
+              storeSettings: {
+                type: 'AzureBlobFSReadSettings',
+                fileListPath: "@concat('lake/lists/', pipeline().parameters.list)",
+              },
+              formatSettings: { type: 'DelimitedTextReadSettings' },
+            },
+            sink: { type: 'AzureSqlSink', writeBehavior: 'upsert', upsertSettings: { useTempDB: true, keys: ['id'] } },
           },
         },
       ],
@@ -293,6 +337,32 @@ describe('Copy over the local lake and the workspace DuckDB database', () => {
     const copy = run.activityRuns.find((a) => a.activityName === 'CopyParquetToStaging')!;
     assert.equal(copy.error!.errorCode, 'SinkAutoCreateWithoutSchema');
     assert.equal(run.activityRuns.find((a) => a.activityName === 'Transform')!.status, 'Skipped');
+  });
+
+  it('reads DelimitedText with a header from a file list and upserts into an existing table by key', async () => {
+    const { writeFile } = await import('node:fs/promises');
+    const lake = path.join(dir, 'storage', 'lake');
+    await mkdir(path.join(lake, 'people', 'more'), { recursive: true });
+    await mkdir(path.join(lake, 'lists'), { recursive: true });
+    await writeFile(path.join(lake, 'people', 'p1.csv'), 'id;name;city\r\n1;Ann;Oslo\r\n2;"Bo; Jr";\r\n');
+    await writeFile(path.join(lake, 'people', 'more', 'p2.csv'), 'id;name;city\n2;Bo;Bergen\n3;Cy;Rome\n');
+    await writeFile(path.join(lake, 'people', 'ignored.csv'), 'id;name;city\n9;Not;Listed\n');
+    await writeFile(path.join(lake, 'lists', 'first.txt'), 'p1.csv\n');
+    await writeFile(path.join(lake, 'lists', 'second.txt'), 'more/p2.csv\n');
+    const first = await rt.runPipeline('pl_csv_upsert', { list: 'first.txt' });
+    assert.equal(first.status, 'Succeeded', first.message);
+    const second = await rt.runPipeline('pl_csv_upsert', { list: 'second.txt' });
+    assert.equal(second.status, 'Succeeded', second.message);
+    const rows = await rt.services.sql.duck.all('SELECT id, name, city FROM dbo.people ORDER BY id');
+    // Empty fields read as NULL (default nullValue); the second file updates id 2 instead of adding a row.
+    assert.deepEqual(rows, [
+      { id: '1', name: 'Ann', city: 'Oslo' },
+      { id: '2', name: 'Bo', city: 'Bergen' },
+      { id: '3', name: 'Cy', city: 'Rome' },
+    ]);
+    const firstCopy = first.activityRuns.find((a) => a.activityName === 'CopyCsv')!.output as JsonObject;
+    assert.equal(firstCopy.filesRead, 1);
+    assert.equal(firstCopy.rowsCopied, 2);
   });
 
   it('answers Lookup and GetMetadata as documented, and refuses T-SQL naming the step', async () => {

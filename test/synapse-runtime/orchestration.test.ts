@@ -219,6 +219,27 @@ const PIPELINES = [
     ],
     { variables: { route: { type: 'String' } } },
   ),
+  pipeline(
+    'inactive_and_async',
+    [
+      { ...wait('Off', 1), state: 'Inactive', onInactiveMarkAs: 'Failed' },
+      wait('AfterOff', 1, [after_('Off', 'Failed')]),
+      {
+        name: 'FireAndForget',
+        type: 'ExecutePipeline',
+        typeProperties: { pipeline: { referenceName: 'single', type: 'PipelineReference' }, waitOnCompletion: false },
+      },
+      { name: 'Secret', type: 'SetVariable', typeProperties: { variableName: 'v', value: 'hidden' } },
+      { name: 'SecretLookup', type: 'Wait', policy: { secureOutput: true }, typeProperties: { waitTimeInSeconds: 1 } },
+      {
+        name: 'ReadSecured',
+        type: 'SetVariable',
+        dependsOn: [after_('SecretLookup', 'Succeeded')],
+        typeProperties: { variableName: 'v', value: "@string(activity('SecretLookup').output.waitTimeInSeconds)" },
+      },
+    ],
+    { variables: { v: { type: 'String' } } },
+  ),
   pipeline('unknown_type', [{ name: 'Hook', type: 'WebHook', typeProperties: { url: 'http://x' } }]),
   pipeline('unknown_property', [{ name: 'W', type: 'Wait', typeProperties: { waitTimeInSeconds: 1, jitter: true } }]),
   pipeline(
@@ -367,6 +388,24 @@ describe('orchestration on hand-written pipelines', () => {
       Value: [5, 10, 15],
     });
     assert.equal(statuses(run).Three, 'Succeeded');
+  });
+
+  it('marks inactive activities per onInactiveMarkAs, starts fire-and-forget children, hides secure outputs', async () => {
+    const run = await rt.runPipeline('inactive_and_async');
+    assert.equal(run.status, 'Succeeded', run.message);
+    assert.equal(statuses(run).Off, undefined, 'an inactive activity does not run');
+    assert.equal(statuses(run).AfterOff, 'Succeeded');
+    const fire = run.activityRuns.find((a) => a.activityName === 'FireAndForget')!;
+    assert.equal(fire.durationInMs, 0, 'waitOnCompletion false: succeeds once the child is started');
+    await rt.engine.settle();
+    const child = rt.runs.find((r) => r.parentRunId === run.runId)!;
+    assert.equal(child.status, 'Succeeded');
+    assert.equal(run.activityRuns.find((a) => a.activityName === 'SecretLookup')!.output, '**secured**');
+    assert.equal(
+      run.activityRuns.find((a) => a.activityName === 'ReadSecured')!.output &&
+        (run.activityRuns.find((a) => a.activityName === 'ReadSecured')!.output as { value: string }).value,
+      '1',
+    );
   });
 
   it('names what it does not implement instead of passing', async () => {

@@ -419,7 +419,8 @@ export class PipelineEngine {
     try {
       const output = await work(ctx);
       record.status = 'Succeeded';
-      record.output = output;
+      // secureOutput: not captured in monitoring; later activities still read it (concepts-pipelines-activities).
+      record.output = isObject(activity.policy) && activity.policy.secureOutput === true ? '**secured**' : output;
       frame.results.set(name, { status: 'Succeeded', output, error: null });
     } catch (error) {
       const err = toActivityRunError(error, name);
