@@ -11,28 +11,6 @@ export interface RuntimeClock {
   busy<T>(work: () => Promise<T>): Promise<T>;
 }
 
-/** Wall-clock time; `sleep` really waits. For `ferry synapse run` without `--ticks`. */
-export class SystemClock implements RuntimeClock {
-  now(): Ticks {
-    return ticksFromMs(Date.now());
-  }
-  nowMs(): number {
-    return Date.now();
-  }
-  sleep(ms: number, signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      signal?.addEventListener('abort', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-  }
-  busy<T>(work: () => Promise<T>): Promise<T> {
-    return work();
-  }
-}
-
 interface Timer {
   readonly at: number;
   readonly seq: number;
