@@ -115,7 +115,10 @@ const PIPELINES = [
         name: 'Repeat',
         type: 'Until',
         typeProperties: {
-          expression: { type: 'Expression', value: "@greaterOrEquals(length(variables('ticks')), 3)" },
+          expression: {
+            type: 'Expression',
+            value: "@and(equals(activity('Tick').status, 'Succeeded'), greaterOrEquals(length(variables('ticks')), 3))",
+          },
           timeout: '0.01:00:00',
           activities: [
             { name: 'Tick', type: 'AppendVariable', typeProperties: { variableName: 'ticks', value: 'x' } },

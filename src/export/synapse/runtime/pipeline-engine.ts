@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { FerryError, UsageError } from '../../../core/errors.js';
 import { type Artifact, type ArtifactStore, checkType, type Declaration, declarations } from './artifact-store.js';
 import { formatTicks, ticksFromMs } from './expression/date-time.js';
-import { evaluateValue, isExpressionObject } from './expression/dynamic-value.js';
+import { evaluateValue } from './expression/dynamic-value.js';
 import { ExpressionError } from './expression/expression-error.js';
 import type { ExpressionScope } from './expression/expression-evaluator.js';
 import { isObject, type Json, type JsonObject, textOf } from './expression/json-value.js';
@@ -611,8 +611,10 @@ export class PipelineEngine {
         const started = this.#options.clock.nowMs();
         for (let i = 1; ; i++) {
           // do-while: the activities run first, then the condition (control-flow-until-activity).
-          const status = await this.#runScope(inner, state, { ...child(frame, `${name}#${i}`), loop: 'Until' });
-          const scope = this.#scope(state, frame);
+          const iteration: Frame = { ...child(frame, `${name}#${i}`), loop: 'Until' };
+          const status = await this.#runScope(inner, state, iteration);
+          // The condition sees the activities of the iteration that just ran (e.g. `activity('Check').output`).
+          const scope = this.#scope(state, iteration);
           const done = evaluateValue(tp.expression, scope);
           if (typeof done !== 'boolean')
             throw new ActivityError(
@@ -867,7 +869,7 @@ function messageOf(error: unknown): string {
 }
 
 function integerProperty(value: unknown, what: string, activity: string): number {
-  const n = typeof value === 'string' && isExpressionObject(value) ? Number.NaN : Number(value);
+  const n = typeof value === 'number' || typeof value === 'string' ? Number(value) : Number.NaN;
   if (!Number.isInteger(n) || n < 0)
     throw new UsageError(
       `Policy \`${what}\` of activity \`${activity}\` is \`${JSON.stringify(value)}\`; use a non-negative integer.`,
