@@ -128,10 +128,35 @@ const TRIGGERS = [
   }),
 ];
 
+const SLOW = {
+  name: 'pl_slow',
+  properties: {
+    parameters: { windowStart: { type: 'String' } },
+    activities: [{ name: 'Work', type: 'Wait', typeProperties: { waitTimeInSeconds: 600 } }],
+  },
+};
+TRIGGERS.push({
+  name: 'tr_parallel',
+  properties: {
+    type: 'TumblingWindowTrigger',
+    pipeline: {
+      pipelineReference: { referenceName: 'pl_slow', type: 'PipelineReference' },
+      parameters: { windowStart: '@trigger().outputs.windowStartTime' },
+    },
+    typeProperties: {
+      frequency: 'Minute',
+      interval: 15,
+      startTime: '2026-03-01T00:00:00Z',
+      endTime: '2026-03-01T01:00:00Z',
+      maxConcurrency: 2,
+    },
+  },
+});
+
 const artifacts = () =>
   ArtifactStore.fromObjects({
     linkedService: [{ name: 'ls_sql', properties: { type: 'AzureSqlDatabase', typeProperties: {} } }],
-    pipeline: [PIPELINE],
+    pipeline: [PIPELINE, SLOW],
     trigger: TRIGGERS as { name: string; properties: JsonObject }[],
   });
 
@@ -198,6 +223,22 @@ describe('triggers over ticks', () => {
     await r.runTicks(4, 15 * MIN);
     assert.equal(r.triggers.windows('tr_backfill').length, 4, 'no window after endTime');
     assert.ok(r.triggers.windows('tr_backfill').every((w) => w.status === 'Succeeded'));
+  });
+
+  it('runs at most maxConcurrency windows at once', async () => {
+    const r = await open('2026-03-01T02:00:00Z');
+    r.startTrigger('tr_parallel');
+    await r.triggers.evaluateNow();
+    const runs = r.runs
+      .filter((x) => x.pipelineName === 'pl_slow')
+      .map((x) => [x.parameters.windowStart, x.runStart, x.runEnd]);
+    // Four 10-minute runs, two at a time: two rounds.
+    assert.deepEqual(runs, [
+      ['2026-03-01T00:00:00Z', '2026-03-01T02:00:00.0000000Z', '2026-03-01T02:10:00.0000000Z'],
+      ['2026-03-01T00:15:00Z', '2026-03-01T02:00:00.0000000Z', '2026-03-01T02:10:00.0000000Z'],
+      ['2026-03-01T00:30:00Z', '2026-03-01T02:10:00.0000000Z', '2026-03-01T02:20:00.0000000Z'],
+      ['2026-03-01T00:45:00Z', '2026-03-01T02:10:00.0000000Z', '2026-03-01T02:20:00.0000000Z'],
+    ]);
   });
 
   it('retries a failed window per retryPolicy; the self-dependency holds later windows', async () => {
