@@ -500,9 +500,7 @@ export class PipelineEngine {
             'InvalidVariable',
             `Variable \`${variableName}\` (${type} \`${name}\`) is not declared in pipeline \`${state.run.pipelineName}\`.`,
           );
-        if (frame.loop === 'ForEach(parallel)' && type === 'SetVariable') {
-          // Documented as not thread-safe; the runtime runs it but the order of parallel writes is the order of completion.
-        }
+        // SetVariable in a parallel ForEach is documented as not thread-safe: writes land in completion order.
         const value = ctx.evaluate(tp.value);
         if (type === 'AppendVariable') {
           if (variable.type !== 'Array')

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { UsageError } from '../../../../core/errors.js';
 import { duckIdent, duckLiteral } from '../../../../dialects/duckdb/duckdb-staging.js';
-import { LOOKUP_TYPES, parseFetchXml } from '../connectors/dataverse-http.js';
+import { parseFetchXml } from '../connectors/dataverse-http.js';
 import { type LakeFile, selectFiles } from '../connectors/lake-files.js';
 import { msFromTicks, parseTimestamp } from '../expression/date-time.js';
 import { isObject, type Json, type JsonObject } from '../expression/json-value.js';
@@ -404,6 +404,5 @@ async function loadDataverse(
     return o;
   });
   await createFromRows(services, table, withExtra, [...schema, ...extraCols.map((e) => String(e.name))]);
-  void LOOKUP_TYPES;
   return { table, columns: await describe(services, table), rowsRead: rows.length, filesRead: 0, dataRead: 0 };
 }

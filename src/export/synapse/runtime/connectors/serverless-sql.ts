@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { DuckDbStaging } from '../../../../dialects/duckdb/duckdb-staging.js';
-import { duckIdent, duckLiteral } from '../../../../dialects/duckdb/duckdb-staging.js';
+import { duckLiteral } from '../../../../dialects/duckdb/duckdb-staging.js';
 import { ActivityError } from '../runtime-error.js';
 
 /** One Synapse Link folder's CSV files for a table, with its columns from that folder's `model.json`. */
@@ -109,6 +109,3 @@ export async function createExternalTableAs(
     });
   }
 }
-
-/** Quoted identifier, re-exported for callers composing the select. */
-export const ident = duckIdent;
