@@ -15,6 +15,8 @@ import { type ExpressionNode, parseExpression } from './expression/expression-pa
 import { isObject, type JsonObject } from './expression/json-value.js';
 import { CONTROL_TYPES, PIPELINE_KEYS, POLICY_KEYS, TYPE_PROPERTIES } from './pipeline-engine.js';
 import { IGNORED_ACTIVITY_KEYS } from './property-check.js';
+import { RECURRENCE_KEYS } from './triggers/recurrence.js';
+import { TRIGGER_KEYS, TRIGGER_TYPE_PROPERTIES } from './triggers/trigger-scheduler.js';
 
 /** Something in the artifacts the runtime cannot execute as written. */
 export interface Finding {
@@ -142,6 +144,11 @@ export function inspectArtifacts(store: ArtifactStore): Finding[] {
   for (const name of store.names('trigger')) {
     const t = store.get('trigger', name).properties;
     if (!TRIGGER_TYPES.includes(String(t.type))) add('trigger-type', `trigger ${name}`, `\`${t.type}\``);
+    keys(t, TRIGGER_KEYS, `trigger ${name}`);
+    const known = TRIGGER_TYPE_PROPERTIES[String(t.type)];
+    if (known) keys(t.typeProperties, known, `trigger ${name} / typeProperties`);
+    if (isObject(t.typeProperties) && t.type === 'ScheduleTrigger')
+      keys(t.typeProperties.recurrence, RECURRENCE_KEYS, `trigger ${name} / recurrence`);
     expressions(t.pipelines ?? t.pipeline, `trigger ${name}`);
   }
   for (const name of store.names('dataset'))

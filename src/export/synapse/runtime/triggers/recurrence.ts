@@ -14,6 +14,8 @@ const FREQUENCIES = ['Minute', 'Hour', 'Day', 'Week', 'Month'] as const;
 const WEEKDAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
 const UNIT_MS: Record<string, number> = { Minute: 60_000, Hour: 3_600_000, Day: 86_400_000, Week: 7 * 86_400_000 };
 
+export const RECURRENCE_KEYS = ['frequency', 'interval', 'startTime', 'endTime', 'timeZone', 'schedule'];
+
 /** A schedule trigger's recurrence, read and checked (how-to-create-schedule-trigger). */
 export interface Recurrence {
   readonly frequency: (typeof FREQUENCIES)[number];
@@ -30,11 +32,7 @@ export interface Recurrence {
 /** Reads `typeProperties.recurrence`; times without zone are wall-clock in `timeZone` (UTC by default). */
 export function readRecurrence(value: unknown, trigger: string): Recurrence {
   if (!isObject(value)) throw new UsageError(`Schedule trigger \`${trigger}\` has no recurrence.`);
-  checkKeys(
-    value,
-    ['frequency', 'interval', 'startTime', 'endTime', 'timeZone', 'schedule'],
-    `the recurrence of \`${trigger}\``,
-  );
+  checkKeys(value, RECURRENCE_KEYS, `the recurrence of \`${trigger}\``);
   const frequency = FREQUENCIES.find((f) => f === value.frequency);
   if (!frequency)
     throw new UsageError(

@@ -51,6 +51,30 @@ interface TumblingState {
   readonly windows: WindowState[];
 }
 
+/** Trigger properties the scheduler implements. */
+export const TRIGGER_KEYS = [
+  'type',
+  'typeProperties',
+  'pipelines',
+  'pipeline',
+  'annotations',
+  'description',
+  'runtimeState',
+];
+export const TRIGGER_TYPE_PROPERTIES: Readonly<Record<string, readonly string[]>> = {
+  ScheduleTrigger: ['recurrence'],
+  TumblingWindowTrigger: [
+    'frequency',
+    'interval',
+    'startTime',
+    'endTime',
+    'delay',
+    'maxConcurrency',
+    'retryPolicy',
+    'dependsOn',
+  ],
+};
+
 /** Windows wait for their dependencies up to 7 days, then fail (tumbling-window-trigger-dependency). */
 const DEPENDENCY_WAIT_MS = 7 * 86_400_000;
 const SCHEDULED_FORMAT = "yyyy-MM-dd'T'HH:mm:ss'Z'";
@@ -79,14 +103,10 @@ export class TriggerScheduler {
     if (this.#started.has(name)) return;
     const artifact = this.#artifacts.get('trigger', name);
     const p = artifact.properties;
-    checkKeys(
-      p,
-      ['type', 'typeProperties', 'pipelines', 'pipeline', 'annotations', 'description', 'runtimeState'],
-      `trigger \`${name}\``,
-    );
+    checkKeys(p, TRIGGER_KEYS, `trigger \`${name}\``);
     const tp = isObject(p.typeProperties) ? p.typeProperties : {};
     if (p.type === 'ScheduleTrigger') {
-      checkKeys(tp, ['recurrence'], `ScheduleTrigger \`${name}\``);
+      checkKeys(tp, TRIGGER_TYPE_PROPERTIES.ScheduleTrigger!, `ScheduleTrigger \`${name}\``);
       if (!Array.isArray(p.pipelines) || p.pipelines.length === 0)
         throw new UsageError(`Schedule trigger \`${name}\` references no pipeline.`);
       const pipelines = p.pipelines.map((entry) => {
@@ -113,11 +133,7 @@ export class TriggerScheduler {
       return;
     }
     if (p.type === 'TumblingWindowTrigger') {
-      checkKeys(
-        tp,
-        ['frequency', 'interval', 'startTime', 'endTime', 'delay', 'maxConcurrency', 'retryPolicy', 'dependsOn'],
-        `TumblingWindowTrigger \`${name}\``,
-      );
+      checkKeys(tp, TRIGGER_TYPE_PROPERTIES.TumblingWindowTrigger!, `TumblingWindowTrigger \`${name}\``);
       if (
         !isObject(p.pipeline) ||
         !isObject(p.pipeline.pipelineReference) ||
