@@ -262,8 +262,9 @@ export function runTransportContract(
         for (;;) {
           const session = await client.acceptNextSession(queue, { maxWaitMs: 500 });
           if (!session) return;
-          let got: ReceivedMessage[];
-          while ((got = await session.receive(3, 100)).length > 0) {
+          for (;;) {
+            const got: ReceivedMessage[] = await session.receive(3, 100);
+            if (got.length === 0) break;
             for (const m of got) {
               const body = m.body as { s: number; i: number };
               seen.set(m.sessionId, [...(seen.get(m.sessionId) ?? []), body.i]);
