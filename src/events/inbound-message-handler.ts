@@ -240,6 +240,7 @@ export class InboundMessageHandler {
     }
     try {
       this.#ensureSegment();
+      this.#segment!.counts.read += items.length;
       if (lease) await this.#convertAndWrite(valid, rejects);
     } finally {
       if (lease) this.#options.state.releaseLease(pipelineLeaseName(this.#options.definition.name), lease.token);
@@ -337,7 +338,6 @@ export class InboundMessageHandler {
   async #convertAndWrite(items: Item[], rejects: Array<{ item: Item; reject: RejectRecord }>): Promise<void> {
     if (items.length === 0) return;
     const segment = this.#segment!;
-    segment.counts.read += items.length;
     segment.counts.staged += items.length;
     const staging = this.#staging;
     const columns = this.#plan.sourceColumns;

@@ -44,7 +44,7 @@ export interface ListenSummary {
  * settled after the handler returned: complete, abandon (with the handler's backoff) or dead-letter with the reason.
  */
 export async function listenToQueue(options: ListenOptions): Promise<ListenSummary> {
-  const { transport, queue, handler, log } = options;
+  const { transport, queue, log } = options;
   const maxBatch = options.maxBatch ?? 500;
   const maxSessions = options.maxSessions ?? 256;
   const perSession = options.perSession ?? 32;
