@@ -40,8 +40,11 @@ import { type InboundChangeMessage, type MessageValue, parseBody, queueMessagePr
 export type DeliveryOutcome =
   | {
       readonly kind: 'complete';
-      /** `upserted`; `stale` (not newer than the applied version); `superseded` (a newer change came with it). */
-      readonly result: 'upserted' | 'stale' | 'superseded';
+      /**
+       * `upserted`; `stale` (not newer than the applied version); `superseded` (a newer change came with it);
+       * `delivered` (outbound: the target accepted it).
+       */
+      readonly result: 'upserted' | 'stale' | 'superseded' | 'delivered';
     }
   | {
       readonly kind: 'abandon';
@@ -276,7 +279,7 @@ export class InboundMessageHandler {
     for (const o of outcomes) {
       if (o.kind === 'dead-letter') this.counts.deadLettered += 1;
       else if (o.kind === 'abandon') this.counts.abandoned += 1;
-      else this.counts[o.result] += 1;
+      else if (o.result !== 'delivered') this.counts[o.result] += 1;
     }
     await this.#alert(rejects, outcomes);
     return outcomes;
