@@ -98,28 +98,33 @@ export async function listenToQueue(options: ListenOptions): Promise<ListenSumma
       summary.batches += 1;
       summary.messages += batch.length;
       const outcomes = await options.handler.handle(batch.map((b) => b.message));
-      for (let i = 0; i < batch.length; i++) {
-        const { session, message } = batch[i]!;
-        const outcome = outcomes[i]!;
-        try {
-          if (outcome.kind === 'complete') {
-            await session.complete(message);
-            summary.completed += 1;
-          } else if (outcome.kind === 'abandon') {
-            await session.abandon(message, { redeliverAfterMs: outcome.redeliverAfterMs });
-            summary.abandoned += 1;
-          } else {
-            await session.deadLetter(message, outcome.reason, outcome.description.slice(0, 1000));
-            summary.deadLettered += 1;
+      // Settled concurrently (the transports batch or pipeline them); each session's own order does not matter here
+      // because the handler already decided every message of the micro-batch.
+      const lost = new Set<QueueSession>();
+      await Promise.all(
+        batch.map(async ({ session, message }, i) => {
+          const outcome = outcomes[i]!;
+          try {
+            if (outcome.kind === 'complete') {
+              await session.complete(message);
+              summary.completed += 1;
+            } else if (outcome.kind === 'abandon') {
+              await session.abandon(message, { redeliverAfterMs: outcome.redeliverAfterMs });
+              summary.abandoned += 1;
+            } else {
+              await session.deadLetter(message, outcome.reason, outcome.description.slice(0, 1000));
+              summary.deadLettered += 1;
+            }
+            options.onSettled?.(message, outcome);
+          } catch (error) {
+            // The lock was lost: the message comes again and the handler judges it again (stale if it was applied).
+            summary.settleFailures += 1;
+            log.warn(`Could not settle message \`${message.messageId}\`: ${describeError(error)}`);
+            lost.add(session);
           }
-          options.onSettled?.(message, outcome);
-        } catch (error) {
-          // The lock was lost: the message comes again and the handler judges it again (stale if it was applied).
-          summary.settleFailures += 1;
-          log.warn(`Could not settle message \`${message.messageId}\`: ${describeError(error)}`);
-          if (held.get(session.sessionId) === session) await drop(session);
-        }
-      }
+        }),
+      );
+      for (const session of lost) if (held.get(session.sessionId) === session) await drop(session);
       // Keep the locks of sessions still held.
       for (const session of [...held.values()]) {
         if (session.lockedUntil.getTime() - Date.now() > 10_000) continue;

@@ -90,6 +90,22 @@ interface SessionRow {
   not_before_ms: number;
 }
 
+/** Statements prepared once per connection: settling thousands of messages a second must not re-parse SQL. */
+const statements = new WeakMap<Database.Database, Map<string, Database.Statement>>();
+function prepared(db: Database.Database, sql: string): Database.Statement {
+  let cache = statements.get(db);
+  if (!cache) {
+    cache = new Map();
+    statements.set(db, cache);
+  }
+  let statement = cache.get(sql);
+  if (!statement) {
+    statement = db.prepare(sql);
+    cache.set(sql, statement);
+  }
+  return statement;
+}
+
 /** Wakes the waiters of this process when a message is sent or a session released (other processes are polled). */
 const wakeups = new EventEmitter();
 wakeups.setMaxListeners(0);
@@ -144,11 +160,13 @@ export class EmbeddedQueueTransport implements QueueTransport {
     this.#open();
     checkQueueName(queue);
     const now = Date.now();
-    const insert = this.#db.prepare(
+    const insert = prepared(
+      this.#db,
       `INSERT INTO queue_messages (queue, message_id, session_id, body, content_type, properties_json, enqueued_ms)
        VALUES (?, ?, ?, ?, ?, ?, ?)`,
     );
-    const touch = this.#db.prepare(
+    const touch = prepared(
+      this.#db,
       `INSERT INTO queue_sessions (queue, session_id, active_count, available_since_ms) VALUES (?, ?, 1, ?)
        ON CONFLICT (queue, session_id) DO UPDATE SET active_count = active_count + 1,
          available_since_ms = CASE WHEN active_count = 0 THEN excluded.available_since_ms ELSE available_since_ms END`,
@@ -187,16 +205,19 @@ export class EmbeddedQueueTransport implements QueueTransport {
   ): Promise<QueueSession | null> {
     this.#open();
     const deadline = Date.now() + Math.max(0, options.maxWaitMs);
-    const pick = this.#db.prepare(
+    const pick = prepared(
+      this.#db,
       `SELECT session_id FROM queue_sessions
        WHERE queue = ? AND active_count > 0 AND locked_until_ms <= ? AND not_before_ms <= ?
        ORDER BY available_since_ms, session_id LIMIT 1`,
     );
-    const lock = this.#db.prepare(
+    const lock = prepared(
+      this.#db,
       `UPDATE queue_sessions SET lock_token = ?, holder = ?, locked_until_ms = ? WHERE queue = ? AND session_id = ?`,
     );
     // Messages received under a lock that expired: delivered again (the lost delivery is already counted).
-    const release = this.#db.prepare(
+    const release = prepared(
+      this.#db,
       'UPDATE queue_messages SET lock_token = NULL WHERE queue = ? AND session_id = ? AND lock_token IS NOT NULL',
     );
     const take = this.#db.transaction((now: number) => {
@@ -220,17 +241,19 @@ export class EmbeddedQueueTransport implements QueueTransport {
 
   async peek(queue: string, maxMessages: number): Promise<ReceivedMessage[]> {
     this.#open();
-    const rows = this.#db
-      .prepare('SELECT * FROM queue_messages WHERE queue = ? ORDER BY seq LIMIT ?')
-      .all(queue, maxMessages) as MessageRow[];
+    const rows = prepared(this.#db, 'SELECT * FROM queue_messages WHERE queue = ? ORDER BY seq LIMIT ?').all(
+      queue,
+      maxMessages,
+    ) as MessageRow[];
     return rows.map(toReceived);
   }
 
   async peekDeadLetters(queue: string, maxMessages: number): Promise<ReceivedMessage[]> {
     this.#open();
-    const rows = this.#db
-      .prepare('SELECT * FROM queue_dead_letters WHERE queue = ? ORDER BY seq LIMIT ?')
-      .all(queue, maxMessages) as DeadRow[];
+    const rows = prepared(this.#db, 'SELECT * FROM queue_dead_letters WHERE queue = ? ORDER BY seq LIMIT ?').all(
+      queue,
+      maxMessages,
+    ) as DeadRow[];
     return rows.map((r) => ({
       ...toReceived(r),
       deadLetterReason: r.reason,
@@ -244,24 +267,22 @@ export class EmbeddedQueueTransport implements QueueTransport {
     const moved = this.#db
       .transaction(() => {
         const rows = (
-          this.#db.prepare('SELECT * FROM queue_dead_letters WHERE queue = ? ORDER BY seq').all(queue) as DeadRow[]
+          prepared(this.#db, 'SELECT * FROM queue_dead_letters WHERE queue = ? ORDER BY seq').all(queue) as DeadRow[]
         ).filter((r) => !wanted || wanted.has(r.message_id));
         const now = Date.now();
         for (const r of rows) {
           // A new enqueue, as Service Bus does when a dead letter is sent back: new sequence number, fresh count.
-          this.#db
-            .prepare(
-              `INSERT INTO queue_messages (queue, message_id, session_id, body, content_type, properties_json, enqueued_ms)
+          prepared(
+            this.#db,
+            `INSERT INTO queue_messages (queue, message_id, session_id, body, content_type, properties_json, enqueued_ms)
                VALUES (?, ?, ?, ?, ?, ?, ?)`,
-            )
-            .run(queue, r.message_id, r.session_id, r.body, r.content_type, r.properties_json, now);
-          this.#db
-            .prepare(
-              `INSERT INTO queue_sessions (queue, session_id, active_count, available_since_ms) VALUES (?, ?, 1, ?)
+          ).run(queue, r.message_id, r.session_id, r.body, r.content_type, r.properties_json, now);
+          prepared(
+            this.#db,
+            `INSERT INTO queue_sessions (queue, session_id, active_count, available_since_ms) VALUES (?, ?, 1, ?)
                ON CONFLICT (queue, session_id) DO UPDATE SET active_count = active_count + 1`,
-            )
-            .run(queue, r.session_id, now);
-          this.#db.prepare('DELETE FROM queue_dead_letters WHERE seq = ?').run(r.seq);
+          ).run(queue, r.session_id, now);
+          prepared(this.#db, 'DELETE FROM queue_dead_letters WHERE seq = ?').run(r.seq);
         }
         return rows.length;
       })
@@ -272,12 +293,11 @@ export class EmbeddedQueueTransport implements QueueTransport {
 
   /** Queue names with messages or dead letters, and how many of each (for `ferry queue peek`). */
   stats(queue: string): { active: number; locked: number; deadLettered: number; sessions: number } {
-    const m = this.#db
-      .prepare(
-        'SELECT count(*) AS n, count(lock_token) AS locked, count(DISTINCT session_id) AS s FROM queue_messages WHERE queue = ?',
-      )
-      .get(queue) as { n: number; locked: number; s: number };
-    const d = this.#db.prepare('SELECT count(*) AS n FROM queue_dead_letters WHERE queue = ?').get(queue) as {
+    const m = prepared(
+      this.#db,
+      'SELECT count(*) AS n, count(lock_token) AS locked, count(DISTINCT session_id) AS s FROM queue_messages WHERE queue = ?',
+    ).get(queue) as { n: number; locked: number; s: number };
+    const d = prepared(this.#db, 'SELECT count(*) AS n FROM queue_dead_letters WHERE queue = ?').get(queue) as {
       n: number;
     };
     return { active: m.n, locked: m.locked, deadLettered: d.n, sessions: m.s };
@@ -289,13 +309,55 @@ export class EmbeddedQueueTransport implements QueueTransport {
     this.#db.close();
   }
 
+  #pending: Array<{ work: () => void; resolve: () => void; reject: (error: unknown) => void }> = [];
+
+  /**
+   * Runs settlements that arrive in the same turn of the event loop in one transaction (each in its own savepoint,
+   * so one that fails leaves the others applied): settling message by message would cost a commit each.
+   * @internal
+   */
+  groupCommit(work: () => void): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ work, resolve, reject });
+      if (this.#pending.length === 1) setImmediate(() => this.#flush());
+    });
+  }
+
+  #flush(): void {
+    const batch = this.#pending;
+    this.#pending = [];
+    const results: Array<unknown | null> = [];
+    try {
+      this.#db
+        .transaction(() => {
+          for (const op of batch) {
+            try {
+              this.#db.transaction(op.work)();
+              results.push(null);
+            } catch (error) {
+              results.push(error ?? new Error('settlement failed'));
+            }
+          }
+        })
+        .immediate();
+    } catch (error) {
+      for (const op of batch) op.reject(error);
+      return;
+    }
+    batch.forEach((op, i) => {
+      if (results[i] === null) op.resolve();
+      else op.reject(results[i]);
+    });
+  }
+
   #open(): void {
     if (this.#closed) throw new FerryError('queue.closed', 'The embedded queue transport is closed.');
   }
 
   /** @internal Dead-letters one message row inside a transaction. */
   static moveToDeadLetters(db: Database.Database, row: MessageRow, reason: string, description: string): void {
-    db.prepare(
+    prepared(
+      db,
       `INSERT INTO queue_dead_letters (seq, queue, message_id, session_id, body, content_type, properties_json,
          enqueued_ms, delivery_count, reason, description, dead_lettered_ms)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -313,8 +375,8 @@ export class EmbeddedQueueTransport implements QueueTransport {
       description,
       Date.now(),
     );
-    db.prepare('DELETE FROM queue_messages WHERE seq = ?').run(row.seq);
-    db.prepare('UPDATE queue_sessions SET active_count = active_count - 1 WHERE queue = ? AND session_id = ?').run(
+    prepared(db, 'DELETE FROM queue_messages WHERE seq = ?').run(row.seq);
+    prepared(db, 'UPDATE queue_sessions SET active_count = active_count - 1 WHERE queue = ? AND session_id = ?').run(
       row.queue,
       row.session_id,
     );
@@ -350,10 +412,12 @@ class EmbeddedSession implements QueueSession {
 
   async receive(maxMessages: number, maxWaitMs: number): Promise<ReceivedMessage[]> {
     const deadline = Date.now() + Math.max(0, maxWaitMs);
-    const next = this.#db.prepare(
+    const next = prepared(
+      this.#db,
       'SELECT * FROM queue_messages WHERE queue = ? AND session_id = ? AND lock_token IS NULL ORDER BY seq LIMIT ?',
     );
-    const mark = this.#db.prepare(
+    const mark = prepared(
+      this.#db,
       'UPDATE queue_messages SET lock_token = ?, delivery_count = delivery_count + 1 WHERE seq = ?',
     );
     const take = this.#db.transaction((now: number) => {
@@ -388,16 +452,17 @@ class EmbeddedSession implements QueueSession {
   }
 
   async complete(message: ReceivedMessage): Promise<void> {
-    this.#settle(message, (row) => {
-      this.#db.prepare('DELETE FROM queue_messages WHERE seq = ?').run(row.seq);
-      this.#db
-        .prepare('UPDATE queue_sessions SET active_count = active_count - 1 WHERE queue = ? AND session_id = ?')
-        .run(this.#queue, this.sessionId);
+    await this.#settle(message, (row) => {
+      prepared(this.#db, 'DELETE FROM queue_messages WHERE seq = ?').run(row.seq);
+      prepared(
+        this.#db,
+        'UPDATE queue_sessions SET active_count = active_count - 1 WHERE queue = ? AND session_id = ?',
+      ).run(this.#queue, this.sessionId);
     });
   }
 
   async abandon(message: ReceivedMessage, options?: { readonly redeliverAfterMs?: number }): Promise<void> {
-    this.#settle(message, (row) => {
+    await this.#settle(message, (row) => {
       const max = this.#owner.maxDeliveryCount;
       if (row.delivery_count >= max) {
         EmbeddedQueueTransport.moveToDeadLetters(
@@ -408,18 +473,20 @@ class EmbeddedSession implements QueueSession {
         );
         return;
       }
-      this.#db.prepare('UPDATE queue_messages SET lock_token = NULL WHERE seq = ?').run(row.seq);
+      prepared(this.#db, 'UPDATE queue_messages SET lock_token = NULL WHERE seq = ?').run(row.seq);
       const delay = options?.redeliverAfterMs ?? 0;
       if (delay > 0)
-        this.#db
-          .prepare('UPDATE queue_sessions SET not_before_ms = ? WHERE queue = ? AND session_id = ?')
-          .run(Date.now() + delay, this.#queue, this.sessionId);
+        prepared(this.#db, 'UPDATE queue_sessions SET not_before_ms = ? WHERE queue = ? AND session_id = ?').run(
+          Date.now() + delay,
+          this.#queue,
+          this.sessionId,
+        );
     });
     wakeups.emit(this.#queue);
   }
 
   async deadLetter(message: ReceivedMessage, reason: string, description: string): Promise<void> {
-    this.#settle(message, (row) => EmbeddedQueueTransport.moveToDeadLetters(this.#db, row, reason, description));
+    await this.#settle(message, (row) => EmbeddedQueueTransport.moveToDeadLetters(this.#db, row, reason, description));
   }
 
   async renewLock(): Promise<Date> {
@@ -428,9 +495,11 @@ class EmbeddedSession implements QueueSession {
         const now = Date.now();
         this.#check(now);
         this.#until = now + this.#owner.lockDurationMs;
-        this.#db
-          .prepare('UPDATE queue_sessions SET locked_until_ms = ? WHERE queue = ? AND session_id = ?')
-          .run(this.#until, this.#queue, this.sessionId);
+        prepared(this.#db, 'UPDATE queue_sessions SET locked_until_ms = ? WHERE queue = ? AND session_id = ?').run(
+          this.#until,
+          this.#queue,
+          this.sessionId,
+        );
       })
       .immediate();
     return this.lockedUntil;
@@ -443,17 +512,15 @@ class EmbeddedSession implements QueueSession {
       this.#db
         .transaction(() => {
           const now = Date.now();
-          this.#db
-            .prepare(
-              'UPDATE queue_messages SET lock_token = NULL WHERE queue = ? AND session_id = ? AND lock_token = ?',
-            )
-            .run(this.#queue, this.sessionId, this.#token);
-          this.#db
-            .prepare(
-              `UPDATE queue_sessions SET lock_token = NULL, holder = NULL, locked_until_ms = 0, available_since_ms = ?
+          prepared(
+            this.#db,
+            'UPDATE queue_messages SET lock_token = NULL WHERE queue = ? AND session_id = ? AND lock_token = ?',
+          ).run(this.#queue, this.sessionId, this.#token);
+          prepared(
+            this.#db,
+            `UPDATE queue_sessions SET lock_token = NULL, holder = NULL, locked_until_ms = 0, available_since_ms = ?
                WHERE queue = ? AND session_id = ? AND lock_token = ?`,
-            )
-            .run(now, this.#queue, this.sessionId, this.#token);
+          ).run(now, this.#queue, this.sessionId, this.#token);
         })
         .immediate();
     } catch (error) {
@@ -465,9 +532,10 @@ class EmbeddedSession implements QueueSession {
 
   /** Throws `queue.session_lock_lost` unless this receiver still holds the session. */
   #check(now: number): SessionRow {
-    const session = this.#db
-      .prepare('SELECT * FROM queue_sessions WHERE queue = ? AND session_id = ?')
-      .get(this.#queue, this.sessionId) as SessionRow | undefined;
+    const session = prepared(this.#db, 'SELECT * FROM queue_sessions WHERE queue = ? AND session_id = ?').get(
+      this.#queue,
+      this.sessionId,
+    ) as SessionRow | undefined;
     if (this.#closed || !session || session.lock_token !== this.#token || session.locked_until_ms <= now) {
       throw new FerryError(
         'queue.session_lock_lost',
@@ -478,22 +546,21 @@ class EmbeddedSession implements QueueSession {
     return session;
   }
 
-  #settle(message: ReceivedMessage, apply: (row: MessageRow) => void): void {
-    this.#db
-      .transaction(() => {
-        this.#check(Date.now());
-        const row = this.#db
-          .prepare('SELECT * FROM queue_messages WHERE seq = ? AND lock_token = ?')
-          .get(message.sequenceNumber, this.#token) as MessageRow | undefined;
-        if (!row)
-          throw new FerryError(
-            'queue.message_lock_lost',
-            `Message \`${message.messageId}\` (sequence ${message.sequenceNumber}) is not locked by this session receiver; it was settled already or its lock was lost.`,
-            { disposition: 'retry' },
-          );
-        apply(row);
-      })
-      .immediate();
+  #settle(message: ReceivedMessage, apply: (row: MessageRow) => void): Promise<void> {
+    return this.#owner.groupCommit(() => {
+      this.#check(Date.now());
+      const row = prepared(this.#db, 'SELECT * FROM queue_messages WHERE seq = ? AND lock_token = ?').get(
+        message.sequenceNumber,
+        this.#token,
+      ) as MessageRow | undefined;
+      if (!row)
+        throw new FerryError(
+          'queue.message_lock_lost',
+          `Message \`${message.messageId}\` (sequence ${message.sequenceNumber}) is not locked by this session receiver; it was settled already or its lock was lost.`,
+          { disposition: 'retry' },
+        );
+      apply(row);
+    });
   }
 }
 
