@@ -59,6 +59,7 @@ export async function runQueueBench(argv: string[]): Promise<void> {
       'per-session': { type: 'string', default: '32' },
       late: { type: 'string', default: '0.05' },
       metadata: { type: 'string', default: 'fixtures/metadata' },
+      queue: { type: 'string' },
     },
     strict: true,
   });
@@ -81,13 +82,20 @@ export async function runQueueBench(argv: string[]): Promise<void> {
   const env = { ...process.env, FERRY_QUEUE_MAX_DELIVERIES: '10', FERRY_QUEUE_LOCK_MS: '60000' };
   let transport: QueueTransport;
   let maxDeliveryCount: number;
+  if (values.transport === 'service-bus' && !process.env.FERRY_SERVICE_BUS_CONNECTION_STRING) {
+    await emu.close();
+    throw new Error(
+      'The queue bench on Service Bus needs a running Service Bus (emulator): start `ferry emulator service-bus` (from the Service Bus emulator module, src/emulator/service-bus) and set FERRY_SERVICE_BUS_CONNECTION_STRING to its connection string (UseDevelopmentEmulator=true), with the queue created session-enabled; or use --transport embedded.',
+    );
+  }
   try {
     ({ transport, maxDeliveryCount } = await openQueueTransport(values.transport!, config, env));
   } catch (error) {
     await emu.close();
     throw error;
   }
-  const queue = `bench-${randomUUID().slice(0, 8)}`;
+  // A session-enabled queue; on Service Bus name one that exists (`--queue`).
+  const queue = values.queue ?? `bench-${randomUUID().slice(0, 8)}`;
 
   // The changes: per account `perKey` versions, one minute apart; a share `late` of neighbours swapped in send order.
   const perKey = Math.floor(messages / sessions);
