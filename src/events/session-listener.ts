@@ -63,6 +63,16 @@ export async function listenToQueue(options: ListenOptions): Promise<ListenSumma
     held.delete(session.sessionId);
     await session.close().catch((error: unknown) => log.debug(`Closing a session failed: ${describeError(error)}`));
   };
+  /** Renews the locks that expire within `withinMs`; a session whose lock cannot be renewed is let go. */
+  const renewHeld = async (withinMs: number) => {
+    for (const session of [...held.values()]) {
+      if (session.lockedUntil.getTime() - Date.now() > withinMs) continue;
+      await session.renewLock().catch(async (error: unknown) => {
+        log.warn(`Could not renew the lock of session \`${session.sessionId}\`: ${describeError(error)}`);
+        await drop(session);
+      });
+    }
+  };
   try {
     while (!options.signal?.aborted) {
       // Take free sessions up to the cap: wait only when holding none.
@@ -97,7 +107,14 @@ export async function listenToQueue(options: ListenOptions): Promise<ListenSumma
       idleSince = Date.now();
       summary.batches += 1;
       summary.messages += batch.length;
-      const outcomes = await options.handler.handle(batch.map((b) => b.message));
+      // A slow micro-batch (Dataverse throttling) must not lose its sessions: renew their locks while it runs.
+      const renewing = setInterval(() => void renewHeld(15_000), 5000);
+      let outcomes: DeliveryOutcome[];
+      try {
+        outcomes = await options.handler.handle(batch.map((b) => b.message));
+      } finally {
+        clearInterval(renewing);
+      }
       // Settled concurrently (the transports batch or pipeline them); each session's own order does not matter here
       // because the handler already decided every message of the micro-batch.
       const lost = new Set<QueueSession>();
@@ -126,13 +143,7 @@ export async function listenToQueue(options: ListenOptions): Promise<ListenSumma
       );
       for (const session of lost) if (held.get(session.sessionId) === session) await drop(session);
       // Keep the locks of sessions still held.
-      for (const session of [...held.values()]) {
-        if (session.lockedUntil.getTime() - Date.now() > 10_000) continue;
-        await session.renewLock().catch(async (error: unknown) => {
-          log.warn(`Could not renew the lock of session \`${session.sessionId}\`: ${describeError(error)}`);
-          await drop(session);
-        });
-      }
+      await renewHeld(10_000);
     }
   } finally {
     for (const session of [...held.values()]) await drop(session);

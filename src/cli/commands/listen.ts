@@ -24,7 +24,7 @@ export const listenCommand: Command = {
     const [name, ...extra] = input.positionals;
     if (!name || extra.length) throw new UsageError('Name exactly one inbound pipeline: ferry listen <pipeline>.');
     const [def] = selectPipelines(await loadPipelines(input.pipelinesDir), [name]);
-    const maxBatch = Number(input.values['max-batch']);
+    const maxBatch = Number(input.values['max-batch'] ?? 500);
     if (!Number.isInteger(maxBatch) || maxBatch < 1 || maxBatch > 5000)
       throw new UsageError(
         `--max-batch \`${String(input.values['max-batch'])}\` must be a whole number from 1 to 5000.`,
@@ -32,24 +32,43 @@ export const listenCommand: Command = {
     const untilIdle = input.values['until-idle'] === undefined ? undefined : Number(input.values['until-idle']) * 1000;
     if (untilIdle !== undefined && !(untilIdle >= 0))
       throw new UsageError(`--until-idle \`${String(input.values['until-idle'])}\` must be a number of seconds.`);
+    if (def!.direction !== 'inbound')
+      throw new UsageError(
+        `Pipeline \`${def!.name}\` is ${def!.direction}; \`ferry listen\` applies change messages of an inbound pipeline.`,
+      );
     const queue = typeof input.values.queue === 'string' ? input.values.queue : def!.name;
     const state = openState(input.config);
-    const { transport, maxDeliveryCount } = await openQueueTransport(String(input.values.transport), input.config);
-    const dataverse = await openDataverse(input.config, input.log);
-    const webhook =
-      (typeof input.values['alert-webhook'] === 'string' ? input.values['alert-webhook'] : undefined) ??
-      process.env.FERRY_ALERT_WEBHOOK;
-    const handler = await InboundMessageHandler.open({
-      definition: def!,
-      config: input.config,
-      state,
-      dataverse: dataverse.endpoint,
-      log: input.log,
-      queue,
-      maxDeliveryCount,
-      signal: input.signal,
-      ...(webhook ? { alerts: new WebhookAlerts({ url: webhook, state, log: input.log }) } : {}),
-    });
+    const closers: Array<() => Promise<void> | void> = [() => state.close()];
+    const closeAll = async () => {
+      for (const close of closers.reverse()) await close();
+    };
+    let opened: Awaited<ReturnType<typeof openQueueTransport>>;
+    let dataverse: Awaited<ReturnType<typeof openDataverse>>;
+    let handler: InboundMessageHandler;
+    try {
+      opened = await openQueueTransport(String(input.values.transport ?? 'embedded'), input.config);
+      closers.push(() => opened.transport.close());
+      dataverse = await openDataverse(input.config, input.log);
+      closers.push(() => dataverse.close());
+      const webhook =
+        (typeof input.values['alert-webhook'] === 'string' ? input.values['alert-webhook'] : undefined) ??
+        process.env.FERRY_ALERT_WEBHOOK;
+      handler = await InboundMessageHandler.open({
+        definition: def!,
+        config: input.config,
+        state,
+        dataverse: dataverse.endpoint,
+        log: input.log,
+        queue,
+        maxDeliveryCount: opened.maxDeliveryCount,
+        signal: input.signal,
+        ...(webhook ? { alerts: new WebhookAlerts({ url: webhook, state, log: input.log }) } : {}),
+      });
+    } catch (error) {
+      await closeAll();
+      throw error;
+    }
+    const transport = opened.transport;
     input.log.info(`Listening to \`${queue}\` (${transport.kind}) for \`${def!.name}\`; stop with Ctrl-C.`);
     try {
       const summary = await listenToQueue({
@@ -81,9 +100,7 @@ export const listenCommand: Command = {
       return 0;
     } finally {
       await handler.close();
-      await transport.close();
-      await dataverse.close();
-      state.close();
+      await closeAll();
     }
   },
 };

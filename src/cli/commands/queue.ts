@@ -70,7 +70,7 @@ export const queueSendCommand: Command = {
           );
       });
     }
-    const { transport } = await openQueueTransport(String(input.values.transport), input.config);
+    const { transport } = await openQueueTransport(String(input.values.transport ?? 'embedded'), input.config);
     try {
       const messages: OutgoingMessage[] = bodies.map((body) => ({ sessionId: session, body }));
       await transport.send(queue, messages);
@@ -94,10 +94,10 @@ export const queuePeekCommand: Command = {
   options: { ...transportOption, max: { type: 'string', default: '50' } },
   async run(input) {
     const queue = queueName(input, 'queue peek <queue>');
-    const max = Number(input.values.max);
+    const max = Number(input.values.max ?? 50);
     if (!Number.isInteger(max) || max < 1)
       throw new UsageError(`--max \`${String(input.values.max)}\` must be a whole number of at least 1.`);
-    const { transport } = await openQueueTransport(String(input.values.transport), input.config);
+    const { transport } = await openQueueTransport(String(input.values.transport ?? 'embedded'), input.config);
     try {
       const messages = await transport.peek(queue, max);
       for (const m of messages) input.print(input.json ? JSON.stringify(m) : describe(m));
@@ -128,7 +128,7 @@ export const queueDeadLettersCommand: Command = {
     const ids = input.positionals.slice(1);
     if (ids.length && !input.values.resubmit)
       throw new UsageError(`Message ids (\`${ids.join('`, `')}\`) are only taken with --resubmit.`);
-    const { transport } = await openQueueTransport(String(input.values.transport), input.config);
+    const { transport } = await openQueueTransport(String(input.values.transport ?? 'embedded'), input.config);
     try {
       if (input.values.resubmit) {
         if (ids.length) {
@@ -147,7 +147,7 @@ export const queueDeadLettersCommand: Command = {
         );
         return 0;
       }
-      const max = Number(input.values.max);
+      const max = Number(input.values.max ?? 50);
       const dead = await transport.peekDeadLetters(queue, Number.isInteger(max) && max > 0 ? max : 100);
       for (const m of dead) input.print(input.json ? JSON.stringify(m) : describe(m));
       if (!input.json) input.print(`${dead.length} dead-lettered message(s) on \`${queue}\`.`);
