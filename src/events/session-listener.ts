@@ -142,6 +142,8 @@ export async function listenToQueue(options: ListenOptions): Promise<ListenSumma
         }),
       );
       for (const session of lost) if (held.get(session.sessionId) === session) await drop(session);
+      // Idle time counts from the end of the last micro-batch, not its start.
+      idleSince = Date.now();
       // Keep the locks of sessions still held.
       await renewHeld(10_000);
     }

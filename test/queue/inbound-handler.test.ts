@@ -113,7 +113,7 @@ async function drain(h: InboundMessageHandler): Promise<Map<string, DeliveryOutc
     handler: h,
     log: silentLogger,
     pollMs: 100,
-    stopWhenIdleMs: 300,
+    stopWhenIdleMs: 1000,
     onSettled: (m, o) => seen.set(m.messageId, [...(seen.get(m.messageId) ?? []), o]),
   });
   return seen;
