@@ -47,15 +47,20 @@ export function servicesFromEnv(env: NodeJS.ProcessEnv = process.env): FunctionS
   };
 }
 
-/** A ferry logger over the invocation's log (Application Insights in Azure). */
+/** The invocation running now: the handlers live across invocations, their log lines go to the current one. */
+let current: InvocationContext | undefined;
+
+/** A ferry logger over the current invocation's log (Application Insights in Azure). */
 function contextLogger(context: InvocationContext): Logger {
+  current = context;
   const line = (message: string, fields?: Record<string, unknown>) =>
     fields && Object.keys(fields).length ? `${message} ${JSON.stringify(fields)}` : message;
+  const log = () => current ?? context;
   return {
-    debug: (m, f) => context.debug(line(m, f)),
-    info: (m, f) => context.info(line(m, f)),
-    warn: (m, f) => context.warn(line(m, f)),
-    error: (m, f) => context.error(line(m, f)),
+    debug: (m, f) => log().debug(line(m, f)),
+    info: (m, f) => log().info(line(m, f)),
+    warn: (m, f) => log().warn(line(m, f)),
+    error: (m, f) => log().error(line(m, f)),
   };
 }
 

@@ -612,7 +612,10 @@ export class InboundMessageHandler {
       .then(() => keepRunInputs(runDir, definition, this.#options.config, metrics, this.#options.log))
       .then(() => {
         this.#metrics.set(run.id, metrics);
-      });
+      })
+      .catch((error: unknown) =>
+        this.#options.log.warn(`Could not keep the inputs of run \`${run.id}\` for replays: ${describeError(error)}`),
+      );
   }
 
   #finishSegment(): void {
