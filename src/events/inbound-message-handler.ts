@@ -75,7 +75,11 @@ export interface InboundHandlerOptions {
   /** The queue's max delivery count: a transient failure on the last delivery dead-letters instead of abandoning. */
   readonly maxDeliveryCount: number;
   readonly alerts?: AlertSink;
-  /** How long to wait for the pipeline lease (a batch run of the same pipeline holds it). Default 10 s. */
+  /**
+   * How long to wait for the pipeline lease while a batch run of the same pipeline holds it. Default 15 min: the
+   * listener keeps its session locks renewed meanwhile, so waiting costs no delivery; after that the messages are
+   * abandoned (`pipeline.busy`).
+   */
   readonly leaseWaitMs?: number;
   /** Backoff before redelivery after a transient failure. Default 1 s × 2^(delivery-1), at most 60 s. */
   readonly backoffMs?: (deliveryCount: number) => number;
@@ -557,7 +561,7 @@ export class InboundMessageHandler {
   async #acquireLease(): Promise<Lease | null> {
     const { state, definition, log } = this.#options;
     const name = pipelineLeaseName(definition.name);
-    const deadline = Date.now() + (this.#options.leaseWaitMs ?? 10_000);
+    const deadline = Date.now() + (this.#options.leaseWaitMs ?? 15 * 60_000);
     for (;;) {
       const lease = state.acquireLease(name, this.#holder, 120_000);
       if (lease) return lease;

@@ -319,3 +319,22 @@ test('a message and a batch row with the same values give the same payload or th
     await h.close();
   }
 });
+
+test('while a batch run holds the pipeline lease the listener waits, then applies', async () => {
+  // Another machine's run: not judged dead, its lease simply expires.
+  const held = state.acquireLease('pipeline:accounts-listen', 'other-host:4242', 1500);
+  assert.ok(held);
+  const h = await handler();
+  try {
+    await queue.send('accounts', [change('L-1', 'After the lease', '2026-11-26T16:00:00Z')]);
+    const seen = await drain(h);
+    assert.deepEqual(
+      [...seen.values()][0],
+      [{ kind: 'complete', result: 'upserted' }],
+      'no delivery was spent waiting',
+    );
+    assert.equal((await getAccount('L-1'))?.name, 'After the lease');
+  } finally {
+    await h.close();
+  }
+});
