@@ -157,6 +157,8 @@ export async function handleInboundInvocation(
           log,
           queue,
           maxDeliveryCount: services.maxDeliveryCount,
+          // Well inside the Functions timeout; a batch run still holding the lease then makes the invocation retry.
+          leaseWaitMs: 60_000,
           ...alertsFor(services, log),
         });
       })(),
