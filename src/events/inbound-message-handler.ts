@@ -247,12 +247,18 @@ export class InboundMessageHandler {
           `Pipeline \`${this.#options.definition.name}\` is being run by another process (its lease is held); the message waits.`,
         );
     }
+    const leaseName = pipelineLeaseName(this.#options.definition.name);
+    // Renewed like the batch runner's, so a micro-batch slowed by throttling keeps batch runs out until it is done.
+    const renewing = lease
+      ? setInterval(() => this.#options.state.renewLease(leaseName, lease.token, 120_000), 40_000)
+      : undefined;
     try {
       this.#ensureSegment();
       this.#segment!.counts.read += items.length;
       if (lease) await this.#convertAndWrite(valid, rejects);
     } finally {
-      if (lease) this.#options.state.releaseLease(pipelineLeaseName(this.#options.definition.name), lease.token);
+      clearInterval(renewing);
+      if (lease) this.#options.state.releaseLease(leaseName, lease.token);
     }
     const outcomes = items.map(
       (i) =>
