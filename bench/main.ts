@@ -6,6 +6,7 @@ const BENCHES: Record<string, () => Promise<{ run: (argv: string[]) => Promise<v
   inbound: async () => ({ run: (await import('./inbound.js')).runInboundBench }),
   write: async () => ({ run: (await import('./write.js')).runWriteBench }),
   outbound: async () => ({ run: (await import('./outbound.js')).runOutboundBench }),
+  queue: async () => ({ run: (await import('./queue.js')).runQueueBench }),
 };
 
 const [name, ...rest] = process.argv.slice(2);

@@ -3,7 +3,7 @@ import { describeError, UsageError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { StateStore } from '../core/state-store.js';
 
-export const ALERT_KINDS = ['run_failed', 'rejects_exceeded', 'stale'] as const;
+export const ALERT_KINDS = ['run_failed', 'rejects_exceeded', 'stale', 'dead_lettered'] as const;
 export type AlertKind = (typeof ALERT_KINDS)[number];
 
 /** One alert as posted to the webhook (the JSON body). */
@@ -105,7 +105,10 @@ export class WebhookAlerts implements AlertSink {
 
 /** What makes two alerts "the same": a pipeline failing every tick for one reason posts once. */
 export function alertFingerprint(alert: Alert): string {
-  return alert.kind === 'stale' ? `stale:${alert.runId ?? 'never'}` : `${alert.kind}:${alert.reason}`;
+  if (alert.kind === 'stale') return `stale:${alert.runId ?? 'never'}`;
+  // Dead letters: once per reason and listener run, so a queue listener that runs for days alerts again later.
+  if (alert.kind === 'dead_lettered') return `${alert.kind}:${alert.reason}:${alert.runId ?? ''}`;
+  return `${alert.kind}:${alert.reason}`;
 }
 
 /** An alert sink that drops everything (no webhook configured). */

@@ -3,7 +3,8 @@ import { UsageError } from './errors.js';
 export const DIRECTIONS = ['inbound', 'outbound'] as const;
 export type Direction = (typeof DIRECTIONS)[number];
 
-export const RUN_MODES = ['scheduled', 'manual', 'backfill', 'replay'] as const;
+/** `listen`: the run of a queue listener (`ferry listen`), holding the rejects of the messages it handled. */
+export const RUN_MODES = ['scheduled', 'manual', 'backfill', 'replay', 'listen'] as const;
 export type RunMode = (typeof RUN_MODES)[number];
 
 /** A stage as plain, serialisable data. The runner finds its code by `kind` in `src/core/registry.ts`. */

@@ -293,7 +293,7 @@ export const METADATA_SNAPSHOTS_DIR = 'metadata-snapshots';
  * copy until the metadata changes). The hash goes into the run's metrics as `metadataSnapshot`. Best effort: a
  * failure here is logged and never fails the run.
  */
-async function keepRunInputs(
+export async function keepRunInputs(
   runDir: string,
   def: PipelineDefinition,
   config: FerryConfig,

@@ -42,7 +42,8 @@ export function pipelineStatuses(
     const recent = state.listRuns({ pipeline: def.name, limit: 20 });
     const last = recent.find((r) => r.status !== 'skipped') ?? null;
     const succeeded = state.listRuns({ pipeline: def.name, status: 'succeeded', limit: 1 })[0];
-    const source = recent.find((r) => r.window.source)?.window.source;
+    // The batch source's cursor (a queue listener's runs have a `queue:` source and no cursor).
+    const source = recent.find((r) => r.window.source && r.mode !== 'listen')?.window.source;
     const lease = state.getLease(pipelineLeaseName(def.name));
     const live = lease && lease.expiresAtMs > options.nowMs ? lease : undefined;
     return {

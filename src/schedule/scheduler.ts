@@ -222,7 +222,10 @@ export class Scheduler {
     for (const def of this.#pipelines) {
       const every = this.everyMs(def);
       const maxAge = this.#options.staleAfterMs?.(def, every) ?? 4 * every;
-      const last = this.#options.state.listRuns({ pipeline: def.name, status: 'succeeded', limit: 1 })[0];
+      // A queue listener's runs (mode `listen`) say nothing about the batch windows.
+      const last = this.#options.state
+        .listRuns({ pipeline: def.name, status: 'succeeded', limit: 50 })
+        .find((r) => r.mode !== 'listen');
       // A pipeline that never completed is measured from the scheduler's start, not from the epoch.
       const since = last?.finishedAt ? Math.max(Date.parse(last.finishedAt), this.#startedAt) : this.#startedAt;
       if (now - since <= maxAge) continue;

@@ -10,6 +10,7 @@ import { stageRegistry } from '../../stages/registry.js';
 import type { Command, CommandInput } from '../command.js';
 import { exitCodeForReport, reportJson, reportLine } from '../format.js';
 import { createProgress } from '../progress.js';
+import { runQueueDemo } from '../queue-demo.js';
 import { type OpenDataverse, openDataverse, openLake, openState } from '../services.js';
 
 /** Where the bundled inbound deltas are copied from, relative to the project root. */
@@ -55,6 +56,14 @@ export const demoCommand: Command = {
         return report;
       };
       for (const def of pipelines.filter((p) => p.direction === 'inbound')) await run(def);
+      const queueLines = await runQueueDemo({
+        config: input.config,
+        state,
+        dataverse: dataverse.endpoint,
+        pipelines,
+        log: input.log,
+      });
+      if (!input.json) for (const line of queueLines) input.print(line);
       if (dataverse.emulator) {
         const exported = await exportDemoSynapseLink(input, dataverse, lake, state);
         if (!input.json) input.print(`synapse-link export: ${exported}`);

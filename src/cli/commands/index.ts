@@ -4,7 +4,9 @@ import { demoCommand } from './demo.js';
 import { deploySynapseCommand } from './deploy-synapse.js';
 import { emulatorCommand } from './emulator.js';
 import { exportSynapseCommand } from './export-synapse.js';
+import { listenCommand } from './listen.js';
 import { metadataPullCommand } from './metadata-pull.js';
+import { queueDeadLettersCommand, queuePeekCommand, queueSendCommand } from './queue.js';
 import { rejectsCommand } from './rejects.js';
 import { replayCommand } from './replay.js';
 import { runCommand } from './run.js';
@@ -30,4 +32,8 @@ export const COMMANDS: readonly Command[] = [
   deploySynapseCommand,
   runRemoteCommand,
   synapseRunCommand,
+  listenCommand,
+  queueSendCommand,
+  queuePeekCommand,
+  queueDeadLettersCommand,
 ];

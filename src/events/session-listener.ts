@@ -1,0 +1,154 @@
+import { describeError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import type { QueueSession, QueueTransport, ReceivedMessage } from '../core/queue-transport.js';
+import type { DeliveryOutcome } from './inbound-message-handler.js';
+
+/** Anything that decides a micro-batch of messages (the inbound handler, the outbound delivery handler). */
+export interface MessageBatchHandler {
+  handle(messages: readonly ReceivedMessage[]): Promise<DeliveryOutcome[]>;
+}
+
+export interface ListenOptions {
+  readonly transport: QueueTransport;
+  readonly queue: string;
+  readonly handler: MessageBatchHandler;
+  readonly log: Logger;
+  /** Messages per micro-batch (over all sessions). Default 500. */
+  readonly maxBatch?: number;
+  /** Sessions held at once. Default 256. */
+  readonly maxSessions?: number;
+  /** Messages taken from one session per micro-batch. Default 32. */
+  readonly perSession?: number;
+  /** How long to wait for a session when none is held. Default 1000 ms. */
+  readonly pollMs?: number;
+  /** Stop after the queue was empty for this long (tests, the demo, benchmarks). Default: run until aborted. */
+  readonly stopWhenIdleMs?: number;
+  readonly signal?: AbortSignal;
+  /** Each settled message with its outcome (the demo prints these). */
+  readonly onSettled?: (message: ReceivedMessage, outcome: DeliveryOutcome) => void;
+}
+
+export interface ListenSummary {
+  batches: number;
+  messages: number;
+  completed: number;
+  abandoned: number;
+  deadLettered: number;
+  settleFailures: number;
+}
+
+/**
+ * Takes sessions from a queue and feeds their messages to a handler in micro-batches: many sessions gathered into
+ * one batch (so one bulk request carries many records), each session's messages in order and never two
+ * micro-batches of one session at once (a session is held by this listener until it runs dry). Outcomes are
+ * settled after the handler returned: complete, abandon (with the handler's backoff) or dead-letter with the reason.
+ */
+export async function listenToQueue(options: ListenOptions): Promise<ListenSummary> {
+  const { transport, queue, log } = options;
+  const maxBatch = options.maxBatch ?? 500;
+  const maxSessions = options.maxSessions ?? 256;
+  const perSession = options.perSession ?? 32;
+  const pollMs = options.pollMs ?? 1000;
+  const summary: ListenSummary = {
+    batches: 0,
+    messages: 0,
+    completed: 0,
+    abandoned: 0,
+    deadLettered: 0,
+    settleFailures: 0,
+  };
+  const held = new Map<string, QueueSession>();
+  let idleSince = Date.now();
+  const drop = async (session: QueueSession) => {
+    held.delete(session.sessionId);
+    await session.close().catch((error: unknown) => log.debug(`Closing a session failed: ${describeError(error)}`));
+  };
+  /** Renews the locks that expire within `withinMs`; a session whose lock cannot be renewed is let go. */
+  const renewHeld = async (withinMs: number) => {
+    for (const session of [...held.values()]) {
+      if (session.lockedUntil.getTime() - Date.now() > withinMs) continue;
+      await session.renewLock().catch(async (error: unknown) => {
+        log.warn(`Could not renew the lock of session \`${session.sessionId}\`: ${describeError(error)}`);
+        await drop(session);
+      });
+    }
+  };
+  try {
+    while (!options.signal?.aborted) {
+      // Take free sessions up to the cap: wait only when holding none.
+      while (held.size < maxSessions && !options.signal?.aborted) {
+        const session = await transport.acceptNextSession(queue, {
+          maxWaitMs: held.size === 0 ? pollMs : 0,
+          ...(options.signal ? { signal: options.signal } : {}),
+        });
+        if (!session) break;
+        held.set(session.sessionId, session);
+      }
+      const batch: Array<{ session: QueueSession; message: ReceivedMessage }> = [];
+      for (const session of [...held.values()]) {
+        if (batch.length >= maxBatch) break;
+        let got: ReceivedMessage[];
+        try {
+          got = await session.receive(Math.min(perSession, maxBatch - batch.length), 0);
+        } catch (error) {
+          log.warn(`Lost session \`${session.sessionId}\`: ${describeError(error)}`);
+          await drop(session);
+          continue;
+        }
+        // A session that ran dry goes back to the queue for whoever gets its next message.
+        if (got.length === 0) await drop(session);
+        for (const message of got) batch.push({ session, message });
+      }
+      if (batch.length === 0) {
+        if (options.stopWhenIdleMs !== undefined && held.size === 0 && Date.now() - idleSince >= options.stopWhenIdleMs)
+          break;
+        continue;
+      }
+      idleSince = Date.now();
+      summary.batches += 1;
+      summary.messages += batch.length;
+      // A slow micro-batch (Dataverse throttling) must not lose its sessions: renew their locks while it runs.
+      const renewing = setInterval(() => void renewHeld(15_000), 5000);
+      let outcomes: DeliveryOutcome[];
+      try {
+        outcomes = await options.handler.handle(batch.map((b) => b.message));
+      } finally {
+        clearInterval(renewing);
+      }
+      // Settled concurrently (the transports batch or pipeline them); each session's own order does not matter here
+      // because the handler already decided every message of the micro-batch.
+      const lost = new Set<QueueSession>();
+      await Promise.all(
+        batch.map(async ({ session, message }, i) => {
+          const outcome = outcomes[i]!;
+          try {
+            if (outcome.kind === 'complete') {
+              await session.complete(message);
+              summary.completed += 1;
+            } else if (outcome.kind === 'abandon') {
+              await session.abandon(message, { redeliverAfterMs: outcome.redeliverAfterMs });
+              summary.abandoned += 1;
+            } else {
+              await session.deadLetter(message, outcome.reason, outcome.description.slice(0, 1000));
+              summary.deadLettered += 1;
+            }
+            options.onSettled?.(message, outcome);
+          } catch (error) {
+            // The lock was lost: the message comes again and the handler judges it again (stale if it was applied).
+            summary.settleFailures += 1;
+            log.warn(`Could not settle message \`${message.messageId}\`: ${describeError(error)}`);
+            lost.add(session);
+          }
+        }),
+      );
+      for (const session of lost) if (held.get(session.sessionId) === session) await drop(session);
+      // Idle time counts from the end of the last micro-batch, not its start.
+      idleSince = Date.now();
+      // Keep the locks of sessions still held.
+      await renewHeld(10_000);
+    }
+  } finally {
+    for (const session of [...held.values()]) await drop(session);
+  }
+  return summary;
+}
