@@ -96,11 +96,20 @@ export class CsvFolderReader {
       `${fileId} AS __file_id`,
       `${bad} AS __bad`,
     ];
-    const inner = `SELECT *, ${typed.map((c) => `${c.expression} AS ${t(c.name)}`).join(', ')} FROM ${readCsvSql([...locals.keys()], attributes, true)}`;
+    // One read_csv per record terminator: DuckDB takes the terminator from the first line break in the file, quoted
+    // or not, so it is told the one the file's first record really ends with (see recordTerminator).
+    const byTerminator = new Map<RecordTerminator, string[]>();
+    for (const [local, v] of locals) {
+      const terminator = await recordTerminator(local, v.file);
+      byTerminator.set(terminator, [...(byTerminator.get(terminator) ?? []), local]);
+    }
     const before = await this.#count(target);
     let readError: unknown;
     try {
-      await this.#staging.run(`INSERT INTO ${duckIdent(target)} BY NAME SELECT ${select.join(', ')} FROM (${inner})`);
+      for (const [terminator, files] of byTerminator) {
+        const inner = `SELECT *, ${typed.map((c) => `${c.expression} AS ${t(c.name)}`).join(', ')} FROM ${readCsvSql(files, attributes, true, terminator)}`;
+        await this.#staging.run(`INSERT INTO ${duckIdent(target)} BY NAME SELECT ${select.join(', ')} FROM (${inner})`);
+      }
     } catch (error) {
       readError = error;
     }
@@ -191,15 +200,65 @@ export class CsvFolderReader {
  * The `read_csv` call for headerless Synapse Link CSVs: all VARCHAR, `"` quotes doubled inside values, quoted
  * line breaks, short rows padded with NULL. `parallel=false` because DuckDB's parallel scanner cannot combine
  * null padding with quoted newlines; several files are still read side by side.
+ *
+ * `terminator` is what the files' records end with (see {@link recordTerminator}). LF files get `new_line = '\n'`
+ * so a CRLF inside a quoted value of the first record is data, not the file's terminator. CRLF files are left to
+ * DuckDB's own detection: in DuckDB 1.5 an explicit `new_line = '\r\n'` under `strict_mode` reads no rows at all,
+ * and a CRLF file's first line break is a CRLF unless its first record holds a bare LF in a quoted value, which
+ * {@link recordTerminator} refuses by name.
  */
 export function readCsvSql(
   localFiles: readonly string[],
   attributes: readonly CdmAttribute[],
   filename = false,
+  terminator: RecordTerminator = 'lf',
 ): string {
   const columns = attributes.map((a) => `${duckLiteral(a.name)}: 'VARCHAR'`).join(', ');
   const files = `[${localFiles.map(duckLiteral).join(', ')}]`;
-  return `read_csv(${files}, columns = {${columns}}, header = false, delim = ',', quote = '"', escape = '"', null_padding = true, auto_detect = false, parallel = false, strict_mode = true${filename ? ', filename = true' : ''})`;
+  const newLine = terminator === 'lf' ? `, new_line = '\\n'` : '';
+  return `read_csv(${files}, columns = {${columns}}, header = false, delim = ',', quote = '"', escape = '"', null_padding = true, auto_detect = false, parallel = false, strict_mode = true${newLine}${filename ? ', filename = true' : ''})`;
+}
+
+/** What a CSV file's records end with: Synapse Link writes LF; files that passed through Windows tools have CRLF. */
+export type RecordTerminator = 'lf' | 'crlf';
+
+/**
+ * The terminator of the file's first record: the first line break outside quotes, CRLF when a CR precedes it. Reads
+ * only as far as that line break. A CRLF file whose first record holds a bare LF inside a quoted value is refused
+ * (DuckDB would take that LF for the terminator and misread the file), naming the file.
+ */
+export async function recordTerminator(local: string, lakeFile = local): Promise<RecordTerminator> {
+  let quoted = false;
+  let previous = -1;
+  let bareLfInQuotes = false;
+  const stream = createReadStream(local, { highWaterMark: 64 << 10 });
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      for (let i = 0; i < chunk.length; i++) {
+        const b = chunk[i]!;
+        if (b === 0x22) quoted = !quoted;
+        else if (b === 0x0a) {
+          if (quoted) {
+            if (previous !== 0x0d) bareLfInQuotes = true;
+          } else {
+            const terminator: RecordTerminator = previous === 0x0d ? 'crlf' : 'lf';
+            if (terminator === 'crlf' && bareLfInQuotes) {
+              throw new FerryError(
+                'synapse_link.csv',
+                `\`${lakeFile}\` ends its records with CRLF but its first record holds a bare LF inside a quoted value, which DuckDB's CSV reader cannot tell from a record end; rewrite the file with one kind of line break (LF, as Synapse Link writes), then run again.`,
+                { details: { file: lakeFile } },
+              );
+            }
+            return terminator;
+          }
+        }
+        previous = b;
+      }
+    }
+  } finally {
+    stream.destroy();
+  }
+  return 'lf';
 }
 
 // Synapse Link ends every row with a line break, so a file without one at the end was cut short; an odd number
