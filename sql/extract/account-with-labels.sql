@@ -1,13 +1,7 @@
 -- Latest state of each account with its choice labels (English, 1033) from OptionsetMetadata/StateMetadata.
--- Runs in DuckDB over the staged window: `account` (typed Synapse Link rows of every folder in the window) and
--- the label views named after the OptionsetMetadata CSVs.
-WITH latest AS (
-  SELECT *
-  FROM account
-  QUALIFY row_number() OVER (
-    PARTITION BY Id ORDER BY versionnumber DESC NULLS LAST, SinkModifiedOn DESC NULLS LAST, __folder DESC, __source_file DESC
-  ) = 1
-)
+-- Runs in DuckDB over the staged window: `account_latest` (the latest row per Id of every folder in the window,
+-- by the default extract's rule: a delete without a versionnumber wins over older versions) and the label views
+-- named after the OptionsetMetadata CSVs of the window's newest folder that has them.
 SELECT
   a.Id,
   a.name,
@@ -18,8 +12,8 @@ SELECT
   state.LocalizedLabel AS statecode_label,
   a.versionnumber,
   a.SinkModifiedOn,
-  coalesce(a.IsDelete, false) AS IsDelete
-FROM latest a
+  a.IsDelete
+FROM account_latest a
 LEFT JOIN OptionsetMetadata industry
   ON industry.EntityName = 'account' AND industry.OptionSetName = 'industrycode'
   AND industry."Option" = a.industrycode AND industry.LocalizedLabelLanguageCode = 1033

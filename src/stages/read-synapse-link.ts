@@ -324,7 +324,9 @@ async function runCsv(spec: ReadSynapseLinkSpec, ctx: StageContext): Promise<Sta
     });
     ctx.progress.update(`read ${table}`, ctx.counts);
   }
-  // Labels of the newest folder that has them (choice labels change rarely; the newest is the truth).
+  // Labels of the window's newest folder that has them: never a folder outside the window (a backfill of an old
+  // window gets the labels of that time, not today's), nor a stale root `OptionsetMetadata/` left by an earlier
+  // non-incremental export. A window without labels leaves the label views empty.
   let labels: string | null = null;
   for (const f of [...folders].reverse()) {
     const base = isRoot ? spec.folder : lakeJoin(spec.folder, f);
@@ -334,7 +336,10 @@ async function runCsv(spec: ReadSynapseLinkSpec, ctx: StageContext): Promise<Sta
       break;
     }
   }
-  labels ??= (await findChildFolder(ctx.lake, spec.folder, 'OptionsetMetadata', listings)) ?? null;
+  if (labels === null && folders.length > 0)
+    ctx.log.debug(
+      `No OptionsetMetadata folder in the window's folders of \`${spec.folder}\`; the label views are empty.`,
+    );
   await loadOptionSetLabels(ctx.staging, ctx.lake, labels);
   return { format: 'csv', tables };
 }

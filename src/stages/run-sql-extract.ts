@@ -103,6 +103,11 @@ export function defaultExtractSql(stagedTable: string, columns: readonly string[
 WHERE rowid IN (SELECT arg_max(rowid, (${order.join(', ')})) FROM ${t} GROUP BY ${name('Id')})`;
 }
 
+/** The view custom extract queries read for the latest state of `table` (see {@link defaultExtractSql}). */
+export function latestViewName(table: string): string {
+  return `${table}_latest`;
+}
+
 /** Runs the extract; see {@link runSqlExtract}. */
 export const runSqlExtractStage: StageImpl<RunSqlExtractSpec> = {
   kind: 'run-sql-extract',
@@ -121,13 +126,16 @@ export const runSqlExtractStage: StageImpl<RunSqlExtractSpec> = {
     }
     const output = spec.output ?? spec.table;
     const relation = `__extract_${output}`;
-    const sql =
-      spec.query === 'default'
-        ? defaultExtractSql(
-            table.stagedTable,
-            (await describe(ctx, table.stagedTable)).map((c) => c.name),
-          )
-        : await readQuery(spec.query);
+    const latest = defaultExtractSql(
+      table.stagedTable,
+      (await describe(ctx, table.stagedTable)).map((c) => c.name),
+    );
+    // Custom queries read `<table>_latest`: the default extract's latest-row rule (a delete without a
+    // versionnumber wins), so a custom query reduces versions exactly as the default one does.
+    if (spec.query !== 'default') {
+      await ctx.staging.run(`CREATE OR REPLACE VIEW ${duckIdent(latestViewName(spec.table))} AS ${latest}`);
+    }
+    const sql = spec.query === 'default' ? latest : await readQuery(spec.query);
     let columns: Array<{ name: string; type: string }>;
     try {
       // A view: the writer's COPY runs it once per file, so the result is never held in memory as a whole.

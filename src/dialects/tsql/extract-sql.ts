@@ -11,7 +11,11 @@ export interface ExtractInput {
   /** The Synapse Link folder of the pipeline (informational; the data source points at the container). */
   readonly synapseLinkFolder: string;
   readonly deletes: 'flag-column' | 'separate-file' | 'drop';
-  /** A hand-written T-SQL SELECT reading from the relation `src` (deduplicated latest rows). */
+  /**
+   * A hand-written T-SQL SELECT reading from the relation `src` (deduplicated latest rows). `{window_start}` and
+   * `{window_end}` in it stand for the window's bounds (timestamp folder names), e.g. to read only the
+   * `OptionsetMetadata` of the window's folders: `o.filepath(1) > N'{window_start}' AND o.filepath(1) < N'{window_end}'`.
+   */
   readonly customSelect?: string;
 }
 
@@ -48,9 +52,20 @@ export function compileExtract(input: ExtractInput): string[] {
     where = `(N'${START}' = N'' OR r.[SinkModifiedOn] > N'${START}') AND r.[SinkModifiedOn] <= N'${END}'`;
   }
   const deleted = `CASE WHEN LOWER(CAST(x.[IsDelete] AS NVARCHAR(10))) IN (N'true', N'1') THEN 1 ELSE 0 END`;
-  const latest = `SELECT x.*, ${deleted} AS [__deleted] FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.[Id] ORDER BY TRY_CONVERT(BIGINT, r.[versionnumber]) DESC) AS [__rn] FROM ${from} WHERE ${where}) AS x WHERE x.[__rn] = 1`;
-  const select = input.customSelect
-    ? `WITH src AS (${latest}) ${input.customSelect.trim().replace(/;$/, '')}`
+  // The local default extract's rule: a delete row without a versionnumber ranks above every version (some exports
+  // write only Id and the Sink columns for a delete; NULLs sort last in DESC, so it would lose to an older version),
+  // then the highest version, then the later timestamp folder.
+  const versionless = `CASE WHEN NULLIF(CAST(r.[versionnumber] AS NVARCHAR(40)), N'') IS NULL AND LOWER(CAST(r.[IsDelete] AS NVARCHAR(10))) IN (N'true', N'1') THEN 1 ELSE 0 END DESC`;
+  const order = [versionless, 'TRY_CONVERT(BIGINT, r.[versionnumber]) DESC'];
+  if (input.format === 'csv') order.push('r.filepath(1) DESC');
+  const latest = `SELECT x.*, ${deleted} AS [__deleted] FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.[Id] ORDER BY ${order.join(', ')}) AS [__rn] FROM ${from} WHERE ${where}) AS x WHERE x.[__rn] = 1`;
+  const custom = input.customSelect
+    ?.trim()
+    .replace(/;$/, '')
+    .replaceAll('{window_start}', START)
+    .replaceAll('{window_end}', END);
+  const select = custom
+    ? `WITH src AS (${latest}) ${custom}`
     : `SELECT ${columns
         .filter((c) => c !== 'IsDelete')
         .map((c) => `l.${tsqlIdent(c)}`)
