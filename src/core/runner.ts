@@ -42,6 +42,11 @@ export interface RunOptions {
   /** Seeds `ctx.shared` (replay passes the rows to re-send this way). */
   readonly shared?: ReadonlyMap<string, unknown>;
   readonly parentRunId?: string;
+  /**
+   * The caller judges the reject threshold over more than this run (a backfill judges its whole range): the run
+   * finishes as `succeeded` with its rejects counted, its commit hooks run, and the caller decides.
+   */
+  readonly rejectThresholdJudgedByCaller?: boolean;
 }
 
 /** What `ferry run --json` prints for one run. */
@@ -225,7 +230,10 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
 
     // A replay sends only rows that failed before, so a high reject share is expected; its commit hooks (e.g. the
     // versions applied per key) must still run for the rows that went through, as no later run repeats them.
-    const withinThreshold = options.mode === 'replay' || rejectsWithinThreshold(def, counts);
+    const withinThreshold =
+      options.mode === 'replay' ||
+      options.rejectThresholdJudgedByCaller === true ||
+      rejectsWithinThreshold(def, counts);
     const commitStarted = performance.now();
     if (withinThreshold) for (const hook of commitHooks) await hook();
     stageMs.commitHooks = Math.round(performance.now() - commitStarted);
@@ -366,7 +374,11 @@ function stageImpl(registry: StageRegistry, spec: StageSpec): StageImpl {
   return impl;
 }
 
-function rejectsWithinThreshold(def: PipelineDefinition, counts: RunCounts): boolean {
+/** The pipeline's reject threshold over `counts` (one run's, or a backfill's whole range). */
+export function rejectsWithinThreshold(
+  def: Pick<PipelineDefinition, 'rejectThreshold'>,
+  counts: Pick<RunCounts, 'read' | 'rejected'>,
+): boolean {
   const { maxRejectedRatio, maxRejected } = def.rejectThreshold;
   if (maxRejected !== undefined && counts.rejected > maxRejected) return false;
   if (counts.read === 0) return true;

@@ -8,6 +8,7 @@ import {
   planWindow,
   type RunOptions,
   type RunReport,
+  rejectsWithinThreshold,
   runPipeline,
 } from '../core/runner.js';
 import type { WindowItem } from '../core/window.js';
@@ -42,8 +43,12 @@ export interface BackfillOptions extends Omit<RunOptions, 'mode' | 'range' | 'wi
 }
 
 export interface BackfillWindowResult extends BackfillWindow {
-  /** `done` now, `already-done` by an earlier (killed) attempt, or how it failed. */
-  readonly outcome: 'done' | 'already-done' | 'failed' | 'rejects_exceeded' | 'stopped';
+  /**
+   * `done` now, `already-done` by an earlier (killed) attempt, or how it failed. `rejects_exceeded`: the window has
+   * rejects and the range as a whole is over the threshold; `unjudged`: it has rejects and the backfill stopped (a
+   * window failed, or a signal) before the range could be judged. Neither is recorded: the same command runs it again.
+   */
+  readonly outcome: 'done' | 'already-done' | 'failed' | 'rejects_exceeded' | 'unjudged' | 'stopped';
   readonly runId: string | null;
   readonly items: number;
   readonly counts: RunCounts | null;
@@ -54,7 +59,7 @@ export interface BackfillResult {
   readonly pipeline: string;
   readonly job: string;
   readonly windows: readonly BackfillWindowResult[];
-  /** `succeeded`, `rejects_exceeded` (some window over the threshold; all windows ran), `failed` or `stopped`. */
+  /** `succeeded`, `rejects_exceeded` (the whole range over the threshold; all windows ran), `failed` or `stopped`. */
   readonly status: 'succeeded' | 'rejects_exceeded' | 'failed' | 'stopped';
 }
 
@@ -136,7 +141,7 @@ export async function planBackfill(
       range: { from: w.from, to: w.to },
       reprocess: true,
     });
-    const done = options.state.getValue(backfillNamespace(def.name), progressKey(job, w)) !== null;
+    const done = savedDone(options.state.getValue(backfillNamespace(def.name), progressKey(job, w))) !== null;
     out.push({ ...w, items: planned.items, done });
   }
   return { job, windows: out };
@@ -147,26 +152,35 @@ export async function planBackfill(
  * source stage plans the items whose time lies in it (already processed or not), the sinks upsert idempotently,
  * and neither the cursor nor the processed-item set moves. Each finished window is recorded in kv slots; the same
  * command after a kill continues with the first unfinished window.
+ *
+ * The reject threshold is judged over the whole range (rows rejected / rows read of all its windows, and the
+ * absolute cap over their sum), as a scheduled run that caught up over the same files judges its window: how the
+ * range is cut into windows never changes the verdict. A window with rejects is recorded as done only once the
+ * range is judged within the threshold; over it (or when the backfill stops before the verdict) those windows stay
+ * unrecorded, so the same command runs exactly them again (and the windows without rejects are not repeated).
  */
 export async function runBackfill(def: PipelineDefinition, options: BackfillOptions): Promise<BackfillResult> {
   const { job, windows } = windowsOf(options);
   const clock = options.clock ?? systemClock;
   const namespace = backfillNamespace(def.name);
   const results: BackfillWindowResult[] = [];
+  // Windows with rejects wait for the range's verdict before they are recorded (and reported).
+  const awaitingVerdict: Array<{ key: string; progress: BackfillWindowProgress; result: BackfillWindowResult }> = [];
+  const range = { read: 0, rejected: 0 };
   let status: BackfillResult['status'] = 'succeeded';
   for (const w of windows) {
     const key = progressKey(job, w);
-    const saved = options.state.getValue(namespace, key);
+    const saved = savedDone(options.state.getValue(namespace, key));
     if (saved !== null) {
-      const p = JSON.parse(saved) as BackfillWindowProgress;
+      range.read += saved.counts.read;
+      range.rejected += saved.counts.rejected;
       const result: BackfillWindowResult = {
         ...w,
         outcome: 'already-done',
-        runId: p.runId,
-        items: p.items,
-        counts: p.counts,
+        runId: saved.runId,
+        items: saved.items,
+        counts: saved.counts,
       };
-      if (p.status === 'rejects_exceeded') status = 'rejects_exceeded';
       results.push(result);
       options.onWindow?.(result);
       continue;
@@ -176,7 +190,9 @@ export async function runBackfill(def: PipelineDefinition, options: BackfillOpti
       break;
     }
     const report = await runWindow(def, w, options, clock);
-    if (report.status === 'succeeded' || report.status === 'rejects_exceeded') {
+    if (report.status === 'succeeded') {
+      range.read += report.counts.read;
+      range.rejected += report.counts.rejected;
       const progress: BackfillWindowProgress = {
         runId: report.runId,
         status: report.status,
@@ -184,17 +200,20 @@ export async function runBackfill(def: PipelineDefinition, options: BackfillOpti
         counts: report.counts,
         finishedAt: new Date(clock.now()).toISOString(),
       };
-      options.state.setValue(namespace, key, JSON.stringify(progress));
-      killPoint('backfill:after-window');
-      if (report.status === 'rejects_exceeded') status = 'rejects_exceeded';
       const result: BackfillWindowResult = {
         ...w,
-        outcome: report.status === 'succeeded' ? 'done' : 'rejects_exceeded',
+        outcome: 'done',
         runId: report.runId,
         items: report.window.items,
         counts: report.counts,
       };
       results.push(result);
+      if (report.counts.rejected > 0) {
+        awaitingVerdict.push({ key, progress, result });
+        continue;
+      }
+      options.state.setValue(namespace, key, JSON.stringify(progress));
+      killPoint('backfill:after-window');
       options.onWindow?.(result);
       continue;
     }
@@ -212,7 +231,30 @@ export async function runBackfill(def: PipelineDefinition, options: BackfillOpti
     status = stopped ? 'stopped' : 'failed';
     break;
   }
+  const within = status === 'succeeded' && rejectsWithinThreshold(def, range);
+  if (status === 'succeeded' && !within) status = 'rejects_exceeded';
+  for (const pending of awaitingVerdict) {
+    let result = pending.result;
+    if (within) {
+      options.state.setValue(namespace, pending.key, JSON.stringify(pending.progress));
+      killPoint('backfill:after-window');
+    } else {
+      result = { ...result, outcome: status === 'rejects_exceeded' ? 'rejects_exceeded' : 'unjudged' };
+      results[results.indexOf(pending.result)] = result;
+    }
+    options.onWindow?.(result);
+  }
   return { pipeline: def.name, job, windows: results, status };
+}
+
+/**
+ * The recorded progress of a window that is done, or null. Earlier versions recorded windows over the threshold
+ * (`rejects_exceeded`) as finished; those are not done and run again.
+ */
+function savedDone(saved: string | null): BackfillWindowProgress | null {
+  if (saved === null) return null;
+  const progress = JSON.parse(saved) as BackfillWindowProgress;
+  return progress.status === 'succeeded' ? progress : null;
 }
 
 /** One window's run; waits (bounded) while another run of the pipeline holds its lease. */
@@ -239,5 +281,11 @@ async function runWindow(
     );
     await clock.sleep(2000, options.signal);
   }
-  return runPipeline(def, { ...options, mode: 'backfill', range: { from: w.from, to: w.to }, reprocess: true });
+  return runPipeline(def, {
+    ...options,
+    mode: 'backfill',
+    range: { from: w.from, to: w.to },
+    reprocess: true,
+    rejectThresholdJudgedByCaller: true,
+  });
 }
