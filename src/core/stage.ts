@@ -78,4 +78,9 @@ export interface StageImpl<S extends StageSpec = StageSpec> {
   readonly kind: string;
   plan?(spec: S, ctx: PlanContext): Promise<RunWindow>;
   run(spec: S, ctx: StageContext): Promise<void>;
+  /**
+   * A sink whose earlier output is grouped by input-time spans (the warehouse's current windows) reports them, so
+   * a backfill never cuts through one: each window it writes then supersedes whole earlier windows.
+   */
+  outputSpans?(spec: S, ctx: PlanContext): Promise<ReadonlyArray<{ readonly first: string; readonly last: string }>>;
 }

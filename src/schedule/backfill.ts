@@ -116,14 +116,70 @@ function progressKey(job: string, window: BackfillWindow): string {
   return `${job}#${String(window.index).padStart(6, '0')}`;
 }
 
-function windowsOf(options: Pick<BackfillOptions, 'from' | 'to' | 'windowMs'>): {
+/**
+ * Moves the window edges of a backfill off the inside of `spans` (input-time spans `[first, last]` of output a sink
+ * already holds, e.g. the warehouse's current windows): an edge inside a span is dropped, and the range's own ends
+ * move out to the span's ends, so every window either covers a span whole or misses it. Windows are renumbered.
+ */
+export function alignBackfillWindows(
+  windows: readonly BackfillWindow[],
+  spans: ReadonlyArray<{ readonly first: string; readonly last: string }>,
+): BackfillWindow[] {
+  if (windows.length === 0 || spans.length === 0) return [...windows];
+  const ranges = spans.map((s) => ({ first: Date.parse(s.first), last: Date.parse(s.last) }));
+  // An edge at `c` splits a span when items on both sides of it belong to the span: first < c <= last.
+  const splits = (c: number) => ranges.find((r) => r.first < c && c <= r.last);
+  let from = Date.parse(windows[0]!.from);
+  let to = Date.parse(windows.at(-1)!.to);
+  for (let moved = true; moved; ) {
+    moved = false;
+    const a = splits(from);
+    if (a) {
+      from = a.first;
+      moved = true;
+    }
+    const b = splits(to);
+    if (b) {
+      to = b.last + 1000;
+      moved = true;
+    }
+  }
+  const inner = windows
+    .slice(1)
+    .map((w) => Date.parse(w.from))
+    .filter((c) => c > from && c < to && !splits(c));
+  const edges = [from, ...inner, to];
+  return edges.slice(1).map((end, index) => ({ index, from: isoSeconds(edges[index]!), to: isoSeconds(end) }));
+}
+
+async function windowsOf(
+  def: PipelineDefinition,
+  options: BackfillOptions,
+): Promise<{
   job: string;
   windows: BackfillWindow[];
-} {
+}> {
   const fromMs = parseTime(options.from, '--from');
   const toMs = parseTime(options.to, '--to');
   const windowMs = options.windowMs ?? 15 * 60_000;
-  const windows = planBackfillWindows(fromMs, toMs, windowMs);
+  const planned = planBackfillWindows(fromMs, toMs, windowMs);
+  const spans: Array<{ first: string; last: string }> = [];
+  for (const spec of def.stages) {
+    const impl = options.registry.get(spec.kind);
+    if (!impl?.outputSpans) continue;
+    spans.push(...(await impl.outputSpans(spec, { ...options, pipeline: def, mode: 'backfill' })));
+  }
+  const windows = alignBackfillWindows(planned, spans);
+  if (
+    windows.length !== planned.length ||
+    windows[0]?.from !== planned[0]?.from ||
+    windows.at(-1)?.to !== planned.at(-1)?.to
+  ) {
+    options.log.info(
+      `Backfill of \`${def.name}\` aligned on the output it replaces: ${windows.length} window(s) over ${windows[0]?.from}..${windows.at(-1)?.to} instead of ${planned.length}.`,
+    );
+  }
+  // The job is named after the range as asked, so the same command finds its progress again.
   return { job: backfillJob(isoSeconds(fromMs), isoSeconds(toMs), windowMs), windows };
 }
 
@@ -132,7 +188,7 @@ export async function planBackfill(
   def: PipelineDefinition,
   options: BackfillOptions,
 ): Promise<{ job: string; windows: BackfillPlanWindow[] }> {
-  const { job, windows } = windowsOf(options);
+  const { job, windows } = await windowsOf(def, options);
   const out: BackfillPlanWindow[] = [];
   for (const w of windows) {
     const planned = await planWindow(def, {
@@ -160,7 +216,7 @@ export async function planBackfill(
  * unrecorded, so the same command runs exactly them again (and the windows without rejects are not repeated).
  */
 export async function runBackfill(def: PipelineDefinition, options: BackfillOptions): Promise<BackfillResult> {
-  const { job, windows } = windowsOf(options);
+  const { job, windows } = await windowsOf(def, options);
   const clock = options.clock ?? systemClock;
   const namespace = backfillNamespace(def.name);
   const results: BackfillWindowResult[] = [];

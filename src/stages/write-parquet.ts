@@ -6,11 +6,11 @@ import { LocalLake } from '../connectors/lake/local-lake.js';
 import { isUrlLocation } from '../core/config.js';
 import { FerryError, UsageError } from '../core/errors.js';
 import { killPoint } from '../core/kill-points.js';
-import type { StageSpec } from '../core/pipeline.js';
+import type { PipelineDefinition, StageSpec } from '../core/pipeline.js';
 import type { StageContext, StageImpl } from '../core/stage.js';
 import type { RunWindow } from '../core/window.js';
 import { duckIdent, duckLiteral } from '../dialects/duckdb/duckdb-staging.js';
-import { EXTRACT_SHARED_KEY, type ExtractResult } from './run-sql-extract.js';
+import { EXTRACT_SHARED_KEY, type ExtractResult, type RunSqlExtractSpec } from './run-sql-extract.js';
 
 /** How deletes reach the warehouse: a flag column on the rows, or their own file. */
 export const DELETE_MODES = ['flag-column', 'separate-file'] as const;
@@ -36,6 +36,32 @@ export interface WriteParquetSpec extends StageSpec {
 
 /** The manifest file of a window folder; present only once the window is complete. */
 export const MANIFEST_FILE = '_manifest.json';
+
+/**
+ * The index of a warehouse table folder: the windows a reader takes as current. A window that another window's
+ * input covers is superseded: it leaves the index, then its folder is deleted.
+ */
+export const CURRENT_INDEX_FILE = '_current.json';
+
+/** What `<warehouse>/<table>/_current.json` holds. */
+export interface WarehouseCurrentIndex {
+  readonly format: 'ferry-warehouse-current/1';
+  readonly table: string;
+  /** In input order; their input items never overlap. */
+  readonly windows: readonly CurrentWindow[];
+}
+
+/** One current window: its folder, the input items it was extracted from, and its data files. */
+export interface CurrentWindow {
+  readonly name: string;
+  readonly runId: string;
+  readonly items: readonly string[];
+  /** Times of the first and last input item (folder times), when the source gives them; backfills align on them. */
+  readonly first: string | null;
+  readonly last: string | null;
+  /** Data files, relative to the table folder (`<window>/part-00000.parquet`, ...). */
+  readonly files: readonly string[];
+}
 
 /** What `_manifest.json` holds. */
 export interface WarehouseManifest {
@@ -98,7 +124,12 @@ export function writeParquet(
   };
 }
 
-/** The folder name of a window: its single item, or `<first>_<last>`; safe on every file system. */
+/**
+ * The folder name of a window — the one naming rule for warehouse window folders, which every executor of the
+ * pipeline definitions must follow: the window's single input item, or `<first item>_<last item>`, with `:` → `.`,
+ * `/` and `\` → `-`, `@` → `-v` (safe on every file system). For Synapse Link CSV the items are the timestamp
+ * folders, e.g. `2026-01-01T00.15.00Z_2026-01-01T00.45.00Z`.
+ */
 export function windowFolderName(window: RunWindow): string {
   const ids = window.items.map((i) => i.id);
   const raw = ids.length === 0 ? 'empty' : ids.length === 1 ? ids[0]! : `${ids[0]}_${ids.at(-1)}`;
@@ -113,6 +144,7 @@ export const writeParquetStage: StageImpl<WriteParquetSpec> = {
     const store = warehouseStore(ctx);
     for (const result of results) await writeOne(spec, ctx, store, result);
   },
+  outputSpans: (_spec, ctx) => currentWindowSpans(ctx.pipeline, ctx),
 };
 
 /** Where window files go: a lake (with a path prefix) — the configured lake when the warehouse lies inside it. */
@@ -123,7 +155,7 @@ interface WarehouseStore {
 
 // The default warehouse is `<lake>/warehouse`, so on ADLS the files go through the lake's blob API; a local folder
 // elsewhere gets its own LocalLake. Both write a file locally first (DuckDB writes local files only), then publish.
-function warehouseStore(ctx: StageContext): WarehouseStore {
+function warehouseStore(ctx: Pick<StageContext, 'config' | 'lake'>): WarehouseStore {
   const { lake, warehouse } = ctx.config;
   if (isUrlLocation(warehouse)) {
     const base = lake.replace(/\/+$/, '');
@@ -152,6 +184,19 @@ async function writeOne(
   const tableDir = lakeJoin(store.prefix, result.output);
   const finalDir = lakeJoin(tableDir, name);
   const tmpDir = lakeJoin(tableDir, `.${name}.tmp-${ctx.runId}`);
+  // Which current windows this one supersedes, decided before anything is written.
+  const index = await readCurrentIndex(lake, tableDir, result.output);
+  const itemIds = new Set(ctx.window.items.map((i) => i.id));
+  const superseded = index.windows.filter((w) => w.name === name || w.items.some((i) => itemIds.has(i)));
+  const partial = superseded.filter((w) => w.items.some((i) => !itemIds.has(i)));
+  if (partial.length > 0) {
+    const w = partial[0]!;
+    throw new FerryError(
+      'warehouse.window_overlap',
+      `Window \`${name}\` of \`${result.output}\` covers only part of the current window \`${w.name}\` (${w.items.length} input items); writing it would leave that window's other rows duplicated or lost. Reprocess a range that covers \`${w.name}\` whole (\`ferry backfill\` aligns its windows on the current ones by itself).`,
+      { details: { window: name, current: w.name } },
+    );
+  }
   // Temp folders of this window left by a killed run are garbage: the pipeline's lease says that run is gone.
   for (const e of await lake.list(tableDir)) {
     if (e.path.split('/').at(-1)!.startsWith(`.${name}.tmp-`)) await lake.delete(e.path, { recursive: true });
@@ -257,11 +302,119 @@ async function writeOne(
   const tmpManifest = lakeJoin(finalDir, `.${MANIFEST_FILE}.tmp`);
   await lake.write(tmpManifest, `${JSON.stringify(manifest, null, 2)}\n`);
   await lake.rename(tmpManifest, lakeJoin(finalDir, MANIFEST_FILE));
+  // The index names this window in place of those it supersedes; only then do their folders go.
+  const times = ctx.window.items.map((i) => i.timestamp ?? null);
+  const current: CurrentWindow = {
+    name,
+    runId: ctx.runId,
+    items: ctx.window.items.map((i) => i.id),
+    first: times[0] ?? null,
+    last: times.at(-1) ?? null,
+    files: files.map((f) => `${name}/${f.path}`),
+  };
+  const next: WarehouseCurrentIndex = {
+    format: 'ferry-warehouse-current/1',
+    table: result.output,
+    windows: [...index.windows.filter((w) => !superseded.includes(w)), current].sort(byInput),
+  };
+  await writeCurrentIndex(lake, tableDir, next);
+  killPoint('write-parquet:before-supersede');
+  await removeSuperseded(lake, tableDir, next);
   ctx.counts.written += rows;
   ctx.counts.deleted += deleted;
   ctx.log.info(`Wrote \`${result.output}\` window \`${name}\`: ${rows} rows, ${deleted} deletes.`, {
     dir: `${lake.root}/${finalDir}`,
   });
+}
+
+/** Orders current windows by their first input item's time, then name. */
+function byInput(a: CurrentWindow, b: CurrentWindow): number {
+  const x = a.first ?? a.name;
+  const y = b.first ?? b.name;
+  return x < y ? -1 : x > y ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+/**
+ * The table's current index. A table written before the index existed gets one built from its complete windows
+ * (those with a manifest), oldest first; an empty table an empty index.
+ */
+async function readCurrentIndex(lake: Lake, tableDir: string, table: string): Promise<WarehouseCurrentIndex> {
+  const file = lakeJoin(tableDir, CURRENT_INDEX_FILE);
+  if (await lake.stat(file)) {
+    const index = JSON.parse(await lake.readText(file)) as WarehouseCurrentIndex;
+    if (index.format !== 'ferry-warehouse-current/1')
+      throw new FerryError(
+        'warehouse.index',
+        `\`${lake.root}/${file}\` has format \`${index.format}\`, not \`ferry-warehouse-current/1\`; it was written by another version. Move the table folder aside and backfill it.`,
+      );
+    return index;
+  }
+  const windows: CurrentWindow[] = [];
+  for (const manifest of await completeWindows(lake, tableDir)) {
+    windows.push({
+      name: manifest.window.name,
+      runId: manifest.runId,
+      items: manifest.window.items,
+      first: null,
+      last: null,
+      files: manifest.files.map((f) => `${manifest.window.name}/${f.path}`),
+    });
+  }
+  return { format: 'ferry-warehouse-current/1', table, windows: windows.sort(byInput) };
+}
+
+async function completeWindows(lake: Lake, tableDir: string): Promise<WarehouseManifest[]> {
+  const out: WarehouseManifest[] = [];
+  for (const e of await lake.list(tableDir)) {
+    const folder = e.path.split('/').at(-1)!;
+    if (!e.isDirectory || folder.startsWith('.')) continue;
+    const manifest = lakeJoin(tableDir, folder, MANIFEST_FILE);
+    if (await lake.stat(manifest)) out.push(JSON.parse(await lake.readText(manifest)) as WarehouseManifest);
+  }
+  return out;
+}
+
+async function writeCurrentIndex(lake: Lake, tableDir: string, index: WarehouseCurrentIndex): Promise<void> {
+  const tmp = lakeJoin(tableDir, `.${CURRENT_INDEX_FILE}.tmp`);
+  await lake.write(tmp, `${JSON.stringify(index, null, 2)}\n`);
+  await lake.rename(tmp, lakeJoin(tableDir, CURRENT_INDEX_FILE));
+}
+
+// Deletes complete window folders the index no longer names whose input the index covers: superseded now, or by a
+// run killed between writing the index and deleting them. A folder whose input is not covered stays (never lose rows).
+async function removeSuperseded(lake: Lake, tableDir: string, index: WarehouseCurrentIndex): Promise<void> {
+  const listed = new Set(index.windows.map((w) => w.name));
+  const covered = new Set(index.windows.flatMap((w) => w.items));
+  for (const manifest of await completeWindows(lake, tableDir)) {
+    if (listed.has(manifest.window.name)) continue;
+    if (!manifest.window.items.every((i) => covered.has(i))) continue;
+    const dir = lakeJoin(tableDir, manifest.window.name);
+    await lake.delete(lakeJoin(dir, MANIFEST_FILE));
+    await lake.delete(dir, { recursive: true });
+  }
+}
+
+/**
+ * The input spans (first and last item time) of the current warehouse windows of a pipeline's outputs: a backfill
+ * never cuts through one of them (see `src/schedule/backfill.ts`), so each window it writes supersedes whole windows.
+ */
+export async function currentWindowSpans(
+  def: PipelineDefinition,
+  ctx: Pick<StageContext, 'config' | 'lake'>,
+): Promise<Array<{ readonly first: string; readonly last: string }>> {
+  if (!def.stages.some((s) => s.kind === 'write-parquet')) return [];
+  const store = warehouseStore(ctx);
+  const outputs = def.stages
+    .filter((s): s is RunSqlExtractSpec => s.kind === 'run-sql-extract')
+    .map((s) => s.output ?? s.table);
+  const spans: Array<{ first: string; last: string }> = [];
+  for (const output of new Set(outputs)) {
+    const file = lakeJoin(store.prefix, output, CURRENT_INDEX_FILE);
+    if (!(await store.lake.stat(file))) continue;
+    const index = JSON.parse(await store.lake.readText(file)) as WarehouseCurrentIndex;
+    for (const w of index.windows) if (w.first && w.last) spans.push({ first: w.first, last: w.last });
+  }
+  return spans;
 }
 
 // Streamed: a window's Parquet file can be large, and the manifest needs only its size and hash.

@@ -44,7 +44,11 @@ describe('outbound crash safety: a killed write never shows a window as complete
         cursorAfter: '2026-01-01T00.45.00Z',
       });
       assert.deepEqual(fs.readdirSync(windowDir).sort(), ['_manifest.json', 'part-00000.parquet']);
-      assert.deepEqual(fs.readdirSync(box.warehouse('account')), [WINDOW], 'no temp folder left behind');
+      assert.deepEqual(
+        fs.readdirSync(box.warehouse('account')).sort(),
+        [WINDOW, '_current.json'].sort(),
+        'no temp folder left behind',
+      );
     });
   }
 });
