@@ -90,6 +90,12 @@ export interface DataverseMapping {
   readonly changeTimestamp: string;
   /** Target attribute logical name → source. Mapping order is the order rejects are checked in. */
   readonly columns: Readonly<Record<string, ColumnMapping>>;
+  /**
+   * IANA time zone (e.g. `Europe/Berlin`) of date-times in the source that carry no offset (text without one,
+   * DATE, TIMESTAMP): UserLocal columns convert them from it to UTC. TIMESTAMPTZ values (instants, their original
+   * offset lost) are read as the wall clock in this zone for TimeZoneIndependent and DateOnly columns. Default `UTC`.
+   */
+  readonly sourceTimeZone?: string;
 }
 
 /** The normalised column spec (shorthand expanded). */
@@ -173,7 +179,12 @@ export type RulePlan =
   | { readonly rule: 'decimal'; readonly min: string; readonly max: string; readonly precision: number }
   | { readonly rule: 'double'; readonly min: number; readonly max: number }
   | { readonly rule: 'boolean' }
-  | { readonly rule: 'datetime'; readonly behavior: 'UserLocal' | 'DateOnly' | 'TimeZoneIndependent' }
+  | {
+      readonly rule: 'datetime';
+      readonly behavior: 'UserLocal' | 'DateOnly' | 'TimeZoneIndependent';
+      /** The mapping's `sourceTimeZone` (default `UTC`). */
+      readonly sourceTimeZone: string;
+    }
   | { readonly rule: 'guid' }
   | {
       readonly rule: 'choice';
@@ -282,6 +293,13 @@ export function planConversion(mapping: DataverseMapping, tables: MetadataSet): 
     );
   }
 
+  const sourceTimeZone = mapping.sourceTimeZone ?? 'UTC';
+  if (!isTimeZone(sourceTimeZone)) {
+    fail(
+      'time_zone',
+      `sourceTimeZone \`${sourceTimeZone}\` of the mapping of \`${mapping.table}\` is not an IANA time zone; write one such as \`UTC\` or \`Europe/Berlin\`.`,
+    );
+  }
   const columns: ColumnPlan[] = [];
   const sources = new Set<string>([mapping.changeTimestamp]);
   entries.forEach(([attributeName, m], index) => {
@@ -373,9 +391,19 @@ export function planConversion(mapping: DataverseMapping, tables: MetadataSet): 
     keyName: key!.LogicalName,
     key: keyParts,
     changeTimestamp: mapping.changeTimestamp,
-    columns: fixed,
+    columns: fixed.map((c) => (c.rule === 'datetime' ? { ...c, sourceTimeZone } : c)),
     sourceColumns: [...sources],
   };
+}
+
+/** True for a time zone name the runtime (and so DuckDB's ICU, the same database) knows. */
+export function isTimeZone(name: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: name });
+    return name !== '';
+  } catch {
+    return false;
+  }
 }
 
 function planRule(
@@ -451,7 +479,8 @@ function planRule(
     case 'BooleanType':
       return { rule: 'boolean' };
     case 'DateTimeType':
-      return { rule: 'datetime', behavior: as('DateTimeType').DateTimeBehavior.Value };
+      // The mapping's time zone is filled in by planConversion.
+      return { rule: 'datetime', behavior: as('DateTimeType').DateTimeBehavior.Value, sourceTimeZone: 'UTC' };
     case 'UniqueidentifierType':
       return { rule: 'guid' };
     case 'PicklistType':

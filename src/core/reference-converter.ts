@@ -22,11 +22,16 @@ export type ReferenceResult =
 type Verdict = { reason: ConversionReason } | { json: string | null; keyText?: string | null };
 
 /** Converts one row per the plan. */
-export function referenceConvert(plan: ConversionPlan, row: Readonly<Record<string, unknown>>): ReferenceResult {
+export function referenceConvert(
+  plan: ConversionPlan,
+  row: Readonly<Record<string, unknown>>,
+  /** Source column → its staged type (DuckDB names) when not text: a TIMESTAMPTZ value is an instant. */
+  sourceTypes?: Readonly<Record<string, string>>,
+): ReferenceResult {
   const verdicts = new Map<number, Verdict>();
   const choiceValue = new Map<number, number | null>();
   for (const column of plan.columns) {
-    verdicts.set(column.index, convertColumn(column, row, choiceValue));
+    verdicts.set(column.index, convertColumn(column, row, choiceValue, sourceTypes));
   }
   // statuscode must belong to statecode (checked at the status column, after its own value check).
   for (const column of plan.columns) {
@@ -118,6 +123,7 @@ function convertColumn(
   column: ColumnPlan,
   row: Readonly<Record<string, unknown>>,
   choiceValue: Map<number, number | null>,
+  sourceTypes: Readonly<Record<string, string>> | undefined,
 ): Verdict {
   const nullJson = column.nullMeans === 'clear' ? 'null' : null;
   const v = row[column.sources[0]!];
@@ -199,26 +205,35 @@ function convertColumn(
       return { reason: 'boolean.invalid' };
     }
     case 'datetime': {
+      // UserLocal sends the UTC instant, TimeZoneIndependent the wall clock as written (offset dropped), DateOnly
+      // the calendar date as written. No offset: a wall clock in the source time zone. An instant (a TIMESTAMPTZ
+      // source, or a Date): the wall clock in the source time zone.
       if (v === null || v === undefined) return { json: nullJson };
+      const zone = column.sourceTimeZone;
       let local: Date;
       let instant: Date;
-      if (v instanceof Date) {
-        local = v;
-        instant = v;
+      const typed = sourceTypes?.[column.sources[0]!]?.toUpperCase();
+      if (v instanceof Date || typed === 'TIMESTAMPTZ' || typed === 'TIMESTAMP WITH TIME ZONE') {
+        const at = v instanceof Date ? v : parseDateTime(String(v).trim())?.instant;
+        if (!at) return { reason: 'date.unparsable' };
+        instant = at;
+        local = new Date(at.getTime() + zoneOffsetMinutes(zone, at.getTime()) * 60_000);
       } else {
         const t = trimmedText(v);
         if (t === null) return { json: nullJson };
         const parsed = parseDateTime(t);
         if (!parsed) return { reason: 'date.unparsable' };
-        ({ local, instant } = parsed);
+        local = parsed.local;
+        instant = parsed.hasOffset ? parsed.instant : new Date(wallClockToUtc(zone, local.getTime()));
       }
       if (column.behavior === 'DateOnly') {
         const day = formatYear(local);
         if (day < MIN_DATE) return { reason: 'date.before_min' };
         return { json: JSON.stringify(day) };
       }
-      if (instant.getTime() < Date.parse(`${MIN_DATE}T00:00:00Z`)) return { reason: 'date.before_min' };
-      return { json: JSON.stringify(`${instant.toISOString().slice(0, 19)}Z`) };
+      const sent = column.behavior === 'TimeZoneIndependent' ? local : instant;
+      if (sent.getTime() < Date.parse(`${MIN_DATE}T00:00:00Z`)) return { reason: 'date.before_min' };
+      return { json: JSON.stringify(`${sent.toISOString().slice(0, 19)}Z`) };
     }
     case 'guid': {
       const t = trimmedText(v);
@@ -287,7 +302,39 @@ function resolveChoice(
 const DATETIME =
   /^([0-9]{4})-([0-9]{2})-([0-9]{2})(?:[T ]([01][0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9])(?:\.([0-9]+))?)?)? ?(Z|[+-](?:[01][0-9]|2[0-3])(?::?[0-5][0-9])?)?$/;
 
-function parseDateTime(t: string): { local: Date; instant: Date } | null {
+/** Minutes to add to UTC to get the wall clock of `zone` at the instant `utcMs`. */
+function zoneOffsetMinutes(zone: string, utcMs: number): number {
+  if (zone === 'UTC') return 0;
+  const parts = new Intl.DateTimeFormat('en-US', {
+    timeZone: zone,
+    hourCycle: 'h23',
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+    hour: '2-digit',
+    minute: '2-digit',
+    second: '2-digit',
+    era: 'short',
+  }).formatToParts(new Date(utcMs));
+  const n = (type: string) => Number(parts.find((p) => p.type === type)!.value);
+  const year = parts.find((p) => p.type === 'era')!.value === 'BC' ? 1 - n('year') : n('year');
+  const wall = new Date(0);
+  wall.setUTCFullYear(year, n('month') - 1, n('day'));
+  wall.setUTCHours(n('hour'), n('minute'), n('second'), 0);
+  return Math.round((wall.getTime() - (utcMs - (((utcMs % 1000) + 1000) % 1000))) / 60_000);
+}
+
+/**
+ * The UTC instant of a wall clock in `zone`: its offset looked up twice (once at the wall clock read as UTC, once at
+ * the first guess), which settles every time outside the hour a DST change skips or repeats.
+ */
+function wallClockToUtc(zone: string, wallMs: number): number {
+  if (zone === 'UTC') return wallMs;
+  const first = wallMs - zoneOffsetMinutes(zone, wallMs) * 60_000;
+  return wallMs - zoneOffsetMinutes(zone, first) * 60_000;
+}
+
+function parseDateTime(t: string): { local: Date; instant: Date; hasOffset: boolean } | null {
   const m = DATETIME.exec(t);
   if (!m) return null;
   const [y, mo, d, h, mi, s] = [m[1], m[2], m[3], m[4] ?? '0', m[5] ?? '0', m[6] ?? '0'].map(Number) as number[];
@@ -302,7 +349,7 @@ function parseDateTime(t: string): { local: Date; instant: Date } | null {
     z === '' || z === 'Z'
       ? 0
       : (z[0] === '-' ? -1 : 1) * (Number(z.slice(1, 3)) * 60 + (z.length === 5 ? Number(z.slice(3, 5)) : 0));
-  return { local, instant: new Date(local.getTime() - offset * 60_000) };
+  return { local, instant: new Date(local.getTime() - offset * 60_000), hasOffset: z !== '' };
 }
 
 /** `YYYY-MM-DD` of a UTC date, years zero-padded to 4 digits (toISOString switches to ±YYYYYY outside 0..9999). */

@@ -67,6 +67,7 @@ export function convertToDataverse(mapping: DataverseMapping): ConvertToDatavers
     key: [...mapping.key],
     changeTimestamp: mapping.changeTimestamp,
     columns: structuredClone(mapping.columns) as DataverseMapping['columns'],
+    ...(mapping.sourceTimeZone === undefined ? {} : { sourceTimeZone: mapping.sourceTimeZone }),
   };
 }
 

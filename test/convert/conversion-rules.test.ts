@@ -158,7 +158,7 @@ test('Boolean from true/false/1/0/yes/no', async () => {
   assert.deepEqual(payloads(ints), ['{"creditonhold":true}', '{"creditonhold":false}', 'boolean.invalid']);
 });
 
-test('DateTime: DateOnly as YYYY-MM-DD, UserLocal/TimeZoneIndependent as UTC, offsets, minimum date', async () => {
+test('DateTime: DateOnly as YYYY-MM-DD, UserLocal as UTC, TimeZoneIndependent as written, minimum date', async () => {
   const dateOnly = await account('ferry_lastauditdate', 'v', 'VARCHAR', [
     '2024-05-31',
     '2024-05-31T23:30:00-05:00',
@@ -173,21 +173,38 @@ test('DateTime: DateOnly as YYYY-MM-DD, UserLocal/TimeZoneIndependent as UTC, of
     'date.unparsable',
     'date.unparsable',
   ]);
-  const utc = await account('ferry_onboardedon', 'v', 'VARCHAR', [
+  // ferry_onboardedon is TimeZoneIndependent: the service keeps the wall clock as sent, so the offset is dropped,
+  // not applied (this test used to expect the UTC shift, e.g. 10:00+02:00 sent as 08:00Z).
+  const independent = await account('ferry_onboardedon', 'v', 'VARCHAR', [
     '2024-05-31T10:00:00+02:00',
     '2024-05-31 10:00',
     '2024-05-31T10:00:00.999Z',
     '2024-05-31T22:30:00-0230',
     '1753-01-01T00:30:00+01:00',
+    '1752-12-31T23:30:00-01:00',
     '2024-05-31T24:00:00Z',
   ]);
-  assert.deepEqual(payloads(utc), [
-    '{"ferry_onboardedon":"2024-05-31T08:00:00Z"}',
+  assert.deepEqual(payloads(independent), [
     '{"ferry_onboardedon":"2024-05-31T10:00:00Z"}',
     '{"ferry_onboardedon":"2024-05-31T10:00:00Z"}',
-    '{"ferry_onboardedon":"2024-06-01T01:00:00Z"}',
+    '{"ferry_onboardedon":"2024-05-31T10:00:00Z"}',
+    '{"ferry_onboardedon":"2024-05-31T22:30:00Z"}',
+    '{"ferry_onboardedon":"1753-01-01T00:30:00Z"}',
     'date.before_min',
     'date.unparsable',
+  ]);
+  // ferry_lastcontactedon is UserLocal: converted to UTC.
+  const utc = await account('ferry_lastcontactedon', 'v', 'VARCHAR', [
+    '2024-05-31T10:00:00+02:00',
+    '2024-05-31 10:00',
+    '2024-05-31T22:30:00-0230',
+    '1753-01-01T00:30:00+01:00',
+  ]);
+  assert.deepEqual(payloads(utc), [
+    '{"ferry_lastcontactedon":"2024-05-31T08:00:00Z"}',
+    '{"ferry_lastcontactedon":"2024-05-31T10:00:00Z"}',
+    '{"ferry_lastcontactedon":"2024-06-01T01:00:00Z"}',
+    'date.before_min',
   ]);
   const typed = await account(
     'ferry_lastcontactedon',

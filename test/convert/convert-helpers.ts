@@ -167,7 +167,7 @@ export async function convertRows(
   return rows.map((row, i) => {
     const got = byRow.get(i + 1);
     if (!got) throw new Error(`row ${i + 1} was neither converted nor rejected (superseded?)`);
-    const ref = referenceConvert(p, (referenceRows ?? rows)[i]!);
+    const ref = referenceConvert(p, (referenceRows ?? rows)[i]!, types);
     const agree = ref.ok
       ? 'payload' in got &&
         samePayload(got.payload, ref.payload, doubles) &&

@@ -13,8 +13,67 @@ export interface ContractCase {
   readonly rows: readonly {
     readonly values: Readonly<Record<string, string | null>>;
     readonly reason: string | null;
+    /** The payload a converted row must get (checked where given). */
+    readonly payload?: Readonly<Record<string, unknown>>;
   }[];
 }
+
+/**
+ * DateTime behaviours × source forms, as every dialect stages them (text: T-SQL staging is text only, and this is
+ * what DATE, TIMESTAMP and TIMESTAMPTZ values look like once copied as text). UserLocal → the UTC instant (no offset:
+ * the source time zone, UTC here); TimeZoneIndependent → the wall clock as written, offset dropped; DateOnly → the
+ * calendar date as written. Typed DuckDB sources have their own table in test/convert/datetime-behaviours.test.ts.
+ */
+const DATETIME_FORMS: ReadonlyArray<{
+  form: string;
+  value: string;
+  userLocal: string;
+  independent: string;
+  dateOnly: string;
+}> = [
+  {
+    form: 'text with an offset',
+    value: '2024-05-31T23:30:00-05:00',
+    userLocal: '2024-06-01T04:30:00Z',
+    independent: '2024-05-31T23:30:00Z',
+    dateOnly: '2024-05-31',
+  },
+  {
+    form: 'text in UTC',
+    value: '2024-05-31T23:30:00Z',
+    userLocal: '2024-05-31T23:30:00Z',
+    independent: '2024-05-31T23:30:00Z',
+    dateOnly: '2024-05-31',
+  },
+  {
+    form: 'text without an offset',
+    value: '2024-05-31T23:30:00',
+    userLocal: '2024-05-31T23:30:00Z',
+    independent: '2024-05-31T23:30:00Z',
+    dateOnly: '2024-05-31',
+  },
+  {
+    form: 'DATE as text',
+    value: '2024-05-31',
+    userLocal: '2024-05-31T00:00:00Z',
+    independent: '2024-05-31T00:00:00Z',
+    dateOnly: '2024-05-31',
+  },
+  {
+    form: 'TIMESTAMP as text',
+    value: '2024-05-31 23:30:00.1234567',
+    userLocal: '2024-05-31T23:30:00Z',
+    independent: '2024-05-31T23:30:00Z',
+    dateOnly: '2024-05-31',
+  },
+  {
+    form: 'TIMESTAMPTZ as text (offset kept)',
+    value: '2024-05-31 23:30:00+09:30',
+    userLocal: '2024-05-31T14:00:00Z',
+    independent: '2024-05-31T23:30:00Z',
+    dateOnly: '2024-05-31',
+  },
+];
 
 const long = 'x'.repeat(161);
 const accountsBase = {
@@ -34,6 +93,29 @@ const accountsBase = {
 
 /** The same cases run on every dialect: DuckDB executes them; T-SQL parses, matches golden files, and runs live when asked. */
 export const CASES: readonly ContractCase[] = [
+  {
+    name: 'datetime-behaviours',
+    mapping: {
+      table: 'account',
+      key: ['accountnumber'],
+      changeTimestamp: 'modified_at',
+      columns: {
+        accountnumber: 'account_no',
+        ferry_lastcontactedon: 'v', // UserLocal
+        ferry_onboardedon: 'v', // TimeZoneIndependent
+        ferry_lastauditdate: 'v', // DateOnly
+      },
+    },
+    rows: DATETIME_FORMS.map((f, i) => ({
+      values: { account_no: `D${i + 1}`, v: f.value, modified_at: '2026-01-01T00:00:00Z' },
+      reason: null,
+      payload: {
+        ferry_lastcontactedon: f.userLocal,
+        ferry_onboardedon: f.independent,
+        ferry_lastauditdate: f.dateOnly,
+      },
+    })),
+  },
   {
     name: 'account-rules',
     mapping: {

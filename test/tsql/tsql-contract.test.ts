@@ -48,17 +48,22 @@ describe('conversion contract on DuckDB (executed)', () => {
       }
       const sql = compileDuck(plan, duckdbDialect, { sources: await describeStaged(duck, duckdbDialect) });
       await duck.run(sql.classify);
-      const got = await duck.all<{ __row_id: bigint; __reason: string | null }>(
-        `SELECT __row_id, __reason FROM ${CONVERSION_WORK_TABLE} ORDER BY __row_id`,
+      const got = await duck.all<{ __row_id: bigint; __reason: string | null; __payload: string | null }>(
+        `SELECT __row_id, __reason, __payload FROM ${CONVERSION_WORK_TABLE} ORDER BY __row_id`,
       );
       assert.deepEqual(
         got.map((g) => g.__reason),
         c.rows.map((r) => r.reason),
       );
+      c.rows.forEach((r, i) => {
+        if (r.payload) assert.deepEqual(JSON.parse(got[i]!.__payload!), r.payload, `DuckDB payload of row ${i + 1}`);
+      });
       // The reference converter agrees on every row (the oracle both dialects are held to).
       c.rows.forEach((r, i) => {
         const ref = referenceConvert(plan, r.values);
         assert.equal(ref.ok ? null : ref.reason, r.reason, `reference on row ${i + 1}`);
+        if (r.payload && ref.ok)
+          assert.deepEqual(JSON.parse(ref.payload), r.payload, `reference payload of row ${i + 1}`);
       });
     });
   }
@@ -92,14 +97,18 @@ describe('conversion contract on SQL Server (live)', {
         }
         for (const s of [...compiled.lineage, ...compiled.classify, ...compiled.converted]) await a.run(s);
         for (const s of compiled.rejects) await a.runNamed(s, { run_id: `contract-${base}`, pipeline: 'contract' });
-        const got = await a.all<{ __reason: string | null }>(
-          `SELECT [__reason] FROM ${tsqlIdent(`stg_${base}_work`)} ORDER BY [__row_id]`,
+        const got = await a.all<{ __reason: string | null; __payload: string | null }>(
+          `SELECT [__reason], [__payload] FROM ${tsqlIdent(`stg_${base}_work`)} ORDER BY [__row_id]`,
         );
         assert.deepEqual(
           got.map((g) => g.__reason),
           c.rows.map((r) => r.reason),
           `reasons of ${c.name}`,
         );
+        c.rows.forEach((r, i) => {
+          if (r.payload)
+            assert.deepEqual(JSON.parse(got[i]!.__payload!), r.payload, `T-SQL payload of ${c.name} row ${i + 1}`);
+        });
       }
       // Generated rows: T-SQL reasons equal the reference converter's on every row.
       const accounts = CASES.find((c) => c.name === 'account-rules')!;

@@ -264,30 +264,44 @@ function buildColumn(column: ColumnPlan, sources: ReadonlyMap<string, SourceColu
       };
     }
     case 'datetime': {
+      // What each behaviour sends (the service's rules): UserLocal the UTC instant; TimeZoneIndependent the wall
+      // clock as written (an offset is dropped, not applied); DateOnly the calendar date as written. Values without
+      // an offset (text without one, DATE, TIMESTAMP) are wall clocks in the source time zone; TIMESTAMPTZ values are
+      // instants (their offset is gone) and read as the wall clock in the source time zone.
+      const zone = column.sourceTimeZone;
+      const fromZone = (naive: string) => (zone === 'UTC' ? naive : `timezone('UTC', timezone(${L(zone)}, ${naive}))`);
       const dateOnly = column.behavior === 'DateOnly';
-      const ts = Q('ts');
+      const wallClock = column.behavior !== 'UserLocal';
+      const utc = Q('ts');
+      const local = Q('local');
       const blank = Q('blank');
       const prep: Prep = [];
-      let parsed: string;
-      if (col.kind === 'timestamp' || col.kind === 'date' || col.kind === 'timestamptz') {
-        const utc = col.kind === 'timestamptz' ? `timezone('UTC', ${ref})` : `CAST(${ref} AS TIMESTAMP)`;
-        prep.push([a('ts'), utc], [a('blank'), `${ref} IS NULL`]);
-        // Typed values: the UTC instant (DateOnly takes its UTC date).
-        prep.push([a('local'), utc]);
-        parsed = `${ts} IS NOT NULL`;
+      if (col.kind === 'timestamp' || col.kind === 'date') {
+        prep.push(
+          [a('local'), `CAST(${ref} AS TIMESTAMP)`],
+          [a('ts'), fromZone(local)],
+          [a('blank'), `${ref} IS NULL`],
+        );
+      } else if (col.kind === 'timestamptz') {
+        prep.push(
+          [a('ts'), `timezone('UTC', ${ref})`],
+          [a('local'), zone === 'UTC' ? utc : `timezone(${L(zone)}, ${ref})`],
+          [a('blank'), `${ref} IS NULL`],
+        );
       } else {
-        const dt = dateTimeText(a, Q, trimmed(ref, col));
+        const dt = dateTimeText(a, Q, trimmed(ref, col), fromZone);
         prep.push(...dt.prep, [a('blank'), `${Q('t')} IS NULL`]);
-        parsed = `${Q('local')} IS NOT NULL`;
       }
+      const parsed = `${local} IS NOT NULL`;
+      const sent = wallClock ? local : utc;
       // One string built per value, not three (`'"' || x || '"'`). DateOnly: the DATE cast writes what strftime's
       // `%Y-%m-%d` does for every date from 1753-01-01 on (earlier ones are rejected), ~2× faster.
       const quoted = dateOnly
-        ? `concat('"', CAST(CAST(${Q('local')} AS DATE) AS VARCHAR), '"')`
-        : `strftime(${ts}, '"%Y-%m-%dT%H:%M:%SZ"')`;
+        ? `concat('"', CAST(CAST(${local} AS DATE) AS VARCHAR), '"')`
+        : `strftime(${sent}, '"%Y-%m-%dT%H:%M:%SZ"')`;
       const early = dateOnly
-        ? `CAST(${Q('local')} AS DATE) < DATE '${MIN_DATE}'`
-        : `${ts} < TIMESTAMP '${MIN_DATE} 00:00:00'`;
+        ? `CAST(${local} AS DATE) < DATE '${MIN_DATE}'`
+        : `${sent} < TIMESTAMP '${MIN_DATE} 00:00:00'`;
       return {
         prepare: prep,
         reason: `CASE WHEN ${blank} THEN NULL WHEN NOT (${parsed}) THEN ${reason('date.unparsable')} WHEN ${early} THEN ${reason('date.before_min')} END`,
@@ -450,7 +464,13 @@ function numberText(
 }
 
 /** Date/time text → `local` (the wall time as written) and `ts` (UTC instant); NULL when unparsable. */
-function dateTimeText(a: (name: string) => string, Q: (name: string) => string, src: string): { prep: Prep } {
+/** Parses ISO-like text: `local` is the wall clock as written, `ts` the UTC instant (no offset: `fromZone`). */
+function dateTimeText(
+  a: (name: string) => string,
+  Q: (name: string) => string,
+  src: string,
+  fromZone: (naive: string) => string,
+): { prep: Prep } {
   const m = Q('m');
   const g = (k: string) => `${m}['${k}']`;
   const hms = `coalesce(nullif(${g('H')}, ''), '00') || ':' || coalesce(nullif(${g('M')}, ''), '00') || ':' || coalesce(nullif(${g('S')}, ''), '00')`;
@@ -462,7 +482,10 @@ function dateTimeText(a: (name: string) => string, Q: (name: string) => string, 
       [a('m'), `regexp_extract(${src}, ${L(DATETIME_RE)}, ['d', 'H', 'M', 'S', 'F', 'z'])`],
       [a('local'), `CASE WHEN ${g('d')} <> '' THEN TRY_CAST(${g('d')} || ' ' || ${hms} AS TIMESTAMP) END`],
       [a('off'), offset],
-      [a('ts'), `${Q('local')} - to_minutes(${Q('off')})`],
+      [
+        a('ts'),
+        `CASE WHEN ${g('z')} = '' THEN ${fromZone(Q('local'))} ELSE ${Q('local')} - to_minutes(${Q('off')}) END`,
+      ],
     ],
   };
 }
@@ -602,7 +625,7 @@ function buildVersion(source: SourceColumn): { prepare: Prep; version: string } 
     default: {
       const a = (name: string) => `v_${name}`;
       const Q = (name: string) => duckIdent(a(name));
-      const dt = dateTimeText(a, Q, trimmed(ref, source));
+      const dt = dateTimeText(a, Q, trimmed(ref, source), (naive) => naive);
       const fraction = `rpad(left(${Q('m')}['F'], 6), 6, '0')`;
       return {
         prepare: dt.prep,

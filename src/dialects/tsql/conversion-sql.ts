@@ -1,3 +1,4 @@
+import { UsageError } from '../../core/errors.js';
 import type { ColumnPlan, ConversionPlan, LookupTargetPlan } from '../../core/mapping.js';
 import { MIN_DATE } from '../../core/mapping.js';
 import { mergeStatement, TSQL_CAPABILITIES, tsqlIdent, tsqlLiteral, tsqlTable } from './tsql-statements.js';
@@ -344,12 +345,28 @@ function column(c: ColumnPlan, alias: (n: string) => string): ColumnSql {
       };
     }
     case 'datetime': {
+      // Staged values are text (a naive one is read as +00:00: sourceTimeZone UTC, checked at compile time).
+      // UserLocal: the UTC instant. TimeZoneIndependent: the wall clock as written (DATETIMEOFFSET → DATETIME2
+      // keeps the local part and drops the offset). DateOnly: the calendar date as written.
+      if (c.sourceTimeZone !== 'UTC') {
+        throw new UsageError(
+          `Column \`${c.attribute}\`: sourceTimeZone \`${c.sourceTimeZone}\` is not supported by the T-SQL conversion (serverless SQL's AT TIME ZONE takes Windows zone names); stage the values with their offset, or use \`UTC\`.`,
+        );
+      }
       const dto = dateTimeOffset(tt);
+      const wall = `CAST(${dto} AS DATETIME2(7))`;
       const out =
         c.behavior === 'DateOnly'
           ? `CONVERT(NVARCHAR(10), CAST(${dto} AS DATE), 23)`
-          : `CONCAT(CONVERT(NVARCHAR(19), SWITCHOFFSET(${dto}, '+00:00'), 126), N'Z')`;
-      const cmp = c.behavior === 'DateOnly' ? `CAST(${dto} AS DATE)` : `SWITCHOFFSET(${dto}, '+00:00')`;
+          : c.behavior === 'TimeZoneIndependent'
+            ? `CONCAT(CONVERT(NVARCHAR(19), ${wall}, 126), N'Z')`
+            : `CONCAT(CONVERT(NVARCHAR(19), SWITCHOFFSET(${dto}, '+00:00'), 126), N'Z')`;
+      const cmp =
+        c.behavior === 'DateOnly'
+          ? `CAST(${dto} AS DATE)`
+          : c.behavior === 'TimeZoneIndependent'
+            ? wall
+            : `SWITCHOFFSET(${dto}, '+00:00')`;
       return {
         prepare: [
           [alias('t'), tt],
