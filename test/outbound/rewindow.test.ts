@@ -127,6 +127,23 @@ describe('outbound windows stay idempotent whatever their boundaries', () => {
     }
   });
 
+  it('a superseded folder left by a run killed after the index was written goes with the next write', async () => {
+    const def = pipeline(1);
+    for (let i = 0; i < 3; i++) assert.equal((await box.run(def, 'scheduled')).status, 'succeeded');
+    const saved = fs.mkdtempSync(`${box.dir}/saved-`);
+    fs.cpSync(box.warehouse('account', F2), saved, { recursive: true });
+    await backfill(60);
+    // As if killed at write-parquet:before-supersede: the index names the new window, an old folder is still there.
+    fs.cpSync(saved, box.warehouse('account', F2), { recursive: true });
+    assert.deepEqual(
+      index().windows.map((w) => w.name),
+      [`${F1}_${F3}`],
+    );
+    await backfill(30);
+    assert.equal(fs.existsSync(box.warehouse('account', F2)), false);
+    assert.deepEqual(await current(), LATEST);
+  });
+
   it('a backfill window never cuts through a current window: edges inside one are dropped, the range widened', () => {
     const windows = [
       { index: 0, from: '2026-01-01T00:00:00Z', to: '2026-01-01T00:15:00Z' },
