@@ -97,6 +97,8 @@ export interface WarehouseManifest {
  * (plus `deletes-00000.parquet` with `deletes: 'separate-file'`) and then `_manifest.json`. Files go to a temporary
  * folder that is renamed into place before the manifest is written, so a window without a manifest is incomplete;
  * the same window always gives the same file names and bytes, so a repeated run replaces them with equal files.
+ * Last, `<table>/_current.json` names the window in place of the current windows whose input it covers, whose
+ * folders are then deleted: readers take the files the index lists (README, Warehouse layout).
  *
  * @example
  * writeParquet({ target: 'warehouse', deletes: 'flag-column', uuidAs: 'string' })
