@@ -3,6 +3,7 @@ import { backfillCommand } from './backfill.js';
 import { demoCommand } from './demo.js';
 import { deploySynapseCommand } from './deploy-synapse.js';
 import { emulatorCommand } from './emulator.js';
+import { emulatorServiceBusCommand } from './emulator-service-bus.js';
 import { exportSynapseCommand } from './export-synapse.js';
 import { listenCommand } from './listen.js';
 import { metadataPullCommand } from './metadata-pull.js';
@@ -28,6 +29,7 @@ export const COMMANDS: readonly Command[] = [
   replayCommand,
   metadataPullCommand,
   emulatorCommand,
+  emulatorServiceBusCommand,
   exportSynapseCommand,
   deploySynapseCommand,
   runRemoteCommand,

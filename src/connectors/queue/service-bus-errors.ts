@@ -55,11 +55,15 @@ export function mapServiceBusError(error: unknown, operation: string, queue: str
     const known = DISPOSITION_BY_CODE[error.code];
     const disposition: Disposition = known?.disposition ?? (error.retryable ? 'retry' : 'fatal');
     const hint = known?.hint ?? (error.retryable ? 'Try again.' : 'See the service error above.');
-    return new FerryError(`service-bus.${kebab(error.code)}`, `${where} failed (${error.code}): ${error.message} ${hint}`, {
-      disposition,
-      cause: error,
-      details: { serviceBusCode: error.code, queue },
-    });
+    return new FerryError(
+      `service-bus.${kebab(error.code)}`,
+      `${where} failed (${error.code}): ${error.message} ${hint}`,
+      {
+        disposition,
+        cause: error,
+        details: { serviceBusCode: error.code, queue },
+      },
+    );
   }
   const name = error instanceof Error ? error.name : '';
   const message = error instanceof Error ? error.message : String(error);

@@ -1,21 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
 import {
+  isServiceBusError,
+  ServiceBusClient,
   type ServiceBusClientOptions,
   type ServiceBusMessage,
   type ServiceBusReceivedMessage,
   type ServiceBusSender,
   type ServiceBusSessionReceiver,
-  ServiceBusClient,
-  isServiceBusError,
 } from '@azure/service-bus';
 import { FerryError, UsageError } from '../../core/errors.js';
-import type {
-  OutgoingMessage,
-  QueueSession,
-  QueueTransport,
-  ReceivedMessage,
-} from '../../core/queue-transport.js';
+import type { OutgoingMessage, QueueSession, QueueTransport, ReceivedMessage } from '../../core/queue-transport.js';
 import { mapServiceBusError } from './service-bus-errors.js';
 
 /** How to reach the namespace: a connection string, or a namespace host name and an Entra ID credential. */
@@ -149,7 +144,8 @@ export class ServiceBusTransport implements QueueTransport {
   }
 
   #assertOpen(): void {
-    if (this.#closed) throw new FerryError('service-bus.closed', 'The Service Bus transport is closed; create a new one.');
+    if (this.#closed)
+      throw new FerryError('service-bus.closed', 'The Service Bus transport is closed; create a new one.');
   }
 
   async send(queue: string, messages: readonly OutgoingMessage[]): Promise<void> {
@@ -207,10 +203,7 @@ export class ServiceBusTransport implements QueueTransport {
       const unclaimed = this.#unclaimed.get(queue) ?? [];
       const attempt = unclaimed.shift() ?? this.#startAccept(queue);
       const waitMs = deadline - Date.now();
-      const outcome = await Promise.race([
-        attempt,
-        delay(waitMs, options.signal).then(() => 'gave-up' as const),
-      ]);
+      const outcome = await Promise.race([attempt, delay(waitMs, options.signal).then(() => 'gave-up' as const)]);
       if (outcome === 'gave-up') {
         if (this.#closed) {
           attempt.then((r) => (r instanceof Error ? undefined : r.close().catch(() => {})));
@@ -241,7 +234,9 @@ export class ServiceBusTransport implements QueueTransport {
     }
     const client = this.#clientArgs();
     try {
-      const receiver = deadLetter ? client.createReceiver(queue, { subQueueType: 'deadLetter' }) : client.createReceiver(queue);
+      const receiver = deadLetter
+        ? client.createReceiver(queue, { subQueueType: 'deadLetter' })
+        : client.createReceiver(queue);
       const found: ReceivedMessage[] = [];
       while (found.length < maxMessages) {
         const page = await receiver.peekMessages(maxMessages - found.length);

@@ -240,7 +240,8 @@ export class EmulatedQueue {
       ...otherProperties,
     };
     if (reason !== undefined && reason !== null) applicationProperties.DeadLetterReason = reason;
-    if (description !== undefined && description !== null) applicationProperties.DeadLetterErrorDescription = description;
+    if (description !== undefined && description !== null)
+      applicationProperties.DeadLetterErrorDescription = description;
     message.message.application_properties = applicationProperties;
     message.subQueue = 'deadLetter';
     message.state = 'active';
@@ -270,7 +271,7 @@ export class EmulatedQueue {
   /** Removes a scheduled message (`cancel-scheduled-message`); false when there is none with that number. */
   cancelScheduled(sequenceNumber: number): boolean {
     const message = this.#messages.get(sequenceNumber);
-    if (!message || message.state !== 'scheduled') return false;
+    if (message?.state !== 'scheduled') return false;
     this.#remove(message);
     return true;
   }

@@ -149,7 +149,7 @@ export function handleManagementRequest(
       const found: { 'lock-token': unknown; message: Buffer }[] = [];
       for (const sequenceNumber of sequenceNumbers(body['sequence-numbers'])) {
         const message = queue.bySequenceNumber(sequenceNumber);
-        if (!message || message.state !== 'deferred' || (sessionId !== undefined && message.sessionId !== sessionId)) {
+        if (message?.state !== 'deferred' || (sessionId !== undefined && message.sessionId !== sessionId)) {
           return failure(
             404,
             'com.microsoft:message-not-found',
@@ -171,7 +171,10 @@ export function handleManagementRequest(
           return failure(400, 'amqp:not-allowed', sessionRequiredText(queue));
         }
         const stored = queue.enqueue(decoded, host.now());
-        numbers.push(amqpTypes.wrap_long(stored.sequenceNumber));
+        // Array elements of type long are written from 8-byte big-endian buffers.
+        const long = Buffer.alloc(8);
+        long.writeBigInt64BE(BigInt(stored.sequenceNumber));
+        numbers.push(long);
       }
       host.pump(queue);
       return ok({ 'sequence-numbers': amqpTypes.wrap_array(numbers, 0x81) });

@@ -11,7 +11,12 @@ import {
   ticksLong,
 } from './amqp-values.js';
 import { EmulatedQueue, type QueueDefinition, type StoredMessage, type SubQueue } from './emulated-queue.js';
-import { handleManagementRequest, type ManagementHost, sessionRequiredText } from './management-node.js';
+import {
+  handleManagementRequest,
+  type ManagementHost,
+  type ManagementResponse,
+  sessionRequiredText,
+} from './management-node.js';
 
 export type { QueueDefinition } from './emulated-queue.js';
 
@@ -288,7 +293,8 @@ class EmulatedNamespace implements ManagementHost {
     // No session has messages: hold the attach, as the service does, until one does or the client's timeout passes.
     holdAttach(sender);
     const asked = Number(sender.properties?.['com.microsoft:timeout']);
-    const waitMs = Number.isFinite(asked) && asked > 0 ? Math.min(asked, DEFAULT_ACCEPT_TIMEOUT_MS) : DEFAULT_ACCEPT_TIMEOUT_MS;
+    const waitMs =
+      Number.isFinite(asked) && asked > 0 ? Math.min(asked, DEFAULT_ACCEPT_TIMEOUT_MS) : DEFAULT_ACCEPT_TIMEOUT_MS;
     link.waiting = {
       timer: setTimeout(() => {
         if (!link.waiting || link.closed) return;
@@ -439,7 +445,17 @@ class EmulatedNamespace implements ManagementHost {
   }
 
   #answerManagement(connection: RheaConnection, queue: EmulatedQueue, subQueue: SubQueue, request: AmqpMessage): void {
-    const response = handleManagementRequest(this, queue, subQueue, request);
+    let response: ManagementResponse;
+    try {
+      response = handleManagementRequest(this, queue, subQueue, request);
+    } catch (error) {
+      // A request the emulator cannot read still gets an answer, as the service's 500 would be.
+      response = {
+        statusCode: 500,
+        errorCondition: 'amqp:internal-error',
+        description: `The emulator failed on this request: ${error instanceof Error ? error.message : String(error)}`,
+      };
+    }
     const applicationProperties: Record<string, unknown> = {
       statusCode: amqpTypes.wrap_int(response.statusCode),
       statusDescription: response.description,
@@ -526,9 +542,7 @@ class EmulatedNamespace implements ManagementHost {
       ...stored.message.message_annotations,
       'x-opt-sequence-number': amqpTypes.wrap_long(stored.sequenceNumber),
       'x-opt-enqueued-time': stored.enqueuedAt,
-      'x-opt-message-state': amqpTypes.wrap_int(
-        stored.state === 'deferred' ? 1 : stored.state === 'scheduled' ? 2 : 0,
-      ),
+      'x-opt-message-state': amqpTypes.wrap_int(stored.state === 'deferred' ? 1 : stored.state === 'scheduled' ? 2 : 0),
     };
     if (lockedUntil !== undefined) annotations['x-opt-locked-until'] = new Date(lockedUntil);
     if (stored.deadLetterSource) annotations['x-opt-deadletter-source'] = stored.deadLetterSource;
@@ -732,8 +746,7 @@ export async function startServiceBusEmulator(options: ServiceBusEmulatorOptions
   const host = options.host ?? '127.0.0.1';
   const namespace = new EmulatedNamespace(options.queues);
   const container = rhea.create_container({ id: 'ferry-service-bus-emulator' });
-  const on = (event: string, handler: (context: RheaContext) => void) =>
-    container.on(event as never, handler as never);
+  const on = (event: string, handler: (context: RheaContext) => void) => container.on(event as never, handler as never);
   on('sender_open', (c) => namespace.onSenderOpen(c.sender!));
   on('receiver_open', (c) => namespace.onReceiverOpen(c.receiver!));
   on('message', (c) => namespace.onMessage(c));
