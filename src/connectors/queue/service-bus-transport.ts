@@ -24,6 +24,11 @@ export type ServiceBusTransportOptions = (
 ) & {
   /** Per-operation timeout and retries of the SDK. Defaults: `timeoutMs` 60000, `maxRetries` 3, `retryDelayMs` 1000. */
   readonly retry?: { readonly timeoutMs?: number; readonly maxRetries?: number; readonly retryDelayMs?: number };
+  /**
+   * How long one accept-next-session request waits at the service before it is asked again. It also bounds how long
+   * an accept still in flight outlives `close()` (the SDK cannot cancel it). Default `10000`.
+   */
+  readonly acceptTimeoutMs?: number;
 };
 
 type Settle = 'complete' | 'abandon' | 'deadLetter';
@@ -95,10 +100,14 @@ type PendingAccept = Promise<ServiceBusSessionReceiver | Error>;
  * `acceptNextSession`, their lock is renewed by this transport while a `QueueSession` is open (the SDK's own
  * renewal is off, so a failed renewal is seen), settlement is complete / abandon / dead-letter with reason and
  * description, and dead-lettered messages are read from and resubmitted out of `<queue>/$DeadLetterQueue`.
+ * Sessions come from a second client whose operation timeout is `acceptTimeoutMs` and which does not retry: a failed
+ * settlement surfaces at once as a `retry` FerryError and the adapter decides (the lock returns the message anyway).
  */
 export class ServiceBusTransport implements QueueTransport {
   readonly kind = 'service-bus';
   readonly #client: ServiceBusClient;
+  /** Accepts sessions: its operation timeout is the service-side wait of one accept, and it does not retry. */
+  readonly #acceptClient: ServiceBusClient;
   readonly #clientArgs: () => ServiceBusClient;
   readonly #senders = new Map<string, ServiceBusSender>();
   /** Accepts whose caller gave up waiting: the next caller for that queue takes them over. */
@@ -114,13 +123,17 @@ export class ServiceBusTransport implements QueueTransport {
         retryDelayInMs: options.retry?.retryDelayMs ?? 1_000,
       },
     };
+    const acceptOptions: ServiceBusClientOptions = {
+      retryOptions: { timeoutInMs: options.acceptTimeoutMs ?? 10_000, maxRetries: 0 },
+    };
+    let make: (clientOptions: ServiceBusClientOptions) => ServiceBusClient;
     if ('connectionString' in options) {
       if (typeof options.connectionString !== 'string' || !/Endpoint=sb:\/\//i.test(options.connectionString)) {
         throw new UsageError(
           'The Service Bus connection string has no `Endpoint=sb://...`; copy it from the namespace\'s "Shared access policies" or the emulator\'s output.',
         );
       }
-      this.#clientArgs = () => new ServiceBusClient(options.connectionString, clientOptions);
+      make = (o) => new ServiceBusClient(options.connectionString, o);
     } else {
       const namespace = options.fullyQualifiedNamespace;
       if (typeof namespace !== 'string' || namespace.trim() === '' || namespace.includes('://')) {
@@ -129,9 +142,11 @@ export class ServiceBusTransport implements QueueTransport {
         );
       }
       const credential = options.credential ?? new DefaultAzureCredential();
-      this.#clientArgs = () => new ServiceBusClient(namespace, credential, clientOptions);
+      make = (o) => new ServiceBusClient(namespace, credential, o);
     }
-    this.#client = this.#clientArgs();
+    this.#clientArgs = () => make(clientOptions);
+    this.#client = make(clientOptions);
+    this.#acceptClient = make(acceptOptions);
   }
 
   #sender(queue: string): ServiceBusSender {
@@ -182,7 +197,7 @@ export class ServiceBusTransport implements QueueTransport {
   }
 
   #startAccept(queue: string): PendingAccept {
-    return this.#client
+    return this.#acceptClient
       .acceptNextSession(queue, { maxAutoLockRenewalDurationInMs: 0 })
       .catch((error: unknown) => (error instanceof Error ? error : new Error(String(error))));
   }
@@ -315,6 +330,7 @@ export class ServiceBusTransport implements QueueTransport {
     this.#unclaimed.clear();
     await Promise.all([...this.#senders.values()].map((s) => s.close().catch(() => {})));
     await this.#client.close();
+    await this.#acceptClient.close();
   }
 }
 
