@@ -343,6 +343,50 @@ describe('Service Bus emulator, driven by the unmodified @azure/service-bus over
     await sender.close();
   });
 
+  it('accepts a JWT from a TokenCredential on $cbs (type jwt) and refuses an expired one', async () => {
+    const base64url = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    const credentialFor = (expiresInSec: number, scopes: string[]) => ({
+      async getToken(scope: string | string[]) {
+        scopes.push(String(scope));
+        const exp = Math.floor(Date.now() / 1000) + expiresInSec;
+        return {
+          token: `${base64url({ alg: 'none', typ: 'JWT' })}.${base64url({ aud: 'https://servicebus.azure.net', exp })}.sig`,
+          expiresOnTimestamp: exp * 1000,
+        };
+      },
+    });
+    // The SDK builds `Endpoint=sb://<host>/;...` from the namespace it is given; the extra key in the host makes that
+    // string carry UseDevelopmentEmulator=true, the only way to reach the TokenCredential path without TLS.
+    const host = `127.0.0.1:${emulator.port};UseDevelopmentEmulator=true;Unused=`;
+    const scopes: string[] = [];
+    const viaToken = new ServiceBusClient(host, credentialFor(3600, scopes), {
+      retryOptions: { maxRetries: 0, timeoutInMs: 3_000 },
+    });
+    try {
+      await viaToken.createSender('orders').sendMessages({ sessionId: 'jwt', body: 'signed' });
+      const receiver = await viaToken.acceptSession('orders', 'jwt');
+      assert.deepEqual(
+        (await drainSession(receiver)).map((m) => m.body),
+        ['signed'],
+      );
+      await receiver.close();
+      assert.ok(scopes.length >= 2 && scopes.every((s) => s.startsWith('https://servicebus.azure.net/')));
+    } finally {
+      await viaToken.close();
+    }
+    const expired = new ServiceBusClient(host, credentialFor(-60, []), {
+      retryOptions: { maxRetries: 0, timeoutInMs: 3_000 },
+    });
+    try {
+      assert.equal(
+        await serviceBusCode(expired.createSender('orders').sendMessages({ sessionId: 'jwt', body: 1 })),
+        'UnauthorizedAccess',
+      );
+    } finally {
+      await expired.close();
+    }
+  });
+
   it('refuses what the service refuses, with the error the SDK maps it to', async () => {
     assert.equal(
       await serviceBusCode(quick.createSender('no-such-queue').sendMessages({ sessionId: 's', body: 1 })),

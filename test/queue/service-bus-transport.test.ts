@@ -231,6 +231,36 @@ describe('ServiceBusTransport (QueueTransport over @azure/service-bus) against t
     assert.deepEqual(await transport.peek('short', 5), []);
   });
 
+  it('connects with a namespace and a TokenCredential (JWT put on $cbs)', async () => {
+    const base64url = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    let tokens = 0;
+    const credential = {
+      async getToken() {
+        tokens += 1;
+        const exp = Math.floor(Date.now() / 1000) + 3600;
+        return { token: `${base64url({ alg: 'none' })}.${base64url({ exp })}.sig`, expiresOnTimestamp: exp * 1000 };
+      },
+    };
+    // See src/emulator/service-bus/README.md: this namespace string makes the SDK use plain AMQP.
+    const viaCredential = new ServiceBusTransport({
+      fullyQualifiedNamespace: `127.0.0.1:${emulator.port};UseDevelopmentEmulator=true;Unused=`,
+      credential,
+      acceptTimeoutMs: 3_000,
+    });
+    try {
+      await viaCredential.send('inbound', [{ sessionId: 'entra', body: 'with a token', messageId: 'entra-1' }]);
+      const session = (await viaCredential.acceptNextSession('inbound', { maxWaitMs: 3_000 }))!;
+      assert.deepEqual(
+        (await drain(session)).map((m) => m.messageId),
+        ['entra-1'],
+      );
+      await session.close();
+      assert.ok(tokens >= 2, 'the credential was asked for tokens');
+    } finally {
+      await viaCredential.close();
+    }
+  });
+
   it('maps SDK errors into FerryError with a disposition, naming the queue', async () => {
     const error = await transport.send('missing-queue', [{ sessionId: 's', body: 1 }]).then(
       () => undefined,
