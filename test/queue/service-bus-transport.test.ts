@@ -231,6 +231,20 @@ describe('ServiceBusTransport (QueueTransport over @azure/service-bus) against t
     assert.deepEqual(await transport.peek('short', 5), []);
   });
 
+  it('a taken-over accept whose session lock expired meanwhile is replaced, not handed out', async () => {
+    // The accept started here outlives this call and gets the session when the message arrives ...
+    assert.equal(await transport.acceptNextSession('short', { maxWaitMs: 100 }), null);
+    await transport.send('short', [{ sessionId: 'parked', body: 'x', messageId: 'parked-1' }]);
+    // ... then nobody takes it for longer than the 3 s lock.
+    await new Promise((resolve) => setTimeout(resolve, 4_500));
+    const session = (await transport.acceptNextSession('short', { maxWaitMs: 5_000 }))!;
+    assert.equal(session.sessionId, 'parked');
+    const [message] = await session.receive(1, 1_000);
+    assert.deepEqual([message!.messageId, message!.deliveryCount], ['parked-1', 1]);
+    await session.complete(message!);
+    await session.close();
+  });
+
   it('connects with a namespace and a TokenCredential (JWT put on $cbs)', async () => {
     const base64url = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
     let tokens = 0;

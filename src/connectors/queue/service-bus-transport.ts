@@ -216,9 +216,16 @@ export class ServiceBusTransport implements QueueTransport {
     for (;;) {
       if (options.signal?.aborted) return null;
       const unclaimed = this.#unclaimed.get(queue) ?? [];
-      const attempt = unclaimed.shift() ?? this.#startAccept(queue);
+      const adopted = unclaimed.shift();
+      const attempt = adopted ?? this.#startAccept(queue);
       const waitMs = deadline - Date.now();
-      const outcome = await Promise.race([attempt, delay(waitMs, options.signal).then(() => 'gave-up' as const)]);
+      const stopWaiting = new AbortController();
+      const signals = options.signal ? [stopWaiting.signal, options.signal] : [stopWaiting.signal];
+      const outcome = await Promise.race([
+        attempt,
+        delay(waitMs, AbortSignal.any(signals)).then(() => 'gave-up' as const),
+      ]);
+      stopWaiting.abort();
       if (outcome === 'gave-up') {
         if (this.#closed) {
           attempt.then((r) => (r instanceof Error ? undefined : r.close().catch(() => {})));
@@ -229,6 +236,11 @@ export class ServiceBusTransport implements QueueTransport {
         return null;
       }
       if (!(outcome instanceof Error)) {
+        // A taken-over accept may have held its session unrenewed for a while: renew before handing it out.
+        if (adopted && !(await this.#stillHeld(outcome))) {
+          if (Date.now() >= deadline) return null;
+          continue;
+        }
         const session = new ServiceBusQueueSession(outcome, queue, (s) => this.#sessions.delete(s));
         this.#sessions.add(session);
         return session;
@@ -239,6 +251,19 @@ export class ServiceBusTransport implements QueueTransport {
       if (!noSession) throw mapServiceBusError(outcome, 'accept next session', queue);
       if (Date.now() >= deadline) return null;
     }
+  }
+
+  async #stillHeld(receiver: ServiceBusSessionReceiver): Promise<boolean> {
+    if (!receiver.isClosed) {
+      try {
+        await receiver.renewSessionLock();
+        return true;
+      } catch {
+        // lost meanwhile: close it below and accept again
+      }
+    }
+    await receiver.close().catch(() => {});
+    return false;
   }
 
   /** A short-lived client: the SDK's peek continues from the last peeked sequence number of its connection. */
