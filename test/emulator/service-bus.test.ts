@@ -303,6 +303,28 @@ describe('Service Bus emulator, driven by the unmodified @azure/service-bus over
     await again.close();
   });
 
+  it('defers a message: only receive-by-sequence-number reaches it, and it settles over $management', async () => {
+    await client.createSender('orders').sendMessages([
+      { sessionId: 'deferring', body: 'later' },
+      { sessionId: 'deferring', body: 'now' },
+    ]);
+    const receiver = await client.acceptSession('orders', 'deferring');
+    const [first] = await receiver.receiveMessages(1, { maxWaitTimeInMs: 1_000 });
+    await receiver.deferMessage(first!);
+    const [second] = await receiver.receiveMessages(1, { maxWaitTimeInMs: 1_000 });
+    assert.equal(second!.body, 'now', 'the deferred message is skipped by ordinary receives');
+    await receiver.completeMessage(second!);
+    const [deferred] = await receiver.receiveDeferredMessages(first!.sequenceNumber!);
+    assert.deepEqual([deferred!.body, deferred!.state, deferred!.deliveryCount], ['later', 'deferred', 1]);
+    await receiver.completeMessage(deferred!);
+    assert.equal(
+      await serviceBusCode(receiver.receiveDeferredMessages(first!.sequenceNumber!)),
+      'MessageNotFound',
+      'completed over update-disposition',
+    );
+    await receiver.close();
+  });
+
   it('holds scheduled messages until their time and cancels them', async () => {
     const sender = client.createSender('orders');
     const [later] = await sender.scheduleMessages(

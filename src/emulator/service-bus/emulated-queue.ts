@@ -153,6 +153,15 @@ export class EmulatedQueue {
     return entry;
   }
 
+  /** Drops a session's entry once nothing refers to it (no holder, no state, no messages), so ids do not pile up. */
+  forgetIfIdle(id: string): void {
+    const entry = this.sessions.get(id);
+    if (entry && !entry.holder && entry.state === null && !this.#bySession.has(id)) {
+      clearTimeout(entry.timer);
+      this.sessions.delete(id);
+    }
+  }
+
   /** Locks a message for a holder until `lockedUntil`; returns the lock token (RFC byte order). */
   lock(message: StoredMessage, holder: LockHolder, lockedUntil: number): MessageLock {
     const lock: MessageLock = { token: newLockToken(), lockedUntil, holder };

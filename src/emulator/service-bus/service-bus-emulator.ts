@@ -703,6 +703,7 @@ class EmulatedNamespace implements ManagementHost {
         session.lockedUntil = 0;
         clearTimeout(session.timer);
       }
+      queue.forgetIfIdle(link.sessionId);
     }
     if (error && !link.sender.is_closed()) link.sender.close(error);
     this.pump(queue);
