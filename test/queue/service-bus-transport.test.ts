@@ -28,7 +28,7 @@ describe('ServiceBusTransport (QueueTransport over @azure/service-bus) against t
       queues: [
         { name: 'inbound', lockDurationMs: 30_000, maxDeliveryCount: 3 },
         { name: 'delays', lockDurationMs: 30_000, maxDeliveryCount: 5 },
-        { name: 'short', lockDurationMs: 3_000 },
+        { name: 'short', lockDurationMs: 4_000 },
       ],
     });
     transport = new ServiceBusTransport({ connectionString: emulator.connectionString, acceptTimeoutMs: 3_000 });
@@ -221,8 +221,8 @@ describe('ServiceBusTransport (QueueTransport over @azure/service-bus) against t
     const session = (await transport.acceptNextSession('short', { maxWaitMs: 2_000 }))!;
     const [message] = await session.receive(1, 1_000);
     const firstExpiry = session.lockedUntil.getTime();
-    // Longer than the 3 s lock: the transport's renewal keeps it.
-    await new Promise((resolve) => setTimeout(resolve, 4_500));
+    // Longer than the 4 s lock: the transport's renewal (due 2 s before expiry) keeps it.
+    await new Promise((resolve) => setTimeout(resolve, 5_500));
     assert.ok(session.lockedUntil.getTime() > firstExpiry, 'the lock was renewed in the background');
     const renewed = await session.renewLock();
     assert.ok(renewed.getTime() >= session.lockedUntil.getTime() - 1);
@@ -235,8 +235,8 @@ describe('ServiceBusTransport (QueueTransport over @azure/service-bus) against t
     // The accept started here outlives this call and gets the session when the message arrives ...
     assert.equal(await transport.acceptNextSession('short', { maxWaitMs: 100 }), null);
     await transport.send('short', [{ sessionId: 'parked', body: 'x', messageId: 'parked-1' }]);
-    // ... then nobody takes it for longer than the 3 s lock.
-    await new Promise((resolve) => setTimeout(resolve, 4_500));
+    // ... then nobody takes it for longer than the 4 s lock.
+    await new Promise((resolve) => setTimeout(resolve, 5_500));
     const session = (await transport.acceptNextSession('short', { maxWaitMs: 5_000 }))!;
     assert.equal(session.sessionId, 'parked');
     const [message] = await session.receive(1, 1_000);
