@@ -29,6 +29,11 @@ export type ServiceBusTransportOptions = (
    * an accept still in flight outlives `close()` (the SDK cannot cancel it). Default `10000`.
    */
   readonly acceptTimeoutMs?: number;
+  /**
+   * Renew each open session's lock in the background (default `true`). With `false` only `renewLock()` renews it,
+   * as with the embedded queue; a caller that stops renewing then loses the session after the lock duration.
+   */
+  readonly renewLocks?: boolean;
 };
 
 type Settle = 'complete' | 'abandon' | 'deadLetter';
@@ -48,13 +53,16 @@ function plainProperties(
   return out;
 }
 
-/** The SDK's received message in the interface's shape: `deliveryCount` counts this delivery (1 on the first). */
-function toReceived(message: ServiceBusReceivedMessage): ReceivedMessage {
+/**
+ * The SDK's message in the interface's shape. A received message's `deliveryCount` counts this delivery (the SDK's
+ * count of earlier ones + 1); a peeked one shows the deliveries so far (0 before the first), as the embedded queue.
+ */
+function toReceived(message: ServiceBusReceivedMessage, peeked = false): ReceivedMessage {
   return {
     messageId: String(message.messageId ?? ''),
     sessionId: message.sessionId ?? '',
     body: message.body,
-    deliveryCount: (message.deliveryCount ?? 0) + 1,
+    deliveryCount: (message.deliveryCount ?? 0) + (peeked ? 0 : 1),
     sequenceNumber: message.sequenceNumber?.toNumber() ?? 0,
     enqueuedTimeUtc: message.enqueuedTimeUtc ?? new Date(0),
     applicationProperties: plainProperties(message.applicationProperties),
@@ -114,8 +122,10 @@ export class ServiceBusTransport implements QueueTransport {
   readonly #unclaimed = new Map<string, PendingAccept[]>();
   readonly #sessions = new Set<ServiceBusQueueSession>();
   #closed = false;
+  readonly #renewLocks: boolean;
 
   constructor(options: ServiceBusTransportOptions) {
+    this.#renewLocks = options.renewLocks ?? true;
     const clientOptions: ServiceBusClientOptions = {
       retryOptions: {
         timeoutInMs: options.retry?.timeoutMs ?? 60_000,
@@ -241,7 +251,7 @@ export class ServiceBusTransport implements QueueTransport {
           if (Date.now() >= deadline) return null;
           continue;
         }
-        const session = new ServiceBusQueueSession(outcome, queue, (s) => this.#sessions.delete(s));
+        const session = new ServiceBusQueueSession(outcome, queue, this.#renewLocks, (s) => this.#sessions.delete(s));
         this.#sessions.add(session);
         return session;
       }
@@ -281,7 +291,7 @@ export class ServiceBusTransport implements QueueTransport {
       while (found.length < maxMessages) {
         const page = await receiver.peekMessages(maxMessages - found.length);
         if (page.length === 0) break;
-        found.push(...page.map(toReceived));
+        found.push(...page.map((m) => toReceived(m, true)));
       }
       return found;
     } catch (error) {
@@ -371,14 +381,21 @@ class ServiceBusQueueSession implements QueueSession {
   readonly #receiver: ServiceBusSessionReceiver;
   readonly #queue: string;
   readonly #onClosed: (session: ServiceBusQueueSession) => void;
-  readonly #messages = new WeakMap<ReceivedMessage, ServiceBusReceivedMessage>();
+  readonly #messages = new Map<ReceivedMessage, ServiceBusReceivedMessage>();
+  readonly #renewInBackground: boolean;
   readonly #delayed: { message: ServiceBusReceivedMessage; until: number }[] = [];
   #renewTimer?: NodeJS.Timeout;
   #lockLost?: FerryError;
   #closing?: Promise<void>;
 
-  constructor(receiver: ServiceBusSessionReceiver, queue: string, onClosed: (s: ServiceBusQueueSession) => void) {
+  constructor(
+    receiver: ServiceBusSessionReceiver,
+    queue: string,
+    renewInBackground: boolean,
+    onClosed: (s: ServiceBusQueueSession) => void,
+  ) {
     this.#receiver = receiver;
+    this.#renewInBackground = renewInBackground;
     this.sessionId = receiver.sessionId;
     this.#queue = queue;
     this.#onClosed = onClosed;
@@ -391,6 +408,7 @@ class ServiceBusQueueSession implements QueueSession {
 
   #scheduleRenewal(): void {
     clearTimeout(this.#renewTimer);
+    if (!this.#renewInBackground) return;
     const remaining = this.#receiver.sessionLockedUntilUtc.getTime() - Date.now();
     const renewIn = Math.max(0, remaining - Math.min(remaining / 2, 10_000));
     this.#renewTimer = setTimeout(() => {
@@ -539,6 +557,13 @@ class ServiceBusQueueSession implements QueueSession {
           const { message } = this.#delayed.shift()!;
           await this.#receiver.abandonMessage(message).catch(() => {});
         }
+        // Unsettled messages go back counted, as an abandon: the same on every transport, so a message that keeps
+        // a receiver from settling it still reaches the max delivery count. (Service Bus itself would return them
+        // uncounted on close: "Message sessions", impact of delivery count.)
+        if (!this.#lockLost) {
+          for (const original of this.#messages.values()) await this.#receiver.abandonMessage(original).catch(() => {});
+        }
+        this.#messages.clear();
       } finally {
         clearTimeout(this.#renewTimer);
         await this.#receiver.close().catch(() => {});
