@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { CatalogTable, EmulatorCatalog } from './emulator-catalog.js';
 import { stableGuid } from './emulator-catalog.js';
+import { stringifyWithInt64 } from './int64-json.js';
 import { MetadataApi } from './metadata-api.js';
 import {
   isGuid,
@@ -106,8 +107,11 @@ export class WebApi {
     const method = request.method.toUpperCase();
     if (first.name === 'EntityDefinitions') {
       if (method !== 'GET') throw faults.methodNotAllowed(method, request.path);
+      const definitions = this.#metadata.entityDefinitions(segments, query);
       return {
-        ...json(200, this.#metadata.entityDefinitions(segments, query)),
+        ...json(200, definitions),
+        // Int64 limits go out with every digit, as the service writes them.
+        body: stringifyWithInt64(definitions),
         work: { kind: 'metadata', records: 1 },
       };
     }

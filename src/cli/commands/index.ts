@@ -4,6 +4,7 @@ import { demoCommand } from './demo.js';
 import { deploySynapseCommand } from './deploy-synapse.js';
 import { emulatorCommand } from './emulator.js';
 import { exportSynapseCommand } from './export-synapse.js';
+import { metadataDiffCommand } from './metadata-diff.js';
 import { metadataPullCommand } from './metadata-pull.js';
 import { rejectsCommand } from './rejects.js';
 import { replayCommand } from './replay.js';
@@ -24,6 +25,7 @@ export const COMMANDS: readonly Command[] = [
   backfillCommand,
   replayCommand,
   metadataPullCommand,
+  metadataDiffCommand,
   emulatorCommand,
   exportSynapseCommand,
   deploySynapseCommand,
