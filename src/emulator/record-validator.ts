@@ -1,3 +1,4 @@
+import { CLOSING_STATES } from './close-messages.js';
 import type { CatalogAttribute, CatalogTable, EmulatorCatalog, NavigationProperty } from './emulator-catalog.js';
 import { PRINCIPAL_SETS } from './emulator-catalog.js';
 import { int64AsNumber } from './int64-json.js';
@@ -354,6 +355,11 @@ export class RecordValidator {
       | number
       | undefined;
     if (state === undefined || state === null) return;
+    if (op !== 'create' && out.statecode !== undefined) {
+      // Won/Lost opportunities are reached only through WinOpportunity/LoseOpportunity (close-messages.ts).
+      const closing = CLOSING_STATES[table.logicalName]?.[out.statecode as number];
+      if (closing) throw faults.useCloseMessage(table.logicalName, closing.label);
+    }
     if (op === 'create' && out.statecode === undefined) out.statecode = state;
     if (out.statuscode === undefined || out.statuscode === null) {
       if (out.statecode !== undefined || op === 'create') {
