@@ -118,3 +118,12 @@ test('package-lock.json declares exactly what package.json declares, each packag
     assert.equal(lock.packages[`node_modules/${name}`]?.version, version, `${name} is locked at ${version}`);
   }
 });
+
+test('vendor SDKs are imported only from src/connectors and src/dialects', () => {
+  // Cloud and database client libraries; ajv (JSON Schema) and commander (CLI) are plain libraries.
+  const vendor = /^(?:@azure\/|@duckdb\/|better-sqlite3$|mssql$|rhea$)/;
+  const outside = uses
+    .filter((u) => u.file.startsWith('src/') && !/^src\/(?:connectors|dialects)\//.test(u.file) && vendor.test(u.pkg))
+    .map((u) => `${u.file} imports \`${u.pkg}\``);
+  assert.deepEqual(outside, [], 'move the code that talks to the vendor SDK into src/connectors (or src/dialects)');
+});
