@@ -155,6 +155,30 @@ describe('metadata diff', () => {
     assert.equal(clean.code, 0, clean.stderr);
     assert.equal(clean.stdout, 'account: no drift\ncontact: no drift\n');
 
+    // `ferry metadata pull` of unchanged tables writes the committed files byte for byte.
+    const out = await mkdtemp(path.join(os.tmpdir(), 'ferry-pull-cli-'));
+    try {
+      const pulled = await ferry([
+        'metadata',
+        'pull',
+        '--dataverse',
+        same.url,
+        '--table',
+        'contact,opportunity',
+        '--out',
+        out,
+      ]);
+      assert.equal(pulled.code, 0, pulled.stderr);
+      for (const t of ['contact', 'opportunity']) {
+        assert.equal(
+          await readFile(path.join(out, `${t}.json`), 'utf8'),
+          await readFile(path.join(FIXTURES, `${t}.json`), 'utf8'),
+        );
+      }
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+
     const one = await ferry(['metadata', 'diff', '--dataverse', live.url, '--table', 'account']);
     assert.equal(one.code, 1, one.stderr);
     assert.match(one.stdout, /^account: column name MaxLength: 160 → 200$/m);
