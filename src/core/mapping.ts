@@ -452,10 +452,10 @@ function planRule(
     }
     case 'BigIntType': {
       const a = as('BigIntType');
-      // Int64 limits arrive as JS numbers (2^63-1 rounds up to 2^63): clamp to the real Int64 range.
-      const clamp = (v: number | undefined, d: bigint) => {
+      // Snapshots read Int64 limits exactly (bigint); a hand-written number may still round: clamp to Int64.
+      const clamp = (v: number | bigint | undefined, d: bigint) => {
         if (v === undefined) return d;
-        const b = BigInt(Math.trunc(v));
+        const b = typeof v === 'bigint' ? v : BigInt(Math.trunc(v));
         return b < INT64.min ? INT64.min : b > INT64.max ? INT64.max : b;
       };
       return { rule: 'integer', min: String(clamp(a.MinValue, INT64.min)), max: String(clamp(a.MaxValue, INT64.max)) };

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { FerryError } from '../core/errors.js';
+import { parseKeepingInt64 } from './int64-json.js';
 
 /** One attribute as the snapshot describes it (a simplified AttributeMetadata). */
 export interface CatalogAttribute {
@@ -13,8 +14,9 @@ export interface CatalogAttribute {
   readonly IsValidForCreate?: boolean;
   readonly IsValidForUpdate?: boolean;
   readonly MaxLength?: number;
-  readonly MinValue?: number;
-  readonly MaxValue?: number;
+  /** A marked string (`int64-json.ts`) when an Int64 limit does not fit a double exactly. */
+  readonly MinValue?: number | string;
+  readonly MaxValue?: number | string;
   readonly Precision?: number;
   readonly DateTimeBehavior?: { readonly Value: string };
   readonly Format?: string;
@@ -151,7 +153,7 @@ export class EmulatorCatalog {
       const full = path.join(dir, file);
       let parsed: unknown;
       try {
-        parsed = stripNotes(JSON.parse(await readFile(full, 'utf8')));
+        parsed = stripNotes(parseKeepingInt64(await readFile(full, 'utf8')));
       } catch (error) {
         throw new FerryError(
           'emulator.metadata-invalid',

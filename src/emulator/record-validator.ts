@@ -1,5 +1,7 @@
+import { CLOSING_STATES } from './close-messages.js';
 import type { CatalogAttribute, CatalogTable, EmulatorCatalog, NavigationProperty } from './emulator-catalog.js';
 import { PRINCIPAL_SETS } from './emulator-catalog.js';
+import { int64AsNumber } from './int64-json.js';
 import { isGuid, type KeyPredicate, ODataSyntaxError, parseODataPath, serviceRelativePath } from './odata-path.js';
 import { faults, ServiceFault } from './service-fault.js';
 import type { EmulatorStore, StoredRow } from './store.js';
@@ -311,8 +313,8 @@ export class RecordValidator {
 
   #range(table: CatalogTable, attribute: CatalogAttribute, type: string, value: number): void {
     const defaults = DEFAULT_RANGES[type] ?? INT32;
-    const min = attribute.MinValue ?? defaults.min;
-    const max = attribute.MaxValue ?? defaults.max;
+    const min = Number(int64AsNumber(attribute.MinValue ?? defaults.min));
+    const max = Number(int64AsNumber(attribute.MaxValue ?? defaults.max));
     if (value < min || value > max) throw faults.outOfRange(value, attribute.LogicalName, table.logicalName, min, max);
   }
 
@@ -353,6 +355,11 @@ export class RecordValidator {
       | number
       | undefined;
     if (state === undefined || state === null) return;
+    if (op !== 'create' && out.statecode !== undefined) {
+      // Won/Lost opportunities are reached only through WinOpportunity/LoseOpportunity (close-messages.ts).
+      const closing = CLOSING_STATES[table.logicalName]?.[out.statecode as number];
+      if (closing) throw faults.useCloseMessage(table.logicalName, closing.label);
+    }
     if (op === 'create' && out.statecode === undefined) out.statecode = state;
     if (out.statuscode === undefined || out.statuscode === null) {
       if (out.statecode !== undefined || op === 'create') {

@@ -108,6 +108,13 @@ export const faults = {
       '0x80044331',
       `A validation error occurred. The date-time value ${String(value)} of '${attribute}' on record of type '${table}' is before 1/1/1753 12:00:00 AM, the minimum allowed.`,
     ),
+  /** `CannotUseOpportunitySetStateMessage` in the service's error-code list; `{0}`/`{1}` as the service fills them. */
+  useCloseMessage: (table: string, label: string) =>
+    new ServiceFault(
+      400,
+      '0x80100005',
+      `This message can not be used to set the state of ${table} to ${label}. In order to set state of ${table} to ${label}, use the ${label} message instead.`,
+    ),
   invalidStatus: (status: number, state: number, table: string) =>
     new ServiceFault(
       400,

@@ -1,9 +1,26 @@
-import { loadMetadata, type TableMetadata } from '../connectors/dataverse/metadata-snapshot.js';
-import type { Lake } from '../connectors/lake/lake.js';
-import { lakeJoin } from '../connectors/lake/lake.js';
-import { folderNameFor, timestampFolder } from '../connectors/synapse-link/timestamp-folder.js';
+import { FerryError } from '../core/errors.js';
 import type { StateStore } from '../core/state-store.js';
+import { type CatalogTableSnapshot, EmulatorCatalog } from './emulator-catalog.js';
 import type { EmulatorStore, JournalEntry } from './store.js';
+
+/**
+ * Where the export writes: the part of a data lake it needs (a `Lake` of `src/connectors/lake` fits). Declared here
+ * so the emulator shares no code with the Synapse Link reader it is there to test.
+ */
+export interface ExportLake {
+  list(prefix: string): Promise<ReadonlyArray<{ readonly path: string; readonly isDirectory: boolean }>>;
+  stat(path: string): Promise<unknown>;
+  readText(path: string): Promise<string>;
+  write(path: string, data: string): Promise<void>;
+}
+
+/**
+ * The two folder-name forms of Synapse Link's timestamp folders: `observed` is what exports in the field are named
+ * (`2024-01-01T10.15.00Z`, colons replaced by dots, whole seconds); `documented` is the form the documentation gives,
+ * `yyyy-MM-dd'T'HH:mm:ss.SSSz` (`2024-01-01T10:15:00.000Z`). A reader must take both.
+ * https://learn.microsoft.com/power-apps/maker/data-platform/azure-synapse-link-incremental-updates
+ */
+export type FolderNameForm = 'observed' | 'documented';
 
 /** Options of {@link exportSynapseLink}. */
 export interface SynapseLinkExportOptions {
@@ -15,6 +32,8 @@ export interface SynapseLinkExportOptions {
   readonly metadataDir?: string;
   /** Where the last exported journal position is kept; without it, `Changelog/ferry-export.json` in the lake. */
   readonly state?: StateStore;
+  /** How timestamp folders are named. Default `observed`. */
+  readonly folderNameForm?: FolderNameForm;
 }
 
 /** What one export wrote. */
@@ -26,6 +45,8 @@ export interface SynapseLinkExportResult {
   /** Journal position the export reached. */
   readonly seq: number;
 }
+
+type Snapshot = CatalogTableSnapshot;
 
 interface Column {
   readonly name: string;
@@ -43,25 +64,29 @@ const SYSTEM = new Set(['versionnumber', 'createdon', 'modifiedon']);
 
 /**
  * Writes what Azure Synapse Link for Dataverse (incremental update folders, append-only CSV) would export for the
- * emulator's changes since the last export: a new `<yyyy-MM-ddTHH.mm.ssZ>/` folder with headerless per-table CSVs
+ * emulator's changes since the last export: a new timestamp folder (`FolderNameForm`) with headerless per-table CSVs
  * (`Id, SinkCreatedOn, SinkModifiedOn, ...attributes..., versionnumber, createdon, modifiedon, IsDelete`), its
  * `model.json` (written last, as Synapse Link finalises a folder), `OptionsetMetadata/*.csv` from the metadata
  * snapshots, `Changelog/changelog.info` naming the folder in progress, and the root `model.json`.
  */
 export async function exportSynapseLink(
   store: EmulatorStore,
-  lake: Lake,
+  lake: ExportLake,
   folder: string,
   options: SynapseLinkExportOptions = {},
 ): Promise<SynapseLinkExportResult> {
   const now = options.now ?? new Date();
-  const metadataDir = options.metadataDir ?? 'fixtures/metadata';
-  const metas = new Map<string, TableMetadata>();
+  const form = options.folderNameForm ?? 'observed';
+  const catalog = await EmulatorCatalog.load(options.metadataDir ?? 'fixtures/metadata');
+  const metas = new Map<string, Snapshot>();
   for (const table of options.tables ?? store.tables()) {
-    try {
-      metas.set(table, await loadMetadata(metadataDir, table));
-    } catch (error) {
-      if (options.tables) throw error;
+    const snapshot = catalog.byLogicalName(table)?.snapshot;
+    if (snapshot) metas.set(table, snapshot);
+    else if (options.tables) {
+      throw new FerryError(
+        'emulator.export-table',
+        `No metadata snapshot for table \`${table}\` in \`${options.metadataDir ?? 'fixtures/metadata'}\`; add \`${table}.json\` or leave the table out.`,
+      );
     }
   }
   const afterSeq = await lastSeq(lake, folder, options.state);
@@ -74,9 +99,9 @@ export async function exportSynapseLink(
     return { folder: null, rows: {}, seq };
   }
 
-  const name = await freshFolderName(lake, folder, now);
+  const name = await freshFolderName(lake, folder, now, form);
   // Like Synapse Link: the folder is named in changelog.info while it is written and gets its model.json last.
-  await lake.write(lakeJoin(folder, 'Changelog', 'changelog.info'), name);
+  await lake.write(join(folder, 'Changelog', 'changelog.info'), name);
   const sink = usDateTime(now);
   const byFile = new Map<string, string[]>();
   const rows: Record<string, number> = {};
@@ -84,7 +109,7 @@ export async function exportSynapseLink(
     const cols = columns.get(entry.table)!;
     const createdOn = createdOnOf(store, entry);
     const line = cols.map((c) => formatValue(c, entry, createdOn, sink)).join(',');
-    const file = lakeJoin(folder, name, entry.table, `${createdOn.slice(0, 4)}.csv`);
+    const file = join(folder, name, entry.table, `${createdOn.slice(0, 4)}.csv`);
     const list = byFile.get(file) ?? [];
     list.push(line);
     byFile.set(file, list);
@@ -93,23 +118,23 @@ export async function exportSynapseLink(
   for (const [file, lines] of byFile) await lake.write(file, `${lines.join('\n')}\n`);
   // The same option-set files go into the new folder and the root.
   const optionSets = optionSetFiles([...metas.values()]);
-  for (const dir of [lakeJoin(folder, name, 'OptionsetMetadata'), lakeJoin(folder, 'OptionsetMetadata')]) {
-    for (const [file, text] of optionSets) await lake.write(lakeJoin(dir, file), text);
+  for (const dir of [join(folder, name, 'OptionsetMetadata'), join(folder, 'OptionsetMetadata')]) {
+    for (const [file, text] of optionSets) await lake.write(join(dir, file), text);
   }
   const model = modelJson(metas, columns, new Set(Object.keys(rows)), sink);
-  await lake.write(lakeJoin(folder, name, 'model.json'), model);
-  await lake.write(lakeJoin(folder, 'model.json'), modelJson(metas, columns, new Set(metas.keys()), sink));
+  await lake.write(join(folder, name, 'model.json'), model);
+  await lake.write(join(folder, 'model.json'), modelJson(metas, columns, new Set(metas.keys()), sink));
   // The next folder is the one in progress now; it does not exist yet, and readers stop before it.
   await lake.write(
-    lakeJoin(folder, 'Changelog', 'changelog.info'),
-    folderNameFor(new Date(now.getTime() + 15 * 60_000)),
+    join(folder, 'Changelog', 'changelog.info'),
+    folderName(new Date(now.getTime() + 15 * 60_000), form),
   );
   await saveSeq(lake, folder, options.state, seq);
   return { folder: name, rows, seq };
 }
 
 /** CDM columns of a table in Synapse Link order: Id, Sink columns, attributes, then the system block. */
-function columnsOf(meta: TableMetadata): Column[] {
+function columnsOf(meta: Snapshot): Column[] {
   const out: Column[] = [
     { name: 'Id', dataType: 'guid', from: '$id' },
     { name: 'SinkCreatedOn', dataType: 'dateTime', from: '$sink' },
@@ -231,7 +256,7 @@ function usDateTime(d: Date): string {
 }
 
 function modelJson(
-  metas: Map<string, TableMetadata>,
+  metas: Map<string, Snapshot>,
   columns: Map<string, Column[]>,
   withData: Set<string>,
   sink: string,
@@ -269,7 +294,7 @@ function modelJson(
 }
 
 /** The `OptionsetMetadata/*.csv` files of the tables, as [file name, text] pairs. */
-function optionSetFiles(metas: readonly TableMetadata[]): Array<[string, string]> {
+function optionSetFiles(metas: readonly Snapshot[]): Array<[string, string]> {
   const q = (s: string) => `"${s.replaceAll('"', '""')}"`;
   const optionSet: string[] = [];
   const global: string[] = [];
@@ -285,23 +310,24 @@ function optionSetFiles(metas: readonly TableMetadata[]): Array<[string, string]
           OptionSet?: {
             Name?: string;
             IsGlobal?: boolean;
-            Options: Array<{ Value: number; Label: string; State?: number }>;
+            Options: Array<{ Value: number; Label: unknown; State?: number }>;
           };
         }
       ).OptionSet;
       if (set && (type === 'PicklistType' || type === 'MultiSelectPicklistType')) {
         for (const o of set.Options) {
-          optionSet.push([t, a.LogicalName, o.Value, 'False', 1033, q(o.Label)].join(','));
+          optionSet.push([t, a.LogicalName, o.Value, 'False', 1033, q(String(o.Label))].join(','));
           if (set.IsGlobal && set.Name)
-            global.push([a.LogicalName, o.Value, 'False', 1033, q(o.Label), set.Name, t].join(','));
+            global.push([a.LogicalName, o.Value, 'False', 1033, q(String(o.Label)), set.Name, t].join(','));
         }
       }
       if (set && type === 'StateType')
-        for (const o of set.Options) states.push([t, o.Value, 'False', 1033, q(o.Label)].join(','));
+        for (const o of set.Options) states.push([t, o.Value, 'False', 1033, q(String(o.Label))].join(','));
       if (set && type === 'StatusType')
-        for (const o of set.Options) statuses.push([t, o.State ?? '', o.Value, 'False', 1033, q(o.Label)].join(','));
+        for (const o of set.Options)
+          statuses.push([t, o.State ?? '', o.Value, 'False', 1033, q(String(o.Label))].join(','));
     }
-    for (const r of m.ManyToOneRelationships)
+    for (const r of m.ManyToOneRelationships ?? [])
       targets.push([t, r.ReferencingAttribute, r.ReferencedEntity, r.ReferencedAttribute].join(','));
   }
   const body = (lines: string[]) => (lines.length ? `${lines.join('\n')}\n` : '');
@@ -315,26 +341,48 @@ function optionSetFiles(metas: readonly TableMetadata[]): Array<[string, string]
 }
 
 // Folder names have whole seconds; two exports in one second (tests, demos) move on to the next free second.
-async function freshFolderName(lake: Lake, folder: string, now: Date): Promise<string> {
+async function freshFolderName(lake: ExportLake, folder: string, now: Date, form: FolderNameForm): Promise<string> {
   const existing = (await lake.list(folder))
     .filter((e) => e.isDirectory)
-    .map((e) => timestampFolder(e.path.split('/').at(-1)!))
-    .filter(Boolean) as string[];
-  const latest = existing.sort().at(-1);
+    .map((e) => folderTime(e.path.split('/').at(-1)!))
+    .filter((t): t is number => t !== undefined);
+  const latest = existing.length ? Math.max(...existing) : undefined;
   let t = Math.floor(now.getTime() / 1000) * 1000;
-  if (latest && Date.parse(latest) >= t) t = Date.parse(latest) + 1000;
-  return folderNameFor(new Date(t));
+  if (latest !== undefined && latest >= t) t = latest + 1000;
+  return folderName(new Date(t), form);
 }
 
-async function lastSeq(lake: Lake, folder: string, state: StateStore | undefined): Promise<number> {
+/** `2024-01-01T10.15.00Z` (observed) or `2024-01-01T10:15:00.000Z` (documented). */
+function folderName(time: Date, form: FolderNameForm): string {
+  const iso = time.toISOString();
+  return form === 'documented' ? iso : `${iso.slice(0, 19).replaceAll(':', '.')}Z`;
+}
+
+/** The time of a folder this export wrote in either form, or undefined for other folders. */
+function folderTime(name: string): number | undefined {
+  const m = /^(\d{4}-\d{2}-\d{2})T(\d{2})[.:](\d{2})[.:](\d{2})(\.\d{3})?Z$/.exec(name);
+  if (!m) return undefined;
+  const t = Date.parse(`${m[1]}T${m[2]}:${m[3]}:${m[4]}${m[5] ?? ''}Z`);
+  return Number.isNaN(t) ? undefined : t;
+}
+
+/** Lake paths use `/`; empty segments are dropped. */
+function join(...parts: string[]): string {
+  return parts
+    .flatMap((p) => p.split('/'))
+    .filter((p) => p !== '' && p !== '.')
+    .join('/');
+}
+
+async function lastSeq(lake: ExportLake, folder: string, state: StateStore | undefined): Promise<number> {
   const fromState = state?.getValue(STATE_NAMESPACE, folder);
   if (fromState) return Number(fromState);
-  const marker = lakeJoin(folder, 'Changelog', 'ferry-export.json');
+  const marker = join(folder, 'Changelog', 'ferry-export.json');
   if (!(await lake.stat(marker))) return 0;
   return Number((JSON.parse(await lake.readText(marker)) as { seq?: number }).seq ?? 0);
 }
 
-async function saveSeq(lake: Lake, folder: string, state: StateStore | undefined, seq: number): Promise<void> {
+async function saveSeq(lake: ExportLake, folder: string, state: StateStore | undefined, seq: number): Promise<void> {
   state?.setValue(STATE_NAMESPACE, folder, String(seq));
-  await lake.write(lakeJoin(folder, 'Changelog', 'ferry-export.json'), `${JSON.stringify({ seq })}\n`);
+  await lake.write(join(folder, 'Changelog', 'ferry-export.json'), `${JSON.stringify({ seq })}\n`);
 }

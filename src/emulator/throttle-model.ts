@@ -47,7 +47,7 @@ const COSTS = {
 
 /**
  * Named profiles. The limits are the documented defaults; the costs are assumptions chosen to match the published
- * benchmark THROUGHPUT.md cites (batches of 100 creates in ~7.5 s, i.e. ~75 ms per record): `default` is a production
+ * benchmark cited in src/emulator/README.md (PPDS; taken here as ~75 ms per created record): `default` is a production
  * environment with two web servers, `trial` has one server, `heavy-plugins` adds 150 ms of synchronous plug-in time
  * per written record.
  */
@@ -81,7 +81,7 @@ export interface Workload {
   readonly timeScale?: number;
 }
 
-/** Service time in ms of one request of `records` records (THROUGHPUT.md: `t(b) = t0 + b·c`). */
+/** Service time in ms of one request of `records` records: `t(b) = t0 + b·c`. */
 export function serverTimeMs(
   profile: ThrottleProfile,
   kind: WorkKind,
@@ -96,7 +96,7 @@ export function serverTimeMs(
 }
 
 /**
- * The best sustainable records/s a profile's limits allow for a workload (THROUGHPUT.md), in wall-clock seconds of
+ * The best sustainable records/s a profile's limits allow for a workload (src/emulator/README.md, Ceiling), in wall-clock seconds of
  * an emulator running at `workload.timeScale`:
  * `servers · min(E/W · b/t(b), R/W · b, C · b/t(b)) · timeScale` with `t(b) = t0 + b·c` in seconds, `E` the execution
  * seconds, `R` the requests and `C` the concurrent requests allowed per window `W`.

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import { CLOSE_ACTIONS } from './close-messages.js';
 import type { CatalogTable, EmulatorCatalog } from './emulator-catalog.js';
 import { stableGuid } from './emulator-catalog.js';
+import { stringifyWithInt64 } from './int64-json.js';
 import { MetadataApi } from './metadata-api.js';
 import {
   isGuid,
@@ -106,8 +108,11 @@ export class WebApi {
     const method = request.method.toUpperCase();
     if (first.name === 'EntityDefinitions') {
       if (method !== 'GET') throw faults.methodNotAllowed(method, request.path);
+      const definitions = this.#metadata.entityDefinitions(segments, query);
       return {
-        ...json(200, this.#metadata.entityDefinitions(segments, query)),
+        ...json(200, definitions),
+        // Int64 limits go out with every digit, as the service writes them.
+        body: stringifyWithInt64(definitions),
         work: { kind: 'metadata', records: 1 },
       };
     }
@@ -118,6 +123,10 @@ export class WebApi {
       });
     }
     if (first.name === 'sdkmessagefilters') return json(200, this.#metadata.messageFilters(query));
+    if (segments.length === 1 && !first.key && Object.hasOwn(CLOSE_ACTIONS, first.name)) {
+      if (method !== 'POST') throw faults.methodNotAllowed(method, request.path);
+      return this.#close(first.name, request);
+    }
     const table = this.#catalog.byEntitySet(first.name);
     if (!table) throw faults.notFoundSegment(first.name);
 
@@ -451,6 +460,49 @@ export class WebApi {
       };
     }
     return { status: 204, headers: {}, body: '', work: { kind, records: targets.length, bulk: true } };
+  }
+
+  /**
+   * `WinOpportunity` / `LoseOpportunity`: `{ OpportunityClose: { "opportunityid@odata.bind": "/opportunities(...)",
+   * ... }, Status }` closes an open opportunity with a status of the Won/Lost state. Answers 204 (no return value).
+   */
+  #close(action: string, request: ApiRequest): ApiResponse {
+    const rule = CLOSE_ACTIONS[action]!;
+    const table = this.#catalog.byLogicalName(rule.table);
+    if (!table) throw faults.notFoundSegment(action);
+    const bad = (what: string) => faults.payload(table.entitySetName, `Microsoft.OData.ODataException: ${what}`);
+    const body = parseBody(table, request.body);
+    const activity = body[rule.parameter];
+    if (!activity || typeof activity !== 'object' || Array.isArray(activity)) {
+      throw bad(`The parameter '${rule.parameter}' of '${action}' is missing; send the ${rule.activity} activity.`);
+    }
+    const close = activity as Record<string, unknown>;
+    const type = close['@odata.type'];
+    if (type !== undefined && String(type).replace(/^#/, '') !== `Microsoft.Dynamics.CRM.${rule.activity}`) {
+      throw bad(`'${rule.parameter}' must be a Microsoft.Dynamics.CRM.${rule.activity}; got ${JSON.stringify(type)}.`);
+    }
+    const status = body.Status;
+    if (typeof status !== 'number' || !Number.isInteger(status)) {
+      throw bad(`The parameter 'Status' of '${action}' is missing or not an Edm.Int32.`);
+    }
+    const ref = close[`${table.primaryId}@odata.bind`];
+    if (typeof ref !== 'string') {
+      throw bad(`The ${rule.activity} activity needs '${table.primaryId}@odata.bind' naming the ${table.logicalName}.`);
+    }
+    const segments = parseODataPath(serviceRelativePath(ref));
+    if (segments.length !== 1 || !segments[0].key || segments[0].name !== table.entitySetName) {
+      throw bad(
+        `The '${table.primaryId}@odata.bind' value '${ref}' does not address a '${table.entitySetName}' record.`,
+      );
+    }
+    const id = this.#validator.mustLocate(table, segments[0].key);
+    const existing = this.#store.get(table.logicalName, id)!;
+    const state = existing.attributes.statecode ?? 0;
+    if (state !== 0) throw new ServiceFault(400, '0x80040203', `The ${table.logicalName} is already closed.`);
+    const option = table.attributes.get('statuscode')?.OptionSet?.Options?.find((o) => o.Value === status);
+    if (!option || option.State !== rule.state) throw faults.invalidStatus(status, rule.state, table.logicalName);
+    this.#store.put(table.logicalName, id, { ...existing.attributes, statecode: rule.state, statuscode: status });
+    return { status: 204, headers: {}, body: '', work: { kind: 'update', records: 1 } };
   }
 
   /** How an UpsertMultiple target names its row: `@odata.id`, else the primary id, else a full alternate key in the body. */

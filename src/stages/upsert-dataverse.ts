@@ -6,8 +6,14 @@ import {
   type WriteRow,
   type WriterTable,
 } from '../connectors/dataverse/bulk-writer.js';
+import { CLOSE_MESSAGES, closeRecords, type PendingClose, splitClose } from '../connectors/dataverse/close-records.js';
 import { type BypassOptions, DataverseClient } from '../connectors/dataverse/dataverse-client.js';
-import { loadMetadata, supportsBulk } from '../connectors/dataverse/metadata-snapshot.js';
+import {
+  findAttribute,
+  loadMetadata,
+  type StateAttribute,
+  supportsBulk,
+} from '../connectors/dataverse/metadata-snapshot.js';
 import { FerryError, UsageError } from '../core/errors.js';
 import type { StageSpec } from '../core/pipeline.js';
 import type { StageContext, StageImpl } from '../core/stage.js';
@@ -117,8 +123,12 @@ export const upsertDataverseStage: StageImpl<UpsertDataverseSpec> = {
       onRejected: (rejects) => ctx.reject(rejects),
     };
     const writer = new BulkWriter(options);
-    const result = await writer.write(convertedRows(ctx));
+    // Rows to close (Won/Lost opportunities) are upserted open first, then closed through their message.
+    const closes: PendingClose[] = [];
+    const rows = CLOSE_MESSAGES[spec.table] ? openRows(convertedRows(ctx), spec.table, closes) : convertedRows(ctx);
+    const result = await writer.write(rows);
     Object.assign(ctx.metrics, result.metrics);
+    if (closes.length > 0) await closeUpserted(ctx, client, table, closes, accepted);
     await recordUpserted(ctx, accepted);
     ctx.log.info(`Upserted ${result.upserted} and rejected ${result.rejected} rows of \`${spec.table}\``, {
       mode: result.mode,
@@ -142,6 +152,52 @@ async function* convertedRows(ctx: StageContext): AsyncGenerator<WriteRow[]> {
       rowNumber: r.__row_number === null ? null : Number(r.__row_number),
     }));
   }
+}
+
+/** Passes rows through, taking the state columns off rows that must be closed by a message (`closes` collects them). */
+async function* openRows(
+  source: AsyncGenerator<WriteRow[]>,
+  table: string,
+  closes: PendingClose[],
+): AsyncGenerator<WriteRow[]> {
+  for await (const chunk of source) {
+    yield chunk.map((row) => {
+      const split = splitClose(table, row);
+      if (!split) return row;
+      closes.push(split.close);
+      return split.open;
+    });
+  }
+}
+
+/**
+ * Closes the rows that were upserted open. A row the service refuses to close is rejected (and no longer counted
+ * as upserted), so its version is not recorded as applied and the next run or a replay sends it again.
+ */
+async function closeUpserted(
+  ctx: StageContext,
+  client: DataverseClient,
+  table: WriterTable,
+  closes: readonly PendingClose[],
+  accepted: Array<bigint | number>,
+): Promise<void> {
+  const upserted = new Set(accepted.map((id) => String(id)));
+  const snapshot = await loadMetadata(ctx.config.metadata, table.logicalName);
+  const state = findAttribute(snapshot, 'statecode') as StateAttribute | undefined;
+  const defaultStatus = new Map<number, number>();
+  for (const o of state?.OptionSet.Options ?? [])
+    if (o.DefaultStatus !== undefined) defaultStatus.set(o.Value, o.DefaultStatus);
+  const result = await closeRecords(
+    closes.filter((c) => upserted.has(String(c.row.rowId))),
+    { client, table, defaultStatus, log: ctx.log },
+  );
+  if (result.rejects.length === 0) return;
+  const refused = new Set(result.rejects.map((r) => String(r.row.rowId)));
+  let kept = 0;
+  for (const id of accepted) if (!refused.has(String(id))) accepted[kept++] = id;
+  accepted.length = kept;
+  ctx.counts.upserted -= refused.size;
+  ctx.reject(result.rejects.map((r) => r.reject));
 }
 
 /** Writes the accepted `__row_id`s into `upserted` (read by the conversion stage's commit hook). */

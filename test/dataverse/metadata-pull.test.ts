@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DataverseClient } from '../../src/connectors/dataverse/dataverse-client.js';
 import { pullMetadata, writeSnapshot } from '../../src/connectors/dataverse/metadata-pull.js';
-import { loadMetadata } from '../../src/connectors/dataverse/metadata-snapshot.js';
+import { loadMetadata, snapshotText } from '../../src/connectors/dataverse/metadata-snapshot.js';
+import { parseExactJson } from '../../src/core/exact-json.js';
 import type { RunningEmulator } from '../../src/emulator/server.js';
 import { emulator, FIXTURES, metadataCopy } from './helpers.js';
 
@@ -46,6 +47,26 @@ describe('metadata pull', () => {
     });
   }
 
+  it('writes every committed snapshot back byte for byte when nothing changed (key order, exact Int64 limits)', async () => {
+    const out = await mkdtemp(path.join(os.tmpdir(), 'ferry-pull-bytes-'));
+    try {
+      for (const name of (await readdir(FIXTURES)).filter((n) => n.endsWith('.json'))) {
+        const table = name.slice(0, -'.json'.length);
+        const file = await writeSnapshot(out, await pullMetadata(client, table));
+        assert.equal(await readFile(file, 'utf8'), await readFile(path.join(FIXTURES, name), 'utf8'), name);
+      }
+      const contact = await pullMetadata(client, 'contact');
+      const big = contact.Attributes.find((a) => a.AttributeTypeName.Value === 'BigIntType') as unknown as {
+        MinValue: bigint;
+        MaxValue: bigint;
+      };
+      assert.equal(big.MinValue, -9223372036854775808n);
+      assert.equal(big.MaxValue, 9223372036854775807n);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  });
+
   it('reads type-specific properties through casts: option sets, status→state, booleans, lookups, limits', async () => {
     const pulled = await pullMetadata(client, 'account');
     const byName = new Map(pulled.Attributes.map((a) => [a.LogicalName, a as unknown as Record<string, unknown>]));
@@ -71,7 +92,8 @@ describe('metadata pull', () => {
       assert.equal(pulled.SupportsBulk, false);
       const file = await writeSnapshot(out, pulled);
       assert.equal(file, path.join(out, 'contact.json'));
-      assert.deepEqual(JSON.parse(await readFile(file, 'utf8')), JSON.parse(JSON.stringify(pulled)));
+      assert.equal(await readFile(file, 'utf8'), snapshotText(pulled));
+      assert.equal((parseExactJson(await readFile(file, 'utf8')) as { SupportsBulk?: boolean }).SupportsBulk, false);
       assert.equal((await loadMetadata(out, 'contact')).EntitySetName, 'contacts');
     } finally {
       await emu2.close();

@@ -4,7 +4,7 @@ import { buildBatch, parseBatchResponse } from '../../src/connectors/dataverse/o
 
 const crlf = (text: string) => text.replaceAll('\n', '\r\n');
 
-// TV9 request, verbatim from shared/reference/dataverse-web-api.md (CRLF on the wire).
+// TV9 request, verbatim from the example of learn.microsoft.com/power-apps/developer/data-platform/webapi/execute-batch-operations-using-web-api (CRLF on the wire).
 const TV9_REQUEST = crlf(`--batch_22975cad-7f57-410d-be15-6363209367ea
 Content-Type: multipart/mixed; boundary="changeset_246e6bfe-89a4-4c77-b293-7a433f082e8a"
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { batchBody, type Harness, httpRequest, responseParts, startHarness } from './emulator-harness.js';
 
-// Every documented test vector of shared/reference/dataverse-web-api.md §14, over real HTTP.
+// Every documented test vector TV1–TV18 (the request/response examples of the pages listed in src/emulator/README.md), over real HTTP.
 
 const ACCOUNT1 = '00000000-0000-0000-0000-000000000001';
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

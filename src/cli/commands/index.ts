@@ -6,6 +6,7 @@ import { emulatorCommand } from './emulator.js';
 import { emulatorServiceBusCommand } from './emulator-service-bus.js';
 import { exportSynapseCommand } from './export-synapse.js';
 import { listenCommand } from './listen.js';
+import { metadataDiffCommand } from './metadata-diff.js';
 import { metadataPullCommand } from './metadata-pull.js';
 import { queueDeadLettersCommand, queuePeekCommand, queueSendCommand } from './queue.js';
 import { rejectsCommand } from './rejects.js';
@@ -28,6 +29,7 @@ export const COMMANDS: readonly Command[] = [
   backfillCommand,
   replayCommand,
   metadataPullCommand,
+  metadataDiffCommand,
   emulatorCommand,
   emulatorServiceBusCommand,
   exportSynapseCommand,

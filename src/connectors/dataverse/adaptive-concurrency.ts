@@ -13,7 +13,8 @@ export interface AdaptiveConcurrencyOptions {
   readonly timeoutMs?: number;
   /**
    * Server-seconds the execution-time limit allows per wall-second per web server: 1,200 s per 300 s window = `4`
-   * (reference §4.1, THROUGHPUT.md). Replaced by the limit a 429 states when it states a lower one.
+   * (reference §4.1: learn.microsoft.com/power-apps/developer/data-platform/api-limits). Replaced by the limit a 429
+   * states when it states a lower one.
    */
   readonly executionBudgetPerSec?: number;
   /**
@@ -124,7 +125,7 @@ export function executionUsageFor(serviceUrl: string): ExecutionUsage {
 /**
  * Decides how many requests run at once, how many rows each carries and when each may start, from what the service
  * says and how long requests take. Under the service-protection limits throughput is bounded by the execution-time
- * budget (THROUGHPUT.md: 4 server-seconds per second per web server, over a sliding 300 s window), so the controller
+ * budget (4 server-seconds per second per web server, over a sliding 300 s window: src/connectors/dataverse/README.md), so the controller
  * books every request's server time on its own copy of that window and starts a request only when, at its end, the
  * window will hold at most `headroom` of the budget of the servers it believes it reaches. This is the service's own
  * rule, so an unused window (the start of a run, or after a lull) is spent at once and a lowered limit is waited out

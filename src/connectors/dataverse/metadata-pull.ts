@@ -1,8 +1,9 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { FerryError } from '../../core/errors.js';
+import { parseExactJson, stringifyExactJson } from '../../core/exact-json.js';
 import type { DataverseClient } from './dataverse-client.js';
-import { parseMetadata, type TableMetadata } from './metadata-snapshot.js';
+import { parseMetadata, snapshotText, type TableMetadata } from './metadata-snapshot.js';
 
 /** Type-specific attribute properties and the cast that returns them (reference §7: no cast to EnumAttributeMetadata). */
 const CASTS: ReadonlyArray<{ cast: string; types: readonly string[]; select: readonly string[]; expand?: string }> = [
@@ -99,14 +100,17 @@ export async function pullMetadata(client: DataverseClient, logicalName: string)
     );
   }
   const entity = `EntityDefinitions(LogicalName='${logicalName}')`;
-  const table = await client.getJson<Json>(
+  // Int64 limits (BigInt MinValue/MaxValue) need every digit: read the bodies with the exact JSON reader.
+  const getJson = async <T>(query: string): Promise<T> => {
+    const response = await client.send('GET', query);
+    return parseExactJson(response.body, `GET ${query.split('?')[0]}`) as T;
+  };
+  const table = await getJson<Json>(
     `${entity}?$select=${TABLE_FIELDS.join(',')}` +
       `&$expand=Keys($select=LogicalName,SchemaName,KeyAttributes,EntityKeyIndexStatus),` +
       `ManyToOneRelationships($select=${RELATIONSHIP_FIELDS.join(',')})`,
   );
-  const attributes = await client.getJson<{ value: Json[] }>(
-    `${entity}/Attributes?$select=${ATTRIBUTE_FIELDS.join(',')}`,
-  );
+  const attributes = await getJson<{ value: Json[] }>(`${entity}/Attributes?$select=${ATTRIBUTE_FIELDS.join(',')}`);
   const byName = new Map<string, Json>();
   for (const a of attributes.value ?? []) {
     // Companion columns (`<lookup>name`, `<money>_base`...) are computed from another attribute; they are not written.
@@ -119,9 +123,7 @@ export async function pullMetadata(client: DataverseClient, logicalName: string)
   for (const c of CASTS) {
     if (!c.types.some((t) => present.has(t))) continue;
     const query = `$select=${['LogicalName', ...c.select].join(',')}${c.expand ? `&$expand=${c.expand}` : ''}`;
-    const typed = await client.getJson<{ value: Json[] }>(
-      `${entity}/Attributes/Microsoft.Dynamics.CRM.${c.cast}?${query}`,
-    );
+    const typed = await getJson<{ value: Json[] }>(`${entity}/Attributes/Microsoft.Dynamics.CRM.${c.cast}?${query}`);
     for (const t of typed.value ?? []) {
       const target = byName.get(String(t.LogicalName));
       if (!target) continue;
@@ -146,15 +148,15 @@ export async function pullMetadata(client: DataverseClient, logicalName: string)
   snapshot.ManyToOneRelationships = ((table.ManyToOneRelationships as Json[] | undefined) ?? []).map((r) =>
     pick(r, RELATIONSHIP_FIELDS),
   );
-  return parseMetadata(JSON.stringify(snapshot), `${entity} from ${client.url}`);
+  return parseMetadata(stringifyExactJson(snapshot), `${entity} from ${client.url}`);
 }
 
-/** Writes `<dir>/<LogicalName>.json` atomically (temp file, then rename), pretty-printed so drift shows as a diff. */
+/** Writes `<dir>/<LogicalName>.json` atomically (temp file, then rename) as `snapshotText`, so drift shows as a diff. */
 export async function writeSnapshot(dir: string, table: TableMetadata): Promise<string> {
   await mkdir(dir, { recursive: true });
   const file = path.join(dir, `${table.LogicalName}.json`);
   const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(table, null, 2)}\n`, 'utf8');
+  await writeFile(tmp, snapshotText(table), 'utf8');
   await rename(tmp, file);
   return file;
 }

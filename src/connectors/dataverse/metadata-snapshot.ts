@@ -1,6 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { FerryError } from '../../core/errors.js';
+import { parseExactJson, stringifyExactJson } from '../../core/exact-json.js';
 
 /**
  * Dataverse table metadata as snapshotted into the repository (`fixtures/metadata/<logicalname>.json`): a simplified
@@ -89,10 +90,10 @@ export interface IntegerAttribute extends AttributeBase<'IntegerType'> {
   readonly Format?: string;
 }
 
-/** Int64 limits may not survive a JS number; the resolver clamps them to the Int64 range. */
+/** Int64 limits beyond ±(2^53 − 1) are read exactly, as `bigint` (see `core/exact-json.ts`). */
 export interface BigIntAttribute extends AttributeBase<'BigIntType'> {
-  readonly MinValue?: number;
-  readonly MaxValue?: number;
+  readonly MinValue?: number | bigint;
+  readonly MaxValue?: number | bigint;
 }
 
 /** Exact decimal number. */
@@ -350,7 +351,7 @@ export async function loadAllMetadata(dir: string): Promise<Map<string, TableMet
 export function parseMetadata(text: string, source: string): TableMetadata {
   let data: unknown;
   try {
-    data = JSON.parse(text);
+    data = parseExactJson(text, source);
   } catch (error) {
     throw new FerryError('metadata.invalid', `Metadata snapshot \`${source}\` is not valid JSON; fix or re-pull it.`, {
       cause: error,
@@ -468,4 +469,92 @@ function checkAttribute(a: Record<string, unknown>, type: AttributeTypeName, bad
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Key order of a snapshot file; keys not listed keep their order after these, so hand-added notes survive. */
+const TABLE_ORDER = [
+  'LogicalName',
+  'SchemaName',
+  'EntitySetName',
+  'LogicalCollectionName',
+  'CollectionSchemaName',
+  'PrimaryIdAttribute',
+  'PrimaryNameAttribute',
+  'OwnershipType',
+  'IsCustomEntity',
+  'SupportsBulk',
+  'Keys',
+  'Attributes',
+  'ManyToOneRelationships',
+];
+const ATTRIBUTE_ORDER = [
+  'LogicalName',
+  'SchemaName',
+  'AttributeType',
+  'AttributeTypeName',
+  'DisplayName',
+  'RequiredLevel',
+  'IsValidForCreate',
+  'IsValidForUpdate',
+  'IsValidForRead',
+  'IsCustomAttribute',
+  'MaxLength',
+  'FormatName',
+  'MinValue',
+  'MaxValue',
+  'Precision',
+  'PrecisionSource',
+  'DateTimeBehavior',
+  'Format',
+  'Targets',
+  'OptionSet',
+  'DefaultFormValue',
+  'DefaultValue',
+];
+const OPTION_SET_ORDER = ['Name', 'IsGlobal', 'Options', 'TrueOption', 'FalseOption'];
+const OPTION_ORDER = ['Value', 'Label', 'State', 'DefaultStatus', 'InvariantName'];
+const KEY_ORDER = ['LogicalName', 'SchemaName', 'KeyAttributes', 'EntityKeyIndexStatus'];
+const RELATIONSHIP_ORDER = [
+  'SchemaName',
+  'ReferencedEntity',
+  'ReferencedAttribute',
+  'ReferencingEntity',
+  'ReferencingAttribute',
+  'ReferencingEntityNavigationPropertyName',
+];
+
+/**
+ * The text of a snapshot file: one fixed key order, two-space indent, exact 64-bit integers, a final newline. Defaults
+ * are left out (`SupportsBulk: true`, `IsGlobal: false`) so a pull writes what a hand-written snapshot says, and an
+ * unchanged table pulls to the same bytes; drift then reads as a `git diff`.
+ */
+export function snapshotText(table: TableMetadata): string {
+  const t = ordered(table as unknown as Record<string, unknown>, TABLE_ORDER);
+  if (t.SupportsBulk === true) delete t.SupportsBulk;
+  t.Keys = (table.Keys as unknown as Record<string, unknown>[]).map((k) => ordered(k, KEY_ORDER));
+  t.Attributes = (table.Attributes as unknown as Record<string, unknown>[]).map((a) => {
+    const out = ordered(a, ATTRIBUTE_ORDER);
+    if (isObject(out.OptionSet)) {
+      const set = ordered(out.OptionSet, OPTION_SET_ORDER);
+      if (set.IsGlobal === false) delete set.IsGlobal;
+      if (Array.isArray(set.Options))
+        set.Options = set.Options.map((o) => (isObject(o) ? ordered(o, OPTION_ORDER) : o));
+      for (const side of ['TrueOption', 'FalseOption']) {
+        if (isObject(set[side])) set[side] = ordered(set[side], OPTION_ORDER);
+      }
+      out.OptionSet = set;
+    }
+    return out;
+  });
+  t.ManyToOneRelationships = (table.ManyToOneRelationships as unknown as Record<string, unknown>[]).map((r) =>
+    ordered(r, RELATIONSHIP_ORDER),
+  );
+  return `${stringifyExactJson(t, 2)}\n`;
+}
+
+function ordered(source: Record<string, unknown>, order: readonly string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of order) if (source[k] !== undefined) out[k] = source[k];
+  for (const [k, v] of Object.entries(source)) if (!(k in out) && v !== undefined) out[k] = v;
+  return out;
 }

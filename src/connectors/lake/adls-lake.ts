@@ -4,6 +4,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { DefaultAzureCredential, type TokenCredential } from '@azure/identity';
 import { BlobServiceClient, type ContainerClient, RestError, StorageSharedKeyCredential } from '@azure/storage-blob';
+import {
+  DataLakeFileSystemClient,
+  StorageSharedKeyCredential as DataLakeSharedKeyCredential,
+} from '@azure/storage-file-datalake';
 import { FerryError } from '../../core/errors.js';
 import { type Lake, type LakeEntry, lakeJoin } from './lake.js';
 
@@ -19,25 +23,47 @@ export interface AdlsLakeOptions {
   readonly credential?: TokenCredential;
   /** Where files DuckDB must read are downloaded to. Default: a folder under the OS temp dir. */
   readonly cacheDir?: string;
+  /**
+   * Whether the account has a hierarchical namespace (ADLS Gen2). Default: asked once from the service
+   * (Get Account Information, `x-ms-is-hns-enabled`). With it, rename goes through the DFS endpoint and is atomic.
+   */
+  readonly hierarchicalNamespace?: boolean;
+  /** DFS endpoint of the account. Default: `accountUrl` with `.blob.` replaced by `.dfs.` (the same URL for others). */
+  readonly dfsUrl?: string;
 }
 
 /**
- * The lake on ADLS Gen2, through its blob endpoint: every operation the toolkit needs works there and on Azurite
- * (which has no dfs endpoint). DuckDB reads local files only, so `toLocalPath` downloads a file into a cache keyed by
- * its ETag. Rename is copy + delete (atomic rename needs the dfs endpoint).
+ * The lake on ADLS Gen2. Reads, writes, listings and deletes go through the blob endpoint, which every account and
+ * Azurite (no dfs endpoint) serve. Rename is what makes "temporary name → rename → manifest" safe, so on an account with
+ * a hierarchical namespace it goes through the DFS endpoint (Path - Create with `x-ms-rename-source`), which renames
+ * atomically and replaces the target; on flat accounts and Azurite it is copy + delete.
+ * https://learn.microsoft.com/rest/api/storageservices/datalakestoragegen2/path/create
+ * DuckDB reads local files only, so `toLocalPath` downloads a file into a cache keyed by its ETag.
  */
 export class AdlsLake implements Lake {
   readonly root: string;
   #container: ContainerClient;
+  #fileSystem: DataLakeFileSystemClient;
+  #hierarchical: Promise<boolean> | undefined;
   #prefix: string;
   #cacheDir: string;
 
   constructor(options: AdlsLakeOptions) {
+    const token = options.sharedKey ? undefined : (options.credential ?? new DefaultAzureCredential());
     const credential = options.sharedKey
       ? new StorageSharedKeyCredential(options.sharedKey.accountName, options.sharedKey.accountKey)
-      : (options.credential ?? new DefaultAzureCredential());
+      : token!;
     const service = new BlobServiceClient(options.accountUrl, credential);
     this.#container = service.getContainerClient(options.container);
+    const dfsUrl = (options.dfsUrl ?? options.accountUrl.replace('.blob.core.', '.dfs.core.')).replace(/\/+$/, '');
+    this.#fileSystem = new DataLakeFileSystemClient(
+      `${dfsUrl}/${options.container}`,
+      options.sharedKey
+        ? new DataLakeSharedKeyCredential(options.sharedKey.accountName, options.sharedKey.accountKey)
+        : token!,
+    );
+    if (options.hierarchicalNamespace !== undefined)
+      this.#hierarchical = Promise.resolve(options.hierarchicalNamespace);
     this.#prefix = lakeJoin(options.prefix ?? '');
     this.root = `${options.accountUrl.replace(/\/+$/, '')}/${options.container}${this.#prefix ? `/${this.#prefix}` : ''}`;
     this.#cacheDir =
@@ -117,14 +143,32 @@ export class AdlsLake implements Lake {
     await this.#call(`write \`${p}\``, () => this.#container.getBlockBlobClient(this.#blob(p)).uploadData(body));
   }
 
+  /** Atomic on an account with a hierarchical namespace (DFS rename, replaces the target); copy + delete otherwise. */
   async rename(from: string, to: string): Promise<void> {
+    const what = `rename \`${from}\` to \`${to}\``;
+    if (await this.#isHierarchical()) {
+      await this.#call(what, () => this.#fileSystem.getFileClient(this.#blob(from)).move(this.#blob(to)));
+      return;
+    }
     const source = this.#container.getBlobClient(this.#blob(from));
     const target = this.#container.getBlobClient(this.#blob(to));
-    await this.#call(`rename \`${from}\` to \`${to}\``, async () => {
+    await this.#call(what, async () => {
       const poller = await target.beginCopyFromURL(source.url);
       await poller.pollUntilDone();
       await source.delete();
     });
+  }
+
+  /** Asked once per lake; a failure is not cached, so the next rename asks again. */
+  #isHierarchical(): Promise<boolean> {
+    this.#hierarchical ??= this.#call('read the account information', async () => {
+      const info = await this.#container.getAccountInfo();
+      return info.isHierarchicalNamespaceEnabled === true;
+    }).catch((error: unknown) => {
+      this.#hierarchical = undefined;
+      throw error;
+    });
+    return this.#hierarchical;
   }
 
   async delete(p: string, options: { recursive?: boolean } = {}): Promise<void> {

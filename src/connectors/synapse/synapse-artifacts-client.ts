@@ -43,7 +43,9 @@ export interface SynapseClientOptions {
   readonly endpoint?: string;
   /**
    * Loopback test servers only: plain http on 127.0.0.1 without a token. The SDK's bearer policy refuses non-TLS
-   * URLs, so it is removed and a fixed `Authorization` header is sent instead (reference §7.6).
+   * URLs ("Bearer token authentication is not permitted for non-TLS protected (non-https) URLs", from
+   * `bearerTokenAuthenticationPolicy` in `@azure/core-rest-pipeline`), so it is removed and a fixed `Authorization`
+   * header is sent instead.
    */
   readonly insecureLoopback?: boolean;
   /** SDK retries; tests set 0 so a failure shows at once. Default: the SDK's. */
