@@ -19,11 +19,33 @@ export const backfillCommand: Command = {
   summary: 'reprocess the inputs of a time range, window by window (cursor untouched, resumable)',
   usage: 'backfill <pipeline> --from <time> --to <time> [--window 15m] [--dry-run] [--json]',
   options: {
-    from: { type: 'string' },
-    to: { type: 'string' },
-    window: { type: 'string' },
-    'dry-run': { type: 'boolean', default: false },
+    from: { type: 'string', valueName: '<time>', description: 'start of the range (ISO date or time), inclusive' },
+    to: { type: 'string', valueName: '<time>', description: 'end of the range, exclusive' },
+    window: {
+      type: 'string',
+      valueName: '<duration>',
+      check: 'duration',
+      defaultText: '15m',
+      description: 'window size',
+    },
+    'dry-run': {
+      type: 'boolean',
+      default: false,
+      description: 'list the windows with inputs and their row counts; change nothing',
+    },
   },
+  description:
+    'Reprocesses the inputs of each window without moving the cursor. Killed or failed, the same command continues with the first window not done.',
+  examples: [
+    {
+      text: 'What one day would reprocess:',
+      command: 'ferry backfill accounts-inbound --from 2026-11-01 --to 2026-11-02 --dry-run',
+    },
+    {
+      text: 'Reprocess it in hourly windows:',
+      command: 'ferry backfill accounts-inbound --from 2026-11-01 --to 2026-11-02 --window 1h --target prod',
+    },
+  ],
   async run(input) {
     const [name, ...extra] = input.positionals;
     if (!name || extra.length)

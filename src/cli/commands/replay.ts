@@ -12,11 +12,22 @@ export const replayCommand: Command = {
   summary: "re-send a run's rejected rows (after fixing the cause); resolves the rejects that go through",
   usage: 'replay --run <id> [--reason <code>] [--re-resolve] [--dry-run] [--json]',
   options: {
-    run: { type: 'string' },
-    reason: { type: 'string' },
-    're-resolve': { type: 'boolean', default: false },
-    'dry-run': { type: 'boolean', default: false },
+    run: { type: 'string', valueName: '<id>', description: 'the run whose rejects to re-send (see ferry runs)' },
+    reason: { type: 'string', valueName: '<code>', description: 'only rejects with this reason' },
+    're-resolve': {
+      type: 'boolean',
+      default: false,
+      description: 'convert the rows again with the current mapping and metadata instead of the run’s own',
+    },
+    'dry-run': { type: 'boolean', default: false, description: 'list the rows that would be re-sent; change nothing' },
   },
+  examples: [
+    { text: 'See what would be re-sent:', command: 'ferry replay --run <run-id> --dry-run' },
+    {
+      text: 'Re-send the lookups that failed, after loading their targets:',
+      command: 'ferry replay --run <run-id> --reason lookup.not_found --target prod',
+    },
+  ],
   async run(input) {
     const runId = input.values.run;
     if (typeof runId !== 'string') throw new UsageError('Say which run: ferry replay --run <id> (see `ferry runs`).');

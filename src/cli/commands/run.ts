@@ -12,7 +12,23 @@ export const runCommand: Command = {
   name: 'run',
   summary: 'run a pipeline once on its next window',
   usage: 'run <pipeline> [--reprocess] [--json]',
-  options: { reprocess: { type: 'boolean', default: false } },
+  options: {
+    reprocess: {
+      type: 'boolean',
+      default: false,
+      description: 'read every input again, including the ones already processed (the sink is idempotent)',
+    },
+  },
+  description:
+    'Plans the window (the inputs not processed yet), runs the stages and moves the cursor only when the sink succeeded and the rejects are within the threshold. Inbound pipelines need a Dataverse: --dataverse, a target of ferry.config.json, or --emulator.',
+  examples: [
+    { text: 'One run against the built-in emulator:', command: 'ferry run accounts-inbound --emulator' },
+    {
+      text: 'One run against the prod target of ferry.config.json:',
+      command: 'ferry run accounts-inbound --target prod',
+    },
+    { text: 'Machine-readable result:', command: 'ferry run contacts-outbound --json' },
+  ],
   async run(input) {
     const [name, ...extra] = input.positionals;
     if (!name || extra.length) throw new UsageError('Name exactly one pipeline: ferry run <pipeline>.');

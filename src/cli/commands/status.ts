@@ -9,7 +9,11 @@ export const statusCommand: Command = {
   name: 'status',
   summary: "show each pipeline's last run, next run, cursor, lease holder and open rejects",
   usage: 'status [--pipelines a,b] [--every 15m] [--json]',
-  options: { pipelines: { type: 'string' }, every: { type: 'string' } },
+  options: {
+    pipelines: { type: 'string', valueName: '<a,b>', defaultText: 'all', description: 'pipelines to show' },
+    every: { type: 'string', valueName: '<duration>', check: 'duration', description: 'cadence used for "next run"' },
+  },
+  examples: [{ text: 'Every pipeline:', command: 'ferry status' }],
   async run(input) {
     const pipelines = selectPipelines(await loadPipelines(input.pipelinesDir), listFlag(input.values.pipelines));
     const state = openState(input.config);
