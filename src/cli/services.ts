@@ -13,6 +13,8 @@ import { SqliteStateStore } from '../connectors/state/sqlite-state-store.js';
 import { type FerryConfig, isUrlLocation } from '../core/config.js';
 import { UsageError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import type { PipelineDefinition } from '../core/pipeline.js';
+import { brokenMessage, loadPipelineSet, selectPipelines } from '../core/pipeline-loader.js';
 import { describeIdentity } from '../core/project-config.js';
 import type { DataverseEndpoint } from '../core/stage.js';
 import type { StateStore } from '../core/state-store.js';
@@ -77,7 +79,9 @@ export async function openDataverse(config: FerryConfig, log: Logger): Promise<O
   }
   const { startEmulator } = await import('../emulator/server.js');
   const storeFile = path.join(config.state, 'emulator', 'store.json');
-  const emulator = await startEmulator({ port: 0, metadataDir: config.metadata, storeFile, log });
+  // The emulator's own start-up line goes to debug: the first line of a run names the target.
+  const quiet: Logger = { ...log, info: (m, f) => log.debug(m, f) };
+  const emulator = await startEmulator({ port: 0, metadataDir: config.metadata, storeFile, log: quiet });
   log.info(
     `${targetName(config)}: the built-in Dataverse emulator (in-process at ${emulator.url}, store ${storeFile}), no identity`,
   );
@@ -137,4 +141,23 @@ function fileOnTheWay(dir: string): string | undefined {
       current = parent;
     }
   }
+}
+
+/**
+ * The pipelines a command works on. A pipeline file that cannot be loaded is a warning naming it, so the other
+ * pipelines still run; it is an error when the command asked for a pipeline that is not among the loaded ones.
+ */
+export async function pipelinesFor(
+  dir: string,
+  names: readonly string[] | undefined,
+  log: Logger,
+): Promise<PipelineDefinition[]> {
+  const { pipelines, broken } = await loadPipelineSet(dir);
+  if (broken.length) {
+    const known = new Set(pipelines.map((p) => p.name));
+    if (names?.some((n) => !known.has(n))) throw new UsageError(brokenMessage(broken));
+    for (const b of broken)
+      log.warn(`Pipeline file \`${b.file}\` cannot be loaded (${b.message}); skipped. Fix the file.`);
+  }
+  return selectPipelines(pipelines, names);
 }

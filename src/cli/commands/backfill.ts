@@ -1,14 +1,14 @@
 import type { Lake } from '../../connectors/lake/lake.js';
 import { EXIT, UsageError } from '../../core/errors.js';
 import { parseDuration } from '../../core/pipeline.js';
-import { loadPipelines, selectPipelines } from '../../core/pipeline-loader.js';
+
 import type { WindowItem } from '../../core/window.js';
 import { DuckDbStaging } from '../../dialects/duckdb/duckdb-staging.js';
 import { type BackfillOptions, planBackfill, runBackfill } from '../../schedule/backfill.js';
 import { stageRegistry } from '../../stages/registry.js';
 import type { Command } from '../command.js';
 import { countsText } from '../format.js';
-import { openDataverse, openLake, openState } from '../services.js';
+import { announceLakeTarget, openDataverse, openLake, openState, pipelinesFor } from '../services.js';
 
 /**
  * `ferry backfill <pipeline> --from --to`: reprocesses a past range window by window without moving the cursor;
@@ -56,7 +56,7 @@ export const backfillCommand: Command = {
       throw new UsageError('Give the range: --from <time> --to <time>, e.g. --from 2026-11-01 --to 2026-11-02.');
     }
     const windowMs = parseDuration(typeof input.values.window === 'string' ? input.values.window : '15m');
-    const [def] = selectPipelines(await loadPipelines(input.pipelinesDir), [name]);
+    const [def] = await pipelinesFor(input.pipelinesDir, [name], input.log);
     const state = openState(input.config);
     const lake = openLake(input.config);
     const base = {
@@ -112,6 +112,7 @@ export const backfillCommand: Command = {
           await counter.close();
         }
       }
+      if (def!.direction !== 'inbound') announceLakeTarget(input.config, input.log);
       const dataverse = def!.direction === 'inbound' ? await openDataverse(input.config, input.log) : undefined;
       try {
         const options: BackfillOptions = {

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { EXIT, UsageError } from '../../core/errors.js';
 import { loadPipelines, selectPipelines } from '../../core/pipeline-loader.js';
@@ -47,6 +48,11 @@ export const exportSynapseCommand: Command = {
     const pipelines = selectPipelines(await loadPipelines(input.pipelinesDir), listFlag(input.values.pipelines));
     const settingsFile =
       typeof input.values.settings === 'string' ? input.values.settings : path.join('synapse', 'settings.json');
+    // A missing file would quietly export placeholder URLs and a zero service-principal id.
+    if (!fs.existsSync(settingsFile))
+      throw new UsageError(
+        `Export settings \`${path.resolve(settingsFile)}\` do not exist; create the file (storageUrl, sqlServer, dataverseUrl, keyVaultUrl… see synapse/README.md) or pass --settings <file>.`,
+      );
     const settings = await loadExportSettings(settingsFile);
     const check = Boolean(input.values.check);
     const outcome = await runSynapseExport({

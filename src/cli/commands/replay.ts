@@ -1,10 +1,10 @@
 import { EXIT, UsageError } from '../../core/errors.js';
-import { loadPipelines, selectPipelines } from '../../core/pipeline-loader.js';
+
 import { planReplay, runReplay } from '../../schedule/replay.js';
 import { stageRegistry } from '../../stages/registry.js';
 import type { Command } from '../command.js';
 import { exitCodeForReport, reportJson, reportLine } from '../format.js';
-import { openDataverse, openLake, openState } from '../services.js';
+import { openDataverse, openLake, openState, pipelinesFor } from '../services.js';
 
 /** `ferry replay --run <id>`: re-sends a run's rejected rows from its kept staged input. */
 export const replayCommand: Command = {
@@ -36,7 +36,7 @@ export const replayCommand: Command = {
     try {
       const run = state.getRun(runId);
       if (!run) throw new UsageError(`Run \`${runId}\` is not in the state store; list runs with \`ferry runs\`.`);
-      const [def] = selectPipelines(await loadPipelines(input.pipelinesDir), [run.pipeline]);
+      const [def] = await pipelinesFor(input.pipelinesDir, [run.pipeline], input.log);
       const base = {
         config: input.config,
         lake: openLake(input.config),

@@ -1,11 +1,11 @@
 import { UsageError } from '../../core/errors.js';
-import { loadPipelines, selectPipelines } from '../../core/pipeline-loader.js';
+
 import { runPipeline } from '../../core/runner.js';
 import { stageRegistry } from '../../stages/registry.js';
 import type { Command } from '../command.js';
 import { exitCodeForReport, reportJson, reportLine } from '../format.js';
 import { createProgress } from '../progress.js';
-import { openDataverse, openLake, openState } from '../services.js';
+import { announceLakeTarget, openDataverse, openLake, openState, pipelinesFor } from '../services.js';
 
 /** `ferry run <pipeline>`: one run now, on the pipeline's next window. */
 export const runCommand: Command = {
@@ -32,15 +32,17 @@ export const runCommand: Command = {
   async run(input) {
     const [name, ...extra] = input.positionals;
     if (!name || extra.length) throw new UsageError('Name exactly one pipeline: ferry run <pipeline>.');
-    const [def] = selectPipelines(await loadPipelines(input.pipelinesDir), [name]);
+    const [def] = await pipelinesFor(input.pipelinesDir, [name], input.log);
+    const lake = openLake(input.config);
     const state = openState(input.config);
+    if (def!.direction !== 'inbound') announceLakeTarget(input.config, input.log);
     const dataverse = def!.direction === 'inbound' ? await openDataverse(input.config, input.log) : undefined;
     const progress = input.json ? undefined : createProgress(def!.name);
     try {
       const report = await runPipeline(def!, {
         mode: 'manual',
         config: input.config,
-        lake: openLake(input.config),
+        lake,
         state,
         registry: stageRegistry,
         services: dataverse ? { dataverse: dataverse.endpoint } : {},

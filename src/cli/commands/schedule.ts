@@ -2,13 +2,13 @@ import { WebhookAlerts } from '../../alerts/webhook-alerts.js';
 import { UsageError } from '../../core/errors.js';
 import { bigintSafe } from '../../core/log.js';
 import { parseDuration } from '../../core/pipeline.js';
-import { loadPipelines, selectPipelines } from '../../core/pipeline-loader.js';
+
 import { runPipeline } from '../../core/runner.js';
 import { type ScheduleEvent, Scheduler } from '../../schedule/scheduler.js';
 import { stageRegistry } from '../../stages/registry.js';
 import type { Command } from '../command.js';
 import { countsText } from '../format.js';
-import { openDataverse, openLake, openState } from '../services.js';
+import { announceLakeTarget, openDataverse, openLake, openState, pipelinesFor } from '../services.js';
 
 /** Splits `a,b` flags into names. */
 export function listFlag(value: unknown): string[] | undefined {
@@ -100,7 +100,7 @@ export const scheduleCommand: Command = {
     const retries = typeof input.values.retries === 'string' ? Number(input.values.retries) : 2;
     const staleAfter =
       typeof input.values['stale-after'] === 'string' ? parseDuration(input.values['stale-after']) : undefined;
-    const pipelines = selectPipelines(await loadPipelines(input.pipelinesDir), listFlag(input.values.pipelines));
+    const pipelines = await pipelinesFor(input.pipelinesDir, listFlag(input.values.pipelines), input.log);
     if (pipelines.length === 0) throw new UsageError(`No pipelines in \`${input.pipelinesDir}\` to schedule.`);
     const webhook =
       (typeof input.values['alert-webhook'] === 'string' ? input.values['alert-webhook'] : undefined) ??
@@ -110,6 +110,7 @@ export const scheduleCommand: Command = {
     const dataverse = pipelines.some((p) => p.direction === 'inbound')
       ? await openDataverse(input.config, input.log)
       : undefined;
+    if (!dataverse) announceLakeTarget(input.config, input.log);
     try {
       const scheduler = new Scheduler({
         pipelines,

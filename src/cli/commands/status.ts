@@ -1,7 +1,6 @@
-import { loadPipelines, selectPipelines } from '../../core/pipeline-loader.js';
 import { pipelineStatuses } from '../../schedule/pipeline-status.js';
 import type { Command } from '../command.js';
-import { openState } from '../services.js';
+import { openState, pipelinesFor } from '../services.js';
 import { listFlag } from './schedule.js';
 
 /** `ferry status`: each pipeline's last run, next run, cursor, lease holder and open rejects. */
@@ -15,7 +14,7 @@ export const statusCommand: Command = {
   },
   examples: [{ text: 'Every pipeline:', command: 'ferry status' }],
   async run(input) {
-    const pipelines = selectPipelines(await loadPipelines(input.pipelinesDir), listFlag(input.values.pipelines));
+    const pipelines = await pipelinesFor(input.pipelinesDir, listFlag(input.values.pipelines), input.log);
     const state = openState(input.config);
     try {
       const every = typeof input.values.every === 'string' ? input.values.every : undefined;
