@@ -59,5 +59,7 @@ export interface Command {
   /** A paragraph or two for `ferry help <command>`. */
   readonly description?: string;
   readonly examples?: readonly CommandExample[];
+  /** The command loads the project settings itself (`doctor` reports configuration problems as checks). */
+  readonly loadsSettings?: boolean;
   run(input: CommandInput): Promise<number>;
 }

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { resolveConfig } from '../core/config.js';
 import { describeError, exitCodeFor, FerryError, UsageError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import type { Command, CommandInput } from './command.js';
@@ -43,7 +44,9 @@ async function runParsed(parsed: ParsedCommand, stdout: GuardedStdout): Promise<
 
   try {
     const cwd = process.cwd();
-    const settings = await loadProjectSettings(values, log);
+    const settings = command.loadsSettings
+      ? { config: resolveConfig({}, {}), pipelinesDir: path.resolve('pipelines'), project: undefined }
+      : await loadProjectSettings(values, log);
     // Paths typed on the command line are relative to where ferry was started; then ferry works from the project
     // root, where the pipelines' own relative paths (extract queries, synapse/) point.
     const resolvedValues = resolvePathFlags(command, values, cwd);

@@ -2,8 +2,10 @@ import type { Command } from '../command.js';
 import { backfillCommand } from './backfill.js';
 import { demoCommand } from './demo.js';
 import { deploySynapseCommand } from './deploy-synapse.js';
+import { doctorCommand } from './doctor.js';
 import { emulatorCommand } from './emulator.js';
 import { exportSynapseCommand } from './export-synapse.js';
+import { initCommand } from './init.js';
 import { listenCommand } from './listen.js';
 import { metadataPullCommand } from './metadata-pull.js';
 import { queueDeadLettersCommand, queuePeekCommand, queueSendCommand } from './queue.js';
@@ -24,6 +26,8 @@ export const COMMANDS: readonly Command[] = [
   rejectsCommand,
   scheduleCommand,
   statusCommand,
+  doctorCommand,
+  initCommand,
   backfillCommand,
   replayCommand,
   metadataPullCommand,
