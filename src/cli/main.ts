@@ -5,6 +5,7 @@ import { createLogger } from '../core/log.js';
 import type { Command, CommandInput } from './command.js';
 import { COMMANDS } from './commands/index.js';
 import { type ParsedCommand, parseCommandLine } from './parse.js';
+import { writeAbove } from './progress.js';
 import { loadProjectSettings } from './project.js';
 
 /**
@@ -23,7 +24,11 @@ export async function main(argv: readonly string[], commands: readonly Command[]
 
 async function runParsed(parsed: ParsedCommand, stdout: GuardedStdout): Promise<number> {
   const { command, values } = parsed;
-  const log = createLogger({ json: Boolean(values['log-json']), level: values.verbose ? 'debug' : undefined });
+  const log = createLogger({
+    json: Boolean(values['log-json']),
+    level: values.verbose ? 'debug' : undefined,
+    write: (line) => writeAbove(process.stderr, line),
+  });
 
   // First signal: finish the current batch, commit, release the lease. Second signal: abort now.
   const controller = new AbortController();
@@ -107,7 +112,9 @@ function guardStdout(): GuardedStdout {
   });
   return {
     write(text) {
-      if (!closed) process.stdout.write(text);
+      if (closed) return;
+      if (text.endsWith('\n')) writeAbove(process.stdout, text.slice(0, -1));
+      else process.stdout.write(text);
     },
     onClosed(listener) {
       listeners.push(listener);

@@ -77,6 +77,20 @@ export const backfillCommand: Command = {
         try {
           let files = 0;
           let rows = 0;
+          // Runs of windows without inputs print as one line (a day of 15-minute windows is 96 of them).
+          let empty:
+            | { first: (typeof plan.windows)[number]; last: (typeof plan.windows)[number]; n: number }
+            | undefined;
+          const flushEmpty = () => {
+            if (!empty) return;
+            const { first, last, n } = empty;
+            input.print(
+              n === 1
+                ? `window ${first.index + 1}/${plan.windows.length} ${first.from}..${first.to}: no inputs`
+                : `windows ${first.index + 1}–${last.index + 1}/${plan.windows.length} ${first.from}..${last.to}: no inputs (${n} windows)`,
+            );
+            empty = undefined;
+          };
           for (const w of plan.windows) {
             const items = [];
             for (const item of w.items) {
@@ -87,13 +101,17 @@ export const backfillCommand: Command = {
             files += items.length;
             if (input.json)
               input.print(JSON.stringify({ window: w.index, from: w.from, to: w.to, done: w.done, items }));
-            else {
+            else if (items.length === 0) {
+              empty = empty ? { ...empty, last: w, n: empty.n + 1 } : { first: w, last: w, n: 1 };
+            } else {
+              flushEmpty();
               input.print(
                 `window ${w.index + 1}/${plan.windows.length} ${w.from}..${w.to}${w.done ? ' (done earlier)' : ''}: ${items.length} item(s)`,
               );
               for (const i of items) input.print(`    ${i.id}${i.rows === null ? '' : ` ${i.rows} rows`}`);
             }
           }
+          if (!input.json) flushEmpty();
           const summary = {
             dryRun: true,
             pipeline: def!.name,
