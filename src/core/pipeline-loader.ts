@@ -44,7 +44,9 @@ export async function loadPipelineSet(
     try {
       mod = (await import(pathToFileURL(file).href)) as { default?: PipelineDefinition };
     } catch (error) {
-      broken.push({ file, message: (error instanceof Error ? error.message : String(error)).split('\n')[0]! });
+      // A syntax error's location is on the line after "Transform failed with 1 error:".
+      const lines = (error instanceof Error ? error.message : String(error)).split('\n').filter((l) => l.trim());
+      broken.push({ file, message: lines.slice(0, /:$/.test(lines[0] ?? '') ? 2 : 1).join(' ') });
       continue;
     }
     if (!mod.default?.name || !Array.isArray(mod.default.stages)) {

@@ -18,7 +18,10 @@ import { keyVaultReferenceOf } from '../../src/core/project-config.js';
  * first, then the secret). The client keeps its challenge-resource check: the agent only resolves the vault's name
  * to 127.0.0.1 and trusts the test certificate.
  */
-const SECRETS: Record<string, string> = { 'ferry-writer-1': 's3cr3t-value-1', 'alert-webhook': 'https://hooks.example/x' };
+const SECRETS: Record<string, string> = {
+  'ferry-writer-1': 's3cr3t-value-1',
+  'alert-webhook': 'https://hooks.example/x',
+};
 
 interface Recorded {
   readonly method: string;
@@ -75,12 +78,21 @@ before(async () => {
     if (value === undefined) {
       res.writeHead(404);
       res.end(
-        JSON.stringify({ error: { code: 'SecretNotFound', message: `A secret with (name/id) ${name} was not found in this key vault.` } }),
+        JSON.stringify({
+          error: {
+            code: 'SecretNotFound',
+            message: `A secret with (name/id) ${name} was not found in this key vault.`,
+          },
+        }),
       );
       return;
     }
     res.end(
-      JSON.stringify({ value, id: `https://vault.localhost:${port}/secrets/${name}/0123456789abcdef`, attributes: { enabled: true } }),
+      JSON.stringify({
+        value,
+        id: `https://vault.localhost:${port}/secrets/${name}/0123456789abcdef`,
+        attributes: { enabled: true },
+      }),
     );
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -88,7 +100,10 @@ before(async () => {
   agent = new https.Agent({
     ca: cert,
     lookup: (_host, options, callback) => {
-      if ((options as { all?: boolean }).all) (callback as (e: null, a: Array<{ address: string; family: number }>) => void)(null, [{ address: '127.0.0.1', family: 4 }]);
+      if ((options as { all?: boolean }).all)
+        (callback as (e: null, a: Array<{ address: string; family: number }>) => void)(null, [
+          { address: '127.0.0.1', family: 4 },
+        ]);
       else (callback as (e: null, a: string, f: number) => void)(null, '127.0.0.1', 4);
     },
   });
@@ -110,11 +125,14 @@ const credential: TokenCredential = {
 
 describe('Key Vault references in ferry.config.json', () => {
   test('the three reference forms parse to vault, secret and version', () => {
-    assert.deepEqual(keyVaultReferenceOf('@Microsoft.KeyVault(SecretUri=https://kv1.vault.azure.net/secrets/app/abc)'), {
-      vaultUrl: 'https://kv1.vault.azure.net',
-      secret: 'app',
-      version: 'abc',
-    });
+    assert.deepEqual(
+      keyVaultReferenceOf('@Microsoft.KeyVault(SecretUri=https://kv1.vault.azure.net/secrets/app/abc)'),
+      {
+        vaultUrl: 'https://kv1.vault.azure.net',
+        secret: 'app',
+        version: 'abc',
+      },
+    );
     assert.deepEqual(keyVaultReferenceOf('@Microsoft.KeyVault(VaultName=kv1;SecretName=app)'), {
       vaultUrl: 'https://kv1.vault.azure.net',
       secret: 'app',
@@ -176,7 +194,10 @@ describe('Key Vault references in ferry.config.json', () => {
       resolveSecret({ vaultUrl: `https://vault.localhost:${port}`, secret: 'no-such-secret' }),
       (e: Error & { code?: string }) => {
         assert.equal(e.code, 'usage');
-        assert.match(e.message, /Key Vault secret `no-such-secret` in `https:\/\/vault\.localhost:\d+` could not be read: A secret with \(name\/id\) no-such-secret was not found/);
+        assert.match(
+          e.message,
+          /Key Vault secret `no-such-secret` in `https:\/\/vault\.localhost:\d+` could not be read: A secret with \(name\/id\) no-such-secret was not found/,
+        );
         return true;
       },
     );
