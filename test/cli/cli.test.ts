@@ -280,3 +280,39 @@ describe('pipeline files', () => {
     assert.match(asked.stderr, /Pipeline file `.*broken\.ts` cannot be loaded/);
   });
 });
+
+describe('day-to-day output', () => {
+  test('backfill --dry-run prints a run of empty windows as one line', async () => {
+    const lake = path.join(dir, 'backfill-lake');
+    const accounts = path.join(ROOT, 'fixtures', 'inbound', 'accounts');
+    fs.mkdirSync(path.join(lake, 'inbound', 'accounts'), { recursive: true });
+    for (const f of fs.readdirSync(accounts))
+      fs.copyFileSync(path.join(accounts, f), path.join(lake, 'inbound', 'accounts', f));
+    const r = await ferry([
+      'backfill',
+      'accounts-inbound',
+      '--from',
+      '2026-11-20',
+      '--to',
+      '2026-11-21',
+      '--dry-run',
+      '--lake',
+      lake,
+      '--state',
+      path.join(dir, 'backfill-state'),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n');
+    assert.match(
+      lines[0]!,
+      /^windows 1–36\/96 2026-11-20T00:00:00Z\.\.2026-11-20T09:00:00Z: no inputs \(36 windows\)$/,
+    );
+    assert.match(
+      r.stdout,
+      /^window 37\/96 .*: 1 item\(s\)\n {4}inbound\/accounts\/2026-11-20T09-00-00Z\.parquet \d+ rows$/m,
+    );
+    assert.match(lines.at(-2)!, /^windows 40–96\/96 .*: no inputs \(57 windows\)$/);
+    assert.match(lines.at(-1)!, /^plan: 96 window\(s\), 3 item\(s\), \d+ row\(s\); nothing changed \(dry run\)\.$/);
+    assert.ok(lines.length < 12, `${lines.length} lines`);
+  });
+});
