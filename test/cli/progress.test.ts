@@ -20,9 +20,10 @@ function terminal(): NodeJS.WriteStream & { text: string } {
 /** What a terminal shows: `\r` returns to the line start, `\x1b[2K` clears the line. */
 function screen(raw: string): string[] {
   const lines: string[] = [''];
-  for (const part of raw.split(/(\r|\x1b\[2K|\n)/)) {
+  const clear = '\x1b[2K';
+  for (const part of raw.split(new RegExp(`(\r|${clear.replace('[', '\\[')}|\n)`))) {
     if (part === '\r' || part === '') continue;
-    if (part === '\x1b[2K') lines[lines.length - 1] = '';
+    if (part === clear) lines[lines.length - 1] = '';
     else if (part === '\n') lines.push('');
     else lines[lines.length - 1] += part;
   }

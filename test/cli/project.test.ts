@@ -74,7 +74,7 @@ describe('ferry init: a project that depends on dataverse-ferry instead of forki
     const lines = r.stdout.trim().split('\n');
     assert.match(
       lines[0]!,
-      new RegExp(`^ok +config +${escape(path.join(project, 'ferry.config.json'))}, target \`local\``),
+      new RegExp(`^ok +config +${escapeRegExp(path.join(project, 'ferry.config.json'))}, target \`local\``),
     );
     assert.match(
       r.stdout,
@@ -84,7 +84,7 @@ describe('ferry init: a project that depends on dataverse-ferry instead of forki
     assert.match(
       r.stdout,
       new RegExp(
-        `^ok +lake +${escape(path.join(project, 'lake'))}: listed \\d+ entr(y|ies); wrote and deleted a probe file`,
+        `^ok +lake +${escapeRegExp(path.join(project, 'lake'))}: listed \\d+ entr(y|ies); wrote and deleted a probe file`,
         'm',
       ),
     );
@@ -158,6 +158,6 @@ describe('ferry demo outside the repository', () => {
   });
 });
 
-function escape(text: string): string {
+function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
