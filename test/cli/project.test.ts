@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { startFakeSynapse } from '../export/fake-synapse-server.js';
 
 /** `ferry init`, `ferry doctor` and `ferry demo` as a user outside this repository runs them. */
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -95,6 +96,21 @@ describe('ferry init: a project that depends on dataverse-ferry instead of forki
       [],
       'probe removed',
     );
+  });
+
+  test('ferry doctor reaches the Synapse workspace when one is configured', async () => {
+    const synapse = await startFakeSynapse();
+    try {
+      const r = await ferry(['doctor'], project, { FERRY_SYNAPSE_ENDPOINT: synapse.url });
+      assert.equal(r.code, 0, r.stdout);
+      assert.match(r.stdout, new RegExp(`^ok +synapse +${escapeRegExp(synapse.url)}: reached`, 'm'));
+      assert.ok(synapse.requests.some((q) => q.method === 'GET' && q.path.startsWith('/pipelines/')));
+    } finally {
+      await synapse.close();
+    }
+    const gone = await ferry(['doctor'], project, { FERRY_SYNAPSE_ENDPOINT: synapse.url });
+    assert.notEqual(gone.code, 0);
+    assert.match(gone.stdout, /^fail +synapse +.* — check the workspace name/m);
   });
 
   test('ferry doctor on a target it cannot resolve fails its config check, exit 2, one JSON object per check', async () => {

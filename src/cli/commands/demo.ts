@@ -50,15 +50,16 @@ export const demoCommand: Command = {
       config: { ...commandInput.config, metadata, emulator: !commandInput.config.dataverse },
     };
     const copied = await seedLake(input.config.lake);
-    if (copied)
-      input.log.info(`Copied ${copied} bundled delta file(s) into ${path.join(input.config.lake, 'inbound')}.`);
     const lake = openLake(input.config);
     const pipelines = await loadPipelines(input.pipelinesDir);
     const state = openState(input.config);
     let dataverse: OpenDataverse | undefined;
     const reports: Array<{ direction: PipelineDefinition['direction']; report: RunReport }> = [];
     try {
+      // First the target line, then what the demo did to the lake.
       dataverse = await openDataverse(input.config, input.log);
+      if (copied)
+        input.log.info(`Copied ${copied} bundled delta file(s) into ${path.join(input.config.lake, 'inbound')}.`);
       const run = async (def: PipelineDefinition) => {
         const progress = input.json ? undefined : createProgress(def.name);
         const report = await runPipeline(def, {
