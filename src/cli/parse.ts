@@ -118,7 +118,16 @@ export function parseCommandLine(
     selected = picked;
   });
   // `ferry help <command...>` is `ferry <command...> --help`, so two-word commands get their own help too.
-  const args = argv[0] === 'help' ? (argv.length === 1 ? ['--help'] : [...argv.slice(1), '--help']) : [...argv];
+  // An unknown name is passed on without --help, so it gets commander's "unknown command" and its suggestion.
+  const known = new Set(commands.map((c) => c.name.split(' ')[0]));
+  const args =
+    argv[0] === 'help'
+      ? argv.length === 1
+        ? ['--help']
+        : known.has(argv[1]!)
+          ? [...argv.slice(1), '--help']
+          : argv.slice(1)
+      : [...argv];
   try {
     program.parse(args, { from: 'user' });
   } catch (error) {
