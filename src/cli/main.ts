@@ -49,6 +49,7 @@ async function runParsed(parsed: ParsedCommand, stdout: GuardedStdout): Promise<
 
   try {
     const cwd = process.cwd();
+    // `doctor` and `init` load the project settings themselves (doctor reports a bad configuration as a check).
     const settings = command.loadsSettings
       ? { config: resolveConfig({}, {}), pipelinesDir: path.resolve('pipelines'), project: undefined }
       : await loadProjectSettings(values, log);
