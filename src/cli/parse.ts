@@ -77,6 +77,8 @@ const GROUPS: Record<string, string> = {
   export: 'generate artifacts from the pipeline definitions',
   deploy: 'deploy generated artifacts',
   plan: 'plan ahead from measured runs',
+  queue: 'send, peek and dead-letter change messages of a session queue',
+  synapse: 'the exported Synapse artifacts on the local runtime',
 };
 
 const EXIT_CODES = [
@@ -206,6 +208,8 @@ function buildProgram(
       .showHelpAfterError(`(Run \`ferry help ${command.name}\` for its options and examples.)`)
       .configureHelp({ helpWidth: 120 });
     for (const arg of positionalsOf(command)) leaf.argument(arg);
+    // Arguments after options (`queue send <queue> --session <id> <file>`) reach the command, which checks them.
+    leaf.allowExcessArguments(true);
     const attributes = new Map<string, string>();
     const add = (name: string, spec: OptionSpec, group: string) => {
       const option = toOption(name, spec).helpGroup(group);
@@ -228,8 +232,10 @@ function buildProgram(
       for (const [attribute, value] of Object.entries(leaf.opts())) {
         const name = attributes.get(attribute);
         if (!name) continue;
-        values[name] = value as CommandInput['values'][string];
-        if (leaf.getOptionValueSource(attribute) === 'cli') given.add(name);
+        const fromCli = leaf.getOptionValueSource(attribute) === 'cli';
+        // commander reads `--no-x` as "x off"; the descriptor means a flag of its own named `no-x`.
+        values[name] = (name.startsWith('no-') ? fromCli : value) as CommandInput['values'][string];
+        if (fromCli) given.add(name);
       }
       for (const [name, spec] of [...Object.entries(GLOBAL_OPTIONS), ...Object.entries(command.options ?? {})]) {
         if (values[name] === undefined && spec.default !== undefined) values[name] = spec.default;

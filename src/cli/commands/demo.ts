@@ -10,8 +10,8 @@ import { stageRegistry } from '../../stages/registry.js';
 import type { Command, CommandInput } from '../command.js';
 import { exitCodeForReport, reportJson, reportLine } from '../format.js';
 import { createProgress } from '../progress.js';
-import { runQueueDemo } from '../queue-demo.js';
 import { PACKAGE_ROOT } from '../project.js';
+import { runQueueDemo } from '../queue-demo.js';
 import { type OpenDataverse, openDataverse, openLake, openState } from '../services.js';
 
 /** Where the bundled inbound deltas are copied from: the package's own, so the demo runs from any folder. */
