@@ -55,7 +55,7 @@ export function reportLine(report: RunReport): string {
   );
 }
 
-/** Exit code for a run outcome: 0 ok, 1 failed, 3 reject threshold exceeded, 75 try again later. */
+/** Exit code for a run outcome: 0 ok, 1 failed, 3 reject threshold exceeded, 4 all held back, 75 try again later. */
 export function exitCodeForReport(report: RunReport): number {
   switch (report.status) {
     case 'succeeded':
@@ -63,6 +63,8 @@ export function exitCodeForReport(report: RunReport): number {
       return EXIT.ok;
     case 'rejects_exceeded':
       return EXIT.rejectThresholdExceeded;
+    case 'held_back':
+      return EXIT.heldBack;
     default:
       return report.error?.retryable ? EXIT.temporaryFailure : EXIT.failed;
   }

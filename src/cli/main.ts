@@ -1,87 +1,34 @@
 import path from 'node:path';
-import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { resolveConfig } from '../core/config.js';
-import { describeError, EXIT, exitCodeFor, FerryError, UsageError } from '../core/errors.js';
+import { describeError, exitCodeFor, FerryError, UsageError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
-import type { Command } from './command.js';
+import type { Command, CommandInput } from './command.js';
 import { COMMANDS } from './commands/index.js';
+import { type ParsedCommand, parseCommandLine } from './parse.js';
+import { writeAbove } from './progress.js';
+import { loadProjectSettings } from './project.js';
 
-/** Flags every command accepts, each with an environment equivalent. */
-const GLOBAL_OPTIONS: ParseArgsConfig['options'] = {
-  lake: { type: 'string' },
-  state: { type: 'string' },
-  dataverse: { type: 'string' },
-  metadata: { type: 'string' },
-  warehouse: { type: 'string' },
-  'pipelines-dir': { type: 'string' },
-  json: { type: 'boolean', default: false },
-  'log-json': { type: 'boolean', default: false },
-  verbose: { type: 'boolean', default: false },
-  help: { type: 'boolean', short: 'h', default: false },
-};
-
-function usage(): string {
-  const lines = COMMANDS.flatMap((c) => [`  ferry ${c.usage}`, `      ${c.summary}`]);
-  return [
-    'Usage: ferry <command> [options]',
-    '',
-    'Commands:',
-    ...lines,
-    '',
-    'Global options (environment equivalents):',
-    '  --lake <dir>        lake root (FERRY_LAKE, default ./lake)',
-    '  --state <dir>       state directory (FERRY_STATE, default ./.ferry)',
-    '  --dataverse <url>   Dataverse environment URL (FERRY_DATAVERSE_URL; default: the built-in emulator)',
-    '  --metadata <dir>    Dataverse metadata snapshots (FERRY_METADATA, default fixtures/metadata)',
-    '  --json              machine-readable output',
-  ].join('\n');
-}
-
-function findCommand(argv: readonly string[]): { command: Command; rest: string[] } | undefined {
-  for (const words of [2, 1]) {
-    const name = argv.slice(0, words).join(' ');
-    const command = COMMANDS.find((c) => c.name === name);
-    if (command) return { command, rest: argv.slice(words) };
-  }
-  return undefined;
-}
-
-export async function main(argv: readonly string[]): Promise<number> {
-  if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
-    process.stdout.write(`${usage()}\n`);
-    return argv.length === 0 ? EXIT.usage : EXIT.ok;
-  }
-  const found = findCommand(argv);
-  if (!found) {
-    process.stderr.write(`Unknown command \`${argv.join(' ')}\`.\n\n${usage()}\n`);
-    return EXIT.usage;
-  }
-  const { command, rest } = found;
-  let parsed: ReturnType<typeof parseArgs>;
-  try {
-    parsed = parseArgs({
-      args: rest,
-      options: { ...GLOBAL_OPTIONS, ...command.options },
-      allowPositionals: true,
-      strict: true,
-    });
-  } catch (error) {
-    process.stderr.write(`${describeError(error)}\nUsage: ferry ${command.usage}\n`);
-    return EXIT.usage;
-  }
-  const values = parsed.values as Record<string, string | boolean | undefined>;
-  if (values.help) {
-    process.stdout.write(`Usage: ferry ${command.usage}\n${command.summary}\n`);
-    return EXIT.ok;
-  }
-  const config = resolveConfig({
-    ...(typeof values.lake === 'string' ? { lake: values.lake } : {}),
-    ...(typeof values.state === 'string' ? { state: values.state } : {}),
-    ...(typeof values.dataverse === 'string' ? { dataverse: values.dataverse } : {}),
-    ...(typeof values.metadata === 'string' ? { metadata: values.metadata } : {}),
-    ...(typeof values.warehouse === 'string' ? { warehouse: values.warehouse } : {}),
+/**
+ * The CLI's entry: parses with commander (help, `--version`, "did you mean", parse errors in plain words), loads
+ * the project's configuration, runs the command and returns its exit code. The only place that exits the process.
+ */
+export async function main(argv: readonly string[], commands: readonly Command[] = COMMANDS): Promise<number> {
+  const stdout = guardStdout();
+  const parsed = parseCommandLine(argv, commands, {
+    writeOut: (text) => stdout.write(text),
+    writeErr: (text) => process.stderr.write(text),
   });
-  const log = createLogger({ json: Boolean(values['log-json']), level: values.verbose ? 'debug' : undefined });
+  if ('exitCode' in parsed) return parsed.exitCode;
+  return runParsed(parsed, stdout);
+}
+
+async function runParsed(parsed: ParsedCommand, stdout: GuardedStdout): Promise<number> {
+  const { command, values } = parsed;
+  const log = createLogger({
+    json: Boolean(values['log-json']),
+    level: values.verbose ? 'debug' : undefined,
+    write: (line) => writeAbove(process.stderr, line),
+  });
 
   // First signal: finish the current batch, commit, release the lease. Second signal: abort now.
   const controller = new AbortController();
@@ -97,17 +44,29 @@ export async function main(argv: readonly string[]): Promise<number> {
   };
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
+  // The reader of stdout went away (`ferry runs | head -3`): stop printing and wind down like on a first signal.
+  stdout.onClosed(() => controller.abort());
 
   try {
+    const cwd = process.cwd();
+    // `doctor` and `init` load the project settings themselves (doctor reports a bad configuration as a check).
+    const settings = command.loadsSettings
+      ? { config: resolveConfig({}, {}), pipelinesDir: path.resolve('pipelines'), project: undefined }
+      : await loadProjectSettings(values, log);
+    // Paths typed on the command line are relative to where ferry was started; then ferry works from the project
+    // root, where the pipelines' own relative paths (extract queries, synapse/) point.
+    const resolvedValues = resolvePathFlags(command, values, cwd);
+    if (settings.project) process.chdir(settings.project.root);
     return await command.run({
-      values: parsed.values as Record<string, string | boolean | undefined>,
+      values: resolvedValues,
+      cwd,
       positionals: parsed.positionals,
-      config,
+      config: settings.config,
       log,
       json: Boolean(values.json),
-      print: (line) => process.stdout.write(`${line}\n`),
+      print: (line) => stdout.write(`${line}\n`),
       signal: controller.signal,
-      pipelinesDir: path.resolve(typeof values['pipelines-dir'] === 'string' ? values['pipelines-dir'] : 'pipelines'),
+      pipelinesDir: settings.pipelinesDir,
     });
   } catch (error) {
     const code = exitCodeFor(error);
@@ -117,6 +76,51 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`${error.stack}\n`);
     return code;
   }
+}
+
+/** Flags whose value is a file or folder (`<dir>`, `<file>`), made absolute against the folder ferry started in. */
+function resolvePathFlags(command: Command, values: CommandInput['values'], cwd: string): CommandInput['values'] {
+  const out: Record<string, CommandInput['values'][string]> = { ...values };
+  for (const [name, spec] of Object.entries(command.options ?? {})) {
+    const value = out[name];
+    if (
+      typeof value === 'string' &&
+      /^<(dir|file)>$/.test(spec.valueName ?? '') &&
+      !/^[a-z][a-z0-9+.-]*:\/\//i.test(value)
+    )
+      out[name] = path.resolve(cwd, value);
+  }
+  return out;
+}
+
+interface GuardedStdout {
+  write(text: string): void;
+  onClosed(listener: () => void): void;
+}
+
+/**
+ * Stdout that survives its reader going away: an `EPIPE` (output piped into `head`) stops further output instead of
+ * crashing the process with an unhandled error.
+ */
+function guardStdout(): GuardedStdout {
+  let closed = false;
+  const listeners: Array<() => void> = [];
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    if (closed) return;
+    closed = true;
+    for (const l of listeners) l();
+  });
+  return {
+    write(text) {
+      if (closed) return;
+      if (text.endsWith('\n')) writeAbove(process.stdout, text.slice(0, -1));
+      else process.stdout.write(text);
+    },
+    onClosed(listener) {
+      listeners.push(listener);
+    },
+  };
 }
 
 const code = await main(process.argv.slice(2));

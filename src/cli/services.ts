@@ -1,5 +1,11 @@
+import fs from 'node:fs';
 import path from 'node:path';
-import { createTokenProvider } from '../connectors/dataverse/token-provider.js';
+import {
+  createTokenProvider,
+  credentialForIdentity,
+  isLoopbackUrl,
+  shortAuthReason,
+} from '../connectors/dataverse/token-provider.js';
 import { AdlsLake } from '../connectors/lake/adls-lake.js';
 import type { Lake } from '../connectors/lake/lake.js';
 import { LocalLake } from '../connectors/lake/local-lake.js';
@@ -7,6 +13,9 @@ import { SqliteStateStore } from '../connectors/state/sqlite-state-store.js';
 import { type FerryConfig, isUrlLocation } from '../core/config.js';
 import { UsageError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import type { PipelineDefinition } from '../core/pipeline.js';
+import { brokenMessage, loadPipelineSet, selectPipelines } from '../core/pipeline-loader.js';
+import { describeIdentity } from '../core/project-config.js';
 import type { DataverseEndpoint } from '../core/stage.js';
 import type { StateStore } from '../core/state-store.js';
 
@@ -17,10 +26,23 @@ export interface OpenDataverse {
   close(): Promise<void>;
 }
 
+/** The target's name as the first line of a run shows it. */
+export function targetName(config: FerryConfig): string {
+  return config.target ? `target \`${config.target}\`` : 'target (flags and environment)';
+}
+
+/** The first line of a run that needs no Dataverse: where it reads and writes. */
+export function announceLakeTarget(config: FerryConfig, log: Logger): void {
+  log.info(`${targetName(config)}: lake ${config.lake}, warehouse ${config.warehouse}, state ${config.state}`);
+}
+
 /**
- * The Dataverse a command talks to: the URL from `--dataverse`/`FERRY_DATAVERSE_URL` (token from
- * `@azure/identity`), or else the built-in emulator started in-process, its store kept in `<state>/emulator/`
- * so consecutive runs see the same data.
+ * The Dataverse a command talks to, named on the first line it logs: the URL from `--dataverse`,
+ * `FERRY_DATAVERSE_URL` or the target, signed in with the target's first identity (else `DefaultAzureCredential`),
+ * whose token is fetched now, before any data is read, so a bad credential fails at once (exit 2) naming itself;
+ * or, with `--emulator` (or a target whose dataverse is `emulator`), the built-in emulator started in-process, its
+ * store kept in `<state>/emulator/` so consecutive runs see the same data. Neither given is a configuration error:
+ * nothing is written to a Dataverse nobody chose.
  */
 export async function openDataverse(config: FerryConfig, log: Logger): Promise<OpenDataverse> {
   if (config.dataverse) {
@@ -30,18 +52,39 @@ export async function openDataverse(config: FerryConfig, log: Logger): Promise<O
       );
     }
     const url = config.dataverse.replace(/\/+$/, '');
-    // Loopback URLs (an emulator in another process) need no token.
-    const getToken = createTokenProvider(url);
-    return { endpoint: getToken ? { url, getToken } : { url }, close: async () => undefined };
+    if (isLoopbackUrl(url)) {
+      // Loopback URLs (an emulator in another process) need no token.
+      log.info(`${targetName(config)}: Dataverse ${url} (loopback, no identity)`);
+      return { endpoint: { url }, close: async () => undefined };
+    }
+    const identity = config.identities?.[0];
+    const who = identity
+      ? describeIdentity(identity)
+      : 'DefaultAzureCredential (environment, managed identity, az login)';
+    log.info(`${targetName(config)}: Dataverse ${url} as ${who}`);
+    const getToken = createTokenProvider(url, identity ? { credential: credentialForIdentity(identity) } : {})!;
+    try {
+      await getToken();
+    } catch (error) {
+      throw new UsageError(
+        `Credential ${identity ? `\`${identity.name}\`` : 'DefaultAzureCredential'} could not get a token for \`${url}\`: ${shortAuthReason(error)}. Nothing was read or written. Check it with \`ferry doctor\`${identity ? '' : ', or name an identity in the target of ferry.config.json'}.`,
+      );
+    }
+    return { endpoint: { url, getToken }, close: async () => undefined };
+  }
+  if (!config.emulator) {
+    throw new UsageError(
+      'No Dataverse to write to: pass --dataverse https://<org>.crm.dynamics.com (or set FERRY_DATAVERSE_URL), pick a target of ferry.config.json with --target <name>, or pass --emulator to use the built-in emulator.',
+    );
   }
   const { startEmulator } = await import('../emulator/server.js');
-  const emulator = await startEmulator({
-    port: 0,
-    metadataDir: config.metadata,
-    storeFile: path.join(config.state, 'emulator', 'store.json'),
-    log,
-  });
-  log.debug(`Started the built-in Dataverse emulator at ${emulator.url}`);
+  const storeFile = path.join(config.state, 'emulator', 'store.json');
+  // The emulator's own start-up line goes to debug: the first line of a run names the target.
+  const quiet: Logger = { ...log, info: (m, f) => log.debug(m, f) };
+  const emulator = await startEmulator({ port: 0, metadataDir: config.metadata, storeFile, log: quiet });
+  log.info(
+    `${targetName(config)}: the built-in Dataverse emulator (in-process at ${emulator.url}, store ${storeFile}), no identity`,
+  );
   return { endpoint: { url: emulator.url }, emulator, close: () => emulator.close() };
 }
 
@@ -57,6 +100,11 @@ export function openLake(config: FerryConfig): Lake {
       `Lake \`${config.lake}\` is neither a folder nor an ADLS Gen2 URL; use e.g. ./lake or abfss://container@account.dfs.core.windows.net/path.`,
     );
   }
+  if (!fs.existsSync(config.lake)) {
+    throw new UsageError(
+      `Lake folder \`${path.resolve(config.lake)}\` does not exist; create it, or point --lake (FERRY_LAKE, or the target's \`lake\`) at the folder the deltas arrive in.`,
+    );
+  }
   return new LocalLake(config.lake);
 }
 
@@ -70,7 +118,46 @@ export function parseAdlsUrl(text: string): { accountUrl: string; container: str
   return undefined;
 }
 
-/** The state store in the state directory. */
+/** The state store in the state directory; a path that cannot be a folder is a configuration error. */
 export function openState(config: FerryConfig): StateStore {
+  const blocked = fileOnTheWay(config.state);
+  if (blocked) {
+    throw new UsageError(
+      `State folder \`${path.resolve(config.state)}\` cannot be created: \`${blocked}\` is a file. Point --state (FERRY_STATE, or the target's \`state\`) at a folder.`,
+    );
+  }
   return SqliteStateStore.openIn(config.state);
+}
+
+/** The first path from `dir` upwards that exists as something other than a folder, if any. */
+function fileOnTheWay(dir: string): string | undefined {
+  let current = path.resolve(dir);
+  for (;;) {
+    try {
+      return fs.statSync(current).isDirectory() ? undefined : current;
+    } catch {
+      const parent = path.dirname(current);
+      if (parent === current) return undefined;
+      current = parent;
+    }
+  }
+}
+
+/**
+ * The pipelines a command works on. A pipeline file that cannot be loaded is a warning naming it, so the other
+ * pipelines still run; it is an error when the command asked for a pipeline that is not among the loaded ones.
+ */
+export async function pipelinesFor(
+  dir: string,
+  names: readonly string[] | undefined,
+  log: Logger,
+): Promise<PipelineDefinition[]> {
+  const { pipelines, broken } = await loadPipelineSet(dir);
+  if (broken.length) {
+    const known = new Set(pipelines.map((p) => p.name));
+    if (names?.some((n) => !known.has(n))) throw new UsageError(brokenMessage(broken));
+    for (const b of broken)
+      log.warn(`Pipeline file \`${b.file}\` cannot be loaded (${b.message}); skipped. Fix the file.`);
+  }
+  return selectPipelines(pipelines, names);
 }

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import type { IdentityConfig } from './project-config.js';
 
 /** Where the embedded defaults live, and which Dataverse to talk to. */
 export interface FerryConfig {
@@ -15,6 +16,12 @@ export interface FerryConfig {
   readonly metadata: string;
   /** Warehouse output root for outbound pipelines. Default `<lake>/warehouse`. */
   readonly warehouse: string;
+  /** `--emulator` (or a target with `"dataverse": "emulator"`): the built-in emulator when no URL is given. */
+  readonly emulator?: boolean;
+  /** The named target of `ferry.config.json` these values came from. */
+  readonly target?: string;
+  /** Identities to write to Dataverse as (first one first); none means `DefaultAzureCredential`. */
+  readonly identities?: readonly IdentityConfig[];
 }
 
 export interface ConfigOverrides {
@@ -25,20 +32,49 @@ export interface ConfigOverrides {
   readonly warehouse?: string;
 }
 
-/** Resolves flags over environment over defaults. */
-export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessEnv = process.env): FerryConfig {
-  const lake = overrides.lake ?? env.FERRY_LAKE ?? './lake';
-  const state = overrides.state ?? env.FERRY_STATE ?? './.ferry';
-  const dataverse = overrides.dataverse ?? env.FERRY_DATAVERSE_URL ?? undefined;
-  const metadata = overrides.metadata ?? env.FERRY_METADATA ?? 'fixtures/metadata';
+/**
+ * What sits under flags and environment: a target of `ferry.config.json` (paths already absolute) and the project
+ * root the defaults are relative to.
+ */
+export interface ConfigBase extends ConfigOverrides {
+  readonly root?: string;
+  readonly emulator?: boolean;
+  readonly target?: string;
+  readonly identities?: readonly IdentityConfig[];
+}
+
+/** Resolves flags over environment over the configuration file's target over defaults (relative to the root). */
+export function resolveConfig(
+  overrides: ConfigOverrides = {},
+  env: NodeJS.ProcessEnv = process.env,
+  base: ConfigBase = {},
+): FerryConfig {
+  const at = (p: string) => (base.root ? path.join(base.root, p) : p);
+  const lake = overrides.lake ?? env.FERRY_LAKE ?? base.lake ?? at('./lake');
+  const state = overrides.state ?? env.FERRY_STATE ?? base.state ?? at('./.ferry');
+  const dataverse = overrides.dataverse ?? env.FERRY_DATAVERSE_URL ?? base.dataverse ?? undefined;
+  const metadata = overrides.metadata ?? env.FERRY_METADATA ?? base.metadata ?? at('fixtures/metadata');
   const warehouse =
     overrides.warehouse ??
     env.FERRY_WAREHOUSE ??
+    base.warehouse ??
     (isUrlLocation(lake) ? `${lake}/warehouse` : path.join(lake, 'warehouse'));
-  return { lake, state, dataverse: dataverse === '' ? undefined : dataverse, metadata, warehouse };
+  return {
+    lake,
+    state,
+    dataverse: dataverse === '' ? undefined : dataverse,
+    metadata,
+    warehouse,
+    ...(base.emulator ? { emulator: true } : {}),
+    ...(base.target ? { target: base.target } : {}),
+    ...(base.identities?.length ? { identities: base.identities } : {}),
+  };
 }
 
-/** True when a lake or warehouse location is a URL (`abfss://...`, `https://...`) rather than a local folder. */
+/**
+ * True when a lake or warehouse location is a URL (`abfss://...`, `https://...`, `s3://...`) rather than a local
+ * folder. A scheme is a letter then letters, digits, `+`, `-` or `.` (RFC 3986 §3.1).
+ */
 export function isUrlLocation(location: string): boolean {
-  return /^[a-z]+:\/\//i.test(location);
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(location);
 }

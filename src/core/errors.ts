@@ -8,6 +8,8 @@ export const EXIT = {
   failed: 1,
   usage: 2,
   rejectThresholdExceeded: 3,
+  /** The run did nothing: every input was held back. */
+  heldBack: 4,
   temporaryFailure: 75,
 } as const;
 

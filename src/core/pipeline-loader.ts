@@ -4,11 +4,30 @@ import { pathToFileURL } from 'node:url';
 import { FerryError, UsageError } from './errors.js';
 import type { PipelineDefinition } from './pipeline.js';
 
+/** A pipeline file that could not be loaded, and why. */
+export interface BrokenPipelineFile {
+  readonly file: string;
+  readonly message: string;
+}
+
 /**
  * Loads every `pipelines/*.ts` definition (default export of `definePipeline`), ordered so that a pipeline comes
- * after the ones it depends on.
+ * after the ones it depends on. A file that cannot be loaded (syntax error, a mapping that does not validate, no
+ * default export) is an error naming the file.
  */
 export async function loadPipelines(dir = path.resolve('pipelines')): Promise<PipelineDefinition[]> {
+  const { pipelines, broken } = await loadPipelineSet(dir);
+  if (broken.length) throw new UsageError(brokenMessage(broken));
+  return pipelines;
+}
+
+/**
+ * Like `loadPipelines`, but a broken file does not stop the others: it is listed in `broken`, so `ferry status`
+ * and `ferry run` of the other pipelines still work.
+ */
+export async function loadPipelineSet(
+  dir = path.resolve('pipelines'),
+): Promise<{ pipelines: PipelineDefinition[]; broken: BrokenPipelineFile[] }> {
   let names: string[];
   try {
     names = (await fs.readdir(dir)).filter((n) => /\.(ts|js|mjs)$/.test(n) && !n.endsWith('.d.ts')).sort();
@@ -18,14 +37,30 @@ export async function loadPipelines(dir = path.resolve('pipelines')): Promise<Pi
     );
   }
   const defs: PipelineDefinition[] = [];
+  const broken: BrokenPipelineFile[] = [];
   for (const name of names) {
-    const mod = (await import(pathToFileURL(path.join(dir, name)).href)) as { default?: PipelineDefinition };
+    const file = path.join(dir, name);
+    let mod: { default?: PipelineDefinition };
+    try {
+      mod = (await import(pathToFileURL(file).href)) as { default?: PipelineDefinition };
+    } catch (error) {
+      // A syntax error's location is on the line after "Transform failed with 1 error:".
+      const lines = (error instanceof Error ? error.message : String(error)).split('\n').filter((l) => l.trim());
+      broken.push({ file, message: lines.slice(0, /:$/.test(lines[0] ?? '') ? 2 : 1).join(' ') });
+      continue;
+    }
     if (!mod.default?.name || !Array.isArray(mod.default.stages)) {
-      throw new UsageError(`\`${path.join(dir, name)}\` does not default-export a definePipeline({...}) result.`);
+      broken.push({ file, message: 'it does not default-export a definePipeline({...}) result' });
+      continue;
     }
     defs.push(mod.default);
   }
-  return orderByDependencies(defs);
+  return { pipelines: orderByDependencies(defs), broken };
+}
+
+/** One sentence per broken file. */
+export function brokenMessage(broken: readonly BrokenPipelineFile[]): string {
+  return broken.map((b) => `Pipeline file \`${b.file}\` cannot be loaded: ${b.message}. Fix the file.`).join('\n');
 }
 
 /** Topological order by `dependsOn`, stable by name otherwise. */

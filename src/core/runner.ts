@@ -237,7 +237,10 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
     const commitStarted = performance.now();
     if (withinThreshold) for (const hook of commitHooks) await hook();
     stageMs.commitHooks = Math.round(performance.now() - commitStarted);
-    const status: RunStatus = withinThreshold ? 'succeeded' : 'rejects_exceeded';
+    const heldBack = ctxBase.shared.get(HELD_BACK_ITEMS) as Set<string> | undefined;
+    // Every input held back: nothing was done, and saying "succeeded" would hide it.
+    const allHeldBack = window.items.length > 0 && (heldBack?.size ?? 0) >= window.items.length;
+    const status: RunStatus = !withinThreshold ? 'rejects_exceeded' : allHeldBack ? 'held_back' : 'succeeded';
     const movesState = withinThreshold && (options.mode === 'scheduled' || options.mode === 'manual');
     // Rejects of earlier, unfinished or repeated runs over the same items are replaced by this run's.
     if (options.mode !== 'replay')
@@ -247,7 +250,6 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
         runId,
       );
     killPoint('before-commit');
-    const heldBack = ctxBase.shared.get(HELD_BACK_ITEMS) as Set<string> | undefined;
     const finished = state.finishRun(runId, {
       heldBack: heldBack ? [...heldBack] : [],
       status,
@@ -257,7 +259,12 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
       markProcessed: movesState,
       moveCursor: movesState,
       error: withinThreshold
-        ? null
+        ? allHeldBack
+          ? {
+              code: 'run.held_back',
+              message: `All ${window.items.length} input(s) of \`${def.name}\` were held back, so nothing was read; they are tried again next run. See why with \`ferry rejects --run ${runId}\`.`,
+            }
+          : null
         : {
             code: 'rejects.threshold',
             message: `Rejected ${counts.rejected} of ${counts.read} rows, over the pipeline's threshold (${def.rejectThreshold.maxRejectedRatio * 100}%); the window will be repeated. Inspect with \`ferry rejects --run ${runId}\`.`,

@@ -3,7 +3,16 @@ import type { RunMode } from './pipeline.js';
 import type { RejectRecord, StoredReject } from './rejects.js';
 import type { RunWindow, WindowItem } from './window.js';
 
-export const RUN_STATUSES = ['running', 'succeeded', 'failed', 'rejects_exceeded', 'abandoned', 'skipped'] as const;
+/** `held_back`: the run had inputs and every one was held back (unreadable, missing a mapped column): nothing done. */
+export const RUN_STATUSES = [
+  'running',
+  'succeeded',
+  'failed',
+  'rejects_exceeded',
+  'held_back',
+  'abandoned',
+  'skipped',
+] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
 
 export interface RunRecord {

@@ -206,7 +206,10 @@ export class Scheduler {
         message: report.error?.message ?? 'Reject threshold exceeded.',
         inspect,
       });
-    } else if (report.status === 'failed' && !(this.#signal.aborted && report.error?.code === 'run.interrupted')) {
+    } else if (
+      report.status === 'held_back' ||
+      (report.status === 'failed' && !(this.#signal.aborted && report.error?.code === 'run.interrupted'))
+    ) {
       await this.#alerts.notify({
         ...base,
         kind: 'run_failed',

@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import type { AccessToken, TokenCredential } from '@azure/identity';
 import { DataverseClient } from '../../src/connectors/dataverse/dataverse-client.js';
 import { createTokenProvider, isLoopbackUrl } from '../../src/connectors/dataverse/token-provider.js';
+import { createLogger } from '../../src/core/log.js';
 
 describe('Dataverse client on the wire', () => {
   let server: Server;
@@ -109,6 +110,25 @@ describe('Dataverse client on the wire', () => {
     assert.equal(seen.length, 2);
     assert.ok(gap >= 140, `second attempt only after Retry-After (gap ${gap})`);
     assert.equal(client.stats.throttled.executionTime, 1);
+  });
+
+  it('says at info level when it is throttled and when it retries, with how long it waits', async () => {
+    seen.length = 0;
+    answers = [
+      {
+        status: 429,
+        headers: { 'Retry-After': '2', 'Content-Type': 'application/json' },
+        body: '{"error":{"code":"0x80072322","message":"Number of requests exceeded"}}',
+      },
+      { status: 503, body: '' },
+    ];
+    const lines: string[] = [];
+    const log = createLogger({ level: 'info', write: (line) => lines.push(line) });
+    const client = new DataverseClient({ url, log, retry: { baseDelayMs: 1, maxDelayMs: 1 } });
+    await client.send('GET', 'WhoAmI');
+    assert.equal(seen.length, 3);
+    assert.match(lines[0]!, /^Dataverse throttled \(requests\), waiting 2 s path=WhoAmI/);
+    assert.match(lines[1]!, /^Dataverse answered 503; retrying in 0\.0 s/);
   });
 });
 

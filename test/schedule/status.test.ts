@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, test } from 'node:test';
 import { pipelineLeaseName } from '../../src/core/runner.js';
@@ -65,6 +66,8 @@ test('ferry schedule stops cleanly on SIGINT: the loop ends, exit code 0, the st
     '1s',
     '--json',
   ];
+  // A lake folder that does not exist is a configuration error, so the (empty) lake is created first.
+  mkdirSync(path.join(env.dir, 'lake'), { recursive: true });
   const proc = spawn(
     process.execPath,
     [...args, '--lake', path.join(env.dir, 'lake'), '--state', path.join(env.dir, 'state')],

@@ -1,14 +1,14 @@
 import type { Lake } from '../../connectors/lake/lake.js';
 import { EXIT, UsageError } from '../../core/errors.js';
 import { parseDuration } from '../../core/pipeline.js';
-import { loadPipelines, selectPipelines } from '../../core/pipeline-loader.js';
+
 import type { WindowItem } from '../../core/window.js';
 import { DuckDbStaging } from '../../dialects/duckdb/duckdb-staging.js';
 import { type BackfillOptions, planBackfill, runBackfill } from '../../schedule/backfill.js';
 import { stageRegistry } from '../../stages/registry.js';
 import type { Command } from '../command.js';
 import { countsText } from '../format.js';
-import { openDataverse, openLake, openState } from '../services.js';
+import { announceLakeTarget, openDataverse, openLake, openState, pipelinesFor } from '../services.js';
 
 /**
  * `ferry backfill <pipeline> --from --to`: reprocesses a past range window by window without moving the cursor;
@@ -19,11 +19,33 @@ export const backfillCommand: Command = {
   summary: 'reprocess the inputs of a time range, window by window (cursor untouched, resumable)',
   usage: 'backfill <pipeline> --from <time> --to <time> [--window 15m] [--dry-run] [--json]',
   options: {
-    from: { type: 'string' },
-    to: { type: 'string' },
-    window: { type: 'string' },
-    'dry-run': { type: 'boolean', default: false },
+    from: { type: 'string', valueName: '<time>', description: 'start of the range (ISO date or time), inclusive' },
+    to: { type: 'string', valueName: '<time>', description: 'end of the range, exclusive' },
+    window: {
+      type: 'string',
+      valueName: '<duration>',
+      check: 'duration',
+      defaultText: '15m',
+      description: 'window size',
+    },
+    'dry-run': {
+      type: 'boolean',
+      default: false,
+      description: 'list the windows with inputs and their row counts; change nothing',
+    },
   },
+  description:
+    'Reprocesses the inputs of each window without moving the cursor. Killed or failed, the same command continues with the first window not done.',
+  examples: [
+    {
+      text: 'What one day would reprocess:',
+      command: 'ferry backfill accounts-inbound --from 2026-11-01 --to 2026-11-02 --dry-run',
+    },
+    {
+      text: 'Reprocess it in hourly windows:',
+      command: 'ferry backfill accounts-inbound --from 2026-11-01 --to 2026-11-02 --window 1h --target prod',
+    },
+  ],
   async run(input) {
     const [name, ...extra] = input.positionals;
     if (!name || extra.length)
@@ -34,7 +56,7 @@ export const backfillCommand: Command = {
       throw new UsageError('Give the range: --from <time> --to <time>, e.g. --from 2026-11-01 --to 2026-11-02.');
     }
     const windowMs = parseDuration(typeof input.values.window === 'string' ? input.values.window : '15m');
-    const [def] = selectPipelines(await loadPipelines(input.pipelinesDir), [name]);
+    const [def] = await pipelinesFor(input.pipelinesDir, [name], input.log);
     const state = openState(input.config);
     const lake = openLake(input.config);
     const base = {
@@ -55,6 +77,20 @@ export const backfillCommand: Command = {
         try {
           let files = 0;
           let rows = 0;
+          // Runs of windows without inputs print as one line (a day of 15-minute windows is 96 of them).
+          let empty:
+            | { first: (typeof plan.windows)[number]; last: (typeof plan.windows)[number]; n: number }
+            | undefined;
+          const flushEmpty = () => {
+            if (!empty) return;
+            const { first, last, n } = empty;
+            input.print(
+              n === 1
+                ? `window ${first.index + 1}/${plan.windows.length} ${first.from}..${first.to}: no inputs`
+                : `windows ${first.index + 1}–${last.index + 1}/${plan.windows.length} ${first.from}..${last.to}: no inputs (${n} windows)`,
+            );
+            empty = undefined;
+          };
           for (const w of plan.windows) {
             const items = [];
             for (const item of w.items) {
@@ -65,13 +101,17 @@ export const backfillCommand: Command = {
             files += items.length;
             if (input.json)
               input.print(JSON.stringify({ window: w.index, from: w.from, to: w.to, done: w.done, items }));
-            else {
+            else if (items.length === 0) {
+              empty = empty ? { ...empty, last: w, n: empty.n + 1 } : { first: w, last: w, n: 1 };
+            } else {
+              flushEmpty();
               input.print(
                 `window ${w.index + 1}/${plan.windows.length} ${w.from}..${w.to}${w.done ? ' (done earlier)' : ''}: ${items.length} item(s)`,
               );
               for (const i of items) input.print(`    ${i.id}${i.rows === null ? '' : ` ${i.rows} rows`}`);
             }
           }
+          if (!input.json) flushEmpty();
           const summary = {
             dryRun: true,
             pipeline: def!.name,
@@ -90,6 +130,7 @@ export const backfillCommand: Command = {
           await counter.close();
         }
       }
+      if (def!.direction !== 'inbound') announceLakeTarget(input.config, input.log);
       const dataverse = def!.direction === 'inbound' ? await openDataverse(input.config, input.log) : undefined;
       try {
         const options: BackfillOptions = {

@@ -26,10 +26,23 @@ export const deploySynapseCommand: Command = {
   summary: 'deploy synapse/ to a Synapse workspace (linked services → datasets → pipelines → triggers)',
   usage: 'deploy synapse --workspace <name> [--from synapse/] [--dry-run] [--json]',
   options: {
-    workspace: { type: 'string' },
-    from: { type: 'string' },
-    'dry-run': { type: 'boolean', default: false },
+    workspace: {
+      type: 'string',
+      valueName: '<name>',
+      env: 'FERRY_SYNAPSE_WORKSPACE',
+      description: "Synapse workspace name (or the target's synapseWorkspace)",
+    },
+    from: { type: 'string', valueName: '<dir>', defaultText: 'synapse', description: 'artifact folder' },
+    'dry-run': {
+      type: 'boolean',
+      default: false,
+      description: 'read the workspace and list the changes; write nothing',
+    },
   },
+  examples: [
+    { text: 'What would change:', command: 'ferry deploy synapse --workspace contoso-ws --dry-run' },
+    { text: 'Deploy:', command: 'ferry deploy synapse --workspace contoso-ws' },
+  ],
   async run(input) {
     const workspace = openWorkspace(input.values.workspace);
     const from = path.resolve(typeof input.values.from === 'string' ? input.values.from : 'synapse');

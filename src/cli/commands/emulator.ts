@@ -72,21 +72,60 @@ export const emulatorCommand: Command = {
   usage:
     'emulator [--port N] [--metadata <dir>] [--store <file>] [--fail-every N] [--reset-every N] [--throttle-every N --retry-after S] [--profile default|trial|heavy-plugins [--time-scale N]] [--ceiling [--operation upsert|create|update] [--batch-size N] [--mode bulk|batch] [--json]]',
   options: {
-    port: { type: 'string' },
-    host: { type: 'string' },
-    store: { type: 'string' },
-    'fail-every': { type: 'string' },
-    'reset-every': { type: 'string' },
-    'throttle-every': { type: 'string' },
-    'retry-after': { type: 'string' },
-    'per-record-delay-ms': { type: 'string' },
-    profile: { type: 'string' },
-    'time-scale': { type: 'string' },
-    ceiling: { type: 'boolean' },
-    operation: { type: 'string' },
-    'batch-size': { type: 'string' },
-    mode: { type: 'string' },
+    port: { type: 'string', valueName: '<n>', defaultText: '0 (any free port)', description: 'port to listen on' },
+    host: { type: 'string', valueName: '<host>', defaultText: '127.0.0.1', description: 'address to listen on' },
+    store: {
+      type: 'string',
+      valueName: '<file>',
+      defaultText: 'in memory',
+      description: 'keep the data in this JSON file',
+    },
+    'fail-every': { type: 'string', valueName: '<n>', description: 'answer every n-th request with a 500' },
+    'reset-every': { type: 'string', valueName: '<n>', description: 'drop the connection of every n-th request' },
+    'throttle-every': { type: 'string', valueName: '<n>', description: 'answer every n-th request with a 429' },
+    'retry-after': { type: 'string', valueName: '<seconds>', description: 'Retry-After of those 429s' },
+    'per-record-delay-ms': { type: 'string', valueName: '<ms>', description: 'extra service time per record' },
+    profile: {
+      type: 'string',
+      valueName: '<default|trial|heavy-plugins>',
+      description: 'service-protection limits and service time of a kind of environment',
+    },
+    'time-scale': { type: 'string', valueName: '<n>', description: 'run the profile’s clock n times faster' },
+    ceiling: {
+      type: 'boolean',
+      description: 'print the best sustainable records/s of the profile for a workload and exit',
+    },
+    operation: {
+      type: 'string',
+      valueName: '<upsert|create|update>',
+      defaultText: 'upsert',
+      description: 'workload of --ceiling',
+    },
+    'batch-size': {
+      type: 'string',
+      valueName: '<n>',
+      defaultText: '100',
+      description: 'records per request for --ceiling',
+    },
+    mode: {
+      type: 'string',
+      valueName: '<bulk|batch>',
+      defaultText: 'bulk',
+      description: 'bulk messages or $batch parts for --ceiling',
+    },
   },
+  description:
+    'Prints `Dataverse emulator listening on <url>` on stdout and serves the Web API until SIGINT/SIGTERM (the store is saved). Point other commands at it with --dataverse <url>.',
+  examples: [
+    {
+      text: 'An emulator with the trial profile’s limits, 60 times faster:',
+      command: 'ferry emulator --port 5555 --profile trial --time-scale 60',
+    },
+    {
+      text: 'The ceiling of a workload:',
+      command: 'ferry emulator --profile default --ceiling --operation upsert --batch-size 100',
+    },
+  ],
   async run(input) {
     const options: EmulatorOptions = {
       metadataDir: input.config.metadata,

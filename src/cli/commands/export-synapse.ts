@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { EXIT, UsageError } from '../../core/errors.js';
 import { loadPipelines, selectPipelines } from '../../core/pipeline-loader.js';
@@ -12,12 +13,26 @@ export const exportSynapseCommand: Command = {
   summary: 'write Synapse pipeline JSON and T-SQL from the pipeline definitions (--check: fail if stale)',
   usage: 'export synapse [--pipelines a,b] [--out synapse/] [--sql-out sql/tsql/] [--settings file] [--check] [--json]',
   options: {
-    pipelines: { type: 'string' },
-    out: { type: 'string' },
-    'sql-out': { type: 'string' },
-    settings: { type: 'string' },
-    check: { type: 'boolean', default: false },
+    pipelines: { type: 'string', valueName: '<a,b>', defaultText: 'all', description: 'pipelines to export' },
+    out: { type: 'string', valueName: '<dir>', defaultText: 'synapse', description: 'artifact folder' },
+    'sql-out': {
+      type: 'string',
+      valueName: '<dir>',
+      defaultText: 'sql/tsql (or <out>/sql/tsql)',
+      description: 'T-SQL folder',
+    },
+    settings: {
+      type: 'string',
+      valueName: '<file>',
+      defaultText: 'synapse/settings.json',
+      description: 'workspace settings (storage, SQL, Key Vault); the file must exist',
+    },
+    check: { type: 'boolean', default: false, description: 'write nothing; exit 1 when the files are stale (CI)' },
   },
+  examples: [
+    { text: 'Regenerate and commit:', command: 'ferry export synapse' },
+    { text: 'Fail a CI job when the committed artifacts are stale:', command: 'ferry export synapse --check' },
+  ],
   async run(input) {
     if (input.positionals.length > 0)
       throw new UsageError(`Unexpected argument \`${input.positionals[0]}\`; name pipelines with --pipelines a,b.`);
@@ -33,6 +48,11 @@ export const exportSynapseCommand: Command = {
     const pipelines = selectPipelines(await loadPipelines(input.pipelinesDir), listFlag(input.values.pipelines));
     const settingsFile =
       typeof input.values.settings === 'string' ? input.values.settings : path.join('synapse', 'settings.json');
+    // A missing file would quietly export placeholder URLs and a zero service-principal id.
+    if (!fs.existsSync(settingsFile))
+      throw new UsageError(
+        `Export settings \`${path.resolve(settingsFile)}\` do not exist; create the file (storageUrl, sqlServer, dataverseUrl, keyVaultUrl… see synapse/README.md) or pass --settings <file>.`,
+      );
     const settings = await loadExportSettings(settingsFile);
     const check = Boolean(input.values.check);
     const outcome = await runSynapseExport({

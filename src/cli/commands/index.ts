@@ -2,9 +2,11 @@ import type { Command } from '../command.js';
 import { backfillCommand } from './backfill.js';
 import { demoCommand } from './demo.js';
 import { deploySynapseCommand } from './deploy-synapse.js';
+import { doctorCommand } from './doctor.js';
 import { emulatorCommand } from './emulator.js';
 import { emulatorServiceBusCommand } from './emulator-service-bus.js';
 import { exportSynapseCommand } from './export-synapse.js';
+import { initCommand } from './init.js';
 import { listenCommand } from './listen.js';
 import { metadataDiffCommand } from './metadata-diff.js';
 import { metadataPullCommand } from './metadata-pull.js';
@@ -26,6 +28,8 @@ export const COMMANDS: readonly Command[] = [
   rejectsCommand,
   scheduleCommand,
   statusCommand,
+  doctorCommand,
+  initCommand,
   backfillCommand,
   replayCommand,
   metadataPullCommand,

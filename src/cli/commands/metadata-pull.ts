@@ -10,9 +10,20 @@ export const metadataPullCommand: Command = {
   summary: 'read tables from Dataverse EntityDefinitions and write one snapshot JSON per table',
   usage: 'metadata pull --table <logicalname>... [--out <dir>] [--json]',
   options: {
-    table: { type: 'string', multiple: true },
-    out: { type: 'string' },
+    table: {
+      type: 'string',
+      multiple: true,
+      valueName: '<logicalname>',
+      description: 'table to pull (repeat, or a,b)',
+    },
+    out: { type: 'string', valueName: '<dir>', defaultText: 'the --metadata folder', description: 'where to write' },
   },
+  examples: [
+    {
+      text: 'Refresh two snapshots from the prod environment:',
+      command: 'ferry metadata pull --table account --table contact --target prod',
+    },
+  ],
   async run(input) {
     const raw = input.values.table;
     const tables = (Array.isArray(raw) ? raw : typeof raw === 'string' ? [raw] : [])

@@ -9,11 +9,18 @@ export const rejectsCommand: Command = {
   summary: 'show the rejected rows of a run (or the open rejects of a pipeline)',
   usage: 'rejects (--run <id> | --pipeline <name>) [--reason <code>] [--json]',
   options: {
-    run: { type: 'string' },
-    pipeline: { type: 'string' },
-    reason: { type: 'string' },
-    limit: { type: 'string' },
+    run: { type: 'string', valueName: '<id>', description: 'the rejects of this run (see ferry runs)' },
+    pipeline: { type: 'string', valueName: '<name>', description: 'the open rejects of this pipeline' },
+    reason: { type: 'string', valueName: '<code>', description: 'only this reason, e.g. string.too_long' },
+    limit: { type: 'string', valueName: '<n>', check: 'whole-number', defaultText: '1000', description: 'how many' },
   },
+  examples: [
+    { text: 'Every rejected row of a run, with reason, file and row:', command: 'ferry rejects --run <run-id>' },
+    {
+      text: 'Open rejects of a pipeline for one reason:',
+      command: 'ferry rejects --pipeline accounts-inbound --reason choice.unknown_label',
+    },
+  ],
   async run(input) {
     const runId = typeof input.values.run === 'string' ? input.values.run : undefined;
     const pipeline = typeof input.values.pipeline === 'string' ? input.values.pipeline : undefined;

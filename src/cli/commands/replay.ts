@@ -1,10 +1,10 @@
 import { EXIT, UsageError } from '../../core/errors.js';
-import { loadPipelines, selectPipelines } from '../../core/pipeline-loader.js';
+
 import { planReplay, runReplay } from '../../schedule/replay.js';
 import { stageRegistry } from '../../stages/registry.js';
 import type { Command } from '../command.js';
 import { exitCodeForReport, reportJson, reportLine } from '../format.js';
-import { openDataverse, openLake, openState } from '../services.js';
+import { openDataverse, openLake, openState, pipelinesFor } from '../services.js';
 
 /** `ferry replay --run <id>`: re-sends a run's rejected rows from its kept staged input. */
 export const replayCommand: Command = {
@@ -12,11 +12,22 @@ export const replayCommand: Command = {
   summary: "re-send a run's rejected rows (after fixing the cause); resolves the rejects that go through",
   usage: 'replay --run <id> [--reason <code>] [--re-resolve] [--dry-run] [--json]',
   options: {
-    run: { type: 'string' },
-    reason: { type: 'string' },
-    're-resolve': { type: 'boolean', default: false },
-    'dry-run': { type: 'boolean', default: false },
+    run: { type: 'string', valueName: '<id>', description: 'the run whose rejects to re-send (see ferry runs)' },
+    reason: { type: 'string', valueName: '<code>', description: 'only rejects with this reason' },
+    're-resolve': {
+      type: 'boolean',
+      default: false,
+      description: 'convert the rows again with the current mapping and metadata instead of the run’s own',
+    },
+    'dry-run': { type: 'boolean', default: false, description: 'list the rows that would be re-sent; change nothing' },
   },
+  examples: [
+    { text: 'See what would be re-sent:', command: 'ferry replay --run <run-id> --dry-run' },
+    {
+      text: 'Re-send the lookups that failed, after loading their targets:',
+      command: 'ferry replay --run <run-id> --reason lookup.not_found --target prod',
+    },
+  ],
   async run(input) {
     const runId = input.values.run;
     if (typeof runId !== 'string') throw new UsageError('Say which run: ferry replay --run <id> (see `ferry runs`).');
@@ -25,7 +36,7 @@ export const replayCommand: Command = {
     try {
       const run = state.getRun(runId);
       if (!run) throw new UsageError(`Run \`${runId}\` is not in the state store; list runs with \`ferry runs\`.`);
-      const [def] = selectPipelines(await loadPipelines(input.pipelinesDir), [run.pipeline]);
+      const [def] = await pipelinesFor(input.pipelinesDir, [run.pipeline], input.log);
       const base = {
         config: input.config,
         lake: openLake(input.config),

@@ -13,11 +13,23 @@ export const runRemoteCommand: Command = {
   usage:
     'run-remote <pipeline> --workspace <name> [--window-start iso] [--window-end iso] [--poll-seconds 15] [--json]',
   options: {
-    workspace: { type: 'string' },
-    'window-start': { type: 'string' },
-    'window-end': { type: 'string' },
-    'poll-seconds': { type: 'string' },
+    workspace: {
+      type: 'string',
+      valueName: '<name>',
+      env: 'FERRY_SYNAPSE_WORKSPACE',
+      description: "Synapse workspace name (or the target's synapseWorkspace)",
+    },
+    'window-start': { type: 'string', valueName: '<iso>', description: 'window start (a backfill run)' },
+    'window-end': { type: 'string', valueName: '<iso>', description: 'window end' },
+    'poll-seconds': {
+      type: 'string',
+      valueName: '<n>',
+      check: 'positive-number',
+      defaultText: '15',
+      description: 'how often to ask for the status',
+    },
   },
+  examples: [{ text: 'Run and follow:', command: 'ferry run-remote accounts-inbound --workspace contoso-ws' }],
   async run(input) {
     const [name, ...extra] = input.positionals;
     if (!name || extra.length)

@@ -7,7 +7,17 @@ export const runsCommand: Command = {
   name: 'runs',
   summary: 'list recent runs',
   usage: 'runs [--pipeline <name>] [--limit N] [--json]',
-  options: { pipeline: { type: 'string' }, limit: { type: 'string' } },
+  options: {
+    pipeline: { type: 'string', valueName: '<name>', description: 'only this pipeline’s runs' },
+    limit: { type: 'string', valueName: '<n>', check: 'whole-number', defaultText: '20', description: 'how many runs' },
+  },
+  examples: [
+    { text: 'The last 20 runs:', command: 'ferry runs' },
+    {
+      text: 'The last 5 runs of one pipeline as JSON:',
+      command: 'ferry runs --pipeline accounts-inbound --limit 5 --json',
+    },
+  ],
   async run(input) {
     const state = openState(input.config);
     try {

@@ -2,13 +2,13 @@ import { WebhookAlerts } from '../../alerts/webhook-alerts.js';
 import { UsageError } from '../../core/errors.js';
 import { bigintSafe } from '../../core/log.js';
 import { parseDuration } from '../../core/pipeline.js';
-import { loadPipelines, selectPipelines } from '../../core/pipeline-loader.js';
+
 import { runPipeline } from '../../core/runner.js';
 import { type ScheduleEvent, Scheduler } from '../../schedule/scheduler.js';
 import { stageRegistry } from '../../stages/registry.js';
 import type { Command } from '../command.js';
 import { countsText } from '../format.js';
-import { openDataverse, openLake, openState } from '../services.js';
+import { announceLakeTarget, openDataverse, openLake, openState, pipelinesFor } from '../services.js';
 
 /** Splits `a,b` flags into names. */
 export function listFlag(value: unknown): string[] | undefined {
@@ -46,13 +46,50 @@ export const scheduleCommand: Command = {
   summary: 'run pipelines every 15 minutes (or --every) until stopped',
   usage: 'schedule [--pipelines a,b] [--every 15m] [--alert-webhook <url>] [--stale-after 1h] [--json]',
   options: {
-    pipelines: { type: 'string' },
-    every: { type: 'string' },
-    ticks: { type: 'string' },
-    retries: { type: 'string' },
-    'alert-webhook': { type: 'string' },
-    'stale-after': { type: 'string' },
+    pipelines: { type: 'string', valueName: '<a,b>', defaultText: 'all', description: 'pipelines to schedule' },
+    every: {
+      type: 'string',
+      valueName: '<duration>',
+      check: 'duration',
+      defaultText: "each pipeline's own (15m)",
+      description: 'cadence for every pipeline',
+    },
+    ticks: {
+      type: 'string',
+      valueName: '<n>',
+      check: 'whole-number',
+      description: 'stop after n ticks (tests, demos)',
+    },
+    retries: {
+      type: 'string',
+      valueName: '<n>',
+      check: 'whole-number',
+      defaultText: '2',
+      description: 'attempts for a run that failed with a temporary error',
+    },
+    'alert-webhook': {
+      type: 'string',
+      valueName: '<url>',
+      env: 'FERRY_ALERT_WEBHOOK',
+      description: 'POSTs an alert for failed runs, exceeded reject thresholds and stale pipelines',
+    },
+    'stale-after': {
+      type: 'string',
+      valueName: '<duration>',
+      check: 'duration',
+      description: 'alert when a pipeline has not succeeded for this long',
+    },
   },
+  description:
+    'Runs in the foreground. SIGINT/SIGTERM: the current batch finishes and commits, the lease is released; a second signal aborts.',
+  examples: [
+    { text: 'Every pipeline on its cadence against the prod target:', command: 'ferry schedule --target prod' },
+    {
+      text: 'Two pipelines every 5 minutes, alerting a webhook:',
+      command:
+        'ferry schedule --pipelines accounts-inbound,contacts-inbound --every 5m --alert-webhook https://hooks.example.com/ferry',
+    },
+  ],
   async run(input) {
     const every = typeof input.values.every === 'string' ? input.values.every : undefined;
     if (every) parseDuration(every);
@@ -63,7 +100,7 @@ export const scheduleCommand: Command = {
     const retries = typeof input.values.retries === 'string' ? Number(input.values.retries) : 2;
     const staleAfter =
       typeof input.values['stale-after'] === 'string' ? parseDuration(input.values['stale-after']) : undefined;
-    const pipelines = selectPipelines(await loadPipelines(input.pipelinesDir), listFlag(input.values.pipelines));
+    const pipelines = await pipelinesFor(input.pipelinesDir, listFlag(input.values.pipelines), input.log);
     if (pipelines.length === 0) throw new UsageError(`No pipelines in \`${input.pipelinesDir}\` to schedule.`);
     const webhook =
       (typeof input.values['alert-webhook'] === 'string' ? input.values['alert-webhook'] : undefined) ??
@@ -73,6 +110,7 @@ export const scheduleCommand: Command = {
     const dataverse = pipelines.some((p) => p.direction === 'inbound')
       ? await openDataverse(input.config, input.log)
       : undefined;
+    if (!dataverse) announceLakeTarget(input.config, input.log);
     try {
       const scheduler = new Scheduler({
         pipelines,

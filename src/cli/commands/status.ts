@@ -1,7 +1,6 @@
-import { loadPipelines, selectPipelines } from '../../core/pipeline-loader.js';
 import { pipelineStatuses } from '../../schedule/pipeline-status.js';
 import type { Command } from '../command.js';
-import { openState } from '../services.js';
+import { openState, pipelinesFor } from '../services.js';
 import { listFlag } from './schedule.js';
 
 /** `ferry status`: each pipeline's last run, next run, cursor, lease holder and open rejects. */
@@ -9,9 +8,13 @@ export const statusCommand: Command = {
   name: 'status',
   summary: "show each pipeline's last run, next run, cursor, lease holder and open rejects",
   usage: 'status [--pipelines a,b] [--every 15m] [--json]',
-  options: { pipelines: { type: 'string' }, every: { type: 'string' } },
+  options: {
+    pipelines: { type: 'string', valueName: '<a,b>', defaultText: 'all', description: 'pipelines to show' },
+    every: { type: 'string', valueName: '<duration>', check: 'duration', description: 'cadence used for "next run"' },
+  },
+  examples: [{ text: 'Every pipeline:', command: 'ferry status' }],
   async run(input) {
-    const pipelines = selectPipelines(await loadPipelines(input.pipelinesDir), listFlag(input.values.pipelines));
+    const pipelines = await pipelinesFor(input.pipelinesDir, listFlag(input.values.pipelines), input.log);
     const state = openState(input.config);
     try {
       const every = typeof input.values.every === 'string' ? input.values.every : undefined;

@@ -53,7 +53,8 @@ export const synapseRunCommand: Command = {
     const fileSystems: Record<string, string> = {};
     if (!isUrlLocation(input.config.lake)) fileSystems.lake = input.config.lake;
     for (const [k, v] of Object.entries(keyValues(input.values.fs, '--fs'))) fileSystems[k] = String(v);
-    const dataverse = await openDataverse(input.config, input.log);
+    // The local runtime only talks to a local Dataverse: the built-in emulator unless one is named.
+    const dataverse = await openDataverse({ ...input.config, emulator: !input.config.dataverse }, input.log);
     try {
       const url = dataverse.endpoint.url;
       if (!/^https?:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/.test(url)) {

@@ -187,14 +187,14 @@ export class DataverseClient {
             attempts: attempt + 1,
           });
         }
-        this.#options.log?.debug('Dataverse request failed; retrying', {
-          method,
-          path: shortPath(path),
-          attempt,
-          reason: describe(error),
-        });
+        const backoffMs = this.#retry.backoffMs(attempt);
+        // At info level: an operator watching an unreachable URL sees why nothing happens.
+        this.#options.log?.info(
+          `Dataverse request failed (${describe(error)}); retrying in ${(backoffMs / 1000).toFixed(1)} s (attempt ${attempt + 2})`,
+          { method, path: shortPath(path) },
+        );
         this.stats.retries += 1;
-        await sleep(this.#retry.backoffMs(attempt), this.#options.signal);
+        await sleep(backoffMs, this.#options.signal);
         continue;
       }
       const elapsedMs = performance.now() - started;
@@ -218,15 +218,25 @@ export class DataverseClient {
         this.stats.maxRetryAfterSec = Math.max(this.stats.maxRetryAfterSec, waitMs / 1000);
         // Every lane pauses, not only this one: the limits are per user, so others would only be refused too.
         this.gate.pause(waitMs);
+        this.#options.log?.info(`Dataverse throttled (${throttleKind}), waiting ${Math.ceil(waitMs / 1000)} s`, {
+          path: shortPath(path),
+        });
         for (const l of this.#listeners) l.onThrottled?.(throttleKind, waitMs, serviceError?.message);
-      } else if (kind === 'transient') {
+      }
+      const backoffMs = kind === 'transient' ? this.#retry.backoffMs(attempt) : 0;
+      if (kind === 'transient') {
         this.stats.transientFailures += 1;
+        if (this.#retry.shouldRetry(kind, attempt))
+          this.#options.log?.info(
+            `Dataverse answered ${response.status}${serviceError?.code ? ` (${serviceError.code})` : ''}; retrying in ${(backoffMs / 1000).toFixed(1)} s`,
+            { method, path: shortPath(path) },
+          );
       }
       if (!this.#retry.shouldRetry(kind, attempt)) {
         throw mapDataverseError({ method, url, status: response.status, body: text, attempts: attempt + 1 });
       }
       this.stats.retries += 1;
-      if (kind === 'transient') await sleep(this.#retry.backoffMs(attempt), this.#options.signal);
+      if (kind === 'transient') await sleep(backoffMs, this.#options.signal);
     }
   }
 

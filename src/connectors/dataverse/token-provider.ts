@@ -1,5 +1,12 @@
-import { ClientSecretCredential, DefaultAzureCredential, type TokenCredential } from '@azure/identity';
+import {
+  ClientCertificateCredential,
+  ClientSecretCredential,
+  DefaultAzureCredential,
+  ManagedIdentityCredential,
+  type TokenCredential,
+} from '@azure/identity';
 import { FerryError } from '../../core/errors.js';
+import type { IdentityConfig } from '../../core/project-config.js';
 
 /** Where tokens come from: explicit client secret, or `DefaultAzureCredential` (env, managed identity, Azure CLI...). */
 export interface TokenProviderOptions {
@@ -85,4 +92,40 @@ function credentialFrom(options: TokenProviderOptions): TokenCredential {
   const clientSecret = options.clientSecret ?? process.env.AZURE_CLIENT_SECRET;
   if (tenantId && clientId && clientSecret) return new ClientSecretCredential(tenantId, clientId, clientSecret);
   return new DefaultAzureCredential();
+}
+
+/** The `@azure/identity` credential for one identity of `ferry.config.json`. */
+export function credentialForIdentity(identity: IdentityConfig): TokenCredential {
+  if (identity.clientSecret)
+    return new ClientSecretCredential(identity.tenantId!, identity.clientId!, identity.clientSecret);
+  if (identity.certificatePath)
+    return new ClientCertificateCredential(identity.tenantId!, identity.clientId!, {
+      certificatePath: identity.certificatePath,
+      ...(identity.certificatePassword ? { certificatePassword: identity.certificatePassword } : {}),
+    });
+  if (identity.managedIdentity)
+    return identity.clientId
+      ? new ManagedIdentityCredential({ clientId: identity.clientId })
+      : new ManagedIdentityCredential();
+  return new DefaultAzureCredential({
+    ...(identity.tenantId ? { tenantId: identity.tenantId } : {}),
+    ...(identity.clientId ? { managedIdentityClientId: identity.clientId } : {}),
+  });
+}
+
+/**
+ * Why a credential could not get a token, in one short sentence: the first line of the identity library's message
+ * (without correlation and trace ids), or for `DefaultAzureCredential` that no way to sign in was available.
+ */
+export function shortAuthReason(error: unknown): string {
+  const inner = error instanceof FerryError && error.cause ? error.cause : error;
+  const name = inner instanceof Error ? inner.name : '';
+  const message = inner instanceof Error ? inner.message : String(inner);
+  if (name === 'AggregateAuthenticationError' || /^ChainedTokenCredential authentication failed/.test(message))
+    return 'no way to sign in was available (no AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET, no managed identity, no `az login`)';
+  const first = message.split('\n').find((l) => l.trim()) ?? message;
+  return first
+    .replace(/\s*(Trace ID|Correlation ID|Timestamp):.*$/i, '')
+    .trim()
+    .slice(0, 300);
 }
