@@ -1,4 +1,5 @@
 import type { Command } from '../command.js';
+import { withTelemetry } from '../with-telemetry.js';
 import { backfillCommand } from './backfill.js';
 import { demoCommand } from './demo.js';
 import { deploySynapseCommand } from './deploy-synapse.js';
@@ -16,7 +17,7 @@ import { scheduleCommand } from './schedule.js';
 import { statusCommand } from './status.js';
 import { synapseRunCommand } from './synapse-run.js';
 
-/** Every CLI command, one line each. */
+/** Every CLI command, one line each (those that run pipelines report to Application Insights when configured). */
 export const COMMANDS: readonly Command[] = [
   demoCommand,
   runCommand,
@@ -36,4 +37,4 @@ export const COMMANDS: readonly Command[] = [
   queueSendCommand,
   queuePeekCommand,
   queueDeadLettersCommand,
-];
+].map(withTelemetry);
