@@ -236,7 +236,7 @@ describe('telemetry to Application Insights', () => {
     if (!certFile) return t.skip('openssl is not installed');
     const before = ingestion.bodies.length;
     const imports = path.join(dir, 'imports-without.txt');
-    const env = { ...process.env, FERRY_LOG_LEVEL: 'debug', FERRY_TEST_IMPORTS: imports };
+    const env: NodeJS.ProcessEnv = { ...process.env, FERRY_LOG_LEVEL: 'debug', FERRY_TEST_IMPORTS: imports };
     delete env.APPLICATIONINSIGHTS_CONNECTION_STRING;
     const result = await runFerry(
       [

@@ -100,13 +100,13 @@ export async function startAppInsightsTelemetry(connectionString: string, log?: 
       span.end(s.startTimeMs + s.durationMs);
     },
     count(name, value, attributes) {
-      let counter = counters.get(name);
-      if (!counter) counters.set(name, (counter = meter.createCounter(name)));
+      const counter = counters.get(name) ?? meter.createCounter(name);
+      counters.set(name, counter);
       counter.add(value, clean(attributes));
     },
     record(name, value, attributes) {
-      let histogram = histograms.get(name);
-      if (!histogram) histograms.set(name, (histogram = meter.createHistogram(name)));
+      const histogram = histograms.get(name) ?? meter.createHistogram(name);
+      histograms.set(name, histogram);
       histogram.record(value, clean(attributes));
     },
     log(level, message, attributes) {
