@@ -193,7 +193,7 @@ export function planCapacity(input: CapacityInput): CapacityPlan {
     assumptions: [
       `Service-protection limits per identity and web server over ${SERVICE_PROTECTION_LIMITS.windowSec} s: ${SERVICE_PROTECTION_LIMITS.maxRequests} requests, ${SERVICE_PROTECTION_LIMITS.maxExecutionSec} s execution time, ${SERVICE_PROTECTION_LIMITS.maxConcurrent} concurrent (learn.microsoft.com/power-apps/developer/data-platform/api-limits); ${Math.round(PLAN_HEADROOM * 100)} % of them used.`,
       `${servers} web server(s) (--servers): the limits apply per server, and requests without the affinity cookie spread over them.`,
-      `Tables written one after another in a window; identities split each table's rows.`,
+      `Tables written one after another in a window; identities split each table's rows. Requests per window = rows / batch size (full batches); isolating bad rows and retries add a few. Measured costs include each request's fixed time spread over the rows it carried, so small test windows overstate the cost per row.`,
       `Daily entitlement ${dailyEntitlement.toLocaleString('en-US')} requests per identity per 24 h (--daily-entitlement): a user with a paid Dynamics 365 / Power Apps premium licence; application users draw on the tenant's non-licensed pool instead (learn.microsoft.com/power-platform/admin/api-request-limits-allocations). One HTTP request counted as one request.`,
     ],
   };
@@ -208,7 +208,8 @@ export function loadsFromRuns(
   for (const run of runs) {
     const m = run.metrics;
     const table = tableOf(run.pipeline);
-    const sent = run.counts.upserted + run.counts.rejected;
+    // Rows that reached the writer: the converted rows (conversion rejects never cost a request).
+    const sent = run.counts.converted || run.counts.upserted + run.counts.rejected;
     if (!table || typeof m.requests !== 'number' || sent === 0) continue;
     const entry = byTable.get(table) ?? { rows: [], serverMs: 0, serverRows: 0, batch: [] };
     entry.rows.push(sent);
@@ -245,7 +246,7 @@ export function serverCostOf(run: RunRecord): { serverMs: number; rows: number }
   const m = run.metrics;
   if (typeof m.serverTimeMs === 'number' && typeof m.serverTimeRows === 'number' && m.serverTimeRows > 0)
     return { serverMs: m.serverTimeMs, rows: m.serverTimeRows };
-  const sent = run.counts.upserted + run.counts.rejected;
+  const sent = run.counts.converted || run.counts.upserted + run.counts.rejected;
   if (typeof m.meanServerTimeMs === 'number' && typeof m.requests === 'number' && sent > 0)
     return { serverMs: m.meanServerTimeMs * m.requests, rows: sent };
   return undefined;

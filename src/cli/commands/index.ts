@@ -7,9 +7,11 @@ import { emulatorCommand } from './emulator.js';
 import { exportSynapseCommand } from './export-synapse.js';
 import { listenCommand } from './listen.js';
 import { metadataPullCommand } from './metadata-pull.js';
+import { planCapacityCommand } from './plan-capacity.js';
 import { queueDeadLettersCommand, queuePeekCommand, queueSendCommand } from './queue.js';
 import { rejectsCommand } from './rejects.js';
 import { replayCommand } from './replay.js';
+import { reportCommand } from './report.js';
 import { runCommand } from './run.js';
 import { runRemoteCommand } from './run-remote.js';
 import { runsCommand } from './runs.js';
@@ -37,4 +39,6 @@ export const COMMANDS: readonly Command[] = [
   queueSendCommand,
   queuePeekCommand,
   queueDeadLettersCommand,
+  reportCommand,
+  planCapacityCommand,
 ].map(withTelemetry);
