@@ -166,6 +166,8 @@ export function timeLineChart(options: {
     ) ?? 86_400_000 * Math.ceil((x1 - x0) / 86_400_000 / 8);
   const xTicks: number[] = [];
   for (let t = Math.ceil(x0 / tickStep) * tickStep; t <= x1; t += tickStep) xTicks.push(t);
+  // A short period (runs a few minutes apart) has no round tick inside it: label its ends.
+  if (xTicks.length < 2) xTicks.splice(0, xTicks.length, x0, x1);
   const xAxis = xTicks
     .map(
       (t) =>
