@@ -273,6 +273,10 @@ async function runPipelineOnce(def: PipelineDefinition, options: RunOptions): Pr
           () => stageImpl(options.registry, spec).run(spec, ctx),
         );
         stageMs[spec.kind] = Math.round(performance.now() - stageStarted);
+        telemetry().record('ferry.stage.duration_ms', stageMs[spec.kind]!, {
+          'ferry.pipeline': def.name,
+          'ferry.stage': spec.kind,
+        });
         killPoint(`after-stage:${spec.kind}`);
       }
     }

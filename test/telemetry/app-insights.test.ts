@@ -215,6 +215,7 @@ describe('telemetry to Application Insights', () => {
       .flatMap((e) => (e.data.baseData.metrics as Array<{ name: string }>).map((m) => m.name));
     for (const name of [
       'ferry.runs',
+      'ferry.stage.duration_ms',
       'ferry.rows',
       'ferry.dataverse.requests',
       'ferry.dataverse.throttled',
