@@ -1,3 +1,4 @@
+import { UsageError } from '../core/errors.js';
 import { installTelemetry } from '../core/telemetry.js';
 import type { Command } from './command.js';
 
@@ -16,6 +17,7 @@ export function withTelemetry(command: Command): Command {
     async run(input) {
       const connectionString = process.env.APPLICATIONINSIGHTS_CONNECTION_STRING?.trim();
       if (!connectionString) return command.run(input);
+      checkConnectionString(connectionString);
       const { startAppInsightsTelemetry } = await import('../connectors/telemetry/app-insights-telemetry.js');
       const started = await startAppInsightsTelemetry(connectionString, input.log);
       const uninstall = installTelemetry(started.telemetry);
@@ -50,4 +52,28 @@ function scalarFields(fields: Record<string, unknown> | undefined): Record<strin
   for (const [k, v] of Object.entries(fields ?? {}))
     if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') out[`ferry.${k}`] = v;
   return out;
+}
+
+/**
+ * The exporter only logs a malformed connection string and then sends nothing; say so before any work is done. The
+ * value is not echoed: it names the resource, and the message may end up in a CI log.
+ */
+export function checkConnectionString(text: string): void {
+  const fields = new Map(
+    text
+      .split(';')
+      .map((part) => part.split('=').map((s) => s.trim()))
+      .filter((kv) => kv.length >= 2 && kv[0])
+      .map(([k, ...v]) => [k!.toLowerCase(), v.join('=')] as const),
+  );
+  const key = fields.get('instrumentationkey') ?? '';
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(key))
+    throw new UsageError(
+      'APPLICATIONINSIGHTS_CONNECTION_STRING has no valid `InstrumentationKey=<guid>`; copy the connection string from the Application Insights resource (Overview → Connection String), or unset the variable to run without telemetry.',
+    );
+  const endpoint = fields.get('ingestionendpoint');
+  if (endpoint !== undefined && !/^https?:\/\/[^\s/]+/i.test(endpoint))
+    throw new UsageError(
+      `APPLICATIONINSIGHTS_CONNECTION_STRING has IngestionEndpoint \`${endpoint}\`, which is not an http(s) URL; copy the connection string from the Application Insights resource.`,
+    );
 }

@@ -125,12 +125,12 @@ describe('telemetry to Application Insights', () => {
 
   before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-telemetry-'));
-    const tls = selfSignedCertificate(dir);
-    if (!tls) return;
-    certFile = tls.certFile;
     fs.cpSync('fixtures/inbound/currencies', path.join(dir, 'lake/inbound/currencies'), { recursive: true });
     // Every 2nd request is throttled with Retry-After 1 s, so the run has 429s to report.
     emulator = await startEmulator({ port: 0, metadataDir: 'fixtures/metadata', throttleEvery: 2, retryAfterSec: 1 });
+    const tls = selfSignedCertificate(dir);
+    if (!tls) return;
+    certFile = tls.certFile;
     ingestion = await startIngestion(tls);
   });
   after(async () => {
@@ -258,6 +258,25 @@ describe('telemetry to Application Insights', () => {
     assert.ok(!result.stderr.includes('Application Insights'));
     // The same recorder saw the SDK load in the run above; here no OpenTelemetry module was even resolved.
     assert.equal(fs.existsSync(imports) ? fs.readFileSync(imports, 'utf8') : '', '');
+  });
+
+  it('refuses a connection string without an instrumentation key before doing any work', async () => {
+    const result = await runFerry(
+      [
+        'run',
+        'currencies-inbound',
+        '--lake',
+        path.join(dir, 'lake'),
+        '--state',
+        path.join(dir, 'state-3'),
+        '--dataverse',
+        emulator.url,
+      ],
+      { ...process.env, APPLICATIONINSIGHTS_CONNECTION_STRING: 'IngestionEndpoint=https://example.invalid/' },
+    );
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /APPLICATIONINSIGHTS_CONNECTION_STRING has no valid `InstrumentationKey=<guid>`/);
+    assert.equal(fs.existsSync(path.join(dir, 'state-3', 'ferry.sqlite')), false, 'no run was started');
   });
 
   it('redacts secret environment values and bearer tokens from any text', () => {
