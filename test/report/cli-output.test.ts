@@ -118,6 +118,37 @@ describe('day-to-day output', () => {
     }
   });
 
+  it('plan capacity: from the runs measured, or a profile for given rows', () => {
+    const measured = ferry(['plan', 'capacity', '--state', state, '--json']);
+    assert.equal(measured.status, 0, measured.stderr);
+    const plan = JSON.parse(measured.stdout) as {
+      tables: Array<{ table: string; costSource: string; serverMsPerRow: number }>;
+      totals: { fitsCadence: boolean; identitiesNeeded: number };
+    };
+    assert.deepEqual(plan.tables.map((t) => t.table).sort(), ['account', 'contact', 'opportunity']);
+    assert.ok(plan.tables.every((t) => t.costSource === 'runs' && t.serverMsPerRow > 70 && t.serverMsPerRow < 90));
+    const text = ferry(['plan', 'capacity', '--state', state, '--rows', 'contact=200000', '--identities', '2']);
+    assert.equal(text.status, 0, text.stderr);
+    assert.match(text.stdout, /^Capacity plan: 2 identities, 1 web server\(s\), a window every 15 min/);
+    assert.match(text.stdout, /Does not fit: a window takes/);
+    assert.match(text.stdout, /Identities needed for each window to finish inside 15 min: \d+\./);
+    const missing = ferry(['plan', 'capacity', '--state', state, '--rows', 'invoice=10']);
+    assert.equal(missing.status, 2);
+    assert.match(missing.stderr, /No measured cost for `invoice`/);
+    const profile = ferry([
+      'plan',
+      'capacity',
+      '--state',
+      path.join(dir, 'empty-state'),
+      '--rows',
+      'account=1000',
+      '--profile',
+      'trial',
+    ]);
+    assert.equal(profile.status, 0, profile.stderr);
+    assert.match(profile.stdout, /profile:trial/);
+  });
+
   it('CSV records quote what needs quoting and defuse spreadsheet formulas', () => {
     assert.equal(
       csvRecord(['a', 'b,c', 'say "hi"', 'two\nlines', null, 3, '=SUM(A1)', '-2+3']),

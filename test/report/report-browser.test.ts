@@ -74,7 +74,7 @@ describe('ferry report in a real browser', () => {
       assert.ok(shown > 0 && shown < all, `filter shows ${shown} of ${all}`);
       assert.equal(
         await page
-          .locator('#reject-rows tbody tr:visible td:nth-child(2)')
+          .locator('#reject-rows tbody tr:visible td:nth-child(1)')
           .filter({ hasNotText: 'lookup.target_missing' })
           .count(),
         0,
@@ -90,6 +90,53 @@ describe('ferry report in a real browser', () => {
       await page.screenshot({ path: screenshot, fullPage: true });
       t.diagnostic(`screenshot: ${screenshot}`);
       console.log(`report screenshot: ${screenshot}`);
+    } finally {
+      await browser.close();
+    }
+  });
+
+  it('reports real runs: the demo, drawn from what the runner stored', async (t) => {
+    const demo = path.join(dir, 'demo');
+    const run = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'src/cli/main.ts',
+        'demo',
+        '--lake',
+        path.join(demo, 'lake'),
+        '--state',
+        path.join(demo, 'state'),
+      ],
+      { encoding: 'utf8' },
+    );
+    assert.equal(run.status, 0, run.stderr);
+    const out = path.join(demo, 'report.html');
+    const result = ferry(['report', '--state', path.join(demo, 'state'), '--out', out]);
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stdout, /7 run\(s\) of 7 pipeline\(s\)/);
+    if (!fs.existsSync(CHROMIUM)) return t.skip(`Chromium not found at ${CHROMIUM}`);
+    const { chromium } = await import('playwright-core');
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    try {
+      const page = await browser.newPage();
+      const problems: string[] = [];
+      page.on('console', (m) => {
+        if (m.type() === 'error' || m.type() === 'warning') problems.push(m.text());
+      });
+      page.on('pageerror', (e) => problems.push(e.message));
+      await page.goto(`file://${out}`);
+      // The demo has throughput, stage timings, server time, rejects and a plan; no 429s and no held-back file.
+      for (const chart of ['rows-per-sec', 'duration', 'stages', 'server-time', 'rejects', 'capacity'])
+        assert.ok((await page.locator(`[data-chart="${chart}"] svg .mark`).count()) > 0, chart);
+      assert.match(
+        await page.locator('#throttling .empty').first().innerText(),
+        /No 429s in 5 run\(s\) that wrote to Dataverse/,
+      );
+      assert.match(await page.locator('#held-back .empty').innerText(), /No file was held back/);
+      assert.equal(await page.locator('#reject-rows tbody tr').count(), 19);
+      assert.deepEqual(problems, []);
     } finally {
       await browser.close();
     }
@@ -113,6 +160,12 @@ describe('ferry report in a real browser', () => {
       'number.out_of_range',
       'string.too_long',
     ]);
+    const one = JSON.parse(
+      ferry(['report', '--state', state, '--format', 'json', '--pipeline', 'contacts-inbound']).stdout,
+    ) as {
+      runs: Array<{ pipeline: string }>;
+    };
+    assert.ok(one.runs.length > 0 && one.runs.every((r) => r.pipeline === 'contacts-inbound'));
     const csv = ferry(['report', '--state', state, '--format', 'csv']).stdout.trim().split('\r\n');
     assert.equal(csv.length, 88);
     assert.match(csv[0]!, /^run_id,pipeline,mode,status,started_at,duration_ms/);

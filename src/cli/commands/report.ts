@@ -72,7 +72,10 @@ export const reportCommand: Command = {
       const out =
         typeof input.values.out === 'string' ? input.values.out : format === 'html' ? 'report.html' : undefined;
       if (!out) {
-        process.stdout.write(text);
+        // Wait until the text is handed over: the process exits right after the command returns.
+        await new Promise<void>((resolve, reject) =>
+          process.stdout.write(text, (error) => (error ? reject(error) : resolve())),
+        );
         return 0;
       }
       await fs.mkdir(path.dirname(path.resolve(out)), { recursive: true });
