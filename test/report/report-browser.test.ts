@@ -131,10 +131,10 @@ describe('ferry report in a real browser', () => {
       for (const chart of ['rows-per-sec', 'duration', 'stages', 'server-time', 'rejects', 'capacity'])
         assert.ok((await page.locator(`[data-chart="${chart}"] svg .mark`).count()) > 0, chart);
       assert.match(
-        await page.locator('#throttling .empty').first().innerText(),
+        (await page.locator('#throttling .empty').first().textContent()) ?? '',
         /No 429s in 5 run\(s\) that wrote to Dataverse/,
       );
-      assert.match(await page.locator('#held-back .empty').innerText(), /No file was held back/);
+      assert.match((await page.locator('#held-back .empty').textContent()) ?? '', /No file was held back/);
       assert.equal(await page.locator('#reject-rows tbody tr').count(), 19);
       assert.deepEqual(problems, []);
     } finally {
