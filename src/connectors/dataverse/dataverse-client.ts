@@ -354,7 +354,7 @@ function describe(error: unknown): string {
 }
 
 /**
- * One HTTP attempt as a `dataverse.request` span and metrics. The path is reduced to its operation (`accounts(…)`,
+ * One HTTP attempt as a client span (`PATCH accounts(…)`) and metrics. The path is reduced to its operation (`accounts(…)`,
  * `$batch`): key values are business data and stay out of telemetry, as do bodies and headers.
  */
 function reportRequest(
@@ -373,7 +373,8 @@ function reportRequest(
 ): void {
   const sink = telemetry();
   const durationMs = performance.now() - startedAt;
-  const operation = shortPath(path).replace(/\([^)]*\)/g, '(…)');
+  // Greedy: a key value may itself hold `)`; everything between the first `(` and the last `)` goes.
+  const operation = shortPath(path).replace(/\(.*\)/, '(…)');
   const attributes = {
     'http.request.method': method,
     'dataverse.operation': operation,
