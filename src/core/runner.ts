@@ -14,6 +14,7 @@ import type { RejectRecord } from './rejects.js';
 import type { PlanContext, Progress, RunServices, StageContext, StageImpl } from './stage.js';
 import type { StagingEngine } from './staging.js';
 import type { Lease, RunRecord, RunStatus, StateStore } from './state-store.js';
+import { type TelemetrySpan, telemetry } from './telemetry.js';
 import { HELD_BACK_ITEMS, type RunWindow } from './window.js';
 
 export interface StageRegistry {
@@ -129,6 +130,54 @@ function takeOverDeadLease(
  * run repeats the window; every sink is idempotent, so repeating is safe.
  */
 export async function runPipeline(def: PipelineDefinition, options: RunOptions): Promise<RunReport> {
+  return telemetry().inSpan(
+    `run ${def.name}`,
+    'internal',
+    { 'ferry.pipeline': def.name, 'ferry.mode': options.mode },
+    async (span) => {
+      const report = await runPipelineOnce(def, options);
+      reportRunTelemetry(span, report);
+      return report;
+    },
+  );
+}
+
+/** The run's outcome on its span, as metrics and as one log record. */
+function reportRunTelemetry(span: TelemetrySpan, report: RunReport): void {
+  const sink = telemetry();
+  const m = report.metrics;
+  const attributes = {
+    'ferry.run_id': report.runId,
+    'ferry.pipeline': report.pipeline,
+    'ferry.mode': report.mode,
+    'ferry.status': report.status,
+    'ferry.items': report.window.items,
+    ...Object.fromEntries(Object.entries(report.counts).map(([k, v]) => [`ferry.rows.${k}`, v])),
+    'ferry.dataverse.requests': typeof m.requests === 'number' ? m.requests : undefined,
+    'ferry.dataverse.throttled': typeof m.throttled429Total === 'number' ? m.throttled429Total : undefined,
+    'ferry.dataverse.max_retry_after_s': typeof m.maxRetryAfterSec === 'number' ? m.maxRetryAfterSec : undefined,
+    'ferry.rows_per_sec': typeof m.rowsPerSec === 'number' ? m.rowsPerSec : undefined,
+    'ferry.duration_ms': report.durationMs,
+  };
+  span.setAttributes(attributes);
+  if (report.error) span.fail(`${report.error.code}: ${report.error.message}`);
+  const byPipeline = { 'ferry.pipeline': report.pipeline, 'ferry.status': report.status };
+  sink.count('ferry.runs', 1, byPipeline);
+  sink.record('ferry.run.duration_ms', report.durationMs, byPipeline);
+  for (const [outcome, rows] of Object.entries(report.counts))
+    if (rows) sink.count('ferry.rows', rows, { 'ferry.pipeline': report.pipeline, 'ferry.outcome': outcome });
+  sink.log(
+    report.status === 'failed'
+      ? 'error'
+      : report.status === 'succeeded' || report.status === 'skipped'
+        ? 'info'
+        : 'warn',
+    `Run ${report.runId} of ${report.pipeline} ${report.status}: read ${report.counts.read}, upserted ${report.counts.upserted}, rejected ${report.counts.rejected}, written ${report.counts.written}`,
+    attributes,
+  );
+}
+
+async function runPipelineOnce(def: PipelineDefinition, options: RunOptions): Promise<RunReport> {
   const { state, log } = options;
   const holder = holderName();
   const ttl = options.leaseTtlMs ?? 120_000;
@@ -222,8 +271,17 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
             { disposition: 'retry' },
           );
         const stageStarted = performance.now();
-        await stageImpl(options.registry, spec).run(spec, ctx);
+        await telemetry().inSpan(
+          `stage ${spec.kind}`,
+          'internal',
+          { 'ferry.run_id': runId, 'ferry.pipeline': def.name, 'ferry.stage': spec.kind },
+          () => stageImpl(options.registry, spec).run(spec, ctx),
+        );
         stageMs[spec.kind] = Math.round(performance.now() - stageStarted);
+        telemetry().record('ferry.stage.duration_ms', stageMs[spec.kind]!, {
+          'ferry.pipeline': def.name,
+          'ferry.stage': spec.kind,
+        });
         killPoint(`after-stage:${spec.kind}`);
       }
     }
@@ -250,6 +308,8 @@ export async function runPipeline(def: PipelineDefinition, options: RunOptions):
         runId,
       );
     killPoint('before-commit');
+    // Named in the run's metrics too, so reports can list them without the window.
+    if (heldBack?.size) metrics.heldBackFiles = [...heldBack];
     const finished = state.finishRun(runId, {
       heldBack: heldBack ? [...heldBack] : [],
       status,

@@ -4,6 +4,34 @@ import { pipelineLeaseName } from '../core/runner.js';
 import type { RunRecord, StateStore } from '../core/state-store.js';
 import { backfillNamespace } from './backfill.js';
 import { cadenceMs, nextBoundary } from './cadence.js';
+import { SCHEDULER_LEASE, SCHEDULER_STATE } from './scheduler.js';
+
+/** Whether a scheduler runs (holds its lease) and when one last ticked. */
+export interface SchedulerStatus {
+  readonly running: boolean;
+  readonly holder: string | null;
+  readonly leaseExpiresAt: string | null;
+  readonly lastTick: { readonly at: string; readonly holder: string; readonly due: readonly string[] } | null;
+}
+
+/** Reads the scheduler's lease and its last tick. */
+export function schedulerStatus(state: StateStore, nowMs: number): SchedulerStatus {
+  const lease = state.getLease(SCHEDULER_LEASE);
+  const live = lease && lease.expiresAtMs > nowMs ? lease : undefined;
+  const tick = state.getValue(SCHEDULER_STATE, 'lastTick');
+  let lastTick: SchedulerStatus['lastTick'] = null;
+  try {
+    lastTick = tick ? (JSON.parse(tick) as SchedulerStatus['lastTick']) : null;
+  } catch {
+    lastTick = null;
+  }
+  return {
+    running: Boolean(live),
+    holder: live?.holder ?? null,
+    leaseExpiresAt: live ? new Date(live.expiresAtMs).toISOString() : null,
+    lastTick,
+  };
+}
 
 /** What `ferry status` shows for one pipeline. */
 export interface PipelineStatus {
@@ -22,8 +50,8 @@ export interface PipelineStatus {
     readonly error: RunRecord['error'];
   } | null;
   readonly lastSucceededAt: string | null;
-  /** The next wall-clock boundary a scheduler would run it at. */
-  readonly nextRun: string;
+  /** The next wall-clock boundary the running scheduler will run it at; null when no scheduler runs. */
+  readonly nextRun: string | null;
   readonly cursor: { readonly source: string; readonly value: string | null; readonly processedItems: number } | null;
   /** Who holds the pipeline's lease right now (a running scheduler, backfill or manual run). */
   readonly lease: { readonly holder: string; readonly expiresAt: string; readonly token: number } | null;
@@ -38,6 +66,7 @@ export function pipelineStatuses(
   state: StateStore,
   options: { readonly nowMs: number; readonly every?: string },
 ): PipelineStatus[] {
+  const scheduler = schedulerStatus(state, options.nowMs);
   return defs.map((def) => {
     const recent = state.listRuns({ pipeline: def.name, limit: 20 });
     const last = recent.find((r) => r.status !== 'skipped') ?? null;
@@ -63,7 +92,9 @@ export function pipelineStatuses(
           }
         : null,
       lastSucceededAt: succeeded?.finishedAt ?? null,
-      nextRun: new Date(nextBoundary(options.nowMs, cadenceMs(def.every, options.every))).toISOString(),
+      nextRun: scheduler.running
+        ? new Date(nextBoundary(options.nowMs, cadenceMs(def.every, options.every))).toISOString()
+        : null,
       cursor: source
         ? {
             source,

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import type { AlertSink } from '../alerts/webhook-alerts.js';
 import { noAlerts } from '../alerts/webhook-alerts.js';
 import { emptyCounts, type RunCounts } from '../core/counts.js';
@@ -8,6 +9,12 @@ import type { RunReport } from '../core/runner.js';
 import type { RunStatus, StateStore } from '../core/state-store.js';
 import { cadenceMs, nextBoundary } from './cadence.js';
 import { type Clock, systemClock } from './clock.js';
+
+/** The lease a running scheduler holds (renewed while it runs), so `ferry status` can tell one is running. */
+export const SCHEDULER_LEASE = 'scheduler';
+/** `getValue(SCHEDULER_STATE, 'lastTick')`: JSON `{ at, holder, due }` of the latest tick. */
+export const SCHEDULER_STATE = 'scheduler';
+const SCHEDULER_LEASE_TTL_MS = 60_000;
 
 /** Runs one pipeline once; the CLI passes `runPipeline` with its config, tests pass it with their own registry. */
 export type RunOne = (
@@ -81,6 +88,24 @@ export class Scheduler {
 
   /** Runs until the signal aborts (or `maxTicks`); resolves with the number of ticks. */
   async run(): Promise<number> {
+    // Held for status only: a second scheduler still runs (its overlapping runs are skipped by the pipeline leases).
+    const { state } = this.#options;
+    const holder = `${os.hostname()}:${process.pid}`;
+    let lease = state.acquireLease(SCHEDULER_LEASE, holder, SCHEDULER_LEASE_TTL_MS);
+    const heartbeat = setInterval(() => {
+      if (!lease || !state.renewLease(SCHEDULER_LEASE, lease.token, SCHEDULER_LEASE_TTL_MS))
+        lease = state.acquireLease(SCHEDULER_LEASE, holder, SCHEDULER_LEASE_TTL_MS);
+    }, SCHEDULER_LEASE_TTL_MS / 3);
+    heartbeat.unref();
+    try {
+      return await this.#loop(holder);
+    } finally {
+      clearInterval(heartbeat);
+      if (lease) state.releaseLease(SCHEDULER_LEASE, lease.token);
+    }
+  }
+
+  async #loop(holder: string): Promise<number> {
     this.#startedAt = this.#clock.now();
     const due = new Map(this.#pipelines.map((p) => [p.name, nextBoundary(this.#startedAt, this.everyMs(p))]));
     let ticks = 0;
@@ -104,6 +129,11 @@ export class Scheduler {
       );
       this.#missed = 0;
       this.#emit({ event: 'tick', at: new Date(next).toISOString(), due: dueNow.map((p) => p.name), missedTicks });
+      this.#options.state.setValue(
+        SCHEDULER_STATE,
+        'lastTick',
+        JSON.stringify({ at: new Date(now).toISOString(), holder, due: dueNow.map((p) => p.name) }),
+      );
       await this.#runTick(dueNow, due, next);
       await this.#checkStaleness();
     }

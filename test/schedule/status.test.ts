@@ -4,7 +4,8 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, test } from 'node:test';
 import { pipelineLeaseName } from '../../src/core/runner.js';
-import { pipelineStatuses } from '../../src/schedule/pipeline-status.js';
+import { pipelineStatuses, schedulerStatus } from '../../src/schedule/pipeline-status.js';
+import { SCHEDULER_LEASE, SCHEDULER_STATE } from '../../src/schedule/scheduler.js';
 import { addFile, filePipeline, makeEnv, stageHooks, type TestEnv } from './helpers.js';
 
 let env: TestEnv;
@@ -48,9 +49,27 @@ test('status shows last run, next run, cursor, lease holder and open rejects', a
   assert.equal(a!.lease, null);
   assert.equal(c!.lastRun, null);
   assert.equal(c!.lease?.holder, 'other-host:4242');
+  // No scheduler runs: there is no next run to promise.
+  assert.equal(pipelineStatuses([p, q], env.state, { nowMs: now })[0]!.nextRun, null);
+  assert.equal(schedulerStatus(env.state, now).running, false);
+  // A scheduler holds its lease: the next runs are its next boundaries.
+  assert.ok(env.state.acquireLease(SCHEDULER_LEASE, 'sched-host:77', 60_000, now));
+  env.state.setValue(
+    SCHEDULER_STATE,
+    'lastTick',
+    JSON.stringify({ at: '2026-11-26T10:00:00.000Z', holder: 'sched-host:77', due: ['accounts'] }),
+  );
   const fixed = pipelineStatuses([p, q], env.state, { nowMs: now });
   assert.equal(fixed[0]!.nextRun, '2026-11-26T10:15:00.000Z');
   assert.equal(fixed[1]!.nextRun, '2026-11-26T11:00:00.000Z');
+  const scheduler = schedulerStatus(env.state, now);
+  assert.equal(scheduler.running, true);
+  assert.equal(scheduler.holder, 'sched-host:77');
+  assert.equal(scheduler.lastTick?.at, '2026-11-26T10:00:00.000Z');
+  // Its lease lapsed (the process died): not running any more, the last tick is still known.
+  const later = schedulerStatus(env.state, now + 61_000);
+  assert.equal(later.running, false);
+  assert.equal(later.lastTick?.holder, 'sched-host:77');
 });
 
 test('ferry schedule stops cleanly on SIGINT: the loop ends, exit code 0, the stop is logged', async () => {
@@ -80,6 +99,7 @@ test('ferry schedule stops cleanly on SIGINT: the loop ends, exit code 0, the st
   const lines: string[] = [];
   let buffer = '';
   let signalled = false;
+  let whileRunning: ReturnType<typeof schedulerStatus> | undefined;
   proc.stdout.on('data', (d) => {
     buffer += d;
     const parts = buffer.split('\n');
@@ -88,6 +108,7 @@ test('ferry schedule stops cleanly on SIGINT: the loop ends, exit code 0, the st
       lines.push(line);
       if (!signalled && JSON.parse(line).event === 'run') {
         signalled = true;
+        whileRunning = schedulerStatus(env.state, Date.now());
         proc.kill('SIGINT');
       }
     }
@@ -104,4 +125,9 @@ test('ferry schedule stops cleanly on SIGINT: the loop ends, exit code 0, the st
   assert.equal(events[0]!.event, 'tick');
   assert.equal(events.find((e) => e.event === 'run')?.status, 'succeeded');
   assert.deepEqual(events.at(-1), { event: 'stopped', ticks: 1, reason: 'signal' });
+  // While it ran, `status` saw it hold the scheduler lease and tick; once stopped it released the lease.
+  assert.equal(whileRunning?.running, true);
+  assert.match(whileRunning?.holder ?? '', new RegExp(`:${proc.pid}$`));
+  assert.deepEqual(whileRunning?.lastTick?.due, ['accounts-outbound']);
+  assert.equal(schedulerStatus(env.state, Date.now()).running, false);
 });

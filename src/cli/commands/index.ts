@@ -1,4 +1,5 @@
 import type { Command } from '../command.js';
+import { withTelemetry } from '../with-telemetry.js';
 import { backfillCommand } from './backfill.js';
 import { demoCommand } from './demo.js';
 import { deploySynapseCommand } from './deploy-synapse.js';
@@ -10,9 +11,11 @@ import { initCommand } from './init.js';
 import { listenCommand } from './listen.js';
 import { metadataDiffCommand } from './metadata-diff.js';
 import { metadataPullCommand } from './metadata-pull.js';
+import { planCapacityCommand } from './plan-capacity.js';
 import { queueDeadLettersCommand, queuePeekCommand, queueSendCommand } from './queue.js';
 import { rejectsCommand } from './rejects.js';
 import { replayCommand } from './replay.js';
+import { reportCommand } from './report.js';
 import { runCommand } from './run.js';
 import { runRemoteCommand } from './run-remote.js';
 import { runsCommand } from './runs.js';
@@ -20,7 +23,7 @@ import { scheduleCommand } from './schedule.js';
 import { statusCommand } from './status.js';
 import { synapseRunCommand } from './synapse-run.js';
 
-/** Every CLI command, one line each. */
+/** Every CLI command, one line each (those that run pipelines report to Application Insights when configured). */
 export const COMMANDS: readonly Command[] = [
   demoCommand,
   runCommand,
@@ -44,4 +47,6 @@ export const COMMANDS: readonly Command[] = [
   queueSendCommand,
   queuePeekCommand,
   queueDeadLettersCommand,
-];
+  reportCommand,
+  planCapacityCommand,
+].map(withTelemetry);

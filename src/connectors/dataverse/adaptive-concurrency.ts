@@ -153,6 +153,7 @@ export class AdaptiveConcurrency {
   #serverEwma: number | undefined;
   #latencyEwma: number | undefined;
   #serverTimeSum = 0;
+  #serverTimeRows = 0;
   #maxLimitSeen: number;
   readonly #usage: ExecutionUsage;
   readonly #windowMs: number;
@@ -221,6 +222,11 @@ export class AdaptiveConcurrency {
     return this.#maxLimitSeen;
   }
 
+  /** Server time of the successful requests over the run, in ms, and the rows they carried (run metrics, plans). */
+  get serverTime(): { readonly totalMs: number; readonly rows: number } {
+    return { totalMs: this.#serverTimeSum, rows: this.#serverTimeRows };
+  }
+
   /** Mean server time per request over the run (the server's own figure when reported, else latency). */
   get meanServerTimeMs(): number | undefined {
     return this.#successes === 0 ? undefined : this.#serverTimeSum / this.#successes;
@@ -249,6 +255,7 @@ export class AdaptiveConcurrency {
     const server = sample.serverTimeMs ?? sample.elapsedMs;
     this.#successes += 1;
     this.#serverTimeSum += server;
+    this.#serverTimeRows += sample.rows;
     if (sample.rows > 0) {
       this.#perRowEwma = ewma(this.#perRowEwma, server / sample.rows);
       this.#usage.perRowMs = this.#perRowEwma;

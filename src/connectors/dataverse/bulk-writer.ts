@@ -221,6 +221,9 @@ export class BulkWriter {
         this.#controller.meanServerTimeMs === undefined
           ? null
           : Math.round(this.#controller.meanServerTimeMs * 10) / 10,
+      // Totals behind the mean, for capacity plans: server ms per row = serverTimeMs / serverTimeRows.
+      serverTimeMs: Math.round(this.#controller.serverTime.totalMs),
+      serverTimeRows: this.#controller.serverTime.rows,
       rowsPerSec: seconds > 0 ? Math.round((this.#upserted / seconds) * 10) / 10 : null,
       batchSize: this.#controller.batchSize,
       concurrency: this.#controller.limit,

@@ -1,5 +1,6 @@
 import { FerryError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
+import { telemetry } from '../../core/telemetry.js';
 import { mapDataverseError, parseServiceError } from './dataverse-errors.js';
 import { type BatchItem, type BatchResponsePart, buildBatch, parseBatchResponse } from './odata-batch.js';
 import { RetryPolicy, type RetryPolicyOptions, type ThrottleKind, throttleKindOf } from './retry-policy.js';
@@ -172,6 +173,7 @@ export class DataverseClient {
         // No 429: whatever went wrong, the gate need not hold the other lanes back for it.
         this.gate.open();
         const timedOut = isTimeout(error);
+        reportRequest(method, path, started, attempt, { outcome: timedOut ? 'timeout' : 'transient' });
         if (timedOut) {
           this.stats.timeouts += 1;
           for (const l of this.#listeners) l.onTimeout?.(path);
@@ -201,6 +203,17 @@ export class DataverseClient {
       const serviceError = response.status >= 400 ? parseServiceError(text) : undefined;
       const kind = this.#retry.classify(response.status, serviceError?.code);
       if (kind !== 'throttled') this.gate.open();
+      const retryAfter =
+        kind === 'throttled' ? this.#retry.throttleDelayMs(response.headers.get('retry-after'), attempt) : undefined;
+      reportRequest(method, path, started, attempt, {
+        status: response.status,
+        outcome: kind,
+        serverTimeMs: serverTimeOf(response.headers),
+        ...(retryAfter === undefined
+          ? {}
+          : { retryAfterMs: retryAfter, throttleKind: throttleKindOf(serviceError?.code) }),
+        ...(serviceError?.code ? { errorCode: serviceError.code } : {}),
+      });
       if (kind === 'success' || (kind === 'data' && options.returnDataErrors)) {
         return {
           status: response.status,
@@ -213,7 +226,7 @@ export class DataverseClient {
       }
       if (kind === 'throttled') {
         const throttleKind = throttleKindOf(serviceError?.code);
-        const waitMs = this.#retry.throttleDelayMs(response.headers.get('retry-after'), attempt);
+        const waitMs = retryAfter!;
         this.stats.throttled[throttleKind] += 1;
         this.stats.maxRetryAfterSec = Math.max(this.stats.maxRetryAfterSec, waitMs / 1000);
         // Every lane pauses, not only this one: the limits are per user, so others would only be refused too.
@@ -348,6 +361,57 @@ function describe(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   const cause = (error as { cause?: { code?: string } }).cause;
   return cause?.code ? `${error.message} (${cause.code})` : error.message;
+}
+
+/**
+ * One HTTP attempt as a client span (`PATCH accounts(…)`) and metrics. The path is reduced to its operation (`accounts(…)`,
+ * `$batch`): key values are business data and stay out of telemetry, as do bodies and headers.
+ */
+function reportRequest(
+  method: string,
+  path: string,
+  startedAt: number,
+  attempt: number,
+  outcome: {
+    status?: number;
+    outcome: string;
+    serverTimeMs?: number | undefined;
+    retryAfterMs?: number;
+    throttleKind?: string;
+    errorCode?: string;
+  },
+): void {
+  const sink = telemetry();
+  const durationMs = performance.now() - startedAt;
+  // Greedy: a key value may itself hold `)`; everything between the first `(` and the last `)` goes.
+  const operation = shortPath(path).replace(/\(.*\)/, '(…)');
+  const attributes = {
+    'http.request.method': method,
+    'dataverse.operation': operation,
+    'http.response.status_code': outcome.status,
+    'dataverse.outcome': outcome.outcome,
+    'dataverse.attempt': attempt + 1,
+    'dataverse.server_time_ms': outcome.serverTimeMs,
+    'dataverse.retry_after_s': outcome.retryAfterMs === undefined ? undefined : outcome.retryAfterMs / 1000,
+    'dataverse.throttle_kind': outcome.throttleKind,
+    'dataverse.error_code': outcome.errorCode,
+  };
+  sink.recordSpan(`${method} ${operation}`, {
+    startTimeMs: performance.timeOrigin + startedAt,
+    durationMs,
+    attributes,
+    ...(outcome.outcome === 'success' ? {} : { error: `${outcome.status ?? outcome.outcome}` }),
+  });
+  sink.count('ferry.dataverse.requests', 1, {
+    'dataverse.outcome': outcome.outcome,
+    'http.response.status_code': outcome.status,
+  });
+  if (outcome.retryAfterMs !== undefined) {
+    sink.count('ferry.dataverse.throttled', 1, { 'dataverse.throttle_kind': outcome.throttleKind });
+    sink.record('ferry.dataverse.retry_after_s', outcome.retryAfterMs / 1000, {
+      'dataverse.throttle_kind': outcome.throttleKind,
+    });
+  }
 }
 
 function shortPath(path: string): string {

@@ -1,0 +1,81 @@
+import { parseTableCounts } from '../../core/capacity-plan.js';
+import { UsageError } from '../../core/errors.js';
+import { parseDuration } from '../../core/pipeline.js';
+import { loadPipelines } from '../../core/pipeline-loader.js';
+import { type CapacityOptions, capacityPlanFor } from '../../report/capacity-input.js';
+import { capacityPlanLines } from '../../report/capacity-text.js';
+import { parseSince } from '../../report/figures.js';
+import type { Command, CommandInput } from '../command.js';
+import { openState } from '../services.js';
+
+/** Reads the capacity flags shared by `plan capacity` and `report`. */
+export function capacityFlags(values: CommandInput['values'], sinceMs: number): CapacityOptions {
+  const list = (v: unknown) => (Array.isArray(v) ? v.map(String) : typeof v === 'string' ? [v] : []);
+  const positiveInt = (flag: string, fallback?: number) => {
+    const v = values[flag];
+    if (v === undefined) return fallback;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1)
+      throw new UsageError(`--${flag} \`${String(v)}\` must be a whole number of at least 1.`);
+    return n;
+  };
+  const rows = parseTableCounts(list(values.rows), '--rows');
+  const initialRows = parseTableCounts(list(values.initial), '--initial');
+  const identities = positiveInt('identities');
+  const servers = positiveInt('servers');
+  const dailyEntitlement = positiveInt('daily-entitlement');
+  const every = typeof values.every === 'string' ? parseDuration(values.every) / 1000 : undefined;
+  return {
+    sinceMs,
+    ...(Object.keys(rows).length ? { rows } : {}),
+    ...(Object.keys(initialRows).length ? { initialRows } : {}),
+    ...(typeof values.profile === 'string' ? { profile: values.profile } : {}),
+    ...(identities !== undefined ? { identities } : {}),
+    ...(servers !== undefined ? { servers } : {}),
+    ...(dailyEntitlement !== undefined ? { dailyEntitlement } : {}),
+    ...(every !== undefined ? { cadenceSec: every } : {}),
+  };
+}
+
+/** Parses `--since`/`--from-runs` (`24h`, `7d`) into the start of the period. */
+export function sinceFlag(value: unknown, fallback: string, flag: string, nowMs: number): number {
+  const text = typeof value === 'string' ? value : fallback;
+  const ms = parseSince(text);
+  if (ms === undefined) throw new UsageError(`--${flag} \`${text}\` is not a period; write e.g. 24h, 7d, 90m or 2w.`);
+  return nowMs - ms;
+}
+
+export const CAPACITY_OPTIONS = {
+  rows: { type: 'string', multiple: true },
+  initial: { type: 'string', multiple: true },
+  identities: { type: 'string' },
+  servers: { type: 'string' },
+  profile: { type: 'string' },
+  'daily-entitlement': { type: 'string' },
+  every: { type: 'string' },
+} as const;
+
+/**
+ * `ferry plan capacity`: does each window's load finish inside the cadence under the service-protection limits, how
+ * many identities would make it, how long an initial load takes and how much of the daily entitlement it uses.
+ */
+export const planCapacityCommand: Command = {
+  name: 'plan capacity',
+  summary: 'plan whether the load fits the 15-minute cadence under the Dataverse service-protection limits',
+  usage:
+    'plan capacity [--rows <table>=<n> ...] [--from-runs 7d] [--identities N] [--profile default|trial|heavy-plugins] [--servers N] [--initial <table>=<n> ...] [--daily-entitlement N] [--json]',
+  options: { ...CAPACITY_OPTIONS, 'from-runs': { type: 'string' } },
+  async run(input) {
+    const options = capacityFlags(input.values, sinceFlag(input.values['from-runs'], '7d', 'from-runs', Date.now()));
+    const defs = await loadPipelines(input.pipelinesDir);
+    const state = openState(input.config);
+    try {
+      const plan = capacityPlanFor(state, defs, options);
+      if (input.json) input.print(JSON.stringify(plan));
+      else for (const line of capacityPlanLines(plan)) input.print(line);
+      return 0;
+    } finally {
+      state.close();
+    }
+  },
+};

@@ -1,0 +1,3 @@
+import { register } from 'node:module';
+
+register('./import-recorder.mjs', import.meta.url);
