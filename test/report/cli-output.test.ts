@@ -87,7 +87,7 @@ describe('day-to-day output', () => {
 
     const bad = ferry(['runs', '--state', state, '--limit', 'abc']);
     assert.equal(bad.status, 2);
-    assert.match(bad.stderr, /--limit `abc` must be a whole number/);
+    assert.match(bad.stderr, /--limit.*`abc` is not a whole number/);
   });
 
   it('rejects --format csv: one quoted record per rejected row', () => {

@@ -127,10 +127,13 @@ interface RejectRow {
   created_at: string;
 }
 
-/** Run ids sort by time: `20261126T171500123Z-accounts-inbound-3fa2`. */
+/**
+ * Run ids sort by time: `20261126T171500123Z-accounts-inbound-3fa2c41b`. Four random bytes, not two: a listener or a
+ * busy scheduler records many runs in one millisecond, and two bytes collided there.
+ */
 export function newRunId(pipeline: string, now = new Date()): string {
   const stamp = now.toISOString().replaceAll('-', '').replaceAll(':', '').replace('.', '');
-  return `${stamp}-${pipeline}-${randomBytes(2).toString('hex')}`;
+  return `${stamp}-${pipeline}-${randomBytes(4).toString('hex')}`;
 }
 
 /**
