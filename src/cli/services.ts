@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { createIdentityPool, identitiesFromEnv, type PoolIdentity } from '../connectors/dataverse/identity-pool.js';
 import { createTokenProvider } from '../connectors/dataverse/token-provider.js';
 import { AdlsLake } from '../connectors/lake/adls-lake.js';
 import type { Lake } from '../connectors/lake/lake.js';
@@ -32,7 +33,11 @@ export async function openDataverse(config: FerryConfig, log: Logger): Promise<O
     const url = config.dataverse.replace(/\/+$/, '');
     // Loopback URLs (an emulator in another process) need no token.
     const getToken = createTokenProvider(url);
-    return { endpoint: getToken ? { url, getToken } : { url }, close: async () => undefined };
+    const identities = poolFromEnv(url);
+    return {
+      endpoint: { url, ...(getToken ? { getToken } : {}), ...(identities ? { identities } : {}) },
+      close: async () => undefined,
+    };
   }
   const { startEmulator } = await import('../emulator/server.js');
   const emulator = await startEmulator({
@@ -42,7 +47,18 @@ export async function openDataverse(config: FerryConfig, log: Logger): Promise<O
     log,
   });
   log.debug(`Started the built-in Dataverse emulator at ${emulator.url}`);
-  return { endpoint: { url: emulator.url }, emulator, close: () => emulator.close() };
+  const identities = poolFromEnv(emulator.url);
+  return {
+    endpoint: { url: emulator.url, ...(identities ? { identities } : {}) },
+    emulator,
+    close: () => emulator.close(),
+  };
+}
+
+/** The identity pool `FERRY_DATAVERSE_IDENTITIES` names, if any (see identity-pool.ts). */
+function poolFromEnv(url: string): PoolIdentity[] | undefined {
+  const settings = identitiesFromEnv(process.env);
+  return settings ? createIdentityPool(url, settings) : undefined;
 }
 
 /**

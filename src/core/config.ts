@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { UsageError } from './errors.js';
 
 /** Where the embedded defaults live, and which Dataverse to talk to. */
 export interface FerryConfig {
@@ -15,6 +16,12 @@ export interface FerryConfig {
   readonly metadata: string;
   /** Warehouse output root for outbound pipelines. Default `<lake>/warehouse`. */
   readonly warehouse: string;
+  /**
+   * Memory limit of a run's DuckDB staging database (DuckDB `memory_limit`, e.g. `512MB`, `2GB`); beyond it the
+   * database spills to the run folder. Env `FERRY_STAGING_MEMORY`. Default `512MB` (with the Node process, a
+   * 10-million-row window stays within 1 GiB of RSS). Optional so hand-built configs keep working.
+   */
+  readonly stagingMemory?: string;
 }
 
 export interface ConfigOverrides {
@@ -23,7 +30,11 @@ export interface ConfigOverrides {
   readonly dataverse?: string;
   readonly metadata?: string;
   readonly warehouse?: string;
+  readonly stagingMemory?: string;
 }
+
+/** The staging database's memory limit unless `FERRY_STAGING_MEMORY` says otherwise. */
+export const DEFAULT_STAGING_MEMORY = '512MB';
 
 /** Resolves flags over environment over defaults. */
 export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.ProcessEnv = process.env): FerryConfig {
@@ -35,7 +46,13 @@ export function resolveConfig(overrides: ConfigOverrides = {}, env: NodeJS.Proce
     overrides.warehouse ??
     env.FERRY_WAREHOUSE ??
     (isUrlLocation(lake) ? `${lake}/warehouse` : path.join(lake, 'warehouse'));
-  return { lake, state, dataverse: dataverse === '' ? undefined : dataverse, metadata, warehouse };
+  const stagingMemory = overrides.stagingMemory ?? env.FERRY_STAGING_MEMORY ?? DEFAULT_STAGING_MEMORY;
+  if (!/^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$/i.test(stagingMemory)) {
+    throw new UsageError(
+      `Staging memory \`${stagingMemory}\` (FERRY_STAGING_MEMORY or config \`stagingMemory\`) is not a size; use e.g. \`512MB\` or \`2GB\`.`,
+    );
+  }
+  return { lake, state, dataverse: dataverse === '' ? undefined : dataverse, metadata, warehouse, stagingMemory };
 }
 
 /** True when a lake or warehouse location is a URL (`abfss://...`, `https://...`) rather than a local folder. */

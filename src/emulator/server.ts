@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { FerryError } from '../core/errors.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import { BatchHandler } from './batch-handler.js';
+import { callerOf } from './caller-identity.js';
 import { EmulatorCatalog } from './emulator-catalog.js';
 import { faults, ServiceFault } from './service-fault.js';
 import { EmulatorStore } from './store.js';
@@ -173,6 +174,8 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
       }
       reset = Boolean(options.resetEvery && writes % options.resetEvery === 0);
     }
+    // A token that names no user is refused whether or not limits apply (the service checks every request).
+    callerOf(headers);
     const m = API_PREFIX.exec(rawPath);
     if (!m) throw faults.notFoundSegment(rawPath.replace(/^\/+/, '').split('/')[0] ?? '');
     const path = rawPath.slice(m[0].length);

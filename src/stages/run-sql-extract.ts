@@ -134,6 +134,8 @@ export const runSqlExtractStage: StageImpl<RunSqlExtractSpec> = {
       await ctx.staging.run(`CREATE OR REPLACE VIEW ${duckIdent(relation)} AS ${sql}`);
       columns = await describe(ctx, relation);
     } catch (error) {
+      // Out of memory is the staging engine's limit, not the query's fault: its error names the setting.
+      if (error instanceof FerryError && error.code === 'staging.out_of_memory') throw error;
       const where = spec.query === 'default' ? 'the default extract' : `\`${spec.query}\``;
       throw new FerryError(
         'extract.sql',
