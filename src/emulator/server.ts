@@ -18,7 +18,10 @@ export interface EmulatorOptions {
   host?: string;
   /** Folder of metadata snapshots (one `<table>.json` per table). */
   metadataDir: string;
-  /** If set: the store is loaded from it at start and saved to it (tmp + rename) on close and ≤ every 500 ms. */
+  /**
+   * If set: the store is loaded from it at start, and every committed change is appended to it within about 100 ms
+   * (and on close). The file is the change journal, one JSON line per change, never rewritten whole per change.
+   */
   storeFile?: string;
   /** Every Nth write request (POST/PATCH/PUT/DELETE, a `$batch` counts once) answers 503. Default off. */
   failEvery?: number;
@@ -56,7 +59,7 @@ export interface RunningEmulator {
 }
 
 const API_PREFIX = /^\/api\/data\/v9\.\d\/?/;
-const SAVE_DELAY_MS = 500;
+const SAVE_DELAY_MS = 100;
 
 /** Starts the Dataverse Web API emulator on loopback and resolves once it listens. */
 export async function startEmulator(options: EmulatorOptions): Promise<RunningEmulator> {
@@ -69,8 +72,14 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
       table.keys.map((k) => ({ name: k.LogicalName, attributes: k.KeyAttributes })),
     );
   }
+  const loadStarted = performance.now();
   if (options.storeFile && (await store.loadFrom(options.storeFile))) {
-    log.info('Emulator store loaded', { file: options.storeFile, tables: store.tables().length });
+    log.info('Emulator store loaded', {
+      file: options.storeFile,
+      tables: store.tables().length,
+      changes: store.journal().length,
+      ms: Math.round(performance.now() - loadStarted),
+    });
   }
 
   const host = options.host ?? '127.0.0.1';
@@ -84,7 +93,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
   let writes = 0;
   const toReset = new WeakSet<ApiResponse>();
 
-  // Debounced save: at most one write per 500 ms after changes, and one final save on close.
+  // Debounced append: at most one append per 100 ms after changes, and a final one on close.
   let saveTimer: NodeJS.Timeout | undefined;
   let saving: Promise<void> = Promise.resolve();
   let dirty = false;
@@ -93,7 +102,9 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
     dirty = false;
     const file = options.storeFile;
     saving = saving
-      .then(() => store.saveTo(file))
+      .then(async () => {
+        await store.appendTo(file);
+      })
       .catch((error) => log.error('Emulator store could not be saved', { file, error: String(error) }));
     return saving;
   };

@@ -68,7 +68,7 @@ export function createIdentityPool(url: string, settings: readonly IdentitySetti
   const seenNames = new Set<string>();
   const seenClients = new Set<string>();
   const loopback = isLoopbackUrl(url);
-  return settings.map((s) => {
+  for (const s of settings) {
     if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(s.name)) {
       throw new UsageError(
         `Identity name \`${s.name}\` must be letters, digits, \`_\`, \`.\` or \`-\`; rename it in ${IDENTITIES_ENV}.`,
@@ -85,6 +85,8 @@ export function createIdentityPool(url: string, settings: readonly IdentitySetti
       }
       seenClients.add(s.clientId.toLowerCase());
     }
+  }
+  return settings.map((s) => {
     if (s.getToken) return { name: s.name, getToken: s.getToken };
     // The emulator takes no real tokens: each identity gets one naming it (its credential stays unused).
     if (loopback) return { name: s.name, getToken: emulatorTokenFor(s.clientId ?? s.name) };
