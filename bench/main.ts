@@ -7,6 +7,7 @@ const BENCHES: Record<string, () => Promise<{ run: (argv: string[]) => Promise<v
   'inbound-e2e': async () => ({ run: (await import('./inbound.js')).runInboundE2eBench }),
   write: async () => ({ run: (await import('./write.js')).runWriteBench }),
   outbound: async () => ({ run: (await import('./outbound.js')).runOutboundBench }),
+  store: async () => ({ run: (await import('./store.js')).runStoreBench }),
 };
 
 const [name, ...rest] = process.argv.slice(2);
