@@ -102,7 +102,7 @@ function ownPeakRssMiB(): number {
 
 async function generate(file: string, rows: number): Promise<void> {
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  const gen = await DuckDbStaging.open();
+  const gen = await DuckDbStaging.open({ tempDirectory: fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-spill-')) });
   await gen.run(`COPY (${sourceSql(rows)}) TO '${file}' (FORMAT PARQUET, COMPRESSION zstd, ROW_GROUP_SIZE 122880)`);
   await gen.close();
 }
@@ -170,7 +170,11 @@ async function ferryPass(dir: string, dataverseUrl: string | undefined): Promise
 /** Child: DuckDB alone, read_parquet → to_json, materialised like ferry's payload table. */
 async function referencePass(file: string): Promise<{ seconds: number; rows: number; peakRssMiB: number }> {
   const started = performance.now();
-  const ref = await DuckDbStaging.open({ memoryLimit: '1GB' });
+  // Its own spill folder: DuckDB's default (`.tmp` in the working directory) is shared with any other DuckDB there.
+  const ref = await DuckDbStaging.open({
+    memoryLimit: '1GB',
+    tempDirectory: fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-spill-')),
+  });
   await ref.run(`CREATE TABLE payloads AS SELECT to_json(t)::VARCHAR AS payload FROM read_parquet('${file}') t`);
   const [{ n }] = (await ref.all<{ n: bigint }>('SELECT count(*) AS n FROM payloads')) as [{ n: bigint }];
   await ref.close();

@@ -316,7 +316,8 @@ async function ferryPass(lakeRoot: string, folder: string, stateDir: string): Pr
 /** Child: DuckDB's bare COPY over the same files (in memory, 1 GB like DuckDB's usual setting here). */
 async function copyPass(lakeRoot: string, folder: string, dir: string): Promise<object> {
   const files = csvFiles(lakeRoot, folder);
-  const db = await DuckDbStaging.open({ memoryLimit: '1GB' });
+  // Its own spill folder: DuckDB's default (`.tmp` in the working directory) is shared with any other DuckDB there.
+  const db = await DuckDbStaging.open({ memoryLimit: '1GB', tempDirectory: path.join(dir, 'copy-spill') });
   const target = path.join(dir, 'bare-copy.parquet');
   const t = performance.now();
   await db.run(
@@ -325,6 +326,7 @@ async function copyPass(lakeRoot: string, folder: string, dir: string): Promise<
   const seconds = (performance.now() - t) / 1000;
   await db.close();
   fs.rmSync(target, { force: true });
+  fs.rmSync(path.join(dir, 'copy-spill'), { recursive: true, force: true });
   return { seconds, peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024) };
 }
 
