@@ -1,12 +1,20 @@
 /**
  * `npm run bench -- inbound --rows 1000000`: generates a delta Parquet file, runs ferry's local inbound stages
- * (Parquet → staging → conversion → payloads ready to send; no Dataverse involved) through the real runner, then, in
- * the same process, a DuckDB-only reference pass (`read_parquet` → `to_json`). Prints rows/s of both, their ratio and
- * the peak RSS; the last line is one JSON object.
+ * (Parquet → staging → conversion → payloads ready to send; no Dataverse involved) through the real runner, then a
+ * DuckDB-only reference pass (`read_parquet` → `to_json`). Each pass runs in a child process of its own, so the peak
+ * RSS reported for ferry is that of the process that ran the pipeline and nothing else (not the generator's, not the
+ * reference's). Prints rows/s of both, their ratio and the peak RSS; the last line is one JSON object.
+ *
+ * `npm run bench -- inbound-e2e --rows 1000000 [--time-scale 100]`: the same rows end to end, through the upsert
+ * stage, against the emulator (`default` profile, time-scaled) running in a process of its own; reports the ferry
+ * process's peak RSS, rows/s and the emulator's ceiling for the workload.
  */
+
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { LocalLake } from '../src/connectors/lake/local-lake.js';
 import { SqliteStateStore } from '../src/connectors/state/sqlite-state-store.js';
@@ -15,9 +23,11 @@ import { silentLogger } from '../src/core/log.js';
 import { definePipeline } from '../src/core/pipeline.js';
 import { runPipeline } from '../src/core/runner.js';
 import { DuckDbStaging } from '../src/dialects/duckdb/duckdb-staging.js';
+import { ceilingFor } from '../src/emulator/throttle-model.js';
 import { convertToDataverse } from '../src/stages/convert-to-dataverse.js';
 import { readParquetDeltas } from '../src/stages/read-parquet-deltas.js';
 import { stageRegistry } from '../src/stages/registry.js';
+import { upsertDataverse } from '../src/stages/upsert-dataverse.js';
 
 const INDUSTRIES = ['Accounting', 'Consulting', 'Brokers', 'Business Services', 'Durable Manufacturing'];
 
@@ -70,38 +80,67 @@ const MAPPING = {
   },
 };
 
-export async function runInboundBench(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { rows: { type: 'string', default: '1000000' }, keep: { type: 'boolean', default: false } },
-  });
-  const rows = Number(values.rows);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-inbound-'));
-  const lakeDir = path.join(dir, 'lake');
-  const file = path.join(lakeDir, 'inbound/accounts/2026-11-20T09-00-00Z.parquet');
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const out = (line: string) => process.stdout.write(`${line}\n`);
+const out = (line: string) => process.stdout.write(`${line}\n`);
+const SELF = fileURLToPath(import.meta.url);
 
-  let started = performance.now();
-  const gen = await DuckDbStaging.open();
+/** Runs `bench/inbound.ts <flag> ...args` in a child process and returns the JSON object its last line holds. */
+function child<T>(flag: string, args: readonly string[]): T {
+  const result = spawnSync(process.execPath, ['--import', 'tsx', SELF, flag, ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    encoding: 'utf8',
+    maxBuffer: 64 * 2 ** 20,
+  });
+  const lines = (result.stdout ?? '').trim().split('\n');
+  for (const line of lines.slice(0, -1)) out(line);
+  if (result.status !== 0) throw new Error(`bench child ${flag} failed with ${result.status ?? result.signal}`);
+  return JSON.parse(lines.at(-1)!) as T;
+}
+
+function ownPeakRssMiB(): number {
+  return Math.round(process.resourceUsage().maxRSS / 1024);
+}
+
+async function generate(file: string, rows: number): Promise<void> {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const gen = await DuckDbStaging.open({ tempDirectory: fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-spill-')) });
   await gen.run(`COPY (${sourceSql(rows)}) TO '${file}' (FORMAT PARQUET, COMPRESSION zstd, ROW_GROUP_SIZE 122880)`);
   await gen.close();
-  out(
-    `generated ${rows} rows (${(fs.statSync(file).size / 1048576).toFixed(1)} MiB Parquet) in ${((performance.now() - started) / 1000).toFixed(1)} s`,
-  );
+}
 
-  // ferry: the real runner with the two local stages.
+interface FerryPass {
+  seconds: number;
+  converted: number;
+  upserted: number;
+  rejected: number;
+  skippedStale: number;
+  stageMs: unknown;
+  convertSqlMs: unknown;
+  metrics: Record<string, unknown>;
+  peakRssMiB: number;
+}
+
+/** Child: the real runner over the lake in `dir`, with or without the upsert stage. */
+async function ferryPass(dir: string, dataverseUrl: string | undefined): Promise<FerryPass> {
+  const lakeDir = path.join(dir, 'lake');
   const config = resolveConfig(
     { lake: lakeDir, state: path.join(dir, 'state'), metadata: path.resolve('fixtures/metadata') },
-    {},
+    process.env,
   );
   const state = SqliteStateStore.openIn(config.state);
+  // End to end against an empty emulator: no currency records exist, so the currency lookup stays out.
+  const { transactioncurrencyid: _currency, ...columns } = MAPPING.columns;
   const pipeline = definePipeline({
     name: 'bench-inbound',
     direction: 'inbound',
-    stages: [readParquetDeltas({ folder: 'inbound/accounts' }), convertToDataverse(MAPPING)],
+    stages: dataverseUrl
+      ? [
+          readParquetDeltas({ folder: 'inbound/accounts' }),
+          convertToDataverse({ ...MAPPING, columns }),
+          upsertDataverse({ table: 'account', batchSize: 100 }),
+        ]
+      : [readParquetDeltas({ folder: 'inbound/accounts' }), convertToDataverse(MAPPING)],
   });
-  started = performance.now();
+  const started = performance.now();
   const report = await runPipeline(pipeline, {
     mode: 'manual',
     config,
@@ -109,35 +148,181 @@ export async function runInboundBench(argv: string[]): Promise<void> {
     state,
     registry: stageRegistry,
     log: silentLogger,
+    ...(dataverseUrl ? { services: { dataverse: { url: dataverseUrl } } } : {}),
   });
-  const ferrySeconds = (performance.now() - started) / 1000;
+  const seconds = (performance.now() - started) / 1000;
   state.close();
   if (report.status !== 'succeeded')
     throw new Error(`bench run ${report.status}: ${report.error?.message ?? JSON.stringify(report.rejectsByReason)}`);
-  const ferryRowsPerSec = Math.round(rows / ferrySeconds);
-  const ferryPeakRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
-  out(
-    `ferry stages (ms): ${JSON.stringify(report.metrics.stageMs)}, convert SQL ${report.metrics['convert.sqlMs']} ms`,
-  );
-  out(
-    `ferry: ${rows} rows → ${report.counts.converted} payloads, ${report.counts.rejected} rejected, ${report.counts.skippedStale} skipped, in ${ferrySeconds.toFixed(2)} s = ${ferryRowsPerSec} rows/s, peak RSS so far ${ferryPeakRssMiB} MiB`,
-  );
+  return {
+    seconds,
+    converted: report.counts.converted,
+    upserted: report.counts.upserted,
+    rejected: report.counts.rejected,
+    skippedStale: report.counts.skippedStale,
+    stageMs: report.metrics.stageMs,
+    convertSqlMs: report.metrics['convert.sqlMs'],
+    metrics: report.metrics,
+    peakRssMiB: ownPeakRssMiB(),
+  };
+}
 
-  // Reference: DuckDB alone, read_parquet → to_json, materialised like ferry's payload table.
-  started = performance.now();
-  const ref = await DuckDbStaging.open({ memoryLimit: '1GB' });
+/** Child: DuckDB alone, read_parquet → to_json, materialised like ferry's payload table. */
+async function referencePass(file: string): Promise<{ seconds: number; rows: number; peakRssMiB: number }> {
+  const started = performance.now();
+  // Its own spill folder: DuckDB's default (`.tmp` in the working directory) is shared with any other DuckDB there.
+  const ref = await DuckDbStaging.open({
+    memoryLimit: '1GB',
+    tempDirectory: fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-spill-')),
+  });
   await ref.run(`CREATE TABLE payloads AS SELECT to_json(t)::VARCHAR AS payload FROM read_parquet('${file}') t`);
   const [{ n }] = (await ref.all<{ n: bigint }>('SELECT count(*) AS n FROM payloads')) as [{ n: bigint }];
   await ref.close();
-  const referenceSeconds = (performance.now() - started) / 1000;
-  const referenceRowsPerSec = Math.round(Number(n) / referenceSeconds);
-  out(
-    `reference (read_parquet → to_json): ${n} rows in ${referenceSeconds.toFixed(2)} s = ${referenceRowsPerSec} rows/s`,
-  );
+  return { seconds: (performance.now() - started) / 1000, rows: Number(n), peakRssMiB: ownPeakRssMiB() };
+}
 
-  const peakRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
-  const ratio = Number((ferryRowsPerSec / referenceRowsPerSec).toFixed(3));
-  out(`ratio ferry/reference ${ratio} (target ≥ 0.6), peak RSS ${peakRssMiB} MiB (target ≤ 1024)`);
-  if (!values.keep) fs.rmSync(dir, { recursive: true, force: true });
-  out(JSON.stringify({ rows, ferryRowsPerSec, referenceRowsPerSec, ratio, peakRssMiB }));
+function prepare(rows: number): { dir: string; file: string } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-inbound-'));
+  const file = path.join(dir, 'lake', 'inbound/accounts/2026-11-20T09-00-00Z.parquet');
+  const started = performance.now();
+  child('--generate', [file, String(rows)]);
+  out(
+    `generated ${rows} rows (${(fs.statSync(file).size / 1048576).toFixed(1)} MiB Parquet) in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+  );
+  return { dir, file };
+}
+
+export async function runInboundBench(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { rows: { type: 'string', default: '1000000' }, keep: { type: 'boolean', default: false } },
+  });
+  const rows = Number(values.rows);
+  const { dir, file } = prepare(rows);
+  try {
+    const ferry = child<FerryPass>('--ferry-pass', [dir]);
+    const ferryRowsPerSec = Math.round(rows / ferry.seconds);
+    out(`ferry stages (ms): ${JSON.stringify(ferry.stageMs)}, convert SQL ${ferry.convertSqlMs} ms`);
+    out(
+      `ferry: ${rows} rows → ${ferry.converted} payloads, ${ferry.rejected} rejected, ${ferry.skippedStale} skipped, in ${ferry.seconds.toFixed(2)} s = ${ferryRowsPerSec} rows/s, peak RSS of the ferry process ${ferry.peakRssMiB} MiB`,
+    );
+    const ref = child<{ seconds: number; rows: number; peakRssMiB: number }>('--reference-pass', [file]);
+    const referenceRowsPerSec = Math.round(ref.rows / ref.seconds);
+    out(
+      `reference (read_parquet → to_json): ${ref.rows} rows in ${ref.seconds.toFixed(2)} s = ${referenceRowsPerSec} rows/s, peak RSS ${ref.peakRssMiB} MiB`,
+    );
+    const ratio = Number((ferryRowsPerSec / referenceRowsPerSec).toFixed(3));
+    const peakRssMiB = ferry.peakRssMiB;
+    out(`ratio ferry/reference ${ratio} (target ≥ 0.6), peak RSS ${peakRssMiB} MiB (target ≤ 1024)`);
+    out(
+      JSON.stringify({
+        rows,
+        ferryRowsPerSec,
+        referenceRowsPerSec,
+        ratio,
+        peakRssMiB,
+        referencePeakRssMiB: ref.peakRssMiB,
+      }),
+    );
+  } finally {
+    if (!values.keep) fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Reads a process's peak RSS (`VmHWM`) from /proc, in MiB; undefined where /proc is not there. */
+function procPeakRssMiB(pid: number): number | undefined {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Math.round(Number(m[1]) / 1024) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function runInboundE2eBench(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      rows: { type: 'string', default: '1000000' },
+      'time-scale': { type: 'string', default: '100' },
+      profile: { type: 'string', default: 'default' },
+      keep: { type: 'boolean', default: false },
+    },
+  });
+  const rows = Number(values.rows);
+  const timeScale = Number(values['time-scale']);
+  const { dir } = prepare(rows);
+  // The emulator in its own process: its store of `rows` records is not ferry's memory.
+  const emulator = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      path.resolve('src/cli/main.ts'),
+      'emulator',
+      '--port',
+      '0',
+      '--profile',
+      values.profile!,
+      '--time-scale',
+      String(timeScale),
+      '--metadata',
+      path.resolve('fixtures/metadata'),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      let text = '';
+      emulator.stdout!.on('data', (chunk: Buffer) => {
+        text += chunk.toString('utf8');
+        const m = /listening on (http:\/\/\S+)/.exec(text);
+        if (m) resolve(m[1]!);
+      });
+      emulator.once('exit', (code) => reject(new Error(`emulator exited with ${code}`)));
+    });
+    out(`emulator (${values.profile}, time scale ${timeScale}) at ${url}, pid ${emulator.pid}`);
+    const ferry = child<FerryPass>('--ferry-pass', [dir, url]);
+    const emulatorPeakRssMiB = procPeakRssMiB(emulator.pid!);
+    const rowsPerSec = Math.round(ferry.upserted / ferry.seconds);
+    const ceilingRowsPerSec = Math.round(
+      ceilingFor(values.profile!, { operation: 'upsert', batchSize: 100, timeScale }),
+    );
+    const m = ferry.metrics;
+    out(`ferry stages (ms): ${JSON.stringify(ferry.stageMs)}`);
+    out(
+      `ferry end to end: ${rows} rows → ${ferry.upserted} upserted, ${ferry.rejected} rejected, ${ferry.skippedStale} skipped, in ${ferry.seconds.toFixed(1)} s; upsert ${rowsPerSec} rows/s overall vs the emulator's ceiling ${ceilingRowsPerSec} rows/s for the upsert stage alone; ${String(m.requests)} requests, ${String(m.throttled429Total)} × 429; peak RSS of the ferry process ${ferry.peakRssMiB} MiB (target ≤ 1024), of the emulator ${emulatorPeakRssMiB ?? '?'} MiB`,
+    );
+    out(
+      JSON.stringify({
+        rows,
+        timeScale,
+        profile: values.profile,
+        seconds: Math.round(ferry.seconds * 10) / 10,
+        upserted: ferry.upserted,
+        rejected: ferry.rejected,
+        rowsPerSec,
+        upsertStageRowsPerSec: m.rowsPerSec ?? null,
+        ceilingRowsPerSec,
+        requests: m.requests ?? null,
+        throttled429: m.throttled429Total ?? null,
+        peakRssMiB: ferry.peakRssMiB,
+        emulatorPeakRssMiB: emulatorPeakRssMiB ?? null,
+      }),
+    );
+  } finally {
+    emulator.kill('SIGTERM');
+    if (!values.keep) fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// Child-process entries (see `child`).
+if (path.resolve(process.argv[1] ?? '') === SELF) {
+  const [flag, a, b] = process.argv.slice(2);
+  if (flag === '--generate') {
+    await generate(a!, Number(b));
+    out('{}');
+  } else if (flag === '--ferry-pass') out(JSON.stringify(await ferryPass(a!, b)));
+  else if (flag === '--reference-pass') out(JSON.stringify(await referencePass(a!)));
+  else out('{}');
 }

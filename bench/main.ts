@@ -4,9 +4,11 @@
  */
 const BENCHES: Record<string, () => Promise<{ run: (argv: string[]) => Promise<void> }>> = {
   inbound: async () => ({ run: (await import('./inbound.js')).runInboundBench }),
+  'inbound-e2e': async () => ({ run: (await import('./inbound.js')).runInboundE2eBench }),
   write: async () => ({ run: (await import('./write.js')).runWriteBench }),
   outbound: async () => ({ run: (await import('./outbound.js')).runOutboundBench }),
   queue: async () => ({ run: (await import('./queue.js')).runQueueBench }),
+  store: async () => ({ run: (await import('./store.js')).runStoreBench }),
 };
 
 const [name, ...rest] = process.argv.slice(2);

@@ -1,9 +1,10 @@
 /**
- * `npm run bench -- outbound [--rows 1000000] [--folders 4] [--files 2] [--repeat 1] [--keep]`: writes Synapse Link CSV (incremental
+ * `npm run bench -- outbound [--rows 1000000] [--folders 4] [--files 2] [--repeat 1] [--keep] [--data <dir>]`: writes Synapse Link CSV (incremental
  * folders, headerless, quoted text with some line breaks, ~1% deletes, ~5% rows updated in a later folder), runs the
  * outbound pipeline (read → default extract → Parquet) through the real runner, then DuckDB's bare
- * `COPY (SELECT * FROM read_csv(...)) TO ... (FORMAT PARQUET)` over the same files in the same process. Prints both
- * times, the ratio and the peak RSS; the last line is one JSON object.
+ * `COPY (SELECT * FROM read_csv(...)) TO ... (FORMAT PARQUET)` over the same files, each pass in a child process of
+ * its own (so the peak RSS reported for ferry is the ferry process's alone). `--data <dir>` keeps the generated CSV
+ * there and reuses it on the next run. Prints both times, the ratio and the peak RSS; the last line is one JSON object.
  */
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -170,94 +171,76 @@ export async function runOutboundBench(argv: string[]): Promise<void> {
       files: { type: 'string', default: '2' },
       repeat: { type: 'string', default: '1' },
       keep: { type: 'boolean', default: false },
+      data: { type: 'string' },
     },
   });
   const rows = Number(values.rows);
   const repeat = Math.max(1, Number(values.repeat));
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-outbound-'));
+  // `--data <dir>`: generate into that folder once and reuse it on later runs (3 GB of CSV take minutes to write).
+  const dir = values.data ? path.resolve(values.data) : fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-outbound-'));
   const lakeRoot = path.join(dir, 'lake');
   const folder = 'synapse-link/bench';
+  const stamp = path.join(dir, 'generated.json');
   try {
-    // Generated in a child process, so its garbage and memory do not count against the measured run.
-    let t = performance.now();
-    const child = spawnSync(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        fileURLToPath(import.meta.url),
-        GENERATE_FLAG,
-        lakeRoot,
-        folder,
-        String(rows),
-        values.folders!,
-        values.files!,
-      ],
-      { stdio: 'inherit' },
-    );
-    if (child.status !== 0) throw new Error(`generator failed with ${child.status ?? child.signal}`);
-    const files = fs
-      .readdirSync(path.join(lakeRoot, folder), { recursive: true })
-      .map(String)
-      .filter((f) => f.endsWith('.csv') && !f.startsWith('Changelog'))
-      .sort()
-      .map((f) => path.join(lakeRoot, folder, f));
+    const t = performance.now();
+    const wanted = JSON.stringify({ rows, folders: values.folders, files: values.files });
+    const generateNow = !fs.existsSync(stamp) || fs.readFileSync(stamp, 'utf8') !== wanted;
+    if (generateNow) {
+      fs.rmSync(lakeRoot, { recursive: true, force: true });
+      // Generated in a child process, so its garbage and memory do not count against the measured run.
+      const child = spawnSync(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          fileURLToPath(import.meta.url),
+          GENERATE_FLAG,
+          lakeRoot,
+          folder,
+          String(rows),
+          values.folders!,
+          values.files!,
+        ],
+        { stdio: 'inherit' },
+      );
+      if (child.status !== 0) throw new Error(`generator failed with ${child.status ?? child.signal}`);
+      fs.writeFileSync(stamp, wanted);
+    }
+    const files = csvFiles(lakeRoot, folder);
     const bytes = files.reduce((n, f) => n + fs.statSync(f).size, 0);
     console.log(
-      `generated ${rows} rows in ${files.length} CSV files (${(bytes / 2 ** 20).toFixed(0)} MiB) across ${values.folders} folders in ${((performance.now() - t) / 1000).toFixed(2)} s`,
+      `${generateNow ? 'generated' : 'reused'}: ${rows} rows in ${files.length} CSV files (${(bytes / 2 ** 20).toFixed(0)} MiB) across ${values.folders} folders, ready in ${((performance.now() - t) / 1000).toFixed(2)} s`,
     );
 
-    const def = definePipeline({
-      name: 'bench-outbound',
-      direction: 'outbound',
-      stages: [
-        readSynapseLink({ folder, tables: ['account'] }),
-        runSqlExtract({ table: 'account' }),
-        writeParquet({ deletes: 'flag-column' }),
-      ],
-    });
     let ferrySeconds = Number.POSITIVE_INFINITY;
     let copySeconds = Number.POSITIVE_INFINITY;
     let ferryRssMiB = 0;
+    let copyRssMiB = 0;
     for (let i = 0; i < repeat; i++) {
+      // Each pass in a child process of its own: the peak RSS reported is that of the process that ran it.
       // A fresh state folder per repeat: otherwise the second run finds its window already processed.
-      const config = resolveConfig({ lake: lakeRoot, state: path.join(dir, `state-${i}`) }, {});
-      const state = SqliteStateStore.openIn(config.state);
-      t = performance.now();
-      const report = await runPipeline(def, {
-        mode: 'manual',
-        config,
-        lake: new LocalLake(config.lake),
-        state,
-        registry: stageRegistry,
-        log: silentLogger,
-      });
-      const seconds = (performance.now() - t) / 1000;
-      state.close();
-      if (report.status !== 'succeeded') throw new Error(`outbound run ${report.status}: ${report.error?.message}`);
-      if (i === 0) ferryRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
-      ferrySeconds = Math.min(ferrySeconds, seconds);
+      const ferry = passInChild<{
+        seconds: number;
+        read: number;
+        written: number;
+        deleted: number;
+        peakRssMiB: number;
+      }>(FERRY_FLAG, [lakeRoot, folder, path.join(dir, `state-${Date.now()}-${i}`)]);
+      ferrySeconds = Math.min(ferrySeconds, ferry.seconds);
+      ferryRssMiB = Math.max(ferryRssMiB, ferry.peakRssMiB);
       console.log(
-        `ferry outbound: ${seconds.toFixed(2)} s (${Math.round(rows / seconds).toLocaleString('en')} rows/s); read ${report.counts.read}, written ${report.counts.written}, deletes ${report.counts.deleted}; peak RSS so far ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB`,
+        `ferry outbound: ${ferry.seconds.toFixed(2)} s (${Math.round(rows / ferry.seconds).toLocaleString('en')} rows/s); read ${ferry.read}, written ${ferry.written}, deletes ${ferry.deleted}; peak RSS of the ferry process ${ferry.peakRssMiB} MiB`,
       );
-
-      const db = await DuckDbStaging.open({ memoryLimit: process.env.FERRY_STAGING_MEMORY ?? '1GB' });
-      const target = path.join(dir, 'bare-copy.parquet');
-      t = performance.now();
-      await db.run(
-        `COPY (SELECT * FROM ${readCsvSql(files, ATTRIBUTES as CdmAttribute[])}) TO '${target}' (FORMAT PARQUET)`,
-      );
-      const copy = (performance.now() - t) / 1000;
-      await db.close();
-      copySeconds = Math.min(copySeconds, copy);
+      const copy = passInChild<{ seconds: number; peakRssMiB: number }>(COPY_FLAG, [lakeRoot, folder, dir]);
+      copySeconds = Math.min(copySeconds, copy.seconds);
+      copyRssMiB = Math.max(copyRssMiB, copy.peakRssMiB);
       console.log(
-        `bare DuckDB COPY read_csv → Parquet: ${copy.toFixed(2)} s (${Math.round(rows / copy).toLocaleString('en')} rows/s)`,
+        `bare DuckDB COPY read_csv → Parquet: ${copy.seconds.toFixed(2)} s (${Math.round(rows / copy.seconds).toLocaleString('en')} rows/s), peak RSS ${copy.peakRssMiB} MiB`,
       );
     }
     const ratio = ferrySeconds / copySeconds;
-    const processRss = Math.round(process.resourceUsage().maxRSS / 1024);
     console.log(
-      `best of ${repeat}: ferry ${ferrySeconds.toFixed(2)} s, copy ${copySeconds.toFixed(2)} s, ratio ${ratio.toFixed(2)}× (target ≤ 2×); peak RSS of the ferry run ${ferryRssMiB} MiB (target ≤ 1024), of the whole process ${processRss} MiB`,
+      `best of ${repeat}: ferry ${ferrySeconds.toFixed(2)} s, copy ${copySeconds.toFixed(2)} s, ratio ${ratio.toFixed(2)}× (target ≤ 2×); peak RSS of the ferry process ${ferryRssMiB} MiB (target ≤ 1024), of the COPY process ${copyRssMiB} MiB`,
     );
     console.log(
       JSON.stringify({
@@ -266,11 +249,85 @@ export async function runOutboundBench(argv: string[]): Promise<void> {
         copySeconds: round(copySeconds),
         ratio: round(ratio),
         peakRssMiB: ferryRssMiB,
+        copyPeakRssMiB: copyRssMiB,
       }),
     );
   } finally {
-    if (!values.keep) fs.rmSync(dir, { recursive: true, force: true });
+    for (const e of fs.existsSync(dir) ? fs.readdirSync(dir) : [])
+      if (e.startsWith('state-') || e === 'bare-copy.parquet')
+        fs.rmSync(path.join(dir, e), { recursive: true, force: true });
+    if (!values.keep && !values.data) fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+function csvFiles(lakeRoot: string, folder: string): string[] {
+  return fs
+    .readdirSync(path.join(lakeRoot, folder), { recursive: true })
+    .map(String)
+    .filter((f) => f.endsWith('.csv') && !f.startsWith('Changelog'))
+    .sort()
+    .map((f) => path.join(lakeRoot, folder, f));
+}
+
+/** Runs `bench/outbound.ts <flag> ...args` in a child process; returns the JSON object of its last stdout line. */
+function passInChild<T>(flag: string, args: readonly string[]): T {
+  const result = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), flag, ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    encoding: 'utf8',
+  });
+  if (result.status !== 0) throw new Error(`bench pass ${flag} failed with ${result.status ?? result.signal}`);
+  return JSON.parse((result.stdout ?? '').trim().split('\n').at(-1)!) as T;
+}
+
+/** Child: the outbound pipeline through the real runner. */
+async function ferryPass(lakeRoot: string, folder: string, stateDir: string): Promise<object> {
+  const def = definePipeline({
+    name: 'bench-outbound',
+    direction: 'outbound',
+    stages: [
+      readSynapseLink({ folder, tables: ['account'] }),
+      runSqlExtract({ table: 'account' }),
+      writeParquet({ deletes: 'flag-column' }),
+    ],
+  });
+  const config = resolveConfig({ lake: lakeRoot, state: stateDir }, process.env);
+  const state = SqliteStateStore.openIn(config.state);
+  const t = performance.now();
+  const report = await runPipeline(def, {
+    mode: 'manual',
+    config,
+    lake: new LocalLake(config.lake),
+    state,
+    registry: stageRegistry,
+    log: silentLogger,
+  });
+  const seconds = (performance.now() - t) / 1000;
+  state.close();
+  if (report.status !== 'succeeded') throw new Error(`outbound run ${report.status}: ${report.error?.message}`);
+  return {
+    seconds,
+    read: report.counts.read,
+    written: report.counts.written,
+    deleted: report.counts.deleted,
+    peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
+  };
+}
+
+/** Child: DuckDB's bare COPY over the same files (in memory, 1 GB like DuckDB's usual setting here). */
+async function copyPass(lakeRoot: string, folder: string, dir: string): Promise<object> {
+  const files = csvFiles(lakeRoot, folder);
+  // Its own spill folder: DuckDB's default (`.tmp` in the working directory) is shared with any other DuckDB there.
+  const db = await DuckDbStaging.open({ memoryLimit: '1GB', tempDirectory: path.join(dir, 'copy-spill') });
+  const target = path.join(dir, 'bare-copy.parquet');
+  const t = performance.now();
+  await db.run(
+    `COPY (SELECT * FROM ${readCsvSql(files, ATTRIBUTES as CdmAttribute[])}) TO '${target}' (FORMAT PARQUET)`,
+  );
+  const seconds = (performance.now() - t) / 1000;
+  await db.close();
+  fs.rmSync(target, { force: true });
+  fs.rmSync(path.join(dir, 'copy-spill'), { recursive: true, force: true });
+  return { seconds, peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024) };
 }
 
 function round(n: number): number {
@@ -278,9 +335,16 @@ function round(n: number): number {
 }
 
 const GENERATE_FLAG = '--generate-synapse-link-csv';
+const FERRY_FLAG = '--ferry-pass';
+const COPY_FLAG = '--copy-pass';
 
 // Child-process entry: `node --import tsx bench/outbound.ts --generate-synapse-link-csv <lake> <folder> <rows> <folders> <files>`.
 if (process.argv[2] === GENERATE_FLAG && path.resolve(process.argv[1] ?? '') === fileURLToPath(import.meta.url)) {
   const [lakeRoot, folder, rows, folders, files] = process.argv.slice(3);
   await generate(lakeRoot!, folder!, Number(rows), Number(folders), Number(files));
+}
+if (path.resolve(process.argv[1] ?? '') === fileURLToPath(import.meta.url)) {
+  const [flag, a, b, c] = process.argv.slice(2);
+  if (flag === FERRY_FLAG) console.log(JSON.stringify(await ferryPass(a!, b!, c!)));
+  if (flag === COPY_FLAG) console.log(JSON.stringify(await copyPass(a!, b!, c!)));
 }

@@ -4,16 +4,19 @@
  * Azure Data Factory's defaults (batches of 10 via `$batch`, 10 in parallel, fixed retry) — and prints for each the
  * achieved rows/s against the emulator's ceiling for the profile, the 429s and the longest Retry-After, and the rows
  * lost or written twice (the emulator's store is checked row by row). The last line is one JSON object.
- * Options: `--time-scale` (default 60), `--batch-size` (100), `--max-concurrency` (64), `--baseline-rows` (same as
+ * Options: `--time-scale` (default 60, or 60 / N with `--identities N`), `--batch-size` (100), `--max-concurrency` (64), `--baseline-rows` (same as
  * `--rows`), `--baseline-max-sec` (300: a throttled baseline stops taking batches then), `--no-baseline`,
  * `--baseline-affinity keep|drop` (keep: the baseline sends the ARR affinity cookie back, as the SDK ADF is built on
  * does by default; drop: it spreads over the servers like ferry), `--change-at 0.5 --change-exec-sec 600` (halve the
- * execution budget half-way and report the figures after it).
+ * execution budget half-way and report the figures after it), `--identities N` (default 1: ferry writes through an
+ * identity pool of N application users, each with its own emulator token and so its own service-protection budget;
+ * the ceiling is N times one identity's).
  */
 import { parseArgs } from 'node:util';
 import { BulkWriter, type WriteRow } from '../src/connectors/dataverse/bulk-writer.js';
 import { DataverseClient } from '../src/connectors/dataverse/dataverse-client.js';
 import { parseServiceError } from '../src/connectors/dataverse/dataverse-errors.js';
+import { createIdentityPool } from '../src/connectors/dataverse/identity-pool.js';
 import { buildBatch, parseBatchResponse } from '../src/connectors/dataverse/odata-batch.js';
 import { keySegment } from '../src/connectors/dataverse/odata-key.js';
 import { parseRetryAfter, throttleKindOf } from '../src/connectors/dataverse/retry-policy.js';
@@ -48,7 +51,7 @@ export async function runWriteBench(argv: string[]): Promise<void> {
       profile: { type: 'string', default: 'default' },
       rows: { type: 'string', default: '200000' },
       'baseline-rows': { type: 'string' },
-      'time-scale': { type: 'string', default: '60' },
+      'time-scale': { type: 'string' },
       'batch-size': { type: 'string', default: '100' },
       'max-concurrency': { type: 'string', default: '64' },
       metadata: { type: 'string', default: 'fixtures/metadata' },
@@ -57,13 +60,21 @@ export async function runWriteBench(argv: string[]): Promise<void> {
       'baseline-affinity': { type: 'string', default: 'keep' },
       'change-at': { type: 'string' },
       'change-exec-sec': { type: 'string', default: '600' },
+      identities: { type: 'string', default: '1' },
     },
     strict: true,
   });
   const profile = values.profile!;
   const rows = Number(values.rows);
   const baselineRows = Number(values['baseline-rows'] ?? rows);
-  const timeScale = Number(values['time-scale']);
+  const identities = Number(values.identities);
+  if (!Number.isInteger(identities) || identities < 1) {
+    throw new Error(`--identities \`${values.identities}\` must be a whole number of at least 1.`);
+  }
+  // N identities have N times the budget; the default scale keeps the wall-clock rows/s of one identity at 60 (the
+  // emulator and the writer share this process, and a 2-core machine cannot serve N times that), so the ratio measures
+  // how well the writer uses N budgets, not the CPU.
+  const timeScale = Number(values['time-scale'] ?? 60 / identities);
   const batchSize = Number(values['batch-size']);
   const maxConcurrency = Number(values['max-concurrency']);
   const metadataDir = values.metadata!;
@@ -73,16 +84,19 @@ export async function runWriteBench(argv: string[]): Promise<void> {
   }
   const emulatorOptions: EmulatorOptions = { port: 0, metadataDir, profile, timeScale };
 
-  const ceiling = ceilingFor(profile, { operation: 'upsert', batchSize, timeScale });
-  print(`profile ${profile}, time scale ${timeScale}, ${rows} rows (baseline ${baselineRows})`);
-  print(`ceiling: ${fmt(ceiling)} rows/s (scaled)`);
+  // Limits are per user per server: N application users have N times the budget of one.
+  const ceiling = identities * ceilingFor(profile, { operation: 'upsert', batchSize, timeScale });
+  print(
+    `profile ${profile}, time scale ${timeScale}, ${rows} rows (baseline ${baselineRows}), ${identities} identit${identities === 1 ? 'y' : 'ies'}`,
+  );
+  print(`ceiling: ${fmt(ceiling)} rows/s (scaled${identities > 1 ? `, ${identities} identities` : ''})`);
 
   const change: LimitChange | undefined =
     values['change-at'] === undefined
       ? undefined
       : { at: Number(values['change-at']), execSec: Number(values['change-exec-sec']) };
   const ferry = await withEmulator(emulatorOptions, (emu) =>
-    runFerry(emu, rows, { batchSize, maxConcurrency, timeScale, change }),
+    runFerry(emu, rows, { batchSize, maxConcurrency, timeScale, change, identities }),
   );
   if (ferry.afterChange) {
     const a = ferry.afterChange;
@@ -108,6 +122,8 @@ export async function runWriteBench(argv: string[]): Promise<void> {
   const result = {
     profile,
     rows,
+    identities,
+    timeScale,
     ceilingRowsPerSec: round(ceiling),
     ferryRowsPerSec: round(ferry.rowsPerSec),
     ratioToCeiling: round(ferry.rowsPerSec / ceiling, 3),
@@ -115,6 +131,7 @@ export async function runWriteBench(argv: string[]): Promise<void> {
     speedupVsBaseline: baseline ? round(ferry.rowsPerSec / baseline.rowsPerSec, 2) : null,
     requests: ferry.requests,
     throttled: ferry.throttled,
+    throttledShare: ferry.requests > 0 ? round(ferry.throttled / ferry.requests, 4) : 0,
     maxRetryAfterSec: ferry.maxRetryAfterSec,
     lost: ferry.lost,
     duplicated: ferry.duplicated,
@@ -156,16 +173,40 @@ function accountRows(n: number): WriteRow[] {
 async function runFerry(
   emu: Emulator,
   n: number,
-  options: { batchSize: number; maxConcurrency: number; timeScale: number; change: LimitChange | undefined },
+  options: {
+    batchSize: number;
+    maxConcurrency: number;
+    timeScale: number;
+    change: LimitChange | undefined;
+    identities: number;
+  },
 ): Promise<Figures> {
   const rows = accountRows(n);
-  const client = new DataverseClient({ url: emu.url, timeoutMs: 120_000 });
+  // One identity: no token (the emulator's anonymous user), as before. A pool: each application user its own token.
+  const clients =
+    options.identities === 1
+      ? [new DataverseClient({ url: emu.url, timeoutMs: 120_000 })]
+      : createIdentityPool(
+          emu.url,
+          Array.from({ length: options.identities }, (_, i) => ({ name: `bench-loader-${i + 1}` })),
+        ).map(
+          (identity) =>
+            new DataverseClient({
+              url: emu.url,
+              timeoutMs: 120_000,
+              identity: identity.name,
+              ...(identity.getToken ? { getToken: identity.getToken } : {}),
+            }),
+        );
+  const client = clients[0]!;
+  const sum = (pick: (c: DataverseClient) => number) => clients.reduce((a, c) => a + pick(c), 0);
   let rejected = 0;
   let written = 0;
   let changedAt: { ms: number; rows: number; throttled: number } | undefined;
-  const throttledNow = () => Object.values(client.stats.throttled).reduce((a, b) => a + b, 0);
+  const throttledNow = () => sum((c) => Object.values(c.stats.throttled).reduce((a, b) => a + b, 0));
   const writer = new BulkWriter({
     client,
+    ...(clients.length > 1 ? { identities: clients } : {}),
     table: { logicalName: 'account', entitySet: 'accounts', primaryId: 'accountid' },
     mode: 'upsert-multiple',
     batchSize: options.batchSize,
@@ -190,14 +231,17 @@ async function runFerry(
   const ended = performance.now();
   const seconds = (ended - started) / 1000;
   const check = verify(emu, rows);
-  const byKind = client.stats.throttled;
+  const byKind: Record<string, number> = {};
+  for (const c of clients) for (const [k, v] of Object.entries(c.stats.throttled)) byKind[k] = (byKind[k] ?? 0) + v;
   let afterChange: Figures['afterChange'];
   if (changedAt && emu.throttle) {
-    const ceiling = ceilingFor(emu.throttle.profile, {
-      operation: 'upsert',
-      batchSize: options.batchSize,
-      timeScale: options.timeScale,
-    });
+    const ceiling =
+      options.identities *
+      ceilingFor(emu.throttle.profile, {
+        operation: 'upsert',
+        batchSize: options.batchSize,
+        timeScale: options.timeScale,
+      });
     afterChange = {
       rowsPerSec: (written - changedAt.rows) / ((ended - changedAt.ms) / 1000),
       ceiling,
@@ -209,10 +253,10 @@ async function runFerry(
     rows: n,
     seconds,
     rowsPerSec: result.upserted / seconds,
-    requests: client.stats.requests,
+    requests: sum((c) => c.stats.requests),
     throttled: Object.values(byKind).reduce((a, b) => a + b, 0),
-    throttledByKind: { ...byKind },
-    maxRetryAfterSec: client.stats.maxRetryAfterSec,
+    throttledByKind: byKind,
+    maxRetryAfterSec: Math.max(...clients.map((c) => c.stats.maxRetryAfterSec)),
     rejected,
     ...check,
   };

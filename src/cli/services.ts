@@ -1,6 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
+  createIdentityPool,
+  type IdentitySettings,
+  identitiesFromEnv,
+  type PoolIdentity,
+} from '../connectors/dataverse/identity-pool.js';
+import {
   createTokenProvider,
   credentialForIdentity,
   isLoopbackUrl,
@@ -55,7 +61,8 @@ export async function openDataverse(config: FerryConfig, log: Logger): Promise<O
     if (isLoopbackUrl(url)) {
       // Loopback URLs (an emulator in another process) need no token.
       log.info(`${targetName(config)}: Dataverse ${url} (loopback, no identity)`);
-      return { endpoint: { url }, close: async () => undefined };
+      const identities = poolFor(config, url);
+      return { endpoint: { url, ...(identities ? { identities } : {}) }, close: async () => undefined };
     }
     const identity = config.identities?.[0];
     const who = identity
@@ -70,7 +77,8 @@ export async function openDataverse(config: FerryConfig, log: Logger): Promise<O
         `Credential ${identity ? `\`${identity.name}\`` : 'DefaultAzureCredential'} could not get a token for \`${url}\`: ${shortAuthReason(error)}. Nothing was read or written. Check it with \`ferry doctor\`${identity ? '' : ', or name an identity in the target of ferry.config.json'}.`,
       );
     }
-    return { endpoint: { url, getToken }, close: async () => undefined };
+    const identities = poolFor(config, url);
+    return { endpoint: { url, getToken, ...(identities ? { identities } : {}) }, close: async () => undefined };
   }
   if (!config.emulator) {
     throw new UsageError(
@@ -85,7 +93,25 @@ export async function openDataverse(config: FerryConfig, log: Logger): Promise<O
   log.info(
     `${targetName(config)}: the built-in Dataverse emulator (in-process at ${emulator.url}, store ${storeFile}), no identity`,
   );
-  return { endpoint: { url: emulator.url }, emulator, close: () => emulator.close() };
+  const identities = poolFor(config, emulator.url);
+  return {
+    endpoint: { url: emulator.url, ...(identities ? { identities } : {}) },
+    emulator,
+    close: () => emulator.close(),
+  };
+}
+
+/**
+ * The identity pool a run writes through: every identity of the target when it names more than one, else the pool
+ * `FERRY_DATAVERSE_IDENTITIES` names (see identity-pool.ts), else none (one identity, the run's token).
+ */
+function poolFor(config: FerryConfig, url: string): PoolIdentity[] | undefined {
+  const named = config.identities ?? [];
+  const settings: IdentitySettings[] | undefined =
+    named.length > 1
+      ? named.map((identity) => ({ name: identity.name, credential: credentialForIdentity(identity) }))
+      : identitiesFromEnv(process.env);
+  return settings ? createIdentityPool(url, settings) : undefined;
 }
 
 /**

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { UsageError } from './errors.js';
 import type { IdentityConfig } from './project-config.js';
 
 /** Where the embedded defaults live, and which Dataverse to talk to. */
@@ -22,6 +23,12 @@ export interface FerryConfig {
   readonly target?: string;
   /** Identities to write to Dataverse as (first one first); none means `DefaultAzureCredential`. */
   readonly identities?: readonly IdentityConfig[];
+  /**
+   * Memory limit of a run's DuckDB staging database (DuckDB `memory_limit`, e.g. `512MB`, `2GB`); beyond it the
+   * database spills to the run folder. Env `FERRY_STAGING_MEMORY`. Default `512MB` (with the Node process, a
+   * 10-million-row window stays within 1 GiB of RSS). Optional so hand-built configs keep working.
+   */
+  readonly stagingMemory?: string;
 }
 
 export interface ConfigOverrides {
@@ -30,7 +37,11 @@ export interface ConfigOverrides {
   readonly dataverse?: string;
   readonly metadata?: string;
   readonly warehouse?: string;
+  readonly stagingMemory?: string;
 }
+
+/** The staging database's memory limit unless `FERRY_STAGING_MEMORY` says otherwise. */
+export const DEFAULT_STAGING_MEMORY = '512MB';
 
 /**
  * What sits under flags and environment: a target of `ferry.config.json` (paths already absolute) and the project
@@ -59,12 +70,20 @@ export function resolveConfig(
     env.FERRY_WAREHOUSE ??
     base.warehouse ??
     (isUrlLocation(lake) ? `${lake}/warehouse` : path.join(lake, 'warehouse'));
+  const stagingMemory =
+    overrides.stagingMemory ?? env.FERRY_STAGING_MEMORY ?? base.stagingMemory ?? DEFAULT_STAGING_MEMORY;
+  if (!/^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$/i.test(stagingMemory)) {
+    throw new UsageError(
+      `Staging memory \`${stagingMemory}\` (FERRY_STAGING_MEMORY or config \`stagingMemory\`) is not a size; use e.g. \`512MB\` or \`2GB\`.`,
+    );
+  }
   return {
     lake,
     state,
     dataverse: dataverse === '' ? undefined : dataverse,
     metadata,
     warehouse,
+    stagingMemory,
     ...(base.emulator ? { emulator: true } : {}),
     ...(base.target ? { target: base.target } : {}),
     ...(base.identities?.length ? { identities: base.identities } : {}),

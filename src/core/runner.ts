@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Lake } from '../connectors/lake/lake.js';
 import { DuckDbStaging } from '../dialects/duckdb/duckdb-staging.js';
-import type { FerryConfig } from './config.js';
+import { DEFAULT_STAGING_MEMORY, type FerryConfig } from './config.js';
 import { emptyCounts, type RunCounts } from './counts.js';
 import { describeError, FerryError, isRetryable } from './errors.js';
 import { killPoint } from './kill-points.js';
@@ -261,7 +261,7 @@ async function runPipelineOnce(def: PipelineDefinition, options: RunOptions): Pr
     };
 
     if (hasWork) {
-      staging = await (options.openStaging ?? defaultStaging)(runDir);
+      staging = await (options.openStaging ?? ((dir: string) => defaultStaging(dir, options.config)))(runDir);
       const ctx: StageContext = { ...ctxBase, staging };
       for (const spec of def.stages) {
         if (signal.aborted)
@@ -452,10 +452,17 @@ export function rejectsWithinThreshold(
   return counts.rejected / counts.read <= maxRejectedRatio;
 }
 
-async function defaultStaging(runDir: string): Promise<StagingEngine> {
+/**
+ * A database file per run in the run folder, with a memory limit and a spill folder beside it, deleted when the run
+ * ends: DuckDB can evict a file-backed table's blocks and spill sorts, joins and aggregates, so a window of tens of
+ * millions of rows stays within the limit instead of failing (an in-memory database must keep every table in memory).
+ */
+async function defaultStaging(runDir: string, config: FerryConfig): Promise<StagingEngine> {
   return DuckDbStaging.open({
-    memoryLimit: process.env.FERRY_STAGING_MEMORY ?? '1GB',
+    path: path.join(runDir, 'staging.duckdb'),
+    memoryLimit: config.stagingMemory ?? DEFAULT_STAGING_MEMORY,
     tempDirectory: path.join(runDir, 'spill'),
+    deleteOnClose: true,
   });
 }
 

@@ -14,6 +14,11 @@ export interface DataverseEndpoint {
   readonly url: string;
   /** Returns a bearer token; undefined for the emulator. */
   readonly getToken?: () => Promise<string>;
+  /**
+   * An identity pool: several application users, each with its own token source. When set, writers spread their
+   * requests over these (each has its own service-protection budget) instead of using `getToken`.
+   */
+  readonly identities?: ReadonlyArray<{ readonly name: string; readonly getToken?: () => Promise<string> }>;
 }
 
 /** Outside services a run may use, provided by the CLI (or a test). */

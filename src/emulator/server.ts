@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { FerryError } from '../core/errors.js';
 import { type Logger, silentLogger } from '../core/log.js';
 import { BatchHandler } from './batch-handler.js';
+import { callerOf } from './caller-identity.js';
 import { EmulatorCatalog } from './emulator-catalog.js';
 import { faults, ServiceFault } from './service-fault.js';
 import { EmulatorStore } from './store.js';
@@ -17,7 +18,10 @@ export interface EmulatorOptions {
   host?: string;
   /** Folder of metadata snapshots (one `<table>.json` per table). */
   metadataDir: string;
-  /** If set: the store is loaded from it at start and saved to it (tmp + rename) on close and ≤ every 500 ms. */
+  /**
+   * If set: the store is loaded from it at start, and every committed change is appended to it within about 100 ms
+   * (and on close). The file is the change journal, one JSON line per change, never rewritten whole per change.
+   */
   storeFile?: string;
   /** Every Nth write request (POST/PATCH/PUT/DELETE, a `$batch` counts once) answers 503. Default off. */
   failEvery?: number;
@@ -55,7 +59,7 @@ export interface RunningEmulator {
 }
 
 const API_PREFIX = /^\/api\/data\/v9\.\d\/?/;
-const SAVE_DELAY_MS = 500;
+const SAVE_DELAY_MS = 100;
 
 /** Starts the Dataverse Web API emulator on loopback and resolves once it listens. */
 export async function startEmulator(options: EmulatorOptions): Promise<RunningEmulator> {
@@ -68,8 +72,14 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
       table.keys.map((k) => ({ name: k.LogicalName, attributes: k.KeyAttributes })),
     );
   }
+  const loadStarted = performance.now();
   if (options.storeFile && (await store.loadFrom(options.storeFile))) {
-    log.info('Emulator store loaded', { file: options.storeFile, tables: store.tables().length });
+    log.info('Emulator store loaded', {
+      file: options.storeFile,
+      tables: store.tables().length,
+      changes: store.journal().length,
+      ms: Math.round(performance.now() - loadStarted),
+    });
   }
 
   const host = options.host ?? '127.0.0.1';
@@ -83,7 +93,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
   let writes = 0;
   const toReset = new WeakSet<ApiResponse>();
 
-  // Debounced save: at most one write per 500 ms after changes, and one final save on close.
+  // Debounced append: at most one append per 100 ms after changes, and a final one on close.
   let saveTimer: NodeJS.Timeout | undefined;
   let saving: Promise<void> = Promise.resolve();
   let dirty = false;
@@ -92,7 +102,9 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
     dirty = false;
     const file = options.storeFile;
     saving = saving
-      .then(() => store.saveTo(file))
+      .then(async () => {
+        await store.appendTo(file);
+      })
       .catch((error) => log.error('Emulator store could not be saved', { file, error: String(error) }));
     return saving;
   };
@@ -173,6 +185,8 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
       }
       reset = Boolean(options.resetEvery && writes % options.resetEvery === 0);
     }
+    // A token that names no user is refused whether or not limits apply (the service checks every request).
+    callerOf(headers);
     const m = API_PREFIX.exec(rawPath);
     if (!m) throw faults.notFoundSegment(rawPath.replace(/^\/+/, '').split('/')[0] ?? '');
     const path = rawPath.slice(m[0].length);

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { FerryError } from '../core/errors.js';
 
@@ -46,6 +46,17 @@ export interface StoreSavepoint {
   readonly journalLength: number;
 }
 
+/** The store file's format: a header line, then one journal entry per line. */
+const STORE_FORMAT = 'ferry-emulator-store/2';
+
+interface StoreFileHeader {
+  readonly format: typeof STORE_FORMAT;
+  /** Version counter and sequence when the file was last written whole (appends may take them further). */
+  readonly version: number;
+  readonly seq: number;
+}
+
+/** The older format: one JSON document, rewritten whole on every save. Still read; replaced by the next save. */
 interface SavedStore {
   readonly format: 'ferry-emulator-store/1';
   readonly version: number;
@@ -66,7 +77,8 @@ export function keyIndexText(values: readonly unknown[]): string | null {
 }
 
 /**
- * The emulator's in-memory tables, alternate-key indexes and change journal (Maps; fast enough for 200,000 rows).
+ * The emulator's in-memory tables, alternate-key indexes and change journal (Maps). Persisted as the journal itself,
+ * appended line by line (see {@link EmulatorStore.appendTo}); a load replays it.
  * `versionNumber` grows on every write across the whole store, like Dataverse's rowversion. Writes made inside a
  * savepoint can be rolled back (bulk requests and `$batch` change sets are all-or-nothing).
  */
@@ -80,6 +92,9 @@ export class EmulatorStore {
   #undo: Array<() => void> = [];
   #openSavepoints = 0;
   #listeners: Array<() => void> = [];
+  /** The last journal sequence number on disk, and the file it is in. */
+  #persistedSeq = 0;
+  #persistedFile: string | undefined;
 
   /** Declares a table and the alternate keys to keep unique; rows already stored are indexed. */
   defineTable(table: string, keys: readonly StoreKey[] = []): void {
@@ -216,30 +231,174 @@ export class EmulatorStore {
     this.#listeners.push(listener);
   }
 
-  /** Writes the store atomically (temporary file, then rename). */
-  async saveTo(file: string): Promise<void> {
-    const data: SavedStore = {
-      format: 'ferry-emulator-store/1',
-      version: this.#version,
-      seq: this.#seq,
-      tables: Object.fromEntries([...this.#rows].map(([t, rows]) => [t, [...rows.values()]])),
-      journal: this.#journal,
-    };
-    await mkdir(path.dirname(path.resolve(file)), { recursive: true });
-    const tmp = `${file}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
-    await writeFile(tmp, JSON.stringify(data));
-    await rename(tmp, file);
+  /**
+   * Appends the changes committed since the last append (or load) to the store file, creating it with its header
+   * when missing. The file is the change journal, one JSON line per change, so a million-record store is never
+   * rewritten as a whole; a write torn by a crash leaves at most a partial last line, which loading drops.
+   */
+  async appendTo(file: string): Promise<number> {
+    const pending = this.journal(this.#persistedSeq);
+    if (pending.length === 0 && this.#persistedFile === file) return 0;
+    if (this.#persistedFile !== file) {
+      // A file this store did not load or write yet: write it whole (atomically), then append from there on.
+      await this.saveTo(file);
+      return pending.length;
+    }
+    const lines = pending.map((e) => `${JSON.stringify(e)}\n`).join('');
+    const handle = await open(file, 'a');
+    try {
+      await handle.write(lines);
+      // Once on disk, a crash cannot lose these changes (the journal is what the next start replays).
+      await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+    this.#persistedSeq = pending.at(-1)!.seq;
+    return pending.length;
   }
 
-  /** Loads rows and journal saved by {@link saveTo}; a missing file leaves the store empty. */
-  async loadFrom(file: string): Promise<boolean> {
-    let text: string;
+  /**
+   * Writes the whole store (its journal, with a header line) to `file` atomically: temporary file, then rename. This
+   * is also the compaction of a file that was torn or written in the older single-JSON format.
+   */
+  async saveTo(file: string): Promise<void> {
+    await mkdir(path.dirname(path.resolve(file)), { recursive: true });
+    const tmp = `${file}.${process.pid}.${randomUUID().slice(0, 8)}.tmp`;
+    const handle = await open(tmp, 'w');
+    // The entries as of now: changes committed while the file is written go into the next append.
+    const journal = this.#journal.slice();
     try {
-      text = await readFile(file, 'utf8');
+      const header: StoreFileHeader = { format: STORE_FORMAT, version: this.#version, seq: this.#seq };
+      await handle.write(`${JSON.stringify(header)}\n`);
+      // In slices: one string for a million entries would be hundreds of MB.
+      for (let i = 0; i < journal.length; i += 10_000) {
+        await handle.write(
+          journal
+            .slice(i, i + 10_000)
+            .map((e) => `${JSON.stringify(e)}\n`)
+            .join(''),
+        );
+      }
+      await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, file);
+    this.#persistedSeq = journal.at(-1)?.seq ?? 0;
+    this.#persistedFile = file;
+  }
+
+  /**
+   * Loads a store file written by {@link saveTo}/{@link appendTo} (or the older single-JSON format, which the next
+   * save replaces); a missing file leaves the store empty. Replays the journal: rows, version counter and sequence
+   * come back as they were. A partial last line (a crash mid-append) is dropped and cut off the file; any other bad
+   * line is an error naming it.
+   */
+  async loadFrom(file: string): Promise<boolean> {
+    let handle: FileHandle;
+    try {
+      handle = await open(file, 'r+');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw error;
     }
+    try {
+      const first = Buffer.alloc(64);
+      const { bytesRead } = await handle.read(first, 0, 64, 0);
+      if (/^\{\s*"format"\s*:\s*"ferry-emulator-store\/1"/.test(first.subarray(0, bytesRead).toString('utf8'))) {
+        await this.#loadLegacy(file, await readFile(file, 'utf8'));
+        return true;
+      }
+      let header: StoreFileHeader | undefined;
+      let lineNo = 0;
+      let goodBytes = 0;
+      let rest = '';
+      let maxVersion = this.#version;
+      /** Applies one line; false for an unreadable last line without its newline (a torn append). */
+      const apply = (line: string, complete: boolean): boolean => {
+        lineNo += 1;
+        let value: unknown;
+        try {
+          value = JSON.parse(line);
+        } catch (error) {
+          if (!complete) return false;
+          throw new FerryError(
+            'emulator.store-unreadable',
+            `Emulator store file \`${file}\` line ${lineNo} is not valid JSON; delete the file to start empty or restore a backup.`,
+            { cause: error },
+          );
+        }
+        if (!header) {
+          header = value as StoreFileHeader;
+          if (header?.format !== STORE_FORMAT) {
+            throw new FerryError(
+              'emulator.store-format',
+              `Emulator store file \`${file}\` has format \`${String(header?.format)}\`, expected \`${STORE_FORMAT}\`; delete it to start empty.`,
+            );
+          }
+          return true;
+        }
+        const entry = value as JournalEntry;
+        this.#replay(entry);
+        if (entry.versionNumber > maxVersion) maxVersion = entry.versionNumber;
+        return true;
+      };
+      const stream = handle.createReadStream({ encoding: 'utf8', autoClose: false, start: 0 });
+      for await (const chunk of stream as AsyncIterable<string>) {
+        const text = rest + chunk;
+        let from = 0;
+        for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', from)) {
+          const line = text.slice(from, nl);
+          if (line.length > 0) apply(line, true);
+          goodBytes += Buffer.byteLength(line, 'utf8') + 1;
+          from = nl + 1;
+        }
+        rest = text.slice(from);
+      }
+      if (rest.length > 0) {
+        // The last append was cut short: a line that parses only lacked its newline (keep it and end it); anything
+        // else is a torn write of changes that were never acknowledged as saved, cut off the file.
+        if (apply(rest, false)) await handle.write('\n', goodBytes + Buffer.byteLength(rest, 'utf8'));
+        else await handle.truncate(goodBytes);
+      }
+      if (!header) {
+        throw new FerryError(
+          'emulator.store-unreadable',
+          `Emulator store file \`${file}\` has no header line; delete it to start empty or restore a backup.`,
+        );
+      }
+      const saved = header as StoreFileHeader;
+      this.#version = Math.max(maxVersion, saved.version);
+      this.#seq = Math.max(this.#seq, saved.seq, this.#journal.at(-1)?.seq ?? 0);
+      this.#persistedSeq = this.#journal.at(-1)?.seq ?? 0;
+      this.#persistedFile = file;
+      return true;
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** Applies one journal entry of a loaded file: the row as that change left it, and the entry itself. */
+  #replay(entry: JournalEntry): void {
+    const rows = this.#table(entry.table);
+    const previous = rows.get(entry.id);
+    if (previous) this.#unindexRow(entry.table, previous);
+    if (entry.op === 'delete') rows.delete(entry.id);
+    else {
+      const row: StoredRow = {
+        id: entry.id,
+        versionNumber: entry.versionNumber,
+        createdOn: previous?.createdOn ?? entry.at,
+        modifiedOn: entry.at,
+        attributes: entry.record ?? {},
+      };
+      rows.set(entry.id, row);
+      this.#indexRow(entry.table, row);
+    }
+    this.#journal.push(entry);
+  }
+
+  async #loadLegacy(file: string, text: string): Promise<void> {
     let data: SavedStore;
     try {
       data = JSON.parse(text) as SavedStore;
@@ -250,12 +409,6 @@ export class EmulatorStore {
         { cause: error },
       );
     }
-    if (data.format !== 'ferry-emulator-store/1') {
-      throw new FerryError(
-        'emulator.store-format',
-        `Emulator store file \`${file}\` has format \`${String(data.format)}\`, expected \`ferry-emulator-store/1\`; delete it to start empty.`,
-      );
-    }
     this.#version = data.version;
     this.#seq = data.seq;
     this.#journal = data.journal;
@@ -264,7 +417,7 @@ export class EmulatorStore {
       for (const row of rows) map.set(row.id, row);
       if (this.#keys.has(table)) this.defineTable(table, this.#keys.get(table)!);
     }
-    return true;
+    // Not #persistedFile: the first append rewrites the file in the journal format.
   }
 
   #table(table: string): Map<string, StoredRow> {

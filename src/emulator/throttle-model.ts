@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { UsageError } from '../core/errors.js';
+import { callerOf } from './caller-identity.js';
 import { ServiceFault } from './service-fault.js';
 import type { WorkKind } from './web-api.js';
 
@@ -237,14 +238,15 @@ export class ThrottleModel {
   }
 
   /**
-   * Lets a request in or throws the 429 {@link ServiceFault}. The server is the one named by the `ARRAffinity`
+   * Lets a request in or throws the 429 {@link ServiceFault} (or the 401 of a token that names no user). The server is the one named by the `ARRAffinity`
    * cookie, else the next in turn (and the response sets the cookie, as the service does).
    */
   admit(headers: Readonly<Record<string, string>>): Admission {
     const p = this.#profile;
     const now = this.#now();
     const windowMs = (p.windowSec * 1000) / this.#timeScale;
-    const user = userOf(headers);
+    // Limits are per calling user, identified from the bearer token (never from a header the caller sets freely).
+    const user = callerOf(headers).id;
     const cookie = /(?:^|;\s*)ARRAffinity=([0-9a-f]+)/.exec(headers.cookie ?? '')?.[1];
     let server = cookie === undefined ? -1 : this.#cookies.indexOf(cookie);
     let setCookie: string | undefined;
@@ -354,11 +356,6 @@ export class ThrottleModel {
     }
     return budget;
   }
-}
-
-function userOf(headers: Readonly<Record<string, string>>): string {
-  const identity = headers.authorization ?? headers.callerobjectid ?? 'anonymous';
-  return createHash('sha1').update(identity).digest('hex').slice(0, 16);
 }
 
 function throttleFault(kind: ThrottleKind, p: ThrottleProfile, retryAfterSec: number): ServiceFault {

@@ -99,6 +99,19 @@ export function defaultExtractSql(stagedTable: string, columns: readonly string[
   const exclude = internal.length ? ` EXCLUDE (${internal.map(duckIdent).join(', ')})` : '';
   const replace = has('IsDelete') ? ` REPLACE (coalesce(${name('IsDelete')}, false) AS ${name('IsDelete')})` : '';
   const t = duckIdent(stagedTable);
+  if (!has('__folder') && !has('__source_file')) {
+    // CSV staging: the ranking packed into one HUGEINT (version in the high 64 bits, then SinkModifiedOn in
+    // milliseconds and the file number), so the aggregate keeps a scalar per Id and the winners are fetched with a
+    // SEMI JOIN: both spill to disk in DuckDB, where `arg_max(rowid, (struct))` and `rowid IN (...)` run out of memory
+    // at ten million rows. Milliseconds are SinkModifiedOn's precision in the exports; a tie below that is decided by
+    // the later file, as an exact tie always was.
+    const version = has('versionnumber') ? order[0] : '0';
+    const sink = has('SinkModifiedOn') ? `greatest(coalesce(epoch_ms(${name('SinkModifiedOn')}), 0), 0)` : '0';
+    const file = has('__file_id') ? 'coalesce(__file_id, 0)' : '0';
+    const rank = `(${version})::HUGEINT * 18446744073709551616 + (${sink})::HUGEINT * 65536 + (${file})`;
+    return `SELECT *${exclude}${replace} FROM ${t}
+SEMI JOIN (SELECT arg_max(rowid, ${rank}) AS __winner FROM ${t} GROUP BY ${name('Id')}) ON ${t}.rowid = __winner`;
+  }
   return `SELECT *${exclude}${replace} FROM ${t}
 WHERE rowid IN (SELECT arg_max(rowid, (${order.join(', ')})) FROM ${t} GROUP BY ${name('Id')})`;
 }
@@ -142,6 +155,8 @@ export const runSqlExtractStage: StageImpl<RunSqlExtractSpec> = {
       await ctx.staging.run(`CREATE OR REPLACE VIEW ${duckIdent(relation)} AS ${sql}`);
       columns = await describe(ctx, relation);
     } catch (error) {
+      // Out of memory is the staging engine's limit, not the query's fault: its error names the setting.
+      if (error instanceof FerryError && error.code === 'staging.out_of_memory') throw error;
       const where = spec.query === 'default' ? 'the default extract' : `\`${spec.query}\``;
       throw new FerryError(
         'extract.sql',

@@ -105,9 +105,23 @@ export const upsertDataverseStage: StageImpl<UpsertDataverseSpec> = {
       log: ctx.log,
       signal: ctx.signal,
     });
+    // An identity pool: one client per application user, each with its own budget (see BulkWriter).
+    const identities = endpoint.identities?.map(
+      (identity) =>
+        new DataverseClient({
+          url: endpoint.url,
+          identity: identity.name,
+          ...(identity.getToken ? { getToken: identity.getToken } : {}),
+          timeoutMs: spec.timeoutMs,
+          ...(spec.bypass ? { bypass: spec.bypass } : {}),
+          log: ctx.log,
+          signal: ctx.signal,
+        }),
+    );
     const accepted: Array<bigint | number> = [];
     const options: BulkWriterOptions = {
-      client,
+      client: identities?.[0] ?? client,
+      ...(identities && identities.length > 0 ? { identities } : {}),
       table,
       mode: spec.mode,
       batchSize: spec.batchSize,

@@ -241,6 +241,8 @@ async function writeOne(
         `COPY (${query}) TO ${duckLiteral(tmpFile)} (FORMAT PARQUET, COMPRESSION ${spec.compression}, ROW_GROUP_SIZE 122880)`,
       );
     } catch (error) {
+      // Out of memory is the staging engine's limit, not the query's fault: its error names the setting.
+      if (error instanceof FerryError && error.code === 'staging.out_of_memory') throw error;
       // The extract is a view, so a query that binds but fails on some row fails here, while it runs.
       throw new FerryError(
         'extract.sql',

@@ -19,6 +19,7 @@ import type { PipelineDefinition } from '../../src/core/pipeline.js';
 import { loadPipelines } from '../../src/core/pipeline-loader.js';
 import { DuckDbStaging } from '../../src/dialects/duckdb/duckdb-staging.js';
 import { startEmulator } from '../../src/emulator/server.js';
+import { EmulatorStore } from '../../src/emulator/store.js';
 import { exportSynapseLink } from '../../src/emulator/synapse-link-export.js';
 import { compareEndStates, type Difference, type EndState, normaliseRow } from './compare.js';
 
@@ -239,8 +240,13 @@ async function endState(ws: Workspace, pipelines: readonly PipelineDefinition[])
     };
     if (meta.Keys?.[0]) keys.set(meta.LogicalName, meta.Keys[0].KeyAttributes);
   }
-  const saved = JSON.parse(await fs.readFile(ws.store, 'utf8').catch(() => '{"tables":{}}')) as {
-    tables: Record<string, Array<{ id: string; attributes: Record<string, unknown> }>>;
+  const store = new EmulatorStore();
+  await store.loadFrom(ws.store);
+  const saved = {
+    tables: Object.fromEntries(store.tables().map((t) => [t, store.rows(t)])) as Record<
+      string,
+      Array<{ id: string; attributes: Readonly<Record<string, unknown>> }>
+    >,
   };
   // A record's identity is its alternate key (or, without one, its content): stable across runs, unlike its GUID.
   const identities = new Map<string, string>();

@@ -1,11 +1,18 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
+import { EmulatorStore } from '../../src/emulator/store.js';
 import { FIXTURE_METADATA, ODATA_HEADERS, startHarness } from './emulator-harness.js';
+
+async function loadStore(file: string): Promise<EmulatorStore> {
+  const store = new EmulatorStore();
+  await store.loadFrom(file);
+  return store;
+}
 
 describe('emulator persistence, fault injection and CLI', () => {
   let dir: string;
@@ -24,8 +31,8 @@ describe('emulator persistence, fault injection and CLI', () => {
     const journal = first.emulator.store.journal();
     const version = first.emulator.store.lastVersion;
     await first.close();
-    const saved = JSON.parse(await readFile(file, 'utf8'));
-    assert.equal(saved.format, 'ferry-emulator-store/1');
+    const header = JSON.parse((await readFile(file, 'utf8')).split('\n')[0]!);
+    assert.equal(header.format, 'ferry-emulator-store/2');
 
     const second = await startHarness({ storeFile: file });
     try {
@@ -44,20 +51,115 @@ describe('emulator persistence, fault injection and CLI', () => {
     }
   });
 
-  it('storeFile: changes are saved within about 500 ms without closing', async () => {
+  it('storeFile: changes are appended within about 100 ms without closing, never rewriting the file', async () => {
     const file = path.join(dir, 'debounced.json');
     const h = await startHarness({ storeFile: file });
     try {
       await h.call('POST', 'accounts', { name: 'soon on disk' });
-      let saved: { tables?: { account?: unknown[] } } | undefined;
-      for (let i = 0; i < 40 && !saved?.tables?.account?.length; i++) {
+      let rows = 0;
+      for (let i = 0; i < 40 && rows === 0; i++) {
         await new Promise((r) => setTimeout(r, 50));
-        saved = await readFile(file, 'utf8').then(JSON.parse, () => undefined);
+        rows = await loadStore(file).then(
+          (s) => s.count('account'),
+          () => 0,
+        );
       }
-      assert.equal(saved?.tables?.account?.length, 1);
+      assert.equal(rows, 1);
+      const before = await readFile(file, 'utf8');
+      await h.call('POST', 'accounts', { name: 'second' });
+      let after = before;
+      for (let i = 0; i < 40 && after === before; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        after = await readFile(file, 'utf8');
+      }
+      assert.ok(after.startsWith(before), 'the second change was appended after the first, not rewritten');
+      assert.equal(after.slice(before.length).trim().split('\n').length, 1, 'one line per change');
+      assert.equal((await loadStore(file)).count('account'), 2);
     } finally {
       await h.close();
     }
+  });
+
+  it('storeFile: a torn last line (crash mid-append) is dropped, the rest loads, and appends go on cleanly', async () => {
+    const file = path.join(dir, 'torn.json');
+    const first = await startHarness({ storeFile: file });
+    await first.call('PATCH', "accounts(accountnumber='T-1')", { name: 'kept' });
+    await first.call('PATCH', "accounts(accountnumber='T-2')", { name: 'kept too' });
+    await first.close();
+    const whole = await readFile(file, 'utf8');
+    const lines = whole.trimEnd().split('\n');
+    // A crash in the middle of appending the third change: half its line is on disk, without a newline.
+    const third = JSON.stringify({ ...JSON.parse(lines.at(-1)!), seq: 99, id: 'x' });
+    await writeFile(file, `${whole}${third.slice(0, Math.floor(third.length / 2))}`);
+
+    const second = await startHarness({ storeFile: file });
+    try {
+      assert.equal(second.emulator.store.count('account'), 2);
+      assert.equal(await readFile(file, 'utf8'), whole, 'the partial line was cut off the file');
+      await second.call('PATCH', "accounts(accountnumber='T-3')", { name: 'after the crash' });
+    } finally {
+      await second.close();
+    }
+    const reloaded = await loadStore(file);
+    assert.deepEqual(
+      reloaded
+        .rows('account')
+        .map((r) => r.attributes.name)
+        .sort(),
+      ['after the crash', 'kept', 'kept too'],
+    );
+  });
+
+  it('storeFile: a bad line that is not the last one is an error naming the file and line', async () => {
+    const file = path.join(dir, 'bad-middle.json');
+    const h = await startHarness({ storeFile: file });
+    await h.call('PATCH', "accounts(accountnumber='B-1')", { name: 'b1' });
+    await h.call('PATCH', "accounts(accountnumber='B-2')", { name: 'b2' });
+    await h.close();
+    const lines = (await readFile(file, 'utf8')).split('\n');
+    lines[1] = '{"seq": 1, broken';
+    await writeFile(file, lines.join('\n'));
+    await assert.rejects(loadStore(file), /bad-middle\.json` line 2 is not valid JSON/);
+  });
+
+  it('storeFile: a store in the older single-JSON format still loads, and the next save replaces it', async () => {
+    const file = path.join(dir, 'legacy.json');
+    const row = {
+      id: '00000000-0000-4000-8000-000000000001',
+      versionNumber: 1001,
+      createdOn: '2026-01-01T00:00:00Z',
+      modifiedOn: '2026-01-01T00:00:00Z',
+      attributes: { name: 'old', accountnumber: 'L-1' },
+    };
+    const entry = {
+      seq: 1,
+      table: 'account',
+      id: row.id,
+      versionNumber: 1001,
+      op: 'upsert',
+      at: row.modifiedOn,
+      record: row.attributes,
+    };
+    await writeFile(
+      file,
+      JSON.stringify({
+        format: 'ferry-emulator-store/1',
+        version: 1001,
+        seq: 1,
+        tables: { account: [row] },
+        journal: [entry],
+      }),
+    );
+    const h = await startHarness({ storeFile: file });
+    try {
+      const got = await h.call('GET', "accounts(accountnumber='L-1')?$select=name");
+      assert.equal(got.json.name, 'old');
+      await h.call('PATCH', "accounts(accountnumber='L-2')", { name: 'new' });
+    } finally {
+      await h.close();
+    }
+    assert.equal(JSON.parse((await readFile(file, 'utf8')).split('\n')[0]!).format, 'ferry-emulator-store/2');
+    assert.equal((await loadStore(file)).count('account'), 2);
   });
 
   it('failEvery: every Nth write answers 503 and applies nothing; reads are not counted', async () => {
@@ -144,8 +246,7 @@ describe('emulator persistence, fault injection and CLI', () => {
       });
       assert.equal(code, 0);
       assert.ok((await stat(file)).size > 0);
-      const saved = JSON.parse(await readFile(file, 'utf8'));
-      assert.equal(saved.tables.account[0].attributes.name, 'from the CLI test');
+      assert.equal((await loadStore(file)).rows('account')[0]?.attributes.name, 'from the CLI test');
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
     }

@@ -4,6 +4,10 @@ import { describe, it } from 'node:test';
 import { ceilingFor, PROFILES, serverTimeMs, ThrottleModel } from '../../src/emulator/throttle-model.js';
 import { type Harness, startHarness } from './emulator-harness.js';
 
+/** An unsigned JWT with these claims (the emulator reads the claims; it does not check signatures). */
+const bearer = (claims: Record<string, unknown>) =>
+  `Bearer ${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.`;
+
 const upsert = (h: Harness, n: string, headers: Record<string, string> = {}) =>
   h.call('PATCH', `accounts(accountnumber='${n}')`, { name: n }, headers);
 
@@ -198,13 +202,36 @@ describe('throttling model: limits over HTTP', () => {
     }
   });
 
-  it('limits are per user (Authorization identity)', async () => {
+  it("limits are per user, the user being the token's oid: a refreshed token is the same user", async () => {
     const h = await startHarness({ profile: 'trial', timeScale: 1 });
     try {
       h.emulator.throttle!.update({ maxRequests: 1, baseMs: 0 });
-      assert.equal((await upsert(h, 'U-1', { Authorization: 'Bearer user-a' })).status, 204);
-      assert.equal((await upsert(h, 'U-2', { Authorization: 'Bearer user-a' })).status, 429);
-      assert.equal((await upsert(h, 'U-3', { Authorization: 'Bearer user-b' })).status, 204);
+      assert.equal((await upsert(h, 'U-1', { Authorization: bearer({ oid: 'user-a', iat: 1 }) })).status, 204);
+      // Another token (different text) for the same user: same budget, so the limit of 1 request is reached.
+      assert.equal((await upsert(h, 'U-2', { Authorization: bearer({ oid: 'user-a', iat: 2 }) })).status, 429);
+      assert.equal((await upsert(h, 'U-3', { Authorization: bearer({ oid: 'user-b' }) })).status, 204);
+      // An app-only token without oid is counted by its appid.
+      assert.equal((await upsert(h, 'U-4', { Authorization: bearer({ appid: 'app-c' }) })).status, 204);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('a header the caller sets freely does not make another user; a token that names no user is refused', async () => {
+    const h = await startHarness({ profile: 'trial', timeScale: 1 });
+    try {
+      h.emulator.throttle!.update({ maxRequests: 1, baseMs: 0 });
+      const a = bearer({ oid: 'user-a' });
+      assert.equal((await upsert(h, 'H-1', { Authorization: a, CallerObjectId: 'x1' })).status, 204);
+      assert.equal((await upsert(h, 'H-2', { Authorization: a, CallerObjectId: 'x2' })).status, 429);
+      for (const auth of ['Bearer user-a', bearer({ name: 'no id' }), 'Basic dXNlcjpwdw==']) {
+        const r = await upsert(h, 'H-3', { Authorization: auth });
+        assert.equal(r.status, 401, auth);
+        assert.match(r.headers.get('www-authenticate') ?? '', /^Bearer/);
+      }
+      const expired = await upsert(h, 'H-4', { Authorization: bearer({ oid: 'user-z', exp: 1 }) });
+      assert.equal(expired.status, 401);
+      assert.equal(h.emulator.store.count('account'), 1, 'refused requests wrote nothing');
     } finally {
       await h.close();
     }

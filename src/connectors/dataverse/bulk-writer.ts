@@ -9,7 +9,7 @@ import {
   type Booking,
   executionUsageFor,
 } from './adaptive-concurrency.js';
-import type { DataverseClient, DataverseResponse } from './dataverse-client.js';
+import type { ClientStats, DataverseClient, DataverseResponse } from './dataverse-client.js';
 import { isMissingLookupTarget, parseServiceError, rejectReasonFor, type ServiceError } from './dataverse-errors.js';
 import type { BatchOperation, BatchResponsePart } from './odata-batch.js';
 import { keyFilter, keyIdentity, keySegment, parseKeyPredicate } from './odata-key.js';
@@ -44,6 +44,13 @@ export type WriteMode = (typeof WRITE_MODES)[number];
 
 export interface BulkWriterOptions {
   readonly client: DataverseClient;
+  /**
+   * An identity pool: one client per application user (each its own Dataverse user with its own credential), all
+   * for the same environment as `client`. Service-protection limits are per user per web server, so each identity
+   * gets its own adaptive controller and budget: chunks go to the identity with the most room, a 429 pauses only
+   * the identity it was for, and a key is never in flight through two identities at once. Default: `[client]`.
+   */
+  readonly identities?: readonly DataverseClient[];
   readonly table: WriterTable;
   /** `auto` probes bulk support per table (TV8) and falls back to `$batch`. Default `auto`. */
   readonly mode?: WriteMode;
@@ -72,6 +79,14 @@ export interface WriteResult {
   readonly mode: 'upsert-multiple' | 'batch';
   readonly deferredRounds: number;
   readonly metrics: Record<string, unknown>;
+}
+
+/** One identity of the pool: its client, its own adaptive controller and its requests in flight. */
+interface Lane {
+  readonly name: string;
+  readonly client: DataverseClient;
+  controller: AdaptiveConcurrency;
+  inFlight: number;
 }
 
 interface PendingRow {
@@ -127,10 +142,10 @@ export class BulkWriter {
   readonly #table: WriterTable;
   readonly #options: BulkWriterOptions;
   readonly #stage: string;
-  #controller!: AdaptiveConcurrency;
+  #lanes: Lane[] = [];
   #mode: 'upsert-multiple' | 'batch' = 'upsert-multiple';
+  /** Keys in flight through any identity: a key travels in one request at a time. */
   #inFlightKeys = new Set<string>();
-  #inFlight = 0;
   #deferred: PendingRow[] = [];
   #stateSplits = 0;
   #upserted = 0;
@@ -141,6 +156,19 @@ export class BulkWriter {
 
   constructor(options: BulkWriterOptions) {
     this.#client = options.client;
+    if (options.identities && options.identities.length === 0) {
+      throw new FerryError(
+        'dataverse.identities',
+        'The identity pool is empty; give at least one identity or leave `identities` out.',
+      );
+    }
+    const urls = new Set((options.identities ?? [options.client]).map((c) => c.url));
+    if (urls.size > 1 || !urls.has(options.client.url)) {
+      throw new FerryError(
+        'dataverse.identities',
+        `The identities of one writer must all reach \`${options.client.url}\`; got ${[...urls].map((u) => `\`${u}\``).join(', ')}.`,
+      );
+    }
     this.#table = options.table;
     this.#options = options;
     this.#stage = options.stage ?? 'upsert-dataverse';
@@ -156,29 +184,43 @@ export class BulkWriter {
       });
       return { dopHint: undefined, timeScale: undefined };
     });
-    this.#controller = new AdaptiveConcurrency({
-      // Every writer of this process to the same service books on one window: the limits are per user, and the
-      // next pipeline's writer starts while the previous one's server time is still in the window.
-      usage: executionUsageFor(`${this.#client.url}${timeScale ? `#${timeScale}` : ''}`),
-      ...(timeScale ? { windowMs: 300_000 / timeScale } : {}),
-      ...this.#options.adaptive,
-      maxConcurrency: this.#options.maxConcurrency ?? 32,
-      batchSize: this.#options.batchSize ?? 100,
-      timeoutMs: this.#options.timeoutMs ?? 120_000,
-      ...(dopHint ? { dopHint } : {}),
-    });
+    const clients = this.#options.identities ?? [this.#client];
+    const service = `${this.#client.url}${timeScale ? `#${timeScale}` : ''}`;
+    this.#lanes = clients.map((client, i) => ({
+      name: client.identity ?? `identity-${i + 1}`,
+      client,
+      inFlight: 0,
+      controller: new AdaptiveConcurrency({
+        // Every writer of this process to the same service books on one window per user: the limits are per user,
+        // and the next pipeline's writer starts while the previous one's server time is still in the window.
+        usage: executionUsageFor(clients.length === 1 ? service : `${service}@${client.identity ?? i + 1}`),
+        ...(timeScale ? { windowMs: 300_000 / timeScale } : {}),
+        ...this.#options.adaptive,
+        maxConcurrency: this.#options.maxConcurrency ?? 32,
+        batchSize: this.#options.batchSize ?? 100,
+        timeoutMs: this.#options.timeoutMs ?? 120_000,
+        ...(dopHint ? { dopHint } : {}),
+      }),
+    }));
     this.#options.log?.debug('Writing to Dataverse', {
       table: this.#table.logicalName,
       mode: this.#mode,
       dopHint,
-      concurrency: this.#controller.limit,
+      identities: this.#lanes.length,
+      concurrency: this.#lanes.map((l) => l.controller.limit),
     });
-    // Every 429 lowers concurrency for all lanes; every timed-out attempt shrinks the batches.
-    const unsubscribe = this.#client.subscribe({
-      onThrottled: (kind, retryAfterMs, message) =>
-        this.#controller.recordThrottle(kind, this.#inFlight, { message, retryAfterMs }),
-      onTimeout: () => this.#controller.recordTimeout(),
-    });
+    // A 429 lowers concurrency for all lanes of the identity it was for (its client pauses them for Retry-After);
+    // every timed-out attempt shrinks that identity's batches. Other identities keep their own budgets.
+    const unsubscribers = this.#lanes.map((lane) =>
+      lane.client.subscribe({
+        onThrottled: (kind, retryAfterMs, message) =>
+          lane.controller.recordThrottle(kind, lane.inFlight, { message, retryAfterMs }),
+        onTimeout: () => lane.controller.recordTimeout(),
+      }),
+    );
+    const unsubscribe = () => {
+      for (const u of unsubscribers) u();
+    };
     let rounds = 0;
     try {
       await this.#pass(pendingFrom(source));
@@ -207,7 +249,9 @@ export class BulkWriter {
       unsubscribe();
     }
     const seconds = (performance.now() - started) / 1000;
-    const stats = this.#client.stats;
+    const stats = sumStats(this.#lanes.map((l) => l.client.stats));
+    const first = this.#lanes[0]!.controller;
+    const meanServerTimeMs = mean(this.#lanes.map((l) => l.controller.meanServerTimeMs));
     const metrics: Record<string, unknown> = {
       mode: this.#mode,
       requests: stats.requests,
@@ -217,19 +261,27 @@ export class BulkWriter {
       maxRetryAfterSec: stats.maxRetryAfterSec,
       timeouts: stats.timeouts,
       transientFailures: stats.transientFailures,
-      meanServerTimeMs:
-        this.#controller.meanServerTimeMs === undefined
-          ? null
-          : Math.round(this.#controller.meanServerTimeMs * 10) / 10,
+      meanServerTimeMs: meanServerTimeMs === undefined ? null : Math.round(meanServerTimeMs * 10) / 10,
       // Totals behind the mean, for capacity plans: server ms per row = serverTimeMs / serverTimeRows.
-      serverTimeMs: Math.round(this.#controller.serverTime.totalMs),
-      serverTimeRows: this.#controller.serverTime.rows,
+      serverTimeMs: Math.round(this.#lanes.reduce((n, l) => n + l.controller.serverTime.totalMs, 0)),
+      serverTimeRows: this.#lanes.reduce((n, l) => n + l.controller.serverTime.rows, 0),
       rowsPerSec: seconds > 0 ? Math.round((this.#upserted / seconds) * 10) / 10 : null,
-      batchSize: this.#controller.batchSize,
-      concurrency: this.#controller.limit,
-      maxConcurrencyUsed: this.#controller.maxLimitSeen,
+      batchSize: first.batchSize,
+      concurrency: this.#lanes.reduce((n, l) => n + l.controller.limit, 0),
+      maxConcurrencyUsed: this.#lanes.reduce((n, l) => n + l.controller.maxLimitSeen, 0),
       // 4 unless a 429 stated a lower execution-time limit (server-seconds per second per web server).
-      executionBudgetPerSec: this.#controller.executionBudgetPerSec,
+      executionBudgetPerSec: first.executionBudgetPerSec,
+      identities: this.#lanes.length,
+      ...(this.#lanes.length > 1
+        ? {
+            perIdentity: this.#lanes.map((l) => ({
+              identity: l.name,
+              requests: l.client.stats.requests,
+              throttled429: Object.values(l.client.stats.throttled).reduce((a, b) => a + b, 0),
+              concurrency: l.controller.limit,
+            })),
+          }
+        : {}),
       dopHint: dopHint ?? null,
       bulkFailures: this.#bulkFailures,
       batchReplays: this.#batchReplays,
@@ -255,8 +307,27 @@ export class BulkWriter {
     let failure: unknown;
     const signal = this.#options.signal;
 
+    const lanes = this.#lanes;
+    const pooled = lanes.length > 1;
+    const capacity = () => lanes.reduce((n, l) => n + l.controller.batchSize * (l.controller.limit + 1), 0) * 2;
+    /**
+     * The identity with the most room: fewest requests in flight for its limit. With a pool, an identity its client
+     * is holding back for `Retry-After` gets nothing new meanwhile (the others carry on); with one identity the
+     * client's gate holds the requests as before.
+     */
+    const pickLane = (): Lane | undefined => {
+      let best: Lane | undefined;
+      for (const lane of lanes) {
+        if (lane.inFlight >= lane.controller.limit) continue;
+        if (pooled && lane.client.gate.remainingMs() > 0) continue;
+        if (!best || lane.inFlight / lane.controller.limit < best.inFlight / best.controller.limit) best = lane;
+      }
+      return best;
+    };
+    const pausedMs = () => Math.min(...lanes.map((l) => l.client.gate.remainingMs()));
+
     const refill = async () => {
-      while (!sourceDone && queue.length < this.#controller.batchSize * (this.#controller.limit + 1) * 2) {
+      while (!sourceDone && queue.length < capacity()) {
         const next = await source.next();
         if (next.done) {
           sourceDone = true;
@@ -266,16 +337,16 @@ export class BulkWriter {
       }
     };
 
-    const launch = (work: () => Promise<void>, keys: readonly string[]) => {
+    const launch = (lane: Lane, work: () => Promise<void>, keys: readonly string[]) => {
       for (const k of keys) this.#inFlightKeys.add(k);
-      this.#inFlight += 1;
+      lane.inFlight += 1;
       const task = work()
         .catch((error: unknown) => {
           failure ??= error;
         })
         .finally(() => {
           for (const k of keys) this.#inFlightKeys.delete(k);
-          this.#inFlight -= 1;
+          lane.inFlight -= 1;
           running.delete(task);
           killPoint('between-batches');
         });
@@ -286,30 +357,43 @@ export class BulkWriter {
       if (failure || signal?.aborted) break;
       await refill();
       let launched = false;
-      while (running.size < this.#controller.limit && queue.length > 0 && !failure && !signal?.aborted) {
-        const chunk = takeChunk(queue, this.#controller.batchSize, this.#inFlightKeys);
+      let lane = pickLane();
+      while (lane && queue.length > 0 && !failure && !signal?.aborted) {
+        const chunk = takeChunk(queue, lane.controller.batchSize, this.#inFlightKeys);
         if (chunk.length === 0) break;
         launched = true;
+        const to = lane;
         launch(
-          () => this.#sendChunk(chunk, queue),
+          to,
+          () => this.#sendChunk(to, chunk, queue),
           chunk.map((p) => p.identity),
         );
-        if (queue.length < this.#controller.batchSize) await refill();
+        if (queue.length < to.controller.batchSize) await refill();
+        lane = pickLane();
       }
       if (running.size === 0 && queue.length === 0 && sourceDone) break;
-      if (running.size > 0 && (!launched || running.size >= this.#controller.limit || queue.length === 0))
-        await Promise.race(running);
+      if (running.size > 0 && (!launched || !lane || queue.length === 0)) await Promise.race(running);
+      else if (running.size === 0 && !lane && pooled) {
+        // Every identity is paused for Retry-After and nothing is in flight: wait for the first to reopen.
+        await sleep(Math.max(1, pausedMs()), signal).catch(() => undefined);
+      }
     }
     // Rows with unsafe keys: find by $filter, then PATCH by GUID. Few in practice; same lanes, one row each.
     while (unsafe.length > 0 && !failure && !signal?.aborted) {
+      const lane = pickLane();
+      if (!lane) {
+        if (running.size > 0) await Promise.race(running);
+        else await sleep(Math.max(1, pausedMs()), signal).catch(() => undefined);
+        continue;
+      }
       const p = unsafe.shift()!;
       if (this.#inFlightKeys.has(p.identity)) {
         unsafe.push(p);
         await Promise.race(running);
         continue;
       }
-      launch(() => this.#sendUnsafe(p), [p.identity]);
-      if (running.size >= this.#controller.limit) await Promise.race(running);
+      launch(lane, () => this.#sendUnsafe(lane, p), [p.identity]);
+      if (!pickLane()) await Promise.race(running);
     }
     // Finish what is in flight before stopping (a stop or a failure never abandons a sent request).
     await Promise.all([...running]);
@@ -325,16 +409,16 @@ export class BulkWriter {
     }
   }
 
-  async #sendChunk(chunk: PendingRow[], queue: PendingRow[]): Promise<void> {
+  async #sendChunk(lane: Lane, chunk: PendingRow[], queue: PendingRow[]): Promise<void> {
     if (this.#mode === 'batch' || chunk.length === 0) {
-      await this.#sendBatch(chunk, queue);
+      await this.#sendBatch(lane, chunk, queue);
       return;
     }
     const targets = chunk.map((p) => this.#target(p.row));
-    const slot = await this.#pace(chunk.length);
-    const response = await this.#client.upsertMultiple(this.#table.entitySet, targets);
+    const slot = await this.#pace(lane, chunk.length);
+    const response = await lane.client.upsertMultiple(this.#table.entitySet, targets);
     killPoint('mid-request');
-    this.#recordTiming(response, chunk.length, slot);
+    this.#recordTiming(lane, response, chunk.length, slot);
     if (response.status < 300) {
       this.#accept(chunk);
       return;
@@ -345,7 +429,7 @@ export class BulkWriter {
       // The table has no bulk messages after all (NotImplemented): send this chunk and the rest with $batch.
       this.#options.log?.warn(`\`${this.#table.entitySet}\` does not support UpsertMultiple; falling back to $batch.`);
       this.#mode = 'batch';
-      await this.#sendBatch(chunk, queue);
+      await this.#sendBatch(lane, chunk, queue);
       return;
     }
     if (chunk.length === 1) {
@@ -357,19 +441,19 @@ export class BulkWriter {
     // Standard tables roll a failed bulk request back whole (reference §2.2): replay the chunk as single upserts
     // in one $batch with continue-on-error, which applies the good rows and names each bad one.
     this.#batchReplays += 1;
-    await this.#sendBatch(chunk, queue);
+    await this.#sendBatch(lane, chunk, queue);
   }
 
-  async #sendBatch(chunk: PendingRow[], queue: PendingRow[]): Promise<void> {
+  async #sendBatch(lane: Lane, chunk: PendingRow[], queue: PendingRow[]): Promise<void> {
     const operations: BatchOperation[] = chunk.map((p) => ({
       method: 'PATCH',
       url: keySegment(this.#table.entitySet, p.row.keyPredicate),
       body: p.row.payload,
     }));
-    const slot = await this.#pace(chunk.length);
-    const { response, parts } = await this.#client.batch(operations, { continueOnError: true });
+    const slot = await this.#pace(lane, chunk.length);
+    const { response, parts } = await lane.client.batch(operations, { continueOnError: true });
     killPoint('mid-request');
-    this.#recordTiming(response, chunk.length, slot);
+    this.#recordTiming(lane, response, chunk.length, slot);
     if (parts.length !== chunk.length) {
       throw new FerryError(
         'dataverse.batch_response',
@@ -409,10 +493,10 @@ export class BulkWriter {
   }
 
   /** Unsafe key: find the row by `$filter`, then upsert by its GUID (or a caller-chosen one when absent). */
-  async #sendUnsafe(p: PendingRow): Promise<void> {
+  async #sendUnsafe(lane: Lane, p: PendingRow): Promise<void> {
     const parts = parseKeyPredicate(p.row.keyPredicate);
     const filter = encodeURIComponent(keyFilter(parts));
-    const found = await this.#client.getJson<{ value?: Array<Record<string, unknown>> }>(
+    const found = await lane.client.getJson<{ value?: Array<Record<string, unknown>> }>(
       `${this.#table.entitySet}?$select=${this.#table.primaryId}&$filter=${filter}&$top=2`,
     );
     const matches = found.value ?? [];
@@ -443,13 +527,13 @@ export class BulkWriter {
       // A create must carry the key values itself; the URL names the GUID, not the key (reference §1.2).
       for (const part of parts) if (part.name && !part.name.startsWith('_')) body[part.name] ??= part.value;
     }
-    const slot = await this.#pace(1);
-    const response = await this.#client.send('PATCH', `${this.#table.entitySet}(${id})`, {
+    const slot = await this.#pace(lane, 1);
+    const response = await lane.client.send('PATCH', `${this.#table.entitySet}(${id})`, {
       body,
       returnDataErrors: true,
     });
     killPoint('mid-request');
-    this.#recordTiming(response, 1, slot);
+    this.#recordTiming(lane, response, 1, slot);
     const outcome: RowOutcome =
       response.status < 300
         ? { kind: 'ok' }
@@ -598,18 +682,45 @@ export class BulkWriter {
   }
 
   /** Waits for this request's turn on the execution-time budget (see AdaptiveConcurrency). */
-  async #pace(rows: number): Promise<Booking> {
-    const { waitMs, booking } = this.#controller.reserve(rows);
+  async #pace(lane: Lane, rows: number): Promise<Booking> {
+    const { waitMs, booking } = lane.controller.reserve(rows);
     if (waitMs > 0) await sleep(waitMs, this.#options.signal);
     return booking;
   }
 
-  #recordTiming(response: DataverseResponse, rows: number, booking: Booking): void {
-    this.#controller.settle(booking, response.serverTimeMs ?? response.elapsedMs);
+  #recordTiming(lane: Lane, response: DataverseResponse, rows: number, booking: Booking): void {
+    lane.controller.settle(booking, response.serverTimeMs ?? response.elapsedMs);
     // A refused bulk request costs little server time and says nothing about the per-row cost.
     if (response.status < 300)
-      this.#controller.recordSuccess({ rows, elapsedMs: response.elapsedMs, serverTimeMs: response.serverTimeMs });
+      lane.controller.recordSuccess({ rows, elapsedMs: response.elapsedMs, serverTimeMs: response.serverTimeMs });
   }
+}
+
+/** The clients' figures added up (one client: its own). */
+function sumStats(all: readonly ClientStats[]): ClientStats {
+  if (all.length === 1) return all[0]!;
+  const total: ClientStats = {
+    requests: 0,
+    retries: 0,
+    throttled: { requests: 0, executionTime: 0, concurrency: 0, unknown: 0 },
+    maxRetryAfterSec: 0,
+    transientFailures: 0,
+    timeouts: 0,
+  };
+  for (const s of all) {
+    total.requests += s.requests;
+    total.retries += s.retries;
+    for (const [k, v] of Object.entries(s.throttled)) total.throttled[k as keyof ClientStats['throttled']] += v;
+    total.maxRetryAfterSec = Math.max(total.maxRetryAfterSec, s.maxRetryAfterSec);
+    total.transientFailures += s.transientFailures;
+    total.timeouts += s.timeouts;
+  }
+  return total;
+}
+
+function mean(values: ReadonlyArray<number | undefined>): number | undefined {
+  const known = values.filter((v): v is number => v !== undefined);
+  return known.length ? known.reduce((a, b) => a + b, 0) / known.length : undefined;
 }
 
 /** Takes up to `size` rows from the front of the queue whose keys are not in flight nor already in the chunk. */

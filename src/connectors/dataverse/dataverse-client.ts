@@ -21,6 +21,11 @@ export interface DataverseClientOptions {
   readonly url: string;
   /** Bearer token source; omitted for the emulator. */
   readonly getToken?: () => Promise<string>;
+  /**
+   * Name of the application user the token is for, when a process writes through several (an identity pool). Only
+   * a label for budgets and metrics; never a secret.
+   */
+  readonly identity?: string;
   /** Timeout of one HTTP attempt. Default `120000` ms (the CrmServiceClient default is 2 minutes). */
   readonly timeoutMs?: number;
   readonly retry?: RetryPolicy | RetryPolicyOptions;
@@ -83,6 +88,8 @@ const SERVER_TIME_HEADERS = ['x-ferry-server-time-ms', 'x-ms-server-time-ms'];
 export class DataverseClient {
   readonly url: string;
   readonly apiPath: string;
+  /** The identity's name in a pool (see {@link DataverseClientOptions.identity}). */
+  readonly identity: string | undefined;
   readonly gate = new ThrottleGate();
   readonly stats: ClientStats = {
     requests: 0,
@@ -109,6 +116,7 @@ export class DataverseClient {
     }
     this.#options = options;
     this.url = options.url.replace(/\/+$/, '');
+    this.identity = options.identity;
     this.apiPath = `/api/data/${options.apiVersion ?? 'v9.2'}/`;
     this.#retry = options.retry instanceof RetryPolicy ? options.retry : new RetryPolicy(options.retry);
     this.#baseHeaders = {

@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import {
   type DuckDBConnection,
   DuckDBInstance,
@@ -17,6 +18,14 @@ export interface DuckDbStagingOptions {
   readonly tempDirectory?: string;
   /** Worker threads. Default: DuckDB's own (the number of cores). */
   readonly threads?: number;
+  /**
+   * DuckDB `preserve_insertion_order`. `false` lets large `CREATE TABLE AS`/`COPY` statements stream without
+   * buffering to keep the input order (DuckDB's advice for larger-than-memory work); only for statements whose
+   * result order does not matter or that say `ORDER BY`. Default: DuckDB's own (`true`).
+   */
+  readonly preserveInsertionOrder?: boolean;
+  /** Delete the database file (and its WAL and spill folder) on close: a per-run database nothing reads later. */
+  readonly deleteOnClose?: boolean;
 }
 
 /**
@@ -27,6 +36,7 @@ export class DuckDbStaging implements StagingEngine {
   readonly dialect = 'duckdb' as const;
   #instance: DuckDBInstance;
   #connection: DuckDBConnection;
+  #cleanup: (() => void) | undefined;
 
   private constructor(instance: DuckDBInstance, connection: DuckDBConnection) {
     this.#instance = instance;
@@ -38,10 +48,21 @@ export class DuckDbStaging implements StagingEngine {
     const settings: Record<string, string> = { memory_limit: options.memoryLimit ?? '1GB' };
     if (options.tempDirectory) settings.temp_directory = options.tempDirectory;
     if (options.threads) settings.threads = String(options.threads);
+    if (options.preserveInsertionOrder !== undefined)
+      settings.preserve_insertion_order = String(options.preserveInsertionOrder);
     try {
       const instance = await DuckDBInstance.create(options.path ?? ':memory:', settings);
       const connection = await instance.connect();
-      return new DuckDbStaging(instance, connection);
+      const staging = new DuckDbStaging(instance, connection);
+      if (options.deleteOnClose && options.path && options.path !== ':memory:') {
+        const file = options.path;
+        const spill = options.tempDirectory;
+        staging.#cleanup = () => {
+          for (const f of [file, `${file}.wal`]) rmSync(f, { force: true });
+          if (spill) rmSync(spill, { recursive: true, force: true });
+        };
+      }
+      return staging;
     } catch (error) {
       throw mapDuckDbError(error, `opening staging database \`${options.path ?? ':memory:'}\``);
     }
@@ -84,6 +105,8 @@ export class DuckDbStaging implements StagingEngine {
   async close(): Promise<void> {
     this.#connection.closeSync();
     this.#instance.closeSync();
+    this.#cleanup?.();
+    this.#cleanup = undefined;
   }
 }
 
@@ -107,11 +130,29 @@ const exactJsConverter: DuckDBValueConverter<unknown> = (value, type, converter)
     ? String(value)
     : JSDuckDBValueConverter(value, type, converter as never);
 
-/** DuckDB errors become FerryErrors naming the statement, so a failing generated query can be found. */
+/** The environment variable (and config value `stagingMemory`) that sets the staging engine's memory limit. */
+export const STAGING_MEMORY_ENV = 'FERRY_STAGING_MEMORY';
+
+/**
+ * DuckDB errors become FerryErrors naming the statement, so a failing generated query can be found. Running out of
+ * memory is not a fault of the statement: it gets its own code and names the setting that raises the limit.
+ */
 export function mapDuckDbError(error: unknown, sql: string): FerryError {
   const message = error instanceof Error ? error.message : String(error);
   const head = sql.length > 300 ? `${sql.slice(0, 300)}…` : sql;
+  if (isOutOfMemory(message)) {
+    return new FerryError(
+      'staging.out_of_memory',
+      `The DuckDB staging database ran out of memory (${message.split('\n')[0]}). Raise its limit with \`${STAGING_MEMORY_ENV}\` (e.g. \`${STAGING_MEMORY_ENV}=2GB\`, config value \`stagingMemory\`) or give the machine more memory, then run again.\n  while running: ${head}`,
+      { cause: error },
+    );
+  }
   return new FerryError('staging.sql', `DuckDB failed: ${message}\n  while running: ${head}`, { cause: error });
+}
+
+/** DuckDB's out-of-memory errors (`Out of Memory Error: ...`, or a failed allocation). */
+export function isOutOfMemory(message: string): boolean {
+  return /out of memory/i.test(message) || /failed to allocate/i.test(message);
 }
 
 /** SQL string literal for DuckDB (single quotes doubled). */
