@@ -54,7 +54,7 @@ export class DataverseHttp {
 
   constructor(options: DataverseHttpOptions) {
     this.#base = `${options.url.replace(/\/+$/, '')}/api/data/v9.2/`;
-    this.#token = options.token ?? 'local-synapse-runtime';
+    this.#token = options.token ?? LOCAL_RUNTIME_TOKEN;
     this.#sleep = options.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
   }
 
@@ -228,3 +228,16 @@ export function parseFetchXml(xml: string): { entity: string; attributes: string
   const attributes = [...xml.matchAll(/<attribute\s+name="([^"]+)"/g)].map((m) => m[1]!);
   return { entity, attributes };
 }
+
+/**
+ * The runtime's caller on a local Dataverse: an unsigned JWT naming the linked service's application, because the
+ * service (and the emulator) know the caller from the bearer token's `oid`/`appid` claims, and refuse a bearer that
+ * is not a JWT.
+ */
+const LOCAL_RUNTIME_TOKEN = [
+  { alg: 'none', typ: 'JWT' },
+  { oid: '5e1f1c2a-0000-4000-8000-53796e617073', appid: 'ferry-synapse-runtime' },
+]
+  .map((part) => Buffer.from(JSON.stringify(part)).toString('base64url'))
+  .join('.')
+  .concat('.');
