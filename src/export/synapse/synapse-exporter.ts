@@ -2,6 +2,7 @@ import { loadMetadata } from '../../connectors/dataverse/metadata-snapshot.js';
 import { FerryError } from '../../core/errors.js';
 import type { DataverseMapping } from '../../core/mapping.js';
 import { type PipelineDefinition, parseDuration } from '../../core/pipeline.js';
+import { keymapTargetsOf } from '../../dialects/sql-dialect.js';
 import {
   type ConversionNames,
   type KeymapTarget,
@@ -12,7 +13,6 @@ import {
   StepRegistry,
   type SynapseStepPlan,
 } from '../../dialects/sql-steps.js';
-import { compileConversion } from '../../dialects/tsql/conversion.js';
 import { STATE_SCHEMA, tsqlIdent, tsqlLiteral } from '../../dialects/tsql/staging.js';
 import { tsqlSteps } from '../../dialects/tsql/steps.js';
 import { loadConversionPlan } from '../../stages/convert-to-dataverse.js';
@@ -497,9 +497,8 @@ async function inboundPipeline(
     keymap: { schema: STATE_SCHEMA, table: 'keymap' },
     appliedVersions: { schema: STATE_SCHEMA, table: 'applied_versions' },
   };
-  const compiled = compileConversion(plan, names);
   const keymapTargets: KeymapTarget[] = [];
-  for (const t of compiled.keymapTargets) {
+  for (const t of keymapTargetsOf(plan)) {
     keymapTargets.push({ ...t, idAttribute: (await loadMetadata(options.metadataDir, t.table)).PrimaryIdAttribute });
   }
   const keyName = plan.keyName;
