@@ -19,7 +19,6 @@ import type { RejectRecord } from '../core/rejects.js';
 import type { StageContext, StageImpl } from '../core/stage.js';
 import type { StagingEngine } from '../core/staging.js';
 import { STAGING_TABLES } from '../core/staging-contract.js';
-import { duckdbDialect } from '../dialects/duckdb/conversion.js';
 import {
   type AppliedVersionsSource,
   checkSourceTypes,
@@ -107,7 +106,6 @@ export async function describeStaged(staging: StagingEngine, dialect: SqlDialect
 }
 
 /** Dialects by the staging engine's name. */
-const DIALECTS: Readonly<Record<string, SqlDialect>> = { duckdb: duckdbDialect };
 
 /**
  * The convert-to-dataverse stage: one set-based pass in the staging engine, rejects read back as data.
@@ -123,11 +121,12 @@ const DIALECTS: Readonly<Record<string, SqlDialect>> = { duckdb: duckdbDialect }
 export const convertToDataverseStage: StageImpl<ConvertToDataverseSpec> = {
   kind: CONVERT_TO_DATAVERSE,
   async run(spec, ctx) {
-    const dialect = DIALECTS[ctx.staging.dialect];
-    if (!dialect) {
+    // The engine carries its dialect: the compiler's hooks and what the engine can do.
+    const dialect = ctx.staging.dialect;
+    if (!dialect.conversion) {
       throw new FerryError(
         'convert.dialect',
-        `No conversion SQL for staging dialect \`${ctx.staging.dialect}\`; use the DuckDB staging engine.`,
+        `No conversion SQL for staging dialect \`${dialect.name}\`; use the DuckDB staging engine.`,
       );
     }
     const { plan, own } = await loadPlanAndTable(spec, ctx.config.metadata);

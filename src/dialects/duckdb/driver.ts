@@ -8,6 +8,8 @@ import {
 } from '@duckdb/node-api';
 import { FerryError } from '../../core/errors.js';
 import type { Row, StagingEngine } from '../../core/staging.js';
+import type { SqlDialect } from '../sql-dialect.js';
+import { duckdbDialect } from './conversion.js';
 
 export interface DuckDbStagingOptions {
   /** Database file; `:memory:` keeps everything in memory. Default `:memory:`. */
@@ -33,7 +35,7 @@ export interface DuckDbStagingOptions {
  * DuckDB locks its file against every other process, so nothing shared between processes lives here.
  */
 export class DuckDbStaging implements StagingEngine {
-  readonly dialect = 'duckdb' as const;
+  readonly dialect: SqlDialect = duckdbDialect;
   #instance: DuckDBInstance;
   #connection: DuckDBConnection;
   #cleanup: (() => void) | undefined;

@@ -1,13 +1,15 @@
 import sql from 'mssql';
 import { FerryError } from '../../core/errors.js';
 import type { Row, StagingEngine } from '../../core/staging.js';
+import type { SqlDialect } from '../sql-dialect.js';
+import { tsqlDialect } from './conversion.js';
 
 /**
  * Azure SQL / SQL Server as the staging engine (the T-SQL dialect). Parameters are bound as `@p1`, `@p2`, ... in
  * order; the statements this dialect generates use named parameters (`@run_id`, `@pipeline`) through `runNamed`.
  */
 export class TsqlStaging implements StagingEngine {
-  readonly dialect = 'tsql' as const;
+  readonly dialect: SqlDialect = tsqlDialect;
   #pool: sql.ConnectionPool;
 
   private constructor(pool: sql.ConnectionPool) {
