@@ -24,6 +24,11 @@ export interface DataverseEndpoint {
 /** Outside services a run may use, provided by the CLI (or a test). */
 export interface RunServices {
   readonly dataverse?: DataverseEndpoint;
+  /**
+   * Opens the staging engine of a run in its folder (the composition root passes the dialect's driver, e.g.
+   * `openRunStaging` of src/dialects/duckdb/driver.ts): core names no engine.
+   */
+  readonly openStaging?: (runDir: string, config: FerryConfig) => Promise<StagingEngine>;
 }
 
 export interface PlanContext {

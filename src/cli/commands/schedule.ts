@@ -4,6 +4,7 @@ import { bigintSafe } from '../../core/log.js';
 import { parseDuration } from '../../core/pipeline.js';
 
 import { runPipeline } from '../../core/runner.js';
+import { openRunStaging } from '../../dialects/duckdb/driver.js';
 import { type ScheduleEvent, Scheduler } from '../../schedule/scheduler.js';
 import { stageRegistry } from '../../stages/registry.js';
 import type { Command } from '../command.js';
@@ -129,7 +130,9 @@ export const scheduleCommand: Command = {
             lake,
             state,
             registry: stageRegistry,
-            services: dataverse ? { dataverse: dataverse.endpoint } : {},
+            services: dataverse
+              ? { dataverse: dataverse.endpoint, openStaging: openRunStaging }
+              : { openStaging: openRunStaging },
             log: input.log,
           }),
       });
