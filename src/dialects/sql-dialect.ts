@@ -93,8 +93,6 @@ export interface DialectCapabilities {
   readonly regex: boolean;
   /** How the payload JSON is built: string concatenation, or `FOR JSON PATH`. */
   readonly jsonPayload: 'concat' | 'for-json-path';
-  /** Statements need `SELECT … INTO` instead of `CREATE TABLE … AS`. */
-  readonly selectInto: boolean;
 }
 
 /** Kinds of staged column types the conversion distinguishes. */
@@ -264,10 +262,19 @@ export class ConversionCompiler {
   compile(plan: ConversionPlan, options: CompileOptions): CompiledConversion {
     const dialect = this.dialect;
     const b = dialect.conversion;
-    if (!b) {
+    // The shared classification concatenates the payload text and parses text with regular expressions; a dialect
+    // that builds JSON otherwise (`FOR JSON PATH`) or has no regex overrides the classification instead.
+    const caps = dialect.capabilities;
+    if (!b || caps.jsonPayload !== 'concat' || !caps.regex || !caps.listLambdas) {
       throw new FerryError(
         'convert.dialect',
-        `Staging dialect \`${dialect.name}\` has no local conversion; stage with DuckDB (the default staging engine).`,
+        `Staging dialect \`${dialect.name}\` has no local conversion (payload ${caps.jsonPayload}, regex ${caps.regex ? 'yes' : 'no'}, list lambdas ${caps.listLambdas ? 'yes' : 'no'}); stage with DuckDB (the default staging engine).`,
+      );
+    }
+    if (options.appliedVersions?.kind === 'parquet' && !caps.readsParquet) {
+      throw new FerryError(
+        'convert.dialect',
+        `Staging dialect \`${dialect.name}\` cannot read the applied versions file \`${options.appliedVersions.path}\` (no Parquet reader); keep them in a table.`,
       );
     }
     const T = dialect.bool(true);

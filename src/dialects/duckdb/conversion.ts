@@ -54,7 +54,6 @@ export const duckdbDialect: SqlDialect = {
     listLambdas: true,
     regex: true,
     jsonPayload: 'concat',
-    selectInto: false,
   },
   ident: duckIdent,
   literal: duckLiteral,

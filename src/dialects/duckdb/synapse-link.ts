@@ -496,3 +496,8 @@ export async function readCheckpointActions(
   );
   return rows.map((r) => JSON.parse(r.j) as Record<string, unknown>);
 }
+
+/** The relation a runtime provides for the Synapse Link rows of `table` (column `__folder`: the timestamp folder). */
+export function synapseLinkRelation(table: string): string {
+  return `synapse_link_${table}`;
+}

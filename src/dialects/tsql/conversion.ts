@@ -59,7 +59,6 @@ export const tsqlDialect: SqlDialect = {
     listLambdas: false,
     regex: false,
     jsonPayload: 'for-json-path',
-    selectInto: true,
   },
   ident: tsqlIdent,
   literal: tsqlLiteral,
