@@ -13,11 +13,11 @@ import {
   shortAuthReason,
 } from '../connectors/dataverse/token-provider.js';
 import { AdlsLake } from '../connectors/lake/adls-lake.js';
-import type { Lake } from '../connectors/lake/lake.js';
 import { LocalLake } from '../connectors/lake/local-lake.js';
 import { SqliteStateStore } from '../connectors/state/sqlite-state-store.js';
 import { type FerryConfig, isUrlLocation } from '../core/config.js';
 import { UsageError } from '../core/errors.js';
+import type { Lake } from '../core/lake.js';
 import type { Logger } from '../core/log.js';
 import type { PipelineDefinition } from '../core/pipeline.js';
 import { brokenMessage, loadPipelineSet, selectPipelines } from '../core/pipeline-loader.js';

@@ -1,3 +1,4 @@
+import { FerryError } from './errors.js';
 import type {
   AttributeMetadata,
   AttributeOfType,
@@ -5,8 +6,7 @@ import type {
   KeyMetadata,
   MetadataSet,
   TableMetadata,
-} from '../connectors/dataverse/metadata-snapshot.js';
-import { FerryError } from './errors.js';
+} from './table-metadata.js';
 
 /**
  * The mapping from staged source columns to Dataverse attributes, as plain serialisable data. The local runner

@@ -1,8 +1,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { lakeJoin } from '../connectors/lake/lake.js';
 import { FerryError } from '../core/errors.js';
 import { killPoint } from '../core/kill-points.js';
+import { lakeJoin } from '../core/lake.js';
 import { asList, type ColumnSpec, isPerRowLookup, type LookupKeySpec } from '../core/mapping.js';
 import type { PipelineDefinition, StageSpec } from '../core/pipeline.js';
 import type { PlanContext, StageContext, StageImpl } from '../core/stage.js';

@@ -1,5 +1,3 @@
-import type { Lake, LakeEntry } from '../connectors/lake/lake.js';
-import { lakeJoin } from '../connectors/lake/lake.js';
 import { type CdmAttribute, type CdmModel, findEntity, parseCdmModel } from '../connectors/synapse-link/cdm-model.js';
 import { typedColumn } from '../connectors/synapse-link/cdm-sql-types.js';
 import { type CsvFolderInput, CsvFolderReader } from '../connectors/synapse-link/csv-folder-reader.js';
@@ -9,6 +7,8 @@ import { isSelected, type ListedFolder, planFolders } from '../connectors/synaps
 import { loadOptionSetLabels } from '../connectors/synapse-link/option-set-labels.js';
 import { timestampFolder } from '../connectors/synapse-link/timestamp-folder.js';
 import { FerryError, UsageError } from '../core/errors.js';
+import type { Lake, LakeEntry } from '../core/lake.js';
+import { lakeJoin } from '../core/lake.js';
 import type { StageSpec } from '../core/pipeline.js';
 import type { PlanContext, StageContext, StageImpl } from '../core/stage.js';
 import type { RunWindow, WindowItem } from '../core/window.js';

@@ -8,16 +8,11 @@ import {
 } from '../connectors/dataverse/bulk-writer.js';
 import { CLOSE_MESSAGES, closeRecords, type PendingClose, splitClose } from '../connectors/dataverse/close-records.js';
 import { type BypassOptions, DataverseClient } from '../connectors/dataverse/dataverse-client.js';
-import {
-  findAttribute,
-  loadMetadata,
-  type StateAttribute,
-  supportsBulk,
-} from '../connectors/dataverse/metadata-snapshot.js';
 import { FerryError, UsageError } from '../core/errors.js';
 import type { StageSpec } from '../core/pipeline.js';
 import type { StageContext, StageImpl } from '../core/stage.js';
 import { STAGING_TABLES } from '../core/staging-contract.js';
+import { findAttribute, loadMetadata, type StateAttribute, supportsBulk } from '../core/table-metadata.js';
 
 export interface UpsertDataverseSpec extends StageSpec {
   readonly kind: 'upsert-dataverse';

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
-import { type Lake, lakeJoin } from '../connectors/lake/lake.js';
 import { LocalLake } from '../connectors/lake/local-lake.js';
 import { isUrlLocation } from '../core/config.js';
 import { FerryError, UsageError } from '../core/errors.js';
 import { killPoint } from '../core/kill-points.js';
+import { type Lake, lakeJoin } from '../core/lake.js';
 import type { PipelineDefinition, StageSpec } from '../core/pipeline.js';
 import type { StageContext, StageImpl } from '../core/stage.js';
 import type { RunWindow } from '../core/window.js';

@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AdlsLake } from '../../src/connectors/lake/adls-lake.js';
-import type { Lake } from '../../src/connectors/lake/lake.js';
 import { LocalLake } from '../../src/connectors/lake/local-lake.js';
+import type { Lake } from '../../src/core/lake.js';
 import { DuckDbStaging } from '../../src/dialects/duckdb/duckdb-staging.js';
 import { AZURITE_ACCOUNT, type RunningAzurite, startAzurite } from '../helpers/azurite.js';
 

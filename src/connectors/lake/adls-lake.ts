@@ -9,7 +9,7 @@ import {
   StorageSharedKeyCredential as DataLakeSharedKeyCredential,
 } from '@azure/storage-file-datalake';
 import { FerryError } from '../../core/errors.js';
-import { type Lake, type LakeEntry, lakeJoin } from './lake.js';
+import { type Lake, type LakeEntry, lakeJoin } from '../../core/lake.js';
 
 export interface AdlsLakeOptions {
   /** Blob endpoint of the account, e.g. `https://acct.blob.core.windows.net` or Azurite's `http://127.0.0.1:10000/devstoreaccount1`. */

@@ -1,9 +1,9 @@
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import { FerryError } from '../../core/errors.js';
+import type { Lake } from '../../core/lake.js';
 import type { StagingEngine } from '../../core/staging.js';
 import { duckIdent, duckLiteral } from '../../dialects/duckdb/duckdb-staging.js';
-import type { Lake } from '../lake/lake.js';
 import type { CdmAttribute } from './cdm-model.js';
 import { typedColumn } from './cdm-sql-types.js';
 import { csvRecords, lineCount, lineOfRecord } from './csv-locator.js';

@@ -1,8 +1,8 @@
 import { FerryError } from '../../core/errors.js';
+import type { Lake } from '../../core/lake.js';
+import { lakeJoin } from '../../core/lake.js';
 import type { StagingEngine } from '../../core/staging.js';
 import { duckLiteral } from '../../dialects/duckdb/duckdb-staging.js';
-import type { Lake } from '../lake/lake.js';
-import { lakeJoin } from '../lake/lake.js';
 
 /** A field of the table schema (`metaData.schemaString`, Spark JSON schema). */
 export interface DeltaField {

@@ -1,6 +1,6 @@
+import type { Lake } from '../../core/lake.js';
 import type { StagingEngine } from '../../core/staging.js';
 import { duckIdent, duckLiteral } from '../../dialects/duckdb/duckdb-staging.js';
-import type { Lake } from '../lake/lake.js';
 import { type DeltaSnapshot, duckTypeOfDelta } from './delta-log.js';
 
 /**

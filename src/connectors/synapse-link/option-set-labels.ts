@@ -1,7 +1,7 @@
+import type { Lake } from '../../core/lake.js';
+import { lakeJoin } from '../../core/lake.js';
 import type { StagingEngine } from '../../core/staging.js';
 import { duckIdent } from '../../dialects/duckdb/duckdb-staging.js';
-import type { Lake } from '../lake/lake.js';
-import { lakeJoin } from '../lake/lake.js';
 import type { CdmAttribute, CdmDataType } from './cdm-model.js';
 import { CsvFolderReader } from './csv-folder-reader.js';
 
