@@ -12,10 +12,9 @@ import {
   isLoopbackUrl,
   shortAuthReason,
 } from '../connectors/dataverse/token-provider.js';
-import { AdlsLake } from '../connectors/lake/adls-lake.js';
-import { LocalLake } from '../connectors/lake/local-lake.js';
+import { openLake as openLakeAt } from '../connectors/lake/open-lake.js';
 import { SqliteStateStore } from '../connectors/state/sqlite-state-store.js';
-import { type FerryConfig, isUrlLocation } from '../core/config.js';
+import type { FerryConfig } from '../core/config.js';
 import { UsageError } from '../core/errors.js';
 import type { Lake } from '../core/lake.js';
 import type { Logger } from '../core/log.js';
@@ -114,34 +113,9 @@ function poolFor(config: FerryConfig, url: string): PoolIdentity[] | undefined {
   return settings ? createIdentityPool(url, settings) : undefined;
 }
 
-/**
- * The lake named by the config: a local folder, or ADLS Gen2 as `abfss://<container>@<account>.dfs.core.windows.net/<path>`
- * or `https://<account>.blob.core.windows.net/<container>/<path>`, signed in with `DefaultAzureCredential`.
- */
+/** The lake named by the config (`--lake`, `FERRY_LAKE`, the target's `lake`); see `openLakeAt` for the forms. */
 export function openLake(config: FerryConfig): Lake {
-  const url = parseAdlsUrl(config.lake);
-  if (url) return new AdlsLake(url);
-  if (isUrlLocation(config.lake)) {
-    throw new UsageError(
-      `Lake \`${config.lake}\` is neither a folder nor an ADLS Gen2 URL; use e.g. ./lake or abfss://container@account.dfs.core.windows.net/path.`,
-    );
-  }
-  if (!fs.existsSync(config.lake)) {
-    throw new UsageError(
-      `Lake folder \`${path.resolve(config.lake)}\` does not exist; create it, or point --lake (FERRY_LAKE, or the target's \`lake\`) at the folder the deltas arrive in.`,
-    );
-  }
-  return new LocalLake(config.lake);
-}
-
-/** Account URL, container and folder of an ADLS Gen2 lake URL; undefined for anything else. */
-export function parseAdlsUrl(text: string): { accountUrl: string; container: string; prefix: string } | undefined {
-  const abfss = /^abfss:\/\/([^@/]+)@([^./]+)\.dfs\.core\.windows\.net\/?(.*)$/i.exec(text);
-  if (abfss)
-    return { accountUrl: `https://${abfss[2]}.blob.core.windows.net`, container: abfss[1]!, prefix: abfss[3] ?? '' };
-  const https = /^(https:\/\/[^./]+\.(?:blob|dfs)\.core\.windows\.net)\/([^/]+)\/?(.*)$/i.exec(text);
-  if (https) return { accountUrl: https[1]!.replace('.dfs.', '.blob.'), container: https[2]!, prefix: https[3] ?? '' };
-  return undefined;
+  return openLakeAt(config.lake);
 }
 
 /** The state store in the state directory; a path that cannot be a folder is a configuration error. */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
-import { LocalLake } from '../connectors/lake/local-lake.js';
+import { openLake } from '../connectors/lake/open-lake.js';
 import { isUrlLocation } from '../core/config.js';
 import { FerryError, UsageError } from '../core/errors.js';
 import { killPoint } from '../core/kill-points.js';
@@ -172,7 +172,7 @@ function warehouseStore(ctx: Pick<StageContext, 'config' | 'lake'>): WarehouseSt
     if (rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel))
       return { lake: ctx.lake, prefix: rel.split(path.sep).join('/') };
   }
-  return { lake: new LocalLake(warehouse), prefix: '' };
+  return { lake: openLake(warehouse, { createFolder: true }), prefix: '' };
 }
 
 async function writeOne(

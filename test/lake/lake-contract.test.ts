@@ -95,7 +95,7 @@ lakeContract('ADLS Gen2 on Azurite', async () => {
 
 describe('lake URLs', () => {
   it('reads ADLS Gen2 locations in abfss and https form and leaves folders alone', async () => {
-    const { parseAdlsUrl } = await import('../../src/cli/services.js');
+    const { parseAdlsUrl } = await import('../../src/connectors/lake/open-lake.js');
     assert.deepEqual(parseAdlsUrl('abfss://dataverse-prod@contosolake.dfs.core.windows.net/inbound/crm'), {
       accountUrl: 'https://contosolake.blob.core.windows.net',
       container: 'dataverse-prod',
