@@ -1,17 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import {
-  createIdentityPool,
-  type IdentitySettings,
-  identitiesFromEnv,
-  type PoolIdentity,
-} from '../connectors/dataverse/identity-pool.js';
-import {
-  createTokenProvider,
-  credentialForIdentity,
-  isLoopbackUrl,
-  shortAuthReason,
-} from '../connectors/dataverse/token-provider.js';
+import type { IdentitySettings, PoolIdentity } from '../connectors/dataverse/identity-pool.js';
 import { openLake as openLakeAt } from '../connectors/lake/open-lake.js';
 import { SqliteStateStore } from '../connectors/state/sqlite-state-store.js';
 import type { FerryConfig } from '../core/config.js';
@@ -50,6 +39,10 @@ export function announceLakeTarget(config: FerryConfig, log: Logger): void {
  * nothing is written to a Dataverse nobody chose.
  */
 export async function openDataverse(config: FerryConfig, log: Logger): Promise<OpenDataverse> {
+  // Imported here, not at the top: commands that need no Dataverse (`status`, `runs`) start without @azure/identity.
+  const { createTokenProvider, credentialForIdentity, isLoopbackUrl, shortAuthReason } = await import(
+    '../connectors/dataverse/token-provider.js'
+  );
   if (config.dataverse) {
     if (!/^https?:\/\//.test(config.dataverse)) {
       throw new UsageError(
@@ -60,7 +53,7 @@ export async function openDataverse(config: FerryConfig, log: Logger): Promise<O
     if (isLoopbackUrl(url)) {
       // Loopback URLs (an emulator in another process) need no token.
       log.info(`${targetName(config)}: Dataverse ${url} (loopback, no identity)`);
-      const identities = poolFor(config, url);
+      const identities = await poolFor(config, url);
       return { endpoint: { url, ...(identities ? { identities } : {}) }, close: async () => undefined };
     }
     const identity = config.identities?.[0];
@@ -76,7 +69,7 @@ export async function openDataverse(config: FerryConfig, log: Logger): Promise<O
         `Credential ${identity ? `\`${identity.name}\`` : 'DefaultAzureCredential'} could not get a token for \`${url}\`: ${shortAuthReason(error)}. Nothing was read or written. Check it with \`ferry doctor\`${identity ? '' : ', or name an identity in the target of ferry.config.json'}.`,
       );
     }
-    const identities = poolFor(config, url);
+    const identities = await poolFor(config, url);
     return { endpoint: { url, getToken, ...(identities ? { identities } : {}) }, close: async () => undefined };
   }
   if (!config.emulator) {
@@ -92,7 +85,7 @@ export async function openDataverse(config: FerryConfig, log: Logger): Promise<O
   log.info(
     `${targetName(config)}: the built-in Dataverse emulator (in-process at ${emulator.url}, store ${storeFile}), no identity`,
   );
-  const identities = poolFor(config, emulator.url);
+  const identities = await poolFor(config, emulator.url);
   return {
     endpoint: { url: emulator.url, ...(identities ? { identities } : {}) },
     emulator,
@@ -104,7 +97,9 @@ export async function openDataverse(config: FerryConfig, log: Logger): Promise<O
  * The identity pool a run writes through: every identity of the target when it names more than one, else the pool
  * `FERRY_DATAVERSE_IDENTITIES` names (see identity-pool.ts), else none (one identity, the run's token).
  */
-function poolFor(config: FerryConfig, url: string): PoolIdentity[] | undefined {
+async function poolFor(config: FerryConfig, url: string): Promise<PoolIdentity[] | undefined> {
+  const { credentialForIdentity } = await import('../connectors/dataverse/token-provider.js');
+  const { createIdentityPool, identitiesFromEnv } = await import('../connectors/dataverse/identity-pool.js');
   const named = config.identities ?? [];
   const settings: IdentitySettings[] | undefined =
     named.length > 1

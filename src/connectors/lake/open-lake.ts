@@ -2,8 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { isUrlLocation } from '../../core/config.js';
 import { UsageError } from '../../core/errors.js';
-import type { Lake } from '../../core/lake.js';
-import { AdlsLake } from './adls-lake.js';
+import { type Lake, type LakeEntry, lakeJoin } from '../../core/lake.js';
+import type { AdlsLake, AdlsLakeOptions } from './adls-lake.js';
 import { LocalLake } from './local-lake.js';
 
 /** Options of {@link openLake}. */
@@ -22,7 +22,7 @@ export interface OpenLakeOptions {
  */
 export function openLake(location: string, options: OpenLakeOptions = {}): Lake {
   const url = parseAdlsUrl(location);
-  if (url) return new AdlsLake(url);
+  if (url) return new DeferredAdlsLake(url);
   if (isUrlLocation(location)) {
     throw new UsageError(
       `Lake \`${location}\` is neither a folder nor an ADLS Gen2 URL; use e.g. ./lake or abfss://container@account.dfs.core.windows.net/path.`,
@@ -44,4 +44,57 @@ export function parseAdlsUrl(text: string): { accountUrl: string; container: str
   const https = /^(https:\/\/[^./]+\.(?:blob|dfs)\.core\.windows\.net)\/([^/]+)\/?(.*)$/i.exec(text);
   if (https) return { accountUrl: https[1]!.replace('.dfs.', '.blob.'), container: https[2]!, prefix: https[3] ?? '' };
   return undefined;
+}
+
+/**
+ * An ADLS Gen2 lake whose Azure SDK (a few hundred modules) is imported at its first call, not when the CLI starts:
+ * `ferry status` and the commands on a local lake never load it. Behaves as `AdlsLake`, which does the work.
+ */
+class DeferredAdlsLake implements Lake {
+  readonly root: string;
+  #options: AdlsLakeOptions;
+  #lake: Promise<AdlsLake> | undefined;
+
+  constructor(options: AdlsLakeOptions) {
+    this.#options = options;
+    const prefix = lakeJoin(options.prefix ?? '');
+    // The same text as `AdlsLake.root`, without constructing it.
+    this.root = `${options.accountUrl.replace(/\/+$/, '')}/${options.container}${prefix ? `/${prefix}` : ''}`;
+  }
+
+  #open(): Promise<AdlsLake> {
+    this.#lake ??= import('./adls-lake.js').then(({ AdlsLake }) => new AdlsLake(this.#options));
+    return this.#lake;
+  }
+
+  async list(prefix: string, options?: { readonly recursive?: boolean }): Promise<LakeEntry[]> {
+    return (await this.#open()).list(prefix, options);
+  }
+  async stat(path: string): Promise<LakeEntry | undefined> {
+    return (await this.#open()).stat(path);
+  }
+  async readText(path: string): Promise<string> {
+    return (await this.#open()).readText(path);
+  }
+  async readBytes(path: string): Promise<Buffer> {
+    return (await this.#open()).readBytes(path);
+  }
+  async write(path: string, data: Buffer | string): Promise<void> {
+    return (await this.#open()).write(path, data);
+  }
+  async rename(from: string, to: string): Promise<void> {
+    return (await this.#open()).rename(from, to);
+  }
+  async delete(path: string, options?: { readonly recursive?: boolean }): Promise<void> {
+    return (await this.#open()).delete(path, options);
+  }
+  async toLocalPath(path: string): Promise<string> {
+    return (await this.#open()).toLocalPath(path);
+  }
+  async localWritePath(path: string): Promise<string> {
+    return (await this.#open()).localWritePath(path);
+  }
+  async publish(path: string): Promise<void> {
+    return (await this.#open()).publish(path);
+  }
 }
