@@ -108,4 +108,20 @@ describe('lake URLs', () => {
     });
     assert.equal(parseAdlsUrl('./lake'), undefined);
   });
+
+  it('opens an ADLS lake through the factory with the root AdlsLake reports, before its SDK is needed', async () => {
+    const { openLake, parseAdlsUrl } = await import('../../src/connectors/lake/open-lake.js');
+    for (const url of [
+      'abfss://dataverse-prod@contosolake.dfs.core.windows.net/inbound/crm/',
+      'https://contosolake.blob.core.windows.net/lake',
+    ]) {
+      const options = parseAdlsUrl(url)!;
+      assert.equal(
+        openLake(url).root,
+        new AdlsLake({ ...options, sharedKey: { accountName: 'a', accountKey: 'a2V5' } }).root,
+      );
+    }
+    assert.throws(() => openLake('s3://bucket/lake'), /neither a folder nor an ADLS Gen2 URL/);
+    assert.throws(() => openLake(path.join(os.tmpdir(), 'ferry-no-such-lake-folder')), /does not exist/);
+  });
 });
