@@ -268,7 +268,6 @@ async function runPipelineOnce(def: PipelineDefinition, options: RunOptions): Pr
           throw new FerryError(
             'run.interrupted',
             `Run of \`${def.name}\` was stopped before stage \`${spec.kind}\`; the next run repeats its window.`,
-            { disposition: 'retry' },
           );
         const stageStarted = performance.now();
         await telemetry().inSpan(

@@ -84,7 +84,7 @@ export async function exportSynapseLink(
     if (snapshot) metas.set(table, snapshot);
     else if (options.tables) {
       throw new FerryError(
-        'emulator.export-table',
+        'emulator.export_table',
         `No metadata snapshot for table \`${table}\` in \`${options.metadataDir ?? 'fixtures/metadata'}\`; add \`${table}.json\` or leave the table out.`,
       );
     }

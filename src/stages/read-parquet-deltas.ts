@@ -195,9 +195,7 @@ async function run(spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<void
   const loadedFiles: Array<{ id: string; part: string; decode: string; rows: number }> = [];
   for (const file of files) {
     if (ctx.signal.aborted) {
-      throw new FerryError('run.interrupted', 'Stopped while loading delta files; the next run repeats this window.', {
-        disposition: 'retry',
-      });
+      throw new FerryError('run.interrupted', 'Stopped while loading delta files; the next run repeats this window.');
     }
     const exprs = schema.map((c) => {
       const own = file.columns.get(c.name);

@@ -86,9 +86,6 @@ export const upsertDataverseStage: StageImpl<UpsertDataverseSpec> = {
       throw new FerryError(
         'dataverse.no_endpoint',
         `Stage upsert-dataverse of \`${ctx.pipeline.name}\` has no Dataverse to write to; pass --dataverse <url> (or FERRY_DATAVERSE_URL), or run without it to use the built-in emulator.`,
-        {
-          disposition: 'fatal',
-        },
       );
     }
     const table = await loadWriterTable(ctx.config.metadata, spec.table);

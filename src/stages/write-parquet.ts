@@ -278,7 +278,7 @@ async function writeOne(
     throw new FerryError(
       'warehouse.rename',
       `Moving \`${tmpDir}\` to \`${finalDir}\` in \`${lake.root}\` failed: ${(error as Error).message}. The window is not marked complete; run again.`,
-      { cause: error, disposition: 'retry' },
+      { cause: error },
     );
   }
   killPoint('write-parquet:before-manifest');

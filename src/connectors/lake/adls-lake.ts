@@ -231,12 +231,9 @@ export class AdlsLake implements Lake {
           ? ' Check the account URL, container and path.'
           : '';
     return new FerryError(
-      'lake.adls',
+      retry ? 'lake.adls_unavailable' : 'lake.adls',
       `Could not ${what} in \`${this.root}\` (${status ?? 'network'} ${code ?? ''}).${hint}`,
-      {
-        disposition: retry ? 'retry' : 'fatal',
-        cause: error,
-      },
+      { cause: error },
     );
   }
 }
