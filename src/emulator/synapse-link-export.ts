@@ -4,7 +4,7 @@ import { type CatalogTableSnapshot, EmulatorCatalog } from './emulator-catalog.j
 import type { EmulatorStore, JournalEntry } from './store.js';
 
 /**
- * Where the export writes: the part of a data lake it needs (a `Lake` of `src/connectors/lake` fits). Declared here
+ * Where the export writes: the part of a data lake it needs (any `Lake`, `src/core/lake.ts`, fits). Declared here
  * so the emulator shares no code with the Synapse Link reader it is there to test.
  */
 export interface ExportLake {
