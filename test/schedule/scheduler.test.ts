@@ -196,7 +196,7 @@ test('a dependency that failed in the tick skips its dependents; a retryable fai
         : `${e.pipeline}:dependency-skipped`,
     );
   assert.deepEqual(summary, [
-    'accounts:failed:1:dataverse.unavailable',
+    'accounts:failed:1:dataverse.http_503',
     'accounts:failed:2:dataverse.auth',
     'contacts:dependency-skipped',
     'accounts:failed:1:dataverse.auth',
