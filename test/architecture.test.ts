@@ -5,7 +5,7 @@ import { test } from 'node:test';
 
 /**
  * The boundaries between the parts of `src/`, read from the imports of every file (static, `export … from`, side
- * effect, dynamic `import()` and type-position `import('…')`). Type-only imports count: a type from a connector in
+ * effect, dynamic `import()`, also in type position). Type-only imports count: a type from a connector in
  * core is the coupling this test is here to stop. Each rule names the part, what it may not import and why; see the
  * README of each `src/` folder for what it may import.
  */
@@ -92,11 +92,11 @@ const PENDING_ELSEWHERE: ReadonlyArray<{ readonly file: string; readonly imports
 
 const SOURCE = /\.(?:ts|mts|cts|js|mjs)$/;
 const SPECIFIERS = [
-  // import x from '…' / import type { x } from '…' / export { x } from '…' / export * from '…'
+  // import x from, import type { x } from, export { x } from, export * from
   /(?:^|[\n;])[ \t]*(?:import|export)\b[^;'"]*?\bfrom\s*['"]([^'"]+)['"]/g,
-  // import '…'
+  // a side-effect import of a path alone
   /(?:^|[\n;])[ \t]*import\s*['"]([^'"]+)['"]/g,
-  // import('…'), also in type position (`import('../x.js').Type`)
+  // dynamic import(), also in type position (an import type of a path followed by `.Type`)
   /\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)/g,
 ];
 
