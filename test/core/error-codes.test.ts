@@ -33,6 +33,9 @@ test('a FerryError takes its disposition from the catalogue, and the CLI its exi
     assert.equal(exitCodeFor(error), exit, error.code);
   }
   assert.equal(exitCodeFor(new Error('a bug')), EXIT.failed);
+  // A code outside the catalogue does not compile (`npx tsc` checks this line); cast in, it is fatal.
+  // @ts-expect-error: `not.a_code` is not an ErrorCode
+  assert.equal(new FerryError('not.a_code', 'x').disposition, 'fatal');
   assert.equal(errorCodeEntry('not.a_code').disposition, 'fatal');
 });
 
