@@ -27,7 +27,7 @@ export const ERROR_CODES = {
 
   'dataverse.auth': { disposition: 'fatal', meaning: 'no token could be obtained for the Dataverse identity' },
   'dataverse.bad_json': { disposition: 'fatal', meaning: 'Dataverse answered with a body that is not JSON' },
-  'dataverse.batch': { disposition: 'fatal', meaning: 'a `$batch` request could not be built' },
+  'dataverse.batch': { disposition: 'fatal', meaning: 'a `$batch` request with no operation' },
   'dataverse.batch_response': { disposition: 'retry', meaning: 'a `$batch` response could not be read; sent again' },
   'dataverse.close_missing': { disposition: 'fatal', meaning: 'an opportunity to close was not found after upsert' },
   'dataverse.forbidden': { disposition: 'fatal', meaning: 'Dataverse denied the request (403): a security role' },
