@@ -2,11 +2,11 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { Lake } from '../connectors/lake/lake.js';
 import type { FerryConfig } from './config.js';
 import { emptyCounts, type RunCounts } from './counts.js';
 import { describeError, FerryError, isRetryable } from './errors.js';
 import { killPoint } from './kill-points.js';
+import type { Lake } from './lake.js';
 import type { Logger } from './log.js';
 import type { PipelineDefinition, RunMode, StageSpec } from './pipeline.js';
 import type { RejectRecord } from './rejects.js';
@@ -274,7 +274,6 @@ async function runPipelineOnce(def: PipelineDefinition, options: RunOptions): Pr
           throw new FerryError(
             'run.interrupted',
             `Run of \`${def.name}\` was stopped before stage \`${spec.kind}\`; the next run repeats its window.`,
-            { disposition: 'retry' },
           );
         const stageStarted = performance.now();
         await telemetry().inSpan(

@@ -1,6 +1,6 @@
-import type { Lake } from '../connectors/lake/lake.js';
 import type { FerryConfig } from './config.js';
 import type { RunCounts } from './counts.js';
+import type { Lake } from './lake.js';
 import type { Logger } from './log.js';
 import type { PipelineDefinition, RunMode, StageSpec } from './pipeline.js';
 import type { RejectRecord } from './rejects.js';

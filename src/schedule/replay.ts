@@ -129,7 +129,6 @@ export async function runReplay(current: PipelineDefinition, options: ReplayOpti
     throw new FerryError(
       'replay.nothing',
       `Run \`${plan.run.id}\` has no open rejects${options.reason ? ` with reason \`${options.reason}\`` : ''} that can be replayed; see \`ferry rejects --run ${plan.run.id}\`.`,
-      { disposition: 'skip' },
     );
   }
   const pinned: { def: PipelineDefinition; metadata: string | null; snapshotId?: string } = options.reResolve

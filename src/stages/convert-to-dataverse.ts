@@ -1,11 +1,5 @@
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import {
-  isAttributeType,
-  loadMetadata,
-  supportsBulk,
-  type TableMetadata,
-} from '../connectors/dataverse/metadata-snapshot.js';
 import { FerryError } from '../core/errors.js';
 import {
   type ColumnPlan,
@@ -19,6 +13,7 @@ import type { RejectRecord } from '../core/rejects.js';
 import type { StageContext, StageImpl } from '../core/stage.js';
 import type { StagingEngine } from '../core/staging.js';
 import { STAGING_TABLES } from '../core/staging-contract.js';
+import { isAttributeType, loadMetadata, supportsBulk, type TableMetadata } from '../core/table-metadata.js';
 import {
   type AppliedVersionsSource,
   checkSourceTypes,

@@ -1,5 +1,5 @@
-import type { Lake } from '../../connectors/lake/lake.js';
 import { EXIT, UsageError } from '../../core/errors.js';
+import type { Lake } from '../../core/lake.js';
 import { parseDuration } from '../../core/pipeline.js';
 
 import type { WindowItem } from '../../core/window.js';

@@ -1,8 +1,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Lake } from '../../connectors/lake/lake.js';
 import type { RunCounts } from '../../core/counts.js';
 import { EXIT } from '../../core/errors.js';
+import type { Lake } from '../../core/lake.js';
 import type { PipelineDefinition } from '../../core/pipeline.js';
 import { loadPipelines } from '../../core/pipeline-loader.js';
 import { type RunReport, runPipeline } from '../../core/runner.js';

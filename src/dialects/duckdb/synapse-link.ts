@@ -1,12 +1,12 @@
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
-import type { Lake } from '../../connectors/lake/lake.js';
-import { lakeJoin } from '../../connectors/lake/lake.js';
 import type { CdmAttribute } from '../../connectors/synapse-link/cdm-model.js';
 import { csvRecords, lineCount, lineOfRecord } from '../../connectors/synapse-link/csv-locator.js';
 import { DECIMAL_TYPE, type DeltaSnapshot } from '../../connectors/synapse-link/delta-log.js';
 import { OPTION_SET_FILES } from '../../connectors/synapse-link/option-set-labels.js';
 import { FerryError } from '../../core/errors.js';
+import type { Lake } from '../../core/lake.js';
+import { lakeJoin } from '../../core/lake.js';
 import type { StagingEngine } from '../../core/staging.js';
 import { duckIdent, duckLiteral } from './driver.js';
 

@@ -26,7 +26,7 @@ export class TsqlStaging implements StagingEngine {
       throw new FerryError(
         'staging.connect',
         `Cannot connect to SQL Server (${(error as Error).message}); check FERRY_MSSQL_URL (e.g. \`Server=localhost,1433;Database=ferry;User Id=sa;Password=...;TrustServerCertificate=true\`).`,
-        { disposition: 'retry', cause: error },
+        { cause: error },
       );
     }
   }
@@ -84,8 +84,9 @@ export function mapMssqlError(error: unknown, text: string): FerryError {
   const e = error as { message?: string; number?: number; code?: string };
   const head = text.length > 300 ? `${text.slice(0, 300)}…` : text;
   const retry = e.number === 1205 || e.code === 'ETIMEOUT' || e.code === 'ESOCKET';
-  return new FerryError('staging.sql', `SQL Server failed: ${e.message ?? String(error)}\n  while running: ${head}`, {
-    disposition: retry ? 'retry' : 'fatal',
-    cause: error,
-  });
+  return new FerryError(
+    retry ? 'staging.unavailable' : 'staging.sql',
+    `SQL Server failed: ${e.message ?? String(error)}\n  while running: ${head}`,
+    { cause: error },
+  );
 }

@@ -1,7 +1,7 @@
-import { loadMetadata } from '../../connectors/dataverse/metadata-snapshot.js';
 import { FerryError } from '../../core/errors.js';
 import type { DataverseMapping } from '../../core/mapping.js';
 import { type PipelineDefinition, parseDuration } from '../../core/pipeline.js';
+import { loadMetadata } from '../../core/table-metadata.js';
 import { keymapTargetsOf } from '../../dialects/sql-dialect.js';
 import {
   type ConversionNames,
