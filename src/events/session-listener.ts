@@ -85,16 +85,24 @@ export async function listenToQueue(options: ListenOptions): Promise<ListenSumma
         held.set(session.sessionId, session);
       }
       const batch: Array<{ session: QueueSession; message: ReceivedMessage }> = [];
-      for (const session of [...held.values()]) {
-        if (batch.length >= maxBatch) break;
-        let got: ReceivedMessage[];
-        try {
-          got = await session.receive(Math.min(perSession, maxBatch - batch.length), 0);
-        } catch (error) {
-          log.warn(`Lost session \`${session.sessionId}\`: ${describeError(error)}`);
-          await drop(session);
-          continue;
-        }
+      // Breadth first: every held session gets its share of the micro-batch, so its records' changes are written
+      // as many overlapping chains (rows in flight = records), not a few long ones.
+      const share = Math.max(1, Math.min(perSession, Math.floor(maxBatch / Math.max(1, held.size))));
+      // All held sessions at once: the embedded queue answers them in one transaction, Service Bus over its links
+      // in parallel.
+      const sessions = [...held.values()].slice(0, maxBatch);
+      const received = await Promise.all(
+        sessions.map((session) =>
+          session.receive(share, 0).catch(async (error: unknown) => {
+            log.warn(`Lost session \`${session.sessionId}\`: ${describeError(error)}`);
+            await drop(session);
+            return null;
+          }),
+        ),
+      );
+      for (const [i, got] of received.entries()) {
+        if (got === null) continue;
+        const session = sessions[i]!;
         // A session that ran dry goes back to the queue for whoever gets its next message.
         if (got.length === 0) await drop(session);
         for (const message of got) batch.push({ session, message });
