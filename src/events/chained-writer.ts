@@ -59,8 +59,10 @@ export interface ChainedWriteResult {
  * The heads of all records' chains are gathered into bulk requests (many records per request, several requests in
  * flight), so a micro-batch with ten changes for each of 500 records is written as ten overlapping waves rather than
  * collapsed to the newest change per record. Staleness is judged when a change reaches the head of its chain
- * against the newest version upserted for its key so far, exactly as if the changes were applied one by one; a
- * change that fails transiently holds its record's later changes back (they come again with it).
+ * against the newest version upserted for its key so far, exactly as if the changes were applied one by one. A
+ * change that fails transiently does not hold its record's later changes back: they are written (newest wins, as
+ * in a batch file), and the failed one, redelivered, is then stale — holding them back would spend their delivery
+ * counts too and dead-letter good changes with a bad one.
  *
  * Each request is its own `BulkWriter.write` of one chunk, so the writer's retries, isolation of bad rows, `$batch`
  * fallback and deferred lookups all happen inside one request's rows, which never hold two changes of one record:
@@ -110,7 +112,7 @@ export class ChainedWriter {
       }
       active -= 1;
     };
-    /** Chain `c`'s head failed transiently: it and every later change of the record wait for redelivery. */
+    /** The writer stopped before chain `c`'s head was sent: it and the record's later changes come again. */
     const holdBack = (c: number, reason: string, message: string) => {
       const chain = chains[c]!;
       for (let i = heads[c]!; i < chain.length; i++)
@@ -145,10 +147,6 @@ export class ChainedWriter {
         if (settled.has(c)) return;
         settled.add(c);
         const row = chains[c]![heads[c]!]!;
-        if (outcome.kind === 'transient') {
-          holdBack(c, outcome.reason, outcome.message);
-          return;
-        }
         if (outcome.kind === 'upserted') {
           const before = applied.get(row.row.keyPredicate);
           if (before === undefined || row.version > before) applied.set(row.row.keyPredicate, row.version);

@@ -88,6 +88,8 @@ export interface InboundHandlerOptions {
   readonly onApplied?: (applied: ReadonlyArray<{ key: string; version: string; messageId: string }>) => void;
   /** Runs of this handler roll over after this long (a new run id for rejects). Default 15 min. */
   readonly segmentMs?: number;
+  /** Requests the chained writer keeps in flight (rows per request = records ready / this). Default 16. */
+  readonly targetInFlight?: number;
   readonly signal?: AbortSignal;
 }
 
@@ -497,6 +499,7 @@ export class InboundMessageHandler {
       maxConcurrency: this.#upsert.maxConcurrency,
       timeoutMs: this.#upsert.timeoutMs,
       isTransientReject,
+      ...(this.#options.targetInFlight ? { targetInFlight: this.#options.targetInFlight } : {}),
       ...(this.#options.signal ? { signal: this.#options.signal } : {}),
       log: this.#options.log,
       onOutcome: (change, outcome) => {
