@@ -242,6 +242,9 @@ export async function runQueueBench(argv: string[]): Promise<void> {
     `drained ${settled} of ${total} in ${seconds.toFixed(1)} s: ${msgsPerSec.toFixed(1)} msgs/s = ${(msgsPerSec / ceiling).toFixed(3)} of the ceiling; ${summary.batches} micro-batches (${(summary.messages / Math.max(1, summary.batches)).toFixed(0)} messages each), ${summary.abandoned} abandoned for retry`,
   );
   print(
+    `listener time by phase (ms): ${JSON.stringify(Object.fromEntries(Object.entries(summary.timings).map(([k, v]) => [k, Math.round(v)])))}`,
+  );
+  print(
     `handler time by phase (ms): ${JSON.stringify(Object.fromEntries(Object.entries(handler.timings).map(([k, v]) => [k, Math.round(v)])))}`,
   );
   print(
