@@ -5,9 +5,12 @@
  * scale 60 as `bench -- write`), applied by the same listener and handler as `ferry listen`. Without `--rate` every
  * message is enqueued first and the figure is how fast the listener drains the queue; with `--rate` a producer
  * sends at that rate while the listener runs, and the latency (enqueue → settled) is what counts. Every message is
- * Like `ferry listen`, a micro-batch takes up to `--per-session` (32) messages of each session it holds, and the
- * changes of one key in it collapse to the newest (one row per key per request, as a batch file's versions do);
- * `--per-session 1` writes every message as its own row. `rowsPerSec` is what reached Dataverse. The emulator's
+ * Like `ferry listen`, a micro-batch takes an equal share of up to `--max-batch` (5000) messages from every held
+ * session (at most `--per-session`, 32) and writes **every** change — nothing is collapsed: each account's changes go
+ * one per request, in order, gathered with other accounts' into bulk requests (`src/events/chained-writer.ts`).
+ * `msgsPerSec` counts messages settled, `rowsPerSec` rows Dataverse accepted (messages minus the late changes dropped
+ * as stale); `ratioToCeiling` is messages, `writeRatioToCeiling` rows, both against the ceiling for the pipeline's
+ * batch size. The Dataverse emulator runs in a process of its own unless `--emulator in-process`. The emulator's
  * store is then checked key by key.
  * The last line is one JSON object.
  */
@@ -265,6 +268,8 @@ export async function runQueueBench(argv: string[]): Promise<void> {
       perSession: Number(values['per-session']),
       ceilingRowsPerSec: Math.round(ceiling * 10) / 10,
       ratioToCeiling: Math.round((msgsPerSec / ceiling) * 1000) / 1000,
+      writeRatioToCeiling: Math.round((appliedRows / seconds / ceiling) * 1000) / 1000,
+      emulator: values.emulator,
       outOfOrder,
       lost,
       duplicatedEffects,
