@@ -150,7 +150,25 @@ function guardStdout(): GuardedStdout {
   };
 }
 
+/**
+ * Resolves once everything written so far has been handed to the reader. Writes to a pipe are asynchronous on POSIX
+ * (https://nodejs.org/api/process.html#a-note-on-process-io): `process.exit` with writes still queued drops them, so
+ * `ferry rejects --format csv | slow-reader` would lose its tail. An empty write's callback runs after the writes
+ * queued before it; a reader that went away (EPIPE, `| head`) ends the wait too.
+ */
+function flushed(stream: NodeJS.WritableStream & { destroyed?: boolean; writableEnded?: boolean }): Promise<void> {
+  if (stream.destroyed || stream.writableEnded) return Promise.resolve();
+  return new Promise((resolve) => {
+    try {
+      stream.write('', () => resolve());
+    } catch {
+      resolve();
+    }
+  });
+}
+
 const code = await main(process.argv.slice(2));
-// Let stdout drain before exiting.
 process.exitCode = code;
-setImmediate(() => process.exit(code));
+// Exit (open handles such as a DuckDB instance could keep the process alive) only once stdout and stderr are drained.
+await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+process.exit(code);
