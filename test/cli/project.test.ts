@@ -129,6 +129,30 @@ describe('ferry init: a project that depends on dataverse-ferry instead of forki
     assert.ok(checks[0]!.fix);
   });
 
+  test('ferry doctor warns about a lake whose pipeline folders hold nothing, and skips metadata without Dataverse', async () => {
+    const empty = path.join(dir, 'empty-lake');
+    fs.mkdirSync(empty);
+    const r = await ferry(['doctor', '--lake', empty], project);
+    assert.equal(r.code, 0, r.stdout);
+    assert.match(
+      r.stdout,
+      new RegExp(
+        `^warn +inputs +1 of 1 folder\\(s\\) the pipelines read hold nothing in ${escapeRegExp(empty)}: \`inbound/regions\` \\(regions-inbound\\) — runs there read nothing`,
+        'm',
+      ),
+    );
+    assert.match(r.stdout, /^All checks passed \(1 warning\(s\)\)\.$/m);
+    const filled = await ferry(['doctor'], project);
+    assert.match(filled.stdout, /^ok +inputs +the 1 folder\(s\) the pipelines read hold files$/m);
+
+    const bare = path.join(dir, 'bare');
+    fs.mkdirSync(path.join(bare, 'lake'), { recursive: true });
+    const none = await ferry(['doctor', '--lake', path.join(bare, 'lake'), '--state', path.join(bare, 'state')], bare);
+    assert.equal(none.code, 2, none.stdout);
+    assert.match(none.stdout, /^fail +dataverse +no Dataverse target — .*--emulator/m);
+    assert.match(none.stdout, /^skip +metadata +needs Dataverse \(see above\)$/m);
+  });
+
   test('ferry doctor with a broken lake and an unreadable configuration', async () => {
     const broken = path.join(dir, 'broken');
     fs.mkdirSync(broken);

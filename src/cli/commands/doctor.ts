@@ -8,11 +8,12 @@ import {
 import { createKeyVaultSecretResolver } from '../../connectors/keyvault/key-vault-secret-resolver.js';
 import type { FerryConfig } from '../../core/config.js';
 import { describeError, EXIT, isRetryable } from '../../core/errors.js';
+import type { PipelineDefinition } from '../../core/pipeline.js';
 import { describeIdentity, type KeyVaultReference, keyVaultReferenceOf } from '../../core/project-config.js';
 import type { Command, CommandInput } from '../command.js';
 import { compareWithService } from '../metadata-compare.js';
 import { loadProjectSettings, type ProjectSettings } from '../project.js';
-import { type OpenDataverse, openDataverse, openLake, openState } from '../services.js';
+import { type OpenDataverse, openDataverse, openLake, openState, pipelinesFor } from '../services.js';
 import { openWorkspace } from './deploy-synapse.js';
 
 /** What a Key Vault reference stands for until it was read. */
@@ -66,9 +67,9 @@ export const doctorCommand: Command = {
   },
 };
 
-/** `ok    dataverse  WhoAmI … — fix` */
+/** `ok    dataverse  WhoAmI … — fix`; wide enough for `identity <name>` checks. */
 export function doctorLine(c: DoctorCheck): string {
-  return `${c.status.padEnd(5)} ${c.check.padEnd(18)} ${c.detail}${c.fix ? ` — ${c.fix}` : ''}`;
+  return `${c.status.padEnd(5)} ${c.check.padEnd(24)} ${c.detail}${c.fix ? ` — ${c.fix}` : ''}`;
 }
 
 /** 0 when nothing failed; else 2 for a configuration failure, 1 for another, 75 when only services were unreachable. */
@@ -143,8 +144,8 @@ async function runChecks(input: CommandInput, report: (c: DoctorCheck) => void):
   // 3. A token per identity, then WhoAmI and the dop hint.
   await checkDataverse(config, input, report);
 
-  // 4. The lake: list, then write and delete a probe file.
-  await checkLake(config, report);
+  // 4. The lake: list, then write and delete a probe file; then the folders the pipelines read.
+  if (await checkLake(config, report)) await checkInputFolders(config, settings.pipelinesDir, input, report);
 
   // 5. The state store.
   try {
@@ -203,6 +204,7 @@ async function checkDataverse(
       fix: 'set the target’s dataverse in ferry.config.json, pass --dataverse <url>, or --emulator',
       exitCode: EXIT.usage,
     });
+    report({ check: 'metadata', status: 'skip', detail: 'needs Dataverse (see above)' });
     return;
   }
   const url = config.dataverse?.replace(/\/+$/, '');
@@ -249,12 +251,14 @@ async function checkDataverse(
     }
     if (!signedIn) {
       report({ check: 'dataverse', status: 'skip', detail: `no identity could sign in to ${url}` });
+      report({ check: 'metadata', status: 'skip', detail: 'needs Dataverse (see above)' });
       return;
     }
   } else {
     report({ check: 'identity', status: 'skip', detail: 'the emulator needs no token' });
   }
   let dataverse: OpenDataverse | undefined;
+  let reached = false;
   try {
     dataverse = await openDataverse(config, { ...input.log, info: (m, f) => input.log.debug(m, f) });
     const client = new DataverseClient({
@@ -265,6 +269,7 @@ async function checkDataverse(
       retry: { maxRetries: 1, maxThrottleRetries: 1 },
     });
     const who = await client.whoAmI();
+    reached = true;
     report({
       check: 'dataverse',
       status: 'ok',
@@ -279,6 +284,7 @@ async function checkDataverse(
       fix: 'check the URL, the network, and that the identity is an application user with a security role',
       exitCode: isRetryable(error) ? EXIT.temporaryFailure : EXIT.usage,
     });
+    if (!reached) report({ check: 'metadata', status: 'skip', detail: 'needs Dataverse (see above)' });
   } finally {
     await dataverse?.close();
   }
@@ -327,7 +333,8 @@ async function checkMetadata(
   }
 }
 
-async function checkLake(config: FerryConfig, report: (c: DoctorCheck) => void): Promise<void> {
+/** Lists the lake and writes a probe file; true when the lake works. */
+async function checkLake(config: FerryConfig, report: (c: DoctorCheck) => void): Promise<boolean> {
   try {
     const lake = openLake(config);
     const entries = await lake.list('');
@@ -339,6 +346,7 @@ async function checkLake(config: FerryConfig, report: (c: DoctorCheck) => void):
       status: 'ok',
       detail: `${config.lake}: listed ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}; wrote and deleted a probe file`,
     });
+    return true;
   } catch (error) {
     report({
       check: 'lake',
@@ -347,7 +355,65 @@ async function checkLake(config: FerryConfig, report: (c: DoctorCheck) => void):
       fix: 'check --lake (FERRY_LAKE, or the target’s lake) and that the identity may write there (Storage Blob Data Contributor)',
       exitCode: EXIT.usage,
     });
+    return false;
   }
+}
+
+/**
+ * The folders the pipelines read (`read-parquet-deltas`, `read-synapse-link`): one that holds nothing is a warning,
+ * since a run there reads nothing and succeeds — right for a source that has not delivered yet, a typo otherwise.
+ */
+async function checkInputFolders(
+  config: FerryConfig,
+  pipelinesDir: string,
+  input: CommandInput,
+  report: (c: DoctorCheck) => void,
+): Promise<void> {
+  let pipelines: PipelineDefinition[];
+  try {
+    pipelines = await pipelinesFor(pipelinesDir, undefined, input.log);
+  } catch (error) {
+    report({
+      check: 'pipelines',
+      status: 'fail',
+      detail: describeError(error).split('\n')[0]!,
+      fix: 'check --pipelines-dir (FERRY_PIPELINES, or the target’s pipelines)',
+      exitCode: EXIT.usage,
+    });
+    return;
+  }
+  const folders = new Map<string, string[]>();
+  for (const p of pipelines)
+    for (const stage of p.stages)
+      if (stage.kind.startsWith('read-') && 'folder' in stage && typeof stage.folder === 'string')
+        folders.set(stage.folder, [...(folders.get(stage.folder) ?? []), p.name]);
+  if (folders.size === 0) {
+    report({ check: 'inputs', status: 'skip', detail: `no pipeline in ${pipelinesDir} reads the lake` });
+    return;
+  }
+  const lake = openLake(config);
+  const empty: string[] = [];
+  for (const [folder, names] of folders) {
+    try {
+      if ((await lake.list(folder)).length === 0) empty.push(`\`${folder}\` (${names.join(', ')})`);
+    } catch (error) {
+      empty.push(`\`${folder}\` (${names.join(', ')}: ${describeError(error).split('\n')[0]})`);
+    }
+  }
+  report(
+    empty.length === 0
+      ? {
+          check: 'inputs',
+          status: 'ok',
+          detail: `the ${folders.size} folder(s) the pipelines read hold files`,
+        }
+      : {
+          check: 'inputs',
+          status: 'warn',
+          detail: `${empty.length} of ${folders.size} folder(s) the pipelines read hold nothing in ${config.lake}: ${empty.join(', ')}`,
+          fix: 'runs there read nothing; check --lake, or wait for the source to deliver',
+        },
+  );
 }
 
 /** Every Key Vault reference in a target as written, with where it is. */

@@ -92,7 +92,7 @@ export class AdlsLake implements Lake {
     const base = this.#blob(prefix);
     const search = base ? `${base}/` : '';
     const out: LakeEntry[] = [];
-    await this.#call(`list \`${prefix}\``, async () => {
+    await this.#call(`list \`${prefix || '/'}\``, async () => {
       if (options.recursive) {
         const dirs = new Set<string>();
         // Folders below `prefix` start this many segments in.
@@ -232,7 +232,7 @@ export class AdlsLake implements Lake {
           : '';
     return new FerryError(
       retry ? 'lake.adls_unavailable' : 'lake.adls',
-      `Could not ${what} in \`${this.root}\` (${status ?? 'network'} ${code ?? ''}).${hint}`,
+      `Could not ${what} in \`${this.root}\` (${status === undefined ? `no answer: ${firstLine(error)}` : `${status} ${code ?? ''}`.trim()}).${hint}`,
       { cause: error },
     );
   }
@@ -246,4 +246,9 @@ function fileEntry(p: string, props: { readonly contentLength?: number; readonly
     size: props.contentLength ?? 0,
     modifiedMs: props.lastModified?.getTime() ?? 0,
   };
+}
+
+/** The first line of an error's message, without its closing full stop (credential chains write several). */
+function firstLine(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).split('\n')[0]!.replace(/\.$/, '');
 }
