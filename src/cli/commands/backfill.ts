@@ -19,8 +19,13 @@ export const backfillCommand: Command = {
   summary: 'reprocess the inputs of a time range, window by window (cursor untouched, resumable)',
   usage: 'backfill <pipeline> --from <time> --to <time> [--window 15m] [--dry-run] [--json]',
   options: {
-    from: { type: 'string', valueName: '<time>', description: 'start of the range (ISO date or time), inclusive' },
-    to: { type: 'string', valueName: '<time>', description: 'end of the range, exclusive' },
+    from: {
+      type: 'string',
+      valueName: '<time>',
+      defaultText: 'required',
+      description: 'start of the range (ISO date or time), inclusive',
+    },
+    to: { type: 'string', valueName: '<time>', defaultText: 'required', description: 'end of the range, exclusive' },
     window: {
       type: 'string',
       valueName: '<duration>',

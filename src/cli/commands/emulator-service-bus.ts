@@ -26,12 +26,35 @@ export const emulatorServiceBusCommand: Command = {
   usage:
     'emulator service-bus [--port N] [--queue <name> ...] [--lock-duration-ms N] [--max-delivery-count N] [--host 127.0.0.1]',
   options: {
-    port: { type: 'string' },
-    host: { type: 'string' },
-    queue: { type: 'string', multiple: true },
-    'lock-duration-ms': { type: 'string' },
-    'max-delivery-count': { type: 'string' },
+    port: { type: 'string', valueName: '<n>', defaultText: '5672 (0: any free port)', description: 'AMQP port' },
+    host: { type: 'string', valueName: '<address>', defaultText: '127.0.0.1', description: 'address to listen on' },
+    queue: {
+      type: 'string',
+      multiple: true,
+      valueName: '<name>',
+      defaultText: 'ferry-inbound and ferry-outbound',
+      description: 'a session queue to serve',
+    },
+    'lock-duration-ms': {
+      type: 'string',
+      valueName: '<ms>',
+      defaultText: '60000',
+      description: 'how long a received message or session stays locked',
+    },
+    'max-delivery-count': {
+      type: 'string',
+      valueName: '<n>',
+      defaultText: '10',
+      description: 'deliveries before a message goes to the dead-letter queue',
+    },
   },
+  examples: [
+    { text: 'Serve the default queues on port 5672:', command: 'ferry emulator service-bus' },
+    {
+      text: 'One queue on any free port, with short locks:',
+      command: 'ferry emulator service-bus --port 0 --queue accounts-inbound --lock-duration-ms 5000',
+    },
+  ],
   async run(input) {
     const port = wholeNumber(input.values.port, 'port', 0) ?? 5672;
     if (port > 65535) throw new UsageError(`--port \`${port}\` is above 65535; pass a free port, or 0 for any.`);

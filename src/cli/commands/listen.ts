@@ -14,12 +14,43 @@ export const listenCommand: Command = {
   usage:
     'listen <pipeline> [--transport embedded|service-bus] [--queue <name>] [--max-batch N] [--alert-webhook <url>] [--until-idle <sec>] [--json]',
   options: {
-    transport: { type: 'string', default: 'embedded' },
-    queue: { type: 'string' },
-    'max-batch': { type: 'string', default: '500' },
-    'alert-webhook': { type: 'string' },
-    'until-idle': { type: 'string' },
+    transport: {
+      type: 'string',
+      default: 'embedded',
+      valueName: '<embedded|service-bus>',
+      description: 'embedded: the queue in the state store; service-bus: Azure Service Bus',
+    },
+    queue: { type: 'string', valueName: '<name>', defaultText: 'the pipeline name', description: 'queue to listen on' },
+    'max-batch': {
+      type: 'string',
+      default: '500',
+      valueName: '<n>',
+      description: 'messages gathered into one micro-batch (1 to 5000)',
+    },
+    'alert-webhook': {
+      type: 'string',
+      valueName: '<url>',
+      env: 'FERRY_ALERT_WEBHOOK',
+      defaultText: "the target's alertWebhook",
+      description: 'posted to once per reject reason and on failures',
+    },
+    'until-idle': {
+      type: 'string',
+      valueName: '<sec>',
+      defaultText: 'listen until stopped (Ctrl-C)',
+      description: 'stop after this many seconds without a message',
+    },
   },
+  examples: [
+    {
+      text: 'Apply account changes from the embedded queue to the emulator, stop when idle for 5 s:',
+      command: 'ferry listen accounts-inbound --emulator --until-idle 5',
+    },
+    {
+      text: 'From Azure Service Bus, until stopped:',
+      command: 'ferry listen accounts-inbound --transport service-bus --queue ferry-inbound --target prod',
+    },
+  ],
   async run(input) {
     const [name, ...extra] = input.positionals;
     if (!name || extra.length) throw new UsageError('Name exactly one inbound pipeline: ferry listen <pipeline>.');

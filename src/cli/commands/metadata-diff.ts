@@ -15,8 +15,21 @@ export const metadataDiffCommand: Command = {
   summary: 'compare the committed metadata snapshots with the live tables; exit 1 on drift',
   usage: 'metadata diff [--table <logicalname>...] [--json]',
   options: {
-    table: { type: 'string', multiple: true },
+    table: {
+      type: 'string',
+      multiple: true,
+      valueName: '<logicalname>',
+      defaultText: 'every snapshot in --metadata',
+      description: 'table to compare (repeat, or comma-separated)',
+    },
   },
+  examples: [
+    {
+      text: 'Every committed snapshot against the target (exit 1 on drift):',
+      command: 'ferry metadata diff --target prod',
+    },
+    { text: 'Two tables, machine-readable:', command: 'ferry metadata diff --table account,contact --json' },
+  ],
   async run(input) {
     const raw = input.values.table;
     const named = (Array.isArray(raw) ? raw : typeof raw === 'string' ? [raw] : [])

@@ -14,6 +14,7 @@ export const metadataPullCommand: Command = {
       type: 'string',
       multiple: true,
       valueName: '<logicalname>',
+      defaultText: 'required',
       description: 'table to pull (repeat, or a,b)',
     },
     out: { type: 'string', valueName: '<dir>', defaultText: 'the --metadata folder', description: 'where to write' },

@@ -5,7 +5,7 @@ import { loadPipelines } from '../../core/pipeline-loader.js';
 import { type CapacityOptions, capacityPlanFor } from '../../report/capacity-input.js';
 import { capacityPlanLines } from '../../report/capacity-text.js';
 import { parseSince } from '../../report/figures.js';
-import type { Command, CommandInput } from '../command.js';
+import type { Command, CommandInput, OptionSpec } from '../command.js';
 import { openState } from '../services.js';
 
 /** Reads the capacity flags shared by `plan capacity` and `report`. */
@@ -45,15 +45,56 @@ export function sinceFlag(value: unknown, fallback: string, flag: string, nowMs:
   return nowMs - ms;
 }
 
-export const CAPACITY_OPTIONS = {
-  rows: { type: 'string', multiple: true },
-  initial: { type: 'string', multiple: true },
-  identities: { type: 'string' },
-  servers: { type: 'string' },
-  profile: { type: 'string' },
-  'daily-entitlement': { type: 'string' },
-  every: { type: 'string' },
-} as const;
+export const CAPACITY_OPTIONS: Readonly<Record<string, OptionSpec>> = {
+  rows: {
+    type: 'string',
+    multiple: true,
+    valueName: '<table>=<n>',
+    defaultText: 'the busiest window of each table in the measured runs',
+    description: 'rows per window to plan for, e.g. account=50000',
+  },
+  initial: {
+    type: 'string',
+    multiple: true,
+    valueName: '<table>=<n>',
+    defaultText: 'the time per million rows',
+    description: 'an initial load to time, e.g. contact=2000000',
+  },
+  identities: {
+    type: 'string',
+    valueName: '<n>',
+    check: 'whole-number',
+    defaultText: '1',
+    description: 'application users writing in parallel (each has its own service-protection limits)',
+  },
+  servers: {
+    type: 'string',
+    valueName: '<n>',
+    check: 'whole-number',
+    defaultText: "1, or the profile's",
+    description: 'web servers of the environment (not visible to a client; the limits apply per server)',
+  },
+  profile: {
+    type: 'string',
+    valueName: '<default|trial|heavy-plugins>',
+    defaultText: 'none: the server time per row measured in the runs',
+    description: "use an emulator profile's assumed cost per row instead of measured ones",
+  },
+  'daily-entitlement': {
+    type: 'string',
+    valueName: '<n>',
+    check: 'whole-number',
+    defaultText: '40000',
+    description: 'requests per identity per 24 hours the licence allows',
+  },
+  every: {
+    type: 'string',
+    valueName: '<duration>',
+    check: 'duration',
+    defaultText: "the pipelines' cadence, 15m",
+    description: 'the window each load must finish in',
+  },
+};
 
 /**
  * `ferry plan capacity`: does each window's load finish inside the cadence under the service-protection limits, how
@@ -64,7 +105,26 @@ export const planCapacityCommand: Command = {
   summary: 'plan whether the load fits the 15-minute cadence under the Dataverse service-protection limits',
   usage:
     'plan capacity [--rows <table>=<n> ...] [--from-runs 7d] [--identities N] [--profile default|trial|heavy-plugins] [--servers N] [--initial <table>=<n> ...] [--daily-entitlement N] [--json]',
-  options: { ...CAPACITY_OPTIONS, 'from-runs': { type: 'string' } },
+  options: {
+    ...CAPACITY_OPTIONS,
+    'from-runs': {
+      type: 'string',
+      valueName: '<period>',
+      defaultText: '7d',
+      description: 'measure the cost per row in the runs of this period, e.g. 24h, 7d',
+    },
+  },
+  examples: [
+    { text: 'From the last week of runs, with one identity:', command: 'ferry plan capacity' },
+    {
+      text: 'A planned load of 50,000 accounts per window with two identities, and a 2 M contact initial load:',
+      command: 'ferry plan capacity --rows account=50000 --identities 2 --initial contact=2000000',
+    },
+    {
+      text: 'Before any run, from a profile:',
+      command: 'ferry plan capacity --rows account=50000 --profile default',
+    },
+  ],
   async run(input) {
     const options = capacityFlags(input.values, sinceFlag(input.values['from-runs'], '7d', 'from-runs', Date.now()));
     const defs = await loadPipelines(input.pipelinesDir);

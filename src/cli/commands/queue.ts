@@ -3,9 +3,16 @@ import { UsageError } from '../../core/errors.js';
 import type { OutgoingMessage, ReceivedMessage } from '../../core/queue-transport.js';
 import { openQueueTransport } from '../../events/open-queue-transport.js';
 import { queueMessageProblem } from '../../events/queue-message.js';
-import type { Command, CommandInput } from '../command.js';
+import type { Command, CommandInput, OptionSpec } from '../command.js';
 
-const transportOption = { transport: { type: 'string', default: 'embedded' } } as const;
+const transportOption: Readonly<Record<string, OptionSpec>> = {
+  transport: {
+    type: 'string',
+    default: 'embedded',
+    valueName: '<embedded|service-bus>',
+    description: 'embedded: the queue in the state store; service-bus: Azure Service Bus (FERRY_SERVICE_BUS_*)',
+  },
+};
 
 function queueName(input: CommandInput, usage: string): string {
   const [queue] = input.positionals;
@@ -44,7 +51,26 @@ export const queueSendCommand: Command = {
   name: 'queue send',
   summary: 'send change messages (JSON, checked against schemas/queue-message.schema.json) to a session queue',
   usage: 'queue send <queue> --session <id> <file|-> [--transport embedded|service-bus] [--no-check]',
-  options: { ...transportOption, session: { type: 'string' }, 'no-check': { type: 'boolean', default: false } },
+  options: {
+    ...transportOption,
+    session: {
+      type: 'string',
+      valueName: '<id>',
+      defaultText: 'required',
+      description: "session id: the record's id, so its changes stay in order",
+    },
+    'no-check': { type: 'boolean', default: false, description: 'send without checking the message schema' },
+  },
+  examples: [
+    {
+      text: 'Send one account change:',
+      command: 'ferry queue send accounts-inbound --session Q-1001 fixtures/queue/account-change.json',
+    },
+    {
+      text: 'Send JSON Lines from standard input:',
+      command: 'cat changes.jsonl | ferry queue send accounts-inbound --session Q-1001 -',
+    },
+  ],
   async run(input) {
     const [queue, file, ...extra] = input.positionals;
     if (!queue || !file || extra.length)
@@ -91,7 +117,11 @@ export const queuePeekCommand: Command = {
   name: 'queue peek',
   summary: 'list the messages waiting on a queue, oldest first, without taking them',
   usage: 'queue peek <queue> [--max N] [--transport embedded|service-bus] [--json]',
-  options: { ...transportOption, max: { type: 'string', default: '50' } },
+  options: {
+    ...transportOption,
+    max: { type: 'string', default: '50', valueName: '<n>', description: 'at most this many messages' },
+  },
+  examples: [{ text: 'The messages waiting on a queue:', command: 'ferry queue peek accounts-inbound' }],
   async run(input) {
     const queue = queueName(input, 'queue peek <queue>');
     const max = Number(input.values.max ?? 50);
@@ -120,9 +150,20 @@ export const queueDeadLettersCommand: Command = {
   usage: 'queue dead-letters <queue> [--resubmit [messageId...]] [--max N] [--transport embedded|service-bus] [--json]',
   options: {
     ...transportOption,
-    resubmit: { type: 'boolean', default: false },
-    max: { type: 'string', default: '100' },
+    resubmit: {
+      type: 'boolean',
+      default: false,
+      description: 'send the dead letters (or the message ids given) back to the queue',
+    },
+    max: { type: 'string', default: '100', valueName: '<n>', description: 'at most this many dead letters' },
   },
+  examples: [
+    { text: 'Dead letters with reason and description:', command: 'ferry queue dead-letters accounts-inbound' },
+    {
+      text: 'Send two of them back after fixing the cause:',
+      command: 'ferry queue dead-letters accounts-inbound --resubmit <message-id> <message-id>',
+    },
+  ],
   async run(input) {
     const queue = queueName(input, 'queue dead-letters <queue>');
     const ids = input.positionals.slice(1);

@@ -10,9 +10,24 @@ export const rejectsCommand: Command = {
   summary: 'show the rejected rows of a run (or the open rejects of a pipeline)',
   usage: 'rejects (--run <id> | --pipeline <name>) [--reason <code>] [--format text|json|csv] [--json]',
   options: {
-    run: { type: 'string', valueName: '<id>', description: 'the rejects of this run (see ferry runs)' },
-    pipeline: { type: 'string', valueName: '<name>', description: 'the open rejects of this pipeline' },
-    reason: { type: 'string', valueName: '<code>', description: 'only this reason, e.g. string.too_long' },
+    run: {
+      type: 'string',
+      valueName: '<id>',
+      defaultText: 'this or --pipeline is required',
+      description: 'the rejects of this run (see ferry runs)',
+    },
+    pipeline: {
+      type: 'string',
+      valueName: '<name>',
+      defaultText: 'this or --run is required',
+      description: 'the open rejects of this pipeline',
+    },
+    reason: {
+      type: 'string',
+      valueName: '<code>',
+      defaultText: 'every reason',
+      description: 'only this reason, e.g. string.too_long',
+    },
     limit: { type: 'string', valueName: '<n>', check: 'whole-number', defaultText: '1000', description: 'how many' },
     format: {
       type: 'string',

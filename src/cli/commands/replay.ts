@@ -12,8 +12,18 @@ export const replayCommand: Command = {
   summary: "re-send a run's rejected rows (after fixing the cause); resolves the rejects that go through",
   usage: 'replay --run <id> [--reason <code>] [--re-resolve] [--dry-run] [--json]',
   options: {
-    run: { type: 'string', valueName: '<id>', description: 'the run whose rejects to re-send (see ferry runs)' },
-    reason: { type: 'string', valueName: '<code>', description: 'only rejects with this reason' },
+    run: {
+      type: 'string',
+      valueName: '<id>',
+      defaultText: 'required',
+      description: 'the run whose rejects to re-send (see ferry runs)',
+    },
+    reason: {
+      type: 'string',
+      valueName: '<code>',
+      defaultText: 'every reason',
+      description: 'only rejects with this reason',
+    },
     're-resolve': {
       type: 'boolean',
       default: false,

@@ -24,12 +24,44 @@ export const reportCommand: Command = {
   usage:
     'report [--since 24h] [--pipeline <name> ...] [--out report.html] [--format html|md|json|csv] [--identities N] [--profile <p>]',
   options: {
-    since: { type: 'string' },
-    pipeline: { type: 'string', multiple: true },
-    out: { type: 'string' },
-    format: { type: 'string' },
+    since: {
+      type: 'string',
+      valueName: '<period>',
+      defaultText: '24h',
+      description: 'the runs started in this period before now, e.g. 90m, 24h, 7d, 2w',
+    },
+    pipeline: {
+      type: 'string',
+      multiple: true,
+      valueName: '<name>',
+      defaultText: 'every pipeline',
+      description: 'only this pipeline',
+    },
+    out: {
+      type: 'string',
+      valueName: '<file>',
+      defaultText: 'report.html for html; standard output for md, json and csv',
+      description: 'where to write the report',
+    },
+    format: {
+      type: 'string',
+      valueName: '<html|md|json|csv>',
+      defaultText: 'html',
+      description: 'html: one self-contained page with charts; md, json, csv: the same runs as text',
+    },
     ...CAPACITY_OPTIONS,
   },
+  examples: [
+    { text: 'The last 24 hours as one HTML page (opens offline):', command: 'ferry report' },
+    {
+      text: 'A week of one pipeline as CSV for a spreadsheet:',
+      command: 'ferry report --since 7d --pipeline accounts-inbound --format csv > runs.csv',
+    },
+    {
+      text: 'The report with the capacity plan for two identities:',
+      command: 'ferry report --identities 2 --out /tmp/report.html',
+    },
+  ],
   async run(input) {
     const format = (typeof input.values.format === 'string' ? input.values.format : 'html') as ReportFormat;
     if (!REPORT_FORMATS.includes(format))
@@ -72,10 +104,9 @@ export const reportCommand: Command = {
       const out =
         typeof input.values.out === 'string' ? input.values.out : format === 'html' ? 'report.html' : undefined;
       if (!out) {
-        // Wait until the text is handed over: the process exits right after the command returns.
-        await new Promise<void>((resolve, reject) =>
-          process.stdout.write(text, (error) => (error ? reject(error) : resolve())),
-        );
+        // Through the CLI's stdout, which stops quietly when the reader goes away (`| head`); the CLI exits only
+        // once it drained.
+        input.print(text.endsWith('\n') ? text.slice(0, -1) : text);
         return 0;
       }
       await fs.mkdir(path.dirname(path.resolve(out)), { recursive: true });

@@ -19,8 +19,18 @@ export const runRemoteCommand: Command = {
       env: 'FERRY_SYNAPSE_WORKSPACE',
       description: "Synapse workspace name (or the target's synapseWorkspace)",
     },
-    'window-start': { type: 'string', valueName: '<iso>', description: 'window start (a backfill run)' },
-    'window-end': { type: 'string', valueName: '<iso>', description: 'window end' },
+    'window-start': {
+      type: 'string',
+      valueName: '<iso>',
+      defaultText: "none: the pipeline's cursor decides",
+      description: 'window start (a backfill run)',
+    },
+    'window-end': {
+      type: 'string',
+      valueName: '<iso>',
+      defaultText: "none: the pipeline's cursor decides",
+      description: 'window end',
+    },
     'poll-seconds': {
       type: 'string',
       valueName: '<n>',

@@ -12,7 +12,12 @@ export const runsCommand: Command = {
   summary: 'list recent runs: start, duration, rows, rows/s, 429s (empty scheduled runs hidden unless --all)',
   usage: 'runs [--pipeline <name>] [--limit 20] [--all] [--json]',
   options: {
-    pipeline: { type: 'string', valueName: '<name>', description: 'only this pipeline’s runs' },
+    pipeline: {
+      type: 'string',
+      valueName: '<name>',
+      defaultText: 'every pipeline',
+      description: 'only this pipeline’s runs',
+    },
     limit: { type: 'string', valueName: '<n>', check: 'whole-number', defaultText: '20', description: 'how many runs' },
     all: { type: 'boolean', description: 'also list empty scheduled runs' },
   },

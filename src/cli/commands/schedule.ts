@@ -51,6 +51,7 @@ export const scheduleCommand: Command = {
       type: 'string',
       valueName: '<n>',
       check: 'whole-number',
+      defaultText: 'run until stopped (SIGINT/SIGTERM)',
       description: 'stop after n ticks (tests, demos)',
     },
     retries: {
@@ -70,6 +71,7 @@ export const scheduleCommand: Command = {
       type: 'string',
       valueName: '<duration>',
       check: 'duration',
+      defaultText: 'no staleness alert',
       description: 'alert when a pipeline has not succeeded for this long',
     },
   },

@@ -11,7 +11,13 @@ export const statusCommand: Command = {
   usage: 'status [--pipelines a,b] [--every 15m] [--json]',
   options: {
     pipelines: { type: 'string', valueName: '<a,b>', defaultText: 'all', description: 'pipelines to show' },
-    every: { type: 'string', valueName: '<duration>', check: 'duration', description: 'cadence used for "next run"' },
+    every: {
+      type: 'string',
+      valueName: '<duration>',
+      check: 'duration',
+      defaultText: "each pipeline's own",
+      description: 'cadence used for "next run"',
+    },
   },
   examples: [{ text: 'Every pipeline:', command: 'ferry status' }],
   async run(input) {

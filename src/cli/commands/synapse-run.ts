@@ -15,14 +15,53 @@ export const synapseRunCommand: Command = {
   usage:
     'synapse run <pipeline|trigger> [--from <time>] [--ticks N] [--tick 15m] [--param k=v]... [--fs name=dir]... [--artifacts synapse/] [--workspace dir] [--json]',
   options: {
-    from: { type: 'string' },
-    ticks: { type: 'string' },
-    tick: { type: 'string' },
-    param: { type: 'string', multiple: true },
-    fs: { type: 'string', multiple: true },
-    artifacts: { type: 'string' },
-    workspace: { type: 'string' },
+    from: {
+      type: 'string',
+      valueName: '<time>',
+      defaultText: 'now',
+      description: 'the simulated clock starts here (ISO 8601), e.g. 2026-11-20T09:00:00Z',
+    },
+    ticks: {
+      type: 'string',
+      valueName: '<n>',
+      defaultText: '1 for a trigger',
+      description: "a trigger's ticks to run (a pipeline runs once)",
+    },
+    tick: { type: 'string', valueName: '<duration>', defaultText: '15m', description: 'time between ticks' },
+    param: {
+      type: 'string',
+      multiple: true,
+      valueName: '<name>=<value>',
+      defaultText: "the pipeline's defaults",
+      description: 'a pipeline parameter',
+    },
+    fs: {
+      type: 'string',
+      multiple: true,
+      valueName: '<name>=<dir>',
+      defaultText: 'lake=<the lake folder>',
+      description: 'a local folder for an ADLS file system the artifacts name',
+    },
+    artifacts: {
+      type: 'string',
+      valueName: '<dir>',
+      defaultText: 'synapse',
+      description: 'the exported artifacts (ferry export synapse)',
+    },
+    workspace: {
+      type: 'string',
+      valueName: '<dir>',
+      defaultText: '<state>/synapse-runtime',
+      description: "the runtime's run records and scratch files",
+    },
   },
+  examples: [
+    { text: 'Run one exported pipeline on the local runtime:', command: 'ferry synapse run pl_accounts_inbound' },
+    {
+      text: 'Drive the 15-minute trigger over 8 ticks from a given time:',
+      command: 'ferry synapse run tr_ferry_every_15m --ticks 8 --from 2026-11-20T09:00:00Z',
+    },
+  ],
   async run(input) {
     const [name, extra] = input.positionals;
     if (!name)
