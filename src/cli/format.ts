@@ -40,7 +40,10 @@ export function reportLine(report: RunReport): string {
     `run ${report.runId}`,
     `items ${report.window.items}`,
     `read ${c.read}`,
-    c.converted || c.upserted ? `converted ${c.converted} upserted ${c.upserted} skipped-stale ${c.skippedStale}` : '',
+    // A rerun whose every row was already applied converts nothing: its rows show as skipped-stale.
+    c.converted || c.upserted || c.skippedStale
+      ? `converted ${c.converted} upserted ${c.upserted} skipped-stale ${c.skippedStale}`
+      : '',
     c.written || c.deleted ? `written ${c.written} deleted ${c.deleted}` : '',
     `rejected ${c.rejected}`,
     `${(report.durationMs / 1000).toFixed(1)}s`,

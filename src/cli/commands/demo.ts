@@ -73,8 +73,7 @@ export const demoCommand: Command = {
           log: input.log,
           ...(progress ? { progress } : {}),
           signal: input.signal,
-        });
-        progress?.done();
+        }).finally(() => progress?.done());
         reports.push({ direction: def.direction, report });
         input.print(input.json ? JSON.stringify(reportJson(report)) : reportLine(report));
         return report;

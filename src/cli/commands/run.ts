@@ -58,6 +58,8 @@ export const runCommand: Command = {
       input.print(input.json ? JSON.stringify(reportJson(report)) : reportLine(report));
       return exitCodeForReport(report);
     } finally {
+      // Also when the run threw: the error line then starts on a clear line, not after the live progress text.
+      progress?.done();
       await dataverse?.close();
       state.close();
     }
