@@ -236,6 +236,27 @@ describe('targets and credentials', () => {
     assert.equal(runs.stdout.trim(), '', 'no run was started: nothing was read');
   });
 
+  test('a sign-in endpoint that cannot be reached is named, not MSAL’s error page', async () => {
+    const r = await ferry(
+      ['run', 'accounts-inbound', '--dataverse', 'https://contoso.crm.dynamics.com', '--state', path.join(dir, 'net')],
+      {
+        env: {
+          // A closed loopback port: the sign-in request fails at once, as behind a firewall.
+          AZURE_AUTHORITY_HOST: 'https://127.0.0.1:9',
+          AZURE_TENANT_ID: '00000000-0000-0000-0000-000000000001',
+          AZURE_CLIENT_ID: '00000000-0000-0000-0000-000000000002',
+          AZURE_CLIENT_SECRET: 'not-a-secret',
+        },
+      },
+    );
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /Credential DefaultAzureCredential could not get a token for `https:\/\/contoso\.crm\.dynamics\.com`: the sign-in endpoint \(https:\/\/127\.0\.0\.1:9\) could not be reached: check the network, proxy and AZURE_AUTHORITY_HOST\. Nothing was read or written\./,
+    );
+    assert.doesNotMatch(r.stderr, /aka\.ms|not-a-secret/);
+  });
+
   test('an unknown --target names the known ones', async () => {
     const r = await ferry(['runs', '--target', 'staging'], { cwd: path.join(dir, 'cred-project') });
     assert.equal(r.code, 2);

@@ -122,6 +122,9 @@ export function shortAuthReason(error: unknown): string {
   const message = inner instanceof Error ? inner.message : String(inner);
   if (name === 'AggregateAuthenticationError' || /^ChainedTokenCredential authentication failed/.test(message))
     return 'no way to sign in was available (no AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET, no managed identity, no `az login`)';
+  // MSAL's own text only points at a web page; say what could not be reached.
+  if (/^(network_error|endpoints_resolution_error)\b/.test(message))
+    return `the sign-in endpoint (${process.env.AZURE_AUTHORITY_HOST || 'https://login.microsoftonline.com'}) could not be reached: check the network, proxy and AZURE_AUTHORITY_HOST`;
   const first = message.split('\n').find((l) => l.trim()) ?? message;
   return first
     .replace(/\s*(Trace ID|Correlation ID|Timestamp):.*$/i, '')
