@@ -335,5 +335,36 @@ describe('day-to-day output', () => {
     assert.match(lines.at(-2)!, /^windows 40–96\/96 .*: no inputs \(57 windows\)$/);
     assert.match(lines.at(-1)!, /^plan: 96 window\(s\), 3 item\(s\), \d+ row\(s\); nothing changed \(dry run\)\.$/);
     assert.ok(lines.length < 12, `${lines.length} lines`);
+
+    // The backfill itself: consecutive empty windows as one line each run of them, the windows with inputs in full.
+    const real = await ferry([
+      'backfill',
+      'accounts-inbound',
+      '--from',
+      '2026-11-20',
+      '--to',
+      '2026-11-21',
+      '--emulator',
+      '--lake',
+      lake,
+      '--state',
+      path.join(dir, 'backfill-state'),
+    ]);
+    const out = real.stdout.trim().split('\n');
+    assert.ok(
+      out.includes('windows 1–36 2026-11-20T00:00:00Z..2026-11-20T09:00:00Z: done, no inputs (36 windows)'),
+      real.stdout,
+    );
+    assert.ok(
+      out.includes('windows 40–96 2026-11-20T09:45:00Z..2026-11-21T00:00:00Z: done, no inputs (57 windows)'),
+      real.stdout,
+    );
+    assert.equal(
+      out.filter((l) => /^window 3[789] .*: \w+, run \S+, 1 item\(s\), read \d+/.test(l)).length,
+      3,
+      real.stdout,
+    );
+    assert.match(out.at(-1)!, /^backfill \w+: 96 window\(s\)\.$/);
+    assert.equal(out.length, 6, real.stdout);
   });
 });

@@ -4,7 +4,7 @@ import { parseDuration } from '../../core/pipeline.js';
 
 import type { WindowItem } from '../../core/window.js';
 import { DuckDbStaging, openRunStaging } from '../../dialects/duckdb/driver.js';
-import { type BackfillOptions, planBackfill, runBackfill } from '../../schedule/backfill.js';
+import { type BackfillOptions, type BackfillWindowResult, planBackfill, runBackfill } from '../../schedule/backfill.js';
 import { stageRegistry } from '../../stages/registry.js';
 import type { Command } from '../command.js';
 import { countsText } from '../format.js';
@@ -157,7 +157,16 @@ export const backfillCommand: Command = {
                   ...(w.error ? { error: w.error } : {}),
                 }),
               );
+            } else if (w.items === 0 && !w.error && (w.outcome === 'done' || w.outcome === 'already-done')) {
+              // Runs of consecutive windows without inputs print as one line, as in --dry-run.
+              if (quiet && quiet.outcome === w.outcome && quiet.last.index + 1 === w.index)
+                quiet = { ...quiet, last: w, n: quiet.n + 1 };
+              else {
+                flushQuiet();
+                quiet = { first: w, last: w, n: 1, outcome: w.outcome };
+              }
             } else {
+              flushQuiet();
               const counts = w.counts ? `, ${countsText(w.counts)}` : '';
               input.print(
                 `window ${w.index + 1} ${w.from}..${w.to}: ${w.outcome}, run ${w.runId ?? '-'}, ${w.items} item(s)${counts}${w.error ? ` — ${w.error.message}` : ''}`,
@@ -165,7 +174,20 @@ export const backfillCommand: Command = {
             }
           },
         };
-        const result = await runBackfill(def!, options);
+        let quiet: { first: BackfillWindowResult; last: BackfillWindowResult; n: number; outcome: string } | undefined;
+        const flushQuiet = () => {
+          if (!quiet) return;
+          const { first, last, n, outcome } = quiet;
+          input.print(
+            n === 1
+              ? `window ${first.index + 1} ${first.from}..${first.to}: ${outcome}, run ${first.runId ?? '-'}, no inputs`
+              : `windows ${first.index + 1}–${last.index + 1} ${first.from}..${last.to}: ${outcome}, no inputs (${n} windows)`,
+          );
+          quiet = undefined;
+        };
+        const result = await runBackfill(def!, options).finally(() => {
+          if (!input.json) flushQuiet();
+        });
         const summary = {
           pipeline: result.pipeline,
           job: result.job,
