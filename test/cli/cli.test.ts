@@ -303,6 +303,44 @@ describe('pipeline files', () => {
 });
 
 describe('day-to-day output', () => {
+  test('schedule says when its first tick is; status shows it holds the lease; SIGTERM stops it cleanly', async () => {
+    const state = path.join(dir, 'schedule-state');
+    const lake = path.join(dir, 'schedule-lake');
+    fs.mkdirSync(lake, { recursive: true });
+    const child = spawn(
+      process.execPath,
+      [BIN, 'schedule', '--pipelines', 'contacts-outbound', '--every', '1d', '--lake', lake, '--state', state],
+      { cwd: ROOT, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d) => {
+        stdout += d;
+        if (stdout.includes('\n')) resolve();
+      });
+      child.on('exit', () => reject(new Error(`schedule exited early: ${stderr}`)));
+    });
+    const line = stdout.split('\n')[0]!;
+    const at = /^Scheduling contacts-outbound every 1d; first tick at (\S+) \(in (\d+) s\)\. Stop with Ctrl-C\.$/.exec(
+      line,
+    );
+    assert.ok(at, line);
+    assert.match(at[1]!, /T00:00:00Z$/, 'a daily cadence ticks at midnight UTC');
+    assert.ok(Date.parse(at[1]!) > Date.now());
+    const status = await ferry(['status', '--pipelines', 'contacts-outbound', '--state', state, '--lake', lake]);
+    assert.match(
+      status.stdout,
+      /^scheduler: running \(\S+:\d+ holds the lease until \S+\); no scheduler has ticked yet$/m,
+    );
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0, stderr);
+    const after = await ferry(['status', '--pipelines', 'contacts-outbound', '--state', state, '--lake', lake]);
+    assert.match(after.stdout, /^scheduler: not running/m);
+  });
+
   test('backfill --dry-run prints a run of empty windows as one line', async () => {
     const lake = path.join(dir, 'backfill-lake');
     const accounts = path.join(ROOT, 'fixtures', 'inbound', 'accounts');

@@ -5,6 +5,7 @@ import { parseDuration } from '../../core/pipeline.js';
 
 import { runPipeline } from '../../core/runner.js';
 import { openRunStaging } from '../../dialects/duckdb/driver.js';
+import { nextBoundary } from '../../schedule/cadence.js';
 import { type ScheduleEvent, Scheduler } from '../../schedule/scheduler.js';
 import { stageRegistry } from '../../stages/registry.js';
 import type { Command } from '../command.js';
@@ -131,8 +132,11 @@ export const scheduleCommand: Command = {
           }),
       });
       if (!input.json) {
+        // Ticks fall on cadence boundaries (:00, :15, …): say when the first one is, so a quiet wait is expected.
+        const now = Date.now();
+        const first = Math.min(...pipelines.map((p) => nextBoundary(now, parseDuration(every ?? p.every))));
         input.print(
-          `Scheduling ${pipelines.map((p) => `${p.name} every ${every ?? p.every}`).join(', ')}. Stop with Ctrl-C.`,
+          `Scheduling ${pipelines.map((p) => `${p.name} every ${every ?? p.every}`).join(', ')}; first tick at ${new Date(first).toISOString().replace('.000Z', 'Z')} (in ${Math.ceil((first - now) / 1000)} s). Stop with Ctrl-C.`,
         );
       }
       await scheduler.run();
