@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { didYouMean } from './closest-name.js';
 import { FerryError, UsageError } from './errors.js';
 import type { PipelineDefinition } from './pipeline.js';
 
@@ -96,7 +97,8 @@ export function selectPipelines(
   if (!names || names.length === 0) return [...all];
   const known = new Set(all.map((p) => p.name));
   for (const n of names) {
-    if (!known.has(n)) throw new UsageError(`Unknown pipeline \`${n}\`; known: ${[...known].join(', ')}.`);
+    if (!known.has(n))
+      throw new UsageError(`Unknown pipeline \`${n}\`.${didYouMean(n, known)} Known: ${[...known].join(', ')}.`);
   }
   return all.filter((p) => names.includes(p.name));
 }

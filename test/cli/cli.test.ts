@@ -98,6 +98,21 @@ describe('help, version and parse errors', () => {
     assert.doesNotMatch(r.stderr, /datatype mismatch|at .*\.ts:\d+/);
   });
 
+  test('a mistyped pipeline name suggests the nearest one, in run and in runs', async () => {
+    const run = await ferry(['run', 'acounts-inbound', '--emulator', '--state', path.join(dir, 'typo-state')]);
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /^Unknown pipeline `acounts-inbound`\. Did you mean `accounts-inbound`\? Known: /m);
+    const runs = await ferry(['runs', '--pipeline', 'acounts-inbound', '--state', path.join(dir, 'typo-state')]);
+    assert.equal(runs.code, 2);
+    assert.match(
+      runs.stderr,
+      /No runs of `acounts-inbound`, and no pipeline of that name .*Did you mean `accounts-inbound`\?/,
+    );
+    const none = await ferry(['runs', '--pipeline', 'accounts-inbound', '--state', path.join(dir, 'typo-state')]);
+    assert.equal(none.code, 0);
+    assert.equal(none.stdout.trim(), 'No runs of `accounts-inbound` yet. Start one with `ferry run accounts-inbound`.');
+  });
+
   test('an unknown command or option suggests the nearest one', async () => {
     const command = await ferry(['rnu', 'accounts-inbound']);
     assert.equal(command.code, 2);

@@ -1,5 +1,7 @@
+import { didYouMean } from '../../core/closest-name.js';
 import { UsageError } from '../../core/errors.js';
 import { bigintSafe } from '../../core/log.js';
+import { loadPipelineSet } from '../../core/pipeline-loader.js';
 import { alignColumns } from '../../report/capacity-text.js';
 import { formatNumber, formatSeconds } from '../../report/figures.js';
 import { isEmptyScheduledRun, reportRun } from '../../report/report-data.js';
@@ -65,6 +67,19 @@ export const runsCommand: Command = {
         return 0;
       }
       if (runs.length === 0) {
+        if (pipeline && listed.length === 0) {
+          // A mistyped name finds nothing: say so, and which pipeline was meant.
+          const known = await loadPipelineSet(input.pipelinesDir).then(
+            (set) => set.pipelines.map((p) => p.name),
+            (): string[] => [],
+          );
+          if (!known.includes(pipeline))
+            throw new UsageError(
+              `No runs of \`${pipeline}\`, and no pipeline of that name in \`${input.pipelinesDir}\`.${didYouMean(pipeline, known)}`,
+            );
+          input.print(`No runs of \`${pipeline}\` yet. Start one with \`ferry run ${pipeline}\`.`);
+          return 0;
+        }
         input.print(
           listed.length && !all
             ? `No runs with work in the last ${listed.length} run(s); \`ferry runs --all\` lists the empty scheduled ones too.`
