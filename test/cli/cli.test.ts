@@ -318,6 +318,37 @@ describe('pipeline files', () => {
 });
 
 describe('day-to-day output', () => {
+  test('a first Ctrl-C in the demo finishes the current run and starts no other (exit 75)', async () => {
+    const where = path.join(dir, 'demo-stop');
+    fs.mkdirSync(where);
+    const child = spawn(process.execPath, [BIN, 'demo'], {
+      cwd: where,
+      env: cleanEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    // Once the demo has seeded the lake, the first run is starting.
+    await new Promise<void>((resolve) =>
+      child.stderr.on('data', (d) => {
+        stderr += d;
+        if (stderr.includes('Copied ')) resolve();
+      }),
+    );
+    child.kill('SIGINT');
+    assert.equal(await exited, 75, stderr);
+    assert.match(stderr, /SIGINT received: finishing the current batch, then stopping/);
+    const lines = stdout.trim().split('\n');
+    assert.match(
+      lines.at(-1)!,
+      /^Stopped after \d+ run\(s\); nothing is lost: `npx ferry demo` again repeats the windows/,
+    );
+    assert.ok(lines.filter((l) => /^\S+-(in|out)bound: /.test(l)).length < 7, stdout);
+    assert.doesNotMatch(stdout, /MISMATCH/);
+  });
+
   test('schedule says when its first tick is; status shows it holds the lease; SIGTERM stops it cleanly', async () => {
     const state = path.join(dir, 'schedule-state');
     const lake = path.join(dir, 'schedule-lake');

@@ -78,7 +78,9 @@ export const demoCommand: Command = {
         input.print(input.json ? JSON.stringify(reportJson(report)) : reportLine(report));
         return report;
       };
-      for (const def of pipelines.filter((p) => p.direction === 'inbound')) await run(def);
+      // A first Ctrl-C lets the current run finish its batch and commit; nothing further is started.
+      for (const def of pipelines.filter((p) => p.direction === 'inbound')) if (!input.signal.aborted) await run(def);
+      if (input.signal.aborted) return stopped(input, reports);
       const queueLines = await runQueueDemo({
         config: input.config,
         state,
@@ -91,7 +93,8 @@ export const demoCommand: Command = {
         const exported = await exportDemoSynapseLink(input, dataverse, lake, state);
         if (!input.json) input.print(exported);
       }
-      for (const def of pipelines.filter((p) => p.direction === 'outbound')) await run(def);
+      for (const def of pipelines.filter((p) => p.direction === 'outbound')) if (!input.signal.aborted) await run(def);
+      if (input.signal.aborted) return stopped(input, reports);
     } finally {
       await dataverse?.close();
       state.close();
@@ -101,6 +104,17 @@ export const demoCommand: Command = {
     return codes.find((c) => c !== EXIT.ok) ?? EXIT.ok;
   },
 };
+
+/** After a stop signal: what ran, and that a rerun of the demo continues where it stopped. */
+function stopped(input: CommandInput, reports: ReadonlyArray<{ report: RunReport }>): number {
+  if (!input.json) {
+    input.print('');
+    input.print(
+      `Stopped after ${reports.length} run(s); nothing is lost: \`npx ferry demo\` again repeats the windows that did not finish.`,
+    );
+  }
+  return EXIT.temporaryFailure;
+}
 
 /** Copies bundled delta files the lake does not have yet; returns how many. */
 async function seedLake(lakeRoot: string): Promise<number> {
@@ -180,7 +194,7 @@ function printSummary(input: CommandInput, runs: ReadonlyArray<{ direction: stri
     const c = r.counts;
     const accounted = c.upserted + c.skippedStale + c.rejected;
     const check =
-      direction === 'inbound'
+      direction === 'inbound' && r.status !== 'failed'
         ? accounted === c.read
           ? 'all rows accounted for'
           : `MISMATCH: ${accounted} accounted of ${c.read} read`
