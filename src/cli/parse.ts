@@ -88,7 +88,8 @@ const EXIT_CODES = [
   '  2   usage or configuration error (a bad flag, a missing lake folder, a credential that cannot sign in)',
   '  3   finished, but the reject threshold was exceeded',
   '  4   nothing done: every input of the run was held back (see ferry rejects --run <id>)',
-  '  75  temporary failure: try again later',
+  '  75  temporary failure: try again later (a service did not answer; a run stopped by a first Ctrl-C)',
+  '  130 aborted by a second Ctrl-C (SIGINT/SIGTERM)',
 ].join('\n');
 
 export interface ParsedCommand {
