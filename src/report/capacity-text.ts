@@ -63,7 +63,11 @@ export function capacityPlanLines(plan: CapacityPlan): string[] {
       ? `Fits: a window takes ${formatSeconds(t.windowSec)}, ${formatPercent(t.cadenceShare)} of the cadence.`
       : `Does not fit: a window takes ${formatSeconds(t.windowSec)}, ${formatPercent(t.cadenceShare)} of the cadence.`,
     `Identities needed for each window to finish inside ${formatSeconds(plan.cadenceSec)}: ${t.identitiesNeeded}.`,
-    `Requests per day: ${formatNumber(t.requestsPerDay)}, ${formatPercent(t.entitlementShare)} of the daily entitlement (${formatNumber(plan.dailyEntitlement)} per identity).`,
+    `Requests per day: ${formatNumber(t.requestsPerDay)}, ${formatPercent(t.entitlementShare)} of the daily entitlement (${formatNumber(plan.dailyEntitlement)} per identity)${
+      t.entitlementShare > 1
+        ? ` — OVER it: more identities spend the same tenant pool faster; this is a licensing matter (more capacity add-ons or fewer requests: larger batches, fewer windows), not a throughput setting`
+        : ''
+    }.`,
     `Initial load: ${formatSeconds(t.secPerMillionRows)} per million rows with ${plan.identities} identit${plan.identities === 1 ? 'y' : 'ies'}${t.initialLoadSec !== null ? `; the given initial load takes ${formatSeconds(t.initialLoadSec)}` : ' (pass --initial <table>=<rows> for a given load)'}.`,
     '',
     'Assumptions:',

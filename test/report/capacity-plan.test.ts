@@ -98,3 +98,23 @@ describe('capacity plan', () => {
     assert.throws(() => planCapacity({ tables: [], identities: 0 }), /Identities `0`/);
   });
 });
+
+describe('capacity plan text', () => {
+  const load = (rowsPerWindow: number) => ({
+    table: 'contact',
+    rowsPerWindow,
+    serverMsPerRow: 4,
+    batchSize: 100,
+    costSource: 'runs',
+    runs: 1,
+  });
+
+  it('says when the requests of a day are over the daily entitlement, and not when under', async () => {
+    const { capacityPlanLines } = await import('../../src/report/capacity-text.js');
+    // 120,000 rows / 100 per request × 96 windows = 115,200 requests a day against 2 × 40,000.
+    const over = capacityPlanLines(planCapacity({ tables: [load(120_000)], identities: 2 })).join('\n');
+    assert.match(over, /Requests per day: 115,200, 144 % of the daily entitlement \(40,000 per identity\) — OVER it: /);
+    const under = capacityPlanLines(planCapacity({ tables: [load(10_000)], identities: 2 })).join('\n');
+    assert.match(under, /Requests per day: 9,600, 12 % of the daily entitlement \(40,000 per identity\)\.$/m);
+  });
+});
