@@ -361,7 +361,7 @@ function capacitySection(data: ReportData): string {
   const facts = [
     verdict,
     `identities needed: <b>${t.identitiesNeeded}</b> (planned ${plan.identities}, ${plan.servers} web server(s))`,
-    `requests per day: <b>${formatNumber(t.requestsPerDay)}</b>, ${formatPercent(t.entitlementShare)} of ${formatNumber(plan.dailyEntitlement * plan.identities)} daily entitlement`,
+    `requests per day: <b>${formatNumber(t.requestsPerDay)}</b>, ${formatPercent(t.entitlementShare)} of ${formatNumber(plan.dailyEntitlement * plan.identities)} daily entitlement${t.entitlementShare > 1 ? ' — <span class="bad-text">over the entitlement</span> (a licensing matter, not a throughput setting)' : ''}`,
     `initial load: ${formatSeconds(t.secPerMillionRows)} per million rows${t.initialLoadSec !== null ? `; the given initial load takes ${formatSeconds(t.initialLoadSec)}` : ''}`,
   ];
   return `${chart}<ul class="facts">${facts.map((x) => `<li>${x}</li>`).join('')}</ul><details><summary>Assumptions</summary><ul>${plan.assumptions.map((a) => `<li>${escapeHtml(a)}</li>`).join('')}</ul></details>`;
