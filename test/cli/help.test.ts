@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { COMMANDS } from '../../src/cli/commands/index.js';
+import type { Command } from '../../src/cli/command.js';
+import { COMMANDS, loadCommand } from '../../src/cli/commands/index.js';
 import { parseCommandLine } from '../../src/cli/parse.js';
+
+/** Every command with its options (the CLI loads only the one a line names; help of each needs each). */
+const LOADED: readonly Command[] = await Promise.all(COMMANDS.map((entry) => loadCommand(entry)));
 
 /** `ferry help <command>` as a user reads it, for every command (in-process: the help text is all it renders). */
 function helpOf(name: string): { code: number; text: string } {
   let text = '';
-  const parsed = parseCommandLine(['help', ...name.split(' ')], COMMANDS, {
+  const parsed = parseCommandLine(['help', ...name.split(' ')], LOADED, {
     writeOut: (t) => (text += t),
     writeErr: (t) => (text += t),
   });
@@ -26,7 +30,7 @@ function optionEntries(text: string): Array<{ flags: string; description: string
   return entries.filter((e) => e.flags);
 }
 
-for (const command of COMMANDS) {
+for (const command of LOADED) {
   test(`ferry help ${command.name}: every option described, with its default or variable; examples`, () => {
     const { code, text } = helpOf(command.name);
     assert.equal(code, 0);
