@@ -56,7 +56,7 @@ describe('help, version and parse errors', () => {
       assert.match(r.stdout, new RegExp(`^  ${c} `, 'm'));
     assert.match(r.stdout, /4 {3}nothing done: every input of the run was held back/);
     assert.match(r.stdout, /ferry help <command>/);
-    assert.match(r.stdout, /^  130 aborted by a second Ctrl-C/m);
+    assert.match(r.stdout, /^ {2}130 aborted by a second Ctrl-C/m);
   });
 
   test('ferry help run: options with defaults and environment variables, global options, examples', async () => {
