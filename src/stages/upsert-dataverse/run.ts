@@ -1,71 +1,17 @@
+import { BulkWriter, type BulkWriterOptions, type WriteRow } from '../../connectors/dataverse/bulk-writer.js';
 import {
-  BulkWriter,
-  type BulkWriterOptions,
-  WRITE_MODES,
-  type WriteMode,
-  type WriteRow,
-  type WriterTable,
-} from '../connectors/dataverse/bulk-writer.js';
-import { CLOSE_MESSAGES, closeRecords, type PendingClose, splitClose } from '../connectors/dataverse/close-records.js';
-import { type BypassOptions, DataverseClient } from '../connectors/dataverse/dataverse-client.js';
-import { FerryError, UsageError } from '../core/errors.js';
-import type { StageSpec } from '../core/pipeline.js';
-import type { StageContext, StageImpl } from '../core/stage.js';
-import { STAGING_TABLES } from '../core/staging-contract.js';
-import { findAttribute, loadMetadata, type StateAttribute, supportsBulk } from '../core/table-metadata.js';
-
-export interface UpsertDataverseSpec extends StageSpec {
-  readonly kind: 'upsert-dataverse';
-  /** Logical name of the target table; its snapshot is `<config.metadata>/<table>.json`. */
-  readonly table: string;
-  /** Rows per request. Default `100`. */
-  readonly batchSize: number;
-  /** Cap on parallel requests; the service's `x-ms-dop-hint` and the adaptive ceiling usually decide first. Default `32`. */
-  readonly maxConcurrency: number;
-  /** `upsert-multiple`, `batch`, or `auto` (probe bulk support, fall back to `$batch`). Default `auto`. */
-  readonly mode: WriteMode;
-  readonly bypass?: BypassOptions;
-  /** Client timeout per request. Default `120000` ms. */
-  readonly timeoutMs: number;
-}
-
-/**
- * Writes the `converted` rows to Dataverse by alternate key (UpsertMultiple, or `$batch` where bulk is not
- * supported) and records the accepted rows in `upserted`.
- *
- * @example
- * upsertDataverse({ table: 'account', batchSize: 100, bypass: { businessLogic: 'CustomSync' } })
- */
-export function upsertDataverse(options: {
-  table: string;
-  batchSize?: number;
-  maxConcurrency?: number;
-  mode?: WriteMode;
-  bypass?: BypassOptions;
-  timeoutMs?: number;
-}): UpsertDataverseSpec {
-  const mode = options.mode ?? 'auto';
-  if (!(WRITE_MODES as readonly string[]).includes(mode)) {
-    throw new UsageError(`upsert-dataverse mode \`${mode}\` is not known; use ${WRITE_MODES.join(', ')}.`);
-  }
-  const batchSize = options.batchSize ?? 100;
-  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 1000) {
-    throw new UsageError(`upsert-dataverse batchSize \`${batchSize}\` must be a whole number from 1 to 1000.`);
-  }
-  const maxConcurrency = options.maxConcurrency ?? 32;
-  if (!Number.isInteger(maxConcurrency) || maxConcurrency < 1) {
-    throw new UsageError(`upsert-dataverse maxConcurrency \`${maxConcurrency}\` must be a whole number of at least 1.`);
-  }
-  return {
-    kind: 'upsert-dataverse',
-    table: options.table,
-    batchSize,
-    maxConcurrency,
-    mode,
-    timeoutMs: options.timeoutMs ?? 120_000,
-    ...(options.bypass ? { bypass: { ...options.bypass } } : {}),
-  };
-}
+  CLOSE_MESSAGES,
+  closeRecords,
+  type PendingClose,
+  splitClose,
+} from '../../connectors/dataverse/close-records.js';
+import { DataverseClient } from '../../connectors/dataverse/dataverse-client.js';
+import { FerryError } from '../../core/errors.js';
+import type { StageContext, StageImpl } from '../../core/stage.js';
+import type { DataverseTarget } from '../../core/stage-handoff.js';
+import { STAGING_TABLES } from '../../core/staging-contract.js';
+import { UPSERT_DATAVERSE, type UpsertDataverseSpec } from './spec.js';
+import { writerTableOf } from './writer-table.js';
 
 interface ConvertedRow {
   __row_id: bigint | number;
@@ -79,7 +25,7 @@ interface ConvertedRow {
 
 /** The code of `upsert-dataverse`. */
 export const upsertDataverseStage: StageImpl<UpsertDataverseSpec> = {
-  kind: 'upsert-dataverse',
+  kind: UPSERT_DATAVERSE,
   async run(spec, ctx) {
     const endpoint = ctx.services.dataverse;
     if (!endpoint) {
@@ -88,7 +34,20 @@ export const upsertDataverseStage: StageImpl<UpsertDataverseSpec> = {
         `Stage upsert-dataverse of \`${ctx.pipeline.name}\` has no Dataverse to write to; pass --dataverse <url> (or FERRY_DATAVERSE_URL), or run without it to use the built-in emulator.`,
       );
     }
-    const table = await loadWriterTable(ctx.config.metadata, spec.table);
+    const converted = ctx.handoff.converted;
+    if (!converted) {
+      throw new FerryError(
+        'upsert.nothing_converted',
+        `Stage upsert-dataverse of \`${ctx.pipeline.name}\` found no converted rows; put convertToDataverse before it in the pipeline.`,
+      );
+    }
+    if (converted.target.table !== spec.table) {
+      throw new FerryError(
+        'upsert.table_mismatch',
+        `Stage upsert-dataverse of \`${ctx.pipeline.name}\` writes \`${spec.table}\`, but the rows were converted for \`${converted.target.table}\`; name the same table in both stages.`,
+      );
+    }
+    const table = writerTableOf(converted.target);
     const client = new DataverseClient({
       url: endpoint.url,
       ...(endpoint.getToken ? { getToken: endpoint.getToken } : {}),
@@ -110,7 +69,9 @@ export const upsertDataverseStage: StageImpl<UpsertDataverseSpec> = {
           signal: ctx.signal,
         }),
     );
-    const accepted: Array<bigint | number> = [];
+    // Only the keys Dataverse refused come back into staging: `upserted` is `converted` without them.
+    const refused: string[] = [];
+    let accepted = 0;
     const options: BulkWriterOptions = {
       client: identities?.[0] ?? client,
       ...(identities && identities.length > 0 ? { identities } : {}),
@@ -122,20 +83,25 @@ export const upsertDataverseStage: StageImpl<UpsertDataverseSpec> = {
       signal: ctx.signal,
       log: ctx.log,
       onUpserted: (rows) => {
-        for (const r of rows) accepted.push(r.rowId);
+        accepted += rows.length;
         ctx.counts.upserted += rows.length;
         ctx.progress.update('upserting', ctx.counts);
       },
-      onRejected: (rejects) => ctx.reject(rejects),
+      onRejected: (rejects) => {
+        for (const r of rejects) if (typeof r.key === 'string') refused.push(r.key);
+        ctx.reject(rejects);
+      },
     };
     const writer = new BulkWriter(options);
     // Rows to close (Won/Lost opportunities) are upserted open first, then closed through their message.
     const closes: PendingClose[] = [];
-    const rows = CLOSE_MESSAGES[spec.table] ? openRows(convertedRows(ctx), spec.table, closes) : convertedRows(ctx);
+    const rows = CLOSE_MESSAGES[spec.table]
+      ? openRows(convertedRows(ctx, converted.relation), spec.table, closes)
+      : convertedRows(ctx, converted.relation);
     const result = await writer.write(rows);
     Object.assign(ctx.metrics, result.metrics);
-    if (closes.length > 0) await closeUpserted(ctx, client, table, closes, accepted);
-    await recordUpserted(ctx, accepted);
+    if (closes.length > 0) accepted -= await closeUpserted(ctx, client, converted.target, closes, refused);
+    await recordUpserted(ctx, converted.relation, refused, accepted);
     ctx.log.info(`Upserted ${result.upserted} and rejected ${result.rejected} rows of \`${spec.table}\``, {
       mode: result.mode,
       requests: result.metrics.requests,
@@ -145,8 +111,8 @@ export const upsertDataverseStage: StageImpl<UpsertDataverseSpec> = {
 };
 
 /** Streams `converted` in row order as writer rows. */
-async function* convertedRows(ctx: StageContext): AsyncGenerator<WriteRow[]> {
-  const sql = `SELECT __row_id, __key, __key_predicate, __key_safe, __payload, __source_file, __row_number FROM ${STAGING_TABLES.converted} ORDER BY __row_id`;
+async function* convertedRows(ctx: StageContext, relation: string): AsyncGenerator<WriteRow[]> {
+  const sql = `SELECT __row_id, __key, __key_predicate, __key_safe, __payload, __source_file, __row_number FROM ${relation} ORDER BY __row_id`;
   for await (const chunk of ctx.staging.stream<ConvertedRow & Record<string, unknown>>(sql)) {
     yield chunk.map((r) => ({
       rowId: r.__row_id,
@@ -178,54 +144,57 @@ async function* openRows(
 
 /**
  * Closes the rows that were upserted open. A row the service refuses to close is rejected (and no longer counted
- * as upserted), so its version is not recorded as applied and the next run or a replay sends it again.
+ * as upserted), so its version is not recorded as applied and the next run or a replay sends it again. Returns how
+ * many were refused; their keys join `refused`.
  */
 async function closeUpserted(
   ctx: StageContext,
   client: DataverseClient,
-  table: WriterTable,
+  target: DataverseTarget,
   closes: readonly PendingClose[],
-  accepted: Array<bigint | number>,
-): Promise<void> {
-  const upserted = new Set(accepted.map((id) => String(id)));
-  const snapshot = await loadMetadata(ctx.config.metadata, table.logicalName);
-  const state = findAttribute(snapshot, 'statecode') as StateAttribute | undefined;
-  const defaultStatus = new Map<number, number>();
-  for (const o of state?.OptionSet.Options ?? [])
-    if (o.DefaultStatus !== undefined) defaultStatus.set(o.Value, o.DefaultStatus);
+  refused: string[],
+): Promise<number> {
+  const notUpserted = new Set(refused);
+  const defaultStatus = new Map(target.stateDefaults.map((d) => [d.state, d.status]));
   const result = await closeRecords(
-    closes.filter((c) => upserted.has(String(c.row.rowId))),
-    { client, table, defaultStatus, log: ctx.log },
+    closes.filter((c) => !notUpserted.has(c.row.key)),
+    { client, table: writerTableOf(target), defaultStatus, log: ctx.log },
   );
-  if (result.rejects.length === 0) return;
-  const refused = new Set(result.rejects.map((r) => String(r.row.rowId)));
-  let kept = 0;
-  for (const id of accepted) if (!refused.has(String(id))) accepted[kept++] = id;
-  accepted.length = kept;
-  ctx.counts.upserted -= refused.size;
+  if (result.rejects.length === 0) return 0;
+  const keys = new Set(result.rejects.map((r) => r.row.key));
+  for (const key of keys) refused.push(key);
+  ctx.counts.upserted -= keys.size;
   ctx.reject(result.rejects.map((r) => r.reject));
+  return keys.size;
 }
 
-/** Writes the accepted `__row_id`s into `upserted` (read by the conversion stage's commit hook). */
-async function recordUpserted(ctx: StageContext, ids: ReadonlyArray<bigint | number>): Promise<void> {
-  await ctx.staging.run(`CREATE TABLE IF NOT EXISTS ${STAGING_TABLES.upserted} (__row_id BIGINT)`);
-  // Row ids are integers from our own staging table, so inlining them is safe and far faster than parameters.
-  for (let i = 0; i < ids.length; i += 5000) {
-    const values = ids
-      .slice(i, i + 5000)
-      .map((id) => `(${BigInt(id).toString()})`)
-      .join(',');
-    await ctx.staging.run(`INSERT INTO ${STAGING_TABLES.upserted} VALUES ${values}`);
+/**
+ * Hands over the rows Dataverse accepted as `upserted` (read by the conversion stage's commit hook): every
+ * converted row but the refused ones, derived set-based in staging. Every converted row was either accepted or
+ * refused (a stop or a failure throws before this), so its count must equal the accepted count.
+ */
+async function recordUpserted(
+  ctx: StageContext,
+  converted: string,
+  refused: readonly string[],
+  accepted: number,
+): Promise<void> {
+  const upserted = STAGING_TABLES.upserted;
+  await ctx.staging.run('CREATE OR REPLACE TEMP TABLE __upsert_refused (__key VARCHAR)');
+  for (let i = 0; i < refused.length; i += 1000) {
+    const chunk = refused.slice(i, i + 1000);
+    await ctx.staging.run(`INSERT INTO __upsert_refused VALUES ${chunk.map(() => '(?)').join(',')}`, chunk);
   }
-}
-
-/** Entity set, primary id and bulk flag from the table's metadata snapshot. */
-export async function loadWriterTable(metadataDir: string, logicalName: string): Promise<WriterTable> {
-  const snapshot = await loadMetadata(metadataDir, logicalName);
-  return {
-    logicalName: snapshot.LogicalName,
-    entitySet: snapshot.EntitySetName,
-    primaryId: snapshot.PrimaryIdAttribute,
-    ...(supportsBulk(snapshot) ? {} : { supportsBulk: false }),
-  };
+  await ctx.staging.run(
+    `CREATE OR REPLACE TABLE ${upserted} AS SELECT __row_id FROM ${converted} WHERE __key NOT IN (SELECT __key FROM __upsert_refused)`,
+  );
+  const [row] = await ctx.staging.all<{ n: bigint | number }>(`SELECT count(*) AS n FROM ${upserted}`);
+  const rows = Number(row?.n ?? 0);
+  if (rows !== accepted) {
+    throw new FerryError(
+      'upsert.accepted_mismatch',
+      `Dataverse accepted ${accepted} rows of \`${ctx.pipeline.name}\`, but ${rows} converted rows were not refused; the applied versions cannot be recorded. Run again (upserts by key are idempotent) and report this.`,
+    );
+  }
+  ctx.handoff.upserted = { relation: upserted, rows };
 }
