@@ -24,10 +24,10 @@ import { definePipeline } from '../src/core/pipeline.js';
 import { runPipeline } from '../src/core/runner.js';
 import { DuckDbStaging, openRunStaging } from '../src/dialects/duckdb/driver.js';
 import { ceilingFor } from '../src/emulator/throttle-model.js';
-import { convertToDataverse } from '../src/stages/convert-to-dataverse.js';
-import { readParquetDeltas } from '../src/stages/read-parquet-deltas.js';
+import { convertToDataverse } from '../src/stages/convert-to-dataverse/spec.js';
+import { readParquetDeltas } from '../src/stages/read-parquet-deltas/spec.js';
 import { stageRegistry } from '../src/stages/registry.js';
-import { upsertDataverse } from '../src/stages/upsert-dataverse.js';
+import { upsertDataverse } from '../src/stages/upsert-dataverse/spec.js';
 
 const INDUSTRIES = ['Accounting', 'Consulting', 'Brokers', 'Business Services', 'Durable Manufacturing'];
 

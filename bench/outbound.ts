@@ -23,10 +23,10 @@ import { definePipeline } from '../src/core/pipeline.js';
 import { runPipeline } from '../src/core/runner.js';
 import { DuckDbStaging, openRunStaging } from '../src/dialects/duckdb/driver.js';
 import { readCsvSql } from '../src/dialects/duckdb/synapse-link.js';
-import { readSynapseLink } from '../src/stages/read-synapse-link.js';
+import { readSynapseLink } from '../src/stages/read-synapse-link/spec.js';
 import { stageRegistry } from '../src/stages/registry.js';
-import { runSqlExtract } from '../src/stages/run-sql-extract.js';
-import { writeParquet } from '../src/stages/write-parquet.js';
+import { runSqlExtract } from '../src/stages/run-sql-extract/spec.js';
+import { writeParquet } from '../src/stages/write-parquet/spec.js';
 
 const dec = (name: string, precision: number, scale: number) => ({
   name,

@@ -32,9 +32,9 @@ import { ceilingFor } from '../src/emulator/throttle-model.js';
 import { InboundMessageHandler } from '../src/events/inbound-message-handler.js';
 import { openQueueTransport } from '../src/events/open-queue-transport.js';
 import { listenToQueue } from '../src/events/session-listener.js';
-import { convertToDataverse } from '../src/stages/convert-to-dataverse.js';
-import { readParquetDeltas } from '../src/stages/read-parquet-deltas.js';
-import { upsertDataverse } from '../src/stages/upsert-dataverse.js';
+import { convertToDataverse } from '../src/stages/convert-to-dataverse/spec.js';
+import { readParquetDeltas } from '../src/stages/read-parquet-deltas/spec.js';
+import { upsertDataverse } from '../src/stages/upsert-dataverse/spec.js';
 
 const pipeline = definePipeline({
   name: 'bench-accounts-queue',

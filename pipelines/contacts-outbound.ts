@@ -1,7 +1,7 @@
 import { definePipeline } from '../src/core/pipeline.js';
-import { readSynapseLink } from '../src/stages/read-synapse-link.js';
-import { runSqlExtract } from '../src/stages/run-sql-extract.js';
-import { writeParquet } from '../src/stages/write-parquet.js';
+import { readSynapseLink } from '../src/stages/read-synapse-link/spec.js';
+import { runSqlExtract } from '../src/stages/run-sql-extract/spec.js';
+import { writeParquet } from '../src/stages/write-parquet/spec.js';
 
 /** Synapse Link `contact` changes → warehouse Parquet, deletes in their own file. */
 export default definePipeline({

@@ -1,7 +1,7 @@
 import { definePipeline } from '../src/core/pipeline.js';
-import { convertToDataverse } from '../src/stages/convert-to-dataverse.js';
-import { readParquetDeltas } from '../src/stages/read-parquet-deltas.js';
-import { upsertDataverse } from '../src/stages/upsert-dataverse.js';
+import { convertToDataverse } from '../src/stages/convert-to-dataverse/spec.js';
+import { readParquetDeltas } from '../src/stages/read-parquet-deltas/spec.js';
+import { upsertDataverse } from '../src/stages/upsert-dataverse/spec.js';
 
 /** Reference data: currencies. `transactioncurrency` has no bulk messages, so this exercises the `$batch` fallback. */
 export default definePipeline({

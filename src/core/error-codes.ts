@@ -34,6 +34,7 @@ export const ERROR_CODES = {
   'dataverse.identities': { disposition: 'fatal', meaning: 'the identity pool is empty or misconfigured' },
   'dataverse.key': { disposition: 'fatal', meaning: 'an alternate key value cannot be written in a URL' },
   'dataverse.no_endpoint': { disposition: 'fatal', meaning: 'a stage needs Dataverse and the run has none' },
+  'dataverse.payload': { disposition: 'fatal', meaning: 'a converted payload is not a JSON object text' },
   'dataverse.throttled': { disposition: 'retry', meaning: 'service-protection limits (429) beyond the retry budget' },
   'dataverse.unauthorized': { disposition: 'fatal', meaning: 'Dataverse refused the token (401)' },
   'dataverse.unreachable': { disposition: 'retry', meaning: 'Dataverse could not be reached over the network' },
@@ -134,6 +135,7 @@ export const ERROR_CODES = {
   'remote.interrupted': { disposition: 'retry', meaning: 'following a remote Synapse run was interrupted' },
 
   'replay.no_source': { disposition: 'fatal', meaning: 'neither staged input nor stored rows to replay from' },
+  'replay.no_outcome': { disposition: 'fatal', meaning: 'no stage of the replay said which rows Dataverse accepted' },
   'replay.nothing': { disposition: 'skip', meaning: 'the run has no open rejects to replay' },
 
   'run.no_staging': {
@@ -164,6 +166,10 @@ export const ERROR_CODES = {
   },
 
   'staging.connect': { disposition: 'retry', meaning: 'the staging database cannot be reached' },
+  'staging.input_unreadable': {
+    disposition: 'fatal',
+    meaning: 'a stage could not read the staged rows; the runner asks the read stage to repair them once',
+  },
   'staging.out_of_memory': { disposition: 'fatal', meaning: 'staging ran out of `FERRY_STAGING_MEMORY`' },
   'staging.sql': { disposition: 'fatal', meaning: 'a staging SQL statement failed' },
   'staging.unavailable': {
@@ -189,6 +195,10 @@ export const ERROR_CODES = {
 
   'synapse_runtime.expression': { disposition: 'fatal', meaning: 'a pipeline expression cannot be evaluated' },
   'synapse_runtime.unsupported': { disposition: 'fatal', meaning: 'the local runtime does not implement this' },
+
+  'upsert.accepted_mismatch': { disposition: 'fatal', meaning: 'accepted rows and converted rows do not add up' },
+  'upsert.nothing_converted': { disposition: 'fatal', meaning: 'the upsert stage found no converted rows' },
+  'upsert.table_mismatch': { disposition: 'fatal', meaning: 'upsert and convert stages name different tables' },
 
   'warehouse.index': { disposition: 'fatal', meaning: 'the warehouse index of current windows is malformed' },
   'warehouse.rename': { disposition: 'retry', meaning: 'a warehouse window could not be renamed into place' },

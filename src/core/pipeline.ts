@@ -7,8 +7,12 @@ export type Direction = (typeof DIRECTIONS)[number];
 export const RUN_MODES = ['scheduled', 'manual', 'backfill', 'replay', 'listen'] as const;
 export type RunMode = (typeof RUN_MODES)[number];
 
-/** A stage as plain, serialisable data. The runner finds its code by `kind` in `src/core/registry.ts`. */
-export interface StageSpec {
+/**
+ * What every stage spec is: plain, serialisable data with a `kind`. The runner finds the kind's code through the
+ * registry it is given (`src/stages/registry.ts`); the union of the project's own kinds is `StageSpec` in
+ * `src/stages/stage-spec.ts`.
+ */
+export interface StageSpecBase {
   readonly kind: string;
 }
 
@@ -28,7 +32,7 @@ export interface PipelineDefinition {
   /** Pipelines that must run first in the same tick (accounts before contacts). */
   readonly dependsOn: readonly string[];
   readonly rejectThreshold: RejectThreshold;
-  readonly stages: readonly StageSpec[];
+  readonly stages: readonly StageSpecBase[];
 }
 
 export interface PipelineInput {
@@ -38,7 +42,7 @@ export interface PipelineInput {
   readonly every?: string;
   readonly dependsOn?: readonly string[];
   readonly rejectThreshold?: Partial<RejectThreshold>;
-  readonly stages: readonly StageSpec[];
+  readonly stages: readonly StageSpecBase[];
 }
 
 const NAME = /^[a-z][a-z0-9-]{0,62}$/;

@@ -8,13 +8,15 @@ import { describeError, FerryError, isRetryable } from './errors.js';
 import { killPoint } from './kill-points.js';
 import type { Lake } from './lake.js';
 import type { Logger } from './log.js';
-import type { PipelineDefinition, RunMode, StageSpec } from './pipeline.js';
+import type { PipelineDefinition, RunMode, StageSpecBase } from './pipeline.js';
 import type { RejectRecord } from './rejects.js';
+import { metadataSnapshotDir, type RunFolder, runFolder } from './run-folder.js';
 import type { PlanContext, Progress, RunServices, StageContext, StageImpl } from './stage.js';
+import { emptyHandoff, StagedInputUnreadable } from './stage-handoff.js';
 import type { StagingEngine } from './staging.js';
 import type { Lease, RunRecord, RunStatus, StateStore } from './state-store.js';
 import { type TelemetrySpan, telemetry } from './telemetry.js';
-import { HELD_BACK_ITEMS, type RunWindow } from './window.js';
+import type { RunWindow } from './window.js';
 
 export interface StageRegistry {
   get(kind: string): StageImpl | undefined;
@@ -39,8 +41,6 @@ export interface RunOptions {
   readonly leaseTtlMs?: number;
   /** Opens the staging engine; overrides `services.openStaging` (one of the two is required). */
   readonly openStaging?: (runDir: string) => Promise<StagingEngine>;
-  /** Seeds `ctx.shared` (replay passes the rows to re-send this way). */
-  readonly shared?: ReadonlyMap<string, unknown>;
   readonly parentRunId?: string;
   /**
    * The caller judges the reject threshold over more than this run (a backfill judges its whole range): the run
@@ -231,13 +231,15 @@ async function runPipelineOnce(def: PipelineDefinition, options: RunOptions): Pr
       holder,
       parentRunId: options.parentRunId ?? null,
     });
-    const runDir = path.join(options.config.state, 'runs', run.id);
+    const folder = runFolder(options.config.state, run.id);
     const hasWork = window.items.length > 0 || options.window !== undefined;
     // A run folder only for runs with work: an empty tick every 15 minutes leaves nothing behind.
-    if (hasWork) await fs.mkdir(runDir, { recursive: true });
-    if (hasWork && options.mode !== 'replay') await keepRunInputs(runDir, def, options.config, metrics, log);
+    if (hasWork) await fs.mkdir(folder.dir, { recursive: true });
+    if (hasWork && options.mode !== 'replay') await keepRunInputs(folder, def, options.config, metrics, log);
     const runId = run.id;
     const commitHooks: Array<() => Promise<void>> = [];
+    // Window items a stage could not process: left unmarked, so the next run tries them again.
+    const heldBack = new Set<string>();
     const ctxBase = {
       runId,
       pipeline: def,
@@ -252,13 +254,27 @@ async function runPipelineOnce(def: PipelineDefinition, options: RunOptions): Pr
       log,
       progress: options.progress ?? noProgress,
       signal,
-      runDir,
-      shared: new Map<string, unknown>(options.shared ?? []),
+      runFolder: folder,
+      handoff: emptyHandoff(),
       reject(records: readonly RejectRecord[]) {
         if (records.length === 0) return;
         state.addRejects(runId, def.name, records);
         counts.rejected += records.length;
         for (const r of records) rejectsByReason[r.reason] = (rejectsByReason[r.reason] ?? 0) + 1;
+      },
+      holdBack(item: string, problem: { readonly stage: string; readonly reason: string; readonly message: string }) {
+        heldBack.add(item);
+        log.warn(problem.message, { file: item, reason: problem.reason });
+        state.addRejects(runId, def.name, [
+          {
+            stage: problem.stage,
+            reason: problem.reason,
+            message: problem.message,
+            sourceFile: item,
+            rowNumber: null,
+            key: null,
+          },
+        ]);
       },
       onCommit(hook: () => Promise<void>) {
         commitHooks.push(hook);
@@ -267,9 +283,9 @@ async function runPipelineOnce(def: PipelineDefinition, options: RunOptions): Pr
 
     if (hasWork) {
       const openServiceStaging = options.services?.openStaging;
-      staging = await (options.openStaging ?? ((dir: string) => openServiceStaging!(dir, options.config)))(runDir);
+      staging = await (options.openStaging ?? ((dir: string) => openServiceStaging!(dir, options.config)))(folder.dir);
       const ctx: StageContext = { ...ctxBase, staging };
-      for (const spec of def.stages) {
+      for (const [index, spec] of def.stages.entries()) {
         if (signal.aborted)
           throw new FerryError(
             'run.interrupted',
@@ -280,7 +296,7 @@ async function runPipelineOnce(def: PipelineDefinition, options: RunOptions): Pr
           `stage ${spec.kind}`,
           'internal',
           { 'ferry.run_id': runId, 'ferry.pipeline': def.name, 'ferry.stage': spec.kind },
-          () => stageImpl(options.registry, spec).run(spec, ctx),
+          () => runStage(options.registry, def.stages.slice(0, index), spec, ctx),
         );
         stageMs[spec.kind] = Math.round(performance.now() - stageStarted);
         telemetry().record('ferry.stage.duration_ms', stageMs[spec.kind]!, {
@@ -300,9 +316,8 @@ async function runPipelineOnce(def: PipelineDefinition, options: RunOptions): Pr
     const commitStarted = performance.now();
     if (withinThreshold) for (const hook of commitHooks) await hook();
     stageMs.commitHooks = Math.round(performance.now() - commitStarted);
-    const heldBack = ctxBase.shared.get(HELD_BACK_ITEMS) as Set<string> | undefined;
     // Every input held back: nothing was done, and saying "succeeded" would hide it.
-    const allHeldBack = window.items.length > 0 && (heldBack?.size ?? 0) >= window.items.length;
+    const allHeldBack = window.items.length > 0 && heldBack.size >= window.items.length;
     const status: RunStatus = !withinThreshold ? 'rejects_exceeded' : allHeldBack ? 'held_back' : 'succeeded';
     const movesState = withinThreshold && (options.mode === 'scheduled' || options.mode === 'manual');
     // Rejects of earlier, unfinished or repeated runs over the same items are replaced by this run's.
@@ -314,9 +329,9 @@ async function runPipelineOnce(def: PipelineDefinition, options: RunOptions): Pr
       );
     killPoint('before-commit');
     // Named in the run's metrics too, so reports can list them without the window.
-    if (heldBack?.size) metrics.heldBackFiles = [...heldBack];
+    if (heldBack.size) metrics.heldBackFiles = [...heldBack];
     const finished = state.finishRun(runId, {
-      heldBack: heldBack ? [...heldBack] : [],
+      heldBack: [...heldBack],
       status,
       counts,
       rejectsByReason,
@@ -361,12 +376,6 @@ async function runPipelineOnce(def: PipelineDefinition, options: RunOptions): Pr
   }
 }
 
-/** The definition a run used, kept in its run folder so a replay builds the same requests. */
-export const RUN_DEFINITION_FILE = 'definition.json';
-
-/** Where content-addressed copies of the Dataverse metadata snapshots runs used are kept (`<state>/<this>/<hash>`). */
-export const METADATA_SNAPSHOTS_DIR = 'metadata-snapshots';
-
 /**
  * Keeps what a replay needs to rebuild a run's requests: the pipeline definition (mapping) in the run folder and,
  * for inbound pipelines, the metadata snapshots, stored once per content hash (runs every 15 minutes share one
@@ -374,14 +383,14 @@ export const METADATA_SNAPSHOTS_DIR = 'metadata-snapshots';
  * failure here is logged and never fails the run.
  */
 export async function keepRunInputs(
-  runDir: string,
+  folder: RunFolder,
   def: PipelineDefinition,
   config: FerryConfig,
   metrics: Record<string, unknown>,
   log: Logger,
 ): Promise<void> {
   try {
-    await fs.writeFile(path.join(runDir, RUN_DEFINITION_FILE), JSON.stringify(def, null, 2));
+    await fs.writeFile(folder.definitionFile, JSON.stringify(def, null, 2));
     if (def.direction !== 'inbound') return;
     const names = (await fs.readdir(config.metadata).catch(() => [] as string[]))
       .filter((n) => n.endsWith('.json'))
@@ -395,7 +404,7 @@ export async function keepRunInputs(
       files.push([name, bytes]);
     }
     const id = hash.digest('hex').slice(0, 16);
-    const target = path.join(config.state, METADATA_SNAPSHOTS_DIR, id);
+    const target = metadataSnapshotDir(config.state, id);
     const kept = () =>
       fs.stat(target).then(
         () => true,
@@ -436,7 +445,37 @@ export async function planWindow(def: PipelineDefinition, options: Omit<RunOptio
   return stageImpl(options.registry, source).plan!(source, ctx);
 }
 
-function stageImpl(registry: StageRegistry, spec: StageSpec): StageImpl {
+/**
+ * Runs one stage. When it cannot read the staged rows, the stages before it that staged them are asked to repair
+ * their input (hold back what cannot be read, stage the rest), and the stage runs once more.
+ */
+async function runStage(
+  registry: StageRegistry,
+  before: readonly StageSpecBase[],
+  spec: StageSpecBase,
+  ctx: StageContext,
+): Promise<void> {
+  const impl = stageImpl(registry, spec);
+  try {
+    await impl.run(spec, ctx);
+    return;
+  } catch (error) {
+    if (!(error instanceof StagedInputUnreadable)) throw error;
+    let repaired = 0;
+    for (const earlier of before) {
+      const producer = stageImpl(registry, earlier);
+      if (producer.repair) repaired += await producer.repair(earlier, ctx);
+    }
+    if (repaired === 0) throw error.cause;
+  }
+  try {
+    await impl.run(spec, ctx);
+  } catch (error) {
+    throw error instanceof StagedInputUnreadable ? error.cause : error;
+  }
+}
+
+function stageImpl(registry: StageRegistry, spec: StageSpecBase): StageImpl {
   const impl = registry.get(spec.kind);
   if (!impl)
     throw new FerryError(

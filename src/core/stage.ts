@@ -2,8 +2,10 @@ import type { FerryConfig } from './config.js';
 import type { RunCounts } from './counts.js';
 import type { Lake } from './lake.js';
 import type { Logger } from './log.js';
-import type { PipelineDefinition, RunMode, StageSpec } from './pipeline.js';
+import type { PipelineDefinition, RunMode, StageSpecBase } from './pipeline.js';
 import type { RejectRecord } from './rejects.js';
+import type { RunFolder } from './run-folder.js';
+import type { StageHandoff } from './stage-handoff.js';
 import type { StagingEngine } from './staging.js';
 import type { StateStore } from './state-store.js';
 import type { RunWindow } from './window.js';
@@ -67,12 +69,18 @@ export interface StageContext {
   readonly progress: Progress;
   /** Aborted on SIGINT/SIGTERM: finish the current batch, then stop. */
   readonly signal: AbortSignal;
-  /** A folder kept with the run (`<state>/runs/<runId>`), e.g. for the staged input a replay re-reads. */
-  readonly runDir: string;
-  /** Values one stage hands to the next (e.g. the staged table's name). Keys are documented by the stages. */
-  readonly shared: Map<string, unknown>;
+  /** The folder kept with the run and the names of its files (see src/core/run-folder.ts). */
+  readonly runFolder: RunFolder;
+  /** What the stages hand to each other in this run (see src/core/stage-handoff.ts). */
+  readonly handoff: StageHandoff;
   /** Stores rejected rows in the error store and counts them by reason. */
   reject(records: readonly RejectRecord[]): void;
+  /**
+   * Holds back a window item the stage cannot process (a corrupt or incompatible file): the reason goes to the
+   * error store (not counted as a rejected row: its rows were never read), and the runner leaves the item
+   * unprocessed so the next run tries it again. A run whose every item was held back ends `held_back`.
+   */
+  holdBack(item: string, problem: { readonly stage: string; readonly reason: string; readonly message: string }): void;
   /**
    * Registers work to do after every stage succeeded and before the run's state is committed (e.g. saving the
    * versions applied per key). It must be idempotent: a kill after it and before the commit repeats the run.
@@ -84,10 +92,16 @@ export interface StageContext {
  * The code behind a stage kind. Source stages also `plan` the run's window. A stage never sleeps or retries on
  * its own: retry lives in the client that owns the I/O.
  */
-export interface StageImpl<S extends StageSpec = StageSpec> {
+export interface StageImpl<S extends StageSpecBase = StageSpecBase> {
   readonly kind: string;
   plan?(spec: S, ctx: PlanContext): Promise<RunWindow>;
   run(spec: S, ctx: StageContext): Promise<void>;
+  /**
+   * A later stage could not read what this stage staged (it threw `StagedInputUnreadable`): find the inputs that
+   * cannot be read, hold them back and stage the rest. Returns how many were held back (0: the failure was not
+   * a bad input, and the runner rethrows it).
+   */
+  repair?(spec: S, ctx: StageContext): Promise<number>;
   /**
    * A sink whose earlier output is grouped by input-time spans (the warehouse's current windows) reports them, so
    * a backfill never cuts through one: each window it writes then supersedes whole earlier windows.

@@ -23,9 +23,3 @@ export interface RunWindow {
   /** For backfills: the requested time range. */
   readonly range?: { readonly from: string; readonly to: string };
 }
-
-/**
- * `ctx.shared` key of a `Set<string>` of window item ids a stage could not process (a corrupt or incompatible
- * file). The runner leaves them unmarked so the next run tries them again; their reason is in the error store.
- */
-export const HELD_BACK_ITEMS = 'window.heldBack';

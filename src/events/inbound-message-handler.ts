@@ -13,6 +13,7 @@ import type { ConversionPlan } from '../core/mapping.js';
 import type { PipelineDefinition } from '../core/pipeline.js';
 import type { ReceivedMessage } from '../core/queue-transport.js';
 import type { RejectRecord } from '../core/rejects.js';
+import { appliedVersionsFile, runFolder } from '../core/run-folder.js';
 import { isDeadHolder, keepRunInputs, pipelineLeaseName } from '../core/runner.js';
 import type { DataverseEndpoint } from '../core/stage.js';
 import { STAGING_TABLES } from '../core/staging-contract.js';
@@ -25,15 +26,10 @@ import {
   type CompiledConversion,
   compileConversion,
 } from '../dialects/sql-dialect.js';
-import {
-  CONVERT_TO_DATAVERSE,
-  type ConvertToDataverseSpec,
-  describeStaged,
-  loadConversionPlan,
-  rejectMessage,
-  versionsFile,
-} from '../stages/convert-to-dataverse.js';
-import { loadWriterTable, type UpsertDataverseSpec } from '../stages/upsert-dataverse.js';
+import { describeStaged, loadConversionPlan, rejectMessage } from '../stages/convert-to-dataverse/conversion.js';
+import { CONVERT_TO_DATAVERSE, convertToDataverseKind } from '../stages/convert-to-dataverse/spec.js';
+import { UPSERT_DATAVERSE, type UpsertDataverseSpec, upsertDataverseKind } from '../stages/upsert-dataverse/spec.js';
+import { loadWriterTable } from '../stages/upsert-dataverse/writer-table.js';
 import { type ChainedRow, ChainedWriter } from './chained-writer.js';
 import { type InboundChangeMessage, type MessageValue, parseBody, queueMessageProblem } from './queue-message.js';
 
@@ -189,8 +185,10 @@ export class InboundMessageHandler {
       throw new UsageError(
         `Pipeline \`${def.name}\` is ${def.direction}; \`ferry listen\` applies change messages of an inbound pipeline.`,
       );
-    const spec = def.stages.find((s) => s.kind === CONVERT_TO_DATAVERSE) as ConvertToDataverseSpec | undefined;
-    const upsert = def.stages.find((s) => s.kind === 'upsert-dataverse') as UpsertDataverseSpec | undefined;
+    const convertStage = def.stages.find((s) => s.kind === CONVERT_TO_DATAVERSE);
+    const upsertStage = def.stages.find((s) => s.kind === UPSERT_DATAVERSE);
+    const spec = convertStage && convertToDataverseKind.parse(convertStage);
+    const upsert = upsertStage && upsertDataverseKind.parse(upsertStage);
     if (!spec || !upsert)
       throw new UsageError(
         `Pipeline \`${def.name}\` has no convert-to-dataverse and upsert-dataverse stages; a listener needs both.`,
@@ -391,7 +389,7 @@ export class InboundMessageHandler {
     await staging.run(
       `CREATE TABLE ${STAGING_TABLES.staged} AS SELECT * FROM read_json(${duckLiteral(batchFile)}, format = 'newline_delimited', columns = {${types.join(', ')}})`,
     );
-    const file = versionsFile(this.#options.config.state, this.#options.definition.name);
+    const file = appliedVersionsFile(this.#options.config.state, this.#options.definition.name);
     const hasPrevious = await exists(file);
     const previous: AppliedVersionsSource | null = hasPrevious ? { kind: 'parquet', path: file } : null;
     let sql = this.#compiled.get(hasPrevious);
@@ -617,11 +615,11 @@ export class InboundMessageHandler {
     });
     this.#segment = { id: run.id, started: Date.now(), counts: emptyCounts(), rejectsByReason: {} };
     // What a replay of this run needs: the mapping and the metadata snapshot, kept as the batch runner keeps them.
-    const runDir = path.join(this.#options.config.state, 'runs', run.id);
+    const folder = runFolder(this.#options.config.state, run.id);
     const metrics: Record<string, unknown> = {};
     void fs
-      .mkdir(runDir, { recursive: true })
-      .then(() => keepRunInputs(runDir, definition, this.#options.config, metrics, this.#options.log))
+      .mkdir(folder.dir, { recursive: true })
+      .then(() => keepRunInputs(folder, definition, this.#options.config, metrics, this.#options.log))
       .then(() => {
         this.#metrics.set(run.id, metrics);
       })

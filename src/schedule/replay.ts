@@ -1,24 +1,15 @@
 import fs from 'node:fs/promises';
-import path from 'node:path';
 import { FerryError, UsageError } from '../core/errors.js';
-import type { PipelineDefinition, StageSpec } from '../core/pipeline.js';
+import type { PipelineDefinition } from '../core/pipeline.js';
 import type { StoredReject } from '../core/rejects.js';
-import {
-  METADATA_SNAPSHOTS_DIR,
-  RUN_DEFINITION_FILE,
-  type RunOptions,
-  type RunReport,
-  runPipeline,
-  type StageRegistry,
-} from '../core/runner.js';
-import type { StageContext, StageImpl } from '../core/stage.js';
-import { STAGING_TABLES } from '../core/staging-contract.js';
+import { metadataSnapshotDir, runFolder } from '../core/run-folder.js';
+import { type RunOptions, type RunReport, runPipeline } from '../core/runner.js';
 import type { RunRecord } from '../core/state-store.js';
 import type { RunWindow } from '../core/window.js';
-import { copyToParquetSql, countRowsSql, replaySql } from '../dialects/duckdb/staging.js';
+import { type ReplayedRow, replayOutcome } from '../stages/replay-outcome/spec.js';
+import { type ReplaySource, replaySource } from '../stages/replay-source/spec.js';
 
-/** Where a replay takes the rows from: the run's kept staged input, or the rows stored with the rejects. */
-export type ReplaySource = 'staged-parquet' | 'reject-rows';
+export type { ReplaySource } from '../stages/replay-source/spec.js';
 
 export interface ReplayPlan {
   readonly run: RunRecord;
@@ -58,14 +49,6 @@ export interface ReplayInputs {
   readonly metadata: string | null;
 }
 
-const REPLAY_SOURCE = 'replay-source';
-const REPLAY_OUTCOME = 'replay-outcome';
-
-/** The staged input a run kept for replays (written by the inbound reader when a run has rejects). */
-export function stagedInputOf(stateDir: string, runId: string): string {
-  return path.join(stateDir, 'runs', runId, 'staged.parquet');
-}
-
 /** Decides what a replay re-sends; changes nothing (`--dry-run` prints this). */
 export async function planReplay(def: PipelineDefinition, options: ReplayOptions): Promise<ReplayPlan> {
   const run = options.state.getRun(options.runId);
@@ -98,7 +81,7 @@ export async function planReplay(def: PipelineDefinition, options: ReplayOptions
   }
   if (target !== run)
     options.log.info(`Run \`${run.id}\` was replayed before; replaying the rows still open in \`${target.id}\`.`);
-  const stagedFile = stagedInputOf(options.config.state, target.id);
+  const stagedFile = runFolder(options.config.state, target.id).stagedInputFile;
   const hasStaged = await fs.stat(stagedFile).then(
     (s) => s.isFile(),
     () => false,
@@ -143,22 +126,10 @@ export async function runReplay(current: PipelineDefinition, options: ReplayOpti
       'replay.no_source',
       `Pipeline \`${def.name}\` has no source stage to replace with the replayed rows.`,
     );
-  const passed: Array<{ file: string | null; row: number | null; rowId: string }> = [];
+  // The replay's own source and outcome stages are registered kinds like any other (src/stages/replay-*).
   const replayDef: PipelineDefinition = {
     ...def,
-    stages: [
-      { kind: REPLAY_SOURCE } as StageSpec,
-      ...def.stages.slice(sourceIndex + 1),
-      { kind: REPLAY_OUTCOME } as StageSpec,
-    ],
-  };
-  const registry: StageRegistry = {
-    get: (kind) =>
-      kind === REPLAY_SOURCE
-        ? replaySourceStage(plan, pinned.snapshotId)
-        : kind === REPLAY_OUTCOME
-          ? replayOutcomeStage(passed)
-          : options.registry.get(kind),
+    stages: [replaySourceSpec(plan, pinned.snapshotId), ...def.stages.slice(sourceIndex + 1), replayOutcome()],
   };
   const files = [...new Set(plan.rejects.map((r) => r.sourceFile).filter((f): f is string => Boolean(f)))];
   const window: RunWindow = {
@@ -170,13 +141,20 @@ export async function runReplay(current: PipelineDefinition, options: ReplayOpti
   const report = await runPipeline(replayDef, {
     ...options,
     config,
-    registry,
     mode: 'replay',
     window,
     parentRunId: plan.run.id,
   });
   if (report.status !== 'succeeded' && report.status !== 'rejects_exceeded') {
     return { plan, inputs, report, resolved: 0, upserted: 0, stillRejected: 0 };
+  }
+  const passed = await replayedRows(runFolder(options.config.state, report.runId).replayOutcomeFile);
+  if (!passed) {
+    // Resolving rejects needs to know which rows went through; a pipeline without a stage that says so cannot.
+    throw new FerryError(
+      'replay.no_outcome',
+      `Replay run \`${report.runId}\` of \`${def.name}\` finished, but no stage handed over the rows Dataverse accepted (upsert-dataverse does); the rejects of \`${plan.run.id}\` stay open. Check the pipeline's stages.`,
+    );
   }
   const againPlaces = new Set(options.state.listRejects({ runId: report.runId }).map(placeOf));
   const passedPlaces = new Set(passed.map((p) => `${p.file}#${p.row}`));
@@ -212,9 +190,7 @@ async function originalInputs(
     root = parent;
   }
   let def = current;
-  const text = await fs
-    .readFile(path.join(options.config.state, 'runs', root.id, RUN_DEFINITION_FILE), 'utf8')
-    .catch(() => null);
+  const text = await fs.readFile(runFolder(options.config.state, root.id).definitionFile, 'utf8').catch(() => null);
   if (text) {
     const kept = JSON.parse(text) as PipelineDefinition;
     if (kept.name === current.name && Array.isArray(kept.stages)) def = kept;
@@ -224,7 +200,7 @@ async function originalInputs(
     );
   }
   const snapshotId = typeof root.metrics.metadataSnapshot === 'string' ? root.metrics.metadataSnapshot : undefined;
-  const dir = snapshotId ? path.join(options.config.state, METADATA_SNAPSHOTS_DIR, snapshotId) : null;
+  const dir = snapshotId ? metadataSnapshotDir(options.config.state, snapshotId) : null;
   const exists = dir
     ? await fs.stat(dir).then(
         (s) => s.isDirectory(),
@@ -246,75 +222,34 @@ function placeOf(r: StoredReject): string | null {
   return r.sourceFile && r.rowNumber !== null && r.rowNumber !== undefined ? `${r.sourceFile}#${r.rowNumber}` : null;
 }
 
-/** Stands in for the source stage: fills `staged` with exactly the rows to re-send, lineage kept. */
-function replaySourceStage(plan: ReplayPlan, snapshotId: string | undefined): StageImpl {
-  return {
-    kind: REPLAY_SOURCE,
-    async run(_spec, ctx: StageContext) {
-      const staged = STAGING_TABLES.staged;
-      if (plan.stagedFile) {
-        // Same values and lineage as the original run: the conversion builds the same request.
-        const hasPlace = (r: StoredReject) => placeOf(r) !== null;
-        const wanted = plan.rejects.filter(hasPlace);
-        const byRowId = plan.rejects
-          .filter((r) => !hasPlace(r))
-          .map(rowIdOf)
-          .filter((x): x is string => x !== null);
-        await ctx.staging.run(replaySql.placesTable);
-        const places = wanted.map((r) => ({ file: r.sourceFile!, row: Number(r.rowNumber) }));
-        for (const insert of replaySql.insertPlaces(places)) await ctx.staging.run(insert);
-        await ctx.staging.run(
-          replaySql.stageFromParquet(
-            staged,
-            plan.stagedFile,
-            byRowId.map((id) => BigInt(id)),
-          ),
-        );
-      } else {
-        // No staged input kept: rebuild the rows from what the error store holds (source values, lineage).
-        const file = path.join(ctx.runDir, 'replay-rows.jsonl');
-        const lines = plan.rejects.map((r, i) =>
-          JSON.stringify({
-            ...(r.row as object),
-            __row_id: i + 1,
-            __run_id: ctx.runId,
-            __source_file: r.sourceFile,
-            __row_number: r.rowNumber,
-          }),
-        );
-        await fs.writeFile(file, `${lines.join('\n')}\n`);
-        await ctx.staging.run(replaySql.stageFromJsonLines(staged, file));
-      }
-      const [row] = await ctx.staging.all<{ n: bigint }>(countRowsSql(staged));
-      const n = Number(row?.n ?? 0);
-      ctx.counts.read += n;
-      ctx.counts.staged += n;
-      ctx.metrics.replayOf = plan.run.id;
-      ctx.metrics.replaySource = plan.source;
-      if (snapshotId) ctx.metrics.metadataSnapshot = snapshotId;
-      ctx.progress.update('staging', ctx.counts);
-      // Keep this run's input too (whatever the outcome), so rows rejected again can be replayed from it.
-      const target = path.join(ctx.runDir, 'staged.parquet');
-      await ctx.staging.run(copyToParquetSql(staged, `${target}.tmp`));
-      await fs.rename(`${target}.tmp`, target);
-    },
-  };
+/** The replay's source stage: exactly the rows to re-send, from the kept staged input or the stored rows. */
+function replaySourceSpec(plan: ReplayPlan, snapshotId: string | undefined) {
+  const hasPlace = (r: StoredReject) => placeOf(r) !== null;
+  return replaySource({
+    replayOf: plan.run.id,
+    source: plan.source,
+    ...(snapshotId ? { metadataSnapshot: snapshotId } : {}),
+    ...(plan.stagedFile
+      ? {
+          stagedFile: plan.stagedFile,
+          places: plan.rejects.filter(hasPlace).map((r) => ({ file: r.sourceFile!, row: Number(r.rowNumber) })),
+          rowIds: plan.rejects
+            .filter((r) => !hasPlace(r))
+            .map(rowIdOf)
+            .filter((x): x is string => x !== null),
+        }
+      : {
+          rows: plan.rejects.map((r) => ({
+            values: { ...(r.row as object) },
+            sourceFile: r.sourceFile ?? null,
+            rowNumber: r.rowNumber ?? null,
+          })),
+        }),
+  });
 }
 
-/** Runs last: notes which replayed rows Dataverse accepted (the upsert stage lists them in `upserted`). */
-function replayOutcomeStage(passed: Array<{ file: string | null; row: number | null; rowId: string }>): StageImpl {
-  return {
-    kind: REPLAY_OUTCOME,
-    async run(_spec, ctx: StageContext) {
-      const [exists] = await ctx.staging.all<{ n: bigint }>(
-        ctx.staging.dialect.tableExistsSql(STAGING_TABLES.upserted),
-      );
-      if (!exists || Number(exists.n) === 0) return;
-      const rows = await ctx.staging.all<{ f: string | null; n: bigint | null; id: bigint }>(
-        replaySql.accepted(STAGING_TABLES.upserted, STAGING_TABLES.staged),
-      );
-      for (const r of rows) passed.push({ file: r.f, row: r.n === null ? null : Number(r.n), rowId: String(r.id) });
-      ctx.metrics.replayUpserted = rows.length;
-    },
-  };
+/** The rows the replay's outcome stage noted as accepted; null when no stage handed any over. */
+async function replayedRows(file: string): Promise<ReplayedRow[] | null> {
+  const text = await fs.readFile(file, 'utf8').catch(() => null);
+  return text === null ? null : (JSON.parse(text) as ReplayedRow[]);
 }

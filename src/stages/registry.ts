@@ -1,26 +1,31 @@
 import type { StageRegistry } from '../core/runner.js';
 import type { StageImpl } from '../core/stage.js';
-import { convertToDataverseStage } from './convert-to-dataverse.js';
-import { readParquetDeltasStage } from './read-parquet-deltas.js';
-import { readSynapseLinkStage } from './read-synapse-link.js';
-import { runSqlExtractStage } from './run-sql-extract.js';
-import { upsertDataverseStage } from './upsert-dataverse.js';
-import { writeParquetStage } from './write-parquet.js';
+import { convertToDataverseStage } from './convert-to-dataverse/run.js';
+import { readParquetDeltasStage } from './read-parquet-deltas/run.js';
+import { readSynapseLinkStage } from './read-synapse-link/run.js';
+import { replayOutcomeStage } from './replay-outcome/run.js';
+import { replaySourceStage } from './replay-source/run.js';
+import { runSqlExtractStage } from './run-sql-extract/run.js';
+import type { StageKind, StageSpecOf } from './stage-spec.js';
+import { upsertDataverseStage } from './upsert-dataverse/run.js';
+import { writeParquetStage } from './write-parquet/run.js';
 
 /**
- * The one explicit map from stage kind to its code. Add a stage: write `src/stages/<kind>.ts` exporting its spec
- * factory and implementation, then add one line here.
+ * The one explicit map from stage kind to its code, typed by kind: every kind of `StageSpec` must have its code
+ * here, and each entry's code takes that kind's spec. Add a stage kind: see src/stages/README.md.
  */
-const STAGES: readonly StageImpl[] = [
-  upsertDataverseStage as StageImpl,
-  readParquetDeltasStage as StageImpl,
-  convertToDataverseStage as StageImpl,
-  readSynapseLinkStage as StageImpl,
-  runSqlExtractStage as StageImpl,
-  writeParquetStage as StageImpl,
-];
+const STAGES: { readonly [K in StageKind]: StageImpl<StageSpecOf<K>> } = {
+  'read-parquet-deltas': readParquetDeltasStage,
+  'convert-to-dataverse': convertToDataverseStage,
+  'upsert-dataverse': upsertDataverseStage,
+  'read-synapse-link': readSynapseLinkStage,
+  'run-sql-extract': runSqlExtractStage,
+  'write-parquet': writeParquetStage,
+  'replay-source': replaySourceStage,
+  'replay-outcome': replayOutcomeStage,
+};
 
-const byKind = new Map(STAGES.map((s) => [s.kind, s]));
+const byKind = new Map<string, StageImpl>(Object.values(STAGES).map((s) => [s.kind, s]));
 
 export const stageRegistry: StageRegistry = {
   get: (kind) => byKind.get(kind),

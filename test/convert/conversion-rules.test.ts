@@ -557,7 +557,7 @@ test('versions: text timestamps with offsets and fractions, and integer versions
 test('a source type a rule cannot read is refused up front (mapping.source_type)', async () => {
   const { plan: planOf, stage } = await import('./convert-helpers.js');
   const { checkSourceTypes } = await import('../../src/dialects/sql-dialect.js');
-  const { describeStaged } = await import('../../src/stages/convert-to-dataverse.js');
+  const { describeStaged } = await import('../../src/stages/convert-to-dataverse/conversion.js');
   const { duckdbDialect } = await import('../../src/dialects/duckdb/conversion.js');
   await stage(s, { no: 'VARCHAR', ts: 'TIMESTAMP', flag: 'BOOLEAN' }, []);
   const sources = await describeStaged(s, duckdbDialect);

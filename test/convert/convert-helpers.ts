@@ -4,7 +4,7 @@ import { loadAllMetadata, type TableMetadata } from '../../src/core/table-metada
 import { duckdbDialect } from '../../src/dialects/duckdb/conversion.js';
 import { DuckDbStaging, duckIdent, duckLiteral } from '../../src/dialects/duckdb/driver.js';
 import { type AppliedVersionsSource, compileConversion } from '../../src/dialects/sql-dialect.js';
-import { describeStaged } from '../../src/stages/convert-to-dataverse.js';
+import { describeStaged } from '../../src/stages/convert-to-dataverse/conversion.js';
 
 export const METADATA_DIR = path.resolve('fixtures/metadata');
 

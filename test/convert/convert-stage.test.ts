@@ -9,11 +9,12 @@ import { resolveConfig } from '../../src/core/config.js';
 import { FerryError } from '../../src/core/errors.js';
 import { silentLogger } from '../../src/core/log.js';
 import { definePipeline } from '../../src/core/pipeline.js';
+import { appliedVersionsFile } from '../../src/core/run-folder.js';
 import { runPipeline } from '../../src/core/runner.js';
 import type { StageImpl } from '../../src/core/stage.js';
 import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
-import { convertToDataverse, SHARED_TARGET_KEY, versionsFile } from '../../src/stages/convert-to-dataverse.js';
-import { readParquetDeltas } from '../../src/stages/read-parquet-deltas.js';
+import { convertToDataverse } from '../../src/stages/convert-to-dataverse/spec.js';
+import { readParquetDeltas } from '../../src/stages/read-parquet-deltas/spec.js';
 import { registryWith } from '../../src/stages/registry.js';
 import { METADATA_DIR } from './convert-helpers.js';
 
@@ -29,7 +30,7 @@ function recordingSink(sent: Sent[][], refuse: Set<string>, shared: unknown[]): 
   return {
     kind: 'test-upsert',
     async run(_spec, ctx) {
-      shared.push(ctx.shared.get(SHARED_TARGET_KEY));
+      shared.push(ctx.handoff.converted?.target);
       const rows = await ctx.staging.all('SELECT * FROM converted ORDER BY __key');
       sent.push(
         rows.map((r) => ({
@@ -45,6 +46,7 @@ function recordingSink(sent: Sent[][], refuse: Set<string>, shared: unknown[]): 
       );
       const n = await ctx.staging.all('SELECT count(*) AS n FROM upserted');
       ctx.counts.upserted += Number(n[0]!.n);
+      ctx.handoff.upserted = { relation: 'upserted', rows: Number(n[0]!.n) };
     },
   };
 }
@@ -165,6 +167,10 @@ describe('convert-to-dataverse through the runner', () => {
       keyName: 'ferry_accountnumber_key',
       keyAttributes: ['accountnumber'],
       supportsBulk: true,
+      stateDefaults: [
+        { state: 0, status: 1 },
+        { state: 1, status: 2 },
+      ],
     });
     const rejects = state.listRejects({ runId: first.runId }).sort((a, b) => (a.rowNumber ?? 0) - (b.rowNumber ?? 0));
     assert.equal(rejects.length, 2);
@@ -180,7 +186,7 @@ describe('convert-to-dataverse through the runner', () => {
     assert.equal(rejects[1]!.key, null);
     assert.match(rejects[1]!.message, /`accountnumber` \(from `account_no` = `null`\) is empty/);
 
-    const file = versionsFile(path.join(dir, 'state'), 'accounts-test');
+    const file = appliedVersionsFile(path.join(dir, 'state'), 'accounts-test');
     assert.deepEqual(await versions(file), [
       ["accountnumber='A''1'", '2026-11-26T11:00:00.000000Z'],
       ["accountnumber='A2'", '2026-11-26T10:00:00.000000Z'],

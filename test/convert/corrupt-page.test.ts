@@ -11,8 +11,8 @@ import { definePipeline } from '../../src/core/pipeline.js';
 import { runPipeline } from '../../src/core/runner.js';
 import type { StageImpl } from '../../src/core/stage.js';
 import { DuckDbStaging, openRunStaging } from '../../src/dialects/duckdb/driver.js';
-import { convertToDataverse } from '../../src/stages/convert-to-dataverse.js';
-import { readParquetDeltas } from '../../src/stages/read-parquet-deltas.js';
+import { convertToDataverse } from '../../src/stages/convert-to-dataverse/spec.js';
+import { readParquetDeltas } from '../../src/stages/read-parquet-deltas/spec.js';
 import { registryWith } from '../../src/stages/registry.js';
 
 describe('a delta file whose footer reads but whose pages do not decode', () => {
@@ -60,7 +60,8 @@ describe('a delta file whose footer reads but whose pages do not decode', () => 
         name: 'corrupt-page',
         direction: 'inbound',
         stages: [
-          readParquetDeltas({ folder: 'in' }),
+          // The stand-in sink below is not a registered kind, so the columns to stage are named.
+          readParquetDeltas({ folder: 'in', columns: ['account_no', 'account_name', 'modified_at'] }),
           convertToDataverse({
             table: 'account',
             key: ['accountnumber'],

@@ -11,7 +11,7 @@ import { definePipeline } from '../../src/core/pipeline.js';
 import { runPipeline } from '../../src/core/runner.js';
 import type { StageImpl } from '../../src/core/stage.js';
 import { DuckDbStaging, openRunStaging } from '../../src/dialects/duckdb/driver.js';
-import { readParquetDeltas } from '../../src/stages/read-parquet-deltas.js';
+import { readParquetDeltas } from '../../src/stages/read-parquet-deltas/spec.js';
 import { registryWith } from '../../src/stages/registry.js';
 
 /** A stand-in sink: copies the staged rows into `seen` and counts them as delivered. */

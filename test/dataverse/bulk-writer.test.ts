@@ -74,6 +74,25 @@ describe('bulk writer against the emulator', () => {
     assert.equal(client.stats.requests, 5 + 1 + 2);
   });
 
+  it('sends payload texts as they are, the @odata annotations spliced in (empty, spaced, quotes in key and value)', async () => {
+    const rows: WriteRow[] = [
+      { ...accountRow(1, 'S-empty', {}), payload: '{}' },
+      {
+        ...accountRow(2, 'S-spaced', {}),
+        payload: '  { "name" : "Spaced \\"quoted\\" name" , "numberofemployees": 7 }',
+      },
+      accountRow(3, "S-O'Brien", { name: 'Quote in key' }),
+    ];
+    const { result, rejects } = await write(emu.url, rows, { batchSize: 10 });
+    assert.equal(result.mode, 'upsert-multiple');
+    assert.deepEqual(rejects, []);
+    const stored = accountsByNumber(emu);
+    assert.equal(stored.get('S-empty')?.length, 1);
+    assert.equal(stored.get('S-spaced')?.[0]?.attributes.name, 'Spaced "quoted" name');
+    assert.equal(stored.get('S-spaced')?.[0]?.attributes.numberofemployees, 7);
+    assert.equal(stored.get("S-O'Brien")?.[0]?.attributes.name, 'Quote in key');
+  });
+
   it('rejects only the bad row of a failed bulk request, with the service error and its own payload', async () => {
     const rows = manyAccounts(50, 'B');
     rows[17] = accountRow(17, 'B17', { name: 'x'.repeat(161) });

@@ -8,8 +8,9 @@ import type { RejectRecord } from '../../src/core/rejects.js';
 import type { StageContext } from '../../src/core/stage.js';
 import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
 import type { RunningEmulator } from '../../src/emulator/server.js';
-import { upsertDataverse, upsertDataverseStage } from '../../src/stages/upsert-dataverse.js';
-import { emulator, FIXTURES } from './helpers.js';
+import { upsertDataverseStage } from '../../src/stages/upsert-dataverse/run.js';
+import { upsertDataverse } from '../../src/stages/upsert-dataverse/spec.js';
+import { convertedHandoff, emulator, FIXTURES } from './helpers.js';
 
 type Row = readonly [id: number, legacyId: string, payload: Record<string, unknown>];
 
@@ -49,7 +50,7 @@ async function upsert(url: string, rows: readonly Row[]) {
       log: silentLogger,
       progress: { update() {} },
       signal: new AbortController().signal,
-      shared: new Map(),
+      handoff: await convertedHandoff('opportunity', 'ferry_legacyid'),
       reject(records: readonly RejectRecord[]) {
         rejects.push(...records);
         counts.rejected += records.length;

@@ -5,7 +5,9 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { WriteRow } from '../../src/connectors/dataverse/bulk-writer.js';
+import type { StageHandoff } from '../../src/core/stage-handoff.js';
 import { type EmulatorOptions, type RunningEmulator, startEmulator } from '../../src/emulator/server.js';
+import { dataverseTargetOf, loadPlanAndTable } from '../../src/stages/convert-to-dataverse/conversion.js';
 
 export const FIXTURES = path.resolve('fixtures/metadata');
 
@@ -116,4 +118,13 @@ export async function faultyProxy(
       server.close(() => resolve());
     });
   return state;
+}
+
+/** What the convert stage hands the upsert stage for `converted` rows of `table` keyed by `key` (from the fixtures). */
+export async function convertedHandoff(table: string, key: string): Promise<StageHandoff> {
+  const { plan, own } = await loadPlanAndTable(
+    { table, key: [key], changeTimestamp: 'changed_at', columns: { [key]: key } },
+    FIXTURES,
+  );
+  return { extracts: [], converted: { relation: 'converted', target: dataverseTargetOf(own, plan) } };
 }

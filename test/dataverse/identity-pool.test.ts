@@ -23,8 +23,8 @@ class WatchedClient extends DataverseClient {
     super({ url, identity: name, getToken: emulatorTokenFor(name), retry: { baseDelayMs: 5, maxDelayMs: 50 } });
   }
 
-  override async upsertMultiple(entitySet: string, targets: readonly unknown[], options = {}) {
-    const keys = targets.map((t) => String((t as Record<string, unknown>)['@odata.id']));
+  override async upsertMultiple(entitySet: string, targets: readonly string[], options = {}) {
+    const keys = targets.map((t) => String((JSON.parse(t) as Record<string, unknown>)['@odata.id']));
     for (const k of keys) {
       const other = this.inFlight.get(k);
       if (other !== undefined) this.overlaps.push(`${k} through ${other} and ${this.identity}`);

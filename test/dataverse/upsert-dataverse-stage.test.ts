@@ -8,8 +8,9 @@ import type { RejectRecord } from '../../src/core/rejects.js';
 import type { StageContext } from '../../src/core/stage.js';
 import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
 import type { RunningEmulator } from '../../src/emulator/server.js';
-import { upsertDataverse, upsertDataverseStage } from '../../src/stages/upsert-dataverse.js';
-import { emulator, FIXTURES } from './helpers.js';
+import { upsertDataverseStage } from '../../src/stages/upsert-dataverse/run.js';
+import { upsertDataverse } from '../../src/stages/upsert-dataverse/spec.js';
+import { convertedHandoff, emulator, FIXTURES } from './helpers.js';
 
 interface Converted {
   id: number;
@@ -39,7 +40,7 @@ async function stagingWith(rows: readonly Converted[]): Promise<DuckDbStaging> {
 }
 
 /** The parts of a stage context this stage uses; the rest would be the runner's (not exercised here). */
-function context(staging: DuckDbStaging, url: string | undefined, signal = new AbortController().signal) {
+async function context(staging: DuckDbStaging, url: string | undefined, signal = new AbortController().signal) {
   const rejects: RejectRecord[] = [];
   const counts = emptyCounts();
   const metrics: Record<string, unknown> = {};
@@ -58,7 +59,7 @@ function context(staging: DuckDbStaging, url: string | undefined, signal = new A
     log: silentLogger,
     progress: { update() {} },
     signal,
-    shared: new Map(),
+    handoff: await convertedHandoff('account', 'accountnumber'),
     reject(records: readonly RejectRecord[]) {
       rejects.push(...records);
       counts.rejected += records.length;
@@ -98,7 +99,7 @@ describe('upsert-dataverse stage', () => {
     rows.push({ id: 500, number: 'ST/unsafe', payload: { name: 'slash' }, safe: false });
     const staging = await stagingWith(rows);
     try {
-      const { ctx, rejects, counts, metrics } = context(staging, emu.url);
+      const { ctx, rejects, counts, metrics } = await context(staging, emu.url);
       await upsertDataverseStage.run(upsertDataverse({ table: 'account', batchSize: 50 }), ctx);
       assert.equal(counts.upserted, 230);
       assert.equal(rejects.length, 1);
@@ -130,19 +131,24 @@ describe('upsert-dataverse stage', () => {
     }
   });
 
-  it('fails clearly without a Dataverse endpoint or without a snapshot', async () => {
+  it('fails clearly without a Dataverse endpoint, without converted rows, or for another table than converted', async () => {
     const staging = await stagingWith([]);
     try {
-      const { ctx } = context(staging, undefined);
+      const { ctx } = await context(staging, undefined);
       await assert.rejects(upsertDataverseStage.run(upsertDataverse({ table: 'account' }), ctx), (e: unknown) => {
         assert.equal((e as { code?: string }).code, 'dataverse.no_endpoint');
         assert.match((e as Error).message, /--dataverse/);
         return true;
       });
-      const withUrl = context(staging, emu.url).ctx;
+      // The target's metadata comes from the convert stage (which loads the snapshot, and fails without it).
+      const withUrl = (await context(staging, emu.url)).ctx;
       await assert.rejects(
         upsertDataverseStage.run(upsertDataverse({ table: 'lead' }), withUrl),
-        /metadata pull --table lead/,
+        /writes `lead`, but the rows were converted for `account`/,
+      );
+      await assert.rejects(
+        upsertDataverseStage.run(upsertDataverse({ table: 'account' }), { ...withUrl, handoff: { extracts: [] } }),
+        (e: unknown) => (e as { code?: string }).code === 'upsert.nothing_converted',
       );
     } finally {
       await staging.close();

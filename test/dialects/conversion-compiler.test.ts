@@ -7,7 +7,7 @@ import { duckdbConversion, duckdbDialect } from '../../src/dialects/duckdb/conve
 import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
 import { compileConversion } from '../../src/dialects/sql-dialect.js';
 import { tsqlConversion, tsqlDialect } from '../../src/dialects/tsql/conversion.js';
-import { loadConversionPlan } from '../../src/stages/convert-to-dataverse.js';
+import { loadConversionPlan } from '../../src/stages/convert-to-dataverse/conversion.js';
 
 const metadataDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'fixtures', 'metadata');
 const mapping: DataverseMapping = {

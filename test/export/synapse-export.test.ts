@@ -16,7 +16,7 @@ import { DEFAULT_SETTINGS, loadExportSettings, mergeSettings } from '../../src/e
 import type { SynapseArtifact, SynapseExport } from '../../src/export/synapse/synapse-artifacts.js';
 import { isUpToDate, runSynapseExport } from '../../src/export/synapse/synapse-export-run.js';
 import { exportSynapse } from '../../src/export/synapse/synapse-exporter.js';
-import { loadConversionPlan } from '../../src/stages/convert-to-dataverse.js';
+import { loadConversionPlan } from '../../src/stages/convert-to-dataverse/conversion.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');

@@ -10,10 +10,11 @@ import { silentLogger } from '../../src/core/log.js';
 import { definePipeline } from '../../src/core/pipeline.js';
 import { runPipeline } from '../../src/core/runner.js';
 import { openRunStaging } from '../../src/dialects/duckdb/driver.js';
-import { readSynapseLink } from '../../src/stages/read-synapse-link.js';
+import { readSynapseLink } from '../../src/stages/read-synapse-link/spec.js';
 import { stageRegistry } from '../../src/stages/registry.js';
-import { runSqlExtract } from '../../src/stages/run-sql-extract.js';
-import { type WarehouseManifest, writeParquet } from '../../src/stages/write-parquet.js';
+import { runSqlExtract } from '../../src/stages/run-sql-extract/spec.js';
+import type { WarehouseManifest } from '../../src/stages/write-parquet/run.js';
+import { writeParquet } from '../../src/stages/write-parquet/spec.js';
 import { AZURITE_ACCOUNT, type RunningAzurite, startAzurite } from '../helpers/azurite.js';
 import { FIXTURES, readParquetRows } from './helpers.js';
 

@@ -7,10 +7,10 @@ import { silentLogger } from '../../src/core/log.js';
 import { definePipeline } from '../../src/core/pipeline.js';
 import { runPipeline } from '../../src/core/runner.js';
 import { openRunStaging } from '../../src/dialects/duckdb/driver.js';
-import { readSynapseLink } from '../../src/stages/read-synapse-link.js';
+import { readSynapseLink } from '../../src/stages/read-synapse-link/spec.js';
 import { stageRegistry } from '../../src/stages/registry.js';
-import { runSqlExtract } from '../../src/stages/run-sql-extract.js';
-import { writeParquet } from '../../src/stages/write-parquet.js';
+import { runSqlExtract } from '../../src/stages/run-sql-extract/spec.js';
+import { writeParquet } from '../../src/stages/write-parquet/spec.js';
 
 const dir = process.argv[2]!;
 const config = resolveConfig({ lake: path.join(dir, 'lake'), state: path.join(dir, 'state') }, {});

@@ -5,10 +5,11 @@ import { silentLogger } from '../../src/core/log.js';
 import { definePipeline } from '../../src/core/pipeline.js';
 import { openRunStaging } from '../../src/dialects/duckdb/driver.js';
 import { alignBackfillWindows, runBackfill } from '../../src/schedule/backfill.js';
-import { readSynapseLink } from '../../src/stages/read-synapse-link.js';
+import { readSynapseLink } from '../../src/stages/read-synapse-link/spec.js';
 import { stageRegistry } from '../../src/stages/registry.js';
-import { runSqlExtract } from '../../src/stages/run-sql-extract.js';
-import { CURRENT_INDEX_FILE, type WarehouseCurrentIndex, writeParquet } from '../../src/stages/write-parquet.js';
+import { runSqlExtract } from '../../src/stages/run-sql-extract/spec.js';
+import { CURRENT_INDEX_FILE, type WarehouseCurrentIndex } from '../../src/stages/write-parquet/run.js';
+import { writeParquet } from '../../src/stages/write-parquet/spec.js';
 import { OutboundSandbox, readParquetRows } from './helpers.js';
 
 // A backfill over a range the schedule already wrote, with other window sizes, must leave each record's latest state

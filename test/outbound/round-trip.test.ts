@@ -5,9 +5,9 @@ import accountsOutbound from '../../pipelines/accounts-outbound.js';
 import { definePipeline } from '../../src/core/pipeline.js';
 import { type RunningEmulator, startEmulator } from '../../src/emulator/server.js';
 import { exportSynapseLink } from '../../src/emulator/synapse-link-export.js';
-import { readSynapseLink } from '../../src/stages/read-synapse-link.js';
-import { runSqlExtract } from '../../src/stages/run-sql-extract.js';
-import { writeParquet } from '../../src/stages/write-parquet.js';
+import { readSynapseLink } from '../../src/stages/read-synapse-link/spec.js';
+import { runSqlExtract } from '../../src/stages/run-sql-extract/spec.js';
+import { writeParquet } from '../../src/stages/write-parquet/spec.js';
 import { FIXTURES, OutboundSandbox, readParquetRows } from './helpers.js';
 
 const FOLDER = 'synapse-link/emulated';

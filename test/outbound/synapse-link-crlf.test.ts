@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { definePipeline } from '../../src/core/pipeline.js';
-import { readSynapseLink } from '../../src/stages/read-synapse-link.js';
-import { runSqlExtract } from '../../src/stages/run-sql-extract.js';
-import { writeParquet } from '../../src/stages/write-parquet.js';
+import { readSynapseLink } from '../../src/stages/read-synapse-link/spec.js';
+import { runSqlExtract } from '../../src/stages/run-sql-extract/spec.js';
+import { writeParquet } from '../../src/stages/write-parquet/spec.js';
 import { OutboundSandbox, readParquetRows } from './helpers.js';
 
 // Dataverse multi-line text typed on Windows holds CRLF, and Synapse Link writes it as is inside a quoted value.

@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { definePipeline } from '../../src/core/pipeline.js';
-import { readSynapseLink } from '../../src/stages/read-synapse-link.js';
-import { runSqlExtract } from '../../src/stages/run-sql-extract.js';
-import { type WarehouseManifest, writeParquet } from '../../src/stages/write-parquet.js';
+import { readSynapseLink } from '../../src/stages/read-synapse-link/spec.js';
+import { runSqlExtract } from '../../src/stages/run-sql-extract/spec.js';
+import type { WarehouseManifest } from '../../src/stages/write-parquet/run.js';
+import { writeParquet } from '../../src/stages/write-parquet/spec.js';
 import { OutboundSandbox, parquetSchema, readParquetRows } from './helpers.js';
 
 const FOLDER = 'synapse-link/demo';

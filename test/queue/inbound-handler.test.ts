@@ -18,10 +18,10 @@ import { type RunningEmulator, startEmulator } from '../../src/emulator/server.j
 import { type DeliveryOutcome, InboundMessageHandler } from '../../src/events/inbound-message-handler.js';
 import { listenToQueue } from '../../src/events/session-listener.js';
 import { runReplay } from '../../src/schedule/replay.js';
-import { convertToDataverse } from '../../src/stages/convert-to-dataverse.js';
-import { readParquetDeltas } from '../../src/stages/read-parquet-deltas.js';
+import { convertToDataverse } from '../../src/stages/convert-to-dataverse/spec.js';
+import { readParquetDeltas } from '../../src/stages/read-parquet-deltas/spec.js';
 import { stageRegistry } from '../../src/stages/registry.js';
-import { upsertDataverse } from '../../src/stages/upsert-dataverse.js';
+import { upsertDataverse } from '../../src/stages/upsert-dataverse/spec.js';
 
 // The listener and the batch path share the pipeline, the metadata, the emulator and the applied-versions file.
 const ROOT = path.resolve(import.meta.dirname, '../..');

@@ -13,13 +13,13 @@ import { runPipeline } from '../../src/core/runner.js';
 import { DuckDbStaging, openRunStaging } from '../../src/dialects/duckdb/driver.js';
 import { type RunningEmulator, startEmulator } from '../../src/emulator/server.js';
 import { runBackfill } from '../../src/schedule/backfill.js';
-import { convertToDataverse } from '../../src/stages/convert-to-dataverse.js';
-import { readParquetDeltas } from '../../src/stages/read-parquet-deltas.js';
-import { readSynapseLink } from '../../src/stages/read-synapse-link.js';
+import { convertToDataverse } from '../../src/stages/convert-to-dataverse/spec.js';
+import { readParquetDeltas } from '../../src/stages/read-parquet-deltas/spec.js';
+import { readSynapseLink } from '../../src/stages/read-synapse-link/spec.js';
 import { stageRegistry } from '../../src/stages/registry.js';
-import { runSqlExtract } from '../../src/stages/run-sql-extract.js';
-import { upsertDataverse } from '../../src/stages/upsert-dataverse.js';
-import { writeParquet } from '../../src/stages/write-parquet.js';
+import { runSqlExtract } from '../../src/stages/run-sql-extract/spec.js';
+import { upsertDataverse } from '../../src/stages/upsert-dataverse/spec.js';
+import { writeParquet } from '../../src/stages/write-parquet/spec.js';
 
 // Backfills over windows the scheduled runs already processed, with the real stages: nothing changes.
 const ROOT = path.resolve(import.meta.dirname, '../..');

@@ -13,10 +13,10 @@ import { runPipeline } from '../../src/core/runner.js';
 import { DuckDbStaging, openRunStaging } from '../../src/dialects/duckdb/driver.js';
 import { type RunningEmulator, startEmulator } from '../../src/emulator/server.js';
 import { planReplay, runReplay } from '../../src/schedule/replay.js';
-import { convertToDataverse } from '../../src/stages/convert-to-dataverse.js';
-import { readParquetDeltas } from '../../src/stages/read-parquet-deltas.js';
+import { convertToDataverse } from '../../src/stages/convert-to-dataverse/spec.js';
+import { readParquetDeltas } from '../../src/stages/read-parquet-deltas/spec.js';
 import { stageRegistry } from '../../src/stages/registry.js';
-import { upsertDataverse } from '../../src/stages/upsert-dataverse.js';
+import { upsertDataverse } from '../../src/stages/upsert-dataverse/spec.js';
 
 // The real inbound stages (reader, conversion, bulk upsert) against the emulator over loopback HTTP.
 const ROOT = path.resolve(import.meta.dirname, '../..');

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import type { DataverseMapping } from '../../src/core/mapping.js';
 import type { ConversionNames } from '../../src/dialects/sql-steps.js';
 import { tsqlConversion } from '../../src/dialects/tsql/conversion.js';
-import { loadConversionPlan } from '../../src/stages/convert-to-dataverse.js';
+import { loadConversionPlan } from '../../src/stages/convert-to-dataverse/conversion.js';
 
 const metadataDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'fixtures', 'metadata');
 

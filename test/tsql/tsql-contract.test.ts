@@ -13,7 +13,7 @@ import {
   tsqlIdent,
   tsqlLiteral,
 } from '../../src/dialects/tsql/staging.js';
-import { describeStaged } from '../../src/stages/convert-to-dataverse.js';
+import { describeStaged } from '../../src/stages/convert-to-dataverse/conversion.js';
 import { CASES, columnsOf, compileCase } from './tsql-cases.js';
 
 /*

@@ -140,6 +140,8 @@ const MAX_PART_TRIES = 5;
 export class BulkWriter {
   readonly #client: DataverseClient;
   readonly #table: WriterTable;
+  /** The opening of every UpsertMultiple target: `{"@odata.type":"Microsoft.Dynamics.CRM.<table>",`. */
+  readonly #targetType: string;
   readonly #options: BulkWriterOptions;
   readonly #stage: string;
   #lanes: Lane[] = [];
@@ -170,6 +172,7 @@ export class BulkWriter {
       );
     }
     this.#table = options.table;
+    this.#targetType = `{"@odata.type":${JSON.stringify(`Microsoft.Dynamics.CRM.${options.table.logicalName}`)},`;
     this.#options = options;
     this.#stage = options.stage ?? 'upsert-dataverse';
   }
@@ -535,15 +538,23 @@ export class BulkWriter {
     this.#settle([{ pending: p, outcome }]);
   }
 
-  #target(row: WriteRow): Record<string, unknown> {
-    const payload = JSON.parse(row.payload) as Record<string, unknown>;
-    return {
-      ...payload,
-      '@odata.type': `Microsoft.Dynamics.CRM.${this.#table.logicalName}`,
-      // Not percent-encoded: Microsoft's own SDK (PowerPlatform-DataverseClient-Python `_upsert_multiple`) sends the
-      // key predicate as is, and the emulator reads it that way. URL-breaking characters never get here (keySafe).
-      '@odata.id': `${this.#table.entitySet}(${row.keyPredicate})`,
-    };
+  /**
+   * The row as an UpsertMultiple target: its payload text with `@odata.type` and `@odata.id` spliced in front, so
+   * the JSON is never parsed and re-serialised per row.
+   */
+  #target(row: WriteRow): string {
+    // Not percent-encoded: Microsoft's own SDK (PowerPlatform-DataverseClient-Python `_upsert_multiple`) sends the
+    // key predicate as is, and the emulator reads it that way. URL-breaking characters never get here (keySafe).
+    const head = `${this.#targetType}"@odata.id":${JSON.stringify(`${this.#table.entitySet}(${row.keyPredicate})`)}`;
+    const body = row.payload.trimStart();
+    if (!body.startsWith('{')) {
+      throw new FerryError(
+        'dataverse.payload',
+        `The payload of \`${row.key}\` is not a JSON object (\`${body.slice(0, 40)}\`); the converted rows are damaged. Run again.`,
+      );
+    }
+    const rest = body.slice(1).trimStart();
+    return rest.startsWith('}') ? `${head}${rest}` : `${head},${rest}`;
   }
 
   #partOutcome(part: BatchResponsePart, requestPayload: unknown): RowOutcome {

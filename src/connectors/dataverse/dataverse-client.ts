@@ -296,14 +296,17 @@ export class DataverseClient {
     return true;
   }
 
-  /** `POST <set>/Microsoft.Dynamics.CRM.UpsertMultiple`; data errors come back as the response (whole request rolled back). */
+  /**
+   * `POST <set>/Microsoft.Dynamics.CRM.UpsertMultiple`; data errors come back as the response (whole request rolled
+   * back). `targets` are JSON object texts, spliced into the body as they are (no parse and re-serialise per row).
+   */
   upsertMultiple(
     entitySet: string,
-    targets: readonly unknown[],
+    targets: readonly string[],
     options: { timeoutMs?: number } = {},
   ): Promise<DataverseResponse> {
     return this.send('POST', `${entitySet}/Microsoft.Dynamics.CRM.UpsertMultiple`, {
-      body: { Targets: targets },
+      body: `{"Targets":[${targets.join(',')}]}`,
       returnDataErrors: true,
       ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
     });

@@ -1,5 +1,8 @@
 import { FerryError } from '../../core/errors.js';
-import type { PipelineDefinition, StageSpec } from '../../core/pipeline.js';
+import type { PipelineDefinition, StageSpecBase } from '../../core/pipeline.js';
+import { type ConvertToDataverseSpec, convertToDataverseKind } from '../../stages/convert-to-dataverse/spec.js';
+import type { SynapseRole } from '../../stages/stage-kind.js';
+import { STAGE_KINDS } from '../../stages/stage-spec.js';
 
 /*
  * The exporter reads the same stage specs as the runner. It depends only on the few fields it compiles, typed here
@@ -33,8 +36,8 @@ export interface MappingView {
   readonly key: readonly string[];
   readonly changeTimestamp?: string;
   readonly columns: readonly ColumnView[];
-  /** The spec as written, for the T-SQL conversion compiler. */
-  readonly spec: StageSpec;
+  /** The spec, checked, for the T-SQL conversion compiler. */
+  readonly spec: ConvertToDataverseSpec;
 }
 
 /** The Dataverse sink: `upsert-dataverse`. */
@@ -79,34 +82,42 @@ export interface OutboundView {
   readonly sink: ParquetSinkView;
 }
 
-type AnySpec = StageSpec & Record<string, unknown>;
+type AnySpec = StageSpecBase & Record<string, unknown>;
+
+/** The Synapse role a stage kind declares in its spec module; null for kinds that are not registered or declare none. */
+function roleOf(kind: string): SynapseRole | null {
+  return Object.entries(STAGE_KINDS).find(([k]) => k === kind)?.[1].synapseRole ?? null;
+}
 
 /** Reads a pipeline definition into what the exporter compiles; unknown stage kinds fail with what to do. */
 export function viewPipeline(def: PipelineDefinition): InboundView | OutboundView {
   const specs = def.stages as readonly AnySpec[];
-  const known = new Set(INBOUND_KINDS.concat(OUTBOUND_KINDS));
+  const known = Object.entries(STAGE_KINDS)
+    .filter(([, k]) => k.synapseRole !== null)
+    .map(([kind]) => kind);
   for (const s of specs) {
-    if (!known.has(s.kind)) {
+    // Each kind declares its place in an exported pipeline (its spec module's `synapseRole`); none: not exportable.
+    if (roleOf(s.kind) === null) {
       throw new FerryError(
         'export.unsupported_stage',
-        `Pipeline \`${def.name}\` has a stage of kind \`${s.kind}\` that the Synapse exporter cannot compile; supported kinds: ${[...known].join(', ')}. Remove it from the pipeline or export the other pipelines with --pipelines.`,
+        `Pipeline \`${def.name}\` has a stage of kind \`${s.kind}\` that the Synapse exporter cannot compile; supported kinds: ${known.join(', ')}. Remove it from the pipeline or export the other pipelines with --pipelines.`,
       );
     }
   }
-  const one = (kind: string): AnySpec => {
-    const found = specs.filter((s) => s.kind === kind);
+  const one = (role: SynapseRole): AnySpec => {
+    const found = specs.filter((s) => roleOf(s.kind) === role);
     if (found.length !== 1) {
       throw new FerryError(
         'export.pipeline_shape',
-        `Pipeline \`${def.name}\` has ${found.length} \`${kind}\` stages; the Synapse exporter needs exactly one in a ${def.direction} pipeline.`,
+        `Pipeline \`${def.name}\` has ${found.length} stages of role \`${role}\`${found.length ? ` (${found.map((s) => `\`${s.kind}\``).join(', ')})` : ''}; the Synapse exporter needs exactly one in a ${def.direction} pipeline.`,
       );
     }
     return found[0];
   };
   if (def.direction === 'inbound') {
-    const src = one('read-parquet-deltas');
-    const conv = one('convert-to-dataverse');
-    const up = one('upsert-dataverse');
+    const src = one('parquet-source');
+    const conv = one('conversion');
+    const up = one('upsert');
     return {
       direction: 'inbound',
       source: { folder: str(src, 'folder', def.name), pattern: optStr(src, 'pattern') ?? '*.parquet' },
@@ -117,9 +128,9 @@ export function viewPipeline(def: PipelineDefinition): InboundView | OutboundVie
       },
     };
   }
-  const src = one('read-synapse-link');
-  const extracts = specs.filter((s) => s.kind === 'run-sql-extract');
-  const sinks = specs.filter((s) => s.kind === 'write-parquet');
+  const src = one('synapse-link-source');
+  const extracts = specs.filter((s) => roleOf(s.kind) === 'extract');
+  const sinks = specs.filter((s) => roleOf(s.kind) === 'parquet-sink');
   if (sinks.length !== 1) {
     throw new FerryError(
       'export.pipeline_shape',
@@ -149,9 +160,6 @@ export function viewPipeline(def: PipelineDefinition): InboundView | OutboundVie
   };
 }
 
-const INBOUND_KINDS = ['read-parquet-deltas', 'convert-to-dataverse', 'upsert-dataverse'];
-const OUTBOUND_KINDS = ['read-synapse-link', 'run-sql-extract', 'write-parquet'];
-
 function viewMapping(spec: AnySpec, pipeline: string): MappingView {
   // The mapping may sit at the top of the spec or under `mapping` — accept both shapes.
   const m = (spec.mapping && typeof spec.mapping === 'object' ? spec.mapping : spec) as Record<string, unknown>;
@@ -175,7 +183,7 @@ function viewMapping(spec: AnySpec, pipeline: string): MappingView {
     key,
     ...(typeof m.changeTimestamp === 'string' ? { changeTimestamp: m.changeTimestamp } : {}),
     columns,
-    spec,
+    spec: convertToDataverseKind.parse({ ...m, kind: spec.kind }),
   };
 }
 

@@ -1,5 +1,4 @@
 import { FerryError } from '../../core/errors.js';
-import type { DataverseMapping } from '../../core/mapping.js';
 import { type PipelineDefinition, parseDuration } from '../../core/pipeline.js';
 import { loadMetadata } from '../../core/table-metadata.js';
 import { keymapTargetsOf } from '../../dialects/sql-dialect.js';
@@ -15,7 +14,7 @@ import {
 } from '../../dialects/sql-steps.js';
 import { STATE_SCHEMA, tsqlIdent, tsqlLiteral } from '../../dialects/tsql/staging.js';
 import { tsqlSteps } from '../../dialects/tsql/steps.js';
-import { loadConversionPlan } from '../../stages/convert-to-dataverse.js';
+import { loadConversionPlan } from '../../stages/convert-to-dataverse/conversion.js';
 import type { SynapseExportSettings } from './export-settings.js';
 import { type InboundView, type OutboundView, viewPipeline } from './stage-views.js';
 import { type GeneratedFile, NAMES, type SynapseArtifact, type SynapseExport, snake } from './synapse-artifacts.js';
@@ -485,7 +484,7 @@ async function inboundPipeline(
   const base = snake(def.name);
   const table = view.upsert.table;
   // The same plan the local runner converts with: one definition, two executors.
-  const plan = await loadConversionPlan(view.mapping.spec as unknown as DataverseMapping, options.metadataDir);
+  const plan = await loadConversionPlan(view.mapping.spec, options.metadataDir);
   const names: ConversionNames = {
     prefix: STAGING_PREFIX,
     staged: { schema: '', table: `${STAGING_PREFIX}${base}_staged` },

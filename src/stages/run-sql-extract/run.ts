@@ -1,76 +1,16 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { FerryError, UsageError } from '../core/errors.js';
-import type { StageSpec } from '../core/pipeline.js';
-import type { StageContext, StageImpl } from '../core/stage.js';
-import { duckIdent } from '../dialects/duckdb/driver.js';
-import { defaultExtractSql, latestViewName } from '../dialects/duckdb/extract.js';
-import { type StagedSynapseLink, SYNAPSE_LINK_SHARED_KEY } from './read-synapse-link.js';
-
-/** The `run-sql-extract` stage spec (plain data). */
-export interface RunSqlExtractSpec extends StageSpec {
-  readonly kind: 'run-sql-extract';
-  /** The staged table the extract is about (skipped when the window did not stage it). */
-  readonly table: string;
-  /**
-   * `default` (latest `versionnumber` per `Id`, tie-broken by `SinkModifiedOn`, `IsDelete` rows kept as deletes) or a
-   * path to a `.sql` file holding one SELECT over the staged views (`account`, `OptionsetMetadata`, ...).
-   */
-  readonly query: string;
-  /** Name of the result (the warehouse folder). Default: the table name. */
-  readonly output?: string;
-  /** Boolean column of the result that marks deletes. Default `IsDelete`; absent in the result = no deletes. */
-  readonly deleteColumn?: string;
-}
-
-/** `ctx.shared` key listing the extract results for the writer: {@link ExtractResult}[]. */
-export const EXTRACT_SHARED_KEY = 'extracts';
-
-/** One extract result handed to the writer. */
-export interface ExtractResult {
-  readonly output: string;
-  readonly table: string;
-  /** Staging table holding the result. */
-  readonly relation: string;
-  readonly deleteColumn: string | null;
-  readonly sourceFolders: readonly string[];
-  /** True when the relation's row order is deterministic (the default extract), so the writer need not sort. */
-  readonly ordered: boolean;
-}
-
-/**
- * Runs one extract query over the staged window in DuckDB and keeps the result for the writer.
- *
- * @example
- * runSqlExtract({ table: 'account', query: 'default' })
- * runSqlExtract({ table: 'account', query: 'sql/extract/account-with-labels.sql', output: 'account_labelled' })
- */
-export function runSqlExtract(options: {
-  table: string;
-  query?: string;
-  output?: string;
-  deleteColumn?: string;
-}): RunSqlExtractSpec {
-  const query = options.query ?? 'default';
-  if (query !== 'default' && !query.endsWith('.sql')) {
-    throw new UsageError(
-      `Extract query \`${query}\` must be \`default\` or a path to a \`.sql\` file (e.g. \`sql/extract/account-with-labels.sql\`).`,
-    );
-  }
-  return {
-    kind: 'run-sql-extract',
-    table: options.table,
-    query,
-    ...(options.output ? { output: options.output } : {}),
-    ...(options.deleteColumn ? { deleteColumn: options.deleteColumn } : {}),
-  };
-}
+import { FerryError, UsageError } from '../../core/errors.js';
+import type { StageContext, StageImpl } from '../../core/stage.js';
+import { duckIdent } from '../../dialects/duckdb/driver.js';
+import { defaultExtractSql, latestViewName } from '../../dialects/duckdb/extract.js';
+import { RUN_SQL_EXTRACT, type RunSqlExtractSpec } from './spec.js';
 
 /** Runs the extract; see {@link runSqlExtract}. */
 export const runSqlExtractStage: StageImpl<RunSqlExtractSpec> = {
-  kind: 'run-sql-extract',
+  kind: RUN_SQL_EXTRACT,
   async run(spec, ctx) {
-    const staged = ctx.shared.get(SYNAPSE_LINK_SHARED_KEY) as StagedSynapseLink | undefined;
+    const staged = ctx.handoff.synapseLink;
     if (!staged) {
       throw new FerryError(
         'extract.nothing_staged',
@@ -117,18 +57,18 @@ export const runSqlExtractStage: StageImpl<RunSqlExtractSpec> = {
         `Extract \`${output}\` column \`${del.name}\` is \`${del.type}\`, not BOOLEAN; the writer routes deletes on it. Cast it in the query.`,
       );
     }
-    const results = (ctx.shared.get(EXTRACT_SHARED_KEY) as ExtractResult[] | undefined) ?? [];
-    ctx.shared.set(EXTRACT_SHARED_KEY, [
-      ...results.filter((r) => r.output !== output),
-      {
-        output,
-        table: spec.table,
-        relation,
-        deleteColumn: del?.name ?? null,
-        sourceFolders: table.sourceFolders,
-        ordered: spec.query === 'default',
-      },
-    ]);
+    // One result per output: a later extract of the same output replaces the earlier one.
+    const extracts = ctx.handoff.extracts;
+    const earlier = extracts.findIndex((r) => r.output === output);
+    if (earlier >= 0) extracts.splice(earlier, 1);
+    extracts.push({
+      output,
+      table: spec.table,
+      relation,
+      deleteColumn: del?.name ?? null,
+      sourceFolders: table.sourceFolders,
+      ordered: spec.query === 'default',
+    });
   },
 };
 

@@ -1,47 +1,14 @@
 import fs from 'node:fs/promises';
-import path from 'node:path';
-import { FerryError } from '../core/errors.js';
-import { killPoint } from '../core/kill-points.js';
-import { lakeJoin } from '../core/lake.js';
-import { asList, type ColumnSpec, isPerRowLookup, type LookupKeySpec } from '../core/mapping.js';
-import type { PipelineDefinition, StageSpec } from '../core/pipeline.js';
-import type { PlanContext, StageContext, StageImpl } from '../core/stage.js';
-import { LINEAGE_COLUMNS, STAGING_TABLES } from '../core/staging-contract.js';
-import { HELD_BACK_ITEMS, type RunWindow, type WindowItem } from '../core/window.js';
-import { duckIdent, duckLiteral } from '../dialects/duckdb/driver.js';
-
-export interface ReadParquetDeltasSpec extends StageSpec {
-  readonly kind: 'read-parquet-deltas';
-  /** Lake folder the delta files arrive in (searched recursively), e.g. `inbound/accounts`. */
-  readonly folder: string;
-  /** File names to take. Default `*.parquet`. */
-  readonly pattern: string;
-  /**
-   * Source columns the pipeline needs. Default: every column the pipeline's convert stage reads. A file lacking one
-   * is held back with a clear reject; extra columns are ignored with a warning.
-   */
-  readonly columns?: readonly string[];
-}
-
-/**
- * Discovers new Parquet delta files under a lake folder and makes them the `staged` view (read set-based by the
- * next stage), with lineage (run id, file, row number) on every row.
- *
- * @example
- * readParquetDeltas({ folder: 'inbound/accounts' })
- */
-export function readParquetDeltas(options: {
-  folder: string;
-  pattern?: string;
-  columns?: readonly string[];
-}): ReadParquetDeltasSpec {
-  return {
-    kind: 'read-parquet-deltas',
-    folder: options.folder,
-    pattern: options.pattern ?? '*.parquet',
-    ...(options.columns ? { columns: [...options.columns] } : {}),
-  };
-}
+import { FerryError } from '../../core/errors.js';
+import { killPoint } from '../../core/kill-points.js';
+import { lakeJoin } from '../../core/lake.js';
+import type { PlanContext, StageContext, StageImpl } from '../../core/stage.js';
+import type { StageHandoff } from '../../core/stage-handoff.js';
+import { LINEAGE_COLUMNS, STAGING_TABLES } from '../../core/staging-contract.js';
+import type { RunWindow, WindowItem } from '../../core/window.js';
+import { duckIdent, duckLiteral } from '../../dialects/duckdb/driver.js';
+import { sourceColumnsOf } from '../stage-spec.js';
+import { READ_PARQUET_DELTAS, type ReadParquetDeltasSpec } from './spec.js';
 
 /** Compiles a `*`/`?` glob on file names into a RegExp. */
 function globToRegExp(glob: string): RegExp {
@@ -63,31 +30,6 @@ export function fileTimestamp(name: string, modifiedMs: number): string {
     if (!Number.isNaN(Date.parse(iso))) return iso;
   }
   return new Date(modifiedMs).toISOString();
-}
-
-/** The source columns a pipeline's convert stage reads (mapping `from`, `tableFrom`, `changeTimestamp`). */
-export function sourceColumnsOf(pipeline: PipelineDefinition): string[] {
-  const out = new Set<string>();
-  for (const stage of pipeline.stages) {
-    const spec = stage as unknown as { changeTimestamp?: string; columns?: Record<string, unknown> };
-    if (stage.kind !== 'convert-to-dataverse' || !spec.columns) continue;
-    if (spec.changeTimestamp) out.add(spec.changeTimestamp);
-    for (const value of Object.values(spec.columns)) {
-      if (typeof value === 'string') out.add(value);
-      else if (value && typeof value === 'object') {
-        const v = value as ColumnSpec;
-        for (const c of asList(v.from)) out.add(c);
-        if (v.lookup && isPerRowLookup(v.lookup)) {
-          out.add(v.lookup.tableFrom);
-          for (const key of Object.values(v.lookup.keys)) {
-            if (key && typeof key === 'object' && !Array.isArray(key))
-              for (const c of asList((key as LookupKeySpec).from)) out.add(c);
-          }
-        }
-      }
-    }
-  }
-  return [...out];
 }
 
 async function plan(spec: ReadParquetDeltasSpec, ctx: PlanContext): Promise<RunWindow> {
@@ -122,8 +64,11 @@ async function run(spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<void
   const wanted = spec.columns ? [...spec.columns] : sourceColumnsOf(ctx.pipeline);
   const lineage = new Set<string>(LINEAGE_COLUMNS);
   const table = duckIdent(STAGING_TABLES.staged);
-  const heldBack = (ctx.shared.get(HELD_BACK_ITEMS) as Set<string> | undefined) ?? new Set<string>();
-  ctx.shared.set(HELD_BACK_ITEMS, heldBack);
+  let heldBack = 0;
+  const holdBack = (file: string, reason: string, message: string) => {
+    heldBack += 1;
+    ctx.holdBack(file, { stage: READ_PARQUET_DELTAS, reason, message });
+  };
 
   // Pass 1: read each file's schema (Parquet footers only) and hold back the files that cannot be used.
   const files: Array<{ item: WindowItem; index: number; sql: string; columns: Map<string, string> }> = [];
@@ -140,8 +85,6 @@ async function run(spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<void
       );
     } catch (error) {
       holdBack(
-        ctx,
-        heldBack,
         item.id,
         'file.corrupt',
         `Delta file \`${item.id}\` cannot be read as Parquet (${firstLine(error)}); it was skipped and will be tried again next run. Replace the file or remove it from the folder.`,
@@ -151,8 +94,6 @@ async function run(spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<void
     const reserved = [...columns.keys()].find((c) => lineage.has(c));
     if (reserved) {
       holdBack(
-        ctx,
-        heldBack,
         item.id,
         'file.reserved_column',
         `Delta file \`${item.id}\` has a column named \`${reserved}\`, which ferry reserves for lineage; rename it at the source.`,
@@ -162,8 +103,6 @@ async function run(spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<void
     const missing = wanted.filter((c) => !columns.has(c));
     if (missing.length) {
       holdBack(
-        ctx,
-        heldBack,
         item.id,
         'file.missing_column',
         `Delta file \`${item.id}\` lacks mapped column(s) ${missing.map((m) => `\`${m}\``).join(', ')}; the file was skipped and will be tried again next run. Fix the extract or the mapping.`,
@@ -189,9 +128,9 @@ async function run(spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<void
   // `staged` is a view over the files, not a copy: a copy held every row in memory for the whole run (~380 MB per
   // million rows of the bench's accounts) and cost a pass of its own; the conversion reads the files directly. Row
   // counts come from the Parquet footers. Decoding every page here as well would read each file twice, so a file
-  // whose pages cannot be decoded is found when a later stage reads `staged` and fails: that stage calls the
-  // validator this stage leaves in `ctx.shared` (STAGED_VALIDATOR), which decodes each file, holds back the bad ones
-  // and rebuilds the view, and then tries again.
+  // whose pages cannot be decoded is found when a later stage reads `staged` and fails (`StagedInputUnreadable`):
+  // the runner then calls this stage's `repair`, which decodes each file, holds back the bad ones and rebuilds the
+  // view, and runs that stage again.
   const loadedFiles: Array<{ id: string; part: string; decode: string; rows: number }> = [];
   for (const file of files) {
     if (ctx.signal.aborted) {
@@ -208,8 +147,6 @@ async function run(spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<void
       loaded = Number(row!.n);
     } catch (error) {
       holdBack(
-        ctx,
-        heldBack,
         file.item.id,
         'file.corrupt',
         `Delta file \`${file.item.id}\` could not be loaded (${firstLine(error)}); it was skipped and will be tried again next run.`,
@@ -240,52 +177,58 @@ async function run(spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<void
     await ctx.staging.run(`CREATE VIEW ${table} AS\n${parts.join('\nUNION ALL\n')}`);
   };
   await createView();
-  const countFiles = () => {
-    ctx.metrics.filesLoaded = loadedFiles.length;
-    ctx.metrics.filesHeldBack = heldBack.size;
-  };
-  const validate: StagedValidator = async () => {
-    let removed = 0;
-    for (const file of [...loadedFiles]) {
-      try {
-        await ctx.staging.all(file.decode);
-      } catch (error) {
-        loadedFiles.splice(loadedFiles.indexOf(file), 1);
-        ctx.counts.read -= file.rows;
-        ctx.counts.staged -= file.rows;
-        removed += 1;
-        holdBack(
-          ctx,
-          heldBack,
-          file.id,
-          'file.corrupt',
-          `Delta file \`${file.id}\` could not be decoded (${firstLine(error)}); it was skipped and will be tried again next run.`,
-        );
-      }
-    }
-    if (removed) await createView();
-    countFiles();
-    return removed;
-  };
-  ctx.shared.set(STAGED_VALIDATOR, validate);
-  countFiles();
+  const staged: StagedFiles = { loaded: loadedFiles, heldBack, createView };
+  stagedFiles.set(ctx.handoff, staged);
+  countFiles(ctx, staged);
+  ctx.handoff.staged = { relation: STAGING_TABLES.staged, producer: READ_PARQUET_DELTAS };
 
   // Keep the staged rows of a run with rejects, so `ferry replay` can rebuild the same requests later.
   ctx.onCommit(async () => {
     if (ctx.counts.rejected === 0) return;
-    const target = path.join(ctx.runDir, 'staged.parquet');
+    const target = ctx.runFolder.stagedInputFile;
     await ctx.staging.run(`COPY ${table} TO ${duckLiteral(`${target}.tmp`)} (FORMAT PARQUET, COMPRESSION zstd)`);
     await fs.rename(`${target}.tmp`, target);
   });
 }
 
-/**
- * `ctx.shared` key of the function a stage calls when reading `staged` failed: it decodes every delta file, holds
- * back those that cannot be decoded, rebuilds `staged` without them and returns how many it removed (0: the failure
- * was not a bad file, so the caller should rethrow).
- */
-export const STAGED_VALIDATOR = 'staged.validate';
-export type StagedValidator = () => Promise<number>;
+/** The files a run staged, kept for `repair` (per run: keyed by the run's handoff object). */
+interface StagedFiles {
+  readonly loaded: Array<{ id: string; part: string; decode: string; rows: number }>;
+  heldBack: number;
+  readonly createView: () => Promise<void>;
+}
+const stagedFiles = new WeakMap<StageHandoff, StagedFiles>();
+
+function countFiles(ctx: StageContext, staged: StagedFiles): void {
+  ctx.metrics.filesLoaded = staged.loaded.length;
+  ctx.metrics.filesHeldBack = staged.heldBack;
+}
+
+/** Decodes every staged file, holds back those that cannot be decoded and rebuilds `staged` without them. */
+async function repair(_spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<number> {
+  const staged = stagedFiles.get(ctx.handoff);
+  if (!staged) return 0;
+  let removed = 0;
+  for (const file of [...staged.loaded]) {
+    try {
+      await ctx.staging.all(file.decode);
+    } catch (error) {
+      staged.loaded.splice(staged.loaded.indexOf(file), 1);
+      ctx.counts.read -= file.rows;
+      ctx.counts.staged -= file.rows;
+      removed += 1;
+      staged.heldBack += 1;
+      ctx.holdBack(file.id, {
+        stage: READ_PARQUET_DELTAS,
+        reason: 'file.corrupt',
+        message: `Delta file \`${file.id}\` could not be decoded (${firstLine(error)}); it was skipped and will be tried again next run.`,
+      });
+    }
+  }
+  if (removed) await staged.createView();
+  countFiles(ctx, staged);
+  return removed;
+}
 
 /** Drops an earlier `staged` (a table, e.g. left by a replay source, or this stage's view) so the view can be made. */
 async function dropStaged(ctx: StageContext): Promise<void> {
@@ -331,17 +274,10 @@ function firstLine(error: unknown): string {
   return (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
 }
 
-/**
- * A file that cannot be used is recorded in the error store (so `ferry rejects` shows it) but not counted as a
- * rejected row: its rows were never read, and the file is tried again next run.
- */
-function holdBack(ctx: StageContext, heldBack: Set<string>, file: string, reason: string, message: string): void {
-  heldBack.add(file);
-  ctx.log.warn(message, { file, reason });
-  ctx.state.addRejects(ctx.runId, ctx.pipeline.name, [
-    { stage: 'read-parquet-deltas', reason, message, sourceFile: file, rowNumber: null, key: null },
-  ]);
-}
-
 /** The `read-parquet-deltas` stage. */
-export const readParquetDeltasStage: StageImpl<ReadParquetDeltasSpec> = { kind: 'read-parquet-deltas', plan, run };
+export const readParquetDeltasStage: StageImpl<ReadParquetDeltasSpec> = {
+  kind: READ_PARQUET_DELTAS,
+  plan,
+  run,
+  repair,
+};

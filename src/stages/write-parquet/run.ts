@@ -1,38 +1,18 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
-import { openLake } from '../connectors/lake/open-lake.js';
-import { isUrlLocation } from '../core/config.js';
-import { FerryError, UsageError } from '../core/errors.js';
-import { killPoint } from '../core/kill-points.js';
-import { type Lake, lakeJoin } from '../core/lake.js';
-import type { PipelineDefinition, StageSpec } from '../core/pipeline.js';
-import type { StageContext, StageImpl } from '../core/stage.js';
-import type { RunWindow } from '../core/window.js';
-import { duckIdent, duckLiteral } from '../dialects/duckdb/driver.js';
-import { EXTRACT_SHARED_KEY, type ExtractResult, type RunSqlExtractSpec } from './run-sql-extract.js';
-
-/** How deletes reach the warehouse: a flag column on the rows, or their own file. */
-export const DELETE_MODES = ['flag-column', 'separate-file'] as const;
-/** One of {@link DELETE_MODES}. */
-export type DeleteMode = (typeof DELETE_MODES)[number];
-/** How GUID columns are written: as text, or as Parquet UUID. */
-export const UUID_MODES = ['string', 'uuid'] as const;
-/** One of {@link UUID_MODES}. */
-export type UuidMode = (typeof UUID_MODES)[number];
-
-/** The `write-parquet` stage spec (plain data). */
-export interface WriteParquetSpec extends StageSpec {
-  readonly kind: 'write-parquet';
-  /** `warehouse` writes under the configured warehouse root (`--warehouse`, default `<lake>/warehouse`). */
-  readonly target: 'warehouse';
-  /** Deletes as rows with the delete column true (`flag-column`) or in their own `deletes-*.parquet` file. */
-  readonly deletes: DeleteMode;
-  /** `string` writes GUIDs as text (what Spark and Synapse serverless read without help); `uuid` keeps Parquet UUID. */
-  readonly uuidAs: UuidMode;
-  /** Parquet compression. Default `snappy` (what Spark and Synapse write by default). */
-  readonly compression: 'zstd' | 'snappy' | 'gzip' | 'uncompressed';
-}
+import { openLake } from '../../connectors/lake/open-lake.js';
+import { isUrlLocation } from '../../core/config.js';
+import { FerryError, UsageError } from '../../core/errors.js';
+import { killPoint } from '../../core/kill-points.js';
+import { type Lake, lakeJoin } from '../../core/lake.js';
+import type { PipelineDefinition } from '../../core/pipeline.js';
+import type { StageContext, StageImpl } from '../../core/stage.js';
+import type { ExtractResult } from '../../core/stage-handoff.js';
+import type { RunWindow } from '../../core/window.js';
+import { duckIdent, duckLiteral } from '../../dialects/duckdb/driver.js';
+import { RUN_SQL_EXTRACT, runSqlExtractKind } from '../run-sql-extract/spec.js';
+import { type DeleteMode, type UuidMode, WRITE_PARQUET, type WriteParquetSpec } from './spec.js';
 
 /** The manifest file of a window folder; present only once the window is complete. */
 export const MANIFEST_FILE = '_manifest.json';
@@ -93,40 +73,6 @@ export interface WarehouseManifest {
 }
 
 /**
- * Writes each extract result as Parquet for the warehouse: `<warehouse>/<table>/<window>/part-00000.parquet`
- * (plus `deletes-00000.parquet` with `deletes: 'separate-file'`) and then `_manifest.json`. Files go to a temporary
- * folder that is renamed into place before the manifest is written, so a window without a manifest is incomplete;
- * the same window always gives the same file names and bytes, so a repeated run replaces them with equal files.
- * Last, `<table>/_current.json` names the window in place of the current windows whose input it covers, whose
- * folders are then deleted: readers take the files the index lists (README, Warehouse layout).
- *
- * @example
- * writeParquet({ target: 'warehouse', deletes: 'flag-column', uuidAs: 'string' })
- */
-export function writeParquet(
-  options: {
-    target?: 'warehouse';
-    deletes?: DeleteMode;
-    uuidAs?: UuidMode;
-    compression?: WriteParquetSpec['compression'];
-  } = {},
-): WriteParquetSpec {
-  const deletes = options.deletes ?? 'flag-column';
-  const uuidAs = options.uuidAs ?? 'string';
-  if (!(DELETE_MODES as readonly string[]).includes(deletes))
-    throw new UsageError(`writeParquet deletes \`${deletes}\` is not known; use ${DELETE_MODES.join(' or ')}.`);
-  if (!(UUID_MODES as readonly string[]).includes(uuidAs))
-    throw new UsageError(`writeParquet uuidAs \`${uuidAs}\` is not known; use ${UUID_MODES.join(' or ')}.`);
-  return {
-    kind: 'write-parquet',
-    target: options.target ?? 'warehouse',
-    deletes,
-    uuidAs,
-    compression: options.compression ?? 'snappy',
-  };
-}
-
-/**
  * The folder name of a window — the one naming rule for warehouse window folders, which every executor of the
  * pipeline definitions must follow: the window's single input item, or `<first item>_<last item>`, with `:` → `.`,
  * `/` and `\` → `-`, `@` → `-v` (safe on every file system). For Synapse Link CSV the items are the timestamp
@@ -140,9 +86,9 @@ export function windowFolderName(window: RunWindow): string {
 
 /** Writes the extract results; see {@link writeParquet}. */
 export const writeParquetStage: StageImpl<WriteParquetSpec> = {
-  kind: 'write-parquet',
+  kind: WRITE_PARQUET,
   async run(spec, ctx) {
-    const results = (ctx.shared.get(EXTRACT_SHARED_KEY) as ExtractResult[] | undefined) ?? [];
+    const results = ctx.handoff.extracts;
     const store = warehouseStore(ctx);
     for (const result of results) await writeOne(spec, ctx, store, result);
   },
@@ -406,10 +352,11 @@ export async function currentWindowSpans(
   def: PipelineDefinition,
   ctx: Pick<StageContext, 'config' | 'lake'>,
 ): Promise<Array<{ readonly first: string; readonly last: string }>> {
-  if (!def.stages.some((s) => s.kind === 'write-parquet')) return [];
+  if (!def.stages.some((s) => s.kind === WRITE_PARQUET)) return [];
   const store = warehouseStore(ctx);
   const outputs = def.stages
-    .filter((s): s is RunSqlExtractSpec => s.kind === 'run-sql-extract')
+    .filter((s) => s.kind === RUN_SQL_EXTRACT)
+    .map((s) => runSqlExtractKind.parse(s))
     .map((s) => s.output ?? s.table);
   const spans: Array<{ first: string; last: string }> = [];
   for (const output of new Set(outputs)) {

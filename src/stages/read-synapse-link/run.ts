@@ -1,14 +1,19 @@
-import { type CdmAttribute, type CdmModel, findEntity, parseCdmModel } from '../connectors/synapse-link/cdm-model.js';
-import { latestDeltaVersion, readDeltaSnapshot } from '../connectors/synapse-link/delta-log.js';
-import { isSelected, type ListedFolder, planFolders } from '../connectors/synapse-link/folder-plan.js';
-import { timestampFolder } from '../connectors/synapse-link/timestamp-folder.js';
-import { FerryError, UsageError } from '../core/errors.js';
-import type { Lake, LakeEntry } from '../core/lake.js';
-import { lakeJoin } from '../core/lake.js';
-import type { StageSpec } from '../core/pipeline.js';
-import type { PlanContext, StageContext, StageImpl } from '../core/stage.js';
-import type { RunWindow, WindowItem } from '../core/window.js';
-import { duckIdent } from '../dialects/duckdb/driver.js';
+import {
+  type CdmAttribute,
+  type CdmModel,
+  findEntity,
+  parseCdmModel,
+} from '../../connectors/synapse-link/cdm-model.js';
+import { latestDeltaVersion, readDeltaSnapshot } from '../../connectors/synapse-link/delta-log.js';
+import { isSelected, type ListedFolder, planFolders } from '../../connectors/synapse-link/folder-plan.js';
+import { timestampFolder } from '../../connectors/synapse-link/timestamp-folder.js';
+import { FerryError } from '../../core/errors.js';
+import type { Lake, LakeEntry } from '../../core/lake.js';
+import { lakeJoin } from '../../core/lake.js';
+import type { PlanContext, StageContext, StageImpl } from '../../core/stage.js';
+import type { StagedSynapseLink, StagedSynapseLinkTable } from '../../core/stage-handoff.js';
+import type { RunWindow, WindowItem } from '../../core/window.js';
+import { duckIdent } from '../../dialects/duckdb/driver.js';
 import {
   type CsvFolderInput,
   CsvFolderReader,
@@ -16,97 +21,14 @@ import {
   readCheckpointActions,
   stageDeltaSnapshot,
   typedColumn,
-} from '../dialects/duckdb/synapse-link.js';
-
-/** The two Synapse Link export formats: CSV incremental folders, or Delta tables. */
-export const SYNAPSE_LINK_FORMATS = ['csv', 'delta'] as const;
-/** One of {@link SYNAPSE_LINK_FORMATS}. */
-export type SynapseLinkFormat = (typeof SYNAPSE_LINK_FORMATS)[number];
-
-/** The `read-synapse-link` stage spec (plain data). */
-export interface ReadSynapseLinkSpec extends StageSpec {
-  readonly kind: 'read-synapse-link';
-  /** Lake folder of the Synapse Link container, e.g. `synapse-link/dataverse-demo`. */
-  readonly folder: string;
-  readonly format: SynapseLinkFormat;
-  /** Dataverse tables (logical names) to read. */
-  readonly tables: readonly string[];
-  /** Largest number of timestamp folders one run takes (CSV). Default: all completed ones. */
-  readonly maxFolders?: number;
-  /**
-   * Delta: `snapshot` stages every live row of the new version; `changes` only the rows of live files added after
-   * the last processed version (a superset of the changed rows: a MERGE rewrites whole files). Default `snapshot`.
-   */
-  readonly deltaMode?: DeltaMode;
-}
-
-/** How a Delta window is read; see {@link ReadSynapseLinkSpec.deltaMode}. */
-export const DELTA_MODES = ['snapshot', 'changes'] as const;
-/** One of {@link DELTA_MODES}. */
-export type DeltaMode = (typeof DELTA_MODES)[number];
-
-/**
- * `ctx.shared` key under which this stage describes what it staged: {@link StagedSynapseLink}.
- * Each table is a view named after the table (`account`), with typed columns plus `__folder` (timestamp folder or
- * `delta@<version>`) and `__source_file` (lake path); choice labels are the views `OptionsetMetadata`,
- * `GlobalOptionsetMetadata`, `StateMetadata`, `StatusMetadata`, `TargetMetadata`.
- */
-export const SYNAPSE_LINK_SHARED_KEY = 'synapse-link';
-
-/** One staged table, as the extract stage finds it. */
-export interface StagedSynapseLinkTable {
-  readonly table: string;
-  /** The view extract SQL reads. */
-  readonly relation: string;
-  /** The table behind the view (typed rows plus internal `__` columns); its insertion order is folder, file, line. */
-  readonly stagedTable: string;
-  readonly rows: number;
-  readonly columns: ReadonlyArray<{ readonly name: string; readonly sqlType: string }>;
-  readonly sourceFolders: readonly string[];
-}
-
-/** Everything the stage staged in this run. */
-export interface StagedSynapseLink {
-  readonly format: SynapseLinkFormat;
-  readonly tables: readonly StagedSynapseLinkTable[];
-}
-
-/**
- * Reads a Synapse Link for Dataverse export: the completed incremental timestamp folders (CSV + each folder's
- * `model.json`; also the non-incremental layout with table folders at the root), or `deltalake/<table>_partitioned`
- * Delta tables. Rows are staged set-based in DuckDB and typed from the CDM types.
- *
- * @example
- * readSynapseLink({ folder: 'synapse-link/dataverse-demo', format: 'csv', tables: ['account'] })
- */
-export function readSynapseLink(options: {
-  folder: string;
-  format?: SynapseLinkFormat;
-  tables: readonly string[];
-  maxFolders?: number;
-  deltaMode?: DeltaMode;
-}): ReadSynapseLinkSpec {
-  const format = options.format ?? 'csv';
-  if (!(SYNAPSE_LINK_FORMATS as readonly string[]).includes(format)) {
-    throw new UsageError(`Synapse Link format \`${format}\` is not known; use \`csv\` or \`delta\`.`);
-  }
-  if (options.tables.length === 0)
-    throw new UsageError(`readSynapseLink for \`${options.folder}\` names no tables; list at least one.`);
-  return {
-    kind: 'read-synapse-link',
-    folder: options.folder,
-    format,
-    tables: [...options.tables],
-    ...(options.maxFolders === undefined ? {} : { maxFolders: options.maxFolders }),
-    ...(options.deltaMode === undefined ? {} : { deltaMode: options.deltaMode }),
-  };
-}
+} from '../../dialects/duckdb/synapse-link.js';
+import { READ_SYNAPSE_LINK, type ReadSynapseLinkSpec } from './spec.js';
 
 const ROOT_ITEM = 'root';
 
 /** Plans and stages a Synapse Link export; see {@link readSynapseLink}. */
 export const readSynapseLinkStage: StageImpl<ReadSynapseLinkSpec> = {
-  kind: 'read-synapse-link',
+  kind: READ_SYNAPSE_LINK,
 
   async plan(spec, ctx) {
     return spec.format === 'delta' ? planDelta(spec, ctx) : planCsv(spec, ctx);
@@ -115,7 +37,7 @@ export const readSynapseLinkStage: StageImpl<ReadSynapseLinkSpec> = {
   async run(spec, ctx) {
     await ctx.staging.run(`SET TimeZone = 'UTC'`);
     const staged = spec.format === 'delta' ? await runDelta(spec, ctx) : await runCsv(spec, ctx);
-    ctx.shared.set(SYNAPSE_LINK_SHARED_KEY, staged);
+    ctx.handoff.synapseLink = staged;
   },
 };
 
