@@ -77,13 +77,6 @@ const RULES: ReadonlyArray<{ readonly from: Part; readonly forbidden: readonly P
   },
 ];
 
-/**
- * Imports that break a rule today and that another change in flight removes, each with who removes it. The list can
- * only shrink: an entry that no longer occurs fails the test, so it is deleted when its import goes.
- */
-const PENDING_ELSEWHERE: ReadonlyArray<{ readonly file: string; readonly imports: string; readonly owner: string }> =
-  [];
-
 const SOURCE = /\.(?:ts|mts|cts|js|mjs)$/;
 const SPECIFIERS = [
   // import x from, import type { x } from, export { x } from, export * from
@@ -224,23 +217,9 @@ test('each rule fails on the import it forbids, naming file and import', () => {
 
 test('no file under src/ or pipelines/ imports across a forbidden boundary', () => {
   assert.ok(sources.size > 100, `read only ${sources.size} files; is the walk broken?`);
-  const pending = (v: Violation) => PENDING_ELSEWHERE.some((p) => p.file === v.file && p.imports === v.imports);
-  const found = violationsIn(sources)
-    .filter((v) => !pending(v))
-    .map((v) => v.message);
+  const found = violationsIn(sources).map((v) => v.message);
   assert.deepEqual(found, [], 'move the code to the part that may import it (see the folder READMEs)');
 });
-
-test('PENDING_ELSEWHERE only lists imports that still occur (the list only shrinks)', () => {
-  const found = violationsIn(sources);
-  const gone = PENDING_ELSEWHERE.filter((p) => !found.some((v) => v.file === p.file && v.imports === p.imports)).map(
-    (p) => `${p.file} → ${p.imports} (${p.owner})`,
-  );
-  assert.deepEqual(gone, [], 'these imports are gone: delete their PENDING_ELSEWHERE entries');
-});
-
-/** Folders whose README another change in flight adds, with who adds it; the list only shrinks, like the one above. */
-const README_PENDING_ELSEWHERE: ReadonlyArray<{ readonly folder: string; readonly owner: string }> = [];
 
 /**
  * Every folder directly under `src/` has a README; a deeper folder with more than two source files has one too, or
@@ -266,15 +245,5 @@ function foldersWithoutReadme(): string[] {
 }
 
 test('every folder under src/ has a README (what lives there, what it may import, where the next one goes)', () => {
-  const missing = foldersWithoutReadme();
-  const pending = new Set(README_PENDING_ELSEWHERE.map((p) => p.folder));
-  assert.deepEqual(
-    missing.filter((f) => !pending.has(f)),
-    [],
-    'add a short README.md to these folders',
-  );
-  const gone = README_PENDING_ELSEWHERE.filter((p) => !missing.includes(p.folder)).map(
-    (p) => `${p.folder} (${p.owner})`,
-  );
-  assert.deepEqual(gone, [], 'these folders have a README now: delete their README_PENDING_ELSEWHERE entries');
+  assert.deepEqual(foldersWithoutReadme(), [], 'add a short README.md to these folders');
 });

@@ -33,18 +33,6 @@ const NOT_FOR_STATUS = [
   'rhea',
 ];
 
-/**
- * Packages `status` still loads because of a change in flight elsewhere, with who removes them. The list can only
- * shrink: an entry no longer loaded fails the test, so it is deleted when the load goes.
- */
-const PENDING_ELSEWHERE: ReadonlyArray<{ readonly pkg: string; readonly why: string; readonly owner: string }> = [
-  {
-    pkg: '@duckdb/node-api',
-    why: 'pipeline files import the stage modules that run the stages; they will import the spec modules',
-    owner: 'arch-stages',
-  },
-];
-
 /** Runs ferry in a child process and returns the repository-relative files and the packages it resolved. */
 function modulesOf(args: readonly string[]): {
   code: number;
@@ -113,9 +101,6 @@ test('ferry status loads none of the SDKs it has no use for', () => {
     [],
     'status imports another command module',
   );
-  const pending = new Set(PENDING_ELSEWHERE.map((p) => p.pkg));
-  const loaded = NOT_FOR_STATUS.filter((pkg) => packages.has(pkg) && !pending.has(pkg));
+  const loaded = NOT_FOR_STATUS.filter((pkg) => packages.has(pkg));
   assert.deepEqual(loaded, [], 'import these where they are used (a dynamic import, or the command that needs them)');
-  const gone = PENDING_ELSEWHERE.filter((p) => !packages.has(p.pkg)).map((p) => `${p.pkg} (${p.owner})`);
-  assert.deepEqual(gone, [], 'status no longer loads these: delete their PENDING_ELSEWHERE entries');
 });
