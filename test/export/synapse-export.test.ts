@@ -160,7 +160,7 @@ describe('export synapse: artifacts', () => {
     );
   });
 
-  test('triggers: schedule every 15 minutes in dependency order; tumbling 15-minute backfill windows with self-dependency', () => {
+  test('triggers: schedule every 15 minutes in dependency order; bounded tumbling 15-minute backfill windows after their parents', () => {
     const sched = find('trigger', 'tr_ferry_every_15m');
     assert.deepEqual((sched.properties.typeProperties as any).recurrence, {
       frequency: 'Minute',
@@ -180,12 +180,12 @@ describe('export synapse: artifacts', () => {
     assert.equal(tw.typeProperties.interval, 15);
     assert.equal(tw.typeProperties.maxConcurrency, DEFAULT_SETTINGS.backfillMaxConcurrency);
     assert.deepEqual(tw.typeProperties.retryPolicy, { count: 2, intervalInSeconds: 120 });
-    assert.deepEqual(tw.typeProperties.dependsOn[0], {
-      type: 'SelfDependencyTumblingWindowTriggerReference',
-      offset: '-00:15:00',
-      size: '00:15:00',
-    });
-    assert.equal(tw.typeProperties.dependsOn[1].referenceTrigger.referenceName, 'tr_accounts_inbound_backfill');
+    assert.equal(tw.typeProperties.startTime, DEFAULT_SETTINGS.backfillStartTime);
+    assert.equal(tw.typeProperties.endTime, DEFAULT_SETTINGS.backfillEndTime);
+    assert.deepEqual(
+      tw.typeProperties.dependsOn.map((d: any) => [d.type, d.referenceTrigger.referenceName]),
+      [['TumblingWindowTriggerDependencyReference', 'tr_accounts_inbound_backfill']],
+    );
     assert.deepEqual(tw.pipeline.parameters, {
       windowStart: '@trigger().outputs.windowStartTime',
       windowEnd: '@trigger().outputs.windowEndTime',

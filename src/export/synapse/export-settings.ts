@@ -38,6 +38,13 @@ export interface SynapseExportSettings {
   readonly keyVaultUrl: string;
   /** First window of the tumbling-window (backfill) triggers and start of the schedules. Fixed so output is stable. */
   readonly triggerStartTime: string;
+  /**
+   * First window of the backfill (tumbling-window) triggers. Tumbling windows cannot change `frequency`/`interval`
+   * after publish, and without an end they run every window from here on beside the schedule: they get both ends.
+   */
+  readonly backfillStartTime: string;
+  /** End of the last backfill window (exclusive); normally where the schedule (`triggerStartTime`) takes over. */
+  readonly backfillEndTime: string;
   /** Parallel windows a backfill trigger may run. Default `4`. */
   readonly backfillMaxConcurrency: number;
   /** How long after a window ends its run starts, so Synapse Link can finish writing. Default `00:05:00`. */
@@ -60,6 +67,8 @@ export const DEFAULT_SETTINGS: SynapseExportSettings = {
   dataverseSecretName: 'ferry-dataverse-client-secret',
   keyVaultUrl: 'https://ferry-kv.vault.azure.net/',
   triggerStartTime: '2026-01-01T00:00:00Z',
+  backfillStartTime: '2025-12-31T00:00:00Z',
+  backfillEndTime: '2026-01-01T00:00:00Z',
   backfillMaxConcurrency: 4,
   windowDelay: '00:05:00',
 };
@@ -106,5 +115,15 @@ export function mergeSettings(overrides: unknown, where = 'settings'): SynapseEx
       `Export setting \`sqlAuthentication\` is \`key-vault-password\` but \`sqlUserName\` or \`sqlPasswordSecretName\` is missing in \`${where}\`; set both.`,
     );
   }
+  for (const key of ['triggerStartTime', 'backfillStartTime', 'backfillEndTime'] as const) {
+    if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/.test(merged[key]) || Number.isNaN(Date.parse(merged[key])))
+      throw new UsageError(
+        `Export setting \`${key}\` is \`${merged[key]}\` in \`${where}\`; write a UTC time like \`2026-01-01T00:00:00Z\`.`,
+      );
+  }
+  if (Date.parse(merged.backfillStartTime) >= Date.parse(merged.backfillEndTime))
+    throw new UsageError(
+      `Export setting \`backfillStartTime\` (\`${merged.backfillStartTime}\`) is not before \`backfillEndTime\` (\`${merged.backfillEndTime}\`) in \`${where}\`; a backfill covers [start, end).`,
+    );
   return merged;
 }

@@ -912,9 +912,11 @@ function schedules(defs: readonly PipelineDefinition[], s: SynapseExportSettings
 }
 
 /**
- * Backfills: a TumblingWindowTrigger per pipeline (windows of `every`, at least 15 minutes), one window after the
- * other (self-dependency) so each window sees the previous one committed, and after the same window of the
- * pipelines it depends on.
+ * Backfills: a TumblingWindowTrigger per pipeline (windows of `every`, at least 15 minutes) over
+ * [backfillStartTime, backfillEndTime) — bounded, so it does not keep firing beside the schedule — each window after
+ * the same window of the pipelines it depends on. No self-dependency: windows are independent (inbound files are
+ * selected by their own window, outbound output goes to its own folder, stale versions are skipped by
+ * `applied_versions`), so one failed window does not hold back every later one; rerun it from monitoring.
  */
 function backfillTrigger(
   def: PipelineDefinition,
@@ -922,32 +924,31 @@ function backfillTrigger(
   s: SynapseExportSettings,
 ): SynapseArtifact {
   const minutes = Math.max(15, minutesOf(def));
-  const offset = `-${hhmmss(minutes)}`;
   const known = new Set(all.map((d) => d.name));
+  const parents = def.dependsOn.filter((p) => known.has(p)).sort();
   return {
     kind: 'trigger',
     name: NAMES.backfillTrigger(def.name),
     properties: {
       type: 'TumblingWindowTrigger',
-      description: `Backfill of ${def.name} in ${minutes}-minute windows; created stopped — start it (or rerun windows) to backfill. Backfill runs never move the cursor.`,
+      description: `Backfill of ${def.name} in ${minutes}-minute windows from ${s.backfillStartTime} to ${s.backfillEndTime} (settings backfillStartTime/backfillEndTime); created stopped — start it (or rerun windows) to backfill. Backfill runs never move the cursor. Frequency and interval cannot change after publish: deploy replaces the trigger when they do.`,
       annotations: [ANNOTATION, 'ferry:backfill'],
       typeProperties: {
         frequency: 'Minute',
         interval: minutes,
-        startTime: s.triggerStartTime,
+        startTime: s.backfillStartTime,
+        endTime: s.backfillEndTime,
         delay: s.windowDelay,
         maxConcurrency: s.backfillMaxConcurrency,
         retryPolicy: { count: 2, intervalInSeconds: 120 },
-        dependsOn: [
-          { type: 'SelfDependencyTumblingWindowTriggerReference', offset, size: hhmmss(minutes) },
-          ...def.dependsOn
-            .filter((p) => known.has(p))
-            .sort()
-            .map((p) => ({
-              type: 'TumblingWindowTriggerDependencyReference',
-              referenceTrigger: { referenceName: NAMES.backfillTrigger(p), type: 'TriggerReference' },
-            })),
-        ],
+        ...(parents.length
+          ? {
+              dependsOn: parents.map((p) => ({
+                type: 'TumblingWindowTriggerDependencyReference',
+                referenceTrigger: { referenceName: NAMES.backfillTrigger(p), type: 'TriggerReference' },
+              })),
+            }
+          : {}),
       },
       pipeline: {
         pipelineReference: { referenceName: NAMES.pipeline(def.name), type: 'PipelineReference' },
@@ -959,10 +960,4 @@ function backfillTrigger(
       },
     },
   };
-}
-
-function hhmmss(minutes: number): string {
-  const h = Math.floor(minutes / 60);
-  const m = minutes % 60;
-  return `${String(h).padStart(2, '0')}:${String(m).padStart(2, '0')}:00`;
 }
