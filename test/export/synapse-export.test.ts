@@ -94,7 +94,8 @@ describe('export synapse: artifacts', () => {
         key: copyOut.typeProperties.sink.alternateKeyName,
         batch: copyOut.typeProperties.sink.writeBatchSize,
       },
-      { type: 'CommonDataServiceForAppsSink', writeBehavior: 'Upsert', key: 'ferry_accountnumber_key', batch: 100 },
+      // The pipeline asks for 100; the connector doc advises 10 or fewer against throttling.
+      { type: 'CommonDataServiceForAppsSink', writeBehavior: 'Upsert', key: 'ferry_accountnumber_key', batch: 10 },
     );
     assert.equal(p.properties.concurrency, 1);
   });
@@ -249,6 +250,34 @@ describe('export synapse: artifacts', () => {
       metadataDir,
     });
     assert.deepEqual(again, out);
+  });
+});
+
+describe('export synapse: columns the Dataverse Copy sink cannot write', () => {
+  test('a multi-select column is refused at export, naming it, unless omitColumns leaves it out', async () => {
+    const real = (await loadPipelines(path.join(root, 'pipelines'))).filter((d) => d.direction === 'inbound');
+    await assert.rejects(
+      exportSynapse(real, { settings: DEFAULT_SETTINGS, metadataDir }),
+      /Column `ferry_interests` of `accounts-inbound` \(account\) is a MultiSelectPicklist.*omitColumns/,
+    );
+    const settings = mergeSettings({
+      omitColumns: {
+        'accounts-inbound': ['ferry_interests'],
+        'contacts-inbound': ['ferry_preferredchannels'],
+        'opportunities-inbound': ['ferry_productlines'],
+      },
+    });
+    const ok = await exportSynapse(real, { settings, metadataDir });
+    const text = JSON.stringify(ok.artifacts.find((a) => a.name === 'pl_accounts_inbound')!.properties);
+    assert.ok(!/"sink":\{"name":"ferry_interests"/.test(text), 'the omitted column is not mapped');
+    await assert.rejects(
+      exportSynapse(real, { settings: mergeSettings({ omitColumns: { 'accounts-inbound': ['name'] } }), metadataDir }),
+      /lists `name`, a String the Copy sink can write/,
+    );
+    assert.throws(
+      () => mergeSettings({ omitColumns: { 'accounts-inbound': 'ferry_interests' } }),
+      /must map pipeline names/,
+    );
   });
 });
 

@@ -3,7 +3,14 @@
  * a few artifacts replaced (a stub pipeline standing in for one whose SQL the test does not exercise), and one real
  * activity lifted out of its pipeline to run on its own.
  */
+import type { DuckDbStaging } from '../../src/dialects/duckdb/duckdb-staging.js';
 import { ArtifactStore } from '../../src/export/synapse/runtime/artifact-store.js';
+import {
+  DuckDbSqlEngine,
+  type SqlEngine,
+  type SqlResult,
+  type SqlStep,
+} from '../../src/export/synapse/runtime/connectors/sql-engine.js';
 import { isObject, type JsonObject } from '../../src/export/synapse/runtime/expression/json-value.js';
 
 export const SYNAPSE_DIR = 'synapse';
@@ -44,4 +51,40 @@ export function stubPipeline(real: ArtifactStore, name: string, activities: read
     name,
     properties: { parameters: p.parameters ?? {}, variables: p.variables ?? {}, activities },
   };
+}
+
+/**
+ * Until every exported statement carries a plan step id with its DuckDB rendering, the sink query of the copies to
+ * Dataverse is a bare bracket projection (`SELECT [a], [b@EntityReference] FROM [t]`). This engine renders exactly
+ * that shape for DuckDB (brackets → double quotes) and passes every other step to the runtime's engine, which still
+ * refuses T-SQL by name. Nothing else is translated.
+ */
+export class BracketProjectionEngine implements SqlEngine {
+  readonly duck: DuckDbStaging;
+  readonly #inner: DuckDbSqlEngine;
+  constructor(duck: DuckDbStaging) {
+    this.duck = duck;
+    this.#inner = new DuckDbSqlEngine(duck);
+  }
+  static projection(text: string): string | undefined {
+    const body = text.replace(/^(\s*--[^\n]*\n)*/, '').trim();
+    const m = /^SELECT\s+((?:\[[^\]]+\]\s*,\s*)*\[[^\]]+\])\s+FROM\s+\[(\w+)\];?$/i.exec(body);
+    if (!m) return undefined;
+    return `SELECT ${m[1]!.replace(/\[([^\]]+)\]/g, '"$1"')} FROM "${m[2]}"`;
+  }
+  render(step: SqlStep): string {
+    const p = BracketProjectionEngine.projection(step.text);
+    return p ?? this.#inner.render(step);
+  }
+  execute(step: SqlStep): Promise<SqlResult> {
+    const p = BracketProjectionEngine.projection(step.text);
+    return this.#inner.execute(p ? { ...step, text: p } : step);
+  }
+}
+
+/** Column names of a sink query's SELECT list. */
+export function projectionColumns(sinkQuery: string): string[] {
+  const p = BracketProjectionEngine.projection(sinkQuery);
+  if (!p) throw new Error(`Not a bare projection: ${sinkQuery.slice(0, 80)}`);
+  return [...p.matchAll(/"([^"]+)"/g)].map((m) => m[1]!).slice(0, -1);
 }

@@ -45,6 +45,14 @@ export interface SynapseExportSettings {
   readonly backfillStartTime: string;
   /** End of the last backfill window (exclusive); normally where the schedule (`triggerStartTime`) takes over. */
   readonly backfillEndTime: string;
+  /**
+   * Per pipeline, columns the Dataverse Copy sink cannot write (MultiSelectPicklist, PartyList, CalendarRules) that
+   * the Synapse export leaves out instead of refusing the pipeline, e.g. `{ "accounts-inbound": ["ferry_interests"] }`.
+   * The local runner still writes them; `synapse/README.md` lists this difference.
+   */
+  readonly omitColumns: Readonly<Record<string, readonly string[]>>;
+  /** `parallelCopies` and sink `maxConcurrentConnections` of the copies to Dataverse. Default `10`. */
+  readonly dataverseParallelCopies: number;
   /** Parallel windows a backfill trigger may run. Default `4`. */
   readonly backfillMaxConcurrency: number;
   /** How long after a window ends its run starts, so Synapse Link can finish writing. Default `00:05:00`. */
@@ -69,6 +77,8 @@ export const DEFAULT_SETTINGS: SynapseExportSettings = {
   triggerStartTime: '2026-01-01T00:00:00Z',
   backfillStartTime: '2025-12-31T00:00:00Z',
   backfillEndTime: '2026-01-01T00:00:00Z',
+  omitColumns: {},
+  dataverseParallelCopies: 10,
   backfillMaxConcurrency: 4,
   windowDelay: '00:05:00',
 };
@@ -115,6 +125,20 @@ export function mergeSettings(overrides: unknown, where = 'settings'): SynapseEx
       `Export setting \`sqlAuthentication\` is \`key-vault-password\` but \`sqlUserName\` or \`sqlPasswordSecretName\` is missing in \`${where}\`; set both.`,
     );
   }
+  const omit = merged.omitColumns as unknown;
+  if (
+    !omit ||
+    typeof omit !== 'object' ||
+    Array.isArray(omit) ||
+    !Object.values(omit).every((v) => Array.isArray(v) && v.every((c) => typeof c === 'string'))
+  )
+    throw new UsageError(
+      `Export setting \`omitColumns\` in \`${where}\` must map pipeline names to lists of column names, e.g. \`{ "accounts-inbound": ["ferry_interests"] }\`.`,
+    );
+  if (!Number.isInteger(merged.dataverseParallelCopies) || merged.dataverseParallelCopies < 1)
+    throw new UsageError(
+      `Export setting \`dataverseParallelCopies\` is \`${merged.dataverseParallelCopies}\` in \`${where}\`; use a positive integer (the connector doc's default is 10).`,
+    );
   for (const key of ['triggerStartTime', 'backfillStartTime', 'backfillEndTime'] as const) {
     if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/.test(merged[key]) || Number.isNaN(Date.parse(merged[key])))
       throw new UsageError(

@@ -1,6 +1,6 @@
-import { loadMetadata } from '../../connectors/dataverse/metadata-snapshot.js';
+import { loadMetadata, type TableMetadata } from '../../connectors/dataverse/metadata-snapshot.js';
 import { FerryError } from '../../core/errors.js';
-import type { DataverseMapping } from '../../core/mapping.js';
+import type { ConversionPlan, DataverseMapping } from '../../core/mapping.js';
 import { type PipelineDefinition, parseDuration } from '../../core/pipeline.js';
 import {
   type ConversionNames,
@@ -562,6 +562,19 @@ async function inboundPipeline(
     });
     keymapActivities.push(`CopyKeyMap_${t.table}`);
   }
+  const dataverseCopies = dataverseCopyActivities(
+    def,
+    plan,
+    await loadMetadata(options.metadataDir, table),
+    compiled.sinkQuery,
+    names.sink.table,
+    view,
+    settings,
+  );
+  // `rowsSkipped` is in a Copy's output only with fault tolerance on; read it null-safe so FinishRun always runs.
+  const skipped = `@{${dataverseCopies
+    .map((c) => `coalesce(activity('${c.name}').output?.rowsSkipped, 0)`)
+    .reduce((a, b) => `add(${a}, ${b})`)}}`;
   activities.push(
     scriptActivity(
       'ConvertToDataverse',
@@ -570,43 +583,13 @@ async function inboundPipeline(
       [after('CopyParquetToStaging'), ...keymapActivities.map((a) => after(a))],
       runParams(def.name),
     ),
-    {
-      name: 'CopyStagingToDataverse',
-      type: 'Copy',
-      dependsOn: [after('ConvertToDataverse')],
-      policy: policy('0.04:00:00', 0),
-      userProperties: [],
-      typeProperties: {
-        source: {
-          type: 'AzureSqlSource',
-          sqlReaderQuery: compiled.sinkQuery,
-          queryTimeout: '02:00:00',
-          partitionOption: 'None',
-        },
-        sink: {
-          type: 'CommonDataServiceForAppsSink',
-          writeBehavior: 'Upsert',
-          alternateKeyName: keyName,
-          ignoreNullValues: false,
-          writeBatchSize: view.upsert.batchSize ?? 10,
-        },
-        enableStaging: false,
-        // Rows Dataverse refuses are logged to the lake instead of failing the whole copy; the run counts them.
-        enableSkipIncompatibleRow: true,
-        redirectIncompatibleRowSettings: {
-          linkedServiceName: ref(NAMES.adls),
-          path: `${settings.lakeFileSystem}/errors/${def.name}`,
-        },
-      },
-      inputs: [sqlTableRef(STAGING_SCHEMA, names.sink.table)],
-      outputs: [{ referenceName: NAMES.dataverseEntity(table), type: 'DatasetReference' }],
-    },
+    ...dataverseCopies,
     // Versions sent become the applied versions per key, so a later, older version is skipped as stale.
     scriptActivity(
       'SaveAppliedVersions',
       NAMES.sql,
       scriptText(compiled.saveVersions),
-      [after('CopyStagingToDataverse')],
+      [after(dataverseCopies[dataverseCopies.length - 1]!.name as string)],
       runParams(def.name),
       2,
     ),
@@ -615,7 +598,7 @@ async function inboundPipeline(
       NAMES.sql,
       expr(
         scriptText([
-          `INSERT INTO ${tsqlTable(STATE_SCHEMA, 'rejects')} ([run_id], [pipeline], [stage], [reason], [message], [created_at]) SELECT N'@{pipeline().RunId}', ${tsqlLiteral(def.name)}, N'upsert-dataverse', N'dataverse.copy_skipped', CONCAT(N'Dataverse refused ', @{activity('CopyStagingToDataverse').output.rowsSkipped}, N' rows; their rows and errors are in the lake under errors/${def.name}/.'), CONVERT(NVARCHAR(40), SYSUTCDATETIME(), 127) WHERE @{activity('CopyStagingToDataverse').output.rowsSkipped} > 0`,
+          `INSERT INTO ${tsqlTable(STATE_SCHEMA, 'rejects')} ([run_id], [pipeline], [stage], [reason], [message], [created_at]) SELECT N'@{pipeline().RunId}', ${tsqlLiteral(def.name)}, N'upsert-dataverse', N'dataverse.copy_skipped', CONCAT(N'The copy to Dataverse skipped ', ${skipped}, N' rows it could not convert to the column types; their rows and errors are in the lake under errors/${def.name}/.'), CONVERT(NVARCHAR(40), SYSUTCDATETIME(), 127) WHERE ${skipped} > 0`,
           ...finishRunSql(
             def,
             source,
@@ -960,4 +943,164 @@ function backfillTrigger(
       },
     },
   };
+}
+
+/** Interim types of the Dataverse connector per attribute type ("Data type mapping for Dynamics"). */
+const DATAVERSE_INTERIM_TYPES: Readonly<Record<string, string>> = {
+  BigIntType: 'Int64',
+  BooleanType: 'Boolean',
+  CustomerType: 'Guid',
+  DateTimeType: 'DateTime',
+  DecimalType: 'Decimal',
+  DoubleType: 'Double',
+  EntityNameType: 'String',
+  IntegerType: 'Int32',
+  LookupType: 'Guid',
+  MemoType: 'String',
+  MoneyType: 'Decimal',
+  OwnerType: 'Guid',
+  PicklistType: 'Int32',
+  UniqueidentifierType: 'Guid',
+  StringType: 'String',
+  StateType: 'Int32',
+  StatusType: 'Int32',
+};
+/** Attribute types the Copy sink cannot write (same doc): refused at export, never emitted. */
+const COPY_SINK_UNSUPPORTED = new Set(['MultiSelectPicklistType', 'PartyListType', 'CalendarRulesType']);
+const DATAVERSE_DOC = 'learn.microsoft.com/azure/data-factory/connector-dynamics-crm-office-365';
+
+/** Column names of the sink query's SELECT list (`SELECT [a], [b@EntityReference] FROM …`). */
+function sinkQueryColumns(sinkQuery: string): string[] {
+  const select = sinkQuery.replace(/^(\s*--[^\n]*\n)*/, '').match(/^\s*SELECT\s+([\s\S]*?)\s+FROM\s/i)?.[1];
+  if (!select)
+    throw new FerryError('export.sink_query', `Sink query \`${sinkQuery.slice(0, 80)}\` is not a SELECT list.`);
+  return select.split(',').map((c) => c.trim().replace(/^\[|\]$/g, ''));
+}
+
+/**
+ * The Copy activities writing the sink table to Dataverse (connector-dynamics-crm-office-365):
+ * - an explicit `translator` with the sink type of every column (the connector needs column types; only mapped
+ *   columns are written);
+ * - a multi-target attribute (Owner, Customer, a lookup with several targets) always gets `<col>@EntityReference`:
+ *   from the conversion when the mapping allows several targets, else as a constant `additionalColumns` entry;
+ * - MultiSelectPicklist / PartyList / CalendarRules columns are refused here, naming the column, unless the
+ *   settings' `omitColumns` leave them out of the Synapse export (the local runner still writes them);
+ * - `writeBatchSize` at most 10 and `parallelCopies` set, as the connector doc advises against throttling;
+ * - nulls: the local writer sends a null for `nullMeans: 'clear'` columns and omits it for `'omit'` ones (lookups by
+ *   default). One copy cannot do both, so columns that clear go with `ignoreNullValues: false` and columns that
+ *   omit with `ignoreNullValues: true` in a second copy of the same rows (two upserts per row, both idempotent).
+ */
+function dataverseCopyActivities(
+  def: PipelineDefinition,
+  plan: ConversionPlan,
+  meta: TableMetadata,
+  sinkQuery: string,
+  sinkTable: string,
+  view: InboundView,
+  settings: SynapseExportSettings,
+): { name: string; [k: string]: unknown }[] {
+  const attributes = new Map(meta.Attributes.map((a) => [a.LogicalName, a]));
+  const omitted = new Set(settings.omitColumns[def.name] ?? []);
+  // An entry naming a column the mapping does not write has no effect (a typo cannot hide a column: an unsupported
+  // column not listed is refused below).
+  const typeOf = (column: string): string => {
+    const a = attributes.get(column);
+    if (!a)
+      throw new FerryError(
+        'export.sink_column',
+        `Sink column \`${column}\` is not an attribute of \`${meta.LogicalName}\`.`,
+      );
+    return a.AttributeTypeName.Value;
+  };
+  const columns = sinkQueryColumns(sinkQuery);
+  const keyColumns = plan.key.map((k) => k.attribute);
+  const clear: string[] = [];
+  const omit: string[] = [];
+  const constants: { name: string; value: string }[] = [];
+  for (const c of plan.columns) {
+    if (!c.inPayload) continue;
+    const type = typeOf(c.attribute);
+    if (COPY_SINK_UNSUPPORTED.has(type)) {
+      if (omitted.has(c.attribute)) continue;
+      throw new FerryError(
+        'export.copy_sink_unsupported',
+        `Column \`${c.attribute}\` of \`${def.name}\` (${meta.LogicalName}) is a ${type.replace(/Type$/, '')}, which the Dataverse Copy sink does not support (${DATAVERSE_DOC}, "Data type mapping for Dynamics"), so the Synapse export cannot write it. Remove it from the mapping, or list it under \`omitColumns\` → \`${def.name}\` in synapse/settings.json to export the pipeline without it (the local runner still writes it).`,
+      );
+    }
+    if (omitted.has(c.attribute))
+      throw new FerryError(
+        'export.omit_supported',
+        `Setting \`omitColumns.${def.name}\` lists \`${c.attribute}\`, a ${type.replace(/Type$/, '')} the Copy sink can write; only columns the sink cannot write may be omitted — remove it from synapse/settings.json.`,
+      );
+    if (!columns.includes(c.attribute))
+      throw new FerryError('export.sink_column', `The sink query of \`${def.name}\` has no column \`${c.attribute}\`.`);
+    const group = c.nullMeans === 'omit' ? omit : clear;
+    group.push(c.attribute);
+    const entityRef = `${c.attribute}@EntityReference`;
+    const a = attributes.get(c.attribute);
+    const multiTarget =
+      type === 'OwnerType' || type === 'CustomerType' || (a && 'Targets' in a && (a.Targets?.length ?? 0) > 1);
+    if (!multiTarget) continue;
+    if (columns.includes(entityRef)) group.push(entityRef);
+    else if (c.rule === 'lookup' && c.targets.length === 1) {
+      constants.push({ name: entityRef, value: c.targets[0]!.table });
+      group.push(entityRef);
+    } else
+      throw new FerryError(
+        'export.entity_reference',
+        `Lookup \`${c.attribute}\` of \`${def.name}\` is multi-target, but the conversion gives no target table for it; name the lookup's target table(s) in the mapping.`,
+      );
+  }
+  const sinkType = (column: string) =>
+    column.endsWith('@EntityReference') ? 'String' : (DATAVERSE_INTERIM_TYPES[typeOf(column)] ?? 'String');
+  const batch = Math.min(view.upsert.batchSize ?? 10, 10);
+  const copy = (name: string, cols: string[], ignoreNullValues: boolean, dependsOn: unknown[]) => {
+    const mapped = [...keyColumns, ...cols];
+    const extra = constants.filter((k) => mapped.includes(k.name));
+    return {
+      name,
+      type: 'Copy',
+      dependsOn,
+      // Upserts by key are idempotent: a retry repeats rows already written, harmlessly.
+      policy: policy('0.04:00:00', 2),
+      userProperties: [],
+      typeProperties: {
+        source: {
+          type: 'AzureSqlSource',
+          sqlReaderQuery: sinkQuery,
+          queryTimeout: '02:00:00',
+          partitionOption: 'None',
+          ...(extra.length ? { additionalColumns: extra } : {}),
+        },
+        sink: {
+          type: 'CommonDataServiceForAppsSink',
+          writeBehavior: 'Upsert',
+          alternateKeyName: plan.keyName,
+          ignoreNullValues,
+          writeBatchSize: batch,
+          maxConcurrentConnections: settings.dataverseParallelCopies,
+        },
+        enableStaging: false,
+        parallelCopies: settings.dataverseParallelCopies,
+        translator: {
+          type: 'TabularTranslator',
+          mappings: mapped.map((c) => ({ source: { name: c }, sink: { name: c, type: sinkType(c) } })),
+        },
+        // Covers rows the copy cannot convert to the column types (fault tolerance); a row the Dataverse service
+        // refuses fails the copy with DynamicsOperationFailed (rows before it stay written; FinishRun does not run).
+        enableSkipIncompatibleRow: true,
+        redirectIncompatibleRowSettings: {
+          linkedServiceName: ref(NAMES.adls),
+          path: `${settings.lakeFileSystem}/errors/${def.name}`,
+        },
+      },
+      inputs: [sqlTableRef(STAGING_SCHEMA, sinkTable)],
+      outputs: [{ referenceName: NAMES.dataverseEntity(meta.LogicalName), type: 'DatasetReference' }],
+    };
+  };
+  const first = copy('CopyStagingToDataverse', clear.length ? clear : omit, !clear.length, [
+    after('ConvertToDataverse'),
+  ]);
+  if (!clear.length || !omit.length) return [first];
+  return [first, copy('CopyLookupsToDataverse', omit, true, [after('CopyStagingToDataverse')])];
 }
