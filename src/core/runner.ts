@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Lake } from '../connectors/lake/lake.js';
-import { DuckDbStaging } from '../dialects/duckdb/duckdb-staging.js';
+import { DuckDbStaging } from '../dialects/duckdb/driver.js';
 import { DEFAULT_STAGING_MEMORY, type FerryConfig } from './config.js';
 import { emptyCounts, type RunCounts } from './counts.js';
 import { describeError, FerryError, isRetryable } from './errors.js';

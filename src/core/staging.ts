@@ -3,7 +3,7 @@ export type Row = Record<string, unknown>;
 
 /**
  * The set-based SQL engine a run stages its rows in. The embedded default is DuckDB
- * (`src/dialects/duckdb/duckdb-staging.ts`); Azure SQL implements the same for the T-SQL dialect.
+ * (`src/dialects/duckdb/driver.ts`); Azure SQL implements the same for the T-SQL dialect.
  */
 export interface StagingEngine {
   readonly dialect: string;

@@ -4,7 +4,7 @@ import { STAGING_TABLES } from '../core/staging-contract.js';
 
 /**
  * A SQL dialect: quoting, literals, what the engine can do (as data), and the expression builders the conversion
- * needs. `src/dialects/<name>/conversion-sql.ts` implements it; `compileConversion` below assembles the statements
+ * needs. `src/dialects/<name>/conversion.ts` implements it; `compileConversion` below assembles the statements
  * the same way for every dialect, so reason codes, their order and the payload shape cannot drift apart.
  */
 export interface SqlDialect {

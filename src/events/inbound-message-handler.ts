@@ -17,8 +17,8 @@ import { isDeadHolder, keepRunInputs, pipelineLeaseName } from '../core/runner.j
 import type { DataverseEndpoint } from '../core/stage.js';
 import { STAGING_TABLES } from '../core/staging-contract.js';
 import type { Lease, StateStore } from '../core/state-store.js';
-import { duckdbDialect } from '../dialects/duckdb/conversion-sql.js';
-import { DuckDbStaging, duckLiteral } from '../dialects/duckdb/duckdb-staging.js';
+import { duckdbDialect } from '../dialects/duckdb/conversion.js';
+import { DuckDbStaging, duckLiteral } from '../dialects/duckdb/driver.js';
 import {
   type AppliedVersionsSource,
   CONVERSION_WORK_TABLE,

@@ -15,8 +15,8 @@ import type { StageContext, StageImpl } from '../core/stage.js';
 import { STAGING_TABLES } from '../core/staging-contract.js';
 import type { RunRecord } from '../core/state-store.js';
 import type { RunWindow } from '../core/window.js';
-import { duckdbDialect } from '../dialects/duckdb/conversion-sql.js';
-import { duckLiteral } from '../dialects/duckdb/duckdb-staging.js';
+import { duckdbDialect } from '../dialects/duckdb/conversion.js';
+import { duckLiteral } from '../dialects/duckdb/driver.js';
 
 /** Where a replay takes the rows from: the run's kept staged input, or the rows stored with the rejects. */
 export type ReplaySource = 'staged-parquet' | 'reject-rows';

@@ -19,7 +19,7 @@ import type { RejectRecord } from '../core/rejects.js';
 import type { StageContext, StageImpl } from '../core/stage.js';
 import type { StagingEngine } from '../core/staging.js';
 import { STAGING_TABLES } from '../core/staging-contract.js';
-import { duckdbDialect } from '../dialects/duckdb/conversion-sql.js';
+import { duckdbDialect } from '../dialects/duckdb/conversion.js';
 import {
   type AppliedVersionsSource,
   checkSourceTypes,

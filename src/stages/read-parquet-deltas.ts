@@ -8,7 +8,7 @@ import type { PipelineDefinition, StageSpec } from '../core/pipeline.js';
 import type { PlanContext, StageContext, StageImpl } from '../core/stage.js';
 import { LINEAGE_COLUMNS, STAGING_TABLES } from '../core/staging-contract.js';
 import { HELD_BACK_ITEMS, type RunWindow, type WindowItem } from '../core/window.js';
-import { duckIdent, duckLiteral } from '../dialects/duckdb/duckdb-staging.js';
+import { duckIdent, duckLiteral } from '../dialects/duckdb/driver.js';
 
 export interface ReadParquetDeltasSpec extends StageSpec {
   readonly kind: 'read-parquet-deltas';

@@ -1,18 +1,21 @@
 import type { Lake, LakeEntry } from '../connectors/lake/lake.js';
 import { lakeJoin } from '../connectors/lake/lake.js';
 import { type CdmAttribute, type CdmModel, findEntity, parseCdmModel } from '../connectors/synapse-link/cdm-model.js';
-import { typedColumn } from '../connectors/synapse-link/cdm-sql-types.js';
-import { type CsvFolderInput, CsvFolderReader } from '../connectors/synapse-link/csv-folder-reader.js';
 import { latestDeltaVersion, readDeltaSnapshot } from '../connectors/synapse-link/delta-log.js';
-import { stageDeltaSnapshot } from '../connectors/synapse-link/delta-table-reader.js';
 import { isSelected, type ListedFolder, planFolders } from '../connectors/synapse-link/folder-plan.js';
-import { loadOptionSetLabels } from '../connectors/synapse-link/option-set-labels.js';
 import { timestampFolder } from '../connectors/synapse-link/timestamp-folder.js';
 import { FerryError, UsageError } from '../core/errors.js';
 import type { StageSpec } from '../core/pipeline.js';
 import type { PlanContext, StageContext, StageImpl } from '../core/stage.js';
 import type { RunWindow, WindowItem } from '../core/window.js';
-import { duckIdent } from '../dialects/duckdb/duckdb-staging.js';
+import { duckIdent } from '../dialects/duckdb/driver.js';
+import {
+  type CsvFolderInput,
+  CsvFolderReader,
+  loadOptionSetLabels,
+  stageDeltaSnapshot,
+  typedColumn,
+} from '../dialects/duckdb/synapse-link.js';
 
 /** The two Synapse Link export formats: CSV incremental folders, or Delta tables. */
 export const SYNAPSE_LINK_FORMATS = ['csv', 'delta'] as const;

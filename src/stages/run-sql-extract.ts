@@ -3,7 +3,7 @@ import path from 'node:path';
 import { FerryError, UsageError } from '../core/errors.js';
 import type { StageSpec } from '../core/pipeline.js';
 import type { StageContext, StageImpl } from '../core/stage.js';
-import { duckIdent } from '../dialects/duckdb/duckdb-staging.js';
+import { duckIdent } from '../dialects/duckdb/driver.js';
 import { type StagedSynapseLink, SYNAPSE_LINK_SHARED_KEY } from './read-synapse-link.js';
 
 /** The `run-sql-extract` stage spec (plain data). */

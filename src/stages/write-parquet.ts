@@ -9,7 +9,7 @@ import { killPoint } from '../core/kill-points.js';
 import type { PipelineDefinition, StageSpec } from '../core/pipeline.js';
 import type { StageContext, StageImpl } from '../core/stage.js';
 import type { RunWindow } from '../core/window.js';
-import { duckIdent, duckLiteral } from '../dialects/duckdb/duckdb-staging.js';
+import { duckIdent, duckLiteral } from '../dialects/duckdb/driver.js';
 import { EXTRACT_SHARED_KEY, type ExtractResult, type RunSqlExtractSpec } from './run-sql-extract.js';
 
 /** How deletes reach the warehouse: a flag column on the rows, or their own file. */

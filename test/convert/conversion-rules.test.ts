@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { ColumnMapping, DataverseMapping } from '../../src/core/mapping.js';
-import type { DuckDbStaging } from '../../src/dialects/duckdb/duckdb-staging.js';
+import type { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
 import { type ColumnTypes, convertRows, openStaging, type RowOutcome } from './convert-helpers.js';
 
 let s: DuckDbStaging;
@@ -558,7 +558,7 @@ test('a source type a rule cannot read is refused up front (mapping.source_type)
   const { plan: planOf, stage } = await import('./convert-helpers.js');
   const { checkSourceTypes } = await import('../../src/dialects/sql-dialect.js');
   const { describeStaged } = await import('../../src/stages/convert-to-dataverse.js');
-  const { duckdbDialect } = await import('../../src/dialects/duckdb/conversion-sql.js');
+  const { duckdbDialect } = await import('../../src/dialects/duckdb/conversion.js');
   await stage(s, { no: 'VARCHAR', ts: 'TIMESTAMP', flag: 'BOOLEAN' }, []);
   const sources = await describeStaged(s, duckdbDialect);
   const ok = await planOf({

@@ -1,8 +1,8 @@
 import path from 'node:path';
 import { loadAllMetadata, type TableMetadata } from '../../src/connectors/dataverse/metadata-snapshot.js';
 import { type ConversionPlan, type DataverseMapping, planConversion } from '../../src/core/mapping.js';
-import { duckdbDialect } from '../../src/dialects/duckdb/conversion-sql.js';
-import { DuckDbStaging, duckIdent, duckLiteral } from '../../src/dialects/duckdb/duckdb-staging.js';
+import { duckdbDialect } from '../../src/dialects/duckdb/conversion.js';
+import { DuckDbStaging, duckIdent, duckLiteral } from '../../src/dialects/duckdb/driver.js';
 import { type AppliedVersionsSource, compileConversion } from '../../src/dialects/sql-dialect.js';
 import { describeStaged } from '../../src/stages/convert-to-dataverse.js';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { DataverseMapping } from '../../src/core/mapping.js';
-import type { DuckDbStaging } from '../../src/dialects/duckdb/duckdb-staging.js';
+import type { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
 import { convertRows, openStaging } from './convert-helpers.js';
 
 // The case table of DateTime behaviours × source types (text, DATE, TIMESTAMP, TIMESTAMPTZ), executed by DuckDB and

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { resolveConfig } from '../../src/core/config.js';
 import { FerryError } from '../../src/core/errors.js';
-import { DuckDbStaging } from '../../src/dialects/duckdb/duckdb-staging.js';
+import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
 
 describe('staging memory', () => {
   it('running out of memory says so and names FERRY_STAGING_MEMORY, not the query', async () => {

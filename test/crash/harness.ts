@@ -17,7 +17,7 @@ import { LocalLake } from '../../src/connectors/lake/local-lake.js';
 import { SqliteStateStore } from '../../src/connectors/state/sqlite-state-store.js';
 import type { PipelineDefinition } from '../../src/core/pipeline.js';
 import { loadPipelines } from '../../src/core/pipeline-loader.js';
-import { DuckDbStaging } from '../../src/dialects/duckdb/duckdb-staging.js';
+import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
 import { startEmulator } from '../../src/emulator/server.js';
 import { EmulatorStore } from '../../src/emulator/store.js';
 import { exportSynapseLink } from '../../src/emulator/synapse-link-export.js';

@@ -6,7 +6,7 @@ import { silentLogger } from '../../src/core/log.js';
 import { definePipeline } from '../../src/core/pipeline.js';
 import type { RejectRecord } from '../../src/core/rejects.js';
 import type { StageContext } from '../../src/core/stage.js';
-import { DuckDbStaging } from '../../src/dialects/duckdb/duckdb-staging.js';
+import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
 import type { RunningEmulator } from '../../src/emulator/server.js';
 import { upsertDataverse, upsertDataverseStage } from '../../src/stages/upsert-dataverse.js';
 import { emulator, FIXTURES } from './helpers.js';

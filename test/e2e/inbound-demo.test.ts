@@ -11,7 +11,7 @@ import { silentLogger } from '../../src/core/log.js';
 import type { PipelineDefinition } from '../../src/core/pipeline.js';
 import { loadPipelines } from '../../src/core/pipeline-loader.js';
 import { type RunReport, runPipeline } from '../../src/core/runner.js';
-import { DuckDbStaging } from '../../src/dialects/duckdb/duckdb-staging.js';
+import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
 import { type RunningEmulator, startEmulator } from '../../src/emulator/server.js';
 import type { EmulatorStore } from '../../src/emulator/store.js';
 import { exportSynapseLink } from '../../src/emulator/synapse-link-export.js';

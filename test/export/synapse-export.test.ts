@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import type { DataverseMapping } from '../../src/core/mapping.js';
 import { definePipeline, type PipelineDefinition } from '../../src/core/pipeline.js';
 import { loadPipelines } from '../../src/core/pipeline-loader.js';
-import { duckdbDialect } from '../../src/dialects/duckdb/conversion-sql.js';
+import { duckdbDialect } from '../../src/dialects/duckdb/conversion.js';
 import { compileConversion as compileDuck } from '../../src/dialects/sql-dialect.js';
 import { ArtifactValidator, formatProblems } from '../../src/export/synapse/artifact-validator.js';
 import { DEFAULT_SETTINGS, loadExportSettings, mergeSettings } from '../../src/export/synapse/export-settings.js';

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { AdlsLake } from '../../src/connectors/lake/adls-lake.js';
 import type { Lake } from '../../src/connectors/lake/lake.js';
 import { LocalLake } from '../../src/connectors/lake/local-lake.js';
-import { DuckDbStaging } from '../../src/dialects/duckdb/duckdb-staging.js';
+import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
 import { AZURITE_ACCOUNT, type RunningAzurite, startAzurite } from '../helpers/azurite.js';
 
 /** One contract, run against every lake backend: the local folder and ADLS Gen2 (blob endpoint) on Azurite. */

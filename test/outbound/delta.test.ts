@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { definePipeline } from '../../src/core/pipeline.js';
-import { DuckDbStaging } from '../../src/dialects/duckdb/duckdb-staging.js';
+import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
 import { readSynapseLink } from '../../src/stages/read-synapse-link.js';
 import { runSqlExtract } from '../../src/stages/run-sql-extract.js';
 import { type WarehouseManifest, writeParquet } from '../../src/stages/write-parquet.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { definePipeline } from '../../src/core/pipeline.js';
-import { compileExtract } from '../../src/dialects/tsql/extract-sql.js';
+import { compileExtract } from '../../src/dialects/tsql/extract.js';
 import { readSynapseLink } from '../../src/stages/read-synapse-link.js';
 import { runSqlExtract } from '../../src/stages/run-sql-extract.js';
 import { writeParquet } from '../../src/stages/write-parquet.js';

@@ -13,7 +13,7 @@ import { silentLogger } from '../../src/core/log.js';
 import { definePipeline } from '../../src/core/pipeline.js';
 import type { OutgoingMessage } from '../../src/core/queue-transport.js';
 import { runPipeline } from '../../src/core/runner.js';
-import { DuckDbStaging } from '../../src/dialects/duckdb/duckdb-staging.js';
+import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
 import { type RunningEmulator, startEmulator } from '../../src/emulator/server.js';
 import { type DeliveryOutcome, InboundMessageHandler } from '../../src/events/inbound-message-handler.js';
 import { listenToQueue } from '../../src/events/session-listener.js';

@@ -10,7 +10,7 @@ import { resolveConfig } from '../../src/core/config.js';
 import { silentLogger } from '../../src/core/log.js';
 import { definePipeline } from '../../src/core/pipeline.js';
 import { runPipeline } from '../../src/core/runner.js';
-import { DuckDbStaging } from '../../src/dialects/duckdb/duckdb-staging.js';
+import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
 import { type RunningEmulator, startEmulator } from '../../src/emulator/server.js';
 import { planReplay, runReplay } from '../../src/schedule/replay.js';
 import { convertToDataverse } from '../../src/stages/convert-to-dataverse.js';

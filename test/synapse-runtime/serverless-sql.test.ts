@@ -3,7 +3,7 @@ import { cp, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { DuckDbStaging } from '../../src/dialects/duckdb/duckdb-staging.js';
+import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
 import {
   createExternalTableAs,
   synapseLinkFolders,

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { referenceConvert } from '../../src/core/reference-converter.js';
 import { STAGING_TABLES } from '../../src/core/staging-contract.js';
-import { duckdbDialect } from '../../src/dialects/duckdb/conversion-sql.js';
-import { DuckDbStaging, duckIdent, duckLiteral } from '../../src/dialects/duckdb/duckdb-staging.js';
+import { duckdbDialect } from '../../src/dialects/duckdb/conversion.js';
+import { DuckDbStaging, duckIdent, duckLiteral } from '../../src/dialects/duckdb/driver.js';
 import { CONVERSION_WORK_TABLE, compileConversion as compileDuck } from '../../src/dialects/sql-dialect.js';
 import {
   acquireLeaseSql,
@@ -12,7 +12,7 @@ import {
   stateSchemaStatements,
   tsqlIdent,
   tsqlLiteral,
-} from '../../src/dialects/tsql/tsql-statements.js';
+} from '../../src/dialects/tsql/staging.js';
 import { describeStaged } from '../../src/stages/convert-to-dataverse.js';
 import { CASES, columnsOf, compileCase } from './tsql-cases.js';
 
@@ -76,7 +76,7 @@ describe('conversion contract on SQL Server (live)', {
     : 'set FERRY_MSSQL_URL (e.g. "Server=localhost,1433;Database=ferry;User Id=sa;Password=...;TrustServerCertificate=true") to run the T-SQL contract against a real SQL Server',
 }, () => {
   test('every case gives the expected reasons, and leases exclude each other', async () => {
-    const { TsqlStaging } = await import('../../src/dialects/tsql/tsql-staging.js');
+    const { TsqlStaging } = await import('../../src/dialects/tsql/driver.js');
     const a = await TsqlStaging.open(url!);
     const b = await TsqlStaging.open(url!);
     try {

@@ -15,7 +15,7 @@ import {
   stagingTableDdl,
   stateSchemaStatements,
   TSQL_CAPABILITIES,
-} from '../../src/dialects/tsql/tsql-statements.js';
+} from '../../src/dialects/tsql/staging.js';
 import { CASES, compileCase } from './tsql-cases.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

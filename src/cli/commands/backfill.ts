@@ -3,7 +3,7 @@ import { EXIT, UsageError } from '../../core/errors.js';
 import { parseDuration } from '../../core/pipeline.js';
 
 import type { WindowItem } from '../../core/window.js';
-import { DuckDbStaging } from '../../dialects/duckdb/duckdb-staging.js';
+import { DuckDbStaging } from '../../dialects/duckdb/driver.js';
 import { type BackfillOptions, planBackfill, runBackfill } from '../../schedule/backfill.js';
 import { stageRegistry } from '../../stages/registry.js';
 import type { Command } from '../command.js';

@@ -1,6 +1,6 @@
 import { FerryError } from '../../core/errors.js';
 import type { StagingEngine } from '../../core/staging.js';
-import { duckLiteral } from '../../dialects/duckdb/duckdb-staging.js';
+import { readCheckpointActions } from '../../dialects/duckdb/synapse-link.js';
 import type { Lake } from '../lake/lake.js';
 import { lakeJoin } from '../lake/lake.js';
 
@@ -107,11 +107,8 @@ export async function readDeltaSnapshot(
   const actions: Array<Record<string, unknown>> = [];
   if (checkpointVersion >= 0) {
     const files = await Promise.all(log.checkpoints.get(checkpointVersion)!.map((p) => lake.toLocalPath(p)));
-    const rows = await staging.all<{ j: string }>(
-      `SELECT to_json(t)::VARCHAR AS j FROM read_parquet([${files.map(duckLiteral).join(', ')}], union_by_name = true) t`,
-    );
-    for (const r of rows)
-      actions.push({ ...(JSON.parse(r.j) as Record<string, unknown>), __version: checkpointVersion });
+    for (const action of await readCheckpointActions(staging, files))
+      actions.push({ ...action, __version: checkpointVersion });
   }
   for (let v = checkpointVersion + 1; v <= target; v++) {
     const file = log.commits.get(v);
@@ -219,22 +216,22 @@ function checkProtocol(
   }
 }
 
-/** DuckDB type of each flat Delta (Spark) type this reader maps, besides `decimal(p,s)`. */
-const DUCK_TYPES = new Map([
-  ['string', 'VARCHAR'],
-  ['long', 'BIGINT'],
-  ['integer', 'INTEGER'],
-  ['short', 'SMALLINT'],
-  ['byte', 'TINYINT'],
-  ['float', 'FLOAT'],
-  ['double', 'DOUBLE'],
-  ['boolean', 'BOOLEAN'],
-  ['binary', 'BLOB'],
-  ['date', 'DATE'],
-  ['timestamp', 'TIMESTAMPTZ'],
-  ['timestamp_ntz', 'TIMESTAMP'],
+/** The flat Delta (Spark) types this reader maps, besides `decimal(p,s)` (their DuckDB types: dialects/duckdb). */
+const DELTA_TYPES = new Set([
+  'string',
+  'long',
+  'integer',
+  'short',
+  'byte',
+  'float',
+  'double',
+  'boolean',
+  'binary',
+  'date',
+  'timestamp',
+  'timestamp_ntz',
 ]);
-const DECIMAL_TYPE = /^decimal\((\d+),\s*(\d+)\)$/;
+export const DECIMAL_TYPE = /^decimal\((\d+),\s*(\d+)\)$/;
 
 function parseSchema(tableRoot: string, schemaString: string, mapped: boolean): DeltaField[] {
   let schema: unknown;
@@ -251,7 +248,7 @@ function parseSchema(tableRoot: string, schemaString: string, mapped: boolean): 
   return fields.map((f: unknown) => {
     const field = f as Record<string, unknown>;
     const type = typeof field.type === 'string' ? field.type : 'complex';
-    if (!DUCK_TYPES.has(type) && !DECIMAL_TYPE.test(type)) {
+    if (!DELTA_TYPES.has(type) && !DECIMAL_TYPE.test(type)) {
       throw new FerryError(
         'delta.unsupported_type',
         `Delta table \`${tableRoot}\` column \`${String(field.name)}\` has type \`${typeof field.type === 'string' ? field.type : JSON.stringify(field.type)}\`, which this reader does not map; Synapse Link tables use flat columns only.`,
@@ -271,13 +268,6 @@ function parseSchema(tableRoot: string, schemaString: string, mapped: boolean): 
       type,
     };
   });
-}
-
-/** The DuckDB type of a Delta (Spark) primitive type. */
-export function duckTypeOfDelta(type: string): string {
-  const dec = DECIMAL_TYPE.exec(type);
-  if (dec) return `DECIMAL(${dec[1]},${dec[2]})`;
-  return DUCK_TYPES.get(type) ?? 'VARCHAR';
 }
 
 function fileKey(action: Record<string, unknown>): string {

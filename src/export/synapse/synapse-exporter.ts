@@ -7,8 +7,8 @@ import {
   compileConversion,
   type KeymapTarget,
   keymapRefreshFor,
-} from '../../dialects/tsql/conversion-sql.js';
-import { compileExtract } from '../../dialects/tsql/extract-sql.js';
+} from '../../dialects/tsql/conversion.js';
+import { compileExtract } from '../../dialects/tsql/extract.js';
 import {
   STATE_SCHEMA,
   saveCursorSql,
@@ -16,7 +16,7 @@ import {
   tsqlIdent,
   tsqlLiteral,
   tsqlTable,
-} from '../../dialects/tsql/tsql-statements.js';
+} from '../../dialects/tsql/staging.js';
 import { loadConversionPlan } from '../../stages/convert-to-dataverse.js';
 import type { SynapseExportSettings } from './export-settings.js';
 import { type InboundView, type OutboundView, viewPipeline } from './stage-views.js';
@@ -31,7 +31,7 @@ export interface ExportOptions {
   readonly readExtract?: (file: string) => Promise<string | undefined>;
 }
 
-/** Staging tables live in the SQL user's default schema (`dbo`) with this prefix; see conversion-sql.ts for why. */
+/** Staging tables live in the SQL user's default schema (`dbo`) with this prefix; see dialects/tsql/conversion.ts for why. */
 const STAGING_SCHEMA = 'dbo';
 const STAGING_PREFIX = 'stg_';
 /** Hand-written T-SQL twins of custom extract queries (not generated; `--check` leaves them alone). */

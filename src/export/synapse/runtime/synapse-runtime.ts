@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { DuckDbStaging } from '../../../dialects/duckdb/duckdb-staging.js';
+import { DuckDbStaging } from '../../../dialects/duckdb/driver.js';
 import { dataActivityHandlers } from './activities/data-activities.js';
 import type { RuntimeServices } from './activities/runtime-services.js';
 import { ArtifactStore } from './artifact-store.js';

@@ -1,7 +1,7 @@
 import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../../../../core/errors.js';
-import { duckIdent, duckLiteral } from '../../../../dialects/duckdb/duckdb-staging.js';
+import { duckIdent, duckLiteral } from '../../../../dialects/duckdb/driver.js';
 import { DataverseRefusal, type DataverseTable, keyLiteral, LOOKUP_TYPES } from '../connectors/dataverse-http.js';
 import { joinPath } from '../connectors/lake-files.js';
 import { toJsonRow } from '../connectors/sql-engine.js';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { UsageError } from '../../../../core/errors.js';
-import { duckIdent } from '../../../../dialects/duckdb/duckdb-staging.js';
+import { duckIdent } from '../../../../dialects/duckdb/driver.js';
 import { walk } from '../connectors/lake-files.js';
 import { toJsonRow } from '../connectors/sql-engine.js';
 import { formatTicks, msFromTicks, parseTimestamp, ticksFromMs } from '../expression/date-time.js';

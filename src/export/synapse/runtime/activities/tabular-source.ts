@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { UsageError } from '../../../../core/errors.js';
-import { duckIdent, duckLiteral } from '../../../../dialects/duckdb/duckdb-staging.js';
+import { duckIdent, duckLiteral } from '../../../../dialects/duckdb/driver.js';
 import { parseFetchXml } from '../connectors/dataverse-http.js';
 import { type LakeFile, selectFiles } from '../connectors/lake-files.js';
 import { msFromTicks, parseTimestamp } from '../expression/date-time.js';

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { DuckDbStaging } from '../../../../dialects/duckdb/duckdb-staging.js';
-import { duckLiteral } from '../../../../dialects/duckdb/duckdb-staging.js';
+import type { DuckDbStaging } from '../../../../dialects/duckdb/driver.js';
+import { duckLiteral } from '../../../../dialects/duckdb/driver.js';
 import { ActivityError } from '../runtime-error.js';
 
 /** One Synapse Link folder's CSV files for a table, with its columns from that folder's `model.json`. */

@@ -1,5 +1,5 @@
-import type { DuckDbStaging } from '../../../../dialects/duckdb/duckdb-staging.js';
-import { duckLiteral } from '../../../../dialects/duckdb/duckdb-staging.js';
+import type { DuckDbStaging } from '../../../../dialects/duckdb/driver.js';
+import { duckLiteral } from '../../../../dialects/duckdb/driver.js';
 import type { Json } from '../expression/json-value.js';
 import { ActivityError } from '../runtime-error.js';
 

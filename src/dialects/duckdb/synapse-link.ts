@@ -1,12 +1,20 @@
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
+import type { Lake } from '../../connectors/lake/lake.js';
+import { lakeJoin } from '../../connectors/lake/lake.js';
+import type { CdmAttribute } from '../../connectors/synapse-link/cdm-model.js';
+import { csvRecords, lineCount, lineOfRecord } from '../../connectors/synapse-link/csv-locator.js';
+import { DECIMAL_TYPE, type DeltaSnapshot } from '../../connectors/synapse-link/delta-log.js';
+import { OPTION_SET_FILES } from '../../connectors/synapse-link/option-set-labels.js';
 import { FerryError } from '../../core/errors.js';
 import type { StagingEngine } from '../../core/staging.js';
-import { duckIdent, duckLiteral } from '../../dialects/duckdb/duckdb-staging.js';
-import type { Lake } from '../lake/lake.js';
-import type { CdmAttribute } from './cdm-model.js';
-import { typedColumn } from './cdm-sql-types.js';
-import { csvRecords, lineCount, lineOfRecord } from './csv-locator.js';
+import { duckIdent, duckLiteral } from './driver.js';
+
+/*
+ * Reading Synapse Link exports into DuckDB staging: the CSV folders (typed per model.json), the live files of a
+ * Delta snapshot, and the choice-label CSVs. The format logic (model.json, the Delta log, folder planning, CSV
+ * record checks) lives in `src/connectors/synapse-link/`; this file is the SQL.
+ */
 
 /** One folder's CSV files of one table, with the column list of that folder's own `model.json`. */
 export interface CsvFolderInput {
@@ -290,4 +298,201 @@ async function assertComplete(local: string, lakeFile: string): Promise<void> {
       { details: { file: lakeFile, line } },
     );
   }
+}
+
+/** How one CDM column is typed from its VARCHAR text in DuckDB. */
+export interface TypedColumn {
+  readonly name: string;
+  /** DuckDB type of the typed column. */
+  readonly sqlType: string;
+  /** Expression turning the VARCHAR column into `sqlType`; NULL where the text does not parse. */
+  readonly expression: string;
+  /** True when a non-empty text can fail to parse (then the reader checks it). */
+  readonly canFail: boolean;
+  /** What a valid value looks like, for error messages. */
+  readonly expected: string;
+}
+
+// Synapse Link writes `M/d/yyyy h:mm:ss tt` for SinkCreatedOn/SinkModifiedOn; the MS template also accepts 24h.
+const US_DATETIME = `['%m/%d/%Y %I:%M:%S %p', '%m/%d/%Y %H:%M:%S']`;
+const DEFAULT_DECIMAL = { precision: 38, scale: 10 } as const;
+
+/**
+ * The DuckDB typing of a CDM attribute read as text. Decimals wider than 18 digits go through HUGEINT: DuckDB's
+ * direct VARCHAR→DECIMAL(>18) cast costs about 8 µs a value, ~90× the HUGEINT route (dependency evaluation §2).
+ */
+export function typedColumn(attr: CdmAttribute, source = duckIdent(attr.name)): TypedColumn {
+  const c = source;
+  switch (attr.dataType) {
+    case 'guid':
+      return col(attr, 'UUID', `TRY_CAST(${c} AS UUID)`, 'a GUID like `50bff458-d47a-4924-804b-31c5a83108e6`');
+    case 'int64':
+      return col(attr, 'BIGINT', `TRY_CAST(${c} AS BIGINT)`, 'a whole number');
+    case 'double':
+      return col(attr, 'DOUBLE', `TRY_CAST(${c} AS DOUBLE)`, 'a number');
+    case 'boolean':
+      return col(
+        attr,
+        'BOOLEAN',
+        `CASE lower(${c}) WHEN 'true' THEN true WHEN 'false' THEN false WHEN '1' THEN true WHEN '0' THEN false END`,
+        '`True`, `False` or empty',
+      );
+    case 'decimal': {
+      const precision = Math.min(38, attr.precision ?? DEFAULT_DECIMAL.precision);
+      const scale = Math.min(precision, attr.scale ?? (attr.precision === undefined ? DEFAULT_DECIMAL.scale : 0));
+      const type = `DECIMAL(${precision},${scale})`;
+      if (precision <= 18)
+        return col(attr, type, `TRY_CAST(${c} AS ${type})`, `a decimal number (${precision},${scale})`);
+      // Digits as a scaled HUGEINT, then one exact multiply by 10^-scale. Extra fraction digits are cut, not rounded.
+      const digits =
+        scale === 0
+          ? `split_part(${c}, '.', 1)`
+          : `split_part(${c}, '.', 1) || rpad(split_part(${c}, '.', 2), ${scale}, '0')`;
+      const unit = scale === 0 ? '1' : `0.${'0'.repeat(scale - 1)}1::DECIMAL(${scale + 1},${scale})`;
+      // The DOUBLE parse rejects text like `1.2.3` that the digit splice would accept.
+      const wide = `CASE WHEN TRY_CAST(${c} AS DOUBLE) IS NOT NULL THEN (TRY_CAST(${digits} AS HUGEINT)::DECIMAL(38,0) * ${unit})::${type} END`;
+      // Most values fit 18 digits, and that cast is ~4× cheaper again; COALESCE only evaluates the wide route for the
+      // rest. (Synapse Link writes at most `scale` fraction digits; more would be rounded here and cut there.)
+      const expression = scale <= 18 ? `coalesce(TRY_CAST(${c} AS DECIMAL(18,${scale}))::${type}, ${wide})` : wide;
+      return col(attr, type, expression, `a decimal number (${precision},${scale})`);
+    }
+    case 'dateTime':
+    case 'dateTimeOffset':
+      return col(
+        attr,
+        'TIMESTAMPTZ',
+        `CASE WHEN contains(${c}, '/') THEN TRY_STRPTIME(${c}, ${US_DATETIME})::TIMESTAMPTZ ELSE TRY_CAST(${c} AS TIMESTAMPTZ) END`,
+        'a date and time as `M/d/yyyy h:mm:ss tt`, `yyyy-MM-ddTHH:mm:ss.fffffff+00:00` or `yyyy-MM-ddTHH:mm:ssZ`',
+      );
+    case 'date':
+      return col(
+        attr,
+        'DATE',
+        `CASE WHEN contains(${c}, '/') THEN TRY_STRPTIME(${c}, '%m/%d/%Y')::DATE ELSE TRY_CAST(${c} AS DATE) END`,
+        'a date as `M/d/yyyy` or `yyyy-MM-dd`',
+      );
+    case 'time':
+      return col(attr, 'TIME', `TRY_CAST(${c} AS TIME)`, 'a time as `HH:mm:ss`');
+    default:
+      return { name: attr.name, sqlType: 'VARCHAR', expression: c, canFail: false, expected: 'text' };
+  }
+}
+
+function col(attr: CdmAttribute, sqlType: string, expression: string, expected: string): TypedColumn {
+  return { name: attr.name, sqlType, expression, canFail: true, expected };
+}
+
+/**
+ * Stages the live rows of a Delta snapshot into `target` with `read_parquet([...])` over the live files, partition
+ * columns filled from the log, every schema column cast to its Delta type (a column missing from older files is
+ * NULL), plus `__folder` (`delta@<version>`) and `__source_file`. Returns the row count.
+ */
+export async function stageDeltaSnapshot(
+  staging: StagingEngine,
+  lake: Lake,
+  snapshot: DeltaSnapshot,
+  target: string,
+): Promise<number> {
+  const label = `delta@${snapshot.version}`;
+  const defs = snapshot.fields.map((f) => `${duckIdent(f.name)} ${duckTypeOfDelta(f.type)}`);
+  await staging.run(
+    `CREATE OR REPLACE TABLE ${duckIdent(target)} (${[...defs, '__folder VARCHAR', '__source_file VARCHAR', '__bad VARCHAR'].join(', ')})`,
+  );
+  if (snapshot.files.length === 0) return 0;
+  const locals: string[] = [];
+  for (const f of snapshot.files) locals.push(await lake.toLocalPath(f.path));
+  const list = `[${locals.map(duckLiteral).join(', ')}]`;
+  const present = new Set(
+    (
+      await staging.all<{ column_name: string }>(`DESCRIBE SELECT * FROM read_parquet(${list}, union_by_name = true)`)
+    ).map((r) => r.column_name),
+  );
+  // One VALUES row per live file: its lake path and partition values, joined on the file name DuckDB reports.
+  // With column mapping, partition values are keyed by physical name too.
+  const physical = snapshot.partitionColumns.map(
+    (logical) => snapshot.fields.find((x) => x.name === logical)?.physicalName ?? logical,
+  );
+  const valuesRows = snapshot.files.map((f, i) => {
+    const parts = physical.map((p) => f.partitionValues[p] ?? null);
+    return `(${[duckLiteral(locals[i]!), duckLiteral(f.path), ...parts.map((v) => (v === null ? 'NULL' : duckLiteral(v)))].join(', ')})`;
+  });
+  const pvCols = ['__local', '__lake', ...snapshot.partitionColumns.map((_, i) => `__p${i}`)];
+  const select = snapshot.fields.map((f) => {
+    const type = duckTypeOfDelta(f.type);
+    const pi = snapshot.partitionColumns.indexOf(f.name);
+    if (pi >= 0) return `CAST(v.__p${pi} AS ${type}) AS ${duckIdent(f.name)}`;
+    return present.has(f.physicalName)
+      ? `CAST(d.${duckIdent(f.physicalName)} AS ${type}) AS ${duckIdent(f.name)}`
+      : `NULL::${type} AS ${duckIdent(f.name)}`;
+  });
+  await staging.run(
+    `INSERT INTO ${duckIdent(target)} BY NAME SELECT ${select.join(', ')}, ${duckLiteral(label)} AS __folder, v.__lake AS __source_file
+     FROM read_parquet(${list}, union_by_name = true, filename = true) d
+     JOIN (VALUES ${valuesRows.join(', ')}) v(${pvCols.join(', ')}) ON d.filename = v.__local`,
+  );
+  const [row] = await staging.all<{ n: bigint }>(`SELECT count(*) AS n FROM ${duckIdent(target)}`);
+  return Number(row?.n ?? 0);
+}
+
+/**
+ * Loads the choice-label CSVs of one `OptionsetMetadata/` folder into staging tables named after the files
+ * (`OptionsetMetadata`, `GlobalOptionsetMetadata`, ...), so extract SQL can join labels. A missing file gives an
+ * empty table. Returns the row count per table.
+ */
+export async function loadOptionSetLabels(
+  staging: StagingEngine,
+  lake: Lake,
+  optionSetFolder: string | null,
+): Promise<Record<string, number>> {
+  const reader = new CsvFolderReader(staging, lake);
+  const counts: Record<string, number> = {};
+  for (const [name, cols] of Object.entries(OPTION_SET_FILES)) {
+    const attributes: CdmAttribute[] = cols.map(([n, t]) => ({ name: n, dataType: t, maxLength: -1 }));
+    const file = optionSetFolder ? lakeJoin(optionSetFolder, `${name}.csv`) : null;
+    const exists = file ? (await lake.stat(file)) !== undefined : false;
+    const staged = `__labels_${name}`;
+    counts[name] = await reader.stage(
+      staged,
+      attributes,
+      exists && file ? [{ folder: optionSetFolder!, attributes, files: [file] }] : [],
+    );
+    await staging.run(
+      `CREATE OR REPLACE VIEW ${duckIdent(name)} AS SELECT * EXCLUDE (__file_id, __bad) FROM ${duckIdent(staged)}`,
+    );
+  }
+  return counts;
+}
+
+/** DuckDB type of each flat Delta (Spark) type the Delta log reader accepts, besides `decimal(p,s)`. */
+const DUCK_TYPES = new Map([
+  ['string', 'VARCHAR'],
+  ['long', 'BIGINT'],
+  ['integer', 'INTEGER'],
+  ['short', 'SMALLINT'],
+  ['byte', 'TINYINT'],
+  ['float', 'FLOAT'],
+  ['double', 'DOUBLE'],
+  ['boolean', 'BOOLEAN'],
+  ['binary', 'BLOB'],
+  ['date', 'DATE'],
+  ['timestamp', 'TIMESTAMPTZ'],
+  ['timestamp_ntz', 'TIMESTAMP'],
+]);
+
+/** The DuckDB type of a Delta (Spark) primitive type. */
+export function duckTypeOfDelta(type: string): string {
+  const dec = DECIMAL_TYPE.exec(type);
+  if (dec) return `DECIMAL(${dec[1]},${dec[2]})`;
+  return DUCK_TYPES.get(type) ?? 'VARCHAR';
+}
+
+/** The actions of a Delta checkpoint (Parquet files), one object per row. */
+export async function readCheckpointActions(
+  staging: StagingEngine,
+  localFiles: readonly string[],
+): Promise<Record<string, unknown>[]> {
+  const rows = await staging.all<{ j: string }>(
+    `SELECT to_json(t)::VARCHAR AS j FROM read_parquet([${localFiles.map(duckLiteral).join(', ')}], union_by_name = true) t`,
+  );
+  return rows.map((r) => JSON.parse(r.j) as Record<string, unknown>);
 }

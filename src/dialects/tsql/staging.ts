@@ -1,7 +1,7 @@
 /**
  * Pure T-SQL text builders for the Azure SQL / SQL Server dialect: quoting, staging DDL, set-based loads, the state
  * and error-store schema (mirrors `src/connectors/state/sqlite-state-store.ts`), leases via `sp_getapplock`, and
- * MERGE upserts. Nothing here talks to a server; `tsql-staging.ts` runs the text with `mssql`.
+ * MERGE upserts. Nothing here talks to a server; `driver.ts` runs the text with `mssql`.
  */
 
 /** What T-SQL allows, as data: code asks the capability, never the dialect's name. */

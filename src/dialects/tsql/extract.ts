@@ -1,4 +1,4 @@
-import { tsqlIdent, tsqlLiteral } from './tsql-statements.js';
+import { tsqlIdent, tsqlLiteral } from './staging.js';
 
 /** What an outbound extract compiles from. */
 export interface ExtractInput {

@@ -1,7 +1,7 @@
 import { UsageError } from '../../core/errors.js';
 import type { ColumnPlan, ConversionPlan, LookupTargetPlan } from '../../core/mapping.js';
 import { MIN_DATE } from '../../core/mapping.js';
-import { mergeStatement, TSQL_CAPABILITIES, tsqlIdent, tsqlLiteral, tsqlTable } from './tsql-statements.js';
+import { mergeStatement, TSQL_CAPABILITIES, tsqlIdent, tsqlLiteral, tsqlTable } from './staging.js';
 
 /**
  * The conversion to Dataverse column types compiled to T-SQL (Azure SQL) from the same `ConversionPlan` the DuckDB

@@ -17,7 +17,7 @@ import {
   type SourceType,
   type SqlDialect,
 } from '../sql-dialect.js';
-import { duckIdent, duckLiteral } from './duckdb-staging.js';
+import { duckIdent, duckLiteral } from './driver.js';
 
 /*
  * Text rules shared with the reference converter (src/core/reference-converter.ts), written once here as regexes:
