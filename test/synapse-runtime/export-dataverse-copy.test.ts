@@ -12,7 +12,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { DuckDbStaging, duckIdent, duckLiteral } from '../../src/dialects/duckdb/duckdb-staging.js';
+import { DuckDbStaging, duckIdent, duckLiteral } from '../../src/dialects/duckdb/driver.js';
 import { type RunningEmulator, startEmulator } from '../../src/emulator/server.js';
 import type { ArtifactStore } from '../../src/export/synapse/runtime/artifact-store.js';
 import { isObject, type JsonObject } from '../../src/export/synapse/runtime/expression/json-value.js';

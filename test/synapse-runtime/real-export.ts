@@ -3,7 +3,7 @@
  * a few artifacts replaced (a stub pipeline standing in for one whose SQL the test does not exercise), and one real
  * activity lifted out of its pipeline to run on its own.
  */
-import type { DuckDbStaging } from '../../src/dialects/duckdb/duckdb-staging.js';
+import type { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
 import { ArtifactStore } from '../../src/export/synapse/runtime/artifact-store.js';
 import {
   DuckDbSqlEngine,
