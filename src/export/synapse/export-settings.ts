@@ -24,6 +24,8 @@ export interface SynapseExportSettings {
   readonly sqlUserName?: string;
   /** Key Vault secret holding the SQL password for `key-vault-password`. */
   readonly sqlPasswordSecretName?: string;
+  /** Synapse workspace name: its managed identity's database user in Azure SQL and serverless SQL (setup scripts). */
+  readonly synapseWorkspaceName: string;
   /** Synapse serverless SQL endpoint, `<workspace>-ondemand.sql.azuresynapse.net`. */
   readonly serverlessSqlServer: string;
   /** Serverless database holding the external data sources and file format used by CETAS. */
@@ -68,6 +70,7 @@ export const DEFAULT_SETTINGS: SynapseExportSettings = {
   sqlServer: 'ferry-sql.database.windows.net',
   sqlDatabase: 'ferry',
   sqlAuthentication: 'managed-identity',
+  synapseWorkspaceName: 'ferry-ws',
   serverlessSqlServer: 'ferry-ws-ondemand.sql.azuresynapse.net',
   serverlessDatabase: 'ferry_extract',
   dataverseUrl: 'https://ferrydemo.crm.dynamics.com',

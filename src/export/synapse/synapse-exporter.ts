@@ -53,15 +53,33 @@ export async function exportSynapse(
       path: 'sql/tsql/setup/ferry-state.sql',
       content: sqlFile('State store, error store and key map for ferry in Azure SQL.', stateSchemaStatements()),
     },
+    {
+      path: 'sql/tsql/setup/azure-sql-access.sql',
+      content: sqlFile(
+        `One-time setup in the Azure SQL database \`${settings.sqlDatabase}\`, run by its Microsoft Entra admin: the workspace managed identity \`${settings.synapseWorkspaceName}\` as a database user with what the pipelines do (read/write state, DDL of staging tables in dbo).`,
+        azureSqlAccess(settings),
+      ),
+    },
   ];
   if (defs.some((d) => d.direction === 'outbound')) {
-    sqlFiles.push({
-      path: 'sql/tsql/setup/serverless.sql',
-      content: sqlFile(
-        `One-time setup in the serverless database \`${settings.serverlessDatabase}\` (run once by an admin): credential, data sources and Parquet format the extracts use.`,
-        serverlessSetup(settings),
-      ),
-    });
+    sqlFiles.push(
+      {
+        path: 'sql/tsql/setup/serverless-database.sql',
+        content: sqlFile(
+          `One-time setup on the serverless SQL endpoint, in \`master\`: the database the extracts run in (UTF-8 collation, as the serverless docs advise for Parquet and Delta strings).`,
+          [
+            `IF DB_ID(${tsqlLiteral(settings.serverlessDatabase)}) IS NULL CREATE DATABASE ${tsqlIdent(settings.serverlessDatabase)} COLLATE Latin1_General_100_BIN2_UTF8`,
+          ],
+        ),
+      },
+      {
+        path: 'sql/tsql/setup/serverless.sql',
+        content: sqlFile(
+          `One-time setup in the serverless database \`${settings.serverlessDatabase}\` (after serverless-database.sql), run by a Synapse SQL admin with sqlcmd: \`sqlcmd -S ${settings.serverlessSqlServer} -d ${settings.serverlessDatabase} -G -v FERRY_MASTER_KEY="<from your vault>" -i serverless.sql\`. The master key (a database scoped credential needs one), credential, data sources, Parquet format, output schema, and the workspace managed identity's user with the rights OPENROWSET and CETAS need.`,
+          serverlessSetup(settings),
+        ),
+      },
+    );
   }
   const dataverseTables = new Set<string>();
   for (const def of [...defs].sort((a, b) => a.name.localeCompare(b.name))) {
@@ -805,12 +823,44 @@ async function outboundPipeline(
 
 function serverlessSetup(s: SynapseExportSettings): string[] {
   const account = s.storageUrl.replace(/\/$/, '');
+  const ws = tsqlIdent(s.synapseWorkspaceName);
   return [
+    // A database scoped credential needs a database master key first (error 15581 otherwise). The password is a
+    // sqlcmd variable, so no secret is ever written here.
+    `IF NOT EXISTS (SELECT 1 FROM sys.symmetric_keys WHERE name = N'##MS_DatabaseMasterKey##') CREATE MASTER KEY ENCRYPTION BY PASSWORD = '$(FERRY_MASTER_KEY)'`,
     `IF NOT EXISTS (SELECT 1 FROM sys.database_scoped_credentials WHERE name = N'ferry_workspace_identity') CREATE DATABASE SCOPED CREDENTIAL [ferry_workspace_identity] WITH IDENTITY = 'Managed Identity'`,
     `IF NOT EXISTS (SELECT 1 FROM sys.external_data_sources WHERE name = N'ferry_synapse_link') CREATE EXTERNAL DATA SOURCE [ferry_synapse_link] WITH (LOCATION = ${tsqlLiteral(`${account}/${s.synapseLinkFileSystem}`)}, CREDENTIAL = [ferry_workspace_identity])`,
     `IF NOT EXISTS (SELECT 1 FROM sys.external_data_sources WHERE name = N'ferry_warehouse') CREATE EXTERNAL DATA SOURCE [ferry_warehouse] WITH (LOCATION = ${tsqlLiteral(`${account}/${s.warehouseFileSystem}`)}, CREDENTIAL = [ferry_workspace_identity])`,
     `IF NOT EXISTS (SELECT 1 FROM sys.external_file_formats WHERE name = N'ferry_parquet') CREATE EXTERNAL FILE FORMAT [ferry_parquet] WITH (FORMAT_TYPE = PARQUET, DATA_COMPRESSION = 'org.apache.hadoop.io.compress.SnappyCodec')`,
     `IF SCHEMA_ID(N'ferry_out') IS NULL EXEC(N'CREATE SCHEMA ${tsqlIdent('ferry_out')}')`,
+    // The pipelines' serverless linked service signs in as the workspace managed identity.
+    `IF USER_ID(${tsqlLiteral(s.synapseWorkspaceName)}) IS NULL CREATE USER ${ws} FROM EXTERNAL PROVIDER`,
+    `GRANT REFERENCES ON DATABASE SCOPED CREDENTIAL::[ferry_workspace_identity] TO ${ws}`,
+    `GRANT ADMINISTER DATABASE BULK OPERATIONS TO ${ws}`,
+    `GRANT CREATE TABLE TO ${ws}`,
+    `GRANT ALTER ON SCHEMA::[ferry_out] TO ${ws}`,
+    `GRANT SELECT ON SCHEMA::[ferry_out] TO ${ws}`,
+    `GRANT ALTER ANY EXTERNAL DATA SOURCE TO ${ws}`,
+    `GRANT ALTER ANY EXTERNAL FILE FORMAT TO ${ws}`,
+  ];
+}
+
+/** The workspace managed identity in the Azure SQL database: state, error store, key map, staging DDL in dbo. */
+function azureSqlAccess(s: SynapseExportSettings): string[] {
+  const mi = s.sqlAuthentication === 'managed-identity';
+  // With key-vault-password the pipelines sign in as that SQL login, whose database user already exists.
+  const ws = tsqlIdent(mi ? s.synapseWorkspaceName : (s.sqlUserName ?? ''));
+  return [
+    ...(mi
+      ? [`IF USER_ID(${tsqlLiteral(s.synapseWorkspaceName)}) IS NULL CREATE USER ${ws} FROM EXTERNAL PROVIDER`]
+      : []),
+    `ALTER ROLE db_datareader ADD MEMBER ${ws}`,
+    `ALTER ROLE db_datawriter ADD MEMBER ${ws}`,
+    // Staging tables are dropped, created (SELECT … INTO, TRUNCATE) in dbo on every run.
+    `ALTER ROLE db_ddladmin ADD MEMBER ${ws}`,
+    `GRANT CREATE TABLE TO ${ws}`,
+    `GRANT ALTER ON SCHEMA::[dbo] TO ${ws}`,
+    `GRANT ALTER ON SCHEMA::[${STATE_SCHEMA}] TO ${ws}`,
   ];
 }
 
