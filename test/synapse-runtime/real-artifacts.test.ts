@@ -103,7 +103,13 @@ describe('the real exported artifacts under synapse/', () => {
       assert.equal(begin.length, 3, 'BeginRun is retried twice per its policy');
       assert.equal(begin[0]!.error!.errorCode, 'SqlStepNotRunnable');
       assert.match(begin[0]!.error!.message, /Script `BeginRun` block 1 \(linked service `ls_ferry_sql`\) is T-SQL/);
-      assert.ok(run.activityRuns.filter((a) => a.activityName !== 'BeginRun').every((a) => a.status === 'Skipped'));
+      const others = run.activityRuns.filter(
+        (a) => a.activityName !== 'BeginRun' && a.activityName !== 'MarkRunFailed',
+      );
+      assert.ok(others.every((a) => a.status === 'Skipped'));
+      // The failure handler runs after any failure; it is T-SQL too, and refused by name as well.
+      const marked = run.activityRuns.filter((a) => a.activityName === 'MarkRunFailed');
+      assert.ok(marked.length >= 1 && marked.every((a) => a.error?.errorCode === 'SqlStepNotRunnable'));
       rt.startTrigger('tr_ferry_every_15m');
       await rt.runTicks(1);
       const scheduled = rt.runs.filter((r) => r.pipelineName === 'pl_ferry_every_15m');

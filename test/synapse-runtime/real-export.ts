@@ -3,7 +3,7 @@
  * a few artifacts replaced (a stub pipeline standing in for one whose SQL the test does not exercise), and one real
  * activity lifted out of its pipeline to run on its own.
  */
-import type { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
+import { type DuckDbStaging, duckIdent, duckLiteral } from '../../src/dialects/duckdb/driver.js';
 import { ArtifactStore } from '../../src/export/synapse/runtime/artifact-store.js';
 import {
   DuckDbSqlEngine,
@@ -11,7 +11,8 @@ import {
   type SqlResult,
   type SqlStep,
 } from '../../src/export/synapse/runtime/connectors/sql-engine.js';
-import { isObject, type JsonObject } from '../../src/export/synapse/runtime/expression/json-value.js';
+import { isObject, type Json, type JsonObject } from '../../src/export/synapse/runtime/expression/json-value.js';
+import { ActivityError } from '../../src/export/synapse/runtime/runtime-error.js';
 
 export const SYNAPSE_DIR = 'synapse';
 const KINDS = ['linkedService', 'dataset', 'pipeline', 'trigger'] as const;
@@ -87,4 +88,41 @@ export function projectionColumns(sinkQuery: string): string[] {
   const p = BracketProjectionEngine.projection(sinkQuery);
   if (!p) throw new Error(`Not a bare projection: ${sinkQuery.slice(0, 80)}`);
   return [...p.matchAll(/"([^"]+)"/g)].map((m) => m[1]!).slice(0, -1);
+}
+
+/**
+ * For orchestration tests of the real pipelines (which activities run after which outcome): records every SQL step
+ * by where it comes from, runs none of them, answers Lookups/Query scripts with given rows, and fails the steps a
+ * test names. The SQL itself is not under test here.
+ */
+export class RecordingSqlEngine implements SqlEngine {
+  readonly duck: DuckDbStaging;
+  readonly steps: SqlStep[] = [];
+  readonly #fail: (where: string) => boolean;
+  readonly #rows: (where: string) => Record<string, Json>[];
+  constructor(
+    duck: DuckDbStaging,
+    fail: (where: string) => boolean,
+    rows: (where: string) => Record<string, Json>[] = () => [],
+  ) {
+    this.duck = duck;
+    this.#fail = fail;
+    this.#rows = rows;
+  }
+  render(step: SqlStep): string {
+    this.steps.push(step);
+    if (this.#fail(step.where)) throw new ActivityError('SqlFailed', `${step.where} failed (injected by the test).`);
+    const rows = this.#rows(step.where);
+    if (!rows.length) return 'SELECT 1 AS x WHERE false';
+    const cols = Object.keys(rows[0]!);
+    const lit = (v: Json | undefined) =>
+      v === null || v === undefined ? 'NULL' : typeof v === 'number' ? String(v) : duckLiteral(String(v));
+    return `SELECT * FROM (VALUES ${rows.map((r) => `(${cols.map((c) => lit(r[c])).join(', ')})`).join(', ')}) AS t(${cols.map((c) => duckIdent(c)).join(', ')})`;
+  }
+  async execute(step: SqlStep): Promise<SqlResult> {
+    this.steps.push(step);
+    if (this.#fail(step.where)) throw new ActivityError('SqlFailed', `${step.where} failed (injected by the test).`);
+    const rows = this.#rows(step.where);
+    return { resultSets: rows.length ? [{ columns: Object.keys(rows[0]!), rows }] : [], recordsAffected: 0 };
+  }
 }

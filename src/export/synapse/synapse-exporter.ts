@@ -395,7 +395,11 @@ function finishRunSql(def: PipelineDefinition, source: string, rowsExpr: string,
     .replace('@source AS', `${tsqlLiteral(source)} AS`)
     .replace('@value AS', `N'${cursorExpr}' AS`)
     .replace('@run_id AS', `N'@{pipeline().RunId}' AS`)
-    .replace(') AS src', ` WHERE @over = 0 AND N'@{pipeline().parameters.mode}' <> N'backfill') AS src`);
+    .replace(
+      ') AS src',
+      // Never backwards: a manual run over a past window leaves a later cursor where it is.
+      ` WHERE @over = 0 AND N'@{pipeline().parameters.mode}' <> N'backfill' AND NOT EXISTS (SELECT 1 FROM ${tsqlTable(STATE_SCHEMA, 'cursors')} AS c WHERE c.[pipeline] = ${tsqlLiteral(def.name)} AND c.[source] = ${tsqlLiteral(source)} AND c.[value] > N'${cursorExpr}')) AS src`,
+    );
   const runs = tsqlTable(STATE_SCHEMA, 'runs');
   const rejects = tsqlTable(STATE_SCHEMA, 'rejects');
   return [
@@ -436,14 +440,19 @@ function thresholdCheck(def: PipelineDefinition) {
   };
 }
 
-function failRunActivity(dependsOnActivity: string) {
+/**
+ * Marks the run failed when any activity failed. FinishRun is the end of every success path, so it is Skipped when
+ * anything before it failed (and Failed when it fails itself): the documented "generic error handling" wiring
+ * (upon failure + upon skip from the last step) catches a failure anywhere, not only in one activity.
+ */
+function failRunActivity() {
   return scriptActivity(
     'MarkRunFailed',
     NAMES.sql,
     expr(
-      `UPDATE ${tsqlTable(STATE_SCHEMA, 'runs')} SET [status] = N'failed', [finished_at] = CONVERT(NVARCHAR(40), SYSUTCDATETIME(), 127), [error_json] = N'{"code":"synapse.activity_failed","message":"${dependsOnActivity} failed; see the activity run in Synapse Studio. The cursor did not move, so the next run repeats the window."}' WHERE [id] = N'@{pipeline().RunId}'`,
+      `UPDATE ${tsqlTable(STATE_SCHEMA, 'runs')} SET [status] = N'failed', [finished_at] = CONVERT(NVARCHAR(40), SYSUTCDATETIME(), 127), [error_json] = N'{"code":"synapse.activity_failed","message":"An activity of this run failed; see its activity runs in Synapse Studio (Monitor). The cursor did not move, so the next run repeats the window."}' WHERE [id] = N'@{pipeline().RunId}' AND [status] = N'running'`,
     ),
-    [after(dependsOnActivity, 'Failed')],
+    [{ activity: 'FinishRun', dependencyConditions: ['Failed', 'Skipped'] }],
   );
 }
 
@@ -631,7 +640,7 @@ async function inboundPipeline(
       'Query',
     ),
     thresholdCheck(def),
-    failRunActivity('CopyStagingToDataverse'),
+    failRunActivity(),
   );
   const pipeline: SynapseArtifact = {
     kind: 'pipeline',
@@ -800,7 +809,7 @@ async function outboundPipeline(
       'Query',
     ),
     thresholdCheck(def),
-    failRunActivity(extractNames[extractNames.length - 1] ?? 'SetWindowStart'),
+    failRunActivity(),
   );
   const pipeline: SynapseArtifact = {
     kind: 'pipeline',
