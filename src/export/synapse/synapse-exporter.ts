@@ -534,7 +534,10 @@ async function inboundPipeline(
           type: 'ParquetSource',
           storeSettings: {
             type: 'AzureBlobFSReadSettings',
-            recursive: true,
+            // Not recursive: Spark writes uncommitted part files under `_temporary/` below the folder, and the
+            // wildcards cannot exclude a segment (the local runner skips `_`/`.` segments). Deltas sit directly
+            // in the folder.
+            recursive: false,
             wildcardFolderPath: view.source.folder,
             wildcardFileName: view.source.pattern,
             modifiedDatetimeStart: expr(
