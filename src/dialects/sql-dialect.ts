@@ -85,7 +85,9 @@ export interface SourceColumn extends SourceType {
 /** Where the versions applied in earlier runs are kept: a Parquet file (DuckDB) or a table (Azure SQL). */
 export type AppliedVersionsSource =
   | { readonly kind: 'parquet'; readonly path: string }
-  | { readonly kind: 'table'; readonly name: string };
+  | { readonly kind: 'table'; readonly name: string }
+  /** A query returning `(key, version)`, e.g. one pipeline's rows of a shared table. */
+  | { readonly kind: 'query'; readonly sql: string };
 
 /**
  * SQL for one mapped column. `prepare` expressions are computed first, over the staged row `s`; `reason`,
@@ -155,6 +157,15 @@ export interface CompileOptions {
   readonly sources: readonly SourceColumn[];
   /** Versions applied by earlier runs; absent on the first run. */
   readonly appliedVersions?: AppliedVersionsSource | null;
+  /**
+   * A version equal to the applied one is stale (default). The Synapse path saves the versions of every row it sent
+   * (its Copy does not say which ones Dataverse accepted), so there an equal version is sent again.
+   */
+  readonly staleWhenEqual?: boolean;
+  /** Table names; default the staging contract's `staged` and `converted` and `__ferry_convert`. */
+  readonly tables?: { readonly staged: string; readonly work: string; readonly converted: string };
+  /** Also keep each own-key part's text in the work table as `__key_part_<i>` (the Synapse sink's key columns). */
+  readonly keyParts?: boolean;
 }
 
 /** The statements of one conversion, in the order to run them. */
@@ -188,7 +199,7 @@ export function compileConversion(
   const b = dialect.conversion;
   const q = (name: string) => dialect.ident(name);
   const sources = new Map(options.sources.map((s) => [s.name, s]));
-  const staged = STAGING_TABLES.staged;
+  const staged = options.tables?.staged ?? STAGING_TABLES.staged;
   const names = (index: number): AliasNames => ({
     alias: (name) => `c${index}_${name}`,
     aliasOf: (other, name) => `c${other}_${name}`,
@@ -269,8 +280,9 @@ export function compileConversion(
   // Not newer than the version an earlier run applied: skipped. Equal counts as applied because applied versions are
   // saved only for rows Dataverse accepted (the `upserted` table) after every stage succeeded, so a repeated window
   // (a rerun after a crash, a backfill over processed files) sends nothing Dataverse already has.
-  const stale = 'COALESCE(a.version IS NOT NULL AND k.__version <= a.version, FALSE)';
-  const work = CONVERSION_WORK_TABLE;
+  const stale = `COALESCE(a.version IS NOT NULL AND k.__version ${options.staleWhenEqual === false ? '<' : '<='} a.version, FALSE)`;
+  const work = options.tables?.work ?? CONVERSION_WORK_TABLE;
+  const keyParts = options.keyParts ? keys.map((k, i) => `,\n  ${k.text} AS __key_part_${i}`).join('') : '';
   // One pass over the staged rows builds the work table as if every row were the latest of its key; a second
   // statement then marks the older versions superseded. Keys rarely repeat, so the ranking runs only on the keys
   // that occur more than once (found by grouping a hash of the key over the narrow work-table column): ranking
@@ -299,7 +311,7 @@ SELECT k.__row_id, k.__source_file, k.__row_number, k.__key, k.__key_predicate, 
     WHEN k.__reason IS NOT NULL THEN 'reject'
     ELSE 'ok'
   END AS __outcome,
-  CASE WHEN k.__reason IS NULL${options.appliedVersions ? ` AND NOT ${stale}` : ''} THEN ${payload} END AS __payload
+  CASE WHEN k.__reason IS NULL${options.appliedVersions ? ` AND NOT ${stale}` : ''} THEN ${payload} END AS __payload${keyParts}
 FROM k${options.appliedVersions ? `\nLEFT JOIN ${dialect.appliedVersionsRelation(options.appliedVersions)} a ON a.key = k.__key_predicate` : ''}`;
   const superseded = `UPDATE ${q(work)} SET __outcome = 'superseded', __payload = NULL
 WHERE __row_id IN (
@@ -317,7 +329,7 @@ WHERE __row_id IN (
   return {
     classify: `${dialect.createTableAs(work, classify)};\n${superseded}`,
     converted: dialect.createViewAs(
-      STAGING_TABLES.converted,
+      options.tables?.converted ?? STAGING_TABLES.converted,
       `SELECT __row_id, __source_file, __row_number, __key, __key_predicate, __key_safe, __version, __payload
 FROM ${q(work)} WHERE __outcome = 'ok'`,
     ),

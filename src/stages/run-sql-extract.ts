@@ -4,6 +4,7 @@ import { FerryError, UsageError } from '../core/errors.js';
 import type { StageSpec } from '../core/pipeline.js';
 import type { StageContext, StageImpl } from '../core/stage.js';
 import { duckIdent } from '../dialects/duckdb/driver.js';
+import { defaultExtractSql, latestViewName } from '../dialects/duckdb/extract.js';
 import { type StagedSynapseLink, SYNAPSE_LINK_SHARED_KEY } from './read-synapse-link.js';
 
 /** The `run-sql-extract` stage spec (plain data). */
@@ -63,62 +64,6 @@ export function runSqlExtract(options: {
     ...(options.output ? { output: options.output } : {}),
     ...(options.deleteColumn ? { deleteColumn: options.deleteColumn } : {}),
   };
-}
-
-/**
- * The default extract: Synapse Link append-only rows reduced to the latest state per `Id` — highest
- * `versionnumber`, then latest `SinkModifiedOn` (retries duplicate version numbers, per the Synapse Link FAQ),
- * then the later folder and file. `IsDelete` is normalised to true/false so the writer can route deletes.
- * It picks the winning `rowid` per `Id` with `arg_max` (a hash aggregate over a few columns, cheaper than a window
- * over whole rows) and keeps the staged order (folder, file, line), so the output order is deterministic.
- */
-export function defaultExtractSql(stagedTable: string, columns: readonly string[]): string {
-  const has = (c: string) => columns.some((x) => x.toLowerCase() === c.toLowerCase());
-  const name = (c: string) => duckIdent(columns.find((x) => x.toLowerCase() === c.toLowerCase()) ?? c);
-  if (!has('Id')) {
-    throw new FerryError(
-      'extract.no_id',
-      `Staged table \`${stagedTable}\` has no \`Id\` column; the default extract needs it. Write a custom query instead.`,
-    );
-  }
-  // CSV staging keeps `__file_id` (folder then file order); Delta staging keeps `__folder`/`__source_file`.
-  const order = [
-    // A delete row without a versionnumber (some exports write only Id and the Sink columns) must not lose to an
-    // older version of the row, or the delete is lost (FT#440): it ranks above every version.
-    has('versionnumber')
-      ? has('IsDelete')
-        ? `CASE WHEN ${name('versionnumber')} IS NULL AND ${name('IsDelete')} THEN 9223372036854775807 ELSE coalesce(${name('versionnumber')}, -9223372036854775808) END`
-        : `coalesce(${name('versionnumber')}, -9223372036854775808)`
-      : null,
-    has('SinkModifiedOn') ? `coalesce(${name('SinkModifiedOn')}, '-infinity'::TIMESTAMPTZ)` : null,
-    has('__file_id') ? 'coalesce(__file_id, 0)' : null,
-    has('__folder') ? `coalesce(__folder, '')` : null,
-    has('__source_file') ? `coalesce(__source_file, '')` : null,
-  ].filter(Boolean);
-  const internal = columns.filter((c) => c.startsWith('__'));
-  const exclude = internal.length ? ` EXCLUDE (${internal.map(duckIdent).join(', ')})` : '';
-  const replace = has('IsDelete') ? ` REPLACE (coalesce(${name('IsDelete')}, false) AS ${name('IsDelete')})` : '';
-  const t = duckIdent(stagedTable);
-  if (!has('__folder') && !has('__source_file')) {
-    // CSV staging: the ranking packed into one HUGEINT (version in the high 64 bits, then SinkModifiedOn in
-    // milliseconds and the file number), so the aggregate keeps a scalar per Id and the winners are fetched with a
-    // SEMI JOIN: both spill to disk in DuckDB, where `arg_max(rowid, (struct))` and `rowid IN (...)` run out of memory
-    // at ten million rows. Milliseconds are SinkModifiedOn's precision in the exports; a tie below that is decided by
-    // the later file, as an exact tie always was.
-    const version = has('versionnumber') ? order[0] : '0';
-    const sink = has('SinkModifiedOn') ? `greatest(coalesce(epoch_ms(${name('SinkModifiedOn')}), 0), 0)` : '0';
-    const file = has('__file_id') ? 'coalesce(__file_id, 0)' : '0';
-    const rank = `(${version})::HUGEINT * 18446744073709551616 + (${sink})::HUGEINT * 65536 + (${file})`;
-    return `SELECT *${exclude}${replace} FROM ${t}
-SEMI JOIN (SELECT arg_max(rowid, ${rank}) AS __winner FROM ${t} GROUP BY ${name('Id')}) ON ${t}.rowid = __winner`;
-  }
-  return `SELECT *${exclude}${replace} FROM ${t}
-WHERE rowid IN (SELECT arg_max(rowid, (${order.join(', ')})) FROM ${t} GROUP BY ${name('Id')})`;
-}
-
-/** The view custom extract queries read for the latest state of `table` (see {@link defaultExtractSql}). */
-export function latestViewName(table: string): string {
-  return `${table}_latest`;
 }
 
 /** Runs the extract; see {@link runSqlExtract}. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
-import { defaultExtractSql } from '../../src/stages/run-sql-extract.js';
+import { defaultExtractSql } from '../../src/dialects/duckdb/extract.js';
 
 describe('default extract: latest state per Id', () => {
   let db: DuckDbStaging;

@@ -35,16 +35,31 @@ describe('the real exported artifacts under synapse/', () => {
       'every activity type, property and expression function of the export is implemented',
     );
     const sql = findings.filter((f) => f.kind === 'sql-without-duckdb-rendering').map((f) => f.where);
-    // Every Script block, source query and preCopyScript of the export is T-SQL without a step id today.
+    // Every Script block, source query and preCopyScript of the export names its plan step (`-- ferry-step: <id>`).
     let expected = 0;
+    const ids: string[] = [];
+    const idOf = (v: unknown) => {
+      const text = isObject(v) ? String(v.value) : String(v);
+      const id = /^-- ferry-step: (\S+)\n/.exec(text)?.[1];
+      if (id) ids.push(id);
+    };
     for (const name of store.names('pipeline')) {
       const walk = (activities: unknown) => {
         for (const a of Array.isArray(activities) ? activities : []) {
           if (!isObject(a)) continue;
           const tp = (a.typeProperties ?? {}) as JsonObject;
-          if (a.type === 'Script') expected += (tp.scripts as unknown[]).length;
-          if (isObject(tp.source) && tp.source.sqlReaderQuery) expected++;
-          if (isObject(tp.sink) && tp.sink.preCopyScript) expected++;
+          if (a.type === 'Script') {
+            expected += (tp.scripts as unknown[]).length;
+            for (const s of tp.scripts as JsonObject[]) idOf(s.text);
+          }
+          if (isObject(tp.source) && tp.source.sqlReaderQuery) {
+            expected++;
+            idOf(tp.source.sqlReaderQuery);
+          }
+          if (isObject(tp.sink) && tp.sink.preCopyScript) {
+            expected++;
+            idOf(tp.sink.preCopyScript);
+          }
           walk(tp.ifTrueActivities);
           walk(tp.ifFalseActivities);
           walk(tp.activities);
@@ -52,9 +67,10 @@ describe('the real exported artifacts under synapse/', () => {
       };
       walk(store.get('pipeline', name).properties.activities);
     }
-    assert.equal(sql.length, expected);
-    assert.ok(sql.includes('pipeline pl_accounts_inbound / BeginRun / block 1'));
-    assert.ok(sql.includes('pipeline pl_accounts_outbound / ExtractToParquet_account / block 1'));
+    assert.deepEqual(sql, [], 'no SQL step without a plan step id');
+    assert.equal(ids.length, expected, 'every SQL step starts with its `-- ferry-step:` line');
+    assert.ok(ids.includes('accounts-inbound:begin-run'));
+    assert.ok(ids.includes('accounts-outbound:extract:account'));
   });
 
   it('names an activity type, property or function it does not implement', () => {
@@ -102,12 +118,15 @@ describe('the real exported artifacts under synapse/', () => {
       const begin = run.activityRuns.filter((a) => a.activityName === 'BeginRun');
       assert.equal(begin.length, 3, 'BeginRun is retried twice per its policy');
       assert.equal(begin[0]!.error!.errorCode, 'SqlStepNotRunnable');
-      assert.match(begin[0]!.error!.message, /Script `BeginRun` block 1 \(linked service `ls_ferry_sql`\) is T-SQL/);
+      assert.match(
+        begin[0]!.error!.message,
+        /Script `BeginRun` block 1 names plan step `accounts-inbound:begin-run`, which has no DuckDB rendering/,
+      );
       const others = run.activityRuns.filter(
         (a) => a.activityName !== 'BeginRun' && a.activityName !== 'MarkRunFailed',
       );
       assert.ok(others.every((a) => a.status === 'Skipped'));
-      // The failure handler runs after any failure; it is T-SQL too, and refused by name as well.
+      // The failure handler runs after any failure; without renderings it is refused by name as well.
       const marked = run.activityRuns.filter((a) => a.activityName === 'MarkRunFailed');
       assert.ok(marked.length >= 1 && marked.every((a) => a.error?.errorCode === 'SqlStepNotRunnable'));
       rt.startTrigger('tr_ferry_every_15m');

@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DataverseMapping } from '../../src/core/mapping.js';
-import { type ConversionNames, compileConversion } from '../../src/dialects/tsql/conversion.js';
+import type { ConversionNames } from '../../src/dialects/sql-steps.js';
+import { compileConversion } from '../../src/dialects/tsql/conversion.js';
 import { loadConversionPlan } from '../../src/stages/convert-to-dataverse.js';
 
 const metadataDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'fixtures', 'metadata');

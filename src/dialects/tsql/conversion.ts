@@ -1,6 +1,7 @@
 import { UsageError } from '../../core/errors.js';
 import type { ColumnPlan, ConversionPlan, LookupTargetPlan } from '../../core/mapping.js';
 import { MIN_DATE } from '../../core/mapping.js';
+import type { ConversionNames, KeymapTarget, TableName } from '../sql-steps.js';
 import { mergeStatement, TSQL_CAPABILITIES, tsqlIdent, tsqlLiteral, tsqlTable } from './staging.js';
 
 /**
@@ -12,40 +13,6 @@ import { mergeStatement, TSQL_CAPABILITIES, tsqlIdent, tsqlLiteral, tsqlTable } 
  * The generic `compileConversion` of `src/dialects/sql-dialect.ts` cannot be reused for T-SQL as it stands: it writes
  * `TRUE`/`FALSE`, `NULLS LAST` and concatenated JSON, none of which T-SQL has; this compiler follows its steps.
  */
-
-/** A table: `schema` empty means the connection's default schema (one-part name). */
-interface TableName {
-  readonly schema: string;
-  readonly table: string;
-}
-
-/** Tables the compiled statements use. */
-export interface ConversionNames {
-  /** Prefix of shared staging tables (the key map copies), e.g. `stg_`. */
-  readonly prefix: string;
-  /** Source rows as copied (source columns + `__source_file`). */
-  readonly staged: TableName;
-  /** Source rows with `__row_id` and `__row_number` (the staging contract's `staged`). */
-  readonly rows: TableName;
-  /** The classification work table. */
-  readonly work: TableName;
-  /** The staging contract's `converted` table. */
-  readonly converted: TableName;
-  /** Flat rows for the Copy activity: key attributes, attributes, lookups resolved to GUIDs. */
-  readonly sink: TableName;
-  readonly rejects: TableName;
-  readonly keymap: TableName;
-  /** `(pipeline, key, version)` of the versions applied per key (`ferry.applied_versions`). */
-  readonly appliedVersions: TableName;
-}
-
-/** A lookup target whose alternate-key → GUID map the pipeline copies from Dataverse before converting. */
-export interface KeymapTarget {
-  readonly table: string;
-  readonly entitySet: string;
-  readonly idAttribute: string;
-  readonly keyAttributes: readonly string[];
-}
 
 /** The compiled conversion, statement lists in run order. */
 export interface CompiledConversion {

@@ -1,23 +1,5 @@
+import type { ExtractInput } from '../sql-steps.js';
 import { tsqlIdent, tsqlLiteral } from './staging.js';
-
-/** What an outbound extract compiles from. */
-export interface ExtractInput {
-  readonly table: string;
-  /** Warehouse folder (and external table) name. Default: the table. */
-  readonly output?: string;
-  /** Attributes in metadata order; Synapse Link's CSV columns are bound by position in this order. */
-  readonly metadata: { readonly Attributes: readonly { readonly LogicalName: string }[] };
-  readonly format: 'csv' | 'delta';
-  /** The Synapse Link folder of the pipeline (informational; the data source points at the container). */
-  readonly synapseLinkFolder: string;
-  readonly deletes: 'flag-column' | 'separate-file' | 'drop';
-  /**
-   * A hand-written T-SQL SELECT reading from the relation `src` (deduplicated latest rows). `{window_start}` and
-   * `{window_end}` in it stand for the window's bounds (timestamp folder names), e.g. to read only the
-   * `OptionsetMetadata` of the window's folders: `o.filepath(1) > N'{window_start}' AND o.filepath(1) < N'{window_end}'`.
-   */
-  readonly customSelect?: string;
-}
 
 const SYSTEM_HEAD = ['Id', 'SinkCreatedOn', 'SinkModifiedOn'];
 const SYSTEM_TAIL = ['versionnumber', 'createdon', 'modifiedon', 'IsDelete'];

@@ -1,3 +1,5 @@
+import { STATE_TABLES, type StateColumnType } from '../state-schema.js';
+
 /**
  * Pure T-SQL text builders for the Azure SQL / SQL Server dialect: quoting, staging DDL, set-based loads, the state
  * and error-store schema (mirrors `src/connectors/state/sqlite-state-store.ts`), leases via `sp_getapplock`, and
@@ -136,29 +138,47 @@ export function mergeStatement(options: MergeOptions): string {
 export const STATE_SCHEMA = 'ferry';
 
 /**
- * The state store and error store as T-SQL tables, column for column the SQLite schema of
- * `sqlite-state-store.ts` (TEXT → NVARCHAR, INTEGER → BIGINT, JSON text → NVARCHAR(MAX)). Idempotent.
+ * The state store and error store as T-SQL tables (`STATE_TABLES`: TEXT → NVARCHAR, INTEGER → BIGINT, JSON text →
+ * NVARCHAR(MAX)). Idempotent.
  */
 export function stateSchemaStatements(schema = STATE_SCHEMA): string[] {
-  const t = (name: string) => tsqlTable(schema, name);
   const exists = (name: string) => `IF OBJECT_ID(${tsqlLiteral(`${schema}.${name}`)}, N'U') IS NULL`;
-  // Key columns are NVARCHAR(450/850) because index keys are limited to 1,700 bytes; JSON stays NVARCHAR(MAX).
-  return [
+  const out = [
     `IF SCHEMA_ID(${tsqlLiteral(schema)}) IS NULL EXEC(${tsqlLiteral(`CREATE SCHEMA ${tsqlIdent(schema)}`)})`,
-    `${exists('runs')} CREATE TABLE ${t('runs')} ([id] NVARCHAR(200) NOT NULL, [pipeline] NVARCHAR(200) NOT NULL, [mode] NVARCHAR(20) NOT NULL, [status] NVARCHAR(30) NOT NULL, [window_json] NVARCHAR(MAX) NOT NULL, [started_at] NVARCHAR(40) NOT NULL, [finished_at] NVARCHAR(40) NULL, [duration_ms] BIGINT NULL, [counts_json] NVARCHAR(MAX) NOT NULL, [rejects_by_reason_json] NVARCHAR(MAX) NOT NULL DEFAULT N'{}', [error_json] NVARCHAR(MAX) NULL, [holder] NVARCHAR(200) NOT NULL, [parent_run_id] NVARCHAR(200) NULL, [metrics_json] NVARCHAR(MAX) NOT NULL DEFAULT N'{}', CONSTRAINT [pk_runs] PRIMARY KEY ([id]))`,
-    `IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'runs_pipeline' AND object_id = OBJECT_ID(${tsqlLiteral(`${schema}.runs`)})) CREATE INDEX [runs_pipeline] ON ${t('runs')} ([pipeline], [started_at])`,
-    `${exists('processed_items')} CREATE TABLE ${t('processed_items')} ([pipeline] NVARCHAR(200) NOT NULL, [source] NVARCHAR(200) NOT NULL, [item_id] NVARCHAR(400) NOT NULL, [size] BIGINT NULL, [modified_ms] BIGINT NULL, [item_timestamp] NVARCHAR(40) NULL, [run_id] NVARCHAR(200) NOT NULL, [processed_at] NVARCHAR(40) NOT NULL, CONSTRAINT [pk_processed_items] PRIMARY KEY ([pipeline], [source], [item_id]))`,
-    `${exists('cursors')} CREATE TABLE ${t('cursors')} ([pipeline] NVARCHAR(200) NOT NULL, [source] NVARCHAR(400) NOT NULL, [value] NVARCHAR(400) NOT NULL, [run_id] NVARCHAR(200) NOT NULL, [updated_at] NVARCHAR(40) NOT NULL, CONSTRAINT [pk_cursors] PRIMARY KEY ([pipeline], [source]))`,
-    `${exists('leases')} CREATE TABLE ${t('leases')} ([name] NVARCHAR(400) NOT NULL, [holder] NVARCHAR(200) NOT NULL, [token] BIGINT NOT NULL, [expires_at_ms] BIGINT NOT NULL, CONSTRAINT [pk_leases] PRIMARY KEY ([name]))`,
-    `${exists('lease_tokens')} CREATE TABLE ${t('lease_tokens')} ([name] NVARCHAR(400) NOT NULL, [last_token] BIGINT NOT NULL, CONSTRAINT [pk_lease_tokens] PRIMARY KEY ([name]))`,
-    `${exists('rejects')} CREATE TABLE ${t('rejects')} ([id] BIGINT IDENTITY(1,1) NOT NULL, [run_id] NVARCHAR(200) NOT NULL, [pipeline] NVARCHAR(200) NOT NULL, [stage] NVARCHAR(100) NOT NULL, [reason] NVARCHAR(100) NOT NULL, [message] NVARCHAR(MAX) NOT NULL, [key] NVARCHAR(MAX) NULL, [source_file] NVARCHAR(400) NULL, [row_number] BIGINT NULL, [row_json] NVARCHAR(MAX) NULL, [request_json] NVARCHAR(MAX) NULL, [service_error_json] NVARCHAR(MAX) NULL, [status] NVARCHAR(20) NOT NULL DEFAULT N'open', [resolved_by_run] NVARCHAR(200) NULL, [created_at] NVARCHAR(40) NOT NULL, CONSTRAINT [pk_rejects] PRIMARY KEY ([id]))`,
-    `IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'rejects_run' AND object_id = OBJECT_ID(${tsqlLiteral(`${schema}.rejects`)})) CREATE INDEX [rejects_run] ON ${t('rejects')} ([run_id])`,
-    `IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'rejects_open' AND object_id = OBJECT_ID(${tsqlLiteral(`${schema}.rejects`)})) CREATE INDEX [rejects_open] ON ${t('rejects')} ([pipeline], [status], [source_file])`,
-    `${exists('kv')} CREATE TABLE ${t('kv')} ([namespace] NVARCHAR(200) NOT NULL, [key] NVARCHAR(400) NOT NULL, [value] NVARCHAR(MAX) NOT NULL, CONSTRAINT [pk_kv] PRIMARY KEY ([namespace], [key]))`,
-    // SQLite keeps applied versions in a Parquet file per pipeline; Azure SQL keeps them in a table.
-    `${exists('applied_versions')} CREATE TABLE ${t('applied_versions')} ([pipeline] NVARCHAR(200) NOT NULL, [key] NVARCHAR(850) NOT NULL, [version] NVARCHAR(40) NOT NULL, [run_id] NVARCHAR(200) NOT NULL, CONSTRAINT [pk_applied_versions] PRIMARY KEY ([pipeline], [key]))`,
-    `${exists('keymap')} CREATE TABLE ${t('keymap')} ([entity_set] NVARCHAR(128) NOT NULL, [key_predicate] NVARCHAR(850) NOT NULL, [id] UNIQUEIDENTIFIER NOT NULL, [refreshed_at] DATETIME2(3) NOT NULL DEFAULT SYSUTCDATETIME(), CONSTRAINT [pk_keymap] PRIMARY KEY ([entity_set], [key_predicate]))`,
   ];
+  for (const table of STATE_TABLES) {
+    const columns = table.columns.map((c) => {
+      const identity = c.type.kind === 'bigint' && c.type.identity ? ' IDENTITY(1,1)' : '';
+      const fallback =
+        c.default === undefined
+          ? ''
+          : c.default === 'now'
+            ? ' DEFAULT SYSUTCDATETIME()'
+            : ` DEFAULT ${tsqlLiteral(c.default.text)}`;
+      return `${tsqlIdent(c.name)} ${stateType(c.type)}${identity} ${c.nullable ? 'NULL' : 'NOT NULL'}${fallback}`;
+    });
+    const pk = `CONSTRAINT ${tsqlIdent(`pk_${table.name}`)} PRIMARY KEY (${table.primaryKey.map(tsqlIdent).join(', ')})`;
+    out.push(`${exists(table.name)} CREATE TABLE ${tsqlTable(schema, table.name)} (${[...columns, pk].join(', ')})`);
+    for (const index of table.indexes ?? []) {
+      out.push(
+        `IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = ${tsqlLiteral(index.name)} AND object_id = OBJECT_ID(${tsqlLiteral(`${schema}.${table.name}`)})) CREATE INDEX ${tsqlIdent(index.name)} ON ${tsqlTable(schema, table.name)} (${index.columns.map(tsqlIdent).join(', ')})`,
+      );
+    }
+  }
+  return out;
+}
+
+function stateType(type: StateColumnType): string {
+  switch (type.kind) {
+    case 'text':
+      return `NVARCHAR(${type.length === 'max' ? 'MAX' : type.length})`;
+    case 'bigint':
+      return 'BIGINT';
+    case 'uuid':
+      return 'UNIQUEIDENTIFIER';
+    case 'timestamp':
+      return 'DATETIME2(3)';
+  }
 }
 
 /** Lease resource name for a pipeline, shared by the local runner's lease names. */

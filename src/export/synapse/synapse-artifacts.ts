@@ -1,3 +1,5 @@
+import type { SqlStep } from '../../dialects/sql-steps.js';
+
 /** The four artifact kinds Synapse deploys, in deploy order (a kind may only reference kinds before it). */
 export const ARTIFACT_KINDS = ['linkedService', 'dataset', 'pipeline', 'trigger'] as const;
 export type ArtifactKind = (typeof ARTIFACT_KINDS)[number];
@@ -19,6 +21,8 @@ export interface GeneratedFile {
 export interface SynapseExport {
   readonly artifacts: readonly SynapseArtifact[];
   readonly sqlFiles: readonly GeneratedFile[];
+  /** Every SQL step the artifacts and files carry (`-- ferry-step: <id>`), for rendering in another dialect. */
+  readonly steps?: readonly SqlStep[];
 }
 
 /** `accounts-inbound` → `accounts_inbound`: Synapse and SQL names without dashes. */

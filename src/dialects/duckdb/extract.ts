@@ -1,0 +1,115 @@
+import { FerryError } from '../../core/errors.js';
+import type { ExtractInput } from '../sql-steps.js';
+import { duckIdent } from './driver.js';
+
+/**
+ * The default extract: Synapse Link append-only rows reduced to the latest state per `Id` — highest
+ * `versionnumber`, then latest `SinkModifiedOn` (retries duplicate version numbers, per the Synapse Link FAQ),
+ * then the later folder and file. `IsDelete` is normalised to true/false so the writer can route deletes.
+ * It picks the winning `rowid` per `Id` with `arg_max` (a hash aggregate over a few columns, cheaper than a window
+ * over whole rows) and keeps the staged order (folder, file, line), so the output order is deterministic.
+ */
+export function defaultExtractSql(stagedTable: string, columns: readonly string[]): string {
+  const has = (c: string) => columns.some((x) => x.toLowerCase() === c.toLowerCase());
+  const name = (c: string) => duckIdent(columns.find((x) => x.toLowerCase() === c.toLowerCase()) ?? c);
+  if (!has('Id')) {
+    throw new FerryError(
+      'extract.no_id',
+      `Staged table \`${stagedTable}\` has no \`Id\` column; the default extract needs it. Write a custom query instead.`,
+    );
+  }
+  // CSV staging keeps `__file_id` (folder then file order); Delta staging keeps `__folder`/`__source_file`.
+  const order = [
+    // A delete row without a versionnumber (some exports write only Id and the Sink columns) must not lose to an
+    // older version of the row, or the delete is lost (FT#440): it ranks above every version.
+    has('versionnumber')
+      ? has('IsDelete')
+        ? `CASE WHEN ${name('versionnumber')} IS NULL AND ${name('IsDelete')} THEN 9223372036854775807 ELSE coalesce(${name('versionnumber')}, -9223372036854775808) END`
+        : `coalesce(${name('versionnumber')}, -9223372036854775808)`
+      : null,
+    has('SinkModifiedOn') ? `coalesce(${name('SinkModifiedOn')}, '-infinity'::TIMESTAMPTZ)` : null,
+    has('__file_id') ? 'coalesce(__file_id, 0)' : null,
+    has('__folder') ? `coalesce(__folder, '')` : null,
+    has('__source_file') ? `coalesce(__source_file, '')` : null,
+  ].filter(Boolean);
+  const internal = columns.filter((c) => c.startsWith('__'));
+  const exclude = internal.length ? ` EXCLUDE (${internal.map(duckIdent).join(', ')})` : '';
+  const replace = has('IsDelete') ? ` REPLACE (coalesce(${name('IsDelete')}, false) AS ${name('IsDelete')})` : '';
+  const t = duckIdent(stagedTable);
+  if (!has('__folder') && !has('__source_file')) {
+    // CSV staging: the ranking packed into one HUGEINT (version in the high 64 bits, then SinkModifiedOn in
+    // milliseconds and the file number), so the aggregate keeps a scalar per Id and the winners are fetched with a
+    // SEMI JOIN: both spill to disk in DuckDB, where `arg_max(rowid, (struct))` and `rowid IN (...)` run out of memory
+    // at ten million rows. Milliseconds are SinkModifiedOn's precision in the exports; a tie below that is decided by
+    // the later file, as an exact tie always was.
+    const version = has('versionnumber') ? order[0] : '0';
+    const sink = has('SinkModifiedOn') ? `greatest(coalesce(epoch_ms(${name('SinkModifiedOn')}), 0), 0)` : '0';
+    const file = has('__file_id') ? 'coalesce(__file_id, 0)' : '0';
+    const rank = `(${version})::HUGEINT * 18446744073709551616 + (${sink})::HUGEINT * 65536 + (${file})`;
+    return `SELECT *${exclude}${replace} FROM ${t}
+SEMI JOIN (SELECT arg_max(rowid, ${rank}) AS __winner FROM ${t} GROUP BY ${name('Id')}) ON ${t}.rowid = __winner`;
+  }
+  return `SELECT *${exclude}${replace} FROM ${t}
+WHERE rowid IN (SELECT arg_max(rowid, (${order.join(', ')})) FROM ${t} GROUP BY ${name('Id')})`;
+}
+
+/** The view custom extract queries read for the latest state of `table` (see {@link defaultExtractSql}). */
+export function latestViewName(table: string): string {
+  return `${table}_latest`;
+}
+
+const SYSTEM_HEAD = ['Id', 'SinkCreatedOn', 'SinkModifiedOn'];
+const SYSTEM_TAIL = ['versionnumber', 'createdon', 'modifiedon', 'IsDelete'];
+
+/** The relation a runtime provides for the Synapse Link rows of `table` (column `__folder`: the timestamp folder). */
+export function synapseLinkRelation(table: string): string {
+  return `synapse_link_${table}`;
+}
+
+/**
+ * The Synapse export's extract step for DuckDB: the same window and latest-row rule as the T-SQL (serverless SQL)
+ * rendering, reading the relation {@link synapseLinkRelation} (text columns as Synapse Link writes them, plus
+ * `__folder`) instead of OPENROWSET, and writing Parquet with `COPY … TO $location` (a folder that must not hold
+ * data yet, as CETAS refuses one) instead of CETAS. A custom extract runs its DuckDB query (the local runner's) over
+ * `<table>_latest`. Parameters: `$window_start`, `$window_end`, `$location` (and `$location_deletes` with
+ * `deletes: 'separate-file'`).
+ */
+export function synapseExtractSql(input: ExtractInput): string[] {
+  const attrs = input.metadata.Attributes.map((a) => String(a.LogicalName)).filter(
+    (n) => !SYSTEM_HEAD.includes(n) && !SYSTEM_TAIL.includes(n),
+  );
+  const columns = [...SYSTEM_HEAD, ...attrs, ...SYSTEM_TAIL];
+  const r = duckIdent(synapseLinkRelation(input.table));
+  const col = (c: string) => `r.${duckIdent(c)}`;
+  const where =
+    input.format === 'csv'
+      ? 'r.__folder > $window_start AND r.__folder < $window_end'
+      : `($window_start = '' OR TRY_CAST(CAST(r."SinkModifiedOn" AS VARCHAR) AS TIMESTAMPTZ) > TRY_CAST($window_start AS TIMESTAMPTZ)) AND TRY_CAST(CAST(r."SinkModifiedOn" AS VARCHAR) AS TIMESTAMPTZ) <= TRY_CAST($window_end AS TIMESTAMPTZ)`;
+  const isDelete = (ref: string) => `lower(CAST(${ref} AS VARCHAR)) IN ('true', '1')`;
+  // The T-SQL rendering's rule: a delete without a versionnumber ranks first, then the highest version, then the
+  // later timestamp folder.
+  const order = [
+    `CASE WHEN NULLIF(CAST(${col('versionnumber')} AS VARCHAR), '') IS NULL AND ${isDelete(col('IsDelete'))} THEN 1 ELSE 0 END DESC`,
+    `TRY_CAST(${col('versionnumber')} AS BIGINT) DESC NULLS LAST`,
+    ...(input.format === 'csv' ? ['r.__folder DESC'] : []),
+  ];
+  const latest = `SELECT x.* EXCLUDE (__rn), CASE WHEN ${isDelete('x."IsDelete"')} THEN 1 ELSE 0 END AS __deleted FROM (SELECT r.*, row_number() OVER (PARTITION BY ${col('Id')} ORDER BY ${order.join(', ')}) AS __rn FROM ${r} r WHERE ${where}) x WHERE x.__rn = 1`;
+  const flag = input.deletes === 'flag-column';
+  const select = input.duckdbSelect
+    ? input.duckdbSelect.trim().replace(/;$/, '')
+    : `SELECT ${columns
+        .filter((c) => c !== 'IsDelete')
+        .map((c) => `l.${duckIdent(c)}`)
+        .join(', ')}${flag ? ', l.__deleted' : ''} FROM (${latest}) l${flag ? '' : ' WHERE l.__deleted = 0'}`;
+  const copy = (body: string, location: string) =>
+    `COPY (${body}) TO ${location} (FORMAT PARQUET, PER_THREAD_OUTPUT true)`;
+  const out = input.duckdbSelect
+    ? [
+        `CREATE OR REPLACE TEMP VIEW ${duckIdent(latestViewName(input.table))} AS SELECT l.* EXCLUDE (__deleted, __folder) REPLACE (l.__deleted = 1 AS "IsDelete") FROM (${latest}) l`,
+      ]
+    : [];
+  out.push(copy(select, '$location'));
+  if (input.deletes === 'separate-file')
+    out.push(copy(`SELECT l."Id", l."versionnumber" FROM (${latest}) l WHERE l.__deleted = 1`, '$location_deletes'));
+  return out;
+}

@@ -1,0 +1,281 @@
+/**
+ * SQL steps: every SQL statement the Synapse export writes is a step — a dialect-neutral plan with a stable id —
+ * rendered by a dialect. The exported T-SQL starts with the line `-- ferry-step: <id>`; the DuckDB rendering of the
+ * same plan is what a local runtime executes in its place.
+ *
+ * Usage (a runtime executing the exported artifacts):
+ *
+ * ```ts
+ * const steps = await planSynapseSteps(pipelines, { settings, metadataDir });   // src/export/synapse/synapse-exporter.ts
+ * const step = steps.get(stepIdOf(scriptText));                                    // the `-- ferry-step:` id
+ * const sql = renderStep(step, duckdbSteps);                                       // DuckDB text with `$name` parameters
+ * const values = evaluate(step.parameters);        // each parameter's `expression` in the activity's scope
+ * for (const statement of splitStatements(bindStepParameters(sql, values))) await duck.run(statement);
+ * ```
+ *
+ * Parameters, in both renderings:
+ * - T-SQL: a parameter with `script: true` is a Script activity parameter of the same name (`@run_id`, `@pipeline`,
+ *   `@window_start`, `@window_end`), bound by the Script activity; every other parameter is a pipeline expression
+ *   interpolated into the text (`@{pipeline().RunId}`), inside `N'…'` when it is a string.
+ * - DuckDB: every parameter is `$name` (DuckDB's named prepared-statement parameter), never inside a string literal;
+ *   `bindStepParameters` replaces each with a DuckDB literal (text, number or NULL). Its value is what the T-SQL
+ *   rendering would have received: the value of `expression`, evaluated in the activity's scope.
+ * - The tables a step reads and writes are in both renderings: `ferry.<table>` for the state schema (DuckDB: schema
+ *   `ferry` of the same database), staging tables by their one-part name (`stg_<pipeline>_staged`, …).
+ * - A step whose T-SQL reads or writes lake files (the outbound extract) reads, in DuckDB, the relation
+ *   `synapse_link_<table>` (the Synapse Link rows of the window's folders, column `__folder` = timestamp folder) and
+ *   writes with `COPY … TO $location`; the runtime supplies both (see the step's `parameters`).
+ */
+
+import type { ConversionPlan } from '../core/mapping.js';
+
+/** A value the step receives when it runs. */
+export interface StepParameter {
+  /** `$name` in DuckDB; `@name` (script) or an interpolated expression in T-SQL. */
+  readonly name: string;
+  /** The pipeline expression giving the value, e.g. `@pipeline().RunId`, `@variables('windowEnd')`. */
+  readonly expression: string;
+  readonly type: 'string' | 'number';
+  /** True when the Script activity passes it as a parameter (`@name` in T-SQL); otherwise T-SQL interpolates it. */
+  readonly script?: boolean;
+  /**
+   * The value is a folder under this external data source (`ferry_warehouse`): the T-SQL rendering names the folder
+   * in CETAS itself; a runtime binds the folder's local path (DuckDB `COPY … TO $name`).
+   */
+  readonly dataSource?: string;
+}
+
+/** A plan of one step; `kind` selects how each dialect renders it. */
+export interface StepPlan {
+  readonly kind: string;
+}
+
+/** One SQL step: id, plan and the parameters it receives. */
+export interface SqlStep<P extends StepPlan = StepPlan> {
+  /** Stable: `<pipeline>:<step>[:<part>]`, or `setup:<name>`; characters `[A-Za-z0-9_.:-]`. */
+  readonly id: string;
+  readonly plan: P;
+  readonly parameters: readonly StepParameter[];
+}
+
+/** How a dialect renders step plans: one function per plan kind. */
+export interface StepRenderer {
+  readonly dialect: string;
+  /** The statements of a step, in run order (no trailing `;`). */
+  render(step: SqlStep): string[];
+}
+
+/** The line that names a step in rendered text. */
+export const STEP_ID_PREFIX = '-- ferry-step: ';
+
+const STEP_ID = /^[A-Za-z0-9_.:-]+$/;
+
+/** Checks a step id's characters; throws naming the id otherwise. */
+export function checkStepId(id: string): string {
+  if (!STEP_ID.test(id)) throw new Error(`SQL step id \`${id}\` may only hold letters, digits and \`_ . : -\`.`);
+  return id;
+}
+
+/** The step's statements rendered by a dialect, joined as one batch (`;` after each). */
+export function renderStep(step: SqlStep, renderer: StepRenderer): string {
+  return renderer
+    .render(step)
+    .map((s) => `${s.trim().replace(/;$/, '')};`)
+    .join('\n');
+}
+
+/** The step id a rendered text names on its first `-- ferry-step:` line, if any. */
+export function stepIdIn(text: string): string | undefined {
+  return /(?:^|\n)\s*-- ferry-step: ([A-Za-z0-9_.:-]+)/.exec(text)?.[1];
+}
+
+/** The steps of an export by id; refuses two different steps with one id. */
+export class StepRegistry {
+  readonly #steps = new Map<string, SqlStep>();
+
+  add<P extends StepPlan>(step: SqlStep<P>): SqlStep<P> {
+    checkStepId(step.id);
+    const known = this.#steps.get(step.id);
+    if (known && JSON.stringify(known) !== JSON.stringify(step))
+      throw new Error(`Two different SQL steps have the id \`${step.id}\`.`);
+    this.#steps.set(step.id, step);
+    return step;
+  }
+
+  get(id: string): SqlStep | undefined {
+    return this.#steps.get(id);
+  }
+
+  ids(): string[] {
+    return [...this.#steps.keys()].sort();
+  }
+
+  all(): SqlStep[] {
+    return this.ids().map((id) => this.#steps.get(id)!);
+  }
+
+  /** `(id) => rendering` for a dialect: what a runtime looks steps up by. */
+  renderings(renderer: StepRenderer): (id: string) => string | undefined {
+    return (id) => {
+      const step = this.#steps.get(id);
+      return step ? renderStep(step, renderer) : undefined;
+    };
+  }
+}
+
+/** A parameter value as the runtime evaluated it. */
+export type StepValue = string | number | boolean | null;
+
+/**
+ * Replaces each `$name` of a DuckDB rendering (outside string literals, quoted identifiers and comments) with the
+ * DuckDB literal of `values[name]`; a `$name` without a value is an error naming it.
+ */
+export function bindStepParameters(sql: string, values: Readonly<Record<string, StepValue>>): string {
+  let out = '';
+  for (let i = 0; i < sql.length; i++) {
+    const c = sql[i]!;
+    if (c === "'" || c === '"') {
+      let j = i + 1;
+      for (; j < sql.length; j++) {
+        if (sql[j] === c) {
+          if (sql[j + 1] === c) j++;
+          else break;
+        }
+      }
+      out += sql.slice(i, j + 1);
+      i = j;
+      continue;
+    }
+    if (c === '-' && sql[i + 1] === '-') {
+      const end = sql.indexOf('\n', i);
+      const stop = end < 0 ? sql.length : end;
+      out += sql.slice(i, stop);
+      i = stop - 1;
+      continue;
+    }
+    if (c === '$') {
+      const m = /^\$([A-Za-z_]\w*)/.exec(sql.slice(i));
+      if (m) {
+        const name = m[1]!;
+        if (!Object.hasOwn(values, name))
+          throw new Error(`SQL step parameter \`$${name}\` has no value; pass it (see the step's parameters).`);
+        out += duckValue(values[name] ?? null);
+        i += m[0].length - 1;
+        continue;
+      }
+    }
+    out += c;
+  }
+  return out;
+}
+
+function duckValue(v: StepValue): string {
+  if (v === null) return 'NULL';
+  if (typeof v === 'number') return Number.isFinite(v) ? String(v) : 'NULL';
+  if (typeof v === 'boolean') return v ? 'TRUE' : 'FALSE';
+  return `'${v.replaceAll("'", "''")}'`;
+}
+
+/** The `$name` parameters a DuckDB rendering uses (outside literals and comments). */
+export function stepParameterNames(sql: string): string[] {
+  const names = new Set<string>();
+  const blanked = sql.replace(/'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*/g, "''");
+  for (const m of blanked.matchAll(/\$([A-Za-z_]\w*)/g)) names.add(m[1]!);
+  return [...names];
+}
+
+/** A table: `schema` empty means the connection's default schema (one-part name). */
+export interface TableName {
+  readonly schema: string;
+  readonly table: string;
+}
+
+/** Tables the compiled statements use. */
+export interface ConversionNames {
+  /** Prefix of shared staging tables (the key map copies), e.g. `stg_`. */
+  readonly prefix: string;
+  /** Source rows as copied (source columns + `__source_file`). */
+  readonly staged: TableName;
+  /** Source rows with `__row_id` and `__row_number` (the staging contract's `staged`). */
+  readonly rows: TableName;
+  /** The classification work table. */
+  readonly work: TableName;
+  /** The staging contract's `converted` table. */
+  readonly converted: TableName;
+  /** Flat rows for the Copy activity: key attributes, attributes, lookups resolved to GUIDs. */
+  readonly sink: TableName;
+  readonly rejects: TableName;
+  readonly keymap: TableName;
+  /** `(pipeline, key, version)` of the versions applied per key (`ferry.applied_versions`). */
+  readonly appliedVersions: TableName;
+}
+
+/** A lookup target whose alternate-key → GUID map the pipeline copies from Dataverse before converting. */
+export interface KeymapTarget {
+  readonly table: string;
+  readonly entitySet: string;
+  readonly idAttribute: string;
+  readonly keyAttributes: readonly string[];
+}
+
+/** What an outbound extract compiles from. */
+export interface ExtractInput {
+  readonly table: string;
+  /** Warehouse folder (and external table) name. Default: the table. */
+  readonly output?: string;
+  /** Attributes in metadata order; Synapse Link's CSV columns are bound by position in this order. */
+  readonly metadata: { readonly Attributes: readonly { readonly LogicalName: string }[] };
+  readonly format: 'csv' | 'delta';
+  /** The Synapse Link folder of the pipeline (informational; the data source points at the container). */
+  readonly synapseLinkFolder: string;
+  readonly deletes: 'flag-column' | 'separate-file' | 'drop';
+  /**
+   * A hand-written T-SQL SELECT reading from the relation `src` (deduplicated latest rows). `{window_start}` and
+   * `{window_end}` in it stand for the window's bounds (timestamp folder names), e.g. to read only the
+   * `OptionsetMetadata` of the window's folders: `o.filepath(1) > N'{window_start}' AND o.filepath(1) < N'{window_end}'`.
+   */
+  readonly customSelect?: string;
+  /** The custom extract's DuckDB query (the local runner's), reading `<table>_latest`: its DuckDB rendering. */
+  readonly duckdbSelect?: string;
+}
+
+/** A conversion as the Synapse export runs it: the plan, its tables and the key maps of its lookup targets. */
+export interface SynapseConversion {
+  readonly plan: ConversionPlan;
+  readonly names: ConversionNames;
+  /** Lookup targets by alternate key, with their primary id attribute. */
+  readonly keymapTargets: readonly KeymapTarget[];
+}
+
+/** The steps of the Synapse export, as plain data (what each statement does, not how a dialect writes it). */
+export type SynapseStepPlan =
+  /** The state store, error store, applied versions and key map tables (idempotent). */
+  | { readonly kind: 'state-schema'; readonly schema: string }
+  /** Inserts the run row (status `running`); drops the staging tables the run refills. Parameters: run_id, mode, window_start, window_end, data_factory. */
+  | { readonly kind: 'begin-run'; readonly pipeline: string; readonly dropTables: readonly string[] }
+  /** One row `cursor_value`: the pipeline's cursor for `source`, `fallback` when none. */
+  | { readonly kind: 'read-cursor'; readonly pipeline: string; readonly source: string; readonly fallback: string }
+  /** Empties a table when it exists (a Copy sink's pre-copy script). */
+  | { readonly kind: 'truncate-table'; readonly schema: string; readonly table: string }
+  /** Ends the run: counts, reject threshold, cursor (never for backfills); returns over_threshold, rejected, written. */
+  | {
+      readonly kind: 'finish-run';
+      readonly pipeline: string;
+      readonly source: string;
+      readonly maxRejectedRatio: number;
+      readonly maxRejected?: number;
+      /** Rows written come from the `rows` parameter; otherwise 0. */
+      readonly rowsWritten: boolean;
+      /** Records the rows the Dataverse Copy skipped (`rows_skipped` parameter) as one reject, naming the lake folder. */
+      readonly copySkipped?: { readonly errorsFolder: string };
+    }
+  /** Marks the run failed because `failedActivity` failed. Parameter: run_id. */
+  | { readonly kind: 'mark-failed'; readonly failedActivity: string }
+  /** Key map refresh, lineage, classification, rejects and the sink table. Parameters: run_id, pipeline (script). */
+  | { readonly kind: 'convert'; readonly conversion: SynapseConversion }
+  /** The rows the Copy activity sends to Dataverse. */
+  | { readonly kind: 'sink-query'; readonly conversion: SynapseConversion }
+  /** Applied versions after the Copy to Dataverse succeeded. Parameters: run_id, pipeline (script). */
+  | { readonly kind: 'save-versions'; readonly conversion: SynapseConversion }
+  /** One table's window from Synapse Link into a fresh warehouse folder. Parameters: window_start, window_end (script). */
+  | { readonly kind: 'extract'; readonly extract: ExtractInput };
