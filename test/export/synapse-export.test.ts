@@ -39,7 +39,12 @@ const find = (kind: SynapseArtifact['kind'], name: string) => {
   assert.ok(a, `${kind} ${name} exists`);
   return a;
 };
-const activities = (a: SynapseArtifact) => a.properties.activities as Record<string, any>[];
+/** Every activity, those inside If branches included. */
+const activities = (a: SynapseArtifact): Record<string, any>[] =>
+  (a.properties.activities as Record<string, any>[]).flatMap((x) => [
+    x,
+    ...((x.typeProperties?.ifTrueActivities as Record<string, any>[] | undefined) ?? []),
+  ]);
 
 describe('export synapse: artifacts', () => {
   test('every generated artifact validates against the Data Factory ARM schema', () => {
@@ -292,11 +297,14 @@ describe('export synapse: validation errors are readable', () => {
       what: 'pipeline: Dataverse sink writeBehavior Insert',
       artifact: () =>
         mutate(find('pipeline', 'pl_accounts_inbound'), (p) => {
-          p.activities.find((a: any) => a.name === 'CopyStagingToDataverse').typeProperties.sink.writeBehavior =
-            'Insert';
+          p.activities
+            .find((a: any) => a.name === 'IfNewFiles')
+            .typeProperties.ifTrueActivities.find(
+              (a: any) => a.name === 'CopyStagingToDataverse',
+            ).typeProperties.sink.writeBehavior = 'Insert';
         }),
       expect:
-        /activities\/\d+\(CopyStagingToDataverse\)\/typeProperties\/sink\/writeBehavior \(CommonDataServiceForAppsSink\) must be one of `Upsert` \(got `"Insert"`\)/,
+        /ifTrueActivities\/\d+\(CopyStagingToDataverse\)\/typeProperties\/sink\/writeBehavior \(CommonDataServiceForAppsSink\) must be one of `Upsert` \(got `"Insert"`\)/,
     },
     {
       what: 'pipeline: unknown activity type',

@@ -17,14 +17,13 @@ import { type RunningEmulator, startEmulator } from '../../src/emulator/server.j
 import type { ArtifactStore } from '../../src/export/synapse/runtime/artifact-store.js';
 import { isObject, type JsonObject } from '../../src/export/synapse/runtime/expression/json-value.js';
 import { SynapseRuntime } from '../../src/export/synapse/runtime/synapse-runtime.js';
-import { BracketProjectionEngine, loadRealStore, projectionColumns, storeWith } from './real-export.js';
+import { allActivities, BracketProjectionEngine, loadRealStore, projectionColumns, storeWith } from './real-export.js';
 
 const USER = '5f0c2a7e-1111-4a4a-9b9b-000000000001';
 const PIPELINES = ['pl_accounts_inbound', 'pl_contacts_inbound', 'pl_opportunities_inbound'];
 
 function dataverseCopies(real: ArtifactStore, pipeline: string): JsonObject[] {
-  const acts = real.get('pipeline', pipeline).properties.activities as JsonObject[];
-  return acts.filter(
+  return allActivities(real, pipeline).filter(
     (a) =>
       a.type === 'Copy' &&
       isObject(a.typeProperties) &&

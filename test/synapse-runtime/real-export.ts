@@ -37,10 +37,26 @@ export function storeWith(
   return ArtifactStore.fromObjects(objects);
 }
 
-/** One activity of a real pipeline (top level), as exported. */
+/** Every activity of a real pipeline, those inside If/ForEach/Until/Switch branches included. */
+export function allActivities(real: ArtifactStore, pipeline: string): JsonObject[] {
+  const out: JsonObject[] = [];
+  const walk = (list: unknown) => {
+    for (const a of Array.isArray(list) ? list : []) {
+      if (!isObject(a)) continue;
+      out.push(a);
+      const tp = isObject(a.typeProperties) ? a.typeProperties : {};
+      walk(tp.ifTrueActivities);
+      walk(tp.ifFalseActivities);
+      walk(tp.activities);
+    }
+  };
+  walk(real.get('pipeline', pipeline).properties.activities);
+  return out;
+}
+
+/** One activity of a real pipeline (at any depth), as exported. */
 export function realActivity(real: ArtifactStore, pipeline: string, activity: string): JsonObject {
-  const acts = real.get('pipeline', pipeline).properties.activities;
-  const found = (Array.isArray(acts) ? acts : []).find((a) => isObject(a) && a.name === activity);
+  const found = allActivities(real, pipeline).find((a) => a.name === activity);
   if (!isObject(found)) throw new Error(`No activity \`${activity}\` in \`${pipeline}\`.`);
   return structuredClone(found);
 }

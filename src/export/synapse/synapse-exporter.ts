@@ -86,6 +86,7 @@ export async function exportSynapse(
     );
   }
   const dataverseTables = new Set<string>();
+  const keymapColumns = new Map<string, Set<string>>();
   for (const def of [...defs].sort((a, b) => a.name.localeCompare(b.name))) {
     const view = viewPipeline(def);
     if (view.direction === 'inbound') {
@@ -93,6 +94,11 @@ export async function exportSynapse(
       artifacts.push(out.pipeline);
       sqlFiles.push(...out.sql);
       for (const t of out.dataverseTables) dataverseTables.add(t);
+      for (const [t, cols] of out.keymapColumns ?? []) {
+        const set = keymapColumns.get(t) ?? new Set<string>();
+        for (const c of cols) set.add(c);
+        keymapColumns.set(t, set);
+      }
     } else {
       const out = await outboundPipeline(def, view, options, steps);
       artifacts.push(out.pipeline);
@@ -100,7 +106,10 @@ export async function exportSynapse(
     }
     artifacts.push(backfillTrigger(def, defs, settings));
   }
-  for (const t of [...dataverseTables].sort()) artifacts.push(dataverseDataset(t));
+  for (const t of [...dataverseTables].sort())
+    artifacts.push(
+      dataverseDataset(t, await loadMetadata(options.metadataDir, t), [...(keymapColumns.get(t) ?? [])].sort()),
+    );
   artifacts.push(...schedules(defs, settings));
   for (const a of artifacts) checkExpressionLengths(a);
   return {
@@ -345,7 +354,18 @@ function sharedDatasets(s: SynapseExportSettings): SynapseArtifact[] {
   ];
 }
 
-function dataverseDataset(table: string): SynapseArtifact {
+/**
+ * A Dataverse table. Where key maps are read from it, its schema names the columns read with their types ("import
+ * schema"): without one the connector infers columns from the first rows, drops columns null in them, and fails on
+ * an empty table ("The valid structure information … are required for Dynamics source").
+ */
+function dataverseDataset(table: string, meta: TableMetadata, columns: readonly string[]): SynapseArtifact {
+  const typeOf = (c: string) => {
+    const a = meta.Attributes.find((x) => x.LogicalName === c);
+    if (!a)
+      throw new FerryError('export.keymap_column', `Key-map column \`${c}\` is not an attribute of \`${table}\`.`);
+    return DATAVERSE_INTERIM_TYPES[a.AttributeTypeName.Value] ?? 'String';
+  };
   return {
     kind: 'dataset',
     name: NAMES.dataverseEntity(table),
@@ -354,7 +374,7 @@ function dataverseDataset(table: string): SynapseArtifact {
       annotations: [ANNOTATION],
       linkedServiceName: ref(NAMES.dataverse),
       typeProperties: { entityName: table },
-      schema: [],
+      schema: columns.map((name) => ({ name, type: typeOf(name) })),
     },
   };
 }
@@ -441,6 +461,7 @@ function finishRunStep(
   source: string,
   inbound: boolean,
   rowsSkippedExpression = P.rowsSkipped.expression as string,
+  rowsExpression = P.rowsCopied.expression as string,
 ): SqlStep {
   const plan: SynapseStepPlan = {
     kind: 'finish-run',
@@ -459,7 +480,13 @@ function finishRunStep(
     expression: `@if(greater(${stored}, variables('windowEnd')), ${stored}, variables('windowEnd'))`,
   };
   const parameters = inbound
-    ? [P.runId, P.mode, cursor, P.rowsCopied, { ...P.rowsSkipped, expression: rowsSkippedExpression }]
+    ? [
+        P.runId,
+        P.mode,
+        cursor,
+        { ...P.rowsCopied, expression: rowsExpression },
+        { ...P.rowsSkipped, expression: rowsSkippedExpression },
+      ]
     : [P.runId, P.mode, cursor];
   return pipelineStep(steps, def.name, 'finish-run', plan, parameters);
 }
@@ -513,6 +540,8 @@ interface PipelineOut {
   readonly pipeline: SynapseArtifact;
   readonly sql: GeneratedFile[];
   readonly dataverseTables: string[];
+  /** Columns read from each key-map table (its primary id and alternate-key attributes). */
+  readonly keymapColumns?: readonly [string, string[]][];
 }
 
 async function inboundPipeline(
@@ -654,15 +683,15 @@ async function inboundPipeline(
     def,
     plan,
     await loadMetadata(options.metadataDir, table),
-    compiled.sinkQuery,
+    stepQuery(sinkStep),
     names.sink.table,
     view,
     settings,
   );
   // `rowsSkipped` is in a Copy's output only with fault tolerance on; read it null-safe so FinishRun always runs.
-  const skipped = `@${dataverseCopies
+  const skipped = `@string(${dataverseCopies
     .map((c) => `coalesce(activity('${c.name}').output?.rowsSkipped, 0)`)
-    .reduce((a, b) => `add(${a}, ${b})`)}`;
+    .reduce((a, b) => `add(${a}, ${b})`)})`;
   activities.push(
     scriptActivity(
       'ConvertToDataverse',
@@ -684,8 +713,8 @@ async function inboundPipeline(
     scriptActivity(
       'FinishRun',
       NAMES.sql,
-      expr(stepText(finishRunStep(steps, def, source, true, skipped))),
-      [after('SaveAppliedVersions')],
+      expr(stepText(finishRunStep(steps, def, source, true, "@variables('rowsSkipped')", "@variables('rowsCopied')"))),
+      [after('IfNewFiles')],
       [],
       0,
       'Query',
@@ -693,6 +722,87 @@ async function inboundPipeline(
     thresholdCheck(def),
     failRunActivity(steps, def.name),
   );
+  // A window without a new delta file skips the copies and the conversion (their staging table would not exist:
+  // the copy creates it from the files' schema) and still finishes the run, moving the cursor (review defect 2).
+  const work = new Set([
+    'CopyParquetToStaging',
+    ...keymapActivities,
+    'ConvertToDataverse',
+    ...dataverseCopies.map((c) => c.name),
+    'SaveAppliedVersions',
+  ]);
+  const inner = activities.filter((a) => work.has(String(a.name)));
+  for (const a of inner) a.dependsOn = (a.dependsOn as { activity: string }[]).filter((d) => work.has(d.activity));
+  const lastCopy = dataverseCopies[dataverseCopies.length - 1]!.name;
+  inner.push(
+    {
+      name: 'SetRowsCopied',
+      type: 'SetVariable',
+      dependsOn: [after('SaveAppliedVersions')],
+      userProperties: [],
+      typeProperties: {
+        variableName: 'rowsCopied',
+        value: expr(`@string(activity('CopyStagingToDataverse').output.rowsCopied)`),
+      },
+    },
+    {
+      name: 'SetRowsSkipped',
+      type: 'SetVariable',
+      dependsOn: [after('SetRowsCopied'), after(lastCopy)],
+      userProperties: [],
+      typeProperties: { variableName: 'rowsSkipped', value: expr(skipped) },
+    },
+  );
+  const windowStartExpr = `@if(empty(pipeline().parameters.windowStart), activity('LookupWatermark').output.firstRow.cursor_value, pipeline().parameters.windowStart)`;
+  const outer = activities.filter((a) => !work.has(String(a.name)));
+  const at = outer.findIndex((a) => a.name === 'FinishRun');
+  outer.splice(
+    at,
+    0,
+    {
+      // Lists the folder's files in the copy's window: `modifiedDatetimeStart/End` filter files in childItems.
+      name: 'ListDeltaFiles',
+      type: 'GetMetadata',
+      dependsOn: [after('SetWindowEnd')],
+      policy: policy('0.00:10:00', 2),
+      userProperties: [],
+      typeProperties: {
+        dataset: {
+          referenceName: NAMES.lakeParquet,
+          type: 'DatasetReference',
+          parameters: { fileSystem: settings.lakeFileSystem, folderPath: view.source.folder },
+        },
+        fieldList: ['exists', 'childItems'],
+        storeSettings: {
+          type: 'AzureBlobFSReadSettings',
+          modifiedDatetimeStart: expr(windowStartExpr),
+          modifiedDatetimeEnd: expr(`@variables('windowEnd')`),
+        },
+      },
+    },
+    {
+      name: 'FilterDeltaFiles',
+      type: 'Filter',
+      dependsOn: [after('ListDeltaFiles')],
+      userProperties: [],
+      typeProperties: {
+        items: expr(`@coalesce(activity('ListDeltaFiles').output?.childItems, json('[]'))`),
+        condition: expr(`@and(equals(item().type, 'File'), ${globCondition(view.source.pattern, def.name)})`),
+      },
+    },
+    {
+      name: 'IfNewFiles',
+      type: 'IfCondition',
+      dependsOn: [after('FilterDeltaFiles')],
+      userProperties: [],
+      typeProperties: {
+        expression: expr(`@greater(length(activity('FilterDeltaFiles').output.value), 0)`),
+        ifTrueActivities: inner,
+      },
+    },
+  );
+  activities.length = 0;
+  activities.push(...outer);
   const pipeline: SynapseArtifact = {
     kind: 'pipeline',
     name: NAMES.pipeline(def.name),
@@ -706,7 +816,11 @@ async function inboundPipeline(
       // One run at a time per pipeline: the Synapse equivalent of the local lease.
       concurrency: 1,
       parameters: WINDOW_PARAMETERS,
-      variables: { windowEnd: { type: 'String' } },
+      variables: {
+        windowEnd: { type: 'String' },
+        rowsCopied: { type: 'String', defaultValue: '0' },
+        rowsSkipped: { type: 'String', defaultValue: '0' },
+      },
       activities,
     },
   };
@@ -731,7 +845,8 @@ async function inboundPipeline(
     },
   ];
   const dataverseTables = [table, ...keymapTargets.map((t: KeymapTarget) => t.table)];
-  return { pipeline, sql, dataverseTables };
+  const keymapColumns = keymapTargets.map((t): [string, string[]] => [t.table, [t.idAttribute, ...t.keyAttributes]]);
+  return { pipeline, sql, dataverseTables, keymapColumns };
 }
 
 async function outboundPipeline(
@@ -1270,4 +1385,22 @@ export async function planSynapseSteps(
   const registry = new StepRegistry();
   for (const step of (await exportSynapse(defs, options)).steps ?? []) registry.add(step);
   return registry;
+}
+
+/** The Filter condition on `item().name` for a file pattern with at most one `*` (ADF name functions). */
+function globCondition(pattern: string, pipeline: string): string {
+  const star = pattern.split('*');
+  if (star.length > 2 || pattern.includes('?'))
+    throw new FerryError(
+      'export.file_pattern',
+      `File pattern \`${pattern}\` of \`${pipeline}\` has more than one \`*\` or a \`?\`; the Synapse export supports \`prefix*suffix\` patterns (e.g. \`*.parquet\`).`,
+    );
+  const lit = (t: string) => `'${t.replaceAll("'", "''")}'`;
+  if (star.length === 1) return `equals(item().name, ${lit(pattern)})`;
+  const [prefix, suffix] = star as [string, string];
+  const parts = [
+    ...(prefix ? [`startsWith(item().name, ${lit(prefix)})`] : []),
+    ...(suffix ? [`endsWith(item().name, ${lit(suffix)})`] : []),
+  ];
+  return parts.length === 0 ? 'true' : parts.length === 1 ? parts[0]! : `and(${parts.join(', ')})`;
 }

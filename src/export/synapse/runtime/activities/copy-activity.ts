@@ -184,6 +184,7 @@ async function sqlSink(
       text: String(script),
       where: `The preCopyScript of \`${ctx.name}\``,
       linkedService: dataset.linkedService.name,
+      evaluate: (expression) => ctx.evaluate(expression),
     });
   }
   await duck.run(`CREATE SCHEMA IF NOT EXISTS ${duckIdent(schema)}`);

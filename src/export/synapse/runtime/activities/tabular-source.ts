@@ -297,6 +297,7 @@ async function loadSql(
     text,
     where: `The source query of \`${ctx.name}\``,
     linkedService: dataset.linkedService.name,
+    evaluate: (expression) => ctx.evaluate(expression),
   });
   try {
     // additionalColumns apply to every Copy source (copy-activity-overview, "Add additional columns during copy").
