@@ -42,6 +42,8 @@ describe('export defect 12: run bookkeeping', () => {
     const changelog = path.join(ws, 'storage', fs, 'Changelog');
     await mkdir(changelog, { recursive: true });
     await writeFile(path.join(changelog, 'changelog.info'), '2026-01-01T00.30.00Z');
+    // One completed folder in the window, so the extracts run.
+    await mkdir(path.join(ws, 'storage', fs, '2026-01-01T00.15.00Z'), { recursive: true });
     const duck = await DuckDbStaging.open({ path: ':memory:', threads: 1, memoryLimit: '256MB' });
     const sql = new RecordingSqlEngine(duck, (where) => failing !== undefined && where.includes(failing), ANSWERS);
     const rt = await SynapseRuntime.open({
@@ -53,7 +55,7 @@ describe('export defect 12: run bookkeeping', () => {
     try {
       const r = await rt.runPipeline(pipeline, { mode: 'manual' });
       const marked = r.activityRuns.filter((a) => a.activityName === 'MarkRunFailed');
-      return { run: r, marked, steps: sql.steps.map((s) => s.where) };
+      return { run: r, marked, steps: sql.steps.map((s) => s.where), texts: sql.steps.map((s) => s.text) };
     } finally {
       await rt.close();
       await duck.close();
@@ -86,6 +88,15 @@ describe('export defect 12: run bookkeeping', () => {
     assert.ok(marked.every((a) => a.status === 'Skipped'));
   });
 
+  it('defect 1: the outbound cursor is the last folder processed, not the one still being written', async () => {
+    // Completed: 2026-01-01T00.15.00Z; being written (changelog.info): 2026-01-01T00.30.00Z.
+    const { run: r, texts } = await run('pl_accounts_outbound', undefined);
+    assert.equal(r.status, 'Succeeded', r.message);
+    const finish = texts.find((t) => t.includes('ferry-step: accounts-outbound:finish-run'))!;
+    assert.match(finish, /N'2026-01-01T00\.15\.00Z' AS \[value\]/);
+    assert.doesNotMatch(finish, /N'2026-01-01T00\.30\.00Z' AS \[value\]/);
+  });
+
   it('the cursor never moves backwards: FinishRun saves the later of the stored cursor and the window end', () => {
     for (const p of ['pl_accounts_inbound', 'pl_accounts_outbound']) {
       const finish = (real.get('pipeline', p).properties.activities as JsonObject[]).find(
@@ -94,7 +105,7 @@ describe('export defect 12: run bookkeeping', () => {
       const text = JSON.stringify(finish.typeProperties);
       assert.match(
         text,
-        /@\{if\(greater\(activity\('LookupWatermark'\)\.output\.firstRow\.cursor_value, variables\('windowEnd'\)\)/,
+        /@\{if\(greater\(activity\('LookupWatermark'\)\.output\.firstRow\.cursor_value, /,
         p,
       );
     }

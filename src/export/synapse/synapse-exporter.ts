@@ -462,6 +462,7 @@ function finishRunStep(
   inbound: boolean,
   rowsSkippedExpression = P.rowsSkipped.expression as string,
   rowsExpression = P.rowsCopied.expression as string,
+  cursorValue = "variables('windowEnd')",
 ): SqlStep {
   const plan: SynapseStepPlan = {
     kind: 'finish-run',
@@ -477,7 +478,7 @@ function finishRunStep(
   const stored = "activity('LookupWatermark').output.firstRow.cursor_value";
   const cursor = {
     ...P.cursor,
-    expression: `@if(greater(${stored}, variables('windowEnd')), ${stored}, variables('windowEnd'))`,
+    expression: `@if(greater(${stored}, ${cursorValue}), ${stored}, ${cursorValue})`,
   };
   const parameters = inbound
     ? [
@@ -993,11 +994,79 @@ async function outboundPipeline(
     );
     extractNames.push(name);
   }
+  // CSV: the completed timestamp folders of the window are listed first (direct children of the container, in the
+  // storage's lexical order). None → the extracts are skipped (no empty output folder, no CETAS on a location a
+  // previous run used); the cursor becomes the last folder actually processed (review defects 1 and 6).
+  let cursorValue = "variables('windowEnd')";
+  if (csv) {
+    const extracts = activities.filter((a) => extractNames.includes(String(a.name)));
+    for (const a of extracts) a.dependsOn = [];
+    const rest = activities.filter((a) => !extractNames.includes(String(a.name)));
+    rest.push(
+      {
+        name: 'ListSynapseLinkFolders',
+        type: 'GetMetadata',
+        dependsOn: [after('SetWindowStart')],
+        policy: policy('0.00:10:00', 2),
+        userProperties: [],
+        typeProperties: {
+          dataset: {
+            referenceName: NAMES.lakeParquet,
+            type: 'DatasetReference',
+            parameters: { fileSystem: settings.synapseLinkFileSystem, folderPath: '' },
+          },
+          fieldList: ['childItems'],
+          storeSettings: { type: 'AzureBlobFSReadSettings' },
+        },
+      },
+      {
+        name: 'FilterNewFolders',
+        type: 'Filter',
+        dependsOn: [after('ListSynapseLinkFolders')],
+        userProperties: [],
+        typeProperties: {
+          items: expr(`@activity('ListSynapseLinkFolders').output.childItems`),
+          // Timestamp folders after the cursor and before the one still being written (`Changelog`, `OptionsetMetadata`
+          // sort after digits, so they fall outside).
+          condition: expr(
+            `@and(equals(item().type, 'Folder'), and(greater(item().name, variables('windowStart')), less(item().name, variables('windowEnd'))))`,
+          ),
+        },
+      },
+      {
+        name: 'IfNewFolders',
+        type: 'IfCondition',
+        dependsOn: [after('FilterNewFolders')],
+        userProperties: [],
+        typeProperties: {
+          expression: expr(`@greater(length(activity('FilterNewFolders').output.value), 0)`),
+          ifTrueActivities: [
+            ...extracts,
+            {
+              name: 'SetLastFolder',
+              type: 'SetVariable',
+              dependsOn: extractNames.map((n) => after(n)),
+              userProperties: [],
+              typeProperties: {
+                variableName: 'lastFolder',
+                value: expr(`@last(activity('FilterNewFolders').output.value).name`),
+              },
+            },
+          ],
+        },
+      },
+    );
+    activities.length = 0;
+    activities.push(...rest);
+    extractNames.length = 0;
+    extractNames.push('IfNewFolders');
+    cursorValue = `if(empty(variables('lastFolder')), activity('LookupWatermark').output.firstRow.cursor_value, variables('lastFolder'))`;
+  }
   activities.push(
     scriptActivity(
       'FinishRun',
       NAMES.sql,
-      expr(stepText(finishRunStep(steps, def, source, false))),
+      expr(stepText(finishRunStep(steps, def, source, false, undefined, undefined, cursorValue))),
       extractNames.map((n) => after(n)),
       [],
       0,
@@ -1018,7 +1087,11 @@ async function outboundPipeline(
       folder: { name: 'ferry/outbound' },
       concurrency: 1,
       parameters: WINDOW_PARAMETERS,
-      variables: { windowStart: { type: 'String' }, windowEnd: { type: 'String' } },
+      variables: {
+        windowStart: { type: 'String' },
+        windowEnd: { type: 'String' },
+        ...(csv ? { lastFolder: { type: 'String', defaultValue: '' } } : {}),
+      },
       activities,
     },
   };

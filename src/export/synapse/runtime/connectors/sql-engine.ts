@@ -224,7 +224,15 @@ export class DuckDbSqlEngine implements SqlEngine {
       const dir = this.#env.synapseLinkDir();
       // Folders without a model.json are not complete (Synapse Link writes it last); the extract's window stops
       // before the folder still being written in any case.
-      const folders = await synapseLinkFolders(dir, t.table, (f) => existsSync(path.join(dir, f, 'model.json')));
+      // Only the window's folders are read, as serverless SQL eliminates the others by `filepath(1)`.
+      const param = (n: string) => rendering.parameters.find((p) => p.name === n);
+      const start = param('window_start') ? String(this.#value(step, param('window_start')!) ?? '') : '';
+      const end = param('window_end') ? String(this.#value(step, param('window_end')!) ?? '') : '';
+      const folders = await synapseLinkFolders(
+        dir,
+        t.table,
+        (f) => f > start && (end === '' || f < end) && existsSync(path.join(dir, f, 'model.json')),
+      );
       const relation = duckIdent(`synapse_link_${t.table}`);
       const body = folders.length ? synapseLinkSelect(folders) : `SELECT CAST(NULL AS VARCHAR) AS __folder WHERE false`;
       await this.duck.run(`CREATE OR REPLACE TEMP VIEW ${relation} AS ${body}`);
