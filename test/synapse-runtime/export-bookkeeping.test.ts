@@ -103,11 +103,7 @@ describe('export defect 12: run bookkeeping', () => {
         (a) => a.name === 'FinishRun',
       )!;
       const text = JSON.stringify(finish.typeProperties);
-      assert.match(
-        text,
-        /@\{if\(greater\(activity\('LookupWatermark'\)\.output\.firstRow\.cursor_value, /,
-        p,
-      );
+      assert.match(text, /@\{if\(greater\(activity\('LookupWatermark'\)\.output\.firstRow\.cursor_value, /, p);
     }
   });
 });
