@@ -258,6 +258,20 @@ describe('export synapse: artifacts', () => {
   });
 });
 
+describe('export synapse: monitoring labels', () => {
+  test('every activity of a ferry pipeline names its pipeline, table and window in userProperties', () => {
+    for (const a of out.artifacts.filter((x) => x.kind === 'pipeline' && x.name !== 'pl_ferry_every_15m')) {
+      if (!(a.properties.annotations as string[]).some((n) => n.startsWith('ferry:'))) continue;
+      for (const act of activities(a)) {
+        const names = (act.userProperties as { name: string }[]).map((u) => u.name);
+        assert.deepEqual(names, ['ferryPipeline', 'table', 'window'], `${a.name}/${act.name}`);
+      }
+    }
+    const copy = activities(find('pipeline', 'pl_accounts_inbound')).find((x) => x.name === 'CopyStagingToDataverse')!;
+    assert.deepEqual(copy.userProperties[1], { name: 'table', value: 'account' });
+  });
+});
+
 describe('export synapse: columns the Dataverse Copy sink cannot write', () => {
   test('a multi-select column is refused at export, naming it, unless omitColumns leaves it out', async () => {
     const real = (await loadPipelines(path.join(root, 'pipelines'))).filter((d) => d.direction === 'inbound');

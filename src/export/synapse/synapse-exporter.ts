@@ -111,6 +111,7 @@ export async function exportSynapse(
       dataverseDataset(t, await loadMetadata(options.metadataDir, t), [...(keymapColumns.get(t) ?? [])].sort()),
     );
   artifacts.push(...schedules(defs, settings));
+  for (const a of artifacts) labelActivities(a, defs);
   for (const a of artifacts) checkExpressionLengths(a);
   return {
     artifacts: sortArtifacts(artifacts),
@@ -1476,4 +1477,37 @@ function globCondition(pattern: string, pipeline: string): string {
     ...(suffix ? [`endsWith(item().name, ${lit(suffix)})`] : []),
   ];
   return parts.length === 0 ? 'true' : parts.length === 1 ? parts[0]! : `and(${parts.join(', ')})`;
+}
+
+/** Activities that run before the window is known (the window then comes from the run's parameters). */
+const BEFORE_WINDOW = new Set(['BeginRun', 'LookupWatermark', 'LookupChangelog', 'SetWindowEnd', 'SetWindow']);
+
+/**
+ * `userProperties` on every activity of a ferry pipeline: the ferry pipeline, its Dataverse table(s) and the window,
+ * so Monitor can filter and show activity runs by table and window.
+ */
+function labelActivities(a: SynapseArtifact, defs: readonly PipelineDefinition[]): void {
+  if (a.kind !== 'pipeline') return;
+  const def = defs.find((d) => NAMES.pipeline(d.name) === a.name);
+  if (!def) return;
+  const view = viewPipeline(def);
+  const tables = view.direction === 'inbound' ? view.upsert.table : view.extracts.map((x) => x.table).join(',');
+  const params = `@{pipeline().parameters.windowStart}..@{pipeline().parameters.windowEnd}`;
+  const known =
+    view.direction === 'inbound'
+      ? `@{pipeline().parameters.windowStart}..@{variables('windowEnd')}`
+      : `@{variables('windowStart')}..@{variables('windowEnd')}`;
+  const visit = (list: unknown) => {
+    for (const act of Array.isArray(list) ? (list as Record<string, unknown>[]) : []) {
+      act.userProperties = [
+        { name: 'ferryPipeline', value: def.name },
+        { name: 'table', value: tables },
+        { name: 'window', value: BEFORE_WINDOW.has(String(act.name)) ? params : known },
+      ];
+      const tp = act.typeProperties as Record<string, unknown> | undefined;
+      visit(tp?.ifTrueActivities);
+      visit(tp?.ifFalseActivities);
+    }
+  };
+  visit(a.properties.activities);
 }
