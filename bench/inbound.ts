@@ -22,7 +22,7 @@ import { resolveConfig } from '../src/core/config.js';
 import { silentLogger } from '../src/core/log.js';
 import { definePipeline } from '../src/core/pipeline.js';
 import { runPipeline } from '../src/core/runner.js';
-import { DuckDbStaging } from '../src/dialects/duckdb/driver.js';
+import { DuckDbStaging, openRunStaging } from '../src/dialects/duckdb/driver.js';
 import { ceilingFor } from '../src/emulator/throttle-model.js';
 import { convertToDataverse } from '../src/stages/convert-to-dataverse.js';
 import { readParquetDeltas } from '../src/stages/read-parquet-deltas.js';
@@ -142,6 +142,7 @@ async function ferryPass(dir: string, dataverseUrl: string | undefined): Promise
   });
   const started = performance.now();
   const report = await runPipeline(pipeline, {
+    openStaging: (dir: string) => openRunStaging(dir, {}),
     mode: 'manual',
     config,
     lake: new LocalLake(lakeDir),

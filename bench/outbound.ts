@@ -16,13 +16,13 @@ import { parseArgs } from 'node:util';
 import { LocalLake } from '../src/connectors/lake/local-lake.js';
 import { SqliteStateStore } from '../src/connectors/state/sqlite-state-store.js';
 import type { CdmAttribute } from '../src/connectors/synapse-link/cdm-model.js';
-import { readCsvSql } from '../src/dialects/duckdb/synapse-link.js';
 import { folderNameFor } from '../src/connectors/synapse-link/timestamp-folder.js';
 import { resolveConfig } from '../src/core/config.js';
 import { silentLogger } from '../src/core/log.js';
 import { definePipeline } from '../src/core/pipeline.js';
 import { runPipeline } from '../src/core/runner.js';
-import { DuckDbStaging } from '../src/dialects/duckdb/driver.js';
+import { DuckDbStaging, openRunStaging } from '../src/dialects/duckdb/driver.js';
+import { readCsvSql } from '../src/dialects/duckdb/synapse-link.js';
 import { readSynapseLink } from '../src/stages/read-synapse-link.js';
 import { stageRegistry } from '../src/stages/registry.js';
 import { runSqlExtract } from '../src/stages/run-sql-extract.js';
@@ -294,6 +294,7 @@ async function ferryPass(lakeRoot: string, folder: string, stateDir: string): Pr
   const state = SqliteStateStore.openIn(config.state);
   const t = performance.now();
   const report = await runPipeline(def, {
+    openStaging: (dir: string) => openRunStaging(dir, {}),
     mode: 'manual',
     config,
     lake: new LocalLake(config.lake),

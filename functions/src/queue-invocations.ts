@@ -118,7 +118,6 @@ export async function settleForFunctions(
     throw new FerryError(
       'functions.retry',
       `${retry.length} of ${received.length} message(s) must be retried; first: \`${first![1].messageId}\` (${first![0].kind === 'abandon' ? first![0].reason : ''}). The host abandons the invocation's messages.`,
-      { disposition: 'retry' },
     );
   }
   return { completed: outcomes.length - dead.length, deadLettered: dead.length };

@@ -3,7 +3,7 @@ import { resolveConfig } from '../core/config.js';
 import { describeError, exitCodeFor, FerryError, UsageError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import type { Command, CommandInput } from './command.js';
-import { COMMANDS } from './commands/index.js';
+import { COMMANDS, type CommandEntry, loadCommand } from './commands/index.js';
 import { type ParsedCommand, parseCommandLine } from './parse.js';
 import { writeAbove } from './progress.js';
 import { loadProjectSettings } from './project.js';
@@ -12,8 +12,12 @@ import { loadProjectSettings } from './project.js';
  * The CLI's entry: parses with commander (help, `--version`, "did you mean", parse errors in plain words), loads
  * the project's configuration, runs the command and returns its exit code. The only place that exits the process.
  */
-export async function main(argv: readonly string[], commands: readonly Command[] = COMMANDS): Promise<number> {
+export async function main(argv: readonly string[], entries: readonly CommandEntry[] = COMMANDS): Promise<number> {
   const stdout = guardStdout();
+  // Only the command the line names is imported (for its options and help); the others are listed by their entry.
+  const named = entryNamedBy(argv, entries);
+  const loaded = named ? await loadCommand(named) : undefined;
+  const commands = entries.map((entry) => (entry === named && loaded ? loaded : outlineOf(entry)));
   const parsed = parseCommandLine(argv, commands, {
     writeOut: (text) => stdout.write(text),
     writeErr: (text) => process.stderr.write(text),
@@ -76,6 +80,29 @@ async function runParsed(parsed: ParsedCommand, stdout: GuardedStdout): Promise<
       process.stderr.write(`${error.stack}\n`);
     return code;
   }
+}
+
+/** The entry whose words start the command line (after `help`), the longest when two match (`emulator service-bus`). */
+function entryNamedBy(argv: readonly string[], entries: readonly CommandEntry[]): CommandEntry | undefined {
+  const words = argv[0] === 'help' ? argv.slice(1) : argv;
+  let best: CommandEntry | undefined;
+  for (const entry of entries) {
+    const name = entry.name.split(' ');
+    if (name.every((word, i) => words[i] === word) && name.length > (best?.name.split(' ').length ?? 0)) best = entry;
+  }
+  return best;
+}
+
+/** A command as the help of the program and of its groups shows it, without importing its module. */
+function outlineOf(entry: CommandEntry): Command {
+  return {
+    name: entry.name,
+    summary: entry.summary,
+    usage: entry.usage,
+    run: async () => {
+      throw new Error(`command \`${entry.name}\` was not loaded`);
+    },
+  };
 }
 
 /** Flags whose value is a file or folder (`<dir>`, `<file>`), made absolute against the folder ferry started in. */

@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import type { DataverseClient } from '../connectors/dataverse/dataverse-client.js';
 import { describeChange, diffMetadata } from '../connectors/dataverse/metadata-diff.js';
 import { pullMetadata } from '../connectors/dataverse/metadata-pull.js';
-import { loadAllMetadata } from '../connectors/dataverse/metadata-snapshot.js';
+import { loadAllMetadata } from '../core/table-metadata.js';
 
 /** One difference between a committed snapshot and the live table, as `ferry metadata diff` prints it. */
 export interface MetadataChange {

@@ -313,3 +313,12 @@ function packageVersion(): string {
     return 'unknown';
   }
 }
+
+/** Splits `a,b` flags into names. */
+export function listFlag(value: unknown): string[] | undefined {
+  if (typeof value !== 'string' || value.trim() === '') return undefined;
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}

@@ -1,23 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import {
-  createIdentityPool,
-  type IdentitySettings,
-  identitiesFromEnv,
-  type PoolIdentity,
-} from '../connectors/dataverse/identity-pool.js';
-import {
-  createTokenProvider,
-  credentialForIdentity,
-  isLoopbackUrl,
-  shortAuthReason,
-} from '../connectors/dataverse/token-provider.js';
-import { AdlsLake } from '../connectors/lake/adls-lake.js';
-import type { Lake } from '../connectors/lake/lake.js';
-import { LocalLake } from '../connectors/lake/local-lake.js';
+import type { IdentitySettings, PoolIdentity } from '../connectors/dataverse/identity-pool.js';
+import { openLake as openLakeAt } from '../connectors/lake/open-lake.js';
 import { SqliteStateStore } from '../connectors/state/sqlite-state-store.js';
-import { type FerryConfig, isUrlLocation } from '../core/config.js';
+import type { FerryConfig } from '../core/config.js';
 import { UsageError } from '../core/errors.js';
+import type { Lake } from '../core/lake.js';
 import type { Logger } from '../core/log.js';
 import type { PipelineDefinition } from '../core/pipeline.js';
 import { brokenMessage, loadPipelineSet, selectPipelines } from '../core/pipeline-loader.js';
@@ -51,6 +39,10 @@ export function announceLakeTarget(config: FerryConfig, log: Logger): void {
  * nothing is written to a Dataverse nobody chose.
  */
 export async function openDataverse(config: FerryConfig, log: Logger): Promise<OpenDataverse> {
+  // Imported here, not at the top: commands that need no Dataverse (`status`, `runs`) start without @azure/identity.
+  const { createTokenProvider, credentialForIdentity, isLoopbackUrl, shortAuthReason } = await import(
+    '../connectors/dataverse/token-provider.js'
+  );
   if (config.dataverse) {
     if (!/^https?:\/\//.test(config.dataverse)) {
       throw new UsageError(
@@ -61,7 +53,7 @@ export async function openDataverse(config: FerryConfig, log: Logger): Promise<O
     if (isLoopbackUrl(url)) {
       // Loopback URLs (an emulator in another process) need no token.
       log.info(`${targetName(config)}: Dataverse ${url} (loopback, no identity)`);
-      const identities = poolFor(config, url);
+      const identities = await poolFor(config, url);
       return { endpoint: { url, ...(identities ? { identities } : {}) }, close: async () => undefined };
     }
     const identity = config.identities?.[0];
@@ -77,7 +69,7 @@ export async function openDataverse(config: FerryConfig, log: Logger): Promise<O
         `Credential ${identity ? `\`${identity.name}\`` : 'DefaultAzureCredential'} could not get a token for \`${url}\`: ${shortAuthReason(error)}. Nothing was read or written. Check it with \`ferry doctor\`${identity ? '' : ', or name an identity in the target of ferry.config.json'}.`,
       );
     }
-    const identities = poolFor(config, url);
+    const identities = await poolFor(config, url);
     return { endpoint: { url, getToken, ...(identities ? { identities } : {}) }, close: async () => undefined };
   }
   if (!config.emulator) {
@@ -93,7 +85,7 @@ export async function openDataverse(config: FerryConfig, log: Logger): Promise<O
   log.info(
     `${targetName(config)}: the built-in Dataverse emulator (in-process at ${emulator.url}, store ${storeFile}), no identity`,
   );
-  const identities = poolFor(config, emulator.url);
+  const identities = await poolFor(config, emulator.url);
   return {
     endpoint: { url: emulator.url, ...(identities ? { identities } : {}) },
     emulator,
@@ -105,7 +97,9 @@ export async function openDataverse(config: FerryConfig, log: Logger): Promise<O
  * The identity pool a run writes through: every identity of the target when it names more than one, else the pool
  * `FERRY_DATAVERSE_IDENTITIES` names (see identity-pool.ts), else none (one identity, the run's token).
  */
-function poolFor(config: FerryConfig, url: string): PoolIdentity[] | undefined {
+async function poolFor(config: FerryConfig, url: string): Promise<PoolIdentity[] | undefined> {
+  const { credentialForIdentity } = await import('../connectors/dataverse/token-provider.js');
+  const { createIdentityPool, identitiesFromEnv } = await import('../connectors/dataverse/identity-pool.js');
   const named = config.identities ?? [];
   const settings: IdentitySettings[] | undefined =
     named.length > 1
@@ -114,34 +108,9 @@ function poolFor(config: FerryConfig, url: string): PoolIdentity[] | undefined {
   return settings ? createIdentityPool(url, settings) : undefined;
 }
 
-/**
- * The lake named by the config: a local folder, or ADLS Gen2 as `abfss://<container>@<account>.dfs.core.windows.net/<path>`
- * or `https://<account>.blob.core.windows.net/<container>/<path>`, signed in with `DefaultAzureCredential`.
- */
+/** The lake named by the config (`--lake`, `FERRY_LAKE`, the target's `lake`); see `openLakeAt` for the forms. */
 export function openLake(config: FerryConfig): Lake {
-  const url = parseAdlsUrl(config.lake);
-  if (url) return new AdlsLake(url);
-  if (isUrlLocation(config.lake)) {
-    throw new UsageError(
-      `Lake \`${config.lake}\` is neither a folder nor an ADLS Gen2 URL; use e.g. ./lake or abfss://container@account.dfs.core.windows.net/path.`,
-    );
-  }
-  if (!fs.existsSync(config.lake)) {
-    throw new UsageError(
-      `Lake folder \`${path.resolve(config.lake)}\` does not exist; create it, or point --lake (FERRY_LAKE, or the target's \`lake\`) at the folder the deltas arrive in.`,
-    );
-  }
-  return new LocalLake(config.lake);
-}
-
-/** Account URL, container and folder of an ADLS Gen2 lake URL; undefined for anything else. */
-export function parseAdlsUrl(text: string): { accountUrl: string; container: string; prefix: string } | undefined {
-  const abfss = /^abfss:\/\/([^@/]+)@([^./]+)\.dfs\.core\.windows\.net\/?(.*)$/i.exec(text);
-  if (abfss)
-    return { accountUrl: `https://${abfss[2]}.blob.core.windows.net`, container: abfss[1]!, prefix: abfss[3] ?? '' };
-  const https = /^(https:\/\/[^./]+\.(?:blob|dfs)\.core\.windows\.net)\/([^/]+)\/?(.*)$/i.exec(text);
-  if (https) return { accountUrl: https[1]!.replace('.dfs.', '.blob.'), container: https[2]!, prefix: https[3] ?? '' };
-  return undefined;
+  return openLakeAt(config.lake);
 }
 
 /** The state store in the state directory; a path that cannot be a folder is a configuration error. */

@@ -1,3 +1,5 @@
+import { type ErrorCode, errorCodeEntry } from './error-codes.js';
+
 /** What the runner should do about an error: stop, try again later, or skip the item and go on. */
 export const DISPOSITIONS = ['fatal', 'retry', 'skip'] as const;
 export type Disposition = (typeof DISPOSITIONS)[number];
@@ -8,32 +10,39 @@ export const EXIT = {
   failed: 1,
   usage: 2,
   rejectThresholdExceeded: 3,
-  /** The run did nothing: every input was held back. */
+  /** Nothing was done: every input of the run was held back, or the error's disposition is `skip`. */
   heldBack: 4,
   temporaryFailure: 75,
 } as const;
 
+/** The exit code of an error by its disposition (a usage or configuration error exits 2 instead of 1). */
+export const EXIT_BY_DISPOSITION: Readonly<Record<Disposition, number>> = {
+  fatal: EXIT.failed,
+  retry: EXIT.temporaryFailure,
+  skip: EXIT.heldBack,
+};
+
 export interface FerryErrorOptions {
-  readonly disposition?: Disposition;
   readonly cause?: unknown;
   /** Extra facts for the error store and `--json` output; never secrets. */
   readonly details?: Record<string, unknown>;
 }
 
 /**
- * The one root error of the toolkit: a stable `code`, a `disposition` and a message that names the bad value
- * and says what to do next. Drivers' errors are mapped into it in one place per connector.
+ * The one root error of the toolkit: a stable `code` from the catalogue (`core/error-codes.ts`), the disposition the
+ * catalogue gives that code, and a message that names the bad value and says what to do next. Drivers' errors are
+ * mapped into it in one place per connector.
  */
 export class FerryError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly disposition: Disposition;
   readonly details: Record<string, unknown>;
 
-  constructor(code: string, message: string, options: FerryErrorOptions = {}) {
+  constructor(code: ErrorCode, message: string, options: FerryErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'FerryError';
     this.code = code;
-    this.disposition = options.disposition ?? 'fatal';
+    this.disposition = errorCodeEntry(code).disposition;
     this.details = options.details ?? {};
   }
 }
@@ -51,11 +60,11 @@ export function isRetryable(error: unknown): boolean {
   return error instanceof FerryError && error.disposition === 'retry';
 }
 
-/** Maps any thrown value to the CLI exit code. */
+/** Maps any thrown value to the CLI exit code, by its code's entry in the catalogue. */
 export function exitCodeFor(error: unknown): number {
-  if (error instanceof UsageError) return EXIT.usage;
-  if (isRetryable(error)) return EXIT.temporaryFailure;
-  return EXIT.failed;
+  if (!(error instanceof FerryError)) return EXIT.failed;
+  if (errorCodeEntry(error.code).exit === 'usage') return EXIT.usage;
+  return EXIT_BY_DISPOSITION[error.disposition];
 }
 
 /** Short text of any thrown value, for logs. */

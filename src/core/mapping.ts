@@ -1,3 +1,5 @@
+import type { ErrorCode } from './error-codes.js';
+import { FerryError } from './errors.js';
 import type {
   AttributeMetadata,
   AttributeOfType,
@@ -5,8 +7,7 @@ import type {
   KeyMetadata,
   MetadataSet,
   TableMetadata,
-} from '../connectors/dataverse/metadata-snapshot.js';
-import { FerryError } from './errors.js';
+} from './table-metadata.js';
 
 /**
  * The mapping from staged source columns to Dataverse attributes, as plain serialisable data. The local runner
@@ -253,12 +254,15 @@ export function tablesNeeded(
   return [...out];
 }
 
+/** `choice` for `mapping.choice`: the mapping errors of the catalogue. */
+type MappingErrorSuffix = ErrorCode extends infer C ? (C extends `mapping.${infer S}` ? S : never) : never;
+
 /**
  * Checks a mapping against the metadata snapshots and resolves everything the conversion needs (limits, options,
  * entity sets, navigation property names). Throws FerryError `mapping.*` naming the bad attribute and the fix.
  */
 export function planConversion(mapping: DataverseMapping, tables: MetadataSet): ConversionPlan {
-  const fail = (code: string, message: string): never => {
+  const fail = (code: MappingErrorSuffix, message: string): never => {
     throw new FerryError(`mapping.${code}`, message, { details: { table: mapping.table } });
   };
   const table = tables.get(mapping.table);
@@ -412,7 +416,7 @@ function planRule(
   from: readonly string[],
   table: TableMetadata,
   tables: MetadataSet,
-  fail: (code: string, message: string) => never,
+  fail: (code: MappingErrorSuffix, message: string) => never,
 ): RulePlan {
   const name = attribute.LogicalName;
   const type = attribute.AttributeTypeName.Value;
@@ -522,7 +526,7 @@ function planLookup(
   from: readonly string[],
   table: TableMetadata,
   tables: MetadataSet,
-  fail: (code: string, message: string) => never,
+  fail: (code: MappingErrorSuffix, message: string) => never,
 ): RulePlan {
   const lookup: LookupSpec = spec.lookup ?? (allowed.length === 1 ? { table: allowed[0]! } : (undefined as never));
   if (!lookup) {
@@ -631,7 +635,7 @@ function keysText(table: TableMetadata): string {
   return table.Keys.map((k) => `${k.LogicalName} (${k.KeyAttributes.join(', ')})`).join('; ') || 'none';
 }
 
-function checkMode(mode: string, name: string, fail: (code: string, message: string) => never): ChoiceMode {
+function checkMode(mode: string, name: string, fail: (code: MappingErrorSuffix, message: string) => never): ChoiceMode {
   if (!(CHOICE_MODES as readonly string[]).includes(mode))
     fail('choice', `Attribute \`${name}\` has choice \`${mode}\`; use 'label', 'value' or 'auto'.`);
   return mode as ChoiceMode;

@@ -2,12 +2,11 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { Lake } from '../connectors/lake/lake.js';
-import { DuckDbStaging } from '../dialects/duckdb/driver.js';
-import { DEFAULT_STAGING_MEMORY, type FerryConfig } from './config.js';
+import type { FerryConfig } from './config.js';
 import { emptyCounts, type RunCounts } from './counts.js';
 import { describeError, FerryError, isRetryable } from './errors.js';
 import { killPoint } from './kill-points.js';
+import type { Lake } from './lake.js';
 import type { Logger } from './log.js';
 import type { PipelineDefinition, RunMode, StageSpec } from './pipeline.js';
 import type { RejectRecord } from './rejects.js';
@@ -38,7 +37,7 @@ export interface RunOptions {
   readonly window?: RunWindow;
   /** Lease time to live; renewed while the run goes on. Default 2 minutes. */
   readonly leaseTtlMs?: number;
-  /** Opens the staging engine. Default: an in-memory DuckDB that spills to the run folder. */
+  /** Opens the staging engine; overrides `services.openStaging` (one of the two is required). */
   readonly openStaging?: (runDir: string) => Promise<StagingEngine>;
   /** Seeds `ctx.shared` (replay passes the rows to re-send this way). */
   readonly shared?: ReadonlyMap<string, unknown>;
@@ -130,6 +129,12 @@ function takeOverDeadLease(
  * run repeats the window; every sink is idempotent, so repeating is safe.
  */
 export async function runPipeline(def: PipelineDefinition, options: RunOptions): Promise<RunReport> {
+  if (!options.openStaging && !options.services?.openStaging) {
+    throw new FerryError(
+      'run.no_staging',
+      `Run of \`${def.name}\` has no staging engine: pass \`services.openStaging\` (e.g. \`openRunStaging\` from src/dialects/duckdb/driver.ts) or \`openStaging\`.`,
+    );
+  }
   return telemetry().inSpan(
     `run ${def.name}`,
     'internal',
@@ -261,14 +266,14 @@ async function runPipelineOnce(def: PipelineDefinition, options: RunOptions): Pr
     };
 
     if (hasWork) {
-      staging = await (options.openStaging ?? ((dir: string) => defaultStaging(dir, options.config)))(runDir);
+      const openServiceStaging = options.services?.openStaging;
+      staging = await (options.openStaging ?? ((dir: string) => openServiceStaging!(dir, options.config)))(runDir);
       const ctx: StageContext = { ...ctxBase, staging };
       for (const spec of def.stages) {
         if (signal.aborted)
           throw new FerryError(
             'run.interrupted',
             `Run of \`${def.name}\` was stopped before stage \`${spec.kind}\`; the next run repeats its window.`,
-            { disposition: 'retry' },
           );
         const stageStarted = performance.now();
         await telemetry().inSpan(
@@ -450,20 +455,6 @@ export function rejectsWithinThreshold(
   if (maxRejected !== undefined && counts.rejected > maxRejected) return false;
   if (counts.read === 0) return true;
   return counts.rejected / counts.read <= maxRejectedRatio;
-}
-
-/**
- * A database file per run in the run folder, with a memory limit and a spill folder beside it, deleted when the run
- * ends: DuckDB can evict a file-backed table's blocks and spill sorts, joins and aggregates, so a window of tens of
- * millions of rows stays within the limit instead of failing (an in-memory database must keep every table in memory).
- */
-async function defaultStaging(runDir: string, config: FerryConfig): Promise<StagingEngine> {
-  return DuckDbStaging.open({
-    path: path.join(runDir, 'staging.duckdb'),
-    memoryLimit: config.stagingMemory ?? DEFAULT_STAGING_MEMORY,
-    tempDirectory: path.join(runDir, 'spill'),
-    deleteOnClose: true,
-  });
 }
 
 function toReport(run: RunRecord): RunReport {

@@ -1,6 +1,6 @@
-import type { Lake } from '../connectors/lake/lake.js';
 import type { FerryConfig } from './config.js';
 import type { RunCounts } from './counts.js';
+import type { Lake } from './lake.js';
 import type { Logger } from './log.js';
 import type { PipelineDefinition, RunMode, StageSpec } from './pipeline.js';
 import type { RejectRecord } from './rejects.js';
@@ -24,6 +24,11 @@ export interface DataverseEndpoint {
 /** Outside services a run may use, provided by the CLI (or a test). */
 export interface RunServices {
   readonly dataverse?: DataverseEndpoint;
+  /**
+   * Opens the staging engine of a run in its folder (the composition root passes the dialect's driver, e.g.
+   * `openRunStaging` of src/dialects/duckdb/driver.ts): core names no engine.
+   */
+  readonly openStaging?: (runDir: string, config: FerryConfig) => Promise<StagingEngine>;
 }
 
 export interface PlanContext {

@@ -1,3 +1,5 @@
+import type { SqlDialect } from '../dialects/sql-dialect.js';
+
 /** A row as JavaScript values (bigint for BIGINT/HUGEINT, string for DECIMAL via JS conversion, Date-free). */
 export type Row = Record<string, unknown>;
 
@@ -6,7 +8,8 @@ export type Row = Record<string, unknown>;
  * (`src/dialects/duckdb/driver.ts`); Azure SQL implements the same for the T-SQL dialect.
  */
 export interface StagingEngine {
-  readonly dialect: string;
+  /** The SQL dialect the engine runs: the compiler's hooks and what the engine can do. */
+  readonly dialect: SqlDialect;
   /** Runs a statement, discarding any result. */
   run(sql: string, params?: readonly unknown[]): Promise<void>;
   /** Runs a query and returns every row. Only for small results: large ones use `stream`. */

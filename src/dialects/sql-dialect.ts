@@ -1,11 +1,15 @@
 import { FerryError } from '../core/errors.js';
 import type { ColumnPlan, ConversionPlan, ConversionReason, KeyPartPlan } from '../core/mapping.js';
 import { STAGING_TABLES } from '../core/staging-contract.js';
+import type { ConversionNames, KeymapTarget, TableName } from './sql-steps.js';
+import { STATE_TABLES } from './state-schema.js';
 
 /**
- * A SQL dialect: quoting, literals, what the engine can do (as data), and the expression builders the conversion
- * needs. `src/dialects/<name>/conversion.ts` implements it; `compileConversion` below assembles the statements
- * the same way for every dialect, so reason codes, their order and the payload shape cannot drift apart.
+ * A SQL dialect: quoting, literals, what the engine can do (as data), the SQL tokens the compiler writes through
+ * (hooks), and the expression builders the conversion needs. `src/dialects/<name>/conversion.ts` implements it;
+ * `ConversionCompiler` below assembles the statements the same way for every dialect (a dialect overrides a step
+ * only where its SQL has another shape, as T-SQL's payload does), so reason codes, their order and the payload shape
+ * cannot drift apart.
  */
 export interface SqlDialect {
   readonly name: string;
@@ -14,6 +18,32 @@ export interface SqlDialect {
   ident(name: string): string;
   /** String literal. */
   literal(value: string): string;
+  /** A boolean constant (`TRUE` / `1`). */
+  bool(value: boolean): string;
+  /** `expr DESC` with NULLs after every value. */
+  descNullsLast(expr: string): string;
+  /** A statement parameter as the dialect's renderings write it (`$name`, `@name`). */
+  param(name: string): string;
+  /** Builds `target` from `SELECT list rest`, replacing it (`CREATE OR REPLACE TABLE … AS`, or `DROP` + `SELECT … INTO`). */
+  selectInto(target: string, list: string, rest: string): string[];
+  /** Upserts the rows of `source` into `target` on `keys` (MERGE, or INSERT … ON CONFLICT). */
+  upsert(options: UpsertOptions): string;
+  /** The current UTC time as ISO text, as the state tables store times. */
+  readonly nowText: string;
+  /** The current UTC time as a timestamp value. */
+  readonly nowTimestamp: string;
+  /** An expression cast to text of at most `maxLength` characters (default unbounded). */
+  textOf(expr: string, maxLength?: number): string;
+  /** Length of a text in characters. */
+  length(expr: string): string;
+  /** A row of `alias` as JSON text. */
+  rowJson(alias: string): string;
+  /** A row number in no particular order (the rows' arrival order). */
+  readonly arrivalRowNumber: string;
+  /** Text to a GUID value, NULL when it is not one. */
+  tryGuid(expr: string): string;
+  /** A NULL of the text type. */
+  readonly nullText: string;
   /** Classifies a column type as the engine names it (`DESCRIBE`, `INFORMATION_SCHEMA`). */
   classifyType(typeText: string): SourceType;
   /** Query returning `(name, type)` rows for a table's columns. */
@@ -34,8 +64,19 @@ export interface SqlDialect {
   appliedVersionsRelation(source: AppliedVersionsSource): string;
   /** Statement saving `(key, max(version))` of `previous ∪ converted ⋈ upserted` into `target`. */
   saveAppliedVersionsSql(previous: AppliedVersionsSource | null, target: AppliedVersionsSource): string;
-  /** The per-rule expression builders. */
-  readonly conversion: ConversionBuilders;
+  /** The per-rule expression builders of `ConversionCompiler.compile`; absent when the dialect overrides the classification. */
+  readonly conversion?: ConversionBuilders;
+}
+
+/** An upsert of a source table into a target table. */
+export interface UpsertOptions {
+  readonly target: TableName;
+  readonly source: TableName;
+  readonly keys: readonly string[];
+  /** Non-key columns to update and insert. */
+  readonly columns: readonly string[];
+  /** An existing row is updated only when the source's value of this column is greater or equal. */
+  readonly versionColumn?: string;
 }
 
 /** Engine differences as data: code asks the capability, never the dialect's name. */
@@ -196,99 +237,142 @@ export function compileConversion(
   dialect: SqlDialect,
   options: CompileOptions,
 ): CompiledConversion {
-  const b = dialect.conversion;
-  const q = (name: string) => dialect.ident(name);
-  const sources = new Map(options.sources.map((s) => [s.name, s]));
-  const staged = options.tables?.staged ?? STAGING_TABLES.staged;
-  const names = (index: number): AliasNames => ({
-    alias: (name) => `c${index}_${name}`,
-    aliasOf: (other, name) => `c${other}_${name}`,
-  });
+  return new ConversionCompiler(dialect).compile(plan, options);
+}
 
-  const built = plan.columns.map((c) => ({ plan: c, sql: b.column(c, sources, names(c.index)) }));
-  const changeSource = sources.get(plan.changeTimestamp);
-  if (!changeSource)
-    throw new Error(`compileConversion: change timestamp column ${plan.changeTimestamp} is not staged`);
-  const version = b.version(changeSource);
+/**
+ * The one conversion compiler. `compile` gives the local staging contract's statements (`staged` → work table →
+ * `converted`); `compileSynapse` gives the Synapse export's (key maps, lineage, classification, rejects, the sink
+ * the Copy activity reads, applied versions). Every SQL token goes through the dialect's hooks; a dialect whose
+ * classification has another shape (T-SQL builds its payload with `FOR JSON PATH` once the outcome is known)
+ * subclasses this and overrides `classifySynapse` — the way kysely's `MssqlQueryCompiler` extends its default.
+ */
+export class ConversionCompiler {
+  readonly dialect: SqlDialect;
 
-  const prepare = [
-    ...built.flatMap((c) => c.sql.prepare.map(([alias, sql]) => `${sql} AS ${q(alias)}`)),
-    ...version.prepare.map(([alias, sql]) => `${sql} AS ${q(alias)}`),
-    `${version.version} AS __version`,
-  ];
+  constructor(dialect: SqlDialect) {
+    this.dialect = dialect;
+  }
 
-  const keyOf = (part: KeyPartPlan & { column: number }) => {
-    const sql = built[part.column]!.sql;
-    if (sql.keyText === undefined || sql.blank === undefined) {
-      throw new Error(`compileConversion: key column ${part.attribute} has no key text`);
+  /**
+   * Compiles a conversion plan to the local staging contract. One pass classifies every staged row (first failing
+   * column wins, in mapping order; versions of one key collapse to the latest; versions not newer than the applied
+   * one are stale); `converted` then holds the rows to send.
+   */
+  compile(plan: ConversionPlan, options: CompileOptions): CompiledConversion {
+    const dialect = this.dialect;
+    const b = dialect.conversion;
+    // The shared classification concatenates the payload text and parses text with regular expressions; a dialect
+    // that builds JSON otherwise (`FOR JSON PATH`) or has no regex overrides the classification instead.
+    const caps = dialect.capabilities;
+    if (!b || caps.jsonPayload !== 'concat' || !caps.regex || !caps.listLambdas) {
+      throw new FerryError(
+        'convert.dialect',
+        `Staging dialect \`${dialect.name}\` has no local conversion (payload ${caps.jsonPayload}, regex ${caps.regex ? 'yes' : 'no'}, list lambdas ${caps.listLambdas ? 'yes' : 'no'}); stage with DuckDB (the default staging engine).`,
+      );
     }
-    return { part, text: sql.keyText, blank: sql.blank };
-  };
-  const keys = plan.key.map(keyOf);
-  const anyBlank = keys.map((k) => `(${k.blank})`).join(' OR ');
-  const keyJoin = (render: (k: (typeof keys)[number]) => Segment[]) =>
-    dialect.concat(
-      mergeLiterals(
-        keys.flatMap((k, i) => [{ text: `${i ? ',' : ''}${k.part.attribute}=` }, ...render(k)]),
-        (text) => dialect.literal(text),
-      ),
-    );
-  const readable = keyJoin((k) => [{ sql: k.text }]);
-  const predicate = keyJoin((k) =>
-    k.part.literal === 'string' ? [{ text: "'" }, { sql: b.escapeKeyText(k.text) }, { text: "'" }] : [{ sql: k.text }],
-  );
-  const unsafe = keys.filter((k) => k.part.literal === 'string').map((k) => `COALESCE(${b.unsafeKey(k.text)}, FALSE)`);
-  const safe = unsafe.length ? `NOT (${unsafe.join(' OR ')})` : 'TRUE';
+    if (options.appliedVersions?.kind === 'parquet' && !caps.readsParquet) {
+      throw new FerryError(
+        'convert.dialect',
+        `Staging dialect \`${dialect.name}\` cannot read the applied versions file \`${options.appliedVersions.path}\` (no Parquet reader); keep them in a table.`,
+      );
+    }
+    const T = dialect.bool(true);
+    const F = dialect.bool(false);
+    const q = (name: string) => dialect.ident(name);
+    const sources = new Map(options.sources.map((s) => [s.name, s]));
+    const staged = options.tables?.staged ?? STAGING_TABLES.staged;
+    const names = (index: number): AliasNames => ({
+      alias: (name) => `c${index}_${name}`,
+      aliasOf: (other, name) => `c${other}_${name}`,
+    });
 
-  const reasonCols = built.map((c) => `r${c.plan.index}`);
-  // Payload members: lookups give the whole `"name":value` member, other columns the value text (the name is fixed).
-  const members = built
-    .filter((c) => c.plan.inPayload)
-    .map((c) =>
-      c.sql.fragment !== undefined
-        ? { name: null, sql: c.sql.fragment }
-        : { name: `${JSON.stringify(c.plan.attribute)}:`, sql: c.sql.value },
-    );
-  const fragments = members.map((m) => m.sql);
-  const memberOf = (m: (typeof members)[number], i: number) =>
-    m.name === null ? `k.f${i}` : dialect.concat([dialect.literal(m.name), `k.f${i}`]);
-  // The object `{m0,m1,...}` of the members that are not NULL. When the first member is there (nearly always), one
-  // flat concatenation writes it: separator and name are literals chosen per member, so no member string is built
-  // and copied on its own (measured ~0.2 s per 1M rows of 14 members); otherwise the general form joins the members.
-  const general = dialect.concat([
-    dialect.literal('{'),
-    dialect.concatSkipNulls(',', members.length ? members.map(memberOf) : ['k.f0']),
-    dialect.literal('}'),
-  ]);
-  const flat = members.length
-    ? dialect.concatSkipNulls('', [
-        dialect.literal(`{${members[0]!.name ?? ''}`),
-        'k.f0',
-        ...members
-          .slice(1)
-          .flatMap((m, j) => [
-            `CASE WHEN k.f${j + 1} IS NOT NULL THEN ${dialect.literal(`,${m.name ?? ''}`)} END`,
-            `k.f${j + 1}`,
-          ]),
-        dialect.literal('}'),
-      ])
-    : null;
-  const payload = flat ? `CASE WHEN k.f0 IS NOT NULL THEN ${flat} ELSE ${general} END` : general;
-  const firstBlank = keys.map((k) => `WHEN ${k.blank} THEN ${k.part.column}`).join(' ');
-  const missing: ConversionReason = 'key.missing';
+    const built = plan.columns.map((c) => ({ plan: c, sql: b.column(c, sources, names(c.index)) }));
+    const changeSource = sources.get(plan.changeTimestamp);
+    if (!changeSource)
+      throw new Error(`compileConversion: change timestamp column ${plan.changeTimestamp} is not staged`);
+    const version = b.version(changeSource);
 
-  // Not newer than the version an earlier run applied: skipped. Equal counts as applied because applied versions are
-  // saved only for rows Dataverse accepted (the `upserted` table) after every stage succeeded, so a repeated window
-  // (a rerun after a crash, a backfill over processed files) sends nothing Dataverse already has.
-  const stale = `COALESCE(a.version IS NOT NULL AND k.__version ${options.staleWhenEqual === false ? '<' : '<='} a.version, FALSE)`;
-  const work = options.tables?.work ?? CONVERSION_WORK_TABLE;
-  const keyParts = options.keyParts ? keys.map((k, i) => `,\n  ${k.text} AS __key_part_${i}`).join('') : '';
-  // One pass over the staged rows builds the work table as if every row were the latest of its key; a second
-  // statement then marks the older versions superseded. Keys rarely repeat, so the ranking runs only on the keys
-  // that occur more than once (found by grouping a hash of the key over the narrow work-table column): ranking
-  // every row and joining the ranks back cost a second scan of `staged`, a window and a hash join over all rows
-  // (measured ~0.4 s per 1M rows, a fifth of the conversion). A hash collision only adds a key to the ranking.
-  const classify = `WITH p AS (
+    const prepare = [
+      ...built.flatMap((c) => c.sql.prepare.map(([alias, sql]) => `${sql} AS ${q(alias)}`)),
+      ...version.prepare.map(([alias, sql]) => `${sql} AS ${q(alias)}`),
+      `${version.version} AS __version`,
+    ];
+
+    const keyOf = (part: KeyPartPlan & { column: number }) => {
+      const sql = built[part.column]!.sql;
+      if (sql.keyText === undefined || sql.blank === undefined) {
+        throw new Error(`compileConversion: key column ${part.attribute} has no key text`);
+      }
+      return { part, text: sql.keyText, blank: sql.blank };
+    };
+    const keys = plan.key.map(keyOf);
+    const anyBlank = keys.map((k) => `(${k.blank})`).join(' OR ');
+    const keyJoin = (render: (k: (typeof keys)[number]) => Segment[]) =>
+      dialect.concat(
+        mergeLiterals(
+          keys.flatMap((k, i) => [{ text: `${i ? ',' : ''}${k.part.attribute}=` }, ...render(k)]),
+          (text) => dialect.literal(text),
+        ),
+      );
+    const readable = keyJoin((k) => [{ sql: k.text }]);
+    const predicate = keyJoin((k) =>
+      k.part.literal === 'string'
+        ? [{ text: "'" }, { sql: b.escapeKeyText(k.text) }, { text: "'" }]
+        : [{ sql: k.text }],
+    );
+    const unsafe = keys.filter((k) => k.part.literal === 'string').map((k) => `COALESCE(${b.unsafeKey(k.text)}, ${F})`);
+    const safe = unsafe.length ? `NOT (${unsafe.join(' OR ')})` : T;
+
+    const reasonCols = built.map((c) => `r${c.plan.index}`);
+    // Payload members: lookups give the whole `"name":value` member, other columns the value text (the name is fixed).
+    const members = built
+      .filter((c) => c.plan.inPayload)
+      .map((c) =>
+        c.sql.fragment !== undefined
+          ? { name: null, sql: c.sql.fragment }
+          : { name: `${JSON.stringify(c.plan.attribute)}:`, sql: c.sql.value },
+      );
+    const fragments = members.map((m) => m.sql);
+    const memberOf = (m: (typeof members)[number], i: number) =>
+      m.name === null ? `k.f${i}` : dialect.concat([dialect.literal(m.name), `k.f${i}`]);
+    // The object `{m0,m1,...}` of the members that are not NULL. When the first member is there (nearly always), one
+    // flat concatenation writes it: separator and name are literals chosen per member, so no member string is built
+    // and copied on its own (measured ~0.2 s per 1M rows of 14 members); otherwise the general form joins the members.
+    const general = dialect.concat([
+      dialect.literal('{'),
+      dialect.concatSkipNulls(',', members.length ? members.map(memberOf) : ['k.f0']),
+      dialect.literal('}'),
+    ]);
+    const flat = members.length
+      ? dialect.concatSkipNulls('', [
+          dialect.literal(`{${members[0]!.name ?? ''}`),
+          'k.f0',
+          ...members
+            .slice(1)
+            .flatMap((m, j) => [
+              `CASE WHEN k.f${j + 1} IS NOT NULL THEN ${dialect.literal(`,${m.name ?? ''}`)} END`,
+              `k.f${j + 1}`,
+            ]),
+          dialect.literal('}'),
+        ])
+      : null;
+    const payload = flat ? `CASE WHEN k.f0 IS NOT NULL THEN ${flat} ELSE ${general} END` : general;
+    const firstBlank = keys.map((k) => `WHEN ${k.blank} THEN ${k.part.column}`).join(' ');
+    const missing: ConversionReason = 'key.missing';
+
+    // Not newer than the version an earlier run applied: skipped. Equal counts as applied because applied versions are
+    // saved only for rows Dataverse accepted (the `upserted` table) after every stage succeeded, so a repeated window
+    // (a rerun after a crash, a backfill over processed files) sends nothing Dataverse already has.
+    const stale = `COALESCE(a.version IS NOT NULL AND k.__version ${options.staleWhenEqual === false ? '<' : '<='} a.version, ${F})`;
+    const work = options.tables?.work ?? CONVERSION_WORK_TABLE;
+    const keyParts = options.keyParts ? keys.map((k, i) => `,\n  ${k.text} AS __key_part_${i}`).join('') : '';
+    // One pass over the staged rows builds the work table as if every row were the latest of its key; a second
+    // statement then marks the older versions superseded. Keys rarely repeat, so the ranking runs only on the keys
+    // that occur more than once (found by grouping a hash of the key over the narrow work-table column): ranking
+    // every row and joining the ranks back cost a second scan of `staged`, a window and a hash join over all rows
+    // (measured ~0.4 s per 1M rows, a fifth of the conversion). A hash collision only adds a key to the ranking.
+    const classify = `WITH p AS (
   SELECT s.__row_id, s.__source_file, s.__row_number,
     ${prepare.join(',\n    ')}
   FROM ${q(staged)} s
@@ -313,10 +397,10 @@ SELECT k.__row_id, k.__source_file, k.__row_number, k.__key, k.__key_predicate, 
   END AS __outcome,
   CASE WHEN k.__reason IS NULL${options.appliedVersions ? ` AND NOT ${stale}` : ''} THEN ${payload} END AS __payload${keyParts}
 FROM k${options.appliedVersions ? `\nLEFT JOIN ${dialect.appliedVersionsRelation(options.appliedVersions)} a ON a.key = k.__key_predicate` : ''}`;
-  const superseded = `UPDATE ${q(work)} SET __outcome = 'superseded', __payload = NULL
+    const superseded = `UPDATE ${q(work)} SET __outcome = 'superseded', __payload = NULL
 WHERE __row_id IN (
   SELECT __row_id FROM (
-    SELECT __row_id, ${b.rowNumber('__key_predicate', '__version DESC NULLS LAST, __row_id DESC')} AS __rank
+    SELECT __row_id, ${b.rowNumber('__key_predicate', `${dialect.descNullsLast('__version')}, __row_id DESC`)} AS __rank
     FROM ${q(work)}
     WHERE __key_predicate IS NOT NULL AND ${b.keyHash('__key_predicate')} IN (
       SELECT ${b.keyHash('__key_predicate')} FROM ${q(work)} WHERE __key_predicate IS NOT NULL
@@ -325,20 +409,337 @@ WHERE __row_id IN (
   ) ranked WHERE __rank > 1
 )`;
 
-  const sourceList = options.sources.filter((s) => !s.name.startsWith('__'));
-  return {
-    classify: `${dialect.createTableAs(work, classify)};\n${superseded}`,
-    converted: dialect.createViewAs(
-      options.tables?.converted ?? STAGING_TABLES.converted,
-      `SELECT __row_id, __source_file, __row_number, __key, __key_predicate, __key_safe, __version, __payload
+    const sourceList = options.sources.filter((s) => !s.name.startsWith('__'));
+    return {
+      classify: `${dialect.createTableAs(work, classify)};\n${superseded}`,
+      converted: dialect.createViewAs(
+        options.tables?.converted ?? STAGING_TABLES.converted,
+        `SELECT __row_id, __source_file, __row_number, __key, __key_predicate, __key_safe, __version, __payload
 FROM ${q(work)} WHERE __outcome = 'ok'`,
-    ),
-    counts: `SELECT __outcome AS outcome, COUNT(*) AS n FROM ${q(work)} GROUP BY __outcome`,
-    rejects: `SELECT c.__reason, c.__reason_column, c.__key, c.__source_file, c.__row_number,
+      ),
+      counts: `SELECT __outcome AS outcome, COUNT(*) AS n FROM ${q(work)} GROUP BY __outcome`,
+      rejects: `SELECT c.__reason, c.__reason_column, c.__key, c.__source_file, c.__row_number,
   ${sourceList.map((s) => `${dialect.castText(`s.${q(s.name)}`)} AS ${q(s.name)}`).join(',\n  ') || 'NULL AS __none'}
 FROM ${q(work)} c JOIN ${q(staged)} s ON s.__row_id = c.__row_id
 WHERE c.__outcome = 'reject' ORDER BY c.__row_id`,
+    };
+  }
+
+  /**
+   * Compiles a conversion plan to the Synapse export's statements (run by its Script activities against Azure SQL,
+   * or by a local runtime against DuckDB). Parameters: `run_id` and `pipeline` (`dialect.param`).
+   */
+  compileSynapse(plan: ConversionPlan, names: ConversionNames): CompiledSynapseConversion {
+    const classified = this.classifySynapse(plan, names);
+    return {
+      lineage: this.lineage(plan, names),
+      classify: classified.classify,
+      converted: classified.converted,
+      rejects: [this.rejectsInsert(plan, names)],
+      counts: `SELECT ${this.q('__outcome')} AS ${this.q('outcome')}, COUNT(*) AS ${this.q('n')} FROM ${this.table(names.work)} GROUP BY ${this.q('__outcome')}`,
+      saveVersions: this.saveVersions(names),
+      ...this.sink(plan, names, classified.sink),
+      keymapTargets: keymapTargetsOf(plan),
+    };
+  }
+
+  /** Statements that refresh the key map of one lookup target from its raw copy (`<prefix>keymap_<table>_raw`). */
+  keymapRefresh(t: KeymapTarget, names: ConversionNames): string[] {
+    const d = this.dialect;
+    const q = (n: string) => this.q(n);
+    const raw = { schema: names.sink.schema, table: `${names.prefix}keymap_${t.table}_raw` };
+    const fresh = { schema: names.sink.schema, table: `${names.prefix}keymap_${t.table}` };
+    const pred = `CONCAT(${t.keyAttributes.map((k, i) => `${i ? `${d.literal(',')}, ` : ''}${d.literal(`${k}='`)}, REPLACE(${d.textOf(`s.${q(k)}`, 4000)}, ${d.literal("'")}, ${d.literal("''")}), ${d.literal("'")}`).join(', ')})`;
+    const id = `s.${q(t.idAttribute || `${t.table}id`)}`;
+    return [
+      ...d.selectInto(
+        this.table(fresh),
+        `${d.literal(t.entitySet)} AS ${q('entity_set')}, ${pred} AS ${q('key_predicate')}, MAX(${this.keymapId(id)}) AS ${q('id')}, ${d.nowTimestamp} AS ${q('refreshed_at')}`,
+        `FROM ${this.table(raw)} AS s WHERE ${t.keyAttributes.map((k) => `s.${q(k)} IS NOT NULL`).join(' AND ')} AND ${d.length(pred)} <= ${KEYMAP_KEY_LENGTH} GROUP BY ${pred}`,
+      ),
+      d.upsert({
+        target: names.keymap,
+        source: fresh,
+        keys: ['entity_set', 'key_predicate'],
+        columns: ['id', 'refreshed_at'],
+      }),
+    ];
+  }
+
+  /** The Dataverse id as the raw copy holds it, as the key map stores it. */
+  protected keymapId(id: string): string {
+    return this.dialect.tryGuid(id);
+  }
+
+  protected q(name: string): string {
+    return this.dialect.ident(name);
+  }
+
+  /** A table: `schema` empty means the connection's default schema (one-part name). */
+  protected table(n: TableName): string {
+    return n.schema ? `${this.q(n.schema)}.${this.q(n.table)}` : this.q(n.table);
+  }
+
+  /** The copied rows with lineage: `__row_id` in file then copy order, `__row_number` within each file. */
+  protected lineage(plan: ConversionPlan, names: ConversionNames): string[] {
+    const q = (n: string) => this.q(n);
+    return this.dialect.selectInto(
+      this.table(names.rows),
+      `${this.lineageColumns(plan)}, ROW_NUMBER() OVER (ORDER BY t.${q('__source_file')}, t.${q('__ordinal')}) AS ${q('__row_id')}, ROW_NUMBER() OVER (PARTITION BY t.${q('__source_file')} ORDER BY t.${q('__ordinal')}) AS ${q('__row_number')}`,
+      `FROM (SELECT s.*, ${this.dialect.arrivalRowNumber} AS ${q('__ordinal')} FROM ${this.table(names.staged)} AS s) AS t`,
+    );
+  }
+
+  /** The copied columns the lineage table keeps; here every mapped column as text (what `classifySynapse` reads). */
+  protected lineageColumns(plan: ConversionPlan): string {
+    const casts = synapseSources(plan).map((n) => `${this.dialect.textOf(`t.${this.q(n)}`)} AS ${this.q(n)}`);
+    return `t.* EXCLUDE (${this.q('__ordinal')}) REPLACE (${casts.join(', ')})`;
+  }
+
+  /**
+   * Classification for the Synapse path: the work table (outcome, reason, key, version, payload per row) and
+   * `converted`, plus where the sink finds each value. By default the local `compile` over the lineage table, every
+   * mapped column as text, a version equal to the applied one sent again (the Copy does not say which rows
+   * Dataverse accepted, so applied versions are those of every row sent).
+   */
+  protected classifySynapse(plan: ConversionPlan, names: ConversionNames): SynapseClassification {
+    const d = this.dialect;
+    const compiled = this.compile(plan, {
+      sources: synapseSources(plan).map((name) => ({ name, kind: 'text' })),
+      appliedVersions: {
+        kind: 'query',
+        sql: `SELECT ${this.q('key')}, ${this.q('version')} FROM ${this.table(names.appliedVersions)} WHERE ${this.q('pipeline')} = ${d.param('pipeline')}`,
+      },
+      staleWhenEqual: false,
+      tables: { staged: names.rows.table, work: names.work.table, converted: names.converted.table },
+      keyParts: true,
+    });
+    const payload = (name: string) => `json_extract_string(w.__payload, ${d.literal(`$.${JSON.stringify(name)}`)})`;
+    return {
+      classify: compiled.classify.split(';\n'),
+      converted: [compiled.converted],
+      sink: {
+        key: (i) => `w.__key_part_${i}`,
+        value: (c) => sinkValue(c, payload(c.attribute)),
+        lookup: (c) => {
+          const bind = `COALESCE(${c.targets.map((t) => payload(`${t.navigationProperty}@odata.bind`)).join(', ')})`;
+          const set = `regexp_extract(${bind}, '^/([^(]+)\\(', 1)`;
+          return {
+            set,
+            pred: `NULLIF(regexp_extract(${bind}, '^/[^(]+\\((.*)\\)$', 1), '')`,
+            target: `CASE ${set} ${c.targets.map((t) => `WHEN ${d.literal(t.entitySetName)} THEN ${d.literal(t.table)}`).join(' ')} END`,
+          };
+        },
+      },
+    };
+  }
+
+  /** The classification's rejects into the error store. */
+  protected rejectsInsert(plan: ConversionPlan, names: ConversionNames): string {
+    const d = this.dialect;
+    const q = (n: string) => this.q(n);
+    const byColumn = (value: (c: ColumnPlan) => string) =>
+      `CASE c.${q('__reason_column')} ${plan.columns.map((col) => `WHEN ${col.index} THEN ${d.literal(value(col))}`).join(' ')} END`;
+    return (
+      `INSERT INTO ${this.table(names.rejects)} ${this.rejectColumns()} ` +
+      `SELECT ${d.param('run_id')}, ${d.param('pipeline')}, ${d.literal('convert-to-dataverse')}, c.${q('__reason')}, CONCAT(${d.literal('Column `')}, ${byColumn((c) => c.attribute)}, ${d.literal('` (source `')}, ${byColumn((c) => c.sources.join(', '))}, ${d.literal('`) was rejected: ')}, c.${q('__reason')}, ${d.literal('; fix the source row or the mapping, then replay it.')}), c.${q('__key')}, c.${q('__source_file')}, c.${q('__row_number')}, ${d.rowJson('s')}, ${d.nowText} ` +
+      `FROM ${this.table(names.work)} AS c INNER JOIN ${this.table(names.rows)} AS s ON s.${q('__row_id')} = c.${q('__row_id')} WHERE c.${q('__outcome')} = ${d.literal('reject')}`
+    );
+  }
+
+  protected rejectColumns(): string {
+    const cols = [
+      'run_id',
+      'pipeline',
+      'stage',
+      'reason',
+      'message',
+      'key',
+      'source_file',
+      'row_number',
+      'row_json',
+      'created_at',
+    ];
+    return `(${cols.map((c) => this.q(c)).join(', ')})`;
+  }
+
+  /**
+   * The sink table the Copy activity reads: key attributes, payload attributes, lookups by alternate key resolved
+   * to GUIDs through the key map (the Copy sink cannot bind `@odata.bind` by key); a lookup whose target is not in
+   * the key map is rejected as `lookup.target_missing`.
+   */
+  protected sink(
+    plan: ConversionPlan,
+    names: ConversionNames,
+    from: SinkSources,
+  ): { readonly sink: string[]; readonly sinkQuery: string } {
+    const d = this.dialect;
+    const q = (n: string) => this.q(n);
+    const cols: string[] = [];
+    const sinkNames: string[] = [];
+    const joins: string[] = [];
+    const missing: string[] = [];
+    plan.key.forEach((k, i) => {
+      cols.push(`${from.key(i)} AS ${q(k.attribute)}`);
+      sinkNames.push(k.attribute);
+    });
+    for (const c of plan.columns) {
+      if (!c.inPayload) continue;
+      if (c.rule !== 'lookup') {
+        cols.push(`${from.value(c)} AS ${q(c.attribute)}`);
+        sinkNames.push(c.attribute);
+        continue;
+      }
+      const { set, pred, target } = from.lookup(c);
+      const km = `km${c.index}`;
+      joins.push(
+        `LEFT JOIN ${this.table(names.keymap)} AS ${km} ON ${km}.${q('entity_set')} = ${set} AND ${km}.${q('key_predicate')} = ${pred}`,
+      );
+      const id = `COALESCE(${d.tryGuid(pred)}, ${km}.${q('id')})`;
+      cols.push(`${id} AS ${q(c.attribute)}`);
+      sinkNames.push(c.attribute);
+      if (c.targets.length > 1 || c.tableFrom) {
+        cols.push(`${target} AS ${q(`${c.attribute}@EntityReference`)}`);
+        sinkNames.push(`${c.attribute}@EntityReference`);
+      }
+      missing.push(
+        `WHEN ${pred} IS NOT NULL AND ${id} IS NULL THEN CONCAT(${d.literal(`Lookup \`${c.attribute}\` target `)}, ${set}, ${d.literal('(')}, ${pred}, ${d.literal(') is not in the key map of Dataverse; load the parent first, then replay this row.')})`,
+      );
+    }
+    const sink = this.table(names.sink);
+    const work = this.table(names.work);
+    return {
+      sink: [
+        ...d.selectInto(
+          sink,
+          `w.${q('__row_id')}, ${missing.length ? `CASE ${missing.join(' ')} END` : d.nullText} AS ${q('__missing')}, ${cols.join(', ')}`,
+          `FROM ${work} AS w${joins.length ? ` ${joins.join(' ')}` : ''} WHERE w.${q('__outcome')} = ${d.literal('ok')}`,
+        ),
+        `INSERT INTO ${this.table(names.rejects)} ${this.rejectColumns()} SELECT ${d.param('run_id')}, ${d.param('pipeline')}, ${d.literal('convert-to-dataverse')}, ${d.literal('lookup.target_missing')}, s.${q('__missing')}, w.${q('__key')}, w.${q('__source_file')}, w.${q('__row_number')}, w.${q('__payload')}, ${d.nowText} FROM ${sink} AS s INNER JOIN ${work} AS w ON w.${q('__row_id')} = s.${q('__row_id')} WHERE s.${q('__missing')} IS NOT NULL`,
+        `DELETE FROM ${sink} WHERE ${q('__missing')} IS NOT NULL`,
+      ],
+      sinkQuery: `SELECT ${sinkNames.map(q).join(', ')} FROM ${sink}`,
+    };
+  }
+
+  /**
+   * Saves the version of every row sent as the applied version of its key (run after the sink succeeded), so an
+   * older version arriving later is skipped as `stale`; an equal one is sent again.
+   */
+  protected saveVersions(names: ConversionNames): string[] {
+    const d = this.dialect;
+    const q = (n: string) => this.q(n);
+    const fresh = { schema: '', table: `${names.work.table}_versions` };
+    return [
+      ...d.selectInto(
+        this.table(fresh),
+        `${d.param('pipeline')} AS ${q('pipeline')}, c.${q('__key_predicate')} AS ${q('key')}, MAX(c.${q('__version')}) AS ${q('version')}, ${d.param('run_id')} AS ${q('run_id')}`,
+        `FROM ${this.table(names.converted)} AS c INNER JOIN ${this.table(names.sink)} AS s ON s.${q('__row_id')} = c.${q('__row_id')} WHERE c.${q('__version')} IS NOT NULL GROUP BY c.${q('__key_predicate')}`,
+      ),
+      d.upsert({
+        target: names.appliedVersions,
+        source: fresh,
+        keys: ['pipeline', 'key'],
+        columns: ['version', 'run_id'],
+        versionColumn: 'version',
+      }),
+    ];
+  }
+}
+
+/** The key map's key column length (an index key in Azure SQL: at most 1,700 bytes); longer keys are not mapped. */
+const KEYMAP_KEY_LENGTH = (() => {
+  const type = STATE_TABLES.find((t) => t.name === 'keymap')?.columns.find((c) => c.name === 'key_predicate')?.type;
+  return type?.kind === 'text' && typeof type.length === 'number' ? type.length : 850;
+})();
+
+/** Every source column the conversion reads, the change timestamp included. */
+function synapseSources(plan: ConversionPlan): string[] {
+  return [...new Set([...plan.sourceColumns, plan.changeTimestamp])];
+}
+
+/** Lookup targets by alternate key, each once, by table name (their id attribute is filled in from the metadata). */
+export function keymapTargetsOf(plan: ConversionPlan): KeymapTarget[] {
+  const targets = new Map<string, KeymapTarget>();
+  for (const c of plan.columns) {
+    if (!c.inPayload || c.rule !== 'lookup') continue;
+    for (const t of c.targets) {
+      if (t.key && !targets.has(t.table)) {
+        targets.set(t.table, {
+          table: t.table,
+          entitySet: t.entitySetName,
+          idAttribute: '',
+          keyAttributes: t.key.map((x) => x.attribute),
+        });
+      }
+    }
+  }
+  return [...targets.values()].sort((x, y) => x.table.localeCompare(y.table));
+}
+
+/** A payload value (JSON text) as the typed column the Copy activity reads. */
+function sinkValue(c: ColumnPlan, json: string): string {
+  switch (c.rule) {
+    case 'integer':
+      return `CAST(${json} AS BIGINT)`;
+    case 'choice':
+      return `CAST(${json} AS INTEGER)`;
+    case 'decimal':
+      return `CAST(${json} AS DECIMAL(38,${c.precision}))`;
+    case 'double':
+      return `CAST(${json} AS DOUBLE)`;
+    case 'boolean':
+      return `CAST(${json} AS BOOLEAN)`;
+    default:
+      return json;
+  }
+}
+
+/** Where the sink finds each value in the work table (`w`). */
+export interface SinkSources {
+  /** The text of own-key part `i`. */
+  key(i: number): string;
+  /** A payload column's value, typed. */
+  value(column: ColumnPlan): string;
+  /** A lookup's chosen target: entity set, key predicate (or GUID) and table name. */
+  lookup(column: ColumnPlan & { rule: 'lookup' }): {
+    readonly set: string;
+    readonly pred: string;
+    readonly target: string;
   };
+}
+
+/** What `classifySynapse` gives: its statements and where the sink finds each value. */
+export interface SynapseClassification {
+  readonly classify: string[];
+  readonly converted: string[];
+  readonly sink: SinkSources;
+}
+
+/** The Synapse export's conversion, statement lists in run order. */
+export interface CompiledSynapseConversion {
+  /** Adds lineage (`__row_id`, `__row_number`) to the copied rows. */
+  readonly lineage: string[];
+  /** Builds the work table: outcome, reason, reason column, key, version and payload per row. */
+  readonly classify: string[];
+  /** Builds `converted` (rows to send: outcome `ok`). */
+  readonly converted: string[];
+  /** Inserts the rejected rows into the error store; parameters `run_id`, `pipeline`. */
+  readonly rejects: string[];
+  /** Rows `(outcome, n)`. */
+  readonly counts: string;
+  /**
+   * Saves the version of every row sent as the applied version of its key (run after the sink succeeded), so an
+   * older version arriving later is skipped as `stale`; an equal one is sent again. Unlike the local runner (which
+   * knows each accepted row and skips equal versions too), the Copy activity does not say which rows Dataverse
+   * accepted, so here an equal version must be re-sent for a repeated window to converge.
+   */
+  readonly saveVersions: string[];
+  /** Builds the sink table for the Copy activity and rejects rows whose lookup target is not in the key map. */
+  readonly sink: string[];
+  /** The query the Copy activity reads. */
+  readonly sinkQuery: string;
+  readonly keymapTargets: KeymapTarget[];
 }
 
 /** Source kinds each rule can read; others are refused up front instead of rejecting every row. */

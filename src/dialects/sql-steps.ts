@@ -1,30 +1,40 @@
 /**
  * SQL steps: every SQL statement the Synapse export writes is a step — a dialect-neutral plan with a stable id —
- * rendered by a dialect. The exported T-SQL starts with the line `-- ferry-step: <id>`; the DuckDB rendering of the
- * same plan is what a local runtime executes in its place.
+ * rendered by a dialect. The exported T-SQL (Script blocks, Lookup/Copy source queries, `preCopyScript`s, and the
+ * files under `sql/tsql/`) starts with the line `-- ferry-step: <id>`; the DuckDB rendering of the same plan is what
+ * a local runtime executes in its place.
  *
  * Usage (a runtime executing the exported artifacts):
  *
  * ```ts
- * const steps = await planSynapseSteps(pipelines, { settings, metadataDir });   // src/export/synapse/synapse-exporter.ts
- * const step = steps.get(stepIdOf(scriptText));                                    // the `-- ferry-step:` id
- * const sql = renderStep(step, duckdbSteps);                                       // DuckDB text with `$name` parameters
- * const values = evaluate(step.parameters);        // each parameter's `expression` in the activity's scope
- * for (const statement of splitStatements(bindStepParameters(sql, values))) await duck.run(statement);
+ * import { planSynapseSteps } from '../export/synapse/synapse-exporter.js';   // the registry, from the pipelines
+ * import { duckdbSteps } from './duckdb/steps.js';
+ * const steps = await planSynapseSteps(pipelines, { settings, metadataDir, readExtract });  // as `ferry export synapse`
+ * const renderings = steps.renderings(duckdbSteps);           // (id) => DuckDB text, or undefined for an unknown id
+ * const step = steps.get(stepIdIn(text)!)!;                   // the id on the statement's first line
+ * const values = {};                                          // each of step.parameters, evaluated in the activity
+ * for (const p of step.parameters) values[p.name] = evaluate(p.expression);   // (a dataSource one: its local path)
+ * for (const s of splitStatements(bindStepParameters(renderings(step.id)!, values))) await duck.run(s);
  * ```
+ * Run `setup:ferry-state` once on a new workspace database (the state tables in schema `ferry`).
  *
  * Parameters, in both renderings:
  * - T-SQL: a parameter with `script: true` is a Script activity parameter of the same name (`@run_id`, `@pipeline`,
  *   `@window_start`, `@window_end`), bound by the Script activity; every other parameter is a pipeline expression
- *   interpolated into the text (`@{pipeline().RunId}`), inside `N'…'` when it is a string.
+ *   interpolated into the text (`@{pipeline().RunId}`), inside `N'…'` when it is a string, evaluated by the pipeline
+ *   engine before the text reaches the server. A parameter with `dataSource` does not appear in T-SQL (CETAS names
+ *   the folder itself under that data source).
  * - DuckDB: every parameter is `$name` (DuckDB's named prepared-statement parameter), never inside a string literal;
- *   `bindStepParameters` replaces each with a DuckDB literal (text, number or NULL). Its value is what the T-SQL
- *   rendering would have received: the value of `expression`, evaluated in the activity's scope.
- * - The tables a step reads and writes are in both renderings: `ferry.<table>` for the state schema (DuckDB: schema
- *   `ferry` of the same database), staging tables by their one-part name (`stg_<pipeline>_staged`, …).
- * - A step whose T-SQL reads or writes lake files (the outbound extract) reads, in DuckDB, the relation
- *   `synapse_link_<table>` (the Synapse Link rows of the window's folders, column `__folder` = timestamp folder) and
- *   writes with `COPY … TO $location`; the runtime supplies both (see the step's `parameters`).
+ *   `bindStepParameters` replaces each with a DuckDB literal (text, number, boolean or NULL). Its value is what the
+ *   T-SQL rendering receives: `expression` evaluated in the activity's scope; for a `dataSource` parameter, the local
+ *   path of that folder under the data source (the runtime creates its parent folders; DuckDB refuses a folder that
+ *   already holds files, as CETAS refuses a location holding data).
+ * - Tables are the same in both renderings: `ferry.<table>` for the state schema (DuckDB: schema `ferry` of the same
+ *   database), staging tables by their one-part name (`stg_<pipeline>_staged`, …), which the Copy activities fill.
+ * - The outbound extract's DuckDB rendering reads the relation `synapse_link_<table>` (`synapseLinkRelation` in
+ *   duckdb/synapse-link.ts: the table's Synapse Link rows as the local reader types them, plus `__folder` = the
+ *   timestamp folder) instead of OPENROWSET, which the runtime provides; a custom extract also reads the label
+ *   tables its DuckDB query joins (`OptionsetMetadata`, `StateMetadata`, …).
  */
 
 import type { ConversionPlan } from '../core/mapping.js';

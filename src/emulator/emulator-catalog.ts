@@ -143,7 +143,7 @@ export class EmulatorCatalog {
       files = (await readdir(dir)).filter((f) => f.endsWith('.json')).sort();
     } catch (error) {
       throw new FerryError(
-        'emulator.metadata-missing',
+        'emulator.metadata_missing',
         `Metadata folder \`${dir}\` cannot be read; pass --metadata <dir> with one <table>.json snapshot per table.`,
         { cause: error },
       );
@@ -156,7 +156,7 @@ export class EmulatorCatalog {
         parsed = stripNotes(parseKeepingInt64(await readFile(full, 'utf8')));
       } catch (error) {
         throw new FerryError(
-          'emulator.metadata-invalid',
+          'emulator.metadata_invalid',
           `Metadata snapshot \`${full}\` is not valid JSON; fix or remove it.`,
           {
             cause: error,
@@ -177,7 +177,7 @@ export class EmulatorCatalog {
     }
     if (snapshots.length === 0) {
       throw new FerryError(
-        'emulator.metadata-empty',
+        'emulator.metadata_empty',
         `Metadata folder \`${dir}\` holds no table snapshots; add <table>.json files (LogicalName, EntitySetName, Attributes).`,
       );
     }

@@ -10,7 +10,7 @@ export class ServiceFault extends FerryError {
   readonly headers: Readonly<Record<string, string>>;
 
   constructor(status: number, hexCode: string, message: string, headers: Record<string, string> = {}) {
-    super('emulator.service-fault', message, { disposition: status === 429 || status >= 500 ? 'retry' : 'skip' });
+    super('emulator.service_fault', message);
     this.name = 'ServiceFault';
     this.status = status;
     this.hexCode = hexCode;

@@ -323,7 +323,7 @@ export class EmulatorStore {
         } catch (error) {
           if (!complete) return false;
           throw new FerryError(
-            'emulator.store-unreadable',
+            'emulator.store_unreadable',
             `Emulator store file \`${file}\` line ${lineNo} is not valid JSON; delete the file to start empty or restore a backup.`,
             { cause: error },
           );
@@ -332,7 +332,7 @@ export class EmulatorStore {
           header = value as StoreFileHeader;
           if (header?.format !== STORE_FORMAT) {
             throw new FerryError(
-              'emulator.store-format',
+              'emulator.store_format',
               `Emulator store file \`${file}\` has format \`${String(header?.format)}\`, expected \`${STORE_FORMAT}\`; delete it to start empty.`,
             );
           }
@@ -363,7 +363,7 @@ export class EmulatorStore {
       }
       if (!header) {
         throw new FerryError(
-          'emulator.store-unreadable',
+          'emulator.store_unreadable',
           `Emulator store file \`${file}\` has no header line; delete it to start empty or restore a backup.`,
         );
       }
@@ -404,7 +404,7 @@ export class EmulatorStore {
       data = JSON.parse(text) as SavedStore;
     } catch (error) {
       throw new FerryError(
-        'emulator.store-unreadable',
+        'emulator.store_unreadable',
         `Emulator store file \`${file}\` is not valid JSON; delete it to start empty or restore a backup.`,
         { cause: error },
       );

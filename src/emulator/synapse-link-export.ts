@@ -4,7 +4,7 @@ import { type CatalogTableSnapshot, EmulatorCatalog } from './emulator-catalog.j
 import type { EmulatorStore, JournalEntry } from './store.js';
 
 /**
- * Where the export writes: the part of a data lake it needs (a `Lake` of `src/connectors/lake` fits). Declared here
+ * Where the export writes: the part of a data lake it needs (any `Lake`, `src/core/lake.ts`, fits). Declared here
  * so the emulator shares no code with the Synapse Link reader it is there to test.
  */
 export interface ExportLake {
@@ -84,7 +84,7 @@ export async function exportSynapseLink(
     if (snapshot) metas.set(table, snapshot);
     else if (options.tables) {
       throw new FerryError(
-        'emulator.export-table',
+        'emulator.export_table',
         `No metadata snapshot for table \`${table}\` in \`${options.metadataDir ?? 'fixtures/metadata'}\`; add \`${table}.json\` or leave the table out.`,
       );
     }

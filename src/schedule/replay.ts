@@ -15,8 +15,7 @@ import type { StageContext, StageImpl } from '../core/stage.js';
 import { STAGING_TABLES } from '../core/staging-contract.js';
 import type { RunRecord } from '../core/state-store.js';
 import type { RunWindow } from '../core/window.js';
-import { duckdbDialect } from '../dialects/duckdb/conversion.js';
-import { duckLiteral } from '../dialects/duckdb/driver.js';
+import { copyToParquetSql, countRowsSql, replaySql } from '../dialects/duckdb/staging.js';
 
 /** Where a replay takes the rows from: the run's kept staged input, or the rows stored with the rejects. */
 export type ReplaySource = 'staged-parquet' | 'reject-rows';
@@ -130,7 +129,6 @@ export async function runReplay(current: PipelineDefinition, options: ReplayOpti
     throw new FerryError(
       'replay.nothing',
       `Run \`${plan.run.id}\` has no open rejects${options.reason ? ` with reason \`${options.reason}\`` : ''} that can be replayed; see \`ferry rejects --run ${plan.run.id}\`.`,
-      { disposition: 'skip' },
     );
   }
   const pinned: { def: PipelineDefinition; metadata: string | null; snapshotId?: string } = options.reResolve
@@ -262,20 +260,15 @@ function replaySourceStage(plan: ReplayPlan, snapshotId: string | undefined): St
           .filter((r) => !hasPlace(r))
           .map(rowIdOf)
           .filter((x): x is string => x !== null);
-        await ctx.staging.run('CREATE TEMP TABLE __replay_rows (f VARCHAR, n BIGINT)');
-        for (let i = 0; i < wanted.length; i += 1000) {
-          const values = wanted
-            .slice(i, i + 1000)
-            .map((r) => `(${duckLiteral(r.sourceFile!)}, ${Number(r.rowNumber)})`);
-          await ctx.staging.run(`INSERT INTO __replay_rows VALUES ${values.join(',')}`);
-        }
-        const idFilter = byRowId.length
-          ? ` OR __row_id IN (${byRowId.map((id) => BigInt(id).toString()).join(',')})`
-          : '';
+        await ctx.staging.run(replaySql.placesTable);
+        const places = wanted.map((r) => ({ file: r.sourceFile!, row: Number(r.rowNumber) }));
+        for (const insert of replaySql.insertPlaces(places)) await ctx.staging.run(insert);
         await ctx.staging.run(
-          `CREATE TABLE ${staged} AS SELECT * FROM read_parquet(${duckLiteral(plan.stagedFile)})
-           WHERE EXISTS (SELECT 1 FROM __replay_rows r WHERE r.f = __source_file AND r.n = __row_number)${idFilter}
-           ORDER BY __row_id`,
+          replaySql.stageFromParquet(
+            staged,
+            plan.stagedFile,
+            byRowId.map((id) => BigInt(id)),
+          ),
         );
       } else {
         // No staged input kept: rebuild the rows from what the error store holds (source values, lineage).
@@ -290,11 +283,9 @@ function replaySourceStage(plan: ReplayPlan, snapshotId: string | undefined): St
           }),
         );
         await fs.writeFile(file, `${lines.join('\n')}\n`);
-        await ctx.staging.run(
-          `CREATE TABLE ${staged} AS SELECT * FROM read_json_auto(${duckLiteral(file)}) ORDER BY __row_id`,
-        );
+        await ctx.staging.run(replaySql.stageFromJsonLines(staged, file));
       }
-      const [row] = await ctx.staging.all<{ n: bigint }>(`SELECT count(*) AS n FROM ${staged}`);
+      const [row] = await ctx.staging.all<{ n: bigint }>(countRowsSql(staged));
       const n = Number(row?.n ?? 0);
       ctx.counts.read += n;
       ctx.counts.staged += n;
@@ -304,7 +295,7 @@ function replaySourceStage(plan: ReplayPlan, snapshotId: string | undefined): St
       ctx.progress.update('staging', ctx.counts);
       // Keep this run's input too (whatever the outcome), so rows rejected again can be replayed from it.
       const target = path.join(ctx.runDir, 'staged.parquet');
-      await ctx.staging.run(`COPY ${staged} TO ${duckLiteral(`${target}.tmp`)} (FORMAT PARQUET)`);
+      await ctx.staging.run(copyToParquetSql(staged, `${target}.tmp`));
       await fs.rename(`${target}.tmp`, target);
     },
   };
@@ -315,10 +306,12 @@ function replayOutcomeStage(passed: Array<{ file: string | null; row: number | n
   return {
     kind: REPLAY_OUTCOME,
     async run(_spec, ctx: StageContext) {
-      const [exists] = await ctx.staging.all<{ n: bigint }>(duckdbDialect.tableExistsSql(STAGING_TABLES.upserted));
+      const [exists] = await ctx.staging.all<{ n: bigint }>(
+        ctx.staging.dialect.tableExistsSql(STAGING_TABLES.upserted),
+      );
       if (!exists || Number(exists.n) === 0) return;
       const rows = await ctx.staging.all<{ f: string | null; n: bigint | null; id: bigint }>(
-        `SELECT s.__source_file AS f, s.__row_number AS n, s.__row_id AS id FROM ${STAGING_TABLES.upserted} u JOIN ${STAGING_TABLES.staged} s USING (__row_id)`,
+        replaySql.accepted(STAGING_TABLES.upserted, STAGING_TABLES.staged),
       );
       for (const r of rows) passed.push({ file: r.f, row: r.n === null ? null : Number(r.n), rowId: String(r.id) });
       ctx.metrics.replayUpserted = rows.length;

@@ -1,11 +1,5 @@
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import {
-  isAttributeType,
-  loadMetadata,
-  supportsBulk,
-  type TableMetadata,
-} from '../connectors/dataverse/metadata-snapshot.js';
 import { FerryError } from '../core/errors.js';
 import {
   type ColumnPlan,
@@ -19,7 +13,7 @@ import type { RejectRecord } from '../core/rejects.js';
 import type { StageContext, StageImpl } from '../core/stage.js';
 import type { StagingEngine } from '../core/staging.js';
 import { STAGING_TABLES } from '../core/staging-contract.js';
-import { duckdbDialect } from '../dialects/duckdb/conversion.js';
+import { isAttributeType, loadMetadata, supportsBulk, type TableMetadata } from '../core/table-metadata.js';
 import {
   type AppliedVersionsSource,
   checkSourceTypes,
@@ -107,7 +101,6 @@ export async function describeStaged(staging: StagingEngine, dialect: SqlDialect
 }
 
 /** Dialects by the staging engine's name. */
-const DIALECTS: Readonly<Record<string, SqlDialect>> = { duckdb: duckdbDialect };
 
 /**
  * The convert-to-dataverse stage: one set-based pass in the staging engine, rejects read back as data.
@@ -123,11 +116,12 @@ const DIALECTS: Readonly<Record<string, SqlDialect>> = { duckdb: duckdbDialect }
 export const convertToDataverseStage: StageImpl<ConvertToDataverseSpec> = {
   kind: CONVERT_TO_DATAVERSE,
   async run(spec, ctx) {
-    const dialect = DIALECTS[ctx.staging.dialect];
-    if (!dialect) {
+    // The engine carries its dialect: the compiler's hooks and what the engine can do.
+    const dialect = ctx.staging.dialect;
+    if (!dialect.conversion) {
       throw new FerryError(
         'convert.dialect',
-        `No conversion SQL for staging dialect \`${ctx.staging.dialect}\`; use the DuckDB staging engine.`,
+        `No conversion SQL for staging dialect \`${dialect.name}\`; use the DuckDB staging engine.`,
       );
     }
     const { plan, own } = await loadPlanAndTable(spec, ctx.config.metadata);

@@ -1,8 +1,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { lakeJoin } from '../connectors/lake/lake.js';
 import { FerryError } from '../core/errors.js';
 import { killPoint } from '../core/kill-points.js';
+import { lakeJoin } from '../core/lake.js';
 import { asList, type ColumnSpec, isPerRowLookup, type LookupKeySpec } from '../core/mapping.js';
 import type { PipelineDefinition, StageSpec } from '../core/pipeline.js';
 import type { PlanContext, StageContext, StageImpl } from '../core/stage.js';
@@ -195,9 +195,7 @@ async function run(spec: ReadParquetDeltasSpec, ctx: StageContext): Promise<void
   const loadedFiles: Array<{ id: string; part: string; decode: string; rows: number }> = [];
   for (const file of files) {
     if (ctx.signal.aborted) {
-      throw new FerryError('run.interrupted', 'Stopped while loading delta files; the next run repeats this window.', {
-        disposition: 'retry',
-      });
+      throw new FerryError('run.interrupted', 'Stopped while loading delta files; the next run repeats this window.');
     }
     const exprs = schema.map((c) => {
       const own = file.columns.get(c.name);

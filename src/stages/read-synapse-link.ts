@@ -1,10 +1,10 @@
-import type { Lake, LakeEntry } from '../connectors/lake/lake.js';
-import { lakeJoin } from '../connectors/lake/lake.js';
 import { type CdmAttribute, type CdmModel, findEntity, parseCdmModel } from '../connectors/synapse-link/cdm-model.js';
 import { latestDeltaVersion, readDeltaSnapshot } from '../connectors/synapse-link/delta-log.js';
 import { isSelected, type ListedFolder, planFolders } from '../connectors/synapse-link/folder-plan.js';
 import { timestampFolder } from '../connectors/synapse-link/timestamp-folder.js';
 import { FerryError, UsageError } from '../core/errors.js';
+import type { Lake, LakeEntry } from '../core/lake.js';
+import { lakeJoin } from '../core/lake.js';
 import type { StageSpec } from '../core/pipeline.js';
 import type { PlanContext, StageContext, StageImpl } from '../core/stage.js';
 import type { RunWindow, WindowItem } from '../core/window.js';
@@ -13,6 +13,7 @@ import {
   type CsvFolderInput,
   CsvFolderReader,
   loadOptionSetLabels,
+  readCheckpointActions,
   stageDeltaSnapshot,
   typedColumn,
 } from '../dialects/duckdb/synapse-link.js';
@@ -399,7 +400,12 @@ async function runDelta(spec: ReadSynapseLinkSpec, ctx: StageContext): Promise<S
         `Window item \`${item.id}\` is not a Delta version (\`delta:<table>@<version>\`).`,
       );
     const table = m[1]!;
-    const snapshot = await readDeltaSnapshot(ctx.lake, ctx.staging, deltaRoot(spec, table), Number(m[2]));
+    const snapshot = await readDeltaSnapshot(
+      ctx.lake,
+      (files) => readCheckpointActions(ctx.staging, files),
+      deltaRoot(spec, table),
+      Number(m[2]),
+    );
     // `changes`: only files added after the version the cursor names (backfills and first runs take everything).
     const since = spec.deltaMode === 'changes' && ctx.mode !== 'backfill' ? done[table] : undefined;
     const files = since === undefined ? snapshot.files : snapshot.files.filter((f) => f.addedVersion > since);

@@ -8,16 +8,11 @@ import {
 } from '../connectors/dataverse/bulk-writer.js';
 import { CLOSE_MESSAGES, closeRecords, type PendingClose, splitClose } from '../connectors/dataverse/close-records.js';
 import { type BypassOptions, DataverseClient } from '../connectors/dataverse/dataverse-client.js';
-import {
-  findAttribute,
-  loadMetadata,
-  type StateAttribute,
-  supportsBulk,
-} from '../connectors/dataverse/metadata-snapshot.js';
 import { FerryError, UsageError } from '../core/errors.js';
 import type { StageSpec } from '../core/pipeline.js';
 import type { StageContext, StageImpl } from '../core/stage.js';
 import { STAGING_TABLES } from '../core/staging-contract.js';
+import { findAttribute, loadMetadata, type StateAttribute, supportsBulk } from '../core/table-metadata.js';
 
 export interface UpsertDataverseSpec extends StageSpec {
   readonly kind: 'upsert-dataverse';
@@ -91,9 +86,6 @@ export const upsertDataverseStage: StageImpl<UpsertDataverseSpec> = {
       throw new FerryError(
         'dataverse.no_endpoint',
         `Stage upsert-dataverse of \`${ctx.pipeline.name}\` has no Dataverse to write to; pass --dataverse <url> (or FERRY_DATAVERSE_URL), or run without it to use the built-in emulator.`,
-        {
-          disposition: 'fatal',
-        },
       );
     }
     const table = await loadWriterTable(ctx.config.metadata, spec.table);

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
-import { type Lake, lakeJoin } from '../connectors/lake/lake.js';
-import { LocalLake } from '../connectors/lake/local-lake.js';
+import { openLake } from '../connectors/lake/open-lake.js';
 import { isUrlLocation } from '../core/config.js';
 import { FerryError, UsageError } from '../core/errors.js';
 import { killPoint } from '../core/kill-points.js';
+import { type Lake, lakeJoin } from '../core/lake.js';
 import type { PipelineDefinition, StageSpec } from '../core/pipeline.js';
 import type { StageContext, StageImpl } from '../core/stage.js';
 import type { RunWindow } from '../core/window.js';
@@ -172,7 +172,7 @@ function warehouseStore(ctx: Pick<StageContext, 'config' | 'lake'>): WarehouseSt
     if (rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel))
       return { lake: ctx.lake, prefix: rel.split(path.sep).join('/') };
   }
-  return { lake: new LocalLake(warehouse), prefix: '' };
+  return { lake: openLake(warehouse, { createFolder: true }), prefix: '' };
 }
 
 async function writeOne(
@@ -278,7 +278,7 @@ async function writeOne(
     throw new FerryError(
       'warehouse.rename',
       `Moving \`${tmpDir}\` to \`${finalDir}\` in \`${lake.root}\` failed: ${(error as Error).message}. The window is not marked complete; run again.`,
-      { cause: error, disposition: 'retry' },
+      { cause: error },
     );
   }
   killPoint('write-parquet:before-manifest');

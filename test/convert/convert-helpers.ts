@@ -1,6 +1,6 @@
 import path from 'node:path';
-import { loadAllMetadata, type TableMetadata } from '../../src/connectors/dataverse/metadata-snapshot.js';
 import { type ConversionPlan, type DataverseMapping, planConversion } from '../../src/core/mapping.js';
+import { loadAllMetadata, type TableMetadata } from '../../src/core/table-metadata.js';
 import { duckdbDialect } from '../../src/dialects/duckdb/conversion.js';
 import { DuckDbStaging, duckIdent, duckLiteral } from '../../src/dialects/duckdb/driver.js';
 import { type AppliedVersionsSource, compileConversion } from '../../src/dialects/sql-dialect.js';

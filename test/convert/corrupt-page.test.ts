@@ -10,7 +10,7 @@ import { silentLogger } from '../../src/core/log.js';
 import { definePipeline } from '../../src/core/pipeline.js';
 import { runPipeline } from '../../src/core/runner.js';
 import type { StageImpl } from '../../src/core/stage.js';
-import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
+import { DuckDbStaging, openRunStaging } from '../../src/dialects/duckdb/driver.js';
 import { convertToDataverse } from '../../src/stages/convert-to-dataverse.js';
 import { readParquetDeltas } from '../../src/stages/read-parquet-deltas.js';
 import { registryWith } from '../../src/stages/registry.js';
@@ -72,6 +72,7 @@ describe('a delta file whose footer reads but whose pages do not decode', () => 
       }),
       {
         mode: 'manual',
+        openStaging: (dir: string) => openRunStaging(dir, {}),
         config,
         lake: new LocalLake(config.lake),
         state,

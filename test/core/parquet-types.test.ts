@@ -10,7 +10,7 @@ import { silentLogger } from '../../src/core/log.js';
 import { definePipeline } from '../../src/core/pipeline.js';
 import { runPipeline } from '../../src/core/runner.js';
 import type { StageImpl } from '../../src/core/stage.js';
-import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
+import { DuckDbStaging, openRunStaging } from '../../src/dialects/duckdb/driver.js';
 import { readParquetDeltas } from '../../src/stages/read-parquet-deltas.js';
 import { registryWith } from '../../src/stages/registry.js';
 import { int96ParquetFile } from '../helpers/int96-parquet.js';
@@ -68,6 +68,7 @@ describe('read-parquet-deltas: Parquet types and codecs', () => {
       }),
       {
         mode: 'manual',
+        openStaging: (dir: string) => openRunStaging(dir, {}),
         config,
         lake: new LocalLake(config.lake),
         state,

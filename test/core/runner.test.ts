@@ -10,7 +10,7 @@ import { silentLogger } from '../../src/core/log.js';
 import { definePipeline } from '../../src/core/pipeline.js';
 import { runPipeline } from '../../src/core/runner.js';
 import type { StageImpl } from '../../src/core/stage.js';
-import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
+import { DuckDbStaging, openRunStaging } from '../../src/dialects/duckdb/driver.js';
 import { readParquetDeltas } from '../../src/stages/read-parquet-deltas.js';
 import { registryWith } from '../../src/stages/registry.js';
 
@@ -59,6 +59,7 @@ describe('runner with read-parquet-deltas', () => {
     const config = resolveConfig({ lake: path.join(dir, 'lake'), state: path.join(dir, 'state') }, {});
     return {
       mode: 'manual' as const,
+      openStaging: (runDir: string) => openRunStaging(runDir, {}),
       config,
       lake: new LocalLake(config.lake),
       state,

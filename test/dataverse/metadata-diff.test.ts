@@ -5,8 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { diffMetadata, type MetadataChange } from '../../src/connectors/dataverse/metadata-diff.js';
-import { loadMetadata, snapshotText, type TableMetadata } from '../../src/connectors/dataverse/metadata-snapshot.js';
 import { parseExactJson, stringifyExactJson } from '../../src/core/exact-json.js';
+import { loadMetadata, snapshotText, type TableMetadata } from '../../src/core/table-metadata.js';
 import type { RunningEmulator } from '../../src/emulator/server.js';
 import { emulator, FIXTURES } from './helpers.js';
 

@@ -5,8 +5,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DataverseClient } from '../../src/connectors/dataverse/dataverse-client.js';
 import { pullMetadata, writeSnapshot } from '../../src/connectors/dataverse/metadata-pull.js';
-import { loadMetadata, snapshotText } from '../../src/connectors/dataverse/metadata-snapshot.js';
 import { parseExactJson } from '../../src/core/exact-json.js';
+import { loadMetadata, snapshotText } from '../../src/core/table-metadata.js';
 import type { RunningEmulator } from '../../src/emulator/server.js';
 import { emulator, FIXTURES, metadataCopy } from './helpers.js';
 

@@ -6,8 +6,8 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadPipelines } from '../../src/core/pipeline-loader.js';
 import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
-import { synapseLinkRelation } from '../../src/dialects/duckdb/extract.js';
 import { duckdbSteps } from '../../src/dialects/duckdb/steps.js';
+import { synapseLinkRelation } from '../../src/dialects/duckdb/synapse-link.js';
 import {
   bindStepParameters,
   renderStep,

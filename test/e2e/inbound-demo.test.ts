@@ -11,7 +11,7 @@ import { silentLogger } from '../../src/core/log.js';
 import type { PipelineDefinition } from '../../src/core/pipeline.js';
 import { loadPipelines } from '../../src/core/pipeline-loader.js';
 import { type RunReport, runPipeline } from '../../src/core/runner.js';
-import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
+import { DuckDbStaging, openRunStaging } from '../../src/dialects/duckdb/driver.js';
 import { type RunningEmulator, startEmulator } from '../../src/emulator/server.js';
 import type { EmulatorStore } from '../../src/emulator/store.js';
 import { exportSynapseLink } from '../../src/emulator/synapse-link-export.js';
@@ -55,12 +55,13 @@ async function runAll(env: Env, defs: readonly PipelineDefinition[], names = INB
     const def = defs.find((d) => d.name === name)!;
     reports.push(
       await runPipeline(def, {
+        openStaging: (dir: string) => openRunStaging(dir, {}),
         mode: 'manual',
         config: env.config,
         lake: new LocalLake(env.config.lake),
         state: env.state,
         registry: stageRegistry,
-        services: { dataverse: { url: env.emulator.url } },
+        services: { dataverse: { url: env.emulator.url }, openStaging: openRunStaging },
         log: silentLogger,
       }),
     );
@@ -309,6 +310,7 @@ describe('inbound demo pipelines end to end against the emulator', () => {
     });
     for (const name of ['accounts-outbound', 'contacts-outbound']) {
       const report = await runPipeline(defs.find((d) => d.name === name)!, {
+        openStaging: (dir: string) => openRunStaging(dir, {}),
         mode: 'manual',
         config: env.config,
         lake,

@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AdlsLake } from '../../src/connectors/lake/adls-lake.js';
-import type { Lake } from '../../src/connectors/lake/lake.js';
 import { LocalLake } from '../../src/connectors/lake/local-lake.js';
+import type { Lake } from '../../src/core/lake.js';
 import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
 import { AZURITE_ACCOUNT, type RunningAzurite, startAzurite } from '../helpers/azurite.js';
 
@@ -95,7 +95,7 @@ lakeContract('ADLS Gen2 on Azurite', async () => {
 
 describe('lake URLs', () => {
   it('reads ADLS Gen2 locations in abfss and https form and leaves folders alone', async () => {
-    const { parseAdlsUrl } = await import('../../src/cli/services.js');
+    const { parseAdlsUrl } = await import('../../src/connectors/lake/open-lake.js');
     assert.deepEqual(parseAdlsUrl('abfss://dataverse-prod@contosolake.dfs.core.windows.net/inbound/crm'), {
       accountUrl: 'https://contosolake.blob.core.windows.net',
       container: 'dataverse-prod',
@@ -107,5 +107,21 @@ describe('lake URLs', () => {
       prefix: '',
     });
     assert.equal(parseAdlsUrl('./lake'), undefined);
+  });
+
+  it('opens an ADLS lake through the factory with the root AdlsLake reports, before its SDK is needed', async () => {
+    const { openLake, parseAdlsUrl } = await import('../../src/connectors/lake/open-lake.js');
+    for (const url of [
+      'abfss://dataverse-prod@contosolake.dfs.core.windows.net/inbound/crm/',
+      'https://contosolake.blob.core.windows.net/lake',
+    ]) {
+      const options = parseAdlsUrl(url)!;
+      assert.equal(
+        openLake(url).root,
+        new AdlsLake({ ...options, sharedKey: { accountName: 'a', accountKey: 'a2V5' } }).root,
+      );
+    }
+    assert.throws(() => openLake('s3://bucket/lake'), /neither a folder nor an ADLS Gen2 URL/);
+    assert.throws(() => openLake(path.join(os.tmpdir(), 'ferry-no-such-lake-folder')), /does not exist/);
   });
 });

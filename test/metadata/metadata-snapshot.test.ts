@@ -3,6 +3,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+import { FerryError } from '../../src/core/errors.js';
+import { stringifyExactJson } from '../../src/core/exact-json.js';
 import {
   type AttributeMetadata,
   findAttribute,
@@ -11,9 +13,7 @@ import {
   loadMetadata,
   supportsBulk,
   type TableMetadata,
-} from '../../src/connectors/dataverse/metadata-snapshot.js';
-import { FerryError } from '../../src/core/errors.js';
-import { stringifyExactJson } from '../../src/core/exact-json.js';
+} from '../../src/core/table-metadata.js';
 
 const DIR = path.resolve('fixtures/metadata');
 

@@ -9,6 +9,7 @@ import { resolveConfig } from '../../src/core/config.js';
 import { silentLogger } from '../../src/core/log.js';
 import { definePipeline } from '../../src/core/pipeline.js';
 import { runPipeline } from '../../src/core/runner.js';
+import { openRunStaging } from '../../src/dialects/duckdb/driver.js';
 import { readSynapseLink } from '../../src/stages/read-synapse-link.js';
 import { stageRegistry } from '../../src/stages/registry.js';
 import { runSqlExtract } from '../../src/stages/run-sql-extract.js';
@@ -59,6 +60,7 @@ describe('outbound on ADLS Gen2 (Azurite): Synapse Link folders in blob storage 
       ],
     });
     const report = await runPipeline(def, {
+      openStaging: (dir: string) => openRunStaging(dir, {}),
       mode: 'manual',
       config,
       lake,

@@ -6,6 +6,7 @@ import { resolveConfig } from '../../src/core/config.js';
 import { silentLogger } from '../../src/core/log.js';
 import { definePipeline } from '../../src/core/pipeline.js';
 import { runPipeline } from '../../src/core/runner.js';
+import { openRunStaging } from '../../src/dialects/duckdb/driver.js';
 import { readSynapseLink } from '../../src/stages/read-synapse-link.js';
 import { stageRegistry } from '../../src/stages/registry.js';
 import { runSqlExtract } from '../../src/stages/run-sql-extract.js';
@@ -24,6 +25,7 @@ const def = definePipeline({
   ],
 });
 const report = await runPipeline(def, {
+  openStaging: (dir: string) => openRunStaging(dir, {}),
   mode: 'manual',
   config,
   lake: new LocalLake(config.lake),

@@ -8,7 +8,7 @@ import { silentLogger } from '../../src/core/log.js';
 import type { PipelineDefinition, RunMode } from '../../src/core/pipeline.js';
 import { type RunReport, runPipeline } from '../../src/core/runner.js';
 import type { Row } from '../../src/core/staging.js';
-import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
+import { DuckDbStaging, openRunStaging } from '../../src/dialects/duckdb/driver.js';
 import { stageRegistry } from '../../src/stages/registry.js';
 
 export const FIXTURES = path.resolve('fixtures');
@@ -51,6 +51,7 @@ export class OutboundSandbox {
     extra: { range?: { from: string; to: string } } = {},
   ): Promise<RunReport> {
     return runPipeline(def, {
+      openStaging: (dir: string) => openRunStaging(dir, {}),
       mode,
       config: this.config,
       lake: this.lake,

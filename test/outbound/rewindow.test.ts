@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { silentLogger } from '../../src/core/log.js';
 import { definePipeline } from '../../src/core/pipeline.js';
+import { openRunStaging } from '../../src/dialects/duckdb/driver.js';
 import { alignBackfillWindows, runBackfill } from '../../src/schedule/backfill.js';
 import { readSynapseLink } from '../../src/stages/read-synapse-link.js';
 import { stageRegistry } from '../../src/stages/registry.js';
@@ -79,6 +80,7 @@ describe('outbound windows stay idempotent whatever their boundaries', () => {
       lake: box.lake,
       state: box.state,
       registry: stageRegistry,
+      openStaging: (dir: string) => openRunStaging(dir, {}),
       log: silentLogger,
       from: '2026-01-01T00:15:00Z',
       to: '2026-01-01T01:00:00Z',

@@ -13,7 +13,7 @@ import { silentLogger } from '../../src/core/log.js';
 import { definePipeline } from '../../src/core/pipeline.js';
 import type { OutgoingMessage } from '../../src/core/queue-transport.js';
 import { runPipeline } from '../../src/core/runner.js';
-import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
+import { DuckDbStaging, openRunStaging } from '../../src/dialects/duckdb/driver.js';
 import { type RunningEmulator, startEmulator } from '../../src/emulator/server.js';
 import { type DeliveryOutcome, InboundMessageHandler } from '../../src/events/inbound-message-handler.js';
 import { listenToQueue } from '../../src/events/session-listener.js';
@@ -134,13 +134,17 @@ before(async () => {
     state,
     registry: stageRegistry,
     log: silentLogger,
-    services: { dataverse: { url: emulator.url } },
+    services: { dataverse: { url: emulator.url }, openStaging: openRunStaging },
   };
   await writeParquet(
     'inbound/regions/2026-11-26T08-00-00Z.parquet',
     `SELECT * FROM (VALUES ('EAST', 'East', NULL::VARCHAR, TIMESTAMP '2026-11-26 08:00:00')) t(region_code, region_name, parent_region_code, modified_at)`,
   );
-  const r = await runPipeline(regions, { ...base, mode: 'manual' });
+  const r = await runPipeline(regions, {
+    openStaging: (dir: string) => openRunStaging(dir, {}),
+    ...base,
+    mode: 'manual',
+  });
   assert.equal(r.status, 'succeeded', JSON.stringify(r.error));
 });
 
@@ -247,7 +251,16 @@ test('a missing lookup target is retried with backoff, then dead-lettered as poi
     'inbound/regions/2026-11-26T12-00-00Z.parquet',
     `SELECT * FROM (VALUES ('WEST', 'West', NULL::VARCHAR, TIMESTAMP '2026-11-26 12:00:00')) t(region_code, region_name, parent_region_code, modified_at)`,
   );
-  assert.equal((await runPipeline(regions, { ...base, mode: 'manual' })).counts.upserted, 1);
+  assert.equal(
+    (
+      await runPipeline(regions, {
+        openStaging: (dir: string) => openRunStaging(dir, {}),
+        ...base,
+        mode: 'manual',
+      })
+    ).counts.upserted,
+    1,
+  );
   const replay = await runReplay(accounts, { ...base, runId, reason: 'message.max_deliveries' });
   assert.equal(replay.report.status, 'succeeded', JSON.stringify(replay.report.error));
   assert.equal(replay.resolved, 1);
@@ -260,7 +273,11 @@ test('batch file then older message: the message is stale; message then older ba
     'in/accounts/2026-11-26T13-00-00Z.parquet',
     `SELECT * FROM (VALUES ('B-1', 'Batch newer', NULL::VARCHAR, TIMESTAMP '2026-11-26 13:00:00')) t(account_no, account_name, region_code, modified_at)`,
   );
-  const run1 = await runPipeline(accounts, { ...base, mode: 'manual' });
+  const run1 = await runPipeline(accounts, {
+    openStaging: (dir: string) => openRunStaging(dir, {}),
+    ...base,
+    mode: 'manual',
+  });
   assert.equal(run1.counts.upserted, 1, JSON.stringify(run1));
   const h = await handler();
   try {
@@ -280,7 +297,11 @@ test('batch file then older message: the message is stale; message then older ba
     'in/accounts/2026-11-26T13-30-00Z.parquet',
     `SELECT * FROM (VALUES ('B-2', 'Batch older', NULL::VARCHAR, TIMESTAMP '2026-11-26 13:30:00')) t(account_no, account_name, region_code, modified_at)`,
   );
-  const run2 = await runPipeline(accounts, { ...base, mode: 'manual' });
+  const run2 = await runPipeline(accounts, {
+    openStaging: (dir: string) => openRunStaging(dir, {}),
+    ...base,
+    mode: 'manual',
+  });
   assert.equal(run2.status, 'succeeded', JSON.stringify(run2.error));
   assert.equal(run2.counts.upserted, 0);
   assert.equal(run2.counts.skippedStale, 1);
@@ -297,7 +318,11 @@ test('a message and a batch row with the same values give the same payload or th
     'in/accounts/2026-11-26T15-00-00Z.parquet',
     `SELECT * FROM (VALUES ${rows.map(([n, name, r]) => `('${n}b', '${name}', ${r ? `'${r}'` : 'NULL::VARCHAR'}, TIMESTAMP '2026-11-26 15:00:00')`).join(', ')}) t(account_no, account_name, region_code, modified_at)`,
   );
-  const run = await runPipeline(accounts, { ...base, mode: 'manual' });
+  const run = await runPipeline(accounts, {
+    openStaging: (dir: string) => openRunStaging(dir, {}),
+    ...base,
+    mode: 'manual',
+  });
   const batchReasons = new Map(state.listRejects({ runId: run.runId }).map((r) => [r.key, r.reason]));
   const h = await handler(1);
   try {

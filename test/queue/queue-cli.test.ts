@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { CommandInput } from '../../src/cli/command.js';
-import { COMMANDS } from '../../src/cli/commands/index.js';
+import { COMMANDS, loadCommand } from '../../src/cli/commands/index.js';
 import { parseBodies } from '../../src/cli/commands/queue.js';
 import { EmbeddedQueueTransport } from '../../src/connectors/queue/embedded-queue-transport.js';
 import { resolveConfig } from '../../src/core/config.js';
@@ -22,8 +22,9 @@ after(async () => {
 });
 
 async function ferry(name: string, positionals: string[], values: CommandInput['values'] = {}) {
-  const command = COMMANDS.find((c) => c.name === name);
-  assert.ok(command, `command ${name} is registered`);
+  const entry = COMMANDS.find((c) => c.name === name);
+  assert.ok(entry, `command ${name} is registered`);
+  const command = await loadCommand(entry);
   const lines: string[] = [];
   const code = await command.run({
     values: { transport: 'embedded', ...values },

@@ -281,7 +281,7 @@ describe('ServiceBusTransport (QueueTransport over @azure/service-bus) against t
       (e: unknown) => e,
     );
     assert.ok(error instanceof FerryError);
-    assert.equal(error.code, 'service-bus.messaging-entity-not-found');
+    assert.equal(error.code, 'service_bus.messaging_entity_not_found');
     assert.equal(error.disposition, 'fatal');
     assert.match(error.message, /`missing-queue`/);
     assert.ok(!error.message.includes('SharedAccessKey'), 'no secret in the message');

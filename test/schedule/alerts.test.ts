@@ -96,8 +96,7 @@ test('a retryable failure is retried first and does not alert when the retry suc
   let calls = 0;
   stageHooks.set('accounts', () => {
     calls += 1;
-    if (calls === 1)
-      throw new FerryError('dataverse.throttled', 'Throttled (429) for `60s`.', { disposition: 'retry' });
+    if (calls === 1) throw new FerryError('dataverse.throttled', 'Throttled (429) for `60s`.');
   });
   await scheduler([p], 1).run();
   assert.equal(calls, 2);
@@ -136,7 +135,7 @@ test('a pipeline with no completed run for longer than the limit alerts once', a
   const p = filePipeline('accounts');
   await addFile(env, 'accounts', '2026-11-26T09:00:00Z', 1);
   stageHooks.set('accounts', () => {
-    throw new FerryError('lake.missing', 'Folder `in/accounts` unreadable.');
+    throw new FerryError('lake.path', 'Folder `in/accounts` unreadable.');
   });
   await scheduler([p], 5, { staleAfterMs: () => 40 * 60_000 }).run();
   const stale = received.filter((a) => a.kind === 'stale');

@@ -10,7 +10,7 @@ import { resolveConfig } from '../../src/core/config.js';
 import { silentLogger } from '../../src/core/log.js';
 import { definePipeline } from '../../src/core/pipeline.js';
 import { runPipeline } from '../../src/core/runner.js';
-import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
+import { DuckDbStaging, openRunStaging } from '../../src/dialects/duckdb/driver.js';
 import { type RunningEmulator, startEmulator } from '../../src/emulator/server.js';
 import { runBackfill } from '../../src/schedule/backfill.js';
 import { convertToDataverse } from '../../src/stages/convert-to-dataverse.js';
@@ -43,7 +43,7 @@ before(async () => {
     state,
     registry: stageRegistry,
     log: silentLogger,
-    services: { dataverse: { url: emulator.url } },
+    services: { dataverse: { url: emulator.url }, openStaging: openRunStaging },
   };
 });
 
@@ -89,7 +89,11 @@ test('inbound backfill over processed windows: Dataverse unchanged, cursor uncha
   } finally {
     await duck.close();
   }
-  const scheduled = await runPipeline(accounts, { ...base, mode: 'scheduled' });
+  const scheduled = await runPipeline(accounts, {
+    openStaging: (dir: string) => openRunStaging(dir, {}),
+    ...base,
+    mode: 'scheduled',
+  });
   assert.equal(scheduled.status, 'succeeded', JSON.stringify(scheduled.error));
   assert.equal(scheduled.counts.upserted, 3);
   // Ids, values and version numbers: the backfill sends nothing Dataverse already has (versions not newer than the
@@ -151,7 +155,11 @@ test('outbound backfill over a processed Synapse Link window writes byte-identic
       writeParquet({ target: 'warehouse', deletes: 'flag-column', uuidAs: 'string' }),
     ],
   });
-  const scheduled = await runPipeline(outbound, { ...base, mode: 'scheduled' });
+  const scheduled = await runPipeline(outbound, {
+    openStaging: (dir: string) => openRunStaging(dir, {}),
+    ...base,
+    mode: 'scheduled',
+  });
   assert.equal(scheduled.status, 'succeeded', JSON.stringify(scheduled.error));
   assert.ok(scheduled.counts.written > 0);
   const warehouse = path.join(dir, 'lake', 'warehouse');

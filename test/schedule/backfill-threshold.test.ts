@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, test } from 'node:test';
 import { silentLogger } from '../../src/core/log.js';
 import type { StageContext } from '../../src/core/stage.js';
+import { openRunStaging } from '../../src/dialects/duckdb/driver.js';
 import { planBackfill, runBackfill } from '../../src/schedule/backfill.js';
 import { filePipeline, makeEnv, stageHooks, type TestEnv, testRegistry } from './helpers.js';
 
@@ -55,6 +56,7 @@ function options(extra: Record<string, unknown> = {}) {
     lake: env.lake,
     state: env.state,
     registry: testRegistry,
+    openStaging: (dir: string) => openRunStaging(dir, {}),
     log: silentLogger,
     from: '2026-11-26T09:00:00Z',
     to: '2026-11-26T10:00:00Z',

@@ -4,6 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, test } from 'node:test';
 import { silentLogger } from '../../src/core/log.js';
+import { openRunStaging } from '../../src/dialects/duckdb/driver.js';
 import { planBackfill, planBackfillWindows, runBackfill } from '../../src/schedule/backfill.js';
 import { addFile, deliveries, filePipeline, makeEnv, type TestEnv, testRegistry } from './helpers.js';
 
@@ -42,6 +43,7 @@ function options(extra: Record<string, unknown> = {}) {
     lake: env.lake,
     state: env.state,
     registry: testRegistry,
+    openStaging: (dir: string) => openRunStaging(dir, {}),
     log: silentLogger,
     from: '2026-11-26T09:00:00Z',
     to: '2026-11-26T10:00:00Z',

@@ -9,6 +9,7 @@ import { definePipeline, type PipelineDefinition, type PipelineInput } from '../
 import { type RunReport, runPipeline, type StageRegistry } from '../../src/core/runner.js';
 import type { PlanContext, StageContext, StageImpl } from '../../src/core/stage.js';
 import type { RunWindow, WindowItem } from '../../src/core/window.js';
+import { openRunStaging } from '../../src/dialects/duckdb/driver.js';
 import type { Clock } from '../../src/schedule/clock.js';
 import type { RunOne } from '../../src/schedule/scheduler.js';
 import { registryWith } from '../../src/stages/registry.js';
@@ -103,8 +104,18 @@ export async function makeEnv(): Promise<TestEnv> {
     runOne:
       (s = state) =>
       (def, options) =>
-        runPipeline(def, { ...base(s), ...options }),
-    run: (def, options = {}) => runPipeline(def, { ...base(state), mode: 'manual', ...options }),
+        runPipeline(def, {
+          openStaging: (dir: string) => openRunStaging(dir, {}),
+          ...base(s),
+          ...options,
+        }),
+    run: (def, options = {}) =>
+      runPipeline(def, {
+        openStaging: (dir: string) => openRunStaging(dir, {}),
+        ...base(state),
+        mode: 'manual',
+        ...options,
+      }),
     async dispose() {
       stageHooks.clear();
       for (const s of extra) s.close();

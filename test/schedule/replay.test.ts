@@ -10,7 +10,7 @@ import { resolveConfig } from '../../src/core/config.js';
 import { silentLogger } from '../../src/core/log.js';
 import { definePipeline } from '../../src/core/pipeline.js';
 import { runPipeline } from '../../src/core/runner.js';
-import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
+import { DuckDbStaging, openRunStaging } from '../../src/dialects/duckdb/driver.js';
 import { type RunningEmulator, startEmulator } from '../../src/emulator/server.js';
 import { planReplay, runReplay } from '../../src/schedule/replay.js';
 import { convertToDataverse } from '../../src/stages/convert-to-dataverse.js';
@@ -79,7 +79,7 @@ before(async () => {
     state,
     registry: stageRegistry,
     log: silentLogger,
-    services: { dataverse: { url: emulator.url } },
+    services: { dataverse: { url: emulator.url }, openStaging: openRunStaging },
   };
   await writeParquet(
     'inbound/regions/2026-11-26T08-00-00Z.parquet',
@@ -101,9 +101,17 @@ after(async () => {
 });
 
 test('replay after fixing the cause: the rejected row is upserted and its reject resolved', async () => {
-  const regionRun = await runPipeline(regions, { ...base, mode: 'manual' });
+  const regionRun = await runPipeline(regions, {
+    openStaging: (dir: string) => openRunStaging(dir, {}),
+    ...base,
+    mode: 'manual',
+  });
   assert.equal(regionRun.status, 'succeeded', JSON.stringify(regionRun.error));
-  const first = await runPipeline(accounts, { ...base, mode: 'manual' });
+  const first = await runPipeline(accounts, {
+    openStaging: (dir: string) => openRunStaging(dir, {}),
+    ...base,
+    mode: 'manual',
+  });
   assert.equal(first.status, 'succeeded', JSON.stringify(first.error));
   assert.equal(first.counts.upserted, 2);
   assert.equal(first.counts.rejected, 1);
@@ -136,7 +144,16 @@ test('replay after fixing the cause: the rejected row is upserted and its reject
     'inbound/regions/2026-11-26T10-00-00Z.parquet',
     `SELECT * FROM (VALUES ('WEST', 'West', NULL::VARCHAR, TIMESTAMP '2026-11-26 10:00:00')) t(region_code, region_name, parent_region_code, modified_at)`,
   );
-  assert.equal((await runPipeline(regions, { ...base, mode: 'manual' })).counts.upserted, 1);
+  assert.equal(
+    (
+      await runPipeline(regions, {
+        openStaging: (dir: string) => openRunStaging(dir, {}),
+        ...base,
+        mode: 'manual',
+      })
+    ).counts.upserted,
+    1,
+  );
 
   // The same command again follows the chain to the rows still open and re-sends them.
   const fixed = await runReplay(accounts, { ...base, runId: first.runId });
@@ -164,7 +181,11 @@ test('a replay builds the request from the metadata the run used; --re-resolve u
        ('A-6', 'Six', NULL::VARCHAR, TIMESTAMP '2026-11-26 11:00:00'),
        ('A-4', 'Four', 'NORTH', TIMESTAMP '2026-11-26 11:00:00')) t(account_no, account_name, region_code, modified_at)`,
   );
-  const run = await runPipeline(accounts, { ...base, mode: 'manual' });
+  const run = await runPipeline(accounts, {
+    openStaging: (dir: string) => openRunStaging(dir, {}),
+    ...base,
+    mode: 'manual',
+  });
   assert.equal(run.status, 'succeeded', JSON.stringify(run.error));
   assert.equal(run.counts.rejected, 1);
   assert.equal(typeof run.metrics.metadataSnapshot, 'string', 'the runner kept the metadata it used');
@@ -180,7 +201,16 @@ test('a replay builds the request from the metadata the run used; --re-resolve u
     'inbound/regions/2026-11-26T11-00-00Z.parquet',
     `SELECT * FROM (VALUES ('NORTH', 'North', NULL::VARCHAR, TIMESTAMP '2026-11-26 11:00:00')) t(region_code, region_name, parent_region_code, modified_at)`,
   );
-  assert.equal((await runPipeline(regions, { ...base, mode: 'manual' })).counts.upserted, 1);
+  assert.equal(
+    (
+      await runPipeline(regions, {
+        openStaging: (dir: string) => openRunStaging(dir, {}),
+        ...base,
+        mode: 'manual',
+      })
+    ).counts.upserted,
+    1,
+  );
 
   // Re-resolved against today's metadata, `Four` no longer fits.
   const resolvedNow = await runReplay(accounts, { ...base, runId: run.runId, reResolve: true });

@@ -175,10 +175,8 @@ test('a dependency that failed in the tick skips its dependents; a retryable fai
   let attempts = 0;
   stageHooks.set('accounts', () => {
     attempts += 1;
-    if (attempts === 1)
-      throw new FerryError('dataverse.unavailable', 'Service unavailable `503`.', { disposition: 'retry' });
-    if (attempts >= 2 && attempts <= 3)
-      throw new FerryError('dataverse.auth', 'Token rejected `401`.', { disposition: 'fatal' });
+    if (attempts === 1) throw new FerryError('dataverse.http_503', 'Service unavailable `503`.');
+    if (attempts >= 2 && attempts <= 3) throw new FerryError('dataverse.auth', 'Token rejected `401`.');
   });
   const events: ScheduleEvent[] = [];
   await new Scheduler({
@@ -198,7 +196,7 @@ test('a dependency that failed in the tick skips its dependents; a retryable fai
         : `${e.pipeline}:dependency-skipped`,
     );
   assert.deepEqual(summary, [
-    'accounts:failed:1:dataverse.unavailable',
+    'accounts:failed:1:dataverse.http_503',
     'accounts:failed:2:dataverse.auth',
     'contacts:dependency-skipped',
     'accounts:failed:1:dataverse.auth',

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DataverseMapping } from '../../src/core/mapping.js';
 import type { ConversionNames } from '../../src/dialects/sql-steps.js';
-import { compileConversion } from '../../src/dialects/tsql/conversion.js';
+import { tsqlConversion } from '../../src/dialects/tsql/conversion.js';
 import { loadConversionPlan } from '../../src/stages/convert-to-dataverse.js';
 
 const metadataDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'fixtures', 'metadata');
@@ -274,7 +274,7 @@ const names = (base: string): ConversionNames => ({
 /** The T-SQL conversion of a case, compiled from the same plan the DuckDB conversion runs. */
 export async function compileCase(name: string, mapping: DataverseMapping) {
   const plan = await loadConversionPlan(mapping, metadataDir);
-  const c = compileConversion(plan, names(name.replaceAll('-', '_')));
+  const c = tsqlConversion.compileSynapse(plan, names(name.replaceAll('-', '_')));
   return {
     plan,
     compiled: c,

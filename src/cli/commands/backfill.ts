@@ -1,9 +1,9 @@
-import type { Lake } from '../../connectors/lake/lake.js';
 import { EXIT, UsageError } from '../../core/errors.js';
+import type { Lake } from '../../core/lake.js';
 import { parseDuration } from '../../core/pipeline.js';
 
 import type { WindowItem } from '../../core/window.js';
-import { DuckDbStaging } from '../../dialects/duckdb/driver.js';
+import { DuckDbStaging, openRunStaging } from '../../dialects/duckdb/driver.js';
 import { type BackfillOptions, planBackfill, runBackfill } from '../../schedule/backfill.js';
 import { stageRegistry } from '../../stages/registry.js';
 import type { Command } from '../command.js';
@@ -135,7 +135,9 @@ export const backfillCommand: Command = {
       try {
         const options: BackfillOptions = {
           ...base,
-          services: dataverse ? { dataverse: dataverse.endpoint } : {},
+          services: dataverse
+            ? { dataverse: dataverse.endpoint, openStaging: openRunStaging }
+            : { openStaging: openRunStaging },
           onWindow: (w) => {
             if (input.json) {
               input.print(

@@ -1,11 +1,12 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Lake } from '../../connectors/lake/lake.js';
 import type { RunCounts } from '../../core/counts.js';
 import { EXIT } from '../../core/errors.js';
+import type { Lake } from '../../core/lake.js';
 import type { PipelineDefinition } from '../../core/pipeline.js';
 import { loadPipelines } from '../../core/pipeline-loader.js';
 import { type RunReport, runPipeline } from '../../core/runner.js';
+import { openRunStaging } from '../../dialects/duckdb/driver.js';
 import { stageRegistry } from '../../stages/registry.js';
 import type { Command, CommandInput } from '../command.js';
 import { exitCodeForReport, reportJson, reportLine } from '../format.js';
@@ -68,7 +69,7 @@ export const demoCommand: Command = {
           lake,
           state,
           registry: stageRegistry,
-          services: { dataverse: dataverse!.endpoint },
+          services: { dataverse: dataverse!.endpoint, openStaging: openRunStaging },
           log: input.log,
           ...(progress ? { progress } : {}),
           signal: input.signal,

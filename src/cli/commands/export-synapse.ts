@@ -5,7 +5,7 @@ import { loadPipelines, selectPipelines } from '../../core/pipeline-loader.js';
 import { loadExportSettings } from '../../export/synapse/export-settings.js';
 import { isUpToDate, runSynapseExport } from '../../export/synapse/synapse-export-run.js';
 import type { Command } from '../command.js';
-import { listFlag } from './schedule.js';
+import { listFlag } from '../parse.js';
 
 /** `ferry export synapse`: pipeline definitions → Synapse artifacts + T-SQL; `--check` fails when they are stale. */
 export const exportSynapseCommand: Command = {

@@ -1,8 +1,8 @@
 import { DataverseClient } from '../../connectors/dataverse/dataverse-client.js';
 import { describeChange, diffMetadata, type MetadataChange } from '../../connectors/dataverse/metadata-diff.js';
 import { pullMetadata } from '../../connectors/dataverse/metadata-pull.js';
-import { loadAllMetadata, loadMetadata, type TableMetadata } from '../../connectors/dataverse/metadata-snapshot.js';
 import { FerryError } from '../../core/errors.js';
+import { loadAllMetadata, loadMetadata, type TableMetadata } from '../../core/table-metadata.js';
 import type { Command } from '../command.js';
 import { openDataverse } from '../services.js';
 

@@ -1,5 +1,5 @@
 import { EXIT, UsageError } from '../../core/errors.js';
-
+import { openRunStaging } from '../../dialects/duckdb/driver.js';
 import { planReplay, runReplay } from '../../schedule/replay.js';
 import { stageRegistry } from '../../stages/registry.js';
 import type { Command } from '../command.js';
@@ -85,7 +85,7 @@ export const replayCommand: Command = {
       try {
         const result = await runReplay(def!, {
           ...base,
-          services: { dataverse: dataverse.endpoint },
+          services: { dataverse: dataverse.endpoint, openStaging: openRunStaging },
           reResolve: Boolean(input.values['re-resolve']),
         });
         if (input.json) {

@@ -66,7 +66,6 @@ export const runRemoteCommand: Command = {
         throw new FerryError(
           'remote.interrupted',
           `Stopped following run \`${runId}\`; it keeps running in Synapse. Follow it in Synapse Studio.`,
-          { disposition: 'retry' },
         );
       }
       await sleep(poll * 1000, undefined, { signal: input.signal }).catch(() => undefined);

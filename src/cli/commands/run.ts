@@ -1,6 +1,7 @@
 import { UsageError } from '../../core/errors.js';
 
 import { runPipeline } from '../../core/runner.js';
+import { openRunStaging } from '../../dialects/duckdb/driver.js';
 import { stageRegistry } from '../../stages/registry.js';
 import type { Command } from '../command.js';
 import { exitCodeForReport, reportJson, reportLine } from '../format.js';
@@ -45,7 +46,9 @@ export const runCommand: Command = {
         lake,
         state,
         registry: stageRegistry,
-        services: dataverse ? { dataverse: dataverse.endpoint } : {},
+        services: dataverse
+          ? { dataverse: dataverse.endpoint, openStaging: openRunStaging }
+          : { openStaging: openRunStaging },
         log: input.log,
         ...(progress ? { progress } : {}),
         signal: input.signal,

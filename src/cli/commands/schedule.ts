@@ -4,20 +4,13 @@ import { bigintSafe } from '../../core/log.js';
 import { parseDuration } from '../../core/pipeline.js';
 
 import { runPipeline } from '../../core/runner.js';
+import { openRunStaging } from '../../dialects/duckdb/driver.js';
 import { type ScheduleEvent, Scheduler } from '../../schedule/scheduler.js';
 import { stageRegistry } from '../../stages/registry.js';
 import type { Command } from '../command.js';
 import { countsText } from '../format.js';
+import { listFlag } from '../parse.js';
 import { announceLakeTarget, openDataverse, openLake, openState, pipelinesFor } from '../services.js';
-
-/** Splits `a,b` flags into names. */
-export function listFlag(value: unknown): string[] | undefined {
-  if (typeof value !== 'string' || value.trim() === '') return undefined;
-  return value
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-}
 
 /** One plain line per scheduler event (the `--json` form is the event object itself). */
 export function scheduleEventLine(e: ScheduleEvent): string {
@@ -129,7 +122,9 @@ export const scheduleCommand: Command = {
             lake,
             state,
             registry: stageRegistry,
-            services: dataverse ? { dataverse: dataverse.endpoint } : {},
+            services: dataverse
+              ? { dataverse: dataverse.endpoint, openStaging: openRunStaging }
+              : { openStaging: openRunStaging },
             log: input.log,
           }),
       });
@@ -146,3 +141,6 @@ export const scheduleCommand: Command = {
     }
   },
 };
+
+/** Kept for importers of the old place; the helper lives in `cli/parse.ts` (importing it here loaded the scheduler). */
+export { listFlag };

@@ -1,7 +1,7 @@
 import { pipelineStatuses, schedulerStatus } from '../../schedule/pipeline-status.js';
 import type { Command } from '../command.js';
+import { listFlag } from '../parse.js';
 import { openState, pipelinesFor } from '../services.js';
-import { listFlag } from './schedule.js';
 
 /** `ferry status`: each pipeline's last run, next run, cursor, lease holder and open rejects. */
 export const statusCommand: Command = {

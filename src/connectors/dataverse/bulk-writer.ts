@@ -402,9 +402,6 @@ export class BulkWriter {
       throw new FerryError(
         'run.interrupted',
         `Stopped writing to \`${this.#table.entitySet}\` after the requests in flight; the next run repeats the window (upserts by key are idempotent).`,
-        {
-          disposition: 'retry',
-        },
       );
     }
   }
@@ -458,9 +455,6 @@ export class BulkWriter {
       throw new FerryError(
         'dataverse.batch_response',
         `A \`$batch\` of ${chunk.length} upserts to \`${this.#table.entitySet}\` came back with ${parts.length} parts; the service did not run every operation. Run again; if it repeats, lower the batch size.`,
-        {
-          disposition: 'retry',
-        },
       );
     }
     const settled = chunk.map((pending, i) => {

@@ -109,9 +109,6 @@ export class DataverseClient {
       throw new FerryError(
         'dataverse.url',
         `Dataverse URL \`${options.url}\` is not an http(s) URL; pass e.g. https://org.crm.dynamics.com.`,
-        {
-          disposition: 'fatal',
-        },
       );
     }
     this.#options = options;
@@ -443,7 +440,6 @@ function parseJson<T>(text: string, path: string): T {
       'dataverse.bad_json',
       `Dataverse answered \`GET ${shortPath(path)}\` with a body that is not JSON; check the URL points at a Dataverse environment.`,
       {
-        disposition: 'fatal',
         cause: error,
       },
     );

@@ -1,3 +1,4 @@
+import type { ErrorCode } from '../../core/error-codes.js';
 import { FerryError } from '../../core/errors.js';
 
 /** The service's error body, `{"error":{"code":"0x8004...","message":"..."}}` (reference §8). */
@@ -63,7 +64,6 @@ export function mapDataverseError(context: {
       'dataverse.unreachable',
       `Dataverse did not answer \`${where}\`${tries}: ${reason}. Check the URL and the network, then run again.`,
       {
-        disposition: 'retry',
         cause: context.cause,
       },
     );
@@ -77,7 +77,6 @@ export function mapDataverseError(context: {
       'dataverse.throttled',
       `Dataverse kept throttling \`${where}\`${tries}${text}. Lower the concurrency or run again later.`,
       {
-        disposition: 'retry',
         details,
       },
     );
@@ -87,7 +86,6 @@ export function mapDataverseError(context: {
       'dataverse.unauthorized',
       `Dataverse refused the token for \`${where}\` (401)${text}. Check the credentials (AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET) and the application user.`,
       {
-        disposition: 'fatal',
         details,
       },
     );
@@ -97,7 +95,6 @@ export function mapDataverseError(context: {
       'dataverse.forbidden',
       `Dataverse denied \`${where}\` (403)${text}. Give the application user the needed security role.`,
       {
-        disposition: 'fatal',
         details,
       },
     );
@@ -107,17 +104,18 @@ export function mapDataverseError(context: {
       `dataverse.http_${status}`,
       `Dataverse failed \`${where}\` with ${status}${tries}${text}. It is probably temporary; run again later.`,
       {
-        disposition: 'retry',
         details,
       },
     );
   }
-  const code = error?.code ? `dataverse.${error.code.toLowerCase()}` : `dataverse.http_${status}`;
+  // The service's own error code (`0x80040217`) is a family of the catalogue: `dataverse.0x<code>`.
+  const code: ErrorCode = error?.code
+    ? (`dataverse.${error.code.toLowerCase()}` as ErrorCode)
+    : `dataverse.http_${status}`;
   return new FerryError(
     code,
     `Dataverse answered \`${where}\` with ${status}${text}. Fix the request or the data it carries.`,
     {
-      disposition: 'fatal',
       details,
     },
   );

@@ -1,5 +1,5 @@
 import { parseExactJson, stringifyExactJson } from '../../core/exact-json.js';
-import { snapshotText, type TableMetadata } from './metadata-snapshot.js';
+import { snapshotText, type TableMetadata } from '../../core/table-metadata.js';
 
 /** What changed between the committed snapshot and the live table. */
 export type MetadataChangeKind =

@@ -2,8 +2,8 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { FerryError } from '../../core/errors.js';
 import { parseExactJson, stringifyExactJson } from '../../core/exact-json.js';
+import { parseMetadata, snapshotText, type TableMetadata } from '../../core/table-metadata.js';
 import type { DataverseClient } from './dataverse-client.js';
-import { parseMetadata, snapshotText, type TableMetadata } from './metadata-snapshot.js';
 
 /** Type-specific attribute properties and the cast that returns them (reference §7: no cast to EnumAttributeMetadata). */
 const CASTS: ReadonlyArray<{ cast: string; types: readonly string[]; select: readonly string[]; expand?: string }> = [
@@ -90,7 +90,7 @@ type Json = Record<string, unknown>;
 /**
  * Reads one table's EntityDefinitions (keys, attributes with their type-specific properties via casts, option sets
  * incl. state/status/boolean/multi-select, many-to-one relationships with navigation property names, bulk support)
- * and returns it in the snapshot format of `metadata-snapshot.ts`.
+ * and returns it in the snapshot format of `core/table-metadata.ts`.
  */
 export async function pullMetadata(client: DataverseClient, logicalName: string): Promise<TableMetadata> {
   if (!/^[a-z][a-z0-9_]*$/.test(logicalName)) {

@@ -100,9 +100,6 @@ export function parseBatchResponse(contentType: string, body: string): BatchResp
     throw new FerryError(
       'dataverse.batch_response',
       `The \`$batch\` response has content type \`${contentType}\` without a boundary; expected multipart/mixed.`,
-      {
-        disposition: 'retry',
-      },
     );
   }
   const out: BatchResponsePart[] = [];
@@ -182,9 +179,6 @@ function parseHttpMessage(text: string): {
     throw new FerryError(
       'dataverse.batch_response',
       `A \`$batch\` response part starts with \`${statusLine.slice(0, 80)}\`, not an HTTP status line.`,
-      {
-        disposition: 'retry',
-      },
     );
   }
   const { headers, rest } = splitHeaders(eol < 0 ? '' : trimmed.slice(eol + 1));

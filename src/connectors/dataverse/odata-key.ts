@@ -175,5 +175,5 @@ function decodeBare(literal: string): string | number | boolean | null {
 }
 
 function keyError(message: string): FerryError {
-  return new FerryError('dataverse.key', message, { disposition: 'fatal' });
+  return new FerryError('dataverse.key', message);
 }

@@ -86,6 +86,5 @@ function interrupted(): FerryError {
   return new FerryError(
     'run.interrupted',
     'Stopped while waiting to send to Dataverse; the next run repeats the window.',
-    { disposition: 'retry' },
   );
 }

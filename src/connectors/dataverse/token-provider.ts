@@ -56,7 +56,6 @@ export function createTokenProvider(
         'dataverse.auth',
         `Could not get a token for \`${scope}\`: ${error instanceof Error ? error.message : String(error)}. Set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or sign in with \`az login\`.`,
         {
-          disposition: 'fatal',
           cause: error,
         },
       );

@@ -9,7 +9,7 @@ import {
   StorageSharedKeyCredential as DataLakeSharedKeyCredential,
 } from '@azure/storage-file-datalake';
 import { FerryError } from '../../core/errors.js';
-import { type Lake, type LakeEntry, lakeJoin } from './lake.js';
+import { type Lake, type LakeEntry, lakeJoin } from '../../core/lake.js';
 
 export interface AdlsLakeOptions {
   /** Blob endpoint of the account, e.g. `https://acct.blob.core.windows.net` or Azurite's `http://127.0.0.1:10000/devstoreaccount1`. */
@@ -231,12 +231,9 @@ export class AdlsLake implements Lake {
           ? ' Check the account URL, container and path.'
           : '';
     return new FerryError(
-      'lake.adls',
+      retry ? 'lake.adls_unavailable' : 'lake.adls',
       `Could not ${what} in \`${this.root}\` (${status ?? 'network'} ${code ?? ''}).${hint}`,
-      {
-        disposition: retry ? 'retry' : 'fatal',
-        cause: error,
-      },
+      { cause: error },
     );
   }
 }

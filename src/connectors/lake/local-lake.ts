@@ -2,7 +2,7 @@ import type { Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { FerryError } from '../../core/errors.js';
-import type { Lake, LakeEntry } from './lake.js';
+import type { Lake, LakeEntry } from '../../core/lake.js';
 
 /** The embedded lake: a folder on this machine (`./lake` by default). */
 export class LocalLake implements Lake {

@@ -540,7 +540,6 @@ class EmbeddedSession implements QueueSession {
       throw new FerryError(
         'queue.session_lock_lost',
         `The lock on session \`${this.sessionId}\` of queue \`${this.#queue}\` was lost (expired, closed or taken by another receiver); its unsettled messages will be delivered again.`,
-        { disposition: 'retry' },
       );
     }
     return session;
@@ -557,7 +556,6 @@ class EmbeddedSession implements QueueSession {
         throw new FerryError(
           'queue.message_lock_lost',
           `Message \`${message.messageId}\` (sequence ${message.sequenceNumber}) is not locked by this session receiver; it was settled already or its lock was lost.`,
-          { disposition: 'retry' },
         );
       apply(row);
     });

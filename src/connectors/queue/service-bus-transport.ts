@@ -170,7 +170,7 @@ export class ServiceBusTransport implements QueueTransport {
 
   #assertOpen(): void {
     if (this.#closed)
-      throw new FerryError('service-bus.closed', 'The Service Bus transport is closed; create a new one.');
+      throw new FerryError('service_bus.closed', 'The Service Bus transport is closed; create a new one.');
   }
 
   async send(queue: string, messages: readonly OutgoingMessage[]): Promise<void> {
@@ -185,18 +185,16 @@ export class ServiceBusTransport implements QueueTransport {
         if (batch.tryAddMessage(message)) continue;
         if (batch.count === 0) {
           throw new FerryError(
-            'service-bus.message-size-exceeded',
+            'service_bus.message_size_exceeded',
             `Message \`${message.messageId}\` of session \`${message.sessionId}\` is larger than queue \`${queue}\` accepts (${batch.maxSizeInBytes} bytes); make it smaller.`,
-            { disposition: 'skip' },
           );
         }
         await sender.sendMessages(batch);
         batch = await sender.createMessageBatch();
         if (!batch.tryAddMessage(message)) {
           throw new FerryError(
-            'service-bus.message-size-exceeded',
+            'service_bus.message_size_exceeded',
             `Message \`${message.messageId}\` of session \`${message.sessionId}\` is larger than queue \`${queue}\` accepts (${batch.maxSizeInBytes} bytes); make it smaller.`,
-            { disposition: 'skip' },
           );
         }
       }
@@ -423,7 +421,7 @@ class ServiceBusQueueSession implements QueueSession {
     if (this.#lockLost) throw this.#lockLost;
     if (this.#closing) {
       throw new FerryError(
-        'service-bus.session-closed',
+        'service_bus.session_closed',
         `Session \`${this.sessionId}\` of queue \`${this.#queue}\` is closed; ${operation} needs an open session. Accept it again.`,
       );
     }
@@ -431,7 +429,7 @@ class ServiceBusQueueSession implements QueueSession {
 
   #fail(error: unknown, operation: string): FerryError {
     const mapped = mapServiceBusError(error, `${operation} (session \`${this.sessionId}\`)`, this.#queue);
-    if (mapped.code === 'service-bus.session-lock-lost') {
+    if (mapped.code === 'service_bus.session_lock_lost') {
       this.#lockLost = mapped;
       clearTimeout(this.#renewTimer);
     }

@@ -1,8 +1,12 @@
 import { FerryError } from '../../core/errors.js';
-import type { StagingEngine } from '../../core/staging.js';
-import { readCheckpointActions } from '../../dialects/duckdb/synapse-link.js';
-import type { Lake } from '../lake/lake.js';
-import { lakeJoin } from '../lake/lake.js';
+import type { Lake } from '../../core/lake.js';
+import { lakeJoin } from '../../core/lake.js';
+
+/**
+ * Reads the rows of a checkpoint's Parquet files (local paths) as action objects: the SQL engine's job
+ * (`readCheckpointActions` in src/dialects/duckdb/synapse-link.ts), passed in so this file keeps to the log format.
+ */
+export type CheckpointReader = (localFiles: readonly string[]) => Promise<Record<string, unknown>[]>;
 
 /** A field of the table schema (`metaData.schemaString`, Spark JSON schema). */
 export interface DeltaField {
@@ -85,13 +89,13 @@ export async function latestDeltaVersion(lake: Lake, tableRoot: string): Promise
 
 /**
  * Reconstructs the snapshot of a Delta table at `version` (default: the latest): the newest classic checkpoint at
- * or below it, read with DuckDB `read_parquet`, then the JSON commits after it (delta-io PROTOCOL.md "Action
+ * or below it, read by `readCheckpoint`, then the JSON commits after it (delta-io PROTOCOL.md "Action
  * Reconciliation"). Refuses, naming the feature, what it does not implement: deletion vectors in use, column
  * mapping, v2 checkpoints when the JSON commits needed instead are gone, and unknown reader features.
  */
 export async function readDeltaSnapshot(
   lake: Lake,
-  staging: StagingEngine,
+  readCheckpoint: CheckpointReader,
   tableRoot: string,
   version?: number,
 ): Promise<DeltaSnapshot> {
@@ -107,8 +111,7 @@ export async function readDeltaSnapshot(
   const actions: Array<Record<string, unknown>> = [];
   if (checkpointVersion >= 0) {
     const files = await Promise.all(log.checkpoints.get(checkpointVersion)!.map((p) => lake.toLocalPath(p)));
-    for (const action of await readCheckpointActions(staging, files))
-      actions.push({ ...action, __version: checkpointVersion });
+    for (const action of await readCheckpoint(files)) actions.push({ ...action, __version: checkpointVersion });
   }
   for (let v = checkpointVersion + 1; v <= target; v++) {
     const file = log.commits.get(v);

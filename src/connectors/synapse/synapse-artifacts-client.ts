@@ -192,7 +192,7 @@ export function mapSynapseError(error: unknown, doing: string): FerryError {
     return new FerryError(
       'synapse.credential',
       `No Azure identity for ${doing}: ${message.split('\n')[0]}; sign in with \`az login\`, or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, or run where a managed identity is available.`,
-      { disposition: 'fatal', cause: error },
+      { cause: error },
     );
   }
   const retry = status === undefined || status === 429 || status >= 500;
@@ -203,10 +203,9 @@ export function mapSynapseError(error: unknown, doing: string): FerryError {
         ? 'try again later'
         : 'fix the artifact and deploy again';
   return new FerryError(
-    'synapse.request',
+    retry ? 'synapse.unavailable' : 'synapse.request',
     `Synapse failed ${doing}${status ? ` (HTTP ${status})` : ''}: ${message}; ${hint}.`,
     {
-      disposition: retry ? 'retry' : 'fatal',
       cause: error,
       details: status ? { status } : {},
     },

@@ -11,14 +11,14 @@ import {
   type AppliedVersionsSource,
   type ColumnSql,
   type ConversionBuilders,
-  compileConversion,
+  ConversionCompiler,
   mergeLiterals,
   type Segment,
   type SourceColumn,
   type SourceType,
   type SqlDialect,
 } from '../sql-dialect.js';
-import type { SynapseConversion, TableName } from '../sql-steps.js';
+import type { TableName } from '../sql-steps.js';
 import { duckIdent, duckLiteral } from './driver.js';
 
 /*
@@ -57,6 +57,27 @@ export const duckdbDialect: SqlDialect = {
   },
   ident: duckIdent,
   literal: duckLiteral,
+  bool: (value) => (value ? 'TRUE' : 'FALSE'),
+  descNullsLast: (expr) => `${expr} DESC NULLS LAST`,
+  param: (name) => `$${name}`,
+  selectInto: (target, list, rest) => [`CREATE OR REPLACE TABLE ${target} AS SELECT ${list} ${rest}`],
+  upsert: (o) => {
+    const table = (n: TableName) => (n.schema ? `${duckIdent(n.schema)}.${duckIdent(n.table)}` : duckIdent(n.table));
+    const all = [...o.keys, ...o.columns];
+    const set = o.columns.map((c) => `${duckIdent(c)} = excluded.${duckIdent(c)}`).join(', ');
+    const newer = o.versionColumn
+      ? ` WHERE excluded.${duckIdent(o.versionColumn)} >= ${table(o.target)}.${duckIdent(o.versionColumn)}`
+      : '';
+    return `INSERT INTO ${table(o.target)} (${all.map(duckIdent).join(', ')}) SELECT ${all.map(duckIdent).join(', ')} FROM ${table(o.source)} ON CONFLICT (${o.keys.map(duckIdent).join(', ')}) DO ${o.columns.length ? `UPDATE SET ${set}${newer}` : 'NOTHING'}`;
+  },
+  nowText: `strftime(timezone('UTC', current_timestamp), '%Y-%m-%dT%H:%M:%S.%f')`,
+  nowTimestamp: 'current_timestamp',
+  textOf: (expr) => `CAST(${expr} AS VARCHAR)`,
+  length: (expr) => `length(${expr})`,
+  rowJson: (alias) => `CAST(to_json(${alias}) AS VARCHAR)`,
+  arrivalRowNumber: 'ROW_NUMBER() OVER ()',
+  tryGuid: (expr) => `TRY_CAST(${expr} AS UUID)`,
+  nullText: 'CAST(NULL AS VARCHAR)',
   classifyType: classifyDuckType,
   describeTableSql: (table) =>
     `SELECT column_name AS name, data_type AS type FROM information_schema.columns WHERE table_name = ${L(table)} ORDER BY ordinal_position`,
@@ -638,129 +659,5 @@ function buildVersion(source: SourceColumn): { prepare: Prep; version: string } 
   }
 }
 
-/** The Synapse path's conversion step in DuckDB: the same statements, in order, as the T-SQL rendering. */
-export interface SynapseConversionSql {
-  /** Key map refresh, lineage, classification, rejects and the sink table. Parameters `$run_id`, `$pipeline`. */
-  readonly convert: string[];
-  /** The rows the Copy activity sends to Dataverse. */
-  readonly sinkQuery: string;
-  /** Applied versions of the rows sent. Parameters `$run_id`, `$pipeline`. */
-  readonly saveVersions: string[];
-}
-
-/**
- * The Synapse export's conversion rendered for DuckDB (what a local runtime runs in place of the T-SQL). It reads
- * `names.staged` (the rows the Copy activity loaded, any column types) and the state tables in schema `ferry`; the
- * classification is this dialect's `compileConversion` over the staged rows with every mapped column as text (the
- * T-SQL path reads them as text too). The sink table holds the key attributes, each payload attribute as a typed
- * column, and lookups resolved to GUIDs through `ferry.keymap` (rows whose target is not there become
- * `lookup.target_missing` rejects), like the T-SQL sink.
- */
-export function synapseConversionSql(conversion: SynapseConversion): SynapseConversionSql {
-  const { plan, names, keymapTargets } = conversion;
-  const T = (n: TableName) => (n.schema ? `${duckIdent(n.schema)}.${duckIdent(n.table)}` : duckIdent(n.table));
-  const now = `strftime(timezone('UTC', current_timestamp), '%Y-%m-%dT%H:%M:%S.%f')`;
-  const sourceNames = [...new Set([...plan.sourceColumns, plan.changeTimestamp])];
-  const sources: SourceColumn[] = sourceNames.map((name) => ({ name, kind: 'text' }));
-
-  const refresh = keymapTargets.flatMap((t) => {
-    const raw = duckIdent(`${names.prefix}keymap_${t.table}_raw`);
-    const fresh = duckIdent(`${names.prefix}keymap_${t.table}`);
-    const pred = t.keyAttributes
-      .map(
-        (k, i) =>
-          `${i ? "',' || " : ''}${L(`${k}='`)} || replace(CAST(s.${duckIdent(k)} AS VARCHAR), '''', '''''') || ''''`,
-      )
-      .join(' || ');
-    return [
-      `CREATE OR REPLACE TABLE ${fresh} AS SELECT ${L(t.entitySet)} AS entity_set, ${pred} AS key_predicate, max(TRY_CAST(s.${duckIdent(t.idAttribute || `${t.table}id`)} AS UUID)) AS id, current_timestamp AS refreshed_at FROM ${raw} s WHERE ${t.keyAttributes.map((k) => `s.${duckIdent(k)} IS NOT NULL`).join(' AND ')} AND length(${pred}) <= 850 GROUP BY ${pred} HAVING max(TRY_CAST(s.${duckIdent(t.idAttribute || `${t.table}id`)} AS UUID)) IS NOT NULL`,
-      `INSERT INTO ${T(names.keymap)} (entity_set, key_predicate, id, refreshed_at) SELECT entity_set, key_predicate, id, refreshed_at FROM ${fresh} ON CONFLICT (entity_set, key_predicate) DO UPDATE SET id = excluded.id, refreshed_at = excluded.refreshed_at`,
-    ];
-  });
-  // Row numbers follow the copy's insert order within each file; mapped columns become text.
-  const asText = sourceNames.map((n) => `CAST(t.${duckIdent(n)} AS VARCHAR) AS ${duckIdent(n)}`).join(', ');
-  const lineage = [
-    `CREATE OR REPLACE TABLE ${T(names.rows)} AS SELECT t.* EXCLUDE (__ordinal) REPLACE (${asText}), row_number() OVER (ORDER BY t.__source_file, t.__ordinal) AS __row_id, row_number() OVER (PARTITION BY t.__source_file ORDER BY t.__ordinal) AS __row_number FROM (SELECT s.*, row_number() OVER () AS __ordinal FROM ${T(names.staged)} s) t`,
-  ];
-  const compiled = compileConversion(plan, duckdbDialect, {
-    sources,
-    appliedVersions: {
-      kind: 'query',
-      sql: `SELECT key, version FROM ${T(names.appliedVersions)} WHERE pipeline = $pipeline`,
-    },
-    staleWhenEqual: false,
-    tables: { staged: names.rows.table, work: names.work.table, converted: names.converted.table },
-    keyParts: true,
-  });
-  const caseOf = (values: (c: ColumnPlan) => string) =>
-    `CASE c.__reason_column ${plan.columns.map((col) => `WHEN ${col.index} THEN ${L(values(col))}`).join(' ')} END`;
-  const rejectColumns =
-    '(run_id, pipeline, stage, reason, message, key, source_file, row_number, row_json, created_at)';
-  const rejects = `INSERT INTO ${T(names.rejects)} ${rejectColumns} SELECT $run_id, $pipeline, 'convert-to-dataverse', c.__reason, concat('Column \`', ${caseOf((c) => c.attribute)}, '\` (source \`', ${caseOf((c) => c.sources.join(', '))}, '\`) was rejected: ', c.__reason, '; fix the source row or the mapping, then replay it.'), c.__key, c.__source_file, c.__row_number, CAST(to_json(s) AS VARCHAR), ${now} FROM ${T(names.work)} c JOIN ${T(names.rows)} s ON s.__row_id = c.__row_id WHERE c.__outcome = 'reject'`;
-
-  const payload = (name: string) => `json_extract_string(w.__payload, ${L(`$.${JSON.stringify(name)}`)})`;
-  const sinkCols: string[] = [];
-  const sinkNames: string[] = [];
-  const joins: string[] = [];
-  const missing: string[] = [];
-  plan.key.forEach((k, i) => {
-    sinkCols.push(`w.__key_part_${i} AS ${duckIdent(k.attribute)}`);
-    sinkNames.push(k.attribute);
-  });
-  for (const c of plan.columns) {
-    if (!c.inPayload) continue;
-    if (c.rule !== 'lookup') {
-      sinkCols.push(`${sinkValue(c, payload(c.attribute))} AS ${duckIdent(c.attribute)}`);
-      sinkNames.push(c.attribute);
-      continue;
-    }
-    const bind = `coalesce(${c.targets.map((t) => payload(`${t.navigationProperty}@odata.bind`)).join(', ')})`;
-    const km = `km${c.index}`;
-    const set = `regexp_extract(${bind}, '^/([^(]+)\\(', 1)`;
-    const pred = `NULLIF(regexp_extract(${bind}, '^/[^(]+\\((.*)\\)$', 1), '')`;
-    joins.push(`LEFT JOIN ${T(names.keymap)} ${km} ON ${km}.entity_set = ${set} AND ${km}.key_predicate = ${pred}`);
-    const id = `coalesce(TRY_CAST(${pred} AS UUID), ${km}.id)`;
-    sinkCols.push(`CAST(${id} AS VARCHAR) AS ${duckIdent(c.attribute)}`);
-    sinkNames.push(c.attribute);
-    if (c.targets.length > 1 || c.tableFrom) {
-      sinkCols.push(
-        `CASE ${set} ${c.targets.map((t) => `WHEN ${L(t.entitySetName)} THEN ${L(t.table)}`).join(' ')} END AS ${duckIdent(`${c.attribute}@EntityReference`)}`,
-      );
-      sinkNames.push(`${c.attribute}@EntityReference`);
-    }
-    missing.push(
-      `WHEN ${pred} IS NOT NULL AND ${id} IS NULL THEN concat(${L(`Lookup \`${c.attribute}\` target `)}, ${set}, '(', ${pred}, ${L(') is not in the key map of Dataverse; load the parent first, then replay this row.')})`,
-    );
-  }
-  const sink = [
-    `CREATE OR REPLACE TABLE ${T(names.sink)} AS SELECT w.__row_id, ${missing.length ? `CASE ${missing.join(' ')} END` : 'CAST(NULL AS VARCHAR)'} AS __missing, ${sinkCols.join(', ')} FROM ${T(names.work)} w${joins.length ? ` ${joins.join(' ')}` : ''} WHERE w.__outcome = 'ok'`,
-    `INSERT INTO ${T(names.rejects)} ${rejectColumns} SELECT $run_id, $pipeline, 'convert-to-dataverse', 'lookup.target_missing', s.__missing, w.__key, w.__source_file, w.__row_number, w.__payload, ${now} FROM ${T(names.sink)} s JOIN ${T(names.work)} w ON w.__row_id = s.__row_id WHERE s.__missing IS NOT NULL`,
-    `DELETE FROM ${T(names.sink)} WHERE __missing IS NOT NULL`,
-  ];
-  const saveVersions = [
-    `INSERT INTO ${T(names.appliedVersions)} (pipeline, key, version, run_id) SELECT $pipeline, c.__key_predicate, max(c.__version), $run_id FROM ${T(names.converted)} c JOIN ${T(names.sink)} s ON s.__row_id = c.__row_id WHERE c.__version IS NOT NULL GROUP BY c.__key_predicate ON CONFLICT (pipeline, key) DO UPDATE SET version = excluded.version, run_id = excluded.run_id WHERE excluded.version >= ${T(names.appliedVersions)}.version`,
-  ];
-  return {
-    convert: [...refresh, ...lineage, ...compiled.classify.split(';\n'), compiled.converted, rejects, ...sink],
-    sinkQuery: `SELECT ${sinkNames.map(duckIdent).join(', ')} FROM ${T(names.sink)}`,
-    saveVersions,
-  };
-}
-
-/** A payload value (JSON text) as the typed column the Copy activity reads, as the T-SQL sink types it. */
-function sinkValue(c: ColumnPlan, json: string): string {
-  switch (c.rule) {
-    case 'integer':
-      return `CAST(${json} AS BIGINT)`;
-    case 'choice':
-      return `CAST(${json} AS INTEGER)`;
-    case 'decimal':
-      return `CAST(${json} AS DECIMAL(38,${c.precision}))`;
-    case 'double':
-      return `CAST(${json} AS DOUBLE)`;
-    case 'boolean':
-      return `CAST(${json} AS BOOLEAN)`;
-    default:
-      return json;
-  }
-}
+/** The conversion compiler for DuckDB: the shared one, with no step of its own. */
+export const duckdbConversion = new ConversionCompiler(duckdbDialect);

@@ -1,4 +1,5 @@
 import { rmSync } from 'node:fs';
+import path from 'node:path';
 import {
   type DuckDBConnection,
   DuckDBInstance,
@@ -6,8 +7,11 @@ import {
   type DuckDBValueConverter,
   JSDuckDBValueConverter,
 } from '@duckdb/node-api';
+import { DEFAULT_STAGING_MEMORY, type FerryConfig } from '../../core/config.js';
 import { FerryError } from '../../core/errors.js';
 import type { Row, StagingEngine } from '../../core/staging.js';
+import type { SqlDialect } from '../sql-dialect.js';
+import { duckdbDialect } from './conversion.js';
 
 export interface DuckDbStagingOptions {
   /** Database file; `:memory:` keeps everything in memory. Default `:memory:`. */
@@ -33,7 +37,7 @@ export interface DuckDbStagingOptions {
  * DuckDB locks its file against every other process, so nothing shared between processes lives here.
  */
 export class DuckDbStaging implements StagingEngine {
-  readonly dialect = 'duckdb' as const;
+  readonly dialect: SqlDialect = duckdbDialect;
   #instance: DuckDBInstance;
   #connection: DuckDBConnection;
   #cleanup: (() => void) | undefined;
@@ -163,4 +167,21 @@ export function duckLiteral(value: string): string {
 /** Quoted DuckDB identifier. */
 export function duckIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
+}
+
+/**
+ * A database file per run in the run folder, with a memory limit and a spill folder beside it, deleted when the run
+ * ends: DuckDB can evict a file-backed table's blocks and spill sorts, joins and aggregates, so a window of tens of
+ * millions of rows stays within the limit instead of failing (an in-memory database must keep every table in memory).
+ */
+export async function openRunStaging(
+  runDir: string,
+  config: Pick<FerryConfig, 'stagingMemory'>,
+): Promise<StagingEngine> {
+  return DuckDbStaging.open({
+    path: path.join(runDir, 'staging.duckdb'),
+    memoryLimit: config.stagingMemory ?? DEFAULT_STAGING_MEMORY,
+    tempDirectory: path.join(runDir, 'spill'),
+    deleteOnClose: true,
+  });
 }

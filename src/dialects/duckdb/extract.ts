@@ -1,6 +1,7 @@
 import { FerryError } from '../../core/errors.js';
 import type { ExtractInput } from '../sql-steps.js';
 import { duckIdent } from './driver.js';
+import { synapseLinkRelation } from './synapse-link.js';
 
 /**
  * The default extract: Synapse Link append-only rows reduced to the latest state per `Id` — highest
@@ -60,11 +61,6 @@ export function latestViewName(table: string): string {
 
 const SYSTEM_HEAD = ['Id', 'SinkCreatedOn', 'SinkModifiedOn'];
 const SYSTEM_TAIL = ['versionnumber', 'createdon', 'modifiedon', 'IsDelete'];
-
-/** The relation a runtime provides for the Synapse Link rows of `table` (column `__folder`: the timestamp folder). */
-export function synapseLinkRelation(table: string): string {
-  return `synapse_link_${table}`;
-}
 
 /**
  * The Synapse export's extract step for DuckDB: the same window and latest-row rule as the T-SQL (serverless SQL)

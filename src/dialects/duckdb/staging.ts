@@ -55,3 +55,43 @@ function duckType(type: StateColumnType): string {
       return 'TIMESTAMP';
   }
 }
+
+/** Statements of a replay run (src/schedule/replay.ts): the rejected rows staged again with their lineage. */
+export const replaySql = {
+  /** The places (file, row number) of the rows to replay. */
+  placesTable: 'CREATE TEMP TABLE __replay_rows (f VARCHAR, n BIGINT)',
+  /** Inserts places, 1,000 per statement. */
+  insertPlaces(places: readonly { readonly file: string; readonly row: number }[]): string[] {
+    const out: string[] = [];
+    for (let i = 0; i < places.length; i += 1000) {
+      const values = places.slice(i, i + 1000).map((p) => `(${duckLiteral(p.file)}, ${p.row})`);
+      out.push(`INSERT INTO __replay_rows VALUES ${values.join(',')}`);
+    }
+    return out;
+  },
+  /** `staged` from a run's kept staged rows: those at the places, or with one of `rowIds` (rows without a place). */
+  stageFromParquet(staged: string, file: string, rowIds: readonly bigint[]): string {
+    const idFilter = rowIds.length ? ` OR __row_id IN (${rowIds.map((id) => id.toString()).join(',')})` : '';
+    return `CREATE TABLE ${staged} AS SELECT * FROM read_parquet(${duckLiteral(file)})
+           WHERE EXISTS (SELECT 1 FROM __replay_rows r WHERE r.f = __source_file AND r.n = __row_number)${idFilter}
+           ORDER BY __row_id`;
+  },
+  /** `staged` from JSON lines written from the error store (source values and lineage). */
+  stageFromJsonLines(staged: string, file: string): string {
+    return `CREATE TABLE ${staged} AS SELECT * FROM read_json_auto(${duckLiteral(file)}) ORDER BY __row_id`;
+  },
+  /** The lineage of the staged rows Dataverse accepted (`upserted` ⋈ `staged`). */
+  accepted(upserted: string, staged: string): string {
+    return `SELECT s.__source_file AS f, s.__row_number AS n, s.__row_id AS id FROM ${upserted} u JOIN ${staged} s USING (__row_id)`;
+  },
+};
+
+/** One row `(n)`: the rows of a table. */
+export function countRowsSql(table: string): string {
+  return `SELECT count(*) AS n FROM ${table}`;
+}
+
+/** Writes a table to a Parquet file. */
+export function copyToParquetSql(table: string, file: string): string {
+  return `COPY ${table} TO ${duckLiteral(file)} (FORMAT PARQUET)`;
+}

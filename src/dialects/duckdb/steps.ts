@@ -1,5 +1,5 @@
 import type { SqlStep, StepRenderer, SynapseStepPlan } from '../sql-steps.js';
-import { synapseConversionSql } from './conversion.js';
+import { duckdbConversion } from './conversion.js';
 import { duckIdent, duckLiteral } from './driver.js';
 import { synapseExtractSql } from './extract.js';
 import { DUCK_NOW_TEXT, duckTable, stateSchemaStatements } from './staging.js';
@@ -59,12 +59,22 @@ function renderDuck(step: SqlStep<SynapseStepPlan>): string[] {
       return [
         `UPDATE ${state('runs')} SET status = 'failed', finished_at = ${DUCK_NOW_TEXT}, error_json = ${L(`{"code":"synapse.activity_failed","message":"${plan.failedActivity} failed; see the activity run in Synapse Studio. The cursor did not move, so the next run repeats the window."}`)} WHERE id = $run_id`,
       ];
-    case 'convert':
-      return synapseConversionSql(plan.conversion).convert;
+    case 'convert': {
+      const { plan: conversion, names, keymapTargets } = plan.conversion;
+      const compiled = duckdbConversion.compileSynapse(conversion, names);
+      return [
+        ...keymapTargets.flatMap((t) => duckdbConversion.keymapRefresh(t, names)),
+        ...compiled.lineage,
+        ...compiled.classify,
+        ...compiled.converted,
+        ...compiled.rejects,
+        ...compiled.sink,
+      ];
+    }
     case 'sink-query':
-      return [synapseConversionSql(plan.conversion).sinkQuery];
+      return [duckdbConversion.compileSynapse(plan.conversion.plan, plan.conversion.names).sinkQuery];
     case 'save-versions':
-      return synapseConversionSql(plan.conversion).saveVersions;
+      return duckdbConversion.compileSynapse(plan.conversion.plan, plan.conversion.names).saveVersions;
     case 'extract':
       return synapseExtractSql(plan.extract);
   }

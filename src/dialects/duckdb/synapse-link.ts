@@ -1,12 +1,12 @@
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
-import type { Lake } from '../../connectors/lake/lake.js';
-import { lakeJoin } from '../../connectors/lake/lake.js';
 import type { CdmAttribute } from '../../connectors/synapse-link/cdm-model.js';
 import { csvRecords, lineCount, lineOfRecord } from '../../connectors/synapse-link/csv-locator.js';
 import { DECIMAL_TYPE, type DeltaSnapshot } from '../../connectors/synapse-link/delta-log.js';
 import { OPTION_SET_FILES } from '../../connectors/synapse-link/option-set-labels.js';
 import { FerryError } from '../../core/errors.js';
+import type { Lake } from '../../core/lake.js';
+import { lakeJoin } from '../../core/lake.js';
 import type { StagingEngine } from '../../core/staging.js';
 import { duckIdent, duckLiteral } from './driver.js';
 
@@ -495,4 +495,9 @@ export async function readCheckpointActions(
     `SELECT to_json(t)::VARCHAR AS j FROM read_parquet([${localFiles.map(duckLiteral).join(', ')}], union_by_name = true) t`,
   );
   return rows.map((r) => JSON.parse(r.j) as Record<string, unknown>);
+}
+
+/** The relation a runtime provides for the Synapse Link rows of `table` (column `__folder`: the timestamp folder). */
+export function synapseLinkRelation(table: string): string {
+  return `synapse_link_${table}`;
 }

@@ -1,44 +1,19 @@
 import { UsageError } from '../../core/errors.js';
 import type { ColumnPlan, ConversionPlan, LookupTargetPlan } from '../../core/mapping.js';
 import { MIN_DATE } from '../../core/mapping.js';
-import type { ConversionNames, KeymapTarget, TableName } from '../sql-steps.js';
+import { ConversionCompiler, type SourceType, type SqlDialect, type SynapseClassification } from '../sql-dialect.js';
+import type { ConversionNames, TableName } from '../sql-steps.js';
 import { mergeStatement, TSQL_CAPABILITIES, tsqlIdent, tsqlLiteral, tsqlTable } from './staging.js';
 
-/**
- * The conversion to Dataverse column types compiled to T-SQL (Azure SQL) from the same `ConversionPlan` the DuckDB
- * conversion executes (`planConversion` in `src/core/mapping.ts`), with the same reason codes in the same order
- * (first failing column wins, in mapping order; a blank own key is `key.missing`). Rows are classified set-based
- * into a work table; the payload is built with `FOR JSON PATH`.
- *
- * The generic `compileConversion` of `src/dialects/sql-dialect.ts` cannot be reused for T-SQL as it stands: it writes
- * `TRUE`/`FALSE`, `NULLS LAST` and concatenated JSON, none of which T-SQL has; this compiler follows its steps.
+/*
+ * The conversion to Dataverse column types in T-SQL (Azure SQL) from the same `ConversionPlan` the DuckDB conversion
+ * executes (`planConversion` in `src/core/mapping.ts`), with the same reason codes in the same order (first failing
+ * column wins, in mapping order; a blank own key is `key.missing`). The statements come from the shared
+ * `ConversionCompiler` (src/dialects/sql-dialect.ts) through this dialect's hooks; T-SQL overrides the
+ * classification step, whose shape differs: values are read as text, rows are ranked in the same statement, and the
+ * payload is built with `FOR JSON PATH` once the outcome is known (T-SQL has no `TRUE`/`FALSE`, no `NULLS LAST` and
+ * no JSON string functions the DuckDB payload builder uses).
  */
-
-/** The compiled conversion, statement lists in run order. */
-export interface CompiledConversion {
-  /** Adds lineage (`__row_id`, `__row_number`) to the copied rows. */
-  readonly lineage: string[];
-  /** Builds the work table: outcome, reason, reason column, key, version and payload per row. */
-  readonly classify: string[];
-  /** Builds `converted` (rows to send: outcome `ok`). */
-  readonly converted: string[];
-  /** Inserts the rejected rows into the error store; parameters `@run_id`, `@pipeline`. */
-  readonly rejects: string[];
-  /** Rows `(outcome, n)`. */
-  readonly counts: string;
-  /**
-   * Saves the version of every row sent as the applied version of its key (run after the sink succeeded), so an
-   * older version arriving later is skipped as `stale`; an equal one is sent again. Unlike the local runner (which
-   * knows each accepted row and skips equal versions too), the Copy activity does not say which rows Dataverse
-   * accepted, so here an equal version must be re-sent for a repeated window to converge.
-   */
-  readonly saveVersions: string[];
-  /** Builds the sink table for the Copy activity and rejects rows whose lookup target is not in the key map. */
-  readonly sink: string[];
-  /** The query the Copy activity reads. */
-  readonly sinkQuery: string;
-  readonly keymapTargets: KeymapTarget[];
-}
 
 const NOW = 'CONVERT(NVARCHAR(40), SYSUTCDATETIME(), 127)';
 const UNSAFE = "N'%[/\\<>*%&:?]%'";
@@ -71,168 +46,164 @@ interface ColumnSql {
   readonly lookup?: { readonly set: string; readonly pred: string; readonly target: string };
 }
 
-/** Compiles a conversion plan to T-SQL. */
-export function compileConversion(plan: ConversionPlan, names: ConversionNames): CompiledConversion {
-  const a = (c: ColumnPlan, n: string) => `c${c.index}_${n}`;
-  const built = plan.columns.map((c) => ({ plan: c, sql: column(c, (n) => a(c, n)) }));
-  const keys = plan.key.map((k) => ({ part: k, sql: built[k.column]!.sql }));
-  const blank = (k: (typeof keys)[number]) => `${trimmed(k.part.source)} IS NULL`;
-  const anyBlank = keys.map((k) => `(${blank(k)})`).join(' OR ');
-  const join = (render: (k: (typeof keys)[number]) => string) =>
-    `CONCAT(${keys.map((k, i) => `${i ? "N',', " : ''}${tsqlLiteral(`${k.part.attribute}=`)}, ${render(k)}`).join(', ')})`;
-  const keyText = (k: (typeof keys)[number]) => k.sql.keyText ?? 'CAST(NULL AS NVARCHAR(MAX))';
-  const readable = join(keyText);
-  const predicate = join((k) =>
-    k.part.literal === 'string' ? `CONCAT(N'''', REPLACE(${keyText(k)}, N'''', N''''''), N'''')` : keyText(k),
-  );
-  const unsafe = keys.filter((k) => k.part.literal === 'string').map((k) => `${keyText(k)} LIKE ${UNSAFE}`);
-  const version = `CONVERT(NVARCHAR(40), TRY_CONVERT(DATETIME2(6), SWITCHOFFSET(${dateTimeOffset(trimmed(plan.changeTimestamp))}, '+00:00')), 126)`;
-  const prepare = built.flatMap((b) => b.sql.prepare.map(([alias, sql]) => `${sql} AS ${q(alias)}`));
-  const reasons = built.map((b) => `${b.sql.reason} AS ${q(`r${b.plan.index}`)}`);
-  const firstBlank = keys.map((k) => `WHEN ${blank(k).replaceAll('s.', 'x.')} THEN ${k.part.column}`).join(' ');
-  // Aliases the sink step reads back from the work table: key texts and lookup targets.
-  const carried = [
-    ...keys.map((k) => (k.sql.keyText ?? '').replace(/^p\./, '')),
-    ...built.flatMap((b) => (b.sql.lookup ? [b.sql.lookup.set, b.sql.lookup.pred, b.sql.lookup.target].map(q) : [])),
-  ].filter((x) => x !== '');
-  const reasonOrder = built.map((b) => `WHEN k.${q(`r${b.plan.index}`)} IS NOT NULL THEN ${b.plan.index}`).join(' ');
-  const clearMembers = built.filter((b) => b.plan.inPayload).flatMap((b) => b.sql.members.filter((m) => m.clear));
-  const omitMembers = built.filter((b) => b.plan.inPayload).flatMap((b) => b.sql.members.filter((m) => !m.clear));
-  const forJson = (members: typeof clearMembers, includeNulls: boolean) =>
-    members.length
-      ? `(SELECT ${members.map((m) => `k.${q(m.value)} AS ${q(m.name)}`).join(', ')} FOR JSON PATH, WITHOUT_ARRAY_WRAPPER${includeNulls ? ', INCLUDE_NULL_VALUES' : ''})`
-      : "N'{}'";
-  // The two halves (nullMeans clear: nulls kept; omit: nulls dropped) are merged by cutting their braces.
-  const inner = (json: string) => `SUBSTRING(${json}, 2, LEN(${json}) - 2)`;
-  const payload = `CONCAT(N'{', ${inner(forJson(clearMembers, true))}, CASE WHEN LEN(${forJson(clearMembers, true)}) > 2 AND LEN(${forJson(omitMembers, false)}) > 2 THEN N',' END, ${inner(forJson(omitMembers, false))}, N'}')`;
-  const memberValues = built.flatMap((b) => b.sql.members.map((m) => m.value));
-  const work = names.work;
-  const p = `${T(names.rows)}`;
-  const classify = [
-    `DROP TABLE IF EXISTS ${T(work)}`,
-    `WITH p AS (SELECT s.[__row_id], s.[__source_file], s.[__row_number], ${version} AS [__version], ${prepare.join(', ')} FROM ${p} AS s), ` +
-      `k AS (SELECT p.*, CASE WHEN ${anyBlank.replaceAll('s.', 'x.')} THEN NULL ELSE ${readable} END AS [__key], CASE WHEN ${anyBlank.replaceAll('s.', 'x.')} THEN NULL ELSE ${predicate} END AS [__key_predicate], ${unsafe.length ? `CASE WHEN ${unsafe.join(' OR ')} THEN 0 ELSE 1 END` : '1'} AS [__key_safe], ${reasons.join(', ')}, CASE ${firstBlank} END AS [__blank_column] FROM p INNER JOIN ${p} AS x ON x.[__row_id] = p.[__row_id]), ` +
-      `r AS (SELECT k.*, COALESCE(k.[__blank_column], CASE ${reasonOrder} END) AS [__reason_column], COALESCE(CASE WHEN k.[__blank_column] IS NOT NULL THEN N'key.missing' END, ${[...built.map((b) => `k.${q(`r${b.plan.index}`)}`), 'NULL'].join(', ')}) AS [__reason], ROW_NUMBER() OVER (PARTITION BY k.[__key_predicate] ORDER BY CASE WHEN k.[__version] IS NULL THEN 1 ELSE 0 END, k.[__version] DESC, k.[__row_id] DESC) AS [__rank] FROM k) ` +
-      `SELECT r.[__row_id], r.[__source_file], r.[__row_number], r.[__key], r.[__key_predicate], r.[__key_safe], r.[__version], r.[__reason], r.[__reason_column], ` +
-      // Same outcome order as the DuckDB compiler: reject (no key) → superseded → stale → reject → ok.
-      `CASE WHEN r.[__key_predicate] IS NULL THEN N'reject' WHEN r.[__rank] > 1 THEN N'superseded' WHEN av.[version] IS NOT NULL AND r.[__version] < av.[version] THEN N'stale' WHEN r.[__reason] IS NOT NULL THEN N'reject' ELSE N'ok' END AS [__outcome], ` +
-      `${[...new Set([...memberValues.map(q), ...carried])].map((v) => `r.${v}, `).join('')}` +
-      `CAST(NULL AS NVARCHAR(MAX)) AS [__payload] INTO ${T(work)} FROM r LEFT JOIN ${T(names.appliedVersions)} AS av ON av.[pipeline] = @pipeline AND av.[key] = r.[__key_predicate]`,
-    // The payload is built once the outcome is known, only for rows that will be sent.
-    `UPDATE k SET k.[__payload] = ${payload} FROM ${T(work)} AS k WHERE k.[__outcome] = N'ok'`,
-  ];
-  const converted = [
-    `DROP TABLE IF EXISTS ${T(names.converted)}`,
-    `SELECT [__row_id], [__source_file], [__row_number], [__key], [__key_predicate], CAST([__key_safe] AS BIT) AS [__key_safe], [__version], [__payload] INTO ${T(names.converted)} FROM ${T(work)} WHERE [__outcome] = N'ok'`,
-  ];
-  const rejects = [
-    `INSERT INTO ${T(names.rejects)} ([run_id], [pipeline], [stage], [reason], [message], [key], [source_file], [row_number], [row_json], [created_at]) ` +
-      `SELECT @run_id, @pipeline, N'convert-to-dataverse', c.[__reason], CONCAT(N'Column \`', CASE c.[__reason_column] ${plan.columns.map((col) => `WHEN ${col.index} THEN ${tsqlLiteral(col.attribute)}`).join(' ')} END, N'\` (source \`', CASE c.[__reason_column] ${plan.columns.map((col) => `WHEN ${col.index} THEN ${tsqlLiteral(col.sources.join(', '))}`).join(' ')} END, N'\`) was rejected: ', c.[__reason], N'; fix the source row or the mapping, then replay it.'), c.[__key], c.[__source_file], c.[__row_number], (SELECT s.* FOR JSON PATH, WITHOUT_ARRAY_WRAPPER), ${NOW} ` +
-      `FROM ${T(work)} AS c INNER JOIN ${p} AS s ON s.[__row_id] = c.[__row_id] WHERE c.[__outcome] = N'reject'`,
-  ];
-  const counts = `SELECT [__outcome] AS [outcome], COUNT(*) AS [n] FROM ${T(work)} GROUP BY [__outcome]`;
-  const fresh = { schema: '', table: `${names.work.table}_versions` };
-  const saveVersions = [
-    `DROP TABLE IF EXISTS ${T(fresh)}`,
-    `SELECT @pipeline AS [pipeline], c.[__key_predicate] AS [key], MAX(c.[__version]) AS [version], @run_id AS [run_id] INTO ${T(fresh)} FROM ${T(names.converted)} AS c INNER JOIN ${T(names.sink)} AS s ON s.[__row_id] = c.[__row_id] WHERE c.[__version] IS NOT NULL GROUP BY c.[__key_predicate]`,
-    mergeStatement({
-      target: names.appliedVersions,
-      source: fresh,
-      keys: ['pipeline', 'key'],
-      columns: ['version', 'run_id'],
-      versionColumn: 'version',
-    }),
-  ];
+/**
+ * The T-SQL dialect (Azure SQL, SQL Server): its SQL tokens for the shared `ConversionCompiler`. It has no local
+ * classification builders (`conversion`): the T-SQL classification is `TsqlConversionCompiler.classifySynapse`.
+ */
+export const tsqlDialect: SqlDialect = {
+  name: 'tsql',
+  capabilities: {
+    maxParameters: TSQL_CAPABILITIES.maxParameters,
+    maxRowsPerInsertValues: TSQL_CAPABILITIES.maxRowsPerInsertValues,
+    readsParquet: false,
+    listLambdas: false,
+    regex: false,
+    jsonPayload: 'for-json-path',
+  },
+  ident: tsqlIdent,
+  literal: tsqlLiteral,
+  bool: (value) => (value ? '1' : '0'),
+  descNullsLast: (expr) => `CASE WHEN ${expr} IS NULL THEN 1 ELSE 0 END, ${expr} DESC`,
+  param: (name) => `@${name}`,
+  selectInto: (target, list, rest) => [`DROP TABLE IF EXISTS ${target}`, `SELECT ${list} INTO ${target} ${rest}`],
+  upsert: (o) => mergeStatement(o),
+  nowText: NOW,
+  nowTimestamp: 'SYSUTCDATETIME()',
+  textOf: (expr, maxLength) => `CONVERT(NVARCHAR(${maxLength ?? 'MAX'}), ${expr})`,
+  length: (expr) => `LEN(${expr})`,
+  rowJson: (alias) => `(SELECT ${alias}.* FOR JSON PATH, WITHOUT_ARRAY_WRAPPER)`,
+  arrivalRowNumber: 'ROW_NUMBER() OVER (ORDER BY (SELECT NULL))',
+  tryGuid: (expr) => `TRY_CONVERT(UNIQUEIDENTIFIER, ${expr})`,
+  nullText: 'CAST(NULL AS NVARCHAR(MAX))',
+  classifyType: classifyTsqlType,
+  describeTableSql: (table) =>
+    `SELECT [COLUMN_NAME] AS [name], [DATA_TYPE] AS [type] FROM INFORMATION_SCHEMA.COLUMNS WHERE [TABLE_NAME] = ${tsqlLiteral(table)} ORDER BY [ORDINAL_POSITION]`,
+  tableExistsSql: (table) =>
+    `SELECT COUNT(*) AS [n] FROM INFORMATION_SCHEMA.TABLES WHERE [TABLE_NAME] = ${tsqlLiteral(table)}`,
+  castText: (expr) => `CONVERT(NVARCHAR(MAX), ${expr})`,
+  // `+` yields NULL when a part is NULL (CONCAT_NULL_YIELDS_NULL is always on in Azure SQL).
+  concat: (parts) => (parts.length ? parts.map((p) => `(${p})`).join(' + ') : "N''"),
+  concatSkipNulls: (separator, parts) =>
+    separator === '' ? `CONCAT(${parts.join(', ')})` : `CONCAT_WS(${tsqlLiteral(separator)}, ${parts.join(', ')})`,
+  createTableAs: (name, select) =>
+    `DROP TABLE IF EXISTS ${tsqlIdent(name)};\nSELECT * INTO ${tsqlIdent(name)} FROM (${select}) AS [__select]`,
+  createViewAs: (name, select) => `CREATE OR ALTER VIEW ${tsqlIdent(name)} AS\n${select}`,
+  appliedVersionsRelation: (source) => {
+    if (source.kind === 'query') return `(${source.sql})`;
+    if (source.kind === 'table') return tsqlIdent(source.name);
+    throw new UsageError(
+      'Azure SQL reads applied versions from a table (`ferry.applied_versions`), not a Parquet file.',
+    );
+  },
+  saveAppliedVersionsSql: () => {
+    throw new UsageError(
+      'Azure SQL saves applied versions with the Synapse conversion (`compileSynapse(...).saveVersions`), not to a Parquet file.',
+    );
+  },
+};
 
-  // Sink for the Copy activity: lookups by alternate key become GUIDs from the key map (the Copy sink cannot bind
-  // `@odata.bind` by key); a lookup whose target is not in the map is rejected as `lookup.target_missing`.
-  const keymapTargets = new Map<string, KeymapTarget>();
-  const sinkCols: string[] = [];
-  const sinkNames: string[] = [];
-  const joins: string[] = [];
-  const missing: string[] = [];
-  for (const k of keys) {
-    sinkCols.push(`${(k.sql.keyText ?? 'NULL').replace(/^p\./, 'w.')} AS ${q(k.part.attribute)}`);
-    sinkNames.push(k.part.attribute);
-  }
-  for (const b of built) {
-    if (!b.plan.inPayload) continue;
-    const c = b.plan;
-    if (c.rule === 'lookup') {
-      for (const t of c.targets) {
-        if (t.key && !keymapTargets.has(t.table)) {
-          keymapTargets.set(t.table, {
-            table: t.table,
-            entitySet: t.entitySetName,
-            idAttribute: '',
-            keyAttributes: t.key.map((x) => x.attribute),
-          });
-        }
-      }
-      const km = `km${c.index}`;
-      const set = `w.${q(b.sql.lookup!.set)}`;
-      const pred = `w.${q(b.sql.lookup!.pred)}`;
-      joins.push(
-        `LEFT JOIN ${T(names.keymap)} AS ${km} ON ${km}.[entity_set] = ${set} AND ${km}.[key_predicate] = ${pred}`,
-      );
-      const id = `COALESCE(TRY_CONVERT(UNIQUEIDENTIFIER, ${pred}), ${km}.[id])`;
-      sinkCols.push(`${id} AS ${q(c.attribute)}`);
-      sinkNames.push(c.attribute);
-      if (c.targets.length > 1 || c.tableFrom) {
-        sinkCols.push(`w.${q(b.sql.lookup!.target)} AS ${q(`${c.attribute}@EntityReference`)}`);
-        sinkNames.push(`${c.attribute}@EntityReference`);
-      }
-      missing.push(
-        `WHEN ${pred} IS NOT NULL AND ${id} IS NULL THEN CONCAT(N'Lookup \`${c.attribute}\` target ', ${set}, N'(', ${pred}, N') is not in the key map of Dataverse; load the parent first, then replay this row.')`,
-      );
-    } else {
-      for (const m of b.sql.members) {
-        sinkCols.push(`w.${q(m.value)} AS ${q(c.attribute)}`);
-        sinkNames.push(c.attribute);
-      }
-    }
-  }
-  const sink = [
-    `DROP TABLE IF EXISTS ${T(names.sink)}`,
-    `SELECT w.[__row_id], ${missing.length ? `CASE ${missing.join(' ')} END` : 'CAST(NULL AS NVARCHAR(MAX))'} AS [__missing], ${sinkCols.join(', ')} INTO ${T(names.sink)} FROM ${T(work)} AS w${joins.length ? ` ${joins.join(' ')}` : ''} WHERE w.[__outcome] = N'ok'`,
-    `INSERT INTO ${T(names.rejects)} ([run_id], [pipeline], [stage], [reason], [message], [key], [source_file], [row_number], [row_json], [created_at]) SELECT @run_id, @pipeline, N'convert-to-dataverse', N'lookup.target_missing', s.[__missing], w.[__key], w.[__source_file], w.[__row_number], w.[__payload], ${NOW} FROM ${T(names.sink)} AS s INNER JOIN ${T(work)} AS w ON w.[__row_id] = s.[__row_id] WHERE s.[__missing] IS NOT NULL`,
-    `DELETE FROM ${T(names.sink)} WHERE [__missing] IS NOT NULL`,
-  ];
-  const lineage = [
-    `DROP TABLE IF EXISTS ${T(names.rows)}`,
-    // Row numbers follow the copy's insert order within each file.
-    `SELECT t.*, ROW_NUMBER() OVER (ORDER BY t.[__source_file], t.[__ordinal]) AS [__row_id], ROW_NUMBER() OVER (PARTITION BY t.[__source_file] ORDER BY t.[__ordinal]) AS [__row_number] INTO ${T(names.rows)} FROM (SELECT s.*, ROW_NUMBER() OVER (ORDER BY (SELECT NULL)) AS [__ordinal] FROM ${T(names.staged)} AS s) AS t`,
-  ];
-  const targets = [...keymapTargets.values()].sort((x, y) => x.table.localeCompare(y.table));
-  return {
-    lineage,
-    classify,
-    converted,
-    rejects,
-    counts,
-    saveVersions,
-    sink,
-    sinkQuery: `SELECT ${sinkNames.map(q).join(', ')} FROM ${T(names.sink)}`,
-    keymapTargets: targets,
-  };
+/** Classifies a T-SQL type name (`INFORMATION_SCHEMA.COLUMNS.DATA_TYPE`). */
+export function classifyTsqlType(typeText: string): SourceType {
+  const t = typeText.trim().toLowerCase();
+  if (/^n?(var)?char|^n?text$/.test(t)) return { kind: 'text' };
+  if (['bigint', 'int', 'smallint', 'tinyint'].includes(t)) return { kind: 'integer' };
+  if (t === 'decimal' || t === 'numeric' || t === 'money' || t === 'smallmoney') return { kind: 'decimal' };
+  if (t === 'float' || t === 'real') return { kind: 'float' };
+  if (t === 'bit') return { kind: 'boolean' };
+  if (t === 'datetimeoffset') return { kind: 'timestamptz' };
+  if (t === 'datetime2' || t === 'datetime' || t === 'smalldatetime') return { kind: 'timestamp' };
+  if (t === 'date') return { kind: 'date' };
+  if (t === 'uniqueidentifier') return { kind: 'uuid' };
+  return { kind: 'other' };
 }
 
-/** Statements that refresh the key map of one lookup target from its raw copy (`stg.keymap_<table>_raw`). */
-export function keymapRefreshFor(t: KeymapTarget, names: ConversionNames): string[] {
-  const raw = { schema: names.sink.schema, table: `${names.prefix}keymap_${t.table}_raw` };
-  const fresh = { schema: names.sink.schema, table: `${names.prefix}keymap_${t.table}` };
-  const pred = `CONCAT(${t.keyAttributes.map((k, i) => `${i ? "N',', " : ''}N'${k}=''', REPLACE(CONVERT(NVARCHAR(4000), s.${q(k)}), N'''', N''''''), N''''`).join(', ')})`;
-  return [
-    `DROP TABLE IF EXISTS ${T(fresh)}`,
-    `SELECT ${tsqlLiteral(t.entitySet)} AS [entity_set], ${pred} AS [key_predicate], MAX(s.${q(t.idAttribute || `${t.table}id`)}) AS [id], SYSUTCDATETIME() AS [refreshed_at] INTO ${T(fresh)} FROM ${T(raw)} AS s WHERE ${t.keyAttributes.map((k) => `s.${q(k)} IS NOT NULL`).join(' AND ')} AND LEN(${pred}) <= ${TSQL_CAPABILITIES.maxIndexedNvarcharLength} GROUP BY ${pred}`,
-    mergeStatement({
-      target: names.keymap,
-      source: fresh,
-      keys: ['entity_set', 'key_predicate'],
-      columns: ['id', 'refreshed_at'],
-    }),
-  ];
+/**
+ * The conversion compiler for T-SQL: the shared compiler's statements (key maps, lineage, rejects, sink, applied
+ * versions) through the T-SQL hooks, and its own classification — staged values are read as text (`CONVERT`), rows
+ * are ranked in the same statement, and the payload is built with `FOR JSON PATH` once the outcome is known.
+ */
+export class TsqlConversionCompiler extends ConversionCompiler {
+  /** T-SQL reads the copied columns as they are (its classification converts them to text itself). */
+  protected override lineageColumns(): string {
+    return 't.*';
+  }
+
+  /** The raw copy holds the id as `UNIQUEIDENTIFIER` already. */
+  protected override keymapId(id: string): string {
+    return id;
+  }
+
+  protected override classifySynapse(plan: ConversionPlan, names: ConversionNames): SynapseClassification {
+    const a = (c: ColumnPlan, n: string) => `c${c.index}_${n}`;
+    const built = plan.columns.map((c) => ({ plan: c, sql: column(c, (n) => a(c, n)) }));
+    const keys = plan.key.map((k) => ({ part: k, sql: built[k.column]!.sql }));
+    const blank = (k: (typeof keys)[number]) => `${trimmed(k.part.source)} IS NULL`;
+    const anyBlank = keys.map((k) => `(${blank(k)})`).join(' OR ');
+    const join = (render: (k: (typeof keys)[number]) => string) =>
+      `CONCAT(${keys.map((k, i) => `${i ? "N',', " : ''}${tsqlLiteral(`${k.part.attribute}=`)}, ${render(k)}`).join(', ')})`;
+    const keyText = (k: (typeof keys)[number]) => k.sql.keyText ?? 'CAST(NULL AS NVARCHAR(MAX))';
+    const readable = join(keyText);
+    const predicate = join((k) =>
+      k.part.literal === 'string' ? `CONCAT(N'''', REPLACE(${keyText(k)}, N'''', N''''''), N'''')` : keyText(k),
+    );
+    const unsafe = keys.filter((k) => k.part.literal === 'string').map((k) => `${keyText(k)} LIKE ${UNSAFE}`);
+    const version = `CONVERT(NVARCHAR(40), TRY_CONVERT(DATETIME2(6), SWITCHOFFSET(${dateTimeOffset(trimmed(plan.changeTimestamp))}, '+00:00')), 126)`;
+    const prepare = built.flatMap((b) => b.sql.prepare.map(([alias, sql]) => `${sql} AS ${q(alias)}`));
+    const reasons = built.map((b) => `${b.sql.reason} AS ${q(`r${b.plan.index}`)}`);
+    const firstBlank = keys.map((k) => `WHEN ${blank(k).replaceAll('s.', 'x.')} THEN ${k.part.column}`).join(' ');
+    // Aliases the sink step reads back from the work table: key texts and lookup targets.
+    const carried = [
+      ...keys.map((k) => (k.sql.keyText ?? '').replace(/^p\./, '')),
+      ...built.flatMap((b) => (b.sql.lookup ? [b.sql.lookup.set, b.sql.lookup.pred, b.sql.lookup.target].map(q) : [])),
+    ].filter((x) => x !== '');
+    const reasonOrder = built.map((b) => `WHEN k.${q(`r${b.plan.index}`)} IS NOT NULL THEN ${b.plan.index}`).join(' ');
+    const clearMembers = built.filter((b) => b.plan.inPayload).flatMap((b) => b.sql.members.filter((m) => m.clear));
+    const omitMembers = built.filter((b) => b.plan.inPayload).flatMap((b) => b.sql.members.filter((m) => !m.clear));
+    const forJson = (members: typeof clearMembers, includeNulls: boolean) =>
+      members.length
+        ? `(SELECT ${members.map((m) => `k.${q(m.value)} AS ${q(m.name)}`).join(', ')} FOR JSON PATH, WITHOUT_ARRAY_WRAPPER${includeNulls ? ', INCLUDE_NULL_VALUES' : ''})`
+        : "N'{}'";
+    // The two halves (nullMeans clear: nulls kept; omit: nulls dropped) are merged by cutting their braces.
+    const inner = (json: string) => `SUBSTRING(${json}, 2, LEN(${json}) - 2)`;
+    const payload = `CONCAT(N'{', ${inner(forJson(clearMembers, true))}, CASE WHEN LEN(${forJson(clearMembers, true)}) > 2 AND LEN(${forJson(omitMembers, false)}) > 2 THEN N',' END, ${inner(forJson(omitMembers, false))}, N'}')`;
+    const memberValues = built.flatMap((b) => b.sql.members.map((m) => m.value));
+    const work = names.work;
+    const p = `${T(names.rows)}`;
+    const classify = [
+      `DROP TABLE IF EXISTS ${T(work)}`,
+      `WITH p AS (SELECT s.[__row_id], s.[__source_file], s.[__row_number], ${version} AS [__version], ${prepare.join(', ')} FROM ${p} AS s), ` +
+        `k AS (SELECT p.*, CASE WHEN ${anyBlank.replaceAll('s.', 'x.')} THEN NULL ELSE ${readable} END AS [__key], CASE WHEN ${anyBlank.replaceAll('s.', 'x.')} THEN NULL ELSE ${predicate} END AS [__key_predicate], ${unsafe.length ? `CASE WHEN ${unsafe.join(' OR ')} THEN 0 ELSE 1 END` : '1'} AS [__key_safe], ${reasons.join(', ')}, CASE ${firstBlank} END AS [__blank_column] FROM p INNER JOIN ${p} AS x ON x.[__row_id] = p.[__row_id]), ` +
+        `r AS (SELECT k.*, COALESCE(k.[__blank_column], CASE ${reasonOrder} END) AS [__reason_column], COALESCE(CASE WHEN k.[__blank_column] IS NOT NULL THEN N'key.missing' END, ${[...built.map((b) => `k.${q(`r${b.plan.index}`)}`), 'NULL'].join(', ')}) AS [__reason], ROW_NUMBER() OVER (PARTITION BY k.[__key_predicate] ORDER BY ${this.dialect.descNullsLast('k.[__version]')}, k.[__row_id] DESC) AS [__rank] FROM k) ` +
+        `SELECT r.[__row_id], r.[__source_file], r.[__row_number], r.[__key], r.[__key_predicate], r.[__key_safe], r.[__version], r.[__reason], r.[__reason_column], ` +
+        // Same outcome order as the DuckDB compiler: reject (no key) → superseded → stale → reject → ok.
+        `CASE WHEN r.[__key_predicate] IS NULL THEN N'reject' WHEN r.[__rank] > 1 THEN N'superseded' WHEN av.[version] IS NOT NULL AND r.[__version] < av.[version] THEN N'stale' WHEN r.[__reason] IS NOT NULL THEN N'reject' ELSE N'ok' END AS [__outcome], ` +
+        `${[...new Set([...memberValues.map(q), ...carried])].map((v) => `r.${v}, `).join('')}` +
+        `CAST(NULL AS NVARCHAR(MAX)) AS [__payload] INTO ${T(work)} FROM r LEFT JOIN ${T(names.appliedVersions)} AS av ON av.[pipeline] = ${this.dialect.param('pipeline')} AND av.[key] = r.[__key_predicate]`,
+      // The payload is built once the outcome is known, only for rows that will be sent.
+      `UPDATE k SET k.[__payload] = ${payload} FROM ${T(work)} AS k WHERE k.[__outcome] = N'ok'`,
+    ];
+    const converted = [
+      `DROP TABLE IF EXISTS ${T(names.converted)}`,
+      `SELECT [__row_id], [__source_file], [__row_number], [__key], [__key_predicate], CAST([__key_safe] AS BIT) AS [__key_safe], [__version], [__payload] INTO ${T(names.converted)} FROM ${T(work)} WHERE [__outcome] = N'ok'`,
+    ];
+    const member = (c: ColumnPlan) => built[c.index]!.sql;
+    return {
+      classify,
+      converted,
+      sink: {
+        key: (i) => (keys[i]!.sql.keyText ?? 'NULL').replace(/^p\./, 'w.'),
+        value: (c) => `w.${q(member(c).members[0]!.value)}`,
+        lookup: (c) => {
+          const l = member(c).lookup!;
+          return { set: `w.${q(l.set)}`, pred: `w.${q(l.pred)}`, target: `w.${q(l.target)}` };
+        },
+      },
+    };
+  }
 }
+
+/** The T-SQL conversion compiler. */
+export const tsqlConversion = new TsqlConversionCompiler(tsqlDialect);
 
 /** The per-rule SQL; mirrors `src/core/reference-converter.ts` rule by rule. */
 function column(c: ColumnPlan, alias: (n: string) => string): ColumnSql {

@@ -1,13 +1,15 @@
 import sql from 'mssql';
 import { FerryError } from '../../core/errors.js';
 import type { Row, StagingEngine } from '../../core/staging.js';
+import type { SqlDialect } from '../sql-dialect.js';
+import { tsqlDialect } from './conversion.js';
 
 /**
  * Azure SQL / SQL Server as the staging engine (the T-SQL dialect). Parameters are bound as `@p1`, `@p2`, ... in
  * order; the statements this dialect generates use named parameters (`@run_id`, `@pipeline`) through `runNamed`.
  */
 export class TsqlStaging implements StagingEngine {
-  readonly dialect = 'tsql' as const;
+  readonly dialect: SqlDialect = tsqlDialect;
   #pool: sql.ConnectionPool;
 
   private constructor(pool: sql.ConnectionPool) {
@@ -24,7 +26,7 @@ export class TsqlStaging implements StagingEngine {
       throw new FerryError(
         'staging.connect',
         `Cannot connect to SQL Server (${(error as Error).message}); check FERRY_MSSQL_URL (e.g. \`Server=localhost,1433;Database=ferry;User Id=sa;Password=...;TrustServerCertificate=true\`).`,
-        { disposition: 'retry', cause: error },
+        { cause: error },
       );
     }
   }
@@ -82,8 +84,9 @@ export function mapMssqlError(error: unknown, text: string): FerryError {
   const e = error as { message?: string; number?: number; code?: string };
   const head = text.length > 300 ? `${text.slice(0, 300)}…` : text;
   const retry = e.number === 1205 || e.code === 'ETIMEOUT' || e.code === 'ESOCKET';
-  return new FerryError('staging.sql', `SQL Server failed: ${e.message ?? String(error)}\n  while running: ${head}`, {
-    disposition: retry ? 'retry' : 'fatal',
-    cause: error,
-  });
+  return new FerryError(
+    retry ? 'staging.unavailable' : 'staging.sql',
+    `SQL Server failed: ${e.message ?? String(error)}\n  while running: ${head}`,
+    { cause: error },
+  );
 }

@@ -1,5 +1,6 @@
 import type { ExtractInput } from '../sql-steps.js';
 import { tsqlIdent, tsqlLiteral } from './staging.js';
+import { synapseLinkRows } from './synapse-link.js';
 
 const SYSTEM_HEAD = ['Id', 'SinkCreatedOn', 'SinkModifiedOn'];
 const SYSTEM_TAIL = ['versionnumber', 'createdon', 'modifiedon', 'IsDelete'];
@@ -21,18 +22,7 @@ export function compileExtract(input: ExtractInput): string[] {
   const START = '\u0001start\u0001';
   const END = '\u0001end\u0001';
   const TAG = '\u0001tag\u0001';
-  let from: string;
-  let where: string;
-  if (input.format === 'csv') {
-    // Headerless CSV bound by ordinal; the timestamp folder (filepath(1)) selects the window: after the watermark,
-    // before the folder Synapse Link is still writing (or up to the requested window end).
-    const withList = columns.map((c, i) => `${tsqlIdent(c)} NVARCHAR(4000) ${i + 1}`).join(', ');
-    from = `OPENROWSET(BULK ${tsqlLiteral(`*/${t}/*.csv`)}, DATA_SOURCE = 'ferry_synapse_link', FORMAT = 'CSV', PARSER_VERSION = '1.0', FIELDQUOTE = '"') WITH (${withList}) AS r`;
-    where = `r.filepath(1) > N'${START}' AND r.filepath(1) < N'${END}'`;
-  } else {
-    from = `OPENROWSET(BULK ${tsqlLiteral(`deltalake/${t}_partitioned/`)}, DATA_SOURCE = 'ferry_synapse_link', FORMAT = 'DELTA') AS r`;
-    where = `(N'${START}' = N'' OR r.[SinkModifiedOn] > N'${START}') AND r.[SinkModifiedOn] <= N'${END}'`;
-  }
+  const { from, where } = synapseLinkRows(input.format, t, columns, START, END);
   const deleted = `CASE WHEN LOWER(CAST(x.[IsDelete] AS NVARCHAR(10))) IN (N'true', N'1') THEN 1 ELSE 0 END`;
   // The local default extract's rule: a delete row without a versionnumber ranks above every version (some exports
   // write only Id and the Sink columns for a delete; NULLs sort last in DESC, so it would lose to an older version),

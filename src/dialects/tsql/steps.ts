@@ -1,5 +1,5 @@
 import type { SqlStep, StepParameter, StepRenderer, SynapseStepPlan } from '../sql-steps.js';
-import { compileConversion, keymapRefreshFor } from './conversion.js';
+import { tsqlConversion } from './conversion.js';
 import { compileExtract } from './extract.js';
 import { STATE_SCHEMA, saveCursorSql, stateSchemaStatements, tsqlIdent, tsqlLiteral, tsqlTable } from './staging.js';
 
@@ -83,9 +83,9 @@ function renderTsql(step: SqlStep<SynapseStepPlan>): string[] {
       ];
     case 'convert': {
       const { plan: conversion, names, keymapTargets } = plan.conversion;
-      const compiled = compileConversion(conversion, names);
+      const compiled = tsqlConversion.compileSynapse(conversion, names);
       return [
-        ...keymapTargets.flatMap((t) => keymapRefreshFor(t, names)),
+        ...keymapTargets.flatMap((t) => tsqlConversion.keymapRefresh(t, names)),
         ...compiled.lineage,
         ...compiled.classify,
         ...compiled.converted,
@@ -94,9 +94,9 @@ function renderTsql(step: SqlStep<SynapseStepPlan>): string[] {
       ];
     }
     case 'sink-query':
-      return [compileConversion(plan.conversion.plan, plan.conversion.names).sinkQuery];
+      return [tsqlConversion.compileSynapse(plan.conversion.plan, plan.conversion.names).sinkQuery];
     case 'save-versions':
-      return compileConversion(plan.conversion.plan, plan.conversion.names).saveVersions;
+      return tsqlConversion.compileSynapse(plan.conversion.plan, plan.conversion.names).saveVersions;
     case 'extract':
       return compileExtract(plan.extract);
   }

@@ -1,7 +1,8 @@
-import { loadMetadata, type TableMetadata } from '../../connectors/dataverse/metadata-snapshot.js';
 import { FerryError } from '../../core/errors.js';
 import type { ConversionPlan, DataverseMapping } from '../../core/mapping.js';
 import { type PipelineDefinition, parseDuration } from '../../core/pipeline.js';
+import { loadMetadata, type TableMetadata } from '../../core/table-metadata.js';
+import { keymapTargetsOf } from '../../dialects/sql-dialect.js';
 import {
   type ConversionNames,
   type KeymapTarget,
@@ -12,7 +13,6 @@ import {
   StepRegistry,
   type SynapseStepPlan,
 } from '../../dialects/sql-steps.js';
-import { compileConversion } from '../../dialects/tsql/conversion.js';
 import { STATE_SCHEMA, tsqlIdent, tsqlLiteral } from '../../dialects/tsql/staging.js';
 import { tsqlSteps } from '../../dialects/tsql/steps.js';
 import { loadConversionPlan } from '../../stages/convert-to-dataverse.js';
@@ -364,7 +364,7 @@ function dataverseDataset(table: string, meta: TableMetadata, columns: readonly 
   const typeOf = (c: string) => {
     const a = meta.Attributes.find((x) => x.LogicalName === c);
     if (!a)
-      throw new FerryError('export.keymap_column', `Key-map column \`${c}\` is not an attribute of \`${table}\`.`);
+      throw new FerryError('export.sink_mapping', `Key-map column \`${c}\` is not an attribute of \`${table}\`.`);
     return DATAVERSE_INTERIM_TYPES[a.AttributeTypeName.Value] ?? 'String';
   };
   return {
@@ -568,9 +568,8 @@ async function inboundPipeline(
     keymap: { schema: STATE_SCHEMA, table: 'keymap' },
     appliedVersions: { schema: STATE_SCHEMA, table: 'applied_versions' },
   };
-  const compiled = compileConversion(plan, names);
   const keymapTargets: KeymapTarget[] = [];
-  for (const t of compiled.keymapTargets) {
+  for (const t of keymapTargetsOf(plan)) {
     keymapTargets.push({ ...t, idAttribute: (await loadMetadata(options.metadataDir, t.table)).PrimaryIdAttribute });
   }
   const keyName = plan.keyName;
@@ -1316,7 +1315,7 @@ const DATAVERSE_DOC = 'learn.microsoft.com/azure/data-factory/connector-dynamics
 function sinkQueryColumns(sinkQuery: string): string[] {
   const select = sinkQuery.replace(/^(\s*--[^\n]*\n)*/, '').match(/^\s*SELECT\s+([\s\S]*?)\s+FROM\s/i)?.[1];
   if (!select)
-    throw new FerryError('export.sink_query', `Sink query \`${sinkQuery.slice(0, 80)}\` is not a SELECT list.`);
+    throw new FerryError('export.sink_mapping', `Sink query \`${sinkQuery.slice(0, 80)}\` is not a SELECT list.`);
   return select.split(',').map((c) => c.trim().replace(/^\[|\]$/g, ''));
 }
 
@@ -1350,7 +1349,7 @@ function dataverseCopyActivities(
     const a = attributes.get(column);
     if (!a)
       throw new FerryError(
-        'export.sink_column',
+        'export.sink_mapping',
         `Sink column \`${column}\` is not an attribute of \`${meta.LogicalName}\`.`,
       );
     return a.AttributeTypeName.Value;
@@ -1372,11 +1371,11 @@ function dataverseCopyActivities(
     }
     if (omitted.has(c.attribute))
       throw new FerryError(
-        'export.omit_supported',
+        'export.invalid_setting',
         `Setting \`omitColumns.${def.name}\` lists \`${c.attribute}\`, a ${type.replace(/Type$/, '')} the Copy sink can write; only columns the sink cannot write may be omitted — remove it from synapse/settings.json.`,
       );
     if (!columns.includes(c.attribute))
-      throw new FerryError('export.sink_column', `The sink query of \`${def.name}\` has no column \`${c.attribute}\`.`);
+      throw new FerryError('export.sink_mapping', `The sink query of \`${def.name}\` has no column \`${c.attribute}\`.`);
     const group = c.nullMeans === 'omit' ? omit : clear;
     group.push(c.attribute);
     const entityRef = `${c.attribute}@EntityReference`;
@@ -1390,7 +1389,7 @@ function dataverseCopyActivities(
       group.push(entityRef);
     } else
       throw new FerryError(
-        'export.entity_reference',
+        'export.sink_mapping',
         `Lookup \`${c.attribute}\` of \`${def.name}\` is multi-target, but the conversion gives no target table for it; name the lookup's target table(s) in the mapping.`,
       );
   }

@@ -11,12 +11,9 @@ export class ActivityError extends FerryError {
   constructor(
     errorCode: string,
     message: string,
-    options: { cause?: unknown; failureType?: 'UserError' | 'SystemError'; retryable?: boolean } = {},
+    options: { cause?: unknown; failureType?: 'UserError' | 'SystemError' } = {},
   ) {
-    super(`synapse_runtime.${errorCode}`, message, {
-      cause: options.cause,
-      disposition: options.retryable ? 'retry' : 'fatal',
-    });
+    super(`synapse_runtime.${errorCode}`, message, { cause: options.cause });
     this.name = 'ActivityError';
     this.errorCode = errorCode;
     this.failureType = options.failureType ?? 'UserError';

@@ -1,7 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { FerryError } from '../../core/errors.js';
-import { parseExactJson, stringifyExactJson } from '../../core/exact-json.js';
+import { FerryError } from './errors.js';
+import { parseExactJson, stringifyExactJson } from './exact-json.js';
 
 /**
  * Dataverse table metadata as snapshotted into the repository (`fixtures/metadata/<logicalname>.json`): a simplified

@@ -1,0 +1,3 @@
+import { register } from 'node:module';
+
+register('./module-recorder.mjs', import.meta.url);
