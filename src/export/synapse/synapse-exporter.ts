@@ -363,8 +363,7 @@ function sharedDatasets(s: SynapseExportSettings): SynapseArtifact[] {
 function dataverseDataset(table: string, meta: TableMetadata, columns: readonly string[]): SynapseArtifact {
   const typeOf = (c: string) => {
     const a = meta.Attributes.find((x) => x.LogicalName === c);
-    if (!a)
-      throw new FerryError('export.sink_mapping', `Key-map column \`${c}\` is not an attribute of \`${table}\`.`);
+    if (!a) throw new FerryError('export.sink_mapping', `Key-map column \`${c}\` is not an attribute of \`${table}\`.`);
     return DATAVERSE_INTERIM_TYPES[a.AttributeTypeName.Value] ?? 'String';
   };
   return {
@@ -1375,7 +1374,10 @@ function dataverseCopyActivities(
         `Setting \`omitColumns.${def.name}\` lists \`${c.attribute}\`, a ${type.replace(/Type$/, '')} the Copy sink can write; only columns the sink cannot write may be omitted — remove it from synapse/settings.json.`,
       );
     if (!columns.includes(c.attribute))
-      throw new FerryError('export.sink_mapping', `The sink query of \`${def.name}\` has no column \`${c.attribute}\`.`);
+      throw new FerryError(
+        'export.sink_mapping',
+        `The sink query of \`${def.name}\` has no column \`${c.attribute}\`.`,
+      );
     const group = c.nullMeans === 'omit' ? omit : clear;
     group.push(c.attribute);
     const entityRef = `${c.attribute}@EntityReference`;
