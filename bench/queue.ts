@@ -5,17 +5,23 @@
  * scale 60 as `bench -- write`), applied by the same listener and handler as `ferry listen`. Without `--rate` every
  * message is enqueued first and the figure is how fast the listener drains the queue; with `--rate` a producer
  * sends at that rate while the listener runs, and the latency (enqueue → settled) is what counts. Every message is
- * Like `ferry listen`, a micro-batch takes up to `--per-session` (32) messages of each session it holds, and the
- * changes of one key in it collapse to the newest (one row per key per request, as a batch file's versions do);
- * `--per-session 1` writes every message as its own row. `rowsPerSec` is what reached Dataverse. The emulator's
+ * Like `ferry listen`, a micro-batch takes an equal share of up to `--max-batch` (5000) messages from every held
+ * session (at most `--per-session`, 32) and writes **every** change — nothing is collapsed: each account's changes go
+ * one per request, in order, gathered with other accounts' into bulk requests (`src/events/chained-writer.ts`).
+ * `msgsPerSec` counts messages settled, `rowsPerSec` rows Dataverse accepted (messages minus the late changes dropped
+ * as stale); `ratioToCeiling` is messages, `writeRatioToCeiling` rows, both against the ceiling for the pipeline's
+ * batch size. The Dataverse emulator runs in a process of its own unless `--emulator in-process`. The emulator's
  * store is then checked key by key.
  * The last line is one JSON object.
  */
+
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { DataverseClient } from '../src/connectors/dataverse/dataverse-client.js';
 import { SqliteStateStore } from '../src/connectors/state/sqlite-state-store.js';
 import { resolveConfig } from '../src/core/config.js';
 import { silentLogger } from '../src/core/log.js';
@@ -60,6 +66,8 @@ export async function runQueueBench(argv: string[]): Promise<void> {
       late: { type: 'string', default: '0.05' },
       metadata: { type: 'string', default: 'fixtures/metadata' },
       queue: { type: 'string' },
+      emulator: { type: 'string', default: 'process' },
+      'target-in-flight': { type: 'string' },
     },
     strict: true,
   });
@@ -76,7 +84,14 @@ export async function runQueueBench(argv: string[]): Promise<void> {
   const print = (line: string) => process.stdout.write(`${line}\n`);
 
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ferry-bench-queue-'));
-  const emu = await startEmulator({ port: 0, metadataDir: values.metadata!, profile: values.profile!, timeScale });
+  if (values.emulator !== 'process' && values.emulator !== 'in-process')
+    throw new Error(`--emulator \`${values.emulator}\` must be \`process\` or \`in-process\`.`);
+  // By default the Dataverse emulator runs in a process of its own (as in the inbound bench): Dataverse is not on
+  // the listener's CPU, and on a shared machine the listener's figure should not pay for the service's work.
+  const emu =
+    values.emulator === 'process'
+      ? await spawnEmulator(values.profile!, timeScale, values.metadata!)
+      : await inProcessEmulator(values.profile!, timeScale, values.metadata!);
   const config = resolveConfig({ state: path.join(dir, 'state'), metadata: values.metadata!, lake: dir }, {});
   const state = SqliteStateStore.openIn(config.state);
   const env = { ...process.env, FERRY_QUEUE_MAX_DELIVERIES: '10', FERRY_QUEUE_LOCK_MS: '60000' };
@@ -145,6 +160,7 @@ export async function runQueueBench(argv: string[]): Promise<void> {
     log: silentLogger,
     queue,
     maxDeliveryCount,
+    ...(values['target-in-flight'] ? { targetInFlight: Number(values['target-in-flight']) } : {}),
     onApplied: (rows) => {
       for (const r of rows) {
         const v = Number(r.messageId.slice(r.messageId.lastIndexOf('-v') + 2));
@@ -217,7 +233,7 @@ export async function runQueueBench(argv: string[]): Promise<void> {
     for (let i = 1; i < versions.length; i++) if (versions[i]! < versions[i - 1]!) outOfOrder += 1;
   }
   const stored = new Map<string, unknown>();
-  for (const r of emu.store.rows('account')) stored.set(String(r.attributes.accountnumber), r.attributes.name);
+  for (const [key, name] of await emu.accounts()) stored.set(key, name);
   let lost = total - settled;
   for (const [key, name] of newest) if (stored.get(key) !== name) lost += 1;
   const seconds = ((lastSettled || performance.now()) - started) / 1000;
@@ -227,6 +243,9 @@ export async function runQueueBench(argv: string[]): Promise<void> {
   const p95 = latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.95))]! : 0;
   print(
     `drained ${settled} of ${total} in ${seconds.toFixed(1)} s: ${msgsPerSec.toFixed(1)} msgs/s = ${(msgsPerSec / ceiling).toFixed(3)} of the ceiling; ${summary.batches} micro-batches (${(summary.messages / Math.max(1, summary.batches)).toFixed(0)} messages each), ${summary.abandoned} abandoned for retry`,
+  );
+  print(
+    `listener time by phase (ms): ${JSON.stringify(Object.fromEntries(Object.entries(summary.timings).map(([k, v]) => [k, Math.round(v)])))}`,
   );
   print(
     `handler time by phase (ms): ${JSON.stringify(Object.fromEntries(Object.entries(handler.timings).map(([k, v]) => [k, Math.round(v)])))}`,
@@ -249,6 +268,8 @@ export async function runQueueBench(argv: string[]): Promise<void> {
       perSession: Number(values['per-session']),
       ceilingRowsPerSec: Math.round(ceiling * 10) / 10,
       ratioToCeiling: Math.round((msgsPerSec / ceiling) * 1000) / 1000,
+      writeRatioToCeiling: Math.round((appliedRows / seconds / ceiling) * 1000) / 1000,
+      emulator: values.emulator,
       outOfOrder,
       lost,
       duplicatedEffects,
@@ -257,4 +278,71 @@ export async function runQueueBench(argv: string[]): Promise<void> {
       p95LatencyMs: Math.round(p95),
     }),
   );
+}
+
+interface BenchEmulator {
+  readonly url: string;
+  /** Account number → name, as stored. */
+  accounts(): Promise<Map<string, unknown>>;
+  close(): Promise<void>;
+}
+
+async function inProcessEmulator(profile: string, timeScale: number, metadata: string): Promise<BenchEmulator> {
+  const emu = await startEmulator({ port: 0, metadataDir: metadata, profile, timeScale });
+  return {
+    url: emu.url,
+    accounts: async () =>
+      new Map(emu.store.rows('account').map((r) => [String(r.attributes.accountnumber), r.attributes.name])),
+    close: () => emu.close(),
+  };
+}
+
+async function spawnEmulator(profile: string, timeScale: number, metadata: string): Promise<BenchEmulator> {
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      path.resolve('src/cli/main.ts'),
+      'emulator',
+      '--port',
+      '0',
+      '--profile',
+      profile,
+      '--time-scale',
+      String(timeScale),
+      '--metadata',
+      path.resolve(metadata),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const url = await new Promise<string>((resolve, reject) => {
+    let text = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      text += chunk.toString('utf8');
+      const m = /listening on (http:\/\/\S+)/.exec(text);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`The Dataverse emulator exited with ${code} before listening.`)));
+  });
+  const client = new DataverseClient({ url, log: silentLogger });
+  return {
+    url,
+    accounts: async () => {
+      const out = new Map<string, unknown>();
+      let next: string | undefined = 'accounts?$select=accountnumber,name';
+      while (next) {
+        const page: { value?: Array<Record<string, unknown>>; '@odata.nextLink'?: string } = await client.getJson(next);
+        for (const r of page.value ?? []) out.set(String(r.accountnumber), r.name);
+        const link = page['@odata.nextLink'];
+        next = link ? link.slice(link.indexOf('accounts?')) : undefined;
+      }
+      return out;
+    },
+    close: async () => {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
 }

@@ -2,11 +2,11 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Alert, AlertSink } from '../alerts/webhook-alerts.js';
-import { BulkWriter, type WriteRow, type WriterTable } from '../connectors/dataverse/bulk-writer.js';
+import type { WriterTable } from '../connectors/dataverse/bulk-writer.js';
 import { DataverseClient } from '../connectors/dataverse/dataverse-client.js';
 import type { FerryConfig } from '../core/config.js';
 import { emptyCounts, type RunCounts } from '../core/counts.js';
-import { describeError, FerryError, isRetryable, UsageError } from '../core/errors.js';
+import { describeError, UsageError } from '../core/errors.js';
 import { killPoint } from '../core/kill-points.js';
 import type { Logger } from '../core/log.js';
 import type { ConversionPlan } from '../core/mapping.js';
@@ -34,6 +34,7 @@ import {
   versionsFile,
 } from '../stages/convert-to-dataverse.js';
 import { loadWriterTable, type UpsertDataverseSpec } from '../stages/upsert-dataverse.js';
+import { type ChainedRow, ChainedWriter } from './chained-writer.js';
 import { type InboundChangeMessage, type MessageValue, parseBody, queueMessageProblem } from './queue-message.js';
 
 /** What to do with one message after the handler saw it. */
@@ -87,6 +88,8 @@ export interface InboundHandlerOptions {
   readonly onApplied?: (applied: ReadonlyArray<{ key: string; version: string; messageId: string }>) => void;
   /** Runs of this handler roll over after this long (a new run id for rejects). Default 15 min. */
   readonly segmentMs?: number;
+  /** Requests the chained writer keeps in flight (rows per request = records ready / this). Default 16. */
+  readonly targetInFlight?: number;
   readonly signal?: AbortSignal;
 }
 
@@ -169,7 +172,7 @@ export class InboundMessageHandler {
     this.#upsert = upsert;
     this.#table = table;
     this.#staging = staging;
-    this.#client = new DataverseClient({
+    this.#client = new ListenerDataverseClient({
       url: options.dataverse.url,
       ...(options.dataverse.getToken ? { getToken: options.dataverse.getToken } : {}),
       timeoutMs: upsert.timeoutMs,
@@ -398,7 +401,7 @@ export class InboundMessageHandler {
       this.#compiled.set(hasPrevious, sql);
     }
     this.#lap('stage');
-    await staging.run(sql.classify);
+    await staging.run(everyVersion(sql));
     await staging.run(sql.converted);
     this.#lap('convert');
     const byRowId = new Map(items.map((i) => [i.index + 1, i]));
@@ -445,72 +448,78 @@ export class InboundMessageHandler {
       `SELECT __row_id, __key, __key_predicate, __key_safe, __payload, __version FROM ${STAGING_TABLES.converted} ORDER BY __row_id`,
     );
     if (rows.length === 0) return;
-    const accepted: bigint[] = [];
-    const versionOf = new Map(rows.map((r) => [Number(r.__row_id), r]));
-    const writeRows: WriteRow[] = rows.map((r) => {
+    // Every change is written, in message order per record: one chain per key (rows are in message order, and the
+    // listener hands each session's messages over in sequence order).
+    const chains = new Map<string, ChainedRow[]>();
+    const itemOf = new Map<ChainedRow, Item>();
+    for (const r of rows) {
       const item = byRowId.get(Number(r.__row_id))!;
-      return {
-        rowId: r.__row_id,
-        key: r.__key,
-        keyPredicate: r.__key_predicate,
-        keySafe: r.__key_safe !== false,
-        payload: r.__payload,
-        sourceFile: item.sourceFile,
-        rowNumber: item.message.sequenceNumber,
+      const change: ChainedRow = {
+        row: {
+          rowId: r.__row_id,
+          key: r.__key,
+          keyPredicate: r.__key_predicate,
+          keySafe: r.__key_safe !== false,
+          payload: r.__payload,
+          sourceFile: item.sourceFile,
+          rowNumber: item.message.sequenceNumber,
+        },
+        version: r.__version,
       };
-    });
-    const bySource = new Map(items.map((i) => [i.sourceFile, i]));
+      itemOf.set(change, item);
+      const chain = chains.get(r.__key_predicate);
+      if (chain) chain.push(change);
+      else chains.set(r.__key_predicate, [change]);
+    }
+    // Redelivered changes (a kill or a lost lock after some of them were upserted but before their versions were
+    // saved) collapse to the newest of them, as a repeated batch window does: re-sending them one by one would put
+    // an older change back over a newer one that was already applied.
+    for (const [key, chain] of chains) {
+      const again = chain.filter((c) => itemOf.get(c)!.message.deliveryCount > 1);
+      if (again.length < 2) continue;
+      const newest = again.reduce((a, b) => (b.version >= a.version ? b : a));
+      for (const c of again)
+        if (c !== newest) {
+          itemOf.get(c)!.outcome = { kind: 'complete', result: 'superseded' };
+          segment.counts.skippedStale += 1;
+        }
+      chains.set(
+        key,
+        chain.filter((c) => c === newest || !again.includes(c)),
+      );
+    }
+    const accepted: bigint[] = [];
+    const applied: Array<{ key: string; version: string; messageId: string }> = [];
     this.#mode ??= await this.#resolveMode();
-    const writer = new BulkWriter({
+    const writer = new ChainedWriter({
       client: this.#client,
       table: this.#table,
       mode: this.#mode,
       batchSize: this.#upsert.batchSize,
       maxConcurrency: this.#upsert.maxConcurrency,
       timeoutMs: this.#upsert.timeoutMs,
+      isTransientReject,
+      ...(this.#options.targetInFlight ? { targetInFlight: this.#options.targetInFlight } : {}),
       ...(this.#options.signal ? { signal: this.#options.signal } : {}),
       log: this.#options.log,
-      onUpserted: (done) => {
-        for (const r of done) accepted.push(BigInt(r.rowId));
-      },
-      onRejected: (list) => {
-        for (const reject of list) {
-          const item = reject.sourceFile ? bySource.get(reject.sourceFile) : undefined;
-          if (!item) continue;
-          if (isTransientReject(reject.reason)) {
-            item.outcome = this.#transient(item, reject.reason, reject.message);
-            continue;
-          }
-          item.outcome = { kind: 'dead-letter', reason: reject.reason, description: reject.message };
+      onOutcome: (change, outcome) => {
+        const item = itemOf.get(change)!;
+        if (outcome.kind === 'upserted') {
+          accepted.push(BigInt(change.row.rowId));
+          item.outcome = { kind: 'complete', result: 'upserted' };
+          applied.push({ key: change.row.keyPredicate, version: change.version, messageId: item.message.messageId });
+        } else if (outcome.kind === 'stale') {
+          item.outcome = { kind: 'complete', result: 'stale' };
+          segment.counts.skippedStale += 1;
+        } else if (outcome.kind === 'rejected') {
+          item.outcome = { kind: 'dead-letter', reason: outcome.reject.reason, description: outcome.reject.message };
           // The source values as the row, so a replay can rebuild the message's row.
-          rejects.push({ item, reject: { ...reject, row: item.values! } });
-        }
+          rejects.push({ item, reject: { ...outcome.reject, row: item.values! } });
+        } else item.outcome = this.#transient(item, outcome.reason, outcome.message);
       },
     });
-    try {
-      await writer.write(
-        (async function* () {
-          yield writeRows;
-        })(),
-      );
-    } catch (error) {
-      if (!isRetryable(error)) {
-        for (const r of rows) {
-          const item = byRowId.get(Number(r.__row_id))!;
-          item.outcome ??= this.#transient(item, 'dataverse.failed', describeError(error));
-        }
-        throw error;
-      }
-      for (const r of rows) {
-        const item = byRowId.get(Number(r.__row_id))!;
-        if (!accepted.includes(r.__row_id))
-          item.outcome ??= this.#transient(
-            item,
-            error instanceof FerryError ? error.code : 'dataverse.transient',
-            describeError(error),
-          );
-      }
-    }
+    const written = await writer.write([...chains.values()]);
+    this.timings.requests = (this.timings.requests ?? 0) + written.requests;
     this.#lap('write');
     killPoint('listen:after-upsert');
     // Applied versions, merged into the pipeline's file exactly as the batch path's commit hook does.
@@ -520,13 +529,6 @@ export class InboundMessageHandler {
     await saveVersions(staging, file, segment.id);
     this.#lap('versions');
     killPoint('listen:after-versions');
-    const applied: Array<{ key: string; version: string; messageId: string }> = [];
-    for (const id of accepted) {
-      const item = byRowId.get(Number(id))!;
-      item.outcome = { kind: 'complete', result: 'upserted' };
-      const r = versionOf.get(Number(id))!;
-      applied.push({ key: r.__key_predicate, version: r.__version, messageId: item.message.messageId });
-    }
     segment.counts.upserted += accepted.length;
     if (applied.length) this.#options.onApplied?.(applied);
   }
@@ -684,6 +686,35 @@ export class InboundMessageHandler {
       };
       await alerts.notify(alert);
     }
+  }
+}
+
+/**
+ * The work-table statement of a compiled conversion without its second statement, which collapses the versions of
+ * one key to the newest (`superseded`): the listener writes every change of a record in order instead.
+ */
+function everyVersion(sql: CompiledConversion): string {
+  const cut = sql.classify.indexOf(';\nUPDATE ');
+  if (cut < 0)
+    throw new Error(
+      'The compiled conversion no longer ends with the statement that marks superseded versions; the listener needs its first statement alone (see compileConversion).',
+    );
+  return sql.classify.slice(0, cut);
+}
+
+/**
+ * The handler's Dataverse client: asks `WhoAmI` (user, `x-ms-dop-hint`, time scale) once, not before every request
+ * the chained writer sends (each is a `BulkWriter.write` of its own).
+ */
+class ListenerDataverseClient extends DataverseClient {
+  #whoAmI: ReturnType<DataverseClient['whoAmI']> | undefined;
+
+  override whoAmI(): ReturnType<DataverseClient['whoAmI']> {
+    this.#whoAmI ??= super.whoAmI().catch((error: unknown) => {
+      this.#whoAmI = undefined;
+      throw error;
+    });
+    return this.#whoAmI;
   }
 }
 

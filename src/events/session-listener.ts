@@ -19,6 +19,8 @@ export interface ListenOptions {
   readonly maxSessions?: number;
   /** Messages taken from one session per micro-batch. Default 32. */
   readonly perSession?: number;
+  /** Sessions asked for at once. Default 32. */
+  readonly acceptBurst?: number;
   /** How long to wait for a session when none is held. Default 1000 ms. */
   readonly pollMs?: number;
   /** Stop after the queue was empty for this long (tests, the demo, benchmarks). Default: run until aborted. */
@@ -35,6 +37,8 @@ export interface ListenSummary {
   abandoned: number;
   deadLettered: number;
   settleFailures: number;
+  /** Wall time per phase (ms): accept, receive, handle, settle, release (benchmarks print it). */
+  timings: Record<string, number>;
 }
 
 /**
@@ -49,6 +53,7 @@ export async function listenToQueue(options: ListenOptions): Promise<ListenSumma
   const maxSessions = options.maxSessions ?? 256;
   const perSession = options.perSession ?? 32;
   const pollMs = options.pollMs ?? 1000;
+  const acceptBurst = Math.max(1, options.acceptBurst ?? 32);
   const summary: ListenSummary = {
     batches: 0,
     messages: 0,
@@ -56,6 +61,13 @@ export async function listenToQueue(options: ListenOptions): Promise<ListenSumma
     abandoned: 0,
     deadLettered: 0,
     settleFailures: 0,
+    timings: { accept: 0, receive: 0, handle: 0, settle: 0, release: 0 },
+  };
+  let lapAt = performance.now();
+  const lap = (phase: string) => {
+    const now = performance.now();
+    summary.timings[phase] = (summary.timings[phase] ?? 0) + (now - lapAt);
+    lapAt = now;
   };
   const held = new Map<string, QueueSession>();
   let idleSince = Date.now();
@@ -76,29 +88,55 @@ export async function listenToQueue(options: ListenOptions): Promise<ListenSumma
   try {
     while (!options.signal?.aborted) {
       // Take free sessions up to the cap: wait only when holding none.
+      // Several accepts at once: over AMQP each is a link attach the service answers when a session is free, so
+      // taking them one after another would hold one session per round trip.
       while (held.size < maxSessions && !options.signal?.aborted) {
-        const session = await transport.acceptNextSession(queue, {
-          maxWaitMs: held.size === 0 ? pollMs : 0,
-          ...(options.signal ? { signal: options.signal } : {}),
-        });
-        if (!session) break;
-        held.set(session.sessionId, session);
+        const want = Math.min(maxSessions - held.size, acceptBurst);
+        const maxWaitMs = held.size === 0 ? pollMs : 0;
+        const accepted = await Promise.all(
+          Array.from({ length: want }, () =>
+            transport.acceptNextSession(queue, {
+              maxWaitMs,
+              ...(options.signal ? { signal: options.signal } : {}),
+            }),
+          ),
+        );
+        let got = 0;
+        for (const session of accepted) {
+          if (!session) continue;
+          got += 1;
+          held.set(session.sessionId, session);
+        }
+        if (got < want) break;
       }
       const batch: Array<{ session: QueueSession; message: ReceivedMessage }> = [];
-      for (const session of [...held.values()]) {
-        if (batch.length >= maxBatch) break;
-        let got: ReceivedMessage[];
-        try {
-          got = await session.receive(Math.min(perSession, maxBatch - batch.length), 0);
-        } catch (error) {
-          log.warn(`Lost session \`${session.sessionId}\`: ${describeError(error)}`);
-          await drop(session);
-          continue;
-        }
+      // Breadth first: every held session gets its share of the micro-batch, so its records' changes are written
+      // as many overlapping chains (rows in flight = records), not a few long ones.
+      const share = Math.max(1, Math.min(perSession, Math.floor(maxBatch / Math.max(1, held.size))));
+      lap('accept');
+      // All held sessions at once: the embedded queue answers them in one transaction, Service Bus over its links
+      // in parallel.
+      const sessions = [...held.values()].slice(0, maxBatch);
+      const received = await Promise.all(
+        sessions.map((session) =>
+          session.receive(share, 0).catch(async (error: unknown) => {
+            log.warn(`Lost session \`${session.sessionId}\`: ${describeError(error)}`);
+            await drop(session);
+            return null;
+          }),
+        ),
+      );
+      lap('receive');
+      const dry: QueueSession[] = [];
+      for (const [i, got] of received.entries()) {
+        if (got === null) continue;
+        const session = sessions[i]!;
         // A session that ran dry goes back to the queue for whoever gets its next message.
-        if (got.length === 0) await drop(session);
+        if (got.length === 0) dry.push(session);
         for (const message of got) batch.push({ session, message });
       }
+      await Promise.all(dry.map(drop));
+      lap('release');
       if (batch.length === 0) {
         if (options.stopWhenIdleMs !== undefined && held.size === 0 && Date.now() - idleSince >= options.stopWhenIdleMs)
           break;
@@ -114,6 +152,7 @@ export async function listenToQueue(options: ListenOptions): Promise<ListenSumma
         outcomes = await options.handler.handle(batch.map((b) => b.message));
       } finally {
         clearInterval(renewing);
+        lap('handle');
       }
       // Settled concurrently (the transports batch or pipeline them); each session's own order does not matter here
       // because the handler already decided every message of the micro-batch.
@@ -141,14 +180,15 @@ export async function listenToQueue(options: ListenOptions): Promise<ListenSumma
           }
         }),
       );
-      for (const session of lost) if (held.get(session.sessionId) === session) await drop(session);
+      lap('settle');
+      await Promise.all([...lost].filter((session) => held.get(session.sessionId) === session).map(drop));
       // Idle time counts from the end of the last micro-batch, not its start.
       idleSince = Date.now();
       // Keep the locks of sessions still held.
       await renewHeld(10_000);
     }
   } finally {
-    for (const session of [...held.values()]) await drop(session);
+    await Promise.all([...held.values()].map(drop));
   }
   return summary;
 }

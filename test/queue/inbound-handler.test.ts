@@ -90,8 +90,12 @@ async function getAccount(no: string): Promise<Record<string, unknown> | undefin
   return ((await res.json()) as { value: Array<Record<string, unknown>> }).value[0];
 }
 
-async function handler(maxDeliveryCount = 5): Promise<InboundMessageHandler> {
+async function handler(
+  maxDeliveryCount = 5,
+  onApplied?: (rows: ReadonlyArray<{ key: string; version: string; messageId: string }>) => void,
+): Promise<InboundMessageHandler> {
   return InboundMessageHandler.open({
+    ...(onApplied ? { onApplied } : {}),
     definition: accounts,
     config: base.config,
     state,
@@ -178,6 +182,83 @@ test('messages of many sessions are upserted with the pipeline mapping; an older
     const again = await drain(h);
     assert.deepEqual([...again.values()][0], [{ kind: 'complete', result: 'stale' }]);
     assert.equal((await getAccount('M-2'))?.name, 'Two v2');
+  } finally {
+    await h.close();
+  }
+});
+
+test('every change of a record is written, in order, one per request; a late older change is stale', async () => {
+  const applied: string[] = [];
+  const h = await handler(5, (rows) => applied.push(...rows.map((r) => `${r.key} ${r.version.slice(11, 16)}`)));
+  try {
+    await queue.send('accounts', [
+      change('C-1', 'C1 v1', '2026-11-26T10:01:00Z'),
+      change('C-2', 'C2 v1', '2026-11-26T10:01:00Z'),
+      change('C-1', 'C1 v2', '2026-11-26T10:02:00Z'),
+      change('C-1', 'C1 v4', '2026-11-26T10:04:00Z'),
+      change('C-1', 'C1 v3', '2026-11-26T10:03:00Z'), // late
+      change('C-2', 'C2 v2', '2026-11-26T10:02:00Z'),
+      change('C-1', 'C1 v5', '2026-11-26T10:05:00Z'),
+    ]);
+    const seen = await drain(h);
+    assert.equal(seen.size, 7);
+    // One micro-batch, no collapsing: each record's changes reach Dataverse one after another, oldest first.
+    assert.deepEqual(
+      applied.filter((a) => a.startsWith("accountnumber='C-1'")),
+      ['10:01', '10:02', '10:04', '10:05'].map((t) => `accountnumber='C-1' ${t}`),
+    );
+    assert.deepEqual(
+      applied.filter((a) => a.startsWith("accountnumber='C-2'")),
+      ['10:01', '10:02'].map((t) => `accountnumber='C-2' ${t}`),
+    );
+    assert.equal(h.counts.upserted, 6);
+    assert.equal(h.counts.stale, 1);
+    assert.equal(h.counts.superseded, 0);
+    assert.equal((await getAccount('C-1'))?.name, 'C1 v5');
+    assert.equal((await getAccount('C-2'))?.name, 'C2 v2');
+  } finally {
+    await h.close();
+  }
+});
+
+test('redelivered changes of a record collapse to the newest of them (a kill after an upsert never re-sends an older one after it)', async () => {
+  const applied: string[] = [];
+  const h = await handler(5, (rows) => applied.push(...rows.map((r) => r.messageId)));
+  try {
+    await queue.send('accounts', [
+      { ...change('C-3', 'C3 v1', '2026-11-26T10:01:00Z'), messageId: 'c3-v1' },
+      { ...change('C-3', 'C3 v2', '2026-11-26T10:02:00Z'), messageId: 'c3-v2' },
+      { ...change('C-3', 'C3 v3', '2026-11-26T10:03:00Z'), messageId: 'c3-v3' },
+    ]);
+    // A receiver that dies after taking them: the lock is given up, every message comes again (delivery 2).
+    const session = await queue.acceptNextSession('accounts', { maxWaitMs: 1000 });
+    assert.equal((await session!.receive(10, 0)).length, 3);
+    for (const m of await queue.peek('accounts', 10)) assert.equal(m.sessionId, 'C-3');
+    await session!.close();
+    const seen = await drain(h);
+    assert.deepEqual(applied, ['c3-v3']);
+    assert.deepEqual(seen.get('c3-v1'), [{ kind: 'complete', result: 'superseded' }]);
+    assert.deepEqual(seen.get('c3-v2'), [{ kind: 'complete', result: 'superseded' }]);
+    assert.equal((await getAccount('C-3'))?.name, 'C3 v3');
+  } finally {
+    await h.close();
+  }
+});
+
+test('a change that fails transiently does not hold back the newer ones; redelivered, it is stale', async () => {
+  const h = await handler(5);
+  try {
+    await queue.send('accounts', [
+      { ...change('C-4', 'C4 v1', '2026-11-26T10:01:00Z', 'NOWHERE'), messageId: 'c4-v1' },
+      { ...change('C-4', 'C4 v2', '2026-11-26T10:02:00Z'), messageId: 'c4-v2' },
+    ]);
+    const seen = await drain(h);
+    assert.equal(seen.get('c4-v1')?.[0]?.kind, 'abandon');
+    assert.equal((seen.get('c4-v1')?.[0] as { reason?: string } | undefined)?.reason, 'lookup.target_missing');
+    assert.deepEqual(seen.get('c4-v1')?.at(-1), { kind: 'complete', result: 'stale' });
+    assert.deepEqual(seen.get('c4-v2'), [{ kind: 'complete', result: 'upserted' }]);
+    assert.equal((await getAccount('C-4'))?.name, 'C4 v2');
+    assert.equal((await queue.peekDeadLetters('accounts', 50)).filter((d) => d.sessionId === 'C-4').length, 0);
   } finally {
     await h.close();
   }

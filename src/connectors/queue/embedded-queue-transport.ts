@@ -309,16 +309,18 @@ export class EmbeddedQueueTransport implements QueueTransport {
     this.#db.close();
   }
 
-  #pending: Array<{ work: () => void; resolve: () => void; reject: (error: unknown) => void }> = [];
+  #pending: Array<{ work: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }> = [];
+  /** Grows with every group transaction: a session checks its lock once per group, not once per message. */
+  groupId = 0;
 
   /**
    * Runs settlements that arrive in the same turn of the event loop in one transaction (each in its own savepoint,
    * so one that fails leaves the others applied): settling message by message would cost a commit each.
    * @internal
    */
-  groupCommit(work: () => void): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#pending.push({ work, resolve, reject });
+  groupCommit<T>(work: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.push({ work, resolve: resolve as (value: unknown) => void, reject });
       if (this.#pending.length === 1) setImmediate(() => this.#flush());
     });
   }
@@ -326,16 +328,16 @@ export class EmbeddedQueueTransport implements QueueTransport {
   #flush(): void {
     const batch = this.#pending;
     this.#pending = [];
-    const results: Array<unknown | null> = [];
+    this.groupId += 1;
+    const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     try {
       this.#db
         .transaction(() => {
           for (const op of batch) {
             try {
-              this.#db.transaction(op.work)();
-              results.push(null);
+              results.push({ ok: true, value: this.#db.transaction(op.work)() });
             } catch (error) {
-              results.push(error ?? new Error('settlement failed'));
+              results.push({ ok: false, error: error ?? new Error('queue operation failed') });
             }
           }
         })
@@ -345,8 +347,9 @@ export class EmbeddedQueueTransport implements QueueTransport {
       return;
     }
     batch.forEach((op, i) => {
-      if (results[i] === null) op.resolve();
-      else op.reject(results[i]);
+      const result = results[i]!;
+      if (result.ok) op.resolve(result.value);
+      else op.reject(result.error);
     });
   }
 
@@ -390,6 +393,7 @@ class EmbeddedSession implements QueueSession {
   readonly #token: string;
   #until: number;
   #closed = false;
+  #checkedIn = -1;
 
   constructor(
     owner: EmbeddedQueueTransport,
@@ -443,7 +447,8 @@ class EmbeddedSession implements QueueSession {
       return out;
     });
     for (;;) {
-      const rows = take.immediate(Date.now());
+      // Receives of many sessions in the same turn (a listener gathering a micro-batch) share one transaction.
+      const rows = await this.#owner.groupCommit(() => take(Date.now()));
       if (rows.length > 0) return rows.map(toReceived);
       const left = deadline - Date.now();
       if (left <= 0 || this.#closed) return [];
@@ -452,8 +457,14 @@ class EmbeddedSession implements QueueSession {
   }
 
   async complete(message: ReceivedMessage): Promise<void> {
-    await this.#settle(message, (row) => {
-      prepared(this.#db, 'DELETE FROM queue_messages WHERE seq = ?').run(row.seq);
+    // The hot path of a listener: one DELETE that also proves the lock (no read of the row and its body first).
+    await this.#owner.groupCommit(() => {
+      this.#checkOncePerGroup();
+      const deleted = prepared(this.#db, 'DELETE FROM queue_messages WHERE seq = ? AND lock_token = ?').run(
+        message.sequenceNumber,
+        this.#token,
+      );
+      if (deleted.changes === 0) throw this.#messageLockLost(message);
       prepared(
         this.#db,
         'UPDATE queue_sessions SET active_count = active_count - 1 WHERE queue = ? AND session_id = ?',
@@ -547,18 +558,28 @@ class EmbeddedSession implements QueueSession {
 
   #settle(message: ReceivedMessage, apply: (row: MessageRow) => void): Promise<void> {
     return this.#owner.groupCommit(() => {
-      this.#check(Date.now());
+      this.#checkOncePerGroup();
       const row = prepared(this.#db, 'SELECT * FROM queue_messages WHERE seq = ? AND lock_token = ?').get(
         message.sequenceNumber,
         this.#token,
       ) as MessageRow | undefined;
-      if (!row)
-        throw new FerryError(
-          'queue.message_lock_lost',
-          `Message \`${message.messageId}\` (sequence ${message.sequenceNumber}) is not locked by this session receiver; it was settled already or its lock was lost.`,
-        );
+      if (!row) throw this.#messageLockLost(message);
       apply(row);
     });
+  }
+
+  /** The lock cannot change inside one group transaction: checked once per session per group. */
+  #checkOncePerGroup(): void {
+    if (this.#checkedIn === this.#owner.groupId) return;
+    this.#check(Date.now());
+    this.#checkedIn = this.#owner.groupId;
+  }
+
+  #messageLockLost(message: ReceivedMessage): FerryError {
+    return new FerryError(
+      'queue.message_lock_lost',
+      `Message \`${message.messageId}\` (sequence ${message.sequenceNumber}) is not locked by this session receiver; it was settled already or its lock was lost.`,
+    );
   }
 }
 

@@ -34,6 +34,11 @@ export type ServiceBusTransportOptions = (
    * as with the embedded queue; a caller that stops renewing then loses the session after the lock duration.
    */
   readonly renewLocks?: boolean;
+  /**
+   * Shortest wait of a session receive for its first message, whatever the caller asked (`0` included): a session
+   * counts as dry only after a round trip to the service. Default `200`.
+   */
+  readonly minReceiveWaitMs?: number;
 };
 
 type Settle = 'complete' | 'abandon' | 'deadLetter';
@@ -123,9 +128,11 @@ export class ServiceBusTransport implements QueueTransport {
   readonly #sessions = new Set<ServiceBusQueueSession>();
   #closed = false;
   readonly #renewLocks: boolean;
+  readonly #minReceiveWaitMs: number;
 
   constructor(options: ServiceBusTransportOptions) {
     this.#renewLocks = options.renewLocks ?? true;
+    this.#minReceiveWaitMs = Math.max(1, options.minReceiveWaitMs ?? 200);
     const clientOptions: ServiceBusClientOptions = {
       retryOptions: {
         timeoutInMs: options.retry?.timeoutMs ?? 60_000,
@@ -205,9 +212,45 @@ export class ServiceBusTransport implements QueueTransport {
   }
 
   #startAccept(queue: string): PendingAccept {
-    return this.#acceptClient
-      .acceptNextSession(queue, { maxAutoLockRenewalDurationInMs: 0 })
-      .catch((error: unknown) => (error instanceof Error ? error : new Error(String(error))));
+    return this.#acceptClient.acceptNextSession(queue, { maxAutoLockRenewalDurationInMs: 0 }).then(
+      (receiver) => {
+        this.#keepUntilClaimed(receiver);
+        return receiver;
+      },
+      (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
+    );
+  }
+
+  /** Renewal timers of sessions accepted but not yet handed out. */
+  readonly #unclaimedRenewals = new Map<ServiceBusSessionReceiver, NodeJS.Timeout>();
+
+  /**
+   * An accept that completes after its caller stopped waiting holds a session nobody uses yet: its lock is renewed
+   * until a caller takes it, so it does not expire meanwhile (which would count a delivery on its messages and keep
+   * the session from every receiver for a lock duration).
+   */
+  #keepUntilClaimed(receiver: ServiceBusSessionReceiver): void {
+    if (!this.#renewLocks || this.#closed) return;
+    const remaining = receiver.sessionLockedUntilUtc.getTime() - Date.now();
+    const timer = setTimeout(
+      () => {
+        if (!this.#unclaimedRenewals.has(receiver)) return;
+        receiver.renewSessionLock().then(
+          () => {
+            if (this.#unclaimedRenewals.has(receiver)) this.#keepUntilClaimed(receiver);
+          },
+          () => this.#unclaimedRenewals.delete(receiver),
+        );
+      },
+      Math.max(0, remaining - Math.min(remaining / 2, 10_000)),
+    );
+    timer.unref();
+    this.#unclaimedRenewals.set(receiver, timer);
+  }
+
+  #claim(receiver: ServiceBusSessionReceiver): void {
+    clearTimeout(this.#unclaimedRenewals.get(receiver));
+    this.#unclaimedRenewals.delete(receiver);
   }
 
   /**
@@ -223,7 +266,13 @@ export class ServiceBusTransport implements QueueTransport {
     const deadline = Date.now() + Math.max(0, options.maxWaitMs);
     for (;;) {
       if (options.signal?.aborted) return null;
-      const unclaimed = this.#unclaimed.get(queue) ?? [];
+      // One list per queue, created before anyone waits: concurrent callers that each made their own would drop
+      // each other's accepts, whose sessions would then stay locked with nobody to take them.
+      let unclaimed = this.#unclaimed.get(queue);
+      if (!unclaimed) {
+        unclaimed = [];
+        this.#unclaimed.set(queue, unclaimed);
+      }
       const adopted = unclaimed.shift();
       const attempt = adopted ?? this.#startAccept(queue);
       const waitMs = deadline - Date.now();
@@ -237,19 +286,19 @@ export class ServiceBusTransport implements QueueTransport {
       if (outcome === 'gave-up') {
         if (this.#closed) {
           attempt.then((r) => (r instanceof Error ? undefined : r.close().catch(() => {})));
-        } else {
-          unclaimed.push(attempt);
-          this.#unclaimed.set(queue, unclaimed);
-        }
+        } else unclaimed.push(attempt);
         return null;
       }
       if (!(outcome instanceof Error)) {
+        this.#claim(outcome);
         // A taken-over accept may have held its session unrenewed for a while: renew before handing it out.
         if (adopted && !(await this.#stillHeld(outcome))) {
           if (Date.now() >= deadline) return null;
           continue;
         }
-        const session = new ServiceBusQueueSession(outcome, queue, this.#renewLocks, (s) => this.#sessions.delete(s));
+        const session = new ServiceBusQueueSession(outcome, queue, this.#renewLocks, this.#minReceiveWaitMs, (s) =>
+          this.#sessions.delete(s),
+        );
         this.#sessions.add(session);
         return session;
       }
@@ -354,6 +403,8 @@ export class ServiceBusTransport implements QueueTransport {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    for (const timer of this.#unclaimedRenewals.values()) clearTimeout(timer);
+    this.#unclaimedRenewals.clear();
     await Promise.all([...this.#sessions].map((s) => s.close().catch(() => {})));
     for (const pending of this.#unclaimed.values()) {
       for (const attempt of pending) {
@@ -381,6 +432,7 @@ class ServiceBusQueueSession implements QueueSession {
   readonly #onClosed: (session: ServiceBusQueueSession) => void;
   readonly #messages = new Map<ReceivedMessage, ServiceBusReceivedMessage>();
   readonly #renewInBackground: boolean;
+  readonly #minReceiveWaitMs: number;
   readonly #delayed: { message: ServiceBusReceivedMessage; until: number }[] = [];
   #renewTimer?: NodeJS.Timeout;
   #lockLost?: FerryError;
@@ -390,10 +442,12 @@ class ServiceBusQueueSession implements QueueSession {
     receiver: ServiceBusSessionReceiver,
     queue: string,
     renewInBackground: boolean,
+    minReceiveWaitMs: number,
     onClosed: (s: ServiceBusQueueSession) => void,
   ) {
     this.#receiver = receiver;
     this.#renewInBackground = renewInBackground;
+    this.#minReceiveWaitMs = minReceiveWaitMs;
     this.sessionId = receiver.sessionId;
     this.#queue = queue;
     this.#onClosed = onClosed;
@@ -465,8 +519,11 @@ class ServiceBusQueueSession implements QueueSession {
       if (blockedFor !== undefined) return [];
     }
     try {
+      // A receive over the network cannot be answered in no time: the session is called dry only after one round
+      // trip had the chance to bring a message (the listener receives from all its sessions at once, so this wait is
+      // paid once per micro-batch, not per session).
       const received = await this.#receiver.receiveMessages(maxMessages, {
-        maxWaitTimeInMs: Math.max(1, deadline - Date.now()),
+        maxWaitTimeInMs: Math.max(this.#minReceiveWaitMs, deadline - Date.now()),
       });
       return received.map((message) => {
         const mapped = toReceived(message);
