@@ -64,6 +64,16 @@ export const ERROR_CODES = {
   'emulator.store_format': { disposition: 'fatal', meaning: 'the emulator store file has an unknown format' },
   'emulator.store_unreadable': { disposition: 'fatal', meaning: 'the emulator store file cannot be read' },
 
+  'export.copy_sink_unsupported': {
+    disposition: 'fatal',
+    meaning: 'a mapped column the Dataverse Copy sink cannot write (multi-select, party list); omit it or remove it',
+  },
+  'export.file_pattern': { disposition: 'fatal', meaning: 'a delta file pattern the Synapse export cannot express' },
+  'export.invalid_setting': { disposition: 'fatal', meaning: 'an export setting contradicts the pipeline definitions' },
+  'export.sink_mapping': {
+    disposition: 'fatal',
+    meaning: 'the sink query or metadata does not give the Dataverse copy its columns',
+  },
   'export.expression_too_long': { disposition: 'fatal', meaning: 'a generated Synapse expression exceeds its limit' },
   'export.extract_missing': {
     disposition: 'fatal',

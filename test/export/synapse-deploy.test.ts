@@ -10,7 +10,7 @@ import { SynapseArtifactsClient } from '../../src/connectors/synapse/synapse-art
 import { FerryError } from '../../src/core/errors.js';
 import { loadPipelines } from '../../src/core/pipeline-loader.js';
 import { exportFiles, writeFiles } from '../../src/export/synapse/artifact-files.js';
-import { DEFAULT_SETTINGS } from '../../src/export/synapse/export-settings.js';
+import { DEFAULT_SETTINGS, loadExportSettings } from '../../src/export/synapse/export-settings.js';
 import { NAMES, type SynapseArtifact } from '../../src/export/synapse/synapse-artifacts.js';
 import {
   applyDeploy,
@@ -41,7 +41,8 @@ before(async () => {
   artifacts = [
     ...(
       await exportSynapse(defs, {
-        settings: DEFAULT_SETTINGS,
+        // The project's settings: they omit the multi-select columns the Copy sink cannot write.
+        settings: await loadExportSettings(path.join(root, 'synapse', 'settings.json')),
         metadataDir: path.join(root, 'fixtures', 'metadata'),
       })
     ).artifacts,
@@ -227,7 +228,8 @@ describe('deploy order', () => {
     const defs = await loadPipelines(path.join(root, 'pipelines'));
     const demo = (
       await exportSynapse(defs, {
-        settings: DEFAULT_SETTINGS,
+        // The project's settings: they omit the multi-select columns the Copy sink cannot write.
+        settings: await loadExportSettings(path.join(root, 'synapse', 'settings.json')),
         metadataDir: path.join(root, 'fixtures', 'metadata'),
         readExtract: (f) => fs.readFile(path.join(root, f), 'utf8').catch(() => undefined),
       })

@@ -39,7 +39,12 @@ const find = (kind: SynapseArtifact['kind'], name: string) => {
   assert.ok(a, `${kind} ${name} exists`);
   return a;
 };
-const activities = (a: SynapseArtifact) => a.properties.activities as Record<string, any>[];
+/** Every activity, those inside If branches included. */
+const activities = (a: SynapseArtifact): Record<string, any>[] =>
+  (a.properties.activities as Record<string, any>[]).flatMap((x) => [
+    x,
+    ...((x.typeProperties?.ifTrueActivities as Record<string, any>[] | undefined) ?? []),
+  ]);
 
 describe('export synapse: artifacts', () => {
   test('every generated artifact validates against the Data Factory ARM schema', () => {
@@ -94,7 +99,8 @@ describe('export synapse: artifacts', () => {
         key: copyOut.typeProperties.sink.alternateKeyName,
         batch: copyOut.typeProperties.sink.writeBatchSize,
       },
-      { type: 'CommonDataServiceForAppsSink', writeBehavior: 'Upsert', key: 'ferry_accountnumber_key', batch: 100 },
+      // The pipeline asks for 100; the connector doc advises 10 or fewer against throttling.
+      { type: 'CommonDataServiceForAppsSink', writeBehavior: 'Upsert', key: 'ferry_accountnumber_key', batch: 10 },
     );
     assert.equal(p.properties.concurrency, 1);
   });
@@ -160,7 +166,7 @@ describe('export synapse: artifacts', () => {
     );
   });
 
-  test('triggers: schedule every 15 minutes in dependency order; tumbling 15-minute backfill windows with self-dependency', () => {
+  test('triggers: schedule every 15 minutes in dependency order; bounded tumbling 15-minute backfill windows after their parents', () => {
     const sched = find('trigger', 'tr_ferry_every_15m');
     assert.deepEqual((sched.properties.typeProperties as any).recurrence, {
       frequency: 'Minute',
@@ -180,12 +186,12 @@ describe('export synapse: artifacts', () => {
     assert.equal(tw.typeProperties.interval, 15);
     assert.equal(tw.typeProperties.maxConcurrency, DEFAULT_SETTINGS.backfillMaxConcurrency);
     assert.deepEqual(tw.typeProperties.retryPolicy, { count: 2, intervalInSeconds: 120 });
-    assert.deepEqual(tw.typeProperties.dependsOn[0], {
-      type: 'SelfDependencyTumblingWindowTriggerReference',
-      offset: '-00:15:00',
-      size: '00:15:00',
-    });
-    assert.equal(tw.typeProperties.dependsOn[1].referenceTrigger.referenceName, 'tr_accounts_inbound_backfill');
+    assert.equal(tw.typeProperties.startTime, DEFAULT_SETTINGS.backfillStartTime);
+    assert.equal(tw.typeProperties.endTime, DEFAULT_SETTINGS.backfillEndTime);
+    assert.deepEqual(
+      tw.typeProperties.dependsOn.map((d: any) => [d.type, d.referenceTrigger.referenceName]),
+      [['TumblingWindowTriggerDependencyReference', 'tr_accounts_inbound_backfill']],
+    );
     assert.deepEqual(tw.pipeline.parameters, {
       windowStart: '@trigger().outputs.windowStartTime',
       windowEnd: '@trigger().outputs.windowEndTime',
@@ -252,6 +258,48 @@ describe('export synapse: artifacts', () => {
   });
 });
 
+describe('export synapse: monitoring labels', () => {
+  test('every activity of a ferry pipeline names its pipeline, table and window in userProperties', () => {
+    for (const a of out.artifacts.filter((x) => x.kind === 'pipeline' && x.name !== 'pl_ferry_every_15m')) {
+      if (!(a.properties.annotations as string[]).some((n) => n.startsWith('ferry:'))) continue;
+      for (const act of activities(a)) {
+        const names = (act.userProperties as { name: string }[]).map((u) => u.name);
+        assert.deepEqual(names, ['ferryPipeline', 'table', 'window'], `${a.name}/${act.name}`);
+      }
+    }
+    const copy = activities(find('pipeline', 'pl_accounts_inbound')).find((x) => x.name === 'CopyStagingToDataverse')!;
+    assert.deepEqual(copy.userProperties[1], { name: 'table', value: 'account' });
+  });
+});
+
+describe('export synapse: columns the Dataverse Copy sink cannot write', () => {
+  test('a multi-select column is refused at export, naming it, unless omitColumns leaves it out', async () => {
+    const real = (await loadPipelines(path.join(root, 'pipelines'))).filter((d) => d.direction === 'inbound');
+    await assert.rejects(
+      exportSynapse(real, { settings: DEFAULT_SETTINGS, metadataDir }),
+      /Column `ferry_interests` of `accounts-inbound` \(account\) is a MultiSelectPicklist.*omitColumns/,
+    );
+    const settings = mergeSettings({
+      omitColumns: {
+        'accounts-inbound': ['ferry_interests'],
+        'contacts-inbound': ['ferry_preferredchannels'],
+        'opportunities-inbound': ['ferry_productlines'],
+      },
+    });
+    const ok = await exportSynapse(real, { settings, metadataDir });
+    const text = JSON.stringify(ok.artifacts.find((a) => a.name === 'pl_accounts_inbound')!.properties);
+    assert.ok(!/"sink":\{"name":"ferry_interests"/.test(text), 'the omitted column is not mapped');
+    await assert.rejects(
+      exportSynapse(real, { settings: mergeSettings({ omitColumns: { 'accounts-inbound': ['name'] } }), metadataDir }),
+      /lists `name`, a String the Copy sink can write/,
+    );
+    assert.throws(
+      () => mergeSettings({ omitColumns: { 'accounts-inbound': 'ferry_interests' } }),
+      /must map pipeline names/,
+    );
+  });
+});
+
 describe('export synapse: validation errors are readable', () => {
   const mutate = (a: SynapseArtifact, f: (p: any) => void): SynapseArtifact => {
     const properties = structuredClone(a.properties);
@@ -263,11 +311,14 @@ describe('export synapse: validation errors are readable', () => {
       what: 'pipeline: Dataverse sink writeBehavior Insert',
       artifact: () =>
         mutate(find('pipeline', 'pl_accounts_inbound'), (p) => {
-          p.activities.find((a: any) => a.name === 'CopyStagingToDataverse').typeProperties.sink.writeBehavior =
-            'Insert';
+          p.activities
+            .find((a: any) => a.name === 'IfNewFiles')
+            .typeProperties.ifTrueActivities.find(
+              (a: any) => a.name === 'CopyStagingToDataverse',
+            ).typeProperties.sink.writeBehavior = 'Insert';
         }),
       expect:
-        /activities\/\d+\(CopyStagingToDataverse\)\/typeProperties\/sink\/writeBehavior \(CommonDataServiceForAppsSink\) must be one of `Upsert` \(got `"Insert"`\)/,
+        /ifTrueActivities\/\d+\(CopyStagingToDataverse\)\/typeProperties\/sink\/writeBehavior \(CommonDataServiceForAppsSink\) must be one of `Upsert` \(got `"Insert"`\)/,
     },
     {
       what: 'pipeline: unknown activity type',

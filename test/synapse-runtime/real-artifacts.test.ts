@@ -122,7 +122,13 @@ describe('the real exported artifacts under synapse/', () => {
         begin[0]!.error!.message,
         /Script `BeginRun` block 1 names plan step `accounts-inbound:begin-run`, which has no DuckDB rendering/,
       );
-      assert.ok(run.activityRuns.filter((a) => a.activityName !== 'BeginRun').every((a) => a.status === 'Skipped'));
+      const others = run.activityRuns.filter(
+        (a) => a.activityName !== 'BeginRun' && a.activityName !== 'MarkRunFailed',
+      );
+      assert.ok(others.every((a) => a.status === 'Skipped'));
+      // The failure handler runs after any failure; without renderings it is refused by name as well.
+      const marked = run.activityRuns.filter((a) => a.activityName === 'MarkRunFailed');
+      assert.ok(marked.length >= 1 && marked.every((a) => a.error?.errorCode === 'SqlStepNotRunnable'));
       rt.startTrigger('tr_ferry_every_15m');
       await rt.runTicks(1);
       const scheduled = rt.runs.filter((r) => r.pipelineName === 'pl_ferry_every_15m');

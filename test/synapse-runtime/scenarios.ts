@@ -5,14 +5,18 @@
  * `mismatchesVsLocal` counts only scenarios compared with the local runner: none yet (`comparedWithLocal: 0`) — the
  * differential test comes once SQL steps carry ids.
  */
-import { mkdir, mkdtemp, rm, utimes } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, rm, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { loadPipelines } from '../../src/core/pipeline-loader.js';
 import { type RunningEmulator, startEmulator } from '../../src/emulator/server.js';
+import { loadExportSettings } from '../../src/export/synapse/export-settings.js';
 import { inspectArtifacts } from '../../src/export/synapse/runtime/artifact-inspector.js';
 import { ArtifactStore } from '../../src/export/synapse/runtime/artifact-store.js';
+import type { StepRenderings } from '../../src/export/synapse/runtime/connectors/sql-engine.js';
 import type { JsonObject } from '../../src/export/synapse/runtime/expression/json-value.js';
 import { SynapseRuntime } from '../../src/export/synapse/runtime/synapse-runtime.js';
+import { synapseDataSources, synapseStepRenderings } from '../../src/export/synapse/step-renderings.js';
 
 const MIN = 60_000;
 const START = '2026-03-01T00:00:00Z';
@@ -369,13 +373,34 @@ async function inboundOverTicks(root: string, emulator: RunningEmulator, sinkRet
   return { rt, lost, duplicated };
 }
 
+/** The real exported pipelines, their SQL as DuckDB renderings, the lake fixtures and the emulator. */
+async function openReal(root: string, emulator: RunningEmulator, startTime: string, renderings: StepRenderings) {
+  const settings = await loadExportSettings('synapse/settings.json');
+  const rt = await SynapseRuntime.open({
+    artifacts: 'synapse',
+    workspaceDir: root,
+    startTime,
+    dataverseUrl: emulator.url,
+    dataverseSleep: async () => undefined,
+    stepRenderings: renderings,
+    dataSources: synapseDataSources(settings),
+  });
+  await rt.runSetup(['sql/tsql/setup/ferry-state.sql']);
+  return { rt, settings };
+}
+
 async function main(): Promise<void> {
-  const real = inspectArtifacts(await ArtifactStore.load('synapse'));
+  const settings = await loadExportSettings('synapse/settings.json');
+  const renderings = await synapseStepRenderings(await loadPipelines('pipelines'), {
+    settings,
+    metadataDir: 'fixtures/metadata',
+  });
+  const real = inspectArtifacts(await ArtifactStore.load('synapse'), renderings);
   const realUnsupported = real.filter((f) => f.kind !== 'sql-without-duckdb-rendering');
   const realSql = real.filter((f) => f.kind === 'sql-without-duckdb-rendering');
   for (const f of realUnsupported) console.log(`unsupported in synapse/: ${f.kind} ${f.detail} at ${f.where}`);
   console.log(
-    `synapse/: ${realUnsupported.length} unsupported activity types/properties/functions; ${realSql.length} T-SQL steps without a DuckDB rendering (refused by name until they carry plan step ids)`,
+    `synapse/: ${realUnsupported.length} unsupported activity types/properties/functions; ${realSql.length} SQL steps without a DuckDB rendering`,
   );
   totals.unsupported += realUnsupported.length;
 
@@ -464,6 +489,53 @@ async function main(): Promise<void> {
         ok,
         note: `${id} changes, ${ids.length} rows in scheduled outputs, ${windows.length} backfill windows`,
       };
+    },
+  );
+
+  await scenario(
+    'real export: pl_currencies_inbound over 8 ticks of 15 min, a delta file arriving before ticks 0, 3 and 6, nothing new in the others',
+    async (root) => {
+      const emulator = await startEmulator({ metadataDir: 'fixtures/metadata' });
+      try {
+        const start = new Date(Date.now() + 3_600_000);
+        start.setUTCMinutes(0, 0, 0);
+        const { rt, settings: s } = await openReal(root, emulator, start.toISOString(), renderings);
+        const fixtures = (await readdir('fixtures/inbound/currencies')).filter((f) => f.endsWith('.parquet')).sort();
+        const folder = path.join(root, 'storage', s.lakeFileSystem, 'inbound', 'currencies');
+        await mkdir(folder, { recursive: true });
+        const keys = new Set<string>();
+        for (let tick = 0; tick < 8; tick++) {
+          if (tick % 3 === 0) {
+            const source = path.join('fixtures/inbound/currencies', fixtures[(tick / 3) % fixtures.length]!);
+            const target = path.join(folder, `tick-${tick}.parquet`);
+            await copyFile(source, target);
+            const at = new Date(rt.clock.nowMs() + MIN);
+            await utimes(target, at, at);
+            for (const r of await rt.services.sql.duck.all<{ k: string }>(
+              `SELECT DISTINCT CAST(iso_code AS VARCHAR) AS k FROM read_parquet('${source}')`,
+            ))
+              keys.add(r.k);
+          }
+          await rt.runTicks(1, 15 * MIN);
+          await rt.runPipeline('pl_currencies_inbound', { mode: 'scheduled' });
+        }
+        const present = emulator.store.rows('transactioncurrency').map((r) => String(r.attributes.isocurrencycode));
+        const rejected = await rt.services.sql.duck.all<{ k: string }>(
+          "SELECT DISTINCT key AS k FROM ferry.rejects WHERE pipeline = 'currencies-inbound'",
+        );
+        const lost = [...keys].filter(
+          (k) => !present.includes(k) && !rejected.some((r) => String(r.k ?? '').includes(k)),
+        ).length;
+        return {
+          rt,
+          lost,
+          duplicated: present.length - new Set(present).size,
+          ok: rt.runs.every((x) => x.status === 'Succeeded'),
+          note: `${present.length} currencies in Dataverse, ${rejected.length} rejected keys, ${rt.runs.length} runs of the exported pipeline`,
+        };
+      } finally {
+        await emulator.close();
+      }
     },
   );
 

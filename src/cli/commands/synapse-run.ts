@@ -1,10 +1,15 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { isUrlLocation } from '../../core/config.js';
 import { EXIT, UsageError } from '../../core/errors.js';
+import { loadPipelines } from '../../core/pipeline-loader.js';
+import { loadExportSettings } from '../../export/synapse/export-settings.js';
 import { ArtifactStore } from '../../export/synapse/runtime/artifact-store.js';
+import type { StepRenderings } from '../../export/synapse/runtime/connectors/sql-engine.js';
 import type { Json } from '../../export/synapse/runtime/expression/json-value.js';
 import { formatMonitoringView } from '../../export/synapse/runtime/run-records.js';
 import { SynapseRuntime } from '../../export/synapse/runtime/synapse-runtime.js';
+import { synapseDataSources, synapseStepRenderings } from '../../export/synapse/step-renderings.js';
 import type { Command } from '../command.js';
 import { openDataverse } from '../services.js';
 
@@ -13,7 +18,7 @@ export const synapseRunCommand: Command = {
   name: 'synapse run',
   summary: 'run an exported Synapse pipeline or trigger on the local runtime (lake, DuckDB, Dataverse over HTTP)',
   usage:
-    'synapse run <pipeline|trigger> [--from <time>] [--ticks N] [--tick 15m] [--param k=v]... [--fs name=dir]... [--artifacts synapse/] [--workspace dir] [--json]',
+    'synapse run <pipeline|trigger> [--from <time>] [--ticks N] [--tick 15m] [--param k=v]... [--fs name=dir]... [--artifacts synapse/] [--settings synapse/settings.json] [--workspace dir] [--json]',
   options: {
     from: {
       type: 'string',
@@ -47,6 +52,12 @@ export const synapseRunCommand: Command = {
       valueName: '<dir>',
       defaultText: 'synapse',
       description: 'the exported artifacts (ferry export synapse)',
+    },
+    settings: {
+      type: 'string',
+      valueName: '<file>',
+      defaultText: '<artifacts>/settings.json, else synapse/settings.json',
+      description: 'the export settings the artifacts were made with (pipelines, parameters per environment)',
     },
     workspace: {
       type: 'string',
@@ -101,7 +112,30 @@ export const synapseRunCommand: Command = {
           `The local Synapse runtime talks only to a local Dataverse (the emulator); \`${url}\` is remote. Drop --dataverse to use the built-in emulator.`,
         );
       }
+      // The SQL steps run as their DuckDB renderings, from the same definitions and settings the export used. When
+      // they cannot be planned, every SQL step is refused by name (the warning says why).
+      const local = path.join(artifactsDir, 'settings.json');
+      const settingsFile =
+        typeof input.values.settings === 'string'
+          ? input.values.settings
+          : fs.existsSync(local)
+            ? local
+            : path.join('synapse', 'settings.json');
+      const settings = await loadExportSettings(settingsFile);
+      let stepRenderings: StepRenderings | undefined;
+      try {
+        stepRenderings = await synapseStepRenderings(await loadPipelines(input.pipelinesDir), {
+          settings,
+          metadataDir: input.config.metadata,
+        });
+      } catch (error) {
+        input.log.warn(
+          `No DuckDB renderings of the SQL steps (${(error as Error).message.slice(0, 300)}); SQL steps will be refused by name.`,
+        );
+      }
       const runtime = await SynapseRuntime.open({
+        ...(stepRenderings ? { stepRenderings } : {}),
+        dataSources: synapseDataSources(settings),
         artifacts: store,
         workspaceDir:
           typeof input.values.workspace === 'string'
@@ -112,6 +146,9 @@ export const synapseRunCommand: Command = {
         dataverseUrl: url,
       });
       try {
+        // The one-time Azure SQL setup (state store, error store, key map); idempotent.
+        const setup = path.join('sql', 'tsql', 'setup', 'ferry-state.sql');
+        if (fs.existsSync(setup)) await runtime.runSetup([setup]);
         if (isTrigger) {
           runtime.startTrigger(name);
           await runtime.runTicks(ticks, tickMs);

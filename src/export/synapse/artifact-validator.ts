@@ -131,16 +131,25 @@ export class ArtifactValidator {
     const p = a.properties as Record<string, unknown>;
     if (a.kind !== 'pipeline') return this.#check(UNIONS[a.kind], p, '/properties');
     const out: { path: string; message: string }[] = [];
-    const activities = Array.isArray(p.activities) ? (p.activities as Record<string, unknown>[]) : [];
-    activities.forEach((act, i) => {
-      const at = `/properties/activities/${i}(${String(act.name)})`;
-      const tp = act.typeProperties as Record<string, unknown> | undefined;
-      if (act.type === 'Copy' && tp) {
-        if (tp.source) out.push(...this.#check(UNIONS.source, tp.source, `${at}/typeProperties/source`));
-        if (tp.sink) out.push(...this.#check(UNIONS.sink, tp.sink, `${at}/typeProperties/sink`));
-      }
-      if (out.length === 0) out.push(...this.#check(UNIONS.activity, act, at));
-    });
+    // Activities inside If branches are dispatched by their own type too, so a problem is reported where it is.
+    const visit = (list: unknown, prefix: string) => {
+      const activities = Array.isArray(list) ? (list as Record<string, unknown>[]) : [];
+      activities.forEach((act, i) => {
+        const at = `${prefix}/${i}(${String(act.name)})`;
+        const tp = act.typeProperties as Record<string, unknown> | undefined;
+        const before = out.length;
+        if (act.type === 'Copy' && tp) {
+          if (tp.source) out.push(...this.#check(UNIONS.source, tp.source, `${at}/typeProperties/source`));
+          if (tp.sink) out.push(...this.#check(UNIONS.sink, tp.sink, `${at}/typeProperties/sink`));
+        }
+        if (act.type === 'IfCondition' && tp) {
+          visit(tp.ifTrueActivities, `${at}/typeProperties/ifTrueActivities`);
+          visit(tp.ifFalseActivities, `${at}/typeProperties/ifFalseActivities`);
+        }
+        if (out.length === before) out.push(...this.#check(UNIONS.activity, act, at));
+      });
+    };
+    visit(p.activities, '/properties/activities');
     return out;
   }
 }

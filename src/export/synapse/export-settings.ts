@@ -24,6 +24,8 @@ export interface SynapseExportSettings {
   readonly sqlUserName?: string;
   /** Key Vault secret holding the SQL password for `key-vault-password`. */
   readonly sqlPasswordSecretName?: string;
+  /** Synapse workspace name: its managed identity's database user in Azure SQL and serverless SQL (setup scripts). */
+  readonly synapseWorkspaceName: string;
   /** Synapse serverless SQL endpoint, `<workspace>-ondemand.sql.azuresynapse.net`. */
   readonly serverlessSqlServer: string;
   /** Serverless database holding the external data sources and file format used by CETAS. */
@@ -38,6 +40,21 @@ export interface SynapseExportSettings {
   readonly keyVaultUrl: string;
   /** First window of the tumbling-window (backfill) triggers and start of the schedules. Fixed so output is stable. */
   readonly triggerStartTime: string;
+  /**
+   * First window of the backfill (tumbling-window) triggers. Tumbling windows cannot change `frequency`/`interval`
+   * after publish, and without an end they run every window from here on beside the schedule: they get both ends.
+   */
+  readonly backfillStartTime: string;
+  /** End of the last backfill window (exclusive); normally where the schedule (`triggerStartTime`) takes over. */
+  readonly backfillEndTime: string;
+  /**
+   * Per pipeline, columns the Dataverse Copy sink cannot write (MultiSelectPicklist, PartyList, CalendarRules) that
+   * the Synapse export leaves out instead of refusing the pipeline, e.g. `{ "accounts-inbound": ["ferry_interests"] }`.
+   * The local runner still writes them; `synapse/README.md` lists this difference.
+   */
+  readonly omitColumns: Readonly<Record<string, readonly string[]>>;
+  /** `parallelCopies` and sink `maxConcurrentConnections` of the copies to Dataverse. Default `10`. */
+  readonly dataverseParallelCopies: number;
   /** Parallel windows a backfill trigger may run. Default `4`. */
   readonly backfillMaxConcurrency: number;
   /** How long after a window ends its run starts, so Synapse Link can finish writing. Default `00:05:00`. */
@@ -53,6 +70,7 @@ export const DEFAULT_SETTINGS: SynapseExportSettings = {
   sqlServer: 'ferry-sql.database.windows.net',
   sqlDatabase: 'ferry',
   sqlAuthentication: 'managed-identity',
+  synapseWorkspaceName: 'ferry-ws',
   serverlessSqlServer: 'ferry-ws-ondemand.sql.azuresynapse.net',
   serverlessDatabase: 'ferry_extract',
   dataverseUrl: 'https://ferrydemo.crm.dynamics.com',
@@ -60,6 +78,10 @@ export const DEFAULT_SETTINGS: SynapseExportSettings = {
   dataverseSecretName: 'ferry-dataverse-client-secret',
   keyVaultUrl: 'https://ferry-kv.vault.azure.net/',
   triggerStartTime: '2026-01-01T00:00:00Z',
+  backfillStartTime: '2025-12-31T00:00:00Z',
+  backfillEndTime: '2026-01-01T00:00:00Z',
+  omitColumns: {},
+  dataverseParallelCopies: 10,
   backfillMaxConcurrency: 4,
   windowDelay: '00:05:00',
 };
@@ -106,5 +128,29 @@ export function mergeSettings(overrides: unknown, where = 'settings'): SynapseEx
       `Export setting \`sqlAuthentication\` is \`key-vault-password\` but \`sqlUserName\` or \`sqlPasswordSecretName\` is missing in \`${where}\`; set both.`,
     );
   }
+  const omit = merged.omitColumns as unknown;
+  if (
+    !omit ||
+    typeof omit !== 'object' ||
+    Array.isArray(omit) ||
+    !Object.values(omit).every((v) => Array.isArray(v) && v.every((c) => typeof c === 'string'))
+  )
+    throw new UsageError(
+      `Export setting \`omitColumns\` in \`${where}\` must map pipeline names to lists of column names, e.g. \`{ "accounts-inbound": ["ferry_interests"] }\`.`,
+    );
+  if (!Number.isInteger(merged.dataverseParallelCopies) || merged.dataverseParallelCopies < 1)
+    throw new UsageError(
+      `Export setting \`dataverseParallelCopies\` is \`${merged.dataverseParallelCopies}\` in \`${where}\`; use a positive integer (the connector doc's default is 10).`,
+    );
+  for (const key of ['triggerStartTime', 'backfillStartTime', 'backfillEndTime'] as const) {
+    if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/.test(merged[key]) || Number.isNaN(Date.parse(merged[key])))
+      throw new UsageError(
+        `Export setting \`${key}\` is \`${merged[key]}\` in \`${where}\`; write a UTC time like \`2026-01-01T00:00:00Z\`.`,
+      );
+  }
+  if (Date.parse(merged.backfillStartTime) >= Date.parse(merged.backfillEndTime))
+    throw new UsageError(
+      `Export setting \`backfillStartTime\` (\`${merged.backfillStartTime}\`) is not before \`backfillEndTime\` (\`${merged.backfillEndTime}\`) in \`${where}\`; a backfill covers [start, end).`,
+    );
   return merged;
 }

@@ -1,6 +1,7 @@
 import { FerryError } from '../../core/errors.js';
+import type { ConversionPlan, DataverseMapping } from '../../core/mapping.js';
 import { type PipelineDefinition, parseDuration } from '../../core/pipeline.js';
-import { loadMetadata } from '../../core/table-metadata.js';
+import { loadMetadata, type TableMetadata } from '../../core/table-metadata.js';
 import { keymapTargetsOf } from '../../dialects/sql-dialect.js';
 import {
   type ConversionNames,
@@ -56,17 +57,36 @@ export async function exportSynapse(
       path: 'sql/tsql/setup/ferry-state.sql',
       content: stepFile('State store, error store and key map for ferry in Azure SQL.', stateSchema),
     },
+    {
+      path: 'sql/tsql/setup/azure-sql-access.sql',
+      content: sqlFile(
+        `One-time setup in the Azure SQL database \`${settings.sqlDatabase}\`, run by its Microsoft Entra admin: the workspace managed identity \`${settings.synapseWorkspaceName}\` as a database user with what the pipelines do (read/write state, DDL of staging tables in dbo).`,
+        azureSqlAccess(settings),
+      ),
+    },
   ];
   if (defs.some((d) => d.direction === 'outbound')) {
-    sqlFiles.push({
-      path: 'sql/tsql/setup/serverless.sql',
-      content: sqlFile(
-        `One-time setup in the serverless database \`${settings.serverlessDatabase}\` (run once by an admin): credential, data sources and Parquet format the extracts use.`,
-        serverlessSetup(settings),
-      ),
-    });
+    sqlFiles.push(
+      {
+        path: 'sql/tsql/setup/serverless-database.sql',
+        content: sqlFile(
+          `One-time setup on the serverless SQL endpoint, in \`master\`: the database the extracts run in (UTF-8 collation, as the serverless docs advise for Parquet and Delta strings).`,
+          [
+            `IF DB_ID(${tsqlLiteral(settings.serverlessDatabase)}) IS NULL CREATE DATABASE ${tsqlIdent(settings.serverlessDatabase)} COLLATE Latin1_General_100_BIN2_UTF8`,
+          ],
+        ),
+      },
+      {
+        path: 'sql/tsql/setup/serverless.sql',
+        content: sqlFile(
+          `One-time setup in the serverless database \`${settings.serverlessDatabase}\` (after serverless-database.sql), run by a Synapse SQL admin with sqlcmd: \`sqlcmd -S ${settings.serverlessSqlServer} -d ${settings.serverlessDatabase} -G -v FERRY_MASTER_KEY="<from your vault>" -i serverless.sql\`. The master key (a database scoped credential needs one), credential, data sources, Parquet format, output schema, and the workspace managed identity's user with the rights OPENROWSET and CETAS need.`,
+          serverlessSetup(settings),
+        ),
+      },
+    );
   }
   const dataverseTables = new Set<string>();
+  const keymapColumns = new Map<string, Set<string>>();
   for (const def of [...defs].sort((a, b) => a.name.localeCompare(b.name))) {
     const view = viewPipeline(def);
     if (view.direction === 'inbound') {
@@ -74,6 +94,11 @@ export async function exportSynapse(
       artifacts.push(out.pipeline);
       sqlFiles.push(...out.sql);
       for (const t of out.dataverseTables) dataverseTables.add(t);
+      for (const [t, cols] of out.keymapColumns ?? []) {
+        const set = keymapColumns.get(t) ?? new Set<string>();
+        for (const c of cols) set.add(c);
+        keymapColumns.set(t, set);
+      }
     } else {
       const out = await outboundPipeline(def, view, options, steps);
       artifacts.push(out.pipeline);
@@ -81,8 +106,12 @@ export async function exportSynapse(
     }
     artifacts.push(backfillTrigger(def, defs, settings));
   }
-  for (const t of [...dataverseTables].sort()) artifacts.push(dataverseDataset(t));
+  for (const t of [...dataverseTables].sort())
+    artifacts.push(
+      dataverseDataset(t, await loadMetadata(options.metadataDir, t), [...(keymapColumns.get(t) ?? [])].sort()),
+    );
   artifacts.push(...schedules(defs, settings));
+  for (const a of artifacts) labelActivities(a, defs);
   for (const a of artifacts) checkExpressionLengths(a);
   return {
     artifacts: sortArtifacts(artifacts),
@@ -326,7 +355,17 @@ function sharedDatasets(s: SynapseExportSettings): SynapseArtifact[] {
   ];
 }
 
-function dataverseDataset(table: string): SynapseArtifact {
+/**
+ * A Dataverse table. Where key maps are read from it, its schema names the columns read with their types ("import
+ * schema"): without one the connector infers columns from the first rows, drops columns null in them, and fails on
+ * an empty table ("The valid structure information … are required for Dynamics source").
+ */
+function dataverseDataset(table: string, meta: TableMetadata, columns: readonly string[]): SynapseArtifact {
+  const typeOf = (c: string) => {
+    const a = meta.Attributes.find((x) => x.LogicalName === c);
+    if (!a) throw new FerryError('export.sink_mapping', `Key-map column \`${c}\` is not an attribute of \`${table}\`.`);
+    return DATAVERSE_INTERIM_TYPES[a.AttributeTypeName.Value] ?? 'String';
+  };
   return {
     kind: 'dataset',
     name: NAMES.dataverseEntity(table),
@@ -335,7 +374,7 @@ function dataverseDataset(table: string): SynapseArtifact {
       annotations: [ANNOTATION],
       linkedServiceName: ref(NAMES.dataverse),
       typeProperties: { entityName: table },
-      schema: [],
+      schema: columns.map((name) => ({ name, type: typeOf(name) })),
     },
   };
 }
@@ -416,7 +455,15 @@ function watermarkLookup(steps: StepRegistry, name: string, source: string, fall
  * Ends the run: counts rejects, fails it past the pipeline's threshold, and moves the cursor only for non-backfill
  * runs that are within it (backfills never move the cursor — the same rule as the local runner).
  */
-function finishRunStep(steps: StepRegistry, def: PipelineDefinition, source: string, inbound: boolean): SqlStep {
+function finishRunStep(
+  steps: StepRegistry,
+  def: PipelineDefinition,
+  source: string,
+  inbound: boolean,
+  rowsSkippedExpression = P.rowsSkipped.expression as string,
+  rowsExpression = P.rowsCopied.expression as string,
+  cursorValue = "variables('windowEnd')",
+): SqlStep {
   const plan: SynapseStepPlan = {
     kind: 'finish-run',
     pipeline: def.name,
@@ -426,7 +473,22 @@ function finishRunStep(steps: StepRegistry, def: PipelineDefinition, source: str
     rowsWritten: inbound,
     ...(inbound ? { copySkipped: { errorsFolder: `errors/${def.name}/` } } : {}),
   };
-  const parameters = inbound ? [P.runId, P.mode, P.cursor, P.rowsCopied, P.rowsSkipped] : [P.runId, P.mode, P.cursor];
+  // Never backwards: a manual run over a past window saves the later of the stored cursor and its window end
+  // (runs of one pipeline do not overlap: concurrency 1).
+  const stored = "activity('LookupWatermark').output.firstRow.cursor_value";
+  const cursor = {
+    ...P.cursor,
+    expression: `@if(greater(${stored}, ${cursorValue}), ${stored}, ${cursorValue})`,
+  };
+  const parameters = inbound
+    ? [
+        P.runId,
+        P.mode,
+        cursor,
+        { ...P.rowsCopied, expression: rowsExpression },
+        { ...P.rowsSkipped, expression: rowsSkippedExpression },
+      ]
+    : [P.runId, P.mode, cursor];
   return pipelineStep(steps, def.name, 'finish-run', plan, parameters);
 }
 
@@ -457,21 +519,30 @@ function thresholdCheck(def: PipelineDefinition) {
   };
 }
 
-function failRunActivity(steps: StepRegistry, pipeline: string, dependsOnActivity: string) {
+/**
+ * Marks the run failed when any activity failed. FinishRun is the end of every success path, so it is Skipped when
+ * anything before it failed (and Failed when it fails itself): the documented "generic error handling" wiring
+ * (upon failure + upon skip from the last step) catches a failure anywhere, not only in one activity.
+ */
+function failRunActivity(steps: StepRegistry, pipeline: string) {
   const step = pipelineStep(
     steps,
     pipeline,
     'mark-failed',
-    { kind: 'mark-failed', failedActivity: dependsOnActivity },
+    { kind: 'mark-failed', failedActivity: 'An activity of this run' },
     [P.runId],
   );
-  return scriptActivity('MarkRunFailed', NAMES.sql, expr(stepText(step)), [after(dependsOnActivity, 'Failed')]);
+  return scriptActivity('MarkRunFailed', NAMES.sql, expr(stepText(step)), [
+    { activity: 'FinishRun', dependencyConditions: ['Failed', 'Skipped'] },
+  ]);
 }
 
 interface PipelineOut {
   readonly pipeline: SynapseArtifact;
   readonly sql: GeneratedFile[];
   readonly dataverseTables: string[];
+  /** Columns read from each key-map table (its primary id and alternate-key attributes). */
+  readonly keymapColumns?: readonly [string, string[]][];
 }
 
 async function inboundPipeline(
@@ -545,7 +616,10 @@ async function inboundPipeline(
           type: 'ParquetSource',
           storeSettings: {
             type: 'AzureBlobFSReadSettings',
-            recursive: true,
+            // Not recursive: Spark writes uncommitted part files under `_temporary/` below the folder, and the
+            // wildcards cannot exclude a segment (the local runner skips `_`/`.` segments). Deltas sit directly
+            // in the folder.
+            recursive: false,
             wildcardFolderPath: view.source.folder,
             wildcardFileName: view.source.pattern,
             modifiedDatetimeStart: expr(
@@ -605,6 +679,19 @@ async function inboundPipeline(
     });
     keymapActivities.push(`CopyKeyMap_${t.table}`);
   }
+  const dataverseCopies = dataverseCopyActivities(
+    def,
+    plan,
+    await loadMetadata(options.metadataDir, table),
+    stepQuery(sinkStep),
+    names.sink.table,
+    view,
+    settings,
+  );
+  // `rowsSkipped` is in a Copy's output only with fault tolerance on; read it null-safe so FinishRun always runs.
+  const skipped = `@string(${dataverseCopies
+    .map((c) => `coalesce(activity('${c.name}').output?.rowsSkipped, 0)`)
+    .reduce((a, b) => `add(${a}, ${b})`)})`;
   activities.push(
     scriptActivity(
       'ConvertToDataverse',
@@ -613,58 +700,109 @@ async function inboundPipeline(
       [after('CopyParquetToStaging'), ...keymapActivities.map((a) => after(a))],
       runParams(def.name),
     ),
-    {
-      name: 'CopyStagingToDataverse',
-      type: 'Copy',
-      dependsOn: [after('ConvertToDataverse')],
-      policy: policy('0.04:00:00', 0),
-      userProperties: [],
-      typeProperties: {
-        source: {
-          type: 'AzureSqlSource',
-          sqlReaderQuery: stepQuery(sinkStep),
-          queryTimeout: '02:00:00',
-          partitionOption: 'None',
-        },
-        sink: {
-          type: 'CommonDataServiceForAppsSink',
-          writeBehavior: 'Upsert',
-          alternateKeyName: keyName,
-          ignoreNullValues: false,
-          writeBatchSize: view.upsert.batchSize ?? 10,
-        },
-        enableStaging: false,
-        // Rows Dataverse refuses are logged to the lake instead of failing the whole copy; the run counts them.
-        enableSkipIncompatibleRow: true,
-        redirectIncompatibleRowSettings: {
-          linkedServiceName: ref(NAMES.adls),
-          path: `${settings.lakeFileSystem}/errors/${def.name}`,
-        },
-      },
-      inputs: [sqlTableRef(STAGING_SCHEMA, names.sink.table)],
-      outputs: [{ referenceName: NAMES.dataverseEntity(table), type: 'DatasetReference' }],
-    },
+    ...dataverseCopies,
     // Versions sent become the applied versions per key, so a later, older version is skipped as stale.
     scriptActivity(
       'SaveAppliedVersions',
       NAMES.sql,
       stepText(saveStep),
-      [after('CopyStagingToDataverse')],
+      [after(dataverseCopies[dataverseCopies.length - 1]!.name as string)],
       runParams(def.name),
       2,
     ),
     scriptActivity(
       'FinishRun',
       NAMES.sql,
-      expr(stepText(finishRunStep(steps, def, source, true))),
-      [after('SaveAppliedVersions')],
+      expr(stepText(finishRunStep(steps, def, source, true, "@variables('rowsSkipped')", "@variables('rowsCopied')"))),
+      [after('IfNewFiles')],
       [],
       0,
       'Query',
     ),
     thresholdCheck(def),
-    failRunActivity(steps, def.name, 'CopyStagingToDataverse'),
+    failRunActivity(steps, def.name),
   );
+  // A window without a new delta file skips the copies and the conversion (their staging table would not exist:
+  // the copy creates it from the files' schema) and still finishes the run, moving the cursor (review defect 2).
+  const work = new Set([
+    'CopyParquetToStaging',
+    ...keymapActivities,
+    'ConvertToDataverse',
+    ...dataverseCopies.map((c) => c.name),
+    'SaveAppliedVersions',
+  ]);
+  const inner = activities.filter((a) => work.has(String(a.name)));
+  for (const a of inner) a.dependsOn = (a.dependsOn as { activity: string }[]).filter((d) => work.has(d.activity));
+  const lastCopy = dataverseCopies[dataverseCopies.length - 1]!.name;
+  inner.push(
+    {
+      name: 'SetRowsCopied',
+      type: 'SetVariable',
+      dependsOn: [after('SaveAppliedVersions')],
+      userProperties: [],
+      typeProperties: {
+        variableName: 'rowsCopied',
+        value: expr(`@string(activity('CopyStagingToDataverse').output.rowsCopied)`),
+      },
+    },
+    {
+      name: 'SetRowsSkipped',
+      type: 'SetVariable',
+      dependsOn: [after('SetRowsCopied'), after(lastCopy)],
+      userProperties: [],
+      typeProperties: { variableName: 'rowsSkipped', value: expr(skipped) },
+    },
+  );
+  const windowStartExpr = `@if(empty(pipeline().parameters.windowStart), activity('LookupWatermark').output.firstRow.cursor_value, pipeline().parameters.windowStart)`;
+  const outer = activities.filter((a) => !work.has(String(a.name)));
+  const at = outer.findIndex((a) => a.name === 'FinishRun');
+  outer.splice(
+    at,
+    0,
+    {
+      // Lists the folder's files in the copy's window: `modifiedDatetimeStart/End` filter files in childItems.
+      name: 'ListDeltaFiles',
+      type: 'GetMetadata',
+      dependsOn: [after('SetWindowEnd')],
+      policy: policy('0.00:10:00', 2),
+      userProperties: [],
+      typeProperties: {
+        dataset: {
+          referenceName: NAMES.lakeParquet,
+          type: 'DatasetReference',
+          parameters: { fileSystem: settings.lakeFileSystem, folderPath: view.source.folder },
+        },
+        fieldList: ['exists', 'childItems'],
+        storeSettings: {
+          type: 'AzureBlobFSReadSettings',
+          modifiedDatetimeStart: expr(windowStartExpr),
+          modifiedDatetimeEnd: expr(`@variables('windowEnd')`),
+        },
+      },
+    },
+    {
+      name: 'FilterDeltaFiles',
+      type: 'Filter',
+      dependsOn: [after('ListDeltaFiles')],
+      userProperties: [],
+      typeProperties: {
+        items: expr(`@coalesce(activity('ListDeltaFiles').output?.childItems, json('[]'))`),
+        condition: expr(`@and(equals(item().type, 'File'), ${globCondition(view.source.pattern, def.name)})`),
+      },
+    },
+    {
+      name: 'IfNewFiles',
+      type: 'IfCondition',
+      dependsOn: [after('FilterDeltaFiles')],
+      userProperties: [],
+      typeProperties: {
+        expression: expr(`@greater(length(activity('FilterDeltaFiles').output.value), 0)`),
+        ifTrueActivities: inner,
+      },
+    },
+  );
+  activities.length = 0;
+  activities.push(...outer);
   const pipeline: SynapseArtifact = {
     kind: 'pipeline',
     name: NAMES.pipeline(def.name),
@@ -678,7 +816,11 @@ async function inboundPipeline(
       // One run at a time per pipeline: the Synapse equivalent of the local lease.
       concurrency: 1,
       parameters: WINDOW_PARAMETERS,
-      variables: { windowEnd: { type: 'String' } },
+      variables: {
+        windowEnd: { type: 'String' },
+        rowsCopied: { type: 'String', defaultValue: '0' },
+        rowsSkipped: { type: 'String', defaultValue: '0' },
+      },
       activities,
     },
   };
@@ -703,7 +845,8 @@ async function inboundPipeline(
     },
   ];
   const dataverseTables = [table, ...keymapTargets.map((t: KeymapTarget) => t.table)];
-  return { pipeline, sql, dataverseTables };
+  const keymapColumns = keymapTargets.map((t): [string, string[]] => [t.table, [t.idAttribute, ...t.keyAttributes]]);
+  return { pipeline, sql, dataverseTables, keymapColumns };
 }
 
 async function outboundPipeline(
@@ -850,18 +993,86 @@ async function outboundPipeline(
     );
     extractNames.push(name);
   }
+  // CSV: the completed timestamp folders of the window are listed first (direct children of the container, in the
+  // storage's lexical order). None → the extracts are skipped (no empty output folder, no CETAS on a location a
+  // previous run used); the cursor becomes the last folder actually processed (review defects 1 and 6).
+  let cursorValue = "variables('windowEnd')";
+  if (csv) {
+    const extracts = activities.filter((a) => extractNames.includes(String(a.name)));
+    for (const a of extracts) a.dependsOn = [];
+    const rest = activities.filter((a) => !extractNames.includes(String(a.name)));
+    rest.push(
+      {
+        name: 'ListSynapseLinkFolders',
+        type: 'GetMetadata',
+        dependsOn: [after('SetWindowStart')],
+        policy: policy('0.00:10:00', 2),
+        userProperties: [],
+        typeProperties: {
+          dataset: {
+            referenceName: NAMES.lakeParquet,
+            type: 'DatasetReference',
+            parameters: { fileSystem: settings.synapseLinkFileSystem, folderPath: '' },
+          },
+          fieldList: ['childItems'],
+          storeSettings: { type: 'AzureBlobFSReadSettings' },
+        },
+      },
+      {
+        name: 'FilterNewFolders',
+        type: 'Filter',
+        dependsOn: [after('ListSynapseLinkFolders')],
+        userProperties: [],
+        typeProperties: {
+          items: expr(`@activity('ListSynapseLinkFolders').output.childItems`),
+          // Timestamp folders after the cursor and before the one still being written (`Changelog`, `OptionsetMetadata`
+          // sort after digits, so they fall outside).
+          condition: expr(
+            `@and(equals(item().type, 'Folder'), and(greater(item().name, variables('windowStart')), less(item().name, variables('windowEnd'))))`,
+          ),
+        },
+      },
+      {
+        name: 'IfNewFolders',
+        type: 'IfCondition',
+        dependsOn: [after('FilterNewFolders')],
+        userProperties: [],
+        typeProperties: {
+          expression: expr(`@greater(length(activity('FilterNewFolders').output.value), 0)`),
+          ifTrueActivities: [
+            ...extracts,
+            {
+              name: 'SetLastFolder',
+              type: 'SetVariable',
+              dependsOn: extractNames.map((n) => after(n)),
+              userProperties: [],
+              typeProperties: {
+                variableName: 'lastFolder',
+                value: expr(`@last(activity('FilterNewFolders').output.value).name`),
+              },
+            },
+          ],
+        },
+      },
+    );
+    activities.length = 0;
+    activities.push(...rest);
+    extractNames.length = 0;
+    extractNames.push('IfNewFolders');
+    cursorValue = `if(empty(variables('lastFolder')), activity('LookupWatermark').output.firstRow.cursor_value, variables('lastFolder'))`;
+  }
   activities.push(
     scriptActivity(
       'FinishRun',
       NAMES.sql,
-      expr(stepText(finishRunStep(steps, def, source, false))),
+      expr(stepText(finishRunStep(steps, def, source, false, undefined, undefined, cursorValue))),
       extractNames.map((n) => after(n)),
       [],
       0,
       'Query',
     ),
     thresholdCheck(def),
-    failRunActivity(steps, def.name, extractNames[extractNames.length - 1] ?? 'SetWindowStart'),
+    failRunActivity(steps, def.name),
   );
   const pipeline: SynapseArtifact = {
     kind: 'pipeline',
@@ -875,7 +1086,11 @@ async function outboundPipeline(
       folder: { name: 'ferry/outbound' },
       concurrency: 1,
       parameters: WINDOW_PARAMETERS,
-      variables: { windowStart: { type: 'String' }, windowEnd: { type: 'String' } },
+      variables: {
+        windowStart: { type: 'String' },
+        windowEnd: { type: 'String' },
+        ...(csv ? { lastFolder: { type: 'String', defaultValue: '' } } : {}),
+      },
       activities,
     },
   };
@@ -884,12 +1099,44 @@ async function outboundPipeline(
 
 function serverlessSetup(s: SynapseExportSettings): string[] {
   const account = s.storageUrl.replace(/\/$/, '');
+  const ws = tsqlIdent(s.synapseWorkspaceName);
   return [
+    // A database scoped credential needs a database master key first (error 15581 otherwise). The password is a
+    // sqlcmd variable, so no secret is ever written here.
+    `IF NOT EXISTS (SELECT 1 FROM sys.symmetric_keys WHERE name = N'##MS_DatabaseMasterKey##') CREATE MASTER KEY ENCRYPTION BY PASSWORD = '$(FERRY_MASTER_KEY)'`,
     `IF NOT EXISTS (SELECT 1 FROM sys.database_scoped_credentials WHERE name = N'ferry_workspace_identity') CREATE DATABASE SCOPED CREDENTIAL [ferry_workspace_identity] WITH IDENTITY = 'Managed Identity'`,
     `IF NOT EXISTS (SELECT 1 FROM sys.external_data_sources WHERE name = N'ferry_synapse_link') CREATE EXTERNAL DATA SOURCE [ferry_synapse_link] WITH (LOCATION = ${tsqlLiteral(`${account}/${s.synapseLinkFileSystem}`)}, CREDENTIAL = [ferry_workspace_identity])`,
     `IF NOT EXISTS (SELECT 1 FROM sys.external_data_sources WHERE name = N'ferry_warehouse') CREATE EXTERNAL DATA SOURCE [ferry_warehouse] WITH (LOCATION = ${tsqlLiteral(`${account}/${s.warehouseFileSystem}`)}, CREDENTIAL = [ferry_workspace_identity])`,
     `IF NOT EXISTS (SELECT 1 FROM sys.external_file_formats WHERE name = N'ferry_parquet') CREATE EXTERNAL FILE FORMAT [ferry_parquet] WITH (FORMAT_TYPE = PARQUET, DATA_COMPRESSION = 'org.apache.hadoop.io.compress.SnappyCodec')`,
     `IF SCHEMA_ID(N'ferry_out') IS NULL EXEC(N'CREATE SCHEMA ${tsqlIdent('ferry_out')}')`,
+    // The pipelines' serverless linked service signs in as the workspace managed identity.
+    `IF USER_ID(${tsqlLiteral(s.synapseWorkspaceName)}) IS NULL CREATE USER ${ws} FROM EXTERNAL PROVIDER`,
+    `GRANT REFERENCES ON DATABASE SCOPED CREDENTIAL::[ferry_workspace_identity] TO ${ws}`,
+    `GRANT ADMINISTER DATABASE BULK OPERATIONS TO ${ws}`,
+    `GRANT CREATE TABLE TO ${ws}`,
+    `GRANT ALTER ON SCHEMA::[ferry_out] TO ${ws}`,
+    `GRANT SELECT ON SCHEMA::[ferry_out] TO ${ws}`,
+    `GRANT ALTER ANY EXTERNAL DATA SOURCE TO ${ws}`,
+    `GRANT ALTER ANY EXTERNAL FILE FORMAT TO ${ws}`,
+  ];
+}
+
+/** The workspace managed identity in the Azure SQL database: state, error store, key map, staging DDL in dbo. */
+function azureSqlAccess(s: SynapseExportSettings): string[] {
+  const mi = s.sqlAuthentication === 'managed-identity';
+  // With key-vault-password the pipelines sign in as that SQL login, whose database user already exists.
+  const ws = tsqlIdent(mi ? s.synapseWorkspaceName : (s.sqlUserName ?? ''));
+  return [
+    ...(mi
+      ? [`IF USER_ID(${tsqlLiteral(s.synapseWorkspaceName)}) IS NULL CREATE USER ${ws} FROM EXTERNAL PROVIDER`]
+      : []),
+    `ALTER ROLE db_datareader ADD MEMBER ${ws}`,
+    `ALTER ROLE db_datawriter ADD MEMBER ${ws}`,
+    // Staging tables are dropped, created (SELECT … INTO, TRUNCATE) in dbo on every run.
+    `ALTER ROLE db_ddladmin ADD MEMBER ${ws}`,
+    `GRANT CREATE TABLE TO ${ws}`,
+    `GRANT ALTER ON SCHEMA::[dbo] TO ${ws}`,
+    `GRANT ALTER ON SCHEMA::[${STATE_SCHEMA}] TO ${ws}`,
   ];
 }
 
@@ -989,9 +1236,11 @@ function schedules(defs: readonly PipelineDefinition[], s: SynapseExportSettings
 }
 
 /**
- * Backfills: a TumblingWindowTrigger per pipeline (windows of `every`, at least 15 minutes), one window after the
- * other (self-dependency) so each window sees the previous one committed, and after the same window of the
- * pipelines it depends on.
+ * Backfills: a TumblingWindowTrigger per pipeline (windows of `every`, at least 15 minutes) over
+ * [backfillStartTime, backfillEndTime) — bounded, so it does not keep firing beside the schedule — each window after
+ * the same window of the pipelines it depends on. No self-dependency: windows are independent (inbound files are
+ * selected by their own window, outbound output goes to its own folder, stale versions are skipped by
+ * `applied_versions`), so one failed window does not hold back every later one; rerun it from monitoring.
  */
 function backfillTrigger(
   def: PipelineDefinition,
@@ -999,32 +1248,31 @@ function backfillTrigger(
   s: SynapseExportSettings,
 ): SynapseArtifact {
   const minutes = Math.max(15, minutesOf(def));
-  const offset = `-${hhmmss(minutes)}`;
   const known = new Set(all.map((d) => d.name));
+  const parents = def.dependsOn.filter((p) => known.has(p)).sort();
   return {
     kind: 'trigger',
     name: NAMES.backfillTrigger(def.name),
     properties: {
       type: 'TumblingWindowTrigger',
-      description: `Backfill of ${def.name} in ${minutes}-minute windows; created stopped — start it (or rerun windows) to backfill. Backfill runs never move the cursor.`,
+      description: `Backfill of ${def.name} in ${minutes}-minute windows from ${s.backfillStartTime} to ${s.backfillEndTime} (settings backfillStartTime/backfillEndTime); created stopped — start it (or rerun windows) to backfill. Backfill runs never move the cursor. Frequency and interval cannot change after publish: deploy replaces the trigger when they do.`,
       annotations: [ANNOTATION, 'ferry:backfill'],
       typeProperties: {
         frequency: 'Minute',
         interval: minutes,
-        startTime: s.triggerStartTime,
+        startTime: s.backfillStartTime,
+        endTime: s.backfillEndTime,
         delay: s.windowDelay,
         maxConcurrency: s.backfillMaxConcurrency,
         retryPolicy: { count: 2, intervalInSeconds: 120 },
-        dependsOn: [
-          { type: 'SelfDependencyTumblingWindowTriggerReference', offset, size: hhmmss(minutes) },
-          ...def.dependsOn
-            .filter((p) => known.has(p))
-            .sort()
-            .map((p) => ({
-              type: 'TumblingWindowTriggerDependencyReference',
-              referenceTrigger: { referenceName: NAMES.backfillTrigger(p), type: 'TriggerReference' },
-            })),
-        ],
+        ...(parents.length
+          ? {
+              dependsOn: parents.map((p) => ({
+                type: 'TumblingWindowTriggerDependencyReference',
+                referenceTrigger: { referenceName: NAMES.backfillTrigger(p), type: 'TriggerReference' },
+              })),
+            }
+          : {}),
       },
       pipeline: {
         pipelineReference: { referenceName: NAMES.pipeline(def.name), type: 'PipelineReference' },
@@ -1038,10 +1286,167 @@ function backfillTrigger(
   };
 }
 
-function hhmmss(minutes: number): string {
-  const h = Math.floor(minutes / 60);
-  const m = minutes % 60;
-  return `${String(h).padStart(2, '0')}:${String(m).padStart(2, '0')}:00`;
+/** Interim types of the Dataverse connector per attribute type ("Data type mapping for Dynamics"). */
+const DATAVERSE_INTERIM_TYPES: Readonly<Record<string, string>> = {
+  BigIntType: 'Int64',
+  BooleanType: 'Boolean',
+  CustomerType: 'Guid',
+  DateTimeType: 'DateTime',
+  DecimalType: 'Decimal',
+  DoubleType: 'Double',
+  EntityNameType: 'String',
+  IntegerType: 'Int32',
+  LookupType: 'Guid',
+  MemoType: 'String',
+  MoneyType: 'Decimal',
+  OwnerType: 'Guid',
+  PicklistType: 'Int32',
+  UniqueidentifierType: 'Guid',
+  StringType: 'String',
+  StateType: 'Int32',
+  StatusType: 'Int32',
+};
+/** Attribute types the Copy sink cannot write (same doc): refused at export, never emitted. */
+const COPY_SINK_UNSUPPORTED = new Set(['MultiSelectPicklistType', 'PartyListType', 'CalendarRulesType']);
+const DATAVERSE_DOC = 'learn.microsoft.com/azure/data-factory/connector-dynamics-crm-office-365';
+
+/** Column names of the sink query's SELECT list (`SELECT [a], [b@EntityReference] FROM …`). */
+function sinkQueryColumns(sinkQuery: string): string[] {
+  const select = sinkQuery.replace(/^(\s*--[^\n]*\n)*/, '').match(/^\s*SELECT\s+([\s\S]*?)\s+FROM\s/i)?.[1];
+  if (!select)
+    throw new FerryError('export.sink_mapping', `Sink query \`${sinkQuery.slice(0, 80)}\` is not a SELECT list.`);
+  return select.split(',').map((c) => c.trim().replace(/^\[|\]$/g, ''));
+}
+
+/**
+ * The Copy activities writing the sink table to Dataverse (connector-dynamics-crm-office-365):
+ * - an explicit `translator` with the sink type of every column (the connector needs column types; only mapped
+ *   columns are written);
+ * - a multi-target attribute (Owner, Customer, a lookup with several targets) always gets `<col>@EntityReference`:
+ *   from the conversion when the mapping allows several targets, else as a constant `additionalColumns` entry;
+ * - MultiSelectPicklist / PartyList / CalendarRules columns are refused here, naming the column, unless the
+ *   settings' `omitColumns` leave them out of the Synapse export (the local runner still writes them);
+ * - `writeBatchSize` at most 10 and `parallelCopies` set, as the connector doc advises against throttling;
+ * - nulls: the local writer sends a null for `nullMeans: 'clear'` columns and omits it for `'omit'` ones (lookups by
+ *   default). One copy cannot do both, so columns that clear go with `ignoreNullValues: false` and columns that
+ *   omit with `ignoreNullValues: true` in a second copy of the same rows (two upserts per row, both idempotent).
+ */
+function dataverseCopyActivities(
+  def: PipelineDefinition,
+  plan: ConversionPlan,
+  meta: TableMetadata,
+  sinkQuery: string,
+  sinkTable: string,
+  view: InboundView,
+  settings: SynapseExportSettings,
+): { name: string; [k: string]: unknown }[] {
+  const attributes = new Map(meta.Attributes.map((a) => [a.LogicalName, a]));
+  const omitted = new Set(settings.omitColumns[def.name] ?? []);
+  // An entry naming a column the mapping does not write has no effect (a typo cannot hide a column: an unsupported
+  // column not listed is refused below).
+  const typeOf = (column: string): string => {
+    const a = attributes.get(column);
+    if (!a)
+      throw new FerryError(
+        'export.sink_mapping',
+        `Sink column \`${column}\` is not an attribute of \`${meta.LogicalName}\`.`,
+      );
+    return a.AttributeTypeName.Value;
+  };
+  const columns = sinkQueryColumns(sinkQuery);
+  const keyColumns = plan.key.map((k) => k.attribute);
+  const clear: string[] = [];
+  const omit: string[] = [];
+  const constants: { name: string; value: string }[] = [];
+  for (const c of plan.columns) {
+    if (!c.inPayload) continue;
+    const type = typeOf(c.attribute);
+    if (COPY_SINK_UNSUPPORTED.has(type)) {
+      if (omitted.has(c.attribute)) continue;
+      throw new FerryError(
+        'export.copy_sink_unsupported',
+        `Column \`${c.attribute}\` of \`${def.name}\` (${meta.LogicalName}) is a ${type.replace(/Type$/, '')}, which the Dataverse Copy sink does not support (${DATAVERSE_DOC}, "Data type mapping for Dynamics"), so the Synapse export cannot write it. Remove it from the mapping, or list it under \`omitColumns\` → \`${def.name}\` in synapse/settings.json to export the pipeline without it (the local runner still writes it).`,
+      );
+    }
+    if (omitted.has(c.attribute))
+      throw new FerryError(
+        'export.invalid_setting',
+        `Setting \`omitColumns.${def.name}\` lists \`${c.attribute}\`, a ${type.replace(/Type$/, '')} the Copy sink can write; only columns the sink cannot write may be omitted — remove it from synapse/settings.json.`,
+      );
+    if (!columns.includes(c.attribute))
+      throw new FerryError(
+        'export.sink_mapping',
+        `The sink query of \`${def.name}\` has no column \`${c.attribute}\`.`,
+      );
+    const group = c.nullMeans === 'omit' ? omit : clear;
+    group.push(c.attribute);
+    const entityRef = `${c.attribute}@EntityReference`;
+    const a = attributes.get(c.attribute);
+    const multiTarget =
+      type === 'OwnerType' || type === 'CustomerType' || (a && 'Targets' in a && (a.Targets?.length ?? 0) > 1);
+    if (!multiTarget) continue;
+    if (columns.includes(entityRef)) group.push(entityRef);
+    else if (c.rule === 'lookup' && c.targets.length === 1) {
+      constants.push({ name: entityRef, value: c.targets[0]!.table });
+      group.push(entityRef);
+    } else
+      throw new FerryError(
+        'export.sink_mapping',
+        `Lookup \`${c.attribute}\` of \`${def.name}\` is multi-target, but the conversion gives no target table for it; name the lookup's target table(s) in the mapping.`,
+      );
+  }
+  const sinkType = (column: string) =>
+    column.endsWith('@EntityReference') ? 'String' : (DATAVERSE_INTERIM_TYPES[typeOf(column)] ?? 'String');
+  const batch = Math.min(view.upsert.batchSize ?? 10, 10);
+  const copy = (name: string, cols: string[], ignoreNullValues: boolean, dependsOn: unknown[]) => {
+    const mapped = [...keyColumns, ...cols];
+    const extra = constants.filter((k) => mapped.includes(k.name));
+    return {
+      name,
+      type: 'Copy',
+      dependsOn,
+      // Upserts by key are idempotent: a retry repeats rows already written, harmlessly.
+      policy: policy('0.04:00:00', 2),
+      userProperties: [],
+      typeProperties: {
+        source: {
+          type: 'AzureSqlSource',
+          sqlReaderQuery: sinkQuery,
+          queryTimeout: '02:00:00',
+          partitionOption: 'None',
+          ...(extra.length ? { additionalColumns: extra } : {}),
+        },
+        sink: {
+          type: 'CommonDataServiceForAppsSink',
+          writeBehavior: 'Upsert',
+          alternateKeyName: plan.keyName,
+          ignoreNullValues,
+          writeBatchSize: batch,
+          maxConcurrentConnections: settings.dataverseParallelCopies,
+        },
+        enableStaging: false,
+        parallelCopies: settings.dataverseParallelCopies,
+        translator: {
+          type: 'TabularTranslator',
+          mappings: mapped.map((c) => ({ source: { name: c }, sink: { name: c, type: sinkType(c) } })),
+        },
+        // Covers rows the copy cannot convert to the column types (fault tolerance); a row the Dataverse service
+        // refuses fails the copy with DynamicsOperationFailed (rows before it stay written; FinishRun does not run).
+        enableSkipIncompatibleRow: true,
+        redirectIncompatibleRowSettings: {
+          linkedServiceName: ref(NAMES.adls),
+          path: `${settings.lakeFileSystem}/errors/${def.name}`,
+        },
+      },
+      inputs: [sqlTableRef(STAGING_SCHEMA, sinkTable)],
+      outputs: [{ referenceName: NAMES.dataverseEntity(meta.LogicalName), type: 'DatasetReference' }],
+    };
+  };
+  const first = copy('CopyStagingToDataverse', clear.length ? clear : omit, !clear.length, [
+    after('ConvertToDataverse'),
+  ]);
+  if (!clear.length || !omit.length) return [first];
+  return [first, copy('CopyLookupsToDataverse', omit, true, [after('CopyStagingToDataverse')])];
 }
 
 /**
@@ -1055,4 +1460,55 @@ export async function planSynapseSteps(
   const registry = new StepRegistry();
   for (const step of (await exportSynapse(defs, options)).steps ?? []) registry.add(step);
   return registry;
+}
+
+/** The Filter condition on `item().name` for a file pattern with at most one `*` (ADF name functions). */
+function globCondition(pattern: string, pipeline: string): string {
+  const star = pattern.split('*');
+  if (star.length > 2 || pattern.includes('?'))
+    throw new FerryError(
+      'export.file_pattern',
+      `File pattern \`${pattern}\` of \`${pipeline}\` has more than one \`*\` or a \`?\`; the Synapse export supports \`prefix*suffix\` patterns (e.g. \`*.parquet\`).`,
+    );
+  const lit = (t: string) => `'${t.replaceAll("'", "''")}'`;
+  if (star.length === 1) return `equals(item().name, ${lit(pattern)})`;
+  const [prefix, suffix] = star as [string, string];
+  const parts = [
+    ...(prefix ? [`startsWith(item().name, ${lit(prefix)})`] : []),
+    ...(suffix ? [`endsWith(item().name, ${lit(suffix)})`] : []),
+  ];
+  return parts.length === 0 ? 'true' : parts.length === 1 ? parts[0]! : `and(${parts.join(', ')})`;
+}
+
+/** Activities that run before the window is known (the window then comes from the run's parameters). */
+const BEFORE_WINDOW = new Set(['BeginRun', 'LookupWatermark', 'LookupChangelog', 'SetWindowEnd', 'SetWindow']);
+
+/**
+ * `userProperties` on every activity of a ferry pipeline: the ferry pipeline, its Dataverse table(s) and the window,
+ * so Monitor can filter and show activity runs by table and window.
+ */
+function labelActivities(a: SynapseArtifact, defs: readonly PipelineDefinition[]): void {
+  if (a.kind !== 'pipeline') return;
+  const def = defs.find((d) => NAMES.pipeline(d.name) === a.name);
+  if (!def) return;
+  const view = viewPipeline(def);
+  const tables = view.direction === 'inbound' ? view.upsert.table : view.extracts.map((x) => x.table).join(',');
+  const params = `@{pipeline().parameters.windowStart}..@{pipeline().parameters.windowEnd}`;
+  const known =
+    view.direction === 'inbound'
+      ? `@{pipeline().parameters.windowStart}..@{variables('windowEnd')}`
+      : `@{variables('windowStart')}..@{variables('windowEnd')}`;
+  const visit = (list: unknown) => {
+    for (const act of Array.isArray(list) ? (list as Record<string, unknown>[]) : []) {
+      act.userProperties = [
+        { name: 'ferryPipeline', value: def.name },
+        { name: 'table', value: tables },
+        { name: 'window', value: BEFORE_WINDOW.has(String(act.name)) ? params : known },
+      ];
+      const tp = act.typeProperties as Record<string, unknown> | undefined;
+      visit(tp?.ifTrueActivities);
+      visit(tp?.ifFalseActivities);
+    }
+  };
+  visit(a.properties.activities);
 }

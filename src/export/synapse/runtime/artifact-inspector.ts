@@ -8,7 +8,7 @@ import {
 } from './activities/runtime-services.js';
 import { SOURCE_KEYS, STORE_SETTINGS_KEYS } from './activities/tabular-source.js';
 import type { ArtifactStore } from './artifact-store.js';
-import { stepIdOf, tsqlMarkers } from './connectors/sql-engine.js';
+import { type StepRenderings, stepIdOf, tsqlMarkers } from './connectors/sql-engine.js';
 import { isExpressionObject } from './expression/dynamic-value.js';
 import { KNOWN_FUNCTIONS } from './expression/expression-evaluator.js';
 import { type ExpressionNode, parseExpression } from './expression/expression-parser.js';
@@ -46,7 +46,7 @@ const TRIGGER_TYPES = ['ScheduleTrigger', 'TumblingWindowTrigger'];
  * expression functions it does not implement, and SQL it cannot run on DuckDB. Running the artifacts fails on the
  * same things with the same names; this lists them all at once.
  */
-export function inspectArtifacts(store: ArtifactStore): Finding[] {
+export function inspectArtifacts(store: ArtifactStore, renderings?: StepRenderings): Finding[] {
   const findings: Finding[] = [];
   const add = (kind: Finding['kind'], where: string, detail: string) => findings.push({ kind, where, detail });
   const keys = (object: unknown, known: readonly string[], where: string) => {
@@ -70,7 +70,11 @@ export function inspectArtifacts(store: ArtifactStore): Finding[] {
     const text = isExpressionObject(value) ? value.value : typeof value === 'string' ? value : undefined;
     if (text === undefined) return;
     const markers = tsqlMarkers(text);
-    if (markers.length && stepIdOf(text) === undefined) add('sql-without-duckdb-rendering', where, markers.join(', '));
+    const id = stepIdOf(text);
+    if (markers.length && id === undefined) add('sql-without-duckdb-rendering', where, markers.join(', '));
+    // With the renderings at hand, a step id they do not know is refused at run time as well.
+    if (id !== undefined && renderings && renderings(id) === undefined)
+      add('sql-without-duckdb-rendering', where, `step \`${id}\` has no DuckDB rendering`);
   };
 
   for (const name of store.names('linkedService')) {

@@ -1,5 +1,6 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { UsageError } from '../../../core/errors.js';
 import { DuckDbStaging } from '../../../dialects/duckdb/driver.js';
 import { dataActivityHandlers } from './activities/data-activities.js';
 import type { RuntimeServices } from './activities/runtime-services.js';
@@ -29,8 +30,14 @@ export interface SynapseRuntimeOptions {
   readonly dataverseUrl?: string;
   /** A SQL engine other than the per-workspace DuckDB one. */
   readonly sqlEngine?: SqlEngine;
-  /** DuckDB renderings of plan steps, by step id. */
+  /** DuckDB renderings of plan steps, by step id (`-- ferry-step: <id>` in the artifacts). */
   readonly stepRenderings?: StepRenderings;
+  /**
+   * Serverless external data sources → the file system (container) they point at, e.g.
+   * `{ ferry_warehouse: 'warehouse', ferry_synapse_link: 'dataverse-…' }` (what `sql/tsql/setup/serverless.sql`
+   * creates in Azure). Extract steps write under them and read Synapse Link from `ferry_synapse_link`.
+   */
+  readonly dataSources?: Readonly<Record<string, string>>;
   /** `pipeline().DataFactory`. Default `ferry-local`. */
   readonly workspaceName?: string;
   readonly lazyConditionals?: boolean;
@@ -91,9 +98,24 @@ export class SynapseRuntime {
         threads: 2,
         memoryLimit: '512MB',
       });
-      // Azure SQL databases always have the `dbo` schema.
+      // Azure SQL databases always have the `dbo` schema, the default schema of the pipelines' user: one-part names
+      // resolve there, as they do in Azure SQL.
       await owned.run('CREATE SCHEMA IF NOT EXISTS dbo');
-      sql = new DuckDbSqlEngine(owned, options.stepRenderings);
+      await owned.run("SET schema = 'dbo'");
+      const storage = new LocalStorage(path.join(options.workspaceDir, 'storage'), options.fileSystems ?? {});
+      const sources = options.dataSources ?? {};
+      const container = (name: string) => {
+        const fs = sources[name];
+        if (fs === undefined)
+          throw new UsageError(
+            `External data source \`${name}\` has no file system in this runtime; pass \`dataSources: { ${name}: '<container>' }\`.`,
+          );
+        return fs;
+      };
+      sql = new DuckDbSqlEngine(owned, options.stepRenderings, {
+        dataSourcePath: (name, folder) => storage.resolve(container(name), folder),
+        synapseLinkDir: () => storage.resolve(container('ferry_synapse_link'), ''),
+      });
     }
     const startMs = options.startTime ? Date.parse(options.startTime) : Date.now();
     if (Number.isNaN(startMs)) throw new Error(`Start time \`${options.startTime}\` is not an ISO 8601 timestamp.`);
@@ -112,6 +134,22 @@ export class SynapseRuntime {
       noFilesFound: options.noFilesFound ?? 'succeed',
     };
     return new SynapseRuntime(artifacts, services, new VirtualClock(startMs), options, owned);
+  }
+
+  /**
+   * Runs one-time setup SQL as an admin would before the first run (e.g. `sql/tsql/setup/ferry-state.sql`): a file
+   * naming a plan step (`-- ferry-step: <id>`) runs that step's DuckDB rendering; anything else is refused by name.
+   */
+  async runSetup(files: readonly string[]): Promise<void> {
+    for (const file of files) {
+      const text = await readFile(file, 'utf8');
+      await this.services.sql.execute({
+        text,
+        where: `Setup script \`${file}\``,
+        linkedService: 'setup',
+        evaluate: () => null,
+      });
+    }
   }
 
   /** Runs a pipeline manually (TriggerType `Manual`) to its end. */

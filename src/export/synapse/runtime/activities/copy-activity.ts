@@ -87,6 +87,18 @@ export async function copyActivity(services: RuntimeServices, ctx: ActivityConte
   const started = ctx.clock.nowMs();
   const inputDataset = resolveDataset(services, inputs[0], ctx);
   const outputDataset = resolveDataset(services, outputs[0], ctx);
+  if (sinkType === 'CommonDataServiceForAppsSink' && tp.translator !== undefined) {
+    // connector-troubleshoot-dynamics-dataverse: sink columns of an explicit mapping need their `type`.
+    const t = ctx.evaluate(tp.translator);
+    const untyped = (isObject(t) && Array.isArray(t.mappings) ? t.mappings : []).filter(
+      (m) => isObject(m) && isObject(m.sink) && typeof m.sink.type !== 'string',
+    );
+    if (untyped.length)
+      throw new ActivityError(
+        'DynamicsInvalidSchemaDefinition',
+        `The valid structure information (column name and type) are required for Dynamics source. Sink column(s) ${untyped.map((m) => `\`${String(((m as JsonObject).sink as JsonObject).name)}\``).join(', ')} of \`${ctx.name}\` have no \`type\` in the mapping.`,
+      );
+  }
   const data = await loadSource(services, tp.source, inputDataset, ctx);
   try {
     const mapped = await applyTranslator(services, data, tp.translator, ctx);
@@ -172,6 +184,7 @@ async function sqlSink(
       text: String(script),
       where: `The preCopyScript of \`${ctx.name}\``,
       linkedService: dataset.linkedService.name,
+      evaluate: (expression) => ctx.evaluate(expression),
     });
   }
   await duck.run(`CREATE SCHEMA IF NOT EXISTS ${duckIdent(schema)}`);

@@ -22,11 +22,19 @@ export const DATA_TYPE_PROPERTIES: Readonly<Record<string, readonly string[]>> =
 
 /** The data activities by type: Lookup, Script, GetMetadata, Copy. */
 export function dataActivityHandlers(services: RuntimeServices): Record<string, ActivityHandler> {
+  // One DuckDB connection stands in for the SQL databases: activities that use it take turns (parallel branches of
+  // a pipeline run one data activity at a time here; their results are the same, their timing is not modelled).
+  let turn: Promise<unknown> = Promise.resolve();
+  const exclusive = <T>(work: () => Promise<T>): Promise<T> => {
+    const mine = turn.then(work, work);
+    turn = mine.catch(() => undefined);
+    return mine;
+  };
   return {
-    Lookup: (ctx) => lookup(services, ctx),
-    Script: (ctx) => script(services, ctx),
+    Lookup: (ctx) => exclusive(() => lookup(services, ctx)),
+    Script: (ctx) => exclusive(() => script(services, ctx)),
     GetMetadata: (ctx) => getMetadata(services, ctx),
-    Copy: (ctx) => copyActivity(services, ctx),
+    Copy: (ctx) => exclusive(() => copyActivity(services, ctx)),
   };
 }
 
@@ -99,6 +107,7 @@ async function script(services: RuntimeServices, ctx: ActivityContext): Promise<
       where: `Script \`${ctx.name}\` block ${block}`,
       linkedService: ls.name,
       parameters,
+      evaluate: (expression) => ctx.evaluate(expression),
     });
     recordsAffected += result.recordsAffected;
     if (type === 'Query')

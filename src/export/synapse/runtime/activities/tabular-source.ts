@@ -297,9 +297,14 @@ async function loadSql(
     text,
     where: `The source query of \`${ctx.name}\``,
     linkedService: dataset.linkedService.name,
+    evaluate: (expression) => ctx.evaluate(expression),
   });
   try {
-    await services.sql.duck.run(`CREATE TEMP TABLE ${duckIdent(table)} AS ${sql}`);
+    // additionalColumns apply to every Copy source (copy-activity-overview, "Add additional columns during copy").
+    const extra = additionalColumns(source, ctx);
+    await services.sql.duck.run(
+      `CREATE TEMP TABLE ${duckIdent(table)} AS ${extra ? `SELECT __q.*${extra} FROM (${sql}) AS __q` : sql}`,
+    );
   } catch (error) {
     throw new ActivityError(
       'SqlFailed',

@@ -1,7 +1,11 @@
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import path from 'node:path';
 import type { DuckDbStaging } from '../../../../dialects/duckdb/driver.js';
-import { duckLiteral } from '../../../../dialects/duckdb/driver.js';
+import { duckIdent, duckLiteral } from '../../../../dialects/duckdb/driver.js';
+import { bindStepParameters, type StepValue } from '../../../../dialects/sql-steps.js';
 import type { Json } from '../expression/json-value.js';
-import { ActivityError } from '../runtime-error.js';
+import { ActivityError, UnsupportedError } from '../runtime-error.js';
+import { synapseLinkFolders, synapseLinkSelect } from './serverless-sql.js';
 
 /** One SQL step of an activity: a Script block, a Lookup or Copy source query, a `preCopyScript`. */
 export interface SqlStep {
@@ -13,6 +17,8 @@ export interface SqlStep {
   readonly linkedService: string;
   /** Script parameters (`@name` in the text), input direction only. */
   readonly parameters?: readonly { readonly name: string; readonly value: Json }[];
+  /** Evaluates a pipeline expression in the activity's scope: the values of a step rendering's `$name` parameters. */
+  readonly evaluate?: (expression: string) => Json;
 }
 
 export type SqlRow = Record<string, Json>;
@@ -34,8 +40,39 @@ export interface SqlEngine {
   readonly duck: DuckDbStaging;
 }
 
-/** The DuckDB rendering of a step, by step id (issue 11 makes every exported statement carry one). */
-export type StepRenderings = (stepId: string) => string | undefined;
+/** A parameter of a step's DuckDB rendering: `$name`, valued by a pipeline expression in the activity's scope. */
+export interface StepRenderingParameter {
+  readonly name: string;
+  readonly expression: string;
+  readonly type: 'string' | 'number';
+  /**
+   * The value is a folder under this serverless external data source (e.g. `ferry_warehouse`): the runtime binds
+   * its local path, and refuses a folder that already holds data, as CETAS does.
+   */
+  readonly dataSource?: string;
+}
+
+/** The DuckDB rendering of a plan step and what it needs bound. */
+export interface StepRendering {
+  readonly text: string;
+  readonly parameters: readonly StepRenderingParameter[];
+  /** Relations the rendering reads that the runtime provides: `synapse_link_<table>` over a Synapse Link container. */
+  readonly synapseLinkTables?: readonly { readonly table: string; readonly format: 'csv' | 'delta' }[];
+}
+
+/**
+ * The DuckDB rendering of a step, by step id (`-- ferry-step: <id>` in the artifact). A plain string is a rendering
+ * with no `$` parameters.
+ */
+export type StepRenderings = (stepId: string) => StepRendering | string | undefined;
+
+/** Local folders behind serverless external data sources and the Synapse Link container. */
+export interface StepEnvironment {
+  /** The local folder of `folder` under external data source `dataSource`; an unknown source is an error naming it. */
+  dataSourcePath(dataSource: string, folder: string): string;
+  /** The local folder of the Synapse Link container (what `ferry_synapse_link` points at). */
+  synapseLinkDir(): string;
+}
 
 /** T-SQL constructs DuckDB cannot run, with their names for the refusal message. */
 const TSQL_MARKERS: readonly [RegExp, string][] = [
@@ -78,14 +115,16 @@ export function stepIdOf(text: string): string | undefined {
 export class DuckDbSqlEngine implements SqlEngine {
   readonly duck: DuckDbStaging;
   readonly #renderings: StepRenderings | undefined;
+  readonly #env: StepEnvironment | undefined;
 
-  constructor(duck: DuckDbStaging, renderings?: StepRenderings) {
+  constructor(duck: DuckDbStaging, renderings?: StepRenderings, env?: StepEnvironment) {
     this.duck = duck;
     this.#renderings = renderings;
+    this.#env = env;
   }
 
   render(step: SqlStep): string {
-    const statements = splitStatements(bindParameters(this.#duckText(step), step));
+    const statements = this.#statements(step);
     if (statements.length !== 1)
       throw new ActivityError(
         'SqlMultipleStatements',
@@ -95,8 +134,9 @@ export class DuckDbSqlEngine implements SqlEngine {
   }
 
   async execute(step: SqlStep): Promise<SqlResult> {
-    const text = this.#duckText(step);
-    const statements = splitStatements(bindParameters(text, step));
+    const rendering = this.#rendering(step);
+    if (rendering && typeof rendering !== 'string') await this.#prepareRelations(step, rendering);
+    const statements = this.#statements(step);
     const resultSets: { columns: string[]; rows: SqlRow[] }[] = [];
     let recordsAffected = 0;
     for (const sql of statements) {
@@ -120,14 +160,93 @@ export class DuckDbSqlEngine implements SqlEngine {
     return { resultSets, recordsAffected };
   }
 
-  #duckText(step: SqlStep): string {
+  /** The step's DuckDB statements, parameters bound. */
+  #statements(step: SqlStep): string[] {
+    const rendering = this.#rendering(step);
+    if (rendering === undefined) return splitStatements(bindParameters(step.text, step));
+    if (typeof rendering === 'string') return splitStatements(rendering);
+    const values: Record<string, StepValue> = {};
+    for (const p of rendering.parameters) values[p.name] = this.#value(step, p);
+    try {
+      return splitStatements(bindStepParameters(rendering.text, values));
+    } catch (error) {
+      throw new ActivityError('SqlParameterMissing', `${step.where}: ${(error as Error).message}`);
+    }
+  }
+
+  #value(step: SqlStep, p: StepRenderingParameter): StepValue {
+    if (!step.evaluate)
+      throw new ActivityError('SqlParameterMissing', `${step.where} cannot evaluate parameter \`$${p.name}\` here.`);
+    const v = step.evaluate(p.expression);
+    if (p.dataSource !== undefined) {
+      if (!this.#env)
+        throw new ActivityError(
+          'SqlDataSourceUnknown',
+          `${step.where} writes under external data source \`${p.dataSource}\`, and the runtime has no local folder for it.`,
+        );
+      const folder = String(v ?? '');
+      const local = this.#env.dataSourcePath(p.dataSource, folder);
+      // CETAS refuses a location that already holds data (create-external-table-as-select).
+      let existing: string[] = [];
+      try {
+        existing = readdirSync(local);
+      } catch {
+        existing = [];
+      }
+      if (existing.length > 0)
+        throw new ActivityError(
+          'CetasLocationExists',
+          `Cannot create external table. External table location already exists. Location provided: '${folder}'`,
+        );
+      mkdirSync(local, { recursive: true });
+      return local;
+    }
+    if (v === null || typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') {
+      if (p.type === 'number' && typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v)))
+        return Number(v);
+      return v;
+    }
+    return JSON.stringify(v);
+  }
+
+  /** Creates the relations a rendering reads (`synapse_link_<table>`) from the local Synapse Link container. */
+  async #prepareRelations(step: SqlStep, rendering: StepRendering): Promise<void> {
+    for (const t of rendering.synapseLinkTables ?? []) {
+      if (t.format !== 'csv')
+        throw new UnsupportedError(
+          `${step.where} reads Synapse Link ${t.format} for \`${t.table}\`; the local runtime reads only the CSV export.`,
+        );
+      if (!this.#env)
+        throw new ActivityError(
+          'SqlDataSourceUnknown',
+          `${step.where} reads Synapse Link, and the runtime has no local container for it.`,
+        );
+      const dir = this.#env.synapseLinkDir();
+      // Folders without a model.json are not complete (Synapse Link writes it last); the extract's window stops
+      // before the folder still being written in any case.
+      // Only the window's folders are read, as serverless SQL eliminates the others by `filepath(1)`.
+      const param = (n: string) => rendering.parameters.find((p) => p.name === n);
+      const start = param('window_start') ? String(this.#value(step, param('window_start')!) ?? '') : '';
+      const end = param('window_end') ? String(this.#value(step, param('window_end')!) ?? '') : '';
+      const folders = await synapseLinkFolders(
+        dir,
+        t.table,
+        (f) => f > start && (end === '' || f < end) && existsSync(path.join(dir, f, 'model.json')),
+      );
+      const relation = duckIdent(`synapse_link_${t.table}`);
+      const body = folders.length ? synapseLinkSelect(folders) : `SELECT CAST(NULL AS VARCHAR) AS __folder WHERE false`;
+      await this.duck.run(`CREATE OR REPLACE TEMP VIEW ${relation} AS ${body}`);
+    }
+  }
+
+  #rendering(step: SqlStep): StepRendering | string | undefined {
     const id = step.stepId ?? stepIdOf(step.text);
     if (id !== undefined) {
       const rendering = this.#renderings?.(id);
       if (rendering === undefined) {
         throw new ActivityError(
           'SqlStepNotRunnable',
-          `${step.where} names plan step \`${id}\`, which has no DuckDB rendering in this runtime; pass the step renderings of the export (issue 11) or run on Azure.`,
+          `${step.where} names plan step \`${id}\`, which has no DuckDB rendering in this runtime; pass the step renderings of the export (\`stepRenderings\`) or run on Azure.`,
         );
       }
       return rendering;
@@ -139,7 +258,7 @@ export class DuckDbSqlEngine implements SqlEngine {
         `${step.where} (linked service \`${step.linkedService}\`) is T-SQL (${markers.join(', ')}) and carries no plan step id, so the local runtime has no DuckDB rendering of it and refuses to run it. Statement starts: \`${step.text.slice(0, 120).replaceAll('\n', ' ')}\`.`,
       );
     }
-    return step.text;
+    return undefined;
   }
 }
 
