@@ -310,6 +310,22 @@ export class DataverseClient {
   }
 
   /**
+   * {@link upsertMultiple} with each target already JSON object text (the bulk writer builds them from payload
+   * text without a parse and serialise round trip).
+   */
+  upsertMultipleJson(
+    entitySet: string,
+    targetJson: readonly string[],
+    options: { timeoutMs?: number } = {},
+  ): Promise<DataverseResponse> {
+    return this.send('POST', `${entitySet}/Microsoft.Dynamics.CRM.UpsertMultiple`, {
+      body: `{"Targets":[${targetJson.join(',')}]}`,
+      returnDataErrors: true,
+      ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
+    });
+  }
+
+  /**
    * Sends a `$batch` and returns its parts in request order. With `continueOnError` every part runs and carries
    * its own status (reference §3.3).
    */
