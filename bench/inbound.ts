@@ -32,7 +32,7 @@ import { upsertDataverse } from '../src/stages/upsert-dataverse.js';
 const INDUSTRIES = ['Accounting', 'Consulting', 'Brokers', 'Business Services', 'Durable Manufacturing'];
 
 /** Deterministic accounts-like rows: strings, exact decimals, timestamps, choices, lookups. */
-function sourceSql(rows: number): string {
+export function sourceSql(rows: number): string {
   return `SELECT
       'A-' || lpad(i::VARCHAR, 9, '0') AS account_no,
       'Account ' || i || ' ' || repeat(chr(65 + (i % 26)::INTEGER), (i % 40)::INTEGER) AS account_name,
@@ -57,7 +57,7 @@ function sqlArray(values: readonly string[]): string {
   return `[${values.map((v) => `'${v}'`).join(', ')}]`;
 }
 
-const MAPPING = {
+export const MAPPING = {
   table: 'account',
   key: ['accountnumber'],
   changeTimestamp: 'modified_at',
