@@ -178,7 +178,9 @@ const SELF = fileURLToPath(import.meta.url);
 const CHILD_FLAG = '--write-bench-emulator';
 
 async function withEmulator<T>(options: EmulatorOptions, work: (emu: Emulator) => Promise<T>): Promise<T> {
-  const child = spawn(process.execPath, ['--import', 'tsx', SELF, CHILD_FLAG, JSON.stringify(options)], {
+  // BENCH_EMULATOR_NODE_ARGS: extra node flags for the emulator's process, e.g. `--cpu-prof` to profile it.
+  const nodeArgs = process.env.BENCH_EMULATOR_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', SELF, CHILD_FLAG, JSON.stringify(options)], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const answers: Array<(message: ChildMessage) => void> = [];
