@@ -34,6 +34,7 @@ export const ERROR_CODES = {
   'dataverse.identities': { disposition: 'fatal', meaning: 'the identity pool is empty or misconfigured' },
   'dataverse.key': { disposition: 'fatal', meaning: 'an alternate key value cannot be written in a URL' },
   'dataverse.no_endpoint': { disposition: 'fatal', meaning: 'a stage needs Dataverse and the run has none' },
+  'dataverse.payload': { disposition: 'fatal', meaning: "a converted row's payload is not a JSON object" },
   'dataverse.throttled': { disposition: 'retry', meaning: 'service-protection limits (429) beyond the retry budget' },
   'dataverse.unauthorized': { disposition: 'fatal', meaning: 'Dataverse refused the token (401)' },
   'dataverse.unreachable': { disposition: 'retry', meaning: 'Dataverse could not be reached over the network' },
