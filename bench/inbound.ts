@@ -32,7 +32,7 @@ import { upsertDataverse } from '../src/stages/upsert-dataverse/spec.js';
 const INDUSTRIES = ['Accounting', 'Consulting', 'Brokers', 'Business Services', 'Durable Manufacturing'];
 
 /** Deterministic accounts-like rows: strings, exact decimals, timestamps, choices, lookups. */
-function sourceSql(rows: number): string {
+export function sourceSql(rows: number): string {
   return `SELECT
       'A-' || lpad(i::VARCHAR, 9, '0') AS account_no,
       'Account ' || i || ' ' || repeat(chr(65 + (i % 26)::INTEGER), (i % 40)::INTEGER) AS account_name,
@@ -57,7 +57,7 @@ function sqlArray(values: readonly string[]): string {
   return `[${values.map((v) => `'${v}'`).join(', ')}]`;
 }
 
-const MAPPING = {
+export const MAPPING = {
   table: 'account',
   key: ['accountnumber'],
   changeTimestamp: 'modified_at',
@@ -117,6 +117,34 @@ interface FerryPass {
   convertSqlMs: unknown;
   metrics: Record<string, unknown>;
   peakRssMiB: number;
+  /** Where the memory was when RSS peaked: seconds into the run, JS heap and native (ArrayBuffers, DuckDB). */
+  atPeak: { sec: number; rssMiB: number; heapUsedMiB: number; externalMiB: number };
+}
+
+/** Samples the process's memory every 200 ms; `stop` returns the sample with the highest RSS. */
+function memorySampler(): { stop: () => FerryPass['atPeak'] } {
+  const started = performance.now();
+  let peak: FerryPass['atPeak'] = { sec: 0, rssMiB: 0, heapUsedMiB: 0, externalMiB: 0 };
+  const mib = (n: number) => Math.round(n / 2 ** 20);
+  const sample = () => {
+    const m = process.memoryUsage();
+    if (mib(m.rss) > peak.rssMiB)
+      peak = {
+        sec: Math.round((performance.now() - started) / 100) / 10,
+        rssMiB: mib(m.rss),
+        heapUsedMiB: mib(m.heapUsed),
+        externalMiB: mib(m.external),
+      };
+  };
+  const timer = setInterval(sample, 200);
+  timer.unref();
+  return {
+    stop: () => {
+      clearInterval(timer);
+      sample();
+      return peak;
+    },
+  };
 }
 
 /** Child: the real runner over the lake in `dir`, with or without the upsert stage. */
@@ -140,6 +168,7 @@ async function ferryPass(dir: string, dataverseUrl: string | undefined): Promise
         ]
       : [readParquetDeltas({ folder: 'inbound/accounts' }), convertToDataverse(MAPPING)],
   });
+  const sampler = memorySampler();
   const started = performance.now();
   const report = await runPipeline(pipeline, {
     openStaging: (dir: string) => openRunStaging(dir, {}),
@@ -152,6 +181,7 @@ async function ferryPass(dir: string, dataverseUrl: string | undefined): Promise
     ...(dataverseUrl ? { services: { dataverse: { url: dataverseUrl } } } : {}),
   });
   const seconds = (performance.now() - started) / 1000;
+  const atPeak = sampler.stop();
   state.close();
   if (report.status !== 'succeeded')
     throw new Error(`bench run ${report.status}: ${report.error?.message ?? JSON.stringify(report.rejectsByReason)}`);
@@ -165,6 +195,7 @@ async function ferryPass(dir: string, dataverseUrl: string | undefined): Promise
     convertSqlMs: report.metrics['convert.sqlMs'],
     metrics: report.metrics,
     peakRssMiB: ownPeakRssMiB(),
+    atPeak,
   };
 }
 
@@ -203,7 +234,9 @@ export async function runInboundBench(argv: string[]): Promise<void> {
   try {
     const ferry = child<FerryPass>('--ferry-pass', [dir]);
     const ferryRowsPerSec = Math.round(rows / ferry.seconds);
-    out(`ferry stages (ms): ${JSON.stringify(ferry.stageMs)}, convert SQL ${ferry.convertSqlMs} ms`);
+    out(
+      `ferry stages (ms): ${JSON.stringify(ferry.stageMs)}, convert SQL ${ferry.convertSqlMs} ms; memory at the sampled RSS peak ${JSON.stringify(ferry.atPeak)}`,
+    );
     out(
       `ferry: ${rows} rows → ${ferry.converted} payloads, ${ferry.rejected} rejected, ${ferry.skippedStale} skipped, in ${ferry.seconds.toFixed(2)} s = ${ferryRowsPerSec} rows/s, peak RSS of the ferry process ${ferry.peakRssMiB} MiB`,
     );
@@ -290,7 +323,9 @@ export async function runInboundE2eBench(argv: string[]): Promise<void> {
       ceilingFor(values.profile!, { operation: 'upsert', batchSize: 100, timeScale }),
     );
     const m = ferry.metrics;
-    out(`ferry stages (ms): ${JSON.stringify(ferry.stageMs)}`);
+    out(
+      `ferry stages (ms): ${JSON.stringify(ferry.stageMs)}; memory at the sampled RSS peak ${JSON.stringify(ferry.atPeak)}`,
+    );
     out(
       `ferry end to end: ${rows} rows → ${ferry.upserted} upserted, ${ferry.rejected} rejected, ${ferry.skippedStale} skipped, in ${ferry.seconds.toFixed(1)} s; upsert ${rowsPerSec} rows/s overall vs the emulator's ceiling ${ceilingRowsPerSec} rows/s for the upsert stage alone; ${String(m.requests)} requests, ${String(m.throttled429Total)} × 429; peak RSS of the ferry process ${ferry.peakRssMiB} MiB (target ≤ 1024), of the emulator ${emulatorPeakRssMiB ?? '?'} MiB`,
     );

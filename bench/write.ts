@@ -12,6 +12,10 @@
  * identity pool of N application users, each with its own emulator token and so its own service-protection budget;
  * the ceiling is N times one identity's).
  */
+import { spawn } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { BulkWriter, type WriteRow } from '../src/connectors/dataverse/bulk-writer.js';
 import { DataverseClient } from '../src/connectors/dataverse/dataverse-client.js';
@@ -20,8 +24,8 @@ import { createIdentityPool } from '../src/connectors/dataverse/identity-pool.js
 import { buildBatch, parseBatchResponse } from '../src/connectors/dataverse/odata-batch.js';
 import { keySegment } from '../src/connectors/dataverse/odata-key.js';
 import { parseRetryAfter, throttleKindOf } from '../src/connectors/dataverse/retry-policy.js';
-import { type RunningEmulator as Emulator, type EmulatorOptions, startEmulator } from '../src/emulator/server.js';
-import { ceilingFor } from '../src/emulator/throttle-model.js';
+import { type EmulatorOptions, startEmulator } from '../src/emulator/server.js';
+import { ceilingFor, profileNamed } from '../src/emulator/throttle-model.js';
 
 /** A mid-run change of limits: at `at` (share of rows written), the execution-time budget becomes `execSec`. */
 interface LimitChange {
@@ -41,6 +45,9 @@ interface Figures {
   rejected: number;
   lost: number;
   duplicated: number;
+  /** CPU seconds of the writer's process and of the emulator's during the pass (ferry only). */
+  writerCpuSec?: number;
+  emulatorCpuSec?: number;
 }
 
 /** The bench entry the coordinator wires into `bench/main.ts`. */
@@ -96,7 +103,7 @@ export async function runWriteBench(argv: string[]): Promise<void> {
       ? undefined
       : { at: Number(values['change-at']), execSec: Number(values['change-exec-sec']) };
   const ferry = await withEmulator(emulatorOptions, (emu) =>
-    runFerry(emu, rows, { batchSize, maxConcurrency, timeScale, change, identities }),
+    runFerry(emu, rows, { batchSize, maxConcurrency, timeScale, change, identities, profile }),
   );
   if (ferry.afterChange) {
     const a = ferry.afterChange;
@@ -135,6 +142,9 @@ export async function runWriteBench(argv: string[]): Promise<void> {
     maxRetryAfterSec: ferry.maxRetryAfterSec,
     lost: ferry.lost,
     duplicated: ferry.duplicated,
+    writerCpuSec: round(ferry.writerCpuSec ?? 0),
+    emulatorCpuSec: round(ferry.emulatorCpuSec ?? 0),
+    loadAverage1m: round(os.loadavg()[0]!, 2),
     ...(baseline ? { baselineAffinityCookie: affinity === 'keep' } : {}),
     ...(ferry.afterChange
       ? {
@@ -151,13 +161,85 @@ export async function runWriteBench(argv: string[]): Promise<void> {
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
+/**
+ * The emulator of one pass, running in a child process of its own: the service's CPU is not the writer's, and on a
+ * busy machine one process serving both starved each of them in turn (the figure then measured the scheduler).
+ * The child verifies the store itself and takes limit changes, over the IPC channel.
+ */
+interface Emulator {
+  readonly url: string;
+  /** Lost and duplicated among the first `count` generated rows, checked row by row in the emulator's store. */
+  verify(count: number): Promise<{ lost: number; duplicated: number; emulatorCpuSec: number }>;
+  /** Changes the execution-time budget mid-run (the `--change-at` case). */
+  changeExecutionSec(execSec: number): void;
+}
+
+const SELF = fileURLToPath(import.meta.url);
+const CHILD_FLAG = '--write-bench-emulator';
+
 async function withEmulator<T>(options: EmulatorOptions, work: (emu: Emulator) => Promise<T>): Promise<T> {
-  const emu = await startEmulator(options);
+  // BENCH_EMULATOR_NODE_ARGS: extra node flags for the emulator's process, e.g. `--cpu-prof` to profile it.
+  const nodeArgs = process.env.BENCH_EMULATOR_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', SELF, CHILD_FLAG, JSON.stringify(options)], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const answers: Array<(message: ChildMessage) => void> = [];
+  const exited = new Promise<never>((_, reject) =>
+    child.once('exit', (code, signal) => reject(new Error(`the emulator child exited with ${code ?? signal}`))),
+  );
+  exited.catch(() => undefined);
+  const ready = new Promise<string>((resolve) => {
+    child.on('message', (message: ChildMessage) => {
+      if (message.type === 'ready') resolve(message.url);
+      else answers.shift()?.(message);
+    });
+  });
+  const ask = (message: object) =>
+    Promise.race([
+      new Promise<ChildMessage>((resolve) => {
+        answers.push(resolve);
+        child.send(message);
+      }),
+      exited,
+    ]);
   try {
-    return await work(emu);
+    const url = await Promise.race([ready, exited]);
+    return await work({
+      url,
+      verify: async (count) => {
+        const m = (await ask({ type: 'verify', count })) as Extract<ChildMessage, { type: 'verified' }>;
+        return { lost: m.lost, duplicated: m.duplicated, emulatorCpuSec: m.cpuSec };
+      },
+      changeExecutionSec: (execSec) => child.send({ type: 'change', execSec }),
+    });
   } finally {
-    await emu.close();
+    if (child.exitCode === null) {
+      child.send({ type: 'close' });
+      await exited.catch(() => undefined);
+    }
   }
+}
+
+type ChildMessage =
+  | { type: 'ready'; url: string }
+  | { type: 'verified'; lost: number; duplicated: number; cpuSec: number };
+
+/** The child: an emulator with these options until told to close. */
+async function emulatorChild(options: EmulatorOptions): Promise<void> {
+  const emu = await startEmulator(options);
+  const send = (m: ChildMessage) => process.send!(m);
+  process.on('message', (message: { type: string; count?: number; execSec?: number }) => {
+    if (message.type === 'verify') {
+      const check = verify(emu.store.rows('account'), accountRows(message.count!));
+      const cpu = process.cpuUsage();
+      send({ type: 'verified', ...check, cpuSec: (cpu.user + cpu.system) / 1e6 });
+    } else if (message.type === 'change') {
+      emu.throttle?.update({ maxExecutionSec: message.execSec! });
+    } else if (message.type === 'close') {
+      void emu.close().then(() => process.exit(0));
+    }
+  });
+  send({ type: 'ready', url: emu.url });
 }
 
 function accountRows(n: number): WriteRow[] {
@@ -179,6 +261,7 @@ async function runFerry(
     timeScale: number;
     change: LimitChange | undefined;
     identities: number;
+    profile: string;
   },
 ): Promise<Figures> {
   const rows = accountRows(n);
@@ -216,12 +299,13 @@ async function runFerry(
     },
     onUpserted: (r) => {
       written += r.length;
-      if (options.change && !changedAt && written >= n * options.change.at && emu.throttle) {
-        emu.throttle.update({ maxExecutionSec: options.change.execSec });
+      if (options.change && !changedAt && written >= n * options.change.at) {
+        emu.changeExecutionSec(options.change.execSec);
         changedAt = { ms: performance.now(), rows: written, throttled: throttledNow() };
       }
     },
   });
+  const cpuBefore = process.cpuUsage();
   const started = performance.now();
   const result = await writer.write(
     (async function* () {
@@ -229,19 +313,23 @@ async function runFerry(
     })(),
   );
   const ended = performance.now();
+  const cpu = process.cpuUsage(cpuBefore);
   const seconds = (ended - started) / 1000;
-  const check = verify(emu, rows);
+  const check = await emu.verify(n);
   const byKind: Record<string, number> = {};
   for (const c of clients) for (const [k, v] of Object.entries(c.stats.throttled)) byKind[k] = (byKind[k] ?? 0) + v;
   let afterChange: Figures['afterChange'];
-  if (changedAt && emu.throttle) {
+  if (changedAt) {
     const ceiling =
       options.identities *
-      ceilingFor(emu.throttle.profile, {
-        operation: 'upsert',
-        batchSize: options.batchSize,
-        timeScale: options.timeScale,
-      });
+      ceilingFor(
+        { ...profileNamed(options.profile), maxExecutionSec: options.change!.execSec },
+        {
+          operation: 'upsert',
+          batchSize: options.batchSize,
+          timeScale: options.timeScale,
+        },
+      );
     afterChange = {
       rowsPerSec: (written - changedAt.rows) / ((ended - changedAt.ms) / 1000),
       ceiling,
@@ -258,7 +346,10 @@ async function runFerry(
     throttledByKind: byKind,
     maxRetryAfterSec: Math.max(...clients.map((c) => c.stats.maxRetryAfterSec)),
     rejected,
-    ...check,
+    lost: check.lost,
+    duplicated: check.duplicated,
+    writerCpuSec: (cpu.user + cpu.system) / 1e6,
+    emulatorCpuSec: check.emulatorCpuSec,
   };
 }
 
@@ -339,7 +430,7 @@ async function runBaseline(
   await Promise.all(Array.from({ length: 10 }, lane));
   const seconds = (performance.now() - started) / 1000;
   const attempted = rows.slice(0, Math.min(next, batches.length) * 10);
-  const check = verify(emu, attempted);
+  const check = await emu.verify(attempted.length);
   return {
     rows: attempted.length,
     seconds,
@@ -349,14 +440,18 @@ async function runBaseline(
     throttledByKind: figures.byKind,
     maxRetryAfterSec: figures.maxRetryAfterSec,
     rejected: figures.rejected,
-    ...check,
+    lost: check.lost,
+    duplicated: check.duplicated,
   };
 }
 
 /** Row-by-row check of the store: each generated key exactly once, with the values sent. */
-function verify(emu: Emulator, rows: readonly WriteRow[]): { lost: number; duplicated: number } {
+function verify(
+  stored: ReadonlyArray<{ attributes: Readonly<Record<string, unknown>> }>,
+  rows: readonly WriteRow[],
+): { lost: number; duplicated: number } {
   const seen = new Map<string, Array<Readonly<Record<string, unknown>>>>();
-  for (const r of emu.store.rows('account')) {
+  for (const r of stored) {
     const key = String(r.attributes.accountnumber);
     const list = seen.get(key);
     if (list) list.push(r.attributes);
@@ -366,10 +461,10 @@ function verify(emu: Emulator, rows: readonly WriteRow[]): { lost: number; dupli
   let duplicated = 0;
   for (const row of rows) {
     const number = row.key.slice('accountnumber='.length);
-    const stored = seen.get(number) ?? [];
+    const list = seen.get(number) ?? [];
     const expected = JSON.parse(row.payload) as Record<string, unknown>;
-    if (stored.length === 0 || stored[0]!.name !== expected.name) lost += 1;
-    if (stored.length > 1) duplicated += stored.length - 1;
+    if (list.length === 0 || list[0]!.name !== expected.name) lost += 1;
+    if (list.length > 1) duplicated += list.length - 1;
   }
   return { lost, duplicated };
 }
@@ -389,4 +484,8 @@ function fmt(n: number): string {
 
 function print(line: string): void {
   process.stdout.write(`${line}\n`);
+}
+
+if (process.argv[2] === CHILD_FLAG && path.resolve(process.argv[1] ?? '') === SELF) {
+  await emulatorChild(JSON.parse(process.argv[3]!) as EmulatorOptions);
 }

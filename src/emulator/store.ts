@@ -76,6 +76,14 @@ export function keyIndexText(values: readonly unknown[]): string | null {
   return parts.join('\u0000');
 }
 
+/** {@link keyIndexText} of a row's values for `key`, without building the array for the common one-column key. */
+function keyTextOf(key: StoreKey, attributes: Readonly<Record<string, unknown>>): string | null {
+  if (key.attributes.length !== 1) return keyIndexText(key.attributes.map((a) => attributes[a]));
+  const value = attributes[key.attributes[0]!];
+  if (value === null || value === undefined) return null;
+  return typeof value === 'string' ? `s:${value.toLowerCase()}` : `${typeof value}:${String(value)}`;
+}
+
 /**
  * The emulator's in-memory tables, alternate-key indexes and change journal (Maps). Persisted as the journal itself,
  * appended line by line (see {@link EmulatorStore.appendTo}); a load replays it.
@@ -312,7 +320,6 @@ export class EmulatorStore {
       let header: StoreFileHeader | undefined;
       let lineNo = 0;
       let goodBytes = 0;
-      let rest = '';
       let maxVersion = this.#version;
       /** Applies one line; false for an unreadable last line without its newline (a torn append). */
       const apply = (line: string, complete: boolean): boolean => {
@@ -343,22 +350,25 @@ export class EmulatorStore {
         if (entry.versionNumber > maxVersion) maxVersion = entry.versionNumber;
         return true;
       };
-      const stream = handle.createReadStream({ encoding: 'utf8', autoClose: false, start: 0 });
-      for await (const chunk of stream as AsyncIterable<string>) {
-        const text = rest + chunk;
+      // Bytes, not text: lines are cut at newline bytes (a newline byte never occurs inside a UTF-8 sequence), and the
+      // offset of the last complete line is then known without measuring every line again.
+      const stream = handle.createReadStream({ autoClose: false, start: 0, highWaterMark: 1 << 16 });
+      let rest: Buffer = Buffer.alloc(0);
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        // `rest` (the unfinished line of the previous chunk) starts at file offset `goodBytes`.
+        const buf = rest.length > 0 ? Buffer.concat([rest, chunk]) : chunk;
         let from = 0;
-        for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', from)) {
-          const line = text.slice(from, nl);
-          if (line.length > 0) apply(line, true);
-          goodBytes += Buffer.byteLength(line, 'utf8') + 1;
+        for (let nl = buf.indexOf(10, from); nl >= 0; nl = buf.indexOf(10, from)) {
+          if (nl > from) apply(buf.toString('utf8', from, nl), true);
           from = nl + 1;
         }
-        rest = text.slice(from);
+        goodBytes += from;
+        rest = buf.subarray(from);
       }
       if (rest.length > 0) {
         // The last append was cut short: a line that parses only lacked its newline (keep it and end it); anything
         // else is a torn write of changes that were never acknowledged as saved, cut off the file.
-        if (apply(rest, false)) await handle.write('\n', goodBytes + Buffer.byteLength(rest, 'utf8'));
+        if (apply(rest.toString('utf8'), false)) await handle.write('\n', goodBytes + rest.length);
         else await handle.truncate(goodBytes);
       }
       if (!header) {
@@ -451,7 +461,7 @@ export class EmulatorStore {
     const byKey = this.#index.get(table);
     if (!byKey) return;
     for (const key of this.#keys.get(table) ?? []) {
-      const text = keyIndexText(key.attributes.map((a) => row.attributes[a]));
+      const text = keyTextOf(key, row.attributes);
       if (text !== null) byKey.get(key.name)!.set(text, row.id);
     }
   }
@@ -460,7 +470,7 @@ export class EmulatorStore {
     const byKey = this.#index.get(table);
     if (!byKey) return;
     for (const key of this.#keys.get(table) ?? []) {
-      const text = keyIndexText(key.attributes.map((a) => row.attributes[a]));
+      const text = keyTextOf(key, row.attributes);
       if (text !== null && byKey.get(key.name)!.get(text) === row.id) byKey.get(key.name)!.delete(text);
     }
   }

@@ -155,6 +155,18 @@ describe('bulk writer against the emulator', () => {
     assert.equal(stored.get("O''Brien")?.[0]?.attributes.name, 'two quotes');
   });
 
+  it('sends payload text as the targets: an empty payload writes the key alone, a non-object is refused', async () => {
+    const empty = { ...accountRow(0, 'E-0', {}), payload: ' { } ' };
+    const quoted = accountRow(1, 'E-"1\\', { name: 'Quote " and backslash \\' });
+    const { result } = await write(emu.url, [empty, quoted], { batchSize: 10 });
+    assert.equal(result.upserted, 2);
+    const stored = accountsByNumber(emu);
+    assert.equal(stored.get('E-0')?.length, 1);
+    assert.equal(stored.get('E-"1\\')?.[0]?.attributes.name, 'Quote " and backslash \\');
+    const bad = { ...accountRow(2, 'E-2', {}), payload: '["not", "an object"]' };
+    await assert.rejects(write(emu.url, [bad]), /payload of `accountnumber=E-2` is not a JSON object/);
+  });
+
   it('writes rows whose key cannot go into a URL by $filter and GUID, creating then updating the same row', async () => {
     const first = await write(emu.url, [accountRow(0, 'U/1:2', { name: 'unsafe v1' }, false)]);
     assert.equal(first.result.upserted, 1, JSON.stringify(first.rejects));

@@ -110,6 +110,32 @@ describe('emulator persistence, fault injection and CLI', () => {
     );
   });
 
+  it('storeFile: lines across read chunks and multi-byte text load whole; a torn tail is cut at its byte offset', async () => {
+    const file = path.join(dir, 'chunks.json');
+    const store = new EmulatorStore();
+    store.defineTable('account', [{ name: 'k', attributes: ['accountnumber'] }]);
+    // ~2,000 lines of multi-byte text: several 64 KiB reads, lines cut across them.
+    for (let i = 0; i < 2000; i++)
+      store.put('account', `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, {
+        accountnumber: `Ü-${i}`,
+        name: `Café ✓ ${'é'.repeat(i % 90)} ${i}`,
+      });
+    await store.saveTo(file);
+    const whole = await readFile(file);
+    const torn = Buffer.from('{"seq":9999,"table":"account","id":"ü-torn","name":"✓✓');
+    await writeFile(file, Buffer.concat([whole, torn]));
+    const loaded = new EmulatorStore();
+    loaded.defineTable('account', [{ name: 'k', attributes: ['accountnumber'] }]);
+    await loaded.loadFrom(file);
+    assert.equal(loaded.count('account'), 2000);
+    assert.equal(loaded.findByKey('account', 'k', ['ü-1999']), '00000000-0000-4000-8000-000000001999');
+    assert.equal(
+      loaded.get('account', '00000000-0000-4000-8000-000000000089')?.attributes.name,
+      `Café ✓ ${'é'.repeat(89)} 89`,
+    );
+    assert.deepEqual(await readFile(file), whole, 'cut exactly before the torn bytes');
+  });
+
   it('storeFile: a bad line that is not the last one is an error naming the file and line', async () => {
     const file = path.join(dir, 'bad-middle.json');
     const h = await startHarness({ storeFile: file });

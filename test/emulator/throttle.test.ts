@@ -237,6 +237,16 @@ describe('throttling model: limits over HTTP', () => {
     }
   });
 
+  it("without the cookie each user's requests alternate over the servers, however users interleave", () => {
+    const model = new ThrottleModel(PROFILES.default!, 1);
+    const as = (oid: string) => ({ authorization: bearer({ oid }) });
+    const servers: Record<string, number[]> = { a: [], b: [] };
+    // a, b, a, b …: one turn shared by both users would put every request of `a` on server 0 and of `b` on 1.
+    for (const who of ['a', 'b', 'a', 'b', 'a', 'b', 'a', 'b']) servers[who]!.push(model.admit(as(who)).server);
+    assert.deepEqual(servers.a, [0, 1, 0, 1]);
+    assert.deepEqual(servers.b, [0, 1, 0, 1]);
+  });
+
   it('the model works on an injected clock: the window slides', () => {
     let now = 0;
     const model = new ThrottleModel({ ...PROFILES.trial, maxRequests: 2 }, 1, () => now);

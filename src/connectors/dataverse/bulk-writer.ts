@@ -303,7 +303,7 @@ export class BulkWriter {
 
   /** One pass over the rows: dispatch batches to lanes, keep one key out of two concurrent requests. */
   async #pass(source: AsyncIterator<PendingRow[]>): Promise<void> {
-    const queue: PendingRow[] = [];
+    const queue = new RowQueue();
     const unsafe: PendingRow[] = [];
     let sourceDone = false;
     const running = new Set<Promise<void>>();
@@ -409,7 +409,7 @@ export class BulkWriter {
     }
   }
 
-  async #sendChunk(lane: Lane, chunk: PendingRow[], queue: PendingRow[]): Promise<void> {
+  async #sendChunk(lane: Lane, chunk: PendingRow[], queue: RowQueue): Promise<void> {
     if (this.#mode === 'batch' || chunk.length === 0) {
       await this.#sendBatch(lane, chunk, queue);
       return;
@@ -434,7 +434,7 @@ export class BulkWriter {
     }
     if (chunk.length === 1) {
       this.#settle([
-        { pending: chunk[0]!, outcome: this.#outcomeOf(response.status, error, response.body, targets[0]) },
+        { pending: chunk[0]!, outcome: this.#outcomeOf(response.status, error, response.body, safeParse(targets[0]!)) },
       ]);
       return;
     }
@@ -444,7 +444,7 @@ export class BulkWriter {
     await this.#sendBatch(lane, chunk, queue);
   }
 
-  async #sendBatch(lane: Lane, chunk: PendingRow[], queue: PendingRow[]): Promise<void> {
+  async #sendBatch(lane: Lane, chunk: PendingRow[], queue: RowQueue): Promise<void> {
     const operations: BatchOperation[] = chunk.map((p) => ({
       method: 'PATCH',
       url: keySegment(this.#table.entitySet, p.row.keyPredicate),
@@ -728,8 +728,50 @@ function mean(values: ReadonlyArray<number | undefined>): number | undefined {
   return known.length ? known.reduce((a, b) => a + b, 0) / known.length : undefined;
 }
 
+/**
+ * The rows waiting to be sent, oldest first: a deque over one array with a moving head, since taking rows off the
+ * front of a plain array (`shift`) copies the rest each time (a queue of a few thousand rows, 100 per chunk).
+ */
+class RowQueue {
+  #items: PendingRow[] = [];
+  #head = 0;
+
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+
+  push(row: PendingRow): void {
+    this.#items.push(row);
+  }
+
+  shift(): PendingRow | undefined {
+    if (this.#head >= this.#items.length) return undefined;
+    const row = this.#items[this.#head]!;
+    this.#items[this.#head] = undefined as unknown as PendingRow;
+    this.#head += 1;
+    // Drop the consumed front once it is most of the array (amortised: each row is copied at most once more).
+    if (this.#head >= 1024 && this.#head * 2 >= this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return row;
+  }
+
+  /** Puts rows back at the front, in their order. */
+  unshiftAll(rows: readonly PendingRow[]): void {
+    if (rows.length === 0) return;
+    if (rows.length <= this.#head) {
+      this.#head -= rows.length;
+      for (let i = 0; i < rows.length; i += 1) this.#items[this.#head + i] = rows[i]!;
+    } else {
+      this.#items = [...rows, ...this.#items.slice(this.#head)];
+      this.#head = 0;
+    }
+  }
+}
+
 /** Takes up to `size` rows from the front of the queue whose keys are not in flight nor already in the chunk. */
-function takeChunk(queue: PendingRow[], size: number, inFlight: ReadonlySet<string>): PendingRow[] {
+function takeChunk(queue: RowQueue, size: number, inFlight: ReadonlySet<string>): PendingRow[] {
   const chunk: PendingRow[] = [];
   const inChunk = new Set<string>();
   const held: PendingRow[] = [];
@@ -745,7 +787,7 @@ function takeChunk(queue: PendingRow[], size: number, inFlight: ReadonlySet<stri
     inChunk.add(p.identity);
     chunk.push(p);
   }
-  queue.unshift(...held);
+  queue.unshiftAll(held);
   return chunk;
 }
 

@@ -110,9 +110,13 @@ export const upsertDataverseStage: StageImpl<UpsertDataverseSpec> = {
   },
 };
 
-/** Streams `converted` in row order as writer rows. */
+/**
+ * Streams `converted` as writer rows, in the table's own order (file then row: the staging keeps insertion order).
+ * Not `ORDER BY __row_id`: the sort held every payload of the window in the staging engine's memory (~440 MiB more
+ * peak RSS at 1 M rows), and `converted` holds one row per key, so no two rows of a key can pass each other.
+ */
 async function* convertedRows(ctx: StageContext, relation: string): AsyncGenerator<WriteRow[]> {
-  const sql = `SELECT __row_id, __key, __key_predicate, __key_safe, __payload, __source_file, __row_number FROM ${relation} ORDER BY __row_id`;
+  const sql = `SELECT __row_id, __key, __key_predicate, __key_safe, __payload, __source_file, __row_number FROM ${relation}`;
   for await (const chunk of ctx.staging.stream<ConvertedRow & Record<string, unknown>>(sql)) {
     yield chunk.map((r) => ({
       rowId: r.__row_id,
