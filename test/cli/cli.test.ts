@@ -253,8 +253,20 @@ describe('targets and credentials', () => {
   });
 
   test('a sign-in endpoint that cannot be reached is named, not MSAL’s error page', async () => {
+    // An existing, empty lake: the lake check comes before the credential, and a clean clone has no `lake/` folder.
+    const lake = path.join(dir, 'net-lake');
+    fs.mkdirSync(lake, { recursive: true });
     const r = await ferry(
-      ['run', 'accounts-inbound', '--dataverse', 'https://contoso.crm.dynamics.com', '--state', path.join(dir, 'net')],
+      [
+        'run',
+        'accounts-inbound',
+        '--dataverse',
+        'https://contoso.crm.dynamics.com',
+        '--lake',
+        lake,
+        '--state',
+        path.join(dir, 'net'),
+      ],
       {
         env: {
           // A closed loopback port: the sign-in request fails at once, as behind a firewall.
