@@ -201,6 +201,10 @@ export const ERROR_CODES = {
   'synapse_link.row_too_wide': { disposition: 'fatal', meaning: 'a CSV row has more fields than `model.json` columns' },
   'synapse_link.table_missing': { disposition: 'fatal', meaning: 'the table is not in the Synapse Link export' },
   'synapse_link.too_many_files': { disposition: 'fatal', meaning: 'more CSV files in one window than one read takes' },
+  'synapse_link.window_over_max_folders': {
+    disposition: 'fatal',
+    meaning: 'a backfill window holds more Synapse Link folders than the stage takes in one window',
+  },
   'synapse_link.truncated_file': { disposition: 'fatal', meaning: 'a CSV file ends inside a quoted field or row' },
 
   'synapse_runtime.expression': { disposition: 'fatal', meaning: 'a pipeline expression cannot be evaluated' },

@@ -83,6 +83,19 @@ describe('Synapse Link folder names and window planning', () => {
       ['2026-01-01T00.15.00Z', '2026-01-01T00:30:00Z'],
     );
   });
+
+  it('a backfill window holding more folders than maxFolders fails naming the range (the rest would be lost)', () => {
+    const range = { from: '2026-01-01T00:00:00Z', to: '2026-01-01T00:45:00Z' };
+    assert.throws(
+      () => planFolders({ folders, inProgress: null, cursor: null, range, maxFolders: 1 }),
+      (e: Error & { code?: string }) =>
+        e.code === 'synapse_link.window_over_max_folders' &&
+        e.message.includes('2026-01-01T00:00:00Z..2026-01-01T00:45:00Z') &&
+        e.message.includes('--window'),
+    );
+    const fits = planFolders({ folders, inProgress: null, cursor: null, range, maxFolders: 2 });
+    assert.equal(fits.folders.length, 2);
+  });
 });
 
 describe('model.json and CSV scanning', () => {

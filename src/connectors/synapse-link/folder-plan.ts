@@ -1,3 +1,4 @@
+import { FerryError } from '../../core/errors.js';
 import { timestampFolder } from './timestamp-folder.js';
 
 /** A timestamp folder as listed, with what planning needs to know about it. */
@@ -20,7 +21,10 @@ export interface FolderPlanInput {
   readonly range?: { readonly from: string; readonly to: string };
   /** Ignore the cursor (process every completed folder again). */
   readonly reprocess?: boolean;
-  /** Largest number of folders one window may take. Default: no limit. */
+  /**
+   * Largest number of folders one window may take. Default: no limit. A scheduled window stops there and the next one
+   * goes on from the cursor; a backfill window has no cursor to go on from, so one that holds more fails instead.
+   */
   readonly maxFolders?: number;
 }
 
@@ -80,10 +84,21 @@ export function planFolders(input: FolderPlanInput): FolderPlan {
       return { folders: out, stoppedAt: { folder: f.name, reason: 'no_model_json' }, skippedEmpty };
     }
     if (!selected) continue;
-    if (input.maxFolders !== undefined && out.length >= input.maxFolders) break;
+    if (input.maxFolders !== undefined && out.length >= input.maxFolders) {
+      if (input.range) throw rangeOverMaxFolders(input.range, input.maxFolders, f.name);
+      break;
+    }
     out.push({ name: f.name, timestamp: f.timestamp });
   }
   return { folders: out, stoppedAt: null, skippedEmpty };
+}
+
+// Taking the first folders and moving on would skip the rest of the range for good: nothing comes back for them.
+function rangeOverMaxFolders(range: { from: string; to: string }, maxFolders: number, next: string): FerryError {
+  return new FerryError(
+    'synapse_link.window_over_max_folders',
+    `Backfill window ${range.from}..${range.to} holds more than maxFolders (${maxFolders}) Synapse Link folders (\`${next}\` is one too many); run the backfill with a smaller --window, or raise the stage's maxFolders.`,
+  );
 }
 
 function isoOf(text: string): string {
