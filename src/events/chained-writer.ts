@@ -33,7 +33,9 @@ export interface ChainedWriterOptions {
   /**
    * Requests to keep in flight: rows per request are the rows ready divided by this (at least `minRequestRows`, at
    * most `batchSize`), so a few hundred records each waiting on its previous change still fill several requests.
-   * Default 16 (twice the service's usual `x-ms-dop-hint` of 8).
+   * Default 24: up to 48 requests in flight (twice this), under the service's 52 concurrent requests per user
+   * (https://learn.microsoft.com/power-apps/developer/data-platform/api-limits). On an idle 2-core machine 16 reached
+   * 0.77–0.80 of the emulator's ceiling with 500 sessions, 24 reached 0.89, 32 reached 0.94 (but allows 64 in flight).
    */
   readonly targetInFlight?: number;
   /** Smallest request while more rows are coming. Default 10. */
@@ -86,7 +88,7 @@ export class ChainedWriter {
     appliedBefore?: ReadonlyMap<string, string>,
   ): Promise<ChainedWriteResult> {
     const o = this.#options;
-    const target = Math.max(1, o.targetInFlight ?? 16);
+    const target = Math.max(1, o.targetInFlight ?? 24);
     const maxInFlight = Math.max(1, Math.min(o.maxConcurrency, target * 2));
     const minRows = Math.max(1, Math.min(o.batchSize, o.minRequestRows ?? 10));
     const applied = new Map<string, string>(appliedBefore);
