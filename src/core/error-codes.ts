@@ -48,7 +48,7 @@ export const ERROR_CODES = {
   'delta.missing_table': { disposition: 'fatal', meaning: 'the Delta table folder does not exist' },
   'delta.unsupported_feature': {
     disposition: 'fatal',
-    meaning: 'the table needs a Delta reader feature not implemented',
+    meaning: 'the table uses a Delta reader feature this reader refuses (named in the message)',
   },
   'delta.unsupported_type': { disposition: 'fatal', meaning: 'a Delta column type the reader does not implement' },
 

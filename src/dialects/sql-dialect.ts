@@ -1,7 +1,7 @@
 import { FerryError } from '../core/errors.js';
 import type { ColumnPlan, ConversionPlan, ConversionReason, KeyPartPlan } from '../core/mapping.js';
 import { STAGING_TABLES } from '../core/staging-contract.js';
-import type { ConversionNames, KeymapTarget, TableName } from './sql-steps.js';
+import type { ConversionNames, KeymapTarget, SynapseConversion, TableName } from './sql-steps.js';
 import { STATE_TABLES } from './state-schema.js';
 
 /**
@@ -441,6 +441,22 @@ WHERE c.__outcome = 'reject' ORDER BY c.__row_id`,
       ...this.sink(plan, names, classified.sink),
       keymapTargets: keymapTargetsOf(plan),
     };
+  }
+
+  /** The statements of the export's three conversion steps, the same in every dialect. */
+  compileSynapseStep(kind: 'convert' | 'sink-query' | 'save-versions', conversion: SynapseConversion): string[] {
+    const { plan, names, keymapTargets } = conversion;
+    const compiled = this.compileSynapse(plan, names);
+    if (kind === 'sink-query') return [compiled.sinkQuery];
+    if (kind === 'save-versions') return compiled.saveVersions;
+    return [
+      ...keymapTargets.flatMap((t) => this.keymapRefresh(t, names)),
+      ...compiled.lineage,
+      ...compiled.classify,
+      ...compiled.converted,
+      ...compiled.rejects,
+      ...compiled.sink,
+    ];
   }
 
   /** Statements that refresh the key map of one lookup target from its raw copy (`<prefix>keymap_<table>_raw`). */

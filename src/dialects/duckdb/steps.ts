@@ -59,22 +59,10 @@ function renderDuck(step: SqlStep<SynapseStepPlan>): string[] {
       return [
         `UPDATE ${state('runs')} SET status = 'failed', finished_at = ${DUCK_NOW_TEXT}, error_json = ${L(`{"code":"synapse.activity_failed","message":"${plan.failedActivity} failed; see the activity run in Synapse Studio. The cursor did not move, so the next run repeats the window."}`)} WHERE id = $run_id`,
       ];
-    case 'convert': {
-      const { plan: conversion, names, keymapTargets } = plan.conversion;
-      const compiled = duckdbConversion.compileSynapse(conversion, names);
-      return [
-        ...keymapTargets.flatMap((t) => duckdbConversion.keymapRefresh(t, names)),
-        ...compiled.lineage,
-        ...compiled.classify,
-        ...compiled.converted,
-        ...compiled.rejects,
-        ...compiled.sink,
-      ];
-    }
+    case 'convert':
     case 'sink-query':
-      return [duckdbConversion.compileSynapse(plan.conversion.plan, plan.conversion.names).sinkQuery];
     case 'save-versions':
-      return duckdbConversion.compileSynapse(plan.conversion.plan, plan.conversion.names).saveVersions;
+      return duckdbConversion.compileSynapseStep(plan.kind, plan.conversion);
     case 'extract':
       return synapseExtractSql(plan.extract);
   }

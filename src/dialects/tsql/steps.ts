@@ -81,22 +81,10 @@ function renderTsql(step: SqlStep<SynapseStepPlan>): string[] {
       return [
         `UPDATE ${tsqlTable(STATE_SCHEMA, 'runs')} SET [status] = N'failed', [finished_at] = ${NOW}, [error_json] = N'{"code":"synapse.activity_failed","message":"${plan.failedActivity} failed; see the activity run in Synapse Studio. The cursor did not move, so the next run repeats the window."}' WHERE [id] = N'${v('run_id')}'`,
       ];
-    case 'convert': {
-      const { plan: conversion, names, keymapTargets } = plan.conversion;
-      const compiled = tsqlConversion.compileSynapse(conversion, names);
-      return [
-        ...keymapTargets.flatMap((t) => tsqlConversion.keymapRefresh(t, names)),
-        ...compiled.lineage,
-        ...compiled.classify,
-        ...compiled.converted,
-        ...compiled.rejects,
-        ...compiled.sink,
-      ];
-    }
+    case 'convert':
     case 'sink-query':
-      return [tsqlConversion.compileSynapse(plan.conversion.plan, plan.conversion.names).sinkQuery];
     case 'save-versions':
-      return tsqlConversion.compileSynapse(plan.conversion.plan, plan.conversion.names).saveVersions;
+      return tsqlConversion.compileSynapseStep(plan.kind, plan.conversion);
     case 'extract':
       return compileExtract(plan.extract);
   }
