@@ -1,0 +1,547 @@
+/** Compiles an inbound pipeline: lake Parquet → Azure SQL staging → conversion → Dataverse Copy (upsert by alternate key). */
+import { FerryError } from '../../core/errors.js';
+import type { ConversionPlan } from '../../core/mapping.js';
+import type { PipelineDefinition } from '../../core/pipeline.js';
+import { loadMetadata, type TableMetadata } from '../../core/table-metadata.js';
+import { keymapTargetsOf } from '../../dialects/sql-dialect.js';
+import type { ConversionNames, KeymapTarget, StepRegistry } from '../../dialects/sql-steps.js';
+import { STATE_SCHEMA } from '../../dialects/tsql/staging.js';
+import { loadConversionPlan } from '../../stages/convert-to-dataverse/conversion.js';
+import type { SynapseExportSettings } from './export-settings.js';
+import {
+  ANNOTATION,
+  after,
+  beginRunStep,
+  describe,
+  type ExportOptions,
+  expr,
+  failRunActivity,
+  finishRunStep,
+  P,
+  type PipelineOut,
+  pipelineStep,
+  policy,
+  ref,
+  runParams,
+  STAGING_PREFIX,
+  STAGING_SCHEMA,
+  scriptActivity,
+  sqlTableRef,
+  stepFile,
+  stepQuery,
+  stepText,
+  thresholdCheck,
+  WINDOW_PARAMETERS,
+  watermarkLookup,
+} from './pipeline-blocks.js';
+import type { InboundView } from './stage-views.js';
+import { type GeneratedFile, NAMES, type SynapseArtifact, snake } from './synapse-artifacts.js';
+
+export async function inboundPipeline(
+  def: PipelineDefinition,
+  view: InboundView,
+  options: ExportOptions,
+  steps: StepRegistry,
+): Promise<PipelineOut> {
+  const { settings } = options;
+  const base = snake(def.name);
+  const table = view.upsert.table;
+  // The same plan the local runner converts with: one definition, two executors.
+  const plan = await loadConversionPlan(view.mapping.spec, options.metadataDir);
+  const names: ConversionNames = {
+    prefix: STAGING_PREFIX,
+    staged: { schema: '', table: `${STAGING_PREFIX}${base}_staged` },
+    rows: { schema: '', table: `${STAGING_PREFIX}${base}_rows` },
+    work: { schema: '', table: `${STAGING_PREFIX}${base}_work` },
+    converted: { schema: '', table: `${STAGING_PREFIX}${base}_converted` },
+    sink: { schema: '', table: `${STAGING_PREFIX}${base}_sink` },
+    rejects: { schema: STATE_SCHEMA, table: 'rejects' },
+    keymap: { schema: STATE_SCHEMA, table: 'keymap' },
+    appliedVersions: { schema: STATE_SCHEMA, table: 'applied_versions' },
+  };
+  const keymapTargets: KeymapTarget[] = [];
+  for (const t of keymapTargetsOf(plan)) {
+    keymapTargets.push({ ...t, idAttribute: (await loadMetadata(options.metadataDir, t.table)).PrimaryIdAttribute });
+  }
+  const _keyName = plan.keyName;
+  const conversion = { plan, names, keymapTargets };
+  const runParameters = [
+    P.scriptRunId,
+    { name: 'pipeline', expression: def.name, type: 'string', script: true },
+  ] as const;
+  const convertStep = pipelineStep(steps, def.name, 'convert', { kind: 'convert', conversion }, runParameters);
+  const sinkStep = pipelineStep(steps, def.name, 'sink-query', { kind: 'sink-query', conversion });
+  const saveStep = pipelineStep(steps, def.name, 'save-versions', { kind: 'save-versions', conversion }, runParameters);
+  const source = `lake:${view.source.folder}`;
+  const sqlPath = (f: string) => `sql/tsql/${def.name}/${f}`;
+
+  const activities: Record<string, unknown>[] = [
+    scriptActivity(
+      'BeginRun',
+      NAMES.sql,
+      expr(stepText(beginRunStep(steps, def.name, [names.staged.table]))),
+      [],
+      [],
+      2,
+    ),
+    watermarkLookup(steps, def.name, source, '1900-01-01T00:00:00Z'),
+    {
+      name: 'SetWindowEnd',
+      type: 'SetVariable',
+      dependsOn: [after('LookupWatermark')],
+      userProperties: [],
+      typeProperties: {
+        variableName: 'windowEnd',
+        value: expr(`@if(empty(pipeline().parameters.windowEnd), utcNow(), pipeline().parameters.windowEnd)`),
+      },
+    },
+    {
+      // Files are selected by modification time in (watermark or windowStart, windowEnd]: the same window rule as
+      // the local runner's cursor, so a failed run repeats its window.
+      name: 'CopyParquetToStaging',
+      type: 'Copy',
+      dependsOn: [after('SetWindowEnd')],
+      policy: policy('0.02:00:00', 2),
+      userProperties: [],
+      typeProperties: {
+        source: {
+          type: 'ParquetSource',
+          storeSettings: {
+            type: 'AzureBlobFSReadSettings',
+            // Not recursive: Spark writes uncommitted part files under `_temporary/` below the folder, and the
+            // wildcards cannot exclude a segment (the local runner skips `_`/`.` segments). Deltas sit directly
+            // in the folder.
+            recursive: false,
+            wildcardFolderPath: view.source.folder,
+            wildcardFileName: view.source.pattern,
+            modifiedDatetimeStart: expr(
+              `@if(empty(pipeline().parameters.windowStart), activity('LookupWatermark').output.firstRow.cursor_value, pipeline().parameters.windowStart)`,
+            ),
+            modifiedDatetimeEnd: expr(`@variables('windowEnd')`),
+            enablePartitionDiscovery: false,
+          },
+          additionalColumns: [
+            { name: '__source_file', value: '$$FILEPATH' },
+            { name: '__run_id', value: expr('@pipeline().RunId') },
+          ],
+        },
+        sink: { type: 'AzureSqlSink', tableOption: 'autoCreate', writeBatchSize: 10000, sqlWriterUseTableLock: true },
+        enableStaging: false,
+      },
+      inputs: [
+        {
+          referenceName: NAMES.lakeParquet,
+          type: 'DatasetReference',
+          parameters: { fileSystem: settings.lakeFileSystem, folderPath: view.source.folder },
+        },
+      ],
+      outputs: [sqlTableRef(STAGING_SCHEMA, names.staged.table)],
+    },
+  ];
+  // Key maps: Dataverse GUIDs of lookup targets by alternate key, so lookups become GUID columns the Copy sink takes.
+  const keymapActivities: string[] = [];
+  for (const t of keymapTargets) {
+    const raw = `${STAGING_PREFIX}keymap_${t.table}_raw`;
+    const truncate = pipelineStep(steps, def.name, `truncate-keymap:${t.table}`, {
+      kind: 'truncate-table',
+      schema: STAGING_SCHEMA,
+      table: raw,
+    });
+    activities.push({
+      name: `CopyKeyMap_${t.table}`,
+      type: 'Copy',
+      dependsOn: [after('BeginRun')],
+      policy: policy('0.02:00:00', 2),
+      userProperties: [],
+      typeProperties: {
+        source: {
+          type: 'CommonDataServiceForAppsSource',
+          query: `<fetch mapping="logical"><entity name="${t.table}"><attribute name="${t.idAttribute}" />${t.keyAttributes.map((a) => `<attribute name="${a}" />`).join('')}</entity></fetch>`,
+        },
+        sink: {
+          type: 'AzureSqlSink',
+          tableOption: 'autoCreate',
+          preCopyScript: stepQuery(truncate),
+          writeBatchSize: 10000,
+        },
+        enableStaging: false,
+      },
+      inputs: [{ referenceName: NAMES.dataverseEntity(t.table), type: 'DatasetReference' }],
+      outputs: [sqlTableRef(STAGING_SCHEMA, raw)],
+    });
+    keymapActivities.push(`CopyKeyMap_${t.table}`);
+  }
+  const dataverseCopies = dataverseCopyActivities(
+    def,
+    plan,
+    await loadMetadata(options.metadataDir, table),
+    stepQuery(sinkStep),
+    names.sink.table,
+    view,
+    settings,
+  );
+  // `rowsSkipped` is in a Copy's output only with fault tolerance on; read it null-safe so FinishRun always runs.
+  const skipped = `@string(${dataverseCopies
+    .map((c) => `coalesce(activity('${c.name}').output?.rowsSkipped, 0)`)
+    .reduce((a, b) => `add(${a}, ${b})`)})`;
+  activities.push(
+    scriptActivity(
+      'ConvertToDataverse',
+      NAMES.sql,
+      stepText(convertStep),
+      [after('CopyParquetToStaging'), ...keymapActivities.map((a) => after(a))],
+      runParams(def.name),
+    ),
+    ...dataverseCopies,
+    // Versions sent become the applied versions per key, so a later, older version is skipped as stale.
+    scriptActivity(
+      'SaveAppliedVersions',
+      NAMES.sql,
+      stepText(saveStep),
+      [after(dataverseCopies[dataverseCopies.length - 1]!.name as string)],
+      runParams(def.name),
+      2,
+    ),
+    scriptActivity(
+      'FinishRun',
+      NAMES.sql,
+      expr(stepText(finishRunStep(steps, def, source, true, "@variables('rowsSkipped')", "@variables('rowsCopied')"))),
+      [after('IfNewFiles')],
+      [],
+      0,
+      'Query',
+    ),
+    thresholdCheck(def),
+    failRunActivity(steps, def.name),
+  );
+  // A window without a new delta file skips the copies and the conversion (their staging table would not exist:
+  // the copy creates it from the files' schema) and still finishes the run, moving the cursor (review defect 2).
+  const work = new Set([
+    'CopyParquetToStaging',
+    ...keymapActivities,
+    'ConvertToDataverse',
+    ...dataverseCopies.map((c) => c.name),
+    'SaveAppliedVersions',
+  ]);
+  const inner = activities.filter((a) => work.has(String(a.name)));
+  for (const a of inner) a.dependsOn = (a.dependsOn as { activity: string }[]).filter((d) => work.has(d.activity));
+  const lastCopy = dataverseCopies[dataverseCopies.length - 1]!.name;
+  inner.push(
+    {
+      name: 'SetRowsCopied',
+      type: 'SetVariable',
+      dependsOn: [after('SaveAppliedVersions')],
+      userProperties: [],
+      typeProperties: {
+        variableName: 'rowsCopied',
+        value: expr(`@string(activity('CopyStagingToDataverse').output.rowsCopied)`),
+      },
+    },
+    {
+      name: 'SetRowsSkipped',
+      type: 'SetVariable',
+      dependsOn: [after('SetRowsCopied'), after(lastCopy)],
+      userProperties: [],
+      typeProperties: { variableName: 'rowsSkipped', value: expr(skipped) },
+    },
+  );
+  const windowStartExpr = `@if(empty(pipeline().parameters.windowStart), activity('LookupWatermark').output.firstRow.cursor_value, pipeline().parameters.windowStart)`;
+  const outer = activities.filter((a) => !work.has(String(a.name)));
+  const at = outer.findIndex((a) => a.name === 'FinishRun');
+  outer.splice(
+    at,
+    0,
+    {
+      // Lists the folder's files in the copy's window: `modifiedDatetimeStart/End` filter files in childItems.
+      name: 'ListDeltaFiles',
+      type: 'GetMetadata',
+      dependsOn: [after('SetWindowEnd')],
+      policy: policy('0.00:10:00', 2),
+      userProperties: [],
+      typeProperties: {
+        dataset: {
+          referenceName: NAMES.lakeParquet,
+          type: 'DatasetReference',
+          parameters: { fileSystem: settings.lakeFileSystem, folderPath: view.source.folder },
+        },
+        fieldList: ['exists', 'childItems'],
+        storeSettings: {
+          type: 'AzureBlobFSReadSettings',
+          modifiedDatetimeStart: expr(windowStartExpr),
+          modifiedDatetimeEnd: expr(`@variables('windowEnd')`),
+        },
+      },
+    },
+    {
+      name: 'FilterDeltaFiles',
+      type: 'Filter',
+      dependsOn: [after('ListDeltaFiles')],
+      userProperties: [],
+      typeProperties: {
+        items: expr(`@coalesce(activity('ListDeltaFiles').output?.childItems, json('[]'))`),
+        condition: expr(`@and(equals(item().type, 'File'), ${globCondition(view.source.pattern, def.name)})`),
+      },
+    },
+    {
+      name: 'IfNewFiles',
+      type: 'IfCondition',
+      dependsOn: [after('FilterDeltaFiles')],
+      userProperties: [],
+      typeProperties: {
+        expression: expr(`@greater(length(activity('FilterDeltaFiles').output.value), 0)`),
+        ifTrueActivities: inner,
+      },
+    },
+  );
+  activities.length = 0;
+  activities.push(...outer);
+  const pipeline: SynapseArtifact = {
+    kind: 'pipeline',
+    name: NAMES.pipeline(def.name),
+    properties: {
+      description: describe(
+        def,
+        'Parquet deltas → Azure SQL staging → T-SQL conversion → Dataverse upsert by alternate key.',
+      ),
+      annotations: [ANNOTATION, `ferry:${def.name}`],
+      folder: { name: 'ferry/inbound' },
+      // One run at a time per pipeline: the Synapse equivalent of the local lease.
+      concurrency: 1,
+      parameters: WINDOW_PARAMETERS,
+      variables: {
+        windowEnd: { type: 'String' },
+        rowsCopied: { type: 'String', defaultValue: '0' },
+        rowsSkipped: { type: 'String', defaultValue: '0' },
+      },
+      activities,
+    },
+  };
+  const sql: GeneratedFile[] = [
+    {
+      path: sqlPath('convert.sql'),
+      content: stepFile(
+        `Conversion of \`${def.name}\` (${view.mapping.table}) to Dataverse column types. Parameters: @run_id, @pipeline.`,
+        convertStep,
+      ),
+    },
+    {
+      path: sqlPath('save-versions.sql'),
+      content: stepFile(
+        `Applied versions of \`${def.name}\` after the Copy to Dataverse succeeded. Parameters: @run_id, @pipeline.`,
+        saveStep,
+      ),
+    },
+    {
+      path: sqlPath('sink-query.sql'),
+      content: stepFile(`Rows the Copy activity sends to Dataverse for \`${def.name}\`.`, sinkStep),
+    },
+  ];
+  const dataverseTables = [table, ...keymapTargets.map((t: KeymapTarget) => t.table)];
+  const keymapColumns = keymapTargets.map((t): [string, string[]] => [t.table, [t.idAttribute, ...t.keyAttributes]]);
+  return { pipeline, sql, dataverseTables, keymapColumns };
+}
+
+/**
+ * A Dataverse table. Where key maps are read from it, its schema names the columns read with their types ("import
+ * schema"): without one the connector infers columns from the first rows, drops columns null in them, and fails on
+ * an empty table ("The valid structure information … are required for Dynamics source").
+ */
+export function dataverseDataset(table: string, meta: TableMetadata, columns: readonly string[]): SynapseArtifact {
+  const typeOf = (c: string) => {
+    const a = meta.Attributes.find((x) => x.LogicalName === c);
+    if (!a) throw new FerryError('export.sink_mapping', `Key-map column \`${c}\` is not an attribute of \`${table}\`.`);
+    return DATAVERSE_INTERIM_TYPES[a.AttributeTypeName.Value] ?? 'String';
+  };
+  return {
+    kind: 'dataset',
+    name: NAMES.dataverseEntity(table),
+    properties: {
+      type: 'CommonDataServiceForAppsEntity',
+      annotations: [ANNOTATION],
+      linkedServiceName: ref(NAMES.dataverse),
+      typeProperties: { entityName: table },
+      schema: columns.map((name) => ({ name, type: typeOf(name) })),
+    },
+  };
+}
+
+/** Interim types of the Dataverse connector per attribute type ("Data type mapping for Dynamics"). */
+export const DATAVERSE_INTERIM_TYPES: Readonly<Record<string, string>> = {
+  BigIntType: 'Int64',
+  BooleanType: 'Boolean',
+  CustomerType: 'Guid',
+  DateTimeType: 'DateTime',
+  DecimalType: 'Decimal',
+  DoubleType: 'Double',
+  EntityNameType: 'String',
+  IntegerType: 'Int32',
+  LookupType: 'Guid',
+  MemoType: 'String',
+  MoneyType: 'Decimal',
+  OwnerType: 'Guid',
+  PicklistType: 'Int32',
+  UniqueidentifierType: 'Guid',
+  StringType: 'String',
+  StateType: 'Int32',
+  StatusType: 'Int32',
+};
+/** Attribute types the Copy sink cannot write (same doc): refused at export, never emitted. */
+export const COPY_SINK_UNSUPPORTED = new Set(['MultiSelectPicklistType', 'PartyListType', 'CalendarRulesType']);
+export const DATAVERSE_DOC = 'learn.microsoft.com/azure/data-factory/connector-dynamics-crm-office-365';
+
+/** Column names of the sink query's SELECT list (`SELECT [a], [b@EntityReference] FROM …`). */
+export function sinkQueryColumns(sinkQuery: string): string[] {
+  const select = sinkQuery.replace(/^(\s*--[^\n]*\n)*/, '').match(/^\s*SELECT\s+([\s\S]*?)\s+FROM\s/i)?.[1];
+  if (!select)
+    throw new FerryError('export.sink_mapping', `Sink query \`${sinkQuery.slice(0, 80)}\` is not a SELECT list.`);
+  return select.split(',').map((c) => c.trim().replace(/^\[|\]$/g, ''));
+}
+
+/**
+ * The Copy activities writing the sink table to Dataverse (connector-dynamics-crm-office-365):
+ * - an explicit `translator` with the sink type of every column (the connector needs column types; only mapped
+ *   columns are written);
+ * - a multi-target attribute (Owner, Customer, a lookup with several targets) always gets `<col>@EntityReference`:
+ *   from the conversion when the mapping allows several targets, else as a constant `additionalColumns` entry;
+ * - MultiSelectPicklist / PartyList / CalendarRules columns are refused here, naming the column, unless the
+ *   settings' `omitColumns` leave them out of the Synapse export (the local runner still writes them);
+ * - `writeBatchSize` at most 10 and `parallelCopies` set, as the connector doc advises against throttling;
+ * - nulls: the local writer sends a null for `nullMeans: 'clear'` columns and omits it for `'omit'` ones (lookups by
+ *   default). One copy cannot do both, so columns that clear go with `ignoreNullValues: false` and columns that
+ *   omit with `ignoreNullValues: true` in a second copy of the same rows (two upserts per row, both idempotent).
+ */
+export function dataverseCopyActivities(
+  def: PipelineDefinition,
+  plan: ConversionPlan,
+  meta: TableMetadata,
+  sinkQuery: string,
+  sinkTable: string,
+  view: InboundView,
+  settings: SynapseExportSettings,
+): { name: string; [k: string]: unknown }[] {
+  const attributes = new Map(meta.Attributes.map((a) => [a.LogicalName, a]));
+  const omitted = new Set(settings.omitColumns[def.name] ?? []);
+  // An entry naming a column the mapping does not write has no effect (a typo cannot hide a column: an unsupported
+  // column not listed is refused below).
+  const typeOf = (column: string): string => {
+    const a = attributes.get(column);
+    if (!a)
+      throw new FerryError(
+        'export.sink_mapping',
+        `Sink column \`${column}\` is not an attribute of \`${meta.LogicalName}\`.`,
+      );
+    return a.AttributeTypeName.Value;
+  };
+  const columns = sinkQueryColumns(sinkQuery);
+  const keyColumns = plan.key.map((k) => k.attribute);
+  const clear: string[] = [];
+  const omit: string[] = [];
+  const constants: { name: string; value: string }[] = [];
+  for (const c of plan.columns) {
+    if (!c.inPayload) continue;
+    const type = typeOf(c.attribute);
+    if (COPY_SINK_UNSUPPORTED.has(type)) {
+      if (omitted.has(c.attribute)) continue;
+      throw new FerryError(
+        'export.copy_sink_unsupported',
+        `Column \`${c.attribute}\` of \`${def.name}\` (${meta.LogicalName}) is a ${type.replace(/Type$/, '')}, which the Dataverse Copy sink does not support (${DATAVERSE_DOC}, "Data type mapping for Dynamics"), so the Synapse export cannot write it. Remove it from the mapping, or list it under \`omitColumns\` → \`${def.name}\` in synapse/settings.json to export the pipeline without it (the local runner still writes it).`,
+      );
+    }
+    if (omitted.has(c.attribute))
+      throw new FerryError(
+        'export.invalid_setting',
+        `Setting \`omitColumns.${def.name}\` lists \`${c.attribute}\`, a ${type.replace(/Type$/, '')} the Copy sink can write; only columns the sink cannot write may be omitted — remove it from synapse/settings.json.`,
+      );
+    if (!columns.includes(c.attribute))
+      throw new FerryError(
+        'export.sink_mapping',
+        `The sink query of \`${def.name}\` has no column \`${c.attribute}\`.`,
+      );
+    const group = c.nullMeans === 'omit' ? omit : clear;
+    group.push(c.attribute);
+    const entityRef = `${c.attribute}@EntityReference`;
+    const a = attributes.get(c.attribute);
+    const multiTarget =
+      type === 'OwnerType' || type === 'CustomerType' || (a && 'Targets' in a && (a.Targets?.length ?? 0) > 1);
+    if (!multiTarget) continue;
+    if (columns.includes(entityRef)) group.push(entityRef);
+    else if (c.rule === 'lookup' && c.targets.length === 1) {
+      constants.push({ name: entityRef, value: c.targets[0]!.table });
+      group.push(entityRef);
+    } else
+      throw new FerryError(
+        'export.sink_mapping',
+        `Lookup \`${c.attribute}\` of \`${def.name}\` is multi-target, but the conversion gives no target table for it; name the lookup's target table(s) in the mapping.`,
+      );
+  }
+  const sinkType = (column: string) =>
+    column.endsWith('@EntityReference') ? 'String' : (DATAVERSE_INTERIM_TYPES[typeOf(column)] ?? 'String');
+  const batch = Math.min(view.upsert.batchSize ?? 10, 10);
+  const copy = (name: string, cols: string[], ignoreNullValues: boolean, dependsOn: unknown[]) => {
+    const mapped = [...keyColumns, ...cols];
+    const extra = constants.filter((k) => mapped.includes(k.name));
+    return {
+      name,
+      type: 'Copy',
+      dependsOn,
+      // Upserts by key are idempotent: a retry repeats rows already written, harmlessly.
+      policy: policy('0.04:00:00', 2),
+      userProperties: [],
+      typeProperties: {
+        source: {
+          type: 'AzureSqlSource',
+          sqlReaderQuery: sinkQuery,
+          queryTimeout: '02:00:00',
+          partitionOption: 'None',
+          ...(extra.length ? { additionalColumns: extra } : {}),
+        },
+        sink: {
+          type: 'CommonDataServiceForAppsSink',
+          writeBehavior: 'Upsert',
+          alternateKeyName: plan.keyName,
+          ignoreNullValues,
+          writeBatchSize: batch,
+          maxConcurrentConnections: settings.dataverseParallelCopies,
+        },
+        enableStaging: false,
+        parallelCopies: settings.dataverseParallelCopies,
+        translator: {
+          type: 'TabularTranslator',
+          mappings: mapped.map((c) => ({ source: { name: c }, sink: { name: c, type: sinkType(c) } })),
+        },
+        // Covers rows the copy cannot convert to the column types (fault tolerance); a row the Dataverse service
+        // refuses fails the copy with DynamicsOperationFailed (rows before it stay written; FinishRun does not run).
+        enableSkipIncompatibleRow: true,
+        redirectIncompatibleRowSettings: {
+          linkedServiceName: ref(NAMES.adls),
+          path: `${settings.lakeFileSystem}/errors/${def.name}`,
+        },
+      },
+      inputs: [sqlTableRef(STAGING_SCHEMA, sinkTable)],
+      outputs: [{ referenceName: NAMES.dataverseEntity(meta.LogicalName), type: 'DatasetReference' }],
+    };
+  };
+  const first = copy('CopyStagingToDataverse', clear.length ? clear : omit, !clear.length, [
+    after('ConvertToDataverse'),
+  ]);
+  if (!clear.length || !omit.length) return [first];
+  return [first, copy('CopyLookupsToDataverse', omit, true, [after('CopyStagingToDataverse')])];
+}
+
+/** The Filter condition on `item().name` for a file pattern with at most one `*` (ADF name functions). */
+export function globCondition(pattern: string, pipeline: string): string {
+  const star = pattern.split('*');
+  if (star.length > 2 || pattern.includes('?'))
+    throw new FerryError(
+      'export.file_pattern',
+      `File pattern \`${pattern}\` of \`${pipeline}\` has more than one \`*\` or a \`?\`; the Synapse export supports \`prefix*suffix\` patterns (e.g. \`*.parquet\`).`,
+    );
+  const lit = (t: string) => `'${t.replaceAll("'", "''")}'`;
+  if (star.length === 1) return `equals(item().name, ${lit(pattern)})`;
+  const [prefix, suffix] = star as [string, string];
+  const parts = [
+    ...(prefix ? [`startsWith(item().name, ${lit(prefix)})`] : []),
+    ...(suffix ? [`endsWith(item().name, ${lit(suffix)})`] : []),
+  ];
+  return parts.length === 0 ? 'true' : parts.length === 1 ? parts[0]! : `and(${parts.join(', ')})`;
+}

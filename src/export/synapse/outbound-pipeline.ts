@@ -1,0 +1,290 @@
+/** Compiles an outbound pipeline: Synapse Link folders → serverless SQL extracts → warehouse Parquet (CETAS). */
+import { FerryError } from '../../core/errors.js';
+import type { PipelineDefinition } from '../../core/pipeline.js';
+import { loadMetadata } from '../../core/table-metadata.js';
+import type { StepRegistry } from '../../dialects/sql-steps.js';
+import {
+  ANNOTATION,
+  after,
+  beginRunStep,
+  describe,
+  type ExportOptions,
+  expr,
+  failRunActivity,
+  finishRunStep,
+  type PipelineOut,
+  pipelineStep,
+  policy,
+  scriptActivity,
+  stepFile,
+  stepText,
+  TSQL_EXTRACT_DIR,
+  thresholdCheck,
+  WINDOW_PARAMETERS,
+  watermarkLookup,
+} from './pipeline-blocks.js';
+import type { OutboundView } from './stage-views.js';
+import { type GeneratedFile, NAMES, type SynapseArtifact } from './synapse-artifacts.js';
+
+export async function outboundPipeline(
+  def: PipelineDefinition,
+  view: OutboundView,
+  options: ExportOptions,
+  steps: StepRegistry,
+): Promise<PipelineOut> {
+  const { settings } = options;
+  const source = `synapse-link:${view.source.folder}`;
+  const csv = view.source.format === 'csv';
+  const activities: Record<string, unknown>[] = [
+    scriptActivity('BeginRun', NAMES.sql, expr(stepText(beginRunStep(steps, def.name, []))), [], [], 2),
+    watermarkLookup(steps, def.name, source, ''),
+  ];
+  let windowEndExpr: string;
+  if (csv) {
+    // Synapse Link names the folder it is still writing in Changelog/changelog.info: the window stops before it.
+    activities.push({
+      name: 'LookupChangelog',
+      type: 'Lookup',
+      dependsOn: [after('BeginRun')],
+      policy: policy('0.00:10:00', 2),
+      userProperties: [],
+      typeProperties: {
+        source: {
+          type: 'DelimitedTextSource',
+          storeSettings: { type: 'AzureBlobFSReadSettings', recursive: false },
+          formatSettings: { type: 'DelimitedTextReadSettings' },
+        },
+        dataset: {
+          referenceName: NAMES.lakeText,
+          type: 'DatasetReference',
+          parameters: {
+            fileSystem: settings.synapseLinkFileSystem,
+            // Relative to the Synapse Link container's root; the local lake folder only names the container.
+            folderPath: 'Changelog',
+            fileName: 'changelog.info',
+          },
+        },
+        firstRowOnly: true,
+      },
+    });
+    // A requested window end never reaches past the in-progress folder either (a backfill of the current window).
+    windowEndExpr = `@if(or(empty(pipeline().parameters.windowEnd), less(activity('LookupChangelog').output.firstRow.Prop_0, formatDateTime(pipeline().parameters.windowEnd, 'yyyy-MM-ddTHH.mm.ssZ'))), activity('LookupChangelog').output.firstRow.Prop_0, formatDateTime(pipeline().parameters.windowEnd, 'yyyy-MM-ddTHH.mm.ssZ'))`;
+  } else {
+    windowEndExpr = `@if(empty(pipeline().parameters.windowEnd), utcNow('yyyy-MM-ddTHH:mm:ssZ'), pipeline().parameters.windowEnd)`;
+  }
+  activities.push({
+    name: 'SetWindow',
+    type: 'SetVariable',
+    dependsOn: csv ? [after('LookupWatermark'), after('LookupChangelog')] : [after('LookupWatermark')],
+    userProperties: [],
+    typeProperties: { variableName: 'windowEnd', value: expr(windowEndExpr) },
+  });
+  activities.push({
+    name: 'SetWindowStart',
+    type: 'SetVariable',
+    dependsOn: [after('SetWindow')],
+    userProperties: [],
+    typeProperties: {
+      variableName: 'windowStart',
+      value: expr(
+        csv
+          ? `@if(empty(pipeline().parameters.windowStart), activity('LookupWatermark').output.firstRow.cursor_value, formatDateTime(pipeline().parameters.windowStart, 'yyyy-MM-ddTHH.mm.ssZ'))`
+          : `@if(empty(pipeline().parameters.windowStart), activity('LookupWatermark').output.firstRow.cursor_value, pipeline().parameters.windowStart)`,
+      ),
+    },
+  });
+  const sql: GeneratedFile[] = [];
+  const extractNames: string[] = [];
+  for (const x of view.extracts) {
+    const meta = await loadMetadata(options.metadataDir, x.table);
+    let custom: string | undefined;
+    if (x.query !== 'default') {
+      // Custom extracts are DuckDB SQL; serverless SQL runs a hand-written T-SQL twin reading from `src`.
+      const twin = `${TSQL_EXTRACT_DIR}/${x.query.split('/').pop()}`;
+      custom = await options.readExtract?.(twin);
+      if (custom === undefined) {
+        throw new FerryError(
+          'export.extract_not_portable',
+          `Extract query \`${x.query}\` of pipeline \`${def.name}\` is DuckDB SQL; write its T-SQL twin \`${twin}\` (a SELECT reading from \`src\`, the latest row per Id) so the export can run it on serverless SQL.`,
+        );
+      }
+      custom = custom
+        .split('\n')
+        .filter((line) => !line.trim().startsWith('--'))
+        .join('\n')
+        .trim();
+    }
+    const output = x.output ?? x.table;
+    const extractStep = pipelineStep(
+      steps,
+      def.name,
+      `extract:${output}`,
+      {
+        kind: 'extract',
+        extract: {
+          table: x.table,
+          output,
+          metadata: { Attributes: meta.Attributes.map((a) => ({ LogicalName: String(a.LogicalName) })) },
+          format: view.source.format,
+          synapseLinkFolder: view.source.folder,
+          deletes: view.sink.deletes,
+          ...(custom === undefined ? {} : { customSelect: custom, duckdbSelect: await duckdbQuery(x.query, options) }),
+        },
+      },
+      [
+        { name: 'window_start', expression: "@variables('windowStart')", type: 'string', script: true },
+        { name: 'window_end', expression: "@variables('windowEnd')", type: 'string', script: true },
+        {
+          name: 'location',
+          expression: `@concat('${output}/', variables('windowEnd'), '/')`,
+          type: 'string',
+          dataSource: 'ferry_warehouse',
+        },
+        ...(view.sink.deletes === 'separate-file'
+          ? [
+              {
+                name: 'location_deletes',
+                expression: `@concat('${output}/', variables('windowEnd'), '/deletes/')`,
+                type: 'string' as const,
+                dataSource: 'ferry_warehouse',
+              },
+            ]
+          : []),
+      ],
+    );
+    sql.push({
+      path: `sql/tsql/${def.name}/extract-${output}.sql`,
+      content: stepFile(
+        `Extract of \`${x.table}\` for \`${def.name}\` (serverless SQL). Parameters: @window_start, @window_end.`,
+        extractStep,
+      ),
+    });
+    const name = `ExtractToParquet_${output}`;
+    // Plain text (no pipeline expression, so no 8,192-character limit); the window comes in as parameters.
+    const windowParams = [
+      { name: 'window_start', type: 'String', value: expr(`@variables('windowStart')`), direction: 'Input', size: 64 },
+      { name: 'window_end', type: 'String', value: expr(`@variables('windowEnd')`), direction: 'Input', size: 64 },
+    ];
+    activities.push(
+      scriptActivity(name, NAMES.serverless, stepText(extractStep), [after('SetWindowStart')], windowParams, 1),
+    );
+    extractNames.push(name);
+  }
+  // CSV: the completed timestamp folders of the window are listed first (direct children of the container, in the
+  // storage's lexical order). None → the extracts are skipped (no empty output folder, no CETAS on a location a
+  // previous run used); the cursor becomes the last folder actually processed (review defects 1 and 6).
+  let cursorValue = "variables('windowEnd')";
+  if (csv) {
+    const extracts = activities.filter((a) => extractNames.includes(String(a.name)));
+    for (const a of extracts) a.dependsOn = [];
+    const rest = activities.filter((a) => !extractNames.includes(String(a.name)));
+    rest.push(
+      {
+        name: 'ListSynapseLinkFolders',
+        type: 'GetMetadata',
+        dependsOn: [after('SetWindowStart')],
+        policy: policy('0.00:10:00', 2),
+        userProperties: [],
+        typeProperties: {
+          dataset: {
+            referenceName: NAMES.lakeParquet,
+            type: 'DatasetReference',
+            parameters: { fileSystem: settings.synapseLinkFileSystem, folderPath: '' },
+          },
+          fieldList: ['childItems'],
+          storeSettings: { type: 'AzureBlobFSReadSettings' },
+        },
+      },
+      {
+        name: 'FilterNewFolders',
+        type: 'Filter',
+        dependsOn: [after('ListSynapseLinkFolders')],
+        userProperties: [],
+        typeProperties: {
+          items: expr(`@activity('ListSynapseLinkFolders').output.childItems`),
+          // Timestamp folders after the cursor and before the one still being written (`Changelog`, `OptionsetMetadata`
+          // sort after digits, so they fall outside).
+          condition: expr(
+            `@and(equals(item().type, 'Folder'), and(greater(item().name, variables('windowStart')), less(item().name, variables('windowEnd'))))`,
+          ),
+        },
+      },
+      {
+        name: 'IfNewFolders',
+        type: 'IfCondition',
+        dependsOn: [after('FilterNewFolders')],
+        userProperties: [],
+        typeProperties: {
+          expression: expr(`@greater(length(activity('FilterNewFolders').output.value), 0)`),
+          ifTrueActivities: [
+            ...extracts,
+            {
+              name: 'SetLastFolder',
+              type: 'SetVariable',
+              dependsOn: extractNames.map((n) => after(n)),
+              userProperties: [],
+              typeProperties: {
+                variableName: 'lastFolder',
+                value: expr(`@last(activity('FilterNewFolders').output.value).name`),
+              },
+            },
+          ],
+        },
+      },
+    );
+    activities.length = 0;
+    activities.push(...rest);
+    extractNames.length = 0;
+    extractNames.push('IfNewFolders');
+    cursorValue = `if(empty(variables('lastFolder')), activity('LookupWatermark').output.firstRow.cursor_value, variables('lastFolder'))`;
+  }
+  activities.push(
+    scriptActivity(
+      'FinishRun',
+      NAMES.sql,
+      expr(stepText(finishRunStep(steps, def, source, false, undefined, undefined, cursorValue))),
+      extractNames.map((n) => after(n)),
+      [],
+      0,
+      'Query',
+    ),
+    thresholdCheck(def),
+    failRunActivity(steps, def.name),
+  );
+  const pipeline: SynapseArtifact = {
+    kind: 'pipeline',
+    name: NAMES.pipeline(def.name),
+    properties: {
+      description: describe(
+        def,
+        `Synapse Link (${view.source.format}) → serverless SQL OPENROWSET → CETAS Parquet into a fresh folder per window.`,
+      ),
+      annotations: [ANNOTATION, `ferry:${def.name}`],
+      folder: { name: 'ferry/outbound' },
+      concurrency: 1,
+      parameters: WINDOW_PARAMETERS,
+      variables: {
+        windowStart: { type: 'String' },
+        windowEnd: { type: 'String' },
+        ...(csv ? { lastFolder: { type: 'String', defaultValue: '' } } : {}),
+      },
+      activities,
+    },
+  };
+  return { pipeline, sql, dataverseTables: [] };
+}
+
+/** A custom extract's DuckDB query without its comment lines (the DuckDB rendering of the extract step). */
+export async function duckdbQuery(file: string, options: ExportOptions): Promise<string> {
+  const text = await options.readExtract?.(file);
+  if (text === undefined)
+    throw new FerryError(
+      'export.extract_missing',
+      `Extract query \`${file}\` cannot be read; paths are relative to the project root.`,
+    );
+  return text
+    .split('\n')
+    .filter((line) => !line.trim().startsWith('--'))
+    .join('\n')
+    .trim();
+}
