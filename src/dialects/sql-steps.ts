@@ -38,6 +38,7 @@
  */
 
 import type { ConversionPlan } from '../core/mapping.js';
+import type { RecoveryStepPlan } from './recovery-steps.js';
 
 /** A value the step receives when it runs. */
 export interface StepParameter {
@@ -288,4 +289,6 @@ export type SynapseStepPlan =
   /** Applied versions after the Copy to Dataverse succeeded. Parameters: run_id, pipeline (script). */
   | { readonly kind: 'save-versions'; readonly conversion: SynapseConversion }
   /** One table's window from Synapse Link into a fresh warehouse folder. Parameters: window_start, window_end (script). */
-  | { readonly kind: 'extract'; readonly extract: ExtractInput };
+  | { readonly kind: 'extract'; readonly extract: ExtractInput }
+  /** The replay and housekeeping pipelines' steps (`recovery-steps.ts`). */
+  | RecoveryStepPlan;

@@ -22,6 +22,6 @@ DROP TABLE IF EXISTS [stg_currencies_inbound_sink];
 
 SELECT w.[__row_id], CAST(NULL AS NVARCHAR(MAX)) AS [__missing], w.[c0_v] AS [isocurrencycode], w.[c1_v] AS [currencyname], w.[c2_v] AS [currencysymbol], w.[c3_v] AS [currencyprecision], w.[c4_v] AS [exchangerate] INTO [stg_currencies_inbound_sink] FROM [stg_currencies_inbound_work] AS w WHERE w.[__outcome] = N'ok';
 
-INSERT INTO [ferry].[rejects] ([run_id], [pipeline], [stage], [reason], [message], [key], [source_file], [row_number], [row_json], [created_at]) SELECT @run_id, @pipeline, N'convert-to-dataverse', N'lookup.target_missing', s.[__missing], w.[__key], w.[__source_file], w.[__row_number], w.[__payload], CONVERT(NVARCHAR(40), SYSUTCDATETIME(), 127) FROM [stg_currencies_inbound_sink] AS s INNER JOIN [stg_currencies_inbound_work] AS w ON w.[__row_id] = s.[__row_id] WHERE s.[__missing] IS NOT NULL;
+INSERT INTO [ferry].[rejects] ([run_id], [pipeline], [stage], [reason], [message], [key], [source_file], [row_number], [row_json], [created_at]) SELECT @run_id, @pipeline, N'convert-to-dataverse', N'lookup.target_missing', s.[__missing], w.[__key], w.[__source_file], w.[__row_number], (SELECT r.* FOR JSON PATH, WITHOUT_ARRAY_WRAPPER), CONVERT(NVARCHAR(40), SYSUTCDATETIME(), 127) FROM [stg_currencies_inbound_sink] AS s INNER JOIN [stg_currencies_inbound_work] AS w ON w.[__row_id] = s.[__row_id] INNER JOIN [stg_currencies_inbound_rows] AS r ON r.[__row_id] = s.[__row_id] WHERE s.[__missing] IS NOT NULL;
 
 DELETE FROM [stg_currencies_inbound_sink] WHERE [__missing] IS NOT NULL;

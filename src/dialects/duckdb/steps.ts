@@ -2,6 +2,7 @@ import type { SqlStep, StepRenderer, SynapseStepPlan } from '../sql-steps.js';
 import { duckdbConversion } from './conversion.js';
 import { duckIdent, duckLiteral } from './driver.js';
 import { synapseExtractSql } from './extract.js';
+import { duckdbRecoverySteps } from './recovery-steps.js';
 import { DUCK_NOW_TEXT, duckTable, stateSchemaStatements } from './staging.js';
 
 /**
@@ -64,6 +65,15 @@ function renderDuck(step: SqlStep<SynapseStepPlan>): string[] {
     case 'save-versions':
       return duckdbConversion.compileSynapseStep(plan.kind, plan.conversion);
     case 'extract':
-      return synapseExtractSql(plan.extract);
+      return synapseExtractSql(plan.extract); // The replay and housekeeping pipelines' steps (recovery-steps.ts).
+    case 'replay-pending':
+    case 'replay-begin':
+    case 'replay-convert':
+    case 'replay-finish':
+    case 'replay-failed':
+    case 'staging-in-use':
+    case 'drop-tables':
+    case 'expire-state':
+      return duckdbRecoverySteps({ ...step, plan });
   }
 }

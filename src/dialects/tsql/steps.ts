@@ -1,6 +1,7 @@
 import type { SqlStep, StepParameter, StepRenderer, SynapseStepPlan } from '../sql-steps.js';
 import { tsqlConversion } from './conversion.js';
 import { compileExtract } from './extract.js';
+import { tsqlRecoverySteps } from './recovery-steps.js';
 import { STATE_SCHEMA, saveCursorSql, stateSchemaStatements, tsqlIdent, tsqlLiteral, tsqlTable } from './staging.js';
 
 /**
@@ -86,6 +87,15 @@ function renderTsql(step: SqlStep<SynapseStepPlan>): string[] {
     case 'save-versions':
       return tsqlConversion.compileSynapseStep(plan.kind, plan.conversion);
     case 'extract':
-      return compileExtract(plan.extract);
+      return compileExtract(plan.extract); // The replay and housekeeping pipelines' steps (recovery-steps.ts).
+    case 'replay-pending':
+    case 'replay-begin':
+    case 'replay-convert':
+    case 'replay-finish':
+    case 'replay-failed':
+    case 'staging-in-use':
+    case 'drop-tables':
+    case 'expire-state':
+      return tsqlRecoverySteps({ ...step, plan });
   }
 }

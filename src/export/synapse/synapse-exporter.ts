@@ -6,6 +6,7 @@ import { STATE_SCHEMA, tsqlIdent, tsqlLiteral } from '../../dialects/tsql/stagin
 import { dataverseDataset, inboundPipeline } from './inbound-pipeline.js';
 import { linkedServices, sharedDatasets } from './linked-services.js';
 import { outboundPipeline } from './outbound-pipeline.js';
+import { replayPipeline } from './replay-pipeline.js';
 import { type ExportOptions, sqlFile, stepFile } from './pipeline-blocks.js';
 import { azureSqlAccess, serverlessSetup } from './sql-setup.js';
 import { viewPipeline } from './stage-views.js';
@@ -71,6 +72,9 @@ export async function exportSynapse(
       const out = await inboundPipeline(def, view, options, steps);
       artifacts.push(out.pipeline);
       sqlFiles.push(...out.sql);
+      const replay = await replayPipeline(def, view, options, steps);
+      artifacts.push(replay.pipeline);
+      sqlFiles.push(...replay.sql);
       for (const t of out.dataverseTables) dataverseTables.add(t);
       for (const [t, cols] of out.keymapColumns ?? []) {
         const set = keymapColumns.get(t) ?? new Set<string>();

@@ -1,0 +1,90 @@
+/**
+ * Step plans of the Synapse export's recovery pipelines (`src/export/synapse/replay-pipeline.ts` and
+ * `housekeeping-pipeline.ts`): the replay of rejected rows and the housekeeping of staging tables and state rows.
+ * Each dialect renders them in its own `recovery-steps.ts`.
+ */
+import type { SynapseConversion, TableName } from './sql-steps.js';
+
+/** The rejects a replay takes: open, of one pipeline, written with their source row by the conversion. */
+export interface ReplaySelection {
+  readonly pipeline: string;
+  /** The stage whose rejects carry the source row (`convert-to-dataverse`). */
+  readonly stage: string;
+}
+
+export type RecoveryStepPlan =
+  /**
+   * How many rejects a replay would re-send (`pending`). Parameters (script): replay_of (a run id, or empty for
+   * every run), reason (a reason code, or empty for every reason). A run id takes the rows still open in it and in
+   * the replays that followed it (a row rejected again lives on in the replay's rejects).
+   */
+  | { readonly kind: 'replay-pending'; readonly selection: ReplaySelection }
+  /**
+   * Starts a replay run (`mode` replay, `parent_run_id` the run replayed): abandons an earlier replay of the same
+   * pipeline left `running` (cancelled: its own rejects go, the rows it took are still open), drops the replay's
+   * staging tables, takes the selected rejects into `claimed` and rebuilds their source rows, lineage kept, as the
+   * conversion's `rows` table. Parameters (script): run_id, replay_of, reason, data_factory.
+   */
+  | {
+      readonly kind: 'replay-begin';
+      readonly selection: ReplaySelection;
+      readonly conversion: SynapseConversion;
+      readonly claimed: TableName;
+      readonly dropTables: readonly string[];
+    }
+  /** The conversion of the rebuilt rows: key maps, classification, rejects, sink — the pipeline's own, without lineage. Parameters: run_id, pipeline (script). */
+  | { readonly kind: 'replay-convert'; readonly conversion: SynapseConversion }
+  /**
+   * Ends a replay after the Copy to Dataverse: a claimed reject whose row was rejected again (same source file and
+   * row) is `superseded` by the new one, every other is `resolved` (upserted, stale or an older duplicate) — unless
+   * the copy skipped rows, when those sent stay open. Returns claimed, resolved, upserted, still_rejected.
+   * Parameters (script): run_id, rows_skipped.
+   */
+  | {
+      readonly kind: 'replay-finish';
+      readonly selection: ReplaySelection;
+      readonly conversion: SynapseConversion;
+      readonly claimed: TableName;
+    }
+  /** A replay failed: the run is marked failed and its own rejects go (the rows it took stay open). Parameter: run_id. */
+  | { readonly kind: 'replay-failed'; readonly pipeline: string }
+  /**
+   * Whether each group of staging tables is in use: one row, a column `busy_<group>` per group, 1 when a run of one
+   * of its pipelines is `running` and started after `stale_before` (older `running` rows are runs that were
+   * cancelled). Parameter (script): stale_before (UTC text).
+   */
+  | {
+      readonly kind: 'staging-in-use';
+      readonly groups: readonly { readonly name: string; readonly pipelines: readonly string[] }[];
+    }
+  /** Drops staging tables (one-part names) when they exist. */
+  | { readonly kind: 'drop-tables'; readonly tables: readonly string[] }
+  /**
+   * Deletes state rows older than the retention: rejects no longer open (resolved, superseded) created before
+   * `rejects_before`; finished runs started before `runs_before` that no open reject and no cursor names. Open
+   * rejects are never deleted (they are rows not yet in Dataverse). Returns rejects_deleted, runs_deleted.
+   * Parameters (script): rejects_before, runs_before (UTC text).
+   */
+  | { readonly kind: 'expire-state' };
+
+/** Plan kinds of {@link RecoveryStepPlan}, for the dialects' step renderers. */
+export const RECOVERY_STEP_KINDS = [
+  'replay-pending',
+  'replay-begin',
+  'replay-convert',
+  'replay-finish',
+  'replay-failed',
+  'staging-in-use',
+  'drop-tables',
+  'expire-state',
+] as const satisfies readonly RecoveryStepPlan['kind'][];
+
+export function isRecoveryStep(plan: { readonly kind: string }): plan is RecoveryStepPlan {
+  return (RECOVERY_STEP_KINDS as readonly string[]).includes(plan.kind);
+}
+
+/** Every source column the conversion reads, the change timestamp included (what a replay rebuilds from a reject). */
+export function replaySourceColumns(conversion: SynapseConversion): string[] {
+  const { plan } = conversion;
+  return [...new Set([...plan.sourceColumns, plan.changeTimestamp])];
+}

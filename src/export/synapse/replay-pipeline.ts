@@ -1,0 +1,294 @@
+/**
+ * The replay pipeline of an inbound pipeline (`pl_<name>_replay`): re-sends rows in `ferry.rejects` through the
+ * pipeline's own conversion and Dataverse copy, with the outcome semantics of `ferry replay`. One replay pipeline
+ * per inbound pipeline, not one parameterised for all: the conversion SQL, the key maps and the Copy mapping (sink
+ * types, alternate key) are per pipeline, and a per-pipeline artifact shows in Monitor under its own name, runs
+ * beside the scheduled pipeline on its own staging tables, and queues behind itself (`concurrency: 1`).
+ */
+import type { PipelineDefinition } from '../../core/pipeline.js';
+import { loadMetadata } from '../../core/table-metadata.js';
+import type { RecoveryStepPlan, ReplaySelection } from '../../dialects/recovery-steps.js';
+import { keymapTargetsOf } from '../../dialects/sql-dialect.js';
+import type {
+  ConversionNames,
+  KeymapTarget,
+  StepParameter,
+  StepRegistry,
+  TableName,
+} from '../../dialects/sql-steps.js';
+import { STATE_SCHEMA } from '../../dialects/tsql/staging.js';
+import { loadConversionPlan } from '../../stages/convert-to-dataverse/conversion.js';
+import { dataverseCopyActivities } from './inbound-pipeline.js';
+import {
+  ANNOTATION,
+  after,
+  describe,
+  type ExportOptions,
+  expr,
+  P,
+  pipelineStep,
+  policy,
+  STAGING_PREFIX,
+  STAGING_SCHEMA,
+  scriptActivity,
+  sqlTableRef,
+  stepFile,
+  stepQuery,
+  stepText,
+} from './pipeline-blocks.js';
+import type { InboundView } from './stage-views.js';
+import { type GeneratedFile, NAMES, type SynapseArtifact, snake } from './synapse-artifacts.js';
+
+/** `accounts-inbound` → `pl_accounts_inbound_replay`. */
+export const replayPipelineName = (name: string) => `${NAMES.pipeline(name)}_replay`;
+
+/** The rejects a replay takes: those the conversion wrote with their source row. */
+export const REPLAYED_STAGE = 'convert-to-dataverse';
+
+/** Script parameters (T-SQL `@name`, DuckDB `$name`) of the replay steps. */
+const R = {
+  runId: P.scriptRunId,
+  replayOf: { name: 'replay_of', expression: '@pipeline().parameters.runId', type: 'string', script: true },
+  reason: { name: 'reason', expression: '@pipeline().parameters.reason', type: 'string', script: true },
+  dataFactory: { name: 'data_factory', expression: '@pipeline().DataFactory', type: 'string', script: true },
+} as const satisfies Record<string, StepParameter>;
+
+/** The Script activity parameters of a step's `script` parameters. */
+function scriptParameters(parameters: readonly StepParameter[]) {
+  return parameters
+    .filter((p) => p.script)
+    .map((p) => ({
+      name: p.name,
+      type: p.type === 'number' ? 'Int64' : 'String',
+      value: p.expression.startsWith('@') ? expr(p.expression) : p.expression,
+      direction: 'Input',
+      ...(p.type === 'number' ? {} : { size: 400 }),
+    }));
+}
+
+export async function replayPipeline(
+  def: PipelineDefinition,
+  view: InboundView,
+  options: ExportOptions,
+  steps: StepRegistry,
+): Promise<{ pipeline: SynapseArtifact; sql: GeneratedFile[] }> {
+  const { settings } = options;
+  const base = `${snake(def.name)}_replay`;
+  const plan = await loadConversionPlan(view.mapping.spec, options.metadataDir);
+  // Its own staging tables (and key map copies): a replay may run while the scheduled pipeline runs.
+  const table = (suffix: string): TableName => ({ schema: '', table: `${STAGING_PREFIX}${base}_${suffix}` });
+  const names: ConversionNames = {
+    prefix: `${STAGING_PREFIX}${base}_`,
+    staged: table('staged'),
+    rows: table('rows'),
+    work: table('work'),
+    converted: table('converted'),
+    sink: table('sink'),
+    rejects: { schema: STATE_SCHEMA, table: 'rejects' },
+    keymap: { schema: STATE_SCHEMA, table: 'keymap' },
+    appliedVersions: { schema: STATE_SCHEMA, table: 'applied_versions' },
+  };
+  const claimed = table('claimed');
+  const keymapTargets: KeymapTarget[] = [];
+  for (const t of keymapTargetsOf(plan))
+    keymapTargets.push({ ...t, idAttribute: (await loadMetadata(options.metadataDir, t.table)).PrimaryIdAttribute });
+  const conversion = { plan, names, keymapTargets };
+  const selection: ReplaySelection = { pipeline: def.name, stage: REPLAYED_STAGE };
+  const step = (name: string, p: RecoveryStepPlan, parameters: readonly StepParameter[] = []) =>
+    pipelineStep(steps, def.name, name, p, parameters);
+  const runParameters = [R.runId, { name: 'pipeline', expression: def.name, type: 'string', script: true }] as const;
+  const pending = step('replay-pending', { kind: 'replay-pending', selection }, [R.replayOf, R.reason]);
+  const begin = step(
+    'replay-begin',
+    {
+      kind: 'replay-begin',
+      selection,
+      conversion,
+      claimed,
+      dropTables: [
+        claimed.table,
+        ...[names.staged, names.rows, names.work, names.converted, names.sink].map((n) => n.table),
+        `${names.work.table}_versions`,
+        ...keymapTargets.map((t) => `${names.prefix}keymap_${t.table}`),
+      ],
+    },
+    [R.runId, R.replayOf, R.reason, R.dataFactory],
+  );
+  const convert = step('replay-convert', { kind: 'replay-convert', conversion }, runParameters);
+  const sinkStep = pipelineStep(steps, def.name, 'replay-sink-query', { kind: 'sink-query', conversion });
+  const save = pipelineStep(
+    steps,
+    def.name,
+    'replay-save-versions',
+    { kind: 'save-versions', conversion },
+    runParameters,
+  );
+  const dataverseCopies = dataverseCopyActivities(
+    def,
+    plan,
+    await loadMetadata(options.metadataDir, view.upsert.table),
+    stepQuery(sinkStep),
+    names.sink.table,
+    view,
+    settings,
+  );
+  const skipped = `@${dataverseCopies
+    .map((c) => `coalesce(activity('${c.name}').output?.rowsSkipped, 0)`)
+    .reduce((a, b) => `add(${a}, ${b})`)}`;
+  const finish = step('replay-finish', { kind: 'replay-finish', selection, conversion, claimed }, [
+    R.runId,
+    { name: 'rows_skipped', expression: skipped, type: 'number', script: true },
+  ]);
+  const failed = step('replay-failed', { kind: 'replay-failed', pipeline: def.name }, [R.runId]);
+  const script = (
+    name: string,
+    s: { id: string; parameters: readonly StepParameter[] },
+    dependsOn: unknown[],
+    type: 'Query' | 'NonQuery' = 'NonQuery',
+    retry = 0,
+  ) =>
+    scriptActivity(name, NAMES.sql, stepText(steps.get(s.id)!), dependsOn, scriptParameters(s.parameters), retry, type);
+  const result = (activity: string, column: string) => `activity('${activity}').output.resultSets[0].rows[0].${column}`;
+  const activities: Record<string, unknown>[] = [
+    script('CheckPending', pending, [], 'Query', 2),
+    {
+      // Nothing to replay is not a success: the run fails with exit code 4 ("nothing was done"), as `ferry replay`
+      // does (replay.nothing), and no replay run is recorded.
+      name: 'IfNothingToReplay',
+      type: 'IfCondition',
+      dependsOn: [after('CheckPending')],
+      typeProperties: {
+        expression: expr(`@equals(${result('CheckPending', 'pending')}, 0)`),
+        ifTrueActivities: [
+          {
+            name: 'NothingToReplay',
+            type: 'Fail',
+            dependsOn: [],
+            userProperties: [],
+            typeProperties: {
+              message: expr(
+                `@concat('replay.nothing: ${def.name} has no open rejects', if(empty(pipeline().parameters.runId), '', concat(' of run ', pipeline().parameters.runId)), if(empty(pipeline().parameters.reason), '', concat(' with reason ', pipeline().parameters.reason)), ' that can be replayed; see ${STATE_SCHEMA}.rejects.')`,
+              ),
+              errorCode: '4',
+            },
+          },
+        ],
+      },
+    },
+    script('BeginReplay', begin, [after('IfNothingToReplay')]),
+    ...keymapTargets.map((t) => {
+      const truncate = pipelineStep(steps, def.name, `replay-truncate-keymap:${t.table}`, {
+        kind: 'truncate-table',
+        schema: STAGING_SCHEMA,
+        table: `${names.prefix}keymap_${t.table}_raw`,
+      });
+      return {
+        // The parents that arrived since: the key map is read again from Dataverse.
+        name: `CopyKeyMap_${t.table}`,
+        type: 'Copy',
+        dependsOn: [after('BeginReplay')],
+        policy: policy('0.02:00:00', 2),
+        typeProperties: {
+          source: {
+            type: 'CommonDataServiceForAppsSource',
+            query: `<fetch mapping="logical"><entity name="${t.table}"><attribute name="${t.idAttribute}" />${t.keyAttributes.map((a) => `<attribute name="${a}" />`).join('')}</entity></fetch>`,
+          },
+          sink: {
+            type: 'AzureSqlSink',
+            tableOption: 'autoCreate',
+            preCopyScript: stepQuery(truncate),
+            writeBatchSize: 10000,
+          },
+          enableStaging: false,
+        },
+        inputs: [{ referenceName: NAMES.dataverseEntity(t.table), type: 'DatasetReference' }],
+        outputs: [sqlTableRef(STAGING_SCHEMA, `${names.prefix}keymap_${t.table}_raw`)],
+      };
+    }),
+    script('ConvertToDataverse', convert, [
+      after('BeginReplay'),
+      ...keymapTargets.map((t) => after(`CopyKeyMap_${t.table}`)),
+    ]),
+    ...dataverseCopies,
+    script('SaveAppliedVersions', save, [after(dataverseCopies[dataverseCopies.length - 1]!.name)], 'NonQuery', 2),
+    script('FinishReplay', finish, [after('SaveAppliedVersions')], 'Query'),
+    {
+      // Rows rejected again fail the run with exit code 3, as `ferry replay` exits 3: the run did its work, and a
+      // scheduler or an alert sees that rows are still out of Dataverse.
+      name: 'CheckStillRejected',
+      type: 'IfCondition',
+      dependsOn: [after('FinishReplay')],
+      typeProperties: {
+        expression: expr(`@greater(${result('FinishReplay', 'still_rejected')}, 0)`),
+        ifTrueActivities: [
+          {
+            name: 'RowsRejectedAgain',
+            type: 'Fail',
+            dependsOn: [],
+            userProperties: [],
+            typeProperties: {
+              message: expr(
+                `@concat(string(${result('FinishReplay', 'still_rejected')}), ' of ', string(${result('FinishReplay', 'claimed')}), ' replayed rows of ${def.name} were rejected again (', string(${result('FinishReplay', 'resolved')}), ' resolved); see ${STATE_SCHEMA}.rejects for run ', pipeline().RunId, ' for the new reasons.')`,
+              ),
+              errorCode: '3',
+            },
+          },
+        ],
+      },
+    },
+    // The generic error handling wiring (upon failure or skip of the last step), as in the scheduled pipelines:
+    // skipped when nothing was replayed (BeginReplay never ran).
+    script('MarkReplayFailed', failed, [
+      { activity: 'FinishReplay', dependencyConditions: ['Failed', 'Skipped'] },
+      { activity: 'BeginReplay', dependencyConditions: ['Succeeded', 'Failed'] },
+    ]),
+  ];
+  const label = (list: unknown) => {
+    for (const a of Array.isArray(list) ? (list as Record<string, unknown>[]) : []) {
+      a.userProperties = [
+        { name: 'ferryPipeline', value: def.name },
+        { name: 'table', value: view.upsert.table },
+        { name: 'replayOf', value: '@{pipeline().parameters.runId}' },
+      ];
+      const tp = a.typeProperties as Record<string, unknown> | undefined;
+      label(tp?.ifTrueActivities);
+    }
+  };
+  label(activities);
+  const pipeline: SynapseArtifact = {
+    kind: 'pipeline',
+    name: replayPipelineName(def.name),
+    properties: {
+      description: describe(
+        def,
+        `Replays open rows of ${STATE_SCHEMA}.rejects (of run \`runId\`, or every run; of reason \`reason\`, or every reason) through the same conversion and Dataverse copy; resolves those that go through, supersedes those rejected again with their new reason.`,
+      ),
+      annotations: [ANNOTATION, `ferry:${def.name}`, 'ferry:replay'],
+      folder: { name: 'ferry/replay' },
+      concurrency: 1,
+      parameters: {
+        runId: { type: 'String', defaultValue: '' },
+        reason: { type: 'String', defaultValue: '' },
+      },
+      activities,
+    },
+  };
+  const sqlPath = (f: string) => `sql/tsql/${def.name}/${f}`;
+  const sql: GeneratedFile[] = [
+    {
+      path: sqlPath('replay-begin.sql'),
+      content: stepFile(
+        `Starts a replay of \`${def.name}\`: the open rejects taken, their source rows rebuilt. Parameters: @run_id, @replay_of, @reason, @data_factory.`,
+        begin,
+      ),
+    },
+    {
+      path: sqlPath('replay-finish.sql'),
+      content: stepFile(
+        `Ends a replay of \`${def.name}\`: rejects resolved or superseded. Parameters: @run_id, @rows_skipped.`,
+        finish,
+      ),
+    },
+  ];
+  return { pipeline, sql };
+}
