@@ -39,7 +39,8 @@ const PARSER_GAPS: readonly { readonly pattern: RegExp; readonly why: string }[]
     why: 'serverless-only DDL',
   },
   {
-    pattern: /^SELECT .* INTO \[stg_\w+_replay_rows\] FROM \[stg_\w+_replay_claimed\] AS c CROSS APPLY OPENJSON\(c\.\[row_json\]\) WITH \(/,
+    pattern:
+      /^SELECT .* INTO \[stg_\w+_replay_rows\] FROM \[stg_\w+_replay_claimed\] AS c CROSS APPLY OPENJSON\(c\.\[row_json\]\) WITH \(/,
     why: 'no OPENJSON ... WITH in the grammar (a replay rebuilding source rows from the error store): held to its shape in test/synapse-runtime/export-replay.test.ts',
   },
   {

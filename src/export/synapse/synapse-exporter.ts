@@ -6,8 +6,8 @@ import { STATE_SCHEMA, tsqlIdent, tsqlLiteral } from '../../dialects/tsql/stagin
 import { dataverseDataset, inboundPipeline } from './inbound-pipeline.js';
 import { linkedServices, sharedDatasets } from './linked-services.js';
 import { outboundPipeline } from './outbound-pipeline.js';
-import { replayPipeline } from './replay-pipeline.js';
 import { type ExportOptions, sqlFile, stepFile } from './pipeline-blocks.js';
+import { replayPipeline } from './replay-pipeline.js';
 import { azureSqlAccess, serverlessSetup } from './sql-setup.js';
 import { viewPipeline } from './stage-views.js';
 import { type GeneratedFile, NAMES, type SynapseArtifact, type SynapseExport } from './synapse-artifacts.js';
