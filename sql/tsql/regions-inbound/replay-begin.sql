@@ -12,19 +12,7 @@ INSERT INTO [ferry].[runs] ([id], [pipeline], [mode], [status], [window_json], [
 
 DROP TABLE IF EXISTS [stg_regions_inbound_replay_claimed];
 
-DROP TABLE IF EXISTS [stg_regions_inbound_replay_staged];
-
 DROP TABLE IF EXISTS [stg_regions_inbound_replay_rows];
-
-DROP TABLE IF EXISTS [stg_regions_inbound_replay_work];
-
-DROP TABLE IF EXISTS [stg_regions_inbound_replay_converted];
-
-DROP TABLE IF EXISTS [stg_regions_inbound_replay_sink];
-
-DROP TABLE IF EXISTS [stg_regions_inbound_replay_work_versions];
-
-DROP TABLE IF EXISTS [stg_regions_inbound_replay_keymap_ferry_region];
 
 WITH replay_chain AS (SELECT r0.[id] AS [id] FROM [ferry].[runs] AS r0 WHERE r0.[id] = @replay_of UNION ALL SELECT r.[id] FROM [ferry].[runs] AS r INNER JOIN replay_chain AS c ON r.[parent_run_id] = c.[id] WHERE r.[mode] = N'replay') SELECT j.[id], j.[source_file], j.[row_number], j.[row_json] INTO [stg_regions_inbound_replay_claimed] FROM [ferry].[rejects] AS j WHERE j.[pipeline] = N'regions-inbound' AND j.[status] = N'open' AND j.[stage] = N'convert-to-dataverse' AND j.[row_json] IS NOT NULL AND (@replay_of = N'' OR j.[run_id] IN (SELECT [id] FROM replay_chain)) AND (@reason = N'' OR j.[reason] = @reason) AND j.[run_id] NOT IN (SELECT [id] FROM [ferry].[runs] WHERE [status] = N'running');
 

@@ -105,12 +105,8 @@ export async function replayPipeline(
       selection,
       conversion,
       claimed,
-      dropTables: [
-        claimed.table,
-        ...[names.staged, names.rows, names.work, names.converted, names.sink].map((n) => n.table),
-        `${names.work.table}_versions`,
-        ...keymapTargets.map((t) => `${names.prefix}keymap_${t.table}`),
-      ],
+      // What it creates without replacing; the conversion replaces the rest (work, converted, sink) itself.
+      dropTables: [claimed.table, names.rows.table],
     },
     [R.runId, R.replayOf, R.reason, R.dataFactory],
   );
