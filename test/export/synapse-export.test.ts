@@ -397,7 +397,10 @@ describe('export synapse: --check', () => {
     assert.ok(!isUpToDate(stale.diff));
     assert.deepEqual(stale.diff.changed.sort(), [
       'sql/tsql/accounts-inbound/convert.sql',
+      // The replay rebuilds the mapped source columns from the error store.
+      'sql/tsql/accounts-inbound/replay-begin.sql',
       'synapse/pipeline/pl_accounts_inbound.json',
+      'synapse/pipeline/pl_accounts_inbound_replay.json',
     ]);
     const convert = stale.files.find((f) => f.path === 'sql/tsql/accounts-inbound/convert.sql')!.content;
     assert.match(convert, /\[legal_name\]/);

@@ -244,7 +244,8 @@ export async function replayPipeline(
       a.userProperties = [
         { name: 'ferryPipeline', value: def.name },
         { name: 'table', value: view.upsert.table },
-        { name: 'replayOf', value: '@{pipeline().parameters.runId}' },
+        // The rows a replay takes stand in for a window: those of run `runId` (empty: every run).
+        { name: 'window', value: 'replay of @{pipeline().parameters.runId}' },
       ];
       const tp = a.typeProperties as Record<string, unknown> | undefined;
       label(tp?.ifTrueActivities);
