@@ -57,8 +57,8 @@ export type RecoveryStepPlan =
       readonly kind: 'staging-in-use';
       readonly groups: readonly { readonly name: string; readonly pipelines: readonly string[] }[];
     }
-  /** Drops staging tables (one-part names) when they exist. */
-  | { readonly kind: 'drop-tables'; readonly tables: readonly string[] }
+  /** Drops staging tables and views (one-part names) when they exist. */
+  | { readonly kind: 'drop-tables'; readonly tables: readonly string[]; readonly views: readonly string[] }
   /**
    * Deletes state rows older than the retention: rejects no longer open (resolved, superseded) created before
    * `rejects_before`; finished runs started before `runs_before` that no open reject and no cursor names. Open

@@ -97,7 +97,10 @@ export function duckdbRecoverySteps(step: SqlStep<RecoveryStepPlan>): string[] {
           .join(', ')}`,
       ];
     case 'drop-tables':
-      return plan.tables.map((x) => `DROP TABLE IF EXISTS ${duckIdent(x)}`);
+      return [
+        ...plan.views.map((x) => `DROP VIEW IF EXISTS ${duckIdent(x)}`),
+        ...plan.tables.map((x) => `DROP TABLE IF EXISTS ${duckIdent(x)}`),
+      ];
     case 'expire-state': {
       const rejects = `FROM ${state('rejects')} WHERE status <> 'open' AND created_at < $rejects_before`;
       const runs = `FROM ${state('runs')} WHERE status <> 'running' AND started_at < $runs_before AND id NOT IN (SELECT run_id FROM ${state('rejects')} WHERE status = 'open') AND id NOT IN (SELECT run_id FROM ${state('cursors')})`;

@@ -103,7 +103,10 @@ export function tsqlRecoverySteps(step: SqlStep<RecoveryStepPlan>): string[] {
           .join(', ')}`,
       ];
     case 'drop-tables':
-      return plan.tables.map((x) => `DROP TABLE IF EXISTS ${tsqlIdent(x)}`);
+      return [
+        ...plan.views.map((x) => `DROP VIEW IF EXISTS ${tsqlIdent(x)}`),
+        ...plan.tables.map((x) => `DROP TABLE IF EXISTS ${tsqlIdent(x)}`),
+      ];
     case 'expire-state': {
       const rejects = `FROM ${state('rejects')} WHERE [status] <> N'open' AND [created_at] < @rejects_before`;
       const runs = `FROM ${state('runs')} WHERE [status] <> N'running' AND [started_at] < @runs_before AND [id] NOT IN (SELECT [run_id] FROM ${state('rejects')} WHERE [status] = N'open') AND [id] NOT IN (SELECT [run_id] FROM ${state('cursors')})`;

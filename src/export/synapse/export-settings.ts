@@ -59,6 +59,21 @@ export interface SynapseExportSettings {
   readonly backfillMaxConcurrency: number;
   /** How long after a window ends its run starts, so Synapse Link can finish writing. Default `00:05:00`. */
   readonly windowDelay: string;
+  // Housekeeping (`pl_ferry_housekeeping`, daily): retention of state rows and warehouse folders.
+  /** Days resolved and superseded rejects are kept (open rejects are never deleted). Default `90`. */
+  readonly rejectsRetentionDays: number;
+  /** Days finished runs are kept (a run an open reject or a cursor names is kept). Default `90`. */
+  readonly runsRetentionDays: number;
+  /**
+   * Days warehouse window folders are kept; `0` (default) keeps them all. A window folder holds the changes of its
+   * window, so deleting one loses rows no later window repeats: set it only when readers load each window within
+   * that time. The newest folder of each output is never deleted.
+   */
+  readonly warehouseRetentionDays: number;
+  /** A run `running` for longer than this many hours was cancelled: its staging tables may be dropped. Default `24`. */
+  readonly staleRunHours: number;
+  /** Time of day (UTC, `HH:MM`) the housekeeping trigger runs. Default `03:00`. */
+  readonly housekeepingTime: string;
 }
 
 /** Demo defaults: resolvable names of an example workspace, never secrets. */
@@ -84,6 +99,11 @@ export const DEFAULT_SETTINGS: SynapseExportSettings = {
   dataverseParallelCopies: 10,
   backfillMaxConcurrency: 4,
   windowDelay: '00:05:00',
+  rejectsRetentionDays: 90,
+  runsRetentionDays: 90,
+  warehouseRetentionDays: 0,
+  staleRunHours: 24,
+  housekeepingTime: '03:00',
 };
 
 const KEYS = [
@@ -148,6 +168,17 @@ export function mergeSettings(overrides: unknown, where = 'settings'): SynapseEx
         `Export setting \`${key}\` is \`${merged[key]}\` in \`${where}\`; write a UTC time like \`2026-01-01T00:00:00Z\`.`,
       );
   }
+  for (const key of ['rejectsRetentionDays', 'runsRetentionDays', 'warehouseRetentionDays', 'staleRunHours'] as const) {
+    const min = key === 'warehouseRetentionDays' ? 0 : 1;
+    if (!Number.isInteger(merged[key]) || merged[key] < min)
+      throw new UsageError(
+        `Export setting \`${key}\` is \`${merged[key]}\` in \`${where}\`; use an integer of at least ${min}${min === 0 ? ' (0 keeps every warehouse folder)' : ''}.`,
+      );
+  }
+  if (!/^([01]\d|2[0-3]):[0-5]\d$/.test(merged.housekeepingTime))
+    throw new UsageError(
+      `Export setting \`housekeepingTime\` is \`${merged.housekeepingTime}\` in \`${where}\`; write a UTC time of day like \`03:00\`.`,
+    );
   if (Date.parse(merged.backfillStartTime) >= Date.parse(merged.backfillEndTime))
     throw new UsageError(
       `Export setting \`backfillStartTime\` (\`${merged.backfillStartTime}\`) is not before \`backfillEndTime\` (\`${merged.backfillEndTime}\`) in \`${where}\`; a backfill covers [start, end).`,

@@ -3,6 +3,7 @@ import type { PipelineDefinition } from '../../core/pipeline.js';
 import { loadMetadata } from '../../core/table-metadata.js';
 import { StepRegistry } from '../../dialects/sql-steps.js';
 import { STATE_SCHEMA, tsqlIdent, tsqlLiteral } from '../../dialects/tsql/staging.js';
+import { housekeepingArtifacts } from './housekeeping-pipeline.js';
 import { dataverseDataset, inboundPipeline } from './inbound-pipeline.js';
 import { linkedServices, sharedDatasets } from './linked-services.js';
 import { outboundPipeline } from './outbound-pipeline.js';
@@ -93,6 +94,9 @@ export async function exportSynapse(
       dataverseDataset(t, await loadMetadata(options.metadataDir, t), [...(keymapColumns.get(t) ?? [])].sort()),
     );
   artifacts.push(...schedules(defs, settings));
+  const housekeeping = housekeepingArtifacts(settings, steps);
+  artifacts.push(...housekeeping.artifacts);
+  sqlFiles.push(...housekeeping.sql);
   for (const a of artifacts) labelActivities(a, defs);
   for (const a of artifacts) checkExpressionLengths(a);
   return {

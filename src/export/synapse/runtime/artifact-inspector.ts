@@ -1,5 +1,6 @@
 import { COPY_KEYS, SINK_KEYS } from './activities/copy-activity.js';
 import { DATA_TYPE_PROPERTIES } from './activities/data-activities.js';
+import { DELETE_STORE_SETTINGS, DELETE_TYPE_PROPERTIES } from './activities/delete-activity.js';
 import {
   DATASET_KEYS,
   DATASET_TYPE_PROPERTIES,
@@ -38,7 +39,7 @@ export interface Finding {
   readonly detail: string;
 }
 
-const DATA_TYPES = ['Lookup', 'Script', 'GetMetadata', 'Copy'];
+const DATA_TYPES = ['Lookup', 'Script', 'GetMetadata', 'Copy', 'Delete'];
 const TRIGGER_TYPES = ['ScheduleTrigger', 'TumblingWindowTrigger'];
 
 /**
@@ -126,6 +127,9 @@ export function inspectArtifacts(store: ArtifactStore, renderings?: StepRenderin
             else add('property', `${where} / sink`, `sink type \`${sink.type}\``);
             sql(source.sqlReaderQuery, `${where} / source.sqlReaderQuery`);
             sql(sink.preCopyScript, `${where} / sink.preCopyScript`);
+          } else if (type === 'Delete') {
+            keys(tp, DELETE_TYPE_PROPERTIES, `${where} / typeProperties`);
+            keys(tp.storeSettings, DELETE_STORE_SETTINGS, `${where} / storeSettings`);
           } else {
             keys(tp, DATA_TYPE_PROPERTIES[type]!, `${where} / typeProperties`);
             if (type === 'Lookup' && isObject(tp.source)) {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { UsageError } from '../../../core/errors.js';
 import { DuckDbStaging } from '../../../dialects/duckdb/driver.js';
 import { dataActivityHandlers } from './activities/data-activities.js';
+import { deleteActivityHandler } from './activities/delete-activity.js';
 import type { RuntimeServices } from './activities/runtime-services.js';
 import { ArtifactStore } from './artifact-store.js';
 import { DataverseHttp } from './connectors/dataverse-http.js';
@@ -80,7 +81,7 @@ export class SynapseRuntime {
       artifacts,
       clock,
       workspaceName: options.workspaceName ?? 'ferry-local',
-      handlers: dataActivityHandlers(services),
+      handlers: { ...dataActivityHandlers(services), Delete: deleteActivityHandler(services) },
       ...(options.lazyConditionals === undefined ? {} : { lazyConditionals: options.lazyConditionals }),
     });
     this.triggers = new TriggerScheduler(this.engine, artifacts, clock);

@@ -1,0 +1,273 @@
+/**
+ * Housekeeping (`pl_ferry_housekeeping`, started daily by `tr_ferry_housekeeping_daily`): drops the staging tables of
+ * pipelines with no run in progress, deletes state rows past their retention (resolved and superseded rejects,
+ * finished runs nothing refers to) and, when `warehouseRetentionDays` is set, warehouse window folders older than
+ * it — never the newest folder of an output. What it drops is read from the SQL steps the export compiled, so a
+ * staging table a pipeline creates is one housekeeping knows.
+ */
+import type { RecoveryStepPlan } from '../../dialects/recovery-steps.js';
+import type {
+  ConversionNames,
+  KeymapTarget,
+  SqlStep,
+  StepParameter,
+  StepRegistry,
+  SynapseStepPlan,
+} from '../../dialects/sql-steps.js';
+import { STATE_SCHEMA } from '../../dialects/tsql/staging.js';
+import type { SynapseExportSettings } from './export-settings.js';
+import {
+  ANNOTATION,
+  after,
+  expr,
+  pipelineStep,
+  policy,
+  STAGING_PREFIX,
+  scriptActivity,
+  stepFile,
+  stepText,
+} from './pipeline-blocks.js';
+import { type GeneratedFile, NAMES, type SynapseArtifact, snake } from './synapse-artifacts.js';
+
+export const HOUSEKEEPING_PIPELINE = 'pl_ferry_housekeeping';
+export const HOUSEKEEPING_TRIGGER = 'tr_ferry_housekeeping_daily';
+const STEP_PIPELINE = 'housekeeping';
+
+/** A group of staging tables dropped together when none of its pipelines has a run in progress. */
+interface StagingGroup {
+  readonly name: string;
+  readonly pipelines: Set<string>;
+  readonly tables: Set<string>;
+  readonly views: Set<string>;
+}
+
+/** The staging tables and views each pipeline's steps create, by pipeline; key maps shared by all pipelines apart. */
+export function stagingGroups(steps: readonly SqlStep[]): StagingGroup[] {
+  const groups = new Map<string, StagingGroup>();
+  const group = (name: string) => {
+    let g = groups.get(name);
+    if (!g) groups.set(name, (g = { name, pipelines: new Set(), tables: new Set(), views: new Set() }));
+    return g;
+  };
+  for (const step of steps) {
+    const pipeline = step.id.split(':')[0]!;
+    const plan = step.plan as SynapseStepPlan;
+    const own = group(snake(pipeline));
+    own.pipelines.add(pipeline);
+    const conversion = (names: ConversionNames, targets: readonly KeymapTarget[]) => {
+      for (const n of [names.staged, names.rows, names.work, names.sink]) own.tables.add(n.table);
+      own.tables.add(`${names.work.table}_versions`);
+      own.views.add(names.converted.table);
+      // Key maps copied under the shared prefix are read by every pipeline with that lookup target.
+      const keymaps = names.prefix === STAGING_PREFIX ? group('keymaps') : own;
+      keymaps.pipelines.add(pipeline);
+      for (const t of targets)
+        keymaps.tables.add(`${names.prefix}keymap_${t.table}`).add(`${names.prefix}keymap_${t.table}_raw`);
+    };
+    if (plan.kind === 'convert' || plan.kind === 'replay-convert')
+      conversion(plan.conversion.names, plan.conversion.keymapTargets);
+    if (plan.kind === 'replay-begin') own.tables.add(plan.claimed.table);
+    if (plan.kind === 'begin-run') for (const t of plan.dropTables) own.tables.add(t);
+  }
+  return [...groups.values()]
+    .filter((g) => g.tables.size + g.views.size > 0)
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Warehouse outputs (folders under the warehouse file system) of the outbound extracts. */
+export function warehouseOutputs(steps: readonly SqlStep[]): string[] {
+  const out = new Set<string>();
+  for (const step of steps) {
+    const plan = step.plan as SynapseStepPlan;
+    if (plan.kind === 'extract') out.add(plan.extract.output ?? plan.extract.table);
+  }
+  return [...out].sort();
+}
+
+const param = (name: string, expression: string): StepParameter => ({ name, expression, type: 'string', script: true });
+const before = (add: string, amount: number, format: string) =>
+  `@formatDateTime(${add}(utcNow(), -${amount}), '${format}')`;
+
+export function housekeepingArtifacts(
+  settings: SynapseExportSettings,
+  steps: StepRegistry,
+): { artifacts: SynapseArtifact[]; sql: GeneratedFile[] } {
+  const compiled = steps.all();
+  const groups = stagingGroups(compiled);
+  const outputs = warehouseOutputs(compiled);
+  const step = (name: string, plan: RecoveryStepPlan, parameters: readonly StepParameter[] = []) =>
+    pipelineStep(steps, STEP_PIPELINE, name, plan, parameters);
+  const scriptParams = (s: SqlStep) =>
+    s.parameters.map((p) => ({
+      name: p.name,
+      type: 'String',
+      value: expr(p.expression),
+      direction: 'Input',
+      size: 40,
+    }));
+  const label = (table: string, window: string) => [
+    { name: 'ferryPipeline', value: STEP_PIPELINE },
+    { name: 'table', value: table },
+    { name: 'window', value: window },
+  ];
+  const inUse = step(
+    'staging-in-use',
+    { kind: 'staging-in-use', groups: groups.map((g) => ({ name: g.name, pipelines: [...g.pipelines].sort() })) },
+    [param('stale_before', before('addHours', settings.staleRunHours, 'yyyy-MM-ddTHH:mm:ss'))],
+  );
+  const expire = step('expire-state', { kind: 'expire-state' }, [
+    param('rejects_before', before('addDays', settings.rejectsRetentionDays, 'yyyy-MM-ddTHH:mm:ss')),
+    param('runs_before', before('addDays', settings.runsRetentionDays, 'yyyy-MM-ddTHH:mm:ss')),
+  ]);
+  const activities: Record<string, unknown>[] = [
+    {
+      ...scriptActivity('CheckStagingInUse', NAMES.sql, stepText(inUse), [], scriptParams(inUse), 2, 'Query'),
+      userProperties: label('staging', `runs started after ${settings.staleRunHours} h ago`),
+    },
+  ];
+  for (const g of groups) {
+    const drop = step(`drop-staging:${g.name}`, {
+      kind: 'drop-tables',
+      tables: [...g.tables].sort(),
+      views: [...g.views].sort(),
+    });
+    activities.push({
+      // Dropped only between runs: a run in progress (or one that started less than staleRunHours ago and never
+      // finished) keeps its tables; the next run would drop and refill them anyway.
+      name: `IfIdle_${g.name}`,
+      type: 'IfCondition',
+      dependsOn: [after('CheckStagingInUse')],
+      userProperties: label(g.name, 'no run in progress'),
+      typeProperties: {
+        expression: expr(`@equals(activity('CheckStagingInUse').output.resultSets[0].rows[0].busy_${g.name}, 0)`),
+        ifTrueActivities: [
+          {
+            ...scriptActivity(`DropStaging_${g.name}`, NAMES.sql, stepText(drop), [], [], 2),
+            userProperties: label(g.name, 'no run in progress'),
+          },
+        ],
+      },
+    });
+  }
+  activities.push({
+    ...scriptActivity('ExpireStateRows', NAMES.sql, stepText(expire), [], scriptParams(expire), 2, 'Query'),
+    userProperties: label(
+      `${STATE_SCHEMA}.rejects,${STATE_SCHEMA}.runs`,
+      `rejects ${settings.rejectsRetentionDays} d, runs ${settings.runsRetentionDays} d`,
+    ),
+  });
+  if (settings.warehouseRetentionDays > 0) {
+    const cutoff = `formatDateTime(addDays(utcNow(), -${settings.warehouseRetentionDays}), 'yyyy-MM-dd')`;
+    // A window folder is named by its window's end (or `<first>_<last>` folder times): its date is the last part.
+    const day = `take(last(split(item().name, '_')), 10)`;
+    for (const output of outputs) {
+      const o = snake(output);
+      const window = `older than ${settings.warehouseRetentionDays} d`;
+      const folder = (folderPath: unknown) => ({
+        referenceName: NAMES.lakeParquet,
+        type: 'DatasetReference',
+        parameters: { fileSystem: settings.warehouseFileSystem, folderPath },
+      });
+      const folders = `@coalesce(activity('ListWarehouse_${o}').output?.childItems, json('[]'))`;
+      activities.push(
+        {
+          name: `ListWarehouse_${o}`,
+          type: 'GetMetadata',
+          dependsOn: [],
+          policy: policy('0.00:10:00', 2),
+          userProperties: label(output, window),
+          typeProperties: { dataset: folder(output), fieldList: ['exists', 'childItems'] },
+        },
+        {
+          name: `FilterExpired_${o}`,
+          type: 'Filter',
+          dependsOn: [after(`ListWarehouse_${o}`)],
+          userProperties: label(output, window),
+          typeProperties: {
+            items: expr(folders),
+            condition: expr(`@and(equals(item().type, 'Folder'), less(${day}, ${cutoff}))`),
+          },
+        },
+        {
+          name: `FilterKept_${o}`,
+          type: 'Filter',
+          dependsOn: [after(`ListWarehouse_${o}`)],
+          userProperties: label(output, window),
+          typeProperties: {
+            items: expr(folders),
+            condition: expr(`@and(equals(item().type, 'Folder'), greaterOrEquals(${day}, ${cutoff}))`),
+          },
+        },
+        {
+          // Only when a newer folder stays: the newest folder of an output is never deleted, however old.
+          name: `DeleteExpired_${o}`,
+          type: 'ForEach',
+          dependsOn: [after(`FilterExpired_${o}`), after(`FilterKept_${o}`)],
+          userProperties: label(output, window),
+          typeProperties: {
+            items: expr(
+              `@if(greater(length(activity('FilterKept_${o}').output.value), 0), activity('FilterExpired_${o}').output.value, json('[]'))`,
+            ),
+            isSequential: false,
+            batchCount: 4,
+            activities: [
+              {
+                name: `DeleteWindowFolder_${o}`,
+                type: 'Delete',
+                dependsOn: [],
+                policy: policy('0.01:00:00', 2),
+                userProperties: label(output, window),
+                typeProperties: {
+                  dataset: folder(expr(`@concat('${output}/', item().name)`)),
+                  enableLogging: false,
+                  storeSettings: { type: 'AzureBlobFSReadSettings', recursive: true },
+                },
+              },
+            ],
+          },
+        },
+      );
+    }
+  }
+  const pipeline: SynapseArtifact = {
+    kind: 'pipeline',
+    name: HOUSEKEEPING_PIPELINE,
+    properties: {
+      description: `Daily housekeeping: drops staging tables of pipelines with no run in progress; deletes resolved and superseded rejects older than ${settings.rejectsRetentionDays} days and finished runs older than ${settings.runsRetentionDays} days that no open reject or cursor names (open rejects are never deleted); ${settings.warehouseRetentionDays > 0 ? `deletes warehouse window folders older than ${settings.warehouseRetentionDays} days, never the newest of an output` : 'keeps every warehouse folder (warehouseRetentionDays is 0)'}. Generated by ferry export synapse.`,
+      annotations: [ANNOTATION, 'ferry:housekeeping'],
+      folder: { name: 'ferry/housekeeping' },
+      concurrency: 1,
+      activities,
+    },
+  };
+  const [hours, minutes] = settings.housekeepingTime.split(':').map(Number) as [number, number];
+  const trigger: SynapseArtifact = {
+    kind: 'trigger',
+    name: HOUSEKEEPING_TRIGGER,
+    properties: {
+      type: 'ScheduleTrigger',
+      description: `Daily at ${settings.housekeepingTime} UTC: ${HOUSEKEEPING_PIPELINE}.`,
+      annotations: [ANNOTATION, 'ferry:housekeeping'],
+      typeProperties: {
+        recurrence: {
+          frequency: 'Day',
+          interval: 1,
+          startTime: settings.triggerStartTime,
+          timeZone: 'UTC',
+          schedule: { hours: [hours], minutes: [minutes] },
+        },
+      },
+      pipelines: [{ pipelineReference: { referenceName: HOUSEKEEPING_PIPELINE, type: 'PipelineReference' } }],
+    },
+  };
+  const sql: GeneratedFile[] = [
+    {
+      path: 'sql/tsql/housekeeping/expire-state.sql',
+      content: stepFile(
+        'Housekeeping: state rows past their retention. Parameters: @rejects_before, @runs_before (UTC text).',
+        expire,
+      ),
+    },
+  ];
+  return { artifacts: [pipeline, trigger], sql };
+}
