@@ -45,8 +45,10 @@ interface StagingGroup {
 export function stagingGroups(steps: readonly SqlStep[]): StagingGroup[] {
   const groups = new Map<string, StagingGroup>();
   const group = (name: string) => {
-    let g = groups.get(name);
-    if (!g) groups.set(name, (g = { name, pipelines: new Set(), tables: new Set(), views: new Set() }));
+    const known = groups.get(name);
+    if (known) return known;
+    const g: StagingGroup = { name, pipelines: new Set(), tables: new Set(), views: new Set() };
+    groups.set(name, g);
     return g;
   };
   for (const step of steps) {
@@ -257,7 +259,9 @@ export function housekeepingArtifacts(
           schedule: { hours: [hours], minutes: [minutes] },
         },
       },
-      pipelines: [{ pipelineReference: { referenceName: HOUSEKEEPING_PIPELINE, type: 'PipelineReference' } }],
+      pipelines: [
+        { pipelineReference: { referenceName: HOUSEKEEPING_PIPELINE, type: 'PipelineReference' }, parameters: {} },
+      ],
     },
   };
   const sql: GeneratedFile[] = [
