@@ -49,7 +49,9 @@ describe('the exported housekeeping pipeline, run on the runtime', () => {
     });
     outputs = warehouseOutputs(exported.steps ?? []);
     const objects: Record<string, { name: string; properties: object }[]> = {};
-    for (const a of exported.artifacts) (objects[a.kind] ??= []).push({ name: a.name, properties: a.properties });
+    for (const a of exported.artifacts) {
+      objects[a.kind] = [...(objects[a.kind] ?? []), { name: a.name, properties: a.properties }];
+    }
     rt = await SynapseRuntime.open({
       artifacts: ArtifactStore.fromObjects(objects),
       workspaceDir: dir,
