@@ -168,6 +168,37 @@ describe('the exported housekeeping pipeline, run on the runtime', () => {
     assert.deepEqual((await readdir(path.join(warehouse, first))).length, 2);
   });
 
+  it('the checked-in export: a replay pipeline per inbound pipeline, housekeeping keeps warehouse folders by default', async () => {
+    const real = await ArtifactStore.load('synapse');
+    const defs = await loadPipelines('pipelines');
+    for (const d of defs)
+      assert.equal(real.has('pipeline', `pl_${d.name.replaceAll('-', '_')}_replay`), d.direction === 'inbound', d.name);
+    const text = JSON.stringify(real.get('pipeline', HOUSEKEEPING_PIPELINE).properties);
+    assert.doesNotMatch(text, /"type":"Delete"/);
+    assert.match(text, /keeps every warehouse folder/);
+    assert.deepEqual(
+      (real.get('trigger', HOUSEKEEPING_TRIGGER).properties.typeProperties as { recurrence: unknown }).recurrence,
+      {
+        frequency: 'Day',
+        interval: 1,
+        startTime: '2026-01-01T00:00:00Z',
+        timeZone: 'UTC',
+        schedule: { hours: [3], minutes: [0] },
+      },
+    );
+  });
+
+  it('retention settings are checked, naming the value', () => {
+    assert.throws(() => mergeSettings({ rejectsRetentionDays: 0 }), /`rejectsRetentionDays` is `0`.*at least 1/);
+    assert.throws(
+      () => mergeSettings({ warehouseRetentionDays: -1 }),
+      /`warehouseRetentionDays` is `-1`.*0 keeps every/,
+    );
+    assert.throws(() => mergeSettings({ staleRunHours: 1.5 }), /`staleRunHours` is `1.5`/);
+    assert.throws(() => mergeSettings({ housekeepingTime: '3am' }), /`housekeepingTime` is `3am`.*like `03:00`/);
+    assert.equal(mergeSettings({ housekeepingTime: '23:59' }).housekeepingTime, '23:59');
+  });
+
   it('the daily trigger starts it once a day at the configured time', async () => {
     const before = rt.runs.filter((r) => r.pipelineName === HOUSEKEEPING_PIPELINE).length;
     rt.startTrigger(HOUSEKEEPING_TRIGGER);

@@ -227,6 +227,34 @@ describe('the exported replay pipeline, run on the runtime', () => {
     assert.equal(run?.status, 'failed');
   });
 
+  it('a replay cancelled while running is undone by the next one (its rows open again, its own rejects gone)', async () => {
+    const openBefore = await open();
+    const [c4] = (await rejects()).filter((r) => r.status === 'open' && r.key?.endsWith('C-4'));
+    // What a replay killed between FinishReplay's updates leaves: its run `running`, a taken row resolved by it, a
+    // reject of its own.
+    await rt.services.sql.duck.run(
+      `INSERT INTO ferry.runs (id, pipeline, mode, status, window_json, started_at, counts_json, holder) VALUES ('killed', 'contacts-inbound', 'replay', 'running', '{}', '2026-12-06T00:00:00', '{}', 'test')`,
+    );
+    await rt.services.sql.duck.run(
+      `UPDATE ferry.rejects SET status = 'resolved', resolved_by_run = 'killed' WHERE id = ${c4!.id}`,
+    );
+    await rt.services.sql.duck.run(
+      `INSERT INTO ferry.rejects (run_id, pipeline, stage, reason, message, source_file, row_number, row_json, created_at) VALUES ('killed', 'contacts-inbound', 'convert-to-dataverse', 'x', 'x', 'f', 1, '{}', '2026-12-06T00:00:00')`,
+    );
+    const next = await replay();
+    assert.deepEqual(finish(next), { claimed: 2, resolved: 0, upserted: 0, still_rejected: 2 }, describeRun(next));
+    assert.deepEqual(await open(), openBefore);
+    assert.deepEqual(
+      (await rejects()).filter((r) => r.run_id === 'killed'),
+      [],
+    );
+    const [killed] = await rt.services.sql.duck.all<{ status: string; error_json: string }>(
+      `SELECT status, error_json FROM ferry.runs WHERE id = 'killed'`,
+    );
+    assert.equal(killed?.status, 'failed');
+    assert.match(killed!.error_json, /replay\.abandoned/);
+  });
+
   it('the T-SQL rebuilding source rows keeps its shape (OPENJSON ... WITH is beyond the T-SQL parser check)', async () => {
     const text = await readFile('sql/tsql/contacts-inbound/replay-begin.sql', 'utf8');
     const rebuild = text.split('\n').find((l) => l.includes('CROSS APPLY OPENJSON'));
