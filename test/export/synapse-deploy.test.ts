@@ -144,20 +144,23 @@ describe('deploy synapse with the real @azure/synapse-artifacts SDK against a lo
     assert.deepEqual(report.applied.map(formatEvent), [
       'stop   trigger tr_ferry_every_15m',
       'update pipeline pl_accounts_inbound',
+      'update pipeline pl_accounts_inbound_replay',
       'start  trigger tr_ferry_every_15m',
     ]);
     assert.deepEqual(report.notApplied.map(formatEvent), [
       'update pipeline pl_accounts_outbound',
       'update pipeline pl_contacts_inbound',
+      'update pipeline pl_contacts_inbound_replay',
       'update pipeline pl_contacts_outbound',
       'update pipeline pl_ferry_every_15m',
       'update pipeline pl_ferry_every_60m',
+      'update pipeline pl_ferry_housekeeping',
       'update trigger tr_ferry_every_15m',
     ]);
     assert.equal(server.triggerState.get('tr_ferry_every_15m'), 'Started');
     const error = partialDeployError(report);
     assert.ok(error instanceof FerryError);
-    assert.match(error.message, /Applied \(3\):[\s\S]*Not applied \(6\):[\s\S]*pl_contacts_inbound/);
+    assert.match(error.message, /Applied \(4\):[\s\S]*Not applied \(8\):[\s\S]*pl_contacts_inbound/);
   });
 });
 
