@@ -19,7 +19,7 @@ function selected(s: ReplaySelection): { chain: string; where: string } {
     chain: `WITH RECURSIVE chain(id) AS (SELECT r0.id FROM ${state('runs')} r0 WHERE r0.id = $replay_of UNION ALL SELECT r.id FROM ${state('runs')} r JOIN chain c ON r.parent_run_id = c.id WHERE r.mode = 'replay')`,
     where:
       `j.pipeline = ${L(s.pipeline)} AND j.status = 'open' AND j.stage = ${L(s.stage)} AND j.row_json IS NOT NULL` +
-      ` AND ($replay_of = '' OR j.run_id IN (SELECT id FROM chain)) AND ($reason = '' OR j.reason = $reason)` +
+      ` AND (COALESCE($replay_of, '') = '' OR j.run_id IN (SELECT id FROM chain)) AND (COALESCE($reason, '') = '' OR j.reason = $reason)` +
       // Rows of a run still in progress are not taken: it may yet fail and repeat its window.
       ` AND j.run_id NOT IN (SELECT id FROM ${state('runs')} WHERE status = 'running')`,
   };

@@ -19,7 +19,8 @@ function selected(s: ReplaySelection): { chain: string; where: string } {
     chain: `WITH replay_chain AS (SELECT r0.[id] AS [id] FROM ${state('runs')} AS r0 WHERE r0.[id] = @replay_of UNION ALL SELECT r.[id] FROM ${state('runs')} AS r INNER JOIN replay_chain AS c ON r.[parent_run_id] = c.[id] WHERE r.[mode] = N'replay')`,
     where:
       `j.[pipeline] = ${L(s.pipeline)} AND j.[status] = N'open' AND j.[stage] = ${L(s.stage)} AND j.[row_json] IS NOT NULL` +
-      ` AND (@replay_of = N'' OR j.[run_id] IN (SELECT [id] FROM replay_chain)) AND (@reason = N'' OR j.[reason] = @reason)` +
+      // An empty Script parameter may arrive as NULL: both mean "every".
+      ` AND (ISNULL(@replay_of, N'') = N'' OR j.[run_id] IN (SELECT [id] FROM replay_chain)) AND (ISNULL(@reason, N'') = N'' OR j.[reason] = @reason)` +
       ` AND j.[run_id] NOT IN (SELECT [id] FROM ${state('runs')} WHERE [status] = N'running')`,
   };
 }
