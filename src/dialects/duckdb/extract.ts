@@ -63,49 +63,55 @@ const SYSTEM_HEAD = ['Id', 'SinkCreatedOn', 'SinkModifiedOn'];
 const SYSTEM_TAIL = ['versionnumber', 'createdon', 'modifiedon', 'IsDelete'];
 
 /**
- * The Synapse export's extract step for DuckDB: the same window and latest-row rule as the T-SQL (serverless SQL)
- * rendering, reading the relation {@link synapseLinkRelation} (text columns as Synapse Link writes them, plus
- * `__folder`) instead of OPENROWSET, and writing Parquet with `COPY … TO $location` (a folder that must not hold
- * data yet, as CETAS refuses one) instead of CETAS. A custom extract runs its DuckDB query (the local runner's) over
- * `<table>_latest`. Parameters: `$window_start`, `$window_end`, `$location` (and `$location_deletes` with
- * `deletes: 'separate-file'`).
+ * The Synapse export's extract step for DuckDB: the same window, latest-row rule and outputs as the T-SQL
+ * (serverless SQL) rendering, reading the relation {@link synapseLinkRelation} instead of OPENROWSET — CSV: the
+ * window's folders, each bound and typed by its own `model.json`, plus `__folder`; the runtime provides it — and
+ * writing Parquet with `COPY … TO $location` (a folder that must not hold data yet, as CETAS refuses one) instead
+ * of CETAS. A custom extract runs its DuckDB query (the local runner's) over `<table>_latest`; it must return
+ * `IsDelete`. Deletes go to `$location_deletes` with `deletes: 'separate-file'` (a folder outside the data
+ * folder, with the data's columns). Parameters: `$window_start`, `$window_end`, `$location` (and
+ * `$location_deletes`). The last statement returns `rows_written` and `rows_deleted`.
  */
 export function synapseExtractSql(input: ExtractInput): string[] {
-  const attrs = input.metadata.Attributes.map((a) => String(a.LogicalName)).filter(
-    (n) => !SYSTEM_HEAD.includes(n) && !SYSTEM_TAIL.includes(n),
-  );
-  const columns = [...SYSTEM_HEAD, ...attrs, ...SYSTEM_TAIL];
   const r = duckIdent(synapseLinkRelation(input.table));
   const col = (c: string) => `r.${duckIdent(c)}`;
   const where =
     input.format === 'csv'
       ? 'r.__folder > $window_start AND r.__folder < $window_end'
       : `($window_start = '' OR TRY_CAST(CAST(r."SinkModifiedOn" AS VARCHAR) AS TIMESTAMPTZ) > TRY_CAST($window_start AS TIMESTAMPTZ)) AND TRY_CAST(CAST(r."SinkModifiedOn" AS VARCHAR) AS TIMESTAMPTZ) <= TRY_CAST($window_end AS TIMESTAMPTZ)`;
-  const isDelete = (ref: string) => `lower(CAST(${ref} AS VARCHAR)) IN ('true', '1')`;
-  // The T-SQL rendering's rule: a delete without a versionnumber ranks first, then the highest version, then the
-  // later timestamp folder.
+  // The T-SQL rendering's rule (the local default extract's): a delete without a versionnumber ranks first, then
+  // the highest version, then the latest SinkModifiedOn (retries repeat version numbers), then the later folder.
   const order = [
-    `CASE WHEN NULLIF(CAST(${col('versionnumber')} AS VARCHAR), '') IS NULL AND ${isDelete(col('IsDelete'))} THEN 1 ELSE 0 END DESC`,
-    `TRY_CAST(${col('versionnumber')} AS BIGINT) DESC NULLS LAST`,
+    `CASE WHEN ${col('versionnumber')} IS NULL AND coalesce(${col('IsDelete')}, false) THEN 1 ELSE 0 END DESC`,
+    `${col('versionnumber')} DESC NULLS LAST`,
+    `${col('SinkModifiedOn')} DESC NULLS LAST`,
     ...(input.format === 'csv' ? ['r.__folder DESC'] : []),
   ];
-  const latest = `SELECT x.* EXCLUDE (__rn), CASE WHEN ${isDelete('x."IsDelete"')} THEN 1 ELSE 0 END AS __deleted FROM (SELECT r.*, row_number() OVER (PARTITION BY ${col('Id')} ORDER BY ${order.join(', ')}) AS __rn FROM ${r} r WHERE ${where}) x WHERE x.__rn = 1`;
-  const flag = input.deletes === 'flag-column';
-  const select = input.duckdbSelect
-    ? input.duckdbSelect.trim().replace(/;$/, '')
-    : `SELECT ${columns
-        .filter((c) => c !== 'IsDelete')
-        .map((c) => `l.${duckIdent(c)}`)
-        .join(', ')}${flag ? ', l.__deleted' : ''} FROM (${latest}) l${flag ? '' : ' WHERE l.__deleted = 0'}`;
-  const copy = (body: string, location: string) =>
-    `COPY (${body}) TO ${location} (FORMAT PARQUET, PER_THREAD_OUTPUT true)`;
-  const out = input.duckdbSelect
+  const latest = `SELECT x.* EXCLUDE (__rn) REPLACE (coalesce(x."IsDelete", false) AS "IsDelete") FROM (SELECT r.*, row_number() OVER (PARTITION BY ${col('Id')} ORDER BY ${order.join(', ')}) AS __rn FROM ${r} r WHERE ${where}) x WHERE x.__rn = 1`;
+  let select: string;
+  if (input.duckdbSelect) select = input.duckdbSelect.trim().replace(/;$/, '');
+  else if (input.format === 'csv') select = `SELECT l.* EXCLUDE (__folder) FROM (${latest}) l`;
+  else {
+    const attrs = input.metadata.Attributes.map((a) => String(a.LogicalName)).filter(
+      (n) => !SYSTEM_HEAD.includes(n) && !SYSTEM_TAIL.includes(n),
+    );
+    select = `SELECT ${[...SYSTEM_HEAD, ...attrs, ...SYSTEM_TAIL].map((c) => `l.${duckIdent(c)}`).join(', ')} FROM (${latest}) l`;
+  }
+  const out = `__extract_${input.output ?? input.table}`;
+  const statements = input.duckdbSelect
     ? [
-        `CREATE OR REPLACE TEMP VIEW ${duckIdent(latestViewName(input.table))} AS SELECT l.* EXCLUDE (__deleted, __folder) REPLACE (l.__deleted = 1 AS "IsDelete") FROM (${latest}) l`,
+        `CREATE OR REPLACE TEMP VIEW ${duckIdent(latestViewName(input.table))} AS SELECT l.* EXCLUDE (__folder) FROM (${latest}) l`,
       ]
     : [];
-  out.push(copy(select, '$location'));
-  if (input.deletes === 'separate-file')
-    out.push(copy(`SELECT l."Id", l."versionnumber" FROM (${latest}) l WHERE l.__deleted = 1`, '$location_deletes'));
-  return out;
+  const copy = (filter: string, location: string) =>
+    `COPY (SELECT * FROM ${duckIdent(out)} WHERE ${filter}) TO ${location} (FORMAT PARQUET, PER_THREAD_OUTPUT true)`;
+  const deleted = 'coalesce("IsDelete", false)';
+  statements.push(`CREATE OR REPLACE TEMP TABLE ${duckIdent(out)} AS ${select}`);
+  statements.push(copy(input.deletes === 'flag-column' ? 'true' : `NOT ${deleted}`, '$location'));
+  if (input.deletes === 'separate-file') statements.push(copy(deleted, '$location_deletes'));
+  statements.push(
+    `SELECT count(*) FILTER (WHERE NOT ${deleted}) AS rows_written, ${input.deletes === 'drop' ? '0' : `count(*) FILTER (WHERE ${deleted})`} AS rows_deleted FROM ${duckIdent(out)}`,
+  );
+  statements.push(`DROP TABLE ${duckIdent(out)}`);
+  return statements;
 }

@@ -1,71 +1,85 @@
 import type { ExtractInput } from '../sql-steps.js';
 import { tsqlIdent, tsqlLiteral } from './staging.js';
-import { synapseLinkRows } from './synapse-link.js';
+import { synapseLinkModelColumns, synapseLinkRows } from './synapse-link.js';
 
 const SYSTEM_HEAD = ['Id', 'SinkCreatedOn', 'SinkModifiedOn'];
 const SYSTEM_TAIL = ['versionnumber', 'createdon', 'modifiedon', 'IsDelete'];
 
 /**
- * Serverless SQL for one table and window: `OPENROWSET` over the Synapse Link CSV timestamp folders (or the Delta
- * table), the latest `versionnumber` per `Id`, deletes flagged or dropped, written by CETAS into a fresh folder
- * named after the window end (CETAS never overwrites, so a window is written once). `@{...}` are pipeline expressions.
+ * Serverless SQL for one table and window: the latest row per `Id` (a delete without a versionnumber first, then
+ * the highest `versionnumber`, the latest `SinkModifiedOn`, the later folder), written by CETAS as typed Parquet
+ * into `<output>/<window>/<run id>/` — a folder no earlier run or retry used, as CETAS refuses a location holding
+ * data — and, with `deletes: 'separate-file'`, the deletes into `<output>_deletes/<window>/<run id>/`, outside the
+ * data folder. CSV: the window's timestamp folders, each bound and typed by its own `model.json`
+ * ({@link synapseLinkModelColumns}); Delta: the table's columns by name. Script parameters: `@window_start`,
+ * `@window_end`, `@window_name`, `@run_id`. CETAS takes no variables, so each statement is built as text and run
+ * with EXEC(). The last result set is `rows_written`, `rows_deleted`.
  */
 export function compileExtract(input: ExtractInput): string[] {
-  const t = input.table;
-  const out = input.output ?? t;
-  const attrs = input.metadata.Attributes.map((a) => String(a.LogicalName)).filter(
-    (n) => !SYSTEM_HEAD.includes(n) && !SYSTEM_TAIL.includes(n),
-  );
-  const columns = [...SYSTEM_HEAD, ...attrs, ...SYSTEM_TAIL];
-  // Window values enter as the Script parameters @window_start / @window_end. CETAS takes no variables in its
-  // LOCATION, so each CETAS is built as text and run with EXEC(); the tokens below mark where the values go.
+  const out = input.output ?? input.table;
+  // Tokens marking where the window values go in the text of dynamic statements.
   const START = '\u0001start\u0001';
   const END = '\u0001end\u0001';
-  const TAG = '\u0001tag\u0001';
-  const { from, where } = synapseLinkRows(input.format, t, columns, START, END);
-  const deleted = `CASE WHEN LOWER(CAST(x.[IsDelete] AS NVARCHAR(10))) IN (N'true', N'1') THEN 1 ELSE 0 END`;
-  // The local default extract's rule: a delete row without a versionnumber ranks above every version (some exports
-  // write only Id and the Sink columns for a delete; NULLs sort last in DESC, so it would lose to an older version),
-  // then the highest version, then the later timestamp folder.
-  const versionless = `CASE WHEN NULLIF(CAST(r.[versionnumber] AS NVARCHAR(40)), N'') IS NULL AND LOWER(CAST(r.[IsDelete] AS NVARCHAR(10))) IN (N'true', N'1') THEN 1 ELSE 0 END DESC`;
-  const order = [versionless, 'TRY_CONVERT(BIGINT, r.[versionnumber]) DESC'];
-  if (input.format === 'csv') order.push('r.filepath(1) DESC');
-  const latest = `SELECT x.*, ${deleted} AS [__deleted] FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.[Id] ORDER BY ${order.join(', ')}) AS [__rn] FROM ${from} WHERE ${where}) AS x WHERE x.[__rn] = 1`;
+  const vars = { [START]: '@window_start', [END]: '@window_end' };
+  const statements: string[] = [];
+  if (input.format === 'csv') {
+    statements.push(...synapseLinkModelColumns(input.table));
+  } else {
+    const attrs = input.metadata.Attributes.map((a) => String(a.LogicalName)).filter(
+      (n) => !SYSTEM_HEAD.includes(n) && !SYSTEM_TAIL.includes(n),
+    );
+    const columns = [...SYSTEM_HEAD, ...attrs, ...SYSTEM_TAIL];
+    const { from, where } = synapseLinkRows('delta', input.table, columns, START, END);
+    statements.push(
+      `DECLARE @rows NVARCHAR(MAX) = ${dynamicText(`SELECT * FROM ${from} WHERE ${where}`, vars)}`,
+      `DECLARE @latest_columns NVARCHAR(MAX) = ${tsqlLiteral(columns.map((c) => (c === 'IsDelete' ? 'ISNULL(TRY_CONVERT(BIT, x.[IsDelete]), CAST(0 AS BIT)) AS [IsDelete]' : `x.${tsqlIdent(c)}`)).join(', '))}`,
+      `DECLARE @columns NVARCHAR(MAX) = ${tsqlLiteral(columns.map((c) => `l.${tsqlIdent(c)}`).join(', '))}`,
+    );
+  }
+  const order = [
+    'CASE WHEN r.[versionnumber] IS NULL AND TRY_CONVERT(BIT, r.[IsDelete]) = 1 THEN 1 ELSE 0 END DESC',
+    'r.[versionnumber] DESC',
+    'r.[SinkModifiedOn] DESC',
+    ...(input.format === 'csv' ? ['r.[__folder] DESC'] : []),
+  ];
+  statements.push(
+    `DECLARE @latest NVARCHAR(MAX) = CONCAT(N'SELECT ', @latest_columns, N', CASE WHEN TRY_CONVERT(BIT, x.[IsDelete]) = 1 THEN 1 ELSE 0 END AS [__deleted] FROM (SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.[Id] ORDER BY ${order.join(', ')}) AS [__rn] FROM (', @rows, N') AS r) AS x WHERE x.[__rn] = 1')`,
+  );
   const custom = input.customSelect
     ?.trim()
     .replace(/;$/, '')
     .replaceAll('{window_start}', START)
     .replaceAll('{window_end}', END);
-  const select = custom
-    ? `WITH src AS (${latest}) ${custom}`
-    : `SELECT ${columns
-        .filter((c) => c !== 'IsDelete')
-        .map((c) => `l.${tsqlIdent(c)}`)
-        .join(
-          ', ',
-        )}${input.deletes === 'flag-column' ? ', l.[__deleted]' : ''} FROM (${latest}) AS l${input.deletes === 'flag-column' ? '' : ' WHERE l.[__deleted] = 0'}`;
-  const cetas = (name: string, folder: string, body: string) =>
-    `CREATE EXTERNAL TABLE [ferry_out].[${name}_${TAG}] WITH (LOCATION = N'${folder}', DATA_SOURCE = [ferry_warehouse], FILE_FORMAT = [ferry_parquet]) AS ${body}`;
-  const texts = [cetas(out, `${out}/${END}/`, select)];
-  if (input.deletes === 'separate-file') {
-    texts.push(
-      cetas(
-        `${out}_deletes`,
-        `${out}/${END}/deletes/`,
-        `SELECT l.[Id], l.[versionnumber] FROM (${latest}) AS l WHERE l.[__deleted] = 1`,
-      ),
-    );
-  }
+  statements.push(
+    custom
+      ? `DECLARE @select NVARCHAR(MAX) = CONCAT(N'WITH src AS (', @latest, N') SELECT * FROM (', ${dynamicText(custom, vars)}, N') AS o')`
+      : `DECLARE @select NVARCHAR(MAX) = CONCAT(N'SELECT * FROM (SELECT ', @columns, N' FROM (', @latest, N') AS l) AS o')`,
+  );
+  statements.push(`DECLARE @tag NVARCHAR(64) = REPLACE(@run_id, N'-', N'')`);
+  const table = (suffix: string) => `N'[ferry_out].[${`${out}${suffix}`.replaceAll("'", "''").replaceAll(']', ']]')}_', @tag, N']'`;
+  const location = (folder: string) =>
+    `REPLACE(CONCAT(${tsqlLiteral(`${folder}/`)}, @window_name, N'/', @run_id, N'/'), N'''', N'''''')`;
+  const cetas = (suffix: string, folder: string, where: string) =>
+    `CONCAT(N'CREATE EXTERNAL TABLE ', ${table(suffix)}, N' WITH (LOCATION = N''', ${location(folder)}, N''', DATA_SOURCE = [ferry_warehouse], FILE_FORMAT = [ferry_parquet]) AS ', @select${where ? `, ${tsqlLiteral(where)}` : ''})`;
+  const texts = [cetas('', out, input.deletes === 'flag-column' ? '' : ' WHERE o.[IsDelete] = 0')];
+  if (input.deletes === 'separate-file') texts.push(cetas('_deletes', `${out}_deletes`, ' WHERE o.[IsDelete] = 1'));
+  const deleted =
+    input.deletes === 'flag-column'
+      ? `N'(SELECT COUNT_BIG(*) FROM ', ${table('')}, N' WHERE [IsDelete] = 1)'`
+      : input.deletes === 'separate-file'
+        ? `N'(SELECT COUNT_BIG(*) FROM ', ${table('_deletes')}, N')'`
+        : `N'CAST(0 AS BIGINT)'`;
+  texts.push(
+    `CONCAT(N'SELECT (SELECT COUNT_BIG(*) FROM ', ${table('')}, N' WHERE [IsDelete] = 0) AS [rows_written], ', ${deleted}, N' AS [rows_deleted]')`,
+  );
   // The external table is only a name for the files; dropping it keeps the Parquet and frees the name.
-  const drops = [`DROP EXTERNAL TABLE [ferry_out].[${out}_${TAG}]`];
-  if (input.deletes === 'separate-file') drops.push(`DROP EXTERNAL TABLE [ferry_out].[${out}_deletes_${TAG}]`);
-  const statements = [
-    `DECLARE @window_tag NVARCHAR(64) = REPLACE(REPLACE(REPLACE(@window_end, N'-', N''), N':', N''), N'.', N'')`,
-  ];
-  [...texts, ...drops].forEach((text, i) => {
-    statements.push(
-      `DECLARE @sql${i + 1} NVARCHAR(MAX) = ${dynamicText(text, { [START]: '@window_start', [END]: '@window_end', [TAG]: '@window_tag' })}`,
-    );
+  texts.push(`CONCAT(N'DROP EXTERNAL TABLE ', ${table('')})`);
+  if (input.deletes === 'separate-file') texts.push(`CONCAT(N'DROP EXTERNAL TABLE ', ${table('_deletes')})`);
+  const countAt = input.deletes === 'separate-file' ? 2 : 1;
+  texts.forEach((text, i) => {
+    // A window whose folders do not hold the table writes nothing (and reports 0 rows).
+    const none = i === countAt ? `N'SELECT CAST(0 AS BIGINT) AS [rows_written], CAST(0 AS BIGINT) AS [rows_deleted]'` : `N''`;
+    statements.push(`DECLARE @sql${i + 1} NVARCHAR(MAX) = CASE WHEN @rows IS NULL THEN ${none} ELSE ${text} END`);
     statements.push(`EXEC(@sql${i + 1})`);
   });
   return statements;
@@ -95,5 +109,5 @@ function dynamicText(text: string, vars: Record<string, string>): string {
     rest = rest.slice(at + token.length);
   }
   if (rest) pieces.push(tsqlLiteral(rest));
-  return `CONCAT(${pieces.join(', ')})`;
+  return pieces.length === 1 ? pieces[0]! : `CONCAT(${pieces.join(', ')})`;
 }

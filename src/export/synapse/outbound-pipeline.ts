@@ -124,6 +124,7 @@ export async function outboundPipeline(
         extract: {
           table: x.table,
           output,
+          // Delta binds by name to these; CSV columns come from each folder's model.json at run time.
           metadata: { Attributes: meta.Attributes.map((a) => ({ LogicalName: String(a.LogicalName) })) },
           format: view.source.format,
           synapseLinkFolder: view.source.folder,
@@ -134,17 +135,23 @@ export async function outboundPipeline(
       [
         { name: 'window_start', expression: "@variables('windowStart')", type: 'string', script: true },
         { name: 'window_end', expression: "@variables('windowEnd')", type: 'string', script: true },
+        // One folder per window and run: `<output>/<window>/<run id>/`. A rerun or retry of the window (a later
+        // run, a new run id) never targets a folder that holds data, which CETAS refuses.
+        { name: 'window_name', expression: "@variables('windowName')", type: 'string', script: true },
+        { name: 'run_id', expression: '@pipeline().RunId', type: 'string', script: true },
         {
           name: 'location',
-          expression: `@concat('${output}/', variables('windowEnd'), '/')`,
+          expression: `@concat('${output}/', variables('windowName'), '/', pipeline().RunId, '/')`,
           type: 'string',
           dataSource: 'ferry_warehouse',
         },
         ...(view.sink.deletes === 'separate-file'
           ? [
               {
+                // Deletes outside the data folder (their own table folder): a recursive reader of `<output>/`
+                // reads rows only.
                 name: 'location_deletes',
-                expression: `@concat('${output}/', variables('windowEnd'), '/deletes/')`,
+                expression: `@concat('${output}_deletes/', variables('windowName'), '/', pipeline().RunId, '/')`,
                 type: 'string' as const,
                 dataSource: 'ferry_warehouse',
               },
@@ -164,21 +171,53 @@ export async function outboundPipeline(
     const windowParams = [
       { name: 'window_start', type: 'String', value: expr(`@variables('windowStart')`), direction: 'Input', size: 64 },
       { name: 'window_end', type: 'String', value: expr(`@variables('windowEnd')`), direction: 'Input', size: 64 },
+      { name: 'window_name', type: 'String', value: expr(`@variables('windowName')`), direction: 'Input', size: 256 },
+      { name: 'run_id', type: 'String', value: expr('@pipeline().RunId'), direction: 'Input', size: 64 },
     ];
+    // No activity retry: a retry would write the run's folder again; the next run repeats the window instead.
     activities.push(
-      scriptActivity(name, NAMES.serverless, stepText(extractStep), [after('SetWindowStart')], windowParams, 1),
+      scriptActivity(name, NAMES.serverless, stepText(extractStep), [after('SetWindowName')], windowParams, 0, 'Query'),
     );
     extractNames.push(name);
   }
+  // The rows each extract wrote (its last result set), summed for FinishRun (`ferry.runs` counts, review defect 12).
+  const rowsOf = (n: string) => `activity('${n}').output.resultSets[0].rows[0].rows_written`;
+  const sum = extractNames.slice(1).reduce((acc, n) => `add(${acc}, ${rowsOf(n)})`, rowsOf(extractNames[0]!));
+  const setRows = {
+    name: 'SetRowsWritten',
+    type: 'SetVariable',
+    dependsOn: extractNames.map((n) => after(n)),
+    userProperties: [],
+    typeProperties: { variableName: 'rowsWritten', value: expr(`@string(${sum})`) },
+  };
+  // The warehouse folder of the window, named as the local runner names it (stages/write-parquet
+  // `windowFolderName`): the window's one input folder, or `<first>_<last>`, `:` → `.`. Delta has no input folders
+  // here (the local runner names Delta windows by table version): the window end, `:` → `.`.
+  const setWindowName = (value: string, dependsOn: unknown[]) => ({
+    name: 'SetWindowName',
+    type: 'SetVariable',
+    dependsOn,
+    userProperties: [],
+    typeProperties: { variableName: 'windowName', value: expr(value) },
+  });
   // CSV: the completed timestamp folders of the window are listed first (direct children of the container, in the
   // storage's lexical order). None → the extracts are skipped (no empty output folder, no CETAS on a location a
   // previous run used); the cursor becomes the last folder actually processed (review defects 1 and 6).
   let cursorValue = "variables('windowEnd')";
-  if (csv) {
-    const extracts = activities.filter((a) => extractNames.includes(String(a.name)));
-    for (const a of extracts) a.dependsOn = [];
-    const rest = activities.filter((a) => !extractNames.includes(String(a.name)));
-    rest.push(
+  let finishAfter = ['SetRowsWritten'];
+  const extracts = activities.filter((a) => extractNames.includes(String(a.name)));
+  const rest = activities.filter((a) => !extractNames.includes(String(a.name)));
+  activities.length = 0;
+  activities.push(...rest);
+  if (!csv) {
+    activities.push(
+      setWindowName(`@replace(variables('windowEnd'), ':', '.')`, [after('SetWindowStart')]),
+      ...extracts,
+      setRows,
+    );
+  } else {
+    const folders = `activity('FilterNewFolders').output.value`;
+    activities.push(
       {
         name: 'ListSynapseLinkFolders',
         type: 'GetMetadata',
@@ -215,9 +254,14 @@ export async function outboundPipeline(
         dependsOn: [after('FilterNewFolders')],
         userProperties: [],
         typeProperties: {
-          expression: expr(`@greater(length(activity('FilterNewFolders').output.value), 0)`),
+          expression: expr(`@greater(length(${folders}), 0)`),
           ifTrueActivities: [
+            setWindowName(
+              `@replace(if(equals(length(${folders}), 1), first(${folders}).name, concat(first(${folders}).name, '_', last(${folders}).name)), ':', '.')`,
+              [],
+            ),
             ...extracts,
+            setRows,
             {
               name: 'SetLastFolder',
               type: 'SetVariable',
@@ -225,25 +269,24 @@ export async function outboundPipeline(
               userProperties: [],
               typeProperties: {
                 variableName: 'lastFolder',
-                value: expr(`@last(activity('FilterNewFolders').output.value).name`),
+                value: expr(`@last(${folders}).name`),
               },
             },
           ],
         },
       },
     );
-    activities.length = 0;
-    activities.push(...rest);
-    extractNames.length = 0;
-    extractNames.push('IfNewFolders');
+    finishAfter = ['IfNewFolders'];
     cursorValue = `if(empty(variables('lastFolder')), activity('LookupWatermark').output.firstRow.cursor_value, variables('lastFolder'))`;
   }
   activities.push(
     scriptActivity(
       'FinishRun',
       NAMES.sql,
-      expr(stepText(finishRunStep(steps, def, source, false, undefined, undefined, cursorValue))),
-      extractNames.map((n) => after(n)),
+      expr(
+        stepText(finishRunStep(steps, def, source, false, undefined, undefined, cursorValue, "@variables('rowsWritten')")),
+      ),
+      finishAfter.map((n) => after(n)),
       [],
       0,
       'Query',
@@ -266,6 +309,8 @@ export async function outboundPipeline(
       variables: {
         windowStart: { type: 'String' },
         windowEnd: { type: 'String' },
+        windowName: { type: 'String' },
+        rowsWritten: { type: 'String', defaultValue: '0' },
         ...(csv ? { lastFolder: { type: 'String', defaultValue: '' } } : {}),
       },
       activities,

@@ -184,6 +184,8 @@ export function finishRunStep(
   rowsSkippedExpression = P.rowsSkipped.expression as string,
   rowsExpression = P.rowsCopied.expression as string,
   cursorValue = "variables('windowEnd')",
+  /** Outbound: the rows the extracts wrote (an expression), recorded as the run's `written` count. */
+  outboundRowsExpression?: string,
 ): SqlStep {
   const plan: SynapseStepPlan = {
     kind: 'finish-run',
@@ -191,7 +193,7 @@ export function finishRunStep(
     source,
     maxRejectedRatio: def.rejectThreshold.maxRejectedRatio,
     ...(def.rejectThreshold.maxRejected === undefined ? {} : { maxRejected: def.rejectThreshold.maxRejected }),
-    rowsWritten: inbound,
+    rowsWritten: inbound || outboundRowsExpression !== undefined,
     ...(inbound ? { copySkipped: { errorsFolder: `errors/${def.name}/` } } : {}),
   };
   // Never backwards: a manual run over a past window saves the later of the stored cursor and its window end
@@ -209,7 +211,9 @@ export function finishRunStep(
         { ...P.rowsCopied, expression: rowsExpression },
         { ...P.rowsSkipped, expression: rowsSkippedExpression },
       ]
-    : [P.runId, P.mode, cursor];
+    : outboundRowsExpression !== undefined
+      ? [P.runId, P.mode, cursor, { ...P.rowsCopied, expression: outboundRowsExpression }]
+      : [P.runId, P.mode, cursor];
   return pipelineStep(steps, def.name, 'finish-run', plan, parameters);
 }
 

@@ -1,11 +1,10 @@
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
-import path from 'node:path';
+import { mkdirSync, readdirSync } from 'node:fs';
 import type { DuckDbStaging } from '../../../../dialects/duckdb/driver.js';
-import { duckIdent, duckLiteral } from '../../../../dialects/duckdb/driver.js';
+import { duckLiteral } from '../../../../dialects/duckdb/driver.js';
 import { bindStepParameters, type StepValue } from '../../../../dialects/sql-steps.js';
 import type { Json } from '../expression/json-value.js';
 import { ActivityError, UnsupportedError } from '../runtime-error.js';
-import { synapseLinkFolders, synapseLinkSelect } from './serverless-sql.js';
+import { createSynapseLinkViews } from './serverless-sql.js';
 
 /** One SQL step of an activity: a Script block, a Lookup or Copy source query, a `preCopyScript`. */
 export interface SqlStep {
@@ -221,21 +220,12 @@ export class DuckDbSqlEngine implements SqlEngine {
           'SqlDataSourceUnknown',
           `${step.where} reads Synapse Link, and the runtime has no local container for it.`,
         );
-      const dir = this.#env.synapseLinkDir();
-      // Folders without a model.json are not complete (Synapse Link writes it last); the extract's window stops
-      // before the folder still being written in any case.
-      // Only the window's folders are read, as serverless SQL eliminates the others by `filepath(1)`.
+      // Only the window's completed folders are read, as serverless SQL eliminates the others by `filepath(1)`;
+      // each folder's columns are bound and typed by its own model.json (serverless-sql.ts).
       const param = (n: string) => rendering.parameters.find((p) => p.name === n);
       const start = param('window_start') ? String(this.#value(step, param('window_start')!) ?? '') : '';
       const end = param('window_end') ? String(this.#value(step, param('window_end')!) ?? '') : '';
-      const folders = await synapseLinkFolders(
-        dir,
-        t.table,
-        (f) => f > start && (end === '' || f < end) && existsSync(path.join(dir, f, 'model.json')),
-      );
-      const relation = duckIdent(`synapse_link_${t.table}`);
-      const body = folders.length ? synapseLinkSelect(folders) : `SELECT CAST(NULL AS VARCHAR) AS __folder WHERE false`;
-      await this.duck.run(`CREATE OR REPLACE TEMP VIEW ${relation} AS ${body}`);
+      await createSynapseLinkViews(this.duck, this.#env.synapseLinkDir(), t.table, start, end);
     }
   }
 
