@@ -1,35 +1,123 @@
 /**
- * The real exported outbound pipelines run end to end on the runtime over the Synapse Link CSV fixture
- * (`fixtures/synapse-link/incremental-with-deletes`): every SQL step through its DuckDB rendering.
+ * The real exported outbound pipelines (`synapse/`), run on the runtime over a Synapse Link CSV export (the fixture
+ * `incremental-with-deletes`, in two ticks: a later folder adds two columns), against the local runner on the same
+ * folders. Every SQL step runs through its DuckDB rendering (the step id in the artifact).
+ * - review defect 5: columns bound and typed by each folder's model.json, a column added by a later folder; the
+ *   labelled extract reads the labels of the newest folder of its window;
+ * - defect 6: outputs in a folder per window and run; a rerun of the same window succeeds (CETAS never targets a
+ *   folder holding data), a tick with no new folder writes nothing;
+ * - defect 12 (outbound): FinishRun records the rows written;
+ * - defect 14: typed Parquet (SinkModifiedOn a timestamp), deletes outside the data folder;
+ * - both executors name the window folders the same way and hold the same rows.
  */
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { appendFileSync, cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import accountsOutbound from '../../pipelines/accounts-outbound.js';
+import contactsOutbound from '../../pipelines/contacts-outbound.js';
 import { loadPipelines } from '../../src/core/pipeline-loader.js';
+import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
 import { loadExportSettings } from '../../src/export/synapse/export-settings.js';
 import type { PipelineRun } from '../../src/export/synapse/runtime/run-records.js';
 import { SynapseRuntime } from '../../src/export/synapse/runtime/synapse-runtime.js';
 import { synapseDataSources, synapseStepRenderings } from '../../src/export/synapse/step-renderings.js';
+import { OutboundSandbox } from '../outbound/helpers.js';
 
 const FIXTURE = 'fixtures/synapse-link/incremental-with-deletes';
+const LOCAL_FOLDER = 'synapse-link/dataverse-demo';
+const F2 = '2026-01-01T00.30.00Z';
+const F3 = '2026-01-01T00.45.00Z';
+const F4 = '2026-01-01T01.00.00Z';
 
 const describeRun = (r: PipelineRun) =>
-  r.activityRuns
-    .map((a) => `${a.activityName} ${a.status} ${a.error?.errorCode ?? ''} ${a.error?.message.slice(0, 400) ?? ''}`)
-    .join('\n');
+  [
+    r.message,
+    ...r.activityRuns.map(
+      (a) => `${a.activityName} ${a.status} ${a.error?.errorCode ?? ''} ${a.error?.message.slice(0, 400) ?? ''}`,
+    ),
+  ].join('\n');
 
-describe('the exported outbound pipelines, run on the runtime', () => {
+/** Parquet files under `dir` (recursive), relative paths. */
+function parquetFiles(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true })
+    .map(String)
+    .filter((f) => f.endsWith('.parquet'))
+    .sort();
+}
+
+/** Window folders of a warehouse table folder (direct children, not `_`/`.`-prefixed). */
+function windowFolders(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && !e.name.startsWith('.') && !e.name.startsWith('_'))
+    .map((e) => e.name)
+    .sort();
+}
+
+describe('the exported outbound pipelines on the runtime, against the local runner', () => {
   let dir: string;
   let link: string;
   let warehouse: string;
   let rt: SynapseRuntime;
+  let box: OutboundSandbox;
+  let duck: DuckDbStaging;
+
+  /** Rows of Parquet files, every value as text (timestamps as UTC wall time), ordered by Id. */
+  async function rows(files: readonly string[]): Promise<Record<string, string | null>[]> {
+    if (files.length === 0) return [];
+    const list = files.map((f) => `'${f.replaceAll("'", "''")}'`).join(', ');
+    const got = await duck.all<Record<string, unknown>>(
+      `SELECT COLUMNS(*)::VARCHAR FROM read_parquet([${list}], union_by_name = true) ORDER BY "Id"`,
+    );
+    return got.map((r) =>
+      Object.fromEntries(
+        Object.entries(r).map(([k, v]) => [k, v === null ? null : String(v).replace(/\+00(:00)?$/, '')]),
+      ),
+    );
+  }
+
+  async function types(files: readonly string[]): Promise<Record<string, string>> {
+    const list = files.map((f) => `'${f.replaceAll("'", "''")}'`).join(', ');
+    const got = await duck.all<{ column_name: string; column_type: string }>(
+      `DESCRIBE SELECT * FROM read_parquet([${list}], union_by_name = true)`,
+    );
+    return Object.fromEntries(got.map((r) => [r.column_name, r.column_type]));
+  }
+
+  /** Both copies of the export: the runtime's container and the local lake's folder. */
+  function both(change: (root: string) => void): void {
+    change(link);
+    change(box.lakePath(LOCAL_FOLDER));
+  }
+
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'synapse-outbound-'));
     link = path.join(dir, 'link');
     warehouse = path.join(dir, 'warehouse');
-    await cp(FIXTURE, link, { recursive: true });
+    cpSync(FIXTURE, link, { recursive: true });
+    box = new OutboundSandbox();
+    box.copy('synapse-link/incremental-with-deletes', LOCAL_FOLDER);
+    duck = await DuckDbStaging.open();
+    await duck.run(`SET TimeZone = 'UTC'`);
+    // A label renamed in the newest folder (alphabetically before the old one, so MAX(label) would keep the old),
+    // and a stale root OptionsetMetadata that neither executor may read.
+    both((root) => {
+      const file = path.join(root, F3, 'OptionsetMetadata', 'OptionsetMetadata.csv');
+      writeFileSync(
+        file,
+        readFileSync(file, 'utf8').replace(
+          'account,industrycode,2,False,1033,Agriculture and Non-petrol Natural Resource Extraction',
+          'account,industrycode,2,False,1033,Agri (renamed)',
+        ),
+      );
+      appendFileSync(path.join(root, 'OptionsetMetadata', 'OptionsetMetadata.csv'), '');
+      // The first tick sees 00.45 still being written.
+      writeFileSync(path.join(root, 'Changelog', 'changelog.info'), F3);
+    });
     const settings = await loadExportSettings('synapse/settings.json');
     rt = await SynapseRuntime.open({
       artifacts: 'synapse',
@@ -46,12 +134,101 @@ describe('the exported outbound pipelines, run on the runtime', () => {
   });
   after(async () => {
     await rt.close();
+    await duck.close();
+    box.close();
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('accounts-outbound runs', async () => {
-    const run = await rt.runPipeline('pl_accounts_outbound', { mode: 'manual' });
-    assert.equal(run.status, 'Succeeded', describeRun(run));
-    console.log(await readdir(warehouse, { recursive: true }));
+  async function tick(): Promise<{ synapse: Record<string, number>; local: Record<string, number> }> {
+    const synapse: Record<string, number> = {};
+    const local: Record<string, number> = {};
+    for (const [pipeline, def] of [
+      ['pl_accounts_outbound', accountsOutbound],
+      ['pl_contacts_outbound', contactsOutbound],
+    ] as const) {
+      const run = await rt.runPipeline(pipeline, { mode: 'manual' });
+      assert.equal(run.status, 'Succeeded', describeRun(run));
+      const [row] = await rt.services.sql.duck.all<{ counts_json: string }>(
+        `SELECT counts_json FROM ferry.runs WHERE id = '${run.runId}'`,
+      );
+      synapse[def.name] = JSON.parse(row!.counts_json).written;
+      const report = await box.run(def);
+      assert.equal(report.status, 'succeeded', report.error?.message);
+      local[def.name] = report.counts.written;
+    }
+    return { synapse, local };
+  }
+
+  /** Same window folders, same rows (every column) in each, data and deletes, for every output. */
+  async function assertSameWarehouse(): Promise<void> {
+    for (const output of ['account', 'account_labelled', 'contact']) {
+      const windows = windowFolders(box.warehouse(output));
+      assert.deepEqual(windowFolders(path.join(warehouse, output)), windows, `${output}: window folders`);
+      for (const w of windows) {
+        const localFiles = parquetFiles(box.warehouse(output, w)).map((f) => box.warehouse(output, w, f));
+        const localData = localFiles.filter((f) => !path.basename(f).startsWith('deletes-'));
+        const localDeletes = localFiles.filter((f) => path.basename(f).startsWith('deletes-'));
+        const synData = parquetFiles(path.join(warehouse, output, w)).map((f) => path.join(warehouse, output, w, f));
+        const delDir = path.join(warehouse, `${output}_deletes`, w);
+        const synDeletes = parquetFiles(delDir).map((f) => path.join(delDir, f));
+        assert.deepEqual(await rows(synData), await rows(localData), `${output}/${w}: rows`);
+        assert.deepEqual(await rows(synDeletes), await rows(localDeletes), `${output}/${w}: deletes`);
+      }
+    }
+  }
+
+  it('tick 1 (two folders): same folders and rows as the local runner, typed, labels of the window', async () => {
+    const counts = await tick();
+    assert.deepEqual(counts.synapse, counts.local, 'FinishRun records the rows written, as the local run counts them');
+    assert.ok(counts.synapse['accounts-outbound']! > 0);
+    await assertSameWarehouse();
+    const w = `2026-01-01T00.15.00Z_${F2}`;
+    const files = parquetFiles(path.join(warehouse, 'account', w)).map((f) => path.join(warehouse, 'account', w, f));
+    const t = await types(files);
+    assert.equal(t.SinkModifiedOn, 'TIMESTAMP', 'SinkModifiedOn is a timestamp, not M/d/yyyy text');
+    assert.equal(t.versionnumber, 'BIGINT');
+    assert.equal(t.revenue, 'DECIMAL(38,4)');
+    assert.equal(t.IsDelete, 'BOOLEAN');
+    const got = await rows(files);
+    const a3 = got.find((r) => r.accountnumber === 'A-003')!;
+    assert.equal(a3.description, 'retried copy', 'same version: the latest SinkModifiedOn wins');
+    assert.equal(a3.SinkModifiedOn, '2026-01-01 00:29:30');
+    // Contact deletes are not in the data folder: a recursive reader of contact/ reads rows of one schema.
+    assert.ok(!parquetFiles(path.join(warehouse, 'contact')).some((f) => f.includes('deletes')));
+  });
+
+  it('tick 2: a later folder adds columns; labels come from the newest folder of the window', async () => {
+    both((root) => writeFileSync(path.join(root, 'Changelog', 'changelog.info'), F4));
+    const counts = await tick();
+    assert.deepEqual(counts.synapse, counts.local);
+    await assertSameWarehouse();
+    const files = parquetFiles(path.join(warehouse, 'account', F3)).map((f) => path.join(warehouse, 'account', F3, f));
+    const a4 = (await rows(files)).find((r) => r.accountnumber === 'A-004')!;
+    assert.equal(a4.creditlimit, '12345678901234567.89');
+    assert.equal(a4.donotphone, 'true');
+    const labelled = parquetFiles(path.join(warehouse, 'account_labelled', F3)).map((f) =>
+      path.join(warehouse, 'account_labelled', F3, f),
+    );
+    const l4 = (await rows(labelled)).find((r) => r.accountnumber === 'A-004')!;
+    assert.equal(l4.industrycode_label, 'Agri (renamed)');
+    // The contact delete of 00.45 is in contact_deletes/, with the data's columns.
+    const deletes = parquetFiles(path.join(warehouse, 'contact_deletes', F3));
+    assert.equal(deletes.length > 0, true);
+  });
+
+  it('a tick with no new folder writes nothing and records 0 rows; a rerun of a window writes a new run folder', async () => {
+    const before = parquetFiles(warehouse);
+    const counts = await tick();
+    assert.deepEqual(counts.synapse, { 'accounts-outbound': 0, 'contacts-outbound': 0 });
+    assert.deepEqual(parquetFiles(warehouse), before);
+    // A manual rerun of the last window (a retry after a failed FinishRun, a repair): no CETAS refusal.
+    const rerun = await rt.runPipeline('pl_accounts_outbound', {
+      mode: 'manual',
+      windowStart: '2026-01-01T00:40:00Z',
+      windowEnd: '2026-01-01T01:00:00Z',
+    });
+    assert.equal(rerun.status, 'Succeeded', describeRun(rerun));
+    const runs = windowFolders(path.join(warehouse, 'account', F3));
+    assert.equal(runs.length, 2, 'one folder per run that wrote the window');
   });
 });
