@@ -71,6 +71,7 @@ function valuesFor(step: SqlStep, extra: Record<string, StepValue> = {}): Record
     mode: 'scheduled',
     window_start: '',
     window_end: '2026-11-20T10.00.00Z',
+    window_name: '2026-11-20T09.00.00Z_2026-11-20T09.15.00Z',
     data_factory: 'ws-local',
     cursor: '2026-11-20T10.00.00Z',
     rows: 1,
@@ -319,7 +320,7 @@ describe('SQL steps: every step of the export has a DuckDB rendering that runs',
           const location = path.join(tmp, pipeline, id.replaceAll(':', '_'), '2026-11-20T10.00.00Z');
           // The lake has folders on demand; DuckDB creates only the last one (the runtime creates the parents).
           await fs.mkdir(path.dirname(location), { recursive: true });
-          const extra = { location: `${location}/`, location_deletes: `${location}/deletes/` };
+          const extra = { location: `${location}/`, location_deletes: `${location}_deletes/` };
           await run(db, step, extra);
           const out = await db.all<Record<string, unknown>>(`SELECT * FROM read_parquet('${location}/*.parquet')`);
           // The folder Synapse Link is still writing (the window end) is not read: version 2 is the latest.
@@ -332,8 +333,9 @@ describe('SQL steps: every step of the export has a DuckDB rendering that runs',
               await db.run(s);
           });
         }
+        // Outbound runs record the rows the extracts wrote (the `rows` parameter), not 0.
         const [finish] = await run(db, steps.get(`${pipeline}:finish-run`)!);
-        assert.equal(Number(finish!.written), 0);
+        assert.equal(Number(finish!.written), 1);
         await run(db, steps.get(`${pipeline}:mark-failed`)!);
       } finally {
         await db.close();

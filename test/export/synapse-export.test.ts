@@ -113,38 +113,34 @@ describe('export synapse: artifacts', () => {
     assert.match(sink, /MERGE INTO \[ferry\]\.\[keymap\] WITH \(HOLDLOCK\)/);
   });
 
-  test('outbound pipelines: OPENROWSET over Synapse Link CSV / Delta into Parquet by CETAS in a folder per window', () => {
+  test('outbound pipelines: OPENROWSET over Synapse Link CSV (bound by each folder’s model.json) / Delta into typed Parquet by CETAS in a folder per window and run', () => {
     const csv = out.sqlFiles.find((f) => f.path === 'sql/tsql/accounts-outbound/extract-account.sql')!.content;
-    // The CETAS statements are built at run time from the window parameters: evaluate them for one window.
-    const vars = {
-      '@window_start': '2026-01-01T00.00.00Z',
-      '@window_end': '2026-01-01T00.15.00Z',
-      '@window_tag': '20260101T001500Z',
-    };
-    const built = evaluateDynamicSql(csv, vars);
+    // Each window folder's model.json is read (OPENJSON) and binds that folder's CSV columns by their ordinals.
+    assert.match(csv, /OPENROWSET\(BULK '\*\/model\.json', DATA_SOURCE = 'ferry_synapse_link', FORMAT = 'CSV'/);
+    assert.match(csv, /m\.filepath\(1\) > @window_start AND m\.filepath\(1\) < @window_end/);
+    assert.match(csv, /CROSS APPLY OPENJSON\(e\.\[value\], '\$\.attributes'\) AS c/);
+    assert.match(csv, /CONCAT\(QUOTENAME\(a2\.\[name\]\), N' NVARCHAR\(4000\) ', a2\.\[ordinal\]\)/);
+    assert.doesNotMatch(csv, /\[accountid\] NVARCHAR\(4000\) \d/, 'no column list from the metadata snapshot');
+    // Typed from the CDM types: SinkModifiedOn (M/d/yyyy h:mm:ss tt) becomes DATETIME2.
     assert.match(
-      built[0]!,
-      /^CREATE EXTERNAL TABLE \[ferry_out\]\.\[account_20260101T001500Z\] WITH \(LOCATION = N'account\/2026-01-01T00\.15\.00Z\/'/,
+      csv,
+      /WHEN N'dateTime' THEN N'CASE WHEN \{v\} LIKE N''%\/%'' THEN TRY_CONVERT\(DATETIME2\(7\), \{v\}, 101\)/,
     );
+    // CETAS into <output>/<window>/<run id>/: no rerun or retry targets a folder that holds data.
     assert.match(
-      built[0]!,
-      /OPENROWSET\(BULK N'\*\/account\/\*\.csv', DATA_SOURCE = 'ferry_synapse_link', FORMAT = 'CSV'/,
+      csv,
+      /LOCATION = N''', REPLACE\(CONCAT\(N'account\/', @window_name, N'\/', @run_id, N'\/'\), N'''', N''''''\)/,
     );
-    assert.match(
-      built[0]!,
-      /r\.filepath\(1\) > N'2026-01-01T00\.00\.00Z' AND r\.filepath\(1\) < N'2026-01-01T00\.15\.00Z'/,
-    );
-    assert.equal(built.at(-1), 'DROP EXTERNAL TABLE [ferry_out].[account_20260101T001500Z]');
+    assert.match(csv, /AS \[rows_written\]/);
     const delta = out.sqlFiles.find((f) => f.path === 'sql/tsql/contacts-outbound/extract-contact.sql')!.content;
-    const builtDelta = evaluateDynamicSql(delta, vars);
     assert.match(
-      builtDelta[0]!,
-      /OPENROWSET\(BULK N'deltalake\/contact_partitioned\/', DATA_SOURCE = 'ferry_synapse_link', FORMAT = 'DELTA'\)/,
+      delta,
+      /OPENROWSET\(BULK N''deltalake\/contact_partitioned\/'', DATA_SOURCE = ''ferry_synapse_link'', FORMAT = ''DELTA''\)/,
     );
     assert.match(
-      builtDelta[1]!,
-      /LOCATION = N'contact\/2026-01-01T00\.15\.00Z\/deletes\/'/,
-      'separate-file deletes get their own folder',
+      delta,
+      /REPLACE\(CONCAT\(N'contact_deletes\/', @window_name, N'\/', @run_id, N'\/'\)/,
+      'separate-file deletes go outside the data folder',
     );
     const extract = activities(find('pipeline', 'pl_accounts_outbound')).find(
       (a) => a.name === 'ExtractToParquet_account',
@@ -157,13 +153,18 @@ describe('export synapse: artifacts', () => {
       [
         ['window_start', "@variables('windowStart')"],
         ['window_end', "@variables('windowEnd')"],
+        ['window_name', "@variables('windowName')"],
+        ['run_id', '@pipeline().RunId'],
       ],
     );
+    assert.equal(extract.policy.retry, 0, 'a retry would write the same run folder');
     const p = find('pipeline', 'pl_accounts_outbound');
     assert.ok(
       activities(p).some((a) => a.name === 'LookupChangelog'),
       'CSV window stops before the folder in changelog.info',
     );
+    const finish = activities(p).find((a) => a.name === 'FinishRun')!;
+    assert.match(finish.typeProperties.scripts[0].text.value, /DECLARE @rows BIGINT = @\{variables\('rowsWritten'\)\}/);
   });
 
   test('triggers: schedule every 15 minutes in dependency order; bounded tumbling 15-minute backfill windows after their parents', () => {
@@ -476,16 +477,3 @@ describe('export synapse: --check', () => {
     });
   });
 });
-
-/** Evaluates the `DECLARE @sqlN NVARCHAR(MAX) = CONCAT(...)` statements of an extract script for given variables. */
-function evaluateDynamicSql(script: string, vars: Record<string, string>): string[] {
-  const out: string[] = [];
-  for (const m of script.matchAll(/DECLARE @sql\d+ NVARCHAR\(MAX\) = CONCAT\((.*)\);$/gm)) {
-    let text = '';
-    for (const part of m[1]!.matchAll(/REPLACE\((@\w+), N'''', N''''''\)|N'((?:[^']|'')*)'/g)) {
-      text += part[1] !== undefined ? (vars[part[1]] ?? '').replaceAll("'", "''") : part[2]!.replaceAll("''", "'");
-    }
-    out.push(text);
-  }
-  return out;
-}

@@ -46,11 +46,17 @@ describe('serverless SQL semantics (Synapse Link CSV by model.json, CETAS)', () 
         .filter((r) => r[0] !== 'A-001' || r[1] === null)
         .slice(-2),
       [
-        ['A-004', '12345678901234567.89', 'True'],
+        // Typed by the folder's model.json: decimal, boolean.
+        ['A-004', '12345678901234567.89', true],
         ['A-005', null, null],
       ],
     );
     assert.ok(later.some((r) => r.accountnumber === 'A-001' && r.creditlimit === null));
+    // SinkModifiedOn (`M/d/yyyy h:mm:ss tt`) is a timestamp, not text.
+    const [typed] = await duck.all<{ t: string; v: string }>(
+      `SELECT typeof(SinkModifiedOn) AS t, CAST(SinkModifiedOn AS VARCHAR) AS v FROM (${synapseLinkSelect(folders)}) WHERE accountnumber = 'A-005'`,
+    );
+    assert.deepEqual(typed, { t: 'TIMESTAMP', v: '2026-01-01 13:44:00' });
     // The folder named in changelog.info is still being written: its model.json is not readable yet.
     await assert.rejects(
       synapseLinkFolders(path.join(dir, 'link'), 'account', (f) => /^\d{4}-/.test(f)),

@@ -56,7 +56,8 @@ export function compileExtract(input: ExtractInput): string[] {
       : `DECLARE @select NVARCHAR(MAX) = CONCAT(N'SELECT * FROM (SELECT ', @columns, N' FROM (', @latest, N') AS l) AS o')`,
   );
   statements.push(`DECLARE @tag NVARCHAR(64) = REPLACE(@run_id, N'-', N'')`);
-  const table = (suffix: string) => `N'[ferry_out].[${`${out}${suffix}`.replaceAll("'", "''").replaceAll(']', ']]')}_', @tag, N']'`;
+  const table = (suffix: string) =>
+    `N'[ferry_out].[${`${out}${suffix}`.replaceAll("'", "''").replaceAll(']', ']]')}_', @tag, N']'`;
   const location = (folder: string) =>
     `REPLACE(CONCAT(${tsqlLiteral(`${folder}/`)}, @window_name, N'/', @run_id, N'/'), N'''', N'''''')`;
   const cetas = (suffix: string, folder: string, where: string) =>
@@ -78,7 +79,8 @@ export function compileExtract(input: ExtractInput): string[] {
   const countAt = input.deletes === 'separate-file' ? 2 : 1;
   texts.forEach((text, i) => {
     // A window whose folders do not hold the table writes nothing (and reports 0 rows).
-    const none = i === countAt ? `N'SELECT CAST(0 AS BIGINT) AS [rows_written], CAST(0 AS BIGINT) AS [rows_deleted]'` : `N''`;
+    const none =
+      i === countAt ? `N'SELECT CAST(0 AS BIGINT) AS [rows_written], CAST(0 AS BIGINT) AS [rows_deleted]'` : `N''`;
     statements.push(`DECLARE @sql${i + 1} NVARCHAR(MAX) = CASE WHEN @rows IS NULL THEN ${none} ELSE ${text} END`);
     statements.push(`EXEC(@sql${i + 1})`);
   });

@@ -284,7 +284,9 @@ export async function outboundPipeline(
       'FinishRun',
       NAMES.sql,
       expr(
-        stepText(finishRunStep(steps, def, source, false, undefined, undefined, cursorValue, "@variables('rowsWritten')")),
+        stepText(
+          finishRunStep(steps, def, source, false, undefined, undefined, cursorValue, "@variables('rowsWritten')"),
+        ),
       ),
       finishAfter.map((n) => after(n)),
       [],

@@ -128,7 +128,10 @@ export function typedText(c: SynapseLinkColumn, text: string): { readonly type: 
     case 'decimal': {
       const precision = Math.min(38, c.precision ?? 38);
       const scale = Math.min(precision, c.scale ?? (c.precision === undefined ? 10 : 0));
-      return { type: `DECIMAL(${precision},${scale})`, expression: `TRY_CAST(${text} AS DECIMAL(${precision},${scale}))` };
+      return {
+        type: `DECIMAL(${precision},${scale})`,
+        expression: `TRY_CAST(${text} AS DECIMAL(${precision},${scale}))`,
+      };
     }
     case 'dateTime':
     case 'dateTimeOffset':
@@ -186,10 +189,39 @@ const REQUIRED: readonly SynapseLinkColumn[] = [
  * custom extracts bind them by ordinal.
  */
 const LABEL_FILES: Readonly<Record<string, readonly SynapseLinkColumn[]>> = {
-  OptionsetMetadata: cols('EntityName', 'OptionSetName', 'Option:int64', 'IsUserLocalizedLabel:boolean', 'LocalizedLabelLanguageCode:int64', 'LocalizedLabel'),
-  GlobalOptionsetMetadata: cols('OptionSetName', 'Option:int64', 'IsUserLocalizedLabel:boolean', 'LocalizedLabelLanguageCode:int64', 'LocalizedLabel', 'GlobalOptionSetName', 'EntityName', 'ExternalValue'),
-  StateMetadata: cols('EntityName', 'State:int64', 'IsUserLocalizedLabel:boolean', 'LocalizedLabelLanguageCode:int64', 'LocalizedLabel'),
-  StatusMetadata: cols('EntityName', 'State:int64', 'Status:int64', 'IsUserLocalizedLabel:boolean', 'LocalizedLabelLanguageCode:int64', 'LocalizedLabel'),
+  OptionsetMetadata: cols(
+    'EntityName',
+    'OptionSetName',
+    'Option:int64',
+    'IsUserLocalizedLabel:boolean',
+    'LocalizedLabelLanguageCode:int64',
+    'LocalizedLabel',
+  ),
+  GlobalOptionsetMetadata: cols(
+    'OptionSetName',
+    'Option:int64',
+    'IsUserLocalizedLabel:boolean',
+    'LocalizedLabelLanguageCode:int64',
+    'LocalizedLabel',
+    'GlobalOptionSetName',
+    'EntityName',
+    'ExternalValue',
+  ),
+  StateMetadata: cols(
+    'EntityName',
+    'State:int64',
+    'IsUserLocalizedLabel:boolean',
+    'LocalizedLabelLanguageCode:int64',
+    'LocalizedLabel',
+  ),
+  StatusMetadata: cols(
+    'EntityName',
+    'State:int64',
+    'Status:int64',
+    'IsUserLocalizedLabel:boolean',
+    'LocalizedLabelLanguageCode:int64',
+    'LocalizedLabel',
+  ),
   TargetMetadata: cols('EntityName', 'AttributeName', 'ReferencedEntity', 'ReferencedAttribute'),
 };
 
@@ -235,7 +267,9 @@ export async function createSynapseLinkViews(
   }
   await duck.run(`CREATE OR REPLACE TEMP VIEW ${relation} AS ${body}`);
   const candidates = (await readdir(containerDir, { withFileTypes: true }).catch(() => []))
-    .filter((e) => e.isDirectory() && inWindow(e.name) && existsSync(path.join(containerDir, e.name, 'OptionsetMetadata')))
+    .filter(
+      (e) => e.isDirectory() && inWindow(e.name) && existsSync(path.join(containerDir, e.name, 'OptionsetMetadata')),
+    )
     .map((e) => e.name)
     .sort();
   const labels = candidates.at(-1);
