@@ -78,7 +78,8 @@ export function synapseExtractSql(input: ExtractInput): string[] {
   const where =
     input.format === 'csv'
       ? 'r.__folder > $window_start AND r.__folder < $window_end'
-      : `($window_start = '' OR TRY_CAST(CAST(r."SinkModifiedOn" AS VARCHAR) AS TIMESTAMPTZ) > TRY_CAST($window_start AS TIMESTAMPTZ)) AND TRY_CAST(CAST(r."SinkModifiedOn" AS VARCHAR) AS TIMESTAMPTZ) <= TRY_CAST($window_end AS TIMESTAMPTZ)`;
+      : // Delta: the table's current version, whole (the window is a version, as in the T-SQL rendering).
+        'true';
   // The T-SQL rendering's rule (the local default extract's): a delete without a versionnumber ranks first, then
   // the highest version, then the latest SinkModifiedOn (retries repeat version numbers), then the later folder.
   const order = [

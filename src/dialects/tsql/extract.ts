@@ -11,7 +11,8 @@ const SYSTEM_TAIL = ['versionnumber', 'createdon', 'modifiedon', 'IsDelete'];
  * into `<output>/<window>/<run id>/` — a folder no earlier run or retry used, as CETAS refuses a location holding
  * data — and, with `deletes: 'separate-file'`, the deletes into `<output>_deletes/<window>/<run id>/`, outside the
  * data folder. CSV: the window's timestamp folders, each bound and typed by its own `model.json`
- * ({@link synapseLinkModelColumns}); Delta: the table's columns by name. Script parameters: `@window_start`,
+ * ({@link synapseLinkModelColumns}); Delta: the current version of the table (the pipeline's window is a
+ * version), its columns by name. Script parameters: `@window_start`,
  * `@window_end`, `@window_name`, `@run_id`. CETAS takes no variables, so each statement is built as text and run
  * with EXEC(). The last result set is `rows_written`, `rows_deleted`.
  */
@@ -29,9 +30,11 @@ export function compileExtract(input: ExtractInput): string[] {
       (n) => !SYSTEM_HEAD.includes(n) && !SYSTEM_TAIL.includes(n),
     );
     const columns = [...SYSTEM_HEAD, ...attrs, ...SYSTEM_TAIL];
-    const { from, where } = synapseLinkRows('delta', input.table, columns, START, END);
+    // The table's current version, whole: the window is the version (no row is selected by SinkModifiedOn, which
+    // the Synapse Link Spark job may merge late with an earlier value).
+    const { from } = synapseLinkRows('delta', input.table, columns, START, END);
     statements.push(
-      `DECLARE @rows NVARCHAR(MAX) = ${dynamicText(`SELECT * FROM ${from} WHERE ${where}`, vars)}`,
+      `DECLARE @rows NVARCHAR(MAX) = ${dynamicText(`SELECT * FROM ${from}`, vars)}`,
       `DECLARE @latest_columns NVARCHAR(MAX) = ${tsqlLiteral(columns.map((c) => (c === 'IsDelete' ? 'ISNULL(TRY_CONVERT(BIT, x.[IsDelete]), CAST(0 AS BIT)) AS [IsDelete]' : `x.${tsqlIdent(c)}`)).join(', '))}`,
       `DECLARE @columns NVARCHAR(MAX) = ${tsqlLiteral(columns.map((c) => `l.${tsqlIdent(c)}`).join(', '))}`,
     );

@@ -70,12 +70,55 @@ export async function outboundPipeline(
     // A requested window end never reaches past the in-progress folder either (a backfill of the current window).
     windowEndExpr = `@if(or(empty(pipeline().parameters.windowEnd), less(activity('LookupChangelog').output.firstRow.Prop_0, formatDateTime(pipeline().parameters.windowEnd, 'yyyy-MM-ddTHH.mm.ssZ'))), activity('LookupChangelog').output.firstRow.Prop_0, formatDateTime(pipeline().parameters.windowEnd, 'yyyy-MM-ddTHH.mm.ssZ'))`;
   } else {
-    windowEndExpr = `@if(empty(pipeline().parameters.windowEnd), utcNow('yyyy-MM-ddTHH:mm:ssZ'), pipeline().parameters.windowEnd)`;
+    // Delta: the window is a table version, as the local runner reads Delta (a snapshot per new version): the latest
+    // commit in `_delta_log` (zero-padded names, so lexical order is version order). Serverless SQL reads the current
+    // version of the table, so no row is skipped because the Synapse Link Spark job merged it late with an earlier
+    // SinkModifiedOn (review defect 15): nothing is selected by time.
+    const tables = [...new Set(view.extracts.map((x) => x.table))];
+    if (tables.length !== 1)
+      throw new FerryError(
+        'export.pipeline_shape',
+        `Pipeline \`${def.name}\` extracts ${tables.length} Delta tables (${tables.map((t) => `\`${t}\``).join(', ')}); the Synapse export keeps one version cursor per pipeline. Split it into one outbound pipeline per Delta table.`,
+      );
+    activities.push(
+      {
+        name: 'ListDeltaLog',
+        type: 'GetMetadata',
+        dependsOn: [after('BeginRun')],
+        policy: policy('0.00:10:00', 2),
+        userProperties: [],
+        typeProperties: {
+          dataset: {
+            referenceName: NAMES.lakeParquet,
+            type: 'DatasetReference',
+            parameters: {
+              fileSystem: settings.synapseLinkFileSystem,
+              folderPath: `deltalake/${tables[0]}_partitioned/_delta_log`,
+            },
+          },
+          fieldList: ['childItems'],
+          storeSettings: { type: 'AzureBlobFSReadSettings' },
+        },
+      },
+      {
+        name: 'FilterDeltaCommits',
+        type: 'Filter',
+        dependsOn: [after('ListDeltaLog')],
+        userProperties: [],
+        typeProperties: {
+          items: expr(`@activity('ListDeltaLog').output.childItems`),
+          condition: expr(`@and(equals(item().type, 'File'), endsWith(item().name, '.json'))`),
+        },
+      },
+    );
+    windowEndExpr = `@replace(last(activity('FilterDeltaCommits').output.value).name, '.json', '')`;
   }
   activities.push({
     name: 'SetWindow',
     type: 'SetVariable',
-    dependsOn: csv ? [after('LookupWatermark'), after('LookupChangelog')] : [after('LookupWatermark')],
+    dependsOn: csv
+      ? [after('LookupWatermark'), after('LookupChangelog')]
+      : [after('LookupWatermark'), after('FilterDeltaCommits')],
     userProperties: [],
     typeProperties: { variableName: 'windowEnd', value: expr(windowEndExpr) },
   });
@@ -89,7 +132,7 @@ export async function outboundPipeline(
       value: expr(
         csv
           ? `@if(empty(pipeline().parameters.windowStart), activity('LookupWatermark').output.firstRow.cursor_value, formatDateTime(pipeline().parameters.windowStart, 'yyyy-MM-ddTHH.mm.ssZ'))`
-          : `@if(empty(pipeline().parameters.windowStart), activity('LookupWatermark').output.firstRow.cursor_value, pipeline().parameters.windowStart)`,
+          : `@activity('LookupWatermark').output.firstRow.cursor_value`,
       ),
     },
   });
@@ -210,11 +253,25 @@ export async function outboundPipeline(
   activities.length = 0;
   activities.push(...rest);
   if (!csv) {
-    activities.push(
-      setWindowName(`@replace(variables('windowEnd'), ':', '.')`, [after('SetWindowStart')]),
-      ...extracts,
-      setRows,
-    );
+    // A new version, or a requested window (manual or backfill run: the snapshot again; backfills move no cursor).
+    // The folder is named as the local runner names a Delta window: `delta-<table>-v<version>`.
+    activities.push({
+      name: 'IfNewVersion',
+      type: 'IfCondition',
+      dependsOn: [after('SetWindowStart')],
+      userProperties: [],
+      typeProperties: {
+        expression: expr(
+          `@or(greater(variables('windowEnd'), variables('windowStart')), not(empty(pipeline().parameters.windowStart)))`,
+        ),
+        ifTrueActivities: [
+          setWindowName(`@concat('delta-${view.extracts[0]!.table}-v', string(int(variables('windowEnd'))))`, []),
+          ...extracts,
+          setRows,
+        ],
+      },
+    });
+    finishAfter = ['IfNewVersion'];
   } else {
     const folders = `activity('FilterNewFolders').output.value`;
     activities.push(
@@ -302,7 +359,7 @@ export async function outboundPipeline(
     properties: {
       description: describe(
         def,
-        `Synapse Link (${view.source.format}) → serverless SQL OPENROWSET → CETAS Parquet into a fresh folder per window.`,
+        `Synapse Link (${view.source.format}) → serverless SQL OPENROWSET → CETAS typed Parquet into a fresh folder per window and run.`,
       ),
       annotations: [ANNOTATION, `ferry:${def.name}`],
       folder: { name: 'ferry/outbound' },
