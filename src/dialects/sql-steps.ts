@@ -32,9 +32,10 @@
  * - Tables are the same in both renderings: `ferry.<table>` for the state schema (DuckDB: schema `ferry` of the same
  *   database), staging tables by their one-part name (`stg_<pipeline>_staged`, …), which the Copy activities fill.
  * - The outbound extract's DuckDB rendering reads the relation `synapse_link_<table>` (`synapseLinkRelation` in
- *   duckdb/synapse-link.ts: the table's Synapse Link rows as the local reader types them, plus `__folder` = the
- *   timestamp folder) instead of OPENROWSET, which the runtime provides; a custom extract also reads the label
- *   tables its DuckDB query joins (`OptionsetMetadata`, `StateMetadata`, …).
+ *   duckdb/synapse-link.ts: the window's Synapse Link rows, each folder's columns bound and typed by its own
+ *   `model.json` as the T-SQL rendering binds them, plus `__folder` = the timestamp folder) instead of OPENROWSET,
+ *   which the runtime provides; a custom extract also reads the label tables its DuckDB query joins
+ *   (`OptionsetMetadata`, `StateMetadata`, … of the newest folder of the window).
  */
 
 import type { ConversionPlan } from '../core/mapping.js';
@@ -234,7 +235,10 @@ export interface ExtractInput {
   readonly table: string;
   /** Warehouse folder (and external table) name. Default: the table. */
   readonly output?: string;
-  /** Attributes in metadata order; Synapse Link's CSV columns are bound by position in this order. */
+  /**
+   * Attributes of the metadata snapshot: the column list of a Delta extract (bound by name). A CSV extract binds
+   * each timestamp folder's columns by that folder's `model.json` at run time (tables gain columns over time).
+   */
   readonly metadata: { readonly Attributes: readonly { readonly LogicalName: string }[] };
   readonly format: 'csv' | 'delta';
   /** The Synapse Link folder of the pipeline (informational; the data source points at the container). */
@@ -288,7 +292,11 @@ export type SynapseStepPlan =
   | { readonly kind: 'sink-query'; readonly conversion: SynapseConversion }
   /** Applied versions after the Copy to Dataverse succeeded. Parameters: run_id, pipeline (script). */
   | { readonly kind: 'save-versions'; readonly conversion: SynapseConversion }
-  /** One table's window from Synapse Link into a fresh warehouse folder. Parameters: window_start, window_end (script). */
+  /**
+   * One table's window from Synapse Link into a fresh warehouse folder `<output>/<window_name>/<run_id>/`.
+   * Parameters: window_start, window_end, window_name, run_id (script); location(s) (data source). Returns
+   * rows_written, rows_deleted.
+   */
   | { readonly kind: 'extract'; readonly extract: ExtractInput }
   /** The replay and housekeeping pipelines' steps (`recovery-steps.ts`). */
   | RecoveryStepPlan;
