@@ -216,6 +216,24 @@ describe('the exported outbound pipelines on the runtime, against the local runn
     assert.equal(deletes.length > 0, true);
   });
 
+  it('tick 3: a window without contact changes — empty outputs with the root model.json columns on both sides', async () => {
+    both((root) => {
+      // 01.00 completes with account rows only (its model.json lists contact without partitions), 01.15 starts.
+      const model = JSON.parse(readFileSync(path.join(root, F3, 'model.json'), 'utf8'));
+      for (const e of model.entities) if (e.name === 'contact') e.partitions = [];
+      writeFileSync(path.join(root, F4, 'model.json'), JSON.stringify(model));
+      writeFileSync(path.join(root, 'Changelog', 'changelog.info'), '2026-01-01T01.15.00Z');
+    });
+    const counts = await tick();
+    assert.deepEqual(counts.synapse, counts.local);
+    assert.equal(counts.synapse['contacts-outbound'], 0);
+    await assertSameWarehouse();
+    const labelled = parquetFiles(path.join(warehouse, 'account_labelled', F4)).map((f) =>
+      path.join(warehouse, 'account_labelled', F4, f),
+    );
+    assert.equal((await rows(labelled)).find((r) => r.accountnumber === 'A-004')?.name, 'Northwind late');
+  });
+
   it('a tick with no new folder writes nothing and records 0 rows; a rerun of a window writes a new run folder', async () => {
     const before = parquetFiles(warehouse);
     const counts = await tick();
@@ -225,7 +243,7 @@ describe('the exported outbound pipelines on the runtime, against the local runn
     const rerun = await rt.runPipeline('pl_accounts_outbound', {
       mode: 'manual',
       windowStart: '2026-01-01T00:40:00Z',
-      windowEnd: '2026-01-01T01:00:00Z',
+      windowEnd: '2026-01-01T00:50:00Z',
     });
     assert.equal(rerun.status, 'Succeeded', describeRun(rerun));
     const runs = windowFolders(path.join(warehouse, 'account', F3));

@@ -81,7 +81,7 @@ export function compileExtract(input: ExtractInput): string[] {
   if (input.deletes === 'separate-file') texts.push(`CONCAT(N'DROP EXTERNAL TABLE ', ${table('_deletes')})`);
   const countAt = input.deletes === 'separate-file' ? 2 : 1;
   texts.forEach((text, i) => {
-    // A window whose folders do not hold the table writes nothing (and reports 0 rows).
+    // A table no model.json describes writes nothing (and reports 0 rows).
     const none =
       i === countAt ? `N'SELECT CAST(0 AS BIGINT) AS [rows_written], CAST(0 AS BIGINT) AS [rows_deleted]'` : `N''`;
     statements.push(`DECLARE @sql${i + 1} NVARCHAR(MAX) = CASE WHEN @rows IS NULL THEN ${none} ELSE ${text} END`);

@@ -176,6 +176,19 @@ export function synapseLinkSelect(folders: readonly SynapseLinkFolder[]): string
     .join(' UNION ALL ');
 }
 
+/** The table's columns in the container's root `model.json`; none when it is missing or does not describe it. */
+async function rootColumns(containerDir: string, table: string): Promise<SynapseLinkColumn[]> {
+  try {
+    const model = JSON.parse(await readFile(path.join(containerDir, 'model.json'), 'utf8')) as {
+      entities?: { name?: string; attributes?: Record<string, unknown>[] }[];
+    };
+    const entity = model.entities?.find((x) => String(x.name).toLowerCase() === table.toLowerCase());
+    return (entity?.attributes ?? []).map(column);
+  } catch {
+    return [];
+  }
+}
+
 /** The columns every Synapse Link table carries that the extract ranks and routes on, with their CDM types. */
 const REQUIRED: readonly SynapseLinkColumn[] = [
   { name: 'Id', dataType: 'guid' },
@@ -263,7 +276,14 @@ export async function createSynapseLinkViews(
     const extra = missing.map((m) => `CAST(NULL AS ${typedText(m, 'NULL').type}) AS ${duckIdent(m.name)}`);
     body = `SELECT *${extra.length ? `, ${extra.join(', ')}` : ''} FROM (${synapseLinkSelect(folders)})`;
   } else {
-    body = `SELECT ${REQUIRED.map((c) => `CAST(NULL AS ${typedText(c, 'NULL').type}) AS ${duckIdent(c.name)}`).join(', ')}, CAST(NULL AS VARCHAR) AS __folder WHERE false`;
+    // No folder of the window exported the table: no rows, with the columns of the container's root model.json
+    // (as the T-SQL rendering and the local reader take them), so a custom extract still binds.
+    const root = await rootColumns(containerDir, table);
+    const columns = [
+      ...root,
+      ...REQUIRED.filter((r) => !root.some((c) => c.name.toLowerCase() === r.name.toLowerCase())),
+    ];
+    body = `SELECT ${columns.map((c) => `CAST(NULL AS ${typedText(c, 'NULL').type}) AS ${duckIdent(c.name)}`).join(', ')}, CAST(NULL AS VARCHAR) AS __folder WHERE false`;
   }
   await duck.run(`CREATE OR REPLACE TEMP VIEW ${relation} AS ${body}`);
   const candidates = (await readdir(containerDir, { withFileTypes: true }).catch(() => []))
