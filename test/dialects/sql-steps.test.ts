@@ -320,7 +320,11 @@ describe('SQL steps: every step of the export has a DuckDB rendering that runs',
           const location = path.join(tmp, pipeline, id.replaceAll(':', '_'), '2026-11-20T10.00.00Z');
           // The lake has folders on demand; DuckDB creates only the last one (the runtime creates the parents).
           await fs.mkdir(path.dirname(location), { recursive: true });
-          const extra = { location: `${location}/`, location_deletes: `${location}_deletes/` };
+          const extra = {
+            location: `${location}/`,
+            location_deletes: `${location}_deletes/`,
+            location_manifest: `${location}_manifest/`,
+          };
           await run(db, step, extra);
           const out = await db.all<Record<string, unknown>>(`SELECT * FROM read_parquet('${location}/*.parquet')`);
           // The folder Synapse Link is still writing (the window end) is not read: version 2 is the latest.

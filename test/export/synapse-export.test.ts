@@ -132,6 +132,9 @@ describe('export synapse: artifacts', () => {
       /LOCATION = N''', REPLACE\(CONCAT\(N'account\/', @window_name, N'\/', @run_id, N'\/'\), N'''', N''''''\)/,
     );
     assert.match(csv, /AS \[rows_written\]/);
+    // The manifest is the last CETAS: the run's output is published once it exists.
+    const manifestAt = csv.indexOf("REPLACE(CONCAT(N'_manifests/account/', @window_name");
+    assert.ok(manifestAt > csv.indexOf("REPLACE(CONCAT(N'account/', @window_name"), 'the manifest after the data');
     const delta = out.sqlFiles.find((f) => f.path === 'sql/tsql/contacts-outbound/extract-contact.sql')!.content;
     assert.match(
       delta,

@@ -66,12 +66,12 @@ describe('the exported outbound pipelines on the runtime, against the local runn
   let box: OutboundSandbox;
   let duck: DuckDbStaging;
 
-  /** Rows of Parquet files, every value as text (timestamps as UTC wall time), ordered by Id. */
+  /** Rows of Parquet files, every value as text (timestamps as UTC wall time), in one order. */
   async function rows(files: readonly string[]): Promise<Record<string, string | null>[]> {
     if (files.length === 0) return [];
     const list = files.map((f) => `'${f.replaceAll("'", "''")}'`).join(', ');
     const got = await duck.all<Record<string, unknown>>(
-      `SELECT COLUMNS(*)::VARCHAR FROM read_parquet([${list}], union_by_name = true) ORDER BY "Id"`,
+      `SELECT COLUMNS(*)::VARCHAR FROM read_parquet([${list}], union_by_name = true) ORDER BY ALL`,
     );
     return got.map((r) =>
       Object.fromEntries(
@@ -193,6 +193,18 @@ describe('the exported outbound pipelines on the runtime, against the local runn
     const a3 = got.find((r) => r.accountnumber === 'A-003')!;
     assert.equal(a3.description, 'retried copy', 'same version: the latest SinkModifiedOn wins');
     assert.equal(a3.SinkModifiedOn, '2026-01-01 00:29:30');
+    // Published: the manifest, written last, names the run and its rows (a run folder without one is unpublished).
+    const [runFolder] = windowFolders(path.join(warehouse, 'account', w));
+    const manifestDir = path.join(warehouse, '_manifests', 'account', w, runFolder!);
+    const manifest = await rows(
+      parquetFiles(manifestDir)
+        .map((f) => path.join(manifestDir, f))
+        .map(String),
+    );
+    assert.equal(manifest.length, 1);
+    assert.equal(manifest[0]!.run_id, runFolder);
+    assert.equal(manifest[0]!.window_name, w);
+    assert.equal(Number(manifest[0]!.rows_written), got.filter((r) => r.IsDelete === 'false').length);
     // Contact deletes are not in the data folder: a recursive reader of contact/ reads rows of one schema.
     assert.ok(!parquetFiles(path.join(warehouse, 'contact')).some((f) => f.includes('deletes')));
   });

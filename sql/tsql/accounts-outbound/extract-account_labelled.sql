@@ -43,10 +43,18 @@ DECLARE @sql1 NVARCHAR(MAX) = CASE WHEN @rows IS NULL THEN N'' ELSE CONCAT(N'CRE
 
 EXEC(@sql1);
 
-DECLARE @sql2 NVARCHAR(MAX) = CASE WHEN @rows IS NULL THEN N'SELECT CAST(0 AS BIGINT) AS [rows_written], CAST(0 AS BIGINT) AS [rows_deleted]' ELSE CONCAT(N'SELECT (SELECT COUNT_BIG(*) FROM ', N'[ferry_out].[account_labelled_', @tag, N']', N' WHERE [IsDelete] = 0) AS [rows_written], ', N'(SELECT COUNT_BIG(*) FROM ', N'[ferry_out].[account_labelled_', @tag, N']', N' WHERE [IsDelete] = 1)', N' AS [rows_deleted]') END;
+DECLARE @sql2 NVARCHAR(MAX) = CASE WHEN @rows IS NULL THEN N'' ELSE CONCAT(N'CREATE EXTERNAL TABLE ', N'[ferry_out].[account_labelled_manifest_', @tag, N']', N' WITH (LOCATION = N''', REPLACE(CONCAT(N'_manifests/account_labelled/', @window_name, N'/', @run_id, N'/'), N'''', N''''''), N''', DATA_SOURCE = [ferry_warehouse], FILE_FORMAT = [ferry_parquet]) AS SELECT N''', REPLACE(@run_id, N'''', N''''''), N''' AS [run_id], N''', REPLACE(@window_name, N'''', N''''''), N''' AS [window_name], (SELECT COUNT_BIG(*) FROM ', N'[ferry_out].[account_labelled_', @tag, N']', N' WHERE [IsDelete] = 0) AS [rows_written], ', N'(SELECT COUNT_BIG(*) FROM ', N'[ferry_out].[account_labelled_', @tag, N']', N' WHERE [IsDelete] = 1)', N' AS [rows_deleted]') END;
 
 EXEC(@sql2);
 
-DECLARE @sql3 NVARCHAR(MAX) = CASE WHEN @rows IS NULL THEN N'' ELSE CONCAT(N'DROP EXTERNAL TABLE ', N'[ferry_out].[account_labelled_', @tag, N']') END;
+DECLARE @sql3 NVARCHAR(MAX) = CASE WHEN @rows IS NULL THEN N'SELECT CAST(0 AS BIGINT) AS [rows_written], CAST(0 AS BIGINT) AS [rows_deleted]' ELSE CONCAT(N'SELECT [rows_written], [rows_deleted] FROM ', N'[ferry_out].[account_labelled_manifest_', @tag, N']') END;
 
 EXEC(@sql3);
+
+DECLARE @sql4 NVARCHAR(MAX) = CASE WHEN @rows IS NULL THEN N'' ELSE CONCAT(N'DROP EXTERNAL TABLE ', N'[ferry_out].[account_labelled_', @tag, N']') END;
+
+EXEC(@sql4);
+
+DECLARE @sql5 NVARCHAR(MAX) = CASE WHEN @rows IS NULL THEN N'' ELSE CONCAT(N'DROP EXTERNAL TABLE ', N'[ferry_out].[account_labelled_manifest_', @tag, N']') END;
+
+EXEC(@sql5);

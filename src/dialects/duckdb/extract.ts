@@ -70,7 +70,9 @@ const SYSTEM_TAIL = ['versionnumber', 'createdon', 'modifiedon', 'IsDelete'];
  * of CETAS. A custom extract runs its DuckDB query (the local runner's) over `<table>_latest`; it must return
  * `IsDelete`. Deletes go to `$location_deletes` with `deletes: 'separate-file'` (a folder outside the data
  * folder, with the data's columns). Parameters: `$window_start`, `$window_end`, `$location` (and
- * `$location_deletes`). The last statement returns `rows_written` and `rows_deleted`.
+ * `$location_deletes`), `$location_manifest` (written last: one row `run_id`, `window_name`, `rows_written`,
+ * `rows_deleted`; the output is published once it exists), `$run_id`, `$window_name`. The last query returns
+ * `rows_written` and `rows_deleted`.
  */
 export function synapseExtractSql(input: ExtractInput): string[] {
   const r = duckIdent(synapseLinkRelation(input.table));
@@ -110,9 +112,12 @@ export function synapseExtractSql(input: ExtractInput): string[] {
   statements.push(`CREATE OR REPLACE TEMP TABLE ${duckIdent(out)} AS ${select}`);
   statements.push(copy(input.deletes === 'flag-column' ? 'true' : `NOT ${deleted}`, '$location'));
   if (input.deletes === 'separate-file') statements.push(copy(deleted, '$location_deletes'));
+  const counts = `SELECT count(*) FILTER (WHERE NOT ${deleted}) AS rows_written, ${input.deletes === 'drop' ? '0' : `count(*) FILTER (WHERE ${deleted})`} AS rows_deleted FROM ${duckIdent(out)}`;
+  // The manifest last: the run's output is published once it exists.
   statements.push(
-    `SELECT count(*) FILTER (WHERE NOT ${deleted}) AS rows_written, ${input.deletes === 'drop' ? '0' : `count(*) FILTER (WHERE ${deleted})`} AS rows_deleted FROM ${duckIdent(out)}`,
+    `COPY (SELECT $run_id AS run_id, $window_name AS window_name, c.rows_written, c.rows_deleted FROM (${counts}) c) TO $location_manifest (FORMAT PARQUET, PER_THREAD_OUTPUT true)`,
   );
+  statements.push(counts);
   statements.push(`DROP TABLE ${duckIdent(out)}`);
   return statements;
 }

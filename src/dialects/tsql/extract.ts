@@ -14,7 +14,9 @@ const SYSTEM_TAIL = ['versionnumber', 'createdon', 'modifiedon', 'IsDelete'];
  * ({@link synapseLinkModelColumns}); Delta: the current version of the table (the pipeline's window is a
  * version), its columns by name. Script parameters: `@window_start`,
  * `@window_end`, `@window_name`, `@run_id`. CETAS takes no variables, so each statement is built as text and run
- * with EXEC(). The last result set is `rows_written`, `rows_deleted`.
+ * with EXEC(). Last, a manifest (`run_id`, `window_name`, `rows_written`, `rows_deleted`) is written by CETAS into
+ * `_manifests/<output>/<window>/<run id>/`: the run's output is published once it exists. The last result set is
+ * `rows_written`, `rows_deleted`.
  */
 export function compileExtract(input: ExtractInput): string[] {
   const out = input.output ?? input.table;
@@ -73,13 +75,16 @@ export function compileExtract(input: ExtractInput): string[] {
       : input.deletes === 'separate-file'
         ? `N'(SELECT COUNT_BIG(*) FROM ', ${table('_deletes')}, N')'`
         : `N'CAST(0 AS BIGINT)'`;
+  // The manifest last: written only after the data (and deletes) CETAS succeeded, it publishes the run's output.
   texts.push(
-    `CONCAT(N'SELECT (SELECT COUNT_BIG(*) FROM ', ${table('')}, N' WHERE [IsDelete] = 0) AS [rows_written], ', ${deleted}, N' AS [rows_deleted]')`,
+    `CONCAT(N'CREATE EXTERNAL TABLE ', ${table('_manifest')}, N' WITH (LOCATION = N''', ${location(`_manifests/${out}`)}, N''', DATA_SOURCE = [ferry_warehouse], FILE_FORMAT = [ferry_parquet]) AS SELECT N''', REPLACE(@run_id, N'''', N''''''), N''' AS [run_id], N''', REPLACE(@window_name, N'''', N''''''), N''' AS [window_name], (SELECT COUNT_BIG(*) FROM ', ${table('')}, N' WHERE [IsDelete] = 0) AS [rows_written], ', ${deleted}, N' AS [rows_deleted]')`,
   );
-  // The external table is only a name for the files; dropping it keeps the Parquet and frees the name.
+  texts.push(`CONCAT(N'SELECT [rows_written], [rows_deleted] FROM ', ${table('_manifest')})`);
+  // The external tables are only names for the files; dropping them keeps the Parquet and frees the names.
   texts.push(`CONCAT(N'DROP EXTERNAL TABLE ', ${table('')})`);
   if (input.deletes === 'separate-file') texts.push(`CONCAT(N'DROP EXTERNAL TABLE ', ${table('_deletes')})`);
-  const countAt = input.deletes === 'separate-file' ? 2 : 1;
+  texts.push(`CONCAT(N'DROP EXTERNAL TABLE ', ${table('_manifest')})`);
+  const countAt = texts.findIndex((t) => t.startsWith(`CONCAT(N'SELECT [rows_written]`));
   texts.forEach((text, i) => {
     // A table no model.json describes writes nothing (and reports 0 rows).
     const none =

@@ -200,6 +200,14 @@ export async function outboundPipeline(
               },
             ]
           : []),
+        {
+          // Written last, once the data (and deletes) are complete: the run's output is published when its
+          // manifest exists (CETAS writes files in place, so a failed run may leave part of its data).
+          name: 'location_manifest',
+          expression: `@concat('_manifests/${output}/', variables('windowName'), '/', pipeline().RunId, '/')`,
+          type: 'string',
+          dataSource: 'ferry_warehouse',
+        },
       ],
     );
     sql.push({
