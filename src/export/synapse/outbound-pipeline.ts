@@ -213,7 +213,7 @@ export async function outboundPipeline(
     sql.push({
       path: `sql/tsql/${def.name}/extract-${output}.sql`,
       content: stepFile(
-        `Extract of \`${x.table}\` for \`${def.name}\` (serverless SQL). Parameters: @window_start, @window_end.`,
+        `Extract of \`${x.table}\` for \`${def.name}\` (serverless SQL). Parameters: @window_start, @window_end, @window_name, @run_id.`,
         extractStep,
       ),
     });
