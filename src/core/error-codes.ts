@@ -54,6 +54,10 @@ export const ERROR_CODES = {
 
   'deploy.cycle': { disposition: 'fatal', meaning: 'Synapse artifacts depend on each other in a cycle' },
   'deploy.partial': { disposition: 'fatal', meaning: 'a Synapse deployment stopped part way; deploy again' },
+  'deploy.prune_blocked': {
+    disposition: 'fatal',
+    meaning: 'an artifact to prune is still referenced by one that stays; nothing was deleted',
+  },
 
   'emulator.export_table': { disposition: 'fatal', meaning: 'the Synapse Link export names a table without metadata' },
   'emulator.listen': { disposition: 'fatal', meaning: 'the emulator could not listen on the port' },

@@ -14,6 +14,36 @@ export interface RecordedRequest {
 export interface FakeSynapseOptions {
   readonly failOn?: { readonly method: string; readonly path: string; readonly status: number };
   readonly runStatuses?: readonly string[];
+  /** Items per page of a listing (`nextLink` beyond); default 50. */
+  readonly pageSize?: number;
+  /**
+   * How a delete the service refuses is answered. `async` (default, what Synapse does): 202 with a `Location` to
+   * `/operationResults/<id>`, whose GET answers 202 once, then 200 with `{"status":"Failed","error":{…}}`.
+   * `sync` (what Data Factory does): 400 BadRequest with the same message at once.
+   */
+  readonly refuseDelete?: 'async' | 'sync';
+}
+
+const REFERENCE_TYPES: Readonly<Record<string, string>> = {
+  linkedservices: 'LinkedServiceReference',
+  datasets: 'DatasetReference',
+  pipelines: 'PipelineReference',
+  triggers: 'TriggerReference',
+};
+
+/** Names of stored artifacts (`<collection>/<name>`) whose JSON holds `{ referenceName: name, type }`. */
+function referrersOf(store: Map<string, { properties: unknown }>, collection: string, name: string): string[] {
+  const type = REFERENCE_TYPES[collection];
+  const holds = (v: unknown): boolean => {
+    if (Array.isArray(v)) return v.some(holds);
+    if (!v || typeof v !== 'object') return false;
+    const o = v as Record<string, unknown>;
+    if (o.type === type && o.referenceName === name) return true;
+    return Object.values(o).some(holds);
+  };
+  return [...store.entries()]
+    .filter(([key, a]) => key !== `${collection}/${name}` && holds(a.properties))
+    .map(([key]) => key.split('/')[1]!);
 }
 
 /**
@@ -25,12 +55,16 @@ export async function startFakeSynapse(options: FakeSynapseOptions = {}) {
   const store = new Map<string, { properties: unknown }>();
   const triggerState = new Map<string, string>();
   const runs = new Map<string, number>();
+  /** Long-running delete operations: polls so far and the final body. */
+  const operations = new Map<string, { polls: number; result: unknown }>();
+  const pageSize = options.pageSize ?? 50;
   const statuses = options.runStatuses ?? ['InProgress', 'Succeeded'];
   let failOn = options.failOn;
-  const send = (res: http.ServerResponse, status: number, body?: unknown) => {
-    res.writeHead(status, { 'content-type': 'application/json' });
+  const send = (res: http.ServerResponse, status: number, body?: unknown, headers: Record<string, string> = {}) => {
+    res.writeHead(status, { 'content-type': 'application/json', ...headers });
     res.end(body === undefined ? '' : JSON.stringify(body));
   };
+  let base = '';
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c) => chunks.push(c));
@@ -52,6 +86,61 @@ export async function startFakeSynapse(options: FakeSynapseOptions = {}) {
       }
       const parts = url.pathname.split('/').filter(Boolean);
       const [collection, name, action, runId] = parts;
+      if (req.method === 'GET' && parts.length === 2 && collection === 'operationResults') {
+        const op = operations.get(name!);
+        if (!op) return send(res, 404, { error: { code: 'NotFound', message: `operation ${name} not found` } });
+        op.polls++;
+        if (op.polls === 1) return send(res, 202, undefined, { location: `${base}/operationResults/${name}` });
+        return send(res, 200, op.result);
+      }
+      if (req.method === 'GET' && parts.length === 1 && collection && REFERENCE_TYPES[collection]) {
+        // GET /<collection>: a page of `{ value, nextLink }`, as the ...ByWorkspace list operations answer.
+        const skip = Number(url.searchParams.get('skipToken') ?? '0');
+        const all = [...store.entries()]
+          .filter(([key]) => key.startsWith(`${collection}/`))
+          .sort(([a], [b]) => a.localeCompare(b));
+        const value = all.slice(skip, skip + pageSize).map(([key, a]) => {
+          const itemName = key.split('/')[1]!;
+          const properties =
+            collection === 'triggers'
+              ? { ...(a.properties as object), runtimeState: triggerState.get(itemName) ?? 'Stopped' }
+              : a.properties;
+          return { id: `/${key}`, name: itemName, type: collection, etag: '1', properties };
+        });
+        const next = skip + pageSize < all.length;
+        return send(res, 200, {
+          value,
+          ...(next ? { nextLink: `${base}/${collection}?api-version=2020-12-01&skipToken=${skip + pageSize}` } : {}),
+        });
+      }
+      if (req.method === 'DELETE' && parts.length === 2 && collection && REFERENCE_TYPES[collection]) {
+        const key = `${collection}/${name}`;
+        // A missing artifact deletes as a no-op (204), as ARM-style deletes do.
+        if (!store.has(key)) return send(res, 204);
+        const referrers = referrersOf(store, collection, name!);
+        const started = collection === 'triggers' && triggerState.get(name!) === 'Started';
+        const error =
+          referrers.length > 0
+            ? {
+                code: 'DeleteDataFactoryResourceOrchestrationError',
+                message: `The document cannot be deleted since it is referenced by ${referrers[0]}.`,
+              }
+            : started
+              ? {
+                  code: 'TriggerEnabledCannotUpdate',
+                  message: `Cannot delete trigger ${name} while it is started; stop it first.`,
+                }
+              : undefined;
+        if (error && options.refuseDelete === 'sync')
+          return send(res, 400, { error: { ...error, code: 'BadRequest' } });
+        if (!error) {
+          store.delete(key);
+          triggerState.delete(name!);
+        }
+        const id = `op-${operations.size + 1}`;
+        operations.set(id, { polls: 0, result: error ? { status: 'Failed', error } : { status: 'Succeeded' } });
+        return send(res, 202, undefined, { location: `${base}/operationResults/${id}` });
+      }
       if (req.method === 'GET' && parts.length === 2 && collection === 'pipelineruns') {
         const n = (runs.get(name) ?? 0) + 1;
         runs.set(name, n);
@@ -97,6 +186,7 @@ export async function startFakeSynapse(options: FakeSynapseOptions = {}) {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
+  base = `http://127.0.0.1:${port}`;
   return {
     url: `http://127.0.0.1:${port}`,
     requests,

@@ -13,6 +13,11 @@ export interface WorkspaceArtifact {
   readonly runtimeState?: string;
 }
 
+/** One artifact of a workspace listing: its name and `properties` as JSON (plus a trigger's runtime state). */
+export interface ListedArtifact extends WorkspaceArtifact {
+  readonly name: string;
+}
+
 /** A pipeline run's state as the workspace reports it. */
 export interface RemoteRunStatus {
   readonly runId: string;
@@ -29,6 +34,10 @@ export interface SynapseWorkspace {
   readonly endpoint: string;
   get(kind: WorkspaceArtifactKind, name: string): Promise<WorkspaceArtifact | undefined>;
   put(kind: WorkspaceArtifactKind, name: string, properties: Record<string, unknown>): Promise<void>;
+  /** Every artifact of a kind in the workspace (all pages). */
+  list(kind: WorkspaceArtifactKind): Promise<ListedArtifact[]>;
+  /** Deletes an artifact and confirms it is gone; a refusal (e.g. still referenced) is an error with the service's message. */
+  delete(kind: WorkspaceArtifactKind, name: string): Promise<void>;
   startTrigger(name: string): Promise<void>;
   stopTrigger(name: string): Promise<void>;
   createRun(pipeline: string, parameters: Record<string, unknown>): Promise<string>;
@@ -134,6 +143,77 @@ export class SynapseArtifactsClient implements SynapseWorkspace {
       else await ops.triggerOperations.beginCreateOrUpdateTriggerAndWait(name, { properties } as never);
     } catch (error) {
       throw mapSynapseError(error, `writing ${kind} \`${name}\``);
+    }
+  }
+
+  async list(kind: WorkspaceArtifactKind): Promise<ListedArtifact[]> {
+    // Raw page bodies, as for `get`: the SDK's models are flattened and would not compare with the artifact JSON.
+    const out: ListedArtifact[] = [];
+    const onResponse = (response: { parsedBody?: unknown; bodyAsText?: string | null }) => {
+      const body = (response.bodyAsText ? JSON.parse(response.bodyAsText) : response.parsedBody) as
+        | { value?: { name?: unknown; properties?: Record<string, unknown> }[] }
+        | undefined;
+      for (const item of body?.value ?? []) {
+        if (typeof item.name !== 'string') continue;
+        const properties = { ...(item.properties ?? {}) };
+        const runtimeState = typeof properties.runtimeState === 'string' ? properties.runtimeState : undefined;
+        delete properties.runtimeState;
+        out.push({ name: item.name, properties, ...(runtimeState ? { runtimeState } : {}) });
+      }
+    };
+    try {
+      const ops = this.#client;
+      const pages =
+        kind === 'linkedService'
+          ? ops.linkedServiceOperations.listLinkedServicesByWorkspace({ onResponse }).byPage()
+          : kind === 'dataset'
+            ? ops.datasetOperations.listDatasetsByWorkspace({ onResponse }).byPage()
+            : kind === 'pipeline'
+              ? ops.pipelineOperations.listPipelinesByWorkspace({ onResponse }).byPage()
+              : ops.triggerOperations.listTriggersByWorkspace({ onResponse }).byPage();
+      for await (const _page of pages) {
+        // Each page's raw body was read by onResponse.
+      }
+    } catch (error) {
+      throw mapSynapseError(error, `listing the ${kind}s`);
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async delete(kind: WorkspaceArtifactKind, name: string): Promise<void> {
+    // Deletes are long-running operations: 202 with a `Location` the SDK polls. The SDK decides the outcome from the
+    // poll's HTTP status alone, so an operation result of `{"status":"Failed","error":…}` (e.g. "The document cannot
+    // be deleted since it is referenced by …") would read as success: the last body is kept, and the artifact is
+    // read back to confirm it is gone.
+    let last: { status?: unknown; error?: { code?: unknown; message?: unknown } } | undefined;
+    const onResponse = (response: { parsedBody?: unknown; bodyAsText?: string | null }) => {
+      try {
+        last = response.bodyAsText ? JSON.parse(response.bodyAsText) : (response.parsedBody as typeof last);
+      } catch {
+        last = undefined;
+      }
+    };
+    try {
+      const ops = this.#client;
+      if (kind === 'linkedService')
+        await ops.linkedServiceOperations.beginDeleteLinkedServiceAndWait(name, { onResponse });
+      else if (kind === 'dataset') await ops.datasetOperations.beginDeleteDatasetAndWait(name, { onResponse });
+      else if (kind === 'pipeline') await ops.pipelineOperations.beginDeletePipelineAndWait(name, { onResponse });
+      else await ops.triggerOperations.beginDeleteTriggerAndWait(name, { onResponse });
+    } catch (error) {
+      throw mapSynapseError(error, `deleting ${kind} \`${name}\``);
+    }
+    const failed = typeof last?.status === 'string' && last.status.toLowerCase() === 'failed';
+    if (failed || (await this.get(kind, name)) !== undefined) {
+      const reason =
+        typeof last?.error?.message === 'string'
+          ? `${last.error.code ? `${String(last.error.code)}: ` : ''}${last.error.message}`
+          : 'the workspace still has it after the delete operation ended';
+      throw new FerryError(
+        'synapse.request',
+        `Synapse did not delete ${kind} \`${name}\`: ${reason}; remove what references it, or leave it in place.`,
+        { details: { kind, name } },
+      );
     }
   }
 

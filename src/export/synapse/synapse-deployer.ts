@@ -20,7 +20,7 @@ export interface DeployStep {
 
 /** One thing deploy did (or would do), in order. */
 export interface DeployEvent {
-  readonly op: 'create' | 'update' | 'stop' | 'start';
+  readonly op: 'create' | 'update' | 'stop' | 'start' | 'delete';
   readonly kind: SynapseArtifact['kind'];
   readonly name: string;
 }
@@ -74,7 +74,12 @@ const REFERENCE_TYPE: Record<SynapseArtifact['kind'], string> = {
 
 /** Names of same-kind artifacts an artifact references (`{ referenceName, type: '<Kind>Reference' }`). */
 function sameKindReferences(a: SynapseArtifact): string[] {
-  const want = REFERENCE_TYPE[a.kind];
+  return references(a.properties, a.kind);
+}
+
+/** Names of the artifacts of `kind` that `properties` reference, anywhere in the JSON. */
+export function references(properties: unknown, kind: SynapseArtifact['kind']): string[] {
+  const want = REFERENCE_TYPE[kind];
   const found = new Set<string>();
   const walk = (v: unknown) => {
     if (Array.isArray(v)) {
@@ -86,7 +91,7 @@ function sameKindReferences(a: SynapseArtifact): string[] {
     if (o.type === want && typeof o.referenceName === 'string') found.add(o.referenceName);
     for (const x of Object.values(o)) walk(x);
   };
-  walk(a.properties);
+  walk(properties);
   return [...found].sort();
 }
 

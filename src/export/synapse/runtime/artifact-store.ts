@@ -94,6 +94,35 @@ export class ArtifactStore {
     return new ArtifactStore('<memory>', byKind);
   }
 
+  /**
+   * The store as a workspace deployed for one environment holds it: each linked-service parameter named in `values`
+   * gets that value as its default (what `ferry deploy synapse --environment` writes; an environment file's
+   * `parameters`). A reference that passes its own value still wins. A name no linked service declares is an error.
+   */
+  withLinkedServiceParameters(values: Readonly<Record<string, Json>>): ArtifactStore {
+    const declared = new Set<string>();
+    const services = new Map<string, Artifact>();
+    for (const [name, artifact] of this.#byKind.linkedService) {
+      const params = artifact.properties.parameters;
+      if (!isObject(params)) {
+        services.set(name, artifact);
+        continue;
+      }
+      const next: JsonObject = {};
+      for (const [p, decl] of Object.entries(params)) {
+        declared.add(p);
+        next[p] = Object.hasOwn(values, p) && isObject(decl) ? { ...decl, defaultValue: values[p]! } : decl;
+      }
+      services.set(name, { ...artifact, properties: { ...artifact.properties, parameters: next } });
+    }
+    const unknown = Object.keys(values).filter((k) => !declared.has(k));
+    if (unknown.length > 0)
+      throw new UsageError(
+        `Linked-service parameter${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `\`${k}\``).join(', ')} given to the runtime ${unknown.length > 1 ? 'are' : 'is'} declared by no linked service under \`${this.root}\`; declared: ${[...declared].sort().join(', ') || '(none)'}.`,
+      );
+    return new ArtifactStore(this.root, { ...this.#byKind, linkedService: services });
+  }
+
   names(kind: ArtifactKind): string[] {
     return [...this.#byKind[kind].keys()];
   }

@@ -39,6 +39,11 @@ export interface SynapseRuntimeOptions {
    * creates in Azure). Extract steps write under them and read Synapse Link from `ferry_synapse_link`.
    */
   readonly dataSources?: Readonly<Record<string, string>>;
+  /**
+   * Linked-service parameter values by name, as `ferry deploy synapse --environment` sets them in a workspace (the
+   * `parameters` of `synapse/environments/<name>.json`): they replace the exported defaults.
+   */
+  readonly linkedServiceParameters?: Readonly<Record<string, Json>>;
   /** `pipeline().DataFactory`. Default `ferry-local`. */
   readonly workspaceName?: string;
   readonly lazyConditionals?: boolean;
@@ -88,8 +93,11 @@ export class SynapseRuntime {
   }
 
   static async open(options: SynapseRuntimeOptions): Promise<SynapseRuntime> {
-    const artifacts =
+    const loaded =
       typeof options.artifacts === 'string' ? await ArtifactStore.load(options.artifacts) : options.artifacts;
+    const artifacts = options.linkedServiceParameters
+      ? loaded.withLinkedServiceParameters(options.linkedServiceParameters)
+      : loaded;
     await mkdir(options.workspaceDir, { recursive: true });
     let owned: DuckDbStaging | undefined;
     let sql = options.sqlEngine;

@@ -27,6 +27,8 @@ export interface RuntimeServices {
 export interface ResolvedLinkedService {
   readonly name: string;
   readonly type: string;
+  /** The parameter values it was resolved with (the reference's, else the declared defaults). */
+  readonly parameters: JsonObject;
   readonly typeProperties: JsonObject;
 }
 
@@ -100,7 +102,7 @@ export function resolveLinkedService(
     ...ctx.scope,
     linkedService: () => params,
   }) as JsonObject;
-  return { name: artifact.name, type, typeProperties };
+  return { name: artifact.name, type, parameters: params, typeProperties };
 }
 
 /** Resolves a dataset reference: parameters bound, `dataset()` expressions evaluated, its linked service resolved. */
