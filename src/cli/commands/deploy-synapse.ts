@@ -23,7 +23,13 @@ import type { Command } from '../command.js';
 export function openWorkspace(workspace: unknown): SynapseArtifactsClient {
   const endpoint = process.env.FERRY_SYNAPSE_ENDPOINT;
   if (endpoint) {
-    return new SynapseArtifactsClient({ endpoint, insecureLoopback: endpoint.startsWith('http://'), maxRetries: 0 });
+    const loopback = endpoint.startsWith('http://');
+    return new SynapseArtifactsClient({
+      endpoint,
+      insecureLoopback: loopback,
+      maxRetries: 0,
+      ...(loopback ? { pollIntervalMs: 10 } : {}),
+    });
   }
   return new SynapseArtifactsClient({ ...(typeof workspace === 'string' ? { workspace } : {}) });
 }

@@ -59,6 +59,8 @@ export interface SynapseClientOptions {
   readonly insecureLoopback?: boolean;
   /** SDK retries; tests set 0 so a failure shows at once. Default: the SDK's. */
   readonly maxRetries?: number;
+  /** Wait between polls of a long-running operation (delete) when the service sends no Retry-After. Default: the SDK's. */
+  readonly pollIntervalMs?: number;
 }
 
 const LOOPBACK = /^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?(\/|$)/;
@@ -78,9 +80,11 @@ export function synapseEndpoint(options: SynapseClientOptions): string {
 export class SynapseArtifactsClient implements SynapseWorkspace {
   readonly endpoint: string;
   #client: ArtifactsClient;
+  readonly #poll: { updateIntervalInMs?: number };
 
   constructor(options: SynapseClientOptions) {
     this.endpoint = synapseEndpoint(options);
+    this.#poll = options.pollIntervalMs === undefined ? {} : { updateIntervalInMs: options.pollIntervalMs };
     const loopback = options.insecureLoopback === true;
     if (loopback && !LOOPBACK.test(this.endpoint)) {
       throw new FerryError(
@@ -196,10 +200,12 @@ export class SynapseArtifactsClient implements SynapseWorkspace {
     try {
       const ops = this.#client;
       if (kind === 'linkedService')
-        await ops.linkedServiceOperations.beginDeleteLinkedServiceAndWait(name, { onResponse });
-      else if (kind === 'dataset') await ops.datasetOperations.beginDeleteDatasetAndWait(name, { onResponse });
-      else if (kind === 'pipeline') await ops.pipelineOperations.beginDeletePipelineAndWait(name, { onResponse });
-      else await ops.triggerOperations.beginDeleteTriggerAndWait(name, { onResponse });
+        await ops.linkedServiceOperations.beginDeleteLinkedServiceAndWait(name, { onResponse, ...this.#poll });
+      else if (kind === 'dataset')
+        await ops.datasetOperations.beginDeleteDatasetAndWait(name, { onResponse, ...this.#poll });
+      else if (kind === 'pipeline')
+        await ops.pipelineOperations.beginDeletePipelineAndWait(name, { onResponse, ...this.#poll });
+      else await ops.triggerOperations.beginDeleteTriggerAndWait(name, { onResponse, ...this.#poll });
     } catch (error) {
       throw mapSynapseError(error, `deleting ${kind} \`${name}\``);
     }
