@@ -260,6 +260,35 @@ describe('ferry deploy synapse --environment (CLI)', () => {
     );
   });
 
+  test('an environment deployed to another workspace than its own is refused (exit 2), nothing written', async () => {
+    await fs.writeFile(
+      path.join(dir, 'synapse', 'environments', 'test.json'),
+      JSON.stringify({ workspace: 'contoso-test-ws', parameters: PROD.parameters }),
+    );
+    try {
+      await assert.rejects(
+        ferry([
+          'deploy',
+          'synapse',
+          '--from',
+          path.join(dir, 'synapse'),
+          '--environment',
+          'test',
+          '--workspace',
+          'contoso-prod-ws',
+        ]),
+        (e: { code: number; stderr: string }) => {
+          assert.equal(e.code, 2);
+          assert.match(e.stderr, /`contoso-prod-ws`.*is not environment `test`'s workspace `contoso-test-ws`/);
+          return true;
+        },
+      );
+      assert.deepEqual(server.requests, []);
+    } finally {
+      await fs.rm(path.join(dir, 'synapse', 'environments', 'test.json'));
+    }
+  });
+
   test('without --environment, a folder that defines environments is refused (exit 2) before anything is read or written', async () => {
     await assert.rejects(
       ferry(['deploy', 'synapse', '--from', path.join(dir, 'synapse')]),

@@ -103,9 +103,13 @@ export const deploySynapseCommand: Command = {
           `\`${from}\` defines environments (${known.join(', ')}); pass --environment <name> so the linked services get that environment's values.`,
         );
     }
-    const workspace = openWorkspace(
-      typeof input.values.workspace === 'string' ? input.values.workspace : environment?.workspace,
-    );
+    const named = typeof input.values.workspace === 'string' ? input.values.workspace : undefined;
+    // Another environment's endpoints in this workspace would point its pipelines at the wrong SQL, lake and Dataverse.
+    if (named && environment?.workspace && named !== environment.workspace)
+      throw new UsageError(
+        `Workspace \`${named}\` (--workspace or FERRY_SYNAPSE_WORKSPACE) is not environment \`${environment.name}\`'s workspace \`${environment.workspace}\` (\`${environment.file}\`); deploy that environment's values to its own workspace.`,
+      );
+    const workspace = openWorkspace(named ?? environment?.workspace);
     const steps = await planDeploy(workspace, artifacts);
     const events = planEvents(steps);
     const unchanged = steps.filter((s) => s.action === 'unchanged');
