@@ -128,11 +128,21 @@ describe('linked-service parameters per environment', () => {
         loadEnvironment(dir, 'leaky'),
         /`storageUrl`.*looks like it holds a secret; keep secrets in Key Vault/,
       );
+      await write('plain', { parameters: { dataverseUrl: 'contoso.crm.dynamics.com' } });
+      await assert.rejects(
+        loadEnvironment(dir, 'plain'),
+        /`dataverseUrl`.*is `contoso.crm.dynamics.com`; write the https endpoint/,
+      );
+      await write('appid', { parameters: { dataverseServicePrincipalId: 'ferry-app' } });
+      await assert.rejects(
+        loadEnvironment(dir, 'appid'),
+        /`dataverseServicePrincipalId`.*is `ferry-app`; write the application \(client\) id/,
+      );
       await write('typo', { workspaces: 'x', parameters: {} });
       await assert.rejects(loadEnvironment(dir, 'typo'), /unknown key `workspaces`/);
       await assert.rejects(
         loadEnvironment(dir, 'staging'),
-        /Environment `staging` has no file.*known environments: leaky, prod, typo/,
+        /Environment `staging` has no file.*known environments: appid, leaky, plain, prod, typo/,
       );
     } finally {
       await fs.rm(dir, { recursive: true, force: true });

@@ -184,6 +184,44 @@ describe('deploy synapse --prune against a loopback workspace through the real S
     assert.deepEqual((await planPrune(client, artifacts)).targets, []);
   });
 
+  test('a pipeline removed from the definitions: its pipeline and trigger are pruned, though the deployed orchestrator still runs it until the deploy', async () => {
+    await applyDeploy(client, await planDeploy(client, artifacts));
+    server.triggerState.set('tr_contacts_inbound_backfill', 'Started');
+    const defs = (await loadPipelines(path.join(here, 'fixtures', 'pipelines'))).filter(
+      (d) => d.name !== 'contacts-inbound',
+    );
+    const smaller = [
+      ...(
+        await exportSynapse(defs, {
+          settings: await loadExportSettings(path.join(root, 'synapse', 'settings.json')),
+          metadataDir: path.join(root, 'fixtures', 'metadata'),
+        })
+      ).artifacts,
+    ];
+    const plan = await planPrune(client, smaller);
+    // The workspace's orchestrator still executes pl_contacts_inbound, but the one being deployed does not.
+    assert.deepEqual(plan.blocked, []);
+    assert.deepEqual(
+      plan.targets.map((t) => `${t.kind}/${t.name}`),
+      [
+        'trigger/tr_contacts_inbound_backfill',
+        'pipeline/pl_contacts_inbound',
+        // Only contacts-inbound wrote these Dataverse tables.
+        'dataset/ds_ferry_dataverse_ferry_region',
+        'dataset/ds_ferry_dataverse_contact',
+      ],
+    );
+    const report = await applyDeploy(client, await planDeploy(client, smaller));
+    assert.equal(report.failed, undefined);
+    const pruned = await applyPrune(client, plan);
+    assert.equal(pruned.failed, undefined, pruned.failed?.error);
+    assert.equal(server.store.has('pipelines/pl_contacts_inbound'), false);
+    assert.equal(server.store.has('triggers/tr_contacts_inbound_backfill'), false);
+    assert.equal(server.store.has('datasets/ds_ferry_dataverse_contact'), false);
+    assert.ok(server.store.has('datasets/ds_ferry_dataverse_account'), 'still used by accounts-inbound');
+    assert.deepEqual((await planPrune(client, smaller)).targets, []);
+  });
+
   test('refuses while an artifact that stays references one to delete, and keeps what the blocked one references', async () => {
     await applyDeploy(client, await planDeploy(client, artifacts));
     seed(orphanChain());

@@ -86,6 +86,14 @@ export async function loadEnvironment(artifactDir: string, nameOrFile: string): 
       throw new UsageError(
         `Parameter \`${key}\` in \`${file}\` looks like it holds a secret; keep secrets in Key Vault (the linked services reference them by name) and give only endpoints and names here.`,
       );
+    if (/Url$/.test(key) && !/^https:\/\/[^\s/]+/.test(value))
+      throw new UsageError(
+        `Parameter \`${key}\` in \`${file}\` is \`${value}\`; write the https endpoint, e.g. \`https://contoso.crm.dynamics.com\`.`,
+      );
+    if (/Id$/.test(key) && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value))
+      throw new UsageError(
+        `Parameter \`${key}\` in \`${file}\` is \`${value}\`; write the application (client) id, a GUID.`,
+      );
     parameters[key] = value;
   }
   return { name, file, ...(typeof o.workspace === 'string' ? { workspace: o.workspace } : {}), parameters };
