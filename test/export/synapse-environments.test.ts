@@ -111,6 +111,52 @@ describe('linked-service parameters per environment', () => {
     );
   });
 
+  test('containers named differently in an environment (the Synapse Link container is per environment) are renamed wherever the pipelines name them', () => {
+    const env = {
+      ...PROD,
+      fileSystems: { 'dataverse-ferrydemo-unq00000000': 'dataverse-contoso-unq5f2a', lake: 'lake-prod' },
+    };
+    const bound = bindEnvironment(artifacts, env);
+    const text = JSON.stringify(bound.filter((a) => a.kind !== 'linkedService'));
+    assert.ok(!text.includes('dataverse-ferrydemo-unq00000000'));
+    assert.ok(!/"lake"|"lake\//.test(text), 'no literal of the old lake container');
+    assert.ok(text.includes('"fileSystem":"dataverse-contoso-unq5f2a"'));
+    assert.ok(text.includes('"path":"lake-prod/errors/accounts-inbound"'));
+    const lakeDataset = bound.find((a) => a.name === 'ds_ferry_lake_parquet')!.properties as {
+      parameters: { fileSystem: { defaultValue: string } };
+    };
+    assert.equal(lakeDataset.parameters.fileSystem.defaultValue, 'lake-prod');
+    // Nothing else changes: with the names mapped back, the artifacts are the exported ones.
+    const back = bindEnvironment(bound, {
+      ...PROD,
+      fileSystems: { 'dataverse-contoso-unq5f2a': 'dataverse-ferrydemo-unq00000000', 'lake-prod': 'lake' },
+    });
+    assert.deepEqual(
+      back.filter((a) => a.kind !== 'linkedService'),
+      artifacts.filter((a) => a.kind !== 'linkedService'),
+    );
+
+    assert.throws(
+      () => bindEnvironment(artifacts, { ...PROD, fileSystems: { lakes: 'lake-prod' } }),
+      /renames `lakes`, a container the exported artifacts do not use/,
+    );
+    // A container named where deploy does not rename it is refused, not deployed pointing at the old container.
+    const odd = [
+      ...artifacts,
+      {
+        kind: 'pipeline' as const,
+        name: 'pl_odd',
+        properties: {
+          activities: [{ name: 'X', type: 'Wait', description: 'x', typeProperties: { folderPath: 'lake/odd' } }],
+        },
+      },
+    ];
+    assert.throws(
+      () => bindEnvironment(odd, env),
+      /pipeline\/pl_odd\/activities\/0\/typeProperties\/folderPath \(`lake\/odd`\)/,
+    );
+  });
+
   test('environment files: secrets are refused, unknown keys too, and a missing environment names the known ones', async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ferry-env-'));
     try {
@@ -138,11 +184,16 @@ describe('linked-service parameters per environment', () => {
         loadEnvironment(dir, 'appid'),
         /`dataverseServicePrincipalId`.*is `ferry-app`; write the application \(client\) id/,
       );
+      await write('badcontainer', { parameters: PROD.parameters, fileSystems: { lake: 'Lake_Prod' } });
+      await assert.rejects(
+        loadEnvironment(dir, 'badcontainer'),
+        /Container `Lake_Prod` \(for `lake`\).*not a valid container name/,
+      );
       await write('typo', { workspaces: 'x', parameters: {} });
       await assert.rejects(loadEnvironment(dir, 'typo'), /unknown key `workspaces`/);
       await assert.rejects(
         loadEnvironment(dir, 'staging'),
-        /Environment `staging` has no file.*known environments: appid, leaky, plain, prod, typo/,
+        /Environment `staging` has no file.*known environments: appid, badcontainer, leaky, plain, prod, typo/,
       );
     } finally {
       await fs.rm(dir, { recursive: true, force: true });

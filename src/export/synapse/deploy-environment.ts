@@ -23,6 +23,11 @@ export interface DeployEnvironment {
   readonly workspace?: string;
   /** Values of the linked-service parameters, by parameter name. */
   readonly parameters: Readonly<Record<string, string>>;
+  /**
+   * Containers (file systems) named differently in this environment: exported name → this environment's name, e.g.
+   * the Synapse Link container `dataverse-<environment>-<org>`, which Dataverse names per environment.
+   */
+  readonly fileSystems?: Readonly<Record<string, string>>;
 }
 
 /** Where the environment files of an artifact folder live. */
@@ -66,9 +71,9 @@ export async function loadEnvironment(artifactDir: string, nameOrFile: string): 
     throw new UsageError(`Environment file \`${file}\` must be a JSON object with \`parameters\`.`);
   const o = parsed as Record<string, unknown>;
   for (const key of Object.keys(o))
-    if (!['$comment', 'workspace', 'parameters'].includes(key))
+    if (!['$comment', 'workspace', 'parameters', 'fileSystems'].includes(key))
       throw new UsageError(
-        `Environment file \`${file}\` has an unknown key \`${key}\`; use \`workspace\` and \`parameters\`.`,
+        `Environment file \`${file}\` has an unknown key \`${key}\`; use \`workspace\`, \`parameters\` and \`fileSystems\`.`,
       );
   if (o.workspace !== undefined && typeof o.workspace !== 'string')
     throw new UsageError(`\`workspace\` in \`${file}\` must be a workspace name.`);
@@ -96,14 +101,36 @@ export async function loadEnvironment(artifactDir: string, nameOrFile: string): 
       );
     parameters[key] = value;
   }
-  return { name, file, ...(typeof o.workspace === 'string' ? { workspace: o.workspace } : {}), parameters };
+  const fileSystems: Record<string, string> = {};
+  if (o.fileSystems !== undefined) {
+    if (!o.fileSystems || typeof o.fileSystems !== 'object' || Array.isArray(o.fileSystems))
+      throw new UsageError(
+        `\`fileSystems\` in \`${file}\` must map exported container names to this environment's, e.g. \`{ "dataverse-devorg-unq1": "dataverse-prodorg-unq2" }\`.`,
+      );
+    for (const [from, to] of Object.entries(o.fileSystems)) {
+      // learn.microsoft.com/rest/api/storageservices/naming-and-referencing-containers--blobs--and-metadata
+      if (typeof to !== 'string' || !/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/.test(to))
+        throw new UsageError(
+          `Container \`${String(to)}\` (for \`${from}\`) in \`${file}\` is not a valid container name: 3-63 lowercase letters, digits and single hyphens.`,
+        );
+      fileSystems[from] = to;
+    }
+  }
+  return {
+    name,
+    file,
+    ...(typeof o.workspace === 'string' ? { workspace: o.workspace } : {}),
+    parameters,
+    ...(Object.keys(fileSystems).length > 0 ? { fileSystems } : {}),
+  };
 }
 
 /**
  * The artifacts as deployed to `env`: every parameter of every linked service gets the environment's value as its
- * `defaultValue` (datasets and activities that pass a value still win, as in Synapse). A parameter the environment
- * does not give, or a value no linked service declares, is refused by name: a production deploy must not silently
- * keep the exported (development) values, and a typo must not be ignored.
+ * `defaultValue` (datasets and activities that pass a value still win, as in Synapse), and containers the
+ * environment names differently are renamed where the export puts them (see `renameFileSystems`). A parameter the
+ * environment does not give, or a value no linked service declares, is refused by name: a production deploy must not
+ * silently keep the exported (development) values, and a typo must not be ignored.
  */
 export function bindEnvironment(artifacts: readonly SynapseArtifact[], env: DeployEnvironment): SynapseArtifact[] {
   const declared = new Set<string>();
@@ -130,5 +157,74 @@ export function bindEnvironment(artifacts: readonly SynapseArtifact[], env: Depl
     throw new UsageError(
       `Environment \`${env.name}\` (\`${env.file}\`) gives no value for ${missing.join(', ')}; add ${missing.length === 1 ? 'it' : 'them'} under \`parameters\`.`,
     );
-  return bound;
+  return env.fileSystems ? renameFileSystems(bound, env) : bound;
+}
+
+/** Keys whose string value is a container-relative lake path (`<container>/<folder>…`): fault-tolerance and log settings. */
+const PATH_KEYS = new Set(['path']);
+
+/**
+ * Renames containers where the export writes them: a `fileSystem` passed to a dataset (a `DatasetReference`'s
+ * parameters, a dataset parameter's default, a location's literal `fileSystem`) and the first segment of a lake
+ * `path` (skipped-row logs). Synapse's own CI/CD overrides such properties per environment with a custom parameter
+ * template; here the places are known. Afterwards no literal of a renamed container may remain anywhere — one the
+ * export put somewhere new is refused, naming where, rather than deployed pointing at the wrong container. A
+ * container the artifacts never use is refused as a typo.
+ */
+export function renameFileSystems(artifacts: readonly SynapseArtifact[], env: DeployEnvironment): SynapseArtifact[] {
+  const map = env.fileSystems ?? {};
+  const used = new Set<string>();
+  const rename = (v: unknown): unknown => {
+    if (typeof v !== 'string' || !Object.hasOwn(map, v)) return v;
+    used.add(v);
+    return map[v];
+  };
+  const renamePath = (v: unknown): unknown => {
+    if (typeof v !== 'string') return v;
+    const [first, ...rest] = v.split('/');
+    if (first === undefined || !Object.hasOwn(map, first)) return v;
+    used.add(first);
+    return [map[first], ...rest].join('/');
+  };
+  const walk = (v: unknown, key: string | undefined): unknown => {
+    if (Array.isArray(v)) return v.map((x) => walk(x, undefined));
+    if (!v || typeof v !== 'object') {
+      if (key === 'fileSystem') return rename(v);
+      if (key !== undefined && PATH_KEYS.has(key)) return renamePath(v);
+      return v;
+    }
+    const o = v as Record<string, unknown>;
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(o)) {
+      // A dataset parameter declaration: `fileSystem: { type, defaultValue }`.
+      if (k === 'fileSystem' && x && typeof x === 'object' && !Array.isArray(x) && 'defaultValue' in x)
+        out[k] = {
+          ...(x as Record<string, unknown>),
+          defaultValue: rename((x as { defaultValue: unknown }).defaultValue),
+        };
+      else out[k] = walk(x, k);
+    }
+    return out;
+  };
+  const renamed = artifacts.map((a) =>
+    a.kind === 'linkedService' ? a : { ...a, properties: walk(a.properties, undefined) as Record<string, unknown> },
+  );
+  const unused = Object.keys(map).filter((k) => !used.has(k));
+  if (unused.length > 0)
+    throw new UsageError(
+      `Environment \`${env.name}\` (\`${env.file}\`) renames ${unused.map((k) => `\`${k}\``).join(', ')}, a container the exported artifacts do not use; check \`fileSystems\` against the export settings' container names.`,
+    );
+  const left: string[] = [];
+  const find = (v: unknown, at: string) => {
+    if (Array.isArray(v)) for (const [i, x] of v.entries()) find(x, `${at}/${i}`);
+    else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) find(x, `${at}/${k}`);
+    else if (typeof v === 'string' && Object.keys(map).some((c) => map[c] !== c && (v === c || v.startsWith(`${c}/`))))
+      left.push(`${at} (\`${v}\`)`);
+  };
+  for (const a of renamed) if (a.kind !== 'linkedService') find(a.properties, `${a.kind}/${a.name}`);
+  if (left.length > 0)
+    throw new UsageError(
+      `Environment \`${env.name}\` renames containers, but the artifacts name them where deploy does not rename: ${left.slice(0, 5).join(', ')}${left.length > 5 ? ', …' : ''}; pass the container as a dataset \`fileSystem\` in the definitions, or give the environment the same container name.`,
+    );
+  return renamed;
 }
