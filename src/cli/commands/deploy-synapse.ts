@@ -39,7 +39,7 @@ export const deploySynapseCommand: Command = {
   name: 'deploy synapse',
   summary: 'deploy synapse/ to a Synapse workspace (linked services → datasets → pipelines → triggers)',
   usage:
-    'deploy synapse --workspace <name> [--environment <name>] [--from synapse/] [--dry-run] [--prune [--yes]] [--json]',
+    'deploy synapse [--environment <name>] [--workspace <name>] [--from synapse/] [--dry-run] [--prune [--yes]] [--json]',
   description:
     'Linked-service parameters (endpoints) take the values of the environment (`synapse/environments/<name>.json`), so one export serves every environment. --prune lists the artifacts ferry made (annotation `generated-by-dataverse-ferry`) that the definitions no longer produce; it deletes them only with --yes, after the deploy, triggers first (stopped), then pipelines, datasets, linked services, and refuses while an artifact that stays still references one. Artifacts ferry did not make are never touched.',
   options: {
