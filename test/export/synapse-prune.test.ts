@@ -327,6 +327,24 @@ describe('deploy synapse --prune against a loopback workspace through the real S
     await assert.rejects(client.delete('linkedService', 'ls_ferry_old_blob'), /referenced by ds_ferry_old/);
   });
 
+  test('deploy refuses to overwrite an artifact of the same name that ferry did not make', async () => {
+    seed([
+      {
+        kind: 'linkedService',
+        name: 'ls_ferry_adls',
+        properties: { type: 'AzureBlobFS', typeProperties: { url: 'https://theirs.dfs.core.windows.net/' } },
+      },
+    ]);
+    await assert.rejects(
+      planDeploy(client, artifacts),
+      /already has linkedService ls_ferry_adls, not made by ferry.*nothing was written/,
+    );
+    assert.deepEqual(
+      server.requests.filter((r) => r.method !== 'GET'),
+      [],
+    );
+  });
+
   test('a started trigger is stopped before its delete; if the delete fails it is started again', async () => {
     seed(orphanChain());
     server.triggerState.set('tr_old', 'Started');

@@ -1,5 +1,6 @@
 import type { SynapseWorkspace } from '../../connectors/synapse/synapse-artifacts-client.js';
-import { describeError, FerryError } from '../../core/errors.js';
+import { describeError, FerryError, UsageError } from '../../core/errors.js';
+import { ANNOTATION } from './pipeline-blocks.js';
 import { sortKeys } from './stable-json.js';
 import { ARTIFACT_KINDS, type SynapseArtifact } from './synapse-artifacts.js';
 
@@ -101,8 +102,13 @@ export async function planDeploy(
   artifacts: readonly SynapseArtifact[],
 ): Promise<DeployStep[]> {
   const steps: DeployStep[] = [];
+  const foreign: string[] = [];
   for (const artifact of deployOrder(artifacts)) {
     const current = await workspace.get(artifact.kind, artifact.name);
+    // Someone else's artifact under a ferry name: overwriting it would lose their work (prune never touches it either).
+    const annotations = current?.properties.annotations;
+    if (current && !(Array.isArray(annotations) && annotations.includes(ANNOTATION)))
+      foreign.push(`${artifact.kind} ${artifact.name}`);
     const action: DeployAction = !current
       ? 'create'
       : same(current.properties, artifact.properties)
@@ -120,6 +126,10 @@ export async function planDeploy(
       startAfter: isTrigger && ((action === 'update' && wasStarted) || (action === 'create' && isSchedule)),
     });
   }
+  if (foreign.length > 0)
+    throw new UsageError(
+      `The workspace already has ${foreign.join(', ')}, not made by ferry (no \`${ANNOTATION}\` annotation); nothing was written. Rename or remove ${foreign.length === 1 ? 'it' : 'them'} in the workspace, or add the annotation if ferry should own ${foreign.length === 1 ? 'it' : 'them'}.`,
+    );
   return steps;
 }
 
