@@ -201,15 +201,24 @@ describe('deploy synapse --prune against a loopback workspace through the real S
     const plan = await planPrune(client, smaller);
     // The workspace's orchestrator still executes pl_contacts_inbound, but the one being deployed does not.
     assert.deepEqual(plan.blocked, []);
+    // Exactly what the full export has and the smaller one does not, triggers first, linked services last.
+    const keys = (list: readonly { kind: string; name: string }[]) => list.map((a) => `${a.kind}/${a.name}`);
+    const gone = keys(artifacts).filter((k) => !keys(smaller).includes(k));
+    assert.deepEqual([...keys(plan.targets)].sort(), [...gone].sort());
+    for (const k of [
+      'trigger/tr_contacts_inbound_backfill',
+      'pipeline/pl_contacts_inbound',
+      // Only contacts-inbound wrote these Dataverse tables.
+      'dataset/ds_ferry_dataverse_ferry_region',
+      'dataset/ds_ferry_dataverse_contact',
+    ])
+      assert.ok(keys(plan.targets).includes(k), k);
+    const rank = { trigger: 0, pipeline: 1, dataset: 2, linkedService: 3 };
+    const ranks = plan.targets.map((t) => rank[t.kind]);
     assert.deepEqual(
-      plan.targets.map((t) => `${t.kind}/${t.name}`),
-      [
-        'trigger/tr_contacts_inbound_backfill',
-        'pipeline/pl_contacts_inbound',
-        // Only contacts-inbound wrote these Dataverse tables.
-        'dataset/ds_ferry_dataverse_ferry_region',
-        'dataset/ds_ferry_dataverse_contact',
-      ],
+      ranks,
+      [...ranks].sort((a, b) => a - b),
+      'delete order by kind',
     );
     const report = await applyDeploy(client, await planDeploy(client, smaller));
     assert.equal(report.failed, undefined);
