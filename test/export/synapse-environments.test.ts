@@ -362,3 +362,56 @@ describe('ferry deploy synapse --environment (CLI)', () => {
     assert.deepEqual(server.requests, []);
   });
 });
+
+describe("ferry export synapse --environment (CLI): an environment's one-time setup SQL", () => {
+  const run = promisify(execFile);
+  test("writes the setup scripts with the environment's workspace identity, storage account, databases and containers; refuses to write into synapse/", async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ferry-export-env-'));
+    try {
+      await fs.writeFile(
+        path.join(dir, 'settings.json'),
+        await fs.readFile(path.join(root, 'synapse', 'settings.json'), 'utf8'),
+      );
+      await fs.mkdir(path.join(dir, 'environments'));
+      await fs.writeFile(
+        path.join(dir, 'environments', 'prod.json'),
+        JSON.stringify({
+          workspace: 'contoso-prod-ws',
+          parameters: PROD.parameters,
+          fileSystems: { 'dataverse-ferrydemo-unq00000000': 'dataverse-contoso-unq5f2a' },
+        }),
+      );
+      const ferry = (args: string[]) =>
+        run(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli/main.ts'), ...args], { cwd: root });
+      await ferry([
+        'export',
+        'synapse',
+        '--settings',
+        path.join(dir, 'settings.json'),
+        '--environment',
+        'prod',
+        '--out',
+        path.join(dir, 'out'),
+      ]);
+      const setup = (f: string) => fs.readFile(path.join(dir, 'out', 'sql', 'tsql', 'setup', f), 'utf8');
+      const serverless = await setup('serverless.sql');
+      assert.match(
+        serverless,
+        /LOCATION = N'https:\/\/contosoprodlake\.dfs\.core\.windows\.net\/dataverse-contoso-unq5f2a'/,
+      );
+      assert.match(serverless, /CREATE USER \[contoso-prod-ws\] FROM EXTERNAL PROVIDER/);
+      assert.match(await setup('azure-sql-access.sql'), /database `ferry_prod`[\s\S]*CREATE USER \[contoso-prod-ws\]/);
+      assert.ok(!serverless.includes('ferrylake') && !serverless.includes('ferry-ws'), 'no development name left');
+      await assert.rejects(
+        ferry(['export', 'synapse', '--settings', path.join(dir, 'settings.json'), '--environment', 'prod']),
+        (e: { code: number; stderr: string }) => {
+          assert.equal(e.code, 2);
+          assert.match(e.stderr, /pass --out <dir>/);
+          return true;
+        },
+      );
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+});

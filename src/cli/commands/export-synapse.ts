@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { EXIT, UsageError } from '../../core/errors.js';
 import { loadPipelines, selectPipelines } from '../../core/pipeline-loader.js';
+import { loadEnvironment, settingsForEnvironment } from '../../export/synapse/deploy-environment.js';
 import { loadExportSettings } from '../../export/synapse/export-settings.js';
 import { isUpToDate, runSynapseExport } from '../../export/synapse/synapse-export-run.js';
 import type { Command } from '../command.js';
@@ -11,7 +12,8 @@ import { listFlag } from '../parse.js';
 export const exportSynapseCommand: Command = {
   name: 'export synapse',
   summary: 'write Synapse pipeline JSON and T-SQL from the pipeline definitions (--check: fail if stale)',
-  usage: 'export synapse [--pipelines a,b] [--out synapse/] [--sql-out sql/tsql/] [--settings file] [--check] [--json]',
+  usage:
+    'export synapse [--pipelines a,b] [--out synapse/] [--sql-out sql/tsql/] [--settings file] [--environment <name> --out <dir>] [--check] [--json]',
   options: {
     pipelines: { type: 'string', valueName: '<a,b>', defaultText: 'all', description: 'pipelines to export' },
     out: { type: 'string', valueName: '<dir>', defaultText: 'synapse', description: 'artifact folder' },
@@ -28,10 +30,21 @@ export const exportSynapseCommand: Command = {
       description: 'workspace settings (storage, SQL, Key Vault); the file must exist',
     },
     check: { type: 'boolean', default: false, description: 'write nothing; exit 1 when the files are stale (CI)' },
+    environment: {
+      type: 'string',
+      valueName: '<name|file>',
+      defaultText: 'none: the settings as they are',
+      description:
+        "export with an environment's endpoints, workspace and containers (synapse/environments/<name>.json), e.g. for its one-time setup SQL; needs --out elsewhere than synapse",
+    },
   },
   examples: [
     { text: 'Regenerate and commit:', command: 'ferry export synapse' },
     { text: 'Fail a CI job when the committed artifacts are stale:', command: 'ferry export synapse --check' },
+    {
+      text: "The prod environment's one-time setup SQL (in build/prod/sql/tsql/setup/):",
+      command: 'ferry export synapse --environment prod --out build/prod',
+    },
   ],
   async run(input) {
     if (input.positionals.length > 0)
@@ -53,7 +66,16 @@ export const exportSynapseCommand: Command = {
       throw new UsageError(
         `Export settings \`${path.resolve(settingsFile)}\` do not exist; create the file (storageUrl, sqlServer, dataverseUrl, keyVaultUrl… see synapse/README.md) or pass --settings <file>.`,
       );
-    const settings = await loadExportSettings(settingsFile);
+    const baseSettings = await loadExportSettings(settingsFile);
+    const envName = typeof input.values.environment === 'string' ? input.values.environment : undefined;
+    // The committed synapse/ serves every environment; an environment's copy goes elsewhere.
+    if (envName && rel(root, out) === 'synapse')
+      throw new UsageError(
+        `--environment \`${envName}\` writes that environment's copy; pass --out <dir> (e.g. build/${envName}), synapse/ stays the export every environment deploys.`,
+      );
+    const settings = envName
+      ? settingsForEnvironment(baseSettings, await loadEnvironment(path.dirname(path.resolve(settingsFile)), envName))
+      : baseSettings;
     const check = Boolean(input.values.check);
     const outcome = await runSynapseExport({
       pipelines,

@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../../core/errors.js';
+import { mergeSettings, type SynapseExportSettings } from './export-settings.js';
 import type { SynapseArtifact } from './synapse-artifacts.js';
 
 /**
@@ -227,4 +228,34 @@ export function renameFileSystems(artifacts: readonly SynapseArtifact[], env: De
       `Environment \`${env.name}\` renames containers, but the artifacts name them where deploy does not rename: ${left.slice(0, 5).join(', ')}${left.length > 5 ? ', …' : ''}; pass the container as a dataset \`fileSystem\` in the definitions, or give the environment the same container name.`,
     );
   return renamed;
+}
+
+/**
+ * The export settings of an environment: the settings with the environment's endpoints (linked-service parameters
+ * are named like the settings they default to), its workspace and its container names. For what cannot be a
+ * parameter — the one-time setup scripts, which name the workspace identity, the storage account and the containers —
+ * `ferry export synapse --environment <name> --out <dir>` writes that environment's copy.
+ */
+export function settingsForEnvironment(settings: SynapseExportSettings, env: DeployEnvironment): SynapseExportSettings {
+  const known = new Set(Object.keys(settings));
+  const overrides: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(env.parameters)) {
+    if (!known.has(key) && key !== 'sqlUserName')
+      throw new UsageError(
+        `Environment \`${env.name}\` (\`${env.file}\`) sets \`${key}\`, which is no export setting; the linked-service parameters are named like the settings (${[...known].sort().join(', ')}).`,
+      );
+    overrides[key] = value;
+  }
+  const rename = (name: string) => env.fileSystems?.[name] ?? name;
+  return mergeSettings(
+    {
+      ...settings,
+      ...overrides,
+      ...(env.workspace ? { synapseWorkspaceName: env.workspace } : {}),
+      lakeFileSystem: rename(settings.lakeFileSystem),
+      warehouseFileSystem: rename(settings.warehouseFileSystem),
+      synapseLinkFileSystem: rename(settings.synapseLinkFileSystem),
+    },
+    env.file,
+  );
 }
