@@ -1,7 +1,18 @@
 import { FerryError } from '../core/errors.js';
 import type { ColumnPlan, ConversionPlan, ConversionReason, KeyPartPlan } from '../core/mapping.js';
 import { STAGING_TABLES } from '../core/staging-contract.js';
-import type { ConversionNames, KeymapTarget, SynapseConversion, TableName } from './sql-steps.js';
+import {
+  type ConversionNames,
+  deferColumn,
+  KEYMAP_CURSOR_PIPELINE,
+  type KeymapTarget,
+  keymapCursorSource,
+  keymapFullPendingPrefix,
+  keymapFullSource,
+  keymapPendingPrefix,
+  type SynapseConversion,
+  type TableName,
+} from './sql-steps.js';
 import { STATE_TABLES } from './state-schema.js';
 
 /**
@@ -459,8 +470,12 @@ WHERE c.__outcome = 'reject' ORDER BY c.__row_id`,
     ];
   }
 
-  /** Statements that refresh the key map of one lookup target from its raw copy (`<prefix>keymap_<table>_raw`). */
-  keymapRefresh(t: KeymapTarget, names: ConversionNames): string[] {
+  /**
+   * Statements that refresh the key map of one lookup target from its raw copy (`<prefix>keymap_<table>_raw`). After
+   * a full read (`full`: the pipeline's full-pending marker is `1`), entries the read did not see — records deleted in
+   * Dataverse — are dropped.
+   */
+  keymapRefresh(t: KeymapTarget, names: ConversionNames, full = true): string[] {
     const d = this.dialect;
     const q = (n: string) => this.q(n);
     const raw = { schema: names.sink.schema, table: `${names.prefix}keymap_${t.table}_raw` };
@@ -479,7 +494,137 @@ WHERE c.__outcome = 'reject' ORDER BY c.__row_id`,
         keys: ['entity_set', 'key_predicate'],
         columns: ['id', 'refreshed_at'],
       }),
+      ...(full ? this.keymapPurge(t, names, fresh) : []),
+      ...this.keymapWatermark(t, names, full),
     ];
+  }
+
+  /** `EXISTS …` when this pipeline's current read of `t` is a full one. */
+  protected keymapFullRead(t: KeymapTarget, names: ConversionNames): string {
+    const d = this.dialect;
+    const q = (n: string) => this.q(n);
+    const cursors = this.table({ schema: names.keymap.schema, table: 'cursors' });
+    return `EXISTS (SELECT 1 FROM ${cursors} AS f WHERE f.${q('pipeline')} = ${d.literal(KEYMAP_CURSOR_PIPELINE)} AND f.${q('source')} = CONCAT(${d.literal(keymapFullPendingPrefix(t.table))}, ${d.param('pipeline')}) AND f.${q('value')} = ${d.literal('1')})`;
+  }
+
+  /** After a full read: drops the entries of `t` the read did not refresh (their records are gone from Dataverse). */
+  protected keymapPurge(t: KeymapTarget, names: ConversionNames, fresh: TableName): string[] {
+    const d = this.dialect;
+    const q = (n: string) => this.q(n);
+    return [
+      `DELETE FROM ${this.table(names.keymap)} WHERE ${q('entity_set')} = ${d.literal(t.entitySet)} AND ${q('refreshed_at')} < (SELECT MIN(${q('refreshed_at')}) FROM ${this.table(fresh)}) AND ${this.keymapFullRead(t, names)}`,
+    ];
+  }
+
+  /**
+   * After the merge: this pipeline's pending watermark of the table (the start of its read, recorded by the
+   * `keymap-since` step) becomes the committed one, never moving it backwards. The next read starts there, less
+   * an overlap, so nothing modified during this read is missed.
+   */
+  protected keymapWatermark(t: KeymapTarget, names: ConversionNames, full = true): string[] {
+    const d = this.dialect;
+    const q = (n: string) => this.q(n);
+    const cursors = { schema: names.keymap.schema, table: 'cursors' };
+    const mark = { schema: names.sink.schema, table: `${names.prefix}keymap_${t.table}_mark` };
+    const lastFull = { schema: names.sink.schema, table: `${names.prefix}keymap_${t.table}_full` };
+    return [
+      ...d.selectInto(
+        this.table(mark),
+        `c.${q('pipeline')}, ${d.literal(keymapCursorSource(t.table))} AS ${q('source')}, c.${q('value')}, c.${q('run_id')}, c.${q('updated_at')}`,
+        `FROM ${this.table(cursors)} AS c WHERE c.${q('pipeline')} = ${d.literal(KEYMAP_CURSOR_PIPELINE)} AND c.${q('source')} = CONCAT(${d.literal(keymapPendingPrefix(t.table))}, ${d.param('pipeline')})`,
+      ),
+      d.upsert({
+        target: cursors,
+        source: mark,
+        keys: ['pipeline', 'source'],
+        columns: ['value', 'run_id', 'updated_at'],
+        versionColumn: 'value',
+      }),
+      // A full read also becomes the table's last full read (the start of the read, as the watermark).
+      ...(full
+        ? [
+            ...d.selectInto(
+              this.table(lastFull),
+              `m.${q('pipeline')}, ${d.literal(keymapFullSource(t.table))} AS ${q('source')}, m.${q('value')}, m.${q('run_id')}, m.${q('updated_at')}`,
+              `FROM ${this.table(mark)} AS m WHERE ${this.keymapFullRead(t, names)}`,
+            ),
+            d.upsert({
+              target: cursors,
+              source: lastFull,
+              keys: ['pipeline', 'source'],
+              columns: ['value', 'run_id', 'updated_at'],
+              versionColumn: 'value',
+            }),
+          ]
+        : []),
+    ];
+  }
+
+  /** Lookup columns to the pipeline's own table by key: their target may be a row of the same run. */
+  protected selfLookups(plan: ConversionPlan): (ColumnPlan & { rule: 'lookup' })[] {
+    return plan.columns.filter(
+      (c): c is ColumnPlan & { rule: 'lookup' } =>
+        c.inPayload && c.rule === 'lookup' && c.targets.some((t) => t.table === plan.table && t.key !== null),
+    );
+  }
+
+  /**
+   * The second pass of a run whose rows refer to rows of the same run (a parent and its child, a self-referencing
+   * parent): the sink sent such a lookup empty (`__defer_<n>` holds its key); after the copies, the pipeline re-reads
+   * the key map of its own table. Here: merge it, resolve each deferred lookup, reject (`lookup.target_missing`)
+   * those whose target still does not exist, and `sinkQuery` the rows to send again (key and lookups only).
+   */
+  compileDeferredLookups(conversion: SynapseConversion): { readonly resolve: string[]; readonly sinkQuery: string } {
+    const { plan, names, keymapTargets } = conversion;
+    const d = this.dialect;
+    const q = (n: string) => this.q(n);
+    const own = keymapTargets.find((t) => t.table === plan.table);
+    const lookups = this.selfLookups(plan);
+    if (!own || lookups.length === 0)
+      throw new Error(`Conversion of \`${plan.table}\` has no lookup to its own table by key; nothing to defer.`);
+    const deferred = this.table({ schema: names.sink.schema, table: `${names.sink.table}_deferred` });
+    const sink = this.table(names.sink);
+    const work = this.table(names.work);
+    const cols: string[] = [];
+    const sinkNames: string[] = [];
+    const joins: string[] = [];
+    const missing: string[] = [];
+    for (const k of plan.key) {
+      cols.push(`s.${q(k.attribute)}`);
+      sinkNames.push(k.attribute);
+    }
+    for (const c of lookups) {
+      const km = `km${c.index}`;
+      const key = `s.${q(deferColumn(c.index))}`;
+      joins.push(
+        `LEFT JOIN ${this.table(names.keymap)} AS ${km} ON ${km}.${q('entity_set')} = ${d.literal(plan.entitySetName)} AND ${km}.${q('key_predicate')} = ${key}`,
+      );
+      cols.push(`${km}.${q('id')} AS ${q(c.attribute)}`);
+      sinkNames.push(c.attribute);
+      if (c.targets.length > 1 || c.tableFrom) {
+        cols.push(
+          `CASE WHEN ${km}.${q('id')} IS NOT NULL THEN ${d.literal(plan.table)} END AS ${q(`${c.attribute}@EntityReference`)}`,
+        );
+        sinkNames.push(`${c.attribute}@EntityReference`);
+      }
+      missing.push(
+        `WHEN ${key} IS NOT NULL AND ${km}.${q('id')} IS NULL THEN CONCAT(${d.literal(`Lookup \`${c.attribute}\` target ${plan.entitySetName}(`)}, ${key}, ${d.literal(') did not appear in Dataverse after this run wrote its rows; the row was written without this lookup. Load the parent first, then replay this row.')})`,
+      );
+    }
+    return {
+      resolve: [
+        // The re-read covers this run's writes only: never a full read, nothing to purge.
+        ...this.keymapRefresh(own, names, false),
+        ...d.selectInto(
+          deferred,
+          `s.${q('__row_id')}, CASE ${missing.join(' ')} END AS ${q('__missing')}, ${cols.join(', ')}`,
+          `FROM ${sink} AS s ${joins.join(' ')} WHERE ${lookups.map((c) => `s.${q(deferColumn(c.index))} IS NOT NULL`).join(' OR ')}`,
+        ),
+        `INSERT INTO ${this.table(names.rejects)} ${this.rejectColumns()} SELECT ${d.param('run_id')}, ${d.param('pipeline')}, ${d.literal('convert-to-dataverse')}, ${d.literal('lookup.target_missing')}, s.${q('__missing')}, w.${q('__key')}, w.${q('__source_file')}, w.${q('__row_number')}, ${d.rowJson('r')}, ${d.nowText} FROM ${deferred} AS s INNER JOIN ${work} AS w ON w.${q('__row_id')} = s.${q('__row_id')} INNER JOIN ${this.table(names.rows)} AS r ON r.${q('__row_id')} = s.${q('__row_id')} WHERE s.${q('__missing')} IS NOT NULL`,
+        `DELETE FROM ${deferred} WHERE ${q('__missing')} IS NOT NULL`,
+      ],
+      sinkQuery: `SELECT ${sinkNames.map(q).join(', ')} FROM ${deferred}`,
+    };
   }
 
   /** The Dataverse id as the raw copy holds it, as the key map stores it. */
@@ -595,6 +740,8 @@ WHERE c.__outcome = 'reject' ORDER BY c.__row_id`,
     const sinkNames: string[] = [];
     const joins: string[] = [];
     const missing: string[] = [];
+    const sink = this.table(names.sink);
+    const work = this.table(names.work);
     plan.key.forEach((k, i) => {
       cols.push(`${from.key(i)} AS ${q(k.attribute)}`);
       sinkNames.push(k.attribute);
@@ -612,18 +759,25 @@ WHERE c.__outcome = 'reject' ORDER BY c.__row_id`,
         `LEFT JOIN ${this.table(names.keymap)} AS ${km} ON ${km}.${q('entity_set')} = ${set} AND ${km}.${q('key_predicate')} = ${pred}`,
       );
       const id = `COALESCE(${d.tryGuid(pred)}, ${km}.${q('id')})`;
+      // A target of the pipeline's own table that is a row of this run is written in this run: the lookup is sent
+      // empty now and set in the second pass (`compileDeferredLookups`), as the local writer defers it.
+      const own = c.targets.find((t) => t.table === plan.table && t.key !== null);
+      const deferred = own
+        ? `${pred} IS NOT NULL AND ${id} IS NULL AND ${set} = ${d.literal(own.entitySetName)} AND EXISTS (SELECT 1 FROM ${work} AS p WHERE p.${q('__outcome')} = ${d.literal('ok')} AND p.${q('__key_predicate')} = ${pred})`
+        : undefined;
       cols.push(`${id} AS ${q(c.attribute)}`);
       sinkNames.push(c.attribute);
       if (c.targets.length > 1 || c.tableFrom) {
-        cols.push(`${target} AS ${q(`${c.attribute}@EntityReference`)}`);
+        cols.push(
+          `${deferred ? `CASE WHEN ${deferred} THEN NULL ELSE ${target} END` : target} AS ${q(`${c.attribute}@EntityReference`)}`,
+        );
         sinkNames.push(`${c.attribute}@EntityReference`);
       }
+      if (deferred) cols.push(`CASE WHEN ${deferred} THEN ${pred} END AS ${q(deferColumn(c.index))}`);
       missing.push(
-        `WHEN ${pred} IS NOT NULL AND ${id} IS NULL THEN CONCAT(${d.literal(`Lookup \`${c.attribute}\` target `)}, ${set}, ${d.literal('(')}, ${pred}, ${d.literal(') is not in the key map of Dataverse; load the parent first, then replay this row.')})`,
+        `WHEN ${pred} IS NOT NULL AND ${id} IS NULL${deferred ? ` AND NOT (${deferred})` : ''} THEN CONCAT(${d.literal(`Lookup \`${c.attribute}\` target `)}, ${set}, ${d.literal('(')}, ${pred}, ${d.literal(') is not in the key map of Dataverse; load the parent first, then replay this row.')})`,
       );
     }
-    const sink = this.table(names.sink);
-    const work = this.table(names.work);
     return {
       sink: [
         ...d.selectInto(

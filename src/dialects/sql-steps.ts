@@ -270,8 +270,16 @@ export type SynapseStepPlan =
   | { readonly kind: 'begin-run'; readonly pipeline: string; readonly dropTables: readonly string[] }
   /** One row `cursor_value`: the pipeline's cursor for `source`, `fallback` when none. */
   | { readonly kind: 'read-cursor'; readonly pipeline: string; readonly source: string; readonly fallback: string }
-  /** Empties a table when it exists (a Copy sink's pre-copy script). */
-  | { readonly kind: 'truncate-table'; readonly schema: string; readonly table: string }
+  /**
+   * Creates the table when missing (typed, so a Copy sink fills it by name and an empty source still leaves it with
+   * its columns), then empties it: a Copy sink's pre-copy script. Both dialects keep the table.
+   */
+  | {
+      readonly kind: 'truncate-table';
+      readonly schema: string;
+      readonly table: string;
+      readonly columns: readonly RawColumn[];
+    }
   /** Ends the run: counts, reject threshold, cursor (never for backfills); returns over_threshold, rejected, written. */
   | {
       readonly kind: 'finish-run';
@@ -299,4 +307,75 @@ export type SynapseStepPlan =
    */
   | { readonly kind: 'extract'; readonly extract: ExtractInput }
   /** The replay and housekeeping pipelines' steps (`recovery-steps.ts`). */
-  | RecoveryStepPlan;
+  | RecoveryStepPlan
+  // Inbound key maps, processed files and same-window lookups (syn-inbound).
+  /**
+   * The lower bound (`since`, `yyyy-MM-ddTHH:mm:ssZ`) of the incremental read of a key-map table from Dataverse:
+   * `1900-01-01T00:00:00Z` (a full read) when the key map holds no row of `entitySet`, has no watermark, or its last
+   * full read is older than `fullEveryHours` (recorded as this pipeline's full-pending marker), else the watermark
+   * minus `overlapMinutes`; `run_since` is this run's start minus the overlap (the read after this run's
+   * own writes). Records this run's start as the pending watermark of `pipeline` (promoted when the key map is
+   * merged). Parameter: run_id.
+   */
+  | {
+      readonly kind: 'keymap-since';
+      readonly pipeline: string;
+      readonly table: string;
+      readonly entitySet: string;
+      readonly overlapMinutes: number;
+      /** A full read (which drops entries of records deleted in Dataverse) when the last one is older than this. */
+      readonly fullEveryHours: number;
+    }
+  /** Merges the re-read key map of the pipeline's own table, resolves the lookups deferred to after this run's writes. */
+  | { readonly kind: 'resolve-deferred'; readonly conversion: SynapseConversion }
+  /** The rows (key and deferred lookups) the Copy activity sends after the key map was re-read. */
+  | { readonly kind: 'deferred-sink-query'; readonly conversion: SynapseConversion }
+  /**
+   * The delta files (`files`: JSON array of `{ name }`) not yet in `ferry.processed_items` for (pipeline, source),
+   * oldest name first, at most `limit`; a run with a window (`window_start` set) takes every listed file, as the
+   * local runner reprocesses a range. Parameters: files, window_start (script).
+   */
+  | {
+      readonly kind: 'select-new-files';
+      readonly pipeline: string;
+      readonly source: string;
+      /** The lake folder: a processed item's id is `<folder>/<name>`, as the local runner records it. */
+      readonly folder: string;
+      readonly limit: number;
+    }
+  /** Records the selected files (`files`: JSON array of `{ name }`) as processed. Parameters: files, run_id (script). */
+  | {
+      readonly kind: 'record-processed-files';
+      readonly pipeline: string;
+      readonly source: string;
+      readonly folder: string;
+    };
+
+/**
+ * The `dataverse.copy_skipped` reject's message, before and after the count: the rows the Copy's fault tolerance
+ * skipped are rows it could not convert to the sink's column types; a row the service refuses fails the copy
+ * (connector-dynamics-crm-office-365, copy-activity-fault-tolerance on learn.microsoft.com).
+ */
+export const COPY_SKIPPED_MESSAGE = [
+  'The copy to Dataverse skipped ',
+  ' rows it could not convert to the column types (fault tolerance: enableSkipIncompatibleRow); a row Dataverse refuses fails the copy instead. The skipped rows and their errors are in the lake under {folder}; fix them at the source, then replay.',
+] as const;
+
+/** The state-store cursor holding a key-map table's watermark (`ferry.cursors`, pipeline `ferry:keymap`). */
+export const KEYMAP_CURSOR_PIPELINE = 'ferry:keymap';
+/** Source of the committed watermark of a key-map table. */
+export const keymapCursorSource = (table: string) => `dataverse:${table}`;
+/** Source of the pending watermark of one pipeline's read (promoted to the committed one after the merge). */
+export const keymapPendingPrefix = (table: string) => `dataverse:${table}:pending:`;
+/** Source of the time of the table's last full read (a full read also drops key-map entries it did not see). */
+export const keymapFullSource = (table: string) => `dataverse:${table}:full`;
+/** Source of the marker (`1` full, `0` incremental) of one pipeline's current read of the table. */
+export const keymapFullPendingPrefix = (table: string) => `dataverse:${table}:full-pending:`;
+/** The sink column holding a deferred lookup's key predicate (the target is written in the same run). */
+export const deferColumn = (index: number) => `__defer_${index}`;
+
+/** A column of a table a step creates: text (`length` characters), GUID, 64-bit integer, decimal, double, UTC time, boolean. */
+export interface RawColumn {
+  readonly name: string;
+  readonly type: 'text' | 'uuid' | 'bigint' | 'decimal' | 'double' | 'timestamp' | 'boolean';
+}

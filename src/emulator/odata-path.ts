@@ -204,10 +204,12 @@ export function splitTopLevel(text: string, separator = ','): string[] {
   return out;
 }
 
-/** One `$filter` comparison the emulator supports: `<property> eq <literal>`. */
+/** One `$filter` comparison the emulator supports: `<property> eq <literal>` (or an order comparison, see below). */
 export interface FilterClause {
   readonly property: string;
   readonly value: ODataLiteral;
+  /** `gt`, `ge`, `lt`, `le` when the caller allows order comparisons; absent for `eq`. */
+  readonly operator?: 'gt' | 'ge' | 'lt' | 'le';
 }
 
 /**
@@ -215,20 +217,26 @@ export interface FilterClause {
  * resolved from `aliases`, which may be the whole query (only `@` names are looked up). Anything else throws
  * {@link ODataSyntaxError}.
  */
-export function parseFilter(filter: string, aliases: ReadonlyMap<string, string> = new Map()): FilterClause[] {
+export function parseFilter(
+  filter: string,
+  aliases: ReadonlyMap<string, string> = new Map(),
+  options: { readonly orderComparisons?: boolean } = {},
+): FilterClause[] {
   const clauses: FilterClause[] = [];
+  const operators = options.orderComparisons ? 'eq|gt|ge|lt|le' : 'eq';
   for (const part of splitOutsideQuotes(filter.trim(), ' and ')) {
     const text = part
       .trim()
       .replace(/^\((.*)\)$/, '$1')
       .trim();
-    const m = /^([A-Za-z_][A-Za-z0-9_/]*)\s+eq\s+(.+)$/.exec(text);
+    const m = new RegExp(`^([A-Za-z_][A-Za-z0-9_/]*)\\s+(${operators})\\s+(.+)$`).exec(text);
     if (!m) {
       throw new ODataSyntaxError(
-        `The emulator supports only \`<property> eq <value>\` joined by \`and\` in $filter; cannot read \`${text}\`.`,
+        `The emulator supports only \`<property> ${operators.replaceAll('|', '/')} <value>\` joined by \`and\` in $filter; cannot read \`${text}\`.`,
       );
     }
-    let valueText = m[2].trim();
+    const operator = m[2] as 'eq' | 'gt' | 'ge' | 'lt' | 'le';
+    let valueText = m[3].trim();
     if (valueText.startsWith('@')) {
       const alias = aliases.get(valueText);
       if (alias === undefined)
@@ -238,7 +246,7 @@ export function parseFilter(filter: string, aliases: ReadonlyMap<string, string>
     const { value, end } = readLiteral(valueText, 0);
     if (valueText.slice(end).trim() !== '')
       throw new ODataSyntaxError(`Cannot read the $filter value \`${valueText}\`.`);
-    clauses.push({ property: m[1], value });
+    clauses.push(operator === 'eq' ? { property: m[1], value } : { property: m[1], value, operator });
   }
   return clauses;
 }

@@ -54,6 +54,7 @@ export interface ApiContext {
 interface ColumnClause {
   readonly name: string;
   readonly value: ODataLiteral;
+  readonly operator?: 'gt' | 'ge' | 'lt' | 'le';
 }
 
 const JSON_TYPE = 'application/json; odata.metadata=minimal';
@@ -174,15 +175,23 @@ export class WebApi {
     if (filter) {
       // A syntax error becomes the service's query-syntax fault in `handle`. Column names are resolved once here,
       // not once per row scanned.
-      const clauses = parseFilter(filter, query).map((clause) => {
+      // Record queries also take order comparisons (`modifiedon ge 2026-01-01T00:00:00Z`: incremental readers).
+      const clauses = parseFilter(filter, query, { orderComparisons: true }).map((clause) => {
         const name = lookupKeyName(clause.property);
         if (!isColumn(table, name)) throw unknownProperty(table, clause.property);
-        return { name, value: clause.value };
+        return { name, value: clause.value, ...(clause.operator ? { operator: clause.operator } : {}) };
       });
       // A filter on the primary id or on every column of an alternate key uses the index, not a scan: clients look
       // rows up this way when a key value cannot go into a URL (reference §1.1).
-      const candidates = this.#indexed(table, clauses) ?? this.#store.rows(table.logicalName);
-      rows = candidates.filter((row) => clauses.every((c) => sameValue(fieldOf(table, row, c.name), c.value)));
+      const equal = clauses.filter((c) => !c.operator);
+      const candidates = this.#indexed(table, equal) ?? this.#store.rows(table.logicalName);
+      rows = candidates.filter((row) =>
+        clauses.every((c) =>
+          c.operator
+            ? inOrder(fieldOf(table, row, c.name), c.operator, c.value)
+            : sameValue(fieldOf(table, row, c.name), c.value),
+        ),
+      );
     }
     rows ??= this.#store.rows(table.logicalName);
     const top = query.get('$top');
@@ -649,6 +658,23 @@ function sameValue(stored: unknown, literal: unknown): boolean {
   // String comparisons follow the database's case-insensitive collation.
   if (typeof stored === 'string' && typeof literal === 'string') return stored.toLowerCase() === literal.toLowerCase();
   return stored === literal;
+}
+
+/**
+ * An order comparison: numbers by value; date/time values (ISO 8601 text, as stored and as the unquoted literal) by
+ * instant; other text ordinally. A null never compares (as in SQL).
+ */
+function inOrder(stored: unknown, operator: 'gt' | 'ge' | 'lt' | 'le', literal: ODataLiteral): boolean {
+  if (stored === null || stored === undefined || literal === null) return false;
+  let a: number | string;
+  let b: number | string;
+  if (typeof stored === 'number' && typeof literal === 'number') [a, b] = [stored, literal];
+  else {
+    const ta = Date.parse(String(stored));
+    const tb = Date.parse(String(literal));
+    [a, b] = Number.isNaN(ta) || Number.isNaN(tb) ? [String(stored), String(literal)] : [ta, tb];
+  }
+  return operator === 'gt' ? a > b : operator === 'ge' ? a >= b : operator === 'lt' ? a < b : a <= b;
 }
 
 /** True for a column a query may name: an attribute, the primary id, or a system column every row has. */

@@ -76,6 +76,7 @@ function valuesFor(step: SqlStep, extra: Record<string, StepValue> = {}): Record
     cursor: '2026-11-20T10.00.00Z',
     rows: 1,
     rows_skipped: 0,
+    files: '[{"name":"f0.parquet"},{"name":"f1.parquet"}]',
     ...extra,
   };
   const out: Record<string, StepValue> = {};
@@ -188,17 +189,29 @@ describe('SQL steps: every step of the export has a DuckDB rendering that runs',
         assert.equal(cursor!.cursor_value, '1900-01-01T00:00:00Z');
         for (const t of keymapTargets) {
           const raw = `${names.prefix}keymap_${t.table}_raw`;
+          // An existing raw table is emptied, not dropped (as in T-SQL); a missing one is created with its columns.
           await db.run(`CREATE TABLE "${raw}" (x INTEGER)`);
+          await db.run(`INSERT INTO "${raw}" VALUES (1)`);
           await run(db, of(`truncate-keymap:${t.table}`));
-          // What the Dataverse Copy writes: the id and the key attributes.
+          const [kept] = await db.all<{ n: bigint }>(`SELECT count(*) AS n FROM "${raw}"`);
+          assert.equal(Number(kept!.n), 0, 'truncate-table empties the table it keeps');
+          await db.run(`DROP TABLE "${raw}"`);
+          await run(db, of(`truncate-keymap:${t.table}`));
+          const [since] = await run(db, of(`keymap-since:${t.table}`));
+          assert.equal(since!.since, '1900-01-01T00:00:00Z', 'an empty key map is read in full');
+          // What the Dataverse Copy writes: the id and the key attributes, by name.
           await db.run(
-            `CREATE TABLE "${raw}" ("${t.idAttribute}" VARCHAR, ${t.keyAttributes.map((k) => `"${k}" VARCHAR`).join(', ')})`,
-          );
-          await db.run(
-            `INSERT INTO "${raw}" VALUES ('0d3c2a1e-0000-4000-8000-000000000001', ${t.keyAttributes.map(() => "'P-1'").join(', ')})`,
+            `INSERT INTO "${raw}" ("${t.idAttribute}", ${t.keyAttributes.map((k) => `"${k}"`).join(', ')}) VALUES ('0d3c2a1e-0000-4000-8000-000000000001', ${t.keyAttributes.map(() => "'P-1'").join(', ')})`,
           );
         }
+        const [none] = await run(db, of('select-new-files'));
+        assert.equal(none!.name, 'f0.parquet', 'nothing processed yet: the oldest file first');
         await run(db, of('convert'));
+        for (const t of keymapTargets) {
+          const [since] = await run(db, of(`keymap-since:${t.table}`));
+          assert.notEqual(since!.since, '1900-01-01T00:00:00Z', 'after the merge, the read is incremental');
+          assert.match(String(since!.since), /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/);
+        }
         const outcomes = await db.all<{ outcome: string; n: bigint }>(
           `SELECT __outcome AS outcome, count(*) AS n FROM "${names.work.table}" GROUP BY 1 ORDER BY 1`,
         );
@@ -218,7 +231,18 @@ describe('SQL steps: every step of the export has a DuckDB rendering that runs',
         const sink = await run(db, of('sink-query'));
         assert.equal(sink.length, 1);
         for (const k of plan.key) assert.equal(String(sink[0]![k.attribute]), keyValue(k.source));
+        if (steps.get(`${pipeline}:resolve-deferred`)) {
+          await run(db, of('resolve-deferred'));
+          assert.equal((await run(db, of('deferred-sink-query'))).length, 0, 'no lookup deferred in these rows');
+        }
         await run(db, of('save-versions'));
+        await run(db, of('record-processed-files'));
+        assert.equal((await run(db, of('select-new-files'))).length, 0, 'processed files are not selected again');
+        assert.equal(
+          (await run(db, of('select-new-files'), { window_start: '2026-11-20T09:00:00Z' })).length,
+          2,
+          'a run with a window takes its files again',
+        );
         const versions = await db.all<{ version: string }>(`SELECT version FROM ferry.applied_versions`);
         assert.deepEqual(
           versions.map((v) => v.version),
@@ -349,7 +373,7 @@ describe('SQL steps: every step of the export has a DuckDB rendering that runs',
 
   test('every step of the export is run by one of the tests above', () => {
     const covered =
-      /^(setup:ferry-state|[a-z-]+-(inbound|outbound):(begin-run|read-cursor|truncate-keymap:\w+|convert|sink-query|save-versions|finish-run|mark-failed|extract:\w+))$/;
+      /^(setup:ferry-state|[a-z-]+-(inbound|outbound):(begin-run|read-cursor|truncate-keymap:\w+|keymap-since:\w+|convert|sink-query|save-versions|resolve-deferred|deferred-sink-query|select-new-files|record-processed-files|finish-run|mark-failed|extract:\w+))$/;
     // The replay and housekeeping steps run in the runtime tests of their pipelines
     // (test/synapse-runtime/export-replay.test.ts, export-housekeeping.test.ts).
     const recovery =

@@ -45,4 +45,15 @@ describe('emulator OData path reading', () => {
     ]);
     assert.throws(() => parseFilter('n gt 5'), ODataSyntaxError);
   });
+
+  it('record queries may also compare order: gt/ge/lt/le, a date/time literal unquoted', () => {
+    assert.deepEqual(
+      parseFilter('modifiedon ge 2026-01-01T00:00:00Z and n lt 5', new Map(), { orderComparisons: true }),
+      [
+        { property: 'modifiedon', value: '2026-01-01T00:00:00Z', operator: 'ge' },
+        { property: 'n', value: 5, operator: 'lt' },
+      ],
+    );
+    assert.throws(() => parseFilter('n ne 5', new Map(), { orderComparisons: true }), ODataSyntaxError);
+  });
 });

@@ -40,11 +40,15 @@ const find = (kind: SynapseArtifact['kind'], name: string) => {
   return a;
 };
 /** Every activity, those inside If branches included. */
-const activities = (a: SynapseArtifact): Record<string, any>[] =>
-  (a.properties.activities as Record<string, any>[]).flatMap((x) => [
-    x,
-    ...((x.typeProperties?.ifTrueActivities as Record<string, any>[] | undefined) ?? []),
-  ]);
+const activities = (a: SynapseArtifact): Record<string, any>[] => {
+  const walk = (list: Record<string, any>[]): Record<string, any>[] =>
+    list.flatMap((x) => [
+      x,
+      ...walk((x.typeProperties?.ifTrueActivities as Record<string, any>[] | undefined) ?? []),
+      ...walk((x.typeProperties?.activities as Record<string, any>[] | undefined) ?? []),
+    ]);
+  return walk(a.properties.activities as Record<string, any>[]);
+};
 
 describe('export synapse: artifacts', () => {
   test('every generated artifact validates against the Data Factory ARM schema', () => {
@@ -80,9 +84,11 @@ describe('export synapse: artifacts', () => {
     assert.equal(copyIn.typeProperties.source.storeSettings.wildcardFolderPath, 'inbound/accounts');
     assert.equal(copyIn.typeProperties.sink.type, 'AzureSqlSink');
     const script = acts.find((a) => a.name === 'ConvertToDataverse')!;
+    // The copy of the run's new files (a ForEach of CopyParquetToStaging) and each key map's read and copy.
     assert.deepEqual(script.dependsOn.map((d: any) => d.activity).sort(), [
       'CopyKeyMap_account',
-      'CopyParquetToStaging',
+      'CopyNewFiles',
+      'KeyMapSince_account',
     ]);
     const convertSql = out.sqlFiles.find((f) => f.path === 'sql/tsql/accounts-inbound/convert.sql')!;
     // The Script embeds exactly the statements written to sql/tsql (the file adds a header and line breaks).

@@ -95,12 +95,22 @@ describe('export defects 3, 4, 13: the copies to Dataverse', () => {
                   : 'NULL',
         );
       await duck.run(`INSERT INTO ${duckIdent(sinkTable)} VALUES (${row(USER, 'first').join(', ')})`);
+      // The second pass for same-window lookups reads its own table: empty here (no lookup was deferred).
+      for (const c of copies) {
+        const input = String(((c.inputs as JsonObject[])[0]!.parameters as JsonObject).tableName);
+        if (input === sinkTable) continue;
+        const cols = projectionColumns(String(((c.typeProperties as JsonObject).source as JsonObject).sqlReaderQuery));
+        await duck.run(`CREATE TABLE ${duckIdent(input)} (${cols.map((x) => `${duckIdent(x)} VARCHAR`).join(', ')})`);
+      }
       const store = storeWith(real, {
         pipeline: [
           {
             name: 'pl_dataverse_copies',
             properties: {
-              activities: copies.map((c, i) => ({ ...c, dependsOn: i === 0 ? [] : c.dependsOn })),
+              activities: copies.map((c, i) => ({
+                ...c,
+                dependsOn: i === 0 ? [] : [{ activity: copies[i - 1]!.name, dependencyConditions: ['Succeeded'] }],
+              })),
             },
           },
         ],

@@ -1,77 +1,124 @@
 /**
- * Review defect 11 on the exported inbound copy: files Spark has not committed (under `_temporary/`) are not read.
- * The real LookupWatermark → SetWindowEnd → CopyParquetToStaging activities run on the runtime over a lake folder
- * holding a committed file and an uncommitted part file; the watermark lookup is answered by a recording engine.
+ * Review defect 11 on the exported inbound pipeline, run end to end on the runtime (`pl_regions_inbound`, every SQL
+ * step through its DuckDB rendering, a temporary lake, the Dataverse emulator):
+ * - files Spark has not committed (under `_temporary/`) are never read;
+ * - a file that becomes visible after the cursor passed its modified time (a rename-based commit keeps the older
+ *   time) is still read, once: selection is by `ferry.processed_items`, not by modified time;
+ * - a processed file is not read again, and a run with nothing new copies nothing.
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { loadPipelines } from '../../src/core/pipeline-loader.js';
 import { DuckDbStaging, duckLiteral } from '../../src/dialects/duckdb/driver.js';
-import type { ArtifactStore } from '../../src/export/synapse/runtime/artifact-store.js';
-import type { JsonObject } from '../../src/export/synapse/runtime/expression/json-value.js';
+import { type RunningEmulator, startEmulator } from '../../src/emulator/server.js';
+import { loadExportSettings } from '../../src/export/synapse/export-settings.js';
+import type { PipelineRun } from '../../src/export/synapse/runtime/run-records.js';
 import { SynapseRuntime } from '../../src/export/synapse/runtime/synapse-runtime.js';
-import { loadRealStore, RecordingSqlEngine, realActivity, storeWith } from './real-export.js';
+import { synapseDataSources, synapseStepRenderings } from '../../src/export/synapse/step-renderings.js';
 
-describe('export defect 11: inbound file selection', () => {
-  let real: ArtifactStore;
+const describeRun = (r: PipelineRun) =>
+  r.activityRuns
+    .map((a) => `${a.activityName} ${a.status} ${a.error?.errorCode ?? ''} ${a.error?.message.slice(0, 300) ?? ''}`)
+    .join('\n');
+
+describe('export defect 11: inbound file selection by processed items', () => {
   let dir: string;
+  let lake: string;
+  let emulator: RunningEmulator;
+  let rt: SynapseRuntime;
+  let files: DuckDbStaging;
+
+  /** A delta file of one region at `rel` under the lake's `inbound/regions`, last modified `modified`. */
+  async function deltaFile(rel: string, code: string, modified: Date): Promise<void> {
+    const full = path.join(lake, 'inbound', 'regions', rel);
+    await mkdir(path.dirname(full), { recursive: true });
+    await files.run(
+      `COPY (SELECT ${duckLiteral(code)} AS region_code, 'Region ' || ${duckLiteral(code)} AS region_name, CAST(NULL AS VARCHAR) AS parent_region_code, TIMESTAMP '2026-11-20 07:00:00' AS modified_at) TO ${duckLiteral(full)} (FORMAT parquet)`,
+    );
+    await utimes(full, modified, modified);
+  }
+  const codes = () =>
+    emulator.store
+      .rows('ferry_region')
+      .map((r) => String(r.attributes.ferry_code))
+      .sort();
+  const copiesOf = (run: PipelineRun) => run.activityRuns.filter((a) => a.activityName === 'CopyParquetToStaging');
+
   before(async () => {
-    real = await loadRealStore();
     dir = await mkdtemp(path.join(tmpdir(), 'synapse-files-'));
+    lake = path.join(dir, 'lake');
+    await mkdir(lake, { recursive: true });
+    files = await DuckDbStaging.open({ path: ':memory:', threads: 1, memoryLimit: '256MB' });
+    emulator = await startEmulator({ metadataDir: 'fixtures/metadata' });
+    const settings = await loadExportSettings('synapse/settings.json');
+    rt = await SynapseRuntime.open({
+      artifacts: 'synapse',
+      workspaceDir: path.join(dir, 'ws'),
+      // The runtime's clock runs an hour ahead of the files' modified times.
+      startTime: new Date(Date.now() + 3_600_000).toISOString(),
+      dataverseUrl: emulator.url,
+      dataverseSleep: async () => undefined,
+      stepRenderings: await synapseStepRenderings(await loadPipelines('pipelines'), {
+        settings,
+        metadataDir: 'fixtures/metadata',
+      }),
+      dataSources: synapseDataSources(settings),
+      fileSystems: { [settings.lakeFileSystem]: lake },
+    });
+    await rt.runSetup(['sql/tsql/setup/ferry-state.sql']);
   });
-  after(async () => rm(dir, { recursive: true, force: true }));
+  after(async () => {
+    await rt.close();
+    await emulator.close();
+    await files.close();
+    await rm(dir, { recursive: true, force: true });
+  });
 
   it('reads committed files only, never `_temporary/` part files', async () => {
-    const pipeline = 'pl_accounts_inbound';
-    const copy = realActivity(real, pipeline, 'CopyParquetToStaging');
-    const input = (copy.inputs as JsonObject[])[0]!.parameters as JsonObject;
-    const folder = String(input.folderPath);
-    const lake = path.join(dir, 'storage', String(input.fileSystem));
-    const duck = await DuckDbStaging.open({ path: ':memory:', threads: 1, memoryLimit: '256MB' });
-    const write = async (rel: string, key: string) => {
-      const full = path.join(lake, folder, rel);
-      await mkdir(path.dirname(full), { recursive: true });
-      await duck.run(
-        `COPY (SELECT ${duckLiteral(key)} AS account_no, 'x' AS account_name) TO ${duckLiteral(full)} (FORMAT parquet)`,
-      );
-    };
-    await write('2026-01-01T00-00-00Z.parquet', 'committed');
-    await write('_temporary/0/_temporary/attempt_1/part-00000.parquet', 'uncommitted');
-    const activities = ['LookupWatermark', 'SetWindowEnd', 'CopyParquetToStaging'].map((n) =>
-      realActivity(real, pipeline, n),
+    const now = new Date();
+    await deltaFile('2026-11-20T08-00-00Z.parquet', 'COMMITTED', now);
+    await deltaFile('_temporary/0/_temporary/attempt_1/part-00000.parquet', 'UNCOMMITTED', now);
+    const run = await rt.runPipeline('pl_regions_inbound', { mode: 'scheduled' });
+    assert.equal(run.status, 'Succeeded', describeRun(run));
+    assert.deepEqual(codes(), ['COMMITTED']);
+  });
+
+  it('a file committed after the cursor passed its modified time is read, once', async () => {
+    // Visible only now, with a modified time two hours back: before the cursor the first run saved.
+    await deltaFile('2026-11-20T07-00-00Z.parquet', 'LATE', new Date(Date.now() - 2 * 3_600_000));
+    const run = await rt.runPipeline('pl_regions_inbound', { mode: 'scheduled' });
+    assert.equal(run.status, 'Succeeded', describeRun(run));
+    assert.deepEqual(codes(), ['COMMITTED', 'LATE']);
+    assert.equal(copiesOf(run).length, 1, 'only the new file is copied; the processed one is not read again');
+    const items = await rt.services.sql.duck.all<{ item_id: string }>(
+      `SELECT item_id FROM ferry.processed_items WHERE pipeline = 'regions-inbound' ORDER BY item_id`,
     );
-    activities[0]!.dependsOn = [];
-    const p = real.get('pipeline', pipeline).properties;
-    const store = storeWith(real, {
-      pipeline: [
-        { name: 'pl_select', properties: { parameters: p.parameters ?? {}, variables: p.variables ?? {}, activities } },
-      ],
-    });
-    const sql = new RecordingSqlEngine(
-      duck,
-      () => false,
-      (w) => (w.includes('LookupWatermark') ? [{ cursor_value: '1900-01-01T00:00:00Z' }] : []),
+    assert.deepEqual(
+      items.map((i) => i.item_id),
+      ['inbound/regions/2026-11-20T07-00-00Z.parquet', 'inbound/regions/2026-11-20T08-00-00Z.parquet'],
     );
-    const rt = await SynapseRuntime.open({
-      artifacts: store,
-      workspaceDir: dir,
-      startTime: new Date(Date.now() + 3_600_000).toISOString(),
-      sqlEngine: sql,
-    });
-    try {
-      const run = await rt.runPipeline('pl_select');
-      assert.equal(run.status, 'Succeeded', run.message);
-      const table = String(((copy.outputs as JsonObject[])[0]!.parameters as JsonObject).tableName);
-      const rows = await duck.all<{ account_no: string }>(`SELECT account_no FROM dbo."${table}" ORDER BY 1`);
-      assert.deepEqual(
-        rows.map((r) => r.account_no),
-        ['committed'],
-      );
-    } finally {
-      await rt.close();
-      await duck.close();
-    }
+  });
+
+  it('two new files of one run, the later with a column the mapping does not use, are both read', async () => {
+    const full = path.join(lake, 'inbound', 'regions', '2026-11-20T10-00-00Z.parquet');
+    await files.run(
+      `COPY (SELECT 'WIDER' AS region_code, 'Wider file' AS region_name, CAST(NULL AS VARCHAR) AS parent_region_code, TIMESTAMP '2026-11-20 07:00:00' AS modified_at, 'someone' AS region_manager) TO ${duckLiteral(full)} (FORMAT parquet)`,
+    );
+    await deltaFile('2026-11-20T09-00-00Z.parquet', 'NARROW', new Date());
+    const run = await rt.runPipeline('pl_regions_inbound', { mode: 'scheduled' });
+    assert.equal(run.status, 'Succeeded', describeRun(run));
+    assert.equal(copiesOf(run).length, 2);
+    assert.deepEqual(codes(), ['COMMITTED', 'LATE', 'NARROW', 'WIDER']);
+  });
+
+  it('a run with nothing new copies nothing and succeeds', async () => {
+    const before = emulator.store.count('ferry_region');
+    const run = await rt.runPipeline('pl_regions_inbound', { mode: 'scheduled' });
+    assert.equal(run.status, 'Succeeded', describeRun(run));
+    assert.equal(copiesOf(run).length, 0);
+    assert.equal(emulator.store.count('ferry_region'), before);
   });
 });

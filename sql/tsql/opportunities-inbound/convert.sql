@@ -8,11 +8,39 @@ SELECT N'accounts' AS [entity_set], CONCAT(N'accountnumber=''', REPLACE(CONVERT(
 
 MERGE INTO [ferry].[keymap] WITH (HOLDLOCK) AS tgt USING [stg_keymap_account] AS src ON tgt.[entity_set] = src.[entity_set] AND tgt.[key_predicate] = src.[key_predicate] WHEN MATCHED THEN UPDATE SET tgt.[id] = src.[id], tgt.[refreshed_at] = src.[refreshed_at] WHEN NOT MATCHED BY TARGET THEN INSERT ([entity_set], [key_predicate], [id], [refreshed_at]) VALUES (src.[entity_set], src.[key_predicate], src.[id], src.[refreshed_at]);
 
+DELETE FROM [ferry].[keymap] WHERE [entity_set] = N'accounts' AND [refreshed_at] < (SELECT MIN([refreshed_at]) FROM [stg_keymap_account]) AND EXISTS (SELECT 1 FROM [ferry].[cursors] AS f WHERE f.[pipeline] = N'ferry:keymap' AND f.[source] = CONCAT(N'dataverse:account:full-pending:', @pipeline) AND f.[value] = N'1');
+
+DROP TABLE IF EXISTS [stg_keymap_account_mark];
+
+SELECT c.[pipeline], N'dataverse:account' AS [source], c.[value], c.[run_id], c.[updated_at] INTO [stg_keymap_account_mark] FROM [ferry].[cursors] AS c WHERE c.[pipeline] = N'ferry:keymap' AND c.[source] = CONCAT(N'dataverse:account:pending:', @pipeline);
+
+MERGE INTO [ferry].[cursors] WITH (HOLDLOCK) AS tgt USING [stg_keymap_account_mark] AS src ON tgt.[pipeline] = src.[pipeline] AND tgt.[source] = src.[source] WHEN MATCHED AND src.[value] >= tgt.[value] THEN UPDATE SET tgt.[value] = src.[value], tgt.[run_id] = src.[run_id], tgt.[updated_at] = src.[updated_at] WHEN NOT MATCHED BY TARGET THEN INSERT ([pipeline], [source], [value], [run_id], [updated_at]) VALUES (src.[pipeline], src.[source], src.[value], src.[run_id], src.[updated_at]);
+
+DROP TABLE IF EXISTS [stg_keymap_account_full];
+
+SELECT m.[pipeline], N'dataverse:account:full' AS [source], m.[value], m.[run_id], m.[updated_at] INTO [stg_keymap_account_full] FROM [stg_keymap_account_mark] AS m WHERE EXISTS (SELECT 1 FROM [ferry].[cursors] AS f WHERE f.[pipeline] = N'ferry:keymap' AND f.[source] = CONCAT(N'dataverse:account:full-pending:', @pipeline) AND f.[value] = N'1');
+
+MERGE INTO [ferry].[cursors] WITH (HOLDLOCK) AS tgt USING [stg_keymap_account_full] AS src ON tgt.[pipeline] = src.[pipeline] AND tgt.[source] = src.[source] WHEN MATCHED AND src.[value] >= tgt.[value] THEN UPDATE SET tgt.[value] = src.[value], tgt.[run_id] = src.[run_id], tgt.[updated_at] = src.[updated_at] WHEN NOT MATCHED BY TARGET THEN INSERT ([pipeline], [source], [value], [run_id], [updated_at]) VALUES (src.[pipeline], src.[source], src.[value], src.[run_id], src.[updated_at]);
+
 DROP TABLE IF EXISTS [stg_keymap_contact];
 
 SELECT N'contacts' AS [entity_set], CONCAT(N'ferry_legacysource=''', REPLACE(CONVERT(NVARCHAR(4000), s.[ferry_legacysource]), N'''', N''''''), N'''', N',', N'ferry_legacyid=''', REPLACE(CONVERT(NVARCHAR(4000), s.[ferry_legacyid]), N'''', N''''''), N'''') AS [key_predicate], MAX(s.[contactid]) AS [id], SYSUTCDATETIME() AS [refreshed_at] INTO [stg_keymap_contact] FROM [stg_keymap_contact_raw] AS s WHERE s.[ferry_legacysource] IS NOT NULL AND s.[ferry_legacyid] IS NOT NULL AND LEN(CONCAT(N'ferry_legacysource=''', REPLACE(CONVERT(NVARCHAR(4000), s.[ferry_legacysource]), N'''', N''''''), N'''', N',', N'ferry_legacyid=''', REPLACE(CONVERT(NVARCHAR(4000), s.[ferry_legacyid]), N'''', N''''''), N'''')) <= 850 GROUP BY CONCAT(N'ferry_legacysource=''', REPLACE(CONVERT(NVARCHAR(4000), s.[ferry_legacysource]), N'''', N''''''), N'''', N',', N'ferry_legacyid=''', REPLACE(CONVERT(NVARCHAR(4000), s.[ferry_legacyid]), N'''', N''''''), N'''');
 
 MERGE INTO [ferry].[keymap] WITH (HOLDLOCK) AS tgt USING [stg_keymap_contact] AS src ON tgt.[entity_set] = src.[entity_set] AND tgt.[key_predicate] = src.[key_predicate] WHEN MATCHED THEN UPDATE SET tgt.[id] = src.[id], tgt.[refreshed_at] = src.[refreshed_at] WHEN NOT MATCHED BY TARGET THEN INSERT ([entity_set], [key_predicate], [id], [refreshed_at]) VALUES (src.[entity_set], src.[key_predicate], src.[id], src.[refreshed_at]);
+
+DELETE FROM [ferry].[keymap] WHERE [entity_set] = N'contacts' AND [refreshed_at] < (SELECT MIN([refreshed_at]) FROM [stg_keymap_contact]) AND EXISTS (SELECT 1 FROM [ferry].[cursors] AS f WHERE f.[pipeline] = N'ferry:keymap' AND f.[source] = CONCAT(N'dataverse:contact:full-pending:', @pipeline) AND f.[value] = N'1');
+
+DROP TABLE IF EXISTS [stg_keymap_contact_mark];
+
+SELECT c.[pipeline], N'dataverse:contact' AS [source], c.[value], c.[run_id], c.[updated_at] INTO [stg_keymap_contact_mark] FROM [ferry].[cursors] AS c WHERE c.[pipeline] = N'ferry:keymap' AND c.[source] = CONCAT(N'dataverse:contact:pending:', @pipeline);
+
+MERGE INTO [ferry].[cursors] WITH (HOLDLOCK) AS tgt USING [stg_keymap_contact_mark] AS src ON tgt.[pipeline] = src.[pipeline] AND tgt.[source] = src.[source] WHEN MATCHED AND src.[value] >= tgt.[value] THEN UPDATE SET tgt.[value] = src.[value], tgt.[run_id] = src.[run_id], tgt.[updated_at] = src.[updated_at] WHEN NOT MATCHED BY TARGET THEN INSERT ([pipeline], [source], [value], [run_id], [updated_at]) VALUES (src.[pipeline], src.[source], src.[value], src.[run_id], src.[updated_at]);
+
+DROP TABLE IF EXISTS [stg_keymap_contact_full];
+
+SELECT m.[pipeline], N'dataverse:contact:full' AS [source], m.[value], m.[run_id], m.[updated_at] INTO [stg_keymap_contact_full] FROM [stg_keymap_contact_mark] AS m WHERE EXISTS (SELECT 1 FROM [ferry].[cursors] AS f WHERE f.[pipeline] = N'ferry:keymap' AND f.[source] = CONCAT(N'dataverse:contact:full-pending:', @pipeline) AND f.[value] = N'1');
+
+MERGE INTO [ferry].[cursors] WITH (HOLDLOCK) AS tgt USING [stg_keymap_contact_full] AS src ON tgt.[pipeline] = src.[pipeline] AND tgt.[source] = src.[source] WHEN MATCHED AND src.[value] >= tgt.[value] THEN UPDATE SET tgt.[value] = src.[value], tgt.[run_id] = src.[run_id], tgt.[updated_at] = src.[updated_at] WHEN NOT MATCHED BY TARGET THEN INSERT ([pipeline], [source], [value], [run_id], [updated_at]) VALUES (src.[pipeline], src.[source], src.[value], src.[run_id], src.[updated_at]);
 
 DROP TABLE IF EXISTS [stg_keymap_ferry_region];
 
@@ -20,11 +48,39 @@ SELECT N'ferry_regions' AS [entity_set], CONCAT(N'ferry_code=''', REPLACE(CONVER
 
 MERGE INTO [ferry].[keymap] WITH (HOLDLOCK) AS tgt USING [stg_keymap_ferry_region] AS src ON tgt.[entity_set] = src.[entity_set] AND tgt.[key_predicate] = src.[key_predicate] WHEN MATCHED THEN UPDATE SET tgt.[id] = src.[id], tgt.[refreshed_at] = src.[refreshed_at] WHEN NOT MATCHED BY TARGET THEN INSERT ([entity_set], [key_predicate], [id], [refreshed_at]) VALUES (src.[entity_set], src.[key_predicate], src.[id], src.[refreshed_at]);
 
+DELETE FROM [ferry].[keymap] WHERE [entity_set] = N'ferry_regions' AND [refreshed_at] < (SELECT MIN([refreshed_at]) FROM [stg_keymap_ferry_region]) AND EXISTS (SELECT 1 FROM [ferry].[cursors] AS f WHERE f.[pipeline] = N'ferry:keymap' AND f.[source] = CONCAT(N'dataverse:ferry_region:full-pending:', @pipeline) AND f.[value] = N'1');
+
+DROP TABLE IF EXISTS [stg_keymap_ferry_region_mark];
+
+SELECT c.[pipeline], N'dataverse:ferry_region' AS [source], c.[value], c.[run_id], c.[updated_at] INTO [stg_keymap_ferry_region_mark] FROM [ferry].[cursors] AS c WHERE c.[pipeline] = N'ferry:keymap' AND c.[source] = CONCAT(N'dataverse:ferry_region:pending:', @pipeline);
+
+MERGE INTO [ferry].[cursors] WITH (HOLDLOCK) AS tgt USING [stg_keymap_ferry_region_mark] AS src ON tgt.[pipeline] = src.[pipeline] AND tgt.[source] = src.[source] WHEN MATCHED AND src.[value] >= tgt.[value] THEN UPDATE SET tgt.[value] = src.[value], tgt.[run_id] = src.[run_id], tgt.[updated_at] = src.[updated_at] WHEN NOT MATCHED BY TARGET THEN INSERT ([pipeline], [source], [value], [run_id], [updated_at]) VALUES (src.[pipeline], src.[source], src.[value], src.[run_id], src.[updated_at]);
+
+DROP TABLE IF EXISTS [stg_keymap_ferry_region_full];
+
+SELECT m.[pipeline], N'dataverse:ferry_region:full' AS [source], m.[value], m.[run_id], m.[updated_at] INTO [stg_keymap_ferry_region_full] FROM [stg_keymap_ferry_region_mark] AS m WHERE EXISTS (SELECT 1 FROM [ferry].[cursors] AS f WHERE f.[pipeline] = N'ferry:keymap' AND f.[source] = CONCAT(N'dataverse:ferry_region:full-pending:', @pipeline) AND f.[value] = N'1');
+
+MERGE INTO [ferry].[cursors] WITH (HOLDLOCK) AS tgt USING [stg_keymap_ferry_region_full] AS src ON tgt.[pipeline] = src.[pipeline] AND tgt.[source] = src.[source] WHEN MATCHED AND src.[value] >= tgt.[value] THEN UPDATE SET tgt.[value] = src.[value], tgt.[run_id] = src.[run_id], tgt.[updated_at] = src.[updated_at] WHEN NOT MATCHED BY TARGET THEN INSERT ([pipeline], [source], [value], [run_id], [updated_at]) VALUES (src.[pipeline], src.[source], src.[value], src.[run_id], src.[updated_at]);
+
 DROP TABLE IF EXISTS [stg_keymap_transactioncurrency];
 
 SELECT N'transactioncurrencies' AS [entity_set], CONCAT(N'isocurrencycode=''', REPLACE(CONVERT(NVARCHAR(4000), s.[isocurrencycode]), N'''', N''''''), N'''') AS [key_predicate], MAX(s.[transactioncurrencyid]) AS [id], SYSUTCDATETIME() AS [refreshed_at] INTO [stg_keymap_transactioncurrency] FROM [stg_keymap_transactioncurrency_raw] AS s WHERE s.[isocurrencycode] IS NOT NULL AND LEN(CONCAT(N'isocurrencycode=''', REPLACE(CONVERT(NVARCHAR(4000), s.[isocurrencycode]), N'''', N''''''), N'''')) <= 850 GROUP BY CONCAT(N'isocurrencycode=''', REPLACE(CONVERT(NVARCHAR(4000), s.[isocurrencycode]), N'''', N''''''), N'''');
 
 MERGE INTO [ferry].[keymap] WITH (HOLDLOCK) AS tgt USING [stg_keymap_transactioncurrency] AS src ON tgt.[entity_set] = src.[entity_set] AND tgt.[key_predicate] = src.[key_predicate] WHEN MATCHED THEN UPDATE SET tgt.[id] = src.[id], tgt.[refreshed_at] = src.[refreshed_at] WHEN NOT MATCHED BY TARGET THEN INSERT ([entity_set], [key_predicate], [id], [refreshed_at]) VALUES (src.[entity_set], src.[key_predicate], src.[id], src.[refreshed_at]);
+
+DELETE FROM [ferry].[keymap] WHERE [entity_set] = N'transactioncurrencies' AND [refreshed_at] < (SELECT MIN([refreshed_at]) FROM [stg_keymap_transactioncurrency]) AND EXISTS (SELECT 1 FROM [ferry].[cursors] AS f WHERE f.[pipeline] = N'ferry:keymap' AND f.[source] = CONCAT(N'dataverse:transactioncurrency:full-pending:', @pipeline) AND f.[value] = N'1');
+
+DROP TABLE IF EXISTS [stg_keymap_transactioncurrency_mark];
+
+SELECT c.[pipeline], N'dataverse:transactioncurrency' AS [source], c.[value], c.[run_id], c.[updated_at] INTO [stg_keymap_transactioncurrency_mark] FROM [ferry].[cursors] AS c WHERE c.[pipeline] = N'ferry:keymap' AND c.[source] = CONCAT(N'dataverse:transactioncurrency:pending:', @pipeline);
+
+MERGE INTO [ferry].[cursors] WITH (HOLDLOCK) AS tgt USING [stg_keymap_transactioncurrency_mark] AS src ON tgt.[pipeline] = src.[pipeline] AND tgt.[source] = src.[source] WHEN MATCHED AND src.[value] >= tgt.[value] THEN UPDATE SET tgt.[value] = src.[value], tgt.[run_id] = src.[run_id], tgt.[updated_at] = src.[updated_at] WHEN NOT MATCHED BY TARGET THEN INSERT ([pipeline], [source], [value], [run_id], [updated_at]) VALUES (src.[pipeline], src.[source], src.[value], src.[run_id], src.[updated_at]);
+
+DROP TABLE IF EXISTS [stg_keymap_transactioncurrency_full];
+
+SELECT m.[pipeline], N'dataverse:transactioncurrency:full' AS [source], m.[value], m.[run_id], m.[updated_at] INTO [stg_keymap_transactioncurrency_full] FROM [stg_keymap_transactioncurrency_mark] AS m WHERE EXISTS (SELECT 1 FROM [ferry].[cursors] AS f WHERE f.[pipeline] = N'ferry:keymap' AND f.[source] = CONCAT(N'dataverse:transactioncurrency:full-pending:', @pipeline) AND f.[value] = N'1');
+
+MERGE INTO [ferry].[cursors] WITH (HOLDLOCK) AS tgt USING [stg_keymap_transactioncurrency_full] AS src ON tgt.[pipeline] = src.[pipeline] AND tgt.[source] = src.[source] WHEN MATCHED AND src.[value] >= tgt.[value] THEN UPDATE SET tgt.[value] = src.[value], tgt.[run_id] = src.[run_id], tgt.[updated_at] = src.[updated_at] WHEN NOT MATCHED BY TARGET THEN INSERT ([pipeline], [source], [value], [run_id], [updated_at]) VALUES (src.[pipeline], src.[source], src.[value], src.[run_id], src.[updated_at]);
 
 DROP TABLE IF EXISTS [stg_opportunities_inbound_rows];
 

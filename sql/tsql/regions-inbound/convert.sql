@@ -8,6 +8,20 @@ SELECT N'ferry_regions' AS [entity_set], CONCAT(N'ferry_code=''', REPLACE(CONVER
 
 MERGE INTO [ferry].[keymap] WITH (HOLDLOCK) AS tgt USING [stg_keymap_ferry_region] AS src ON tgt.[entity_set] = src.[entity_set] AND tgt.[key_predicate] = src.[key_predicate] WHEN MATCHED THEN UPDATE SET tgt.[id] = src.[id], tgt.[refreshed_at] = src.[refreshed_at] WHEN NOT MATCHED BY TARGET THEN INSERT ([entity_set], [key_predicate], [id], [refreshed_at]) VALUES (src.[entity_set], src.[key_predicate], src.[id], src.[refreshed_at]);
 
+DELETE FROM [ferry].[keymap] WHERE [entity_set] = N'ferry_regions' AND [refreshed_at] < (SELECT MIN([refreshed_at]) FROM [stg_keymap_ferry_region]) AND EXISTS (SELECT 1 FROM [ferry].[cursors] AS f WHERE f.[pipeline] = N'ferry:keymap' AND f.[source] = CONCAT(N'dataverse:ferry_region:full-pending:', @pipeline) AND f.[value] = N'1');
+
+DROP TABLE IF EXISTS [stg_keymap_ferry_region_mark];
+
+SELECT c.[pipeline], N'dataverse:ferry_region' AS [source], c.[value], c.[run_id], c.[updated_at] INTO [stg_keymap_ferry_region_mark] FROM [ferry].[cursors] AS c WHERE c.[pipeline] = N'ferry:keymap' AND c.[source] = CONCAT(N'dataverse:ferry_region:pending:', @pipeline);
+
+MERGE INTO [ferry].[cursors] WITH (HOLDLOCK) AS tgt USING [stg_keymap_ferry_region_mark] AS src ON tgt.[pipeline] = src.[pipeline] AND tgt.[source] = src.[source] WHEN MATCHED AND src.[value] >= tgt.[value] THEN UPDATE SET tgt.[value] = src.[value], tgt.[run_id] = src.[run_id], tgt.[updated_at] = src.[updated_at] WHEN NOT MATCHED BY TARGET THEN INSERT ([pipeline], [source], [value], [run_id], [updated_at]) VALUES (src.[pipeline], src.[source], src.[value], src.[run_id], src.[updated_at]);
+
+DROP TABLE IF EXISTS [stg_keymap_ferry_region_full];
+
+SELECT m.[pipeline], N'dataverse:ferry_region:full' AS [source], m.[value], m.[run_id], m.[updated_at] INTO [stg_keymap_ferry_region_full] FROM [stg_keymap_ferry_region_mark] AS m WHERE EXISTS (SELECT 1 FROM [ferry].[cursors] AS f WHERE f.[pipeline] = N'ferry:keymap' AND f.[source] = CONCAT(N'dataverse:ferry_region:full-pending:', @pipeline) AND f.[value] = N'1');
+
+MERGE INTO [ferry].[cursors] WITH (HOLDLOCK) AS tgt USING [stg_keymap_ferry_region_full] AS src ON tgt.[pipeline] = src.[pipeline] AND tgt.[source] = src.[source] WHEN MATCHED AND src.[value] >= tgt.[value] THEN UPDATE SET tgt.[value] = src.[value], tgt.[run_id] = src.[run_id], tgt.[updated_at] = src.[updated_at] WHEN NOT MATCHED BY TARGET THEN INSERT ([pipeline], [source], [value], [run_id], [updated_at]) VALUES (src.[pipeline], src.[source], src.[value], src.[run_id], src.[updated_at]);
+
 DROP TABLE IF EXISTS [stg_regions_inbound_rows];
 
 SELECT t.*, ROW_NUMBER() OVER (ORDER BY t.[__source_file], t.[__ordinal]) AS [__row_id], ROW_NUMBER() OVER (PARTITION BY t.[__source_file] ORDER BY t.[__ordinal]) AS [__row_number] INTO [stg_regions_inbound_rows] FROM (SELECT s.*, ROW_NUMBER() OVER (ORDER BY (SELECT NULL)) AS [__ordinal] FROM [stg_regions_inbound_staged] AS s) AS t;
@@ -26,7 +40,7 @@ INSERT INTO [ferry].[rejects] ([run_id], [pipeline], [stage], [reason], [message
 
 DROP TABLE IF EXISTS [stg_regions_inbound_sink];
 
-SELECT w.[__row_id], CASE WHEN w.[c2_pred] IS NOT NULL AND COALESCE(TRY_CONVERT(UNIQUEIDENTIFIER, w.[c2_pred]), km2.[id]) IS NULL THEN CONCAT(N'Lookup `ferry_parentregionid` target ', w.[c2_set], N'(', w.[c2_pred], N') is not in the key map of Dataverse; load the parent first, then replay this row.') END AS [__missing], w.[c0_v] AS [ferry_code], w.[c1_v] AS [ferry_name], COALESCE(TRY_CONVERT(UNIQUEIDENTIFIER, w.[c2_pred]), km2.[id]) AS [ferry_parentregionid] INTO [stg_regions_inbound_sink] FROM [stg_regions_inbound_work] AS w LEFT JOIN [ferry].[keymap] AS km2 ON km2.[entity_set] = w.[c2_set] AND km2.[key_predicate] = w.[c2_pred] WHERE w.[__outcome] = N'ok';
+SELECT w.[__row_id], CASE WHEN w.[c2_pred] IS NOT NULL AND COALESCE(TRY_CONVERT(UNIQUEIDENTIFIER, w.[c2_pred]), km2.[id]) IS NULL AND NOT (w.[c2_pred] IS NOT NULL AND COALESCE(TRY_CONVERT(UNIQUEIDENTIFIER, w.[c2_pred]), km2.[id]) IS NULL AND w.[c2_set] = N'ferry_regions' AND EXISTS (SELECT 1 FROM [stg_regions_inbound_work] AS p WHERE p.[__outcome] = N'ok' AND p.[__key_predicate] = w.[c2_pred])) THEN CONCAT(N'Lookup `ferry_parentregionid` target ', w.[c2_set], N'(', w.[c2_pred], N') is not in the key map of Dataverse; load the parent first, then replay this row.') END AS [__missing], w.[c0_v] AS [ferry_code], w.[c1_v] AS [ferry_name], COALESCE(TRY_CONVERT(UNIQUEIDENTIFIER, w.[c2_pred]), km2.[id]) AS [ferry_parentregionid], CASE WHEN w.[c2_pred] IS NOT NULL AND COALESCE(TRY_CONVERT(UNIQUEIDENTIFIER, w.[c2_pred]), km2.[id]) IS NULL AND w.[c2_set] = N'ferry_regions' AND EXISTS (SELECT 1 FROM [stg_regions_inbound_work] AS p WHERE p.[__outcome] = N'ok' AND p.[__key_predicate] = w.[c2_pred]) THEN w.[c2_pred] END AS [__defer_2] INTO [stg_regions_inbound_sink] FROM [stg_regions_inbound_work] AS w LEFT JOIN [ferry].[keymap] AS km2 ON km2.[entity_set] = w.[c2_set] AND km2.[key_predicate] = w.[c2_pred] WHERE w.[__outcome] = N'ok';
 
 INSERT INTO [ferry].[rejects] ([run_id], [pipeline], [stage], [reason], [message], [key], [source_file], [row_number], [row_json], [created_at]) SELECT @run_id, @pipeline, N'convert-to-dataverse', N'lookup.target_missing', s.[__missing], w.[__key], w.[__source_file], w.[__row_number], (SELECT r.* FOR JSON PATH, WITHOUT_ARRAY_WRAPPER), CONVERT(NVARCHAR(40), SYSUTCDATETIME(), 127) FROM [stg_regions_inbound_sink] AS s INNER JOIN [stg_regions_inbound_work] AS w ON w.[__row_id] = s.[__row_id] INNER JOIN [stg_regions_inbound_rows] AS r ON r.[__row_id] = s.[__row_id] WHERE s.[__missing] IS NOT NULL;
 

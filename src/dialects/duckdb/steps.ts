@@ -1,4 +1,15 @@
-import type { SqlStep, StepRenderer, SynapseStepPlan } from '../sql-steps.js';
+import {
+  COPY_SKIPPED_MESSAGE,
+  KEYMAP_CURSOR_PIPELINE,
+  keymapCursorSource,
+  keymapFullPendingPrefix,
+  keymapFullSource,
+  keymapPendingPrefix,
+  type RawColumn,
+  type SqlStep,
+  type StepRenderer,
+  type SynapseStepPlan,
+} from '../sql-steps.js';
 import { duckdbConversion } from './conversion.js';
 import { duckIdent, duckLiteral } from './driver.js';
 import { synapseExtractSql } from './extract.js';
@@ -35,9 +46,11 @@ function renderDuck(step: SqlStep<SynapseStepPlan>): string[] {
         `SELECT COALESCE(MAX(value), ${L(plan.fallback)}) AS cursor_value FROM ${state('cursors')} WHERE pipeline = ${L(plan.pipeline)} AND source = ${L(plan.source)}`,
       ];
     case 'truncate-table':
-      // DuckDB has no conditional TRUNCATE; dropping leaves the same state after the Copy (its sink creates the
-      // table from the source schema, as `tableOption: autoCreate` does for a missing table).
-      return [`DROP TABLE IF EXISTS ${duckIdent(plan.table)}`];
+      // As the T-SQL rendering: the table is kept (created typed when missing) and emptied, never dropped.
+      return [
+        `CREATE TABLE IF NOT EXISTS ${duckIdent(plan.table)} (${plan.columns.map((c) => `${duckIdent(c.name)} ${duckRawType(c)}`).join(', ')})`,
+        `TRUNCATE ${duckIdent(plan.table)}`,
+      ];
     case 'finish-run': {
       const rows = plan.rowsWritten ? 'CAST($rows AS BIGINT)' : 'CAST(0 AS BIGINT)';
       const cap = plan.maxRejected === undefined ? '' : ` OR rejected > ${plan.maxRejected}`;
@@ -45,7 +58,7 @@ function renderDuck(step: SqlStep<SynapseStepPlan>): string[] {
       const totals = `(SELECT written, rejected, CASE WHEN rejected > ${plan.maxRejectedRatio} * (written + rejected)${cap} THEN 1 ELSE 0 END AS over_threshold FROM (SELECT ${rows} AS written, (SELECT COUNT(*) FROM ${state('rejects')} WHERE run_id = $run_id) AS rejected))`;
       const skipped = plan.copySkipped
         ? [
-            `INSERT INTO ${state('rejects')} (run_id, pipeline, stage, reason, message, created_at) SELECT $run_id, ${L(plan.pipeline)}, 'upsert-dataverse', 'dataverse.copy_skipped', 'Dataverse refused ' || CAST($rows_skipped AS VARCHAR) || ${L(` rows; their rows and errors are in the lake under ${plan.copySkipped.errorsFolder}.`)}, ${DUCK_NOW_TEXT} WHERE $rows_skipped > 0`,
+            `INSERT INTO ${state('rejects')} (run_id, pipeline, stage, reason, message, created_at) SELECT $run_id, ${L(plan.pipeline)}, 'upsert-dataverse', 'dataverse.copy_skipped', ${L(COPY_SKIPPED_MESSAGE[0])} || CAST($rows_skipped AS VARCHAR) || ${L(COPY_SKIPPED_MESSAGE[1].replace('{folder}', plan.copySkipped.errorsFolder))}, ${DUCK_NOW_TEXT} WHERE $rows_skipped > 0`,
           ]
         : [];
       return [
@@ -75,5 +88,72 @@ function renderDuck(step: SqlStep<SynapseStepPlan>): string[] {
     case 'drop-tables':
     case 'expire-state':
       return duckdbRecoverySteps({ ...step, plan });
+    case 'keymap-since':
+    case 'resolve-deferred':
+    case 'deferred-sink-query':
+    case 'select-new-files':
+    case 'record-processed-files':
+      return renderInboundDuck(plan);
+  }
+}
+
+// Inbound key maps, processed files and same-window lookups (syn-inbound).
+function renderInboundDuck(
+  plan: Extract<
+    SynapseStepPlan,
+    {
+      kind: 'keymap-since' | 'resolve-deferred' | 'deferred-sink-query' | 'select-new-files' | 'record-processed-files';
+    }
+  >,
+): string[] {
+  const iso = (t: string) => `strftime(${t}, '%Y-%m-%dT%H:%M:%SZ')`;
+  const files = `(SELECT DISTINCT json_extract_string(e.value, '$.name') AS name FROM json_each(CAST($files AS JSON)) AS e)`;
+  switch (plan.kind) {
+    case 'keymap-since': {
+      const overlap = `INTERVAL ${Math.trunc(plan.overlapMinutes)} MINUTE`;
+      const cursor = (source: string) =>
+        `(SELECT MAX(value) FROM ${state('cursors')} WHERE pipeline = ${L(KEYMAP_CURSOR_PIPELINE)} AND source = ${L(source)})`;
+      const upsert = (source: string, value: string) =>
+        `INSERT INTO ${state('cursors')} (pipeline, source, value, run_id, updated_at) SELECT ${L(KEYMAP_CURSOR_PIPELINE)}, ${L(source)}, ${value}, $run_id, ${DUCK_NOW_TEXT} ON CONFLICT (pipeline, source) DO UPDATE SET value = excluded.value, run_id = excluded.run_id, updated_at = excluded.updated_at`;
+      const fullPending = `${keymapFullPendingPrefix(plan.table)}${plan.pipeline}`;
+      const full = `${cursor(keymapCursorSource(plan.table))} IS NULL OR NOT EXISTS (SELECT 1 FROM ${state('keymap')} WHERE entity_set = ${L(plan.entitySet)}) OR COALESCE(${cursor(keymapFullSource(plan.table))}, '') < strftime(timezone('UTC', current_timestamp) - INTERVAL ${Math.trunc(plan.fullEveryHours)} HOUR, '%Y-%m-%dT%H:%M:%S.%f')`;
+      return [
+        upsert(`${keymapPendingPrefix(plan.table)}${plan.pipeline}`, DUCK_NOW_TEXT),
+        upsert(fullPending, `CASE WHEN ${full} THEN '1' ELSE '0' END`),
+        `SELECT CASE WHEN ${cursor(fullPending)} = '1' THEN '1900-01-01T00:00:00Z' ELSE ${iso(`CAST(${cursor(keymapCursorSource(plan.table))} AS TIMESTAMP) - ${overlap}`)} END AS since, ${iso(`timezone('UTC', current_timestamp) - ${overlap}`)} AS run_since`,
+      ];
+    }
+    case 'resolve-deferred':
+      return duckdbConversion.compileDeferredLookups(plan.conversion).resolve;
+    case 'deferred-sink-query':
+      return [duckdbConversion.compileDeferredLookups(plan.conversion).sinkQuery];
+    case 'select-new-files':
+      // A run with a window takes every listed file again (the local runner reprocesses a range).
+      return [
+        `SELECT f.name FROM ${files} AS f WHERE COALESCE($window_start, '') <> '' OR NOT EXISTS (SELECT 1 FROM ${state('processed_items')} AS i WHERE i.pipeline = ${L(plan.pipeline)} AND i.source = ${L(plan.source)} AND i.item_id = ${L(`${plan.folder}/`)} || f.name) ORDER BY f.name LIMIT ${Math.trunc(plan.limit)}`,
+      ];
+    case 'record-processed-files':
+      return [
+        `INSERT INTO ${state('processed_items')} (pipeline, source, item_id, size, modified_ms, item_timestamp, run_id, processed_at) SELECT ${L(plan.pipeline)}, ${L(plan.source)}, ${L(`${plan.folder}/`)} || f.name, NULL, NULL, NULL, $run_id, ${DUCK_NOW_TEXT} FROM ${files} AS f WHERE f.name IS NOT NULL ON CONFLICT (pipeline, source, item_id) DO UPDATE SET run_id = excluded.run_id, processed_at = excluded.processed_at`,
+      ];
+  }
+}
+
+function duckRawType(c: RawColumn): string {
+  switch (c.type) {
+    case 'text':
+      return 'VARCHAR';
+    case 'uuid':
+      return 'UUID';
+    case 'bigint':
+      return 'BIGINT';
+    case 'decimal':
+      return 'DECIMAL(38,10)';
+    case 'double':
+      return 'DOUBLE';
+    case 'timestamp':
+      return 'TIMESTAMP';
+    case 'boolean':
+      return 'BOOLEAN';
   }
 }

@@ -1,4 +1,16 @@
-import type { SqlStep, StepParameter, StepRenderer, SynapseStepPlan } from '../sql-steps.js';
+import {
+  COPY_SKIPPED_MESSAGE,
+  KEYMAP_CURSOR_PIPELINE,
+  keymapCursorSource,
+  keymapFullPendingPrefix,
+  keymapFullSource,
+  keymapPendingPrefix,
+  type RawColumn,
+  type SqlStep,
+  type StepParameter,
+  type StepRenderer,
+  type SynapseStepPlan,
+} from '../sql-steps.js';
 import { tsqlConversion } from './conversion.js';
 import { compileExtract } from './extract.js';
 import { tsqlRecoverySteps } from './recovery-steps.js';
@@ -48,7 +60,8 @@ function renderTsql(step: SqlStep<SynapseStepPlan>): string[] {
       ];
     case 'truncate-table':
       return [
-        `IF OBJECT_ID(N'${plan.schema}.${plan.table}', N'U') IS NOT NULL TRUNCATE TABLE ${tsqlTable(plan.schema, plan.table)}`,
+        `IF OBJECT_ID(N'${plan.schema}.${plan.table}', N'U') IS NULL CREATE TABLE ${tsqlTable(plan.schema, plan.table)} (${plan.columns.map((c) => `${tsqlIdent(c.name)} ${tsqlRawType(c)} NULL`).join(', ')})`,
+        `TRUNCATE TABLE ${tsqlTable(plan.schema, plan.table)}`,
       ];
     case 'finish-run': {
       const ratio = plan.maxRejectedRatio;
@@ -64,7 +77,7 @@ function renderTsql(step: SqlStep<SynapseStepPlan>): string[] {
       const rejects = tsqlTable(STATE_SCHEMA, 'rejects');
       const skipped = plan.copySkipped
         ? [
-            `INSERT INTO ${rejects} ([run_id], [pipeline], [stage], [reason], [message], [created_at]) SELECT N'${v('run_id')}', ${tsqlLiteral(plan.pipeline)}, N'upsert-dataverse', N'dataverse.copy_skipped', CONCAT(N'Dataverse refused ', ${v('rows_skipped')}, N' rows; their rows and errors are in the lake under ${plan.copySkipped.errorsFolder}.'), ${NOW} WHERE ${v('rows_skipped')} > 0`,
+            `INSERT INTO ${rejects} ([run_id], [pipeline], [stage], [reason], [message], [created_at]) SELECT N'${v('run_id')}', ${tsqlLiteral(plan.pipeline)}, N'upsert-dataverse', N'dataverse.copy_skipped', CONCAT(${tsqlLiteral(COPY_SKIPPED_MESSAGE[0])}, ${v('rows_skipped')}, ${tsqlLiteral(COPY_SKIPPED_MESSAGE[1].replace('{folder}', plan.copySkipped.errorsFolder))}), ${NOW} WHERE ${v('rows_skipped')} > 0`,
           ]
         : [];
       return [
@@ -97,5 +110,80 @@ function renderTsql(step: SqlStep<SynapseStepPlan>): string[] {
     case 'drop-tables':
     case 'expire-state':
       return tsqlRecoverySteps({ ...step, plan });
+    case 'keymap-since':
+    case 'resolve-deferred':
+    case 'deferred-sink-query':
+    case 'select-new-files':
+    case 'record-processed-files':
+      return renderInboundTsql(step, plan);
+  }
+}
+
+// Inbound key maps, processed files and same-window lookups (syn-inbound).
+function renderInboundTsql(
+  step: SqlStep,
+  plan: Extract<
+    SynapseStepPlan,
+    {
+      kind: 'keymap-since' | 'resolve-deferred' | 'deferred-sink-query' | 'select-new-files' | 'record-processed-files';
+    }
+  >,
+): string[] {
+  const v = (name: string) => interpolated(step, name);
+  const cursors = tsqlTable(STATE_SCHEMA, 'cursors');
+  const processed = tsqlTable(STATE_SCHEMA, 'processed_items');
+  const iso = (t: string) => `CONVERT(NVARCHAR(19), ${t}, 126) + N'Z'`;
+  const files = () => `(SELECT DISTINCT JSON_VALUE(j.[value], '$.name') AS [name] FROM OPENJSON(${v('files')}) AS j)`;
+  switch (plan.kind) {
+    case 'keymap-since': {
+      const upsert = (source: string, value: string) =>
+        saveCursorSql()
+          .replace('@pipeline AS', `${tsqlLiteral(KEYMAP_CURSOR_PIPELINE)} AS`)
+          .replace('@source AS', `${tsqlLiteral(source)} AS`)
+          .replace('@value AS', `${value} AS`)
+          .replace('@run_id AS', `N'${v('run_id')}' AS`);
+      const cursor = (source: string) =>
+        `(SELECT MAX([value]) FROM ${cursors} WHERE [pipeline] = ${tsqlLiteral(KEYMAP_CURSOR_PIPELINE)} AND [source] = ${tsqlLiteral(source)})`;
+      const fullPending = `${keymapFullPendingPrefix(plan.table)}${plan.pipeline}`;
+      const full = `${cursor(keymapCursorSource(plan.table))} IS NULL OR NOT EXISTS (SELECT 1 FROM ${tsqlTable(STATE_SCHEMA, 'keymap')} WHERE [entity_set] = ${tsqlLiteral(plan.entitySet)}) OR ISNULL(${cursor(keymapFullSource(plan.table))}, N'') < CONVERT(NVARCHAR(40), DATEADD(HOUR, ${-Math.trunc(plan.fullEveryHours)}, SYSUTCDATETIME()), 127)`;
+      const back = -Math.trunc(plan.overlapMinutes);
+      return [
+        upsert(`${keymapPendingPrefix(plan.table)}${plan.pipeline}`, NOW),
+        upsert(fullPending, `CASE WHEN ${full} THEN N'1' ELSE N'0' END`),
+        `SELECT CASE WHEN ${cursor(fullPending)} = N'1' THEN N'1900-01-01T00:00:00Z' ELSE ${iso(`DATEADD(MINUTE, ${back}, CAST(${cursor(keymapCursorSource(plan.table))} AS DATETIME2))`)} END AS [since], ${iso(`DATEADD(MINUTE, ${back}, SYSUTCDATETIME())`)} AS [run_since]`,
+      ];
+    }
+    case 'resolve-deferred':
+      return tsqlConversion.compileDeferredLookups(plan.conversion).resolve;
+    case 'deferred-sink-query':
+      return [tsqlConversion.compileDeferredLookups(plan.conversion).sinkQuery];
+    case 'select-new-files':
+      // A run with a window takes every listed file again (the local runner reprocesses a range).
+      return [
+        `SELECT TOP (${Math.trunc(plan.limit)}) f.[name] FROM ${files()} AS f WHERE ISNULL(${v('window_start')}, N'') <> N'' OR NOT EXISTS (SELECT 1 FROM ${processed} AS i WHERE i.[pipeline] = ${tsqlLiteral(plan.pipeline)} AND i.[source] = ${tsqlLiteral(plan.source)} AND i.[item_id] = CONCAT(${tsqlLiteral(`${plan.folder}/`)}, f.[name])) ORDER BY f.[name]`,
+      ];
+    case 'record-processed-files':
+      return [
+        `MERGE INTO ${processed} WITH (HOLDLOCK) AS tgt USING (SELECT ${tsqlLiteral(plan.pipeline)} AS [pipeline], ${tsqlLiteral(plan.source)} AS [source], CONCAT(${tsqlLiteral(`${plan.folder}/`)}, f.[name]) AS [item_id] FROM ${files()} AS f WHERE f.[name] IS NOT NULL) AS src ON tgt.[pipeline] = src.[pipeline] AND tgt.[source] = src.[source] AND tgt.[item_id] = src.[item_id] WHEN MATCHED THEN UPDATE SET tgt.[run_id] = ${v('run_id')}, tgt.[processed_at] = ${NOW} WHEN NOT MATCHED BY TARGET THEN INSERT ([pipeline], [source], [item_id], [run_id], [processed_at]) VALUES (src.[pipeline], src.[source], src.[item_id], ${v('run_id')}, ${NOW});`,
+      ];
+  }
+}
+
+function tsqlRawType(c: RawColumn): string {
+  switch (c.type) {
+    case 'text':
+      return 'NVARCHAR(4000)';
+    case 'uuid':
+      return 'UNIQUEIDENTIFIER';
+    case 'bigint':
+      return 'BIGINT';
+    case 'decimal':
+      return 'DECIMAL(38,10)';
+    case 'double':
+      return 'FLOAT';
+    case 'timestamp':
+      return 'DATETIME2';
+    case 'boolean':
+      return 'BIT';
   }
 }

@@ -4,7 +4,7 @@ import type { ConversionPlan } from '../../core/mapping.js';
 import type { PipelineDefinition } from '../../core/pipeline.js';
 import { loadMetadata, type TableMetadata } from '../../core/table-metadata.js';
 import { keymapTargetsOf } from '../../dialects/sql-dialect.js';
-import type { ConversionNames, KeymapTarget, StepRegistry } from '../../dialects/sql-steps.js';
+import type { ConversionNames, KeymapTarget, RawColumn, StepRegistry } from '../../dialects/sql-steps.js';
 import { STATE_SCHEMA } from '../../dialects/tsql/staging.js';
 import { loadConversionPlan } from '../../stages/convert-to-dataverse/conversion.js';
 import type { SynapseExportSettings } from './export-settings.js';
@@ -96,67 +96,115 @@ export async function inboundPipeline(
       },
     },
     {
-      // Files are selected by modification time in (watermark or windowStart, windowEnd]: the same window rule as
-      // the local runner's cursor, so a failed run repeats its window.
-      name: 'CopyParquetToStaging',
-      type: 'Copy',
+      // The files SelectNewFiles chose (not yet processed, oldest name first), one Copy each, one after the other
+      // (the first creates the staging table from the file's schema; the next ones append to it).
+      name: 'CopyNewFiles',
+      type: 'ForEach',
       dependsOn: [after('SetWindowEnd')],
-      policy: policy('0.02:00:00', 2),
       userProperties: [],
       typeProperties: {
-        source: {
-          type: 'ParquetSource',
-          storeSettings: {
-            type: 'AzureBlobFSReadSettings',
-            // Not recursive: Spark writes uncommitted part files under `_temporary/` below the folder, and the
-            // wildcards cannot exclude a segment (the local runner skips `_`/`.` segments). Deltas sit directly
-            // in the folder.
-            recursive: false,
-            wildcardFolderPath: view.source.folder,
-            wildcardFileName: view.source.pattern,
-            modifiedDatetimeStart: expr(
-              `@if(empty(pipeline().parameters.windowStart), activity('LookupWatermark').output.firstRow.cursor_value, pipeline().parameters.windowStart)`,
-            ),
-            modifiedDatetimeEnd: expr(`@variables('windowEnd')`),
-            enablePartitionDiscovery: false,
+        items: expr(`@activity('SelectNewFiles').output.resultSets[0].rows`),
+        isSequential: true,
+        activities: [
+          {
+            name: 'CopyParquetToStaging',
+            type: 'Copy',
+            dependsOn: [],
+            policy: policy('0.02:00:00', 2),
+            userProperties: [],
+            typeProperties: {
+              source: {
+                type: 'ParquetSource',
+                storeSettings: {
+                  type: 'AzureBlobFSReadSettings',
+                  // One named file directly in the folder: Spark's uncommitted part files under `_temporary/` are
+                  // never read (the local runner skips `_`/`.` segments).
+                  recursive: false,
+                  wildcardFolderPath: view.source.folder,
+                  wildcardFileName: expr(`@item().name`),
+                  enablePartitionDiscovery: false,
+                },
+                additionalColumns: [
+                  { name: '__source_file', value: '$$FILEPATH' },
+                  { name: '__run_id', value: expr('@pipeline().RunId') },
+                ],
+              },
+              sink: {
+                type: 'AzureSqlSink',
+                tableOption: 'autoCreate',
+                writeBatchSize: 10000,
+                sqlWriterUseTableLock: true,
+              },
+              enableStaging: false,
+              // By name, only the columns the conversion reads: a file with a column the mapping does not use (one
+              // added at the source) appends to the table the first file created, as the local runner ignores it.
+              translator: {
+                type: 'TabularTranslator',
+                mappings: [...new Set([...plan.sourceColumns, plan.changeTimestamp]), '__source_file', '__run_id'].map(
+                  (c) => ({ source: { name: c }, sink: { name: c } }),
+                ),
+              },
+            },
+            inputs: [
+              {
+                referenceName: NAMES.lakeParquet,
+                type: 'DatasetReference',
+                parameters: { fileSystem: settings.lakeFileSystem, folderPath: view.source.folder },
+              },
+            ],
+            outputs: [sqlTableRef(STAGING_SCHEMA, names.staged.table)],
           },
-          additionalColumns: [
-            { name: '__source_file', value: '$$FILEPATH' },
-            { name: '__run_id', value: expr('@pipeline().RunId') },
-          ],
-        },
-        sink: { type: 'AzureSqlSink', tableOption: 'autoCreate', writeBatchSize: 10000, sqlWriterUseTableLock: true },
-        enableStaging: false,
+        ],
       },
-      inputs: [
-        {
-          referenceName: NAMES.lakeParquet,
-          type: 'DatasetReference',
-          parameters: { fileSystem: settings.lakeFileSystem, folderPath: view.source.folder },
-        },
-      ],
-      outputs: [sqlTableRef(STAGING_SCHEMA, names.staged.table)],
     },
   ];
   // Key maps: Dataverse GUIDs of lookup targets by alternate key, so lookups become GUID columns the Copy sink takes.
   const keymapActivities: string[] = [];
+  // Incremental (review defect 8): records modified since the table's watermark less an overlap, merged into the
+  // key map by the conversion; a full read when the key map holds nothing of the table and once a day, which also
+  // drops entries of records deleted in Dataverse (KEYMAP_OVERLAP_MINUTES, KEYMAP_FULL_EVERY_HOURS).
+  const keymapCopies = new Map<
+    string,
+    (name: string, since: string, dependsOn: unknown[]) => Record<string, unknown>
+  >();
   for (const t of keymapTargets) {
     const raw = `${STAGING_PREFIX}keymap_${t.table}_raw`;
     const truncate = pipelineStep(steps, def.name, `truncate-keymap:${t.table}`, {
       kind: 'truncate-table',
       schema: STAGING_SCHEMA,
       table: raw,
+      columns: await keymapRawColumns(t, options.metadataDir),
     });
-    activities.push({
-      name: `CopyKeyMap_${t.table}`,
+    const since = pipelineStep(
+      steps,
+      def.name,
+      `keymap-since:${t.table}`,
+      {
+        kind: 'keymap-since',
+        pipeline: def.name,
+        table: t.table,
+        entitySet: t.entitySet,
+        overlapMinutes: KEYMAP_OVERLAP_MINUTES,
+        fullEveryHours: KEYMAP_FULL_EVERY_HOURS,
+      },
+      [P.runId],
+    );
+    const sinceActivity = `KeyMapSince_${t.table}`;
+    activities.push(
+      scriptActivity(sinceActivity, NAMES.sql, expr(stepText(since)), [after('BeginRun')], [], 2, 'Query'),
+    );
+    const copy = (name: string, column: string, dependsOn: unknown[]) => ({
+      name,
       type: 'Copy',
-      dependsOn: [after('BeginRun')],
+      dependsOn,
       policy: policy('0.02:00:00', 2),
       userProperties: [],
       typeProperties: {
         source: {
           type: 'CommonDataServiceForAppsSource',
-          query: `<fetch mapping="logical"><entity name="${t.table}"><attribute name="${t.idAttribute}" />${t.keyAttributes.map((a) => `<attribute name="${a}" />`).join('')}</entity></fetch>`,
+          query: expr(
+            `<fetch mapping="logical"><entity name="${t.table}"><attribute name="${t.idAttribute}" />${t.keyAttributes.map((a) => `<attribute name="${a}" />`).join('')}<filter type="and"><condition attribute="modifiedon" operator="ge" value="@{activity('${sinceActivity}').output.resultSets[0].rows[0].${column}}" /></filter></entity></fetch>`,
+          ),
         },
         sink: {
           type: 'AzureSqlSink',
@@ -169,7 +217,9 @@ export async function inboundPipeline(
       inputs: [{ referenceName: NAMES.dataverseEntity(t.table), type: 'DatasetReference' }],
       outputs: [sqlTableRef(STAGING_SCHEMA, raw)],
     });
-    keymapActivities.push(`CopyKeyMap_${t.table}`);
+    activities.push(copy(`CopyKeyMap_${t.table}`, 'since', [after(sinceActivity)]));
+    keymapCopies.set(t.table, (name, column, dependsOn) => copy(name, column, dependsOn));
+    keymapActivities.push(sinceActivity, `CopyKeyMap_${t.table}`);
   }
   const dataverseCopies = dataverseCopyActivities(
     def,
@@ -180,26 +230,69 @@ export async function inboundPipeline(
     view,
     settings,
   );
+  // Same-window lookups to the pipeline's own table (a parent and its child, a self-referencing parent): the copies
+  // above send them empty; the key map of the own table is read again after them, the lookups resolved and sent.
+  const deferred = deferredLookupActivities(
+    def,
+    plan,
+    conversion,
+    steps,
+    dataverseCopies,
+    keymapCopies.get(table),
+    runParameters,
+  );
+  const copies = [...dataverseCopies, ...deferred.copies];
+  const lastWrite = deferred.last ?? dataverseCopies[dataverseCopies.length - 1]!.name;
   // `rowsSkipped` is in a Copy's output only with fault tolerance on; read it null-safe so FinishRun always runs.
-  const skipped = `@string(${dataverseCopies
+  const skipped = `@string(${copies
     .map((c) => `coalesce(activity('${c.name}').output?.rowsSkipped, 0)`)
     .reduce((a, b) => `add(${a}, ${b})`)})`;
+  const filesParameter = (name: string, value: string) => ({
+    name,
+    type: 'String',
+    value: expr(value),
+    direction: 'Input',
+  });
+  const selectStep = pipelineStep(
+    steps,
+    def.name,
+    'select-new-files',
+    { kind: 'select-new-files', pipeline: def.name, source, folder: view.source.folder, limit: NEW_FILES_PER_RUN },
+    [
+      { name: 'files', expression: "@string(activity('FilterDeltaFiles').output.value)", type: 'string', script: true },
+      { name: 'window_start', expression: '@pipeline().parameters.windowStart', type: 'string', script: true },
+    ],
+  );
+  const selectedFiles = "@string(activity('SelectNewFiles').output.resultSets[0].rows)";
+  const recordStep = pipelineStep(
+    steps,
+    def.name,
+    'record-processed-files',
+    { kind: 'record-processed-files', pipeline: def.name, source, folder: view.source.folder },
+    [{ name: 'files', expression: selectedFiles, type: 'string', script: true }, P.scriptRunId],
+  );
   activities.push(
     scriptActivity(
       'ConvertToDataverse',
       NAMES.sql,
       stepText(convertStep),
-      [after('CopyParquetToStaging'), ...keymapActivities.map((a) => after(a))],
+      [after('CopyNewFiles'), ...keymapActivities.map((a) => after(a))],
       runParams(def.name),
     ),
     ...dataverseCopies,
+    ...deferred.activities,
     // Versions sent become the applied versions per key, so a later, older version is skipped as stale.
+    scriptActivity('SaveAppliedVersions', NAMES.sql, stepText(saveStep), [after(lastWrite)], runParams(def.name), 2),
+    // Every file of the run is processed once, whatever its modified time: recorded after its rows were written.
     scriptActivity(
-      'SaveAppliedVersions',
+      'RecordProcessedFiles',
       NAMES.sql,
-      stepText(saveStep),
-      [after(dataverseCopies[dataverseCopies.length - 1]!.name as string)],
-      runParams(def.name),
+      stepText(recordStep),
+      [after('SaveAppliedVersions')],
+      [
+        filesParameter('files', selectedFiles),
+        { name: 'run_id', type: 'String', value: '@pipeline().RunId', direction: 'Input', size: 200 },
+      ],
       2,
     ),
     scriptActivity(
@@ -217,15 +310,16 @@ export async function inboundPipeline(
   // A window without a new delta file skips the copies and the conversion (their staging table would not exist:
   // the copy creates it from the files' schema) and still finishes the run, moving the cursor (review defect 2).
   const work = new Set([
-    'CopyParquetToStaging',
+    'CopyNewFiles',
     ...keymapActivities,
     'ConvertToDataverse',
     ...dataverseCopies.map((c) => c.name),
+    ...deferred.activities.map((a) => String(a.name)),
     'SaveAppliedVersions',
+    'RecordProcessedFiles',
   ]);
   const inner = activities.filter((a) => work.has(String(a.name)));
   for (const a of inner) a.dependsOn = (a.dependsOn as { activity: string }[]).filter((d) => work.has(d.activity));
-  const lastCopy = dataverseCopies[dataverseCopies.length - 1]!.name;
   inner.push(
     {
       name: 'SetRowsCopied',
@@ -240,19 +334,19 @@ export async function inboundPipeline(
     {
       name: 'SetRowsSkipped',
       type: 'SetVariable',
-      dependsOn: [after('SetRowsCopied'), after(lastCopy)],
+      dependsOn: [after('SetRowsCopied'), after(lastWrite)],
       userProperties: [],
       typeProperties: { variableName: 'rowsSkipped', value: expr(skipped) },
     },
   );
-  const windowStartExpr = `@if(empty(pipeline().parameters.windowStart), activity('LookupWatermark').output.firstRow.cursor_value, pipeline().parameters.windowStart)`;
   const outer = activities.filter((a) => !work.has(String(a.name)));
   const at = outer.findIndex((a) => a.name === 'FinishRun');
   outer.splice(
     at,
     0,
     {
-      // Lists the folder's files in the copy's window: `modifiedDatetimeStart/End` filter files in childItems.
+      // Every file directly in the folder (not recursive: Spark's `_temporary/` stays unread), modified before the
+      // window's end; a run with a window (manual, backfill) lists the files modified in it.
       name: 'ListDeltaFiles',
       type: 'GetMetadata',
       dependsOn: [after('SetWindowEnd')],
@@ -267,7 +361,9 @@ export async function inboundPipeline(
         fieldList: ['exists', 'childItems'],
         storeSettings: {
           type: 'AzureBlobFSReadSettings',
-          modifiedDatetimeStart: expr(windowStartExpr),
+          modifiedDatetimeStart: expr(
+            `@if(empty(pipeline().parameters.windowStart), '1900-01-01T00:00:00Z', pipeline().parameters.windowStart)`,
+          ),
           modifiedDatetimeEnd: expr(`@variables('windowEnd')`),
         },
       },
@@ -282,13 +378,27 @@ export async function inboundPipeline(
         condition: expr(`@and(equals(item().type, 'File'), ${globCondition(view.source.pattern, def.name)})`),
       },
     },
+    // The listed files not yet in ferry.processed_items (review defect 11): a file made visible after later ones
+    // (a rename-based commit keeps its older modified time) is still read, once.
+    scriptActivity(
+      'SelectNewFiles',
+      NAMES.sql,
+      stepText(selectStep),
+      [after('FilterDeltaFiles')],
+      [
+        filesParameter('files', "@string(activity('FilterDeltaFiles').output.value)"),
+        filesParameter('window_start', '@pipeline().parameters.windowStart'),
+      ],
+      2,
+      'Query',
+    ),
     {
       name: 'IfNewFiles',
       type: 'IfCondition',
-      dependsOn: [after('FilterDeltaFiles')],
+      dependsOn: [after('SelectNewFiles')],
       userProperties: [],
       typeProperties: {
-        expression: expr(`@greater(length(activity('FilterDeltaFiles').output.value), 0)`),
+        expression: expr(`@greater(length(activity('SelectNewFiles').output.resultSets[0].rows), 0)`),
         ifTrueActivities: inner,
       },
     },
@@ -544,4 +654,121 @@ export function globCondition(pattern: string, pipeline: string): string {
     ...(suffix ? [`endsWith(item().name, ${lit(suffix)})`] : []),
   ];
   return parts.length === 0 ? 'true' : parts.length === 1 ? parts[0]! : `and(${parts.join(', ')})`;
+}
+
+/** Minutes a key-map read reaches back before its watermark: covers clock skew and records committed late. */
+export const KEYMAP_OVERLAP_MINUTES = 10;
+/** Hours between full key-map reads: a full read drops the entries of records deleted in Dataverse. */
+export const KEYMAP_FULL_EVERY_HOURS = 24;
+/** At most this many new delta files per run (oldest name first); the rest are read by the next runs. */
+export const NEW_FILES_PER_RUN = 500;
+
+/** The columns of a key-map raw table (`<prefix>keymap_<table>_raw`): the id and the key attributes, typed. */
+export async function keymapRawColumns(t: KeymapTarget, metadataDir: string): Promise<RawColumn[]> {
+  const meta = await loadMetadata(metadataDir, t.table);
+  return [t.idAttribute, ...t.keyAttributes].map((c) => ({ name: c, type: rawColumnType(meta, c) }));
+}
+
+/** The typed column of a key-map raw table: the connector's interim type of the attribute. */
+function rawColumnType(meta: TableMetadata, column: string): RawColumn['type'] {
+  if (column === meta.PrimaryIdAttribute) return 'uuid';
+  const a = meta.Attributes.find((x) => x.LogicalName === column);
+  if (!a)
+    throw new FerryError(
+      'export.sink_mapping',
+      `Key-map column \`${column}\` is not an attribute of \`${meta.LogicalName}\`.`,
+    );
+  switch (DATAVERSE_INTERIM_TYPES[a.AttributeTypeName.Value]) {
+    case 'Guid':
+      return 'uuid';
+    case 'Int32':
+    case 'Int64':
+      return 'bigint';
+    case 'Decimal':
+      return 'decimal';
+    case 'Double':
+      return 'double';
+    case 'DateTime':
+      return 'timestamp';
+    case 'Boolean':
+      return 'boolean';
+    default:
+      return 'text';
+  }
+}
+
+/**
+ * The second pass for lookups to the pipeline's own table whose target is a row of the same run (the local writer
+ * defers such a row until its target is written): after the copies, `CopyKeyMapAfterWrite_<table>` reads the
+ * records modified since this run started, `ResolveDeferredLookups` merges them into the key map and resolves the
+ * deferred lookups (rejecting those whose target still does not exist), `CopyDeferredLookupsToDataverse` sends the
+ * key and those lookups (`ignoreNullValues: true`). None when the mapping has no such lookup.
+ */
+function deferredLookupActivities(
+  def: PipelineDefinition,
+  plan: ConversionPlan,
+  conversion: { plan: ConversionPlan; names: ConversionNames; keymapTargets: KeymapTarget[] },
+  steps: StepRegistry,
+  copies: readonly { name: string; [k: string]: unknown }[],
+  keymapCopy: ((name: string, since: string, dependsOn: unknown[]) => Record<string, unknown>) | undefined,
+  runParameters: readonly { name: string; expression: string; type: 'string'; script: true }[],
+): { activities: Record<string, unknown>[]; copies: { name: string; [k: string]: unknown }[]; last?: string } {
+  const self = plan.columns.filter(
+    (c) => c.inPayload && c.rule === 'lookup' && c.targets.some((t) => t.table === plan.table && t.key !== null),
+  );
+  if (self.length === 0 || !keymapCopy) return { activities: [], copies: [] };
+  const resolve = pipelineStep(steps, def.name, 'resolve-deferred', { kind: 'resolve-deferred', conversion }, [
+    ...runParameters,
+  ]);
+  const sinkQuery = pipelineStep(steps, def.name, 'deferred-sink-query', { kind: 'deferred-sink-query', conversion });
+  const reread = keymapCopy(`CopyKeyMapAfterWrite_${plan.table}`, 'run_since', [
+    after(copies[copies.length - 1]!.name),
+  ]);
+  const script = scriptActivity(
+    'ResolveDeferredLookups',
+    NAMES.sql,
+    stepText(resolve),
+    [after(String(reread.name))],
+    runParams(def.name),
+  );
+  // The same sink settings, mapping only the key and the deferred lookups (and their `@EntityReference`).
+  const wanted = new Set([
+    ...plan.key.map((k) => k.attribute),
+    ...self.flatMap((c) => [c.attribute, `${c.attribute}@EntityReference`]),
+  ]);
+  type Mapping = { source: { name: string } };
+  const mappings = copies.flatMap(
+    (c) => ((c.typeProperties as { translator: { mappings: Mapping[] } }).translator.mappings ?? []) as Mapping[],
+  );
+  const seen = new Set<string>();
+  const mapped = mappings.filter(
+    (m) => wanted.has(m.source.name) && !seen.has(m.source.name) && seen.add(m.source.name),
+  );
+  const constants = copies.flatMap(
+    (c) => (c.typeProperties as { source: { additionalColumns?: { name: string }[] } }).source.additionalColumns ?? [],
+  );
+  const extra = constants.filter((k, i) => seen.has(k.name) && constants.findIndex((x) => x.name === k.name) === i);
+  const base = copies[0]!;
+  const tp = base.typeProperties as Record<string, unknown> & {
+    source: Record<string, unknown>;
+    sink: Record<string, unknown>;
+  };
+  const { additionalColumns: _unused, ...source } = tp.source;
+  const copy = {
+    ...base,
+    name: 'CopyDeferredLookupsToDataverse',
+    dependsOn: [after('ResolveDeferredLookups')],
+    typeProperties: {
+      ...tp,
+      source: {
+        ...source,
+        sqlReaderQuery: stepQuery(sinkQuery),
+        ...(extra.length ? { additionalColumns: extra } : {}),
+      },
+      sink: { ...tp.sink, ignoreNullValues: true },
+      translator: { type: 'TabularTranslator', mappings: mapped },
+    },
+    inputs: [sqlTableRef(STAGING_SCHEMA, `${conversion.names.sink.table}_deferred`)],
+  };
+  return { activities: [reread, script, copy], copies: [copy], last: copy.name };
 }

@@ -12,13 +12,14 @@ import { keymapTargetsOf } from '../../dialects/sql-dialect.js';
 import type {
   ConversionNames,
   KeymapTarget,
+  RawColumn,
   StepParameter,
   StepRegistry,
   TableName,
 } from '../../dialects/sql-steps.js';
 import { STATE_SCHEMA } from '../../dialects/tsql/staging.js';
 import { loadConversionPlan } from '../../stages/convert-to-dataverse/conversion.js';
-import { dataverseCopyActivities } from './inbound-pipeline.js';
+import { dataverseCopyActivities, keymapRawColumns } from './inbound-pipeline.js';
 import {
   ANNOTATION,
   after,
@@ -93,6 +94,8 @@ export async function replayPipeline(
   for (const t of keymapTargetsOf(plan))
     keymapTargets.push({ ...t, idAttribute: (await loadMetadata(options.metadataDir, t.table)).PrimaryIdAttribute });
   const conversion = { plan, names, keymapTargets };
+  const rawColumns = new Map<string, RawColumn[]>();
+  for (const t of keymapTargets) rawColumns.set(t.table, await keymapRawColumns(t, options.metadataDir));
   const selection: ReplaySelection = { pipeline: def.name, stage: REPLAYED_STAGE };
   const step = (name: string, p: RecoveryStepPlan, parameters: readonly StepParameter[] = []) =>
     pipelineStep(steps, def.name, name, p, parameters);
@@ -177,6 +180,7 @@ export async function replayPipeline(
         kind: 'truncate-table',
         schema: STAGING_SCHEMA,
         table: `${names.prefix}keymap_${t.table}_raw`,
+        columns: rawColumns.get(t.table)!,
       });
       return {
         // The parents that arrived since: the key map is read again from Dataverse.

@@ -174,6 +174,7 @@ export function labelActivities(a: SynapseArtifact, defs: readonly PipelineDefin
       const tp = act.typeProperties as Record<string, unknown> | undefined;
       visit(tp?.ifTrueActivities);
       visit(tp?.ifFalseActivities);
+      visit(tp?.activities);
     }
   };
   visit(a.properties.activities);

@@ -373,10 +373,11 @@ async function loadDataverse(
       `\`${ctx.name}\` reads Dataverse, but the runtime has no Dataverse URL; pass \`dataverseUrl\` (CLI: \`--dataverse <url>\`, e.g. the emulator).`,
     );
   const query = source.query === undefined ? undefined : String(ctx.evaluate(source.query));
-  const entityName = query ? parseFetchXml(query).entity : String(dataset.typeProperties.entityName ?? '');
+  const fetch = query ? parseFetchXml(query) : undefined;
+  const entityName = fetch ? fetch.entity : String(dataset.typeProperties.entityName ?? '');
   if (!entityName) throw new UsageError(`\`${ctx.name}\` has neither a FetchXML query nor a dataset entityName.`);
   const meta = await services.dataverse.table(entityName);
-  const requested = query ? parseFetchXml(query).attributes : dataset.schema.map((s) => String(s.name));
+  const requested = fetch ? fetch.attributes : dataset.schema.map((s) => String(s.name));
   // The primary key column is always copied (connector-dynamics-crm-office-365, "Dynamics as a source type").
   const columns = [...new Set([meta.primaryIdAttribute, ...requested])];
   for (const c of columns) {
@@ -386,7 +387,7 @@ async function loadDataverse(
         `Dynamics operation failed with error code: 0x80041103, error message: 'entity' entity doesn't contain attribute with Name = '${c}'.`,
       );
   }
-  const rows = await services.dataverse.query(meta, columns, { count: 5, waitMs: 5000 });
+  const rows = await services.dataverse.query(meta, columns, { count: 5, waitMs: 5000 }, fetch?.conditions ?? []);
   let schema: string[];
   if (dataset.schema.length > 0) schema = dataset.schema.map((s) => String(s.name));
   else {

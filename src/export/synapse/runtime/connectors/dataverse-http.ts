@@ -106,6 +106,7 @@ export class DataverseHttp {
     table: DataverseTable,
     columns: readonly string[],
     retry: RetrySettings,
+    conditions: readonly FetchCondition[] = [],
   ): Promise<Record<string, Json>[]> {
     const select = columns
       .map((c) => {
@@ -113,7 +114,16 @@ export class DataverseHttp {
         return a && LOOKUP_TYPES.has(a.typeName) ? `_${c}_value` : c;
       })
       .join(',');
-    let next: string | undefined = `${table.entitySetName}?$select=${select}`;
+    const filter = conditions.map((c) => {
+      if (!table.attributes.has(c.attribute) && !['createdon', 'modifiedon'].includes(c.attribute))
+        throw new ActivityError(
+          'DynamicsOperationFailed',
+          `Dynamics operation failed with error code: 0x80041103, error message: 'entity' entity doesn't contain attribute with Name = '${c.attribute}'.`,
+        );
+      return `${c.attribute} ${c.operator} ${odataLiteral(c.value)}`;
+    });
+    let next: string | undefined =
+      `${table.entitySetName}?$select=${select}${filter.length ? `&$filter=${encodeURIComponent(filter.join(' and '))}` : ''}`;
     const rows: Record<string, Json>[] = [];
     while (next) {
       const page = (await this.#send('GET', next, undefined, retry)) as {
@@ -207,15 +217,39 @@ export function keyLiteral(value: Json): string {
   return `'${value.replaceAll("'", "''")}'`;
 }
 
-/** Entity and attribute names of a simple FetchXML query (no filters, links or aggregates). */
-export function parseFetchXml(xml: string): { entity: string; attributes: string[] } {
+/** A FetchXML `<condition attribute operator value>` the local runtime reads (comparisons only). */
+export interface FetchCondition {
+  readonly attribute: string;
+  readonly operator: 'eq' | 'gt' | 'ge' | 'lt' | 'le';
+  readonly value: string;
+}
+
+/** A condition value as an OData literal: numbers and ISO date/times unquoted, other text quoted. */
+function odataLiteral(value: string): string {
+  if (/^-?\d+(\.\d+)?$/.test(value) || /^\d{4}-\d{2}-\d{2}T[\d:.]+(Z|[+-]\d{2}:\d{2})$/.test(value)) return value;
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
+const FETCH_OPERATORS: Readonly<Record<string, FetchCondition['operator']>> = {
+  eq: 'eq',
+  gt: 'gt',
+  ge: 'ge',
+  lt: 'lt',
+  le: 'le',
+};
+
+/**
+ * Entity, attribute names and filter conditions of a simple FetchXML query: one `<filter>` (type `and`, the
+ * default) of `<condition attribute operator value>` comparisons; no links, orders or aggregates.
+ */
+export function parseFetchXml(xml: string): { entity: string; attributes: string[]; conditions: FetchCondition[] } {
   const entity = /<entity\s+name="([^"]+)"/.exec(xml)?.[1];
   if (!entity)
     throw new ActivityError(
       'DynamicsInvalidFetchXml',
       `FetchXML \`${xml.slice(0, 200)}\` has no <entity name="…">; fix the query.`,
     );
-  for (const tag of ['filter', 'link-entity', 'order', 'all-attributes']) {
+  for (const tag of ['link-entity', 'order', 'all-attributes']) {
     if (new RegExp(`<${tag}\\b`).test(xml)) {
       throw new ActivityError(
         'UnsupportedByLocalRuntime',
@@ -226,7 +260,35 @@ export function parseFetchXml(xml: string): { entity: string; attributes: string
   if (/aggregate="true"/.test(xml))
     throw new ActivityError('UnsupportedByLocalRuntime', 'Aggregate FetchXML is not implemented by the local runtime.');
   const attributes = [...xml.matchAll(/<attribute\s+name="([^"]+)"/g)].map((m) => m[1]!);
-  return { entity, attributes };
+  const filters = [...xml.matchAll(/<filter\b([^>]*)>/g)];
+  if (filters.length > 1 || filters.some((f) => /type="or"/.test(f[1]!)))
+    throw new ActivityError(
+      'UnsupportedByLocalRuntime',
+      'FetchXML with nested or `or` filters is not implemented by the local runtime.',
+    );
+  const conditions: FetchCondition[] = [];
+  for (const m of xml.matchAll(/<condition\b([^>]*)\/?>/g)) {
+    const attr = (name: string) => new RegExp(`\\b${name}="([^"]*)"`).exec(m[1]!)?.[1];
+    const attribute = attr('attribute');
+    const operator = FETCH_OPERATORS[attr('operator') ?? ''];
+    const value = attr('value');
+    if (!attribute || !operator || value === undefined)
+      throw new ActivityError(
+        'UnsupportedByLocalRuntime',
+        `FetchXML condition \`${m[0]}\` is not implemented by the local runtime (attribute, a comparison operator and value).`,
+      );
+    conditions.push({ attribute, operator, value: xmlText(value) });
+  }
+  return { entity, attributes, conditions };
+}
+
+function xmlText(text: string): string {
+  return text
+    .replaceAll('&lt;', '<')
+    .replaceAll('&gt;', '>')
+    .replaceAll('&quot;', '"')
+    .replaceAll('&apos;', "'")
+    .replaceAll('&amp;', '&');
 }
 
 /**
