@@ -440,7 +440,11 @@ WHERE c.__outcome = 'reject' ORDER BY c.__row_id`,
    * Compiles a conversion plan to the Synapse export's statements (run by its Script activities against Azure SQL,
    * or by a local runtime against DuckDB). Parameters: `run_id` and `pipeline` (`dialect.param`).
    */
-  compileSynapse(plan: ConversionPlan, names: ConversionNames): CompiledSynapseConversion {
+  compileSynapse(
+    plan: ConversionPlan,
+    names: ConversionNames,
+    options: { readonly deferSelfLookups?: boolean } = {},
+  ): CompiledSynapseConversion {
     const classified = this.classifySynapse(plan, names);
     return {
       lineage: this.lineage(plan, names),
@@ -449,7 +453,7 @@ WHERE c.__outcome = 'reject' ORDER BY c.__row_id`,
       rejects: [this.rejectsInsert(plan, names)],
       counts: `SELECT ${this.q('__outcome')} AS ${this.q('outcome')}, COUNT(*) AS ${this.q('n')} FROM ${this.table(names.work)} GROUP BY ${this.q('__outcome')}`,
       saveVersions: this.saveVersions(names),
-      ...this.sink(plan, names, classified.sink),
+      ...this.sink(plan, names, classified.sink, options.deferSelfLookups === true),
       keymapTargets: keymapTargetsOf(plan),
     };
   }
@@ -457,7 +461,7 @@ WHERE c.__outcome = 'reject' ORDER BY c.__row_id`,
   /** The statements of the export's three conversion steps, the same in every dialect. */
   compileSynapseStep(kind: 'convert' | 'sink-query' | 'save-versions', conversion: SynapseConversion): string[] {
     const { plan, names, keymapTargets } = conversion;
-    const compiled = this.compileSynapse(plan, names);
+    const compiled = this.compileSynapse(plan, names, { deferSelfLookups: conversion.deferSelfLookups === true });
     if (kind === 'sink-query') return [compiled.sinkQuery];
     if (kind === 'save-versions') return compiled.saveVersions;
     return [
@@ -558,6 +562,23 @@ WHERE c.__outcome = 'reject' ORDER BY c.__row_id`,
           ]
         : []),
     ];
+  }
+
+  /**
+   * A lookup deferred to a row of this run whose row is itself not sent (its own lookup is missing) will not find
+   * its target: the row is rejected too, as the local writer rejects a row whose deferred target never appears.
+   * Each round follows one more level of a chain (child of a rejected parent, then its child, …).
+   */
+  protected deferredTargetsRejected(plan: ConversionPlan, sink: string, work: string): string[] {
+    const d = this.dialect;
+    const q = (n: string) => this.q(n);
+    const rounds = 4;
+    return Array.from({ length: rounds }, () =>
+      this.selfLookups(plan).map((c) => {
+        const key = `${sink}.${q(deferColumn(c.index))}`;
+        return `UPDATE ${sink} SET ${q('__missing')} = CONCAT(${d.literal(`Lookup \`${c.attribute}\` target ${plan.entitySetName}(`)}, ${key}, ${d.literal(') is a row of this run that was rejected; fix that row, replay it, then replay this row.')}) WHERE ${key} IS NOT NULL AND ${sink}.${q('__missing')} IS NULL AND NOT EXISTS (SELECT 1 FROM ${sink} AS s2 INNER JOIN ${work} AS w2 ON w2.${q('__row_id')} = s2.${q('__row_id')} WHERE s2.${q('__missing')} IS NULL AND w2.${q('__key_predicate')} = ${key})`;
+      }),
+    ).flat();
   }
 
   /** Lookup columns to the pipeline's own table by key: their target may be a row of the same run. */
@@ -733,6 +754,7 @@ WHERE c.__outcome = 'reject' ORDER BY c.__row_id`,
     plan: ConversionPlan,
     names: ConversionNames,
     from: SinkSources,
+    deferSelfLookups = false,
   ): { readonly sink: string[]; readonly sinkQuery: string } {
     const d = this.dialect;
     const q = (n: string) => this.q(n);
@@ -761,7 +783,7 @@ WHERE c.__outcome = 'reject' ORDER BY c.__row_id`,
       const id = `COALESCE(${d.tryGuid(pred)}, ${km}.${q('id')})`;
       // A target of the pipeline's own table that is a row of this run is written in this run: the lookup is sent
       // empty now and set in the second pass (`compileDeferredLookups`), as the local writer defers it.
-      const own = c.targets.find((t) => t.table === plan.table && t.key !== null);
+      const own = deferSelfLookups ? c.targets.find((t) => t.table === plan.table && t.key !== null) : undefined;
       const deferred = own
         ? `${pred} IS NOT NULL AND ${id} IS NULL AND ${set} = ${d.literal(own.entitySetName)} AND EXISTS (SELECT 1 FROM ${work} AS p WHERE p.${q('__outcome')} = ${d.literal('ok')} AND p.${q('__key_predicate')} = ${pred})`
         : undefined;
@@ -785,6 +807,7 @@ WHERE c.__outcome = 'reject' ORDER BY c.__row_id`,
           `w.${q('__row_id')}, ${missing.length ? `CASE ${missing.join(' ')} END` : d.nullText} AS ${q('__missing')}, ${cols.join(', ')}`,
           `FROM ${work} AS w${joins.length ? ` ${joins.join(' ')}` : ''} WHERE w.${q('__outcome')} = ${d.literal('ok')}`,
         ),
+        ...(deferSelfLookups ? this.deferredTargetsRejected(plan, sink, work) : []),
         // The source row goes with the reject (as with the classification's rejects), so a replay can convert it again.
         `INSERT INTO ${this.table(names.rejects)} ${this.rejectColumns()} SELECT ${d.param('run_id')}, ${d.param('pipeline')}, ${d.literal('convert-to-dataverse')}, ${d.literal('lookup.target_missing')}, s.${q('__missing')}, w.${q('__key')}, w.${q('__source_file')}, w.${q('__row_number')}, ${d.rowJson('r')}, ${d.nowText} FROM ${sink} AS s INNER JOIN ${work} AS w ON w.${q('__row_id')} = s.${q('__row_id')} INNER JOIN ${this.table(names.rows)} AS r ON r.${q('__row_id')} = s.${q('__row_id')} WHERE s.${q('__missing')} IS NOT NULL`,
         `DELETE FROM ${sink} WHERE ${q('__missing')} IS NOT NULL`,

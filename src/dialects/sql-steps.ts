@@ -260,6 +260,12 @@ export interface SynapseConversion {
   readonly names: ConversionNames;
   /** Lookup targets by alternate key, with their primary id attribute. */
   readonly keymapTargets: readonly KeymapTarget[];
+  /**
+   * Lookups to the pipeline's own table whose target is a row of the same run are sent empty and set by a second
+   * pass after the run's writes (`resolve-deferred`), instead of being rejected. Only for a pipeline that runs that
+   * pass.
+   */
+  readonly deferSelfLookups?: boolean;
 }
 
 /** The steps of the Synapse export, as plain data (what each statement does, not how a dialect writes it). */

@@ -47,7 +47,11 @@ describe('same-window parent and child: the exported pipeline agrees with the lo
       ['DACH', 'EMEA'],
       ['EMEA', null],
       ['ORPHAN', 'NOWHERE'],
-      ...Array.from({ length: 22 }, (_, i): [string, null] => [`F${i}`, null]),
+      // A child whose parent of the same window is itself rejected: neither is written.
+      ['KID', 'BADPARENT'],
+      ['BADPARENT', 'NOWHERE'],
+      // Enough rows that the rejects stay within the pipeline's threshold (5 %).
+      ...Array.from({ length: 60 }, (_, i): [string, null] => [`F${i}`, null]),
     ];
     const duck = await DuckDbStaging.open({ path: ':memory:', threads: 1, memoryLimit: '256MB' });
     try {
@@ -128,7 +132,11 @@ describe('same-window parent and child: the exported pipeline agrees with the lo
     };
     assert.ok(links(local).includes('CH → DACH') && links(local).includes('DACH → EMEA'), links(local).join(', '));
     assert.deepEqual(links(synapse), links(local));
-    assert.deepEqual(localRejects, ['ferry_code=ORPHAN lookup.target_missing']);
+    assert.deepEqual(localRejects, [
+      'ferry_code=BADPARENT lookup.target_missing',
+      'ferry_code=KID lookup.target_missing',
+      'ferry_code=ORPHAN lookup.target_missing',
+    ]);
     assert.deepEqual(synapseRejects, localRejects);
   });
 });

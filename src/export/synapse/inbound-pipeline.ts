@@ -64,7 +64,13 @@ export async function inboundPipeline(
     keymapTargets.push({ ...t, idAttribute: (await loadMetadata(options.metadataDir, t.table)).PrimaryIdAttribute });
   }
   const _keyName = plan.keyName;
-  const conversion = { plan, names, keymapTargets };
+  // Lookups to the own table by key are resolved in a second pass when its key map is read (deferredLookupActivities).
+  const deferSelfLookups =
+    keymapTargets.some((t) => t.table === plan.table) &&
+    plan.columns.some(
+      (c) => c.inPayload && c.rule === 'lookup' && c.targets.some((t) => t.table === plan.table && t.key !== null),
+    );
+  const conversion = { plan, names, keymapTargets, deferSelfLookups };
   const runParameters = [
     P.scriptRunId,
     { name: 'pipeline', expression: def.name, type: 'string', script: true },
@@ -707,7 +713,12 @@ function rawColumnType(meta: TableMetadata, column: string): RawColumn['type'] {
 function deferredLookupActivities(
   def: PipelineDefinition,
   plan: ConversionPlan,
-  conversion: { plan: ConversionPlan; names: ConversionNames; keymapTargets: KeymapTarget[] },
+  conversion: {
+    plan: ConversionPlan;
+    names: ConversionNames;
+    keymapTargets: KeymapTarget[];
+    deferSelfLookups: boolean;
+  },
   steps: StepRegistry,
   copies: readonly { name: string; [k: string]: unknown }[],
   keymapCopy: ((name: string, since: string, dependsOn: unknown[]) => Record<string, unknown>) | undefined,
@@ -716,7 +727,7 @@ function deferredLookupActivities(
   const self = plan.columns.filter(
     (c) => c.inPayload && c.rule === 'lookup' && c.targets.some((t) => t.table === plan.table && t.key !== null),
   );
-  if (self.length === 0 || !keymapCopy) return { activities: [], copies: [] };
+  if (!conversion.deferSelfLookups || self.length === 0 || !keymapCopy) return { activities: [], copies: [] };
   const resolve = pipelineStep(steps, def.name, 'resolve-deferred', { kind: 'resolve-deferred', conversion }, [
     ...runParameters,
   ]);
