@@ -72,6 +72,41 @@ describe('one conversion compiler, dialect hooks', () => {
     );
   });
 
+  test('DuckDB: the local work table is a TEMP table of the run connection, the exported steps use a named table', async () => {
+    const plan = await loadConversionPlan(mapping, metadataDir);
+    const db = await DuckDbStaging.open();
+    try {
+      await db.run(
+        "CREATE TABLE staged AS SELECT * FROM (VALUES ('A-1', 'One', 12.5, TIMESTAMP '2026-01-01 10:00:00', 1, 'run', 'f.parquet', 1), ('A-2', 'Two', NULL, TIMESTAMP '2026-01-01 11:00:00', 2, 'run', 'f.parquet', 2)) x(account_no, account_name, credit, modified_at, __row_id, __run_id, __source_file, __row_number)",
+      );
+      const sources = plan.sourceColumns
+        .concat('modified_at')
+        .map((name) => ({
+          name,
+          ...duckdbDialect.classifyType(
+            name === 'modified_at' ? 'TIMESTAMP' : name === 'credit' ? 'DECIMAL(18,1)' : 'VARCHAR',
+          ),
+        }));
+      const sql = compileConversion(plan, duckdbDialect, { sources });
+      await db.run(sql.classify);
+      await db.run(sql.converted);
+      const [work] = await db.all<{ temporary: boolean }>(
+        "SELECT temporary FROM duckdb_tables() WHERE table_name = '__ferry_convert'",
+      );
+      assert.equal(work?.temporary, true);
+      const rows = await db.all<{ payload: string }>('SELECT __payload AS payload FROM converted ORDER BY __row_id');
+      assert.deepEqual(
+        rows.map((r) => r.payload),
+        ['{"name":"One","creditlimit":12.5}', '{"name":"Two","creditlimit":null}'],
+      );
+    } finally {
+      await db.close();
+    }
+    const exported = duckdbConversion.compileSynapse(plan, names('a'));
+    assert.ok(exported.classify.some((s) => s.startsWith('CREATE OR REPLACE TABLE "stg_a_work" AS')));
+    assert.ok(!exported.classify.some((s) => s.includes('TEMP TABLE')));
+  });
+
   test('the DuckDB rendering of the applied-versions upsert keeps the newer version', async () => {
     const db = await DuckDbStaging.open();
     try {

@@ -87,6 +87,10 @@ export const duckdbDialect: SqlDialect = {
   concatSkipNulls: (separator, parts) =>
     separator === '' ? `concat(${parts.join(', ')})` : `concat_ws(${L(separator)}, ${parts.join(', ')})`,
   createTableAs: (name, select) => `CREATE OR REPLACE TABLE ${duckIdent(name)} AS\n${select}`,
+  // A TEMP table lives in memory and spills to the temp directory when the memory limit is reached, uncompressed;
+  // a table of the database file is compressed and written to it, which took half the conversion's CPU for a table
+  // dropped at the end of the run (bench accounts, 1 M rows: 5.1 vs 10.9 CPU s).
+  createWorkTableAs: (name, select) => `CREATE OR REPLACE TEMP TABLE ${duckIdent(name)} AS\n${select}`,
   createViewAs: (name, select) => `CREATE OR REPLACE VIEW ${duckIdent(name)} AS\n${select}`,
   appliedVersionsRelation: relation,
   saveAppliedVersionsSql(previous, target) {
