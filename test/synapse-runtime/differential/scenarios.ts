@@ -1,0 +1,292 @@
+/**
+ * The differential scenarios: each opens a twin (local runner ‖ runtime on `synapse/`), drives both over the same
+ * ticks with the same inputs, then compares their end states. Inputs are the bundled fixtures (`fixtures/inbound`),
+ * arriving between ticks under names that carry their arrival time, and Synapse Link folders exported by the
+ * emulator's own exporter from the Dataverse the inbound pipelines wrote.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { PipelineDefinition } from '../../../src/core/pipeline.js';
+import { DuckDbStaging } from '../../../src/dialects/duckdb/driver.js';
+import type { SynapseExportSettings } from '../../../src/export/synapse/export-settings.js';
+import type { StepRenderings } from '../../../src/export/synapse/runtime/connectors/sql-engine.js';
+import { compareTwin, type Difference, describeDifference } from './end-state.js';
+import { classify } from './known-differences.js';
+import { DifferentialTwin, LOCAL_SYNAPSE_LINK, METADATA, SynapseLinkSource, TICK_MS } from './twin.js';
+
+export interface ScenarioContext {
+  readonly root: string;
+  readonly pipelines: readonly PipelineDefinition[];
+  readonly settings: SynapseExportSettings;
+  readonly renderings: StepRenderings;
+}
+
+export interface ScenarioResult {
+  readonly name: string;
+  readonly ticks: number;
+  readonly activitiesRun: number;
+  readonly localRuns: number;
+  readonly compared: number;
+  readonly mismatches: Difference[];
+  readonly known: Record<string, number>;
+  readonly lost: number;
+  readonly duplicated: number;
+  readonly stuckRuns: number;
+  readonly unsupported: number;
+  /** What the scenario itself asserts about the run (beyond the comparison); empty when it holds. */
+  readonly failures: string[];
+  readonly note: string;
+  /** Synapse pipeline → the errors of its latest run's failed activities (when that run failed). */
+  readonly latestFailures: Record<string, string[]>;
+}
+
+export const START = '2026-01-01T00:00:00Z';
+const FIX = 'fixtures/inbound';
+
+/** `2026-01-01T00-16-00Z`: the local runner reads a delta file's time from its name, the Synapse path its mtime. */
+export const stamp = (ms: number) => new Date(ms).toISOString().replace('.000Z', 'Z').replaceAll(':', '-');
+
+/** A Synapse Link timestamp folder name as exports in the field are named: `2026-01-01T00.15.00Z`. */
+export const folderName = (ms: number) => new Date(ms).toISOString().replace('.000Z', 'Z').replaceAll(':', '.');
+
+/**
+ * Fixture files as the scenarios use them. `clean` drops the rows that create a record in an inactive state (the
+ * `new-record-in-inactive-state` difference has a scenario of its own): status `Active` (accounts, contacts) and
+ * `Open` (opportunities) only.
+ */
+export async function fixtureSet(root: string, clean: boolean): Promise<Record<string, string[]>> {
+  const out: Record<string, string[]> = {};
+  const duck = await DuckDbStaging.open({ memoryLimit: '128MB', threads: 1 });
+  try {
+    for (const folder of ['currencies', 'regions', 'accounts', 'contacts', 'opportunities']) {
+      const files = (await fs.readdir(path.join(FIX, folder))).filter((f) => f.endsWith('.parquet')).sort();
+      out[folder] = [];
+      for (const f of files) {
+        const from = path.join(FIX, folder, f);
+        if (!clean || !['accounts', 'contacts', 'opportunities'].includes(folder)) {
+          out[folder].push(from);
+          continue;
+        }
+        const to = path.join(root, 'fixtures', folder, f);
+        await fs.mkdir(path.dirname(to), { recursive: true });
+        await duck.run(
+          `COPY (SELECT * FROM read_parquet('${from}') WHERE status IN ('Active', 'Open')) TO '${to}' (FORMAT parquet)`,
+        );
+        out[folder].push(to);
+      }
+    }
+  } finally {
+    await duck.close();
+  }
+  return out;
+}
+
+/** Synapse Link is set up before the first tick: its Changelog names the folder in progress, nothing is complete. */
+async function seedSynapseLink(twin: DifferentialTwin): Promise<void> {
+  const inProgress = folderName(twin.nowMs() + TICK_MS);
+  for (const root of [path.join(twin.local.config.lake, LOCAL_SYNAPSE_LINK), twin.synapse.synapseLinkDir]) {
+    await fs.mkdir(path.join(root, 'Changelog'), { recursive: true });
+    await fs.writeFile(path.join(root, 'Changelog', 'changelog.info'), inProgress);
+  }
+}
+
+export async function openTwin(
+  ctx: ScenarioContext,
+  extra: { backfillRange?: { start: string; end: string } } = {},
+): Promise<DifferentialTwin> {
+  const twin = await DifferentialTwin.open({
+    root: ctx.root,
+    startTime: START,
+    pipelines: ctx.pipelines,
+    settings: ctx.settings,
+    renderings: ctx.renderings,
+    ...extra,
+  });
+  await seedSynapseLink(twin);
+  return twin;
+}
+
+/** Compares the twin's end states and counts what the scenario ran. */
+export async function finish(
+  name: string,
+  twin: DifferentialTwin,
+  ctx: ScenarioContext,
+  failures: string[],
+  note: string,
+): Promise<ScenarioResult> {
+  const { differences, local, synapse } = await compareTwin(twin);
+  const runs = twin.synapse.rt.runs;
+  const { mismatches, known } = classify(differences, {
+    pipelines: ctx.pipelines,
+    omitColumns: ctx.settings.omitColumns ?? {},
+    local,
+    synapse,
+    synapseRuns: runs,
+  });
+  const compared =
+    Object.values(local.dataverse).reduce((n, t) => n + Object.keys(t).length, 0) +
+    Object.values(local.warehouse).reduce((n, t) => n + Object.keys(t).length, 0) +
+    Object.values(local.deleted).reduce((n, t) => n + t.length, 0) +
+    Object.keys(local.rejects).length;
+  // Lost / duplicated on the Synapse path itself: a record both executors should hold but Synapse lost is a
+  // mismatch (or a known difference); duplicated = two records with one alternate key in its Dataverse.
+  let duplicated = 0;
+  for (const table of twin.synapse.emulator.store.tables()) {
+    const rows = twin.synapse.emulator.store.rows(table);
+    const ids = Object.keys(synapse.dataverse[table] ?? {});
+    duplicated += rows.length - ids.length;
+  }
+  const lost = mismatches.filter((d) => d.column === '*' && d.local !== undefined && d.synapse === undefined).length;
+  const unsupported = runs
+    .flatMap((r) => r.activityRuns)
+    .filter(
+      (a) => a.error?.errorCode === 'UnsupportedByLocalRuntime' || a.error?.errorCode === 'SqlStepNotRunnable',
+    ).length;
+  return {
+    name,
+    ticks: twin.ticks,
+    activitiesRun: twin.synapse.rt.engine.activityRunCount(),
+    localRuns: twin.local.reports.length,
+    compared,
+    mismatches,
+    known,
+    lost,
+    duplicated,
+    stuckRuns: twin.synapse.rt.engine.unfinishedRuns().length,
+    unsupported,
+    failures,
+    note,
+    latestFailures: Object.fromEntries(
+      [...new Set(runs.map((r) => r.pipelineName))].flatMap((p) => {
+        const last = runs.filter((r) => r.pipelineName === p).at(-1)!;
+        return last.status === 'Failed'
+          ? [
+              [
+                p,
+                last.activityRuns
+                  .filter((a) => a.status === 'Failed' && a.error?.errorCode !== 'ContainerFailed')
+                  .map((a) => `${a.activityName}: ${a.error?.message.slice(0, 160)}`),
+              ],
+            ]
+          : [];
+      }),
+    ),
+  };
+}
+
+export function printResult(r: ScenarioResult): void {
+  const ok =
+    r.mismatches.length === 0 && !r.lost && !r.duplicated && !r.stuckRuns && !r.unsupported && !r.failures.length;
+  const known = Object.entries(r.known)
+    .map(([k, n]) => `${k} ×${n}`)
+    .join(', ');
+  console.log(
+    `${ok ? 'ok  ' : 'FAIL'} ${r.name}: ${r.ticks} ticks, ${r.activitiesRun} activity runs, ${r.localRuns} local runs, compared ${r.compared}, mismatches ${r.mismatches.length}${known ? `, known: ${known}` : ''} — ${r.note}`,
+  );
+  for (const f of r.failures) console.log(`  ${f}`);
+  for (const d of r.mismatches.slice(0, 12)) console.log(`  mismatch: ${describeDifference(d)}`);
+}
+
+/** After a tick: what Synapse Link exports of the local Dataverse arrives in both lakes. */
+async function exportBetweenTicks(twin: DifferentialTwin, source: SynapseLinkSource, metadataDir = METADATA) {
+  const ex = await source.export(twin.local.emulator.store, twin.nowMs() + 2 * 60_000, metadataDir);
+  await twin.arriveSynapseLink(source.root, ex.files);
+  return ex;
+}
+
+async function arrive(twin: DifferentialTwin, folder: string, file: string, minutes = 1): Promise<void> {
+  const at = twin.nowMs() + minutes * 60_000;
+  await twin.arriveFile(file, `inbound/${folder}/${stamp(at)}.parquet`, at);
+}
+
+/** A copy of the metadata snapshots with one more account column (a column added in Dataverse mid-sequence). */
+async function metadataWithNewColumn(root: string): Promise<string> {
+  const dir = path.join(root, 'metadata-v2');
+  await fs.cp(METADATA, dir, { recursive: true });
+  const file = path.join(dir, 'account.json');
+  const meta = JSON.parse(await fs.readFile(file, 'utf8')) as { Attributes: Array<Record<string, unknown>> };
+  const template = meta.Attributes.find((a) => a.LogicalName === 'telephone2') ?? meta.Attributes[0]!;
+  meta.Attributes.splice(5, 0, { ...template, LogicalName: 'ferry_newcolumn', SchemaName: 'ferry_NewColumn' });
+  await fs.writeFile(file, JSON.stringify(meta, null, 2));
+  return dir;
+}
+
+/** Eight 15-minute ticks: files and Synapse Link folders between them, ticks with nothing new, and the edge cases. */
+export async function eightTicks(ctx: ScenarioContext): Promise<ScenarioResult> {
+  const files = await fixtureSet(ctx.root, true);
+  const twin = await openTwin(ctx);
+  const failures: string[] = [];
+  try {
+    const source = new SynapseLinkSource(path.join(ctx.root, 'synapse-link-source'));
+    const metadataV2 = await metadataWithNewColumn(ctx.root);
+    let heldBack: { folder: string; files: string[] } | undefined;
+    for (let tick = 1; tick <= 8; tick++) {
+      if (tick === 1) {
+        await arrive(twin, 'currencies', files.currencies![0]!);
+        await arrive(twin, 'regions', files.regions![0]!);
+        await arrive(twin, 'accounts', files.accounts![0]!);
+      }
+      if (tick === 2) {
+        await arrive(twin, 'accounts', files.accounts![1]!);
+        await arrive(twin, 'contacts', files.contacts![0]!);
+      }
+      if (tick === 4) {
+        await arrive(twin, 'opportunities', files.opportunities![0]!);
+        await arrive(twin, 'contacts', files.contacts![1]!);
+      }
+      if (tick === 6) {
+        await arrive(twin, 'accounts', files.accounts![2]!);
+        await arrive(twin, 'opportunities', files.opportunities![1]!);
+      }
+      // Ticks 3, 5, 7 and 8 bring no delta file.
+      await twin.tick();
+      if (tick === 3) {
+        // An account deleted in Dataverse (on both sides, as a user would): the next export carries the delete.
+        for (const store of [twin.local.emulator.store, twin.synapse.emulator.store]) {
+          const row = store.rows('account').find((r) => r.attributes.accountnumber === 'A-1002');
+          if (row) store.delete('account', row.id, new Date(twin.nowMs() + 60_000));
+        }
+      }
+      if (tick === 4) {
+        // A column added to account in Dataverse: later folders' model.json carry it (binding by model.json).
+        for (const store of [twin.local.emulator.store, twin.synapse.emulator.store]) {
+          const row = store.rows('account').find((r) => r.attributes.accountnumber === 'A-1001');
+          if (row)
+            store.put('account', row.id, { ...row.attributes, ferry_newcolumn: 'added' }, new Date(twin.nowMs()));
+        }
+      }
+      if (tick === 5) {
+        // A folder still being written at tick 6 (its CSVs are there, model.json not, changelog.info names it)…
+        const ex = await source.export(twin.local.emulator.store, twin.nowMs() + 2 * 60_000, metadataV2);
+        if (ex.folder) {
+          const csvs = ex.files.filter((f) => f.startsWith(`${ex.folder}/`) && !f.endsWith('model.json'));
+          await twin.arriveSynapseLink(source.root, csvs);
+          for (const root of [path.join(twin.local.config.lake, LOCAL_SYNAPSE_LINK), twin.synapse.synapseLinkDir])
+            await fs.writeFile(path.join(root, 'Changelog', 'changelog.info'), ex.folder);
+          heldBack = { folder: ex.folder, files: ex.files.filter((f) => !csvs.includes(f)) };
+        } else failures.push('tick 5: the export wrote no folder');
+        continue;
+      }
+      if (tick === 6 && heldBack) {
+        // …completes before tick 7.
+        await twin.arriveSynapseLink(source.root, heldBack.files);
+        await exportBetweenTicks(twin, source, metadataV2);
+        continue;
+      }
+      if (tick === 7) {
+        // An empty folder a retried export leaves behind, before a real one.
+        await twin.emptySynapseLinkFolder(folderName(twin.nowMs() + 60_000));
+      }
+      await exportBetweenTicks(twin, source, tick >= 4 ? metadataV2 : METADATA);
+    }
+    return await finish(
+      '8 ticks: files and Synapse Link folders between ticks, 4 ticks with no new file, a delete, a column added, a folder completing between ticks, an empty retry folder',
+      twin,
+      ctx,
+      failures,
+      `${twin.local.emulator.store.count('account')} accounts, ${twin.synapse.rt.runs.filter((r) => r.status === 'Failed').length} failed Synapse runs`,
+    );
+  } finally {
+    await twin.close();
+  }
+}
