@@ -14,6 +14,7 @@ const root = await mkdtemp(path.join(tmpdir(), 'diff-probe-'));
 const which = process.argv[2] ?? 'eightTicks';
 const r = await (S as any)[which]({ root, pipelines, settings, renderings });
 S.printResult(r);
+if (process.argv.includes('--runs')) for (const x of (r as any).runs ?? []) console.log('RUN', x);
 const groups = new Map<string, number>();
 for (const d of r.mismatches) {
   const g = `${d.area} ${d.table} ${d.column}`;

@@ -257,25 +257,40 @@ export class DifferentialTwin {
    * A bounded backfill of one pipeline over [from, to) on both sides: `ferry backfill` (windows of 15 minutes) and
    * the pipeline run per window with `windowStart`/`windowEnd` as the exported backfill trigger passes them.
    */
-  async backfill(name: string): Promise<{ local: BackfillResult; synapse: readonly WindowState[] }> {
-    const def = this.#def(name);
+  /**
+   * A bounded backfill of a pipeline and the pipelines it depends on over the twin's backfill range: `ferry backfill`
+   * of each (dependencies first, windows of 15 minutes), and their exported backfill triggers started together (a
+   * window waits for the same window of its parents' triggers).
+   */
+  async backfill(name: string): Promise<{ local: BackfillResult[]; synapse: Record<string, readonly WindowState[]> }> {
     const range = this.#backfillRange;
     if (!range) throw new Error('The twin was opened without a backfill range.');
-    const local = await runBackfill(def, {
-      from: range.start,
-      to: range.end,
-      windowMs: TICK_MS,
-      config: this.local.config,
-      lake: this.local.lake,
-      state: this.local.state,
-      registry: stageRegistry,
-      services: { dataverse: { url: this.local.emulator.url }, openStaging: openRunStaging },
-      log: silentLogger,
-    });
-    const trigger = `tr_${name.replaceAll('-', '_')}_backfill`;
-    this.synapse.rt.startTrigger(trigger);
+    const order: PipelineDefinition[] = [];
+    const visit = (n: string) => {
+      const def = this.#def(n);
+      for (const d of def.dependsOn) visit(d);
+      if (!order.includes(def)) order.push(def);
+    };
+    visit(name);
+    const local: BackfillResult[] = [];
+    for (const def of order)
+      local.push(
+        await runBackfill(def, {
+          from: range.start,
+          to: range.end,
+          windowMs: TICK_MS,
+          config: this.local.config,
+          lake: this.local.lake,
+          state: this.local.state,
+          registry: stageRegistry,
+          services: { dataverse: { url: this.local.emulator.url }, openStaging: openRunStaging },
+          log: silentLogger,
+        }),
+      );
+    const triggers = order.map((def) => `tr_${def.name.replaceAll('-', '_')}_backfill`);
+    for (const t of triggers) this.synapse.rt.startTrigger(t);
     await this.synapse.rt.triggers.evaluateNow();
-    return { local, synapse: this.synapse.rt.triggers.windows(trigger) };
+    return { local, synapse: Object.fromEntries(triggers.map((t) => [t, this.synapse.rt.triggers.windows(t)])) };
   }
 
   #def(name: string): PipelineDefinition {
