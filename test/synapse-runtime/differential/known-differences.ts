@@ -43,14 +43,19 @@ function writes(def: PipelineDefinition, area: Area): string[] {
 const writer = (table: string, area: Area, ctx: DifferenceContext) =>
   ctx.pipelines.find((p) => writes(p, area).includes(table));
 
-/** Errors of the failed activities of the latest Synapse run of the pipeline writing `table`. */
+/**
+ * Errors of the failed activities of the latest Synapse run of the pipeline writing `table` — for a warehouse output,
+ * only those of its own extract (`ExtractToParquet_<output>`).
+ */
 function latestFailures(table: string, area: Area, ctx: DifferenceContext): string[] {
   const def = writer(table, area, ctx);
   if (!def) return [];
   const name = `pl_${def.name.replaceAll('-', '_')}`;
   const latest = ctx.synapseRuns.filter((r) => r.pipelineName === name).at(-1);
   if (!latest || latest.status !== 'Failed') return [];
-  return latest.activityRuns.filter((a) => a.status === 'Failed').map((a) => a.error?.message ?? '');
+  return latest.activityRuns
+    .filter((a) => a.status === 'Failed' && (area === 'dataverse' || a.activityName === `ExtractToParquet_${table}`))
+    .map((a) => a.error?.message ?? '');
 }
 
 /** The keys the Synapse path rejected as `lookup.target_missing` and the local runner did not reject at all. */
