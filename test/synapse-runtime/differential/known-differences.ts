@@ -52,7 +52,7 @@ function latestFailures(table: string, area: Area, ctx: DifferenceContext): stri
   if (!def) return [];
   const name = `pl_${def.name.replaceAll('-', '_')}`;
   const latest = ctx.synapseRuns.filter((r) => r.pipelineName === name).at(-1);
-  if (!latest || latest.status !== 'Failed') return [];
+  if (latest?.status !== 'Failed') return [];
   return latest.activityRuns
     .filter((a) => a.status === 'Failed' && (area === 'dataverse' || a.activityName === `ExtractToParquet_${table}`))
     .map((a) => a.error?.message ?? '');

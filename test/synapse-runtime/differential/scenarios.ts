@@ -154,7 +154,17 @@ export async function finish(
     known,
     lost,
     duplicated,
-    stuckRuns: twin.synapse.rt.engine.unfinishedRuns().length,
+    // Runs not ended in the engine, and runs left `running` in either executor's run records after the last tick.
+    stuckRuns:
+      twin.synapse.rt.engine.unfinishedRuns().length +
+      Number(
+        (
+          await twin.synapse.rt.services.sql.duck.all<{ n: number }>(
+            "SELECT count(*) AS n FROM ferry.runs WHERE status = 'running'",
+          )
+        )[0]?.n ?? 0,
+      ) +
+      twin.local.state.listRuns({ limit: 10_000 }).filter((r) => r.status === 'running').length,
     unsupported,
     failures,
     note,
