@@ -10,7 +10,7 @@ import type { PipelineRun } from '../../src/export/synapse/runtime/run-records.j
 import type { Difference, SideState } from './differential/end-state.js';
 import { classify, type DifferenceContext, KNOWN_DIFFERENCES } from './differential/known-differences.js';
 
-const empty: SideState = { dataverse: {}, warehouse: {}, deleted: {}, warehouseTypes: {}, rejects: {} };
+const empty: SideState = { dataverse: {}, warehouse: {}, deleted: {}, warehouseTypes: {}, windows: {}, rejects: {} };
 
 async function context(over: Partial<DifferenceContext> = {}): Promise<DifferenceContext> {
   return {

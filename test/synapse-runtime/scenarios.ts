@@ -22,6 +22,7 @@ import { synapseStepRenderings } from '../../src/export/synapse/step-renderings.
 import { KNOWN_DIFFERENCES } from './differential/known-differences.js';
 import {
   backfillOverCoveredRange,
+  deletedLookupTarget,
   eightTicks,
   failureThenNextTick,
   inactiveOnCreate,
@@ -41,6 +42,7 @@ const SCENARIOS: Record<string, (ctx: ScenarioContext) => Promise<ScenarioResult
   backfillOverCoveredRange,
   overlappingManualRuns,
   inactiveOnCreate,
+  deletedLookupTarget,
 };
 
 async function main(): Promise<void> {

@@ -23,11 +23,13 @@ export interface SideState {
   readonly deleted: Record<string, string[]>;
   /** output → column → Parquet type. */
   readonly warehouseTypes: Record<string, Record<string, string>>;
+  /** output → names of its window folders (the first folder level under the output). */
+  readonly windows: Record<string, string[]>;
   /** `pipeline|reason|key` → count of distinct open rejects. */
   readonly rejects: Record<string, number>;
 }
 
-export type DifferenceArea = 'dataverse' | 'warehouse' | 'warehouse-type' | 'reject';
+export type DifferenceArea = 'dataverse' | 'warehouse' | 'warehouse-type' | 'warehouse-window' | 'reject';
 
 /** One difference: the local value first, the Synapse value second (`undefined` = absent on that side). */
 export interface Difference {
@@ -101,38 +103,66 @@ function canonical(value: unknown): string | null {
   return Number.isNaN(t) ? text : new Date(t).toISOString();
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * The warehouse as a reader sees it. Deletes are rows of `deletes*` files or folders inside the output, of a
+ * `<output>_deletes/` output beside it, or rows whose `IsDelete` flag is set. A folder named by a pipeline run id is
+ * read only when `published` holds that run id (the Synapse path publishes a run's folder through `ferry.runs`).
+ */
 async function warehouseState(
   duck: DuckDbStaging,
   root: string,
-): Promise<Pick<SideState, 'warehouse' | 'deleted' | 'warehouseTypes'>> {
+  published?: ReadonlySet<string>,
+): Promise<Pick<SideState, 'warehouse' | 'deleted' | 'warehouseTypes' | 'windows'>> {
   const warehouse: SideState['warehouse'] = {};
   const deleted: SideState['deleted'] = {};
   const warehouseTypes: SideState['warehouseTypes'] = {};
-  const outputs = await fs.readdir(root, { withFileTypes: true }).catch(() => []);
-  for (const output of outputs.filter((e) => e.isDirectory()).map((e) => e.name)) {
-    const files = (await fs.readdir(path.join(root, output), { recursive: true }))
-      .filter((f) => f.endsWith('.parquet') && !f.split(path.sep).some((p) => p.startsWith('_') || p.startsWith('.')))
-      .sort();
+  const windows: SideState['windows'] = {};
+  const dirs = (await fs.readdir(root, { withFileTypes: true }).catch(() => []))
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name);
+  const outputs = dirs.filter((d) => !(d.endsWith('_deletes') && dirs.includes(d.slice(0, -'_deletes'.length))));
+  for (const output of outputs) {
     const latest = new Map<string, { version: number; row: Record<string, string | null>; isDelete: boolean }>();
     const types: Record<string, string> = {};
-    for (const file of files) {
-      const full = path.join(root, output, file).replaceAll("'", "''");
-      const isDeleteFile = /(^|[/\\_-])deletes?([/\\_.-]|$)/.test(file);
-      for (const c of await duck.all<{ column_name: string; column_type: string }>(
-        `DESCRIBE SELECT * FROM read_parquet('${full}')`,
-      ))
-        if (!isDeleteFile) types[c.column_name] = c.column_type;
-      const rows = await duck.all<Record<string, unknown>>(`SELECT * FROM read_parquet('${full}')`);
-      for (const [i, raw] of rows.entries()) {
-        const row: Record<string, string | null> = {};
-        for (const [k, v] of Object.entries(raw)) row[k] = canonical(v);
-        const id = row.Id ?? row.id;
-        if (!id) continue;
-        const flag = row.IsDelete ?? row.isdelete ?? row.is_deleted ?? row.__deleted ?? null;
-        const version = Number(row.versionnumber ?? i);
-        const prev = latest.get(id);
-        if (!prev || version >= prev.version)
-          latest.set(id, { version, row, isDelete: isDeleteFile || flag === 'true' || flag === '1' });
+    windows[output] = (await fs.readdir(path.join(root, output), { withFileTypes: true }))
+      .filter((e) => e.isDirectory() && !e.name.startsWith('_') && !e.name.startsWith('.'))
+      .map((e) => e.name)
+      .sort();
+    const sources = [
+      { dir: path.join(root, output), deletes: false },
+      { dir: path.join(root, `${output}_deletes`), deletes: true },
+    ];
+    for (const source of sources) {
+      const files = (await fs.readdir(source.dir, { recursive: true }).catch(() => [] as string[]))
+        .filter(
+          (f) =>
+            f.endsWith('.parquet') &&
+            !f.split(path.sep).some((p) => p.startsWith('_') || p.startsWith('.')) &&
+            f.split(path.sep).every((p) => !UUID.test(p) || !published || published.has(p)),
+        )
+        .sort();
+      for (const file of files) {
+        const full = path.join(source.dir, file).replaceAll("'", "''");
+        const isDeleteFile = source.deletes || /(^|[/\\_-])deletes?([/\\_.-]|$)/.test(file);
+        const rows = await duck.all<Record<string, unknown>>(`SELECT * FROM read_parquet('${full}')`);
+        if (!isDeleteFile)
+          for (const c of await duck.all<{ column_name: string; column_type: string }>(
+            `DESCRIBE SELECT * FROM read_parquet('${full}')`,
+          ))
+            types[c.column_name] = c.column_type;
+        for (const [i, raw] of rows.entries()) {
+          const row: Record<string, string | null> = {};
+          for (const [k, v] of Object.entries(raw)) row[k] = canonical(v);
+          const id = row.Id ?? row.id;
+          if (!id) continue;
+          const flag = row.IsDelete ?? row.isdelete ?? row.is_deleted ?? row.__deleted ?? null;
+          const version = Number(row.versionnumber ?? i);
+          const prev = latest.get(id);
+          if (!prev || version >= prev.version)
+            latest.set(id, { version, row, isDelete: isDeleteFile || flag === 'true' || flag === '1' });
+        }
       }
     }
     const current: Record<string, Record<string, string | null>> = {};
@@ -145,7 +175,7 @@ async function warehouseState(
     deleted[output] = gone.sort();
     warehouseTypes[output] = types;
   }
-  return { warehouse, deleted, warehouseTypes };
+  return { warehouse, deleted, warehouseTypes, windows };
 }
 
 function rejectKey(pipeline: string, reason: string, key: string | null | undefined): string {
@@ -184,7 +214,17 @@ export async function synapseState(twin: DifferentialTwin, duck: DuckDbStaging):
   for (const r of rows) rejects[rejectKey(r.pipeline, r.reason, r.key)] = Number(r.n);
   return {
     dataverse: dataverseState(twin.synapse.emulator, keys),
-    ...(await warehouseState(duck, twin.synapse.warehouseDir)),
+    ...(await warehouseState(
+      duck,
+      twin.synapse.warehouseDir,
+      new Set(
+        (
+          await twin.synapse.rt.services.sql.duck.all<{ id: string }>(
+            "SELECT id FROM ferry.runs WHERE status = 'succeeded'",
+          )
+        ).map((r) => r.id),
+      ),
+    )),
     rejects,
   };
 }
@@ -232,6 +272,18 @@ export function compareStates(local: SideState, synapse: SideState): Difference[
     const sd = new Set(synapse.deleted[output] ?? []);
     for (const id of [...new Set([...ld, ...sd])].filter((x) => ld.has(x) !== sd.has(x)))
       out.push({ area: 'warehouse', table: output, id, column: '(deleted)', local: ld.has(id), synapse: sd.has(id) });
+    const lw = local.windows[output] ?? [];
+    const sw = synapse.windows[output] ?? [];
+    for (const name of [...new Set([...lw, ...sw])].sort())
+      if (lw.includes(name) !== sw.includes(name))
+        out.push({
+          area: 'warehouse-window',
+          table: output,
+          id: name,
+          column: '*',
+          local: lw.includes(name),
+          synapse: sw.includes(name),
+        });
     const lt = local.warehouseTypes[output] ?? {};
     const st = synapse.warehouseTypes[output] ?? {};
     if (Object.keys(lt).length && Object.keys(st).length)

@@ -93,7 +93,7 @@ function failedOrBlockedBy(table: string, area: Area, pattern: RegExp, ctx: Diff
 }
 
 const warehouseFailure = (pattern: RegExp) => (d: Difference, ctx: DifferenceContext) =>
-  d.area === 'warehouse' && latestFailures(d.table, d.area, ctx).some((m) => pattern.test(m));
+  d.area.startsWith('warehouse') && latestFailures(d.table, d.area, ctx).some((m) => pattern.test(m));
 
 export const KNOWN_DIFFERENCES: readonly KnownDifference[] = [
   {
@@ -134,6 +134,27 @@ export const KNOWN_DIFFERENCES: readonly KnownDifference[] = [
       d.area === 'dataverse' && failedOrBlockedBy(d.table, d.area, /is not a valid status code for state code/, ctx),
   },
   {
+    // The Synapse path's key map keeps a record deleted in Dataverse: a lookup to it resolves to the deleted GUID,
+    // the service refuses it (0x80040217), the copy fails after the row's other columns were written, and every
+    // later run repeats the window. The local runner rejects the row (`lookup.target_missing`).
+    name: 'lookup-to-deleted-record',
+    readmeRow: 'a lookup to a record deleted in Dataverse',
+    recognises: (d, ctx) => {
+      const refused = /0x80040217/;
+      if (d.area === 'reject') {
+        const def = ctx.pipelines.find((p) => p.name === d.table);
+        const table = def && writes(def, 'dataverse')[0];
+        return (
+          d.id.startsWith('lookup.target_missing|') &&
+          Number(d.local) > Number(d.synapse) &&
+          !!table &&
+          latestFailures(table, 'dataverse', ctx).some((m) => refused.test(m))
+        );
+      }
+      return d.area === 'dataverse' && failedOrBlockedBy(d.table, d.area, refused, ctx);
+    },
+  },
+  {
     name: 'outbound-columns-bound-by-snapshot',
     readmeRow: 'outbound columns',
     defect: 5,
@@ -150,6 +171,16 @@ export const KNOWN_DIFFERENCES: readonly KnownDifference[] = [
     readmeRow: 'outbound columns',
     defect: 14,
     recognises: warehouseFailure(/OptionsetMetadata does not exist/),
+  },
+  {
+    // The local runner names a window folder after its Synapse Link folders (`<first>_<last>`), the Synapse path
+    // after the window end: no name in common. Once the names are meant to agree, any name on one side only is a
+    // mismatch (this recognises only outputs where the two sides share no window name at all).
+    name: 'window-folder-naming',
+    readmeRow: 'warehouse window folder',
+    recognises: (d, ctx) =>
+      d.area === 'warehouse-window' &&
+      !(ctx.local.windows[d.table] ?? []).some((n) => (ctx.synapse.windows[d.table] ?? []).includes(n)),
   },
   {
     name: 'outbound-parquet-untyped',

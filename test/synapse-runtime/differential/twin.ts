@@ -145,8 +145,12 @@ export class DifferentialTwin {
     );
   }
 
+  /**
+   * The later of the two sides' clocks: the runtime's moves on during a run (retry intervals and waits cost virtual
+   * time), so an input arriving "now" arrives after both sides finished the tick.
+   */
   nowMs(): number {
-    return this.#clock.nowMs;
+    return Math.max(this.#clock.nowMs, this.synapse.rt.clock.nowMs());
   }
 
   /** The same fault injection on both emulators (from the next request on). */
@@ -221,12 +225,12 @@ export class DifferentialTwin {
       retry: { attempts: 2, delayMs: 0 },
       runOne: (def, o) => this.#runOne(def, o.mode === 'scheduled' ? 'scheduled' : 'manual', o.signal),
     });
-    const before = this.#clock.nowMs;
+    // Both sides tick at the next 15-minute boundary after the later of their clocks.
+    const boundary = (Math.floor(this.nowMs() / TICK_MS) + 1) * TICK_MS;
+    this.#clock.nowMs = boundary - 1;
     await scheduler.run();
-    // The scheduler slept to the next boundary; runs themselves cost no virtual time.
-    this.#clock.nowMs = Math.max(this.#clock.nowMs, before + TICK_MS);
-    this.#clock.nowMs = Math.floor(this.#clock.nowMs / TICK_MS) * TICK_MS;
-    await this.synapse.rt.runTicks(1, TICK_MS);
+    this.#clock.nowMs = boundary;
+    await this.synapse.rt.runTicks(1, boundary - this.synapse.rt.clock.nowMs());
     this.ticks++;
   }
 
