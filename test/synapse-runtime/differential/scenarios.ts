@@ -288,7 +288,13 @@ export async function eightTicks(ctx: ScenarioContext): Promise<ScenarioResult> 
         }
       }
       if (tick === 5) {
-        // A folder still being written at tick 6 (its CSVs are there, model.json not, changelog.info names it)…
+        // A change in Dataverse (both sides), exported into a folder still being written at tick 6 (its CSVs are
+        // there, model.json not, changelog.info names it)…
+        for (const store of [twin.local.emulator.store, twin.synapse.emulator.store]) {
+          const row = store.rows('account').find((r) => r.attributes.accountnumber === 'A-1004');
+          if (row)
+            store.put('account', row.id, { ...row.attributes, telephone1: '+44 20 5550101' }, new Date(twin.nowMs()));
+        }
         const ex = await source.export(twin.local.emulator.store, twin.nowMs() + 2 * 60_000, metadataV2);
         if (ex.folder) {
           const csvs = ex.files.filter((f) => f.startsWith(`${ex.folder}/`) && !f.endsWith('model.json'));
