@@ -434,33 +434,47 @@ export async function failureThenNextTick(ctx: ScenarioContext): Promise<Scenari
   }
 }
 
-/** Five ticks, then a bounded backfill of accounts-inbound over the first hour, which the schedule already covered. */
+/**
+ * Five ticks (with Synapse Link folders between them), then bounded backfills over the first hour, which the
+ * schedule already covered: accounts-inbound (with its parents) and accounts-outbound.
+ */
 export async function backfillOverCoveredRange(ctx: ScenarioContext): Promise<ScenarioResult> {
   const files = await fixtureSet(ctx.root, true);
   const end = new Date(Date.parse(START) + 4 * TICK_MS).toISOString().replace('.000Z', 'Z');
   const twin = await openTwin(ctx, { backfillRange: { start: START, end } });
   try {
+    const source = new SynapseLinkSource(path.join(ctx.root, 'synapse-link-source'));
     await firstWave(twin, files);
     await twin.tick();
-    await arrive(twin, 'accounts', files.accounts![1]!);
+    await exportBetweenTicks(twin, source);
+    await arrive(twin, 'accounts', files.accounts![2]!);
     await arrive(twin, 'contacts', files.contacts![0]!);
-    for (let i = 0; i < 4; i++) await twin.tick();
-    const { local, synapse } = await twin.backfill('accounts-inbound');
+    for (let i = 0; i < 4; i++) {
+      await twin.tick();
+      await exportBetweenTicks(twin, source);
+    }
     const failures: string[] = [];
-    for (const [trigger, windows] of Object.entries(synapse))
-      if (windows.length !== 4 || windows.some((w) => w.status === 'Waiting' || w.status === 'Running'))
-        failures.push(`${trigger}: ${windows.map((w) => w.status).join(',')} (expected 4 windows run)`);
-    for (const r of local)
-      if (r.windows.length !== 4)
-        failures.push(`ferry backfill ${r.pipeline} ran ${r.windows.length} windows, expected 4`);
+    const notes: string[] = [];
+    for (const name of ['accounts-inbound', 'accounts-outbound']) {
+      const { local, synapse } = await twin.backfill(name);
+      for (const [trigger, windows] of Object.entries(synapse))
+        if (windows.length !== 4 || windows.some((w) => w.status === 'Waiting' || w.status === 'Running'))
+          failures.push(`${trigger}: ${windows.map((w) => w.status).join(',')} (expected 4 windows run)`);
+      for (const r of local)
+        if (r.windows.length !== 4)
+          failures.push(`ferry backfill ${r.pipeline} ran ${r.windows.length} windows, expected 4`);
+      notes.push(
+        `local ${local.map((r) => `${r.pipeline} ${r.status}`).join(', ')}; Synapse ${Object.entries(synapse)
+          .map(([t, w]) => `${t} ${w.map((x) => x.status).join('/')}`)
+          .join(', ')}`,
+      );
+    }
     return await finish(
-      'a bounded backfill over a range the schedule already covered',
+      'a bounded backfill over a range the schedule already covered (inbound and outbound)',
       twin,
       ctx,
       failures,
-      `backfill: local ${local.map((r) => `${r.pipeline} ${r.status}`).join(', ')}; Synapse ${Object.entries(synapse)
-        .map(([t, w]) => `${t} ${w.map((x) => x.status).join('/')}`)
-        .join(', ')}`,
+      notes.join('; '),
     );
   } finally {
     await twin.close();
