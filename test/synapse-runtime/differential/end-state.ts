@@ -11,7 +11,6 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { DuckDbStaging } from '../../../src/dialects/duckdb/driver.js';
 import type { RunningEmulator } from '../../../src/emulator/server.js';
-import { normaliseRow } from '../../crash/compare.js';
 import { type DifferentialTwin, METADATA } from './twin.js';
 
 export interface SideState {
@@ -62,6 +61,27 @@ async function alternateKeys(): Promise<Map<string, string[]>> {
   return keys;
 }
 
+/** Columns the service sets itself on every write: when, not what. */
+const SERVICE_BOOKKEEPING = new Set(['versionnumber', 'createdon', 'modifiedon']);
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Every column but the service's bookkeeping; a GUID becomes the identity of the record it names, if known. */
+function normaliseRecord(
+  attributes: Readonly<Record<string, unknown>>,
+  identities: ReadonlyMap<string, string>,
+): Record<string, unknown> {
+  const value = (v: unknown): unknown =>
+    typeof v === 'string' && GUID.test(v)
+      ? (identities.get(v.toLowerCase()) ?? v.toLowerCase())
+      : Array.isArray(v)
+        ? v.map(value)
+        : v;
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(attributes).sort())
+    if (!SERVICE_BOOKKEEPING.has(key)) out[key] = value(attributes[key]);
+  return out;
+}
+
 function dataverseState(emulator: RunningEmulator, keys: Map<string, string[]>): SideState['dataverse'] {
   const store = emulator.store;
   const identityOf = (table: string, attributes: Readonly<Record<string, unknown>>) => {
@@ -76,11 +96,7 @@ function dataverseState(emulator: RunningEmulator, keys: Map<string, string[]>):
     const rows = store.rows(table);
     if (!rows.length) continue;
     const byId: Record<string, Record<string, unknown>> = {};
-    for (const row of rows)
-      byId[identityOf(table, row.attributes)] = JSON.parse(normaliseRow({ ...row.attributes }, identities)) as Record<
-        string,
-        unknown
-      >;
+    for (const row of rows) byId[identityOf(table, row.attributes)] = normaliseRecord(row.attributes, identities);
     out[table] = byId;
   }
   return out;
