@@ -172,22 +172,6 @@ export const KNOWN_DIFFERENCES: readonly KnownDifference[] = [
     defect: 14,
     recognises: warehouseFailure(/OptionsetMetadata does not exist/),
   },
-  {
-    // The local runner names a window folder after its Synapse Link folders (`<first>_<last>`), the Synapse path
-    // after the window end: no name in common. Once the names are meant to agree, any name on one side only is a
-    // mismatch (this recognises only outputs where the two sides share no window name at all).
-    name: 'window-folder-naming',
-    readmeRow: 'warehouse window folder',
-    recognises: (d, ctx) =>
-      d.area === 'warehouse-window' &&
-      !(ctx.local.windows[d.table] ?? []).some((n) => (ctx.synapse.windows[d.table] ?? []).includes(n)),
-  },
-  {
-    name: 'outbound-parquet-untyped',
-    readmeRow: 'outbound Parquet types',
-    defect: 14,
-    recognises: (d) => d.area === 'warehouse-type' && /VARCHAR/.test(String(d.synapse)),
-  },
 ];
 
 export interface Classified {
