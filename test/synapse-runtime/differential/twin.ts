@@ -234,16 +234,6 @@ export class DifferentialTwin {
     this.ticks++;
   }
 
-  /** A manual run of one pipeline on both sides (local: `ferry run`; Synapse: a manual pipeline run). */
-  async manualRun(name: string): Promise<{ local: RunReport; synapse: PipelineRun }> {
-    const def = this.#def(name);
-    const [local, synapse] = await Promise.all([
-      this.#runOne(def, 'manual', new AbortController().signal),
-      this.synapse.rt.runPipeline(`pl_${name.replaceAll('-', '_')}`, { mode: 'manual' }),
-    ]);
-    return { local, synapse };
-  }
-
   /** Two manual runs of one pipeline started together on each side. */
   async overlappingManualRuns(name: string): Promise<{ local: RunReport[]; synapse: PipelineRun[]; queued: boolean }> {
     const def = this.#def(name);
