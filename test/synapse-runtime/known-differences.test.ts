@@ -19,6 +19,7 @@ async function context(over: Partial<DifferenceContext> = {}): Promise<Differenc
     local: empty,
     synapse: empty,
     synapseRuns: [],
+    emptySynapseLinkFolders: [],
     ...over,
   };
 }
@@ -76,30 +77,24 @@ describe('known differences of the differential test', () => {
     );
   });
 
-  it('attribute a warehouse difference to the failure of that output’s own extract only', async () => {
-    const runs = [
-      {
-        ...failedRun(
-          'pl_accounts_outbound',
-          'ExtractToParquet_account',
-          'Binder Error: Values list "l" does not have a column named "accountid"',
-        ),
-      },
-    ] as PipelineRun[];
-    const ctx = await context({ synapseRuns: runs });
-    const row = (table: string): Difference => ({
-      area: 'warehouse',
-      table,
-      id: 'g',
-      column: '*',
-      local: { Id: 'g' },
-      synapse: undefined,
+  it('recognise a timestamp written without zone, and no other type difference', async () => {
+    const ctx = await context();
+    const t = (column: string, local: string, synapse: string): Difference => ({
+      area: 'warehouse-type',
+      table: 'account',
+      id: '*',
+      column,
+      local,
+      synapse,
     });
-    const r = classify([row('account'), row('account_labelled')], ctx);
-    assert.deepEqual(r.known, { 'outbound-columns-bound-by-snapshot': 1 });
+    const r = classify(
+      [t('modifiedon', 'TIMESTAMP WITH TIME ZONE', 'TIMESTAMP'), t('revenue', 'DECIMAL(38,4)', 'VARCHAR')],
+      ctx,
+    );
+    assert.deepEqual(r.known, { 'outbound-timestamps-without-zone': 1 });
     assert.deepEqual(
-      r.mismatches.map((m) => m.table),
-      ['account_labelled'],
+      r.mismatches.map((m) => m.column),
+      ['revenue'],
     );
   });
 });

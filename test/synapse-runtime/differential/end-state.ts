@@ -138,7 +138,13 @@ async function warehouseState(
   const dirs = (await fs.readdir(root, { withFileTypes: true }).catch(() => []))
     .filter((e) => e.isDirectory())
     .map((e) => e.name);
-  const outputs = dirs.filter((d) => !(d.endsWith('_deletes') && dirs.includes(d.slice(0, -'_deletes'.length))));
+  // `_manifests/` and other `_`/`.` folders at the root are bookkeeping, not outputs.
+  const outputs = dirs.filter(
+    (d) =>
+      !d.startsWith('_') &&
+      !d.startsWith('.') &&
+      !(d.endsWith('_deletes') && dirs.includes(d.slice(0, -'_deletes'.length))),
+  );
   for (const output of outputs) {
     const latest = new Map<string, { version: number; row: Record<string, string | null>; isDelete: boolean }>();
     const types: Record<string, string> = {};

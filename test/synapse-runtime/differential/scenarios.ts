@@ -108,6 +108,19 @@ export async function openTwin(
   return twin;
 }
 
+/** Timestamp folders with no file in them. */
+async function emptyFolders(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await fs.readdir(dir, { withFileTypes: true }))
+    if (
+      e.isDirectory() &&
+      /^\d{4}-/.test(e.name) &&
+      !(await fs.readdir(path.join(dir, e.name), { recursive: true })).length
+    )
+      out.push(e.name);
+  return out;
+}
+
 /** Compares the twin's end states and counts what the scenario ran. */
 export async function finish(
   name: string,
@@ -124,6 +137,7 @@ export async function finish(
     local,
     synapse,
     synapseRuns: runs,
+    emptySynapseLinkFolders: await emptyFolders(twin.synapse.synapseLinkDir),
   });
   const compared =
     Object.values(local.dataverse).reduce((n, t) => n + Object.keys(t).length, 0) +
