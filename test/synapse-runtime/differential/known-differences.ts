@@ -1,0 +1,194 @@
+/**
+ * The differences between the executors that `synapse/README.md` lists ("Differences between the Synapse path and
+ * the local runner"), each by name, with the test that recognises it. A difference the comparison finds that none of
+ * these recognises is a mismatch. An entry with a `defect` is an exporter defect of the review another change fixes:
+ * when it lands, its entry is removed and the scenarios must show 0 of it.
+ *
+ * A recognition is narrow on purpose: it names the column, the reject reason or the failed activity's error that
+ * makes the difference, never "anything in this table".
+ */
+import type { PipelineDefinition } from '../../../src/core/pipeline.js';
+import type { PipelineRun } from '../../../src/export/synapse/runtime/run-records.js';
+import type { Difference, SideState } from './end-state.js';
+
+export interface KnownDifference {
+  readonly name: string;
+  /** The row of the README table that lists it. */
+  readonly readmeRow: string;
+  /** Review defect number when an exporter fix (by its owner) will remove it. */
+  readonly defect?: number;
+  recognises(d: Difference, ctx: DifferenceContext): boolean;
+}
+
+export interface DifferenceContext {
+  readonly pipelines: readonly PipelineDefinition[];
+  readonly omitColumns: Readonly<Record<string, readonly string[]>>;
+  readonly local: SideState;
+  readonly synapse: SideState;
+  readonly synapseRuns: readonly PipelineRun[];
+  /** Timestamp folders of the Synapse Link export that hold no file (what a retried export leaves). */
+  readonly emptySynapseLinkFolders: readonly string[];
+}
+
+type Area = Difference['area'];
+
+/** Dataverse tables (inbound) or warehouse outputs (outbound) a pipeline definition writes. */
+function writes(def: PipelineDefinition, area: Area): string[] {
+  return def.stages.flatMap((s) => {
+    const spec = s as unknown as { kind: string; table?: string; output?: string };
+    if (area === 'dataverse' && spec.kind === 'upsert-dataverse' && spec.table) return [spec.table];
+    if (area.startsWith('warehouse') && spec.kind === 'run-sql-extract') return [spec.output ?? spec.table ?? ''];
+    return [];
+  });
+}
+
+const writer = (table: string, area: Area, ctx: DifferenceContext) =>
+  ctx.pipelines.find((p) => writes(p, area).includes(table));
+
+/**
+ * Errors of the failed activities of the latest Synapse run of the pipeline writing `table` — for a warehouse output,
+ * only those of its own extract (`ExtractToParquet_<output>`).
+ */
+function latestFailures(table: string, area: Area, ctx: DifferenceContext): string[] {
+  const def = writer(table, area, ctx);
+  if (!def) return [];
+  const name = `pl_${def.name.replaceAll('-', '_')}`;
+  const latest = ctx.synapseRuns.filter((r) => r.pipelineName === name).at(-1);
+  if (latest?.status !== 'Failed') return [];
+  return latest.activityRuns
+    .filter((a) => a.status === 'Failed' && (area === 'dataverse' || a.activityName === `ExtractToParquet_${table}`))
+    .map((a) => a.error?.message ?? '');
+}
+
+/** The keys the Synapse path rejected as `lookup.target_missing` and the local runner did not reject at all. */
+function synapseOnlyMissingTargets(ctx: DifferenceContext): Set<string> {
+  const localKeys = new Set(Object.keys(ctx.local.rejects).map((k) => k.split('|').slice(2).join('|')));
+  const out = new Set<string>();
+  for (const k of Object.keys(ctx.synapse.rejects)) {
+    const [, reason, ...key] = k.split('|');
+    if (reason === 'lookup.target_missing' && !localKeys.has(key.join('|'))) out.add(key.join('|'));
+  }
+  return out;
+}
+
+/** `accountnumber=A-1003` → `A-1003` (the identity of a Dataverse record is `table(<key values>)`). */
+const keyValues = (key: string) =>
+  key
+    .split(',')
+    .map((p) => p.slice(p.indexOf('=') + 1))
+    .join(',');
+
+/**
+ * The pipeline writing `table` failed in its latest Synapse run with `pattern`, or its latest run in the schedule
+ * pipeline was skipped because a pipeline it depends on failed with `pattern`.
+ */
+function failedOrBlockedBy(table: string, area: Area, pattern: RegExp, ctx: DifferenceContext): boolean {
+  if (latestFailures(table, area, ctx).some((m) => pattern.test(m))) return true;
+  const def = writer(table, area, ctx);
+  const master = ctx.synapseRuns.filter((r) => r.pipelineName === 'pl_ferry_every_15m').at(-1);
+  if (!def || !master) return false;
+  const own = master.activityRuns.find((a) => a.activityName === `Run_${def.name.replaceAll('-', '_')}`);
+  return (
+    own?.status === 'Skipped' &&
+    master.activityRuns.some((a) => a.status === 'Failed' && pattern.test(a.error?.message ?? ''))
+  );
+}
+
+export const KNOWN_DIFFERENCES: readonly KnownDifference[] = [
+  {
+    name: 'multi-select-not-written',
+    readmeRow: 'multi-select columns (`omitColumns`)',
+    recognises: (d, ctx) =>
+      d.area === 'dataverse' &&
+      d.synapse === null &&
+      Object.entries(ctx.omitColumns).some(
+        ([p, cols]) =>
+          cols.includes(d.column) &&
+          ctx.pipelines.find((x) => x.name === p && writes(x, 'dataverse').includes(d.table)),
+      ),
+  },
+  {
+    // The Synapse path resolves lookups from a key map read before the copy: a child whose parent comes in the same
+    // window is rejected `lookup.target_missing` (the local runner defers it within the run).
+    name: 'parent-child-same-window',
+    readmeRow: 'parent and child in one window',
+    recognises: (d, ctx) => {
+      const missing = synapseOnlyMissingTargets(ctx);
+      if (d.area === 'reject') {
+        const [reason, ...key] = d.id.split('|');
+        return reason === 'lookup.target_missing' && d.local === 0 && missing.has(key.join('|'));
+      }
+      if (d.area !== 'dataverse' || d.column !== '*' || d.synapse !== undefined) return false;
+      return [...missing].some((k) => d.id === `${d.table}(${keyValues(k)})`);
+    },
+  },
+  {
+    // Dataverse ignores statecode on create and refuses a statuscode of another state (0x80040203). The local writer
+    // creates such a record without its state columns and sets the state in a second request; the Copy sink sends
+    // one upsert, the service refuses the row, the copy fails (`DynamicsOperationFailed`) and every later run
+    // repeats the window and fails again: the table, and the pipelines that depend on it, stop.
+    name: 'new-record-in-inactive-state',
+    readmeRow: 'a new record in an inactive state',
+    recognises: (d, ctx) =>
+      d.area === 'dataverse' && failedOrBlockedBy(d.table, d.area, /is not a valid status code for state code/, ctx),
+  },
+  {
+    // The Synapse path's key map keeps a record deleted in Dataverse: a lookup to it resolves to the deleted GUID,
+    // the service refuses it (0x80040217), the copy fails after the row's other columns were written, and every
+    // later run repeats the window. The local runner rejects the row (`lookup.target_missing`).
+    name: 'lookup-to-deleted-record',
+    readmeRow: 'a lookup to a record deleted in Dataverse',
+    recognises: (d, ctx) => {
+      const refused = /0x80040217/;
+      if (d.area === 'reject') {
+        const def = ctx.pipelines.find((p) => p.name === d.table);
+        const table = def && writes(def, 'dataverse')[0];
+        return (
+          d.id.startsWith('lookup.target_missing|') &&
+          Number(d.local) > Number(d.synapse) &&
+          !!table &&
+          latestFailures(table, 'dataverse', ctx).some((m) => refused.test(m))
+        );
+      }
+      return d.area === 'dataverse' && failedOrBlockedBy(d.table, d.area, refused, ctx);
+    },
+  },
+  {
+    // An empty Synapse Link timestamp folder (a retried export) is part of the Synapse path's window and of its
+    // name (`<empty>_<next>`); the local runner skips it and names the window after the folders with data.
+    name: 'empty-folder-in-window-name',
+    readmeRow: 'an empty Synapse Link folder in a window',
+    recognises: (d, ctx) =>
+      d.area === 'warehouse-window' &&
+      ctx.emptySynapseLinkFolders.some(
+        (e) =>
+          (d.synapse === true && d.id.split('_').includes(e)) ||
+          (d.local === true && (ctx.synapse.windows[d.table] ?? []).includes(`${e}_${d.id.split('_').at(-1)}`)),
+      ),
+  },
+  {
+    // The Synapse path writes timestamps as DATETIME2 (UTC wall time, no zone), the local runner as
+    // TIMESTAMP WITH TIME ZONE (UTC): the same instants, another Parquet type.
+    name: 'outbound-timestamps-without-zone',
+    readmeRow: 'outbound timestamps',
+    recognises: (d) =>
+      d.area === 'warehouse-type' && d.local === 'TIMESTAMP WITH TIME ZONE' && d.synapse === 'TIMESTAMP',
+  },
+];
+
+export interface Classified {
+  readonly mismatches: Difference[];
+  /** Known difference name → how many differences it accounts for. */
+  readonly known: Record<string, number>;
+}
+
+export function classify(differences: readonly Difference[], ctx: DifferenceContext): Classified {
+  const mismatches: Difference[] = [];
+  const known: Record<string, number> = {};
+  for (const d of differences) {
+    const k = KNOWN_DIFFERENCES.find((x) => x.recognises(d, ctx));
+    if (k) known[k.name] = (known[k.name] ?? 0) + 1;
+    else mismatches.push(d);
+  }
+  return { mismatches, known };
+}

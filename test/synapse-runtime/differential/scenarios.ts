@@ -1,0 +1,572 @@
+/**
+ * The differential scenarios: each opens a twin (local runner ‖ runtime on `synapse/`), drives both over the same
+ * ticks with the same inputs, then compares their end states. Inputs are the bundled fixtures (`fixtures/inbound`),
+ * arriving between ticks under names that carry their arrival time, and Synapse Link folders exported by the
+ * emulator's own exporter from the Dataverse the inbound pipelines wrote.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { PipelineDefinition } from '../../../src/core/pipeline.js';
+import { DuckDbStaging } from '../../../src/dialects/duckdb/driver.js';
+import type { SynapseExportSettings } from '../../../src/export/synapse/export-settings.js';
+import type { StepRenderings } from '../../../src/export/synapse/runtime/connectors/sql-engine.js';
+import { compareTwin, type Difference, describeDifference } from './end-state.js';
+import { classify } from './known-differences.js';
+import { DifferentialTwin, LOCAL_SYNAPSE_LINK, METADATA, SynapseLinkSource, TICK_MS } from './twin.js';
+
+export interface ScenarioContext {
+  readonly root: string;
+  readonly pipelines: readonly PipelineDefinition[];
+  readonly settings: SynapseExportSettings;
+  readonly renderings: StepRenderings;
+}
+
+export interface ScenarioResult {
+  readonly name: string;
+  readonly ticks: number;
+  readonly activitiesRun: number;
+  readonly localRuns: number;
+  readonly compared: number;
+  readonly mismatches: Difference[];
+  readonly known: Record<string, number>;
+  readonly lost: number;
+  readonly duplicated: number;
+  readonly stuckRuns: number;
+  readonly unsupported: number;
+  /** What the scenario itself asserts about the run (beyond the comparison); empty when it holds. */
+  readonly failures: string[];
+  readonly note: string;
+  /** Synapse pipeline → the errors of its latest run's failed activities (when that run failed). */
+  readonly latestFailures: Record<string, string[]>;
+  /** Every Synapse run: `<pipeline> <status>` in start order (for the report when a scenario fails). */
+  readonly runs: string[];
+}
+
+export const START = '2026-01-01T00:00:00Z';
+const FIX = 'fixtures/inbound';
+
+/** `2026-01-01T00-16-00Z`: the local runner reads a delta file's time from its name, the Synapse path its mtime. */
+export const stamp = (ms: number) => new Date(ms).toISOString().replace('.000Z', 'Z').replaceAll(':', '-');
+
+/** A Synapse Link timestamp folder name as exports in the field are named: `2026-01-01T00.15.00Z`. */
+export const folderName = (ms: number) => new Date(ms).toISOString().replace('.000Z', 'Z').replaceAll(':', '.');
+
+/**
+ * Fixture files as the scenarios use them. `clean` drops the rows that create a record in an inactive state (the
+ * `new-record-in-inactive-state` difference has a scenario of its own): status `Active` (accounts, contacts) and
+ * `Open` (opportunities) only.
+ */
+export async function fixtureSet(root: string, clean: boolean): Promise<Record<string, string[]>> {
+  const out: Record<string, string[]> = {};
+  const duck = await DuckDbStaging.open({ memoryLimit: '128MB', threads: 1 });
+  try {
+    for (const folder of ['currencies', 'regions', 'accounts', 'contacts', 'opportunities']) {
+      const files = (await fs.readdir(path.join(FIX, folder))).filter((f) => f.endsWith('.parquet')).sort();
+      out[folder] = [];
+      for (const f of files) {
+        const from = path.join(FIX, folder, f);
+        if (!clean || !['accounts', 'contacts', 'opportunities'].includes(folder)) {
+          out[folder].push(from);
+          continue;
+        }
+        const to = path.join(root, 'fixtures', folder, f);
+        await fs.mkdir(path.dirname(to), { recursive: true });
+        await duck.run(
+          `COPY (SELECT * FROM read_parquet('${from}') WHERE status IN ('Active', 'Open')) TO '${to}' (FORMAT parquet)`,
+        );
+        out[folder].push(to);
+      }
+    }
+  } finally {
+    await duck.close();
+  }
+  return out;
+}
+
+/** Synapse Link is set up before the first tick: its Changelog names the folder in progress, nothing is complete. */
+async function seedSynapseLink(twin: DifferentialTwin): Promise<void> {
+  const inProgress = folderName(twin.nowMs() + TICK_MS);
+  for (const root of [path.join(twin.local.config.lake, LOCAL_SYNAPSE_LINK), twin.synapse.synapseLinkDir]) {
+    await fs.mkdir(path.join(root, 'Changelog'), { recursive: true });
+    await fs.writeFile(path.join(root, 'Changelog', 'changelog.info'), inProgress);
+  }
+}
+
+export async function openTwin(
+  ctx: ScenarioContext,
+  extra: { backfillRange?: { start: string; end: string } } = {},
+): Promise<DifferentialTwin> {
+  const twin = await DifferentialTwin.open({
+    root: ctx.root,
+    startTime: START,
+    pipelines: ctx.pipelines,
+    settings: ctx.settings,
+    renderings: ctx.renderings,
+    ...extra,
+  });
+  await seedSynapseLink(twin);
+  return twin;
+}
+
+/** Timestamp folders with no file in them. */
+async function emptyFolders(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await fs.readdir(dir, { withFileTypes: true }))
+    if (
+      e.isDirectory() &&
+      /^\d{4}-/.test(e.name) &&
+      !(await fs.readdir(path.join(dir, e.name), { recursive: true })).length
+    )
+      out.push(e.name);
+  return out;
+}
+
+/** Compares the twin's end states and counts what the scenario ran. */
+export async function finish(
+  name: string,
+  twin: DifferentialTwin,
+  ctx: ScenarioContext,
+  failures: string[],
+  note: string,
+): Promise<ScenarioResult> {
+  const { differences, local, synapse } = await compareTwin(twin);
+  const runs = twin.synapse.rt.runs;
+  const { mismatches, known } = classify(differences, {
+    pipelines: ctx.pipelines,
+    omitColumns: ctx.settings.omitColumns ?? {},
+    local,
+    synapse,
+    synapseRuns: runs,
+    emptySynapseLinkFolders: await emptyFolders(twin.synapse.synapseLinkDir),
+  });
+  const compared =
+    Object.values(local.dataverse).reduce((n, t) => n + Object.keys(t).length, 0) +
+    Object.values(local.warehouse).reduce((n, t) => n + Object.keys(t).length, 0) +
+    Object.values(local.deleted).reduce((n, t) => n + t.length, 0) +
+    Object.keys(local.rejects).length;
+  // Lost / duplicated on the Synapse path itself: a record both executors should hold but Synapse lost is a
+  // mismatch (or a known difference); duplicated = two records with one alternate key in its Dataverse.
+  let duplicated = 0;
+  for (const table of twin.synapse.emulator.store.tables()) {
+    const rows = twin.synapse.emulator.store.rows(table);
+    const ids = Object.keys(synapse.dataverse[table] ?? {});
+    duplicated += rows.length - ids.length;
+  }
+  const lost = mismatches.filter((d) => d.column === '*' && d.local !== undefined && d.synapse === undefined).length;
+  const unsupported = runs
+    .flatMap((r) => r.activityRuns)
+    .filter(
+      (a) => a.error?.errorCode === 'UnsupportedByLocalRuntime' || a.error?.errorCode === 'SqlStepNotRunnable',
+    ).length;
+  if (process.env.DIFF_DEBUG)
+    for (const r of runs.filter((x) => x.pipelineName === process.env.DIFF_DEBUG))
+      console.log(
+        r.status,
+        JSON.stringify(
+          r.activityRuns
+            .filter((a) =>
+              /^(LookupWatermark|SetWindowEnd|ListDeltaFiles|FilterDeltaFiles|CopyStagingToDataverse|CopyLookupsToDataverse)$/.test(
+                a.activityName,
+              ),
+            )
+            .map((a) => [a.activityName, a.output]),
+        ).slice(0, 1500),
+      );
+  return {
+    name,
+    ticks: twin.ticks,
+    activitiesRun: twin.synapse.rt.engine.activityRunCount(),
+    localRuns: twin.local.reports.length,
+    compared,
+    mismatches,
+    known,
+    lost,
+    duplicated,
+    // Runs not ended in the engine, and runs left `running` in either executor's run records after the last tick.
+    stuckRuns:
+      twin.synapse.rt.engine.unfinishedRuns().length +
+      Number(
+        (
+          await twin.synapse.rt.services.sql.duck.all<{ n: number }>(
+            "SELECT count(*) AS n FROM ferry.runs WHERE status = 'running'",
+          )
+        )[0]?.n ?? 0,
+      ) +
+      twin.local.state.listRuns({ limit: 10_000 }).filter((r) => r.status === 'running').length,
+    unsupported,
+    failures,
+    note,
+    runs: runs.map((r) => `${r.pipelineName} ${r.status} ${r.status === 'Failed' ? r.message.slice(0, 120) : ''}`),
+    latestFailures: Object.fromEntries(
+      [...new Set(runs.map((r) => r.pipelineName))].flatMap((p) => {
+        const last = runs.filter((r) => r.pipelineName === p).at(-1)!;
+        return last.status === 'Failed'
+          ? [
+              [
+                p,
+                last.activityRuns
+                  .filter((a) => a.status === 'Failed' && a.error?.errorCode !== 'ContainerFailed')
+                  .map((a) => `${a.activityName}: ${a.error?.message.slice(0, 160)}`),
+              ],
+            ]
+          : [];
+      }),
+    ),
+  };
+}
+
+export function printResult(r: ScenarioResult): void {
+  const ok =
+    r.mismatches.length === 0 && !r.lost && !r.duplicated && !r.stuckRuns && !r.unsupported && !r.failures.length;
+  const known = Object.entries(r.known)
+    .map(([k, n]) => `${k} ×${n}`)
+    .join(', ');
+  console.log(
+    `${ok ? 'ok  ' : 'FAIL'} ${r.name}: ${r.ticks} ticks, ${r.activitiesRun} activity runs, ${r.localRuns} local runs, compared ${r.compared}, mismatches ${r.mismatches.length}${known ? `, known: ${known}` : ''} — ${r.note}`,
+  );
+  for (const f of r.failures) console.log(`  ${f}`);
+  for (const d of r.mismatches.slice(0, 12)) console.log(`  mismatch: ${describeDifference(d)}`);
+}
+
+/** Deletes an account in both Dataverses, as a user would in the app. */
+function deleteAccount(twin: DifferentialTwin, accountnumber: string): void {
+  for (const store of [twin.local.emulator.store, twin.synapse.emulator.store]) {
+    const row = store.rows('account').find((r) => r.attributes.accountnumber === accountnumber);
+    if (row) store.delete('account', row.id, new Date(twin.nowMs() + 60_000));
+  }
+}
+
+/** After a tick: what Synapse Link exports of the local Dataverse arrives in both lakes. */
+async function exportBetweenTicks(twin: DifferentialTwin, source: SynapseLinkSource, metadataDir = METADATA) {
+  const ex = await source.export(twin.local.emulator.store, twin.nowMs() + 2 * 60_000, metadataDir);
+  await twin.arriveSynapseLink(source.root, ex.files);
+  return ex;
+}
+
+async function arrive(twin: DifferentialTwin, folder: string, file: string, minutes = 1): Promise<void> {
+  const at = twin.nowMs() + minutes * 60_000;
+  await twin.arriveFile(file, `inbound/${folder}/${stamp(at)}.parquet`, at);
+}
+
+/** A copy of the metadata snapshots with one more account column (a column added in Dataverse mid-sequence). */
+async function metadataWithNewColumn(root: string): Promise<string> {
+  const dir = path.join(root, 'metadata-v2');
+  await fs.cp(METADATA, dir, { recursive: true });
+  const file = path.join(dir, 'account.json');
+  const meta = JSON.parse(await fs.readFile(file, 'utf8')) as { Attributes: Array<Record<string, unknown>> };
+  const template = meta.Attributes.find((a) => a.LogicalName === 'telephone2') ?? meta.Attributes[0]!;
+  meta.Attributes.splice(5, 0, { ...template, LogicalName: 'ferry_newcolumn', SchemaName: 'ferry_NewColumn' });
+  await fs.writeFile(file, JSON.stringify(meta, null, 2));
+  return dir;
+}
+
+/** Eight 15-minute ticks: files and Synapse Link folders between them, ticks with nothing new, and the edge cases. */
+export async function eightTicks(ctx: ScenarioContext): Promise<ScenarioResult> {
+  const files = await fixtureSet(ctx.root, true);
+  const twin = await openTwin(ctx);
+  const failures: string[] = [];
+  try {
+    const source = new SynapseLinkSource(path.join(ctx.root, 'synapse-link-source'));
+    const metadataV2 = await metadataWithNewColumn(ctx.root);
+    let heldBack: { folder: string; files: string[] } | undefined;
+    for (let tick = 1; tick <= 8; tick++) {
+      if (tick === 1) {
+        await arrive(twin, 'currencies', files.currencies![0]!);
+        await arrive(twin, 'regions', files.regions![0]!);
+        await arrive(twin, 'accounts', files.accounts![0]!);
+      }
+      if (tick === 2) {
+        await arrive(twin, 'accounts', files.accounts![2]!);
+        await arrive(twin, 'contacts', files.contacts![0]!);
+      }
+      if (tick === 4) {
+        await arrive(twin, 'opportunities', files.opportunities![0]!);
+        await arrive(twin, 'contacts', files.contacts![1]!);
+      }
+      if (tick === 6) await arrive(twin, 'opportunities', files.opportunities![1]!);
+      // The file of bad rows (fourteen reject reasons) last: over the reject threshold on both sides, its window is
+      // repeated by every later run and the pipelines that depend on accounts wait (both executors do the same).
+      if (tick === 7) await arrive(twin, 'accounts', files.accounts![1]!);
+      // Ticks 3, 5 and 8 bring no delta file.
+      await twin.tick();
+      if (tick === 3) {
+        // An account deleted in Dataverse (on both sides, as a user would): the next export carries the delete.
+        deleteAccount(twin, 'A-1007');
+      }
+      if (tick === 4) {
+        // A column added to account in Dataverse: later folders' model.json carry it (binding by model.json).
+        for (const store of [twin.local.emulator.store, twin.synapse.emulator.store]) {
+          const row = store.rows('account').find((r) => r.attributes.accountnumber === 'A-1001');
+          if (row)
+            store.put('account', row.id, { ...row.attributes, ferry_newcolumn: 'added' }, new Date(twin.nowMs()));
+        }
+      }
+      if (tick === 5) {
+        // A change in Dataverse (both sides), exported into a folder still being written at tick 6 (its CSVs are
+        // there, model.json not, changelog.info names it)…
+        for (const store of [twin.local.emulator.store, twin.synapse.emulator.store]) {
+          const row = store.rows('account').find((r) => r.attributes.accountnumber === 'A-1004');
+          if (row)
+            store.put('account', row.id, { ...row.attributes, telephone1: '+44 20 5550101' }, new Date(twin.nowMs()));
+        }
+        const ex = await source.export(twin.local.emulator.store, twin.nowMs() + 2 * 60_000, metadataV2);
+        if (ex.folder) {
+          const csvs = ex.files.filter((f) => f.startsWith(`${ex.folder}/`) && !f.endsWith('model.json'));
+          await twin.arriveSynapseLink(source.root, csvs);
+          for (const root of [path.join(twin.local.config.lake, LOCAL_SYNAPSE_LINK), twin.synapse.synapseLinkDir])
+            await fs.writeFile(path.join(root, 'Changelog', 'changelog.info'), ex.folder);
+          heldBack = { folder: ex.folder, files: ex.files.filter((f) => !csvs.includes(f)) };
+        } else failures.push('tick 5: the export wrote no folder');
+        continue;
+      }
+      if (tick === 6 && heldBack) {
+        // …completes before tick 7.
+        await twin.arriveSynapseLink(source.root, heldBack.files);
+        await exportBetweenTicks(twin, source, metadataV2);
+        continue;
+      }
+      if (tick === 7) {
+        // An empty folder a retried export leaves behind, before a real one.
+        await twin.emptySynapseLinkFolder(folderName(twin.nowMs() + 60_000));
+      }
+      await exportBetweenTicks(twin, source, tick >= 4 ? metadataV2 : METADATA);
+    }
+    return await finish(
+      '8 ticks: files and Synapse Link folders between ticks, ticks with no new file, a delete, a column added, a folder completing between ticks, an empty retry folder, a file of bad rows',
+      twin,
+      ctx,
+      failures,
+      `${twin.local.emulator.store.count('account')} accounts, ${twin.synapse.rt.runs.filter((r) => r.status === 'Failed').length} failed Synapse runs`,
+    );
+  } finally {
+    await twin.close();
+  }
+}
+
+/** Reference data and the first accounts file before tick 1 (the common start of the shorter scenarios). */
+async function firstWave(twin: DifferentialTwin, files: Record<string, string[]>): Promise<void> {
+  await arrive(twin, 'currencies', files.currencies![0]!);
+  await arrive(twin, 'regions', files.regions![0]!);
+  await arrive(twin, 'accounts', files.accounts![0]!);
+}
+
+/** A parent and its child in one delta file (regions: DACH's parent EMEA; accounts: A-1003's parent A-1001). */
+export async function parentAndChild(ctx: ScenarioContext): Promise<ScenarioResult> {
+  const files = await fixtureSet(ctx.root, true);
+  const twin = await openTwin(ctx);
+  try {
+    await firstWave(twin, files);
+    await twin.tick();
+    await twin.tick();
+    const rejected = await twin.synapse.rt.services.sql.duck.all<{ key: string }>(
+      "SELECT DISTINCT \"key\" FROM ferry.rejects WHERE reason = 'lookup.target_missing' AND pipeline = 'regions-inbound'",
+    );
+    return await finish(
+      'a parent and its child in one window',
+      twin,
+      ctx,
+      [],
+      `${rejected.length} child region(s) rejected on the Synapse path`,
+    );
+  } finally {
+    await twin.close();
+  }
+}
+
+/** A 429 storm (every 3rd request, Retry-After) in tick 2 and a 503 burst (every 2nd write) in tick 3, on both sides. */
+export async function throttlingAndOutage(ctx: ScenarioContext): Promise<ScenarioResult> {
+  const files = await fixtureSet(ctx.root, true);
+  const twin = await openTwin(ctx);
+  try {
+    await firstWave(twin, files);
+    await twin.tick();
+    await arrive(twin, 'contacts', files.contacts![0]!);
+    await arrive(twin, 'accounts', files.accounts![2]!);
+    twin.setFaults({ throttleEvery: 3, retryAfterSec: 0.01 });
+    await twin.tick();
+    const throttled = twin.synapse.rt.services.dataverse?.stats.throttled ?? 0;
+    await arrive(twin, 'opportunities', files.opportunities![0]!);
+    twin.setFaults({ failEvery: 2 });
+    await twin.tick();
+    twin.setFaults({});
+    await twin.tick();
+    const failures = throttled > 0 ? [] : ['no 429 reached the Synapse path during the storm'];
+    return await finish(
+      'a 429 storm and a 503 burst during the Dataverse copies',
+      twin,
+      ctx,
+      failures,
+      `${throttled} throttled answers on the Synapse path`,
+    );
+  } finally {
+    await twin.close();
+  }
+}
+
+/**
+ * The Synapse path's Dataverse copy fails mid-pipeline (its emulator answers 503 to every write during tick 2,
+ * beyond the sink's retries), then tick 3 runs with the service back: the window is repeated and both executors end
+ * the same. The failed run is recorded as failed, not left running.
+ */
+export async function failureThenNextTick(ctx: ScenarioContext): Promise<ScenarioResult> {
+  const files = await fixtureSet(ctx.root, true);
+  const twin = await openTwin(ctx);
+  try {
+    await firstWave(twin, files);
+    await twin.tick();
+    await arrive(twin, 'contacts', files.contacts![0]!);
+    twin.synapse.faults.failEvery = 1;
+    await twin.tick();
+    delete twin.synapse.faults.failEvery;
+    await twin.tick();
+    const failures: string[] = [];
+    const master = twin.synapse.rt.runs.filter((r) => r.pipelineName === 'pl_ferry_every_15m');
+    const copyFailed = twin.synapse.rt.runs.some((r) =>
+      r.activityRuns.some((a) => a.activityName.startsWith('Copy') && /503/.test(a.error?.message ?? '')),
+    );
+    if (!copyFailed) failures.push('no Dataverse copy failed with 503 in tick 2');
+    if (master.at(-1)?.status !== 'Succeeded') failures.push('the schedule pipeline of tick 3 did not succeed');
+    const states = await twin.synapse.rt.services.sql.duck.all<{ status: string }>(
+      'SELECT status FROM ferry.runs ORDER BY started_at',
+    );
+    if (states.some((s) => s.status === 'running'))
+      failures.push(`a run left \`running\`: ${states.map((s) => s.status).join(', ')}`);
+    return await finish(
+      'an activity failure mid-pipeline, then the next tick',
+      twin,
+      ctx,
+      failures,
+      `schedule runs on the Synapse path: ${master.map((r) => r.status).join(', ')}`,
+    );
+  } finally {
+    await twin.close();
+  }
+}
+
+/**
+ * Five ticks (with Synapse Link folders between them), then bounded backfills over the first hour, which the
+ * schedule already covered: accounts-inbound (with its parents) and accounts-outbound.
+ */
+export async function backfillOverCoveredRange(ctx: ScenarioContext): Promise<ScenarioResult> {
+  const files = await fixtureSet(ctx.root, true);
+  const end = new Date(Date.parse(START) + 4 * TICK_MS).toISOString().replace('.000Z', 'Z');
+  const twin = await openTwin(ctx, { backfillRange: { start: START, end } });
+  try {
+    const source = new SynapseLinkSource(path.join(ctx.root, 'synapse-link-source'));
+    await firstWave(twin, files);
+    await twin.tick();
+    await exportBetweenTicks(twin, source);
+    await arrive(twin, 'accounts', files.accounts![2]!);
+    await arrive(twin, 'contacts', files.contacts![0]!);
+    for (let i = 0; i < 4; i++) {
+      await twin.tick();
+      await exportBetweenTicks(twin, source);
+    }
+    const failures: string[] = [];
+    const notes: string[] = [];
+    for (const name of ['accounts-inbound', 'accounts-outbound']) {
+      const { local, synapse } = await twin.backfill(name);
+      for (const [trigger, windows] of Object.entries(synapse))
+        if (windows.length !== 4 || windows.some((w) => w.status === 'Waiting' || w.status === 'Running'))
+          failures.push(`${trigger}: ${windows.map((w) => w.status).join(',')} (expected 4 windows run)`);
+      for (const r of local)
+        if (r.windows.length !== 4)
+          failures.push(`ferry backfill ${r.pipeline} ran ${r.windows.length} windows, expected 4`);
+      notes.push(
+        `local ${local.map((r) => `${r.pipeline} ${r.status}`).join(', ')}; Synapse ${Object.entries(synapse)
+          .map(([t, w]) => `${t} ${w.map((x) => x.status).join('/')}`)
+          .join(', ')}`,
+      );
+    }
+    return await finish(
+      'a bounded backfill over a range the schedule already covered (inbound and outbound)',
+      twin,
+      ctx,
+      failures,
+      notes.join('; '),
+    );
+  } finally {
+    await twin.close();
+  }
+}
+
+/** Two manual runs of accounts-inbound started together on each side, with a new file waiting. */
+export async function overlappingManualRuns(ctx: ScenarioContext): Promise<ScenarioResult> {
+  const files = await fixtureSet(ctx.root, true);
+  const twin = await openTwin(ctx);
+  try {
+    await firstWave(twin, files);
+    await twin.tick();
+    await arrive(twin, 'accounts', files.accounts![2]!);
+    const runs = await twin.overlappingManualRuns('accounts-inbound');
+    await twin.tick();
+    const failures: string[] = [];
+    if (!runs.queued) failures.push('the second Synapse run did not queue behind the first (concurrency 1)');
+    if (!runs.local.some((r) => r.status === 'skipped'))
+      failures.push('the second local run was not skipped by the lease');
+    return await finish(
+      'two overlapping manual runs',
+      twin,
+      ctx,
+      failures,
+      `local ${runs.local.map((r) => r.status).join('+')}, Synapse ${runs.synapse.map((r) => r.status).join('+')}`,
+    );
+  } finally {
+    await twin.close();
+  }
+}
+
+/** The bundled fixtures as they are: new records in an inactive state (account A-1006, won/lost opportunities). */
+export async function inactiveOnCreate(ctx: ScenarioContext): Promise<ScenarioResult> {
+  const files = await fixtureSet(ctx.root, false);
+  const twin = await openTwin(ctx);
+  try {
+    await firstWave(twin, files);
+    await twin.tick();
+    await twin.tick();
+    const refused = twin.synapse.rt.runs.some((r) =>
+      r.activityRuns.some((a) => /is not a valid status code for state code/.test(a.error?.message ?? '')),
+    );
+    return await finish(
+      'new records in an inactive state (the fixtures as bundled)',
+      twin,
+      ctx,
+      [],
+      refused ? 'the Synapse path stops at the refused row' : 'the Synapse path was not refused',
+    );
+  } finally {
+    await twin.close();
+  }
+}
+
+/**
+ * An account deleted in Dataverse after the Synapse path's key map learned it, then a contact naming it as its
+ * parent: the local runner rejects the contact (`lookup.target_missing`); the Synapse path resolves the lookup to
+ * the deleted record's GUID and the service refuses it.
+ */
+export async function deletedLookupTarget(ctx: ScenarioContext): Promise<ScenarioResult> {
+  const files = await fixtureSet(ctx.root, true);
+  const twin = await openTwin(ctx);
+  try {
+    await firstWave(twin, files);
+    await arrive(twin, 'contacts', files.contacts![0]!);
+    await twin.tick();
+    await twin.tick();
+    deleteAccount(twin, 'A-1002');
+    await arrive(twin, 'contacts', files.contacts![1]!);
+    await twin.tick();
+    await twin.tick();
+    const refused = twin.synapse.rt.runs.some((r) =>
+      r.activityRuns.some((a) => /0x80040217/.test(a.error?.message ?? '')),
+    );
+    return await finish(
+      'a lookup to a record deleted in Dataverse',
+      twin,
+      ctx,
+      [],
+      refused ? 'the Synapse path repeats the refused window' : 'the Synapse path was not refused',
+    );
+  } finally {
+    await twin.close();
+  }
+}

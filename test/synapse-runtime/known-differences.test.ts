@@ -1,0 +1,100 @@
+/**
+ * The differential test's known differences: each is listed in `synapse/README.md`, and each recognises only the
+ * difference it names (a neighbouring column, reason or failure stays a mismatch).
+ */
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { describe, it } from 'node:test';
+import { loadPipelines } from '../../src/core/pipeline-loader.js';
+import type { PipelineRun } from '../../src/export/synapse/runtime/run-records.js';
+import type { Difference, SideState } from './differential/end-state.js';
+import { classify, type DifferenceContext, KNOWN_DIFFERENCES } from './differential/known-differences.js';
+
+const empty: SideState = { dataverse: {}, warehouse: {}, deleted: {}, warehouseTypes: {}, windows: {}, rejects: {} };
+
+async function context(over: Partial<DifferenceContext> = {}): Promise<DifferenceContext> {
+  return {
+    pipelines: await loadPipelines('pipelines'),
+    omitColumns: { 'accounts-inbound': ['ferry_interests'] },
+    local: empty,
+    synapse: empty,
+    synapseRuns: [],
+    emptySynapseLinkFolders: [],
+    ...over,
+  };
+}
+
+const failedRun = (pipelineName: string, activityName: string, message: string): PipelineRun =>
+  ({
+    runId: 'r',
+    pipelineName,
+    status: 'Failed',
+    message,
+    activityRuns: [{ activityName, status: 'Failed', error: { errorCode: 'SqlFailed', message } }],
+  }) as unknown as PipelineRun;
+
+describe('known differences of the differential test', () => {
+  it('are each a row of the differences table in synapse/README.md', async () => {
+    const readme = await readFile('synapse/README.md', 'utf8');
+    const table = readme.slice(readme.indexOf('## Differences between the Synapse path and the local runner'));
+    for (const k of KNOWN_DIFFERENCES) assert.ok(table.includes(`| ${k.readmeRow} |`), `${k.name}: "${k.readmeRow}"`);
+  });
+
+  it('recognise an omitted multi-select column and nothing next to it', async () => {
+    const ctx = await context();
+    const d = (column: string): Difference => ({
+      area: 'dataverse',
+      table: 'account',
+      id: 'account(A-1)',
+      column,
+      local: '1,2',
+      synapse: null,
+    });
+    const r = classify([d('ferry_interests'), d('name')], ctx);
+    assert.deepEqual(r.known, { 'multi-select-not-written': 1 });
+    assert.deepEqual(
+      r.mismatches.map((m) => m.column),
+      ['name'],
+    );
+  });
+
+  it('recognise a missing child only when the Synapse path rejected its key as lookup.target_missing', async () => {
+    const synapse = { ...empty, rejects: { 'accounts-inbound|lookup.target_missing|accountnumber=A-3': 1 } };
+    const ctx = await context({ synapse });
+    const missing = (id: string): Difference => ({
+      area: 'dataverse',
+      table: 'account',
+      id,
+      column: '*',
+      local: { name: 'x' },
+      synapse: undefined,
+    });
+    const r = classify([missing('account(A-3)'), missing('account(A-4)')], ctx);
+    assert.deepEqual(r.known, { 'parent-child-same-window': 1 });
+    assert.deepEqual(
+      r.mismatches.map((m) => m.id),
+      ['account(A-4)'],
+    );
+  });
+
+  it('recognise a timestamp written without zone, and no other type difference', async () => {
+    const ctx = await context();
+    const t = (column: string, local: string, synapse: string): Difference => ({
+      area: 'warehouse-type',
+      table: 'account',
+      id: '*',
+      column,
+      local,
+      synapse,
+    });
+    const r = classify(
+      [t('modifiedon', 'TIMESTAMP WITH TIME ZONE', 'TIMESTAMP'), t('revenue', 'DECIMAL(38,4)', 'VARCHAR')],
+      ctx,
+    );
+    assert.deepEqual(r.known, { 'outbound-timestamps-without-zone': 1 });
+    assert.deepEqual(
+      r.mismatches.map((m) => m.column),
+      ['revenue'],
+    );
+  });
+});
