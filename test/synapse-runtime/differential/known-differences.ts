@@ -108,21 +108,6 @@ export const KNOWN_DIFFERENCES: readonly KnownDifference[] = [
       ),
   },
   {
-    // The Synapse path resolves lookups from a key map read before the copy: a child whose parent comes in the same
-    // window is rejected `lookup.target_missing` (the local runner defers it within the run).
-    name: 'parent-child-same-window',
-    readmeRow: 'parent and child in one window',
-    recognises: (d, ctx) => {
-      const missing = synapseOnlyMissingTargets(ctx);
-      if (d.area === 'reject') {
-        const [reason, ...key] = d.id.split('|');
-        return reason === 'lookup.target_missing' && d.local === 0 && missing.has(key.join('|'));
-      }
-      if (d.area !== 'dataverse' || d.column !== '*' || d.synapse !== undefined) return false;
-      return [...missing].some((k) => d.id === `${d.table}(${keyValues(k)})`);
-    },
-  },
-  {
     // Dataverse ignores statecode on create and refuses a statuscode of another state (0x80040203). The local writer
     // creates such a record without its state columns and sets the state in a second request; the Copy sink sends
     // one upsert, the service refuses the row, the copy fails (`DynamicsOperationFailed`) and every later run
