@@ -29,6 +29,7 @@ import {
   overlappingManualRuns,
   parentAndChild,
   printResult,
+  replayOfRejects,
   type ScenarioContext,
   type ScenarioResult,
   throttlingAndOutage,
@@ -43,6 +44,7 @@ const SCENARIOS: Record<string, (ctx: ScenarioContext) => Promise<ScenarioResult
   overlappingManualRuns,
   inactiveOnCreate,
   deletedLookupTarget,
+  replayOfRejects,
 };
 
 async function main(): Promise<void> {

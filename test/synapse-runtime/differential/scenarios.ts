@@ -6,10 +6,15 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { EXIT, exitCodeFor, FerryError } from '../../../src/core/errors.js';
+import { silentLogger } from '../../../src/core/log.js';
 import type { PipelineDefinition } from '../../../src/core/pipeline.js';
-import { DuckDbStaging } from '../../../src/dialects/duckdb/driver.js';
+import { DuckDbStaging, openRunStaging } from '../../../src/dialects/duckdb/driver.js';
 import type { SynapseExportSettings } from '../../../src/export/synapse/export-settings.js';
 import type { StepRenderings } from '../../../src/export/synapse/runtime/connectors/sql-engine.js';
+import type { PipelineRun } from '../../../src/export/synapse/runtime/run-records.js';
+import { runReplay } from '../../../src/schedule/replay.js';
+import { stageRegistry } from '../../../src/stages/registry.js';
 import { compareTwin, type Difference, describeDifference } from './end-state.js';
 import { classify } from './known-differences.js';
 import { DifferentialTwin, LOCAL_SYNAPSE_LINK, METADATA, SynapseLinkSource, TICK_MS } from './twin.js';
@@ -565,6 +570,185 @@ export async function deletedLookupTarget(ctx: ScenarioContext): Promise<Scenari
       ctx,
       [],
       refused ? 'the Synapse path repeats the refused window' : 'the Synapse path was not refused',
+    );
+  } finally {
+    await twin.close();
+  }
+}
+
+/** `pipeline|reason|key|status` of every reject a replay closed, counted (`resolved` or `superseded`). */
+type ClosedRejects = Record<string, number>;
+
+/** JSON of rows read from DuckDB (its BIGINTs come back as `bigint`). */
+const snapshot = (rows: unknown) => JSON.stringify(rows, (_, v) => (typeof v === 'bigint' ? String(v) : v));
+
+function countInto(out: ClosedRejects, key: string, n = 1): void {
+  out[key] = (out[key] ?? 0) + n;
+}
+
+/**
+ * Replay of rejected rows on both sides. Tick 1: regions, currencies, the accounts without `A'1008`, and contacts
+ * (C-1, C-2, C-3 whose parent is C-1 in the same window, CRM2/C-1 naming the missing account `A'1008`, C-4 with a
+ * loyalty tier out of range): both executors reject CRM2/C-1 (`lookup.target_missing`, a parent of another pipeline)
+ * and C-4 (`number.out_of_range`) — 2 of 5 rows, under the pipeline's reject threshold, so the window is not
+ * repeated. Tick 2: `A'1008` arrives. Then a replay of the contacts run on each side — `runReplay` as `ferry replay
+ * --run` calls it, and `pl_contacts_inbound_replay` with that run's id: CRM2/C-1 is resolved, C-4 rejected again
+ * (superseded). Then a second replay of `lookup.target_missing` rows, of which none is left: both must say nothing
+ * was done (the CLI's exit code 4 for `replay.nothing`; the Fail activity's `errorCode` 4) and change nothing.
+ * Compared: the end states (Dataverse, warehouse, open rejects) as in every scenario, plus the rejects each replay
+ * closed (pipeline, reason, key, resolved or superseded), the replay's counts and the second replay's outcome.
+ */
+export async function replayOfRejects(ctx: ScenarioContext): Promise<ScenarioResult> {
+  const files = await fixtureSet(ctx.root, true);
+  const made = path.join(ctx.root, 'fixtures', 'replay');
+  await fs.mkdir(made, { recursive: true });
+  const accountsFirst = path.join(made, 'accounts-first.parquet');
+  const accountsLater = path.join(made, 'accounts-later.parquet');
+  const contacts = path.join(made, 'contacts.parquet');
+  const duck = await DuckDbStaging.open({ memoryLimit: '128MB', threads: 1 });
+  try {
+    const accounts = files.accounts![0]!;
+    await duck.run(
+      `COPY (SELECT * FROM read_parquet('${accounts}') WHERE account_no <> 'A''1008') TO '${accountsFirst}' (FORMAT parquet)`,
+    );
+    await duck.run(
+      `COPY (SELECT * FROM read_parquet('${accounts}') WHERE account_no = 'A''1008') TO '${accountsLater}' (FORMAT parquet)`,
+    );
+    await duck.run(
+      `COPY (SELECT * FROM read_parquet('${files.contacts![0]!}') WHERE source_system || '/' || contact_no IN ('CRM1/C-1', 'CRM1/C-2', 'CRM1/C-3', 'CRM2/C-1', 'CRM1/C-4')) TO '${contacts}' (FORMAT parquet)`,
+    );
+  } finally {
+    await duck.close();
+  }
+  const twin = await openTwin(ctx);
+  const failures: string[] = [];
+  const PIPELINE = 'contacts-inbound';
+  try {
+    await arrive(twin, 'currencies', files.currencies![0]!);
+    await arrive(twin, 'regions', files.regions![0]!);
+    await arrive(twin, 'accounts', accountsFirst);
+    await arrive(twin, 'contacts', contacts);
+    await twin.tick();
+    await arrive(twin, 'accounts', accountsLater);
+    await twin.tick();
+
+    // The run whose rejects each side replays: the one contacts run with open rejects.
+    const localOpen = twin.local.state.listRejects({ pipeline: PIPELINE, status: 'open' });
+    const localRuns = [...new Set(localOpen.map((r) => r.runId))];
+    const synapseRuns = (
+      await twin.synapse.rt.services.sql.duck.all<{ run_id: string }>(
+        `SELECT DISTINCT run_id FROM ferry.rejects WHERE pipeline = '${PIPELINE}' AND status = 'open'`,
+      )
+    ).map((r) => r.run_id);
+    if (localRuns.length !== 1 || synapseRuns.length !== 1)
+      failures.push(
+        `expected one ${PIPELINE} run with open rejects on each side, got local ${localRuns.length}, Synapse ${synapseRuns.length}`,
+      );
+    const def = ctx.pipelines.find((p) => p.name === PIPELINE)!;
+    const localReplay = (runId: string, reason?: string) =>
+      runReplay(def, {
+        config: twin.local.config,
+        lake: twin.local.lake,
+        state: twin.local.state,
+        registry: stageRegistry,
+        services: { dataverse: { url: twin.local.emulator.url }, openStaging: openRunStaging },
+        log: silentLogger,
+        runId,
+        ...(reason ? { reason } : {}),
+      });
+    const synapseReplay = (runId: string, reason?: string) =>
+      twin.synapse.rt.runPipeline(`pl_${PIPELINE.replaceAll('-', '_')}_replay`, { runId, reason: reason ?? '' });
+    const failCode = (run: PipelineRun, activity: string) =>
+      run.activityRuns.find((a) => a.activityName === activity && a.status === 'Failed')?.error?.errorCode;
+
+    // The first replay: the exit code as `ferry replay` computes it (3 when rows were rejected again), and the
+    // replay pipeline's (its Fail activity `RowsRejectedAgain`, errorCode 3), with the counts of each.
+    const local = await localReplay(localRuns[0] ?? '');
+    const localExit =
+      local.report.status === 'succeeded' || local.report.status === 'rejects_exceeded'
+        ? local.stillRejected > 0
+          ? EXIT.rejectThresholdExceeded
+          : EXIT.ok
+        : EXIT.failed;
+    const synapse = await synapseReplay(synapseRuns[0] ?? '');
+    const synapseExit =
+      synapse.status === 'Succeeded' ? EXIT.ok : Number(failCode(synapse, 'RowsRejectedAgain') ?? EXIT.failed);
+    const [counts] = await twin.synapse.rt.services.sql.duck.all<{ counts_json: string }>(
+      `SELECT counts_json FROM ferry.runs WHERE id = '${synapse.runId}'`,
+    );
+    const synapseCounts = JSON.parse(counts?.counts_json ?? '{}') as Record<string, number>;
+    const localFigures = `exit ${localExit}, resolved ${local.resolved}, upserted ${local.upserted}, rejected again ${local.stillRejected}`;
+    const synapseFigures = `exit ${synapseExit}, resolved ${synapseCounts.resolved}, upserted ${synapseCounts.upserted}, rejected again ${synapseCounts.stillRejected}`;
+    if (localFigures !== synapseFigures)
+      failures.push(`first replay: local ${localFigures}; Synapse ${synapseFigures}`);
+    if (local.resolved === 0 || local.stillRejected === 0)
+      failures.push(`first replay: expected rows resolved and rows rejected again, local ${localFigures}`);
+
+    // The rejects each replay closed, by pipeline, reason, key and how (resolved / superseded).
+    const localClosed: ClosedRejects = {};
+    for (const r of twin.local.state.listRejects({ pipeline: PIPELINE }))
+      if (r.status !== 'open' && r.resolvedByRun === local.report.runId)
+        countInto(localClosed, `${r.pipeline}|${r.reason}|${r.key ?? ''}|${r.status}`);
+    const synapseClosed: ClosedRejects = {};
+    for (const r of await twin.synapse.rt.services.sql.duck.all<{
+      pipeline: string;
+      reason: string;
+      key: string | null;
+      status: string;
+      n: number;
+    }>(
+      `SELECT pipeline, reason, "key", status, count(*) AS n FROM ferry.rejects WHERE resolved_by_run = '${synapse.runId}' AND status <> 'open' GROUP BY ALL`,
+    ))
+      countInto(synapseClosed, `${r.pipeline}|${r.reason}|${r.key ?? ''}|${r.status}`, Number(r.n));
+    for (const k of [...new Set([...Object.keys(localClosed), ...Object.keys(synapseClosed)])].sort())
+      if (localClosed[k] !== synapseClosed[k])
+        failures.push(`closed by the replay: ${k} local ${localClosed[k] ?? 0} vs Synapse ${synapseClosed[k] ?? 0}`);
+
+    // The second replay, of `lookup.target_missing` rows: none is left on either side.
+    const rejectsBefore = {
+      local: JSON.stringify(twin.local.state.listRejects({ pipeline: PIPELINE })),
+      synapse: snapshot(await twin.synapse.rt.services.sql.duck.all(`SELECT * FROM ferry.rejects ORDER BY id`)),
+    };
+    const runsBefore = {
+      local: twin.local.state.listRuns({ limit: 10_000 }).length,
+      synapse: await twin.synapse.rt.services.sql.duck.all(`SELECT id, status FROM ferry.runs ORDER BY id`),
+    };
+    let localNothing: number;
+    try {
+      await localReplay(localRuns[0] ?? '', 'lookup.target_missing');
+      localNothing = EXIT.ok;
+    } catch (error) {
+      localNothing = exitCodeFor(error);
+      if (!(error instanceof FerryError && error.code === 'replay.nothing'))
+        failures.push(`second local replay: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    const nothing = await synapseReplay(synapseRuns[0] ?? '', 'lookup.target_missing');
+    const synapseNothing = Number(failCode(nothing, 'NothingToReplay') ?? (nothing.status === 'Succeeded' ? 0 : 1));
+    if (localNothing !== EXIT.heldBack || synapseNothing !== EXIT.heldBack)
+      failures.push(
+        `second replay (nothing left): local exit ${localNothing}, Synapse errorCode ${synapseNothing}; both should be 4`,
+      );
+    if (JSON.stringify(twin.local.state.listRejects({ pipeline: PIPELINE })) !== rejectsBefore.local)
+      failures.push('the second local replay changed the rejects');
+    if (twin.local.state.listRuns({ limit: 10_000 }).length !== runsBefore.local)
+      failures.push('the second local replay recorded a run');
+    if (
+      snapshot(await twin.synapse.rt.services.sql.duck.all(`SELECT * FROM ferry.rejects ORDER BY id`)) !==
+      rejectsBefore.synapse
+    )
+      failures.push('the second Synapse replay changed ferry.rejects');
+    if (
+      snapshot(await twin.synapse.rt.services.sql.duck.all(`SELECT id, status FROM ferry.runs ORDER BY id`)) !==
+      snapshot(runsBefore.synapse)
+    )
+      failures.push('the second Synapse replay recorded a run');
+
+    return await finish(
+      'replay of rejected rows (a parent of another pipeline arriving a tick later), then a replay with nothing left',
+      twin,
+      ctx,
+      failures,
+      `first replay: local ${localFigures}, Synapse ${synapseFigures}; closed ${JSON.stringify(localClosed)}; second replay: local exit ${localNothing}, Synapse errorCode ${synapseNothing}`,
     );
   } finally {
     await twin.close();
