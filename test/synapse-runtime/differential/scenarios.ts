@@ -661,6 +661,16 @@ export async function replayOfRejects(ctx: ScenarioContext): Promise<ScenarioRes
     const failCode = (run: PipelineRun, activity: string) =>
       run.activityRuns.find((a) => a.activityName === activity && a.status === 'Failed')?.error?.errorCode;
 
+    // CRM2/C-1 is in neither Dataverse before the replays, and in both after the first.
+    const hasContact = (side: 'local' | 'synapse') =>
+      (side === 'local' ? twin.local.emulator : twin.synapse.emulator).store
+        .rows('contact')
+        .some((c) => c.attributes.ferry_legacysource === 'CRM2' && c.attributes.ferry_legacyid === 'C-1');
+    if (hasContact('local') || hasContact('synapse'))
+      failures.push(
+        `CRM2/C-1 written before the replay: local ${hasContact('local')}, Synapse ${hasContact('synapse')}`,
+      );
+
     // The first replay: the exit code as `ferry replay` computes it (3 when rows were rejected again), and the
     // replay pipeline's (its Fail activity `RowsRejectedAgain`, errorCode 3), with the counts of each.
     const local = await localReplay(localRuns[0] ?? '');
@@ -683,6 +693,11 @@ export async function replayOfRejects(ctx: ScenarioContext): Promise<ScenarioRes
       failures.push(`first replay: local ${localFigures}; Synapse ${synapseFigures}`);
     if (local.resolved === 0 || local.stillRejected === 0)
       failures.push(`first replay: expected rows resolved and rows rejected again, local ${localFigures}`);
+
+    if (!hasContact('local') || !hasContact('synapse'))
+      failures.push(
+        `CRM2/C-1 not written by the replay: local ${hasContact('local')}, Synapse ${hasContact('synapse')}`,
+      );
 
     // The rejects each replay closed, by pipeline, reason, key and how (resolved / superseded).
     const localClosed: ClosedRejects = {};
