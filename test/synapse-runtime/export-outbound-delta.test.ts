@@ -35,7 +35,9 @@ describe('export defect 15: the Delta outbound window is a table version', () =>
       metadataDir: 'fixtures/metadata',
     });
     const byKind: Record<string, { name: string; properties: object }[]> = {};
-    for (const a of out.artifacts) (byKind[a.kind] ??= []).push({ name: a.name, properties: a.properties });
+    for (const a of out.artifacts) {
+      byKind[a.kind] = [...(byKind[a.kind] ?? []), { name: a.name, properties: a.properties }];
+    }
     store = ArtifactStore.fromObjects(byKind);
     // The fixture's Delta table (commits 2 and 3, a checkpoint at 2), as the contact table.
     cpSync(

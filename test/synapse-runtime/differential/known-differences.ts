@@ -60,24 +60,6 @@ function latestFailures(table: string, area: Area, ctx: DifferenceContext): stri
     .map((a) => a.error?.message ?? '');
 }
 
-/** The keys the Synapse path rejected as `lookup.target_missing` and the local runner did not reject at all. */
-function synapseOnlyMissingTargets(ctx: DifferenceContext): Set<string> {
-  const localKeys = new Set(Object.keys(ctx.local.rejects).map((k) => k.split('|').slice(2).join('|')));
-  const out = new Set<string>();
-  for (const k of Object.keys(ctx.synapse.rejects)) {
-    const [, reason, ...key] = k.split('|');
-    if (reason === 'lookup.target_missing' && !localKeys.has(key.join('|'))) out.add(key.join('|'));
-  }
-  return out;
-}
-
-/** `accountnumber=A-1003` → `A-1003` (the identity of a Dataverse record is `table(<key values>)`). */
-const keyValues = (key: string) =>
-  key
-    .split(',')
-    .map((p) => p.slice(p.indexOf('=') + 1))
-    .join(',');
-
 /**
  * The pipeline writing `table` failed in its latest Synapse run with `pattern`, or its latest run in the schedule
  * pipeline was skipped because a pipeline it depends on failed with `pattern`.
