@@ -44,8 +44,9 @@ describe('export defect 12: run bookkeeping', () => {
     const changelog = path.join(ws, 'storage', fs, 'Changelog');
     await mkdir(changelog, { recursive: true });
     await writeFile(path.join(changelog, 'changelog.info'), '2026-01-01T00.30.00Z');
-    // One completed folder in the window, so the extracts run.
+    // One completed folder with data (its model.json) in the window, so the extracts run.
     await mkdir(path.join(ws, 'storage', fs, '2026-01-01T00.15.00Z'), { recursive: true });
+    await writeFile(path.join(ws, 'storage', fs, '2026-01-01T00.15.00Z', 'model.json'), '{}');
     const duck = await DuckDbStaging.open({ path: ':memory:', threads: 1, memoryLimit: '256MB' });
     const sql = new RecordingSqlEngine(duck, (where) => failing !== undefined && where.includes(failing), ANSWERS);
     const rt = await SynapseRuntime.open({

@@ -1,7 +1,8 @@
 /**
  * The exported housekeeping pipeline and trigger (issue 12 "housekeeping of staging tables and old outputs"), run on
  * the runtime: staging tables of idle pipelines dropped, state rows past retention deleted, warehouse window folders
- * older than the retention deleted through the Delete activity — never the newest folder of an output.
+ * older than the retention deleted through the Delete activity — never the newest folder of an output — in the
+ * output's data folder, its deletes folder (`<output>_deletes/`) and its run manifests (`_manifests/<output>/`).
  */
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -14,6 +15,7 @@ import {
   HOUSEKEEPING_PIPELINE,
   HOUSEKEEPING_TRIGGER,
   warehouseOutputs,
+  warehouseWindowRoots,
 } from '../../src/export/synapse/housekeeping-pipeline.js';
 import { ArtifactStore } from '../../src/export/synapse/runtime/artifact-store.js';
 import type { PipelineRun } from '../../src/export/synapse/runtime/run-records.js';
@@ -33,6 +35,7 @@ describe('the exported housekeeping pipeline, run on the runtime', () => {
   let warehouse: string;
   let rt: SynapseRuntime;
   let outputs: string[];
+  let roots: Map<string, string[]>;
   const sql = <T extends Record<string, unknown>>(q: string) => rt.services.sql.duck.all<T>(q);
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'synapse-housekeeping-'));
@@ -48,6 +51,7 @@ describe('the exported housekeeping pipeline, run on the runtime', () => {
       readExtract: (file) => readFile(file, 'utf8').catch(() => undefined),
     });
     outputs = warehouseOutputs(exported.steps ?? []);
+    roots = warehouseWindowRoots(exported.steps ?? []);
     const objects: Record<string, { name: string; properties: object }[]> = {};
     for (const a of exported.artifacts) {
       objects[a.kind] = [...(objects[a.kind] ?? []), { name: a.name, properties: a.properties }];
@@ -166,6 +170,34 @@ describe('the exported housekeeping pipeline, run on the runtime', () => {
     const again = await rt.runPipeline(HOUSEKEEPING_PIPELINE);
     assert.equal(again.status, 'Succeeded', describeRun(again));
     assert.deepEqual((await readdir(path.join(warehouse, first))).length, 2);
+  });
+
+  it('expires the deletes and manifests of an output with its data windows, never those of the newest window', async () => {
+    // The output whose extract writes deletes to their own folder (`separate-file`).
+    const [output, own] = [...roots].find(([, r]) => r.length === 3)!;
+    assert.deepEqual(own, [output, `${output}_deletes`, `_manifests/${output}`]);
+    // A run folder per window, in each of the three folders (`<root>/<window>/<run id>/<file>`).
+    const runFolder = async (root: string, window: string) => {
+      await mkdir(path.join(warehouse, root, window, 'run-1'), { recursive: true });
+      await writeFile(path.join(warehouse, root, window, 'run-1', 'part-00000.parquet'), 'x');
+    };
+    const old = ['2026-10-01T00.15.00Z', '2026-10-02T00.00.00Z_2026-10-02T00.15.00Z'];
+    const recent = '2026-12-06T11.45.00Z';
+    for (const root of own) for (const w of [...old, recent]) await runFolder(root, w);
+    // Another output with only old windows (the second of the first test): its newest data window stays, and so do
+    // its deletes and manifests.
+    const other = outputs[1]!;
+    assert.notEqual(other, output);
+    const otherRoots = roots.get(other)!;
+    for (const root of otherRoots) for (const w of old) await runFolder(root, w);
+
+    const hk = await rt.runPipeline(HOUSEKEEPING_PIPELINE);
+    assert.equal(hk.status, 'Succeeded', describeRun(hk));
+    for (const root of own) assert.deepEqual(await readdir(path.join(warehouse, root)), [recent], root);
+    for (const root of otherRoots) {
+      const left = await readdir(path.join(warehouse, root));
+      for (const w of old) assert.ok(left.includes(w), `${root}/${w} stays (got ${left.join(', ')})`);
+    }
   });
 
   it('the checked-in export: a replay pipeline per inbound pipeline, housekeeping keeps warehouse folders by default', async () => {

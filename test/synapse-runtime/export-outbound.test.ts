@@ -8,10 +8,11 @@
  *   folder holding data), a tick with no new folder writes nothing;
  * - defect 12 (outbound): FinishRun records the rows written;
  * - defect 14: typed Parquet (SinkModifiedOn a timestamp), deletes outside the data folder;
- * - both executors name the window folders the same way and hold the same rows.
+ * - both executors name the window folders the same way and hold the same rows; an empty Synapse Link folder (a
+ *   retried export with no data) is left out of the window's name, as the local runner leaves it out of its window.
  */
 import assert from 'node:assert/strict';
-import { appendFileSync, cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -244,6 +245,33 @@ describe('the exported outbound pipelines on the runtime, against the local runn
       path.join(warehouse, 'account_labelled', F4, f),
     );
     assert.equal((await rows(labelled)).find((r) => r.accountnumber === 'A-004')?.name, 'Northwind late');
+  });
+
+  it('an empty retry folder in the window: both executors name the window after the folders holding data', async () => {
+    const empty = '2026-01-01T01.15.00Z';
+    const data = '2026-01-01T01.30.00Z';
+    both((root) => {
+      // A retried export left 01.15 without any file; 01.30 holds data; 01.45 is being written.
+      mkdirSync(path.join(root, empty, 'account'), { recursive: true });
+      cpSync(path.join(root, F4), path.join(root, data), { recursive: true });
+      writeFileSync(path.join(root, 'Changelog', 'changelog.info'), '2026-01-01T01.45.00Z');
+    });
+    const counts = await tick();
+    assert.deepEqual(counts.synapse, counts.local);
+    assert.ok(counts.synapse['accounts-outbound']! > 0);
+    await assertSameWarehouse();
+    for (const output of ['account', 'account_labelled', 'contact']) {
+      const windows = windowFolders(path.join(warehouse, output));
+      assert.ok(windows.includes(data), `${output}: the window is named \`${data}\` (got ${windows.join(', ')})`);
+      assert.ok(!windows.some((w) => w.includes(empty)), `${output}: no window name holds the empty folder`);
+    }
+    const manifests = windowFolders(path.join(warehouse, '_manifests', 'account'));
+    assert.ok(manifests.includes(data) && !manifests.some((w) => w.includes(empty)));
+    // The cursor is the last folder with data: the next tick (nothing new) writes nothing.
+    const before = parquetFiles(warehouse);
+    const again = await tick();
+    assert.deepEqual(again.synapse, { 'accounts-outbound': 0, 'contacts-outbound': 0 });
+    assert.deepEqual(parquetFiles(warehouse), before);
   });
 
   it('a tick with no new folder writes nothing and records 0 rows; a rerun of a window writes a new run folder', async () => {

@@ -42,6 +42,43 @@ const ARTIFACTS: Record<string, object> = {
       ],
     },
   },
+  // A linked service whose endpoint has no exported default: only an environment gives it a value.
+  'linkedService/ls_probe_adls.json': {
+    name: 'ls_probe_adls',
+    properties: {
+      type: 'AzureBlobFS',
+      parameters: { storageUrl: { type: 'String' } },
+      typeProperties: { url: '@{linkedService().storageUrl}' },
+    },
+  },
+  'dataset/ds_probe.json': {
+    name: 'ds_probe',
+    properties: {
+      type: 'Parquet',
+      linkedServiceName: { referenceName: 'ls_probe_adls', type: 'LinkedServiceReference' },
+      typeProperties: { location: { type: 'AzureBlobFSLocation', fileSystem: 'lake', folderPath: 'inbound' } },
+    },
+  },
+  'pipeline/pl_probe.json': {
+    name: 'pl_probe',
+    properties: {
+      activities: [
+        {
+          name: 'Probe',
+          type: 'GetMetadata',
+          typeProperties: {
+            dataset: { referenceName: 'ds_probe', type: 'DatasetReference' },
+            fieldList: ['exists'],
+          },
+        },
+      ],
+    },
+  },
+  'environments/test.json': { parameters: { storageUrl: 'https://contosotest.dfs.core.windows.net/' } },
+  'environments/typo.json': {
+    parameters: { storageUrl: 'https://contosotest.dfs.core.windows.net/', storageUri: 'https://x.example/' },
+  },
+  'environments/partial.json': { parameters: {} },
   'trigger/tr_hourly.json': {
     name: 'tr_hourly',
     properties: {
@@ -148,5 +185,52 @@ describe('ferry synapse run', () => {
       return true;
     });
     await assert.rejects(ferry(['pl_hello', '--ticks', '2']), /--ticks drives triggers/);
+  });
+
+  it('--environment binds the linked-service parameters of synapse/environments/<name>.json, as the deploy does', async () => {
+    // Without an environment the endpoint has no value: the activity fails naming the linked service and parameter.
+    await assert.rejects(
+      ferry(['pl_probe', '--from', '2026-05-01T08:00:00Z', '--json', '--fs', `lake=${dir}`]),
+      (error: { code: number; stdout: string }) => {
+        assert.equal(error.code, 1);
+        const out = JSON.parse(error.stdout) as { runs: { activityRuns: { error?: { message: string } }[] }[] };
+        assert.match(
+          out.runs[0]!.activityRuns[0]!.error!.message,
+          /linked service `ls_probe_adls` needs parameter `storageUrl`/,
+        );
+        return true;
+      },
+    );
+    const { stdout } = await ferry([
+      'pl_probe',
+      '--from',
+      '2026-05-01T08:00:00Z',
+      '--json',
+      '--fs',
+      `lake=${dir}`,
+      '--environment',
+      'test',
+    ]);
+    const out = JSON.parse(stdout) as { runs: { status: string; activityRuns: { output: unknown }[] }[] };
+    assert.equal(out.runs[0]!.status, 'Succeeded');
+    assert.deepEqual(out.runs[0]!.activityRuns[0]!.output, { exists: false });
+  });
+
+  it('--environment refuses an unknown environment, a value no linked service declares and a missing value', async () => {
+    const refused = (args: string[], pattern: RegExp) =>
+      assert.rejects(ferry(['pl_probe', ...args]), (error: { code: number; stderr: string }) => {
+        assert.equal(error.code, 2);
+        assert.match(error.stderr, pattern);
+        return true;
+      });
+    await refused(
+      ['--environment', 'prod'],
+      /Environment `prod` has no file .*known environments: partial, test, typo/,
+    );
+    await refused(['--environment', 'typo'], /`storageUri` given to the runtime is declared by no linked service/);
+    await refused(
+      ['--environment', 'partial'],
+      /Environment `partial` .* gives no value for `storageUrl` \(ls_probe_adls\)/,
+    );
   });
 });

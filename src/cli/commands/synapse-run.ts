@@ -3,6 +3,7 @@ import path from 'node:path';
 import { isUrlLocation } from '../../core/config.js';
 import { EXIT, UsageError } from '../../core/errors.js';
 import { loadPipelines } from '../../core/pipeline-loader.js';
+import { listEnvironments, loadEnvironment } from '../../export/synapse/deploy-environment.js';
 import { loadExportSettings } from '../../export/synapse/export-settings.js';
 import { ArtifactStore } from '../../export/synapse/runtime/artifact-store.js';
 import type { StepRenderings } from '../../export/synapse/runtime/connectors/sql-engine.js';
@@ -18,7 +19,7 @@ export const synapseRunCommand: Command = {
   name: 'synapse run',
   summary: 'run an exported Synapse pipeline or trigger on the local runtime (lake, DuckDB, Dataverse over HTTP)',
   usage:
-    'synapse run <pipeline|trigger> [--from <time>] [--ticks N] [--tick 15m] [--param k=v]... [--fs name=dir]... [--artifacts synapse/] [--settings synapse/settings.json] [--workspace dir] [--json]',
+    'synapse run <pipeline|trigger> [--from <time>] [--ticks N] [--tick 15m] [--param k=v]... [--fs name=dir]... [--environment <name>] [--artifacts synapse/] [--settings synapse/settings.json] [--workspace dir] [--json]',
   options: {
     from: {
       type: 'string',
@@ -47,6 +48,13 @@ export const synapseRunCommand: Command = {
       defaultText: 'lake=<the lake folder>',
       description: 'a local folder for an ADLS file system the artifacts name',
     },
+    environment: {
+      type: 'string',
+      valueName: '<name>',
+      defaultText: "none: the linked services' exported defaults",
+      description:
+        "environment whose linked-service parameter values to bind, as `ferry deploy synapse --environment` deploys them: <artifacts>/environments/<name>.json (or a path to a .json file); its container renames are not applied, --fs names each exported container's local folder",
+    },
     artifacts: {
       type: 'string',
       valueName: '<dir>',
@@ -72,6 +80,10 @@ export const synapseRunCommand: Command = {
       text: 'Drive the 15-minute trigger over 8 ticks from a given time:',
       command: 'ferry synapse run tr_ferry_every_15m --ticks 8 --from 2026-11-20T09:00:00Z',
     },
+    {
+      text: "Run a pipeline with the dev environment's linked-service parameters (synapse/environments/dev.json):",
+      command: 'ferry synapse run pl_accounts_outbound --environment dev',
+    },
   ],
   async run(input) {
     const [name, extra] = input.positionals;
@@ -81,7 +93,11 @@ export const synapseRunCommand: Command = {
       );
     if (extra) throw new UsageError(`Unexpected argument \`${extra}\`; run one pipeline or trigger at a time.`);
     const artifactsDir = typeof input.values.artifacts === 'string' ? input.values.artifacts : 'synapse';
-    const store = await ArtifactStore.load(artifactsDir);
+    const loaded = await ArtifactStore.load(artifactsDir);
+    const store =
+      typeof input.values.environment === 'string'
+        ? await bindEnvironment(loaded, artifactsDir, input.values.environment)
+        : loaded;
     const isTrigger = store.has('trigger', name);
     if (!isTrigger && !store.has('pipeline', name)) {
       throw new UsageError(
@@ -171,6 +187,29 @@ export const synapseRunCommand: Command = {
     }
   },
 };
+
+/**
+ * The artifacts as `ferry deploy synapse --environment <name>` deploys them: each linked-service parameter gets the
+ * environment's value as its default. As the deploy does, a parameter the environment leaves without a value is
+ * refused by name (the run would otherwise use the exported, development, values); a value no linked service
+ * declares is refused by the store.
+ */
+async function bindEnvironment(store: ArtifactStore, artifactsDir: string, name: string): Promise<ArtifactStore> {
+  const env = await loadEnvironment(artifactsDir, name);
+  const missing: string[] = [];
+  for (const service of store.names('linkedService')) {
+    const params = store.get('linkedService', service).properties.parameters;
+    if (!params || typeof params !== 'object' || Array.isArray(params)) continue;
+    for (const p of Object.keys(params)) if (!Object.hasOwn(env.parameters, p)) missing.push(`\`${p}\` (${service})`);
+  }
+  if (missing.length > 0) {
+    const known = await listEnvironments(artifactsDir);
+    throw new UsageError(
+      `Environment \`${env.name}\` (\`${env.file}\`) gives no value for ${missing.join(', ')}; add ${missing.length === 1 ? 'it' : 'them'} under \`parameters\` (environments under \`${artifactsDir}\`: ${known.join(', ') || '(none)'}).`,
+    );
+  }
+  return store.withLinkedServiceParameters(env.parameters);
+}
 
 function keyValues(values: unknown, flag: string): Record<string, Json> {
   const out: Record<string, Json> = {};

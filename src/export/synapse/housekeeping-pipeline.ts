@@ -2,7 +2,7 @@
  * Housekeeping (`pl_ferry_housekeeping`, started daily by `tr_ferry_housekeeping_daily`): drops the staging tables of
  * pipelines with no run in progress, deletes state rows past their retention (resolved and superseded rejects,
  * finished runs nothing refers to) and, when `warehouseRetentionDays` is set, warehouse window folders older than
- * it — never the newest folder of an output. What it drops is read from the SQL steps the export compiled, so a
+ * it (in `<output>/`, `<output>_deletes/` and `_manifests/<output>/`) — never the newest window of an output. What it drops is read from the SQL steps the export compiled, so a
  * staging table a pipeline creates is one housekeeping knows.
  */
 import type { RecoveryStepPlan } from '../../dialects/recovery-steps.js';
@@ -86,6 +86,24 @@ export function warehouseOutputs(steps: readonly SqlStep[]): string[] {
   return [...out].sort();
 }
 
+/**
+ * The warehouse folders that hold window folders of each output: its data (`<output>/`, first), its deletes
+ * (`<output>_deletes/`, with `deletes: 'separate-file'`) and its run manifests (`_manifests/<output>/`).
+ */
+export function warehouseWindowRoots(steps: readonly SqlStep[]): Map<string, string[]> {
+  const roots = new Map<string, string[]>();
+  for (const step of steps) {
+    const plan = step.plan as SynapseStepPlan;
+    if (plan.kind !== 'extract') continue;
+    const output = plan.extract.output ?? plan.extract.table;
+    const own = roots.get(output) ?? [output, `_manifests/${output}`];
+    if (plan.extract.deletes === 'separate-file' && !own.includes(`${output}_deletes`))
+      own.splice(1, 0, `${output}_deletes`);
+    roots.set(output, own);
+  }
+  return roots;
+}
+
 const param = (name: string, expression: string): StepParameter => ({ name, expression, type: 'string', script: true });
 const before = (add: string, amount: number, format: string) =>
   `@formatDateTime(${add}(utcNow(), -${amount}), '${format}')`;
@@ -97,6 +115,7 @@ export function housekeepingArtifacts(
   const compiled = steps.all();
   const groups = stagingGroups(compiled);
   const outputs = warehouseOutputs(compiled);
+  const roots = warehouseWindowRoots(compiled);
   const step = (name: string, plan: RecoveryStepPlan, parameters: readonly StepParameter[] = []) =>
     pipelineStep(steps, STEP_PIPELINE, name, plan, parameters);
   const scriptParams = (s: SqlStep) =>
@@ -170,72 +189,80 @@ export function housekeepingArtifacts(
         type: 'DatasetReference',
         parameters: { fileSystem: settings.warehouseFileSystem, folderPath },
       });
-      const folders = `@coalesce(activity('ListWarehouse_${o}').output?.childItems, json('[]'))`;
-      activities.push(
-        {
-          name: `ListWarehouse_${o}`,
-          type: 'GetMetadata',
-          dependsOn: [],
-          policy: policy('0.00:10:00', 2),
-          userProperties: label(output, window),
-          typeProperties: { dataset: folder(output), fieldList: ['exists', 'childItems'] },
-        },
-        {
-          name: `FilterExpired_${o}`,
-          type: 'Filter',
-          dependsOn: [after(`ListWarehouse_${o}`)],
-          userProperties: label(output, window),
-          typeProperties: {
-            items: expr(folders),
-            condition: expr(`@and(equals(item().type, 'Folder'), less(${day}, ${cutoff}))`),
+      // The data folder decides, for its deletes and manifests too: windows are expired together, and only when a
+      // data window newer than the cutoff stays (the newest window of an output is never deleted, however old).
+      (roots.get(output) ?? [output]).forEach((root, i) => {
+        const r = i === 0 ? o : snake(root.replaceAll('/', '_').replace(/^_+/, ''));
+        const folders = `@coalesce(activity('ListWarehouse_${r}').output?.childItems, json('[]'))`;
+        activities.push(
+          {
+            name: `ListWarehouse_${r}`,
+            type: 'GetMetadata',
+            dependsOn: [],
+            policy: policy('0.00:10:00', 2),
+            userProperties: label(root, window),
+            typeProperties: { dataset: folder(root), fieldList: ['exists', 'childItems'] },
           },
-        },
-        {
-          name: `FilterKept_${o}`,
-          type: 'Filter',
-          dependsOn: [after(`ListWarehouse_${o}`)],
-          userProperties: label(output, window),
-          typeProperties: {
-            items: expr(folders),
-            condition: expr(`@and(equals(item().type, 'Folder'), greaterOrEquals(${day}, ${cutoff}))`),
+          {
+            name: `FilterExpired_${r}`,
+            type: 'Filter',
+            dependsOn: [after(`ListWarehouse_${r}`)],
+            userProperties: label(root, window),
+            typeProperties: {
+              items: expr(folders),
+              condition: expr(`@and(equals(item().type, 'Folder'), less(${day}, ${cutoff}))`),
+            },
           },
-        },
-        {
-          // Only when a newer folder stays: the newest folder of an output is never deleted, however old.
-          name: `DeleteExpired_${o}`,
-          type: 'ForEach',
-          dependsOn: [after(`FilterExpired_${o}`), after(`FilterKept_${o}`)],
-          userProperties: label(output, window),
-          typeProperties: {
-            items: expr(
-              `@if(greater(length(activity('FilterKept_${o}').output.value), 0), activity('FilterExpired_${o}').output.value, json('[]'))`,
-            ),
-            isSequential: false,
-            batchCount: 4,
-            activities: [
-              {
-                name: `DeleteWindowFolder_${o}`,
-                type: 'Delete',
-                dependsOn: [],
-                policy: policy('0.01:00:00', 2),
-                userProperties: label(output, window),
-                typeProperties: {
-                  dataset: folder(expr(`@concat('${output}/', item().name)`)),
-                  enableLogging: false,
-                  storeSettings: { type: 'AzureBlobFSReadSettings', recursive: true },
+          ...(i === 0
+            ? [
+                {
+                  name: `FilterKept_${o}`,
+                  type: 'Filter',
+                  dependsOn: [after(`ListWarehouse_${o}`)],
+                  userProperties: label(output, window),
+                  typeProperties: {
+                    items: expr(folders),
+                    condition: expr(`@and(equals(item().type, 'Folder'), greaterOrEquals(${day}, ${cutoff}))`),
+                  },
                 },
-              },
-            ],
+              ]
+            : []),
+          {
+            name: `DeleteExpired_${r}`,
+            type: 'ForEach',
+            dependsOn: [after(`FilterExpired_${r}`), after(`FilterKept_${o}`)],
+            userProperties: label(root, window),
+            typeProperties: {
+              items: expr(
+                `@if(greater(length(activity('FilterKept_${o}').output.value), 0), activity('FilterExpired_${r}').output.value, json('[]'))`,
+              ),
+              isSequential: false,
+              batchCount: 4,
+              activities: [
+                {
+                  name: `DeleteWindowFolder_${r}`,
+                  type: 'Delete',
+                  dependsOn: [],
+                  policy: policy('0.01:00:00', 2),
+                  userProperties: label(root, window),
+                  typeProperties: {
+                    dataset: folder(expr(`@concat('${root}/', item().name)`)),
+                    enableLogging: false,
+                    storeSettings: { type: 'AzureBlobFSReadSettings', recursive: true },
+                  },
+                },
+              ],
+            },
           },
-        },
-      );
+        );
+      });
     }
   }
   const pipeline: SynapseArtifact = {
     kind: 'pipeline',
     name: HOUSEKEEPING_PIPELINE,
     properties: {
-      description: `Daily housekeeping: drops staging tables of pipelines with no run in progress; deletes resolved and superseded rejects older than ${settings.rejectsRetentionDays} days and finished runs older than ${settings.runsRetentionDays} days that no open reject or cursor names (open rejects are never deleted); ${settings.warehouseRetentionDays > 0 ? `deletes warehouse window folders older than ${settings.warehouseRetentionDays} days, never the newest of an output` : 'keeps every warehouse folder (warehouseRetentionDays is 0)'}. Generated by ferry export synapse.`,
+      description: `Daily housekeeping: drops staging tables of pipelines with no run in progress; deletes resolved and superseded rejects older than ${settings.rejectsRetentionDays} days and finished runs older than ${settings.runsRetentionDays} days that no open reject or cursor names (open rejects are never deleted); ${settings.warehouseRetentionDays > 0 ? `deletes warehouse window folders older than ${settings.warehouseRetentionDays} days (data, deletes and run manifests), never the newest window of an output` : 'keeps every warehouse folder (warehouseRetentionDays is 0)'}. Generated by ferry export synapse.`,
       annotations: [ANNOTATION, 'ferry:housekeeping'],
       folder: { name: 'ferry/housekeeping' },
       concurrency: 1,

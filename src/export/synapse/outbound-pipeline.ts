@@ -281,7 +281,8 @@ export async function outboundPipeline(
     });
     finishAfter = ['IfNewVersion'];
   } else {
-    const folders = `activity('FilterNewFolders').output.value`;
+    // The window's folders holding data (names, in listing order): see CheckNewFolders.
+    const folders = `activity('FilterDataFolders').output.value`;
     activities.push(
       {
         name: 'ListSynapseLinkFolders',
@@ -314,15 +315,70 @@ export async function outboundPipeline(
         },
       },
       {
+        // A retried Synapse Link export can leave a timestamp folder with no file (no model.json). The local runner
+        // skips it and names the window after the folders with data (connectors/synapse-link `planFolders`); so does
+        // the export: one GetMetadata `exists` per new folder (sequential, so the appends keep the listing order).
+        name: 'CheckNewFolders',
+        type: 'ForEach',
+        dependsOn: [after('FilterNewFolders')],
+        userProperties: [],
+        typeProperties: {
+          items: expr(`@activity('FilterNewFolders').output.value`),
+          isSequential: true,
+          activities: [
+            {
+              name: 'ModelJsonOfFolder',
+              type: 'GetMetadata',
+              dependsOn: [],
+              policy: policy('0.00:10:00', 2),
+              userProperties: [],
+              typeProperties: {
+                dataset: {
+                  referenceName: NAMES.lakeText,
+                  type: 'DatasetReference',
+                  parameters: {
+                    fileSystem: settings.synapseLinkFileSystem,
+                    folderPath: expr('@item().name'),
+                    fileName: 'model.json',
+                  },
+                },
+                fieldList: ['exists'],
+                storeSettings: { type: 'AzureBlobFSReadSettings' },
+              },
+            },
+            {
+              name: 'AppendFolderCheck',
+              type: 'AppendVariable',
+              dependsOn: [after('ModelJsonOfFolder')],
+              userProperties: [],
+              typeProperties: {
+                variableName: 'folderChecks',
+                value: expr(`@if(activity('ModelJsonOfFolder').output.exists, item().name, '')`),
+              },
+            },
+          ],
+        },
+      },
+      {
+        name: 'FilterDataFolders',
+        type: 'Filter',
+        dependsOn: [after('CheckNewFolders')],
+        userProperties: [],
+        typeProperties: {
+          items: expr(`@variables('folderChecks')`),
+          condition: expr(`@not(empty(item()))`),
+        },
+      },
+      {
         name: 'IfNewFolders',
         type: 'IfCondition',
-        dependsOn: [after('FilterNewFolders')],
+        dependsOn: [after('FilterDataFolders')],
         userProperties: [],
         typeProperties: {
           expression: expr(`@greater(length(${folders}), 0)`),
           ifTrueActivities: [
             setWindowName(
-              `@replace(if(equals(length(${folders}), 1), first(${folders}).name, concat(first(${folders}).name, '_', last(${folders}).name)), ':', '.')`,
+              `@replace(if(equals(length(${folders}), 1), first(${folders}), concat(first(${folders}), '_', last(${folders}))), ':', '.')`,
               [],
             ),
             ...extracts,
@@ -334,7 +390,7 @@ export async function outboundPipeline(
               userProperties: [],
               typeProperties: {
                 variableName: 'lastFolder',
-                value: expr(`@last(${folders}).name`),
+                value: expr(`@last(${folders})`),
               },
             },
           ],
@@ -378,7 +434,9 @@ export async function outboundPipeline(
         windowEnd: { type: 'String' },
         windowName: { type: 'String' },
         rowsWritten: { type: 'String', defaultValue: '0' },
-        ...(csv ? { lastFolder: { type: 'String', defaultValue: '' } } : {}),
+        ...(csv
+          ? { lastFolder: { type: 'String', defaultValue: '' }, folderChecks: { type: 'Array', defaultValue: [] } }
+          : {}),
       },
       activities,
     },

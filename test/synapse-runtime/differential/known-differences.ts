@@ -121,19 +121,6 @@ export const KNOWN_DIFFERENCES: readonly KnownDifference[] = [
     },
   },
   {
-    // An empty Synapse Link timestamp folder (a retried export) is part of the Synapse path's window and of its
-    // name (`<empty>_<next>`); the local runner skips it and names the window after the folders with data.
-    name: 'empty-folder-in-window-name',
-    readmeRow: 'an empty Synapse Link folder in a window',
-    recognises: (d, ctx) =>
-      d.area === 'warehouse-window' &&
-      ctx.emptySynapseLinkFolders.some(
-        (e) =>
-          (d.synapse === true && d.id.split('_').includes(e)) ||
-          (d.local === true && (ctx.synapse.windows[d.table] ?? []).includes(`${e}_${d.id.split('_').at(-1)}`)),
-      ),
-  },
-  {
     // The Synapse path writes timestamps as DATETIME2 (UTC wall time, no zone), the local runner as
     // TIMESTAMP WITH TIME ZONE (UTC): the same instants, another Parquet type.
     name: 'outbound-timestamps-without-zone',
