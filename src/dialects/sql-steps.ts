@@ -355,6 +355,28 @@ export type SynapseStepPlan =
       readonly pipeline: string;
       readonly source: string;
       readonly folder: string;
+    }
+  // State columns of new records (syn-state).
+  /**
+   * The rows whose `statecode`/`statuscode` the second Dataverse copy sets once the records exist (a new record
+   * cannot be created in a non-default state): key and state columns, only rows with a state column set, without
+   * the states reachable only through a message (`messageOnlyStates`).
+   */
+  | {
+      readonly kind: 'state-sink-query';
+      readonly conversion: SynapseConversion;
+      readonly messageOnlyStates: readonly number[];
+    }
+  /**
+   * Rejects (`synapse.close_message_unsupported`, stage upsert-dataverse) the rows whose `statecode` is one of
+   * `messageOnlyStates` (opportunity Won/Lost): the copy writes them without their state. Parameters: run_id,
+   * pipeline (script).
+   */
+  | {
+      readonly kind: 'reject-message-only-states';
+      readonly conversion: SynapseConversion;
+      readonly messageOnlyStates: readonly number[];
+      readonly message: string;
     };
 
 /**

@@ -88,6 +88,11 @@ function renderDuck(step: SqlStep<SynapseStepPlan>): string[] {
     case 'drop-tables':
     case 'expire-state':
       return duckdbRecoverySteps({ ...step, plan });
+    // State columns of new records (syn-state).
+    case 'state-sink-query':
+      return [duckdbConversion.compileStateColumns(plan.conversion, plan.messageOnlyStates, '').sinkQuery];
+    case 'reject-message-only-states':
+      return duckdbConversion.compileStateColumns(plan.conversion, plan.messageOnlyStates, plan.message).reject;
     case 'keymap-since':
     case 'resolve-deferred':
     case 'deferred-sink-query':

@@ -110,6 +110,11 @@ function renderTsql(step: SqlStep<SynapseStepPlan>): string[] {
     case 'drop-tables':
     case 'expire-state':
       return tsqlRecoverySteps({ ...step, plan });
+    // State columns of new records (syn-state).
+    case 'state-sink-query':
+      return [tsqlConversion.compileStateColumns(plan.conversion, plan.messageOnlyStates, '').sinkQuery];
+    case 'reject-message-only-states':
+      return tsqlConversion.compileStateColumns(plan.conversion, plan.messageOnlyStates, plan.message).reject;
     case 'keymap-since':
     case 'resolve-deferred':
     case 'deferred-sink-query':

@@ -1,9 +1,11 @@
 /** Compiles an inbound pipeline: lake Parquet → Azure SQL staging → conversion → Dataverse Copy (upsert by alternate key). */
+
+import { CLOSE_MESSAGES } from '../../connectors/dataverse/close-records.js';
 import { FerryError } from '../../core/errors.js';
 import type { ConversionPlan } from '../../core/mapping.js';
 import type { PipelineDefinition } from '../../core/pipeline.js';
 import { loadMetadata, type TableMetadata } from '../../core/table-metadata.js';
-import { keymapTargetsOf } from '../../dialects/sql-dialect.js';
+import { keymapTargetsOf, STATE_SINK_COLUMNS } from '../../dialects/sql-dialect.js';
 import type { ConversionNames, KeymapTarget, RawColumn, StepRegistry } from '../../dialects/sql-steps.js';
 import { STATE_SCHEMA } from '../../dialects/tsql/staging.js';
 import { loadConversionPlan } from '../../stages/convert-to-dataverse/conversion.js';
@@ -227,6 +229,7 @@ export async function inboundPipeline(
     keymapCopies.set(t.table, (name, column, dependsOn) => copy(name, column, dependsOn));
     keymapActivities.push(sinceActivity, `CopyKeyMap_${t.table}`);
   }
+  const state = stateColumnActivities(def, conversion, steps, runParameters);
   const dataverseCopies = dataverseCopyActivities(
     def,
     plan,
@@ -235,7 +238,12 @@ export async function inboundPipeline(
     names.sink.table,
     view,
     settings,
+    state.sinkQuery,
   );
+  if (state.reject) {
+    const stateCopy = dataverseCopies.find((c) => c.name === 'CopyStateToDataverse');
+    if (stateCopy) (stateCopy.dependsOn as unknown[]).push(after(String(state.reject.name)));
+  }
   // Same-window lookups to the pipeline's own table (a parent and its child, a self-referencing parent): the copies
   // above send them empty; the key map of the own table is read again after them, the lookups resolved and sent.
   const deferred = deferredLookupActivities(
@@ -285,6 +293,7 @@ export async function inboundPipeline(
       [after('CopyNewFiles'), ...keymapActivities.map((a) => after(a))],
       runParams(def.name),
     ),
+    ...(state.reject ? [state.reject] : []),
     ...dataverseCopies,
     ...deferred.activities,
     // Versions sent become the applied versions per key, so a later, older version is skipped as stale.
@@ -320,6 +329,7 @@ export async function inboundPipeline(
     ...keymapActivities,
     'ConvertToDataverse',
     ...dataverseCopies.map((c) => c.name),
+    ...(state.reject ? [String(state.reject.name)] : []),
     ...deferred.activities.map((a) => String(a.name)),
     'SaveAppliedVersions',
     'RecordProcessedFiles',
@@ -534,6 +544,8 @@ export function dataverseCopyActivities(
   sinkTable: string,
   view: InboundView,
   settings: SynapseExportSettings,
+  /** The state copy's query (`state-sink-query`): state columns then go in a copy of their own, after the others. */
+  stateSinkQuery?: string,
 ): { name: string; [k: string]: unknown }[] {
   const attributes = new Map(meta.Attributes.map((a) => [a.LogicalName, a]));
   const omitted = new Set(settings.omitColumns[def.name] ?? []);
@@ -553,6 +565,7 @@ export function dataverseCopyActivities(
   const clear: string[] = [];
   const omit: string[] = [];
   const constants: { name: string; value: string }[] = [];
+  const state: string[] = [];
   for (const c of plan.columns) {
     if (!c.inPayload) continue;
     const type = typeOf(c.attribute);
@@ -573,6 +586,11 @@ export function dataverseCopyActivities(
         'export.sink_mapping',
         `The sink query of \`${def.name}\` has no column \`${c.attribute}\`.`,
       );
+    // Sent by the state copy once the records exist (syn-state).
+    if (stateSinkQuery !== undefined && (STATE_SINK_COLUMNS as readonly string[]).includes(c.attribute)) {
+      state.push(c.attribute);
+      continue;
+    }
     const group = c.nullMeans === 'omit' ? omit : clear;
     group.push(c.attribute);
     const entityRef = `${c.attribute}@EntityReference`;
@@ -593,7 +611,7 @@ export function dataverseCopyActivities(
   const sinkType = (column: string) =>
     column.endsWith('@EntityReference') ? 'String' : (DATAVERSE_INTERIM_TYPES[typeOf(column)] ?? 'String');
   const batch = Math.min(view.upsert.batchSize ?? 10, 10);
-  const copy = (name: string, cols: string[], ignoreNullValues: boolean, dependsOn: unknown[]) => {
+  const copy = (name: string, cols: string[], ignoreNullValues: boolean, dependsOn: unknown[], query = sinkQuery) => {
     const mapped = [...keyColumns, ...cols];
     const extra = constants.filter((k) => mapped.includes(k.name));
     return {
@@ -606,7 +624,7 @@ export function dataverseCopyActivities(
       typeProperties: {
         source: {
           type: 'AzureSqlSource',
-          sqlReaderQuery: sinkQuery,
+          sqlReaderQuery: query,
           queryTimeout: '02:00:00',
           partitionOption: 'None',
           ...(extra.length ? { additionalColumns: extra } : {}),
@@ -640,8 +658,15 @@ export function dataverseCopyActivities(
   const first = copy('CopyStagingToDataverse', clear.length ? clear : omit, !clear.length, [
     after('ConvertToDataverse'),
   ]);
-  if (!clear.length || !omit.length) return [first];
-  return [first, copy('CopyLookupsToDataverse', omit, true, [after('CopyStagingToDataverse')])];
+  const copies = [first];
+  if (clear.length && omit.length)
+    copies.push(copy('CopyLookupsToDataverse', omit, true, [after('CopyStagingToDataverse')]));
+  // A new record cannot be created in a non-default state: Dataverse ignores statecode on create and refuses a
+  // statuscode of another state (0x80040203). The copies above created the records without their state columns; an
+  // upsert of an existing record is an update, which may set them (the local writer's second request).
+  if (stateSinkQuery !== undefined && state.length)
+    copies.push(copy('CopyStateToDataverse', state, true, [after(copies[copies.length - 1]!.name)], stateSinkQuery));
+  return copies;
 }
 
 /** The Filter condition on `item().name` for a file pattern with at most one `*` (ADF name functions). */
@@ -782,4 +807,55 @@ function deferredLookupActivities(
     inputs: [sqlTableRef(STAGING_SCHEMA, `${conversion.names.sink.table}_deferred`)],
   };
   return { activities: [reread, script, copy], copies: [copy], last: copy.name };
+}
+
+// State columns of new records (syn-state).
+/**
+ * The state copy's query (`state-sink-query`) when the mapping writes `statecode`/`statuscode`, and for a table whose
+ * closed states only a message reaches (opportunity Won/Lost: WinOpportunity/LoseOpportunity, which a Copy sink
+ * cannot send) the Script activity `RejectMessageOnlyStates`: those rows are written open by the first copies,
+ * left out of the state copy and rejected (`synapse.close_message_unsupported`) naming what to do.
+ */
+function stateColumnActivities(
+  def: PipelineDefinition,
+  conversion: {
+    plan: ConversionPlan;
+    names: ConversionNames;
+    keymapTargets: KeymapTarget[];
+    deferSelfLookups: boolean;
+  },
+  steps: StepRegistry,
+  runParameters: readonly { name: string; expression: string; type: 'string'; script: true }[],
+): { sinkQuery?: string; reject?: Record<string, unknown> } {
+  const { plan } = conversion;
+  const written = STATE_SINK_COLUMNS.some((c) => plan.columns.some((p) => p.inPayload && p.attribute === c));
+  if (!written) return {};
+  const close = CLOSE_MESSAGES[plan.table];
+  const messageOnlyStates = close ? Object.keys(close.actions).map(Number) : [];
+  const sinkQuery = stepQuery(
+    pipelineStep(steps, def.name, 'state-sink-query', { kind: 'state-sink-query', conversion, messageOnlyStates }),
+  );
+  if (!close) return { sinkQuery };
+  const actions = Object.values(close.actions).join('/');
+  const step = pipelineStep(
+    steps,
+    def.name,
+    'reject-message-only-states',
+    {
+      kind: 'reject-message-only-states',
+      conversion,
+      messageOnlyStates,
+      message: `The row's statecode is a state of \`${plan.table}\` that only ${actions} reach (an update to it is refused, 0x80100005); the Dataverse Copy sink cannot send that message, so the Synapse path wrote the row without its state. Close the record with ${actions}, or load this row with the local runner (ferry run).`,
+    },
+    [...runParameters],
+  );
+  const reject = scriptActivity(
+    'RejectMessageOnlyStates',
+    NAMES.sql,
+    stepText(step),
+    [after('ConvertToDataverse')],
+    runParams(def.name),
+    2,
+  );
+  return { sinkQuery, reject };
 }

@@ -90,14 +90,23 @@ export const KNOWN_DIFFERENCES: readonly KnownDifference[] = [
       ),
   },
   {
-    // Dataverse ignores statecode on create and refuses a statuscode of another state (0x80040203). The local writer
-    // creates such a record without its state columns and sets the state in a second request; the Copy sink sends
-    // one upsert, the service refuses the row, the copy fails (`DynamicsOperationFailed`) and every later run
-    // repeats the window and fails again: the table, and the pipelines that depend on it, stop.
-    name: 'new-record-in-inactive-state',
-    readmeRow: 'a new record in an inactive state',
-    recognises: (d, ctx) =>
-      d.area === 'dataverse' && failedOrBlockedBy(d.table, d.area, /is not a valid status code for state code/, ctx),
+    // Won/Lost opportunities are reached only through WinOpportunity/LoseOpportunity, which the Copy sink cannot
+    // send: the local writer upserts the row open and closes it by the message; the Synapse path writes it open and
+    // rejects it (`synapse.close_message_unsupported`, the state left out of its state copy).
+    name: 'close-message-only-state',
+    readmeRow: 'a won or lost opportunity',
+    recognises: (d, ctx) => {
+      const reason = 'synapse.close_message_unsupported';
+      if (d.area === 'reject') return d.id.startsWith(`${reason}|`) && Number(d.local) === 0 && Number(d.synapse) > 0;
+      if (d.area !== 'dataverse' || d.table !== 'opportunity' || !['statecode', 'statuscode'].includes(d.column))
+        return false;
+      const def = writer(d.table, d.area, ctx);
+      // The record's rejected row on the Synapse side: its key's values make the identity `table(x,y)`.
+      return Object.keys(ctx.synapse.rejects).some((k) => {
+        const [pipeline, why, ...key] = k.split('|');
+        return pipeline === def?.name && why === reason && d.id === `${d.table}(${keyValues(key.join('|'))})`;
+      });
+    },
   },
   {
     // The Synapse path's key map keeps a record deleted in Dataverse: a lookup to it resolves to the deleted GUID,
