@@ -12,11 +12,15 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { loadPipelines } from '../../src/core/pipeline-loader.js';
 import { DuckDbStaging, duckIdent, duckLiteral } from '../../src/dialects/duckdb/driver.js';
 import { type RunningEmulator, startEmulator } from '../../src/emulator/server.js';
+import { loadExportSettings } from '../../src/export/synapse/export-settings.js';
 import type { ArtifactStore } from '../../src/export/synapse/runtime/artifact-store.js';
+import type { StepRenderings } from '../../src/export/synapse/runtime/connectors/sql-engine.js';
 import { isObject, type JsonObject } from '../../src/export/synapse/runtime/expression/json-value.js';
 import { SynapseRuntime } from '../../src/export/synapse/runtime/synapse-runtime.js';
+import { synapseStepRenderings } from '../../src/export/synapse/step-renderings.js';
 import { allActivities, BracketProjectionEngine, loadRealStore, projectionColumns, storeWith } from './real-export.js';
 
 const USER = '5f0c2a7e-1111-4a4a-9b9b-000000000001';
@@ -41,8 +45,14 @@ describe('export defects 3, 4, 13: the copies to Dataverse', () => {
   let real: ArtifactStore;
   let dir: string;
   let emulator: RunningEmulator;
+  let renderings: StepRenderings;
   before(async () => {
     real = await loadRealStore();
+    // The state copy's query (`state-sink-query`) is not a bare projection: it runs as the export's DuckDB rendering.
+    renderings = await synapseStepRenderings(await loadPipelines('pipelines'), {
+      settings: await loadExportSettings('synapse/settings.json'),
+      metadataDir: 'fixtures/metadata',
+    });
     dir = await mkdtemp(path.join(tmpdir(), 'synapse-dvcopy-'));
     emulator = await startEmulator({ metadataDir: 'fixtures/metadata' });
     emulator.store.put('systemuser', USER, { systemuserid: USER, fullname: 'Ferry Owner' });
@@ -120,7 +130,7 @@ describe('export defects 3, 4, 13: the copies to Dataverse', () => {
         workspaceDir: ws,
         startTime: '2026-01-02T00:00:00Z',
         dataverseUrl: emulator.url,
-        sqlEngine: new BracketProjectionEngine(duck),
+        sqlEngine: new BracketProjectionEngine(duck, renderings),
       });
       try {
         const run1 = await rt.runPipeline('pl_dataverse_copies');

@@ -10,6 +10,7 @@ import {
   type SqlEngine,
   type SqlResult,
   type SqlStep,
+  type StepRenderings,
 } from '../../src/export/synapse/runtime/connectors/sql-engine.js';
 import { isObject, type Json, type JsonObject } from '../../src/export/synapse/runtime/expression/json-value.js';
 import { ActivityError } from '../../src/export/synapse/runtime/runtime-error.js';
@@ -79,9 +80,10 @@ export function stubPipeline(real: ArtifactStore, name: string, activities: read
 export class BracketProjectionEngine implements SqlEngine {
   readonly duck: DuckDbStaging;
   readonly #inner: DuckDbSqlEngine;
-  constructor(duck: DuckDbStaging) {
+  /** `renderings`: the export's DuckDB renderings, for the steps that are not a bare projection (a state copy). */
+  constructor(duck: DuckDbStaging, renderings?: StepRenderings) {
     this.duck = duck;
-    this.#inner = new DuckDbSqlEngine(duck);
+    this.#inner = new DuckDbSqlEngine(duck, renderings);
   }
   static projection(text: string): string | undefined {
     const body = text.replace(/^(\s*--[^\n]*\n)*/, '').trim();
