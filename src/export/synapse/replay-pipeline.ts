@@ -8,7 +8,7 @@
 import type { PipelineDefinition } from '../../core/pipeline.js';
 import { loadMetadata } from '../../core/table-metadata.js';
 import type { RecoveryStepPlan, ReplaySelection } from '../../dialects/recovery-steps.js';
-import { keymapTargetsOf } from '../../dialects/sql-dialect.js';
+import { keymapTargetsOf, STATE_SINK_COLUMNS } from '../../dialects/sql-dialect.js';
 import type {
   ConversionNames,
   KeymapTarget,
@@ -122,6 +122,16 @@ export async function replayPipeline(
     { kind: 'save-versions', conversion },
     runParameters,
   );
+  // State columns in a copy of their own, as in the inbound pipeline (syn-state). A replayed won/lost opportunity is
+  // not left out: the service refuses it (0x80100005) and the replay fails naming it, rather than writing it open.
+  const writesState = STATE_SINK_COLUMNS.some((c) => plan.columns.some((p) => p.inPayload && p.attribute === c));
+  const stateStep = writesState
+    ? pipelineStep(steps, def.name, 'replay-state-sink-query', {
+        kind: 'state-sink-query',
+        conversion,
+        messageOnlyStates: [],
+      })
+    : undefined;
   const dataverseCopies = dataverseCopyActivities(
     def,
     plan,
@@ -130,6 +140,7 @@ export async function replayPipeline(
     names.sink.table,
     view,
     settings,
+    stateStep && stepQuery(stateStep),
   );
   const skipped = `@${dataverseCopies
     .map((c) => `coalesce(activity('${c.name}').output?.rowsSkipped, 0)`)
