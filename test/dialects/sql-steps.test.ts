@@ -235,6 +235,33 @@ describe('SQL steps: every step of the export has a DuckDB rendering that runs',
           await run(db, of('resolve-deferred'));
           assert.equal((await run(db, of('deferred-sink-query'))).length, 0, 'no lookup deferred in these rows');
         }
+        // State columns of new records (syn-state): the rows of the sink that set a state, key and state only.
+        if (steps.get(`${pipeline}:state-sink-query`)) {
+          // The fixture row sets no state: before it, the state copy sends nothing; with statecode 1, the row.
+          assert.equal((await run(db, of('state-sink-query'))).length, 0, 'a row without a state is not sent again');
+          if (plan.columns.some((c) => c.inPayload && c.attribute === 'statecode'))
+            await db.run(`UPDATE "${names.sink.table}" SET statecode = 1`);
+          const rows = await db.all<Record<string, unknown>>(`SELECT * FROM "${names.sink.table}"`);
+          if (steps.get(`${pipeline}:reject-message-only-states`)) await run(db, of('reject-message-only-states'));
+          const state = await run(db, of('state-sink-query'));
+          assert.ok(rows.length > 0);
+          const withState = rows.filter((r) => r.statecode != null || r.statuscode != null);
+          const closing = steps.get(`${pipeline}:reject-message-only-states`) !== undefined;
+          const expected = withState.filter(
+            (r) => !closing || r.statecode == null || ![1, 2].includes(Number(r.statecode)),
+          );
+          assert.equal(state.length, expected.length, `${pipeline}: the sink rows that set a state`);
+          for (const r of state) {
+            assert.deepEqual(
+              Object.keys(r).filter((c) => c !== 'statecode' && c !== 'statuscode'),
+              plan.key.map((k) => k.attribute),
+            );
+          }
+          const [rejected] = await db.all<{ n: bigint }>(
+            `SELECT count(*) AS n FROM ferry.rejects WHERE reason = 'synapse.close_message_unsupported'`,
+          );
+          assert.equal(Number(rejected!.n), withState.length - expected.length, 'won/lost rows are rejected');
+        }
         await run(db, of('save-versions'));
         await run(db, of('record-processed-files'));
         assert.equal((await run(db, of('select-new-files'))).length, 0, 'processed files are not selected again');
@@ -373,11 +400,11 @@ describe('SQL steps: every step of the export has a DuckDB rendering that runs',
 
   test('every step of the export is run by one of the tests above', () => {
     const covered =
-      /^(setup:ferry-state|[a-z-]+-(inbound|outbound):(begin-run|read-cursor|truncate-keymap:\w+|keymap-since:\w+|convert|sink-query|save-versions|resolve-deferred|deferred-sink-query|select-new-files|record-processed-files|finish-run|mark-failed|extract:\w+))$/;
+      /^(setup:ferry-state|[a-z-]+-(inbound|outbound):(begin-run|read-cursor|truncate-keymap:\w+|keymap-since:\w+|convert|sink-query|save-versions|resolve-deferred|deferred-sink-query|state-sink-query|reject-message-only-states|select-new-files|record-processed-files|finish-run|mark-failed|extract:\w+))$/;
     // The replay and housekeeping steps run in the runtime tests of their pipelines
-    // (test/synapse-runtime/export-replay.test.ts, export-housekeeping.test.ts).
+    // (test/synapse-runtime/export-replay.test.ts, export-housekeeping.test.ts; the replay's state copy there too).
     const recovery =
-      /^([a-z-]+-inbound:replay-(pending|begin|convert|sink-query|save-versions|finish|failed|truncate-keymap:\w+)|housekeeping:(staging-in-use|expire-state|drop-staging:\w+))$/;
+      /^([a-z-]+-inbound:replay-(pending|begin|convert|sink-query|state-sink-query|save-versions|finish|failed|truncate-keymap:\w+)|housekeeping:(staging-in-use|expire-state|drop-staging:\w+))$/;
     for (const id of steps.ids()) assert.ok(covered.test(id) || recovery.test(id), `step \`${id}\` is run by no test`);
     const pipelines = new Set(steps.ids().flatMap((id) => (id.startsWith('setup:') ? [] : [id.split(':')[0]!])));
     assert.deepEqual([...pipelines].sort(), [
