@@ -104,7 +104,12 @@ export const KNOWN_DIFFERENCES: readonly KnownDifference[] = [
       // The record's rejected row on the Synapse side: its key's values make the identity `table(x,y)`.
       return Object.keys(ctx.synapse.rejects).some((k) => {
         const [pipeline, why, ...key] = k.split('|');
-        return pipeline === def?.name && why === reason && d.id === `${d.table}(${keyValues(key.join('|'))})`;
+        // `accountnumber=A-1003` → `A-1003`: the identity of a Dataverse record is `table(<key values>)`.
+        const values = key
+          .join('|')
+          .split(',')
+          .map((p) => p.slice(p.indexOf('=') + 1));
+        return pipeline === def?.name && why === reason && d.id === `${d.table}(${values.join(',')})`;
       });
     },
   },
