@@ -261,6 +261,9 @@ export function compileConversion(
   return new ConversionCompiler(dialect).compile(plan, options);
 }
 
+/** The state columns a new record cannot be created with in a non-default state (syn-state). */
+export const STATE_SINK_COLUMNS = ['statecode', 'statuscode'] as const;
+
 /**
  * The one conversion compiler. `compile` gives the local staging contract's statements (`staged` → work table →
  * `converted`); `compileSynapse` gives the Synapse export's (key maps, lineage, classification, rejects, the sink
@@ -268,9 +271,6 @@ export function compileConversion(
  * classification has another shape (T-SQL builds its payload with `FOR JSON PATH` once the outcome is known)
  * subclasses this and overrides `classifySynapse` — the way kysely's `MssqlQueryCompiler` extends its default.
  */
-/** The state columns a new record cannot be created with in a non-default state (syn-state). */
-export const STATE_SINK_COLUMNS = ['statecode', 'statuscode'] as const;
-
 export class ConversionCompiler {
   readonly dialect: SqlDialect;
 
