@@ -57,8 +57,8 @@ export const stamp = (ms: number) => new Date(ms).toISOString().replace('.000Z',
 export const folderName = (ms: number) => new Date(ms).toISOString().replace('.000Z', 'Z').replaceAll(':', '.');
 
 /**
- * Fixture files as the scenarios use them. `clean` drops the rows that create a record in an inactive state (the
- * `new-record-in-inactive-state` difference has a scenario of its own): status `Active` (accounts, contacts) and
+ * Fixture files as the scenarios use them. `clean` drops the rows that create a record in an inactive state (they
+ * have a scenario of its own, with the won/lost opportunities' `close-message-only-state` difference): status `Active` (accounts, contacts) and
  * `Open` (opportunities) only.
  */
 export async function fixtureSet(root: string, clean: boolean): Promise<Record<string, string[]>> {
