@@ -261,7 +261,7 @@ export function compileConversion(
   return new ConversionCompiler(dialect).compile(plan, options);
 }
 
-/** The state columns a new record cannot be created with in a non-default state (syn-state). */
+/** The state columns a new record cannot be created with in a non-default state. */
 export const STATE_SINK_COLUMNS = ['statecode', 'statuscode'] as const;
 
 /**
@@ -672,7 +672,7 @@ WHERE c.__outcome = 'reject' ORDER BY c.__row_id`,
     };
   }
 
-  // State columns of new records (syn-state).
+  // State columns of new records.
   /**
    * A new record cannot be created in a non-default state (Dataverse refuses the statuscode, 0x80040203), so the
    * export's first copies leave `statecode`/`statuscode` out and a second copy sets them once the records exist, as

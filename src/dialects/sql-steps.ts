@@ -314,7 +314,7 @@ export type SynapseStepPlan =
   | { readonly kind: 'extract'; readonly extract: ExtractInput }
   /** The replay and housekeeping pipelines' steps (`recovery-steps.ts`). */
   | RecoveryStepPlan
-  // Inbound key maps, processed files and same-window lookups (syn-inbound).
+  // Inbound key maps, processed files and same-window lookups.
   /**
    * The lower bound (`since`, `yyyy-MM-ddTHH:mm:ssZ`) of the incremental read of a key-map table from Dataverse:
    * `1900-01-01T00:00:00Z` (a full read) when the key map holds no row of `entitySet`, has no watermark, or its last
@@ -356,7 +356,7 @@ export type SynapseStepPlan =
       readonly source: string;
       readonly folder: string;
     }
-  // State columns of new records (syn-state).
+  // State columns of new records.
   /**
    * The rows whose `statecode`/`statuscode` the second Dataverse copy sets once the records exist (a new record
    * cannot be created in a non-default state): key and state columns, only rows with a state column set, without

@@ -78,7 +78,8 @@ function renderDuck(step: SqlStep<SynapseStepPlan>): string[] {
     case 'save-versions':
       return duckdbConversion.compileSynapseStep(plan.kind, plan.conversion);
     case 'extract':
-      return synapseExtractSql(plan.extract); // The replay and housekeeping pipelines' steps (recovery-steps.ts).
+      return synapseExtractSql(plan.extract);
+    // The replay and housekeeping pipelines' steps (recovery-steps.ts).
     case 'replay-pending':
     case 'replay-begin':
     case 'replay-convert':
@@ -88,7 +89,7 @@ function renderDuck(step: SqlStep<SynapseStepPlan>): string[] {
     case 'drop-tables':
     case 'expire-state':
       return duckdbRecoverySteps({ ...step, plan });
-    // State columns of new records (syn-state).
+    // State columns of new records.
     case 'state-sink-query':
       return [duckdbConversion.compileStateColumns(plan.conversion, plan.messageOnlyStates, '').sinkQuery];
     case 'reject-message-only-states':
@@ -102,7 +103,7 @@ function renderDuck(step: SqlStep<SynapseStepPlan>): string[] {
   }
 }
 
-// Inbound key maps, processed files and same-window lookups (syn-inbound).
+// Inbound key maps, processed files and same-window lookups.
 function renderInboundDuck(
   plan: Extract<
     SynapseStepPlan,

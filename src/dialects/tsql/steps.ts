@@ -100,7 +100,8 @@ function renderTsql(step: SqlStep<SynapseStepPlan>): string[] {
     case 'save-versions':
       return tsqlConversion.compileSynapseStep(plan.kind, plan.conversion);
     case 'extract':
-      return compileExtract(plan.extract); // The replay and housekeeping pipelines' steps (recovery-steps.ts).
+      return compileExtract(plan.extract);
+    // The replay and housekeeping pipelines' steps (recovery-steps.ts).
     case 'replay-pending':
     case 'replay-begin':
     case 'replay-convert':
@@ -110,7 +111,7 @@ function renderTsql(step: SqlStep<SynapseStepPlan>): string[] {
     case 'drop-tables':
     case 'expire-state':
       return tsqlRecoverySteps({ ...step, plan });
-    // State columns of new records (syn-state).
+    // State columns of new records.
     case 'state-sink-query':
       return [tsqlConversion.compileStateColumns(plan.conversion, plan.messageOnlyStates, '').sinkQuery];
     case 'reject-message-only-states':
@@ -124,7 +125,7 @@ function renderTsql(step: SqlStep<SynapseStepPlan>): string[] {
   }
 }
 
-// Inbound key maps, processed files and same-window lookups (syn-inbound).
+// Inbound key maps, processed files and same-window lookups.
 function renderInboundTsql(
   step: SqlStep,
   plan: Extract<

@@ -586,7 +586,7 @@ export function dataverseCopyActivities(
         'export.sink_mapping',
         `The sink query of \`${def.name}\` has no column \`${c.attribute}\`.`,
       );
-    // Sent by the state copy once the records exist (syn-state).
+    // Sent by the state copy once the records exist.
     if (stateSinkQuery !== undefined && (STATE_SINK_COLUMNS as readonly string[]).includes(c.attribute)) {
       state.push(c.attribute);
       continue;
@@ -809,7 +809,7 @@ function deferredLookupActivities(
   return { activities: [reread, script, copy], copies: [copy], last: copy.name };
 }
 
-// State columns of new records (syn-state).
+// State columns of new records.
 /**
  * The state copy's query (`state-sink-query`) when the mapping writes `statecode`/`statuscode`, and for a table whose
  * closed states only a message reaches (opportunity Won/Lost: WinOpportunity/LoseOpportunity, which a Copy sink

@@ -122,7 +122,7 @@ export async function replayPipeline(
     { kind: 'save-versions', conversion },
     runParameters,
   );
-  // State columns in a copy of their own, as in the inbound pipeline (syn-state). A replayed won/lost opportunity is
+  // State columns in a copy of their own, as in the inbound pipeline. A replayed won/lost opportunity is
   // not left out: the service refuses it (0x80100005) and the replay fails naming it, rather than writing it open.
   const writesState = STATE_SINK_COLUMNS.some((c) => plan.columns.some((p) => p.inPayload && p.attribute === c));
   const stateStep = writesState
