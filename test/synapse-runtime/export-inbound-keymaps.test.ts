@@ -15,13 +15,11 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { loadPipelines } from '../../src/core/pipeline-loader.js';
 import { DuckDbStaging, duckLiteral } from '../../src/dialects/duckdb/driver.js';
 import { type RunningEmulator, startEmulator } from '../../src/emulator/server.js';
-import { loadExportSettings } from '../../src/export/synapse/export-settings.js';
 import type { PipelineRun } from '../../src/export/synapse/runtime/run-records.js';
-import { SynapseRuntime } from '../../src/export/synapse/runtime/synapse-runtime.js';
-import { synapseDataSources, synapseStepRenderings } from '../../src/export/synapse/step-renderings.js';
+import type { SynapseRuntime } from '../../src/export/synapse/runtime/synapse-runtime.js';
+import { openDeployedRuntime } from './real-export.js';
 
 const describeRun = (r: PipelineRun) =>
   r.activityRuns
@@ -71,22 +69,13 @@ describe('pl_regions_inbound on the runtime: incremental key maps and same-windo
     await mkdir(lake, { recursive: true });
     files = await DuckDbStaging.open({ path: ':memory:', threads: 1, memoryLimit: '256MB' });
     emulator = await startEmulator({ metadataDir: 'fixtures/metadata' });
-    const settings = await loadExportSettings('synapse/settings.json');
-    rt = await SynapseRuntime.open({
-      artifacts: 'synapse',
+    rt = await openDeployedRuntime({
       workspaceDir: path.join(dir, 'ws'),
       // Files are written during the test with the wall clock's modified times: the runtime's clock runs ahead.
       startTime: new Date(Date.now() + 3_600_000).toISOString(),
       dataverseUrl: emulator.url,
-      dataverseSleep: async () => undefined,
-      stepRenderings: await synapseStepRenderings(await loadPipelines('pipelines'), {
-        settings,
-        metadataDir: 'fixtures/metadata',
-      }),
-      dataSources: synapseDataSources(settings),
-      fileSystems: { [settings.lakeFileSystem]: lake },
+      fileSystems: (settings) => ({ [settings.lakeFileSystem]: lake }),
     });
-    await rt.runSetup(['sql/tsql/setup/ferry-state.sql']);
   });
   after(async () => {
     await rt.close();

@@ -19,13 +19,11 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import accountsOutbound from '../../pipelines/accounts-outbound.js';
 import contactsOutbound from '../../pipelines/contacts-outbound.js';
-import { loadPipelines } from '../../src/core/pipeline-loader.js';
 import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
-import { loadExportSettings } from '../../src/export/synapse/export-settings.js';
 import type { PipelineRun } from '../../src/export/synapse/runtime/run-records.js';
-import { SynapseRuntime } from '../../src/export/synapse/runtime/synapse-runtime.js';
-import { synapseDataSources, synapseStepRenderings } from '../../src/export/synapse/step-renderings.js';
+import type { SynapseRuntime } from '../../src/export/synapse/runtime/synapse-runtime.js';
 import { OutboundSandbox } from '../outbound/helpers.js';
+import { openDeployedRuntime } from './real-export.js';
 
 const FIXTURE = 'fixtures/synapse-link/incremental-with-deletes';
 const LOCAL_FOLDER = 'synapse-link/dataverse-demo';
@@ -119,19 +117,14 @@ describe('the exported outbound pipelines on the runtime, against the local runn
       // The first tick sees 00.45 still being written.
       writeFileSync(path.join(root, 'Changelog', 'changelog.info'), F3);
     });
-    const settings = await loadExportSettings('synapse/settings.json');
-    rt = await SynapseRuntime.open({
-      artifacts: 'synapse',
+    rt = await openDeployedRuntime({
       workspaceDir: path.join(dir, 'ws'),
       startTime: '2026-01-01T01:05:00Z',
-      stepRenderings: await synapseStepRenderings(await loadPipelines('pipelines'), {
-        settings,
-        metadataDir: 'fixtures/metadata',
+      fileSystems: (settings) => ({
+        [settings.synapseLinkFileSystem]: link,
+        [settings.warehouseFileSystem]: warehouse,
       }),
-      dataSources: synapseDataSources(settings),
-      fileSystems: { [settings.synapseLinkFileSystem]: link, [settings.warehouseFileSystem]: warehouse },
     });
-    await rt.runSetup(['sql/tsql/setup/ferry-state.sql']);
   });
   after(async () => {
     await rt.close();

@@ -7,12 +7,10 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { loadPipelines } from '../../src/core/pipeline-loader.js';
 import { type RunningEmulator, startEmulator } from '../../src/emulator/server.js';
-import { loadExportSettings } from '../../src/export/synapse/export-settings.js';
 import type { PipelineRun } from '../../src/export/synapse/runtime/run-records.js';
-import { SynapseRuntime } from '../../src/export/synapse/runtime/synapse-runtime.js';
-import { synapseDataSources, synapseStepRenderings } from '../../src/export/synapse/step-renderings.js';
+import type { SynapseRuntime } from '../../src/export/synapse/runtime/synapse-runtime.js';
+import { openDeployedRuntime } from './real-export.js';
 
 const describeRun = (r: PipelineRun) =>
   `${r.status} ${r.message ?? ''}\n${r.activityRuns
@@ -41,21 +39,12 @@ describe('the exported replay pipeline, run on the runtime', () => {
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'synapse-replay-'));
     emulator = await startEmulator({ metadataDir: 'fixtures/metadata' });
-    const settings = await loadExportSettings('synapse/settings.json');
-    rt = await SynapseRuntime.open({
-      artifacts: 'synapse',
+    rt = await openDeployedRuntime({
       workspaceDir: dir,
       startTime: new Date(Date.now() + 3_600_000).toISOString(),
       dataverseUrl: emulator.url,
-      dataverseSleep: async () => undefined,
-      stepRenderings: await synapseStepRenderings(await loadPipelines('pipelines'), {
-        settings,
-        metadataDir: 'fixtures/metadata',
-      }),
-      dataSources: synapseDataSources(settings),
-      fileSystems: { [settings.lakeFileSystem]: 'fixtures' },
+      fileSystems: (settings) => ({ [settings.lakeFileSystem]: 'fixtures' }),
     });
-    await rt.runSetup(['sql/tsql/setup/ferry-state.sql']);
   });
   after(async () => {
     await rt.close();

@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { describe, it } from 'node:test';
 import { loadPipelines } from '../../src/core/pipeline-loader.js';
-import type { PipelineRun } from '../../src/export/synapse/runtime/run-records.js';
 import type { Difference, SideState } from './differential/end-state.js';
 import { classify, type DifferenceContext, KNOWN_DIFFERENCES } from './differential/known-differences.js';
 
@@ -23,15 +22,6 @@ async function context(over: Partial<DifferenceContext> = {}): Promise<Differenc
     ...over,
   };
 }
-
-const failedRun = (pipelineName: string, activityName: string, message: string): PipelineRun =>
-  ({
-    runId: 'r',
-    pipelineName,
-    status: 'Failed',
-    message,
-    activityRuns: [{ activityName, status: 'Failed', error: { errorCode: 'SqlFailed', message } }],
-  }) as unknown as PipelineRun;
 
 describe('known differences of the differential test', () => {
   it('are each a row of the differences table in synapse/README.md', async () => {

@@ -1,9 +1,11 @@
 /**
  * Helpers for runtime tests on the exported artifacts as deployed (`synapse/`): the real store, the same store with
  * a few artifacts replaced (a stub pipeline standing in for one whose SQL the test does not exercise), and one real
- * activity lifted out of its pipeline to run on its own.
+ * activity lifted out of its pipeline to run on its own; and the runtime opened on them as a deployment would run.
  */
+import { loadPipelines } from '../../src/core/pipeline-loader.js';
 import { type DuckDbStaging, duckIdent, duckLiteral } from '../../src/dialects/duckdb/driver.js';
+import { loadExportSettings, type SynapseExportSettings } from '../../src/export/synapse/export-settings.js';
 import { ArtifactStore } from '../../src/export/synapse/runtime/artifact-store.js';
 import {
   DuckDbSqlEngine,
@@ -14,8 +16,37 @@ import {
 } from '../../src/export/synapse/runtime/connectors/sql-engine.js';
 import { isObject, type Json, type JsonObject } from '../../src/export/synapse/runtime/expression/json-value.js';
 import { ActivityError } from '../../src/export/synapse/runtime/runtime-error.js';
+import { SynapseRuntime } from '../../src/export/synapse/runtime/synapse-runtime.js';
+import { synapseDataSources, synapseStepRenderings } from '../../src/export/synapse/step-renderings.js';
 
 export const SYNAPSE_DIR = 'synapse';
+
+/**
+ * The runtime on `synapse/` with the export's DuckDB step renderings of `pipelines/` and the state store set up:
+ * what the export-* tests run. `fileSystems` maps the settings' containers to local folders.
+ */
+export async function openDeployedRuntime(options: {
+  readonly workspaceDir: string;
+  readonly startTime: string;
+  readonly dataverseUrl?: string;
+  readonly fileSystems: (settings: SynapseExportSettings) => Record<string, string>;
+}): Promise<SynapseRuntime> {
+  const settings = await loadExportSettings('synapse/settings.json');
+  const rt = await SynapseRuntime.open({
+    artifacts: SYNAPSE_DIR,
+    workspaceDir: options.workspaceDir,
+    startTime: options.startTime,
+    ...(options.dataverseUrl ? { dataverseUrl: options.dataverseUrl, dataverseSleep: async () => undefined } : {}),
+    stepRenderings: await synapseStepRenderings(await loadPipelines('pipelines'), {
+      settings,
+      metadataDir: 'fixtures/metadata',
+    }),
+    dataSources: synapseDataSources(settings),
+    fileSystems: options.fileSystems(settings),
+  });
+  await rt.runSetup(['sql/tsql/setup/ferry-state.sql']);
+  return rt;
+}
 const KINDS = ['linkedService', 'dataset', 'pipeline', 'trigger'] as const;
 type Kind = (typeof KINDS)[number];
 
