@@ -83,7 +83,7 @@ describe('the real exported artifacts under synapse/', () => {
             ...p,
             activities: [
               ...(p.activities as JsonObject[]),
-              { name: 'Notify', type: 'WebActivity', typeProperties: { url: 'https://example.org' } },
+              { name: 'Notify', type: 'WebHook', typeProperties: { url: 'https://example.org' } },
               {
                 name: 'Odd',
                 type: 'Wait',
@@ -98,7 +98,7 @@ describe('the real exported artifacts under synapse/', () => {
     assert.deepEqual(
       findings.map((f) => [f.kind, f.where, f.detail]),
       [
-        ['activity-type', 'pipeline pl_mutated / Notify', '`WebActivity`'],
+        ['activity-type', 'pipeline pl_mutated / Notify', '`WebHook`'],
         ['function', 'pipeline pl_mutated / Odd', '`xpath()`'],
         ['function', 'pipeline pl_mutated / Odd', '`xml()`'],
         ['property', 'pipeline pl_mutated / Odd / typeProperties', '`jitter`'],

@@ -128,7 +128,9 @@ export async function loadEnvironment(artifactDir: string, nameOrFile: string): 
 
 /**
  * The artifacts as deployed to `env`: every parameter of every linked service gets the environment's value as its
- * `defaultValue` (datasets and activities that pass a value still win, as in Synapse), and containers the
+ * `defaultValue` (datasets and activities that pass a value still win, as in Synapse), so does a pipeline parameter
+ * of the same name (a Web activity's Dataverse URL, `dataverseUrl`: Synapse's CI/CD can override a pipeline parameter's
+ * default per environment as it does linked-service properties; a run or trigger that passes a value wins), and containers the
  * environment names differently are renamed where the export puts them (see `renameFileSystems`). A parameter the
  * environment does not give, or a value no linked service declares, is refused by name: a production deploy must not
  * silently keep the exported (development) values, and a typo must not be ignored.
@@ -149,6 +151,19 @@ export function bindEnvironment(artifacts: readonly SynapseArtifact[], env: Depl
     }
     return { ...a, properties: { ...a.properties, parameters: next } };
   });
+  // A pipeline parameter named like a linked-service parameter is the same setting where no linked service can
+  // carry it (a Web activity's URL: `dataverseUrl`): it gets the same value, so one environment file sets both.
+  const withPipelines = bound.map((a) => {
+    if (a.kind !== 'pipeline') return a;
+    const params = a.properties.parameters as Record<string, Record<string, unknown>> | undefined;
+    if (!params || !Object.keys(params).some((p) => declared.has(p) && env.parameters[p] !== undefined)) return a;
+    const next: Record<string, Record<string, unknown>> = {};
+    for (const [name, spec] of Object.entries(params)) {
+      const value = declared.has(name) ? env.parameters[name] : undefined;
+      next[name] = value === undefined ? spec : { ...spec, defaultValue: value };
+    }
+    return { ...a, properties: { ...a.properties, parameters: next } };
+  });
   const unknown = Object.keys(env.parameters).filter((k) => !declared.has(k));
   if (unknown.length > 0)
     throw new UsageError(
@@ -158,7 +173,7 @@ export function bindEnvironment(artifacts: readonly SynapseArtifact[], env: Depl
     throw new UsageError(
       `Environment \`${env.name}\` (\`${env.file}\`) gives no value for ${missing.join(', ')}; add ${missing.length === 1 ? 'it' : 'them'} under \`parameters\`.`,
     );
-  return env.fileSystems ? renameFileSystems(bound, env) : bound;
+  return env.fileSystems ? renameFileSystems(withPipelines, env) : withPipelines;
 }
 
 /** Keys whose string value is a container-relative lake path (`<container>/<folder>…`): fault-tolerance and log settings. */

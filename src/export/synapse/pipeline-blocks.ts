@@ -277,3 +277,36 @@ export function describe(def: PipelineDefinition, what: string): string {
 export function minutesOf(def: PipelineDefinition): number {
   return Math.max(1, Math.round(parseDuration(def.every) / 60_000));
 }
+
+/**
+ * Web activities that call the Dataverse Web API. A Web activity has no linked service for its URL, so a pipeline
+ * that has them declares `dataverseUrl` as a pipeline parameter of the same name as the Dataverse linked service's
+ * parameter, defaulting to the export setting: `ferry deploy synapse --environment` (and `ferry synapse run
+ * --environment`) give it the environment's value as they do the linked-service parameter (deploy-environment.ts).
+ * The activities authenticate as the workspace's managed identity with the environment URL as the token resource
+ * (learn.microsoft.com/azure/data-factory/control-flow-web-activity, "Managed Identity").
+ */
+export const DATAVERSE_URL_PARAMETER = 'dataverseUrl';
+
+/** The pipeline parameter declaration for `DATAVERSE_URL_PARAMETER`. */
+export const dataverseUrlParameter = (s: SynapseExportSettings) => ({
+  [DATAVERSE_URL_PARAMETER]: { type: 'String', defaultValue: s.dataverseUrl },
+});
+
+/** `@{…}` text of a Web API URL: the environment root + `/api/data/v9.2/` + `path` (may hold `@{…}` parts). */
+export const dataverseApiUrl = (path: string) =>
+  expr(`@{pipeline().parameters.${DATAVERSE_URL_PARAMETER}}/api/data/v9.2/${path}`);
+
+/** The Web activity `authentication` for the Dataverse Web API. */
+export const dataverseWebAuthentication = () => ({
+  type: 'MSI',
+  resource: expr(`@pipeline().parameters.${DATAVERSE_URL_PARAMETER}`),
+});
+
+/** Headers of a Web API request with a JSON body. */
+export const DATAVERSE_WEB_HEADERS = {
+  'Content-Type': 'application/json',
+  Accept: 'application/json',
+  'OData-MaxVersion': '4.0',
+  'OData-Version': '4.0',
+};

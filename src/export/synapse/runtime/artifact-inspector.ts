@@ -8,6 +8,7 @@ import {
   LINKED_SERVICE_TYPES,
 } from './activities/runtime-services.js';
 import { SOURCE_KEYS, STORE_SETTINGS_KEYS } from './activities/tabular-source.js';
+import { WEB_AUTHENTICATION_KEYS, WEB_TYPE_PROPERTIES } from './activities/web-activity.js';
 import type { ArtifactStore } from './artifact-store.js';
 import { type StepRenderings, stepIdOf, tsqlMarkers } from './connectors/sql-engine.js';
 import { isExpressionObject } from './expression/dynamic-value.js';
@@ -39,7 +40,7 @@ export interface Finding {
   readonly detail: string;
 }
 
-const DATA_TYPES = ['Lookup', 'Script', 'GetMetadata', 'Copy', 'Delete'];
+const DATA_TYPES = ['Lookup', 'Script', 'GetMetadata', 'Copy', 'Delete', 'WebActivity'];
 const TRIGGER_TYPES = ['ScheduleTrigger', 'TumblingWindowTrigger'];
 
 /**
@@ -127,6 +128,13 @@ export function inspectArtifacts(store: ArtifactStore, renderings?: StepRenderin
             else add('property', `${where} / sink`, `sink type \`${sink.type}\``);
             sql(source.sqlReaderQuery, `${where} / source.sqlReaderQuery`);
             sql(sink.preCopyScript, `${where} / sink.preCopyScript`);
+          } else if (type === 'WebActivity') {
+            keys(tp, WEB_TYPE_PROPERTIES, `${where} / typeProperties`);
+            if (isObject(tp.authentication)) {
+              const authKeys = WEB_AUTHENTICATION_KEYS[String(tp.authentication.type)];
+              if (authKeys) keys(tp.authentication, authKeys, `${where} / authentication`);
+              else add('property', `${where} / authentication`, `authentication type \`${tp.authentication.type}\``);
+            }
           } else if (type === 'Delete') {
             keys(tp, DELETE_TYPE_PROPERTIES, `${where} / typeProperties`);
             keys(tp.storeSettings, DELETE_STORE_SETTINGS, `${where} / storeSettings`);

@@ -98,6 +98,9 @@ export class ArtifactStore {
    * The store as a workspace deployed for one environment holds it: each linked-service parameter named in `values`
    * gets that value as its default (what `ferry deploy synapse --environment` writes; an environment file's
    * `parameters`). A reference that passes its own value still wins. A name no linked service declares is an error.
+   * A pipeline parameter of the same name as a linked-service parameter (e.g. `dataverseUrl`, which a Web activity
+   * needs for its URL, having no linked service) gets the same default, as the deploy binds it; a run or trigger that
+   * passes its own value still wins.
    */
   withLinkedServiceParameters(values: Readonly<Record<string, Json>>): ArtifactStore {
     const declared = new Set<string>();
@@ -120,7 +123,20 @@ export class ArtifactStore {
       throw new UsageError(
         `Linked-service parameter${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `\`${k}\``).join(', ')} given to the runtime ${unknown.length > 1 ? 'are' : 'is'} declared by no linked service under \`${this.root}\`; declared: ${[...declared].sort().join(', ') || '(none)'}.`,
       );
-    return new ArtifactStore(this.root, { ...this.#byKind, linkedService: services });
+    const pipelines = new Map<string, Artifact>();
+    for (const [name, artifact] of this.#byKind.pipeline) {
+      const params = artifact.properties.parameters;
+      if (!isObject(params) || !Object.keys(params).some((p) => declared.has(p) && Object.hasOwn(values, p))) {
+        pipelines.set(name, artifact);
+        continue;
+      }
+      const next: JsonObject = {};
+      for (const [p, decl] of Object.entries(params))
+        next[p] =
+          declared.has(p) && Object.hasOwn(values, p) && isObject(decl) ? { ...decl, defaultValue: values[p]! } : decl;
+      pipelines.set(name, { ...artifact, properties: { ...artifact.properties, parameters: next } });
+    }
+    return new ArtifactStore(this.root, { ...this.#byKind, linkedService: services, pipeline: pipelines });
   }
 
   names(kind: ArtifactKind): string[] {

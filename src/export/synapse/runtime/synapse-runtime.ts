@@ -5,6 +5,7 @@ import { DuckDbStaging } from '../../../dialects/duckdb/driver.js';
 import { dataActivityHandlers } from './activities/data-activities.js';
 import { deleteActivityHandler } from './activities/delete-activity.js';
 import type { RuntimeServices } from './activities/runtime-services.js';
+import { webActivityHandler } from './activities/web-activity.js';
 import { ArtifactStore } from './artifact-store.js';
 import { DataverseHttp } from './connectors/dataverse-http.js';
 import { LocalStorage } from './connectors/lake-files.js';
@@ -50,6 +51,8 @@ export interface SynapseRuntimeOptions {
   readonly noFilesFound?: 'succeed' | 'fail';
   /** Sleep for Dataverse throttling waits (real time by default: the service's clock is real). */
   readonly dataverseSleep?: (ms: number) => Promise<void>;
+  /** Sleep between a Web activity's polls of a 202 `Location` (real time by default). */
+  readonly webSleep?: (ms: number) => Promise<void>;
 }
 
 /**
@@ -86,7 +89,14 @@ export class SynapseRuntime {
       artifacts,
       clock,
       workspaceName: options.workspaceName ?? 'ferry-local',
-      handlers: { ...dataActivityHandlers(services), Delete: deleteActivityHandler(services) },
+      handlers: {
+        ...dataActivityHandlers(services),
+        Delete: deleteActivityHandler(services),
+        WebActivity: webActivityHandler(services, {
+          ...(options.dataverseUrl ? { localDataverseUrl: options.dataverseUrl } : {}),
+          ...(options.webSleep ? { sleep: options.webSleep } : {}),
+        }),
+      },
       ...(options.lazyConditionals === undefined ? {} : { lazyConditionals: options.lazyConditionals }),
     });
     this.triggers = new TriggerScheduler(this.engine, artifacts, clock);
