@@ -377,7 +377,30 @@ export type SynapseStepPlan =
       readonly conversion: SynapseConversion;
       readonly messageOnlyStates: readonly number[];
       readonly message: string;
-    };
+    }
+  // Multi-select columns, written by Web activities.
+  /**
+   * The multi-select values of the rows the Dataverse copies wrote (the sink table), as `UpsertMultiple` request
+   * bodies of at most `chunkRows` targets each, into the table `chunks` (`chunk`, `body`):
+   * `{"Targets":[{"@odata.type":"Microsoft.Dynamics.CRM.<table>","@odata.id":"<entity set>(<key predicate>)",
+   * "<column>":"1,9"}, …]}` — the comma-separated option values the Web API takes for a MultiSelectPicklist.
+   * `includeNulls`: the columns clear on null (a null is sent as `null`, every row has a target, as the local writer
+   * sends `null`); otherwise they omit on null (a null column is left out, a row with all of them null has no
+   * target). Returns one row: `chunks`, a JSON array of the chunk numbers (`[1,2,…]`, `[]` when none). Never more
+   * than `maxChunks` chunks (a ForEach takes at most 100,000 items): a run with more rows than that many chunks of
+   * `chunkRows` hold gets larger chunks. Parameters: none.
+   */
+  | {
+      readonly kind: 'multiselect-chunks';
+      readonly conversion: SynapseConversion;
+      readonly columns: readonly string[];
+      readonly includeNulls: boolean;
+      readonly chunkRows: number;
+      readonly maxChunks: number;
+      readonly chunks: TableName;
+    }
+  /** The `body` of one chunk of `multiselect-chunks`. Parameter: chunk (the chunk number). */
+  | { readonly kind: 'multiselect-chunk'; readonly chunks: TableName };
 
 /**
  * The `dataverse.copy_skipped` reject's message, before and after the count: the rows the Copy's fault tolerance

@@ -283,22 +283,45 @@ describe('export synapse: monitoring labels', () => {
 });
 
 describe('export synapse: columns the Dataverse Copy sink cannot write', () => {
-  test('a multi-select column is refused at export, naming it, unless omitColumns leaves it out', async () => {
+  test('a multi-select column is written by UpsertMultiple Web activities after the copies, not by a copy', async () => {
     const real = (await loadPipelines(path.join(root, 'pipelines'))).filter((d) => d.direction === 'inbound');
-    await assert.rejects(
-      exportSynapse(real, { settings: DEFAULT_SETTINGS, metadataDir }),
-      /Column `ferry_interests` of `accounts-inbound` \(account\) is a MultiSelectPicklist.*omitColumns/,
+    const ok = await exportSynapse(real, { settings: DEFAULT_SETTINGS, metadataDir });
+    const pipeline = ok.artifacts.find((a) => a.name === 'pl_accounts_inbound')!;
+    const text = JSON.stringify(pipeline.properties);
+    assert.ok(!/"sink":\{"name":"ferry_interests"/.test(text), 'no copy maps the multi-select column');
+    const all = activities(pipeline);
+    const byName = (n: string) => all.find((a) => a.name === n)!;
+    const deps = (n: string) => (byName(n).dependsOn as { activity: string }[]).map((d) => d.activity);
+    // After the copies that create the records, before the state copy (and so before applied versions and files).
+    assert.deepEqual(deps('PrepareMultiSelect'), ['CopyLookupsToDataverse']);
+    assert.deepEqual(deps('WriteMultiSelect'), ['PrepareMultiSelect']);
+    assert.ok(deps('CopyStateToDataverse').includes('WriteMultiSelect'));
+    assert.ok(!deps('CopyStateToDataverse').includes('CopyLookupsToDataverse'));
+    const each = byName('WriteMultiSelect').typeProperties as {
+      items: { value: string };
+      activities: Record<string, any>[];
+    };
+    assert.equal(each.items.value, "@json(activity('PrepareMultiSelect').output.resultSets[0].rows[0].chunks)");
+    const web = each.activities.find((a) => a.type === 'WebActivity')!;
+    assert.equal(web.typeProperties.method, 'POST');
+    assert.equal(
+      web.typeProperties.url.value,
+      '@{pipeline().parameters.dataverseUrl}/api/data/v9.2/accounts/Microsoft.Dynamics.CRM.UpsertMultiple',
     );
-    const settings = mergeSettings({
-      omitColumns: {
-        'accounts-inbound': ['ferry_interests'],
-        'contacts-inbound': ['ferry_preferredchannels'],
-        'opportunities-inbound': ['ferry_productlines'],
-      },
-    });
-    const ok = await exportSynapse(real, { settings, metadataDir });
-    const text = JSON.stringify(ok.artifacts.find((a) => a.name === 'pl_accounts_inbound')!.properties);
-    assert.ok(!/"sink":\{"name":"ferry_interests"/.test(text), 'the omitted column is not mapped');
+    assert.equal(web.typeProperties.body.value, "@activity('LookupMultiSelectChunk').output.firstRow.body");
+    const parameters = pipeline.properties.parameters as Record<string, { defaultValue?: string }>;
+    assert.equal(parameters.dataverseUrl?.defaultValue, DEFAULT_SETTINGS.dataverseUrl);
+    // The replay pipeline writes them the same way.
+    const replay = activities(ok.artifacts.find((a) => a.name === 'pl_accounts_inbound_replay')!);
+    assert.ok(replay.some((a) => a.name === 'WriteMultiSelect'));
+    // A user's settings that still omit a multi-select column: refused, naming it and what to do.
+    await assert.rejects(
+      exportSynapse(real, {
+        settings: mergeSettings({ omitColumns: { 'accounts-inbound': ['ferry_interests'] } }),
+        metadataDir,
+      }),
+      /`omitColumns.accounts-inbound` lists `ferry_interests`, a MultiSelectPicklist: the Synapse export now writes multi-select columns.*remove it/,
+    );
     await assert.rejects(
       exportSynapse(real, { settings: mergeSettings({ omitColumns: { 'accounts-inbound': ['name'] } }), metadataDir }),
       /lists `name`, a String the Copy sink can write/,

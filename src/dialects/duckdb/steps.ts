@@ -100,7 +100,45 @@ function renderDuck(step: SqlStep<SynapseStepPlan>): string[] {
     case 'select-new-files':
     case 'record-processed-files':
       return renderInboundDuck(plan);
+    // Multi-select columns, written by Web activities.
+    case 'multiselect-chunks':
+    case 'multiselect-chunk':
+      return renderMultiSelectDuck(plan);
   }
+}
+
+// Multi-select columns, written by Web activities.
+function renderMultiSelectDuck(
+  plan: Extract<SynapseStepPlan, { kind: 'multiselect-chunks' | 'multiselect-chunk' }>,
+): string[] {
+  const chunks = duckTable(plan.chunks.schema, plan.chunks.table);
+  if (plan.kind === 'multiselect-chunk') return [`SELECT body FROM ${chunks} WHERE chunk = CAST($chunk AS BIGINT)`];
+  const { plan: conversion, names } = plan.conversion;
+  const rows = duckTable(plan.chunks.schema, `${plan.chunks.table}_rows`);
+  const column = (c: string) => `r.${duckIdent(c)}`;
+  const cols = plan.columns.map((c) => `s.${duckIdent(c)}`);
+  // The target's JSON text, members in column order; a column that omits on null is left out when null.
+  const member = (c: string) =>
+    plan.includeNulls
+      ? `${L(`,${JSON.stringify(c)}:`)} || COALESCE(CAST(to_json(${column(c)}) AS VARCHAR), 'null')`
+      : `CASE WHEN ${column(c)} IS NULL THEN '' ELSE ${L(`,${JSON.stringify(c)}:`)} || CAST(to_json(${column(c)}) AS VARCHAR) END`;
+  const target = [
+    L(`{"@odata.type":${JSON.stringify(`Microsoft.Dynamics.CRM.${conversion.table}`)},"@odata.id":`),
+    `CAST(to_json(${L(`${conversion.entitySetName}(`)} || r.__key_predicate || ')') AS VARCHAR)`,
+    ...plan.columns.map(member),
+    `'}'`,
+  ].join(' || ');
+  const size = Math.trunc(plan.chunkRows);
+  const max = Math.trunc(plan.maxChunks);
+  // As the T-SQL rendering: more rows than maxChunks chunks hold make larger chunks, never more than maxChunks.
+  const rowsPerChunk = `CASE WHEN COUNT(*) OVER () > ${size * max} THEN (COUNT(*) OVER () + ${max - 1}) // ${max} ELSE ${size} END`;
+  return [
+    `DROP TABLE IF EXISTS ${rows}`,
+    `CREATE TABLE ${rows} AS SELECT s.__row_id, w.__key_predicate, ${cols.join(', ')}, CAST((ROW_NUMBER() OVER (ORDER BY s.__row_id) - 1) // (${rowsPerChunk}) + 1 AS BIGINT) AS __chunk FROM ${duckTable(names.sink.schema, names.sink.table)} AS s INNER JOIN ${duckTable(names.work.schema, names.work.table)} AS w ON w.__row_id = s.__row_id${plan.includeNulls ? '' : ` WHERE ${cols.map((c) => `${c} IS NOT NULL`).join(' OR ')}`}`,
+    `DROP TABLE IF EXISTS ${chunks}`,
+    `CREATE TABLE ${chunks} AS SELECT r.__chunk AS chunk, '{"Targets":[' || string_agg(${target}, ',' ORDER BY r.__row_id) || ']}' AS body FROM ${rows} AS r GROUP BY r.__chunk`,
+    `SELECT COALESCE(CAST(to_json(list(chunk ORDER BY chunk)) AS VARCHAR), '[]') AS chunks FROM ${chunks}`,
+  ];
 }
 
 // Inbound key maps, processed files and same-window lookups.

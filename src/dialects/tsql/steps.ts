@@ -122,7 +122,39 @@ function renderTsql(step: SqlStep<SynapseStepPlan>): string[] {
     case 'select-new-files':
     case 'record-processed-files':
       return renderInboundTsql(step, plan);
+    // Multi-select columns, written by Web activities.
+    case 'multiselect-chunks':
+    case 'multiselect-chunk':
+      return renderMultiSelectTsql(step, plan);
   }
+}
+
+// Multi-select columns, written by Web activities.
+function renderMultiSelectTsql(
+  step: SqlStep,
+  plan: Extract<SynapseStepPlan, { kind: 'multiselect-chunks' | 'multiselect-chunk' }>,
+): string[] {
+  const chunks = tsqlTable(plan.chunks.schema, plan.chunks.table);
+  if (plan.kind === 'multiselect-chunk')
+    return [`SELECT [body] FROM ${chunks} WHERE [chunk] = ${interpolated(step, 'chunk')}`];
+  const { plan: conversion, names } = plan.conversion;
+  const rows = tsqlTable(plan.chunks.schema, `${plan.chunks.table}_rows`);
+  const cols = plan.columns.map((c) => `s.${tsqlIdent(c)}`);
+  // FOR JSON PATH writes the targets in column order; with INCLUDE_NULL_VALUES a null column is `null` (clear),
+  // without it the column is left out (omit).
+  const targets = `(SELECT ${tsqlLiteral(`Microsoft.Dynamics.CRM.${conversion.table}`)} AS [@odata.type], CONCAT(${tsqlLiteral(`${conversion.entitySetName}(`)}, r.[__key_predicate], N')') AS [@odata.id], ${plan.columns.map((c) => `r.${tsqlIdent(c)} AS ${tsqlIdent(c)}`).join(', ')} FROM ${rows} AS r WHERE r.[__chunk] = c.[chunk] ORDER BY r.[__row_id] FOR JSON PATH, ${plan.includeNulls ? 'INCLUDE_NULL_VALUES, ' : ''}ROOT('Targets'))`;
+  const size = Math.trunc(plan.chunkRows);
+  const max = Math.trunc(plan.maxChunks);
+  // More rows than maxChunks chunks hold: larger chunks, never more than maxChunks.
+  const rowsPerChunk = `CASE WHEN COUNT(*) OVER () > ${size * max} THEN (COUNT(*) OVER () + ${max - 1}) / ${max} ELSE ${size} END`;
+  return [
+    `DROP TABLE IF EXISTS ${rows}`,
+    `SELECT s.[__row_id], w.[__key_predicate], ${cols.join(', ')}, (ROW_NUMBER() OVER (ORDER BY s.[__row_id]) - 1) / (${rowsPerChunk}) + 1 AS [__chunk] INTO ${rows} FROM ${tsqlTable(names.sink.schema, names.sink.table)} AS s INNER JOIN ${tsqlTable(names.work.schema, names.work.table)} AS w ON w.[__row_id] = s.[__row_id]${plan.includeNulls ? '' : ` WHERE ${cols.map((c) => `${c} IS NOT NULL`).join(' OR ')}`}`,
+    `DROP TABLE IF EXISTS ${chunks}`,
+    `SELECT c.[chunk], ${targets} AS [body] INTO ${chunks} FROM (SELECT DISTINCT [__chunk] AS [chunk] FROM ${rows}) AS c`,
+    // The chunk numbers as a JSON array: an ordered FOR JSON list, unwrapped (`[{"chunk":1}]` → `[1]`).
+    `SELECT COALESCE(REPLACE(REPLACE((SELECT [chunk] FROM ${chunks} ORDER BY [chunk] FOR JSON PATH), N'{"chunk":', N''), N'}', N''), N'[]') AS [chunks]`,
+  ];
 }
 
 // Inbound key maps, processed files and same-window lookups.

@@ -70,6 +70,8 @@ export function stagingGroups(steps: readonly SqlStep[]): StagingGroup[] {
       conversion(plan.conversion.names, plan.conversion.keymapTargets);
     if (plan.kind === 'replay-begin') own.tables.add(plan.claimed.table);
     if (plan.kind === 'begin-run') for (const t of plan.dropTables) own.tables.add(t);
+    // Multi-select columns, written by Web activities: the request bodies and their rows.
+    if (plan.kind === 'multiselect-chunks') own.tables.add(plan.chunks.table).add(`${plan.chunks.table}_rows`);
   }
   return [...groups.values()]
     .filter((g) => g.tables.size + g.views.size > 0)

@@ -19,7 +19,7 @@ import type {
 } from '../../dialects/sql-steps.js';
 import { STATE_SCHEMA } from '../../dialects/tsql/staging.js';
 import { loadConversionPlan } from '../../stages/convert-to-dataverse/conversion.js';
-import { dataverseCopyActivities, keymapRawColumns } from './inbound-pipeline.js';
+import { chainAfter, dataverseCopyActivities, keymapRawColumns, multiSelectActivities } from './inbound-pipeline.js';
 import {
   ANNOTATION,
   after,
@@ -132,15 +132,35 @@ export async function replayPipeline(
         messageOnlyStates: [],
       })
     : undefined;
+  const tableMeta = await loadMetadata(options.metadataDir, view.upsert.table);
   const dataverseCopies = dataverseCopyActivities(
     def,
     plan,
-    await loadMetadata(options.metadataDir, view.upsert.table),
+    tableMeta,
     stepQuery(sinkStep),
     names.sink.table,
     view,
     settings,
     stateStep && stepQuery(stateStep),
+  );
+  // Multi-select columns, written by Web activities, as in the inbound pipeline: after the copies that create the
+  // records, before the state copy.
+  const multiSelectAnchor = dataverseCopies.filter((c) => c.name !== 'CopyStateToDataverse').at(-1)!.name;
+  const multiSelect = multiSelectActivities({
+    def,
+    conversion,
+    meta: tableMeta,
+    view,
+    steps,
+    settings,
+    stepPrefix: 'replay-',
+    dependsOn: [after(multiSelectAnchor)],
+  });
+  const lastWrite = chainAfter(
+    dataverseCopies,
+    multiSelectAnchor,
+    multiSelect.last,
+    dataverseCopies[dataverseCopies.length - 1]!.name,
   );
   const skipped = `@${dataverseCopies
     .map((c) => `coalesce(activity('${c.name}').output?.rowsSkipped, 0)`)
@@ -221,7 +241,8 @@ export async function replayPipeline(
       ...keymapTargets.map((t) => after(`CopyKeyMap_${t.table}`)),
     ]),
     ...dataverseCopies,
-    script('SaveAppliedVersions', save, [after(dataverseCopies[dataverseCopies.length - 1]!.name)], 'NonQuery', 2),
+    ...multiSelect.activities,
+    script('SaveAppliedVersions', save, [after(lastWrite)], 'NonQuery', 2),
     script('FinishReplay', finish, [after('SaveAppliedVersions')], 'Query'),
     {
       // Rows rejected again fail the run with exit code 3, as `ferry replay` exits 3: the run did its work, and a
@@ -264,6 +285,7 @@ export async function replayPipeline(
       ];
       const tp = a.typeProperties as Record<string, unknown> | undefined;
       label(tp?.ifTrueActivities);
+      label(tp?.activities);
     }
   };
   label(activities);
@@ -281,6 +303,7 @@ export async function replayPipeline(
       parameters: {
         runId: { type: 'String', defaultValue: '' },
         reason: { type: 'String', defaultValue: '' },
+        ...multiSelect.parameters,
       },
       activities,
     },
