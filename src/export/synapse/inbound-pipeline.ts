@@ -20,6 +20,10 @@ import {
   ANNOTATION,
   after,
   beginRunStep,
+  DATAVERSE_WEB_HEADERS,
+  dataverseApiUrl,
+  dataverseUrlParameter,
+  dataverseWebAuthentication,
   describe,
   type ExportOptions,
   expr,
@@ -1053,18 +1057,11 @@ export function multiSelectActivities(input: {
             userProperties: [],
             typeProperties: {
               method: 'POST',
-              url: expr(
-                `@{pipeline().parameters.dataverseUrl}/api/data/v9.2/${plan.entitySetName}/Microsoft.Dynamics.CRM.UpsertMultiple`,
-              ),
-              headers: {
-                'Content-Type': 'application/json; charset=utf-8',
-                Accept: 'application/json',
-                'OData-Version': '4.0',
-                'OData-MaxVersion': '4.0',
-              },
+              url: dataverseApiUrl(`${plan.entitySetName}/Microsoft.Dynamics.CRM.UpsertMultiple`),
+              headers: DATAVERSE_WEB_HEADERS,
               body: expr(`@activity('${lookupName}').output.firstRow.body`),
               httpRequestTimeout: '00:10:00',
-              authentication: { type: 'MSI', resource: expr('@pipeline().parameters.dataverseUrl') },
+              authentication: dataverseWebAuthentication(),
             },
           },
         ],
@@ -1073,11 +1070,7 @@ export function multiSelectActivities(input: {
     dependsOn = [after(forEachName)];
     last = forEachName;
   }
-  return {
-    activities,
-    last,
-    parameters: { dataverseUrl: { type: 'String', defaultValue: settings.dataverseUrl } },
-  };
+  return { activities, last, parameters: dataverseUrlParameter(settings) };
 }
 
 /**
