@@ -70,7 +70,8 @@ export const ERROR_CODES = {
 
   'export.copy_sink_unsupported': {
     disposition: 'fatal',
-    meaning: 'a mapped column the Dataverse Copy sink cannot write (multi-select, party list); omit it or remove it',
+    meaning:
+      'a mapped column the Synapse export cannot write (party list, calendar rules; a multi-select of a table without bulk messages); omit it or remove it',
   },
   'export.file_pattern': { disposition: 'fatal', meaning: 'a delta file pattern the Synapse export cannot express' },
   'export.invalid_setting': { disposition: 'fatal', meaning: 'an export setting contradicts the pipeline definitions' },

@@ -48,9 +48,10 @@ export interface SynapseExportSettings {
   /** End of the last backfill window (exclusive); normally where the schedule (`triggerStartTime`) takes over. */
   readonly backfillEndTime: string;
   /**
-   * Per pipeline, columns the Dataverse Copy sink cannot write (MultiSelectPicklist, PartyList, CalendarRules) that
-   * the Synapse export leaves out instead of refusing the pipeline, e.g. `{ "accounts-inbound": ["ferry_interests"] }`.
-   * The local runner still writes them; `synapse/README.md` lists this difference.
+   * Per pipeline, columns the Synapse export cannot write (PartyList, CalendarRules) that it leaves out instead of
+   * refusing the pipeline, e.g. `{ "activities-inbound": ["requiredattendees"] }`; the local runner still writes them.
+   * Multi-select columns are written (UpsertMultiple Web activities after the copies): listing one is refused at
+   * export, naming it.
    */
   readonly omitColumns: Readonly<Record<string, readonly string[]>>;
   /** `parallelCopies` and sink `maxConcurrentConnections` of the copies to Dataverse. Default `10`. */
@@ -156,7 +157,7 @@ export function mergeSettings(overrides: unknown, where = 'settings'): SynapseEx
     !Object.values(omit).every((v) => Array.isArray(v) && v.every((c) => typeof c === 'string'))
   )
     throw new UsageError(
-      `Export setting \`omitColumns\` in \`${where}\` must map pipeline names to lists of column names, e.g. \`{ "accounts-inbound": ["ferry_interests"] }\`.`,
+      `Export setting \`omitColumns\` in \`${where}\` must map pipeline names to lists of column names, e.g. \`{ "activities-inbound": ["requiredattendees"] }\`.`,
     );
   if (!Number.isInteger(merged.dataverseParallelCopies) || merged.dataverseParallelCopies < 1)
     throw new UsageError(

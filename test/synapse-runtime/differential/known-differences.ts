@@ -22,7 +22,6 @@ export interface KnownDifference {
 
 export interface DifferenceContext {
   readonly pipelines: readonly PipelineDefinition[];
-  readonly omitColumns: Readonly<Record<string, readonly string[]>>;
   readonly local: SideState;
   readonly synapse: SideState;
   readonly synapseRuns: readonly PipelineRun[];
@@ -77,18 +76,6 @@ function failedOrBlockedBy(table: string, area: Area, pattern: RegExp, ctx: Diff
 }
 
 export const KNOWN_DIFFERENCES: readonly KnownDifference[] = [
-  {
-    name: 'multi-select-not-written',
-    readmeRow: 'multi-select columns (`omitColumns`)',
-    recognises: (d, ctx) =>
-      d.area === 'dataverse' &&
-      d.synapse === null &&
-      Object.entries(ctx.omitColumns).some(
-        ([p, cols]) =>
-          cols.includes(d.column) &&
-          ctx.pipelines.find((x) => x.name === p && writes(x, 'dataverse').includes(d.table)),
-      ),
-  },
   {
     // Won/Lost opportunities are reached only through WinOpportunity/LoseOpportunity, which the Copy sink cannot
     // send: the local writer upserts the row open and closes it by the message; the Synapse path writes it open and

@@ -138,7 +138,6 @@ export async function finish(
   const runs = twin.synapse.rt.runs;
   const { mismatches, known } = classify(differences, {
     pipelines: ctx.pipelines,
-    omitColumns: ctx.settings.omitColumns ?? {},
     local,
     synapse,
     synapseRuns: runs,
