@@ -299,7 +299,10 @@ describe('export synapse: columns the Dataverse Copy sink cannot write', () => {
     assert.ok(!deps('CopyStateToDataverse').includes('CopyLookupsToDataverse'));
     const each = byName('WriteMultiSelect').typeProperties as {
       items: { value: string };
-      activities: Record<string, any>[];
+      activities: {
+        type: string;
+        typeProperties: { method: string; url: { value: string }; body: { value: string } };
+      }[];
     };
     assert.equal(each.items.value, "@json(activity('PrepareMultiSelect').output.resultSets[0].rows[0].chunks)");
     const web = each.activities.find((a) => a.type === 'WebActivity')!;
