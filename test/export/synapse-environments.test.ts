@@ -23,6 +23,18 @@ import { startFakeSynapse } from './fake-synapse-server.js';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
 
+/**
+ * A pipeline with Web activities to Dataverse declares the pipeline parameter `dataverseUrl`, which binding sets to
+ * the environment's value as the linked-service parameter: the artifact with that default put back, to compare the
+ * rest with what was exported.
+ */
+function withExportedDataverseUrl(a: SynapseArtifact): SynapseArtifact {
+  const parameters = a.properties.parameters as Record<string, { defaultValue?: string }> | undefined;
+  if (a.kind !== 'pipeline' || !parameters?.dataverseUrl) return a;
+  const dataverseUrl = { ...parameters.dataverseUrl, defaultValue: DEFAULT_SETTINGS.dataverseUrl };
+  return { ...a, properties: { ...a.properties, parameters: { ...parameters, dataverseUrl } } };
+}
+
 const PROD: DeployEnvironment = {
   name: 'prod',
   file: 'prod.json',
@@ -87,7 +99,12 @@ describe('linked-service parameters per environment', () => {
     for (const [i, a] of prod.entries()) {
       const original = artifacts[i]!;
       if (a.kind !== 'linkedService') {
-        assert.equal(a, original, `${a.name} is the exported artifact itself`);
+        const url = (a.properties.parameters as Record<string, { defaultValue?: string }> | undefined)?.dataverseUrl;
+        if (a.kind === 'pipeline' && url) {
+          // Multi-select Web activities: the pipeline parameter gets the environment's Dataverse URL, nothing else.
+          assert.equal(url.defaultValue, PROD.parameters.dataverseUrl, `${a.name}: dataverseUrl bound`);
+          assert.deepEqual(withExportedDataverseUrl(a), original, `${a.name}: only dataverseUrl changes`);
+        } else assert.equal(a, original, `${a.name} is the exported artifact itself`);
         continue;
       }
       const { parameters, ...rest } = a.properties as { parameters: Record<string, { defaultValue: string }> };
@@ -132,7 +149,7 @@ describe('linked-service parameters per environment', () => {
       fileSystems: { 'dataverse-contoso-unq5f2a': 'dataverse-ferrydemo-unq00000000', 'lake-prod': 'lake' },
     });
     assert.deepEqual(
-      back.filter((a) => a.kind !== 'linkedService'),
+      back.filter((a) => a.kind !== 'linkedService').map(withExportedDataverseUrl),
       artifacts.filter((a) => a.kind !== 'linkedService'),
     );
 
@@ -314,7 +331,12 @@ describe('ferry deploy synapse --environment (CLI)', () => {
     assert.equal(dv.parameters.dataverseUrl?.defaultValue, 'https://contoso.crm.dynamics.com');
     assert.equal(dv.typeProperties.serviceUri, '@{linkedService().dataverseUrl}');
     const pipeline = artifacts.find((a) => a.name === 'pl_accounts_inbound')!;
-    assert.deepEqual(put('/pipelines/pl_accounts_inbound').properties, pipeline.properties);
+    const deployed = { ...pipeline, properties: put('/pipelines/pl_accounts_inbound').properties };
+    assert.equal(
+      (deployed.properties.parameters as Record<string, { defaultValue?: string }>).dataverseUrl?.defaultValue,
+      'https://contoso.crm.dynamics.com',
+    );
+    assert.deepEqual(withExportedDataverseUrl(deployed).properties, pipeline.properties);
     assert.ok(
       !JSON.stringify(server.requests.map((r) => r.body)).includes('ferrydemo.crm.dynamics.com'),
       'no dev endpoint reaches prod',
