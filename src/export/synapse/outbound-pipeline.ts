@@ -167,8 +167,17 @@ export async function outboundPipeline(
         extract: {
           table: x.table,
           output,
-          // Delta binds by name to these; CSV columns come from each folder's model.json at run time.
-          metadata: { Attributes: meta.Attributes.map((a) => ({ LogicalName: String(a.LogicalName) })) },
+          // Delta binds by name to these; CSV columns come from each folder's model.json at run time. A Synapse Link
+          // table has no column for the primary key attribute (it is `Id`) and, as Delta, the partition column
+          // `PartitionId` (the year), which serverless exposes and the local runner's Delta reader keeps.
+          metadata: {
+            Attributes: [
+              ...meta.Attributes.filter((a) => a.LogicalName !== meta.PrimaryIdAttribute).map((a) => ({
+                LogicalName: String(a.LogicalName),
+              })),
+              ...(csv ? [] : [{ LogicalName: 'PartitionId' }]),
+            ],
+          },
           format: view.source.format,
           synapseLinkFolder: view.source.folder,
           deletes: view.sink.deletes,

@@ -1,9 +1,10 @@
 import { mkdirSync, readdirSync } from 'node:fs';
 import type { DuckDbStaging } from '../../../../dialects/duckdb/driver.js';
-import { duckLiteral } from '../../../../dialects/duckdb/driver.js';
+import { duckIdent, duckLiteral } from '../../../../dialects/duckdb/driver.js';
 import { bindStepParameters, type StepValue } from '../../../../dialects/sql-steps.js';
 import type { Json } from '../expression/json-value.js';
 import { ActivityError, UnsupportedError } from '../runtime-error.js';
+import { deltaSelect, readDeltaTable } from './delta-table.js';
 import { createSynapseLinkViews } from './serverless-sql.js';
 
 /** One SQL step of an activity: a Script block, a Lookup or Copy source query, a `preCopyScript`. */
@@ -98,6 +99,10 @@ const TSQL_MARKERS: readonly [RegExp, string][] = [
 export function tsqlMarkers(text: string): string[] {
   return TSQL_MARKERS.filter(([re]) => re.test(text)).map(([, name]) => name);
 }
+
+/** `OPENROWSET(BULK 'path', DATA_SOURCE = 'source', FORMAT = 'DELTA')`, in plain or doubled-quote (dynamic) text. */
+const DELTA_OPENROWSET =
+  /OPENROWSET\s*\(\s*BULK\s+N?'+([^']+)'+\s*,\s*DATA_SOURCE\s*=\s*N?'+([^']+)'+\s*,\s*FORMAT\s*=\s*N?'+DELTA'+\s*\)/gi;
 
 const STEP_ID = /(?:--|\/\*)\s*ferry-step:\s*([\w.:-]+)/;
 
@@ -211,14 +216,18 @@ export class DuckDbSqlEngine implements SqlEngine {
   /** Creates the relations a rendering reads (`synapse_link_<table>`) from the local Synapse Link container. */
   async #prepareRelations(step: SqlStep, rendering: StepRendering): Promise<void> {
     for (const t of rendering.synapseLinkTables ?? []) {
-      if (t.format !== 'csv')
-        throw new UnsupportedError(
-          `${step.where} reads Synapse Link ${t.format} for \`${t.table}\`; the local runtime reads only the CSV export.`,
-        );
       if (!this.#env)
         throw new ActivityError(
           'SqlDataSourceUnknown',
           `${step.where} reads Synapse Link, and the runtime has no local container for it.`,
+        );
+      if (t.format === 'delta') {
+        await this.#prepareDelta(step, t.table, this.#env);
+        continue;
+      }
+      if (t.format !== 'csv')
+        throw new UnsupportedError(
+          `${step.where} reads Synapse Link format \`${t.format}\`, which the local runtime does not read.`,
         );
       // Only the window's completed folders are read, as serverless SQL eliminates the others by `filepath(1)`;
       // each folder's columns are bound and typed by its own model.json (serverless-sql.ts).
@@ -227,6 +236,25 @@ export class DuckDbSqlEngine implements SqlEngine {
       const end = param('window_end') ? String(this.#value(step, param('window_end')!) ?? '') : '';
       await createSynapseLinkViews(this.duck, this.#env.synapseLinkDir(), t.table, start, end);
     }
+  }
+
+  /**
+   * `synapse_link_<table>` over a Delta table, read where the artifact's T-SQL points serverless SQL:
+   * `OPENROWSET(BULK '<root>/', DATA_SOURCE = '<source>', FORMAT = 'DELTA')` (quotes doubled when the statement is
+   * built as text), the table's current snapshot (connectors/delta-table.ts).
+   */
+  async #prepareDelta(step: SqlStep, table: string, env: StepEnvironment): Promise<void> {
+    const reads = [...step.text.matchAll(DELTA_OPENROWSET)].map((m) => ({ bulk: m[1]!, dataSource: m[2]! }));
+    const distinct = [...new Set(reads.map((r) => `${r.dataSource}|${r.bulk}`))];
+    if (distinct.length !== 1)
+      throw new UnsupportedError(
+        `${step.where} reads Synapse Link Delta for \`${table}\`, and its T-SQL has ${distinct.length} OPENROWSET(BULK …, FORMAT = 'DELTA') reads (${distinct.map((d) => `\`${d}\``).join(', ') || 'none'}); the local runtime binds exactly one.`,
+      );
+    const { bulk, dataSource } = reads[0]!;
+    const snapshot = await readDeltaTable(this.duck, env.dataSourcePath(dataSource, bulk), bulk);
+    await this.duck.run(
+      `CREATE OR REPLACE TEMP VIEW ${duckIdent(`synapse_link_${table}`)} AS ${await deltaSelect(this.duck, snapshot)}`,
+    );
   }
 
   #rendering(step: SqlStep): StepRendering | string | undefined {
