@@ -4,7 +4,7 @@
  * over `OPENROWSET(… FORMAT = 'DELTA')` (the runtime's own Delta reader) → manifest → watermark — on Delta tables
  * written as the Synapse Link Spark conversion writes them (`synapse-link-delta-job.ts`, from the Dataverse
  * emulator's CSV export). The window is the table version: each new version is extracted whole into
- * `delta-<table>-v<version>` (latest row per Id, deletes apart), a row the Spark job merges late with an earlier
+ * `delta.<table>-v<version>` (latest row per Id, deletes apart), a row the Spark job merges late with an earlier
  * `SinkModifiedOn` is not skipped, a tick without a new version writes nothing, a checkpoint is read once the
  * commits before it are cleaned up. What serverless refuses (not a Delta root, deletion vectors, column mapping)
  * the runtime refuses by name.
@@ -114,7 +114,7 @@ describe('export defect 15: the exported Delta outbound pipeline runs on the tab
     return row?.cursor_value ?? null;
   }
 
-  it('version 0: the table is extracted whole into delta-account-v0, typed as serverless reads Delta', async () => {
+  it('version 0: the table is extracted whole into delta.account-v0, typed as serverless reads Delta', async () => {
     em.store.put('account', A1, { name: 'Contoso', accountnumber: 'D-1', revenue: 100.5 }, at(-60 * 24 * 400));
     em.store.put('account', A2, { name: 'Fabrikam', accountnumber: 'D-2', revenue: 200 }, at(-5));
     em.store.put('account', A3, { name: 'Northwind', accountnumber: 'D-3' }, at(-4));
@@ -127,8 +127,8 @@ describe('export defect 15: the exported Delta outbound pipeline runs on the tab
       ['PartitionId=2024', 'PartitionId=2026'],
     );
     await run();
-    assert.deepEqual(windows('account'), ['delta-account-v0']);
-    const { rows, types, byId } = await windowRows('account', 'delta-account-v0');
+    assert.deepEqual(windows('account'), ['delta.account-v0']);
+    const { rows, types, byId } = await windowRows('account', 'delta.account-v0');
     assert.deepEqual(
       rows.map((r) => r.Id),
       [A1, A2, A3],
@@ -145,7 +145,7 @@ describe('export defect 15: the exported Delta outbound pipeline runs on the tab
     assert.equal(types.SinkModifiedOn, 'TIMESTAMP');
     assert.equal(types.createdon, 'TIMESTAMP');
     assert.equal(await cursor(), '00000000000000000000');
-    assert.ok(existsSync(path.join(warehouseDir, '_manifests', 'account', 'delta-account-v0')), 'manifest written');
+    assert.ok(existsSync(path.join(warehouseDir, '_manifests', 'account', 'delta.account-v0')), 'manifest written');
   });
 
   it('an update and a delete between ticks: version 1, the latest row per Id, the delete in account_deletes', async () => {
@@ -156,14 +156,14 @@ describe('export defect 15: the exported Delta outbound pipeline runs on the tab
     const log = readdirSync(path.join(job.tableDir('account'), '_delta_log'));
     assert.ok(log.includes('00000000000000000001.json'));
     await run();
-    assert.deepEqual(windows('account'), ['delta-account-v0', 'delta-account-v1']);
-    const { rows, byId } = await windowRows('account', 'delta-account-v1');
+    assert.deepEqual(windows('account'), ['delta.account-v0', 'delta.account-v1']);
+    const { rows, byId } = await windowRows('account', 'delta.account-v1');
     assert.deepEqual(
       rows.map((r) => r.Id),
       [A1, A3],
     );
     assert.equal(byId.get(A1)!.name, 'Contoso Ltd');
-    const deletes = await windowRows('account_deletes', 'delta-account-v1');
+    const deletes = await windowRows('account_deletes', 'delta.account-v1');
     assert.deepEqual(
       deletes.rows.map((r) => [r.Id, r.IsDelete]),
       [[A2, true]],
@@ -175,7 +175,7 @@ describe('export defect 15: the exported Delta outbound pipeline runs on the tab
     assert.equal(await convert(at(28)), undefined, 'no change in Dataverse: no CSV folder, no commit');
     const r = await run();
     assert.ok(!r.activityRuns.some((a) => a.activityName.startsWith('ExtractToParquet')));
-    assert.deepEqual(windows('account'), ['delta-account-v0', 'delta-account-v1']);
+    assert.deepEqual(windows('account'), ['delta.account-v0', 'delta.account-v1']);
     assert.equal(await cursor(), '00000000000000000001');
   });
 
@@ -189,7 +189,7 @@ describe('export defect 15: the exported Delta outbound pipeline runs on the tab
     // Log cleanup (Spark removes commits older than the retention once a checkpoint covers them).
     for (const v of ['00000000000000000000.json', '00000000000000000001.json']) rmSync(path.join(logDir, v));
     await run();
-    const v2 = await windowRows('account', 'delta-account-v2');
+    const v2 = await windowRows('account', 'delta.account-v2');
     assert.deepEqual(
       v2.rows.map((r) => [r.Id, r.name]),
       [
@@ -198,7 +198,7 @@ describe('export defect 15: the exported Delta outbound pipeline runs on the tab
       ],
     );
     assert.deepEqual(
-      (await windowRows('account_deletes', 'delta-account-v2')).rows.map((r) => r.Id),
+      (await windowRows('account_deletes', 'delta.account-v2')).rows.map((r) => r.Id),
       [A2],
     );
     // The Spark job merges a change whose SinkModifiedOn is earlier than the previous version's rows (a late CSV
@@ -207,7 +207,7 @@ describe('export defect 15: the exported Delta outbound pipeline runs on the tab
     em.store.put('account', A1, { ...a1.attributes, name: 'Contoso late' }, at(20));
     assert.equal(await convert(at(21)), 3);
     await run();
-    const v3 = await windowRows('account', 'delta-account-v3');
+    const v3 = await windowRows('account', 'delta.account-v3');
     assert.equal(v3.byId.get(A1)!.name, 'Contoso late');
     assert.ok(
       (v3.byId.get(A1)!.SinkModifiedOn as Date) < (v2.byId.get(A3)!.SinkModifiedOn as Date),

@@ -86,4 +86,45 @@ describe('known differences of the differential test', () => {
       ['revenue'],
     );
   });
+
+  it('recognise a column only the local output of a Delta pipeline has, and nothing on a CSV output', async () => {
+    const delta = await loadPipelines('test/synapse-runtime/delta-pipelines');
+    const types = { account: { Id: 'VARCHAR', name: 'VARCHAR' } };
+    const ctx = await context({ pipelines: delta, synapse: { ...empty, warehouseTypes: types } });
+    const d = (column: string, local: string, synapse: string | null): Difference => ({
+      area: 'warehouse',
+      table: 'account',
+      id: 'd0000005',
+      column,
+      local,
+      synapse,
+    });
+    const r = classify(
+      [
+        d('ferry_newcolumn', 'added', null),
+        {
+          area: 'warehouse-type',
+          table: 'account',
+          id: '*',
+          column: 'ferry_newcolumn',
+          local: 'VARCHAR',
+          synapse: undefined,
+        },
+        // A column the Synapse output has, with another value: a mismatch.
+        d('name', 'Delta 5', null),
+      ],
+      ctx,
+    );
+    assert.deepEqual(r.known, { 'delta-columns-from-export-metadata': 2 });
+    assert.deepEqual(
+      r.mismatches.map((m) => m.column),
+      ['name'],
+    );
+    // The same on a CSV pipeline's output stays a mismatch.
+    const csv = classify(
+      [d('ferry_newcolumn', 'added', null)],
+      await context({ synapse: { ...empty, warehouseTypes: types } }),
+    );
+    assert.equal(csv.mismatches.length, 1);
+  });
 });

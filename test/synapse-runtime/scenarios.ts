@@ -19,6 +19,7 @@ import { loadExportSettings } from '../../src/export/synapse/export-settings.js'
 import { inspectArtifacts } from '../../src/export/synapse/runtime/artifact-inspector.js';
 import { ArtifactStore } from '../../src/export/synapse/runtime/artifact-store.js';
 import { synapseStepRenderings } from '../../src/export/synapse/step-renderings.js';
+import { deltaOutbound } from './differential/delta-scenario.js';
 import { KNOWN_DIFFERENCES } from './differential/known-differences.js';
 import {
   backfillOverCoveredRange,
@@ -45,6 +46,7 @@ const SCENARIOS: Record<string, (ctx: ScenarioContext) => Promise<ScenarioResult
   inactiveOnCreate,
   deletedLookupTarget,
   replayOfRejects,
+  deltaOutbound,
 };
 
 async function main(): Promise<void> {

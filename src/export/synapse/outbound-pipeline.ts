@@ -271,7 +271,8 @@ export async function outboundPipeline(
   activities.push(...rest);
   if (!csv) {
     // A new version, or a requested window (manual or backfill run: the snapshot again; backfills move no cursor).
-    // The folder is named as the local runner names a Delta window: `delta-<table>-v<version>`.
+    // The folder is named as the local runner names a Delta window (write-parquet `windowFolderName` of the item
+    // `delta:<table>@<version>`): `delta.<table>-v<version>`.
     activities.push({
       name: 'IfNewVersion',
       type: 'IfCondition',
@@ -282,7 +283,7 @@ export async function outboundPipeline(
           `@or(greater(variables('windowEnd'), variables('windowStart')), not(empty(pipeline().parameters.windowStart)))`,
         ),
         ifTrueActivities: [
-          setWindowName(`@concat('delta-${view.extracts[0]!.table}-v', string(int(variables('windowEnd'))))`, []),
+          setWindowName(`@concat('delta.${view.extracts[0]!.table}-v', string(int(variables('windowEnd'))))`, []),
           ...extracts,
           setRows,
         ],

@@ -129,6 +129,20 @@ export const KNOWN_DIFFERENCES: readonly KnownDifference[] = [
     recognises: (d) =>
       d.area === 'warehouse-type' && d.local === 'TIMESTAMP WITH TIME ZONE' && d.synapse === 'TIMESTAMP',
   },
+  {
+    // A Delta extract on the Synapse path binds, by name, the columns of the metadata snapshot the export was made
+    // from; the local runner writes every column of the Delta table. A column added in Dataverse (and to the Delta
+    // table) after the export is in the local output only, until the pipelines are exported again.
+    name: 'delta-columns-from-export-metadata',
+    readmeRow: 'a column added to a Delta table after the export',
+    recognises: (d, ctx) => {
+      if (!(d.area === 'warehouse' || d.area === 'warehouse-type')) return false;
+      const def = writer(d.table, d.area, ctx);
+      const delta = def?.stages.some((s) => (s as unknown as { format?: string }).format === 'delta');
+      const absent = ctx.synapse.warehouseTypes[d.table]?.[d.column] === undefined;
+      return !!delta && absent && d.local !== null && d.local !== undefined && (d.synapse ?? null) === null;
+    },
+  },
 ];
 
 export interface Classified {

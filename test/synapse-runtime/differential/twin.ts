@@ -83,6 +83,8 @@ export interface TwinOptions {
    * exported backfill triggers get this range (nothing else of the artifacts changes).
    */
   readonly backfillRange?: { readonly start: string; readonly end: string };
+  /** Artifacts exported from `pipelines` for the test (default: `synapse/` as deployed). */
+  readonly artifacts?: ArtifactStore;
 }
 
 export class DifferentialTwin {
@@ -119,7 +121,7 @@ export class DifferentialTwin {
     const warehouseDir = path.join(synapseDir, 'storage', options.settings.warehouseFileSystem);
     for (const d of [lakeDir, synapseLinkDir, warehouseDir]) await fs.mkdir(d, { recursive: true });
     const rt = await SynapseRuntime.open({
-      artifacts: await deployedArtifacts(options.backfillRange),
+      artifacts: await deployedArtifacts(options.backfillRange, options.artifacts),
       workspaceDir: synapseDir,
       startTime: options.startTime,
       dataverseUrl: synapseEmulator.url,
@@ -301,9 +303,12 @@ export class DifferentialTwin {
   }
 }
 
-/** The artifacts under `synapse/` as deployed; with a backfill range, the backfill triggers carry it. */
-async function deployedArtifacts(range: TwinOptions['backfillRange']): Promise<ArtifactStore> {
-  const real = await ArtifactStore.load('synapse');
+/** The artifacts under `synapse/` as deployed (or the given ones); with a backfill range, the backfill triggers carry it. */
+async function deployedArtifacts(
+  range: TwinOptions['backfillRange'],
+  artifacts?: ArtifactStore,
+): Promise<ArtifactStore> {
+  const real = artifacts ?? (await ArtifactStore.load('synapse'));
   if (!range) return real;
   const kinds = ['linkedService', 'dataset', 'pipeline', 'trigger'] as const;
   const objects = Object.fromEntries(
