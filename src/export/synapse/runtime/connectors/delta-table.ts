@@ -100,10 +100,12 @@ function notImplemented(bulk: string, what: string): UnsupportedError {
  */
 export async function readDeltaTable(duck: DuckDbStaging, tableDir: string, bulk: string): Promise<DeltaTableSnapshot> {
   const logDir = path.join(tableDir, '_delta_log');
+  // Serverless answers Msg 13807 (learn.microsoft.com/azure/synapse-analytics/sql/resources-self-help-sql-on-demand,
+  // "Content of directory on path cannot be listed").
   if (!existsSync(logDir) || !statSync(logDir).isDirectory())
     throw new ActivityError(
       'DeltaLogNotFound',
-      `Content of directory on path '${bulk.replace(/\/?$/, '/')}_delta_log' cannot be listed: \`${bulk}\` is not a Delta Lake table root (no \`_delta_log\` folder). OPENROWSET with FORMAT = 'DELTA' needs the table's root folder; check the BULK path.`,
+      `Content of directory on path '${bulk.replace(/\/?$/, '/')}_delta_log/*.json' cannot be listed. \`${bulk}\` is not a Delta Lake table root (no \`_delta_log\` folder): OPENROWSET with FORMAT = 'DELTA' needs the table's root folder; check the BULK path.`,
     );
   const names = await readdir(logDir);
   const commits = new Map<number, string>();
