@@ -21,6 +21,7 @@ import { type RunningEmulator, startEmulator } from '../../src/emulator/server.j
 import { exportSynapseLink } from '../../src/emulator/synapse-link-export.js';
 import { loadExportSettings, type SynapseExportSettings } from '../../src/export/synapse/export-settings.js';
 import { readDeltaTable } from '../../src/export/synapse/runtime/connectors/delta-table.js';
+import { DuckDbSqlEngine } from '../../src/export/synapse/runtime/connectors/sql-engine.js';
 import type { PipelineRun } from '../../src/export/synapse/runtime/run-records.js';
 import { SynapseRuntime } from '../../src/export/synapse/runtime/synapse-runtime.js';
 import { synapseDataSources } from '../../src/export/synapse/step-renderings.js';
@@ -300,5 +301,36 @@ describe("the runtime's Delta reader (OPENROWSET FORMAT = 'DELTA')", () => {
     mkdirSync(log, { recursive: true });
     writeFileSync(path.join(log, '00000000000000000001.json'), '{"commitInfo":{}}\n');
     await assert.rejects(readDeltaTable(duck, path.join(dir, 'gap'), 'gap/'), /00000000000000000000\.json is missing/);
+  });
+
+  it("reads the table the step's T-SQL names, and refuses a step that names none", async () => {
+    const engine = new DuckDbSqlEngine(
+      duck,
+      () => ({
+        text: 'SELECT count(*) AS n FROM synapse_link_account',
+        parameters: [],
+        synapseLinkTables: [{ table: 'account', format: 'delta' }],
+      }),
+      {
+        dataSourcePath: (source, folder) => {
+          assert.equal(source, 'ferry_synapse_link');
+          return path.join('fixtures/delta/synapse-link-demo', folder);
+        },
+        synapseLinkDir: () => 'fixtures/delta/synapse-link-demo',
+      },
+    );
+    const step = (text: string) => ({
+      text: `-- ferry-step: p:extract:account\n${text}`,
+      where: 'Script `X` block 1',
+      linkedService: 'ls',
+    });
+    const read = await engine.execute(
+      step(
+        "DECLARE @rows NVARCHAR(MAX) = N'SELECT * FROM OPENROWSET(BULK N''deltalake/account_partitioned/'', DATA_SOURCE = ''ferry_synapse_link'', FORMAT = ''DELTA'') AS r'",
+      ),
+    );
+    // Version 3 of the fixture: A1, A2 (a delete row), A3 and A4.
+    assert.equal(read.resultSets[0]?.rows[0]?.n, 4);
+    await assert.rejects(engine.execute(step('SELECT 1')), /has 0 OPENROWSET\(BULK …, FORMAT = 'DELTA'\) reads/);
   });
 });

@@ -243,7 +243,8 @@ export class SynapseLinkDeltaJob {
         fields: state.fields.map((f) => ({ name: f.name, type: f.type, nullable: true, metadata: {} })),
       }),
       partitionColumns: ['PartitionId'],
-      configuration: {},
+      // A table property only when it differs from Delta's default (as `ALTER TABLE … SET TBLPROPERTIES` records it).
+      configuration: this.#interval === 10 ? {} : { 'delta.checkpointInterval': String(this.#interval) },
       createdTime: atMs,
     };
     const actions: object[] = [
@@ -308,7 +309,7 @@ export class SynapseLinkDeltaJob {
     );
     await duck.run(`INSERT INTO cp ("protocol") VALUES ({'minReaderVersion': 1, 'minWriterVersion': 2})`);
     await duck.run(
-      `INSERT INTO cp ("metaData") VALUES ({'id': ${lit(metaData.id)}, 'format': {'provider': 'parquet', 'options': MAP {}}, 'schemaString': ${lit(metaData.schemaString)}, 'partitionColumns': ['PartitionId'], 'configuration': MAP {}, 'createdTime': ${metaData.createdTime}})`,
+      `INSERT INTO cp ("metaData") VALUES ({'id': ${lit(metaData.id)}, 'format': {'provider': 'parquet', 'options': MAP {}}, 'schemaString': ${lit(metaData.schemaString)}, 'partitionColumns': ['PartitionId'], 'configuration': ${this.#interval === 10 ? 'MAP {}' : `MAP {'delta.checkpointInterval': ${lit(String(this.#interval))}}`}, 'createdTime': ${metaData.createdTime}})`,
     );
     for (const f of state.live.values())
       await duck.run(
