@@ -7,8 +7,9 @@ import { tsqlIdent, tsqlLiteral } from './staging.js';
  */
 
 /**
- * The rows `r` of `table` in a window, and the window condition. Delta: `SinkModifiedOn` in (`start`, `end`],
- * columns bound by name. CSV here binds by ordinal in `columns` order, right only for a folder whose `model.json`
+ * The rows `r` of `table` in a window, and the window condition. Delta: the table's current version, columns bound
+ * by name, no condition (the pipeline's window is a table version: rows the Synapse Link Spark job merges late with
+ * an earlier `SinkModifiedOn` must not be skipped). CSV here binds by ordinal in `columns` order, right only for a folder whose `model.json`
  * has that order: the extract binds each folder by its own `model.json` ({@link synapseLinkModelColumns}).
  * `start` and `end` are text spliced into N'…' literals (the caller's placeholders).
  */
@@ -28,7 +29,7 @@ export function synapseLinkRows(
   }
   return {
     from: `OPENROWSET(BULK ${tsqlLiteral(`deltalake/${table}_partitioned/`)}, DATA_SOURCE = 'ferry_synapse_link', FORMAT = 'DELTA') AS r`,
-    where: `(N'${start}' = N'' OR r.[SinkModifiedOn] > N'${start}') AND r.[SinkModifiedOn] <= N'${end}'`,
+    where: '1 = 1',
   };
 }
 
