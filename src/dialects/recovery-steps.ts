@@ -65,7 +65,32 @@ export type RecoveryStepPlan =
    * rejects are never deleted (they are rows not yet in Dataverse). Returns rejects_deleted, runs_deleted.
    * Parameters (script): rejects_before, runs_before (UTC text).
    */
-  | { readonly kind: 'expire-state' };
+  | { readonly kind: 'expire-state' }
+  // Outbound run folders (CETAS writes in place, so a run that dies leaves what it wrote).
+  /**
+   * Records the window folder name an outbound run writes (`windowName` in its `runs.window_json`), before its first
+   * CETAS: housekeeping finds the folders of a run that died by it. Parameters (script): run_id, window_name.
+   */
+  | { readonly kind: 'record-run-window' }
+  /**
+   * The run folders of outbound runs that did not succeed and started before `stale_before` (a run still in
+   * progress is never named): one row per folder that run may have written, `folder` (`<root>/<window>/<run id>`)
+   * and `manifest` (the run's manifest folder of that output, `_manifests/<output>/<window>/<run id>`), ordered
+   * by run and folder. Housekeeping deletes a folder whose manifest does not exist. Parameter (script):
+   * stale_before (UTC text).
+   */
+  | { readonly kind: 'unpublished-run-folders'; readonly pipelines: readonly OutboundRunFolders[] };
+
+/** The warehouse folders an outbound pipeline's runs write, per output. */
+export interface OutboundRunFolders {
+  readonly pipeline: string;
+  readonly outputs: readonly {
+    /** The output's data root (`<output>`) and its deletes root (`<output>_deletes`) when it has one. */
+    readonly roots: readonly string[];
+    /** The output's manifest root (`_manifests/<output>`). */
+    readonly manifestRoot: string;
+  }[];
+}
 
 /** Plan kinds of {@link RecoveryStepPlan}, for the dialects' step renderers. */
 export const RECOVERY_STEP_KINDS = [
@@ -77,6 +102,8 @@ export const RECOVERY_STEP_KINDS = [
   'staging-in-use',
   'drop-tables',
   'expire-state',
+  'record-run-window',
+  'unpublished-run-folders',
 ] as const satisfies readonly RecoveryStepPlan['kind'][];
 
 export function isRecoveryStep(plan: { readonly kind: string }): plan is RecoveryStepPlan {

@@ -101,6 +101,25 @@ export function duckdbRecoverySteps(step: SqlStep<RecoveryStepPlan>): string[] {
         ...plan.views.map((x) => `DROP VIEW IF EXISTS ${duckIdent(x)}`),
         ...plan.tables.map((x) => `DROP TABLE IF EXISTS ${duckIdent(x)}`),
       ];
+    case 'record-run-window':
+      return [
+        `UPDATE ${state('runs')} SET window_json = CAST(json_merge_patch(COALESCE(window_json, '{}'), json_object('windowName', $window_name)) AS VARCHAR) WHERE id = $run_id`,
+      ];
+    case 'unpublished-run-folders': {
+      const parts = plan.pipelines.flatMap((p) =>
+        p.outputs.flatMap((o) =>
+          o.roots.map(
+            (root) =>
+              `SELECT r.id AS run_id, ${L(`${root}/`)} || r.window_name || '/' || r.id AS folder, ${L(`${o.manifestRoot}/`)} || r.window_name || '/' || r.id AS manifest FROM (SELECT id, json_extract_string(window_json, '$.windowName') AS window_name FROM ${state('runs')} WHERE pipeline = ${L(p.pipeline)} AND status <> 'succeeded' AND started_at < $stale_before) AS r WHERE r.window_name IS NOT NULL`,
+          ),
+        ),
+      );
+      return [
+        parts.length
+          ? `SELECT x.run_id, x.folder, x.manifest FROM (${parts.join(' UNION ALL ')}) AS x ORDER BY x.run_id, x.folder`
+          : `SELECT CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS VARCHAR) AS folder, CAST(NULL AS VARCHAR) AS manifest WHERE false`,
+      ];
+    }
     case 'expire-state': {
       const rejects = `FROM ${state('rejects')} WHERE status <> 'open' AND created_at < $rejects_before`;
       const runs = `FROM ${state('runs')} WHERE status <> 'running' AND started_at < $runs_before AND id NOT IN (SELECT run_id FROM ${state('rejects')} WHERE status = 'open') AND id NOT IN (SELECT run_id FROM ${state('cursors')})`;

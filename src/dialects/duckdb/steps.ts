@@ -88,6 +88,8 @@ function renderDuck(step: SqlStep<SynapseStepPlan>): string[] {
     case 'staging-in-use':
     case 'drop-tables':
     case 'expire-state':
+    case 'record-run-window':
+    case 'unpublished-run-folders':
       return duckdbRecoverySteps({ ...step, plan });
     // State columns of new records.
     case 'state-sink-query':

@@ -108,6 +108,25 @@ export function tsqlRecoverySteps(step: SqlStep<RecoveryStepPlan>): string[] {
         ...plan.views.map((x) => `DROP VIEW IF EXISTS ${tsqlIdent(x)}`),
         ...plan.tables.map((x) => `DROP TABLE IF EXISTS ${tsqlIdent(x)}`),
       ];
+    case 'record-run-window':
+      return [
+        `UPDATE ${state('runs')} SET [window_json] = JSON_MODIFY(COALESCE([window_json], N'{}'), '$.windowName', @window_name) WHERE [id] = @run_id`,
+      ];
+    case 'unpublished-run-folders': {
+      const parts = plan.pipelines.flatMap((p) =>
+        p.outputs.flatMap((o) =>
+          o.roots.map(
+            (root) =>
+              `SELECT r.[id] AS [run_id], CONCAT(${L(`${root}/`)}, r.[window_name], N'/', r.[id]) AS [folder], CONCAT(${L(`${o.manifestRoot}/`)}, r.[window_name], N'/', r.[id]) AS [manifest] FROM (SELECT [id], JSON_VALUE([window_json], '$.windowName') AS [window_name] FROM ${state('runs')} WHERE [pipeline] = ${L(p.pipeline)} AND [status] <> N'succeeded' AND [started_at] < @stale_before) AS r WHERE r.[window_name] IS NOT NULL`,
+          ),
+        ),
+      );
+      return [
+        parts.length
+          ? `SELECT x.[run_id], x.[folder], x.[manifest] FROM (${parts.join(' UNION ALL ')}) AS x ORDER BY x.[run_id], x.[folder]`
+          : `SELECT CAST(NULL AS NVARCHAR(100)) AS [run_id], CAST(NULL AS NVARCHAR(400)) AS [folder], CAST(NULL AS NVARCHAR(400)) AS [manifest] WHERE 1 = 0`,
+      ];
+    }
     case 'expire-state': {
       const rejects = `FROM ${state('rejects')} WHERE [status] <> N'open' AND [created_at] < @rejects_before`;
       const runs = `FROM ${state('runs')} WHERE [status] <> N'running' AND [started_at] < @runs_before AND [id] NOT IN (SELECT [run_id] FROM ${state('rejects')} WHERE [status] = N'open') AND [id] NOT IN (SELECT [run_id] FROM ${state('cursors')})`;

@@ -110,6 +110,8 @@ function renderTsql(step: SqlStep<SynapseStepPlan>): string[] {
     case 'staging-in-use':
     case 'drop-tables':
     case 'expire-state':
+    case 'record-run-window':
+    case 'unpublished-run-folders':
       return tsqlRecoverySteps({ ...step, plan });
     // State columns of new records.
     case 'state-sink-query':

@@ -11,6 +11,7 @@ import {
   type ExportOptions,
   expr,
   failRunActivity,
+  P,
   finishRunStep,
   type PipelineOut,
   pipelineStep,
@@ -236,7 +237,7 @@ export async function outboundPipeline(
     ];
     // No activity retry: a retry would write the run's folder again; the next run repeats the window instead.
     activities.push(
-      scriptActivity(name, NAMES.serverless, stepText(extractStep), [after('SetWindowName')], windowParams, 0, 'Query'),
+      scriptActivity(name, NAMES.serverless, stepText(extractStep), [after('RecordRunWindow')], windowParams, 0, 'Query'),
     );
     extractNames.push(name);
   }
@@ -260,6 +261,23 @@ export async function outboundPipeline(
     userProperties: [],
     typeProperties: { variableName: 'windowName', value: expr(value) },
   });
+  // The window's folder name in the run's row before the first CETAS: housekeeping finds the run folders of a run
+  // that died without its failure path by it (housekeeping-pipeline.ts).
+  const recordWindow = pipelineStep(steps, def.name, 'record-run-window', { kind: 'record-run-window' }, [
+    P.scriptRunId,
+    { name: 'window_name', expression: "@variables('windowName')", type: 'string', script: true },
+  ]);
+  const recordWindowActivity = scriptActivity(
+    'RecordRunWindow',
+    NAMES.sql,
+    stepText(recordWindow),
+    [after('SetWindowName')],
+    [
+      { name: 'run_id', type: 'String', value: expr('@pipeline().RunId'), direction: 'Input', size: 64 },
+      { name: 'window_name', type: 'String', value: expr(`@variables('windowName')`), direction: 'Input', size: 256 },
+    ],
+    2,
+  );
   // CSV: the completed timestamp folders of the window are listed first (direct children of the container, in the
   // storage's lexical order). None → the extracts are skipped (no empty output folder, no CETAS on a location a
   // previous run used); the cursor becomes the last folder actually processed (review defects 1 and 6).
@@ -284,6 +302,7 @@ export async function outboundPipeline(
         ),
         ifTrueActivities: [
           setWindowName(`@concat('delta.${view.extracts[0]!.table}-v', string(int(variables('windowEnd'))))`, []),
+          recordWindowActivity,
           ...extracts,
           setRows,
         ],
@@ -391,6 +410,7 @@ export async function outboundPipeline(
               `@replace(if(equals(length(${folders}), 1), first(${folders}), concat(first(${folders}), '_', last(${folders}))), ':', '.')`,
               [],
             ),
+            recordWindowActivity,
             ...extracts,
             setRows,
             {
@@ -426,6 +446,7 @@ export async function outboundPipeline(
     ),
     thresholdCheck(def),
     failRunActivity(steps, def.name),
+    ...unpublishOnFailure(def.name, view, settings.warehouseFileSystem, watermarkLookup(steps, def.name, source, '')),
   );
   const pipeline: SynapseArtifact = {
     kind: 'pipeline',
@@ -452,6 +473,107 @@ export async function outboundPipeline(
     },
   };
   return { pipeline, sql, dataverseTables: [] };
+}
+
+/**
+ * The failure path of an outbound run (review defect 6: CETAS writes in place, so a run that fails during or after
+ * a CETAS leaves what it wrote). FinishRun ends every success path, so it is Failed or Skipped when anything failed
+ * (the wiring of MarkRunFailed). Then, when the run named its window (it may have started a CETAS):
+ * - the cursor is read again: if FinishRun moved it (the statement committed, then the activity failed), the window
+ *   is published (manifest present, cursor advanced) and stays;
+ * - otherwise each run folder that exists is deleted with the Delete activity, one after the other, the manifests
+ *   first: the run stops being published before its data goes, so a cleanup that fails half-way leaves only
+ *   folders without a manifest (unpublished; housekeeping removes them after `staleRunHours`);
+ * - a Fail activity then fails the run, naming the window. By the documented pipeline status rule (the leaves,
+ *   a skipped leaf replaced by its parent) the run is Failed even when the cleanup succeeds: FailRun is a leaf that
+ *   failed. On success every activity here is Skipped and the leaf FailRun resolves, through them, to FinishRun.
+ * The next run reads the same cursor and writes the window again into its own run folder.
+ */
+function unpublishOnFailure(
+  pipeline: string,
+  view: OutboundView,
+  fileSystem: string,
+  watermark: Record<string, unknown>,
+): Record<string, unknown>[] {
+  const outputs = [...new Set(view.extracts.map((x) => x.output ?? x.table))];
+  const separate = view.sink.deletes === 'separate-file';
+  const runFolder = (root: string) => `concat('${root}/', variables('windowName'), '/', pipeline().RunId)`;
+  const folders = [
+    ...outputs.map((o) => runFolder(`_manifests/${o}`)),
+    ...(separate ? outputs.map((o) => runFolder(`${o}_deletes`)) : []),
+    ...outputs.map((o) => runFolder(o)),
+  ];
+  const folder = (folderPath: unknown) => ({
+    referenceName: NAMES.lakeParquet,
+    type: 'DatasetReference',
+    parameters: { fileSystem, folderPath },
+  });
+  const stored = (lookup: string) => `activity('${lookup}').output.firstRow.cursor_value`;
+  return [
+    {
+      ...watermark,
+      name: 'ReadCursorAfterFailure',
+      dependsOn: [{ activity: 'FinishRun', dependencyConditions: ['Failed', 'Skipped'] }],
+    },
+    {
+      name: 'RemoveUnpublishedOutput',
+      type: 'ForEach',
+      dependsOn: [after('ReadCursorAfterFailure', 'Completed')],
+      userProperties: [],
+      typeProperties: {
+        // No window name: the run failed before its first CETAS, there is nothing to remove.
+        items: expr(`@if(empty(variables('windowName')), json('[]'), createArray(${folders.join(', ')}))`),
+        isSequential: true,
+        activities: [
+          {
+            name: 'RunFolderExists',
+            type: 'GetMetadata',
+            dependsOn: [],
+            policy: policy('0.00:10:00', 2),
+            userProperties: [],
+            typeProperties: { dataset: folder(expr('@item()')), fieldList: ['exists'] },
+          },
+          {
+            name: 'IfRunFolderUnpublished',
+            type: 'IfCondition',
+            dependsOn: [after('RunFolderExists')],
+            userProperties: [],
+            typeProperties: {
+              expression: expr(
+                `@and(activity('RunFolderExists').output.exists, equals(${stored('ReadCursorAfterFailure')}, ${stored('LookupWatermark')}))`,
+              ),
+              ifTrueActivities: [
+                {
+                  name: 'DeleteRunFolder',
+                  type: 'Delete',
+                  dependsOn: [],
+                  policy: policy('0.00:30:00', 2),
+                  userProperties: [],
+                  typeProperties: {
+                    dataset: folder(expr('@item()')),
+                    enableLogging: false,
+                    storeSettings: { type: 'AzureBlobFSReadSettings', recursive: true },
+                  },
+                },
+              ],
+            },
+          },
+        ],
+      },
+    },
+    {
+      name: 'FailRun',
+      type: 'Fail',
+      dependsOn: [after('RemoveUnpublishedOutput', 'Completed')],
+      userProperties: [],
+      typeProperties: {
+        message: expr(
+          `@concat('Outbound run ', pipeline().RunId, ' of ${pipeline} failed', if(empty(variables('windowName')), ' before writing its window', concat(' writing window ', variables('windowName'))), ': the window is not published (no manifest; the run folders it wrote are removed) and the cursor did not move, so the next run writes the window again. See the failed activity of this run for the cause, fix it, then let the next tick run or run the pipeline again.')`,
+        ),
+        errorCode: '1',
+      },
+    },
+  ];
 }
 
 /** A custom extract's DuckDB query without its comment lines (the DuckDB rendering of the extract step). */
