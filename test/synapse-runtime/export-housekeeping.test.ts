@@ -206,7 +206,9 @@ describe('the exported housekeeping pipeline, run on the runtime', () => {
     for (const d of defs)
       assert.equal(real.has('pipeline', `pl_${d.name.replaceAll('-', '_')}_replay`), d.direction === 'inbound', d.name);
     const text = JSON.stringify(real.get('pipeline', HOUSEKEEPING_PIPELINE).properties);
-    assert.doesNotMatch(text, /"type":"Delete"/);
+    // No window folder is deleted by age; only unpublished run folders of runs that died (their own test below).
+    assert.doesNotMatch(text, /"name":"DeleteExpired_|"name":"DeleteWindowFolder_/);
+    assert.match(text, /"name":"DeleteUnpublishedRunFolder"/);
     assert.match(text, /keeps every warehouse folder/);
     assert.deepEqual(
       (real.get('trigger', HOUSEKEEPING_TRIGGER).properties.typeProperties as { recurrence: unknown }).recurrence,

@@ -3,9 +3,11 @@
  * pipelines with no run in progress, deletes state rows past their retention (resolved and superseded rejects,
  * finished runs nothing refers to) and, when `warehouseRetentionDays` is set, warehouse window folders older than
  * it (in `<output>/`, `<output>_deletes/` and `_manifests/<output>/`) — never the newest window of an output. What it drops is read from the SQL steps the export compiled, so a
- * staging table a pipeline creates is one housekeeping knows.
+ * staging table a pipeline creates is one housekeeping knows. It also deletes the unpublished run folders (no
+ * manifest) of outbound runs that did not succeed and started more than `staleRunHours` ago: runs killed before
+ * their failure path removed them (a run in progress is never touched).
  */
-import type { RecoveryStepPlan } from '../../dialects/recovery-steps.js';
+import type { OutboundRunFolders, RecoveryStepPlan } from '../../dialects/recovery-steps.js';
 import type {
   ConversionNames,
   KeymapTarget,
@@ -106,6 +108,29 @@ export function warehouseWindowRoots(steps: readonly SqlStep[]): Map<string, str
   return roots;
 }
 
+/** The run folders each outbound pipeline writes, per output (what `unpublished-run-folders` lists). */
+export function outboundRunFolders(steps: readonly SqlStep[]): OutboundRunFolders[] {
+  const roots = warehouseWindowRoots(steps);
+  const byPipeline = new Map<string, Set<string>>();
+  for (const step of steps) {
+    const plan = step.plan as SynapseStepPlan;
+    if (plan.kind !== 'extract') continue;
+    const pipeline = step.id.split(':')[0]!;
+    const outputs = byPipeline.get(pipeline) ?? new Set<string>();
+    outputs.add(plan.extract.output ?? plan.extract.table);
+    byPipeline.set(pipeline, outputs);
+  }
+  return [...byPipeline]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([pipeline, outputs]) => ({
+      pipeline,
+      outputs: [...outputs].sort().map((o) => {
+        const all = roots.get(o) ?? [o, `_manifests/${o}`];
+        return { roots: all.filter((r) => !r.startsWith('_manifests/')), manifestRoot: `_manifests/${o}` };
+      }),
+    }));
+}
+
 const param = (name: string, expression: string): StepParameter => ({ name, expression, type: 'string', script: true });
 const before = (add: string, amount: number, format: string) =>
   `@formatDateTime(${add}(utcNow(), -${amount}), '${format}')`;
@@ -179,6 +204,90 @@ export function housekeepingArtifacts(
       `rejects ${settings.rejectsRetentionDays} d, runs ${settings.runsRetentionDays} d`,
     ),
   });
+  const runFolders = outboundRunFolders(compiled);
+  if (runFolders.length > 0) {
+    // Run folders of outbound runs that died so hard their failure path never ran (outbound-pipeline.ts removes
+    // them otherwise): a run that did not succeed and started more than staleRunHours ago (so never a run still
+    // in progress); each of its folders goes unless the output's manifest of that run exists (published).
+    const unpublished = step(
+      'unpublished-run-folders',
+      { kind: 'unpublished-run-folders', pipelines: runFolders },
+      [param('stale_before', before('addHours', settings.staleRunHours, 'yyyy-MM-ddTHH:mm:ss'))],
+    );
+    const window = `runs that did not succeed, started over ${settings.staleRunHours} h ago`;
+    const folder = (folderPath: unknown) => ({
+      referenceName: NAMES.lakeParquet,
+      type: 'DatasetReference',
+      parameters: { fileSystem: settings.warehouseFileSystem, folderPath },
+    });
+    activities.push(
+      {
+        ...scriptActivity(
+          'ListUnpublishedRunFolders',
+          NAMES.sql,
+          stepText(unpublished),
+          [],
+          scriptParams(unpublished),
+          2,
+          'Query',
+        ),
+        userProperties: label('warehouse run folders', window),
+      },
+      {
+        name: 'DeleteUnpublishedRunFolders',
+        type: 'ForEach',
+        dependsOn: [after('ListUnpublishedRunFolders')],
+        userProperties: label('warehouse run folders', window),
+        typeProperties: {
+          items: expr(`@activity('ListUnpublishedRunFolders').output.resultSets[0].rows`),
+          isSequential: true,
+          activities: [
+            {
+              name: 'RunManifestExists',
+              type: 'GetMetadata',
+              dependsOn: [],
+              policy: policy('0.00:10:00', 2),
+              userProperties: label('warehouse run folders', window),
+              typeProperties: { dataset: folder(expr('@item().manifest')), fieldList: ['exists'] },
+            },
+            {
+              name: 'RunFolderExists',
+              type: 'GetMetadata',
+              dependsOn: [],
+              policy: policy('0.00:10:00', 2),
+              userProperties: label('warehouse run folders', window),
+              typeProperties: { dataset: folder(expr('@item().folder')), fieldList: ['exists'] },
+            },
+            {
+              name: 'IfRunFolderUnpublished',
+              type: 'IfCondition',
+              dependsOn: [after('RunManifestExists'), after('RunFolderExists')],
+              userProperties: label('warehouse run folders', window),
+              typeProperties: {
+                expression: expr(
+                  `@and(activity('RunFolderExists').output.exists, not(activity('RunManifestExists').output.exists))`,
+                ),
+                ifTrueActivities: [
+                  {
+                    name: 'DeleteUnpublishedRunFolder',
+                    type: 'Delete',
+                    dependsOn: [],
+                    policy: policy('0.01:00:00', 2),
+                    userProperties: label('warehouse run folders', window),
+                    typeProperties: {
+                      dataset: folder(expr('@item().folder')),
+                      enableLogging: false,
+                      storeSettings: { type: 'AzureBlobFSReadSettings', recursive: true },
+                    },
+                  },
+                ],
+              },
+            },
+          ],
+        },
+      },
+    );
+  }
   if (settings.warehouseRetentionDays > 0) {
     const cutoff = `formatDateTime(addDays(utcNow(), -${settings.warehouseRetentionDays}), 'yyyy-MM-dd')`;
     // A window folder is named by its window's end (or `<first>_<last>` folder times): its date is the last part.
@@ -264,7 +373,7 @@ export function housekeepingArtifacts(
     kind: 'pipeline',
     name: HOUSEKEEPING_PIPELINE,
     properties: {
-      description: `Daily housekeeping: drops staging tables of pipelines with no run in progress; deletes resolved and superseded rejects older than ${settings.rejectsRetentionDays} days and finished runs older than ${settings.runsRetentionDays} days that no open reject or cursor names (open rejects are never deleted); ${settings.warehouseRetentionDays > 0 ? `deletes warehouse window folders older than ${settings.warehouseRetentionDays} days (data, deletes and run manifests), never the newest window of an output` : 'keeps every warehouse folder (warehouseRetentionDays is 0)'}. Generated by ferry export synapse.`,
+      description: `Daily housekeeping: drops staging tables of pipelines with no run in progress; deletes resolved and superseded rejects older than ${settings.rejectsRetentionDays} days and finished runs older than ${settings.runsRetentionDays} days that no open reject or cursor names (open rejects are never deleted); deletes the run folders without a manifest of outbound runs that did not succeed and started over ${settings.staleRunHours} hours ago; ${settings.warehouseRetentionDays > 0 ? `deletes warehouse window folders older than ${settings.warehouseRetentionDays} days (data, deletes and run manifests), never the newest window of an output` : 'keeps every warehouse folder (warehouseRetentionDays is 0)'}. Generated by ferry export synapse.`,
       annotations: [ANNOTATION, 'ferry:housekeeping'],
       folder: { name: 'ferry/housekeeping' },
       concurrency: 1,
