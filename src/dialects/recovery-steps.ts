@@ -74,10 +74,10 @@ export type RecoveryStepPlan =
   | { readonly kind: 'record-run-window' }
   /**
    * The run folders of outbound runs that did not succeed and started before `stale_before` (a run still in
-   * progress is never named): one row per folder that run may have written, `folder` (`<root>/<window>/<run id>`)
-   * and `manifest` (the run's manifest folder of that output, `_manifests/<output>/<window>/<run id>`), ordered
-   * by run and folder. Housekeeping deletes a folder whose manifest does not exist. Parameter (script):
-   * stale_before (UTC text).
+   * progress is never named): one row per folder that run may have written, `folder` (`<root>/<window>/<run id>`,
+   * the manifest folder included) and `manifest` (the run's manifest folder of that output,
+   * `_manifests/<output>/<window>/<run id>`), ordered by run and folder. Housekeeping deletes a folder when that
+   * manifest folder holds no file. Parameter (script): stale_before (UTC text).
    */
   | { readonly kind: 'unpublished-run-folders'; readonly pipelines: readonly OutboundRunFolders[] };
 
@@ -85,7 +85,7 @@ export type RecoveryStepPlan =
 export interface OutboundRunFolders {
   readonly pipeline: string;
   readonly outputs: readonly {
-    /** The output's data root (`<output>`) and its deletes root (`<output>_deletes`) when it has one. */
+    /** The output's data root (`<output>`), its deletes root (`<output>_deletes`) when it has one, its manifest root. */
     readonly roots: readonly string[];
     /** The output's manifest root (`_manifests/<output>`). */
     readonly manifestRoot: string;

@@ -126,7 +126,7 @@ export function outboundRunFolders(steps: readonly SqlStep[]): OutboundRunFolder
       pipeline,
       outputs: [...outputs].sort().map((o) => {
         const all = roots.get(o) ?? [o, `_manifests/${o}`];
-        return { roots: all.filter((r) => !r.startsWith('_manifests/')), manifestRoot: `_manifests/${o}` };
+        return { roots: all, manifestRoot: `_manifests/${o}` };
       }),
     }));
 }
@@ -208,12 +208,11 @@ export function housekeepingArtifacts(
   if (runFolders.length > 0) {
     // Run folders of outbound runs that died so hard their failure path never ran (outbound-pipeline.ts removes
     // them otherwise): a run that did not succeed and started more than staleRunHours ago (so never a run still
-    // in progress); each of its folders goes unless the output's manifest of that run exists (published).
-    const unpublished = step(
-      'unpublished-run-folders',
-      { kind: 'unpublished-run-folders', pipelines: runFolders },
-      [param('stale_before', before('addHours', settings.staleRunHours, 'yyyy-MM-ddTHH:mm:ss'))],
-    );
+    // in progress); each of its folders goes (data, deletes, an empty manifest folder a failed CETAS may leave)
+    // unless the output's manifest of that run holds its file (published).
+    const unpublished = step('unpublished-run-folders', { kind: 'unpublished-run-folders', pipelines: runFolders }, [
+      param('stale_before', before('addHours', settings.staleRunHours, 'yyyy-MM-ddTHH:mm:ss')),
+    ]);
     const window = `runs that did not succeed, started over ${settings.staleRunHours} h ago`;
     const folder = (folderPath: unknown) => ({
       referenceName: NAMES.lakeParquet,
@@ -248,7 +247,7 @@ export function housekeepingArtifacts(
               dependsOn: [],
               policy: policy('0.00:10:00', 2),
               userProperties: label('warehouse run folders', window),
-              typeProperties: { dataset: folder(expr('@item().manifest')), fieldList: ['exists'] },
+              typeProperties: { dataset: folder(expr('@item().manifest')), fieldList: ['exists', 'childItems'] },
             },
             {
               name: 'RunFolderExists',
@@ -265,7 +264,7 @@ export function housekeepingArtifacts(
               userProperties: label('warehouse run folders', window),
               typeProperties: {
                 expression: expr(
-                  `@and(activity('RunFolderExists').output.exists, not(activity('RunManifestExists').output.exists))`,
+                  `@and(activity('RunFolderExists').output.exists, empty(coalesce(activity('RunManifestExists').output?.childItems, json('[]'))))`,
                 ),
                 ifTrueActivities: [
                   {

@@ -11,8 +11,8 @@ import {
   type ExportOptions,
   expr,
   failRunActivity,
-  P,
   finishRunStep,
+  P,
   type PipelineOut,
   pipelineStep,
   policy,
@@ -237,7 +237,15 @@ export async function outboundPipeline(
     ];
     // No activity retry: a retry would write the run's folder again; the next run repeats the window instead.
     activities.push(
-      scriptActivity(name, NAMES.serverless, stepText(extractStep), [after('RecordRunWindow')], windowParams, 0, 'Query'),
+      scriptActivity(
+        name,
+        NAMES.serverless,
+        stepText(extractStep),
+        [after('RecordRunWindow')],
+        windowParams,
+        0,
+        'Query',
+      ),
     );
     extractNames.push(name);
   }
