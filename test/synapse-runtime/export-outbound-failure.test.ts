@@ -272,7 +272,15 @@ describe('a failed outbound run leaves no partial output (review defect 6)', () 
       `contact/${WINDOW}/${run.runId}`,
       `contact_deletes/${WINDOW}/${run.runId}`,
     ]);
-    assert.ok(!run.activityRuns.some((a) => a.activityName === 'DeleteRunFolder'), describeRun(run));
+    // The failure path ran, found the cursor moved and deleted nothing; the run still fails, saying so.
+    const status = (name: string) => run.activityRuns.filter((a) => a.activityName === name).map((a) => a.status);
+    assert.deepEqual(status('RemoveUnpublishedOutput'), ['Succeeded'], describeRun(run));
+    assert.deepEqual(status('DeleteRunFolder'), [], describeRun(run));
+    assert.deepEqual(status('FailRun'), ['Failed'], describeRun(run));
+    assert.match(
+      run.activityRuns.find((a) => a.activityName === 'FailRun')!.error!.message,
+      /unless FinishRun saved the cursor before it failed/,
+    );
     // The next run has nothing new: the window is published once.
     const next = await box.rt.runPipeline(CONTACTS.pipeline, { mode: 'manual' });
     assert.equal(next.status, 'Succeeded', describeRun(next));

@@ -576,7 +576,7 @@ function unpublishOnFailure(
       userProperties: [],
       typeProperties: {
         message: expr(
-          `@concat('Outbound run ', pipeline().RunId, ' of ${pipeline} failed', if(empty(variables('windowName')), ' before writing its window', concat(' writing window ', variables('windowName'))), ': the window is not published (no manifest; the run folders it wrote are removed) and the cursor did not move, so the next run writes the window again. See the failed activity of this run for the cause, fix it, then let the next tick run or run the pipeline again.')`,
+          `@concat('Outbound run ', pipeline().RunId, ' of ${pipeline} failed', if(empty(variables('windowName')), ' before writing its window', concat(' writing window ', variables('windowName'))), ': its output is not published (its run folders without a manifest are removed, now or by housekeeping) and the cursor did not move, so the next run writes the window again; unless FinishRun saved the cursor before it failed, when the window is published as written. See the failed activity of this run for the cause, fix it, then let the next tick run or run the pipeline again.')`,
         ),
         errorCode: '1',
       },
