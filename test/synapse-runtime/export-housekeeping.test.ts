@@ -209,7 +209,7 @@ describe('the exported housekeeping pipeline, run on the runtime', () => {
     // No window folder is deleted by age; only unpublished run folders of runs that died (their own test below).
     assert.doesNotMatch(text, /"name":"DeleteExpired_|"name":"DeleteWindowFolder_/);
     assert.match(text, /"name":"DeleteUnpublishedRunFolder"/);
-    assert.match(text, /keeps every warehouse folder/);
+    assert.match(text, /keeps every published warehouse window/);
     assert.deepEqual(
       (real.get('trigger', HOUSEKEEPING_TRIGGER).properties.typeProperties as { recurrence: unknown }).recurrence,
       {
