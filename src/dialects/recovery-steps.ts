@@ -79,7 +79,20 @@ export type RecoveryStepPlan =
    * `_manifests/<output>/<window>/<run id>`), ordered by run and folder. Housekeeping deletes a folder when that
    * manifest folder holds no file. Parameter (script): stale_before (UTC text).
    */
-  | { readonly kind: 'unpublished-run-folders'; readonly pipelines: readonly OutboundRunFolders[] };
+  | { readonly kind: 'unpublished-run-folders'; readonly pipelines: readonly OutboundRunFolders[] }
+  /**
+   * An outbound run failed: drops the external tables its extracts' CETAS created and did not drop (serverless SQL:
+   * names only, the files stay — the failure path deletes them), so failed runs leave no names behind. Each
+   * output's tables are `ferry_out.<output>[_deletes|_manifest]_<run id without dashes>`; those that do not exist
+   * are skipped. Parameter (script): run_id.
+   */
+  | { readonly kind: 'drop-run-tables'; readonly outputs: readonly RunTables[] };
+
+/** The external tables one output's extract creates (its data, deletes with `separate-file`, manifest). */
+export interface RunTables {
+  readonly output: string;
+  readonly separateDeletes: boolean;
+}
 
 /** The warehouse folders an outbound pipeline's runs write, per output. */
 export interface OutboundRunFolders {
@@ -104,6 +117,7 @@ export const RECOVERY_STEP_KINDS = [
   'expire-state',
   'record-run-window',
   'unpublished-run-folders',
+  'drop-run-tables',
 ] as const satisfies readonly RecoveryStepPlan['kind'][];
 
 export function isRecoveryStep(plan: { readonly kind: string }): plan is RecoveryStepPlan {

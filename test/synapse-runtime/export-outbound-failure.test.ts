@@ -3,7 +3,7 @@
  * (`synapse/`) run on the runtime over the Synapse Link CSV fixture with one SQL statement failed by the engine —
  * the deletes CETAS, the manifest CETAS, the cursor save in FinishRun — and then without failure:
  * - the failed run is Failed (its Fail activity names the window), its run folders are gone (data, deletes,
- *   manifest: the removal on its failure path), the cursor did not move;
+ *   manifest: the removal on its failure path), so are its extract tables, the cursor did not move;
  * - the next run publishes the window exactly once (one run folder, one manifest) with the rows the local runner
  *   writes for it;
  * - FinishRun failing after it saved the cursor leaves the window published (manifest and cursor agree);
@@ -231,6 +231,11 @@ describe('a failed outbound run leaves no partial output (review defect 6)', () 
     assert.deepEqual(box.leftovers(c, failed.runId), [], 'no folder of the failed run remains');
     assert.deepEqual(parquetFiles(box.warehouse), [], 'no file of the failed run remains');
     assert.equal(await box.status(failed.runId), 'failed');
+    // The DuckDB stand-in of the CETAS external tables (the extract's temporary result) is dropped too.
+    assert.deepEqual(
+      await box.sql(`SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, '__extract_')`),
+      [],
+    );
     assert.equal(await box.cursor(c), undefined, 'the cursor did not move');
     const next = await box.rt.runPipeline(c.pipeline, { mode: 'manual' });
     assert.equal(next.status, 'Succeeded', describeRun(next));

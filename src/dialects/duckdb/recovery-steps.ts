@@ -120,6 +120,10 @@ export function duckdbRecoverySteps(step: SqlStep<RecoveryStepPlan>): string[] {
           : `SELECT CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS VARCHAR) AS folder, CAST(NULL AS VARCHAR) AS manifest WHERE false`,
       ];
     }
+    case 'drop-run-tables':
+      // The extract's DuckDB rendering (extract.ts) holds its result in a temporary table per output, in place of
+      // the external tables; a failed run leaves it behind.
+      return plan.outputs.map((o) => `DROP TABLE IF EXISTS ${duckIdent(`__extract_${o.output}`)}`);
     case 'expire-state': {
       const rejects = `FROM ${state('rejects')} WHERE status <> 'open' AND created_at < $rejects_before`;
       const runs = `FROM ${state('runs')} WHERE status <> 'running' AND started_at < $runs_before AND id NOT IN (SELECT run_id FROM ${state('rejects')} WHERE status = 'open') AND id NOT IN (SELECT run_id FROM ${state('cursors')})`;

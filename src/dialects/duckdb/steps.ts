@@ -90,6 +90,7 @@ function renderDuck(step: SqlStep<SynapseStepPlan>): string[] {
     case 'expire-state':
     case 'record-run-window':
     case 'unpublished-run-folders':
+    case 'drop-run-tables':
       return duckdbRecoverySteps({ ...step, plan });
     // State columns of new records.
     case 'state-sink-query':

@@ -127,6 +127,19 @@ export function tsqlRecoverySteps(step: SqlStep<RecoveryStepPlan>): string[] {
           : `SELECT CAST(NULL AS NVARCHAR(100)) AS [run_id], CAST(NULL AS NVARCHAR(400)) AS [folder], CAST(NULL AS NVARCHAR(400)) AS [manifest] WHERE 1 = 0`,
       ];
     }
+    case 'drop-run-tables': {
+      // The names compileExtract (extract.ts) gives the CETAS of each output.
+      const names = plan.outputs.flatMap((o) =>
+        [o.output, ...(o.separateDeletes ? [`${o.output}_deletes`] : []), `${o.output}_manifest`].map(
+          (n) => `CONCAT(${L(`${n}_`)}, @tag)`,
+        ),
+      );
+      return [
+        `DECLARE @tag NVARCHAR(64) = REPLACE(@run_id, N'-', N'')`,
+        `DECLARE @drop NVARCHAR(MAX) = COALESCE((SELECT STRING_AGG(CAST(CONCAT(N'DROP EXTERNAL TABLE [ferry_out].', QUOTENAME(t.[name])) AS NVARCHAR(MAX)), N'; ') FROM sys.external_tables AS t WHERE t.[schema_id] = SCHEMA_ID(N'ferry_out') AND t.[name] IN (${names.join(', ')})), N'')`,
+        'EXEC(@drop)',
+      ];
+    }
     case 'expire-state': {
       const rejects = `FROM ${state('rejects')} WHERE [status] <> N'open' AND [created_at] < @rejects_before`;
       const runs = `FROM ${state('runs')} WHERE [status] <> N'running' AND [started_at] < @runs_before AND [id] NOT IN (SELECT [run_id] FROM ${state('rejects')} WHERE [status] = N'open') AND [id] NOT IN (SELECT [run_id] FROM ${state('cursors')})`;

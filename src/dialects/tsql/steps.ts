@@ -112,6 +112,7 @@ function renderTsql(step: SqlStep<SynapseStepPlan>): string[] {
     case 'expire-state':
     case 'record-run-window':
     case 'unpublished-run-folders':
+    case 'drop-run-tables':
       return tsqlRecoverySteps({ ...step, plan });
     // State columns of new records.
     case 'state-sink-query':

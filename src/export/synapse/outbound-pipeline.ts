@@ -2,7 +2,7 @@
 import { FerryError } from '../../core/errors.js';
 import type { PipelineDefinition } from '../../core/pipeline.js';
 import { loadMetadata } from '../../core/table-metadata.js';
-import type { StepRegistry } from '../../dialects/sql-steps.js';
+import type { SqlStep, StepRegistry } from '../../dialects/sql-steps.js';
 import {
   ANNOTATION,
   after,
@@ -454,7 +454,25 @@ export async function outboundPipeline(
     ),
     thresholdCheck(def),
     failRunActivity(steps, def.name),
-    ...unpublishOnFailure(def.name, view, settings.warehouseFileSystem, watermarkLookup(steps, def.name, source, '')),
+    ...unpublishOnFailure(
+      def.name,
+      view,
+      settings.warehouseFileSystem,
+      watermarkLookup(steps, def.name, source, ''),
+      pipelineStep(
+        steps,
+        def.name,
+        'drop-run-tables',
+        {
+          kind: 'drop-run-tables',
+          outputs: [...new Set(view.extracts.map((x) => x.output ?? x.table))].map((output) => ({
+            output,
+            separateDeletes: view.sink.deletes === 'separate-file',
+          })),
+        },
+        [P.scriptRunId],
+      ),
+    ),
   );
   const pipeline: SynapseArtifact = {
     kind: 'pipeline',
@@ -492,6 +510,7 @@ export async function outboundPipeline(
  * - otherwise each run folder that exists is deleted with the Delete activity, one after the other, the manifests
  *   first: the run stops being published before its data goes, so a cleanup that fails half-way leaves only
  *   folders without a manifest (unpublished; housekeeping removes them after `staleRunHours`);
+ * - beside it, the external tables of the run's CETAS that the failed extract did not drop are dropped (names only);
  * - a Fail activity then fails the run, naming the window. By the documented pipeline status rule (the leaves,
  *   a skipped leaf replaced by its parent) the run is Failed even when the cleanup succeeds: FailRun is a leaf that
  *   failed. On success every activity here is Skipped and the leaf FailRun resolves, through them, to FinishRun.
@@ -502,6 +521,7 @@ function unpublishOnFailure(
   view: OutboundView,
   fileSystem: string,
   watermark: Record<string, unknown>,
+  dropTables: SqlStep,
 ): Record<string, unknown>[] {
   const outputs = [...new Set(view.extracts.map((x) => x.output ?? x.table))];
   const separate = view.sink.deletes === 'separate-file';
@@ -570,9 +590,21 @@ function unpublishOnFailure(
       },
     },
     {
+      // The external tables of the run's CETAS that the failed extract did not drop (names only; the files are
+      // RemoveUnpublishedOutput's). Nothing to drop when the run failed before its first CETAS.
+      ...scriptActivity(
+        'DropRunExternalTables',
+        NAMES.serverless,
+        stepText(dropTables),
+        [{ activity: 'FinishRun', dependencyConditions: ['Failed', 'Skipped'] }],
+        [{ name: 'run_id', type: 'String', value: expr('@pipeline().RunId'), direction: 'Input', size: 64 }],
+        2,
+      ),
+    },
+    {
       name: 'FailRun',
       type: 'Fail',
-      dependsOn: [after('RemoveUnpublishedOutput', 'Completed')],
+      dependsOn: [after('RemoveUnpublishedOutput', 'Completed'), after('DropRunExternalTables', 'Completed')],
       userProperties: [],
       typeProperties: {
         message: expr(
