@@ -328,6 +328,16 @@ describe('SQL steps: every step of the export has a DuckDB rendering that runs',
         await run(db, steps.get('setup:ferry-state')!);
         await run(db, steps.get(`${pipeline}:begin-run`)!);
         await run(db, steps.get(`${pipeline}:read-cursor`)!);
+        // The run's window name, recorded before the first CETAS (housekeeping finds a dead run's folders by it).
+        await run(db, steps.get(`${pipeline}:record-run-window`)!);
+        const [recorded] = await db.all<{ window_json: string }>(
+          `SELECT window_json FROM ferry.runs WHERE id = 'run-${pipeline}'`,
+        );
+        assert.deepEqual(JSON.parse(recorded!.window_json), {
+          windowStart: '',
+          windowEnd: '2026-11-20T10.00.00Z',
+          windowName: '2026-11-20T09.00.00Z_2026-11-20T09.15.00Z',
+        });
         // Label tables a custom extract joins (typed as the local reader types them).
         await db.run(
           `CREATE TABLE "OptionsetMetadata" ("EntityName" VARCHAR, "OptionSetName" VARCHAR, "Option" BIGINT, "IsUserLocalizedLabel" BOOLEAN, "LocalizedLabelLanguageCode" BIGINT, "LocalizedLabel" VARCHAR)`,
@@ -392,6 +402,15 @@ describe('SQL steps: every step of the export has a DuckDB rendering that runs',
         const [finish] = await run(db, steps.get(`${pipeline}:finish-run`)!);
         assert.equal(Number(finish!.written), 1);
         await run(db, steps.get(`${pipeline}:mark-failed`)!);
+        // A failed run's extract result tables (the stand-in of its CETAS external tables; the refused rerun above
+        // left them) are dropped.
+        const outputs = ids.filter((x) => x.includes(':extract:')).map((x) => x.split(':').at(-1)!);
+        for (const o of outputs) await db.run(`CREATE OR REPLACE TEMP TABLE "__extract_${o}" AS SELECT 1 AS x`);
+        await run(db, steps.get(`${pipeline}:drop-run-tables`)!);
+        assert.deepEqual(
+          await db.all(`SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, '__extract_')`),
+          [],
+        );
       } finally {
         await db.close();
       }
@@ -400,11 +419,12 @@ describe('SQL steps: every step of the export has a DuckDB rendering that runs',
 
   test('every step of the export is run by one of the tests above', () => {
     const covered =
-      /^(setup:ferry-state|[a-z-]+-(inbound|outbound):(begin-run|read-cursor|truncate-keymap:\w+|keymap-since:\w+|convert|sink-query|save-versions|resolve-deferred|deferred-sink-query|state-sink-query|reject-message-only-states|select-new-files|record-processed-files|finish-run|mark-failed|extract:\w+))$/;
+      /^(setup:ferry-state|[a-z-]+-(inbound|outbound):(begin-run|read-cursor|truncate-keymap:\w+|keymap-since:\w+|convert|sink-query|save-versions|resolve-deferred|deferred-sink-query|state-sink-query|reject-message-only-states|select-new-files|record-processed-files|finish-run|mark-failed|extract:\w+|record-run-window|drop-run-tables))$/;
     // The replay and housekeeping steps run in the runtime tests of their pipelines
-    // (test/synapse-runtime/export-replay.test.ts, export-housekeeping.test.ts; the replay's state copy there too).
+    // (test/synapse-runtime/export-replay.test.ts, export-housekeeping.test.ts; the replay's state copy there too;
+    // the unpublished run folders in export-outbound-failure.test.ts).
     const recovery =
-      /^([a-z-]+-inbound:replay-(pending|begin|convert|sink-query|state-sink-query|save-versions|finish|failed|truncate-keymap:\w+)|housekeeping:(staging-in-use|expire-state|drop-staging:\w+))$/;
+      /^([a-z-]+-inbound:replay-(pending|begin|convert|sink-query|state-sink-query|save-versions|finish|failed|truncate-keymap:\w+)|housekeeping:(staging-in-use|expire-state|drop-staging:\w+|unpublished-run-folders))$/;
     // Multi-select columns, written by Web activities: test/dialects/multiselect-steps.test.ts.
     const multiSelect = /^[a-z-]+-inbound:(replay-)?multiselect-chunks?(-omit)?$/;
     for (const id of steps.ids())
