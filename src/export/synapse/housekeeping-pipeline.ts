@@ -124,10 +124,9 @@ export function outboundRunFolders(steps: readonly SqlStep[]): OutboundRunFolder
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([pipeline, outputs]) => ({
       pipeline,
-      outputs: [...outputs].sort().map((o) => {
-        const all = roots.get(o) ?? [o, `_manifests/${o}`];
-        return { roots: all, manifestRoot: `_manifests/${o}` };
-      }),
+      outputs: [...outputs]
+        .sort()
+        .map((o) => ({ roots: roots.get(o) ?? [o, `_manifests/${o}`], manifestRoot: `_manifests/${o}` })),
     }));
 }
 
