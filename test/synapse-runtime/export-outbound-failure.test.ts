@@ -290,6 +290,17 @@ describe('a failed outbound run leaves no partial output (review defect 6)', () 
     const next = await box.rt.runPipeline(CONTACTS.pipeline, { mode: 'manual' });
     assert.equal(next.status, 'Succeeded', describeRun(next));
     await box.assertPublishedOnceAsLocal(CONTACTS);
+    // Housekeeping, a day later, leaves it: the run is `failed`, but its manifest holds its file.
+    assert.equal(await box.status(run.runId), 'failed');
+    await box.sql(`UPDATE ferry.runs SET started_at = '2025-12-30T00:00:00.000000' WHERE id = '${run.runId}'`);
+    const files = parquetFiles(box.warehouse);
+    const housekeeping = await box.rt.runPipeline('pl_ferry_housekeeping', {});
+    assert.equal(housekeeping.status, 'Succeeded', describeRun(housekeeping));
+    assert.ok(
+      housekeeping.activityRuns.some((a) => a.activityName === 'IfRunFolderUnpublished'),
+      `housekeeping looked at the failed run's folders\n${describeRun(housekeeping)}`,
+    );
+    assert.deepEqual(parquetFiles(box.warehouse), files);
   });
 
   it('a run that died before its failure path ran: housekeeping removes its folders after staleRunHours, not before', async () => {
