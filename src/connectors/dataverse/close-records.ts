@@ -1,3 +1,4 @@
+import { CLOSE_MESSAGES, closeSubjectPrefix } from '../../core/close-messages.js';
 import { FerryError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { RejectRecord } from '../../core/rejects.js';
@@ -6,25 +7,7 @@ import type { DataverseClient } from './dataverse-client.js';
 import { parseServiceError, rejectReasonFor } from './dataverse-errors.js';
 import { keyFilter, keySegment, parseKeyPredicate } from './odata-key.js';
 
-/**
- * Closed states Dataverse reaches only through a message: an update that sets opportunity `statecode` to Won or Lost
- * is refused (CannotUseOpportunitySetStateMessage, 0x80100005); `WinOpportunity` / `LoseOpportunity` close it with
- * an `opportunityclose` activity (https://learn.microsoft.com/power-apps/developer/data-platform/webapi/reference/winopportunity,
- * https://learn.microsoft.com/power-apps/developer/data-platform/webapi/reference/loseopportunity).
- * Other tables with message-only states (incident, quote, salesorder, invoice) are not handled: see the README.
- */
-export const CLOSE_MESSAGES: Readonly<
-  Record<
-    string,
-    { readonly actions: Readonly<Record<number, string>>; readonly activity: string; readonly parameter: string }
-  >
-> = {
-  opportunity: {
-    actions: { 1: 'WinOpportunity', 2: 'LoseOpportunity' },
-    activity: 'opportunityclose',
-    parameter: 'OpportunityClose',
-  },
-};
+// The close messages per table (`CLOSE_MESSAGES`) live in core: the Synapse export sends the same ones.
 
 /** A row upserted open that is to be closed afterwards. */
 export interface PendingClose {
@@ -141,7 +124,7 @@ async function closeOne(
   const request = {
     [rule.parameter]: {
       '@odata.type': `Microsoft.Dynamics.CRM.${rule.activity}`,
-      subject: `${action === 'WinOpportunity' ? 'Won' : 'Lost'}: ${close.row.key}`,
+      subject: `${closeSubjectPrefix(action)}${close.row.key}`,
       [`${table.primaryId}@odata.bind`]: `/${table.entitySet}(${id})`,
     },
     Status: status ?? -1,

@@ -1,6 +1,6 @@
 /** Compiles an inbound pipeline: lake Parquet → Azure SQL staging → conversion → Dataverse Copy (upsert by alternate key). */
 
-import { CLOSE_MESSAGES } from '../../connectors/dataverse/close-records.js';
+import { CLOSE_MESSAGES } from '../../core/close-messages.js';
 import { FerryError } from '../../core/errors.js';
 import type { ColumnPlan, ConversionPlan } from '../../core/mapping.js';
 import type { PipelineDefinition } from '../../core/pipeline.js';

@@ -1,11 +1,7 @@
 import { BulkWriter, type BulkWriterOptions, type WriteRow } from '../../connectors/dataverse/bulk-writer.js';
-import {
-  CLOSE_MESSAGES,
-  closeRecords,
-  type PendingClose,
-  splitClose,
-} from '../../connectors/dataverse/close-records.js';
+import { closeRecords, type PendingClose, splitClose } from '../../connectors/dataverse/close-records.js';
 import { DataverseClient } from '../../connectors/dataverse/dataverse-client.js';
+import { CLOSE_MESSAGES } from '../../core/close-messages.js';
 import { FerryError } from '../../core/errors.js';
 import type { StageContext, StageImpl } from '../../core/stage.js';
 import type { DataverseTarget } from '../../core/stage-handoff.js';
