@@ -676,31 +676,23 @@ WHERE c.__outcome = 'reject' ORDER BY c.__row_id`,
   /**
    * A new record cannot be created in a non-default state (Dataverse refuses the statuscode, 0x80040203), so the
    * export's first copies leave `statecode`/`statuscode` out and a second copy sets them once the records exist, as
-   * the local writer does in a second request. `sinkQuery`: key and state columns of the rows with a state column
-   * set, except the `messageOnlyStates` (opportunity Won/Lost: only a message closes it). `reject`: those rows, as
-   * rejects of this run with `message`.
+   * the local writer does in a second request. The sink query: key and state columns of the rows with a state column
+   * set, except the `messageOnlyStates` (opportunity Won/Lost: only a message closes it; the `close-messages` step
+   * lists those rows for the Web activities that send it).
    */
   compileStateColumns(
     conversion: SynapseConversion,
     messageOnlyStates: readonly number[],
-    message: string,
-  ): { readonly sinkQuery: string; readonly reject: string[] } {
+  ): { readonly sinkQuery: string } {
     const { plan, names } = conversion;
-    const d = this.dialect;
     const q = (n: string) => this.q(n);
     const state = STATE_SINK_COLUMNS.filter((c) => plan.columns.some((p) => p.inPayload && p.attribute === c));
     if (state.length === 0) throw new Error(`Conversion of \`${plan.table}\` writes no state column.`);
     const sink = this.table(names.sink);
-    const work = this.table(names.work);
     const closing = `${q('statecode')} IN (${messageOnlyStates.map((n) => String(Math.trunc(n))).join(', ')})`;
     const closes = messageOnlyStates.length > 0 && state.includes('statecode');
     return {
       sinkQuery: `SELECT ${[...plan.key.map((k) => k.attribute), ...state].map(q).join(', ')} FROM ${sink} WHERE (${state.map((c) => `${q(c)} IS NOT NULL`).join(' OR ')})${closes ? ` AND (${q('statecode')} IS NULL OR NOT (${closing}))` : ''}`,
-      reject: closes
-        ? [
-            `INSERT INTO ${this.table(names.rejects)} ${this.rejectColumns()} SELECT ${d.param('run_id')}, ${d.param('pipeline')}, ${d.literal('upsert-dataverse')}, ${d.literal('synapse.close_message_unsupported')}, ${d.literal(message)}, w.${q('__key')}, w.${q('__source_file')}, w.${q('__row_number')}, ${d.rowJson('r')}, ${d.nowText} FROM ${sink} AS s INNER JOIN ${work} AS w ON w.${q('__row_id')} = s.${q('__row_id')} INNER JOIN ${this.table(names.rows)} AS r ON r.${q('__row_id')} = s.${q('__row_id')} WHERE s.${closing}`,
-          ]
-        : [],
     };
   }
 

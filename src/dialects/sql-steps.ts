@@ -367,16 +367,27 @@ export type SynapseStepPlan =
       readonly conversion: SynapseConversion;
       readonly messageOnlyStates: readonly number[];
     }
+  // Won/lost: close messages after the rows are written.
   /**
-   * Rejects (`synapse.close_message_unsupported`, stage upsert-dataverse) the rows whose `statecode` is one of
-   * `messageOnlyStates` (opportunity Won/Lost): the copy writes them without their state. Parameters: run_id,
-   * pipeline (script).
+   * The steps that close the rows whose `statecode` only a message reaches (`close.states`), after the copies wrote
+   * them open (`close-steps.ts` builds them for every dialect):
+   * - `list`: empties the close-state table and lists at most `close.limit` such rows (`row_id`, `key_filter`: the
+   *   OData `$filter` on the alternate key), rejecting the rest (`synapse.close_limit`) for a later window;
+   * - `record-state`: records one row's record id, `statecode` and `statuscode` as read from Dataverse
+   *   (parameters row_id, record_id, statecode, statuscode);
+   * - `reopens`: the rows closed the other way (`row_id`, `body` of the UpdateMultiple that sets `statecode` 0);
+   * - `sends`: the rows not yet in the wanted state and status and not refused in this run (`row_id`, `action`,
+   *   `body` of the message with its activity and `Status`: the row's, else the state's default, else -1);
+   * - `refusal`: rejects one row the service refused (stage upsert-dataverse; reason `dataverse.<code>` from the
+   *   service's error in the failed Web activity's message, else `dataverse.http_<status>`, else
+   *   `synapse.close_refused`), as the local writer rejects it (parameters row_id, error).
+   * Each phase declares the parameters it uses (run_id, pipeline where it writes or reads this run's rejects).
    */
   | {
-      readonly kind: 'reject-message-only-states';
+      readonly kind: 'close-messages';
+      readonly phase: 'list' | 'record-state' | 'reopens' | 'sends' | 'refusal';
       readonly conversion: SynapseConversion;
-      readonly messageOnlyStates: readonly number[];
-      readonly message: string;
+      readonly close: CloseMessagePlan;
     }
   // Multi-select columns, written by Web activities.
   /**
@@ -401,6 +412,40 @@ export type SynapseStepPlan =
     }
   /** The `body` of one chunk of `multiselect-chunks`. Parameter: chunk (the chunk number). */
   | { readonly kind: 'multiselect-chunk'; readonly chunks: TableName };
+
+/** What the close-message steps need of the target table and its message-only states. */
+export interface CloseMessagePlan {
+  /** The table's logical name (`opportunity`), its entity set and primary id. */
+  readonly table: string;
+  readonly entitySet: string;
+  readonly primaryId: string;
+  /** The activity the message takes (`opportunityclose`) and the message's parameter naming it (`OpportunityClose`). */
+  readonly activity: string;
+  readonly parameter: string;
+  readonly states: readonly {
+    readonly state: number;
+    readonly action: string;
+    /** `Won: ` / `Lost: `: the activity's subject is this and the row's key. */
+    readonly subjectPrefix: string;
+    /** The state's default status, for a row without `statuscode` (-1 when the metadata has none). */
+    readonly defaultStatus: number;
+  }[];
+  /** The alternate key's columns (sink columns) and whether each is text (quoted in the `$filter`). */
+  readonly key: readonly { readonly attribute: string; readonly text: boolean }[];
+  /** Messages per run: the Script activity's result set holds at most 5,000 rows. */
+  readonly limit: number;
+}
+
+/** The reject message of a refused close, around the key and the service's message (as the local writer words it). */
+export const CLOSE_REFUSAL_MESSAGE = [
+  'Dataverse upserted `',
+  '` open but refused to close it: ',
+  ' Fix statecode/statuscode, then replay the row.',
+] as const;
+
+/** The reject message of a row past the per-run limit of close messages. */
+export const CLOSE_LIMIT_MESSAGE =
+  'The row was written open: a run sends at most {limit} close messages (the Script result set limit) and this run had more. Close the record with its message, or send the row again in a later window.';
 
 /**
  * The `dataverse.copy_skipped` reject's message, before and after the count: the rows the Copy's fault tolerance

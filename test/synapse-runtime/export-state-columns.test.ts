@@ -187,7 +187,7 @@ describe('state columns on the Synapse path: new records in an inactive state, w
     assert.equal(record('account', 'accountnumber', 'S-4').length, 0);
   });
 
-  it('a won opportunity is written open and left out of the state copy; RejectMessageOnlyStates rejects it first', async () => {
+  it('a won opportunity is written open by the copies and left out of the state copy; the close messages follow them', async () => {
     const copies = dataverseCopies(real, 'pl_opportunities_inbound').filter(
       (c) => c.name !== 'CopyDeferredLookupsToDataverse',
     );
@@ -200,13 +200,12 @@ describe('state columns on the Synapse path: new records in an inactive state, w
     assert.equal(won.length, 1);
     assert.equal(won[0]!.attributes.statecode, 0, 'not closed: only WinOpportunity closes it');
     assert.equal(record('opportunity', 'ferry_legacyid', 'SO-2')[0]!.attributes.statuscode, 2);
-    const reject = allActivities(real, 'pl_opportunities_inbound').find((a) => a.name === 'RejectMessageOnlyStates');
-    assert.ok(reject, 'pl_opportunities_inbound rejects the won/lost rows');
-    assert.match(JSON.stringify(reject.typeProperties), /synapse\.close_message_unsupported.*IN \(1, 2\)/);
-    const state = copies.find((c) => c.name === 'CopyStateToDataverse')!;
-    assert.ok((state.dependsOn as { activity: string }[]).some((d) => d.activity === 'RejectMessageOnlyStates'));
+    // Closed afterwards by WinOpportunity (web-activity close tests: export-close-messages.test.ts).
+    const list = allActivities(real, 'pl_opportunities_inbound').find((a) => a.name === 'ListCloseMessages');
+    assert.ok(list, 'pl_opportunities_inbound lists the won/lost rows to close');
+    assert.deepEqual(list.dependsOn, [{ activity: 'CopyStateToDataverse', dependencyConditions: ['Succeeded'] }]);
     assert.equal(
-      allActivities(real, 'pl_accounts_inbound').some((a) => a.name === 'RejectMessageOnlyStates'),
+      allActivities(real, 'pl_accounts_inbound').some((a) => a.name === 'ListCloseMessages'),
       false,
       'accounts have no message-only state',
     );

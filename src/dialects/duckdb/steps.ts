@@ -1,3 +1,4 @@
+import { type CloseSqlFunctions, closeSteps } from '../close-steps.js';
 import {
   COPY_SKIPPED_MESSAGE,
   KEYMAP_CURSOR_PIPELINE,
@@ -10,7 +11,7 @@ import {
   type StepRenderer,
   type SynapseStepPlan,
 } from '../sql-steps.js';
-import { duckdbConversion } from './conversion.js';
+import { duckdbConversion, duckdbDialect } from './conversion.js';
 import { duckIdent, duckLiteral } from './driver.js';
 import { synapseExtractSql } from './extract.js';
 import { duckdbRecoverySteps } from './recovery-steps.js';
@@ -94,9 +95,10 @@ function renderDuck(step: SqlStep<SynapseStepPlan>): string[] {
       return duckdbRecoverySteps({ ...step, plan });
     // State columns of new records.
     case 'state-sink-query':
-      return [duckdbConversion.compileStateColumns(plan.conversion, plan.messageOnlyStates, '').sinkQuery];
-    case 'reject-message-only-states':
-      return duckdbConversion.compileStateColumns(plan.conversion, plan.messageOnlyStates, plan.message).reject;
+      return [duckdbConversion.compileStateColumns(plan.conversion, plan.messageOnlyStates).sinkQuery];
+    // Won/lost: close messages after the rows are written.
+    case 'close-messages':
+      return closeSteps(plan, duckdbDialect, duckClose);
     case 'keymap-since':
     case 'resolve-deferred':
     case 'deferred-sink-query':
@@ -204,3 +206,16 @@ function duckRawType(c: RawColumn): string {
       return 'BOOLEAN';
   }
 }
+
+// Won/lost: close messages after the rows are written.
+const duckClose: CloseSqlFunctions = {
+  jsonString: (expr) => `CAST(to_json(${expr}) AS VARCHAR)`,
+  int: (expr) => `CAST(${expr} AS INTEGER)`,
+  types: { bigint: 'BIGINT', int: 'INTEGER', text: 'VARCHAR' },
+  refusal: (error) => {
+    const detail = `CASE WHEN strpos(${error}, '{"error"') > 0 THEN substr(${error}, strpos(${error}, '{"error"')) END`;
+    const field = (name: string) =>
+      `CASE WHEN json_valid(x.detail) THEN json_extract_string(x.detail, '$.error.${name}') END`;
+    return `CROSS JOIN (SELECT ${field('code')} AS code, ${field('message')} AS message, NULLIF(regexp_extract(${error}, 'Response status code: ''([0-9]{3})''', 1), '') AS status FROM (SELECT ${detail} AS detail) AS x) AS e`;
+  },
+};

@@ -1,3 +1,4 @@
+import { type CloseSqlFunctions, closeSteps } from '../close-steps.js';
 import {
   COPY_SKIPPED_MESSAGE,
   KEYMAP_CURSOR_PIPELINE,
@@ -11,7 +12,7 @@ import {
   type StepRenderer,
   type SynapseStepPlan,
 } from '../sql-steps.js';
-import { tsqlConversion } from './conversion.js';
+import { tsqlConversion, tsqlDialect } from './conversion.js';
 import { compileExtract } from './extract.js';
 import { tsqlRecoverySteps } from './recovery-steps.js';
 import { STATE_SCHEMA, saveCursorSql, stateSchemaStatements, tsqlIdent, tsqlLiteral, tsqlTable } from './staging.js';
@@ -116,9 +117,10 @@ function renderTsql(step: SqlStep<SynapseStepPlan>): string[] {
       return tsqlRecoverySteps({ ...step, plan });
     // State columns of new records.
     case 'state-sink-query':
-      return [tsqlConversion.compileStateColumns(plan.conversion, plan.messageOnlyStates, '').sinkQuery];
-    case 'reject-message-only-states':
-      return tsqlConversion.compileStateColumns(plan.conversion, plan.messageOnlyStates, plan.message).reject;
+      return [tsqlConversion.compileStateColumns(plan.conversion, plan.messageOnlyStates).sinkQuery];
+    // Won/lost: close messages after the rows are written.
+    case 'close-messages':
+      return closeSteps(plan, tsqlDialect, tsqlClose);
     case 'keymap-since':
     case 'resolve-deferred':
     case 'deferred-sink-query':
@@ -228,3 +230,16 @@ function tsqlRawType(c: RawColumn): string {
       return 'BIT';
   }
 }
+
+// Won/lost: close messages after the rows are written.
+const tsqlClose: CloseSqlFunctions = {
+  jsonString: (expr) => `N'"' + STRING_ESCAPE(${expr}, 'json') + N'"'`,
+  int: (expr) => `CONVERT(INT, ${expr})`,
+  types: { bigint: 'BIGINT', int: 'INT', text: 'NVARCHAR(100)' },
+  refusal: (error) => {
+    const at = `CHARINDEX(N'{"error"', ${error})`;
+    const statusAt = `CHARINDEX(N'Response status code: ''', ${error})`;
+    const status = `SUBSTRING(${error}, ${statusAt} + 23, 3)`;
+    return `CROSS APPLY (SELECT CASE WHEN ${at} > 0 THEN SUBSTRING(${error}, ${at}, 4000) END AS [detail]) AS x CROSS APPLY (SELECT CASE WHEN ISJSON(x.[detail]) = 1 THEN JSON_VALUE(x.[detail], '$.error.code') END AS [code], CASE WHEN ISJSON(x.[detail]) = 1 THEN JSON_VALUE(x.[detail], '$.error.message') END AS [message], CASE WHEN ${statusAt} > 0 AND ${status} LIKE N'[0-9][0-9][0-9]' THEN ${status} END AS [status]) AS e`;
+  },
+};

@@ -15,6 +15,7 @@ import type {
 } from '../../dialects/sql-steps.js';
 import { STATE_SCHEMA } from '../../dialects/tsql/staging.js';
 import { loadConversionPlan } from '../../stages/convert-to-dataverse/conversion.js';
+import { closeMessageActivities, closeMessagePlan } from './close-activities.js';
 import type { SynapseExportSettings } from './export-settings.js';
 import {
   ANNOTATION,
@@ -239,7 +240,7 @@ export async function inboundPipeline(
     keymapCopies.set(t.table, (name, column, dependsOn) => copy(name, column, dependsOn));
     keymapActivities.push(sinceActivity, `CopyKeyMap_${t.table}`);
   }
-  const state = stateColumnActivities(def, conversion, steps, runParameters);
+  const state = stateColumnActivities(def, conversion, steps);
   const tableMeta = await loadMetadata(options.metadataDir, table);
   const dataverseCopies = dataverseCopyActivities(
     def,
@@ -251,10 +252,6 @@ export async function inboundPipeline(
     settings,
     state.sinkQuery,
   );
-  if (state.reject) {
-    const stateCopy = dataverseCopies.find((c) => c.name === 'CopyStateToDataverse');
-    if (stateCopy) (stateCopy.dependsOn as unknown[]).push(after(String(state.reject.name)));
-  }
   // Same-window lookups to the pipeline's own table (a parent and its child, a self-referencing parent): the copies
   // above send them empty; the key map of the own table is read again after them, the lookups resolved and sent.
   const deferred = deferredLookupActivities(
@@ -280,12 +277,26 @@ export async function inboundPipeline(
     stepPrefix: '',
     dependsOn: [after(multiSelectAnchor)],
   });
-  const lastWrite = chainAfter(
+  const lastCopy = chainAfter(
     [...dataverseCopies, ...deferred.activities],
     multiSelectAnchor,
     multiSelect.last,
     deferred.last ?? dataverseCopies[dataverseCopies.length - 1]!.name,
   );
+  // Won/lost rows, written open by the copies, closed with their message once every write is done.
+  const closePlan = closeMessagePlan(conversion, tableMeta);
+  const closing = closePlan
+    ? closeMessageActivities({
+        def,
+        stepPrefix: def.name,
+        conversion,
+        close: closePlan,
+        steps,
+        settings,
+        dependsOn: [after(lastCopy)],
+      })
+    : undefined;
+  const lastWrite = closing?.last ?? lastCopy;
   // `rowsSkipped` is in a Copy's output only with fault tolerance on; read it null-safe so FinishRun always runs.
   const skipped = `@string(${copies
     .map((c) => `coalesce(activity('${c.name}').output?.rowsSkipped, 0)`)
@@ -322,10 +333,10 @@ export async function inboundPipeline(
       [after('CopyNewFiles'), ...keymapActivities.map((a) => after(a))],
       runParams(def.name),
     ),
-    ...(state.reject ? [state.reject] : []),
     ...dataverseCopies,
     ...multiSelect.activities,
     ...deferred.activities,
+    ...(closing?.activities ?? []),
     // Versions sent become the applied versions per key, so a later, older version is skipped as stale.
     scriptActivity('SaveAppliedVersions', NAMES.sql, stepText(saveStep), [after(lastWrite)], runParams(def.name), 2),
     // Every file of the run is processed once, whatever its modified time: recorded after its rows were written.
@@ -360,8 +371,8 @@ export async function inboundPipeline(
     'ConvertToDataverse',
     ...dataverseCopies.map((c) => c.name),
     ...multiSelect.activities.map((a) => String(a.name)),
-    ...(state.reject ? [String(state.reject.name)] : []),
     ...deferred.activities.map((a) => String(a.name)),
+    ...(closing?.activities ?? []).map((a) => String(a.name)),
     'SaveAppliedVersions',
     'RecordProcessedFiles',
   ]);
@@ -381,7 +392,7 @@ export async function inboundPipeline(
     {
       name: 'SetRowsSkipped',
       type: 'SetVariable',
-      dependsOn: [after('SetRowsCopied'), after(lastWrite)],
+      dependsOn: [after('SetRowsCopied'), after(lastCopy)],
       userProperties: [],
       typeProperties: { variableName: 'rowsSkipped', value: expr(skipped) },
     },
@@ -464,7 +475,11 @@ export async function inboundPipeline(
       folder: { name: 'ferry/inbound' },
       // One run at a time per pipeline: the Synapse equivalent of the local lease.
       concurrency: 1,
-      parameters: { ...WINDOW_PARAMETERS, ...multiSelect.parameters },
+      parameters: {
+        ...WINDOW_PARAMETERS,
+        ...multiSelect.parameters,
+        ...(closing ? dataverseUrlParameter(settings) : {}),
+      },
       variables: {
         windowEnd: { type: 'String' },
         rowsCopied: { type: 'String', defaultValue: '0' },
@@ -867,10 +882,9 @@ function deferredLookupActivities(
 
 // State columns of new records.
 /**
- * The state copy's query (`state-sink-query`) when the mapping writes `statecode`/`statuscode`, and for a table whose
- * closed states only a message reaches (opportunity Won/Lost: WinOpportunity/LoseOpportunity, which a Copy sink
- * cannot send) the Script activity `RejectMessageOnlyStates`: those rows are written open by the first copies,
- * left out of the state copy and rejected (`synapse.close_message_unsupported`) naming what to do.
+ * The state copy's query (`state-sink-query`) when the mapping writes `statecode`/`statuscode`. For a table whose
+ * closed states only a message reaches (opportunity Won/Lost) those rows are left out of it: the copies write them
+ * open and `closeMessageActivities` closes them with the message.
  */
 function stateColumnActivities(
   def: PipelineDefinition,
@@ -881,39 +895,17 @@ function stateColumnActivities(
     deferSelfLookups: boolean;
   },
   steps: StepRegistry,
-  runParameters: readonly { name: string; expression: string; type: 'string'; script: true }[],
-): { sinkQuery?: string; reject?: Record<string, unknown> } {
+): { sinkQuery?: string } {
   const { plan } = conversion;
   const written = STATE_SINK_COLUMNS.some((c) => plan.columns.some((p) => p.inPayload && p.attribute === c));
   if (!written) return {};
   const close = CLOSE_MESSAGES[plan.table];
   const messageOnlyStates = close ? Object.keys(close.actions).map(Number) : [];
-  const sinkQuery = stepQuery(
-    pipelineStep(steps, def.name, 'state-sink-query', { kind: 'state-sink-query', conversion, messageOnlyStates }),
-  );
-  if (!close) return { sinkQuery };
-  const actions = Object.values(close.actions).join('/');
-  const step = pipelineStep(
-    steps,
-    def.name,
-    'reject-message-only-states',
-    {
-      kind: 'reject-message-only-states',
-      conversion,
-      messageOnlyStates,
-      message: `The row's statecode is a state of \`${plan.table}\` that only ${actions} reach (an update to it is refused, 0x80100005); the Dataverse Copy sink cannot send that message, so the Synapse path wrote the row without its state. Close the record with ${actions}, or load this row with the local runner (ferry run).`,
-    },
-    [...runParameters],
-  );
-  const reject = scriptActivity(
-    'RejectMessageOnlyStates',
-    NAMES.sql,
-    stepText(step),
-    [after('ConvertToDataverse')],
-    runParams(def.name),
-    2,
-  );
-  return { sinkQuery, reject };
+  return {
+    sinkQuery: stepQuery(
+      pipelineStep(steps, def.name, 'state-sink-query', { kind: 'state-sink-query', conversion, messageOnlyStates }),
+    ),
+  };
 }
 
 // Multi-select columns, written by Web activities.

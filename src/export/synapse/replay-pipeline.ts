@@ -5,6 +5,7 @@
  * types, alternate key) are per pipeline, and a per-pipeline artifact shows in Monitor under its own name, runs
  * beside the scheduled pipeline on its own staging tables, and queues behind itself (`concurrency: 1`).
  */
+import { CLOSE_MESSAGES } from '../../core/close-messages.js';
 import type { PipelineDefinition } from '../../core/pipeline.js';
 import { loadMetadata } from '../../core/table-metadata.js';
 import type { RecoveryStepPlan, ReplaySelection } from '../../dialects/recovery-steps.js';
@@ -19,10 +20,12 @@ import type {
 } from '../../dialects/sql-steps.js';
 import { STATE_SCHEMA } from '../../dialects/tsql/staging.js';
 import { loadConversionPlan } from '../../stages/convert-to-dataverse/conversion.js';
+import { closeMessageActivities, closeMessagePlan } from './close-activities.js';
 import { chainAfter, dataverseCopyActivities, keymapRawColumns, multiSelectActivities } from './inbound-pipeline.js';
 import {
   ANNOTATION,
   after,
+  dataverseUrlParameter,
   describe,
   type ExportOptions,
   expr,
@@ -122,14 +125,15 @@ export async function replayPipeline(
     { kind: 'save-versions', conversion },
     runParameters,
   );
-  // State columns in a copy of their own, as in the inbound pipeline. A replayed won/lost opportunity is
-  // not left out: the service refuses it (0x80100005) and the replay fails naming it, rather than writing it open.
+  // State columns in a copy of their own, as in the inbound pipeline; a replayed won/lost opportunity is written open
+  // and closed by its message afterwards, as in the inbound pipeline (close-activities.ts).
   const writesState = STATE_SINK_COLUMNS.some((c) => plan.columns.some((p) => p.inPayload && p.attribute === c));
+  const closeRule = CLOSE_MESSAGES[plan.table];
   const stateStep = writesState
     ? pipelineStep(steps, def.name, 'replay-state-sink-query', {
         kind: 'state-sink-query',
         conversion,
-        messageOnlyStates: [],
+        messageOnlyStates: closeRule ? Object.keys(closeRule.actions).map(Number) : [],
       })
     : undefined;
   const tableMeta = await loadMetadata(options.metadataDir, view.upsert.table);
@@ -156,7 +160,7 @@ export async function replayPipeline(
     stepPrefix: 'replay-',
     dependsOn: [after(multiSelectAnchor)],
   });
-  const lastWrite = chainAfter(
+  const lastCopy = chainAfter(
     dataverseCopies,
     multiSelectAnchor,
     multiSelect.last,
@@ -165,6 +169,19 @@ export async function replayPipeline(
   const skipped = `@${dataverseCopies
     .map((c) => `coalesce(activity('${c.name}').output?.rowsSkipped, 0)`)
     .reduce((a, b) => `add(${a}, ${b})`)}`;
+  const closePlan = closeMessagePlan(conversion, tableMeta);
+  const closing = closePlan
+    ? closeMessageActivities({
+        def,
+        stepPrefix: `${def.name}:replay`,
+        conversion,
+        close: closePlan,
+        steps,
+        settings,
+        dependsOn: [after(lastCopy)],
+      })
+    : undefined;
+  const lastWrite = closing?.last ?? lastCopy;
   const finish = step('replay-finish', { kind: 'replay-finish', selection, conversion, claimed }, [
     R.runId,
     { name: 'rows_skipped', expression: skipped, type: 'number', script: true },
@@ -242,6 +259,7 @@ export async function replayPipeline(
     ]),
     ...dataverseCopies,
     ...multiSelect.activities,
+    ...(closing?.activities ?? []),
     script('SaveAppliedVersions', save, [after(lastWrite)], 'NonQuery', 2),
     script('FinishReplay', finish, [after('SaveAppliedVersions')], 'Query'),
     {
@@ -304,6 +322,7 @@ export async function replayPipeline(
         runId: { type: 'String', defaultValue: '' },
         reason: { type: 'String', defaultValue: '' },
         ...multiSelect.parameters,
+        ...(closing ? dataverseUrlParameter(settings) : {}),
       },
       activities,
     },

@@ -77,30 +77,6 @@ function failedOrBlockedBy(table: string, area: Area, pattern: RegExp, ctx: Diff
 
 export const KNOWN_DIFFERENCES: readonly KnownDifference[] = [
   {
-    // Won/Lost opportunities are reached only through WinOpportunity/LoseOpportunity, which the Copy sink cannot
-    // send: the local writer upserts the row open and closes it by the message; the Synapse path writes it open and
-    // rejects it (`synapse.close_message_unsupported`, the state left out of its state copy).
-    name: 'close-message-only-state',
-    readmeRow: 'a won or lost opportunity',
-    recognises: (d, ctx) => {
-      const reason = 'synapse.close_message_unsupported';
-      if (d.area === 'reject') return d.id.startsWith(`${reason}|`) && Number(d.local) === 0 && Number(d.synapse) > 0;
-      if (d.area !== 'dataverse' || d.table !== 'opportunity' || !['statecode', 'statuscode'].includes(d.column))
-        return false;
-      const def = writer(d.table, d.area, ctx);
-      // The record's rejected row on the Synapse side: its key's values make the identity `table(x,y)`.
-      return Object.keys(ctx.synapse.rejects).some((k) => {
-        const [pipeline, why, ...key] = k.split('|');
-        // `accountnumber=A-1003` → `A-1003`: the identity of a Dataverse record is `table(<key values>)`.
-        const values = key
-          .join('|')
-          .split(',')
-          .map((p) => p.slice(p.indexOf('=') + 1));
-        return pipeline === def?.name && why === reason && d.id === `${d.table}(${values.join(',')})`;
-      });
-    },
-  },
-  {
     // The Synapse path's key map keeps a record deleted in Dataverse: a lookup to it resolves to the deleted GUID,
     // the service refuses it (0x80040217), the copy fails after the row's other columns were written, and every
     // later run repeats the window. The local runner rejects the row (`lookup.target_missing`).

@@ -58,7 +58,7 @@ export const folderName = (ms: number) => new Date(ms).toISOString().replace('.0
 
 /**
  * Fixture files as the scenarios use them. `clean` drops the rows that create a record in an inactive state (they
- * have a scenario of its own, with the won/lost opportunities' `close-message-only-state` difference): status `Active` (accounts, contacts) and
+ * have a scenario of their own, `inactiveOnCreate`, which also closes the won/lost opportunities): status `Active` (accounts, contacts) and
  * `Open` (opportunities) only.
  */
 export async function fixtureSet(root: string, clean: boolean): Promise<Record<string, string[]>> {
@@ -522,8 +522,9 @@ export async function overlappingManualRuns(ctx: ScenarioContext): Promise<Scena
 
 /**
  * The bundled fixtures as they are: new records in an inactive state (account A-1006, contacts, won/lost
- * opportunities). Both paths create them and set the state afterwards; a won/lost opportunity is closed by a message
- * locally, written open and rejected on the Synapse path (known difference `close-message-only-state`).
+ * opportunities). Both paths create them and set the state afterwards; a won/lost opportunity is written open, then
+ * closed by its message (WinOpportunity / LoseOpportunity) — locally by the writer, on the Synapse path by Web
+ * activities — and both emulators hold it closed in the same state and status.
  */
 export async function inactiveOnCreate(ctx: ScenarioContext): Promise<ScenarioResult> {
   const files = await fixtureSet(ctx.root, false);
@@ -542,15 +543,25 @@ export async function inactiveOnCreate(ctx: ScenarioContext): Promise<ScenarioRe
     if (refused.length) failures.push(`${refused.length} Synapse run(s) refused by the service for a state column`);
     const inactive = twin.synapse.emulator.store.rows('account').filter((r) => r.attributes.statecode === 1).length;
     if (inactive === 0) failures.push('no account was created in an inactive state on the Synapse path');
-    const closes = await twin.synapse.rt.services.sql.duck.all<{ n: number }>(
-      "SELECT COUNT(*) AS n FROM ferry.rejects WHERE reason = 'synapse.close_message_unsupported'",
-    );
+    const closed = (side: 'local' | 'synapse') =>
+      twin[side].emulator.store
+        .rows('opportunity')
+        .filter((r) => r.attributes.statecode === 1 || r.attributes.statecode === 2)
+        .map((r) => `${String(r.attributes.statecode)}/${String(r.attributes.statuscode)}`)
+        .sort()
+        .join(' ');
+    if (closed('synapse') === '') failures.push('no won/lost opportunity was closed on the Synapse path');
+    if (closed('synapse') !== closed('local'))
+      failures.push(`won/lost opportunities differ: local ${closed('local')}, Synapse ${closed('synapse')}`);
+    const sent = twin.synapse.rt.runs
+      .flatMap((r) => r.activityRuns)
+      .filter((a) => a.activityName === 'SendCloseMessage' && a.status === 'Succeeded').length;
     return await finish(
       'new records in an inactive state (the fixtures as bundled)',
       twin,
       ctx,
       failures,
-      `${inactive} inactive account(s) on the Synapse path; ${Number(closes[0]?.n ?? 0)} won/lost opportunity row(s) rejected there`,
+      `${inactive} inactive account(s) on the Synapse path; won/lost opportunities (state/status) ${closed('synapse')}, closed by ${sent} WinOpportunity/LoseOpportunity message(s)`,
     );
   } finally {
     await twin.close();

@@ -58,8 +58,8 @@ export interface WebActivityOptions {
  * `resource`), `httpRequestTimeout` (default 1 minute, at most 10), and the asynchronous request-reply pattern (a
  * 202 with `Location` is polled with GET until it completes, unless `turnOffAsync`). The response body, parsed as a
  * JSON object, is the activity's output. A non-2xx answer fails the activity with code 2108 ("Error calling the
- * endpoint '<url>'. Response status code: '<code>'", data-factory-troubleshoot-guide) and the service's error
- * message; no answer (network, timeout) with 2128; an output over 4 MB with 2001 ("The length of execution output is
+ * endpoint '<url>'. Response status code: '<code>'", data-factory-troubleshoot-guide) followed by `More details: `
+ * and the response body as the service sent it (a Dataverse error is `{"error":{"code","message"}}`); no answer (network, timeout) with 2128; an output over 4 MB with 2001 ("The length of execution output is
  * over limit (around 4MB currently)."). Retries are the activity policy's (`retry`, `retryIntervalInSeconds`).
  *
  * Choices where the page is silent: an empty response body (e.g. 204 No Content) is the output `{}`; a body that is
@@ -161,7 +161,7 @@ async function webActivity(
   if (!response.ok) {
     throw new ActivityError(
       '2108',
-      `Error calling the endpoint '${url}'. Response status code: '${response.status}'. ${serviceMessage(text)}`.trim(),
+      `Error calling the endpoint '${url}'. Response status code: '${response.status}'.${text.trim() ? ` More details: ${text.trim().slice(0, 3000)}` : ''}`,
     );
   }
   if (Buffer.byteLength(text, 'utf8') > WEB_OUTPUT_LIMIT_BYTES)
@@ -362,17 +362,6 @@ function checkSecret(services: RuntimeServices, key: Json | undefined, ctx: Acti
     return;
   }
   throw new UnsupportedError(`${where} has type \`${String(key.type)}\`; use SecureString or AzureKeyVaultSecret.`);
-}
-
-/** The service's error message from a response body: Dataverse / OData `error.message`, else the text. */
-function serviceMessage(text: string): string {
-  try {
-    const parsed = JSON.parse(text) as { error?: { code?: string; message?: string } };
-    if (parsed.error?.message) return `${parsed.error.code ? `${parsed.error.code}: ` : ''}${parsed.error.message}`;
-  } catch {
-    // not JSON: the text itself
-  }
-  return text.slice(0, 1000);
 }
 
 function unsignedJwt(claims: Record<string, string>): string {
