@@ -224,6 +224,41 @@ describe('won/lost opportunities on the Synapse path: closed by WinOpportunity/L
     assert.match(rows[0]!.row_json, /"opp_id":"O-2"/);
   });
 
+  it('the replay pipeline closes a won opportunity it re-sends (rejected before: its customer was missing)', async () => {
+    refuse.clear();
+    const duck = await DuckDbStaging.open({ path: ':memory:', threads: 1, memoryLimit: '128MB' });
+    try {
+      const source = path.join(lake, 'inbound', 'opportunities', '2026-11-20T11-00-00Z.parquet');
+      const next = path.join(lake, 'inbound', 'opportunities', '2026-11-20T14-00-00Z.parquet');
+      // O-6: Won, for account A-9999, which Dataverse does not hold yet; O-1 and O-3 go through unchanged.
+      await duck.run(
+        `COPY (SELECT * REPLACE (CASE opp_id WHEN 'O-1' THEN 'O-6' ELSE opp_id END AS opp_id, CASE opp_id WHEN 'O-1' THEN 9006 ELSE opp_number END AS opp_number, CASE opp_id WHEN 'O-1' THEN 'A-9999' ELSE customer_ref END AS customer_ref, CASE opp_id WHEN 'O-1' THEN 'Won' ELSE status END AS status, CASE opp_id WHEN 'O-1' THEN 'Won' ELSE status_reason END AS status_reason, modified_at + INTERVAL 3 HOUR AS modified_at) FROM read_parquet(${duckLiteral(source)}) WHERE opp_id IN ('O-1', 'O-3') UNION ALL SELECT * REPLACE (modified_at + INTERVAL 3 HOUR AS modified_at) FROM read_parquet(${duckLiteral(source)}) WHERE opp_id = 'O-1') TO ${duckLiteral(next)} (FORMAT parquet)`,
+      );
+    } finally {
+      await duck.close();
+    }
+    const run = await rt.runPipeline('pl_opportunities_inbound', { mode: 'scheduled' });
+    assert.equal(run.status, 'Succeeded', failures(run));
+    const rejected = await rt.services.sql.duck.all<{ reason: string }>(
+      `SELECT reason FROM ferry.rejects WHERE run_id = ${duckLiteral(run.runId)} AND key = 'ferry_legacyid=O-6'`,
+    );
+    assert.deepEqual(
+      rejected.map((r) => r.reason),
+      ['lookup.target_missing'],
+    );
+    // The parent arrives in Dataverse; the replay of that run re-sends O-6, writes it open and closes it.
+    const created = await fetch(`${synapse.url}/api/data/v9.2/accounts`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ accountnumber: 'A-9999', name: 'Late parent' }),
+    });
+    assert.ok(created.ok, await created.text());
+    const replay = await rt.runPipeline('pl_opportunities_inbound_replay', { runId: run.runId });
+    assert.equal(replay.status, 'Succeeded', failures(replay));
+    assert.equal(count(replay, 'SendCloseMessage'), 1);
+    assert.ok(opportunities(synapse).includes('O-6 1/3'), opportunities(synapse).join(', '));
+  });
+
   it('every T-SQL statement of the close activities parses (they sit in a ForEach, below the pipeline-level check)', async () => {
     const require = createRequire(import.meta.url);
     const { Parser } = require('node-sql-parser/build/transactsql.js') as {

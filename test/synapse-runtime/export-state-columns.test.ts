@@ -3,7 +3,8 @@
  * Dataverse emulator over HTTP. A new record cannot be created in a non-default state (the service refuses the
  * statuscode, 0x80040203): the copies create the records without `statecode`/`statuscode`, then
  * `CopyStateToDataverse` sets them on the existing records. Won/Lost opportunities (reached only through
- * WinOpportunity/LoseOpportunity) are left out of the state copy and rejected by `RejectMessageOnlyStates`.
+ * WinOpportunity/LoseOpportunity) are left out of the state copy; the close messages that follow are tested in
+ * export-close-messages.test.ts.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
