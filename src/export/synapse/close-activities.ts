@@ -27,6 +27,15 @@ import {
 } from './pipeline-blocks.js';
 import { NAMES } from './synapse-artifacts.js';
 
+/** The run parameters each close step uses. */
+const RUN_PARAMETERS: Readonly<Record<'list' | 'record-state' | 'reopens' | 'sends' | 'refusal', readonly string[]>> = {
+  list: ['run_id', 'pipeline'],
+  'record-state': [],
+  reopens: [],
+  sends: ['run_id'],
+  refusal: ['run_id', 'pipeline'],
+};
+
 /** Rows a Script activity's result set holds (the ForEach's items come from one). */
 export const CLOSE_MESSAGES_PER_RUN = 5000;
 
@@ -96,8 +105,11 @@ export function closeMessageActivities(options: {
     scriptType: 'Query' | 'NonQuery' = 'NonQuery',
   ) => {
     const id = phase === 'refusal' ? `close-messages:${phase}:${name}` : `close-messages:${phase}`;
+    // Each step declares the parameters its statements use: the run (run_id, pipeline) where it writes rejects or
+    // reads this run's, the row's values where it records one.
+    const run = RUN_PARAMETERS[phase];
     const step = pipelineStep(steps, options.stepPrefix, id, { kind: 'close-messages', phase, conversion, close }, [
-      ...runParameters,
+      ...runParameters.filter((p) => run.includes(p.name)),
       ...extra.map((p) => ({ name: p.name, expression: p.expression, type: p.type, script: true })),
     ]);
     return scriptActivity(
@@ -106,7 +118,7 @@ export function closeMessageActivities(options: {
       stepText(step),
       dependsOn,
       [
-        ...runParams(def.name),
+        ...runParams(def.name).filter((p) => run.includes(p.name)),
         ...extra.map((p) => ({
           name: p.name,
           type: p.type === 'number' ? 'Int64' : 'String',
