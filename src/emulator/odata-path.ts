@@ -209,7 +209,44 @@ export interface FilterClause {
   readonly property: string;
   readonly value: ODataLiteral;
   /** `gt`, `ge`, `lt`, `le` when the caller allows order comparisons; absent for `eq`. */
-  readonly operator?: 'gt' | 'ge' | 'lt' | 'le';
+  readonly operator?: 'gt' | 'ge' | 'lt' | 'le' | 'in';
+  /** For `in` (the `Microsoft.Dynamics.CRM.In` query function): the values, any of which matches. */
+  readonly values?: readonly ODataLiteral[];
+}
+
+/**
+ * `Microsoft.Dynamics.CRM.In(PropertyName='name',PropertyValues=['a','b'])`, inline or with parameter aliases
+ * (learn.microsoft.com/power-apps/developer/data-platform/webapi/reference/in): the property and its values.
+ */
+function readInFunction(text: string, aliases: ReadonlyMap<string, string>): FilterClause | undefined {
+  const m = /^Microsoft\.Dynamics\.CRM\.In\(\s*PropertyName\s*=\s*(.+?)\s*,\s*PropertyValues\s*=\s*(.+)\)$/.exec(text);
+  if (!m) return undefined;
+  const resolve = (t: string) => {
+    if (!t.startsWith('@')) return t;
+    const alias = aliases.get(t);
+    if (alias === undefined) throw new ODataSyntaxError(`The parameter alias \`${t}\` is not defined in the query.`);
+    return alias.trim();
+  };
+  const name = readLiteral(resolve(m[1]!), 0).value;
+  if (typeof name !== 'string' || name === '')
+    throw new ODataSyntaxError(`In: PropertyName must be a quoted property name; cannot read \`${m[1]}\`.`);
+  const list = resolve(m[2]!);
+  if (!list.startsWith('[') || !list.endsWith(']'))
+    throw new ODataSyntaxError(`In: PropertyValues must be a list \`['a','b']\`; cannot read \`${list}\`.`);
+  const values: ODataLiteral[] = [];
+  const inner = list.slice(1, -1).trim();
+  let i = 0;
+  while (i < inner.length) {
+    const { value, end } = readLiteral(inner, i);
+    // Collection(Edm.String): every value is a string; a GUID is compared as its text.
+    values.push(value === null ? null : String(value));
+    i = end;
+    while (inner[i] === ' ') i += 1;
+    if (i < inner.length && inner[i] !== ',') throw new ODataSyntaxError(`In: cannot read the values \`${list}\`.`);
+    i += 1;
+  }
+  if (values.length === 0) throw new ODataSyntaxError('In: PropertyValues must hold at least one value.');
+  return { property: name, value: values[0]!, operator: 'in', values };
 }
 
 /**
@@ -220,7 +257,7 @@ export interface FilterClause {
 export function parseFilter(
   filter: string,
   aliases: ReadonlyMap<string, string> = new Map(),
-  options: { readonly orderComparisons?: boolean } = {},
+  options: { readonly orderComparisons?: boolean; readonly inFunction?: boolean } = {},
 ): FilterClause[] {
   const clauses: FilterClause[] = [];
   const operators = options.orderComparisons ? 'eq|gt|ge|lt|le' : 'eq';
@@ -229,6 +266,11 @@ export function parseFilter(
       .trim()
       .replace(/^\((.*)\)$/, '$1')
       .trim();
+    const inClause = options.inFunction ? readInFunction(text, aliases) : undefined;
+    if (inClause) {
+      clauses.push(inClause);
+      continue;
+    }
     const m = new RegExp(`^([A-Za-z_][A-Za-z0-9_/]*)\\s+(${operators})\\s+(.+)$`).exec(text);
     if (!m) {
       throw new ODataSyntaxError(

@@ -54,7 +54,8 @@ export interface ApiContext {
 interface ColumnClause {
   readonly name: string;
   readonly value: ODataLiteral;
-  readonly operator?: 'gt' | 'ge' | 'lt' | 'le';
+  readonly operator?: 'gt' | 'ge' | 'lt' | 'le' | 'in';
+  readonly values?: readonly ODataLiteral[];
 }
 
 const JSON_TYPE = 'application/json; odata.metadata=minimal';
@@ -176,20 +177,35 @@ export class WebApi {
       // A syntax error becomes the service's query-syntax fault in `handle`. Column names are resolved once here,
       // not once per row scanned.
       // Record queries also take order comparisons (`modifiedon ge 2026-01-01T00:00:00Z`: incremental readers).
-      const clauses = parseFilter(filter, query, { orderComparisons: true }).map((clause) => {
+      // And the `In` query function (a list of ids: readers checking which records still exist).
+      const clauses = parseFilter(filter, query, { orderComparisons: true, inFunction: true }).map((clause) => {
         const name = lookupKeyName(clause.property);
         if (!isColumn(table, name)) throw unknownProperty(table, clause.property);
-        return { name, value: clause.value, ...(clause.operator ? { operator: clause.operator } : {}) };
+        return {
+          name,
+          value: clause.value,
+          ...(clause.operator ? { operator: clause.operator } : {}),
+          ...(clause.values ? { values: clause.values } : {}),
+        };
       });
       // A filter on the primary id or on every column of an alternate key uses the index, not a scan: clients look
       // rows up this way when a key value cannot go into a URL (reference §1.1).
       const equal = clauses.filter((c) => !c.operator);
-      const candidates = this.#indexed(table, equal) ?? this.#store.rows(table.logicalName);
+      const ids = clauses.find((c) => c.operator === 'in' && c.name === table.primaryId)?.values;
+      const candidates =
+        this.#indexed(table, equal) ??
+        (ids
+          ? [...new Set(ids.map((v) => String(v).toLowerCase()))].flatMap(
+              (id) => this.#store.get(table.logicalName, id) ?? [],
+            )
+          : this.#store.rows(table.logicalName));
       rows = candidates.filter((row) =>
         clauses.every((c) =>
-          c.operator
-            ? inOrder(fieldOf(table, row, c.name), c.operator, c.value)
-            : sameValue(fieldOf(table, row, c.name), c.value),
+          c.operator === 'in'
+            ? (c.values ?? []).some((v) => sameValue(fieldOf(table, row, c.name), v))
+            : c.operator
+              ? inOrder(fieldOf(table, row, c.name), c.operator, c.value)
+              : sameValue(fieldOf(table, row, c.name), c.value),
         ),
       );
     }

@@ -56,4 +56,38 @@ describe('emulator OData path reading', () => {
     );
     assert.throws(() => parseFilter('n ne 5', new Map(), { orderComparisons: true }), ODataSyntaxError);
   });
+
+  it('record queries may use the In query function, inline or with aliases; other readers refuse it', () => {
+    const g = '0f8fad5b-d9cb-469f-a165-70867728950e';
+    assert.deepEqual(
+      parseFilter(`Microsoft.Dynamics.CRM.In(PropertyName='accountid',PropertyValues=['${g}','b''c'])`, new Map(), {
+        inFunction: true,
+      }),
+      [{ property: 'accountid', value: g, operator: 'in', values: [g, "b'c"] }],
+    );
+    const aliases = new Map([
+      ['@p1', "'name'"],
+      ['@p2', "['x', 'y']"],
+    ]);
+    assert.deepEqual(
+      parseFilter('Microsoft.Dynamics.CRM.In(PropertyName=@p1,PropertyValues=@p2) and n eq 1', aliases, {
+        inFunction: true,
+      }),
+      [
+        { property: 'name', value: 'x', operator: 'in', values: ['x', 'y'] },
+        { property: 'n', value: 1 },
+      ],
+    );
+    assert.throws(
+      () => parseFilter("Microsoft.Dynamics.CRM.In(PropertyName='name',PropertyValues=['x'])"),
+      ODataSyntaxError,
+    );
+    assert.throws(
+      () =>
+        parseFilter("Microsoft.Dynamics.CRM.In(PropertyName='name',PropertyValues=[])", new Map(), {
+          inFunction: true,
+        }),
+      ODataSyntaxError,
+    );
+  });
 });

@@ -21,6 +21,27 @@ describe('FetchXML of the Dataverse source', () => {
     });
   });
 
+  it('reads an `in` condition with its <value> elements, and refuses one without values', () => {
+    const q = parseFetchXml(
+      '<fetch mapping="logical"><entity name="account"><attribute name="accountid" /><filter type="and"><condition attribute="accountid" operator="in"><value>0f8fad5b-d9cb-469f-a165-70867728950e</value><value>7c9e6679-7425-40de-944b-e07fc1f90ae7</value></condition></filter></entity></fetch>',
+    );
+    assert.deepEqual(q.conditions, [
+      {
+        attribute: 'accountid',
+        operator: 'in',
+        value: '0f8fad5b-d9cb-469f-a165-70867728950e',
+        values: ['0f8fad5b-d9cb-469f-a165-70867728950e', '7c9e6679-7425-40de-944b-e07fc1f90ae7'],
+      },
+    ]);
+    assert.throws(
+      () =>
+        parseFetchXml(
+          '<fetch><entity name="account"><filter><condition attribute="accountid" operator="in"></condition></filter></entity></fetch>',
+        ),
+      /without <value> elements/,
+    );
+  });
+
   it('refuses an operator, an `or` filter or nested filters it does not implement', () => {
     const entity = (filter: string) =>
       `<fetch><entity name="account"><attribute name="name" />${filter}</entity></fetch>`;

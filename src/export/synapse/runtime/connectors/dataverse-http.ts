@@ -120,8 +120,34 @@ export class DataverseHttp {
           'DynamicsOperationFailed',
           `Dynamics operation failed with error code: 0x80041103, error message: 'entity' entity doesn't contain attribute with Name = '${c.attribute}'.`,
         );
-      return `${c.attribute} ${c.operator} ${odataLiteral(c.value)}`;
+      return c.operator === 'in' ? '' : `${c.attribute} ${c.operator} ${odataLiteral(c.value)}`;
     });
+    // An `in` condition is the Web API's `In` query function; its values go in groups, so no URL gets too long
+    // (the connector itself sends FetchXML through the SDK, where a long list is no URL).
+    const among = conditions.filter((c) => c.operator === 'in');
+    if (among.length > 1)
+      throw new ActivityError(
+        'UnsupportedByLocalRuntime',
+        'FetchXML with two `in` conditions is not implemented by the local runtime.',
+      );
+    const list = among[0];
+    if (!list) return this.#pages(table, columns, select, filter, retry);
+    const rows: Record<string, Json>[] = [];
+    const values = list.values ?? [list.value];
+    for (let i = 0; i < values.length; i += IN_VALUES_PER_REQUEST) {
+      const group = inFunction(list.attribute, values.slice(i, i + IN_VALUES_PER_REQUEST));
+      rows.push(...(await this.#pages(table, columns, select, [...filter.filter(Boolean), group], retry)));
+    }
+    return rows;
+  }
+
+  async #pages(
+    table: DataverseTable,
+    columns: readonly string[],
+    select: string,
+    filter: readonly string[],
+    retry: RetrySettings,
+  ): Promise<Record<string, Json>[]> {
     let next: string | undefined =
       `${table.entitySetName}?$select=${select}${filter.length ? `&$filter=${encodeURIComponent(filter.join(' and '))}` : ''}`;
     const rows: Record<string, Json>[] = [];
@@ -217,11 +243,23 @@ export function keyLiteral(value: Json): string {
   return `'${value.replaceAll("'", "''")}'`;
 }
 
-/** A FetchXML `<condition attribute operator value>` the local runtime reads (comparisons only). */
+/** A FetchXML `<condition attribute operator value>` the local runtime reads (comparisons, and `in`). */
 export interface FetchCondition {
   readonly attribute: string;
-  readonly operator: 'eq' | 'gt' | 'ge' | 'lt' | 'le';
+  readonly operator: 'eq' | 'gt' | 'ge' | 'lt' | 'le' | 'in';
+  /** The value; for `in`, its first value. */
   readonly value: string;
+  /** For `in`: the `<value>` elements (fetchxml/reference/value on learn.microsoft.com). */
+  readonly values?: readonly string[];
+}
+
+/** Values of one `In` request of the runtime (a GUID list of 100 is about 5 KB of URL). */
+const IN_VALUES_PER_REQUEST = 100;
+
+/** `Microsoft.Dynamics.CRM.In(PropertyName='a',PropertyValues=['x','y'])` (webapi/reference/in on learn.microsoft.com). */
+function inFunction(attribute: string, values: readonly string[]): string {
+  const quote = (v: string) => `'${v.replaceAll("'", "''")}'`;
+  return `Microsoft.Dynamics.CRM.In(PropertyName=${quote(attribute)},PropertyValues=[${values.map(quote).join(',')}])`;
 }
 
 /** A condition value as an OData literal: numbers and ISO date/times unquoted, other text quoted. */
@@ -267,9 +305,19 @@ export function parseFetchXml(xml: string): { entity: string; attributes: string
       'FetchXML with nested or `or` filters is not implemented by the local runtime.',
     );
   const conditions: FetchCondition[] = [];
-  for (const m of xml.matchAll(/<condition\b([^>]*)\/?>/g)) {
+  for (const m of xml.matchAll(/<condition\b([^>]*?)(?:\/>|>([\s\S]*?)<\/condition>)/g)) {
     const attr = (name: string) => new RegExp(`\\b${name}="([^"]*)"`).exec(m[1]!)?.[1];
     const attribute = attr('attribute');
+    if (attribute && attr('operator') === 'in') {
+      const values = [...(m[2] ?? '').matchAll(/<value>([^<]*)<\/value>/g)].map((v) => xmlText(v[1]!.trim()));
+      if (values.length === 0)
+        throw new ActivityError(
+          'DynamicsInvalidFetchXml',
+          `FetchXML condition \`${m[0].slice(0, 200)}\` has operator \`in\` without <value> elements; fix the query.`,
+        );
+      conditions.push({ attribute, operator: 'in', value: values[0]!, values });
+      continue;
+    }
     const operator = FETCH_OPERATORS[attr('operator') ?? ''];
     const value = attr('value');
     if (!attribute || !operator || value === undefined)
