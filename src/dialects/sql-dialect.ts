@@ -10,6 +10,8 @@ import {
   keymapFullPendingPrefix,
   keymapFullSource,
   keymapPendingPrefix,
+  lookupCheckTable,
+  lookupSeenTable,
   type SynapseConversion,
   type TableName,
 } from './sql-steps.js';
@@ -670,6 +672,67 @@ WHERE c.__outcome = 'reject' ORDER BY c.__row_id`,
       ],
       sinkQuery: `SELECT ${sinkNames.map(q).join(', ')} FROM ${deferred}`,
     };
+  }
+
+  // Lookup targets deleted in Dataverse.
+  /**
+   * The key-map ids of `table` the sink's lookups point at (`check`: into `lookupCheckTable`, numbered in chunks of
+   * `chunkSize`) and the chunk numbers (`chunks`). A lookup column counts for `table` when it is its only target, or
+   * when its `@EntityReference` names it; a GUID the source gave that is not in the key map is not checked.
+   */
+  compileLookupCheck(
+    conversion: SynapseConversion,
+    table: string,
+    chunkSize: number,
+  ): { readonly check: string[]; readonly chunks: string } {
+    const { plan, names, keymapTargets } = conversion;
+    const d = this.dialect;
+    const q = (n: string) => this.q(n);
+    const t = keymapTargets.find((x) => x.table === table);
+    if (!t) throw new Error(`Conversion of \`${plan.table}\` has no key map of \`${table}\`; nothing to check.`);
+    const sink = this.table(names.sink);
+    const pointing = plan.columns
+      .filter(
+        (c): c is ColumnPlan & { rule: 'lookup' } =>
+          c.inPayload && c.rule === 'lookup' && c.targets.some((x) => x.table === table),
+      )
+      .map((c) => {
+        const typed = c.targets.length > 1 || c.tableFrom;
+        return `SELECT s.${q(c.attribute)} AS ${q('id')} FROM ${sink} AS s WHERE s.${q(c.attribute)} IS NOT NULL${typed ? ` AND s.${q(`${c.attribute}@EntityReference`)} = ${d.literal(table)}` : ''}`;
+      });
+    const check = this.table(lookupCheckTable(names, table));
+    const size = Math.max(1, Math.trunc(chunkSize));
+    return {
+      check: d.selectInto(
+        check,
+        `x.${q('id')}, CAST(FLOOR((ROW_NUMBER() OVER (ORDER BY x.${q('id')}) - 1) / ${size}.0) AS INTEGER) AS ${q('chunk')}`,
+        `FROM (SELECT DISTINCT km.${q('id')} FROM ${this.table(names.keymap)} AS km INNER JOIN (${pointing.join(' UNION ALL ')}) AS p ON p.${q('id')} = km.${q('id')} WHERE km.${q('entity_set')} = ${d.literal(t.entitySet)}) AS x`,
+      ),
+      chunks: `SELECT DISTINCT ${q('chunk')} FROM ${check} ORDER BY ${q('chunk')}`,
+    };
+  }
+
+  /**
+   * After the check's reads: drops the key-map entries checked and not found (records deleted in Dataverse since the
+   * last full read), then builds the sink again from the same rows (this run's rejects of the sink replaced), so
+   * such a row is rejected `lookup.target_missing`, or deferred when its target is a row of this run, as the local
+   * writer does; nothing was written yet.
+   */
+  compileLookupCheckApply(conversion: SynapseConversion): string[] {
+    const { plan, names, keymapTargets } = conversion;
+    const d = this.dialect;
+    const q = (n: string) => this.q(n);
+    const drops = keymapTargets.map((t) => {
+      const check = this.table(lookupCheckTable(names, t.table));
+      const seen = this.table(lookupSeenTable(names, t.table));
+      return `DELETE FROM ${this.table(names.keymap)} WHERE ${q('entity_set')} = ${d.literal(t.entitySet)} AND ${q('id')} IN (SELECT c.${q('id')} FROM ${check} AS c WHERE NOT EXISTS (SELECT 1 FROM ${seen} AS v WHERE v.${q(t.idAttribute)} = c.${q('id')}))`;
+    });
+    const compiled = this.compileSynapse(plan, names, { deferSelfLookups: conversion.deferSelfLookups === true });
+    return [
+      ...drops,
+      `DELETE FROM ${this.table(names.rejects)} WHERE ${q('run_id')} = ${d.param('run_id')} AND ${q('pipeline')} = ${d.param('pipeline')} AND ${q('stage')} = ${d.literal('convert-to-dataverse')} AND ${q('reason')} = ${d.literal('lookup.target_missing')}`,
+      ...compiled.sink,
+    ];
   }
 
   // State columns of new records.

@@ -337,6 +337,26 @@ export type SynapseStepPlan =
   /** The rows (key and deferred lookups) the Copy activity sends after the key map was re-read. */
   | { readonly kind: 'deferred-sink-query'; readonly conversion: SynapseConversion }
   /**
+   * Lookup targets checked before the copies (an incremental key-map read cannot see a delete): the key-map ids of
+   * `table` the sink's lookups point at, in chunks of `chunkSize` (`lookupCheckTable`); empties the table the
+   * Dataverse read fills (`lookupSeenTable`, typed `seenColumns`); returns one row per chunk (`chunk`).
+   */
+  | {
+      readonly kind: 'lookup-target-chunks';
+      readonly conversion: SynapseConversion;
+      readonly table: string;
+      readonly chunkSize: number;
+      readonly seenColumns: readonly RawColumn[];
+    }
+  /** One chunk of those ids as FetchXML `<value>` elements, one row `ids`. Parameter: chunk. */
+  | { readonly kind: 'lookup-target-chunk'; readonly conversion: SynapseConversion; readonly table: string }
+  /**
+   * Drops the key-map entries checked and not found in Dataverse, then builds the sink again, so a row pointing at
+   * a deleted record is rejected `lookup.target_missing` (or deferred, when its target is a row of the run) before
+   * anything is written. Parameters: run_id, pipeline (script).
+   */
+  | { readonly kind: 'apply-lookup-check'; readonly conversion: SynapseConversion }
+  /**
    * The delta files (`files`: JSON array of `{ name }`) not yet in `ferry.processed_items` for (pipeline, source),
    * oldest name first, at most `limit`; a run with a window (`window_start` set) takes every listed file, as the
    * local runner reprocesses a range. Parameters: files, window_start (script).
@@ -469,6 +489,16 @@ export const keymapFullSource = (table: string) => `dataverse:${table}:full`;
 export const keymapFullPendingPrefix = (table: string) => `dataverse:${table}:full-pending:`;
 /** The sink column holding a deferred lookup's key predicate (the target is written in the same run). */
 export const deferColumn = (index: number) => `__defer_${index}`;
+/** The key-map ids of `table` a run's sink points at, with their chunk (`lookup-target-chunks`). */
+export const lookupCheckTable = (names: ConversionNames, table: string): TableName => ({
+  schema: names.sink.schema,
+  table: `${names.sink.table}_check_${table}`,
+});
+/** The records of `table` the lookup check found in Dataverse (filled by its Copy activities). */
+export const lookupSeenTable = (names: ConversionNames, table: string): TableName => ({
+  schema: names.sink.schema,
+  table: `${names.sink.table}_seen_${table}`,
+});
 
 /** A column of a table a step creates: text (`length` characters), GUID, 64-bit integer, decimal, double, UTC time, boolean. */
 export interface RawColumn {

@@ -77,6 +77,7 @@ function valuesFor(step: SqlStep, extra: Record<string, StepValue> = {}): Record
     rows: 1,
     rows_skipped: 0,
     files: '[{"name":"f0.parquet"},{"name":"f1.parquet"}]',
+    chunk: 0,
     ...extra,
   };
   const out: Record<string, StepValue> = {};
@@ -231,6 +232,22 @@ describe('SQL steps: every step of the export has a DuckDB rendering that runs',
         const sink = await run(db, of('sink-query'));
         assert.equal(sink.length, 1);
         for (const k of plan.key) assert.equal(String(sink[0]![k.attribute]), keyValue(k.source));
+        // Lookup targets deleted in Dataverse: the key-map ids the sink points at, in chunks; the entries the
+        // Dataverse read did not find (none found here) leave the key map, and the sink is built again without them.
+        const pointed: string[] = [];
+        for (const t of keymapTargets) {
+          const chunks = await run(db, of(`lookup-target-chunks:${t.table}`));
+          const [chunk] = chunks.length ? await run(db, of(`lookup-target-chunk:${t.table}`)) : [];
+          for (const m of String(chunk?.ids ?? '').matchAll(/<value>([^<]+)<\/value>/g)) pointed.push(m[1]!);
+        }
+        const before = await db.all(`SELECT * FROM "${names.sink.table}"`);
+        if (keymapTargets.length) await run(db, of('apply-lookup-check'));
+        for (const id of pointed) {
+          const [left] = await db.all<{ n: bigint }>(`SELECT count(*) AS n FROM ferry.keymap WHERE id = '${id}'`);
+          assert.equal(Number(left!.n), 0, `${pipeline}: ${id}, not found in Dataverse, left the key map`);
+        }
+        const rebuilt = await db.all(`SELECT * FROM "${names.sink.table}"`);
+        if (pointed.length === 0) assert.deepEqual(rebuilt, before, 'nothing missing: the same sink');
         if (steps.get(`${pipeline}:resolve-deferred`)) {
           await run(db, of('resolve-deferred'));
           assert.equal((await run(db, of('deferred-sink-query'))).length, 0, 'no lookup deferred in these rows');
@@ -420,7 +437,7 @@ describe('SQL steps: every step of the export has a DuckDB rendering that runs',
 
   test('every step of the export is run by one of the tests above', () => {
     const covered =
-      /^(setup:ferry-state|[a-z-]+-(inbound|outbound):(begin-run|read-cursor|truncate-keymap:\w+|keymap-since:\w+|convert|sink-query|save-versions|resolve-deferred|deferred-sink-query|state-sink-query|select-new-files|record-processed-files|finish-run|mark-failed|extract:\w+|record-run-window|drop-run-tables))$/;
+      /^(setup:ferry-state|[a-z-]+-(inbound|outbound):(begin-run|read-cursor|truncate-keymap:\w+|keymap-since:\w+|convert|sink-query|save-versions|resolve-deferred|deferred-sink-query|lookup-target-chunks:\w+|lookup-target-chunk:\w+|apply-lookup-check|state-sink-query|select-new-files|record-processed-files|finish-run|mark-failed|extract:\w+|record-run-window|drop-run-tables))$/;
     // The replay and housekeeping steps run in the runtime tests of their pipelines
     // (test/synapse-runtime/export-replay.test.ts, export-housekeeping.test.ts; the replay's state copy there too;
     // the unpublished run folders in export-outbound-failure.test.ts).

@@ -5,6 +5,9 @@
  * - review defect 8: the key-map copy reads Dataverse incrementally (records modified since its watermark, less an
  *   overlap), after a full read while the key map is empty; a record created in Dataverse between runs is found;
  *   once a day the read is full and drops the entries of records deleted in Dataverse;
+ * - a record deleted in Dataverse between full reads: the ids the window's rows point at are read back before the
+ *   copies, so a row pointing at it is rejected `lookup.target_missing` (nothing written, the run succeeds) and a
+ *   parent sent again in the window is linked as new, as the local runner does;
  * - review "Recovery": a parent and its child (and grandchild) in one window are resolved as the local runner does,
  *   not rejected `lookup.target_missing`; a target found nowhere is still rejected;
  * - the key-map raw table is emptied, not dropped, before each key-map copy (as the T-SQL rendering does).
@@ -172,6 +175,41 @@ describe('pl_regions_inbound on the runtime: incremental key maps and same-windo
     );
   });
 
+  it('a record deleted in Dataverse between full reads: its child is rejected before anything is written, as the local runner does', async () => {
+    // Deleted by someone else after the key map learned them; the next full read is a day away.
+    const gone = region('OLD5')!;
+    const again = region('OLD9')!;
+    emulator.store.delete('ferry_region', gone.id);
+    emulator.store.delete('ferry_region', again.id);
+    await deltaFile([
+      ['ORPHAN5', 'Child of a deleted region', 'OLD5'],
+      // A deleted parent sent again in the same window: its child points at the new record.
+      ['OLD9', 'Old 9, again', null],
+      ['KID9', 'Child of the region sent again', 'OLD9'],
+      ...Array.from({ length: 22 }, (_, i): Region => [`H${i}`, `Filler ${i}`, null]),
+    ]);
+    const run = await rt.runPipeline('pl_regions_inbound', { mode: 'scheduled' });
+    assert.equal(run.status, 'Succeeded', describeRun(run));
+    assert.ok(keymapRead(run) < 30, `incremental read: ${keymapRead(run)} rows`);
+    assert.equal(region('ORPHAN5'), undefined, 'the row pointing at the deleted record is not written');
+    assert.ok(region('H0') && region('H21'), 'the other rows are written');
+    const reborn = region('OLD9')!;
+    assert.notEqual(reborn.id, again.id, 'the parent sent again is a new record');
+    assert.equal(region('KID9')?.attributes.ferry_parentregionid, reborn.id, 'its child points at the new record');
+    assert.deepEqual(
+      (await rejects()).map((r) => `${r.key} ${r.reason}`),
+      ['ferry_code=ORPHAN lookup.target_missing', 'ferry_code=ORPHAN5 lookup.target_missing'],
+    );
+    const stale = await rt.services.sql.duck.all<{ id: string }>(
+      `SELECT CAST(id AS VARCHAR) AS id FROM ferry.keymap WHERE entity_set = 'ferry_regions' AND key_predicate IN ('ferry_code=''OLD5''', 'ferry_code=''OLD9''')`,
+    );
+    assert.deepEqual(
+      stale.map((r) => r.id),
+      [reborn.id],
+      'the deleted record left the key map; the new one is in it',
+    );
+  });
+
   it('a day later the read is full again and drops a record deleted in Dataverse, whose child is then rejected', async () => {
     const gone = region('OLD3')!;
     emulator.store.delete('ferry_region', gone.id);
@@ -193,7 +231,11 @@ describe('pl_regions_inbound on the runtime: incremental key maps and same-windo
     assert.equal(region('LOST'), undefined);
     assert.deepEqual(
       (await rejects()).map((r) => `${r.key} ${r.reason}`),
-      ['ferry_code=LOST lookup.target_missing', 'ferry_code=ORPHAN lookup.target_missing'],
+      [
+        'ferry_code=LOST lookup.target_missing',
+        'ferry_code=ORPHAN lookup.target_missing',
+        'ferry_code=ORPHAN5 lookup.target_missing',
+      ],
     );
   });
 });

@@ -211,6 +211,46 @@ describe('T-SQL in the checked-in Synapse pipelines parses', () => {
     }
     assert.ok(n > 50, `parsed ${n} statements`);
   });
+
+  test('the lookup-target check inside IfNewFiles (chunks, the chunk Lookup query, the apply script) parses', async () => {
+    const dir = path.join(root, 'synapse', 'pipeline');
+    type Activity = { name: string; type: string; typeProperties?: Record<string, unknown> };
+    const texts: string[] = [];
+    const walk = (list: unknown) => {
+      for (const a of (Array.isArray(list) ? list : []) as Activity[]) {
+        const tp = a.typeProperties ?? {};
+        walk(tp.ifTrueActivities);
+        walk(tp.activities);
+        if (!/^(ListLookupTargets_|ReadLookupTargetChunk_|ApplyLookupTargetCheck$)/.test(a.name)) continue;
+        const scripts = (tp.scripts ?? []) as { text: string | { value: string } }[];
+        for (const s of scripts) texts.push(typeof s.text === 'string' ? s.text : s.text.value);
+        const query = (tp.source as { sqlReaderQuery?: string | { value: string } } | undefined)?.sqlReaderQuery;
+        if (query) texts.push(typeof query === 'string' ? query : query.value);
+      }
+    };
+    for (const f of (await fs.readdir(dir)).sort())
+      walk(
+        (JSON.parse(await fs.readFile(path.join(dir, f), 'utf8')) as { properties: { activities: unknown } }).properties
+          .activities,
+      );
+    let n = 0;
+    for (const text of texts) {
+      for (const s of text
+        .replace(/@\{[^}]*\}/g, '0')
+        .split(/;\n/)
+        .map((x) =>
+          x
+            .replace(/^(\s*--[^\n]*\n)*/, '')
+            .trim()
+            .replace(/;$/, ''),
+        )
+        .filter(Boolean)) {
+        assertParses(s);
+        n++;
+      }
+    }
+    assert.ok(texts.length >= 10 && n > 30, `parsed ${n} statements of ${texts.length} scripts`);
+  });
 });
 
 describe('T-SQL dialect: golden files (UPDATE_GOLDEN=1 rewrites them)', () => {

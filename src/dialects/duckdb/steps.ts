@@ -6,6 +6,7 @@ import {
   keymapFullPendingPrefix,
   keymapFullSource,
   keymapPendingPrefix,
+  lookupCheckTable,
   type RawColumn,
   type SqlStep,
   type StepRenderer,
@@ -109,6 +110,27 @@ function renderDuck(step: SqlStep<SynapseStepPlan>): string[] {
     case 'multiselect-chunks':
     case 'multiselect-chunk':
       return renderMultiSelectDuck(plan);
+    // Lookup targets deleted in Dataverse.
+    case 'lookup-target-chunks': {
+      const seen = `${plan.conversion.names.sink.table}_seen_${plan.table}`;
+      const { check, chunks } = duckdbConversion.compileLookupCheck(plan.conversion, plan.table, plan.chunkSize);
+      return [
+        ...renderDuck({
+          ...step,
+          plan: { kind: 'truncate-table', schema: '', table: seen, columns: plan.seenColumns },
+        }),
+        ...check,
+        chunks,
+      ];
+    }
+    case 'lookup-target-chunk': {
+      const check = lookupCheckTable(plan.conversion.names, plan.table);
+      return [
+        `SELECT string_agg('<value>' || CAST(${duckIdent('id')} AS VARCHAR) || '</value>', '' ORDER BY ${duckIdent('id')}) AS ${duckIdent('ids')} FROM ${duckTable(check.schema, check.table)} WHERE ${duckIdent('chunk')} = $chunk`,
+      ];
+    }
+    case 'apply-lookup-check':
+      return duckdbConversion.compileLookupCheckApply(plan.conversion);
   }
 }
 

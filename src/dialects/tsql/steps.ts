@@ -6,6 +6,7 @@ import {
   keymapFullPendingPrefix,
   keymapFullSource,
   keymapPendingPrefix,
+  lookupCheckTable,
   type RawColumn,
   type SqlStep,
   type StepParameter,
@@ -131,6 +132,28 @@ function renderTsql(step: SqlStep<SynapseStepPlan>): string[] {
     case 'multiselect-chunks':
     case 'multiselect-chunk':
       return renderMultiSelectTsql(step, plan);
+    // Lookup targets deleted in Dataverse.
+    case 'lookup-target-chunks': {
+      const seen = `${plan.conversion.names.sink.table}_seen_${plan.table}`;
+      const { check, chunks } = tsqlConversion.compileLookupCheck(plan.conversion, plan.table, plan.chunkSize);
+      return [
+        ...renderTsql({
+          ...step,
+          plan: { kind: 'truncate-table', schema: 'dbo', table: seen, columns: plan.seenColumns },
+        }),
+        ...check,
+        chunks,
+      ];
+    }
+    case 'lookup-target-chunk': {
+      const check = lookupCheckTable(plan.conversion.names, plan.table);
+      // NVARCHAR(MAX) before STRING_AGG: without it the result is cut at 8,000 bytes.
+      return [
+        `SELECT STRING_AGG(CONVERT(NVARCHAR(MAX), CONCAT(N'<value>', CONVERT(NVARCHAR(36), [id]), N'</value>')), N'') AS [ids] FROM ${check.schema ? tsqlTable(check.schema, check.table) : tsqlIdent(check.table)} WHERE [chunk] = ${v('chunk')}`,
+      ];
+    }
+    case 'apply-lookup-check':
+      return tsqlConversion.compileLookupCheckApply(plan.conversion);
   }
 }
 

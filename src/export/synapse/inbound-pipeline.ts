@@ -6,12 +6,14 @@ import type { ColumnPlan, ConversionPlan } from '../../core/mapping.js';
 import type { PipelineDefinition } from '../../core/pipeline.js';
 import { loadMetadata, supportsBulk, type TableMetadata } from '../../core/table-metadata.js';
 import { keymapTargetsOf, STATE_SINK_COLUMNS } from '../../dialects/sql-dialect.js';
-import type {
-  ConversionNames,
-  KeymapTarget,
-  RawColumn,
-  StepRegistry,
-  SynapseConversion,
+import {
+  type ConversionNames,
+  type KeymapTarget,
+  lookupCheckTable,
+  lookupSeenTable,
+  type RawColumn,
+  type StepRegistry,
+  type SynapseConversion,
 } from '../../dialects/sql-steps.js';
 import { STATE_SCHEMA } from '../../dialects/tsql/staging.js';
 import { loadConversionPlan } from '../../stages/convert-to-dataverse/conversion.js';
@@ -252,6 +254,15 @@ export async function inboundPipeline(
     settings,
     state.sinkQuery,
   );
+  // Lookup targets deleted in Dataverse since the last full key-map read: checked before anything is written, and
+  // what comes after the conversion comes after the check.
+  const targetCheck = await lookupTargetCheckActivities(def, conversion, steps, options.metadataDir, runParameters);
+  if (targetCheck.last) {
+    for (const a of dataverseCopies)
+      a.dependsOn = (a.dependsOn as { activity: string }[]).map((d) =>
+        d.activity === 'ConvertToDataverse' ? after(targetCheck.last!) : d,
+      );
+  }
   // Same-window lookups to the pipeline's own table (a parent and its child, a self-referencing parent): the copies
   // above send them empty; the key map of the own table is read again after them, the lookups resolved and sent.
   const deferred = deferredLookupActivities(
@@ -333,6 +344,7 @@ export async function inboundPipeline(
       [after('CopyNewFiles'), ...keymapActivities.map((a) => after(a))],
       runParams(def.name),
     ),
+    ...targetCheck.activities,
     ...dataverseCopies,
     ...multiSelect.activities,
     ...deferred.activities,
@@ -369,6 +381,7 @@ export async function inboundPipeline(
     'CopyNewFiles',
     ...keymapActivities,
     'ConvertToDataverse',
+    ...targetCheck.activities.map((a) => String(a.name)),
     ...dataverseCopies.map((c) => c.name),
     ...multiSelect.activities.map((a) => String(a.name)),
     ...deferred.activities.map((a) => String(a.name)),
@@ -756,6 +769,115 @@ export function globCondition(pattern: string, pipeline: string): string {
     ...(suffix ? [`endsWith(item().name, ${lit(suffix)})`] : []),
   ];
   return parts.length === 0 ? 'true' : parts.length === 1 ? parts[0]! : `and(${parts.join(', ')})`;
+}
+
+/** Key-map ids per FetchXML query of the lookup-target check (about 25 KB of `<value>` elements). */
+export const LOOKUP_CHECK_IDS_PER_QUERY = 500;
+
+/**
+ * The check of the lookup targets before the copies. An incremental key-map read cannot see a record deleted in
+ * Dataverse, and a lookup sent with its GUID is refused (0x80040217), failing the copy after the rows before it were
+ * written. So, per key-map table: `ListLookupTargets_<table>` numbers the key-map ids the converted rows point at in
+ * chunks; `CheckLookupTargets_<table>` (ForEach, one chunk at a time) reads each chunk's ids
+ * (`ReadLookupTargetChunk_<table>`) and the records among them that exist (`CopyLookupTargets_<table>`, FetchXML
+ * `in` over the ids); `ApplyLookupTargetCheck` drops the key-map entries not found and builds the sink again, so such
+ * a row is rejected `lookup.target_missing` (or deferred, when its target is a row of the run) as the local runner
+ * rejects it, before anything is written. None without a key map.
+ */
+async function lookupTargetCheckActivities(
+  def: PipelineDefinition,
+  conversion: SynapseConversion,
+  steps: StepRegistry,
+  metadataDir: string,
+  runParameters: readonly { name: string; expression: string; type: 'string'; script: true }[],
+): Promise<{ activities: Record<string, unknown>[]; last?: string }> {
+  const { names } = conversion;
+  if (conversion.keymapTargets.length === 0) return { activities: [] };
+  const activities: Record<string, unknown>[] = [];
+  const checks: string[] = [];
+  for (const t of conversion.keymapTargets) {
+    const list = pipelineStep(steps, def.name, `lookup-target-chunks:${t.table}`, {
+      kind: 'lookup-target-chunks',
+      conversion,
+      table: t.table,
+      chunkSize: LOOKUP_CHECK_IDS_PER_QUERY,
+      seenColumns: await keymapRawColumns(t, metadataDir),
+    });
+    const chunk = pipelineStep(
+      steps,
+      def.name,
+      `lookup-target-chunk:${t.table}`,
+      { kind: 'lookup-target-chunk', conversion, table: t.table },
+      [{ name: 'chunk', expression: '@item().chunk', type: 'number' }],
+    );
+    const seen = lookupSeenTable(names, t.table).table;
+    const listName = `ListLookupTargets_${t.table}`;
+    const readName = `ReadLookupTargetChunk_${t.table}`;
+    activities.push(scriptActivity(listName, NAMES.sql, stepText(list), [after('ConvertToDataverse')], [], 2, 'Query'));
+    activities.push({
+      name: `CheckLookupTargets_${t.table}`,
+      type: 'ForEach',
+      dependsOn: [after(listName)],
+      userProperties: [],
+      typeProperties: {
+        items: expr(`@activity('${listName}').output.resultSets[0].rows`),
+        isSequential: true,
+        activities: [
+          {
+            name: readName,
+            type: 'Lookup',
+            dependsOn: [],
+            policy: policy('0.00:10:00', 2),
+            userProperties: [],
+            typeProperties: {
+              source: {
+                type: 'AzureSqlSource',
+                sqlReaderQuery: expr(stepQuery(chunk)),
+                queryTimeout: '00:10:00',
+                partitionOption: 'None',
+              },
+              dataset: sqlTableRef(STAGING_SCHEMA, lookupCheckTable(names, t.table).table),
+              firstRowOnly: true,
+            },
+          },
+          {
+            name: `CopyLookupTargets_${t.table}`,
+            type: 'Copy',
+            dependsOn: [after(readName)],
+            policy: policy('0.02:00:00', 2),
+            userProperties: [],
+            typeProperties: {
+              source: {
+                type: 'CommonDataServiceForAppsSource',
+                query: expr(
+                  `<fetch mapping="logical"><entity name="${t.table}"><attribute name="${t.idAttribute}" />${t.keyAttributes.map((a) => `<attribute name="${a}" />`).join('')}<filter type="and"><condition attribute="${t.idAttribute}" operator="in">@{activity('${readName}').output.firstRow.ids}</condition></filter></entity></fetch>`,
+                ),
+              },
+              // Appends: `ListLookupTargets_<table>` emptied the table before the first chunk.
+              sink: { type: 'AzureSqlSink', tableOption: 'autoCreate', writeBatchSize: 10000 },
+              enableStaging: false,
+            },
+            inputs: [{ referenceName: NAMES.dataverseEntity(t.table), type: 'DatasetReference' }],
+            outputs: [sqlTableRef(STAGING_SCHEMA, seen)],
+          },
+        ],
+      },
+    });
+    checks.push(`CheckLookupTargets_${t.table}`);
+  }
+  const apply = pipelineStep(steps, def.name, 'apply-lookup-check', { kind: 'apply-lookup-check', conversion }, [
+    ...runParameters,
+  ]);
+  activities.push(
+    scriptActivity(
+      'ApplyLookupTargetCheck',
+      NAMES.sql,
+      stepText(apply),
+      checks.map((c) => after(c)),
+      runParams(def.name),
+    ),
+  );
+  return { activities, last: 'ApplyLookupTargetCheck' };
 }
 
 /** Minutes a key-map read reaches back before its watermark: covers clock skew and records committed late. */
