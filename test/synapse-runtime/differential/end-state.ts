@@ -91,6 +91,11 @@ function dataverseState(emulator: RunningEmulator, keys: Map<string, string[]>):
   const identities = new Map<string, string>();
   for (const table of store.tables())
     for (const row of store.rows(table)) identities.set(row.id.toLowerCase(), identityOf(table, row.attributes));
+  // A record deleted in Dataverse keeps the identity it had: a lookup still naming it (the emulator's delete leaves
+  // it) compares by that identity on both sides, not by the GUID each emulator chose.
+  for (const e of store.journal())
+    if (e.op === 'upsert' && e.record && !store.get(e.table, e.id))
+      identities.set(e.id.toLowerCase(), `${identityOf(e.table, e.record)} (deleted)`);
   const out: SideState['dataverse'] = {};
   for (const table of store.tables()) {
     const rows = store.rows(table);

@@ -44,59 +44,7 @@ function writes(def: PipelineDefinition, area: Area): string[] {
 const writer = (table: string, area: Area, ctx: DifferenceContext) =>
   ctx.pipelines.find((p) => writes(p, area).includes(table));
 
-/**
- * Errors of the failed activities of the latest Synapse run of the pipeline writing `table` — for a warehouse output,
- * only those of its own extract (`ExtractToParquet_<output>`).
- */
-function latestFailures(table: string, area: Area, ctx: DifferenceContext): string[] {
-  const def = writer(table, area, ctx);
-  if (!def) return [];
-  const name = `pl_${def.name.replaceAll('-', '_')}`;
-  const latest = ctx.synapseRuns.filter((r) => r.pipelineName === name).at(-1);
-  if (latest?.status !== 'Failed') return [];
-  return latest.activityRuns
-    .filter((a) => a.status === 'Failed' && (area === 'dataverse' || a.activityName === `ExtractToParquet_${table}`))
-    .map((a) => a.error?.message ?? '');
-}
-
-/**
- * The pipeline writing `table` failed in its latest Synapse run with `pattern`, or its latest run in the schedule
- * pipeline was skipped because a pipeline it depends on failed with `pattern`.
- */
-function failedOrBlockedBy(table: string, area: Area, pattern: RegExp, ctx: DifferenceContext): boolean {
-  if (latestFailures(table, area, ctx).some((m) => pattern.test(m))) return true;
-  const def = writer(table, area, ctx);
-  const master = ctx.synapseRuns.filter((r) => r.pipelineName === 'pl_ferry_every_15m').at(-1);
-  if (!def || !master) return false;
-  const own = master.activityRuns.find((a) => a.activityName === `Run_${def.name.replaceAll('-', '_')}`);
-  return (
-    own?.status === 'Skipped' &&
-    master.activityRuns.some((a) => a.status === 'Failed' && pattern.test(a.error?.message ?? ''))
-  );
-}
-
 export const KNOWN_DIFFERENCES: readonly KnownDifference[] = [
-  {
-    // The Synapse path's key map keeps a record deleted in Dataverse: a lookup to it resolves to the deleted GUID,
-    // the service refuses it (0x80040217), the copy fails after the row's other columns were written, and every
-    // later run repeats the window. The local runner rejects the row (`lookup.target_missing`).
-    name: 'lookup-to-deleted-record',
-    readmeRow: 'a lookup to a record deleted in Dataverse',
-    recognises: (d, ctx) => {
-      const refused = /0x80040217/;
-      if (d.area === 'reject') {
-        const def = ctx.pipelines.find((p) => p.name === d.table);
-        const table = def && writes(def, 'dataverse')[0];
-        return (
-          d.id.startsWith('lookup.target_missing|') &&
-          Number(d.local) > Number(d.synapse) &&
-          !!table &&
-          latestFailures(table, 'dataverse', ctx).some((m) => refused.test(m))
-        );
-      }
-      return d.area === 'dataverse' && failedOrBlockedBy(d.table, d.area, refused, ctx);
-    },
-  },
   {
     // The Synapse path writes timestamps as DATETIME2 (UTC wall time, no zone), the local runner as
     // TIMESTAMP WITH TIME ZONE (UTC): the same instants, another Parquet type.

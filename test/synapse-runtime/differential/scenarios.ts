@@ -570,8 +570,9 @@ export async function inactiveOnCreate(ctx: ScenarioContext): Promise<ScenarioRe
 
 /**
  * An account deleted in Dataverse after the Synapse path's key map learned it, then a contact naming it as its
- * parent: the local runner rejects the contact (`lookup.target_missing`); the Synapse path resolves the lookup to
- * the deleted record's GUID and the service refuses it.
+ * parent: the local runner rejects the contact (`lookup.target_missing`); the Synapse path checks the key-map ids
+ * the window points at before its copies, drops the deleted one and rejects the contact the same way, in the same
+ * run — no copy is refused for it.
  */
 export async function deletedLookupTarget(ctx: ScenarioContext): Promise<ScenarioResult> {
   const files = await fixtureSet(ctx.root, true);
@@ -585,15 +586,20 @@ export async function deletedLookupTarget(ctx: ScenarioContext): Promise<Scenari
     await arrive(twin, 'contacts', files.contacts![1]!);
     await twin.tick();
     await twin.tick();
-    const refused = twin.synapse.rt.runs.some((r) =>
+    const refused = twin.synapse.rt.runs.filter((r) =>
       r.activityRuns.some((a) => /0x80040217/.test(a.error?.message ?? '')),
+    ).length;
+    const failures = refused ? [`${refused} Synapse run(s) refused by the service for a deleted lookup target`] : [];
+    const [rejected] = await twin.synapse.rt.services.sql.duck.all<{ n: number }>(
+      "SELECT COUNT(*) AS n FROM ferry.rejects WHERE reason = 'lookup.target_missing' AND status = 'open'",
     );
+    if (Number(rejected?.n ?? 0) === 0) failures.push('the Synapse path rejected no row lookup.target_missing');
     return await finish(
       'a lookup to a record deleted in Dataverse',
       twin,
       ctx,
-      [],
-      refused ? 'the Synapse path repeats the refused window' : 'the Synapse path was not refused',
+      failures,
+      `no Synapse run refused; ${Number(rejected?.n ?? 0)} row(s) rejected lookup.target_missing there`,
     );
   } finally {
     await twin.close();
