@@ -348,6 +348,11 @@ export type SynapseStepPlan =
       readonly chunkSize: number;
       readonly seenColumns: readonly RawColumn[];
     }
+  /**
+   * One row `run_since` (`yyyy-MM-ddTHH:mm:ssZ`): the database's time less `overlapMinutes`, the lower bound of a
+   * re-read of the records this run writes (the replay's second pass), by the clock the key-map reads use.
+   */
+  | { readonly kind: 'run-since'; readonly overlapMinutes: number }
   /** One chunk of those ids as FetchXML `<value>` elements, one row `ids`. Parameter: chunk. */
   | { readonly kind: 'lookup-target-chunk'; readonly conversion: SynapseConversion; readonly table: string }
   /**

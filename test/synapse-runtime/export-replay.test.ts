@@ -139,13 +139,12 @@ describe('the exported replay pipeline, run on the runtime', () => {
     });
     assert.equal(region.status, 204, await region.text());
     const second = await replay({ runId: original.runId });
-    assert.deepEqual(finish(second), { claimed: 5, resolved: 2, upserted: 2, still_rejected: 3 }, describeRun(second));
+    // C-3's parent, the contact CRM1/C-1, is a row of this very replay: its lookup goes in the second pass
+    // (CopyKeyMapAfterWrite → ResolveDeferredLookups → CopyDeferredLookupsToDataverse), as `ferry replay` defers it.
+    assert.deepEqual(finish(second), { claimed: 5, resolved: 3, upserted: 3, still_rejected: 2 }, describeRun(second));
     const a1001 = emulator.store.rows('account').find((a) => a.attributes.accountnumber === 'A-1001')!;
     assert.equal(contact('CRM1', 'C-1')?.attributes.parentcustomerid, a1001.id);
     assert.ok(contact('CRM1', 'C-6'));
-    // C-3's parent, the contact CRM1/C-1, arrived in this very replay (after its key map was read): next time.
-    const third = await replay({ runId: original.runId });
-    assert.deepEqual(finish(third), { claimed: 3, resolved: 1, upserted: 1, still_rejected: 2 }, describeRun(third));
     assert.equal(contact('CRM1', 'C-3')?.attributes.parentcustomerid, contact('CRM1', 'C-1')?.id);
     assert.deepEqual(await open(), ['CRM1/C-4 number.out_of_range', 'CRM1/C-5 lookup.target_unknown']);
 
@@ -184,7 +183,6 @@ describe('the exported replay pipeline, run on the runtime', () => {
       [
         [first.runId, 'succeeded', original.runId],
         [second.runId, 'succeeded', original.runId],
-        [third.runId, 'succeeded', original.runId],
         [fourth.runId, 'succeeded', null],
       ],
     );

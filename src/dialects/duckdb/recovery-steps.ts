@@ -59,7 +59,10 @@ export function duckdbRecoverySteps(step: SqlStep<RecoveryStepPlan>): string[] {
     }
     case 'replay-convert': {
       const { plan: conversion, names, keymapTargets } = plan.conversion;
-      const compiled = duckdbConversion.compileSynapse(conversion, names);
+      // Lookups to the pipeline's own table whose target is a replayed row go in the second pass, as in the inbound pipeline.
+      const compiled = duckdbConversion.compileSynapse(conversion, names, {
+        deferSelfLookups: plan.conversion.deferSelfLookups === true,
+      });
       return [
         ...keymapTargets.flatMap((k) => duckdbConversion.keymapRefresh(k, names)),
         ...compiled.classify,

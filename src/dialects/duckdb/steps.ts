@@ -131,6 +131,10 @@ function renderDuck(step: SqlStep<SynapseStepPlan>): string[] {
     }
     case 'apply-lookup-check':
       return duckdbConversion.compileLookupCheckApply(plan.conversion);
+    case 'run-since':
+      return [
+        `SELECT strftime(timezone('UTC', current_timestamp) - INTERVAL ${Math.trunc(plan.overlapMinutes)} MINUTE, '%Y-%m-%dT%H:%M:%SZ') AS run_since`,
+      ];
   }
 }
 

@@ -56,7 +56,10 @@ export function tsqlRecoverySteps(step: SqlStep<RecoveryStepPlan>): string[] {
     }
     case 'replay-convert': {
       const { plan: conversion, names, keymapTargets } = plan.conversion;
-      const compiled = tsqlConversion.compileSynapse(conversion, names);
+      // Lookups to the pipeline's own table whose target is a replayed row go in the second pass, as in the inbound pipeline.
+      const compiled = tsqlConversion.compileSynapse(conversion, names, {
+        deferSelfLookups: plan.conversion.deferSelfLookups === true,
+      });
       return [
         ...keymapTargets.flatMap((k) => tsqlConversion.keymapRefresh(k, names)),
         ...compiled.classify,

@@ -154,6 +154,10 @@ function renderTsql(step: SqlStep<SynapseStepPlan>): string[] {
     }
     case 'apply-lookup-check':
       return tsqlConversion.compileLookupCheckApply(plan.conversion);
+    case 'run-since':
+      return [
+        `SELECT CONVERT(NVARCHAR(19), DATEADD(MINUTE, ${-Math.trunc(plan.overlapMinutes)}, SYSUTCDATETIME()), 126) + N'Z' AS [run_since]`,
+      ];
   }
 }
 

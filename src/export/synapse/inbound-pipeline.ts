@@ -80,11 +80,7 @@ export async function inboundPipeline(
   }
   const _keyName = plan.keyName;
   // Lookups to the own table by key are resolved in a second pass when its key map is read (deferredLookupActivities).
-  const deferSelfLookups =
-    keymapTargets.some((t) => t.table === plan.table) &&
-    plan.columns.some(
-      (c) => c.inPayload && c.rule === 'lookup' && c.targets.some((t) => t.table === plan.table && t.key !== null),
-    );
+  const deferSelfLookups = defersSelfLookups(plan, keymapTargets);
   const conversion = { plan, names, keymapTargets, deferSelfLookups };
   const runParameters = [
     P.scriptRunId,
@@ -265,13 +261,14 @@ export async function inboundPipeline(
   }
   // Same-window lookups to the pipeline's own table (a parent and its child, a self-referencing parent): the copies
   // above send them empty; the key map of the own table is read again after them, the lookups resolved and sent.
+  const ownKeymapCopy = keymapCopies.get(table);
   const deferred = deferredLookupActivities(
     def,
     plan,
     conversion,
     steps,
     dataverseCopies,
-    keymapCopies.get(table),
+    ownKeymapCopy && ((name, dependsOn) => ownKeymapCopy(name, 'run_since', dependsOn)),
     runParameters,
   );
   const copies = [...dataverseCopies, ...deferred.copies];
@@ -921,14 +918,25 @@ function rawColumnType(meta: TableMetadata, column: string): RawColumn['type'] {
   }
 }
 
+/** True when the mapping has a lookup to its own table by key, whose key map the pipeline reads. */
+export function defersSelfLookups(plan: ConversionPlan, keymapTargets: readonly KeymapTarget[]): boolean {
+  return (
+    keymapTargets.some((t) => t.table === plan.table) &&
+    plan.columns.some(
+      (c) => c.inPayload && c.rule === 'lookup' && c.targets.some((t) => t.table === plan.table && t.key !== null),
+    )
+  );
+}
+
 /**
  * The second pass for lookups to the pipeline's own table whose target is a row of the same run (the local writer
  * defers such a row until its target is written): after the copies, `CopyKeyMapAfterWrite_<table>` reads the
- * records modified since this run started, `ResolveDeferredLookups` merges them into the key map and resolves the
- * deferred lookups (rejecting those whose target still does not exist), `CopyDeferredLookupsToDataverse` sends the
- * key and those lookups (`ignoreNullValues: true`). None when the mapping has no such lookup.
+ * records modified since this run started (`keymapCopy`: the pipeline's key-map copy of its own table),
+ * `ResolveDeferredLookups` merges them into the key map and resolves the deferred lookups (rejecting those whose
+ * target still does not exist), `CopyDeferredLookupsToDataverse` sends the key and those lookups
+ * (`ignoreNullValues: true`). None when the mapping has no such lookup. The inbound and replay pipelines use it.
  */
-function deferredLookupActivities(
+export function deferredLookupActivities(
   def: PipelineDefinition,
   plan: ConversionPlan,
   conversion: {
@@ -939,20 +947,27 @@ function deferredLookupActivities(
   },
   steps: StepRegistry,
   copies: readonly { name: string; [k: string]: unknown }[],
-  keymapCopy: ((name: string, since: string, dependsOn: unknown[]) => Record<string, unknown>) | undefined,
+  keymapCopy: ((name: string, dependsOn: unknown[]) => Record<string, unknown>) | undefined,
   runParameters: readonly { name: string; expression: string; type: 'string'; script: true }[],
+  /** Prefix of the step names (`replay-` in the replay pipeline, whose conversion has its own tables). */
+  stepPrefix = '',
 ): { activities: Record<string, unknown>[]; copies: { name: string; [k: string]: unknown }[]; last?: string } {
   const self = plan.columns.filter(
     (c) => c.inPayload && c.rule === 'lookup' && c.targets.some((t) => t.table === plan.table && t.key !== null),
   );
   if (!conversion.deferSelfLookups || self.length === 0 || !keymapCopy) return { activities: [], copies: [] };
-  const resolve = pipelineStep(steps, def.name, 'resolve-deferred', { kind: 'resolve-deferred', conversion }, [
-    ...runParameters,
-  ]);
-  const sinkQuery = pipelineStep(steps, def.name, 'deferred-sink-query', { kind: 'deferred-sink-query', conversion });
-  const reread = keymapCopy(`CopyKeyMapAfterWrite_${plan.table}`, 'run_since', [
-    after(copies[copies.length - 1]!.name),
-  ]);
+  const resolve = pipelineStep(
+    steps,
+    def.name,
+    `${stepPrefix}resolve-deferred`,
+    { kind: 'resolve-deferred', conversion },
+    [...runParameters],
+  );
+  const sinkQuery = pipelineStep(steps, def.name, `${stepPrefix}deferred-sink-query`, {
+    kind: 'deferred-sink-query',
+    conversion,
+  });
+  const reread = keymapCopy(`CopyKeyMapAfterWrite_${plan.table}`, [after(copies[copies.length - 1]!.name)]);
   const script = scriptActivity(
     'ResolveDeferredLookups',
     NAMES.sql,

@@ -21,7 +21,15 @@ import type {
 import { STATE_SCHEMA } from '../../dialects/tsql/staging.js';
 import { loadConversionPlan } from '../../stages/convert-to-dataverse/conversion.js';
 import { closeMessageActivities, closeMessagePlan } from './close-activities.js';
-import { chainAfter, dataverseCopyActivities, keymapRawColumns, multiSelectActivities } from './inbound-pipeline.js';
+import {
+  chainAfter,
+  dataverseCopyActivities,
+  deferredLookupActivities,
+  defersSelfLookups,
+  KEYMAP_OVERLAP_MINUTES,
+  keymapRawColumns,
+  multiSelectActivities,
+} from './inbound-pipeline.js';
 import {
   ANNOTATION,
   after,
@@ -96,7 +104,9 @@ export async function replayPipeline(
   const keymapTargets: KeymapTarget[] = [];
   for (const t of keymapTargetsOf(plan))
     keymapTargets.push({ ...t, idAttribute: (await loadMetadata(options.metadataDir, t.table)).PrimaryIdAttribute });
-  const conversion = { plan, names, keymapTargets };
+  // Same-window lookups to the pipeline's own table (a parent and its child both replayed) go in the inbound
+  // pipeline's second pass, as `ferry replay` defers them.
+  const conversion = { plan, names, keymapTargets, deferSelfLookups: defersSelfLookups(plan, keymapTargets) };
   const rawColumns = new Map<string, RawColumn[]>();
   for (const t of keymapTargets) rawColumns.set(t.table, await keymapRawColumns(t, options.metadataDir));
   const selection: ReplaySelection = { pipeline: def.name, stage: REPLAYED_STAGE };
@@ -147,8 +157,74 @@ export async function replayPipeline(
     settings,
     stateStep && stepQuery(stateStep),
   );
+  // The key-map copy of a target: the whole table at the start (the parents that arrived since); after the copies,
+  // the records of the own table modified since this replay started (less the key maps' overlap).
+  const keymapCopy = (t: KeymapTarget, name: string, dependsOn: unknown[], since?: string) => {
+    const truncate = pipelineStep(steps, def.name, `replay-truncate-keymap:${t.table}`, {
+      kind: 'truncate-table',
+      schema: STAGING_SCHEMA,
+      table: `${names.prefix}keymap_${t.table}_raw`,
+      columns: rawColumns.get(t.table)!,
+    });
+    const attributes = `<attribute name="${t.idAttribute}" />${t.keyAttributes.map((a) => `<attribute name="${a}" />`).join('')}`;
+    const filter = since
+      ? `<filter type="and"><condition attribute="modifiedon" operator="ge" value="@{${since}}" /></filter>`
+      : '';
+    const query = `<fetch mapping="logical"><entity name="${t.table}">${attributes}${filter}</entity></fetch>`;
+    return {
+      name,
+      type: 'Copy',
+      dependsOn,
+      policy: policy('0.02:00:00', 2),
+      typeProperties: {
+        source: { type: 'CommonDataServiceForAppsSource', query: since ? expr(query) : query },
+        sink: {
+          type: 'AzureSqlSink',
+          tableOption: 'autoCreate',
+          preCopyScript: stepQuery(truncate),
+          writeBatchSize: 10000,
+        },
+        enableStaging: false,
+      },
+      inputs: [{ referenceName: NAMES.dataverseEntity(t.table), type: 'DatasetReference' }],
+      outputs: [sqlTableRef(STAGING_SCHEMA, `${names.prefix}keymap_${t.table}_raw`)],
+    };
+  };
+  const own = keymapTargets.find((t) => t.table === plan.table);
+  const deferred = deferredLookupActivities(
+    def,
+    plan,
+    conversion,
+    steps,
+    dataverseCopies,
+    own &&
+      ((name, dependsOn) =>
+        keymapCopy(own, name, dependsOn, "activity('ReplaySince').output.resultSets[0].rows[0].run_since")),
+    runParameters,
+    'replay-',
+  );
+  // The start of this replay by the database's clock (as the inbound key-map reads take theirs), before any write.
+  const since = deferred.last
+    ? [
+        scriptActivity(
+          'ReplaySince',
+          NAMES.sql,
+          stepText(
+            pipelineStep(steps, def.name, 'replay-since', {
+              kind: 'run-since',
+              overlapMinutes: KEYMAP_OVERLAP_MINUTES,
+            }),
+          ),
+          [after('BeginReplay')],
+          [],
+          2,
+          'Query',
+        ),
+      ]
+    : [];
+  const copies = [...dataverseCopies, ...deferred.copies];
   // Multi-select columns, written by Web activities, as in the inbound pipeline: after the copies that create the
-  // records, before the state copy.
+  // records, before the state copy and the deferred lookups' second pass.
   const multiSelectAnchor = dataverseCopies.filter((c) => c.name !== 'CopyStateToDataverse').at(-1)!.name;
   const multiSelect = multiSelectActivities({
     def,
@@ -161,12 +237,12 @@ export async function replayPipeline(
     dependsOn: [after(multiSelectAnchor)],
   });
   const lastCopy = chainAfter(
-    dataverseCopies,
+    [...dataverseCopies, ...deferred.activities],
     multiSelectAnchor,
     multiSelect.last,
-    dataverseCopies[dataverseCopies.length - 1]!.name,
+    deferred.last ?? dataverseCopies[dataverseCopies.length - 1]!.name,
   );
-  const skipped = `@${dataverseCopies
+  const skipped = `@${copies
     .map((c) => `coalesce(activity('${c.name}').output?.rowsSkipped, 0)`)
     .reduce((a, b) => `add(${a}, ${b})`)}`;
   const closePlan = closeMessagePlan(conversion, tableMeta);
@@ -223,42 +299,17 @@ export async function replayPipeline(
       },
     },
     script('BeginReplay', begin, [after('IfNothingToReplay')]),
-    ...keymapTargets.map((t) => {
-      const truncate = pipelineStep(steps, def.name, `replay-truncate-keymap:${t.table}`, {
-        kind: 'truncate-table',
-        schema: STAGING_SCHEMA,
-        table: `${names.prefix}keymap_${t.table}_raw`,
-        columns: rawColumns.get(t.table)!,
-      });
-      return {
-        // The parents that arrived since: the key map is read again from Dataverse.
-        name: `CopyKeyMap_${t.table}`,
-        type: 'Copy',
-        dependsOn: [after('BeginReplay')],
-        policy: policy('0.02:00:00', 2),
-        typeProperties: {
-          source: {
-            type: 'CommonDataServiceForAppsSource',
-            query: `<fetch mapping="logical"><entity name="${t.table}"><attribute name="${t.idAttribute}" />${t.keyAttributes.map((a) => `<attribute name="${a}" />`).join('')}</entity></fetch>`,
-          },
-          sink: {
-            type: 'AzureSqlSink',
-            tableOption: 'autoCreate',
-            preCopyScript: stepQuery(truncate),
-            writeBatchSize: 10000,
-          },
-          enableStaging: false,
-        },
-        inputs: [{ referenceName: NAMES.dataverseEntity(t.table), type: 'DatasetReference' }],
-        outputs: [sqlTableRef(STAGING_SCHEMA, `${names.prefix}keymap_${t.table}_raw`)],
-      };
-    }),
+    // The parents that arrived since: the key map is read again from Dataverse.
+    ...keymapTargets.map((t) => keymapCopy(t, `CopyKeyMap_${t.table}`, [after('BeginReplay')])),
+    ...since,
     script('ConvertToDataverse', convert, [
       after('BeginReplay'),
       ...keymapTargets.map((t) => after(`CopyKeyMap_${t.table}`)),
+      ...since.map((a) => after(String(a.name))),
     ]),
     ...dataverseCopies,
     ...multiSelect.activities,
+    ...deferred.activities,
     ...(closing?.activities ?? []),
     script('SaveAppliedVersions', save, [after(lastWrite)], 'NonQuery', 2),
     script('FinishReplay', finish, [after('SaveAppliedVersions')], 'Query'),
