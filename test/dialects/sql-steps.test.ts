@@ -442,7 +442,7 @@ describe('SQL steps: every step of the export has a DuckDB rendering that runs',
     // (test/synapse-runtime/export-replay.test.ts, export-housekeeping.test.ts; the replay's state copy there too;
     // the unpublished run folders in export-outbound-failure.test.ts).
     const recovery =
-      /^([a-z-]+-inbound:replay-(pending|begin|convert|sink-query|state-sink-query|save-versions|finish|failed|truncate-keymap:\w+|since|resolve-deferred|deferred-sink-query)|housekeeping:(staging-in-use|expire-state|drop-staging:\w+|unpublished-run-folders))$/;
+      /^([a-z-]+-inbound:replay-(pending|begin|convert|sink-query|state-sink-query|save-versions|finish|failed|truncate-keymap:\w+|since|resolve-deferred|deferred-sink-query|lookup-target-chunks:\w+|lookup-target-chunk:\w+|apply-lookup-check)|housekeeping:(staging-in-use|expire-state|drop-staging:\w+|unpublished-run-folders))$/;
     // Multi-select columns, written by Web activities: test/dialects/multiselect-steps.test.ts.
     const multiSelect = /^[a-z-]+-inbound:(replay-)?multiselect-chunks?(-omit)?$/;
     // The close-message steps (won/lost opportunities) run in test/synapse-runtime/export-close-messages.test.ts,

@@ -781,19 +781,21 @@ export const LOOKUP_CHECK_IDS_PER_QUERY = 500;
  * a row is rejected `lookup.target_missing` (or deferred, when its target is a row of the run) as the local runner
  * rejects it, before anything is written. None without a key map.
  */
-async function lookupTargetCheckActivities(
+export async function lookupTargetCheckActivities(
   def: PipelineDefinition,
   conversion: SynapseConversion,
   steps: StepRegistry,
   metadataDir: string,
   runParameters: readonly { name: string; expression: string; type: 'string'; script: true }[],
+  /** Prefix of the step names (`replay-` in the replay pipeline, whose conversion has its own tables). */
+  stepPrefix = '',
 ): Promise<{ activities: Record<string, unknown>[]; last?: string }> {
   const { names } = conversion;
   if (conversion.keymapTargets.length === 0) return { activities: [] };
   const activities: Record<string, unknown>[] = [];
   const checks: string[] = [];
   for (const t of conversion.keymapTargets) {
-    const list = pipelineStep(steps, def.name, `lookup-target-chunks:${t.table}`, {
+    const list = pipelineStep(steps, def.name, `${stepPrefix}lookup-target-chunks:${t.table}`, {
       kind: 'lookup-target-chunks',
       conversion,
       table: t.table,
@@ -803,7 +805,7 @@ async function lookupTargetCheckActivities(
     const chunk = pipelineStep(
       steps,
       def.name,
-      `lookup-target-chunk:${t.table}`,
+      `${stepPrefix}lookup-target-chunk:${t.table}`,
       { kind: 'lookup-target-chunk', conversion, table: t.table },
       [{ name: 'chunk', expression: '@item().chunk', type: 'number' }],
     );
@@ -862,9 +864,13 @@ async function lookupTargetCheckActivities(
     });
     checks.push(`CheckLookupTargets_${t.table}`);
   }
-  const apply = pipelineStep(steps, def.name, 'apply-lookup-check', { kind: 'apply-lookup-check', conversion }, [
-    ...runParameters,
-  ]);
+  const apply = pipelineStep(
+    steps,
+    def.name,
+    `${stepPrefix}apply-lookup-check`,
+    { kind: 'apply-lookup-check', conversion },
+    [...runParameters],
+  );
   activities.push(
     scriptActivity(
       'ApplyLookupTargetCheck',

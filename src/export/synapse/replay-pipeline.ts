@@ -28,6 +28,7 @@ import {
   defersSelfLookups,
   KEYMAP_OVERLAP_MINUTES,
   keymapRawColumns,
+  lookupTargetCheckActivities,
   multiSelectActivities,
 } from './inbound-pipeline.js';
 import {
@@ -190,6 +191,20 @@ export async function replayPipeline(
       outputs: [sqlTableRef(STAGING_SCHEMA, `${names.prefix}keymap_${t.table}_raw`)],
     };
   };
+  // Key-map entries of records deleted in Dataverse are dropped before the copies, as in the inbound pipeline.
+  const targetCheck = await lookupTargetCheckActivities(
+    def,
+    conversion,
+    steps,
+    options.metadataDir,
+    runParameters,
+    'replay-',
+  );
+  if (targetCheck.last)
+    for (const a of dataverseCopies)
+      a.dependsOn = (a.dependsOn as { activity: string }[]).map((d) =>
+        d.activity === 'ConvertToDataverse' ? after(targetCheck.last!) : d,
+      );
   const own = keymapTargets.find((t) => t.table === plan.table);
   const deferred = deferredLookupActivities(
     def,
@@ -307,6 +322,7 @@ export async function replayPipeline(
       ...keymapTargets.map((t) => after(`CopyKeyMap_${t.table}`)),
       ...since.map((a) => after(String(a.name))),
     ]),
+    ...targetCheck.activities,
     ...dataverseCopies,
     ...multiSelect.activities,
     ...deferred.activities,
