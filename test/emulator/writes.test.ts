@@ -97,6 +97,37 @@ describe('emulator reads and keys', () => {
     assert.match(unknown.json.error.message, /Could not find a property named 'Name'/);
   });
 
+  it('collection queries: the In query function over ids (a deleted or unknown id is not returned) and over a key', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      await h.call('PATCH', `accounts(accountnumber='IN-${i}')`, { name: `In ${i}` });
+      const r = await h.call('GET', `accounts(accountnumber='IN-${i}')?$select=accountid`);
+      ids.push(r.json.accountid);
+    }
+    assert.equal((await h.call('DELETE', `accounts(${ids[1]})`)).status, 204);
+    const unknown = '11111111-2222-3333-4444-000000000001';
+    const list = [...ids, unknown].map((id) => `'${id.toUpperCase()}'`).join(',');
+    const r = await h.call(
+      'GET',
+      `accounts?$select=accountnumber&$filter=Microsoft.Dynamics.CRM.In(PropertyName='accountid',PropertyValues=[${list}])`,
+    );
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.json.value.map((v: { accountnumber: string }) => v.accountnumber).sort(), ['IN-0', 'IN-2']);
+    const aliased = await h.call(
+      'GET',
+      `accounts?$select=name&$filter=Microsoft.Dynamics.CRM.In(PropertyName=@p1,PropertyValues=@p2)&@p1='accountnumber'&@p2=['in-2','IN-9']`,
+    );
+    assert.deepEqual(
+      aliased.json.value.map((v: { name: string }) => v.name),
+      ['In 2'],
+    );
+    const bad = await h.call(
+      'GET',
+      `accounts?$filter=Microsoft.Dynamics.CRM.In(PropertyName='Name',PropertyValues=['x'])`,
+    );
+    assert.equal(bad.status, 400);
+  });
+
   it('collections page with Prefer: odata.maxpagesize and @odata.nextLink until every row was seen once', async () => {
     for (let i = 0; i < 5; i++)
       await h.call('PATCH', `contacts(ferry_legacysource='PAGE',ferry_legacyid=${i})`, { firstname: `p${i}` });
