@@ -79,12 +79,14 @@ describe('one conversion compiler, dialect hooks', () => {
       await db.run(
         "CREATE TABLE staged AS SELECT * FROM (VALUES ('A-1', 'One', 12.5, TIMESTAMP '2026-01-01 10:00:00', 1, 'run', 'f.parquet', 1), ('A-2', 'Two', NULL, TIMESTAMP '2026-01-01 11:00:00', 2, 'run', 'f.parquet', 2)) x(account_no, account_name, credit, modified_at, __row_id, __run_id, __source_file, __row_number)",
       );
-      const sources = plan.sourceColumns.concat('modified_at').map((name) => ({
-        name,
-        ...duckdbDialect.classifyType(
-          name === 'modified_at' ? 'TIMESTAMP' : name === 'credit' ? 'DECIMAL(18,1)' : 'VARCHAR',
-        ),
-      }));
+      const sources = plan.sourceColumns
+        .concat('modified_at')
+        .map((name) => ({
+          name,
+          ...duckdbDialect.classifyType(
+            name === 'modified_at' ? 'TIMESTAMP' : name === 'credit' ? 'DECIMAL(18,1)' : 'VARCHAR',
+          ),
+        }));
       const sql = compileConversion(plan, duckdbDialect, { sources });
       await db.run(sql.classify);
       await db.run(sql.converted);
