@@ -29,8 +29,8 @@ import {
   KEYMAP_OVERLAP_MINUTES,
   keymapRawColumns,
   lookupTargetCheckActivities,
-  multiSelectActivities,
 } from './inbound-pipeline.js';
+import { multiSelectActivities } from './multiselect-activities.js';
 import {
   ANNOTATION,
   after,
