@@ -21,9 +21,9 @@ import type {
 import { STATE_SCHEMA } from '../../dialects/tsql/staging.js';
 import { loadConversionPlan } from '../../stages/convert-to-dataverse/conversion.js';
 import { closeMessageActivities, closeMessagePlan } from './close-activities.js';
+import { dataverseCopyActivities } from './dataverse-copy-activities.js';
 import {
   chainAfter,
-  dataverseCopyActivities,
   deferredLookupActivities,
   defersSelfLookups,
   KEYMAP_OVERLAP_MINUTES,
