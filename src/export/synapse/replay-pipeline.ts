@@ -22,14 +22,13 @@ import { STATE_SCHEMA } from '../../dialects/tsql/staging.js';
 import { loadConversionPlan } from '../../stages/convert-to-dataverse/conversion.js';
 import { closeMessageActivities, closeMessagePlan } from './close-activities.js';
 import { dataverseCopyActivities } from './dataverse-copy-activities.js';
+import { chainAfter, KEYMAP_OVERLAP_MINUTES } from './inbound-pipeline.js';
 import {
-  chainAfter,
   deferredLookupActivities,
   defersSelfLookups,
-  KEYMAP_OVERLAP_MINUTES,
   keymapRawColumns,
   lookupTargetCheckActivities,
-} from './inbound-pipeline.js';
+} from './lookup-activities.js';
 import { multiSelectActivities } from './multiselect-activities.js';
 import {
   ANNOTATION,
