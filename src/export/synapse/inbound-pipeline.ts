@@ -22,6 +22,7 @@ import {
   ANNOTATION,
   after,
   beginRunStep,
+  chainAfter,
   dataverseUrlParameter,
   describe,
   type ExportOptions,
@@ -584,22 +585,4 @@ function stateColumnActivities(
       pipelineStep(steps, def.name, 'state-sink-query', { kind: 'state-sink-query', conversion, messageOnlyStates }),
     ),
   };
-}
-
-/**
- * Puts `block` (its first activity already depending on `anchor`) after `anchor` in a chain: every other activity of
- * `chain` that depended on `anchor` depends on `last` instead. Returns the new name of the chain's end.
- */
-export function chainAfter(
-  chain: readonly Record<string, unknown>[],
-  anchor: string,
-  last: string | undefined,
-  end: string,
-): string {
-  if (!last) return end;
-  for (const a of chain)
-    a.dependsOn = (a.dependsOn as { activity: string }[]).map((d) =>
-      d.activity === anchor ? { ...d, activity: last } : d,
-    );
-  return end === anchor ? last : end;
 }

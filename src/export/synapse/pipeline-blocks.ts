@@ -310,3 +310,21 @@ export const DATAVERSE_WEB_HEADERS = {
   'OData-MaxVersion': '4.0',
   'OData-Version': '4.0',
 };
+
+/**
+ * Puts `block` (its first activity already depending on `anchor`) after `anchor` in a chain: every other activity of
+ * `chain` that depended on `anchor` depends on `last` instead. Returns the new name of the chain's end.
+ */
+export function chainAfter(
+  chain: readonly Record<string, unknown>[],
+  anchor: string,
+  last: string | undefined,
+  end: string,
+): string {
+  if (!last) return end;
+  for (const a of chain)
+    a.dependsOn = (a.dependsOn as { activity: string }[]).map((d) =>
+      d.activity === anchor ? { ...d, activity: last } : d,
+    );
+  return end === anchor ? last : end;
+}

@@ -22,7 +22,7 @@ import { STATE_SCHEMA } from '../../dialects/tsql/staging.js';
 import { loadConversionPlan } from '../../stages/convert-to-dataverse/conversion.js';
 import { closeMessageActivities, closeMessagePlan } from './close-activities.js';
 import { dataverseCopyActivities } from './dataverse-copy-activities.js';
-import { chainAfter, KEYMAP_OVERLAP_MINUTES } from './inbound-pipeline.js';
+import { KEYMAP_OVERLAP_MINUTES } from './inbound-pipeline.js';
 import {
   deferredLookupActivities,
   defersSelfLookups,
@@ -33,6 +33,7 @@ import { multiSelectActivities } from './multiselect-activities.js';
 import {
   ANNOTATION,
   after,
+  chainAfter,
   dataverseUrlParameter,
   describe,
   type ExportOptions,
