@@ -17,12 +17,11 @@ import {
   keymapRawColumns,
   lookupTargetCheckActivities,
 } from './lookup-activities.js';
-import { multiSelectActivities } from './multiselect-activities.js';
+import { multiSelectAfterCopies } from './multiselect-activities.js';
 import {
   ANNOTATION,
   after,
   beginRunStep,
-  chainAfter,
   dataverseUrlParameter,
   describe,
   type ExportOptions,
@@ -268,24 +267,11 @@ export async function inboundPipeline(
     runParameters,
   );
   const copies = [...dataverseCopies, ...deferred.copies];
-  // Multi-select columns, written by Web activities: after the copies that create the records, before the state
-  // copy and the deferred lookups' second pass (and so before the run's applied versions and processed files).
-  const multiSelectAnchor = dataverseCopies.filter((c) => c.name !== 'CopyStateToDataverse').at(-1)!.name;
-  const multiSelect = multiSelectActivities({
-    def,
-    conversion,
-    meta: tableMeta,
-    view,
-    steps,
-    settings,
-    stepPrefix: '',
-    dependsOn: [after(multiSelectAnchor)],
-  });
-  const lastCopy = chainAfter(
-    [...dataverseCopies, ...deferred.activities],
-    multiSelectAnchor,
-    multiSelect.last,
-    deferred.last ?? dataverseCopies[dataverseCopies.length - 1]!.name,
+  // Multi-select columns, written by Web activities once the copies created the records.
+  const { multiSelect, lastCopy } = multiSelectAfterCopies(
+    { def, conversion, meta: tableMeta, view, steps, settings, stepPrefix: '' },
+    dataverseCopies,
+    deferred,
   );
   // Won/lost rows, written open by the copies, closed with their message once every write is done.
   const closePlan = closeMessagePlan(conversion, tableMeta);

@@ -21,6 +21,7 @@ import { DATAVERSE_INTERIM_TYPES } from './dataverse-copy-activities.js';
 import {
   after,
   expr,
+  firstRowLookup,
   pipelineStep,
   policy,
   runParams,
@@ -86,23 +87,11 @@ export async function lookupTargetCheckActivities(
         items: expr(`@activity('${listName}').output.resultSets[0].rows`),
         isSequential: true,
         activities: [
-          {
-            name: readName,
-            type: 'Lookup',
-            dependsOn: [],
-            policy: policy('0.00:10:00', 2),
-            userProperties: [],
-            typeProperties: {
-              source: {
-                type: 'AzureSqlSource',
-                sqlReaderQuery: expr(stepQuery(chunk)),
-                queryTimeout: '00:10:00',
-                partitionOption: 'None',
-              },
-              dataset: sqlTableRef(STAGING_SCHEMA, lookupCheckTable(names, t.table).table),
-              firstRowOnly: true,
-            },
-          },
+          firstRowLookup(
+            readName,
+            expr(stepQuery(chunk)),
+            sqlTableRef(STAGING_SCHEMA, lookupCheckTable(names, t.table).table),
+          ),
           {
             name: `CopyLookupTargets_${t.table}`,
             type: 'Copy',

@@ -11,11 +11,13 @@ import type { StepRegistry, SynapseConversion } from '../../dialects/sql-steps.j
 import type { SynapseExportSettings } from './export-settings.js';
 import {
   after,
+  chainAfter,
   DATAVERSE_WEB_HEADERS,
   dataverseApiUrl,
   dataverseUrlParameter,
   dataverseWebAuthentication,
   expr,
+  firstRowLookup,
   pipelineStep,
   policy,
   STAGING_SCHEMA,
@@ -141,23 +143,7 @@ export function multiSelectActivities(input: {
         // ForEach's batchCount is at most 50.
         batchCount: Math.min(settings.dataverseParallelCopies, 50),
         activities: [
-          {
-            name: lookupName,
-            type: 'Lookup',
-            dependsOn: [],
-            policy: policy('0.00:10:00', 2),
-            userProperties: [],
-            typeProperties: {
-              source: {
-                type: 'AzureSqlSource',
-                sqlReaderQuery: expr(stepQuery(chunk)),
-                queryTimeout: '00:10:00',
-                partitionOption: 'None',
-              },
-              dataset: sqlTableRef(STAGING_SCHEMA, chunks.table),
-              firstRowOnly: true,
-            },
-          },
+          firstRowLookup(lookupName, expr(stepQuery(chunk)), sqlTableRef(STAGING_SCHEMA, chunks.table)),
           {
             name: `UpsertMultiSelectChunk${g.suffix}`,
             type: 'WebActivity',
@@ -181,4 +167,26 @@ export function multiSelectActivities(input: {
     last = forEachName;
   }
   return { activities, last, parameters: dataverseUrlParameter(settings) };
+}
+
+/**
+ * Places the multi-select block in a pipeline's chain of Dataverse writes: after the copies that create the records,
+ * before the state copy and the deferred lookups' second pass (and so before the run's applied versions and
+ * processed files). The same in the inbound pipeline and its replay pipeline. Returns the block and the name of the
+ * chain's last write.
+ */
+export function multiSelectAfterCopies(
+  input: Omit<Parameters<typeof multiSelectActivities>[0], 'dependsOn'>,
+  dataverseCopies: readonly Record<string, unknown>[],
+  deferred: { readonly activities: readonly Record<string, unknown>[]; readonly last?: string },
+): { multiSelect: ReturnType<typeof multiSelectActivities>; lastCopy: string } {
+  const anchor = String(dataverseCopies.filter((c) => c.name !== 'CopyStateToDataverse').at(-1)!.name);
+  const multiSelect = multiSelectActivities({ ...input, dependsOn: [after(anchor)] });
+  const lastCopy = chainAfter(
+    [...dataverseCopies, ...deferred.activities],
+    anchor,
+    multiSelect.last,
+    deferred.last ?? String(dataverseCopies[dataverseCopies.length - 1]!.name),
+  );
+  return { multiSelect, lastCopy };
 }

@@ -153,20 +153,30 @@ export const runParams = (pipelineName: string) => [
 
 export function watermarkLookup(steps: StepRegistry, name: string, source: string, fallback: string) {
   const step = pipelineStep(steps, name, 'read-cursor', { kind: 'read-cursor', pipeline: name, source, fallback });
+  return firstRowLookup('LookupWatermark', stepQuery(step), sqlTableRef(STATE_SCHEMA, 'cursors'), [after('BeginRun')]);
+}
+
+/** A Lookup reading the first row a SQL query returns (the query text, or an expression building it). */
+export function firstRowLookup(
+  name: string,
+  query: string | ReturnType<typeof expr>,
+  dataset: ReturnType<typeof sqlTableRef>,
+  dependsOn: readonly ReturnType<typeof after>[] = [],
+) {
   return {
-    name: 'LookupWatermark',
+    name,
     type: 'Lookup',
-    dependsOn: [after('BeginRun')],
+    dependsOn,
     policy: policy('0.00:10:00', 2),
     userProperties: [],
     typeProperties: {
       source: {
         type: 'AzureSqlSource',
-        sqlReaderQuery: stepQuery(step),
+        sqlReaderQuery: query,
         queryTimeout: '00:10:00',
         partitionOption: 'None',
       },
-      dataset: sqlTableRef(STATE_SCHEMA, 'cursors'),
+      dataset,
       firstRowOnly: true,
     },
   };

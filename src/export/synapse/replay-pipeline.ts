@@ -29,11 +29,10 @@ import {
   keymapRawColumns,
   lookupTargetCheckActivities,
 } from './lookup-activities.js';
-import { multiSelectActivities } from './multiselect-activities.js';
+import { multiSelectAfterCopies } from './multiselect-activities.js';
 import {
   ANNOTATION,
   after,
-  chainAfter,
   dataverseUrlParameter,
   describe,
   type ExportOptions,
@@ -238,24 +237,11 @@ export async function replayPipeline(
       ]
     : [];
   const copies = [...dataverseCopies, ...deferred.copies];
-  // Multi-select columns, written by Web activities, as in the inbound pipeline: after the copies that create the
-  // records, before the state copy and the deferred lookups' second pass.
-  const multiSelectAnchor = dataverseCopies.filter((c) => c.name !== 'CopyStateToDataverse').at(-1)!.name;
-  const multiSelect = multiSelectActivities({
-    def,
-    conversion,
-    meta: tableMeta,
-    view,
-    steps,
-    settings,
-    stepPrefix: 'replay-',
-    dependsOn: [after(multiSelectAnchor)],
-  });
-  const lastCopy = chainAfter(
-    [...dataverseCopies, ...deferred.activities],
-    multiSelectAnchor,
-    multiSelect.last,
-    deferred.last ?? dataverseCopies[dataverseCopies.length - 1]!.name,
+  // Multi-select columns, written by Web activities once the copies created the records.
+  const { multiSelect, lastCopy } = multiSelectAfterCopies(
+    { def, conversion, meta: tableMeta, view, steps, settings, stepPrefix: 'replay-' },
+    dataverseCopies,
+    deferred,
   );
   const skipped = `@${copies
     .map((c) => `coalesce(activity('${c.name}').output?.rowsSkipped, 0)`)
