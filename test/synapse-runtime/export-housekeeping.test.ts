@@ -18,15 +18,10 @@ import {
   warehouseWindowRoots,
 } from '../../src/export/synapse/housekeeping-pipeline.js';
 import { ArtifactStore } from '../../src/export/synapse/runtime/artifact-store.js';
-import type { PipelineRun } from '../../src/export/synapse/runtime/run-records.js';
 import { SynapseRuntime } from '../../src/export/synapse/runtime/synapse-runtime.js';
 import { synapseDataSources, synapseStepRenderings } from '../../src/export/synapse/step-renderings.js';
 import { exportSynapse } from '../../src/export/synapse/synapse-exporter.js';
-
-const describeRun = (r: PipelineRun) =>
-  `${r.status} ${r.message ?? ''}\n${r.activityRuns
-    .map((a) => `${a.activityName} ${a.status} ${a.error?.errorCode ?? ''} ${a.error?.message.slice(0, 300) ?? ''}`)
-    .join('\n')}`;
+import { describeRun } from './real-export.js';
 
 const NOW = '2026-12-06T12:00:00Z';
 

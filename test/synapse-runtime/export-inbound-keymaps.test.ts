@@ -22,12 +22,7 @@ import { DuckDbStaging, duckLiteral } from '../../src/dialects/duckdb/driver.js'
 import { type RunningEmulator, startEmulator } from '../../src/emulator/server.js';
 import type { PipelineRun } from '../../src/export/synapse/runtime/run-records.js';
 import type { SynapseRuntime } from '../../src/export/synapse/runtime/synapse-runtime.js';
-import { openDeployedRuntime } from './real-export.js';
-
-const describeRun = (r: PipelineRun) =>
-  r.activityRuns
-    .map((a) => `${a.activityName} ${a.status} ${a.error?.errorCode ?? ''} ${a.error?.message.slice(0, 300) ?? ''}`)
-    .join('\n');
+import { describeRun, openDeployedRuntime } from './real-export.js';
 
 type Region = [code: string, name: string, parent: string | null];
 

@@ -23,20 +23,12 @@ import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
 import type { PipelineRun } from '../../src/export/synapse/runtime/run-records.js';
 import type { SynapseRuntime } from '../../src/export/synapse/runtime/synapse-runtime.js';
 import { OutboundSandbox } from '../outbound/helpers.js';
-import { openDeployedRuntime } from './real-export.js';
+import { describeRun, openDeployedRuntime } from './real-export.js';
 
 const FIXTURE = 'fixtures/synapse-link/incremental-with-deletes';
 const LOCAL_FOLDER = 'synapse-link/dataverse-demo';
 /** The first window: two completed folders, 00.45 still being written. */
 const WINDOW = '2026-01-01T00.15.00Z_2026-01-01T00.30.00Z';
-
-const describeRun = (r: PipelineRun) =>
-  [
-    `${r.status} ${r.message ?? ''}`,
-    ...r.activityRuns.map(
-      (a) => `${a.activityName} ${a.status} ${a.error?.errorCode ?? ''} ${a.error?.message.slice(0, 300) ?? ''}`,
-    ),
-  ].join('\n');
 
 function parquetFiles(dir: string): string[] {
   if (!existsSync(dir)) return [];

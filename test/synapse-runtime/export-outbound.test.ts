@@ -20,24 +20,15 @@ import { after, before, describe, it } from 'node:test';
 import accountsOutbound from '../../pipelines/accounts-outbound.js';
 import contactsOutbound from '../../pipelines/contacts-outbound.js';
 import { DuckDbStaging } from '../../src/dialects/duckdb/driver.js';
-import type { PipelineRun } from '../../src/export/synapse/runtime/run-records.js';
 import type { SynapseRuntime } from '../../src/export/synapse/runtime/synapse-runtime.js';
 import { OutboundSandbox } from '../outbound/helpers.js';
-import { openDeployedRuntime } from './real-export.js';
+import { describeRun, openDeployedRuntime } from './real-export.js';
 
 const FIXTURE = 'fixtures/synapse-link/incremental-with-deletes';
 const LOCAL_FOLDER = 'synapse-link/dataverse-demo';
 const F2 = '2026-01-01T00.30.00Z';
 const F3 = '2026-01-01T00.45.00Z';
 const F4 = '2026-01-01T01.00.00Z';
-
-const describeRun = (r: PipelineRun) =>
-  [
-    r.message,
-    ...r.activityRuns.map(
-      (a) => `${a.activityName} ${a.status} ${a.error?.errorCode ?? ''} ${a.error?.message.slice(0, 400) ?? ''}`,
-    ),
-  ].join('\n');
 
 /** Parquet files under `dir` (recursive), relative paths. */
 function parquetFiles(dir: string): string[] {

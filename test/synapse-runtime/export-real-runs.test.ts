@@ -10,14 +10,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type RunningEmulator, startEmulator } from '../../src/emulator/server.js';
-import type { PipelineRun } from '../../src/export/synapse/runtime/run-records.js';
 import type { SynapseRuntime } from '../../src/export/synapse/runtime/synapse-runtime.js';
-import { openDeployedRuntime } from './real-export.js';
-
-const describeRun = (r: PipelineRun) =>
-  r.activityRuns
-    .map((a) => `${a.activityName} ${a.status} ${a.error?.errorCode ?? ''} ${a.error?.message.slice(0, 200) ?? ''}`)
-    .join('\n');
+import { describeRun, openDeployedRuntime } from './real-export.js';
 
 describe('the exported inbound pipelines, run on the runtime', () => {
   let dir: string;

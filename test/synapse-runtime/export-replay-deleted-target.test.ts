@@ -20,17 +20,11 @@ import { loadPipelines } from '../../src/core/pipeline-loader.js';
 import { runPipeline } from '../../src/core/runner.js';
 import { DuckDbStaging, duckLiteral, openRunStaging } from '../../src/dialects/duckdb/driver.js';
 import { type RunningEmulator, startEmulator } from '../../src/emulator/server.js';
-import type { PipelineRun } from '../../src/export/synapse/runtime/run-records.js';
 import { runReplay } from '../../src/schedule/replay.js';
 import { stageRegistry } from '../../src/stages/registry.js';
-import { openDeployedRuntime } from './real-export.js';
+import { describeRun, openDeployedRuntime } from './real-export.js';
 
 const METADATA = 'fixtures/metadata';
-
-const describeRun = (r: PipelineRun) =>
-  `${r.status} ${r.message ?? ''}\n${r.activityRuns
-    .map((a) => `${a.activityName} ${a.status} ${a.error?.errorCode ?? ''} ${a.error?.message.slice(0, 300) ?? ''}`)
-    .join('\n')}`;
 
 describe('replay of a row whose parent was deleted in Dataverse: the exported replay pipeline agrees with ferry replay', () => {
   let dir: string;

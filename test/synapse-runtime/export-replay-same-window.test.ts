@@ -22,14 +22,9 @@ import { type RunningEmulator, startEmulator } from '../../src/emulator/server.j
 import type { PipelineRun } from '../../src/export/synapse/runtime/run-records.js';
 import { runReplay } from '../../src/schedule/replay.js';
 import { stageRegistry } from '../../src/stages/registry.js';
-import { openDeployedRuntime } from './real-export.js';
+import { describeRun, openDeployedRuntime } from './real-export.js';
 
 const METADATA = 'fixtures/metadata';
-
-const describeRun = (r: PipelineRun) =>
-  `${r.status} ${r.message ?? ''}\n${r.activityRuns
-    .map((a) => `${a.activityName} ${a.status} ${a.error?.errorCode ?? ''} ${a.error?.message.slice(0, 300) ?? ''}`)
-    .join('\n')}`;
 
 /** Regions by code, each with its parent's code (ids differ between the two emulators). */
 const links = (emulator: RunningEmulator) => {

@@ -10,12 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { type RunningEmulator, startEmulator } from '../../src/emulator/server.js';
 import type { PipelineRun } from '../../src/export/synapse/runtime/run-records.js';
 import type { SynapseRuntime } from '../../src/export/synapse/runtime/synapse-runtime.js';
-import { openDeployedRuntime } from './real-export.js';
-
-const describeRun = (r: PipelineRun) =>
-  `${r.status} ${r.message ?? ''}\n${r.activityRuns
-    .map((a) => `${a.activityName} ${a.status} ${a.error?.errorCode ?? ''} ${a.error?.message.slice(0, 300) ?? ''}`)
-    .join('\n')}`;
+import { describeRun, openDeployedRuntime } from './real-export.js';
 
 interface RejectRow extends Record<string, unknown> {
   id: bigint;

@@ -3,6 +3,7 @@
  * a few artifacts replaced (a stub pipeline standing in for one whose SQL the test does not exercise), and one real
  * activity lifted out of its pipeline to run on its own; and the runtime opened on them as a deployment would run.
  */
+
 import { loadPipelines } from '../../src/core/pipeline-loader.js';
 import { type DuckDbStaging, duckIdent, duckLiteral } from '../../src/dialects/duckdb/driver.js';
 import { loadExportSettings, type SynapseExportSettings } from '../../src/export/synapse/export-settings.js';
@@ -15,6 +16,7 @@ import {
   type StepRenderings,
 } from '../../src/export/synapse/runtime/connectors/sql-engine.js';
 import { isObject, type Json, type JsonObject } from '../../src/export/synapse/runtime/expression/json-value.js';
+import type { PipelineRun } from '../../src/export/synapse/runtime/run-records.js';
 import { ActivityError } from '../../src/export/synapse/runtime/runtime-error.js';
 import { SynapseRuntime } from '../../src/export/synapse/runtime/synapse-runtime.js';
 import { synapseDataSources, synapseStepRenderings } from '../../src/export/synapse/step-renderings.js';
@@ -174,4 +176,14 @@ export class RecordingSqlEngine implements SqlEngine {
     const rows = this.#rows(step.where);
     return { resultSets: rows.length ? [{ columns: Object.keys(rows[0]!), rows }] : [], recordsAffected: 0 };
   }
+}
+
+/** A pipeline run as an assertion's message: its status and message, then each activity with its error. */
+export function describeRun(r: PipelineRun): string {
+  return [
+    `${r.status} ${r.message ?? ''}`,
+    ...r.activityRuns.map(
+      (a) => `${a.activityName} ${a.status} ${a.error?.errorCode ?? ''} ${a.error?.message.slice(0, 300) ?? ''}`,
+    ),
+  ].join('\n');
 }
